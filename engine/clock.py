@@ -1,0 +1,58 @@
+"""Exchange clocks: the sequencer asks one for the time it stamps on each batch.
+
+The exchange's time is state (``StateMachine.now_us``); a clock only proposes the next stamp
+given the current state time. A wall clock follows the machine's clock but never goes back; a
+manual clock never moves on its own, so only journaled ``AdvanceClock`` commands move time and a
+restart resumes exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Protocol
+
+US_PER_SECOND = 1_000_000
+
+
+class Clock(Protocol):
+    manual: bool
+
+    def stamp(self, state_now_us: int) -> int:
+        """The time to stamp on the next batch, given the state's current time."""
+        ...
+
+
+class WallClock:
+    manual = False
+
+    def stamp(self, state_now_us: int) -> int:
+        return max(state_now_us, time.time_ns() // 1000)
+
+
+class ManualClock:
+    manual = True
+
+    def stamp(self, state_now_us: int) -> int:
+        return state_now_us
+
+
+def parse_time_us(text: str) -> int:
+    """Parse a full ISO 8601 time with a zone into microseconds since the epoch (UTC)."""
+    if "T" not in text:
+        raise ValueError(f"{text!r} is not a full ISO 8601 time (date and time with a zone)")
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * US_PER_SECOND + delta.microseconds
+
+
+def format_time_us(time_us: int) -> str:
+    """Microseconds since the epoch as ISO 8601 UTC (``2026-01-01T00:00:00Z``)."""
+    seconds, micros = divmod(time_us, US_PER_SECOND)
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if micros:
+        text += f".{micros:06d}"
+    return text + "Z"

@@ -1,0 +1,93 @@
+"""Commands: every state change is one of these, journaled before it takes effect.
+
+Commands are msgspec Structs in one tagged union, encoded as msgpack arrays in the journal.
+An ``Entry`` wraps a command with what the sequencer stamps on it: the exchange time, the
+account that sent it, and the request's idempotency key, so replaying the journal reproduces
+every decision, including idempotent replies.
+
+Tags are stable journal format: never rename or reuse one.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+
+class Genesis(msgspec.Struct, tag="genesis", array_like=True):
+    """The first command of a venue: the fee account, the bootstrap operator, the clock."""
+
+    operator_key_hash: str
+    manual_clock: bool
+    start_time_us: int
+    profile: str = "intl"
+
+
+class SetOperatorKey(msgspec.Struct, tag="set_operator_key", array_like=True):
+    """Rotate the bootstrap operator's API key (``serve --operator-key`` with a new key)."""
+
+    key_hash: str
+
+
+class CreateAccount(msgspec.Struct, tag="create_account", array_like=True):
+    role: str
+    name: str
+    key_hash: str
+    investor_class: str = "retail"
+    annual_income: int | None = None
+    net_worth: int | None = None
+    # Only when the request carried an Idempotency-Key: the reply must then hold the key so a
+    # retry (even after a restart) returns the same, working key.
+    reply_api_key: str | None = None
+
+
+class Deposit(msgspec.Struct, tag="deposit", array_like=True):
+    account_id: int
+    amount: int
+    reference: str
+
+
+class Withdraw(msgspec.Struct, tag="withdraw", array_like=True):
+    account_id: int
+    amount: int
+    reference: str
+
+
+class AdvanceClock(msgspec.Struct, tag="advance_clock", array_like=True):
+    seconds: int
+
+
+class Tick(msgspec.Struct, tag="tick", array_like=True):
+    """Carries the time when nothing else does, so deadlines fire while the venue is idle."""
+
+
+CORE_COMMANDS: tuple[type, ...] = (
+    Genesis, SetOperatorKey, CreateAccount, Deposit, Withdraw, AdvanceClock, Tick,
+)
+# Each component defines its commands in its own module and lists them in a tuple added here.
+ALL_COMMANDS: tuple[type, ...] = CORE_COMMANDS
+
+Command = Union[ALL_COMMANDS]  # noqa: UP007 - a Union built from a tuple at import time
+
+
+class Entry(msgspec.Struct, array_like=True):
+    """One journal record's payload: a command and what the sequencer stamped on it."""
+
+    time_us: int
+    actor: int
+    command: Command
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Entry)
+
+
+def encode_entry(entry: Entry) -> bytes:
+    return _encoder.encode(entry)
+
+
+def decode_entry(payload: bytes) -> Entry:
+    return _decoder.decode(payload)

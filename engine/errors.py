@@ -1,0 +1,88 @@
+"""The venue's one error hierarchy, and the one table from error code to HTTP status.
+
+Everything that refuses a request raises (or returns) a ``CrowdexError`` carrying a
+machine-readable ``code``; the gateway maps it to ``{"error": {"code", "message"}}`` with the
+status from ``STATUS_BY_CODE``. Codes are never reused for a different meaning.
+"""
+
+from __future__ import annotations
+
+# Each code's HTTP status. Business-rule refusals are 422, state conflicts 409.
+STATUS_BY_CODE: dict[str, int] = {
+    # 400: the request itself is malformed or invalid
+    "invalid_json": 400,
+    "invalid_field": 400,
+    "unknown_field": 400,
+    "missing_field": 400,
+    "invalid_content_type": 400,
+    # 401 / 403
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_eligible": 403,
+    # 404
+    "not_found": 404,
+    "account_not_found": 404,
+    "project_not_found": 404,
+    "order_not_found": 404,
+    "instrument_not_found": 404,
+    "subscription_not_found": 404,
+    "batch_not_found": 404,
+    "offer_not_found": 404,
+    # 405 / 413
+    "method_not_allowed": 405,
+    "payload_too_large": 413,
+    "unsupported_media_type": 415,
+    # 409: the thing is in the wrong state for this
+    "idempotency_key_conflict": 409,
+    "idempotency_key_in_use": 409,
+    "reference_conflict": 409,
+    "offering_not_open": 409,
+    "invalid_state": 409,
+    "clock_not_manual": 409,
+    "reconciliation_break": 409,
+    # 422: business rules
+    "insufficient_funds": 422,
+    "insufficient_holdings": 422,
+    "limit_exceeded": 422,
+    "cancel_window_closed": 422,
+    "cancel_not_permitted": 422,
+    "locked_up": 422,
+    "price_out_of_band": 422,
+    "sold_out": 422,
+    "exceeds_remaining": 422,
+    "invalid_terms": 422,
+    "rate_above_max": 422,
+    "matching_not_permitted": 422,
+    "post_only_would_cross": 422,
+    "fok_not_fillable": 422,
+    "holder_limit": 422,
+    "holding_period": 422,
+    "borrower_cap": 422,
+    "not_permitted": 422,
+    # 429 / 503
+    "rate_limited": 429,
+    "unavailable": 503,
+    "internal_error": 500,
+}
+
+
+class CrowdexError(Exception):
+    """A refusal with a stable machine-readable code and a human message."""
+
+    def __init__(self, code: str, message: str, *, status: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        if status is None:
+            status = STATUS_BY_CODE.get(code)
+            if status is None:
+                raise KeyError(f"error code {code!r} has no status in STATUS_BY_CODE")
+        self.code = code
+        self.message = message
+        self.status = status
+        self.headers = headers  # e.g. Retry-After on 429
+
+    def body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}}
+
+    def __repr__(self) -> str:
+        return f"CrowdexError({self.code!r}, {self.message!r}, status={self.status})"

@@ -1,0 +1,474 @@
+"""The journal: an append-only log of numbered command records, made durable one batch at a time.
+
+``Journal`` is the one small interface the sequencer writes through. ``FileJournal`` implements
+it on local files; a replicated log (NATS JetStream, Kafka) can later implement the same four
+members without the sequencer noticing.
+
+On disk, a journal is a directory of segment files ``journal-<first sequence:020d>.log``. Each
+segment starts with a fixed header (magic, format version, first sequence) followed by records::
+
+    <u32 payload length><u32 CRC32 of (sequence + payload)><u64 sequence><payload>
+
+all little-endian. Sequences are contiguous across the whole journal. A batch is written with as
+few ``os.write`` calls as the kernel allows and then fsynced once (group commit).
+
+Opening a journal validates every segment. A crash mid-write can only damage the end of the last
+segment, so a bad record there with nothing valid after it is a torn write: it is cut off and
+logged. A bad record anywhere else is damage we must not paper over: opening raises
+``JournalCorruptError`` naming the file and byte offset, and leaves every byte on disk as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import struct
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+log = logging.getLogger("crowdex.engine.journal")
+
+SEGMENT_MAGIC = b"CRDXJRNL"
+SEGMENT_VERSION = 1
+# magic, version, reserved (zero), first sequence of the segment
+_SEGMENT_HEADER = struct.Struct("<8sIIQ")
+SEGMENT_HEADER_SIZE = _SEGMENT_HEADER.size
+
+# payload length, CRC32 over (sequence + payload), sequence; the sequence sits right before the
+# payload so the CRC covers one contiguous slice.
+_RECORD_HEADER = struct.Struct("<IIQ")
+RECORD_HEADER_SIZE = _RECORD_HEADER.size
+_CRC_START = 8  # offset of the sequence field inside a record header
+
+SEGMENT_SIZE_MAX = 64 * 1024 * 1024  # roll to a new segment once the active one is this big
+RECORD_PAYLOAD_MAX = 1024 * 1024  # a command is a few hundred bytes; anything bigger is damage
+SCAN_CHUNK_BYTES = 1024 * 1024  # bounds memory when searching a damaged tail for valid records
+
+_SEGMENT_NAME = re.compile(r"journal-(\d{20})\.log")
+
+
+class JournalError(Exception):
+    """The journal cannot be used as asked (closed, failed, or asked for records it lacks)."""
+
+
+class JournalCorruptError(JournalError):
+    """A record or segment on disk is damaged somewhere a crash cannot explain."""
+
+    def __init__(self, path: Path, offset: int, reason: str) -> None:
+        super().__init__(
+            f"journal corrupt: {path} at byte offset {offset}: {reason}; "
+            "nothing was changed on disk (restore the file or move it aside to start)"
+        )
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+
+
+class JournalSequenceError(JournalError, ValueError):
+    """An append whose sequences do not continue the journal exactly."""
+
+
+class Journal(Protocol):
+    """What the sequencer needs from a log: append durably, know where it ends, replay it."""
+
+    @property
+    def last_sequence(self) -> int:
+        """The sequence of the last durable record, 0 when the journal is empty."""
+        ...
+
+    def append(self, records: Sequence[tuple[int, bytes]]) -> None:
+        """Make one batch of ``(sequence, payload)`` records durable, or raise."""
+        ...
+
+    def read(self, after_sequence: int = 0) -> Iterator[tuple[int, bytes]]:
+        """Yield every record with a sequence greater than ``after_sequence``, in order."""
+        ...
+
+    def close(self) -> None:
+        """Release the journal's resources; it cannot be appended to afterwards."""
+        ...
+
+
+@dataclass(slots=True)
+class _Segment:
+    path: Path
+    first_sequence: int
+    record_count: int
+    size_bytes: int  # bytes known valid: the header plus whole, checked records
+
+    @property
+    def next_sequence(self) -> int:
+        return self.first_sequence + self.record_count
+
+
+@dataclass(slots=True)
+class _BadRecord:
+    offset: int
+    reason: str
+
+
+def segment_name(first_sequence: int) -> str:
+    """The file name of the segment whose first record has ``first_sequence``."""
+    return f"journal-{first_sequence:020d}.log"
+
+
+def _segment_header(first_sequence: int) -> bytes:
+    return _SEGMENT_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, 0, first_sequence)
+
+
+def _encode_record(sequence: int, payload: bytes) -> bytes:
+    sequence_bytes = sequence.to_bytes(8, "little")
+    crc = zlib.crc32(payload, zlib.crc32(sequence_bytes))
+    return struct.pack("<II", len(payload), crc) + sequence_bytes + payload
+
+
+def _check_record(data: memoryview, offset: int) -> tuple[int, int] | str:
+    """Return ``(sequence, end offset)`` of the record at ``offset``, or why it is not one."""
+    end = len(data)
+    if offset + RECORD_HEADER_SIZE > end:
+        return f"truncated record header ({end - offset} of {RECORD_HEADER_SIZE} bytes)"
+    length, crc, sequence = _RECORD_HEADER.unpack_from(data, offset)
+    if length > RECORD_PAYLOAD_MAX:
+        return f"payload length {length} exceeds {RECORD_PAYLOAD_MAX}"
+    record_end = offset + RECORD_HEADER_SIZE + length
+    if record_end > end:
+        return f"truncated payload ({end - offset - RECORD_HEADER_SIZE} of {length} bytes)"
+    if zlib.crc32(data[offset + _CRC_START : record_end]) != crc:
+        return f"CRC mismatch in record claiming sequence {sequence}"
+    return sequence, record_end
+
+
+def _find_valid_record(data: memoryview, start: int, sequence_min: int) -> int | None:
+    """Return the offset of the first checksummed record at or after ``start``, or None.
+
+    Used only on a damaged tail, to tell a torn write (nothing valid follows) from damage in the
+    middle (valid records follow). The damaged record may have a garbage length, so record
+    boundaries are unknown and every byte offset is a candidate. numpy views the buffer at every
+    offset at once to discard implausible candidates before any CRC is computed.
+    """
+    end = len(data)
+    # A later record of a contiguous journal cannot carry a larger sequence than this.
+    sequence_max = sequence_min + (end - start) // RECORD_HEADER_SIZE
+    last_start = end - RECORD_HEADER_SIZE
+    for chunk in range(start, last_start + 1, SCAN_CHUNK_BYTES):
+        count = min(SCAN_CHUNK_BYTES, last_start + 1 - chunk)
+        lengths = np.ndarray((count,), "<u4", buffer=data, offset=chunk, strides=(1,))
+        sequences = np.ndarray((count,), "<u8", buffer=data, offset=chunk + 8, strides=(1,))
+        room = last_start - (chunk + np.arange(count, dtype=np.int64))
+        plausible = (
+            (sequences >= sequence_min)
+            & (sequences <= sequence_max)
+            & (lengths.astype(np.int64) <= np.minimum(room, RECORD_PAYLOAD_MAX))
+        )
+        for index in np.flatnonzero(plausible):
+            if not isinstance(_check_record(data, chunk + int(index)), str):
+                return chunk + int(index)
+    return None
+
+
+def _fsync_directory(directory: Path) -> None:
+    # A new file's name is durable only once its directory is fsynced.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _scan_segment(path: Path, first_sequence: int) -> tuple[_Segment, _BadRecord | None]:
+    """Check one segment from the start; return its valid prefix and the first bad record."""
+    data = memoryview(path.read_bytes())
+    header = _segment_header(first_sequence)
+    if len(data) < SEGMENT_HEADER_SIZE:
+        if bytes(data) != header[: len(data)]:
+            raise JournalCorruptError(path, 0, "damaged segment header")
+        # A segment created just before a crash: its header never fully reached the disk.
+        return _Segment(path, first_sequence, 0, 0), _BadRecord(0, "truncated segment header")
+    magic, version, _reserved, header_sequence = _SEGMENT_HEADER.unpack_from(data, 0)
+    if magic != SEGMENT_MAGIC:
+        raise JournalCorruptError(path, 0, f"bad magic {magic!r}")
+    if version != SEGMENT_VERSION:
+        raise JournalCorruptError(path, 8, f"unsupported format version {version}")
+    if header_sequence != first_sequence:
+        raise JournalCorruptError(
+            path, 16, f"header says first sequence {header_sequence}, name says {first_sequence}"
+        )
+    segment = _Segment(path, first_sequence, 0, SEGMENT_HEADER_SIZE)
+    while segment.size_bytes < len(data):
+        checked = _check_record(data, segment.size_bytes)
+        if isinstance(checked, str):
+            return segment, _BadRecord(segment.size_bytes, checked)
+        sequence, record_end = checked
+        if sequence != segment.next_sequence:
+            # A checksummed record out of order is not a torn write: something rewrote the log.
+            raise JournalCorruptError(
+                path, segment.size_bytes,
+                f"sequence {sequence} where {segment.next_sequence} was expected",
+            )
+        segment.record_count += 1
+        segment.size_bytes = record_end
+    return segment, None
+
+
+def _is_torn_tail(segment: _Segment, bad: _BadRecord) -> bool:
+    """True when nothing checksummed follows the bad record, so a crash explains it."""
+    if bad.offset == 0:
+        return True  # the segment header itself was cut short
+    data = memoryview(segment.path.read_bytes())
+    return _find_valid_record(data, bad.offset + 1, segment.next_sequence) is None
+
+
+class FileJournal:
+    """A ``Journal`` on local segment files; one writer at a time, not thread-safe.
+
+    ``sync=False`` skips every fsync: only for tests and benchmarks that need no durability.
+    ``on_fsync`` is called with the seconds each batch's fsync took, for metrics.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        sync: bool = True,
+        segment_size_max: int = SEGMENT_SIZE_MAX,
+        on_fsync: Callable[[float], None] | None = None,
+    ) -> None:
+        if segment_size_max <= SEGMENT_HEADER_SIZE:
+            raise ValueError(f"segment_size_max must exceed {SEGMENT_HEADER_SIZE} bytes")
+        self.directory = Path(directory)
+        self.sync = sync
+        self.segment_size_max = segment_size_max
+        self.on_fsync = on_fsync
+        self._fd: int | None = None
+        self._closed = False
+        # Set when a write or fsync failed: what reached the disk is then unknown, and retrying
+        # an fsync after a failure can falsely report success, so the journal refuses to go on.
+        self._failed: BaseException | None = None
+        if not self.directory.exists():
+            self.directory.mkdir(parents=True)
+            if sync:
+                _fsync_directory(self.directory.parent)
+        self._segments = self._open_segments()
+        if self._segments:
+            self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
+
+    # ---- the Journal interface -----------------------------------------------------------------
+
+    @property
+    def last_sequence(self) -> int:
+        """The sequence of the last durable record, 0 when the journal is empty."""
+        if not self._segments:
+            return 0
+        return self._segments[-1].next_sequence - 1
+
+    def append(self, records: Sequence[tuple[int, bytes]]) -> None:
+        """Write one batch and fsync it once; sequences must continue ``last_sequence`` exactly."""
+        self._check_writable()
+        if not records:
+            return
+        expected = self.last_sequence + 1
+        chunks = []
+        for sequence, payload in records:
+            if sequence != expected:
+                raise JournalSequenceError(
+                    f"append of sequence {sequence} where {expected} was expected"
+                )
+            if len(payload) > RECORD_PAYLOAD_MAX:
+                raise ValueError(f"record {sequence} is {len(payload)} bytes, over "
+                                 f"RECORD_PAYLOAD_MAX ({RECORD_PAYLOAD_MAX})")
+            chunks.append(_encode_record(sequence, bytes(payload)))
+            expected += 1
+        batch = b"".join(chunks)
+        active = self._segments[-1] if self._segments else None
+        if active is None or (
+            active.record_count and active.size_bytes + len(batch) > self.segment_size_max
+        ):
+            self._start_segment(records[0][0])
+        try:
+            self._write_all(batch)
+            self._fsync_active()
+        except BaseException as error:
+            self._failed = error
+            raise
+        segment = self._segments[-1]
+        segment.record_count += len(records)
+        segment.size_bytes += len(batch)
+
+    def read(self, after_sequence: int = 0) -> Iterator[tuple[int, bytes]]:
+        """Yield ``(sequence, payload)`` for every record after ``after_sequence``, in order.
+
+        Every record's CRC is checked again as it is read back, so damage done after opening
+        raises ``JournalCorruptError`` rather than feeding bad commands to the state machine.
+        """
+        if after_sequence < 0:
+            raise ValueError(f"after_sequence must be >= 0, got {after_sequence}")
+        segments = list(self._segments)
+        if segments and after_sequence + 1 < segments[0].first_sequence:
+            raise JournalError(
+                f"records {after_sequence + 1}..{segments[0].first_sequence - 1} are not in "
+                f"the journal at {self.directory}"
+            )
+        for segment in segments:
+            if segment.next_sequence <= after_sequence + 1:
+                continue
+            yield from self._read_segment(segment, after_sequence)
+
+    def close(self) -> None:
+        """Close the active segment; further appends raise ``JournalError``."""
+        self._closed = True
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    # ---- file-journal extras -------------------------------------------------------------------
+
+    def roll(self) -> None:
+        """Start a new segment for the next record (a no-op while the active one is empty)."""
+        self._check_writable()
+        if self._segments and self._segments[-1].record_count:
+            self._start_segment(self.last_sequence + 1)
+
+    @property
+    def segment_paths(self) -> list[Path]:
+        """The segment files, oldest first."""
+        return [segment.path for segment in self._segments]
+
+    def __enter__(self) -> FileJournal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ---- internals -----------------------------------------------------------------------------
+
+    def _open_segments(self) -> list[_Segment]:
+        """Validate every segment, then cut off a torn tail; raise, changing nothing, on damage."""
+        named = []
+        for path in self.directory.iterdir():
+            match = _SEGMENT_NAME.fullmatch(path.name)
+            if match:
+                named.append((int(match.group(1)), path))
+        named.sort()
+        segments: list[_Segment] = []
+        tail: _BadRecord | None = None
+        for index, (first_sequence, path) in enumerate(named):
+            if segments and first_sequence != segments[-1].next_sequence:
+                raise JournalCorruptError(
+                    path, 0, f"segment starts at sequence {first_sequence} but the previous "
+                    f"segment ends at {segments[-1].next_sequence - 1}",
+                )
+            segment, bad = _scan_segment(path, first_sequence)
+            if bad is not None:
+                is_last = index == len(named) - 1
+                if not is_last:
+                    raise JournalCorruptError(path, bad.offset, f"{bad.reason} (not the last "
+                                              "segment, so this is not a torn write)")
+                if not _is_torn_tail(segment, bad):
+                    raise JournalCorruptError(path, bad.offset, f"{bad.reason}, with valid "
+                                              "records after it (not a torn write)")
+                tail = bad
+            segments.append(segment)
+        # Only now, with every segment checked, may anything on disk change.
+        if tail is not None:
+            self._cut_torn_tail(segments, tail)
+        return segments
+
+    def _cut_torn_tail(self, segments: list[_Segment], bad: _BadRecord) -> None:
+        last = segments[-1]
+        size = last.path.stat().st_size
+        if bad.offset == 0:
+            log.warning("journal: removing %s, created just before a crash (%d-byte header)",
+                        last.path, size)
+            last.path.unlink()
+            segments.pop()
+            if self.sync:
+                _fsync_directory(self.directory)
+            return
+        log.warning(
+            "journal: cutting torn tail of %s at byte offset %d (%s); %d bytes removed, "
+            "last sequence %d", last.path, bad.offset, bad.reason, size - bad.offset,
+            last.next_sequence - 1,
+        )
+        os.truncate(last.path, bad.offset)
+        if self.sync:
+            fd = os.open(last.path, os.O_WRONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _start_segment(self, first_sequence: int) -> None:
+        path = self.directory / segment_name(first_sequence)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            header = _segment_header(first_sequence)
+            if os.write(fd, header) != len(header):
+                raise OSError(f"short write of the segment header of {path}")
+            if self.sync:
+                os.fsync(fd)
+                _fsync_directory(self.directory)
+        except BaseException:
+            os.close(fd)
+            raise
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = fd
+        self._segments.append(_Segment(path, first_sequence, 0, SEGMENT_HEADER_SIZE))
+        log.info("journal: started segment %s", path)
+
+    def _write_all(self, data: bytes) -> None:
+        if self._fd is None:
+            raise JournalError("no active segment")
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    def _fsync_active(self) -> None:
+        if not self.sync or self._fd is None:
+            return
+        started = time.perf_counter()
+        os.fsync(self._fd)
+        if self.on_fsync is not None:
+            self.on_fsync(time.perf_counter() - started)
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise JournalError(f"journal at {self.directory} is closed")
+        if self._failed is not None:
+            raise JournalError(
+                f"journal at {self.directory} failed earlier ({self._failed!r}); reopen it to "
+                "recover what reached the disk"
+            )
+
+    def _read_segment(self, segment: _Segment, after_sequence: int) -> Iterator[tuple[int, bytes]]:
+        with open(segment.path, "rb") as file:
+            file.seek(SEGMENT_HEADER_SIZE)
+            offset = SEGMENT_HEADER_SIZE
+            expected = segment.first_sequence
+            # Stop at what was valid at open or last appended: bytes past it are not ours.
+            while offset < segment.size_bytes:
+                header = file.read(RECORD_HEADER_SIZE)
+                if len(header) != RECORD_HEADER_SIZE:
+                    raise JournalCorruptError(segment.path, offset, "file shrank since the "
+                                              "journal was opened")
+                length, crc, sequence = _RECORD_HEADER.unpack(header)
+                payload = file.read(length)
+                if (
+                    sequence != expected
+                    or len(payload) != length
+                    or zlib.crc32(payload, zlib.crc32(header[_CRC_START:])) != crc
+                ):
+                    raise JournalCorruptError(segment.path, offset, "record changed on disk "
+                                              "since the journal was opened")
+                offset += RECORD_HEADER_SIZE + length
+                expected += 1
+                if sequence > after_sequence:
+                    yield sequence, payload

@@ -1,0 +1,101 @@
+"""The engine's one table of numeric result codes and of the enumerations kernels share.
+
+Kernels return small integers; the names match the API's error codes (``engine/errors.py``)
+so the gateway maps a kernel result to a refusal with ``CODE_NAMES[code]``. A number, once
+given, is never reused for a different meaning: retired codes stay listed in ``RETIRED``.
+"""
+
+from __future__ import annotations
+
+# ---- result codes (one per command) ---------------------------------------------------------
+OK = 0
+INSUFFICIENT_FUNDS = 1
+INSUFFICIENT_HOLDINGS = 2
+PRICE_OUT_OF_BAND = 3
+POST_ONLY_WOULD_CROSS = 4
+FOK_NOT_FILLABLE = 5
+ORDER_NOT_FOUND = 6
+INVALID_FIELD = 7
+INSTRUMENT_NOT_FOUND = 8
+NOT_PERMITTED = 9
+SOLD_OUT = 10
+EXCEEDS_REMAINING = 11
+AMOUNT_TOO_LARGE = 12
+
+CODE_NAMES: dict[int, str] = {
+    OK: "ok",
+    INSUFFICIENT_FUNDS: "insufficient_funds",
+    INSUFFICIENT_HOLDINGS: "insufficient_holdings",
+    PRICE_OUT_OF_BAND: "price_out_of_band",
+    POST_ONLY_WOULD_CROSS: "post_only_would_cross",
+    FOK_NOT_FILLABLE: "fok_not_fillable",
+    ORDER_NOT_FOUND: "order_not_found",
+    INVALID_FIELD: "invalid_field",
+    INSTRUMENT_NOT_FOUND: "instrument_not_found",
+    NOT_PERMITTED: "not_permitted",
+    SOLD_OUT: "sold_out",
+    EXCEEDS_REMAINING: "exceeds_remaining",
+    AMOUNT_TOO_LARGE: "invalid_field",
+}
+
+# Numbers that were once given a meaning and must never be handed out again.
+RETIRED: dict[int, str] = {}
+
+# ---- command operations ---------------------------------------------------------------------
+OP_NEW = 0
+OP_CANCEL = 1
+OP_UNCROSS = 2  # call auction: uncross one instrument's book
+
+# ---- order fields ---------------------------------------------------------------------------
+SIDE_BUY = 0
+SIDE_SELL = 1
+
+TYPE_LIMIT = 0
+TYPE_MARKET = 1
+
+TIF_GTC = 0
+TIF_IOC = 1
+TIF_FOK = 2
+
+# Self-trade prevention. NONE exists for the replay format, which has no accounts; the API's
+# default is CANCEL_NEWEST. The taker's mode applies.
+STP_NONE = 0
+STP_CANCEL_NEWEST = 1
+STP_CANCEL_OLDEST = 2
+STP_CANCEL_BOTH = 3
+STP_DECREMENT = 4
+
+STP_BY_NAME = {
+    "cancel_newest": STP_CANCEL_NEWEST,
+    "cancel_oldest": STP_CANCEL_OLDEST,
+    "cancel_both": STP_CANCEL_BOTH,
+    "decrement": STP_DECREMENT,
+}
+
+MODE_BOOK = 0
+MODE_AUCTION = 1
+
+# ---- event kinds ----------------------------------------------------------------------------
+EV_REJECTED = 1  # code = why; no order id was given
+EV_ACCEPTED = 2  # the order got its id; qty = its quantity
+EV_FILL = 3  # one trade
+EV_RESTED = 4  # the order rests on the book with qty remaining
+EV_CANCELLED = 5  # qty left the book unfilled; code = reason (below)
+EV_UNCROSSED = 6  # auction summary: price, qty = volume, maker_oid = trade count
+
+# Why an order ended with an unfilled rest (the code field of EV_CANCELLED).
+REASON_REQUESTED = 0  # a cancel command
+REASON_UNFILLED_REST = 1  # market or IOC rest dropped
+REASON_SELF_TRADE = 2  # self-trade prevention
+
+EVENT_KIND_NAMES = {
+    EV_REJECTED: "rejected",
+    EV_ACCEPTED: "accepted",
+    EV_FILL: "fill",
+    EV_RESTED: "rested",
+    EV_CANCELLED: "cancelled",
+    EV_UNCROSSED: "uncrossed",
+}
+
+# Absence of a price (no best bid / ask). Prices are at least 1 fen.
+NO_PRICE = 0

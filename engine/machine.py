@@ -1,0 +1,367 @@
+"""The deterministic state machine: applies journaled entries, one at a time, in sequence order.
+
+Nothing else mutates exchange state. ``apply`` is a pure function of the state and the entry
+(time included), so replaying the journal from the last snapshot rebuilds the identical state,
+which ``state_hash`` checks. Each command returns a ``Reply`` (an HTTP status and a body);
+refusals are replies too, so an idempotent retry replays a refusal exactly like a success.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import msgspec
+import numpy as np
+
+from engine import commands as c
+from engine import movements as mv
+from engine.errors import CrowdexError
+from engine.snapshot import state_hash
+from engine.state import Balances
+
+ROLES = {"investor": 1, "issuer": 2, "operator": 3, "fee": 4}
+ROLE_NAMES = {v: k for k, v in ROLES.items()}
+INVESTOR_CLASSES = {"retail": 1, "qualified": 2, "institutional": 3}
+
+# Idempotency keys are kept at least this long (API.md: at least 24 h), and at most this many.
+IDEMPOTENCY_TTL_US = 24 * 3600 * 1_000_000
+IDEMPOTENCY_KEYS_MAX = 2_000_000
+
+
+class Reply(msgspec.Struct, array_like=True):
+    status: int
+    body: Any
+
+
+class AccountInfo(msgspec.Struct, array_like=True):
+    account_id: int
+    role: str
+    name: str
+    investor_class: str
+    annual_income: int | None
+    net_worth: int | None
+    key_hash: str
+    created_us: int
+
+
+class Stored(msgspec.Struct, array_like=True):
+    """A remembered reply: idempotent requests and deposit/withdrawal references."""
+
+    fingerprint: str
+    time_us: int
+    reply: Reply
+
+
+class Meta(msgspec.Struct, array_like=True):
+    """Everything outside the numpy arrays, for snapshots and the state hash."""
+
+    last_sequence: int
+    now_us: int
+    manual_clock: bool
+    profile: str
+    accounts: list[AccountInfo]
+    references: list[tuple[int, str, Stored]]
+    idempotency: list[tuple[int, str, Stored]]
+    next_movement_id: int
+    components: list[tuple[str, bytes]]
+
+
+class Component(Protocol):
+    """A part of the state with its own commands (offerings, markets, settlement).
+
+    Components get the machine at construction and reach balances, movements, accounts and
+    the time through it. ``on_time`` runs after every entry so deadlines fire at the first
+    entry stamped at or past them, identically on replay.
+    """
+
+    name: str
+
+    def handlers(self) -> dict[type, Callable[[Any, int], Reply]]: ...
+
+    def arrays(self) -> dict[str, np.ndarray]: ...
+
+    def meta(self) -> bytes: ...
+
+    def load(self, arrays: dict[str, np.ndarray], meta: bytes) -> None: ...
+
+    def on_time(self) -> None: ...
+
+    def next_deadline_us(self) -> int | None: ...
+
+
+# Components are built in this order; each entry is (module, class name). Imported lazily so
+# component modules may import this one.
+COMPONENTS: tuple[tuple[str, str], ...] = ()
+
+
+_meta_encoder = msgspec.msgpack.Encoder()
+_meta_decoder = msgspec.msgpack.Decoder(Meta)
+
+
+def refusal(error: CrowdexError) -> Reply:
+    return Reply(error.status, error.body())
+
+
+class StateMachine:
+    """The exchange state: balances in arrays, the rest in plain Python structures."""
+
+    def __init__(self) -> None:
+        self.balances = Balances()
+        self.movements = mv.MovementLog()
+        self.accounts: dict[int, AccountInfo] = {}
+        self.key_index: dict[str, int] = {}
+        self.references: dict[tuple[int, str], Stored] = {}
+        self.idempotency: dict[tuple[int, str], Stored] = {}
+        self.last_sequence = 0
+        self.now_us = 0
+        self.manual_clock = False
+        self.profile = "intl"
+        self._handlers: dict[type, Callable[[Any, int], Reply]] = {
+            c.Genesis: self._genesis,
+            c.SetOperatorKey: self._set_operator_key,
+            c.CreateAccount: self._create_account,
+            c.Deposit: self._deposit,
+            c.Withdraw: self._withdraw,
+            c.AdvanceClock: self._advance_clock,
+            c.Tick: self._tick,
+        }
+        self.components: list[Component] = []
+        for module_name, class_name in COMPONENTS:
+            module = importlib.import_module(module_name)
+            component = getattr(module, class_name)(self)
+            self.components.append(component)
+            overlap = set(component.handlers()) & set(self._handlers)
+            if overlap:
+                raise RuntimeError(f"{component.name} redefines handlers for {overlap}")
+            self._handlers.update(component.handlers())
+
+    # ---- applying entries -------------------------------------------------------------------
+
+    def apply(self, sequence: int, entry: c.Entry) -> Reply:
+        """Apply one journaled entry; the sequence must follow the last one applied."""
+        if sequence != self.last_sequence + 1:
+            raise RuntimeError(
+                f"sequence {sequence} does not follow the last applied {self.last_sequence}"
+            )
+        self.last_sequence = sequence
+        self.now_us = max(self.now_us, entry.time_us)
+        key = None
+        if entry.idempotency_key is not None:
+            key = (entry.actor, entry.idempotency_key)
+            stored = self.idempotency.get(key)
+            if stored is not None:
+                if stored.fingerprint != entry.request_hash:
+                    return refusal(CrowdexError(
+                        "idempotency_key_conflict",
+                        "this Idempotency-Key was used with a different request",
+                    ))
+                return stored.reply
+        try:
+            reply = self._handlers[type(entry.command)](entry.command, entry.actor)
+        except CrowdexError as error:
+            reply = refusal(error)
+        if key is not None and reply.status < 500 and reply.status != 429:
+            self._remember(key, entry.request_hash or "", reply)
+        for component in self.components:
+            component.on_time()
+        return reply
+
+    def next_deadline_us(self) -> int | None:
+        """The earliest time at which some component has something to do, if any."""
+        deadlines = [d for d in (x.next_deadline_us() for x in self.components) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def _remember(self, key: tuple[int, str], fingerprint: str, reply: Reply) -> None:
+        self.idempotency[key] = Stored(fingerprint, self.now_us, reply)
+        # Dicts keep insertion order, which is time order: expire from the front.
+        horizon = self.now_us - IDEMPOTENCY_TTL_US
+        while self.idempotency:
+            oldest_key = next(iter(self.idempotency))
+            oldest = self.idempotency[oldest_key]
+            if oldest.time_us >= horizon and len(self.idempotency) <= IDEMPOTENCY_KEYS_MAX:
+                break
+            del self.idempotency[oldest_key]
+
+    # ---- accounts and money -----------------------------------------------------------------
+
+    def _genesis(self, cmd: c.Genesis, actor: int) -> Reply:
+        if self.accounts:
+            raise CrowdexError("invalid_state", "the venue already exists")
+        self.manual_clock = cmd.manual_clock
+        self.profile = cmd.profile
+        if cmd.manual_clock:
+            self.now_us = cmd.start_time_us
+        self._add_account("fee", "crowdex fees", "institutional", None, None, "")
+        self._add_account("operator", "bootstrap operator", "institutional", None, None,
+                          cmd.operator_key_hash)
+        return Reply(201, {"fee_account_id": 1, "operator_account_id": 2})
+
+    def _set_operator_key(self, cmd: c.SetOperatorKey, actor: int) -> Reply:
+        info = self.accounts[self.operator_account_id]
+        self.key_index.pop(info.key_hash, None)
+        info.key_hash = cmd.key_hash
+        self.key_index[cmd.key_hash] = info.account_id
+        return Reply(200, {"account_id": info.account_id})
+
+    fee_account_id = 1
+    operator_account_id = 2
+
+    def _add_account(self, role: str, name: str, investor_class: str, annual_income: int | None,
+                     net_worth: int | None, key_hash: str) -> AccountInfo:
+        account_id = self.balances.add_account(ROLES[role], INVESTOR_CLASSES[investor_class])
+        info = AccountInfo(account_id, role, name, investor_class, annual_income, net_worth,
+                           key_hash, self.now_us)
+        self.accounts[account_id] = info
+        if key_hash:
+            self.key_index[key_hash] = account_id
+        return info
+
+    def _create_account(self, cmd: c.CreateAccount, actor: int) -> Reply:
+        if cmd.key_hash in self.key_index:
+            raise CrowdexError("invalid_state", "that API key is already in use")
+        info = self._add_account(cmd.role, cmd.name, cmd.investor_class, cmd.annual_income,
+                                 cmd.net_worth, cmd.key_hash)
+        body = {"account_id": info.account_id, "role": info.role}
+        if cmd.reply_api_key is not None:
+            body = {"account_id": info.account_id, "api_key": cmd.reply_api_key,
+                    "role": info.role}
+        return Reply(201, body)
+
+    def _check_reference(self, account_id: int, reference: str, fingerprint: str) -> Reply | None:
+        """The first reply for a reused reference, or None for a new one."""
+        stored = self.references.get((account_id, reference))
+        if stored is None:
+            return None
+        if stored.fingerprint != fingerprint:
+            raise CrowdexError(
+                "reference_conflict",
+                f"reference {reference!r} was already used for a different movement",
+            )
+        return stored.reply
+
+    def _deposit(self, cmd: c.Deposit, actor: int) -> Reply:
+        info = self.accounts.get(cmd.account_id)
+        if info is None or info.role == "fee":
+            raise CrowdexError("account_not_found", f"no account {cmd.account_id}")
+        fingerprint = f"deposit:{cmd.amount}"
+        first = self._check_reference(cmd.account_id, cmd.reference, fingerprint)
+        if first is not None:
+            return first
+        rows = self.balances.accounts.rows
+        rows[cmd.account_id]["cash_available"] += cmd.amount
+        self.movements.record(self.last_sequence, mv.DEPOSIT, mv.EXTERNAL_ACCOUNT,
+                              cmd.account_id, mv.CASH, cmd.amount)
+        reply = Reply(201, {
+            "account_id": cmd.account_id,
+            "cash_available": int(rows[cmd.account_id]["cash_available"]),
+        })
+        self.references[(cmd.account_id, cmd.reference)] = Stored(fingerprint, self.now_us, reply)
+        return reply
+
+    def _withdraw(self, cmd: c.Withdraw, actor: int) -> Reply:
+        fingerprint = f"withdraw:{cmd.amount}"
+        first = self._check_reference(cmd.account_id, cmd.reference, fingerprint)
+        if first is not None:
+            return first
+        if cmd.amount > self.cash_withdrawable(cmd.account_id):
+            raise CrowdexError(
+                "insufficient_funds",
+                f"withdrawable cash is {self.cash_withdrawable(cmd.account_id)} fen",
+            )
+        rows = self.balances.accounts.rows
+        rows[cmd.account_id]["cash_available"] -= cmd.amount
+        self.movements.record(self.last_sequence, mv.WITHDRAWAL, cmd.account_id,
+                              mv.EXTERNAL_ACCOUNT, mv.CASH, cmd.amount)
+        reply = Reply(201, {"cash_available": int(rows[cmd.account_id]["cash_available"])})
+        self.references[(cmd.account_id, cmd.reference)] = Stored(fingerprint, self.now_us, reply)
+        return reply
+
+    def _advance_clock(self, cmd: c.AdvanceClock, actor: int) -> Reply:
+        if not self.manual_clock:
+            raise CrowdexError("clock_not_manual", "the exchange runs on the wall clock")
+        self.now_us += cmd.seconds * 1_000_000
+        return Reply(200, {"now_us": self.now_us})
+
+    def _tick(self, cmd: c.Tick, actor: int) -> Reply:
+        # Nothing to do itself: it carries the time, and on_time fires what is due.
+        return Reply(200, {"now_us": self.now_us})
+
+    def credit_cash(self, account_id: int, amount: int, kind: int, debit_account: int) -> None:
+        """Credit proceeds (unsettled until the next settlement batch) and record the movement.
+
+        The caller has already taken ``amount`` from ``debit_account``'s buckets.
+        """
+        row = self.balances.accounts.rows[account_id]
+        row["cash_available"] += amount
+        row["cash_unsettled"] += amount
+        self.movements.record(self.last_sequence, kind, debit_account, account_id, mv.CASH,
+                              amount)
+
+    # ---- reads --------------------------------------------------------------------------------
+
+    def cash_withdrawable(self, account_id: int) -> int:
+        row = self.balances.accounts.rows[account_id]
+        return max(0, int(row["cash_available"]) - int(row["cash_unsettled"]))
+
+    def account_view(self, account_id: int) -> dict:
+        info = self.accounts[account_id]
+        row = self.balances.accounts.rows[account_id]
+        return {
+            "account_id": account_id,
+            "role": info.role,
+            "name": info.name,
+            "investor_class": info.investor_class,
+            "cash_available": int(row["cash_available"]),
+            "cash_reserved": int(row["cash_reserved"]),
+            "cash_withdrawable": self.cash_withdrawable(account_id),
+            "holdings": [
+                {"instrument_id": i, "quantity_available": a, "quantity_reserved": r}
+                for i, a, r in self.balances.holdings(account_id)
+            ],
+        }
+
+    # ---- snapshots ----------------------------------------------------------------------------
+
+    def meta(self) -> bytes:
+        return _meta_encoder.encode(Meta(
+            last_sequence=self.last_sequence,
+            now_us=self.now_us,
+            manual_clock=self.manual_clock,
+            profile=self.profile,
+            accounts=[self.accounts[k] for k in sorted(self.accounts)],
+            references=[(a, r, s) for (a, r), s in sorted(self.references.items())],
+            idempotency=[(a, k, s) for (a, k), s in self.idempotency.items()],
+            next_movement_id=self.movements.next_id,
+            components=[(x.name, x.meta()) for x in self.components],
+        ))
+
+    def arrays(self) -> dict:
+        arrays = {**self.balances.arrays(), "movements": self.movements.table.live()}
+        for component in self.components:
+            arrays.update(component.arrays())
+        return arrays
+
+    def load(self, arrays: dict, meta_bytes: bytes) -> None:
+        meta = _meta_decoder.decode(meta_bytes)
+        self.balances.load(arrays)
+        self.last_sequence = meta.last_sequence
+        self.now_us = meta.now_us
+        self.manual_clock = meta.manual_clock
+        self.profile = meta.profile
+        self.accounts = {a.account_id: a for a in meta.accounts}
+        self.key_index = {a.key_hash: a.account_id for a in meta.accounts if a.key_hash}
+        self.references = {(a, r): s for a, r, s in meta.references}
+        self.idempotency = {(a, k): s for a, k, s in meta.idempotency}
+        self.movements.table.load(arrays["movements"])
+        self.movements.next_id = meta.next_movement_id
+        metas = dict(meta.components)
+        for component in self.components:
+            component.load(arrays, metas[component.name])
+
+    def state_hash(self) -> str:
+        return state_hash(self.arrays(), self.meta())
+
+    def cash_total(self) -> int:
+        return self.balances.cash_total()

@@ -1,0 +1,106 @@
+"""The movement log: every change of who owns cash or units, waiting for settlement.
+
+Anything that moves money between owners (a deposit, a trade, a fee, an allocation, a
+distribution) records one movement here: ``amount`` of ``asset`` from ``debit_account`` to
+``credit_account``. Asset 0 is cash in fen; any other asset is an instrument id, in units.
+Account 0 is the world outside the venue: the custodian bank for cash (deposits come from it,
+withdrawals go to it) and the issuance of units. Moving cash between an account's available and
+reserved buckets is not a movement: the money stays in that investor's escrow.
+
+A settlement batch takes the movements up to its cutoff sequence, writes them to the
+PostgreSQL ledger as double-entry legs, and then ``release`` drops them from the state.
+Cash credited by anything but a deposit is unsettled (not withdrawable) until then.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.state import Table
+
+EXTERNAL_ACCOUNT = 0
+CASH = 0
+
+# Movement kinds: stable numbers (they are journal-derived state and ledger data); never reuse.
+DEPOSIT = 1
+WITHDRAWAL = 2
+TRADE_CASH = 3
+TRADE_UNITS = 4
+TRADE_FEE = 5
+SUBSCRIPTION_PAYMENT = 6
+UNITS_ISSUED = 7
+SUCCESS_FEE = 8
+DISTRIBUTION = 9
+SERVICING_FEE = 10
+PAYOUT_HELD = 11
+PAYOUT_RELEASED = 12
+HELD_REFUND = 13
+
+KIND_NAMES = {
+    DEPOSIT: "deposit", WITHDRAWAL: "withdrawal", TRADE_CASH: "trade_cash",
+    TRADE_UNITS: "trade_units", TRADE_FEE: "trade_fee",
+    SUBSCRIPTION_PAYMENT: "subscription_payment", UNITS_ISSUED: "units_issued",
+    SUCCESS_FEE: "success_fee", DISTRIBUTION: "distribution", SERVICING_FEE: "servicing_fee",
+    PAYOUT_HELD: "payout_held", PAYOUT_RELEASED: "payout_released", HELD_REFUND: "held_refund",
+}
+
+MOVEMENT_DTYPE = np.dtype(
+    [
+        ("sequence", np.int64),  # the command that caused it
+        ("movement_id", np.int64),  # unique and increasing over the venue's life
+        ("kind", np.int16),
+        ("debit_account", np.int64),
+        ("credit_account", np.int64),
+        ("asset", np.int64),  # 0 = cash (fen), else instrument id (units)
+        ("amount", np.int64),
+    ],
+    align=True,
+)
+
+
+class MovementLog:
+    """Unsettled movements in a growable table, oldest first."""
+
+    def __init__(self) -> None:
+        self.table = Table(MOVEMENT_DTYPE)
+        self.next_id = 1
+
+    def record(self, sequence: int, kind: int, debit_account: int, credit_account: int,
+               asset: int, amount: int) -> None:
+        if amount <= 0:
+            raise ValueError(f"a movement must be positive, got {amount}")
+        row = self.table.rows[self.table.append()]
+        row["sequence"] = sequence
+        row["movement_id"] = self.next_id
+        row["kind"] = kind
+        row["debit_account"] = debit_account
+        row["credit_account"] = credit_account
+        row["asset"] = asset
+        row["amount"] = amount
+        self.next_id += 1
+
+    def record_many(self, rows: np.ndarray) -> None:
+        """Append prepared rows (movement ids are assigned here), e.g. a batch of fills."""
+        count = len(rows)
+        if count == 0:
+            return
+        start = self.table.count
+        self.table.ensure(start + count)
+        block = self.table.rows[start:start + count]
+        block[:] = rows
+        block["movement_id"] = np.arange(self.next_id, self.next_id + count, dtype=np.int64)
+        self.table.count += count
+        self.next_id += count
+
+    def upto(self, cutoff_sequence: int) -> np.ndarray:
+        """The unsettled movements caused by commands up to ``cutoff_sequence``."""
+        live = self.table.live()
+        end = int(np.searchsorted(live["sequence"], cutoff_sequence, side="right"))
+        return live[:end]
+
+    def release(self, cutoff_sequence: int) -> np.ndarray:
+        """Drop (and return a copy of) the movements up to the cutoff, once settled."""
+        settled = self.upto(cutoff_sequence).copy()
+        rest = self.table.live()[len(settled):].copy()
+        self.table.load(rest)
+        return settled

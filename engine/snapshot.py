@@ -1,0 +1,241 @@
+"""Snapshots of the whole engine state, and the state hash that checks "replay equals live".
+
+A snapshot is one file ``snapshot-<sequence:020d>.snap`` holding the state after ``sequence``:
+every numpy array (structured dtypes included) plus the state machine's meta bytes. It is written
+to a temporary name, fsynced, renamed into place and the directory fsynced, so a crash leaves
+either the whole snapshot or none of it; loading skips anything whose checksum fails and falls
+back to the next older snapshot.
+
+File layout, little-endian::
+
+    header: magic "CRDXSNAP", u32 version, u32 reserved, u64 sequence, u64 body length,
+            u32 CRC32 of the body, u32 CRC32 of the header bytes before it
+    body:   msgpack array [[[name, aligned, .npy bytes], ...], meta]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import numpy as np
+from numpy.lib import recfunctions
+
+log = logging.getLogger("crowdex.engine.snapshot")
+
+SNAPSHOT_MAGIC = b"CRDXSNAP"
+SNAPSHOT_VERSION = 1
+_HEADER_BODY = struct.Struct("<8sIIQQI")
+_HEADER = struct.Struct("<8sIIQQII")
+SNAPSHOT_HEADER_SIZE = _HEADER.size
+SNAPSHOTS_KEPT_DEFAULT = 3
+
+_SNAPSHOT_NAME = re.compile(r"snapshot-(\d{20})\.snap")
+_TEMP_SUFFIX = ".tmp"
+
+
+class SnapshotCorruptError(Exception):
+    """A snapshot file that cannot be trusted: bad header, checksum, or body."""
+
+
+class _StoredArray(msgspec.Struct, array_like=True):
+    name: str
+    aligned: bool  # np.save drops the align=True flag of structured dtypes; restored on load
+    npy: bytes
+
+
+class _Body(msgspec.Struct, array_like=True):
+    arrays: list[_StoredArray]
+    meta: bytes
+
+
+_body_encoder = msgspec.msgpack.Encoder()
+_body_decoder = msgspec.msgpack.Decoder(_Body)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The state after ``sequence``: the engine's arrays and its meta bytes."""
+
+    sequence: int
+    arrays: dict[str, np.ndarray]
+    meta: bytes
+    path: Path | None = None
+
+
+def snapshot_name(sequence: int) -> str:
+    """The file name of the snapshot taken after ``sequence``."""
+    return f"snapshot-{sequence:020d}.snap"
+
+
+def write_snapshot(
+    directory: Path, sequence: int, arrays: dict[str, np.ndarray], meta: bytes, *,
+    sync: bool = True,
+) -> Path:
+    """Write a snapshot atomically and return its path; ``sync=False`` is for tests only."""
+    if sequence < 0:
+        raise ValueError(f"sequence must be >= 0, got {sequence}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    body = _encode_body(arrays, meta)
+    header = _HEADER_BODY.pack(
+        SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, sequence, len(body), zlib.crc32(body)
+    )
+    header += struct.pack("<I", zlib.crc32(header))
+    final = directory / snapshot_name(sequence)
+    temp = directory / (final.name + _TEMP_SUFFIX)
+    with open(temp, "wb") as file:
+        file.write(header)
+        file.write(body)
+        file.flush()
+        if sync:
+            os.fsync(file.fileno())
+    os.replace(temp, final)
+    if sync:
+        # The rename is durable only once the directory entry is.
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return final
+
+
+def load_latest(directory: Path) -> Snapshot | None:
+    """Load the newest snapshot that checks out, skipping (and logging) damaged ones."""
+    for sequence, path in reversed(_list_snapshots(Path(directory))):
+        try:
+            return read_snapshot(path, expected_sequence=sequence)
+        except (OSError, SnapshotCorruptError) as error:
+            log.warning("snapshot: skipping %s: %s", path, error)
+    return None
+
+
+def read_snapshot(path: Path, *, expected_sequence: int | None = None) -> Snapshot:
+    """Read and verify one snapshot file; raise ``SnapshotCorruptError`` if it is damaged."""
+    data = Path(path).read_bytes()
+    if len(data) < SNAPSHOT_HEADER_SIZE:
+        raise SnapshotCorruptError(f"{path}: {len(data)} bytes, shorter than the header")
+    magic, version, _reserved, sequence, body_length, body_crc, header_crc = _HEADER.unpack_from(
+        data
+    )
+    if zlib.crc32(data[: _HEADER_BODY.size]) != header_crc:
+        raise SnapshotCorruptError(f"{path}: header checksum mismatch")
+    if magic != SNAPSHOT_MAGIC or version != SNAPSHOT_VERSION:
+        raise SnapshotCorruptError(f"{path}: not a version {SNAPSHOT_VERSION} snapshot")
+    if expected_sequence is not None and sequence != expected_sequence:
+        raise SnapshotCorruptError(f"{path}: header says sequence {sequence}")
+    body = memoryview(data)[SNAPSHOT_HEADER_SIZE:]
+    if len(body) != body_length:
+        raise SnapshotCorruptError(f"{path}: body is {len(body)} bytes, header says {body_length}")
+    if zlib.crc32(body) != body_crc:
+        raise SnapshotCorruptError(f"{path}: body checksum mismatch")
+    try:
+        arrays, meta = _decode_body(body)
+    except (msgspec.DecodeError, ValueError) as error:
+        # The checksum matched, so the writer produced this: still refuse it rather than crash.
+        raise SnapshotCorruptError(f"{path}: undecodable body: {error}") from error
+    return Snapshot(sequence, arrays, meta, Path(path))
+
+
+def prune(directory: Path, keep: int = SNAPSHOTS_KEPT_DEFAULT) -> list[Path]:
+    """Delete all but the newest ``keep`` snapshots and any leftover temp files; return them.
+
+    Must not run while a snapshot of the same directory is being written.
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep}")
+    directory = Path(directory)
+    removed = [path for _sequence, path in _list_snapshots(directory)[:-keep]]
+    removed += sorted(p for p in directory.glob("snapshot-*" + _TEMP_SUFFIX) if p.is_file())
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
+def state_hash(arrays: dict[str, np.ndarray], meta: bytes) -> str:
+    """SHA-256 hex digest over every array (sorted by name) and the meta bytes.
+
+    Each array contributes its name, dtype description, shape and field values. Padding bytes
+    of aligned structured dtypes are left out: nothing guarantees their contents (a grown
+    table's fresh rows may hold whatever the allocator left), and they carry no state.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = arrays[name]
+        if array.dtype.hasobject:
+            raise ValueError(f"array {name!r} holds Python objects, which cannot be hashed")
+        descr = repr(np.lib.format.dtype_to_descr(array.dtype)).encode()
+        for part in (name.encode(), descr, repr(tuple(array.shape)).encode()):
+            digest.update(len(part).to_bytes(8, "little"))
+            digest.update(part)
+        values = _without_padding(array)
+        digest.update(values.nbytes.to_bytes(8, "little"))
+        digest.update(values.reshape(-1).view(np.uint8))
+    digest.update(len(meta).to_bytes(8, "little"))
+    digest.update(meta)
+    return digest.hexdigest()
+
+
+def _without_padding(array: np.ndarray) -> np.ndarray:
+    if array.dtype.names is not None:
+        array = recfunctions.repack_fields(array, align=False, recurse=True)
+    return np.ascontiguousarray(array)
+
+
+def _encode_body(arrays: dict[str, np.ndarray], meta: bytes) -> bytes:
+    stored = []
+    for name in sorted(arrays):
+        array = arrays[name]
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        stored.append(_StoredArray(name, bool(array.dtype.isalignedstruct), buffer.getvalue()))
+    return _body_encoder.encode(_Body(stored, bytes(meta)))
+
+
+def _decode_body(body: memoryview) -> tuple[dict[str, np.ndarray], bytes]:
+    decoded = _body_decoder.decode(body)
+    arrays = {}
+    for stored in decoded.arrays:
+        array = np.load(io.BytesIO(stored.npy), allow_pickle=False)
+        if stored.aligned:
+            array = array.view(_realigned(array.dtype))
+        arrays[stored.name] = array
+    return arrays, decoded.meta
+
+
+def _realigned(dtype: np.dtype) -> np.dtype:
+    """The same layout as ``dtype``, flagged align=True again (recursively)."""
+    if dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        return np.dtype((_realigned(base), shape))
+    if dtype.names is None:
+        return dtype
+    fields = [dtype.fields[name] for name in dtype.names]
+    return np.dtype({
+        "names": list(dtype.names),
+        "formats": [_realigned(field[0]) for field in fields],
+        "offsets": [field[1] for field in fields],
+        "itemsize": dtype.itemsize,
+        "aligned": True,
+    })
+
+
+def _list_snapshots(directory: Path) -> list[tuple[int, Path]]:
+    """Every snapshot file by name (temp files excluded), oldest first."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.iterdir():
+        match = _SNAPSHOT_NAME.fullmatch(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)

@@ -1,0 +1,98 @@
+"""The ``crowdex`` command: ``serve`` runs the exchange, ``bench`` runs the benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from engine.clock import parse_time_us
+from gateway.config import RATE_LIMIT_BURST, RATE_LIMIT_PER_SECOND, Config
+
+DEFAULT_START_TIME = "2026-01-01T00:00:00Z"
+SHUTDOWN_TIMEOUT_S = 10.0
+
+# `crowdex bench NAME ...` runs bench.NAME.main(argv).
+BENCHMARKS = ("replay", "engine", "journal", "pledges", "gateway", "settlement")
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the exchange")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--data-dir", default="./crowdex-data", type=Path)
+    p.add_argument("--operator-key", default=os.environ.get("CROWDEX_OPERATOR_KEY"))
+    p.add_argument("--database-url", default=os.environ.get("CROWDEX_DATABASE_URL"))
+    p.add_argument("--clock", choices=("wall", "manual"), default="wall")
+    p.add_argument("--start-time", default=DEFAULT_START_TIME,
+                   help="the manual clock's start (ISO 8601 with a zone)")
+    p.add_argument("--profile", choices=("intl", "cn2015"), default="intl")
+    p.add_argument("--demo", action="store_true", help="seed sample projects and investors")
+    p.add_argument("--rate-limit", type=float, default=RATE_LIMIT_PER_SECOND,
+                   help="requests per second per API key (bursts of twice that)")
+    p.add_argument("--no-fsync", action="store_true",
+                   help="skip journal fsync (tests only: acknowledged is then NOT durable)")
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvloop
+    from aiohttp import web
+
+    from gateway.app import configure_logging, create_app
+
+    try:
+        start_time_us = parse_time_us(args.start_time)
+    except ValueError as error:
+        print(f"crowdex: --start-time: {error}", file=sys.stderr)
+        return 2
+    if args.rate_limit <= 0:
+        print("crowdex: --rate-limit must be positive", file=sys.stderr)
+        return 2
+    configure_logging()
+    config = Config(
+        data_dir=args.data_dir.resolve(), host=args.host, port=args.port,
+        operator_key=args.operator_key, database_url=args.database_url,
+        manual_clock=args.clock == "manual", start_time_us=start_time_us,
+        profile=args.profile, demo=args.demo,
+        rate_limit_per_second=args.rate_limit,
+        rate_limit_burst=max(1, int(args.rate_limit * RATE_LIMIT_BURST / RATE_LIMIT_PER_SECOND)),
+        journal_sync=not args.no_fsync,
+    )
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    loop = uvloop.new_event_loop()
+    web.run_app(create_app(config), host=args.host, port=args.port, loop=loop,
+                shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None,
+                print=lambda text: print(text, flush=True))
+    return 0
+
+
+def bench(argv: list[str]) -> int:
+    if not argv or argv[0] not in BENCHMARKS:
+        print(f"usage: crowdex bench {{{','.join(BENCHMARKS)}}} ...", file=sys.stderr)
+        return 2
+    try:
+        module = importlib.import_module(f"bench.{argv[0]}")
+    except ModuleNotFoundError:
+        print(f"crowdex: the {argv[0]} benchmark is not built yet", file=sys.stderr)
+        return 2
+    return int(module.main(argv[1:]) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        return bench(argv[1:])
+    parser = argparse.ArgumentParser(prog="crowdex", description="the crowdex exchange")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    sub.add_parser("bench", help="run a benchmark: " + ", ".join(BENCHMARKS))
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,26 @@
+"""The server's configuration, as ``crowdex serve`` flags and environment variables give it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+RATE_LIMIT_PER_SECOND = 100
+RATE_LIMIT_BURST = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    data_dir: Path = Path("./crowdex-data")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    operator_key: str | None = None
+    database_url: str | None = None
+    manual_clock: bool = False
+    start_time_us: int = 0
+    profile: str = "intl"
+    demo: bool = False
+    rate_limit_per_second: float = RATE_LIMIT_PER_SECOND
+    rate_limit_burst: int = RATE_LIMIT_BURST
+    journal_sync: bool = True
+    use_database: bool = True

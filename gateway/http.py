@@ -1,0 +1,126 @@
+"""Request helpers shared by every route: body decoding, content negotiation, auth, replies.
+
+Handlers follow API.md's validation order: decode and validate the body (400), then the
+caller's key (401), then the role (403); existence, state and business rules come from the
+engine's reply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from engine.errors import CrowdexError
+from engine.machine import AccountInfo, Reply
+from gateway import keys
+
+MSGPACK = "application/msgpack"
+JSON = "application/json"
+
+T = TypeVar("T")
+
+_json_encoder = msgspec.json.Encoder()
+_msgpack_encoder = msgspec.msgpack.Encoder()
+_field_re = re.compile(r"`([^`]*)`")
+
+PRINCIPAL_KEY = "crowdex_principal"
+
+
+def key_hash(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def _validation_error(error: msgspec.ValidationError) -> CrowdexError:
+    text = str(error)
+    names = _field_re.findall(text)
+    if text.startswith("Object missing required field"):
+        return CrowdexError("missing_field", f"missing field {names[0] if names else ''}")
+    if text.startswith("Object contains unknown field"):
+        return CrowdexError("unknown_field", f"unknown field {names[0] if names else ''}")
+    return CrowdexError("invalid_field", text)
+
+
+def decode(raw: bytes, schema: type[T], content_type: str) -> T:
+    """Decode and validate a body; msgpack when the client sent msgpack, else JSON."""
+    try:
+        if content_type == MSGPACK:
+            return msgspec.msgpack.decode(raw, type=schema)
+        return msgspec.json.decode(raw, type=schema)
+    except msgspec.ValidationError as error:
+        raise _validation_error(error) from None
+    except msgspec.DecodeError as error:
+        code = "invalid_json" if content_type != MSGPACK else "invalid_field"
+        raise CrowdexError(code, f"the body could not be decoded: {error}") from None
+
+
+async def body(request: web.Request, schema: type[T]) -> T:
+    return decode(await request.read(), schema, request.content_type)
+
+
+def path_id(request: web.Request, name: str) -> int:
+    text = request.match_info[name]
+    if not text.isdigit() or len(text) > 16 or int(text) <= 0:
+        raise CrowdexError("invalid_field", f"{name} must be a positive integer")
+    return int(text)
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise CrowdexError("invalid_field", f"{name} must be an integer from {low} to {high}")
+    return int(text)
+
+
+def principal(request: web.Request) -> AccountInfo:
+    """The caller's account, or 401."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise CrowdexError("unauthorized", "send Authorization: Bearer <api_key>")
+    machine = request.app[keys.ENGINE].machine
+    account_id = machine.key_index.get(key_hash(token.strip()))
+    if account_id is None:
+        raise CrowdexError("unauthorized", "unknown API key")
+    return machine.accounts[account_id]
+
+
+def require(request: web.Request, *roles: str) -> AccountInfo:
+    """The caller's account if its role is one of ``roles``; 401 or 403 otherwise."""
+    account = principal(request)
+    if roles and account.role not in roles:
+        raise CrowdexError("forbidden", f"a {account.role} may not do this")
+    return account
+
+
+def wants_msgpack(request: web.Request) -> bool:
+    return MSGPACK in request.headers.get("Accept", "")
+
+
+def respond(request: web.Request, status: int, payload: Any,
+            headers: dict[str, str] | None = None) -> web.Response:
+    if wants_msgpack(request):
+        data, content_type = _msgpack_encoder.encode(payload), MSGPACK
+    else:
+        data, content_type = _json_encoder.encode(payload), JSON
+    return web.Response(status=status, body=data, content_type=content_type, headers=headers)
+
+
+def reply(request: web.Request, result: Reply) -> web.Response:
+    return respond(request, result.status, result.body)
+
+
+def error_response(request: web.Request, error: CrowdexError) -> web.Response:
+    return respond(request, error.status, error.body(), error.headers)
+
+
+async def submit(request: web.Request, command: Any, actor: AccountInfo) -> Reply:
+    """Send a command through the sequencer with the request's idempotency key."""
+    engine = request.app[keys.ENGINE]
+    return await engine.submit(command, actor.account_id,
+                               request.get("idempotency_key"), request.get("request_hash"))

@@ -1,0 +1,24 @@
+"""Typed application keys: every resource the app holds, in one place."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from settlement.db import Database
+
+    from engine.sequencer import Engine
+    from gateway.config import Config
+    from gateway.idempotency import ResponseCache
+    from gateway.metrics import Metrics
+    from gateway.ratelimit import RateLimiter
+
+CONFIG: web.AppKey[Config] = web.AppKey("config")
+ENGINE: web.AppKey[Engine] = web.AppKey("engine")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
+RESPONSES: web.AppKey[ResponseCache] = web.AppKey("responses")
+OPENAPI: web.AppKey[dict] = web.AppKey("openapi")
+DATABASE: web.AppKey[Database] = web.AppKey("database")

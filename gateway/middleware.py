@@ -1,0 +1,120 @@
+"""The middlewares, outermost first: request id, errors, rate limit, idempotency.
+
+Authentication is not a middleware: API.md wants a malformed body refused (400) before a bad key
+(401), so handlers decode their body first and then call ``http.require``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+
+from aiohttp import web
+
+from engine.errors import CrowdexError
+from gateway import http, keys
+from gateway.idempotency import StoredResponse
+from gateway.ratelimit import retry_after_header
+
+log = logging.getLogger("crowdex.gateway")
+
+IDEMPOTENCY_KEY_LENGTH_MAX = 255
+REQUEST_ID_LENGTH_MAX = 128
+UNLIMITED_PATHS = frozenset({"/healthz", "/metrics"})
+
+_STATUS_CODES = {
+    400: "invalid_field", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
+}
+
+
+@web.middleware
+async def request_id(request: web.Request, handler) -> web.StreamResponse:
+    given = request.headers.get("X-Request-Id", "")
+    rid = given if 0 < len(given) <= REQUEST_ID_LENGTH_MAX else uuid.uuid4().hex
+    response = await handler(request)
+    if not response.prepared:
+        response.headers["X-Request-Id"] = rid
+    return response
+
+
+@web.middleware
+async def errors(request: web.Request, handler) -> web.StreamResponse:
+    """Map every refusal to the API's error shape; nothing a client sends becomes a 5xx."""
+    try:
+        response = await handler(request)
+    except CrowdexError as error:
+        response = http.error_response(request, error)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _STATUS_CODES.get(exc.status, "invalid_field")
+        message = exc.reason if exc.status != 413 else "the body is larger than 64 KiB"
+        response = http.error_response(request, CrowdexError(code, message, status=exc.status))
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        response = http.error_response(
+            request, CrowdexError("internal_error", "an internal error occurred"))
+    request.app[keys.METRICS].http[response.status] += 1
+    return response
+
+
+def _bucket_key(request: web.Request) -> str:
+    token = request.headers.get("Authorization", "")
+    if token:
+        return "k:" + http.key_hash(token)
+    return "ip:" + (request.remote or "")
+
+
+@web.middleware
+async def rate_limit(request: web.Request, handler) -> web.StreamResponse:
+    if request.path in UNLIMITED_PATHS:
+        return await handler(request)
+    wait = request.app[keys.RATE_LIMITER].take(_bucket_key(request))
+    if wait > 0:
+        raise CrowdexError("rate_limited", "too many requests; slow down",
+                           headers={"Retry-After": retry_after_header(wait)})
+    return await handler(request)
+
+
+@web.middleware
+async def idempotency(request: web.Request, handler) -> web.StreamResponse:
+    """Replay the first response to a repeated ``Idempotency-Key`` (scoped to the API key)."""
+    key = request.headers.get("Idempotency-Key")
+    token = request.headers.get("Authorization", "")
+    if key is None or request.method not in ("POST", "DELETE") or not token:
+        return await handler(request)
+    if not 0 < len(key) <= IDEMPOTENCY_KEY_LENGTH_MAX:
+        raise CrowdexError("invalid_field", "Idempotency-Key must be 1 to 255 characters")
+    raw = await request.read()
+    digest = hashlib.sha256()
+    for part in (request.method.encode(), request.path.encode(), raw):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    fingerprint = digest.hexdigest()
+    cache = request.app[keys.RESPONSES]
+    scope = http.key_hash(token)
+    stored = cache.get(scope, key)
+    if stored is not None:
+        if stored.fingerprint != fingerprint:
+            raise CrowdexError("idempotency_key_conflict",
+                               "this Idempotency-Key was used with a different request")
+        return web.Response(status=stored.status, body=stored.body,
+                            content_type=stored.content_type)
+    request["idempotency_key"] = key
+    request["request_hash"] = fingerprint
+    try:
+        response = await handler(request)
+    except CrowdexError as error:
+        response = http.error_response(request, error)
+    if response.status != 429 and response.status < 500 and isinstance(response, web.Response):
+        cache.put(scope, key, StoredResponse(fingerprint, response.status, response.body,
+                                             response.content_type, time.monotonic()))
+    return response
+
+
+MIDDLEWARES = [request_id, errors, rate_limit, idempotency]

@@ -1,0 +1,38 @@
+"""Operator tools: the manual clock and the engine's state hash."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from engine import commands as c
+from engine.clock import format_time_us
+from gateway import http, keys, schemas
+from gateway.routes import Route
+
+
+async def advance_clock(request: web.Request) -> web.Response:
+    req = await http.body(request, schemas.ClockRequest)
+    operator = http.require(request, "operator")
+    result = await http.submit(request, c.AdvanceClock(seconds=req.advance_seconds), operator)
+    if result.status != 200:
+        return http.reply(request, result)
+    return http.respond(request, 200, {"now": format_time_us(result.body["now_us"])})
+
+
+async def state(request: web.Request) -> web.Response:
+    http.require(request, "operator")
+    machine = request.app[keys.ENGINE].machine
+    return http.respond(request, 200, {
+        "sequence": machine.last_sequence,
+        "state_hash": machine.state_hash(),
+        "now": format_time_us(machine.now_us),
+        "cash_total": machine.cash_total(),
+    })
+
+
+ROUTES = [
+    Route("POST", "/v1/admin/clock", advance_clock, "Advance the manual exchange clock",
+          ("operator",), schemas.ClockRequest, schemas.ClockResult),
+    Route("GET", "/v1/admin/state", state, "Sequence, state hash and exchange time",
+          ("operator",)),
+]

@@ -1,0 +1,46 @@
+"""Health, metrics, the OpenAPI document and the web UI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from engine.errors import CrowdexError
+from gateway import http, keys, schemas
+from gateway.routes import Route
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+
+async def healthz(request: web.Request) -> web.Response:
+    engine = request.app[keys.ENGINE]
+    if engine.failed is not None:
+        raise CrowdexError("unavailable", "the engine stopped after a journal failure")
+    return http.respond(request, 200, {"status": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    machine = request.app[keys.ENGINE].machine
+    text = request.app[keys.METRICS].render({
+        "crowdex_sequence": machine.last_sequence,
+        "crowdex_accounts": len(machine.accounts),
+    })
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return http.respond(request, 200, request.app[keys.OPENAPI])
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html")
+
+
+ROUTES = [
+    Route("GET", "/healthz", healthz, "Liveness: ok once commands are accepted",
+          response=schemas.Health),
+    Route("GET", "/metrics", metrics, "Prometheus metrics"),
+    Route("GET", "/openapi.json", openapi, "This document"),
+    Route("GET", "/", index, "The web UI"),
+]

@@ -1,0 +1,93 @@
+"""Request and response bodies of the public API, validated once at the edge by msgspec.
+
+Every request struct forbids unknown fields; every integer carries its bounds, so nothing past
+this module ever sees a float, a bool, a negative amount or an integer past 2^53.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+MAX_SAFE = 2**53
+
+Amount = Annotated[int, msgspec.Meta(gt=0, le=MAX_SAFE, description="fen, positive")]
+NonNegativeFen = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE, description="fen")]
+Id = Annotated[int, msgspec.Meta(gt=0, le=MAX_SAFE)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Seconds = Annotated[int, msgspec.Meta(gt=0, le=100 * 365 * 86_400)]
+
+
+class Request(msgspec.Struct, forbid_unknown_fields=True):
+    """Base of every request body."""
+
+
+class CreateAccountRequest(Request):
+    role: Literal["investor", "issuer", "operator"]
+    name: Name
+    investor_class: Literal["retail", "qualified", "institutional"] = "retail"
+    annual_income: NonNegativeFen | None = None
+    net_worth: NonNegativeFen | None = None
+
+
+class MoneyMovementRequest(Request):
+    amount: Amount
+    reference: Reference
+
+
+class ClockRequest(Request):
+    advance_seconds: Seconds
+
+
+# ---- responses (for the OpenAPI document) --------------------------------------------------
+
+
+class ErrorDetail(msgspec.Struct):
+    code: str
+    message: str
+
+
+class ErrorBody(msgspec.Struct):
+    error: ErrorDetail
+
+
+class AccountCreated(msgspec.Struct):
+    account_id: int
+    api_key: str
+    role: str
+
+
+class DepositResult(msgspec.Struct):
+    account_id: int
+    cash_available: int
+
+
+class WithdrawalResult(msgspec.Struct):
+    cash_available: int
+
+
+class Holding(msgspec.Struct):
+    instrument_id: int
+    quantity_available: int
+    quantity_reserved: int
+
+
+class Me(msgspec.Struct):
+    account_id: int
+    role: str
+    name: str
+    investor_class: str
+    cash_available: int
+    cash_reserved: int
+    cash_withdrawable: int
+    holdings: list[Holding]
+
+
+class ClockResult(msgspec.Struct):
+    now: str
+
+
+class Health(msgspec.Struct):
+    status: str

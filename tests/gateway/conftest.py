@@ -1,0 +1,45 @@
+"""Gateway tests run the real app on a real loopback socket, in-process (no PostgreSQL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app
+from gateway.config import Config
+from tests.conftest import OPERATOR_KEY
+
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+
+
+def make_config(data_dir: Path, **overrides) -> Config:
+    values = dict(data_dir=data_dir, operator_key=OPERATOR_KEY, use_database=False,
+                  journal_sync=False, rate_limit_per_second=10_000, rate_limit_burst=20_000)
+    values.update(overrides)
+    return Config(**values)
+
+
+@pytest.fixture
+async def client(tmp_path: Path):
+    async with TestClient(TestServer(create_app(make_config(tmp_path / "data")))) as c:
+        yield c
+
+
+async def new_account(client: TestClient, role: str = "investor", **fields) -> dict:
+    """Create an account as the operator; returns the 201 body plus an auth header."""
+    response = await client.post("/v1/accounts", json={"role": role, "name": f"a {role}",
+                                                       **fields}, headers=OPERATOR)
+    assert response.status == 201, await response.text()
+    body = await response.json()
+    body["headers"] = {"Authorization": f"Bearer {body['api_key']}"}
+    return body
+
+
+async def deposit(client: TestClient, account_id: int, amount: int, reference: str) -> dict:
+    response = await client.post(f"/v1/accounts/{account_id}/deposits",
+                                 json={"amount": amount, "reference": reference},
+                                 headers=OPERATOR)
+    assert response.status == 201, await response.text()
+    return await response.json()
