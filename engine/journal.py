@@ -5,7 +5,7 @@ it on local files; a replicated log (NATS JetStream, Kafka) can later implement 
 members without the sequencer noticing.
 
 On disk, a journal is a directory of segment files ``journal-<first sequence:020d>.log``. Each
-segment starts with a fixed header (magic, format version, first sequence) followed by records::
+segment starts with a fixed header (magic, format version, first sequence, CRC), then records::
 
     <u32 payload length><u32 CRC32 of (sequence + payload)><u64 sequence><payload>
 
@@ -37,8 +37,9 @@ log = logging.getLogger("crowdex.engine.journal")
 
 SEGMENT_MAGIC = b"CRDXJRNL"
 SEGMENT_VERSION = 1
-# magic, version, reserved (zero), first sequence of the segment
-_SEGMENT_HEADER = struct.Struct("<8sIIQ")
+# magic, version, first sequence of the segment, CRC32 of the bytes before it
+_SEGMENT_HEADER_FIELDS = struct.Struct("<8sIQ")
+_SEGMENT_HEADER = struct.Struct("<8sIQI")
 SEGMENT_HEADER_SIZE = _SEGMENT_HEADER.size
 
 # payload length, CRC32 over (sequence + payload), sequence; the sequence sits right before the
@@ -120,7 +121,8 @@ def segment_name(first_sequence: int) -> str:
 
 
 def _segment_header(first_sequence: int) -> bytes:
-    return _SEGMENT_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, 0, first_sequence)
+    fields = _SEGMENT_HEADER_FIELDS.pack(SEGMENT_MAGIC, SEGMENT_VERSION, first_sequence)
+    return fields + zlib.crc32(fields).to_bytes(4, "little")
 
 
 def _encode_record(sequence: int, payload: bytes) -> bytes:
@@ -191,14 +193,16 @@ def _scan_segment(path: Path, first_sequence: int) -> tuple[_Segment, _BadRecord
             raise JournalCorruptError(path, 0, "damaged segment header")
         # A segment created just before a crash: its header never fully reached the disk.
         return _Segment(path, first_sequence, 0, 0), _BadRecord(0, "truncated segment header")
-    magic, version, _reserved, header_sequence = _SEGMENT_HEADER.unpack_from(data, 0)
+    magic, version, header_sequence, header_crc = _SEGMENT_HEADER.unpack_from(data, 0)
+    if zlib.crc32(data[: _SEGMENT_HEADER_FIELDS.size]) != header_crc:
+        raise JournalCorruptError(path, 0, "segment header CRC mismatch")
     if magic != SEGMENT_MAGIC:
         raise JournalCorruptError(path, 0, f"bad magic {magic!r}")
     if version != SEGMENT_VERSION:
         raise JournalCorruptError(path, 8, f"unsupported format version {version}")
     if header_sequence != first_sequence:
         raise JournalCorruptError(
-            path, 16, f"header says first sequence {header_sequence}, name says {first_sequence}"
+            path, 12, f"header says first sequence {header_sequence}, name says {first_sequence}"
         )
     segment = _Segment(path, first_sequence, 0, SEGMENT_HEADER_SIZE)
     while segment.size_bytes < len(data):

@@ -122,5 +122,5 @@ def error_response(request: web.Request, error: CrowdexError) -> web.Response:
 async def submit(request: web.Request, command: Any, actor: AccountInfo) -> Reply:
     """Send a command through the sequencer with the request's idempotency key."""
     engine = request.app[keys.ENGINE]
-    return await engine.submit(command, actor.account_id,
-                               request.get("idempotency_key"), request.get("request_hash"))
+    return await engine.submit(command, actor.account_id, request.get(keys.IDEMPOTENCY_KEY),
+                               request.get(keys.REQUEST_HASH))

@@ -7,13 +7,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from settlement.db import Database
-
     from engine.sequencer import Engine
     from gateway.config import Config
     from gateway.idempotency import ResponseCache
     from gateway.metrics import Metrics
     from gateway.ratelimit import RateLimiter
+    from settlement.db import Database
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 ENGINE: web.AppKey[Engine] = web.AppKey("engine")
@@ -22,3 +21,7 @@ RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 RESPONSES: web.AppKey[ResponseCache] = web.AppKey("responses")
 OPENAPI: web.AppKey[dict] = web.AppKey("openapi")
 DATABASE: web.AppKey[Database] = web.AppKey("database")
+
+# Per-request storage.
+IDEMPOTENCY_KEY: web.RequestKey[str] = web.RequestKey("idempotency_key", str)
+REQUEST_HASH: web.RequestKey[str] = web.RequestKey("request_hash", str)

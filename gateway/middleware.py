@@ -105,8 +105,8 @@ async def idempotency(request: web.Request, handler) -> web.StreamResponse:
                                "this Idempotency-Key was used with a different request")
         return web.Response(status=stored.status, body=stored.body,
                             content_type=stored.content_type)
-    request["idempotency_key"] = key
-    request["request_hash"] = fingerprint
+    request[keys.IDEMPOTENCY_KEY] = key
+    request[keys.REQUEST_HASH] = fingerprint
     try:
         response = await handler(request)
     except CrowdexError as error:

@@ -44,7 +44,8 @@ def build(routes: list[Route]) -> dict:
     for route in routes:
         types.update(t for t in (route.request, route.response) if t is not None)
     ordered = sorted(types, key=lambda t: t.__name__)
-    _, components = msgspec.json.schema_components(ordered, "#/components/schemas/{name}")
+    _, components = msgspec.json.schema_components(
+        ordered, ref_template="#/components/schemas/{name}")
     paths: dict = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)

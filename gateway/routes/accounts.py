@@ -7,7 +7,7 @@ import secrets
 from aiohttp import web
 
 from engine import commands as c
-from gateway import http, schemas
+from gateway import http, keys, schemas
 from gateway.routes import Route
 
 API_KEY_PREFIX = "cdx_"
@@ -25,7 +25,7 @@ async def create_account(request: web.Request) -> web.Response:
         role=req.role, name=req.name, key_hash=http.key_hash(api_key),
         investor_class=req.investor_class, annual_income=req.annual_income,
         net_worth=req.net_worth,
-        reply_api_key=api_key if request.get("idempotency_key") else None,
+        reply_api_key=api_key if request.get(keys.IDEMPOTENCY_KEY) else None,
     )
     result = await http.submit(request, command, operator)
     if result.status != 201 or "api_key" in result.body:
@@ -52,7 +52,7 @@ async def withdraw(request: web.Request) -> web.Response:
 
 async def me(request: web.Request) -> web.Response:
     account = http.principal(request)
-    machine = request.app[http.keys.ENGINE].machine
+    machine = request.app[keys.ENGINE].machine
     return http.respond(request, 200, machine.account_view(account.account_id))
 
 

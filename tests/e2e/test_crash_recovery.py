@@ -47,7 +47,7 @@ async def _depositor(session, url, account_id, attempted, acked, stop: asyncio.E
 
 @pytest.mark.asyncio
 async def test_sigkill_mid_stream_loses_no_acknowledged_deposit(server_factory):
-    server = server_factory()
+    server = server_factory("--rate-limit", "1000000")
     server.start()
     attempted: dict[tuple[int, str], int] = {}
     acked: dict[tuple[int, str], int] = {}
@@ -57,7 +57,12 @@ async def test_sigkill_mid_stream_loses_no_acknowledged_deposit(server_factory):
         stop = asyncio.Event()
         tasks = [asyncio.create_task(_depositor(session, server.url, a, attempted, acked, stop))
                  for a in accounts]
+        deadline = asyncio.get_running_loop().time() + 60
         while len(acked) < ACKS_BEFORE_KILL:
+            assert asyncio.get_running_loop().time() < deadline, "deposits stalled"
+            for task in tasks:
+                if task.done():
+                    task.result()  # re-raise a depositor's failure
             await asyncio.sleep(0.01)
         server.kill()  # SIGKILL while the depositors are still sending
         stop.set()
