@@ -7,8 +7,6 @@ import pytest
 
 from tests.gateway.conftest import OPERATOR, deposit, new_account
 
-pytestmark = pytest.mark.asyncio
-
 
 async def error_of(response) -> tuple[int, str]:
     body = await response.json()
