@@ -88,6 +88,10 @@ class Component(Protocol):
 
     def on_time(self) -> None: ...
 
+    def publish(self, channel: str, data: Any, sequence: int | None = None) -> None:
+        """Queue a market-data update for the WebSocket hub (see ``outbox``)."""
+        self.outbox.append((channel, data, sequence))
+
     def next_deadline_us(self) -> int | None: ...
 
 
@@ -127,6 +131,10 @@ class StateMachine:
             c.AdvanceClock: self._advance_clock,
             c.Tick: self._tick,
         }
+        # Market-data updates produced while applying: (channel, data, sequence or None).
+        # Output, not state: the sequencer hands them to the gateway after each batch and
+        # recovery discards them.
+        self.outbox: list[tuple[str, Any, int | None]] = []
         self.components: list[Component] = []
         for module_name, class_name in COMPONENTS:
             module = importlib.import_module(module_name)
@@ -167,6 +175,10 @@ class StateMachine:
         for component in self.components:
             component.on_time()
         return reply
+
+    def publish(self, channel: str, data: Any, sequence: int | None = None) -> None:
+        """Queue a market-data update for the WebSocket hub (see ``outbox``)."""
+        self.outbox.append((channel, data, sequence))
 
     def next_deadline_us(self) -> int | None:
         """The earliest time at which some component has something to do, if any."""

@@ -33,6 +33,7 @@ SNAPSHOT_EVERY = 100_000
 SNAPSHOTS_KEPT = 3
 
 BatchObserver = Callable[[int, float], None]
+EventsObserver = Callable[[list], None]
 
 
 @dataclass(slots=True)
@@ -49,7 +50,8 @@ class Engine:
 
     def __init__(self, data_dir: Path, clock: Clock, *, sync: bool = True,
                  snapshot_every: int = SNAPSHOT_EVERY,
-                 on_batch: BatchObserver | None = None) -> None:
+                 on_batch: BatchObserver | None = None,
+                 on_events: EventsObserver | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.clock = clock
         self.machine = StateMachine()
@@ -57,6 +59,7 @@ class Engine:
         self.snapshot_every = snapshot_every
         self._sync = sync
         self._on_batch = on_batch
+        self.on_events = on_events
         self._journal: FileJournal | None = None
         self._queue: asyncio.Queue[_Pending | None] | None = None
         self._task: asyncio.Task | None = None
@@ -86,6 +89,7 @@ class Engine:
         for sequence, payload in self._journal.read(self.machine.last_sequence):
             self.machine.apply(sequence, c.decode_entry(payload))
             replayed += 1
+        self.machine.outbox.clear()  # updates of the past: clients get fresh snapshots
         return replayed
 
     async def start(self) -> None:
@@ -163,6 +167,10 @@ class Engine:
             reply = machine.apply(sequence, entry)
             if not pending.future.done():
                 pending.future.set_result(reply)
+        if machine.outbox:
+            events, machine.outbox = machine.outbox, []
+            if self.on_events is not None:
+                self.on_events(events)
         if self._on_batch is not None:
             self._on_batch(len(batch), fsync_seconds)
         self._since_snapshot += len(batch)

@@ -18,13 +18,14 @@ from engine import commands as c
 from engine.clock import ManualClock, WallClock
 from engine.errors import CrowdexError
 from engine.sequencer import Engine
-from gateway import http, keys, openapi
+from gateway import http, keys, openapi, ws
 from gateway.config import Config
 from gateway.idempotency import ResponseCache
 from gateway.metrics import Metrics
 from gateway.middleware import MIDDLEWARES
 from gateway.ratelimit import RateLimiter
 from gateway.routes import Route, accounts, admin, system
+from gateway.ws import Hub
 
 log = logging.getLogger("crowdex.gateway")
 
@@ -77,8 +78,10 @@ async def _bootstrap(engine: Engine, config: Config) -> None:
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[keys.CONFIG]
     metrics = app[keys.METRICS]
+    hub = app[keys.HUB]
     engine = Engine(config.data_dir, WallClock(), sync=config.journal_sync,
-                    on_batch=metrics.on_batch)
+                    on_batch=metrics.on_batch,
+                    on_events=hub.publish_all)
     replayed = await _recover(engine)
     log.info("recovered sequence %d (%d journal entries replayed)",
              engine.machine.last_sequence, replayed)
@@ -126,10 +129,12 @@ def create_app(config: Config) -> web.Application:
     app[keys.METRICS] = Metrics()
     app[keys.RATE_LIMITER] = RateLimiter(config.rate_limit_per_second, config.rate_limit_burst)
     app[keys.RESPONSES] = ResponseCache()
+    app[keys.HUB] = Hub()
     routes = all_routes()
     app[keys.OPENAPI] = openapi.build(routes)
     for route in routes:
         app.router.add_route(route.method, route.path, route.handler)
+    app.router.add_get("/v1/ws", ws.websocket)
     app.router.add_static("/static/", system.STATIC_DIR)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(engine_ctx)

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from gateway.idempotency import ResponseCache
     from gateway.metrics import Metrics
     from gateway.ratelimit import RateLimiter
+    from gateway.ws import Hub
     from settlement.db import Database
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
@@ -20,6 +21,7 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 RESPONSES: web.AppKey[ResponseCache] = web.AppKey("responses")
 OPENAPI: web.AppKey[dict] = web.AppKey("openapi")
+HUB: web.AppKey[Hub] = web.AppKey("hub")
 DATABASE: web.AppKey[Database] = web.AppKey("database")
 
 # Per-request storage.

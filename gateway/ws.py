@@ -1,0 +1,295 @@
+"""The WebSocket API (``GET /v1/ws``): auth, subscriptions, market-data fan-out, order entry.
+
+Channels are named ``<kind>:<id>`` (``book:7``, ``trades:7``, ``project:3``) or just ``orders``.
+Each kind has a provider registered by the module that owns the data: it validates the id,
+checks access and returns the snapshot with its sequence. Updates are published to the hub
+after each engine batch; every channel's sequence grows by exactly one per update, so a client
+that sees a gap re-subscribes. Each connection has a bounded outgoing queue: a client that
+cannot keep up is disconnected with the reason ``slow_consumer`` instead of growing our memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from engine.errors import CrowdexError
+from engine.machine import AccountInfo
+from gateway import http, keys
+
+log = logging.getLogger("crowdex.ws")
+
+HEARTBEAT_S = 15.0
+MESSAGE_SIZE_MAX = 64 * 1024
+SEND_QUEUE_MAX = 4096  # messages waiting for one client before it is cut off
+SUBSCRIPTIONS_MAX = 256  # channels per connection
+INFLIGHT_MAX = 1024  # pipelined orders/cancels per connection awaiting their acks
+CLOSE_SLOW_CONSUMER = 4008
+CLOSE_UNAUTHORIZED = 4001
+
+_json = msgspec.json.Encoder()
+_msgpack = msgspec.msgpack.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelKind:
+    """How to serve one kind of channel.
+
+    ``snapshot(request, channel_id, account)`` returns ``(sequence, data)`` or raises a
+    ``CrowdexError`` (e.g. not found). ``private`` channels need an authenticated account and
+    are per account: their updates are published with the account id.
+    """
+
+    snapshot: Callable[[web.Request, int, AccountInfo | None], tuple[int, Any]]
+    private: bool = False
+
+
+OpHandler = Callable[[web.Request, AccountInfo, dict], Awaitable[dict]]
+
+
+@dataclass(eq=False)
+class Connection:
+    request: web.Request
+    ws: web.WebSocketResponse
+    binary: bool
+    account: AccountInfo | None = None
+    channels: set[str] = field(default_factory=set)
+    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(SEND_QUEUE_MAX))
+    closing: bool = False
+    close_after_drain: bool = False  # a failed auth: send the error, then close
+    inflight: set[asyncio.Task] = field(default_factory=set)
+
+    def send(self, message: dict) -> None:
+        """Queue a message; a full queue means a slow consumer, who is disconnected."""
+        if self.closing:
+            return
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.closing = True
+            self.queue = asyncio.Queue(1)
+            self.queue.put_nowait(None)  # tells the writer to close
+
+    def encode(self, message: dict) -> bytes:
+        return _msgpack.encode(message) if self.binary else _json.encode(message)
+
+
+class Hub:
+    """Channels, their subscribers and per-channel sequences."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, ChannelKind] = {}
+        self.ops: dict[str, OpHandler] = {}
+        self.subscribers: dict[str, set[Connection]] = {}
+        self.sequences: dict[str, int] = {}
+
+    def register_channel(self, kind: str, channel_kind: ChannelKind) -> None:
+        self.kinds[kind] = channel_kind
+
+    def register_op(self, op: str, handler: OpHandler) -> None:
+        self.ops[op] = handler
+
+    def publish(self, channel: str, data: Any, sequence: int | None = None,
+                message_type: str = "update") -> None:
+        """Send an update to the channel's subscribers.
+
+        Channels whose data has its own sequence (a book) pass it; others are numbered here.
+        """
+        if sequence is None:
+            sequence = self.sequences.get(channel, 0) + 1
+        self.sequences[channel] = sequence
+        subscribers = self.subscribers.get(channel)
+        if not subscribers:
+            return
+        message = {"channel": channel, "type": message_type, "sequence": sequence, "data": data}
+        for connection in list(subscribers):
+            connection.send(message)
+
+    def publish_all(self, events: list[tuple[str, Any, int | None]]) -> None:
+        """Publish a batch's updates (the engine's outbox), in the order they happened."""
+        for channel, data, sequence in events:
+            self.publish(channel, data, sequence)
+
+    def channel_sequence(self, channel: str) -> int:
+        return self.sequences.get(channel, 0)
+
+    def drop(self, connection: Connection) -> None:
+        for channel in connection.channels:
+            subscribers = self.subscribers.get(channel)
+            if subscribers is not None:
+                subscribers.discard(connection)
+                if not subscribers:
+                    del self.subscribers[channel]
+        connection.channels.clear()
+
+
+def private_channel(name: str, account_id: int) -> str:
+    """The hub's key for an account's private channel (clients just say ``orders``)."""
+    return f"{name}@{account_id}"
+
+
+def _parse_channel(name: str) -> tuple[str, int | None]:
+    kind, sep, ident = name.partition(":")
+    if not sep:
+        return kind, None
+    if not ident.isdigit() or len(ident) > 16 or int(ident) <= 0:
+        raise CrowdexError("invalid_field", f"bad channel {name!r}")
+    return kind, int(ident)
+
+
+def _subscribe(hub: Hub, conn: Connection, names: Any) -> None:
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise CrowdexError("invalid_field", "channels must be a non-empty list of strings")
+    if len(conn.channels) + len(names) > SUBSCRIPTIONS_MAX:
+        raise CrowdexError("limit_exceeded", f"at most {SUBSCRIPTIONS_MAX} channels")
+    prepared = []
+    for name in names:
+        kind_name, ident = _parse_channel(name)
+        kind = hub.kinds.get(kind_name)
+        if kind is None or (ident is None) != kind.private:
+            raise CrowdexError("invalid_field", f"unknown channel {name!r}")
+        if kind.private and conn.account is None:
+            raise CrowdexError("unauthorized", f"{name!r} needs an authenticated connection")
+        sequence, data = kind.snapshot(conn.request, ident or 0, conn.account)
+        key = private_channel(name, conn.account.account_id) if kind.private else name
+        prepared.append((name, key, sequence, data, kind.private))
+    conn.send({"type": "subscribed", "channels": list(names)})
+    for name, key, sequence, data, private in prepared:
+        if private:
+            sequence = hub.channel_sequence(key)
+        else:
+            hub.sequences.setdefault(key, sequence)
+        hub.subscribers.setdefault(key, set()).add(conn)
+        conn.channels.add(key)
+        conn.send({"channel": name, "type": "snapshot", "sequence": sequence, "data": data})
+
+
+async def _handle_message(hub: Hub, conn: Connection, message: dict) -> None:
+    op = message.get("op")
+    request_id = message.get("request_id")
+    try:
+        if op == "auth":
+            await _auth(conn, message)
+        elif op == "subscribe":
+            _subscribe(hub, conn, message.get("channels"))
+        elif op == "unsubscribe":
+            names = message.get("channels") or []
+            hub_keys = {private_channel(n, conn.account.account_id) if conn.account and
+                        ":" not in n else n for n in names if isinstance(n, str)}
+            for key in hub_keys & conn.channels:
+                hub.subscribers.get(key, set()).discard(conn)
+                conn.channels.discard(key)
+            conn.send({"type": "unsubscribed", "channels": names})
+        elif op == "ping":
+            conn.send({"type": "pong", "request_id": request_id})
+        elif op in hub.ops:
+            if conn.account is None:
+                raise CrowdexError("unauthorized", "authenticate first")
+            body = {k: v for k, v in message.items() if k not in ("op", "request_id")}
+            await _start_op(conn, hub.ops[op], body, request_id)
+        else:
+            raise CrowdexError("invalid_field", f"unknown op {op!r}")
+    except CrowdexError as error:
+        conn.send({"type": "error", "request_id": request_id, "code": error.code,
+                   "message": error.message})
+        if op == "auth":
+            conn.close_after_drain = True
+
+
+async def _start_op(conn: Connection, handler: OpHandler, body: dict, request_id: Any) -> None:
+    """Run an order or cancel without blocking the reader, so clients can pipeline.
+
+    The sequencer is FIFO, so acks still come back in the order the requests were sent.
+    """
+    while len(conn.inflight) >= INFLIGHT_MAX:
+        await asyncio.wait(conn.inflight, return_when=asyncio.FIRST_COMPLETED)
+
+    async def run() -> None:
+        try:
+            conn.send(await handler(conn.request, conn.account, body) | {"request_id": request_id})
+        except CrowdexError as error:
+            conn.send({"type": "error", "request_id": request_id, "code": error.code,
+                       "message": error.message})
+
+    task = asyncio.create_task(run())
+    conn.inflight.add(task)
+    task.add_done_callback(conn.inflight.discard)
+
+
+async def _auth(conn: Connection, message: dict) -> None:
+    api_key = message.get("api_key")
+    if not isinstance(api_key, str):
+        raise CrowdexError("unauthorized", "api_key must be a string")
+    machine = conn.request.app[keys.ENGINE].machine
+    account_id = machine.key_index.get(http.key_hash(api_key))
+    if account_id is None:
+        raise CrowdexError("unauthorized", "unknown API key")
+    conn.account = machine.accounts[account_id]
+    conn.send({"type": "authenticated", "account_id": account_id})
+
+
+async def _writer(conn: Connection) -> None:
+    """Drain the connection's queue to the socket; close it on the slow-consumer marker."""
+    while True:
+        message = await conn.queue.get()
+        if message is None:
+            await conn.ws.close(code=CLOSE_SLOW_CONSUMER, message=b"slow_consumer")
+            return
+        if conn.binary:
+            await conn.ws.send_bytes(conn.encode(message))
+        else:
+            await conn.ws.send_str(conn.encode(message).decode())
+        if conn.close_after_drain and conn.queue.empty():
+            await conn.ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
+            return
+
+
+def _decode(msg) -> dict:
+    try:
+        if msg.type == WSMsgType.BINARY:
+            value = msgspec.msgpack.decode(msg.data)
+        else:
+            value = msgspec.json.decode(msg.data)
+    except msgspec.DecodeError as error:
+        raise CrowdexError("invalid_json", f"the message could not be decoded: {error}") from None
+    if not isinstance(value, dict):
+        raise CrowdexError("invalid_field", "a message must be an object")
+    return value
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    """``GET /v1/ws``: a bad key in the upgrade's Authorization header is refused with 401."""
+    account = http.principal(request) if "Authorization" in request.headers else None
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MESSAGE_SIZE_MAX)
+    await ws.prepare(request)
+    binary = http.wants_msgpack(request) or request.query.get("format") == "msgpack"
+    conn = Connection(request, ws, binary, account)
+    hub = request.app[keys.HUB]
+    writer = asyncio.create_task(_writer(conn))
+    try:
+        async for msg in ws:
+            if writer.done():
+                break
+            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                continue
+            try:
+                message = _decode(msg)
+            except CrowdexError as error:
+                conn.send({"type": "error", "request_id": None, "code": error.code,
+                           "message": error.message})
+                continue
+            await _handle_message(hub, conn, message)
+    finally:
+        hub.drop(conn)
+        if conn.inflight:
+            await asyncio.gather(*conn.inflight, return_exceptions=True)
+        if not writer.done():
+            writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+    return ws
