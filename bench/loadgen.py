@@ -1,0 +1,220 @@
+"""Load generation on loopback for ``crowdex bench gateway``: worker processes, each an event
+loop sending requests over HTTP keep-alive or pipelined over one WebSocket, open loop at a fixed
+offered rate or closed loop at saturation, recording per-request latency.
+
+Workers are separate processes so the load client does not share the server's interpreter.
+Each worker returns its latencies (microseconds) and counts; the parent merges them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import multiprocessing as mp
+import queue
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+import msgspec
+import numpy as np
+
+PIPELINE_WINDOW = 256  # WebSocket messages in flight per connection at saturation
+HTTP_CONNECTIONS = 32  # keep-alive connections per worker at saturation
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSpec:
+    url: str  # base URL
+    mode: str  # "http" or "ws"
+    path: str  # HTTP path (POST) or WebSocket path
+    seconds: float
+    rate: float | None  # offered requests/s for this worker; None = saturation
+    api_keys: tuple[str, ...]  # one per connection, cycled
+    body_kind: str  # "order" or "echo"
+    instrument_id: int = 0
+    price: int = 0
+
+
+@dataclass(slots=True)
+class LoadResult:
+    sent: int
+    ok: int
+    errors: int
+    seconds: float
+    latencies_us: np.ndarray
+
+
+def _bodies(spec: LoadSpec, worker: int) -> Callable[[int], dict]:
+    def order(n: int) -> dict:
+        # Alternate buys and sells at one price so orders cross and fill, keeping every
+        # account's cash and units in balance over the run.
+        return {"instrument_id": spec.instrument_id, "side": "buy" if n % 2 else "sell",
+                "type": "limit", "price": spec.price, "quantity": 1,
+                "client_order_id": f"w{worker}-{n}"}
+
+    def echo(n: int) -> dict:
+        return {"instrument_id": 1, "side": "buy", "type": "limit", "price": 100,
+                "quantity": 1, "client_order_id": f"w{worker}-{n}"}
+
+    return order if spec.body_kind == "order" else echo
+
+
+async def _http(spec: LoadSpec, worker: int) -> LoadResult:
+    make = _bodies(spec, worker)
+    latencies: list[int] = []
+    counter = itertools.count()
+    errors = 0
+    connections = HTTP_CONNECTIONS if spec.rate is None else max(4, int(spec.rate / 500) + 4)
+    connector = aiohttp.TCPConnector(limit=connections)
+    deadline = time.perf_counter() + spec.seconds
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def one(n: int, key: str) -> None:
+            nonlocal errors
+            started = time.perf_counter_ns()
+            async with session.post(spec.url + spec.path, data=msgspec.json.encode(make(n)),
+                                    headers={"Authorization": f"Bearer {key}",
+                                             "Content-Type": "application/json"}) as response:
+                await response.read()
+                if response.status >= 400:
+                    errors += 1
+            latencies.append((time.perf_counter_ns() - started) // 1000)
+
+        async def closed_loop(c: int) -> None:
+            key = spec.api_keys[c % len(spec.api_keys)]
+            while time.perf_counter() < deadline:
+                await one(next(counter), key)
+
+        started = time.perf_counter()
+        if spec.rate is None:
+            await asyncio.gather(*(closed_loop(c) for c in range(connections)))
+        else:
+            await _open_loop(spec, lambda n: one(n, spec.api_keys[n % len(spec.api_keys)]),
+                             deadline)
+        elapsed = time.perf_counter() - started
+    sent = next(counter) if spec.rate is None else len(latencies)
+    return LoadResult(sent, len(latencies) - errors, errors, elapsed,
+                      np.array(latencies, dtype=np.int64))
+
+
+async def _open_loop(spec: LoadSpec, send, deadline: float) -> None:
+    """Start one request every 1/rate seconds regardless of replies (no coordinated omission:
+    a request's latency counts from when it was due)."""
+    interval = 1.0 / spec.rate
+    tasks: set[asyncio.Task] = set()
+    next_at = time.perf_counter()
+    n = 0
+    while next_at < deadline:
+        now = time.perf_counter()
+        if now < next_at:
+            await asyncio.sleep(next_at - now)
+        task = asyncio.create_task(send(n))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        n += 1
+        next_at += interval
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _ws(spec: LoadSpec, worker: int) -> LoadResult:
+    make = _bodies(spec, worker)
+    latencies: list[int] = []
+    pending: dict[int, int] = {}
+    errors = 0
+    sent = 0
+    deadline = time.perf_counter() + spec.seconds
+    url = spec.url.replace("http", "ws", 1) + spec.path
+    window = asyncio.Semaphore(PIPELINE_WINDOW if spec.rate is None else 1_000_000)
+    headers = {"Authorization": f"Bearer {spec.api_keys[worker % len(spec.api_keys)]}"}
+    async with aiohttp.ClientSession() as session, \
+            session.ws_connect(url, headers=headers, max_msg_size=0) as ws:
+        done = asyncio.Event()
+
+        async def reader() -> None:
+            nonlocal errors
+            async for msg in ws:
+                reply = msgspec.json.decode(msg.data)
+                request_id = reply.get("request_id")
+                if request_id not in pending:
+                    continue
+                latencies.append((time.perf_counter_ns() - pending.pop(request_id)) // 1000)
+                if reply.get("type") == "error":
+                    errors += 1
+                window.release()
+                if done.is_set() and not pending:
+                    return
+
+        async def send(n: int) -> None:
+            nonlocal sent
+            await window.acquire()
+            pending[n] = time.perf_counter_ns()
+            await ws.send_bytes(msgspec.json.encode({"op": "order", "request_id": n, **make(n)}))
+            sent += 1
+
+        read_task = asyncio.create_task(reader())
+        started = time.perf_counter()
+        if spec.rate is None:
+            n = 0
+            while time.perf_counter() < deadline:
+                await send(n)
+                n += 1
+        else:
+            await _open_loop(spec, send, deadline)
+        done.set()
+        try:
+            await asyncio.wait_for(read_task, timeout=30)
+        except TimeoutError:
+            pass
+        elapsed = time.perf_counter() - started
+    return LoadResult(sent, len(latencies) - errors, errors, elapsed,
+                      np.array(latencies, dtype=np.int64))
+
+
+def _worker(spec: LoadSpec, worker: int, out: mp.Queue) -> None:
+    import uvloop
+
+    runner = _http if spec.mode == "http" else _ws
+    result = uvloop.run(runner(spec, worker))
+    out.put((result.sent, result.ok, result.errors, result.seconds,
+             result.latencies_us.tobytes()))
+
+
+def run(spec: LoadSpec, workers: int) -> LoadResult:
+    """Run ``workers`` processes of ``spec`` (the rate is split among them) and merge."""
+    per_worker = spec if spec.rate is None else LoadSpec(
+        **{**{f: getattr(spec, f) for f in spec.__slots__}, "rate": spec.rate / workers})
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(per_worker, w, out)) for w in range(workers)]
+    for proc in procs:
+        proc.start()
+    parts = []
+    give_up = time.monotonic() + spec.seconds + 120
+    while len(parts) < len(procs):
+        try:
+            parts.append(out.get(timeout=1))
+        except queue.Empty:
+            dead = [p for p in procs if p.exitcode not in (None, 0)]
+            if dead or time.monotonic() > give_up:
+                for proc in procs:
+                    proc.kill()
+                raise RuntimeError("a load worker failed") from None
+    for proc in procs:
+        proc.join(30)
+    latencies = np.concatenate([np.frombuffer(p[4], dtype=np.int64) for p in parts])
+    return LoadResult(sum(p[0] for p in parts), sum(p[1] for p in parts),
+                      sum(p[2] for p in parts), max(p[3] for p in parts), latencies)
+
+
+def summarize(result: LoadResult) -> dict:
+    lat = result.latencies_us
+    pct = (lambda q: int(np.percentile(lat, q))) if len(lat) else (lambda q: 0)
+    return {
+        "sent": result.sent, "ok": result.ok, "errors": result.errors,
+        "seconds": round(result.seconds, 3),
+        "ok_per_sec": round(result.ok / result.seconds, 1) if result.seconds else 0.0,
+        "p50_us": pct(50), "p99_us": pct(99), "p999_us": pct(99.9),
+        "max_us": int(lat.max()) if len(lat) else 0,
+    }
