@@ -14,6 +14,9 @@ from typing import Union
 
 import msgspec
 
+from engine.offerings_commands import OFFERING_COMMANDS
+from settlement.commands import SETTLEMENT_COMMANDS
+
 
 class Genesis(msgspec.Struct, tag="genesis", array_like=True):
     """The first command of a venue: the fee account, the bootstrap operator, the clock."""
@@ -66,7 +69,7 @@ CORE_COMMANDS: tuple[type, ...] = (
     Genesis, SetOperatorKey, CreateAccount, Deposit, Withdraw, AdvanceClock, Tick,
 )
 # Each component defines its commands in its own module and lists them in a tuple added here.
-ALL_COMMANDS: tuple[type, ...] = CORE_COMMANDS
+ALL_COMMANDS: tuple[type, ...] = CORE_COMMANDS + SETTLEMENT_COMMANDS + OFFERING_COMMANDS
 
 Command = Union[ALL_COMMANDS]  # noqa: UP007 - a Union built from a tuple at import time
 

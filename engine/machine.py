@@ -88,6 +88,13 @@ class Component(Protocol):
 
     def on_time(self) -> None: ...
 
+    def component(self, name: str) -> Component:
+        """A component by its name (``offerings``, ``settlement``, ``markets``)."""
+        for component in self.components:
+            if component.name == name:
+                return component
+        raise KeyError(f"no component {name!r}")
+
     def publish(self, channel: str, data: Any, sequence: int | None = None) -> None:
         """Queue a market-data update for the WebSocket hub (see ``outbox``)."""
         self.outbox.append((channel, data, sequence))
@@ -97,7 +104,10 @@ class Component(Protocol):
 
 # Components are built in this order; each entry is (module, class name). Imported lazily so
 # component modules may import this one.
-COMPONENTS: tuple[tuple[str, str], ...] = ()
+COMPONENTS: tuple[tuple[str, str], ...] = (
+    ("settlement.component", "SettlementComponent"),
+    ("engine.offerings", "Offerings"),
+)
 
 
 _meta_encoder = msgspec.msgpack.Encoder()
@@ -175,6 +185,13 @@ class StateMachine:
         for component in self.components:
             component.on_time()
         return reply
+
+    def component(self, name: str) -> Component:
+        """A component by its name (``offerings``, ``settlement``, ``markets``)."""
+        for component in self.components:
+            if component.name == name:
+                return component
+        raise KeyError(f"no component {name!r}")
 
     def publish(self, channel: str, data: Any, sequence: int | None = None) -> None:
         """Queue a market-data update for the WebSocket hub (see ``outbox``)."""

@@ -24,7 +24,7 @@ from gateway.idempotency import ResponseCache
 from gateway.metrics import Metrics
 from gateway.middleware import MIDDLEWARES
 from gateway.ratelimit import RateLimiter
-from gateway.routes import Route, accounts, admin, system
+from gateway.routes import Route, accounts, admin, projects, settlement, system
 from gateway.ws import Hub
 
 log = logging.getLogger("crowdex.gateway")
@@ -33,7 +33,7 @@ log = logging.getLogger("crowdex.gateway")
 CLIENT_MAX_SIZE = 64 * 1024
 TICK_INTERVAL_S = 0.25
 
-ROUTE_MODULES = (system, accounts, admin)
+ROUTE_MODULES = (system, accounts, admin, projects, settlement)
 
 
 def all_routes() -> list[Route]:
@@ -92,6 +92,8 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     ticker = None
     try:
         await _bootstrap(engine, config)
+        if config.demo:
+            await _seed_demo(engine)
         ticker = asyncio.create_task(_tick_deadlines(engine), name="crowdex-deadlines")
         yield
     finally:
@@ -99,6 +101,14 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
         await engine.stop()
+
+
+async def _seed_demo(engine: Engine) -> None:
+    from boards.demo import seed_demo
+
+    demo_keys = await seed_demo(engine)  # None when the venue was seeded before
+    for name, key in (demo_keys or {}).items():
+        print(f"crowdex demo: {name}: {key}", flush=True)
 
 
 async def _tick_deadlines(engine: Engine) -> None:
@@ -134,6 +144,11 @@ def create_app(config: Config) -> web.Application:
     app[keys.OPENAPI] = openapi.build(routes)
     for route in routes:
         app.router.add_route(route.method, route.path, route.handler)
+    for module in ROUTE_MODULES:  # WebSocket channels and ops live beside their REST routes
+        for kind, channel_kind in getattr(module, "CHANNELS", {}).items():
+            app[keys.HUB].register_channel(kind, channel_kind)
+        for op, handler in getattr(module, "WS_OPS", {}).items():
+            app[keys.HUB].register_op(op, handler)
     app.router.add_get("/v1/ws", ws.websocket)
     app.router.add_static("/static/", system.STATIC_DIR)
     app.cleanup_ctx.append(database_ctx)

@@ -42,11 +42,12 @@ class ChannelKind:
     """How to serve one kind of channel.
 
     ``snapshot(request, channel_id, account)`` returns ``(sequence, data)`` or raises a
-    ``CrowdexError`` (e.g. not found). ``private`` channels need an authenticated account and
-    are per account: their updates are published with the account id.
+    ``CrowdexError`` (e.g. not found). A sequence of None means the hub numbers the channel's
+    updates itself; data with its own sequence (a book) passes it. ``private`` channels need
+    an authenticated account and are per account: updates go to ``private_channel(name, id)``.
     """
 
-    snapshot: Callable[[web.Request, int, AccountInfo | None], tuple[int, Any]]
+    snapshot: Callable[[web.Request, int, AccountInfo | None], tuple[int | None, Any]]
     private: bool = False
 
 
@@ -160,11 +161,11 @@ def _subscribe(hub: Hub, conn: Connection, names: Any) -> None:
         key = private_channel(name, conn.account.account_id) if kind.private else name
         prepared.append((name, key, sequence, data, kind.private))
     conn.send({"type": "subscribed", "channels": list(names)})
-    for name, key, sequence, data, private in prepared:
-        if private:
+    for name, key, sequence, data, _private in prepared:
+        if sequence is None:
             sequence = hub.channel_sequence(key)
         else:
-            hub.sequences.setdefault(key, sequence)
+            hub.sequences[key] = sequence
         hub.subscribers.setdefault(key, set()).add(conn)
         conn.channels.add(key)
         conn.send({"channel": name, "type": "snapshot", "sequence": sequence, "data": data})

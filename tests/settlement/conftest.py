@@ -23,6 +23,7 @@ from settlement.db import (
     ADMIN_DATABASE_NAME,
     EmbeddedServer,
     create_pool,
+    migrate,
     quote_identifier,
     url_with_database,
 )
@@ -116,3 +117,43 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         await pool.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Settlement through the real app (in process, real socket) on a fresh database
+
+from tests.gateway.conftest import client  # noqa: E402, F401 - the app without PostgreSQL
+
+
+@pytest.fixture
+async def settle_client(tmp_path, database_url: str):
+    """The gateway with PostgreSQL: an in-process app on ``database_url``, manual clock."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from gateway.app import create_app
+    from tests.gateway.conftest import make_config
+
+    config = make_config(tmp_path / "data", use_database=True, database_url=database_url,
+                         manual_clock=True, start_time_us=1_767_225_600_000_000)
+    async with TestClient(TestServer(create_app(config))) as app_client:
+        yield app_client
+
+
+@pytest.fixture(scope="module")
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """A migrated database shared by a module (hypothesis tests truncate it per example)."""
+
+    async def make() -> str:
+        url = await pg_server.create_database()
+        pool = await create_pool(url)
+        try:
+            await migrate(pool)
+        finally:
+            await pool.close()
+        return url
+
+    url = asyncio.run(make())
+    try:
+        yield url
+    finally:
+        asyncio.run(pg_server.drop_database(url))

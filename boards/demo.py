@@ -1,0 +1,121 @@
+"""``crowdex serve --demo``: seed a believable venue for a first look.
+
+Several projects on every board in different states (open with subscriptions, succeeded and
+trading, locked up, failed, pending review), issuers and investors with balances. Everything
+goes through the sequencer as ordinary journaled commands, so the demo is as real as any other
+state. Seeding happens once: a venue that already has projects is left alone.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from engine import commands as c
+from engine import offerings_commands as oc
+from engine.clock import US_PER_SECOND
+
+DAY_US = 86_400 * US_PER_SECOND
+DEMO_DEPOSIT_FEN = 500_000_00
+
+
+def _key_hash(key: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+async def _ok(engine: Any, command: Any, actor: int) -> dict:
+    reply = await engine.submit(command, actor)
+    if reply.status not in (200, 201):
+        raise RuntimeError(f"demo seeding: {type(command).__name__} -> {reply.body}")
+    return reply.body
+
+
+async def _account(engine: Any, role: str, name: str, keys: dict, **fields) -> int:
+    key = "cdx_demo_" + secrets.token_urlsafe(16)
+    body = await _ok(engine, c.CreateAccount(role, name, _key_hash(key), **fields),
+                     engine.machine.operator_account_id)
+    keys[name] = key
+    return body["account_id"]
+
+
+async def seed_demo(engine: Any) -> dict[str, str] | None:
+    """Seed the demo venue once; returns ``{account name: api key}`` (None if already seeded)."""
+    offerings = next(x for x in engine.machine.components if x.name == "offerings")
+    if offerings.projects:
+        return None
+    op = engine.machine.operator_account_id
+    keys: dict[str, str] = {}
+    issuers = {board: await _account(engine, "issuer", name, keys) for board, name in (
+        ("equity", "Wuhan Optics Ltd"), ("debt", "Hubei Tea Co-operative"),
+        ("ip", "Yangtze Patent Pool"), ("product", "Lotus Lamp Studio"))}
+    investors = []
+    for name, cls in (("Li Wei", "qualified"), ("Zhang Min", "institutional"),
+                      ("Wang Fang", "qualified"), ("Chen Jie", "retail"),
+                      ("Liu Yang", "retail"), ("Zhao Lei", "qualified")):
+        account = await _account(engine, "investor", name, keys, investor_class=cls,
+                                 annual_income=300_000_00, net_worth=900_000_00)
+        await _ok(engine, c.Deposit(account, DEMO_DEPOSIT_FEN, "demo-seed"), op)
+        investors.append(account)
+    await _ok(engine, c.Deposit(issuers["debt"], 50_000_00, "demo-seed"), op)
+    await _ok(engine, c.Deposit(issuers["ip"], 20_000_00, "demo-seed"), op)
+
+    async def listing(board: str, title: str, days: int, terms: dict, subs: list,
+                      close: bool = False, approve: bool = True) -> int:
+        deadline = engine.machine.now_us + days * DAY_US
+        body = await _ok(engine, oc.CreateProject(board, title, f"{title} (demo)", deadline,
+                                                  terms), issuers[board])
+        pid = body["project_id"]
+        if not approve:
+            return pid
+        await _ok(engine, oc.ReviewProject(pid, True), op)
+        for who, quantity, extra in subs:
+            await _ok(engine, oc.Subscribe(pid, quantity, **extra), investors[who])
+        if close:
+            await _ok(engine, oc.CloseProject(pid), op)
+        return pid
+
+    none: dict = {}
+    # Equity: open, succeeded and trading, failed, pending review.
+    eq = {"price": 1_000, "min_quantity": 100, "max_quantity": 1_000, "lockup_days": 0}
+    await listing("equity", "Optics line expansion", 40, eq,
+                  [(0, 120, none), (1, 300, none), (3, 20, none)])
+    await listing("equity", "Lens coating plant", 30, eq,
+                  [(0, 500, none), (1, 400, none), (2, 300, none)], close=True)
+    await listing("equity", "Smart glasses spin-off", 30, {**eq, "min_quantity": 900},
+                  [(2, 50, none)], close=True)
+    await listing("equity", "Retail chain rollout", 45, eq, [], approve=False)
+    # Debt: a fixed-rate loan open, an auctioned loan trading with a repayment made.
+    debt = {"face_value": 10_000, "min_quantity": 10, "max_quantity": 100, "term_months": 12,
+            "repayment": "amortizing", "rate_bps": 800, "lockup_days": 0}
+    await listing("debt", "Spring harvest working capital", 20, debt,
+                  [(0, 20, none), (4, 5, none)])
+    auction = {**debt, "max_quantity": 50, "repayment": "bullet", "term_months": 6}
+    del auction["rate_bps"]
+    auction["auction"] = {"max_rate_bps": 1_200}
+    pid = await listing("debt", "Tea house refit", 14, auction,
+                        [(0, 20, {"rate_bps": 700}), (1, 25, {"rate_bps": 650}),
+                         (2, 15, {"rate_bps": 900})], close=True)
+    await _ok(engine, oc.Distribute(pid, 2_500), issuers["debt"])
+    # IP: royalty units open, and a succeeded pool locked up for a year.
+    ip = {"price": 500, "min_quantity": 100, "max_quantity": 2_000, "royalty_share_bps": 3_000,
+          "lockup_days": 365}
+    await listing("ip", "Battery separator patents", 35, ip, [(1, 400, none), (5, 40, none)])
+    ip_pid = await listing("ip", "Silk dyeing process", 30, ip,
+                           [(0, 600, none), (1, 900, none), (5, 300, none)], close=True)
+    await _ok(engine, oc.PostDisclosure(ip_pid, "First licence signed",
+                                        "A textile mill in Suzhou licensed the process."),
+              issuers["ip"])
+    # Product: a flash tier half sold, a funded lamp awaiting delivery, a failed kettle.
+    tiers = [{"tier_id": "early-bird", "price": 19_900, "quantity": 50},
+             {"tier_id": "standard", "price": 24_900, "quantity": None, "max_per_backer": 5}]
+    await listing("product", "Paper lotus lamp", 25, {"goal": 2_000_000, "tiers": tiers},
+                  [(i % 6, 3, {"tier_id": "early-bird"}) for i in range(8)]
+                  + [(3, 2, {"tier_id": "standard"})])
+    await listing("product", "Bamboo desk lamp", 10, {"goal": 100_000, "tiers": tiers},
+                  [(0, 4, {"tier_id": "standard"}), (4, 3, {"tier_id": "early-bird"})],
+                  close=True)
+    await listing("product", "Smart kettle", 10, {"goal": 10_000_000, "tiers": tiers},
+                  [(2, 1, {"tier_id": "standard"})], close=True)
+    return keys

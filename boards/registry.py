@@ -1,0 +1,26 @@
+"""The boards the venue runs, by name. A new board is a module plus one entry here."""
+
+from __future__ import annotations
+
+from boards.debt import DebtBoard
+from boards.equity import EquityBoard
+from boards.ip import IpBoard
+from boards.product import ProductBoard
+from boards.rules import Board
+from engine.errors import CrowdexError
+
+BOARDS: dict[str, Board] = {
+    "equity": EquityBoard(),
+    "debt": DebtBoard(),
+    "ip": IpBoard(),
+    "product": ProductBoard(),
+}
+
+
+def board(name: str) -> Board:
+    """The board called ``name``; 400 ``invalid_field`` for an unknown one."""
+    found = BOARDS.get(name)
+    if found is None:
+        raise CrowdexError("invalid_field",
+                           f"board must be one of {', '.join(sorted(BOARDS))}")
+    return found

@@ -1,0 +1,33 @@
+"""Commands of the secondary markets: orders, cancels and call-auction uncrosses.
+
+Tags are journal format: never rename or reuse one.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class PlaceOrder(msgspec.Struct, tag="place_order", array_like=True):
+    instrument_id: int
+    side: str  # buy | sell
+    type: str  # limit | market
+    price: int  # fen per unit; 0 for a market order
+    quantity: int
+    time_in_force: str = "gtc"  # gtc | ioc | fok
+    post_only: bool = False
+    self_trade_prevention: str = "cancel_newest"
+    client_order_id: str | None = None
+
+
+class CancelOrder(msgspec.Struct, tag="cancel_order", array_like=True):
+    order_id: int
+
+
+class RunAuction(msgspec.Struct, tag="run_auction", array_like=True):
+    """Uncross one IP instrument's call auction (operator, or the board's schedule)."""
+
+    instrument_id: int
+
+
+MARKET_COMMANDS: tuple[type, ...] = (PlaceOrder, CancelOrder, RunAuction)

@@ -1,0 +1,810 @@
+"""Primary offerings: projects, subscriptions, the close, distributions and disclosures.
+
+The component applies the offering commands deterministically (time comes only from
+``machine.now_us``). The boards (``boards/``) decide what is allowed and how a close allocates;
+this module owns the state and moves the money: cash is reserved at subscription, released on
+cancel or failure, and at a success paid to the issuer (``SUBSCRIPTION_PAYMENT``), less the
+success fee (``SUCCESS_FEE``), while units are issued to the investors (``UNITS_ISSUED``).
+
+Persistent state is a handful of msgspec structs in ``meta()``; the per-project live figures,
+first-come counters and per-investor limit lists are indexes rebuilt from the subscriptions.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from boards import debt as debt_board
+from boards import registry, rules
+from engine import movements as mv
+from engine import offerings_commands as oc
+from engine.clock import format_time_us
+from engine.errors import CrowdexError
+from engine.machine import AccountInfo, Reply
+
+YEAR_US = 365 * rules.US_PER_DAY
+QUALIFIED_CLASSES = ("qualified", "institutional")
+
+# Subscription statuses.
+LIVE = "accepted"
+CANCELLED = "cancelled"
+ALLOCATED = "allocated"
+REFUNDED = "refunded"
+
+PROJECTS_MAX = 1_000_000
+SUBSCRIPTIONS_MAX = 50_000_000
+DISCLOSURES_PER_PROJECT_MAX = 10_000
+
+
+class Project(msgspec.Struct, array_like=True):
+    project_id: int
+    board: str
+    issuer_id: int
+    title: str
+    description: str
+    deadline_us: int
+    terms: dict[str, Any]
+    status: str
+    created_us: int
+    approved_us: int = 0
+    closed_us: int = 0
+    lockup_until_us: int = 0
+    # Figures after the close (while open they come from the live subscriptions).
+    raised: int = 0
+    subscribed_quantity: int = 0
+    investor_count: int = 0
+    rate_bps: int = 0  # debt: the fixed or clearing rate
+    success_fee: int = 0
+    held_amount: int = 0  # product: the part of the payout held until delivery
+    delivery: str = ""  # product: "", "delivered" or "refunded"
+    # Debt repayments as (time, cumulative amount paid), oldest first.
+    payments: list[tuple[int, int]] = msgspec.field(default_factory=list)
+
+
+class Subscription(msgspec.Struct, array_like=True):
+    subscription_id: int
+    project_id: int
+    account_id: int
+    sequence: int
+    time_us: int
+    quantity: int
+    rate_bps: int | None
+    tier_id: str | int | None
+    reserved: int  # cash reserved at entry, fen
+    status: str = LIVE
+    alloc_quantity: int = 0
+    alloc_amount: int = 0
+    refunded: int = 0
+
+
+class Distribution(msgspec.Struct, array_like=True):
+    distribution_id: int
+    project_id: int
+    amount: int
+    time_us: int
+    status: str = "pending"  # "pending" until the next settlement batch pays it
+    fee: int = 0
+    holders: int = 0
+    paid_sequence: int = 0
+
+
+class Disclosure(msgspec.Struct, array_like=True):
+    disclosure_id: int
+    project_id: int
+    issuer_id: int
+    title: str
+    body: str
+    time_us: int
+
+
+class InstrumentInfo(msgspec.Struct, frozen=True):
+    """What the secondary markets need to know about an instrument issued by an offering."""
+
+    instrument_id: int
+    board: str
+    reference_price_fen: int  # the offering price or the note's face value
+    lockup_until_us: int
+    status: str  # "succeeded" (locked up) or "trading"
+    defaulted: bool  # a debt instalment 90 days overdue: the notes cannot be sold
+    tradable: bool  # the board has a secondary market (product: never)
+
+
+class OfferingsMeta(msgspec.Struct, array_like=True):
+    next_project_id: int
+    next_subscription_id: int
+    next_distribution_id: int
+    next_disclosure_id: int
+    projects: list[Project]
+    subscriptions: list[Subscription]
+    distributions: list[Distribution]
+    disclosures: list[Disclosure]
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(OfferingsMeta)
+
+
+class _Live:
+    """Per-project figures of the live subscriptions (an index, rebuilt on load)."""
+
+    __slots__ = ("amount", "quantity", "accounts", "taken", "per_backer")
+
+    def __init__(self) -> None:
+        self.amount = 0
+        self.quantity = 0
+        self.accounts: dict[int, int] = {}  # account -> live subscriptions
+        self.taken: dict[Any, int] = {}  # tier (None for the whole offering) -> quantity
+        self.per_backer: dict[tuple[int, Any], int] = {}
+
+
+class Offerings:
+    """The offerings component (see the module docstring)."""
+
+    name = "offerings"
+
+    def __init__(self, machine: Any) -> None:
+        self.machine = machine
+        self._reset()
+
+    def _reset(self) -> None:
+        self.projects: dict[int, Project] = {}
+        self.subscriptions: dict[int, Subscription] = {}
+        self.distributions: dict[int, Distribution] = {}
+        self.disclosures: dict[int, Disclosure] = {}
+        self.next_project_id = 1
+        self.next_subscription_id = 1
+        self.next_distribution_id = 1
+        self.next_disclosure_id = 1
+        self._by_project: dict[int, list[Subscription]] = defaultdict(list)
+        self._limit_subs: dict[int, list[Subscription]] = defaultdict(list)
+        self._live: dict[int, _Live] = defaultdict(_Live)
+        self._schedules: dict[int, list[debt_board.Instalment]] = {}
+        self._next_due: int | None = None
+
+    def handlers(self) -> dict[type, Callable[[Any, int], Reply]]:
+        return {
+            oc.CreateProject: self._create, oc.ReviewProject: self._review,
+            oc.CloseProject: self._close_command, oc.Subscribe: self._subscribe,
+            oc.CancelSubscription: self._cancel, oc.Distribute: self._distribute,
+            oc.ConfirmDelivery: self._delivery, oc.PostDisclosure: self._disclose,
+        }
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    def board(self, project: Project) -> rules.Board:
+        return registry.BOARDS[project.board]
+
+    def _cn2015(self) -> bool:
+        return self.machine.profile == "cn2015"
+
+    def visible(self, project: Project, viewer: AccountInfo | None) -> bool:
+        """``cn2015`` hides equity from everyone but operators, its issuer and qualified."""
+        if not (self._cn2015() and self.board(project).config.hidden_cn2015):
+            return True
+        if viewer is None:
+            return False
+        return (viewer.role == "operator" or viewer.account_id == project.issuer_id
+                or (viewer.role == "investor" and viewer.investor_class in QUALIFIED_CLASSES))
+
+    def project_for(self, project_id: int, viewer: AccountInfo | None) -> Project:
+        project = self.projects.get(project_id)
+        if project is None or not self.visible(project, viewer):
+            raise CrowdexError("project_not_found", f"no project {project_id}")
+        return project
+
+    def _own_project(self, project_id: int, actor: int) -> Project:
+        project = self.projects.get(project_id)
+        if project is None or project.issuer_id != actor:
+            raise CrowdexError("project_not_found", f"no project {project_id} of yours")
+        return project
+
+    def _require_role(self, actor: int, *roles: str) -> AccountInfo:
+        info = self.machine.accounts.get(actor)
+        if info is None or info.role not in roles:
+            raise CrowdexError("forbidden", f"only a {' or '.join(roles)} may do this")
+        return info
+
+    def _rows(self) -> np.ndarray:
+        return self.machine.balances.accounts.rows
+
+    # ---- listing and review -------------------------------------------------------------------
+
+    def _create(self, cmd: oc.CreateProject, actor: int) -> Reply:
+        self._require_role(actor, "issuer")
+        board = registry.board(cmd.board)
+        try:
+            typed = msgspec.convert(cmd.terms, board.terms_type)
+        except msgspec.ValidationError as error:
+            raise CrowdexError("invalid_field", f"terms: {error}") from None
+        terms = board.normalize_terms(msgspec.to_builtins(typed))
+        now = self.machine.now_us
+        board.check_deadline(cmd.deadline_us, now, "creation")
+        self._check_borrower_cap(board, terms, actor)
+        if len(self.projects) >= PROJECTS_MAX:
+            raise CrowdexError("not_permitted", "the venue holds its maximum of projects")
+        project = Project(self.next_project_id, cmd.board, actor, cmd.title, cmd.description,
+                          cmd.deadline_us, terms, rules.PENDING_REVIEW, now)
+        self.next_project_id += 1
+        self.projects[project.project_id] = project
+        return Reply(201, self.project_view(project))
+
+    def _check_borrower_cap(self, board: rules.Board, terms: dict, issuer: int,
+                            exclude: int = 0) -> None:
+        cap = board.config.borrower_cap_fen
+        if cap is None:
+            return
+        outstanding = self.outstanding_principal_fen(issuer, exclude)
+        if outstanding + board.principal_fen(terms) > cap:
+            raise CrowdexError(
+                "borrower_cap",
+                f"an issuer may owe at most {cap} fen on the venue; {outstanding} is "
+                "outstanding or offered")
+
+    def outstanding_principal_fen(self, issuer: int, exclude: int = 0) -> int:
+        """Principal an issuer owes or offers: open debt at its maximum, closed debt unpaid."""
+        total = 0
+        for project in self.projects.values():
+            if project.issuer_id != issuer or project.project_id == exclude:
+                continue
+            board = self.board(project)
+            if board.config.borrower_cap_fen is None:
+                continue
+            if project.status in (rules.PENDING_REVIEW, rules.OPEN):
+                total += board.principal_fen(project.terms)
+            elif project.status in (rules.SUCCEEDED, rules.TRADING):
+                repaid = sum(i.principal_fen for i in self.instalments(project)
+                             if self.instalment_paid(project, i)[0] == i.amount_fen)
+                total += project.raised - repaid
+        return total
+
+    def _review(self, cmd: oc.ReviewProject, actor: int) -> Reply:
+        self._require_role(actor, "operator")
+        project = self.projects.get(cmd.project_id)
+        if project is None:
+            raise CrowdexError("project_not_found", f"no project {cmd.project_id}")
+        wanted = rules.OPEN if cmd.approve else rules.REJECTED
+        rules.check_transition(project.status, wanted)
+        if cmd.approve:
+            self.board(project).check_deadline(project.deadline_us, self.machine.now_us,
+                                               "approval")
+            project.approved_us = self.machine.now_us
+            self._schedule_due(project.deadline_us)
+        project.status = wanted
+        self._publish(project)
+        return Reply(200, self.project_view(project))
+
+    # ---- subscriptions ------------------------------------------------------------------------
+
+    def _subscribe(self, cmd: oc.Subscribe, actor: int) -> Reply:
+        investor = self._require_role(actor, "investor")
+        project = self.project_for(cmd.project_id, investor)
+        now = self.machine.now_us
+        if project.status != rules.OPEN or now >= project.deadline_us:
+            raise CrowdexError("offering_not_open", f"project {project.project_id} is not open")
+        board = self.board(project)
+        if (self._cn2015() and board.config.qualified_only_cn2015
+                and investor.investor_class not in QUALIFIED_CLASSES):
+            raise CrowdexError("not_eligible", "this board is open to qualified investors only")
+        amount = board.price_subscription(project.terms, cmd.quantity, cmd.rate_bps,
+                                          cmd.tier_id)
+        live = self._live[project.project_id]
+        board.check_capacity(project.terms, cmd.quantity, cmd.tier_id, live.taken)
+        self._check_per_backer(board, project, live, actor, cmd)
+        if (board.config.counts_toward_limit and not self._cn2015()
+                and investor.investor_class == "retail"):
+            self._check_retail_limit(investor, amount)
+        row = self._rows()[actor]
+        if int(row["cash_available"]) < amount:
+            raise CrowdexError("insufficient_funds",
+                               f"{amount} fen needed, {int(row['cash_available'])} available")
+        if len(self.subscriptions) >= SUBSCRIPTIONS_MAX:
+            raise CrowdexError("not_permitted", "the venue holds its maximum of subscriptions")
+        row["cash_available"] -= amount
+        row["cash_reserved"] += amount
+        sub = Subscription(self.next_subscription_id, project.project_id, actor,
+                           self.machine.last_sequence, now, cmd.quantity, cmd.rate_bps,
+                           cmd.tier_id, amount)
+        self.next_subscription_id += 1
+        self.subscriptions[sub.subscription_id] = sub
+        self._index(sub, board)
+        self._publish(project)
+        return Reply(201, subscription_view(sub))
+
+    def _check_per_backer(self, board: rules.Board, project: Project, live: _Live, actor: int,
+                          cmd: oc.Subscribe) -> None:
+        if cmd.tier_id is None or not hasattr(board, "tier"):
+            return
+        most = board.tier(project.terms, cmd.tier_id).get("max_per_backer")
+        if most is None:
+            return
+        have = live.per_backer.get((actor, cmd.tier_id), 0)
+        if have + cmd.quantity > most:
+            raise CrowdexError("limit_exceeded",
+                               f"at most {most} per backer on this tier; you have {have}")
+
+    def retail_used_fen(self, account_id: int) -> int:
+        """Live and allocated equity/IP/debt subscriptions of the last 365 days, in fen."""
+        horizon = self.machine.now_us - YEAR_US
+        used = 0
+        for sub in self._limit_subs.get(account_id, ()):
+            if sub.time_us < horizon:
+                continue
+            if sub.status == LIVE:
+                used += sub.reserved
+            elif sub.status == ALLOCATED:
+                used += sub.alloc_amount
+        return used
+
+    def _check_retail_limit(self, investor: AccountInfo, amount: int) -> None:
+        limit = rules.retail_limit_fen(investor.annual_income, investor.net_worth)
+        used = self.retail_used_fen(investor.account_id)
+        if used + amount > limit:
+            raise CrowdexError(
+                "limit_exceeded",
+                f"a retail investor may commit {limit} fen in 12 months; {used} is committed")
+
+    def _index(self, sub: Subscription, board: rules.Board) -> None:
+        self._by_project[sub.project_id].append(sub)
+        if board.config.counts_toward_limit:
+            self._limit_subs[sub.account_id].append(sub)
+        if sub.status == LIVE:
+            self._live_add(sub, 1)
+
+    def _live_add(self, sub: Subscription, sign: int) -> None:
+        live = self._live[sub.project_id]
+        live.amount += sign * sub.reserved
+        live.quantity += sign * sub.quantity
+        live.taken[sub.tier_id] = live.taken.get(sub.tier_id, 0) + sign * sub.quantity
+        key = (sub.account_id, sub.tier_id)
+        live.per_backer[key] = live.per_backer.get(key, 0) + sign * sub.quantity
+        count = live.accounts.get(sub.account_id, 0) + sign
+        if count:
+            live.accounts[sub.account_id] = count
+        else:
+            del live.accounts[sub.account_id]
+
+    def _cancel(self, cmd: oc.CancelSubscription, actor: int) -> Reply:
+        sub = self.subscriptions.get(cmd.subscription_id)
+        if sub is None or sub.account_id != actor:
+            raise CrowdexError("subscription_not_found", f"no subscription {cmd.subscription_id}")
+        project = self.projects[sub.project_id]
+        if sub.status != LIVE:
+            raise CrowdexError("invalid_state", f"the subscription is {sub.status}")
+        now = self.machine.now_us
+        if project.status != rules.OPEN or now >= project.deadline_us:
+            raise CrowdexError("offering_not_open", "the offering has closed")
+        config = self.board(project).config
+        if self._cn2015() and not config.cancellable_cn2015:
+            raise CrowdexError("cancel_not_permitted", "pledges cannot be cancelled here")
+        if not now < project.deadline_us - config.cancel_window_us:
+            raise CrowdexError("cancel_window_closed",
+                               "subscriptions can no longer be cancelled on this offering")
+        row = self._rows()[sub.account_id]
+        row["cash_reserved"] -= sub.reserved
+        row["cash_available"] += sub.reserved
+        self._live_add(sub, -1)
+        sub.status = CANCELLED
+        sub.refunded = sub.reserved
+        self._publish(project)
+        return Reply(200, subscription_view(sub))
+
+    # ---- the close ----------------------------------------------------------------------------
+
+    def _close_command(self, cmd: oc.CloseProject, actor: int) -> Reply:
+        self._require_role(actor, "operator")
+        project = self.projects.get(cmd.project_id)
+        if project is None:
+            raise CrowdexError("project_not_found", f"no project {cmd.project_id}")
+        if project.status != rules.OPEN:
+            raise CrowdexError("invalid_state", f"a project that is {project.status} cannot "
+                               "close")
+        self.close(project)
+        return Reply(200, self.project_view(project))
+
+    def close(self, project: Project) -> None:
+        """Close an open offering now: allocate, refund, issue, pay; or release everything."""
+        board = self.board(project)
+        now = self.machine.now_us
+        project.closed_us = min(now, project.deadline_us)
+        subs = [s for s in self._by_project.get(project.project_id, ()) if s.status == LIVE]
+        kept = subs
+        holders_max = board.config.holders_max_cn2015
+        if self._cn2015() and holders_max is not None:
+            keep = rules.holder_limit_cut([s.account_id for s in subs], holders_max)
+            kept = [s for s, k in zip(subs, keep, strict=True) if k]
+        views = [rules.SubscriptionView(s.subscription_id, s.account_id, s.sequence, s.quantity,
+                                        s.rate_bps or 0, s.tier_id, s.reserved) for s in kept]
+        result = board.close(project.terms, views)
+        outcome = {s.subscription_id: (0, 0) for s in subs}
+        if result.succeeded:
+            for view, q, a in zip(views, result.quantities, result.amounts_fen, strict=True):
+                outcome[view.subscription_id] = (q, a)
+        for sub in subs:
+            self._live_add(sub, -1)
+            quantity, amount = outcome[sub.subscription_id]
+            sub.alloc_quantity, sub.alloc_amount = quantity, amount
+            sub.refunded = sub.reserved - amount
+            sub.status = ALLOCATED if quantity else REFUNDED
+            row = self._rows()[sub.account_id]
+            row["cash_reserved"] -= sub.reserved
+            row["cash_available"] += sub.refunded
+        if result.succeeded:
+            self._settle_success(project, board, subs, result.clearing_rate_bps)
+        else:
+            project.status = rules.FAILED
+        self._publish(project)
+
+    def _settle_success(self, project: Project, board: rules.Board, subs: list[Subscription],
+                        rate_bps: int) -> None:
+        machine = self.machine
+        paid: dict[int, int] = defaultdict(int)
+        units: dict[int, int] = defaultdict(int)
+        for sub in subs:
+            if sub.alloc_quantity:
+                paid[sub.account_id] += sub.alloc_amount
+                units[sub.account_id] += sub.alloc_quantity
+        issuer = project.issuer_id
+        for account in sorted(paid):
+            machine.credit_cash(issuer, paid[account], mv.SUBSCRIPTION_PAYMENT, account)
+        raised = sum(paid.values())
+        config = board.config
+        fee = rules.fee_half_up(raised, config.success_fee_bps)
+        issuer_row = self._rows()[issuer]
+        if fee:
+            issuer_row["cash_available"] -= fee
+            machine.credit_cash(machine.fee_account_id, fee, mv.SUCCESS_FEE, issuer)
+        if config.payout_released_pct < 100:
+            net = raised - fee
+            held = net - net * config.payout_released_pct // 100
+            if held:
+                issuer_row["cash_available"] -= held
+                machine.movements.record(machine.last_sequence, mv.PAYOUT_HELD, issuer,
+                                         mv.EXTERNAL_ACCOUNT, mv.CASH, held)
+            project.held_amount = held
+        if config.issues_units:
+            instrument = project.project_id
+            for account in sorted(units):
+                slot = machine.balances.position_slot(account, instrument)
+                positions = machine.balances.positions.rows
+                positions[slot]["units_available"] += units[account]
+                machine.movements.record(machine.last_sequence, mv.UNITS_ISSUED,
+                                         mv.EXTERNAL_ACCOUNT, account, instrument, units[account])
+            project.lockup_until_us = (project.closed_us
+                                       + project.terms.get("lockup_days", 0) * rules.US_PER_DAY)
+            self._schedule_due(project.lockup_until_us)
+        project.raised = raised
+        project.subscribed_quantity = sum(units.values())
+        project.investor_count = len(units)
+        project.success_fee = fee
+        project.rate_bps = rate_bps
+        project.status = rules.SUCCEEDED
+
+    # ---- time ---------------------------------------------------------------------------------
+
+    def _schedule_due(self, time_us: int) -> None:
+        if self._next_due is None or time_us < self._next_due:
+            self._next_due = time_us
+
+    def on_time(self) -> None:
+        """Close offerings whose deadline has come and start trading when lock-ups end."""
+        if self._next_due is None or self.machine.now_us < self._next_due:
+            return
+        now = self.machine.now_us
+        due = sorted((p.deadline_us, p.project_id) for p in self.projects.values()
+                     if p.status == rules.OPEN and p.deadline_us <= now)
+        for _, project_id in due:
+            self.close(self.projects[project_id])
+        for project in self.projects.values():
+            if (project.status == rules.SUCCEEDED and self.board(project).config.issues_units
+                    and project.lockup_until_us <= now):
+                project.status = rules.TRADING
+                self._publish(project)
+        self._recompute_due()
+
+    def _recompute_due(self) -> None:
+        self._next_due = None
+        for project in self.projects.values():
+            if project.status == rules.OPEN:
+                self._schedule_due(project.deadline_us)
+            elif project.status == rules.SUCCEEDED and self.board(project).config.issues_units:
+                self._schedule_due(project.lockup_until_us)
+
+    def next_deadline_us(self) -> int | None:
+        return self._next_due
+
+    # ---- distributions, delivery, disclosures -------------------------------------------------
+
+    def _distribute(self, cmd: oc.Distribute, actor: int) -> Reply:
+        self._require_role(actor, "issuer")
+        project = self._own_project(cmd.project_id, actor)
+        config = self.board(project).config
+        if config.distribution_fee_bps == 0 or not config.issues_units:
+            raise CrowdexError("invalid_state", "this board pays no distributions")
+        if project.status not in (rules.SUCCEEDED, rules.TRADING):
+            raise CrowdexError("invalid_state", "only a succeeded offering pays distributions")
+        if project.board == "debt":
+            owed = sum(i.amount_fen for i in self.instalments(project)) - self.repaid(project)
+            if cmd.amount > owed:
+                raise CrowdexError("not_permitted", f"the loan has {owed} fen left to repay")
+        row = self._rows()[actor]
+        if int(row["cash_available"]) < cmd.amount:
+            raise CrowdexError("insufficient_funds", f"{cmd.amount} fen needed")
+        # The payment waits in the issuer's escrow until the batch pays the holders of record.
+        row["cash_available"] -= cmd.amount
+        row["cash_reserved"] += cmd.amount
+        if project.board == "debt":
+            project.payments.append((self.machine.now_us, self.repaid(project) + cmd.amount))
+        dist = Distribution(self.next_distribution_id, project.project_id, cmd.amount,
+                            self.machine.now_us)
+        self.next_distribution_id += 1
+        self.distributions[dist.distribution_id] = dist
+        return Reply(200, distribution_view(dist))
+
+    def pay_pending_distributions(self) -> int:
+        """Pay every pending distribution to the holders of record now; returns how many.
+
+        Called by the settlement batch (``PrepareSettlement``) inside a journaled command, so
+        the holders of record are those at the batch. Each holder gets a share of the payment
+        less the servicing (debt) or admin (IP) fee, pro rata per unit, largest remainder with
+        ties to the lower account id.
+        """
+        count = 0
+        for dist in self.distributions.values():
+            if dist.status != "pending":
+                continue
+            self._pay(dist)
+            count += 1
+        return count
+
+    def _pay(self, dist: Distribution) -> None:
+        machine = self.machine
+        project = self.projects[dist.project_id]
+        issuer = project.issuer_id
+        holders = self.holders(project.project_id)
+        row = self._rows()[issuer]
+        row["cash_reserved"] -= dist.amount
+        dist.status = "paid"
+        dist.paid_sequence = machine.last_sequence
+        if not holders:  # nobody to pay: the issuer keeps its money
+            row["cash_available"] += dist.amount
+            return
+        fee = rules.fee_half_up(dist.amount, self.board(project).config.distribution_fee_bps)
+        accounts = [a for a, _ in holders]
+        shares = rules.largest_remainder(dist.amount - fee, [u for _, u in holders], accounts)
+        for account, share in zip(accounts, shares, strict=True):
+            if share:
+                machine.credit_cash(account, share, mv.DISTRIBUTION, issuer)
+        if fee:
+            machine.credit_cash(machine.fee_account_id, fee, mv.SERVICING_FEE, issuer)
+        dist.fee = fee
+        dist.holders = len(holders)
+
+    def holders(self, instrument_id: int) -> list[tuple[int, int]]:
+        """``(account_id, units)`` of every holder of an instrument, by account id."""
+        balances = self.machine.balances
+        rows = balances.positions.rows
+        out = []
+        for (account, instrument), slot in balances.position_slots.items():
+            if instrument == instrument_id:
+                units = int(rows[slot]["units_available"]) + int(rows[slot]["units_reserved"])
+                if units > 0:
+                    out.append((account, units))
+        out.sort()
+        return out
+
+    def _delivery(self, cmd: oc.ConfirmDelivery, actor: int) -> Reply:
+        self._require_role(actor, "operator")
+        project = self.projects.get(cmd.project_id)
+        if project is None:
+            raise CrowdexError("project_not_found", f"no project {cmd.project_id}")
+        if project.board != "product" or project.status != rules.SUCCEEDED or project.delivery:
+            raise CrowdexError("invalid_state", "nothing is held for delivery on this project")
+        held = project.held_amount
+        machine = self.machine
+        if cmd.delivered:
+            if held:
+                machine.credit_cash(project.issuer_id, held, mv.PAYOUT_RELEASED,
+                                    mv.EXTERNAL_ACCOUNT)
+            project.delivery = "delivered"
+        else:
+            subs = [s for s in self._by_project[project.project_id] if s.status == ALLOCATED]
+            shares = rules.largest_remainder(held, [s.alloc_amount for s in subs],
+                                             [(s.sequence, s.account_id) for s in subs])
+            back: dict[int, int] = defaultdict(int)
+            for sub, share in zip(subs, shares, strict=True):
+                back[sub.account_id] += share
+            for account in sorted(back):
+                if back[account]:
+                    machine.credit_cash(account, back[account], mv.HELD_REFUND,
+                                        mv.EXTERNAL_ACCOUNT)
+            project.delivery = "refunded"
+        project.held_amount = 0
+        self._publish(project)
+        return Reply(200, self.project_view(project))
+
+    def _disclose(self, cmd: oc.PostDisclosure, actor: int) -> Reply:
+        self._require_role(actor, "issuer")
+        project = self._own_project(cmd.project_id, actor)
+        count = sum(1 for d in self.disclosures.values() if d.project_id == project.project_id)
+        if count >= DISCLOSURES_PER_PROJECT_MAX:
+            raise CrowdexError("not_permitted", "this project has its maximum of disclosures")
+        disclosure = Disclosure(self.next_disclosure_id, project.project_id, actor, cmd.title,
+                                cmd.body, self.machine.now_us)
+        self.next_disclosure_id += 1
+        self.disclosures[disclosure.disclosure_id] = disclosure
+        return Reply(201, disclosure_view(disclosure))
+
+    # ---- debt schedules -----------------------------------------------------------------------
+
+    def instalments(self, project: Project) -> list[debt_board.Instalment]:
+        if project.board != "debt" or project.status not in (rules.SUCCEEDED, rules.TRADING):
+            return []
+        cached = self._schedules.get(project.project_id)
+        if cached is None:
+            cached = debt_board.schedule(project.raised, project.rate_bps,
+                                         project.terms["term_months"],
+                                         project.terms["repayment"], project.closed_us)
+            self._schedules[project.project_id] = cached
+        return cached
+
+    def repaid(self, project: Project) -> int:
+        return project.payments[-1][1] if project.payments else 0
+
+    def instalment_paid(self, project: Project,
+                        instalment: debt_board.Instalment) -> tuple[int, int | None]:
+        """How much of an instalment is paid, and when it was paid in full (or None)."""
+        before = sum(i.amount_fen for i in self.instalments(project)[:instalment.number - 1])
+        through = before + instalment.amount_fen
+        paid = min(instalment.amount_fen, max(0, self.repaid(project) - before))
+        when = next((t for t, cumulative in project.payments if cumulative >= through), None)
+        return paid, when
+
+    def instalment_status(self, project: Project, instalment: debt_board.Instalment,
+                          now_us: int) -> str:
+        paid, _ = self.instalment_paid(project, instalment)
+        if paid == instalment.amount_fen:
+            return "paid"
+        overdue = now_us - instalment.due_us
+        if overdue >= debt_board.DEFAULT_AFTER_DAYS * rules.US_PER_DAY:
+            return "default"
+        if overdue >= debt_board.LATE_AFTER_DAYS * rules.US_PER_DAY:
+            return "late"
+        return "scheduled"
+
+    def defaulted(self, project: Project) -> bool:
+        now = self.machine.now_us
+        return any(self.instalment_status(project, i, now) == "default"
+                   for i in self.instalments(project))
+
+    # ---- for other components -----------------------------------------------------------------
+
+    def instrument_info(self, instrument_id: int) -> InstrumentInfo | None:
+        """The facts secondary markets need about an instrument (None: no such instrument)."""
+        project = self.projects.get(instrument_id)
+        if project is None or project.status not in (rules.SUCCEEDED, rules.TRADING):
+            return None
+        board = self.board(project)
+        price = (board.unit_price_fen(project.terms) if board.config.issues_units
+                 else min(t["price"] for t in project.terms["tiers"]))
+        return InstrumentInfo(instrument_id, project.board, price, project.lockup_until_us,
+                              project.status, self.defaulted(project),
+                              board.config.tradable and board.config.issues_units)
+
+    def held_total(self) -> int:
+        """Cash held by projects (product payouts awaiting delivery): in no account."""
+        return sum(p.held_amount for p in self.projects.values())
+
+    # ---- views --------------------------------------------------------------------------------
+
+    def project_view(self, project: Project) -> dict:
+        if project.status == rules.OPEN or project.status in (rules.PENDING_REVIEW,
+                                                               rules.REJECTED):
+            live = self._live.get(project.project_id)
+            raised = live.amount if live else 0
+            quantity = live.quantity if live else 0
+            investors = len(live.accounts) if live else 0
+        else:
+            raised, quantity = project.raised, project.subscribed_quantity
+            investors = project.investor_count
+        view = {
+            "project_id": project.project_id, "board": project.board, "title": project.title,
+            "description": project.description, "issuer_id": project.issuer_id,
+            "status": project.status, "deadline": format_time_us(project.deadline_us),
+            "terms": project.terms, "raised": raised, "subscribed_quantity": quantity,
+            "investor_count": investors, "created": format_time_us(project.created_us),
+        }
+        if project.closed_us:
+            view["closed"] = format_time_us(project.closed_us)
+        board = self.board(project)
+        if board.config.issues_units and project.status in (rules.SUCCEEDED, rules.TRADING):
+            view["instrument_id"] = project.project_id
+            view["lockup_until"] = format_time_us(project.lockup_until_us)
+        if project.board == "debt":
+            if "auction" in project.terms:
+                view["clearing_rate_bps"] = project.rate_bps or None
+            else:
+                view["rate_bps"] = project.terms["rate_bps"]
+        if project.board == "product":
+            view["held_amount"] = project.held_amount
+            live = self._live.get(project.project_id)
+            view["tiers"] = [self._tier_view(project, t, live) for t in project.terms["tiers"]]
+            if project.delivery:
+                view["delivery"] = project.delivery
+        return view
+
+    def _tier_view(self, project: Project, tier: dict, live: _Live | None) -> dict:
+        if project.status == rules.OPEN:
+            sold = live.taken.get(tier["tier_id"], 0) if live else 0
+        else:
+            sold = sum(s.alloc_quantity for s in self._by_project.get(project.project_id, ())
+                       if s.tier_id == tier["tier_id"])
+        remaining = None if tier["quantity"] is None else tier["quantity"] - sold
+        return {"tier_id": tier["tier_id"], "price": tier["price"], "quantity": tier["quantity"],
+                "sold": sold, "remaining": remaining}
+
+    def project_subscriptions(self, project_id: int) -> list[Subscription]:
+        return list(self._by_project.get(project_id, ()))
+
+    def _publish(self, project: Project) -> None:
+        # Updates carry the whole project view, like the channel's snapshot.
+        self.machine.publish(f"project:{project.project_id}", self.project_view(project))
+
+    # ---- snapshots ----------------------------------------------------------------------------
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def meta(self) -> bytes:
+        return _encoder.encode(OfferingsMeta(
+            self.next_project_id, self.next_subscription_id, self.next_distribution_id,
+            self.next_disclosure_id, list(self.projects.values()),
+            list(self.subscriptions.values()), list(self.distributions.values()),
+            list(self.disclosures.values())))
+
+    def load(self, arrays: dict[str, np.ndarray], meta: bytes) -> None:
+        state = _decoder.decode(meta)
+        self._reset()
+        self.next_project_id = state.next_project_id
+        self.next_subscription_id = state.next_subscription_id
+        self.next_distribution_id = state.next_distribution_id
+        self.next_disclosure_id = state.next_disclosure_id
+        self.projects = {p.project_id: p for p in state.projects}
+        self.distributions = {d.distribution_id: d for d in state.distributions}
+        self.disclosures = {d.disclosure_id: d for d in state.disclosures}
+        for sub in state.subscriptions:
+            self.subscriptions[sub.subscription_id] = sub
+            self._index(sub, self.board(self.projects[sub.project_id]))
+        self._recompute_due()
+
+
+def subscription_view(sub: Subscription) -> dict:
+    view = {"subscription_id": sub.subscription_id, "project_id": sub.project_id,
+            "account_id": sub.account_id, "status": sub.status, "quantity": sub.quantity,
+            "reserved_amount": sub.reserved}
+    if sub.rate_bps is not None:
+        view["rate_bps"] = sub.rate_bps
+    if sub.tier_id is not None:
+        view["tier_id"] = sub.tier_id
+    return view
+
+
+def allocation_view(sub: Subscription) -> dict:
+    return {"subscription_id": sub.subscription_id, "account_id": sub.account_id,
+            "quantity": sub.alloc_quantity, "amount": sub.alloc_amount,
+            "refunded": sub.refunded}
+
+
+def distribution_view(dist: Distribution) -> dict:
+    return {"distribution_id": dist.distribution_id, "project_id": dist.project_id,
+            "amount": dist.amount, "status": dist.status, "fee": dist.fee,
+            "holders": dist.holders, "time": format_time_us(dist.time_us)}
+
+
+def disclosure_view(d: Disclosure) -> dict:
+    return {"disclosure_id": d.disclosure_id, "project_id": d.project_id, "title": d.title,
+            "body": d.body, "time": format_time_us(d.time_us)}

@@ -1,0 +1,68 @@
+"""Commands of primary offerings (projects, subscriptions, distributions, disclosures).
+
+Tags are stable journal format: never rename or reuse one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class CreateProject(msgspec.Struct, tag="create_project", array_like=True):
+    board: str
+    title: str
+    description: str
+    deadline_us: int
+    terms: dict[str, Any]
+
+
+class ReviewProject(msgspec.Struct, tag="review_project", array_like=True):
+    """An operator's approval (the offering opens) or rejection."""
+
+    project_id: int
+    approve: bool
+
+
+class CloseProject(msgspec.Struct, tag="close_project", array_like=True):
+    """An operator's close before the deadline."""
+
+    project_id: int
+
+
+class Subscribe(msgspec.Struct, tag="subscribe", array_like=True):
+    project_id: int
+    quantity: int
+    rate_bps: int | None = None  # debt auctions: the lowest rate accepted
+    tier_id: str | int | None = None  # product pledges
+
+
+class CancelSubscription(msgspec.Struct, tag="cancel_subscription", array_like=True):
+    subscription_id: int
+
+
+class Distribute(msgspec.Struct, tag="distribute", array_like=True):
+    """The issuer pays a debt repayment or an IP royalty, paid out at the next batch."""
+
+    project_id: int
+    amount: int
+
+
+class ConfirmDelivery(msgspec.Struct, tag="confirm_delivery", array_like=True):
+    """Product: release the held payout to the issuer, or refund it to the backers."""
+
+    project_id: int
+    delivered: bool = True
+
+
+class PostDisclosure(msgspec.Struct, tag="post_disclosure", array_like=True):
+    project_id: int
+    title: str
+    body: str
+
+
+OFFERING_COMMANDS: tuple[type, ...] = (
+    CreateProject, ReviewProject, CloseProject, Subscribe, CancelSubscription, Distribute,
+    ConfirmDelivery, PostDisclosure,
+)

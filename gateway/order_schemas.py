@@ -1,0 +1,78 @@
+"""Request and response bodies of the secondary markets (orders, book, trades, candles)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from gateway.schemas import Amount, Id, Request
+
+ClientOrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class PlaceOrderRequest(Request):
+    instrument_id: Id
+    side: Literal["buy", "sell"]
+    type: Literal["limit", "market"]
+    quantity: Amount
+    price: Amount | None = None
+    time_in_force: Literal["gtc", "ioc", "fok"] = "gtc"
+    post_only: bool = False
+    client_order_id: ClientOrderId | None = None
+    self_trade_prevention: Literal[
+        "cancel_newest", "cancel_oldest", "cancel_both", "decrement"] = "cancel_newest"
+
+
+class Fill(msgspec.Struct):
+    trade_id: int
+    price: int
+    quantity: int
+
+
+class Order(msgspec.Struct):
+    order_id: int
+    client_order_id: str | None
+    instrument_id: int
+    side: str
+    type: str
+    price: int | None
+    quantity: int
+    time_in_force: str
+    post_only: bool
+    status: Literal["open", "partially_filled", "filled", "cancelled", "rejected"]
+    filled_quantity: int
+    remaining_quantity: int
+    fills: list[Fill]
+    created: str
+
+
+class Book(msgspec.Struct):
+    instrument_id: int
+    sequence: int
+    bids: list[tuple[int, int]]
+    asks: list[tuple[int, int]]
+
+
+class Trade(msgspec.Struct):
+    trade_id: int
+    price: int
+    quantity: int
+    taker_side: str
+    time: str
+
+
+class Candle(msgspec.Struct):
+    time: str
+    open: int
+    high: int
+    low: int
+    close: int
+    volume: int
+
+
+class AuctionResult(msgspec.Struct):
+    instrument_id: int
+    price: int
+    quantity: int
+    trade_count: int

@@ -1,0 +1,273 @@
+"""Projects: listing, review, subscriptions, the close, allocations, schedules, distributions,
+delivery, disclosures and the integrity list (API.md "Projects")."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from boards import integrity, registry, rules
+from engine import offerings_commands as oc
+from engine.clock import format_time_us, parse_time_us
+from engine.errors import CrowdexError
+from engine.machine import AccountInfo
+from engine.offerings import (
+    Offerings,
+    allocation_view,
+    disclosure_view,
+    distribution_view,
+    subscription_view,
+)
+from gateway import http, keys
+from gateway import project_schemas as ps
+from gateway.routes import Route
+from gateway.ws import ChannelKind
+
+LIST_LIMIT_MAX = 1000
+
+
+def offerings(request: web.Request) -> Offerings:
+    return request.app[keys.ENGINE].machine.component("offerings")
+
+
+def project_channel(request: web.Request, project_id: int,
+                    account: AccountInfo | None) -> tuple[None, dict]:
+    """``project:<id>`` on the WebSocket: the project as GET /v1/projects/{id} shows it."""
+    component = offerings(request)
+    return None, component.project_view(component.project_for(project_id, account))
+
+
+CHANNELS = {"project": ChannelKind(project_channel)}
+
+
+def viewer(request: web.Request) -> AccountInfo | None:
+    """The caller if it sent a key (a bad key is 401); None for anonymous public reads."""
+    if "Authorization" not in request.headers:
+        return None
+    return http.principal(request)
+
+
+# ---- writes ---------------------------------------------------------------------------------
+
+
+async def create_project(request: web.Request) -> web.Response:
+    req = await http.body(request, ps.CreateProjectRequest)
+    board = registry.board(req.board)
+    terms = http.decode(bytes(req.terms), board.terms_type, request.content_type)
+    try:
+        deadline_us = parse_time_us(req.deadline)
+    except ValueError as error:
+        raise CrowdexError("invalid_field", f"deadline: {error}") from None
+    issuer = http.require(request, "issuer")
+    command = oc.CreateProject(req.board, req.title, req.description, deadline_us,
+                               msgspec.to_builtins(terms))
+    return http.reply(request, await http.submit(request, command, issuer))
+
+
+async def _review(request: web.Request, approve: bool) -> web.Response:
+    project_id = http.path_id(request, "project_id")
+    operator = http.require(request, "operator")
+    command = oc.ReviewProject(project_id, approve)
+    return http.reply(request, await http.submit(request, command, operator))
+
+
+async def approve(request: web.Request) -> web.Response:
+    return await _review(request, True)
+
+
+async def reject(request: web.Request) -> web.Response:
+    return await _review(request, False)
+
+
+async def close(request: web.Request) -> web.Response:
+    project_id = http.path_id(request, "project_id")
+    operator = http.require(request, "operator")
+    return http.reply(request, await http.submit(request, oc.CloseProject(project_id), operator))
+
+
+async def subscribe(request: web.Request) -> web.Response:
+    project_id = http.path_id(request, "project_id")
+    req = await http.body(request, ps.SubscribeRequest)
+    investor = http.require(request, "investor")
+    command = oc.Subscribe(project_id, req.quantity, req.rate_bps, req.tier_id)
+    return http.reply(request, await http.submit(request, command, investor))
+
+
+async def cancel_subscription(request: web.Request) -> web.Response:
+    subscription_id = http.path_id(request, "subscription_id")
+    investor = http.require(request, "investor")
+    command = oc.CancelSubscription(subscription_id)
+    return http.reply(request, await http.submit(request, command, investor))
+
+
+async def distribute(request: web.Request) -> web.Response:
+    project_id = http.path_id(request, "project_id")
+    req = await http.body(request, ps.DistributionRequest)
+    issuer = http.require(request, "issuer")
+    command = oc.Distribute(project_id, req.amount)
+    return http.reply(request, await http.submit(request, command, issuer))
+
+
+async def delivery(request: web.Request) -> web.Response:
+    project_id = http.path_id(request, "project_id")
+    raw = await request.read()
+    req = (http.decode(raw, ps.DeliveryRequest, request.content_type) if raw.strip()
+           else ps.DeliveryRequest())
+    operator = http.require(request, "operator")
+    command = oc.ConfirmDelivery(project_id, req.delivered)
+    return http.reply(request, await http.submit(request, command, operator))
+
+
+async def post_disclosure(request: web.Request) -> web.Response:
+    project_id = http.path_id(request, "project_id")
+    req = await http.body(request, ps.DisclosureRequest)
+    issuer = http.require(request, "issuer")
+    command = oc.PostDisclosure(project_id, req.title, req.body)
+    return http.reply(request, await http.submit(request, command, issuer))
+
+
+# ---- reads ----------------------------------------------------------------------------------
+
+
+async def list_projects(request: web.Request) -> web.Response:
+    board = request.query.get("board")
+    status = request.query.get("status")
+    if board is not None and board not in registry.BOARDS:
+        raise CrowdexError("invalid_field", f"board must be one of {sorted(registry.BOARDS)}")
+    if status is not None and status not in rules.STATUSES:
+        raise CrowdexError("invalid_field", f"status must be one of {list(rules.STATUSES)}")
+    limit = http.query_int(request, "limit", LIST_LIMIT_MAX, 1, LIST_LIMIT_MAX)
+    who = viewer(request)
+    component = offerings(request)
+    out = []
+    for project in component.projects.values():
+        if board is not None and project.board != board:
+            continue
+        if status is not None and project.status != status:
+            continue
+        if component.visible(project, who):
+            out.append(component.project_view(project))
+            if len(out) >= limit:
+                break
+    return http.respond(request, 200, out)
+
+
+async def get_project(request: web.Request) -> web.Response:
+    project_id = http.path_id(request, "project_id")
+    component = offerings(request)
+    project = component.project_for(project_id, viewer(request))
+    return http.respond(request, 200, component.project_view(project))
+
+
+async def allocations(request: web.Request) -> web.Response:
+    project_id = http.path_id(request, "project_id")
+    who = http.require(request, "operator", "issuer", "investor")
+    component = offerings(request)
+    project = component.project_for(project_id, who)
+    if who.role == "issuer" and who.account_id != project.issuer_id:
+        raise CrowdexError("forbidden", "only the project's issuer sees its allocations")
+    if project.status not in rules.CLOSED_STATUSES:
+        return http.respond(request, 200, [])
+    rows = [allocation_view(s) for s in component.project_subscriptions(project_id)
+            if s.status in ("allocated", "refunded")
+            and (who.role != "investor" or s.account_id == who.account_id)]
+    return http.respond(request, 200, rows)
+
+
+async def schedule(request: web.Request) -> web.Response:
+    project_id = http.path_id(request, "project_id")
+    component = offerings(request)
+    project = component.project_for(project_id, viewer(request))
+    if project.board != "debt":
+        raise CrowdexError("not_found", "only debt projects have a repayment schedule")
+    now = component.machine.now_us
+    rows = []
+    for instalment in component.instalments(project):
+        paid, _ = component.instalment_paid(project, instalment)
+        rows.append({
+            "number": instalment.number, "due": format_time_us(instalment.due_us),
+            "principal": instalment.principal_fen, "interest": instalment.interest_fen,
+            "amount": instalment.amount_fen, "paid": paid,
+            "status": component.instalment_status(project, instalment, now),
+        })
+    return http.respond(request, 200, rows)
+
+
+async def list_distributions(request: web.Request) -> web.Response:
+    project_id = http.path_id(request, "project_id")
+    component = offerings(request)
+    component.project_for(project_id, viewer(request))
+    rows = [distribution_view(d) for d in component.distributions.values()
+            if d.project_id == project_id]
+    return http.respond(request, 200, rows)
+
+
+async def list_disclosures(request: web.Request) -> web.Response:
+    project_id = http.path_id(request, "project_id")
+    component = offerings(request)
+    component.project_for(project_id, viewer(request))
+    rows = [disclosure_view(d) for d in component.disclosures.values()
+            if d.project_id == project_id]
+    return http.respond(request, 200, rows)
+
+
+async def my_subscriptions(request: web.Request) -> web.Response:
+    investor = http.require(request, "investor")
+    component = offerings(request)
+    rows = [subscription_view(s) for s in component.subscriptions.values()
+            if s.account_id == investor.account_id]
+    return http.respond(request, 200, rows[-LIST_LIMIT_MAX:])
+
+
+async def integrity_list(request: web.Request) -> web.Response:
+    text = request.query.get("month")
+    machine = request.app[keys.ENGINE].machine
+    if text is None:
+        text = format_time_us(machine.now_us)[:7]
+    try:
+        year, month = integrity.parse_month(text)
+    except ValueError as error:
+        raise CrowdexError("invalid_field", str(error)) from None
+    who = viewer(request)
+    lists = integrity.integrity_lists(offerings(request), year, month)
+    if who is not None and who.role == "operator":
+        return http.respond(request, 200, {"month": text, **lists})
+    return http.respond(request, 200, {"month": text, "black": lists["black"]})
+
+
+P = "/v1/projects/{project_id}"
+ROUTES = [
+    Route("POST", "/v1/projects", create_project, "List a project (pending review)",
+          ("issuer",), ps.CreateProjectRequest, ps.ProjectView, 201),
+    Route("GET", "/v1/projects", list_projects, "Projects, filtered by board and status",
+          (), None, ps.ProjectView),
+    Route("GET", P, get_project, "One project with its figures", (), None, ps.ProjectView),
+    Route("POST", P + "/approve", approve, "Approve: the offering opens", ("operator",),
+          None, ps.ProjectView),
+    Route("POST", P + "/reject", reject, "Reject a listing", ("operator",), None,
+          ps.ProjectView),
+    Route("POST", P + "/close", close, "Close the offering now", ("operator",), None,
+          ps.ProjectView),
+    Route("POST", P + "/subscriptions", subscribe, "Subscribe (cash reserved at once)",
+          ("investor",), ps.SubscribeRequest, ps.SubscriptionView, 201),
+    Route("DELETE", "/v1/subscriptions/{subscription_id}", cancel_subscription,
+          "Cancel a subscription before the cancel window", ("investor",), None,
+          ps.SubscriptionView),
+    Route("GET", "/v1/me/subscriptions", my_subscriptions, "The caller's subscriptions",
+          ("investor",)),
+    Route("GET", P + "/allocations", allocations, "Allocations after the close",
+          ("operator", "issuer", "investor"), None, ps.AllocationView),
+    Route("GET", P + "/schedule", schedule, "A loan's instalments", (), None,
+          ps.InstalmentView),
+    Route("POST", P + "/distributions", distribute,
+          "Pay a repayment or royalty (paid to holders at the next batch)", ("issuer",),
+          ps.DistributionRequest),
+    Route("GET", P + "/distributions", list_distributions, "A project's distributions"),
+    Route("POST", P + "/delivery", delivery, "Product: release (or refund) the held payout",
+          ("operator",), ps.DeliveryRequest, ps.ProjectView),
+    Route("POST", P + "/disclosures", post_disclosure, "Publish a disclosure", ("issuer",),
+          ps.DisclosureRequest, None, 201),
+    Route("GET", P + "/disclosures", list_disclosures, "A project's disclosures"),
+    Route("GET", "/v1/integrity", integrity_list, "The monthly integrity list", (), None,
+          ps.IntegrityView),
+]

@@ -1,0 +1,127 @@
+"""Settlement: run batches, read them and their custodian reports, reconcile the ledger.
+
+Every route needs PostgreSQL (``use_database``); without it they answer 503 ``unavailable``. A
+lost database connection during a batch is also 503: nothing of that batch committed, or (if it
+did) the next call catches the engine up first, so the operator simply runs it again.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from engine.errors import CrowdexError
+from gateway import http, keys, schemas
+from gateway.routes import Route
+from settlement.batch import CONNECTION_ERRORS, Settlement, fault, service_for
+from settlement.report import BATCHES_PAGE_MAX, batch_view, list_batches, report_csv
+
+log = logging.getLogger("crowdex.settlement")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class RunBatchRequest(schemas.Request):
+    """No fields yet: a batch settles everything up to now."""
+
+
+class ResolveRequest(schemas.Request):
+    note: schemas.Name
+
+
+def _service(request: web.Request) -> Settlement:
+    database = request.app.get(keys.DATABASE)
+    if database is None:
+        raise CrowdexError("unavailable", "settlement needs PostgreSQL; this server runs "
+                           "without a database")
+    return service_for(request.app[keys.ENGINE], database.pool)
+
+
+def _database_errors(handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except CONNECTION_ERRORS as error:
+            log.warning("settlement database connection failed: %r", error)
+            raise CrowdexError("unavailable", "the settlement database connection was lost; "
+                               "nothing was half-written, run it again") from None
+    return wrapped
+
+
+@_database_errors
+async def run_batch(request: web.Request) -> web.Response:
+    if await request.read():
+        await http.body(request, RunBatchRequest)
+    operator = http.require(request, "operator")
+    view = await _service(request).run_batch(operator.account_id)
+    await fault("before_answer")
+    return http.respond(request, 201, view)
+
+
+@_database_errors
+async def get_batches(request: web.Request) -> web.Response:
+    limit = http.query_int(request, "limit", 50, 1, BATCHES_PAGE_MAX)
+    http.require(request, "operator")
+    service = _service(request)
+    return http.respond(request, 200, {"batches": await list_batches(service.pool, limit)})
+
+
+@_database_errors
+async def get_batch(request: web.Request) -> web.Response:
+    batch_id = http.path_id(request, "batch_id")
+    http.require(request, "operator")
+    return http.respond(request, 200, await batch_view(_service(request).pool, batch_id))
+
+
+@_database_errors
+async def get_report(request: web.Request) -> web.Response:
+    batch_id = http.path_id(request, "batch_id")
+    http.require(request, "operator")
+    text = await report_csv(_service(request).pool, batch_id)
+    return web.Response(status=200, text=text, content_type="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="settlement-batch-{batch_id}.csv"'})
+
+
+@_database_errors
+async def get_reconciliation(request: web.Request) -> web.Response:
+    http.require(request, "operator")
+    result = await _service(request).reconciliation()
+    return http.respond(request, 200, result.view())
+
+
+@_database_errors
+async def resolve(request: web.Request) -> web.Response:
+    req = await http.body(request, ResolveRequest)
+    operator = http.require(request, "operator")
+    return http.respond(request, 200,
+                        await _service(request).resolve(operator.account_id, req.note))
+
+
+async def get_progress(request: web.Request) -> web.Response:
+    http.require(request, "operator")
+    return http.respond(request, 200, _service(request).progress.view())
+
+
+ROUTES = [
+    Route("POST", "/v1/settlement/batches", run_batch,
+          "Settle every movement not yet settled, in one PostgreSQL transaction",
+          ("operator",), RunBatchRequest, None, 201),
+    Route("GET", "/v1/settlement/batches", get_batches, "Committed batches, newest first",
+          ("operator",)),
+    Route("GET", "/v1/settlement/batches/{batch_id}", get_batch, "One committed batch",
+          ("operator",)),
+    Route("GET", "/v1/settlement/batches/{batch_id}/report", get_report,
+          "Custodian instructions CSV: batch_id,account_id,asset,net_amount,legs",
+          ("operator",)),
+    Route("GET", "/v1/settlement/reconciliation", get_reconciliation,
+          "The ledger's balances against the engine's, account by account", ("operator",)),
+    Route("POST", "/v1/settlement/reconciliation/resolve", resolve,
+          "Accept the current breaks (with a note) so the next batch may run",
+          ("operator",), ResolveRequest),
+    Route("GET", "/v1/settlement/progress", get_progress,
+          "The running batch's phase and legs written", ("operator",)),
+]

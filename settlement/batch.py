@@ -1,0 +1,224 @@
+"""Running a settlement batch, crash-safe and idempotent.
+
+The flow, under one lock per engine (batches and reconciliation never overlap):
+
+1. catch up: any batch PostgreSQL committed that the engine has not learned (a crash between
+   COMMIT and the journal) is told to the engine first, with ``BatchCommitted``;
+2. reconcile: a break that no operator has accepted refuses the batch (409);
+3. ``PrepareSettlement`` (journaled) lets components post what belongs in this batch;
+4. pick the cutoff (the last applied sequence) and copy the movements up to it, in one step of
+   the event loop, so the copy is consistent;
+5. write everything in ONE PostgreSQL transaction (``settlement.ledger.write_batch``); the batch
+   id is the last committed one plus one, and its cutoff is UNIQUE;
+6. tell the engine (``BatchCommitted``), which releases the movements.
+
+A crash before 5 commits leaves no trace; after it, step 1 of the next run (or start-up) finishes
+step 6. Nothing is written twice: the engine still holds a committed batch's movements only until
+step 6, and step 1 always runs first.
+
+Fault injection for the crash tests: ``CROWDEX_FAULT=<point>`` SIGKILLs this process at that point,
+``CROWDEX_FAULT=terminate:<point>`` has PostgreSQL terminate the batch's connection there (once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from engine.errors import CrowdexError
+from settlement.commands import BatchCommitted, PrepareSettlement
+from settlement.ledger import AccountRow, BatchPlan, write_batch
+from settlement.reconcile import Reconciliation, accept_breaks, reconcile, record_breaks
+
+log = logging.getLogger("crowdex.settlement")
+
+FAULT_ENV = "CROWDEX_FAULT"
+# Every point where a fault can be injected, in the order a batch passes them.
+FAULT_POINTS = (
+    "before_prepare", "after_prepare", "before_begin", "after_batch_row", "mid_copy",
+    "after_copy", "after_instructions", "before_commit", "after_commit", "after_engine_ack",
+    "before_answer",
+)
+_fired: set[str] = set()
+
+# Errors meaning "the database went away", answered 503 (rerun the batch).
+CONNECTION_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                     asyncpg.AdminShutdownError, ConnectionError, OSError)
+
+
+async def fault(point: str, pool: asyncpg.Pool | None = None,
+                conn: asyncpg.Connection | None = None) -> None:
+    """Crash or cut the database connection at ``point`` if CROWDEX_FAULT asks for it."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    action, _, where = spec.rpartition(":")
+    if where != point:
+        return
+    if action in ("", "kill"):
+        log.warning("CROWDEX_FAULT: SIGKILL at %s", point)
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif action == "terminate" and pool is not None and conn is not None and point not in _fired:
+        _fired.add(point)
+        log.warning("CROWDEX_FAULT: terminating the batch connection at %s", point)
+        await pool.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+
+
+@dataclass
+class Progress:
+    """What the running batch is doing, for ``GET /v1/settlement/progress`` and the CLI."""
+
+    phase: str = "idle"
+    batch_id: int | None = None
+    legs_total: int = 0
+    legs_written: int = 0
+    started_monotonic: float = 0.0
+
+    def view(self) -> dict:
+        elapsed = time.monotonic() - self.started_monotonic if self.phase != "idle" else 0.0
+        return {"phase": self.phase, "batch_id": self.batch_id, "legs_total": self.legs_total,
+                "legs_written": self.legs_written, "elapsed_seconds": round(elapsed, 3)}
+
+
+class Settlement:
+    """Settlement of one engine into one ledger database."""
+
+    def __init__(self, engine: Any, pool: asyncpg.Pool) -> None:
+        self.engine = engine
+        self.pool = pool
+        self.lock = asyncio.Lock()
+        self.progress = Progress()
+
+    @property
+    def component(self) -> Any:
+        for component in self.engine.machine.components:
+            if component.name == "settlement":
+                return component
+        raise RuntimeError("the settlement component is not registered")
+
+    # ---- catching up ---------------------------------------------------------------------------
+
+    async def catch_up(self) -> int:
+        """Tell the engine every committed batch it has not learned; returns how many."""
+        known = self.component.state.last_batch_id
+        rows = await self.pool.fetch(
+            "SELECT batch_id, cutoff_sequence, movement_count, coalesce(last_movement_id, 0) AS"
+            " last_movement_id FROM batches WHERE batch_id > $1 ORDER BY batch_id", known)
+        ledger_last = await self.pool.fetchval("SELECT coalesce(max(batch_id), 0) FROM batches")
+        if ledger_last < known:
+            raise CrowdexError("reconciliation_break", f"the engine settled batch {known} but "
+                               f"the ledger ends at batch {ledger_last}")
+        for row in rows:
+            log.warning("catching up: the engine learns committed batch %d", row["batch_id"])
+            await self._tell_engine(BatchCommitted(row["batch_id"], row["cutoff_sequence"],
+                                                   row["movement_count"],
+                                                   row["last_movement_id"]))
+        return len(rows)
+
+    async def _tell_engine(self, command: BatchCommitted) -> None:
+        reply = await self.engine.submit(command)
+        if reply.status != 200:
+            raise RuntimeError(f"the engine refused committed batch {command.batch_id}: "
+                               f"{reply.body}")
+
+    # ---- reconciliation ------------------------------------------------------------------------
+
+    async def reconciliation(self) -> Reconciliation:
+        async with self.lock:
+            await self.catch_up()
+            return await reconcile(self.engine.machine, self.pool)
+
+    async def resolve(self, actor: int, note: str) -> dict:
+        async with self.lock:
+            await self.catch_up()
+            result = await reconcile(self.engine.machine, self.pool)
+            accepted = await accept_breaks(self.pool, result, actor, note)
+            return {"resolved": accepted, "reconciliation": result.view()}
+
+    # ---- the batch -----------------------------------------------------------------------------
+
+    async def run_batch(self, actor: int) -> dict:
+        """Settle every movement up to now; returns the committed batch's view."""
+        async with self.lock:
+            try:
+                return await self._run_batch(actor)
+            finally:
+                self.progress = Progress()
+
+    async def _run_batch(self, actor: int) -> dict:
+        await self.catch_up()
+        result = await reconcile(self.engine.machine, self.pool)
+        blocking = result.blocking()
+        if blocking:
+            await record_breaks(self.pool, blocking)
+            raise CrowdexError("reconciliation_break", f"{len(blocking)} ledger balances differ "
+                               "from the engine's; see GET /v1/settlement/reconciliation and "
+                               "resolve with POST /v1/settlement/reconciliation/resolve")
+        await fault("before_prepare")
+        reply = await self.engine.submit(PrepareSettlement(), actor)
+        if reply.status != 200:
+            raise RuntimeError(f"the engine refused to prepare settlement: {reply.body}")
+        await fault("after_prepare")
+        plan = await self._plan()
+        self.progress = Progress("writing", plan.batch_id, plan.leg_count, 0, time.monotonic())
+        async with self.pool.acquire() as conn:
+            async def checkpoint(point: str) -> None:
+                await fault(point, self.pool, conn)
+
+            def on_legs(legs: int) -> None:
+                self.progress.legs_written += legs
+
+            await write_batch(conn, plan, checkpoint, on_legs)
+        self.progress.phase = "committed"
+        await self._tell_engine(BatchCommitted(plan.batch_id, plan.cutoff_sequence,
+                                               plan.movement_count, plan.last_movement_id or 0))
+        await fault("after_engine_ack")
+        from settlement.report import batch_view
+
+        return await batch_view(self.pool, plan.batch_id)
+
+    async def _plan(self) -> BatchPlan:
+        ledger_last = await self.pool.fetchval("SELECT coalesce(max(batch_id), 0) FROM batches")
+        known_accounts = await self.pool.fetchval(
+            "SELECT coalesce(max(account_id), 0) FROM accounts")
+        if ledger_last != self.component.state.last_batch_id:
+            raise RuntimeError(f"ledger at batch {ledger_last}, engine at "
+                               f"{self.component.state.last_batch_id} after catching up")
+        # From here to the end of this function nothing awaits: one consistent engine instant.
+        machine = self.engine.machine
+        cutoff = machine.last_sequence
+        movements = machine.movements.upto(cutoff).copy()
+        accounts = [
+            AccountRow(info.account_id, info.role, info.name,
+                       info.investor_class if info.role in ("investor", "issuer") else None,
+                       info.created_us)
+            for account_id, info in sorted(machine.accounts.items())
+            if account_id > known_accounts
+        ]
+        return BatchPlan(ledger_last + 1, cutoff, machine.now_us, movements, accounts)
+
+
+# One Settlement per engine (the app's), made on first use.
+_services: weakref.WeakKeyDictionary[Any, Settlement] = weakref.WeakKeyDictionary()
+
+
+def service_for(engine: Any, pool: asyncpg.Pool) -> Settlement:
+    service = _services.get(engine)
+    if service is None or service.pool is not pool:
+        service = _services[engine] = Settlement(engine, pool)
+    return service
+
+
+async def catch_up_on_start(engine: Any, pool: asyncpg.Pool) -> int:
+    """For app start-up: tell the engine the batches that committed before a crash."""
+    service = service_for(engine, pool)
+    async with service.lock:
+        return await service.catch_up()

@@ -1,0 +1,77 @@
+"""Disclosures, the monthly integrity list, and the demo venue."""
+
+from __future__ import annotations
+
+from boards.demo import seed_demo
+from engine.clock import parse_time_us
+from gateway import keys
+from tests.boards.conftest import OPERATOR
+from tests.boards.test_debt import FIXED
+
+
+async def advance_to(venue, when: str) -> None:
+    await venue.advance((parse_time_us(when) - venue.machine.now_us) // 1_000_000)
+
+
+async def loan(venue):
+    issuer = await venue.issuer(200_000)
+    a = await venue.investor(200_000)
+    pid = await venue.listed(issuer, "debt", FIXED, 30)  # closes 2026-01-31
+    await venue.subscribe(a, pid, 10)
+    await advance_to(venue, "2026-01-31T00:00:00Z")
+    assert (await venue.project(pid))["status"] == "trading"
+    return issuer, a, pid
+
+
+async def test_missed_disclosure_and_late_instalment_go_black(venue):
+    issuer, a, pid = await loan(venue)
+    await advance_to(venue, "2026-03-16T00:00:00Z")  # instalment 1 (Feb 28) is late
+    _, body = await venue.call("GET", "/v1/integrity?month=2026-02", OPERATOR, expect=200)
+    assert [(b["account_id"], b["reasons"]) for b in body["black"]] == [
+        (issuer["account_id"], [f"no disclosure on project {pid}"])]
+    assert body["red"] == []
+    _, public = await venue.call("GET", "/v1/integrity?month=2026-02", None, expect=200)
+    assert set(public) == {"month", "black"} and public["black"] == body["black"]
+    _, march = await venue.call("GET", "/v1/integrity?month=2026-03", OPERATOR, expect=200)
+    assert march["black"][0]["reasons"] == [f"late instalment on project {pid}"]
+    _, january = await venue.call("GET", "/v1/integrity?month=2026-01", OPERATOR, expect=200)
+    assert january == {"month": "2026-01", "black": [], "red": []}  # nothing owed yet
+    assert await venue.error("GET", "/v1/integrity?month=2026-13", None) == (
+        400, "invalid_field")
+
+
+async def test_six_clean_months_make_the_red_list(venue):
+    issuer, a, pid = await loan(venue)
+    _, rows = await venue.call("GET", f"/v1/projects/{pid}/schedule", None, expect=200)
+    for month, row in zip(range(2, 8), rows, strict=False):
+        await advance_to(venue, f"2026-{month:02d}-01T00:00:00Z")
+        await venue.call("POST", f"/v1/projects/{pid}/disclosures", issuer,
+                         {"title": f"report {month}", "body": "all well"}, expect=201)
+        await venue.call("POST", f"/v1/projects/{pid}/distributions", issuer,
+                         {"amount": row["amount"]}, expect=200)
+    await advance_to(venue, "2026-08-01T00:00:00Z")
+    _, body = await venue.call("GET", "/v1/integrity?month=2026-07", OPERATOR, expect=200)
+    assert body["black"] == [] and [r["account_id"] for r in body["red"]] == [
+        issuer["account_id"]]
+    _, body = await venue.call("GET", "/v1/integrity?month=2026-06", OPERATOR, expect=200)
+    assert body["red"] == []  # only five clean months by then
+    _, listed = await venue.call("GET", f"/v1/projects/{pid}/disclosures", None, expect=200)
+    assert [d["title"] for d in listed] == [f"report {m}" for m in range(2, 8)]
+    other = await venue.issuer()
+    assert await venue.error("POST", f"/v1/projects/{pid}/disclosures", other,
+                             {"title": "x", "body": "y"}) == (404, "project_not_found")
+
+
+async def test_demo_seeds_every_board_in_several_states(venue):
+    engine = venue.client.server.app[keys.ENGINE]
+    accounts = await seed_demo(engine)
+    assert accounts and len(accounts) == 10
+    assert await seed_demo(engine) is None  # once only
+    _, rows = await venue.call("GET", "/v1/projects", None, expect=200)
+    states = {(r["board"], r["status"]) for r in rows}
+    for board in ("equity", "debt", "ip", "product"):
+        assert (board, "open") in states
+    assert {("equity", "trading"), ("equity", "failed"), ("debt", "trading"),
+            ("ip", "succeeded"), ("product", "succeeded"), ("product", "failed"),
+            ("equity", "pending_review")} <= states
+    venue.check_conservation()
