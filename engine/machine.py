@@ -66,6 +66,8 @@ class Meta(msgspec.Struct, array_like=True):
     idempotency: list[tuple[int, str, Stored]]
     next_movement_id: int
     components: list[tuple[str, bytes]]
+    deposits_total: int = 0
+    withdrawals_total: int = 0
 
 
 class Component(Protocol):
@@ -124,6 +126,10 @@ class StateMachine:
     def __init__(self) -> None:
         self.balances = Balances()
         self.movements = mv.MovementLog()
+        # Cash that entered and left the venue over its whole life: the conservation check is
+        # cash_total() (+ cash held by projects) == deposits_total - withdrawals_total.
+        self.deposits_total = 0
+        self.withdrawals_total = 0
         self.accounts: dict[int, AccountInfo] = {}
         self.key_index: dict[str, int] = {}
         self.references: dict[tuple[int, str], Stored] = {}
@@ -280,6 +286,7 @@ class StateMachine:
             return first
         rows = self.balances.accounts.rows
         rows[cmd.account_id]["cash_available"] += cmd.amount
+        self.deposits_total += cmd.amount
         self.movements.record(self.last_sequence, mv.DEPOSIT, mv.EXTERNAL_ACCOUNT,
                               cmd.account_id, mv.CASH, cmd.amount)
         reply = Reply(201, {
@@ -301,6 +308,7 @@ class StateMachine:
             )
         rows = self.balances.accounts.rows
         rows[cmd.account_id]["cash_available"] -= cmd.amount
+        self.withdrawals_total += cmd.amount
         self.movements.record(self.last_sequence, mv.WITHDRAWAL, cmd.account_id,
                               mv.EXTERNAL_ACCOUNT, mv.CASH, cmd.amount)
         reply = Reply(201, {"cash_available": int(rows[cmd.account_id]["cash_available"])})
@@ -364,6 +372,8 @@ class StateMachine:
             idempotency=[(a, k, s) for (a, k), s in self.idempotency.items()],
             next_movement_id=self.movements.next_id,
             components=[(x.name, x.meta()) for x in self.components],
+            deposits_total=self.deposits_total,
+            withdrawals_total=self.withdrawals_total,
         ))
 
     def arrays(self) -> dict:
@@ -385,6 +395,8 @@ class StateMachine:
         self.idempotency = {(a, k): s for a, k, s in meta.idempotency}
         self.movements.table.load(arrays["movements"])
         self.movements.next_id = meta.next_movement_id
+        self.deposits_total = meta.deposits_total
+        self.withdrawals_total = meta.withdrawals_total
         metas = dict(meta.components)
         for component in self.components:
             component.load(arrays, metas[component.name])

@@ -699,6 +699,13 @@ class Offerings:
         """Cash held by projects (product payouts awaiting delivery): in no account."""
         return sum(p.held_amount for p in self.projects.values())
 
+    def units_issued(self, instrument_id: int) -> int:
+        """Units of an instrument issued at its offering's success (0 if none)."""
+        project = self.projects.get(instrument_id)
+        if project is None or self.instrument_info(instrument_id) is None:
+            return 0
+        return project.subscribed_quantity
+
     # ---- views --------------------------------------------------------------------------------
 
     def project_view(self, project: Project) -> dict:
