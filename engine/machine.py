@@ -90,17 +90,6 @@ class Component(Protocol):
 
     def on_time(self) -> None: ...
 
-    def component(self, name: str) -> Component:
-        """A component by its name (``offerings``, ``settlement``, ``markets``)."""
-        for component in self.components:
-            if component.name == name:
-                return component
-        raise KeyError(f"no component {name!r}")
-
-    def publish(self, channel: str, data: Any, sequence: int | None = None) -> None:
-        """Queue a market-data update for the WebSocket hub (see ``outbox``)."""
-        self.outbox.append((channel, data, sequence))
-
     def next_deadline_us(self) -> int | None: ...
 
 
