@@ -92,6 +92,11 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     ticker = None
     try:
         await _bootstrap(engine, config)
+        if keys.DATABASE in app:
+            from settlement.batch import catch_up_on_start
+
+            # A batch that committed in PostgreSQL just before a crash is told to the engine.
+            await catch_up_on_start(engine, app[keys.DATABASE].pool)
         if config.demo:
             await _seed_demo(engine)
         ticker = asyncio.create_task(_tick_deadlines(engine), name="crowdex-deadlines")

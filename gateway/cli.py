@@ -84,10 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
         return bench(argv[1:])
+    if argv[:1] == ["settle"]:
+        from settlement.cli import main as settle
+
+        return settle(argv[1:])
     parser = argparse.ArgumentParser(prog="crowdex", description="the crowdex exchange")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     sub.add_parser("bench", help="run a benchmark: " + ", ".join(BENCHMARKS))
+    sub.add_parser("settle", help="operator settlement tools against a running server "
+                   "(crowdex settle --help)")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)

@@ -48,10 +48,13 @@ FAULT_POINTS = (
     "before_answer",
 )
 _fired: set[str] = set()
+TERMINATE_WAIT_POLLS = 500
 
-# Errors meaning "the database went away", answered 503 (rerun the batch).
+# Errors meaning "the database went away", answered 503 (rerun the batch). Whether a COMMIT
+# that failed this way took effect is unknown here; the next run's catch-up finds out.
 CONNECTION_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                     asyncpg.AdminShutdownError, ConnectionError, OSError)
+                     asyncpg.InternalClientError, asyncpg.AdminShutdownError, ConnectionError,
+                     OSError)
 
 
 async def fault(point: str, pool: asyncpg.Pool | None = None,
@@ -69,7 +72,15 @@ async def fault(point: str, pool: asyncpg.Pool | None = None,
     elif action == "terminate" and pool is not None and conn is not None and point not in _fired:
         _fired.add(point)
         log.warning("CROWDEX_FAULT: terminating the batch connection at %s", point)
-        await pool.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+        pid = conn.get_server_pid()
+        await pool.execute("SELECT pg_terminate_backend($1)", pid)
+        # Terminating only signals the backend: wait until it is gone, so what follows meets a
+        # dead connection every time.
+        for _ in range(TERMINATE_WAIT_POLLS):
+            if not await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                                       pid):
+                break
+            await asyncio.sleep(0.01)
 
 
 @dataclass

@@ -21,6 +21,7 @@ NOT_PERMITTED = 9
 SOLD_OUT = 10
 EXCEEDS_REMAINING = 11
 AMOUNT_TOO_LARGE = 12
+ACCOUNT_NOT_FOUND = 13
 
 CODE_NAMES: dict[int, str] = {
     OK: "ok",
@@ -36,6 +37,7 @@ CODE_NAMES: dict[int, str] = {
     SOLD_OUT: "sold_out",
     EXCEEDS_REMAINING: "exceeds_remaining",
     AMOUNT_TOO_LARGE: "invalid_field",
+    ACCOUNT_NOT_FOUND: "account_not_found",
 }
 
 # Numbers that were once given a meaning and must never be handed out again.

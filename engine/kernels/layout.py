@@ -50,6 +50,8 @@ INSTRUMENT_DTYPE = np.dtype(
         ("fee_bps", np.int64),  # seller fee per fill
         ("reference_price", np.int64),  # auction tie-break: last uncross, else offering price
         ("last_price", np.int64),  # last trade price, 0 before the first trade
+        ("orders_bid", np.int64),  # resting buy orders, so an empty side is known at once
+        ("orders_ask", np.int64),
         ("active", np.int8),
         ("mode", np.int8),  # MODE_BOOK or MODE_AUCTION
     ],

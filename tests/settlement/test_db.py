@@ -223,9 +223,10 @@ def test_the_packaged_migrations_start_with_accounts() -> None:
 
 
 async def test_migrations_apply_once(pool: asyncpg.Pool) -> None:
-    assert await migrate(pool) == ["0001_accounts"]
+    known = [m.version for m in load_migrations()]
+    assert await migrate(pool) == known
     assert await migrate(pool) == []
-    assert await applied_versions(pool) == ["0001_accounts"]
+    assert await applied_versions(pool) == known
     assert await pool.fetchval("SELECT count(*) FROM accounts") == 0
 
 
@@ -235,7 +236,8 @@ async def test_concurrent_migrations_apply_once(pool: asyncpg.Pool, database_url
         results = await asyncio.gather(migrate(pool), migrate(other), migrate(pool))
     finally:
         await other.close()
-    assert sorted(v for result in results for v in result) == ["0001_accounts"]
+    known = [m.version for m in load_migrations()]
+    assert sorted(v for result in results for v in result) == known
 
 
 async def test_a_migration_unknown_to_the_code_is_refused(pool: asyncpg.Pool) -> None:

@@ -1,0 +1,432 @@
+"""Continuous limit order book kernels: price-time priority, fills at the resting price.
+
+Each instrument's levels are a dense ladder of prices (one per side), each level a FIFO list of
+order slots linked through ``orders['next']``/``orders['prev']``. Matching walks from the best
+opposite level outwards. The book never sees balances: the risk stage (``risk.py``) reads the
+events these functions write. Capacity (orders, oid index, events) is ensured by the caller
+before a batch, so nothing here allocates.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from engine.kernels.codes import (
+    EV_ACCEPTED,
+    EV_CANCELLED,
+    EV_FILL,
+    EV_RESTED,
+    FOK_NOT_FILLABLE,
+    INSTRUMENT_NOT_FOUND,
+    INVALID_FIELD,
+    MODE_AUCTION,
+    NO_PRICE,
+    NOT_PERMITTED,
+    OK,
+    ORDER_NOT_FOUND,
+    POST_ONLY_WOULD_CROSS,
+    PRICE_OUT_OF_BAND,
+    REASON_REQUESTED,
+    REASON_SELF_TRADE,
+    REASON_UNFILLED_REST,
+    SIDE_BUY,
+    SIDE_SELL,
+    STP_CANCEL_BOTH,
+    STP_CANCEL_NEWEST,
+    STP_CANCEL_OLDEST,
+    STP_DECREMENT,
+    STP_NONE,
+    TIF_FOK,
+    TIF_GTC,
+    TIF_IOC,
+    TYPE_LIMIT,
+    TYPE_MARKET,
+)
+from engine.kernels.layout import (
+    C_EVENTS,
+    C_FREE_HEAD,
+    C_LIVE_ORDERS,
+    C_NEXT_OID,
+    C_NEXT_TRADE,
+    C_SLOTS_USED,
+)
+
+
+@njit(cache=True)
+def level_index(instruments, inst, side, price):
+    """Row in ``levels`` of one price of one side of an instrument's ladder."""
+    row = instruments[inst]
+    return row["level_base"] + side * row["ladder_width"] + (price - row["ladder_lo"])
+
+
+@njit(cache=True)
+def emit(events, counters, cmd_i, kind, side, code, inst, oid, account, pos_slot, price_limit,
+         price, qty):
+    """Append one event about one order; returns its row so fills can add the maker fields."""
+    e = counters[C_EVENTS]
+    counters[C_EVENTS] = e + 1
+    ev = events[e]
+    ev["cmd"] = cmd_i
+    ev["kind"] = kind
+    ev["side"] = side
+    ev["code"] = code
+    ev["instrument"] = inst
+    ev["oid"] = oid
+    ev["account"] = account
+    ev["pos_slot"] = pos_slot
+    ev["price_limit"] = price_limit
+    ev["maker_oid"] = 0
+    ev["maker_account"] = 0
+    ev["maker_pos_slot"] = 0
+    ev["maker_price"] = 0
+    ev["price"] = price
+    ev["qty"] = qty
+    ev["trade_id"] = 0
+    return e
+
+
+@njit(cache=True)
+def emit_fill(events, counters, cmd_i, inst, taker_side, oid, account, pos_slot, price_limit,
+              orders, maker_slot, price, qty):
+    """Append one trade between a taker and the resting order in ``maker_slot``."""
+    e = emit(events, counters, cmd_i, EV_FILL, taker_side, 0, inst, oid, account, pos_slot,
+             price_limit, price, qty)
+    ev = events[e]
+    maker = orders[maker_slot]
+    ev["maker_oid"] = maker["oid"]
+    ev["maker_account"] = maker["account"]
+    ev["maker_pos_slot"] = maker["pos_slot"]
+    ev["maker_price"] = maker["price"]
+    ev["trade_id"] = counters[C_NEXT_TRADE]
+    counters[C_NEXT_TRADE] += 1
+
+
+@njit(cache=True)
+def emit_order_cancelled(events, counters, cmd_i, orders, slot, qty, reason):
+    """Append the cancellation of ``qty`` units of a resting order."""
+    o = orders[slot]
+    emit(events, counters, cmd_i, EV_CANCELLED, o["side"], reason, o["instrument"], o["oid"],
+         o["account"], o["pos_slot"], o["price"], o["price"], qty)
+
+
+@njit(cache=True)
+def best_price(instruments, inst, side):
+    if side == SIDE_BUY:
+        return instruments[inst]["best_bid"]
+    return instruments[inst]["best_ask"]
+
+
+@njit(cache=True)
+def crosses(side, limit, opposite_price):
+    """Whether an order on ``side`` with ``limit`` can trade with a resting ``opposite_price``."""
+    if opposite_price == NO_PRICE:
+        return False
+    if side == SIDE_BUY:
+        return opposite_price <= limit
+    return opposite_price >= limit
+
+
+@njit(cache=True)
+def refresh_best(levels, instruments, inst, side, from_price):
+    """Set the side's best price to the first non-empty level at or beyond ``from_price``.
+
+    Bids are searched downwards, asks upwards. An empty side is known from its order count, so
+    the scan only walks the gap between two live levels.
+    """
+    row = instruments[inst]
+    lo = row["ladder_lo"]
+    hi = lo + row["ladder_width"] - 1
+    if side == SIDE_BUY:
+        if row["orders_bid"] == 0:
+            row["best_bid"] = NO_PRICE
+            return
+        base = row["level_base"] - lo
+        p = from_price
+        while p >= lo and levels[base + p]["head"] < 0:
+            p -= 1
+        row["best_bid"] = p if p >= lo else NO_PRICE
+    else:
+        if row["orders_ask"] == 0:
+            row["best_ask"] = NO_PRICE
+            return
+        base = row["level_base"] + row["ladder_width"] - lo
+        p = from_price
+        while p <= hi and levels[base + p]["head"] < 0:
+            p += 1
+        row["best_ask"] = p if p <= hi else NO_PRICE
+
+
+@njit(cache=True)
+def add_order(orders, levels, instruments, oid_index, counters, inst, side, price, qty, filled,
+              oid, account, pos_slot, stp):
+    """Put an order at the tail of its level (it has the lowest time priority there)."""
+    slot = counters[C_FREE_HEAD]
+    if slot >= 0:
+        counters[C_FREE_HEAD] = orders[slot]["next"]
+    else:
+        slot = counters[C_SLOTS_USED]
+        counters[C_SLOTS_USED] = slot + 1
+    li = level_index(instruments, inst, side, price)
+    level = levels[li]
+    o = orders[slot]
+    o["oid"] = oid
+    o["price"] = price
+    o["qty"] = qty
+    o["filled"] = filled
+    o["account"] = account
+    o["pos_slot"] = pos_slot
+    o["instrument"] = inst
+    o["side"] = side
+    o["stp"] = stp
+    o["next"] = -1
+    o["prev"] = level["tail"]
+    if level["tail"] >= 0:
+        orders[level["tail"]]["next"] = slot
+    else:
+        level["head"] = slot
+    level["tail"] = slot
+    level["qty"] += qty
+    oid_index[oid] = slot
+    counters[C_LIVE_ORDERS] += 1
+    row = instruments[inst]
+    if side == SIDE_BUY:
+        row["orders_bid"] += 1
+        if row["best_bid"] == NO_PRICE or price > row["best_bid"]:
+            row["best_bid"] = price
+    else:
+        row["orders_ask"] += 1
+        if row["best_ask"] == NO_PRICE or price < row["best_ask"]:
+            row["best_ask"] = price
+    return slot
+
+
+@njit(cache=True)
+def remove_order(orders, levels, instruments, oid_index, counters, slot):
+    """Unlink an order from its level, free its slot and move the best price if it was there."""
+    o = orders[slot]
+    inst = o["instrument"]
+    side = o["side"]
+    price = o["price"]
+    li = level_index(instruments, inst, side, price)
+    level = levels[li]
+    prev = o["prev"]
+    nxt = o["next"]
+    if prev >= 0:
+        orders[prev]["next"] = nxt
+    else:
+        level["head"] = nxt
+    if nxt >= 0:
+        orders[nxt]["prev"] = prev
+    else:
+        level["tail"] = prev
+    level["qty"] -= o["qty"]
+    oid_index[o["oid"]] = -1
+    o["oid"] = 0
+    o["qty"] = 0
+    o["next"] = counters[C_FREE_HEAD]
+    counters[C_FREE_HEAD] = slot
+    counters[C_LIVE_ORDERS] -= 1
+    row = instruments[inst]
+    if side == SIDE_BUY:
+        row["orders_bid"] -= 1
+    else:
+        row["orders_ask"] -= 1
+    if level["head"] < 0 and price == best_price(instruments, inst, side):
+        refresh_best(levels, instruments, inst, side, price)
+
+
+@njit(cache=True)
+def check_new(instruments, cmd):
+    """Static checks of a new order; returns (code, limit price used for matching).
+
+    A market order's limit is the band edge, so it never trades outside the band and a market
+    buy's cash reservation (limit x qty) covers any fill.
+    """
+    inst = cmd["instrument"]
+    if inst <= 0 or inst >= len(instruments) or instruments[inst]["active"] == 0:
+        return INSTRUMENT_NOT_FOUND, 0
+    side = cmd["side"]
+    if cmd["qty"] <= 0 or (side != SIDE_BUY and side != SIDE_SELL):
+        return INVALID_FIELD, 0
+    if cmd["tif"] < TIF_GTC or cmd["tif"] > TIF_FOK or cmd["stp"] < STP_NONE:
+        return INVALID_FIELD, 0
+    if cmd["stp"] > STP_DECREMENT or cmd["post_only"] < 0 or cmd["post_only"] > 1:
+        return INVALID_FIELD, 0
+    row = instruments[inst]
+    if cmd["type"] == TYPE_LIMIT:
+        limit = cmd["price"]
+        if limit < row["band_lo"] or limit > row["band_hi"]:
+            return PRICE_OUT_OF_BAND, 0
+    elif cmd["type"] == TYPE_MARKET:
+        limit = row["band_hi"] if side == SIDE_BUY else row["band_lo"]
+        if cmd["post_only"] == 1:
+            return INVALID_FIELD, 0
+    else:
+        return INVALID_FIELD, 0
+    if cmd["post_only"] == 1 and cmd["tif"] != TIF_GTC:
+        return INVALID_FIELD, 0
+    if row["mode"] == MODE_AUCTION and (cmd["type"] != TYPE_LIMIT or cmd["tif"] != TIF_GTC
+                                        or cmd["post_only"] == 1):
+        return NOT_PERMITTED, 0
+    return OK, limit
+
+
+@njit(cache=True)
+def fok_fillable(orders, levels, instruments, inst, side, limit, qty, account, stp):
+    """Whether a FOK order would fill completely, walking the book as matching would.
+
+    Under cancel_oldest the taker's own orders would be cancelled and skipped; under every
+    other mode meeting one stops (or decrements) the taker before it is filled.
+    """
+    opposite = 1 - side
+    need = qty
+    price = best_price(instruments, inst, opposite)
+    step = 1 if side == SIDE_BUY else -1
+    row = instruments[inst]
+    lo = row["ladder_lo"]
+    hi = lo + row["ladder_width"] - 1
+    while need > 0 and crosses(side, limit, price) and lo <= price <= hi:
+        slot = levels[level_index(instruments, inst, opposite, price)]["head"]
+        while slot >= 0 and need > 0:
+            o = orders[slot]
+            if stp != STP_NONE and o["account"] == account:
+                if stp != STP_CANCEL_OLDEST:
+                    return False
+            else:
+                need -= min(need, o["qty"])
+            slot = o["next"]
+        price += step
+    return need == 0
+
+
+@njit(cache=True)
+def match(orders, levels, instruments, oid_index, counters, events, full, cmd_i, inst, side,
+          limit, qty, oid, account, pos_slot, stp):
+    """Trade a taker against the book; returns (units left, whether STP stopped the taker)."""
+    opposite = 1 - side
+    rem = qty
+    while rem > 0:
+        price = best_price(instruments, inst, opposite)
+        if not crosses(side, limit, price):
+            break
+        level = levels[level_index(instruments, inst, opposite, price)]
+        slot = level["head"]
+        while slot >= 0 and rem > 0:
+            o = orders[slot]
+            nxt = o["next"]
+            if stp != STP_NONE and o["account"] == account:
+                if stp == STP_CANCEL_NEWEST:
+                    return rem, True
+                if stp == STP_DECREMENT:
+                    d = min(rem, o["qty"])
+                    rem -= d
+                    emit_order_cancelled(events, counters, cmd_i, orders, slot, d,
+                                         REASON_SELF_TRADE)
+                    emit(events, counters, cmd_i, EV_CANCELLED, side, REASON_SELF_TRADE, inst,
+                         oid, account, pos_slot, limit, limit, d)
+                    o["qty"] -= d
+                    level["qty"] -= d
+                    if o["qty"] == 0:
+                        remove_order(orders, levels, instruments, oid_index, counters, slot)
+                else:
+                    emit_order_cancelled(events, counters, cmd_i, orders, slot, o["qty"],
+                                         REASON_SELF_TRADE)
+                    remove_order(orders, levels, instruments, oid_index, counters, slot)
+                    if stp == STP_CANCEL_BOTH:
+                        return rem, True
+            else:
+                q = min(rem, o["qty"])
+                emit_fill(events, counters, cmd_i, inst, side, oid, account, pos_slot, limit,
+                          orders, slot, price, q)
+                instruments[inst]["last_price"] = price
+                rem -= q
+                o["qty"] -= q
+                o["filled"] += q
+                level["qty"] -= q
+                if o["qty"] == 0:
+                    remove_order(orders, levels, instruments, oid_index, counters, slot)
+            slot = nxt
+    return rem, False
+
+
+@njit(cache=True)
+def place(orders, levels, instruments, oid_index, counters, events, full, cmd_i, cmd, limit):
+    """Execute a checked new order: post-only and FOK refusals, matching, then rest or drop.
+
+    Returns the result code; the order gets an id only when it is not refused.
+    """
+    inst = cmd["instrument"]
+    side = cmd["side"]
+    qty = cmd["qty"]
+    account = cmd["account"]
+    stp = cmd["stp"]
+    opposite_best = best_price(instruments, inst, 1 - side)
+    auction = instruments[inst]["mode"] == MODE_AUCTION
+    if cmd["post_only"] == 1 and crosses(side, limit, opposite_best):
+        return POST_ONLY_WOULD_CROSS
+    if cmd["tif"] == TIF_FOK and not fok_fillable(orders, levels, instruments, inst, side, limit,
+                                                 qty, account, stp):
+        return FOK_NOT_FILLABLE
+    oid = counters[C_NEXT_OID]
+    counters[C_NEXT_OID] = oid + 1
+    pos_slot = cmd["pos_slot"]
+    if full:
+        emit(events, counters, cmd_i, EV_ACCEPTED, side, 0, inst, oid, account, pos_slot, limit,
+             limit, qty)
+    rem = qty
+    stopped = False
+    if not auction:
+        rem, stopped = match(orders, levels, instruments, oid_index, counters, events, full,
+                             cmd_i, inst, side, limit, qty, oid, account, pos_slot, stp)
+    if rem == 0:
+        return OK
+    if stopped or cmd["type"] == TYPE_MARKET or cmd["tif"] == TIF_IOC:
+        if full:
+            reason = REASON_SELF_TRADE if stopped else REASON_UNFILLED_REST
+            emit(events, counters, cmd_i, EV_CANCELLED, side, reason, inst, oid, account,
+                 pos_slot, limit, limit, rem)
+        return OK
+    add_order(orders, levels, instruments, oid_index, counters, inst, side, limit, rem,
+              qty - rem, oid, account, pos_slot, stp)
+    if full:
+        emit(events, counters, cmd_i, EV_RESTED, side, 0, inst, oid, account, pos_slot, limit,
+             limit, rem)
+    return OK
+
+
+@njit(cache=True)
+def cancel(orders, levels, instruments, oid_index, counters, events, full, cmd_i, oid, account):
+    """Cancel a resting order; account 0 (an operator or a benchmark) skips the owner check."""
+    if oid <= 0 or oid >= len(oid_index) or oid_index[oid] < 0:
+        return ORDER_NOT_FOUND
+    slot = oid_index[oid]
+    if account != 0 and orders[slot]["account"] != account:
+        return ORDER_NOT_FOUND
+    if full:
+        emit_order_cancelled(events, counters, cmd_i, orders, slot, orders[slot]["qty"],
+                             REASON_REQUESTED)
+    remove_order(orders, levels, instruments, oid_index, counters, slot)
+    return OK
+
+
+
+@njit(cache=True)
+def relink(orders, levels, instruments, slots):
+    """Rebuild every level list from ``slots`` (live orders sorted by price level, then id).
+
+    Time priority within a level is arrival order, which is order-id order, so a fresh ladder
+    rebuilt this way keeps every order's priority.
+    """
+    for k in range(len(slots)):
+        slot = slots[k]
+        o = orders[slot]
+        li = level_index(instruments, o["instrument"], o["side"], o["price"])
+        level = levels[li]
+        o["next"] = -1
+        o["prev"] = level["tail"]
+        if level["tail"] >= 0:
+            orders[level["tail"]]["next"] = slot
+        else:
+            level["head"] = slot
+        level["tail"] = slot
+        level["qty"] += o["qty"]

@@ -1,0 +1,108 @@
+"""The batch driver: one compiled call runs a whole batch of commands through every stage.
+
+For each command, in order: the book's static checks, the risk stage's reservation (when
+``risk`` is on), the book (or the auction), then the risk stage's settlement of the events the
+book just wrote. The stages stay separate functions; only this loop knows all of them.
+
+The caller guarantees room in ``orders`` and ``oid_index`` for the whole batch. Events may
+run out of room: before each command the loop checks that the worst case fits (every order of
+the instrument touched twice), and otherwise stops, leaving ``counters[C_PROCESSED]`` at the
+first command not done so the caller can grow ``events`` and call again.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from engine.kernels import auction, book, risk
+from engine.kernels.codes import (
+    ACCOUNT_NOT_FOUND,
+    EV_REJECTED,
+    INSTRUMENT_NOT_FOUND,
+    INVALID_FIELD,
+    MODE_AUCTION,
+    NOT_PERMITTED,
+    OK,
+    OP_CANCEL,
+    OP_NEW,
+    OP_UNCROSS,
+)
+from engine.kernels.layout import C_EVENTS, C_PROCESSED
+
+# Events one command can write besides two per resting order of its instrument.
+EVENTS_PER_COMMAND_FIXED = 4
+
+
+@njit(cache=True)
+def run_batch(cmds, results, orders, levels, instruments, oid_index, counters, events,
+              accounts, positions, fee_account, risk_on, full):
+    """Process ``cmds[counters[C_PROCESSED]:]``; write each command's code to ``results``."""
+    i = counters[C_PROCESSED]
+    n = len(cmds)
+    while i < n:
+        cmd = cmds[i]
+        inst = cmd["instrument"]
+        touched = 0
+        if 0 < inst < len(instruments):
+            touched = instruments[inst]["orders_bid"] + instruments[inst]["orders_ask"]
+        if counters[C_EVENTS] + 2 * touched + EVENTS_PER_COMMAND_FIXED > len(events):
+            break
+        first = counters[C_EVENTS]
+        op = cmd["op"]
+        if op == OP_NEW:
+            code = new_order(cmd, i, orders, levels, instruments, oid_index, counters, events,
+                             accounts, positions, risk_on, full)
+        elif op == OP_CANCEL:
+            code = book.cancel(orders, levels, instruments, oid_index, counters, events, full, i,
+                               cmd["oid"], cmd["account"])
+        elif op == OP_UNCROSS:
+            code = uncross_command(cmd, i, orders, levels, instruments, oid_index, counters,
+                                   events)
+        else:
+            code = INVALID_FIELD
+        if code != OK and full:
+            book.emit(events, counters, i, EV_REJECTED, cmd["side"], code, inst, 0,
+                      cmd["account"], cmd["pos_slot"], 0, cmd["price"], cmd["qty"])
+        elif risk_on:
+            risk.settle(accounts, positions, instruments, fee_account, events, first,
+                        counters[C_EVENTS])
+        results[i] = code
+        i += 1
+    counters[C_PROCESSED] = i
+    return i
+
+
+@njit(cache=True)
+def new_order(cmd, i, orders, levels, instruments, oid_index, counters, events, accounts,
+              positions, risk_on, full):
+    """Checks, reservation, then the book; a refusal after reserving gives it all back."""
+    code, limit = book.check_new(instruments, cmd)
+    if code != OK:
+        return code
+    side = cmd["side"]
+    if risk_on:
+        account = cmd["account"]
+        if account <= 0 or account >= len(accounts) or accounts[account]["role"] == 0:
+            return ACCOUNT_NOT_FOUND
+        code = risk.reserve(accounts, positions, side, limit, cmd["qty"], cmd["account"],
+                            cmd["pos_slot"])
+        if code != OK:
+            return code
+    code = book.place(orders, levels, instruments, oid_index, counters, events, full, i, cmd,
+                      limit)
+    if code != OK and risk_on:
+        risk.release(accounts, positions, side, limit, cmd["qty"], cmd["account"],
+                     cmd["pos_slot"])
+    return code
+
+
+@njit(cache=True)
+def uncross_command(cmd, i, orders, levels, instruments, oid_index, counters, events):
+    """Uncross one auction instrument (a book-mode instrument is refused)."""
+    inst = cmd["instrument"]
+    if inst <= 0 or inst >= len(instruments) or instruments[inst]["active"] == 0:
+        return INSTRUMENT_NOT_FOUND
+    if instruments[inst]["mode"] != MODE_AUCTION:
+        return NOT_PERMITTED
+    auction.uncross(orders, levels, instruments, oid_index, counters, events, i, inst)
+    return OK
