@@ -15,7 +15,7 @@ DEFAULT_START_TIME = "2026-01-01T00:00:00Z"
 SHUTDOWN_TIMEOUT_S = 10.0
 
 # `crowdex bench NAME ...` runs bench.NAME.main(argv).
-BENCHMARKS = ("replay", "engine", "journal", "pledges", "gateway", "settlement")
+BENCHMARKS = ("replay", "engine", "journal", "pledges", "gateway", "settlement", "ci_check")
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:

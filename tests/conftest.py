@@ -22,6 +22,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="run long checks (more hypothesis examples, bigger workloads)")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The engine's property tests read CROWDEX_SLOW to run more random steps.
+    if config.getoption("--slow"):
+        os.environ["CROWDEX_SLOW"] = "1"
+
+
 @pytest.fixture(scope="session")
 def slow(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--slow"))

@@ -1,0 +1,101 @@
+"""Allocation kernels for primary offerings: pro-rata, first-come quota, uniform-price rates.
+
+They take plain int64 arrays (one row per subscription, in subscription order) and return
+allocations; the boards layer decides when to call which and moves the money afterwards.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from engine.kernels.codes import AMOUNT_TOO_LARGE, EXCEEDS_REMAINING, OK, SOLD_OUT
+
+INT64_MAX = 9_223_372_036_854_775_807
+
+
+@njit(cache=True)
+def pro_rata(requested, sequence, account, available, out):
+    """Split ``available`` units pro rata to ``requested``, whole units by largest remainder.
+
+    Each subscription gets ``floor(requested * available / total)``; the units left over go one
+    each to the largest remainders, ties to the earlier sequence, then the lower account id.
+    When demand does not exceed supply everyone gets what they asked for. Returns a code:
+    ``AMOUNT_TOO_LARGE`` when a product would overflow int64 (the caller then uses the
+    reference, whose Python integers have no bound).
+    """
+    n = len(requested)
+    total = 0
+    for i in range(n):
+        total += requested[i]
+    if total <= available:
+        for i in range(n):
+            out[i] = requested[i]
+        return OK
+    remainder = np.zeros(n, dtype=np.int64)
+    given = 0
+    for i in range(n):
+        if requested[i] > 0 and available > INT64_MAX // requested[i]:
+            return AMOUNT_TOO_LARGE
+        share = requested[i] * available
+        out[i] = share // total
+        remainder[i] = share % total
+        given += out[i]
+    # Stable sorts from the least significant key: account, then sequence, then remainder.
+    order = np.argsort(account, kind="mergesort")
+    order = order[np.argsort(sequence[order], kind="mergesort")]
+    order = order[np.argsort(-remainder[order], kind="mergesort")]
+    for j in range(available - given):
+        out[order[j]] += 1
+    return OK
+
+
+@njit(cache=True)
+def first_come(requested, capacity, codes, out):
+    """Take pledges in arrival order, each whole or not at all; never sells more than capacity.
+
+    ``capacity`` < 0 means unlimited. A pledge larger than what remains is refused with
+    ``EXCEEDS_REMAINING`` (``SOLD_OUT`` once nothing remains). Returns what remains (-1 if
+    unlimited).
+    """
+    remaining = capacity
+    for i in range(len(requested)):
+        if remaining < 0:
+            codes[i] = OK
+            out[i] = requested[i]
+        elif remaining == 0:
+            codes[i] = SOLD_OUT
+            out[i] = 0
+        elif requested[i] > remaining:
+            codes[i] = EXCEEDS_REMAINING
+            out[i] = 0
+        else:
+            codes[i] = OK
+            out[i] = requested[i]
+            remaining -= requested[i]
+    return remaining
+
+
+@njit(cache=True)
+def rate_auction(rate_bps, sequence, requested, available, out):
+    """Uniform-price rate auction: lowest rates first (then earlier sequence) until supply ends.
+
+    The marginal bid is filled in part; every filled bid gets the clearing rate, the highest
+    rate filled. Returns the clearing rate in bps (0 when nothing is filled).
+    """
+    order = np.argsort(sequence, kind="mergesort")
+    order = order[np.argsort(rate_bps[order], kind="mergesort")]
+    left = available
+    clearing = 0
+    for i in range(len(order)):
+        out[i] = 0
+    for j in range(len(order)):
+        i = order[j]
+        if left == 0:
+            break
+        take = min(left, requested[i])
+        if take > 0:
+            out[i] = take
+            left -= take
+            clearing = rate_bps[i]
+    return clearing

@@ -1,0 +1,88 @@
+"""Public market data kept with the state: recent trades and OHLCV candles per instrument.
+
+Both are bounded (``TRADES_KEPT``, ``CANDLES_KEPT``) and derived only from fills and the
+exchange time, so a replay rebuilds them exactly. Prices are fen per unit, volumes units.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import msgspec
+
+TRADES_KEPT = 1000  # per instrument
+CANDLES_KEPT = 1000  # per instrument and interval
+INTERVALS_US = {"1m": 60_000_000, "1h": 3_600_000_000, "1d": 86_400_000_000}
+
+
+class TradeRecord(msgspec.Struct, array_like=True):
+    trade_id: int
+    price: int
+    quantity: int
+    taker_side: str
+    time_us: int
+    buy_order_id: int
+    sell_order_id: int
+
+
+class Candle(msgspec.Struct, array_like=True):
+    start_us: int
+    open: int
+    high: int
+    low: int
+    close: int
+    volume: int
+
+
+class TapeState(msgspec.Struct, array_like=True):
+    """The serialisable form of one instrument's tape."""
+
+    instrument_id: int
+    trades: list[TradeRecord]
+    candles: dict[str, list[Candle]]
+
+
+class Tape:
+    """One instrument's recent trades (newest last) and candles per interval."""
+
+    def __init__(self, instrument_id: int) -> None:
+        self.instrument_id = instrument_id
+        self.trades: deque[TradeRecord] = deque(maxlen=TRADES_KEPT)
+        self.candles: dict[str, deque[Candle]] = {
+            name: deque(maxlen=CANDLES_KEPT) for name in INTERVALS_US}
+
+    def record(self, trade: TradeRecord) -> None:
+        self.trades.append(trade)
+        for name, width in INTERVALS_US.items():
+            start = trade.time_us - trade.time_us % width
+            series = self.candles[name]
+            if series and series[-1].start_us == start:
+                candle = series[-1]
+                candle.high = max(candle.high, trade.price)
+                candle.low = min(candle.low, trade.price)
+                candle.close = trade.price
+                candle.volume += trade.quantity
+            else:
+                series.append(Candle(start, trade.price, trade.price, trade.price,
+                                     trade.price, trade.quantity))
+
+    def recent(self, limit: int) -> list[TradeRecord]:
+        """Newest first."""
+        out = []
+        for trade in reversed(self.trades):
+            if len(out) >= limit:
+                break
+            out.append(trade)
+        return out
+
+    def state(self) -> TapeState:
+        return TapeState(self.instrument_id, list(self.trades),
+                         {name: list(series) for name, series in self.candles.items()})
+
+    @classmethod
+    def from_state(cls, state: TapeState) -> Tape:
+        tape = cls(state.instrument_id)
+        tape.trades.extend(state.trades)
+        for name, series in state.candles.items():
+            tape.candles[name].extend(series)
+        return tape

@@ -1,0 +1,422 @@
+"""The matching engine: owns the order-book arrays, validates, and runs kernels once per batch.
+
+``MatchingEngine`` holds every instrument's book in one set of struct-of-arrays tables
+(``engine.kernels.layout``), grows them by doubling between batches (never inside compiled
+code) and hands a whole batch of commands to ``engine.kernels.pipeline.run_batch``. Balances
+stay in ``engine.state.Balances``; when one is passed to ``process`` the risk stage reserves,
+moves and releases cash and units, otherwise (benchmarks, replay) balances are unlimited.
+
+Commands and events are numpy arrays of ``COMMAND_DTYPE`` / ``EVENT_DTYPE``; result codes are
+in ``engine.kernels.codes``. The state is deterministic: the same commands from the same state
+give the same arrays, which ``arrays()`` exposes for snapshots and the state hash.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from engine.kernels import allocation
+from engine.kernels import codes as k
+from engine.kernels.book import relink
+from engine.kernels.layout import (
+    C_EVENTS,
+    C_LIVE_ORDERS,
+    C_NEXT_OID,
+    C_PROCESSED,
+    C_SLOTS_USED,
+    COMMAND_DTYPE,
+    EVENT_DTYPE,
+    INSTRUMENT_DTYPE,
+    LEVEL_DTYPE,
+    ORDER_DTYPE,
+    new_counters,
+)
+from engine.kernels.pipeline import EVENTS_PER_COMMAND_FIXED, run_batch
+from engine.reference import allocation as reference_allocation
+from engine.state import ACCOUNT_DTYPE, POSITION_DTYPE, Balances
+
+# Limits (TigerBeetle style: everything has one). Prices and quantities follow API.md.
+batch_size_max = 1 << 20
+price_max_fen = 1 << 53
+ladder_width_max = 1 << 22  # prices per side of one instrument's ladder
+instruments_max = 1 << 20
+
+_NO_ACCOUNTS = np.zeros(1, dtype=ACCOUNT_DTYPE)
+_NO_POSITIONS = np.zeros(1, dtype=POSITION_DTYPE)
+
+
+class EngineInvariantError(RuntimeError):
+    """The engine's state broke one of its invariants: a bug, never a client error."""
+
+
+class BatchResult(NamedTuple):
+    """What a batch produced: one result code per command, and the events in order."""
+
+    results: np.ndarray  # int64, one code per command
+    events: np.ndarray  # EVENT_DTYPE
+
+
+def _grown(array: np.ndarray, needed: int, fill: int | None = None) -> np.ndarray:
+    """``array`` with room for ``needed`` rows (capacity doubled), or itself if it fits."""
+    capacity = len(array)
+    if needed <= capacity:
+        return array
+    while capacity < needed:
+        capacity *= 2
+    grown = np.zeros(capacity, dtype=array.dtype)
+    if fill is not None:
+        grown[:] = fill
+    grown[: len(array)] = array
+    return grown
+
+
+class MatchingEngine:
+    """Order books of many instruments, matched by compiled kernels one batch at a time."""
+
+    def __init__(self, *, fee_account_id: int = 1, order_capacity: int = 1024) -> None:
+        self.fee_account_id = fee_account_id
+        self.orders = np.zeros(max(order_capacity, 16), dtype=ORDER_DTYPE)
+        self.levels = np.zeros(0, dtype=LEVEL_DTYPE)
+        self.instruments = np.zeros(16, dtype=INSTRUMENT_DTYPE)
+        self.oid_index = np.full(max(order_capacity, 16), -1, dtype=np.int64)
+        self.counters = new_counters()
+        self._events = np.zeros(1024, dtype=EVENT_DTYPE)
+
+    # ---- instruments ------------------------------------------------------------------------
+
+    def add_instrument(self, instrument_id: int, *, band_lo_fen: int, band_hi_fen: int,
+                       fee_bps: int = 0, mode: str = "book", reference_price_fen: int = 0) -> None:
+        """Open a book for an instrument with its price band, seller fee and mode."""
+        if not 0 < instrument_id < instruments_max:
+            raise ValueError(f"instrument id {instrument_id} out of range")
+        if mode not in ("book", "auction"):
+            raise ValueError(f"unknown mode {mode!r}")
+        if not 0 <= fee_bps <= 10_000:
+            raise ValueError(f"fee_bps {fee_bps} out of range")
+        self.instruments = _grown(self.instruments, instrument_id + 1)
+        row = self.instruments[instrument_id]
+        if row["active"]:
+            raise ValueError(f"instrument {instrument_id} already exists")
+        row["active"] = 1
+        row["mode"] = k.MODE_AUCTION if mode == "auction" else k.MODE_BOOK
+        row["fee_bps"] = fee_bps
+        row["reference_price"] = reference_price_fen
+        self.set_band(instrument_id, band_lo_fen, band_hi_fen)
+
+    def set_band(self, instrument_id: int, band_lo_fen: int, band_hi_fen: int) -> None:
+        """Change an instrument's price band; resting orders outside it stay where they are.
+
+        A band inside the instrument's ladder only changes two numbers. A wider one re-lays every
+        ladder (with headroom, so a drifting reference price rarely triggers it).
+        """
+        if not 1 <= band_lo_fen <= band_hi_fen <= price_max_fen:
+            raise ValueError(f"bad price band [{band_lo_fen}, {band_hi_fen}]")
+        row = self.instruments[instrument_id]
+        row["band_lo"] = band_lo_fen
+        row["band_hi"] = band_hi_fen
+        ladder_hi = row["ladder_lo"] + row["ladder_width"] - 1
+        if row["ladder_width"] and row["ladder_lo"] <= band_lo_fen and band_hi_fen <= ladder_hi:
+            return
+        self._relayout()
+
+    def _relayout(self) -> None:
+        """Give every instrument a ladder covering its band and resting orders, then relink."""
+        live = self.orders[: self.counters[C_SLOTS_USED]]
+        slots = np.flatnonzero(live["oid"] != 0)
+        base = 0
+        for inst in np.flatnonzero(self.instruments["active"]):
+            row = self.instruments[inst]
+            mine = live["price"][slots[live["instrument"][slots] == inst]]
+            lo = int(min(row["band_lo"], mine.min() if len(mine) else row["band_lo"]))
+            hi = int(max(row["band_hi"], mine.max() if len(mine) else row["band_hi"]))
+            hi += (hi - lo) // 4  # headroom for a rising reference price
+            width = hi - lo + 1
+            if width > ladder_width_max:
+                raise ValueError(f"instrument {inst}: price ladder of {width} ticks is too wide")
+            row["ladder_lo"], row["ladder_width"], row["level_base"] = lo, width, base
+            base += 2 * width
+        levels = np.zeros(base, dtype=LEVEL_DTYPE)
+        levels["head"] = -1
+        levels["tail"] = -1
+        self.levels = levels
+        order = np.lexsort((live["oid"][slots], live["price"][slots], live["side"][slots],
+                            live["instrument"][slots]))
+        relink(self.orders, self.levels, self.instruments, slots[order].astype(np.int64))
+
+    # ---- batches ----------------------------------------------------------------------------
+
+    def process(self, commands: np.ndarray, balances: Balances | None = None, *,
+                full_events: bool = True) -> BatchResult:
+        """Run a batch of commands; with ``balances`` the risk stage is on.
+
+        ``full_events=False`` writes fills only (the replay benchmark's path). The returned
+        events are a view of a scratch buffer, valid until the next call.
+        """
+        if commands.dtype != COMMAND_DTYPE:
+            raise TypeError(f"commands must have COMMAND_DTYPE, not {commands.dtype}")
+        n = len(commands)
+        if n > batch_size_max:
+            raise ValueError(f"batch of {n} commands exceeds batch_size_max {batch_size_max}")
+        self._ensure_room(n)
+        if balances is not None:
+            self._fill_position_slots(commands, balances)
+            accounts, positions = balances.accounts.rows, balances.positions.rows
+            if not balances.exists(self.fee_account_id):
+                raise ValueError(f"fee account {self.fee_account_id} does not exist")
+        else:
+            accounts, positions = _NO_ACCOUNTS, _NO_POSITIONS
+        results = np.zeros(n, dtype=np.int64)
+        self.counters[C_EVENTS] = 0
+        self.counters[C_PROCESSED] = 0
+        while True:
+            done = run_batch(commands, results, self.orders, self.levels, self.instruments,
+                             self.oid_index, self.counters, self._events, accounts, positions,
+                             self.fee_account_id, balances is not None, full_events)
+            if done == n:
+                break
+            # Out of event room: grow for the worst case of the next command and go on.
+            inst = int(commands[done]["instrument"])
+            touched = 0
+            if 0 < inst < len(self.instruments):
+                row = self.instruments[inst]
+                touched = int(row["orders_bid"] + row["orders_ask"])
+            needed = int(self.counters[C_EVENTS]) + 2 * touched + EVENTS_PER_COMMAND_FIXED
+            self._events = _grown(self._events, max(needed, 2 * len(self._events)))
+        return BatchResult(results, self._events[: self.counters[C_EVENTS]])
+
+    def _ensure_room(self, n: int) -> None:
+        """Every command may rest one order and take one id: make room before compiled code."""
+        self.orders = _grown(self.orders, int(self.counters[C_SLOTS_USED]) + n)
+        self.oid_index = _grown(self.oid_index, int(self.counters[C_NEXT_OID]) + n + 1, fill=-1)
+        self._events = _grown(self._events, 2 * n + EVENTS_PER_COMMAND_FIXED)
+
+    def _fill_position_slots(self, commands: np.ndarray, balances: Balances) -> None:
+        """Look up (creating) each new order's position row, once per distinct pair."""
+        inst = commands["instrument"]
+        account = commands["account"]
+        in_range = (inst > 0) & (inst < len(self.instruments))
+        active = np.zeros(len(commands), dtype=bool)
+        active[in_range] = self.instruments["active"][inst[in_range]] != 0
+        wanted = ((commands["op"] == k.OP_NEW) & active & (account > 0)
+                  & (account < balances.accounts.count))
+        commands["pos_slot"] = -1
+        if not wanted.any():
+            return
+        keys = account[wanted] * instruments_max + inst[wanted]
+        unique, inverse = np.unique(keys, return_inverse=True)
+        slots = np.array([balances.position_slot(int(key // instruments_max),
+                                                 int(key % instruments_max)) for key in unique],
+                         dtype=np.int64)
+        commands["pos_slot"][wanted] = slots[inverse]
+
+    # ---- one-command helpers (tests, the state machine) ------------------------------------
+
+    def new_order(self, instrument_id: int, account_id: int, side: int, qty: int, *,
+                  price: int = 0, order_type: int = k.TYPE_LIMIT, tif: int = k.TIF_GTC,
+                  post_only: bool = False, stp: int = k.STP_CANCEL_NEWEST,
+                  balances: Balances | None = None) -> BatchResult:
+        """Submit one new order (a batch of one)."""
+        cmd = command(k.OP_NEW, instrument=instrument_id, account=account_id, side=side,
+                      qty=qty, price=price, type=order_type, tif=tif, post_only=int(post_only),
+                      stp=stp)
+        return self.process(cmd, balances)
+
+    def cancel(self, oid: int, account_id: int = 0,
+               balances: Balances | None = None) -> BatchResult:
+        """Cancel one order; ``account_id`` 0 skips the owner check."""
+        return self.process(command(k.OP_CANCEL, oid=oid, account=account_id), balances)
+
+    def uncross(self, instrument_id: int, balances: Balances | None = None) -> BatchResult:
+        """Run the call auction of an auction-mode instrument."""
+        return self.process(command(k.OP_UNCROSS, instrument=instrument_id), balances)
+
+    # ---- reads ------------------------------------------------------------------------------
+
+    def depth(self, instrument_id: int, side: int, levels_max: int = 10) -> list[tuple[int, int]]:
+        """``[(price, qty), ...]`` of one side, best first, at most ``levels_max`` levels."""
+        row = self.instruments[instrument_id]
+        width = int(row["ladder_width"])
+        start = int(row["level_base"]) + side * width
+        qty = self.levels["qty"][start: start + width]
+        prices = np.flatnonzero(qty)
+        if side == k.SIDE_BUY:
+            prices = prices[::-1]
+        prices = prices[:levels_max]
+        lo = int(row["ladder_lo"])
+        return [(lo + int(p), int(qty[p])) for p in prices]
+
+    def order(self, oid: int) -> dict | None:
+        """A resting order's fields, or None when it is not on a book."""
+        if not 0 < oid < len(self.oid_index) or self.oid_index[oid] < 0:
+            return None
+        o = self.orders[self.oid_index[oid]]
+        return {name: int(o[name]) for name in ORDER_DTYPE.names}
+
+    def open_orders(self, account_id: int) -> list[dict]:
+        """Every resting order of an account, by order id."""
+        live = self.orders[: self.counters[C_SLOTS_USED]]
+        slots = np.flatnonzero((live["oid"] != 0) & (live["account"] == account_id))
+        slots = slots[np.argsort(live["oid"][slots])]
+        return [{name: int(live[s][name]) for name in ORDER_DTYPE.names} for s in slots]
+
+    # ---- snapshots --------------------------------------------------------------------------
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The state as arrays (live parts only), for snapshots and the state hash."""
+        used = int(self.counters[C_SLOTS_USED])
+        return {
+            "orders": self.orders[:used],
+            "levels": self.levels,
+            "instruments": self.instruments,
+            "oid_index": self.oid_index[: int(self.counters[C_NEXT_OID])],
+            "counters": self.counters,
+        }
+
+    def load(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore the state ``arrays()`` gave (copies, so the snapshot stays untouched)."""
+        expected = {"orders": ORDER_DTYPE, "levels": LEVEL_DTYPE,
+                    "instruments": INSTRUMENT_DTYPE}
+        for name, dtype in expected.items():
+            if arrays[name].dtype != dtype:
+                raise ValueError(f"snapshot {name} dtype {arrays[name].dtype} is not {dtype}")
+        self.orders = _grown(arrays["orders"].copy(), 16)
+        self.levels = arrays["levels"].copy()
+        self.instruments = arrays["instruments"].copy()
+        self.oid_index = _grown(arrays["oid_index"].astype(np.int64), 16, fill=-1)
+        self.counters = arrays["counters"].astype(np.int64).copy()
+
+
+def check_book(engine: MatchingEngine) -> None:
+    """Raise ``EngineInvariantError`` unless every list, total, count and best price agrees."""
+    orders, instruments = engine.orders, engine.instruments
+    seen = 0
+    for inst in np.flatnonzero(instruments["active"]):
+        row = instruments[inst]
+        for side in (k.SIDE_BUY, k.SIDE_SELL):
+            count, best = _check_side(engine, int(inst), side)
+            seen += count
+            field = "orders_bid" if side == k.SIDE_BUY else "orders_ask"
+            if row[field] != count:
+                raise EngineInvariantError(f"instrument {inst}: {field} {row[field]} != {count}")
+            best_field = "best_bid" if side == k.SIDE_BUY else "best_ask"
+            if row[best_field] != best:
+                raise EngineInvariantError(f"instrument {inst}: {best_field} {row[best_field]}"
+                                           f" but the best level is {best}")
+        crossed = row["best_bid"] and row["best_ask"] and row["best_bid"] >= row["best_ask"]
+        if row["mode"] == k.MODE_BOOK and crossed:
+            raise EngineInvariantError(f"instrument {inst}: book crossed")
+    live = int((orders["oid"][: engine.counters[C_SLOTS_USED]] != 0).sum())
+    if seen != live or live != engine.counters[C_LIVE_ORDERS]:
+        raise EngineInvariantError(f"{seen} orders on levels, {live} live slots")
+
+
+def _check_side(engine: MatchingEngine, inst: int, side: int) -> tuple[int, int]:
+    """Walk one side's levels; returns (orders, best price)."""
+    row = engine.instruments[inst]
+    width = int(row["ladder_width"])
+    base = int(row["level_base"]) + side * width
+    count, best = 0, k.NO_PRICE
+    for i in range(width):
+        level = engine.levels[base + i]
+        price = int(row["ladder_lo"]) + i
+        slot, prev, total = int(level["head"]), -1, 0
+        while slot >= 0:
+            o = engine.orders[slot]
+            if (o["oid"] == 0 or o["qty"] <= 0 or o["price"] != price or o["side"] != side
+                    or o["instrument"] != inst or o["prev"] != prev
+                    or engine.oid_index[o["oid"]] != slot):
+                raise EngineInvariantError(f"order slot {slot} inconsistent with its level")
+            total += int(o["qty"])
+            count += 1
+            prev, slot = slot, int(o["next"])
+        if level["tail"] != prev or level["qty"] != total:
+            raise EngineInvariantError(f"level {price} side {side}: tail or total wrong")
+        if total and (best == k.NO_PRICE or side == k.SIDE_BUY):
+            best = price
+    return count, best
+
+
+def check_reservations(engine: MatchingEngine, balances: Balances) -> None:
+    """Every reservation equals what the account's resting orders hold; nothing is negative."""
+    accounts = balances.accounts.live()
+    positions = balances.positions.live()
+    for name in ("cash_available", "cash_reserved"):
+        if (accounts[name] < 0).any():
+            raise EngineInvariantError(f"negative {name}")
+    for name in ("units_available", "units_reserved"):
+        if (positions[name] < 0).any():
+            raise EngineInvariantError(f"negative {name}")
+    live = engine.orders[: engine.counters[C_SLOTS_USED]]
+    live = live[live["oid"] != 0]
+    buys = live[live["side"] == k.SIDE_BUY]
+    cash = np.zeros(len(accounts), dtype=np.int64)
+    np.add.at(cash, buys["account"], buys["price"] * buys["qty"])
+    if not np.array_equal(cash, accounts["cash_reserved"]):
+        raise EngineInvariantError("cash_reserved differs from the resting buy orders")
+    sells = live[live["side"] == k.SIDE_SELL]
+    units = np.zeros(len(positions), dtype=np.int64)
+    np.add.at(units, sells["pos_slot"], sells["qty"])
+    if not np.array_equal(units, positions["units_reserved"]):
+        raise EngineInvariantError("units_reserved differs from the resting sell orders")
+
+
+def check_conservation(balances: Balances, cash_total_fen: int,
+                       units_by_instrument: dict[int, int]) -> None:
+    """Cash and each instrument's units sum to what was put in: nothing created or lost."""
+    if balances.cash_total() != cash_total_fen:
+        raise EngineInvariantError(f"cash total {balances.cash_total()} != {cash_total_fen}")
+    positions = balances.positions.live()
+    for inst, expected in units_by_instrument.items():
+        mine = positions[positions["instrument_id"] == inst]
+        total = int(mine["units_available"].sum() + mine["units_reserved"].sum())
+        if total != expected:
+            raise EngineInvariantError(f"instrument {inst}: {total} units, expected {expected}")
+
+
+def command(op: int, **fields: int) -> np.ndarray:
+    """A batch of one command with the given fields (the rest zero)."""
+    cmd = np.zeros(1, dtype=COMMAND_DTYPE)
+    cmd["op"] = op
+    for name, value in fields.items():
+        cmd[name] = value
+    return cmd
+
+
+# ---- allocation (primary offerings): thin facades over the kernels ---------------------------
+
+
+def allocate_pro_rata(requested: np.ndarray, sequence: np.ndarray, account: np.ndarray,
+                      available: int) -> np.ndarray:
+    """Pro-rata by largest remainder (see ``engine.kernels.allocation.pro_rata``)."""
+    requested = np.ascontiguousarray(requested, dtype=np.int64)
+    out = np.zeros(len(requested), dtype=np.int64)
+    code = allocation.pro_rata(requested, np.ascontiguousarray(sequence, dtype=np.int64),
+                               np.ascontiguousarray(account, dtype=np.int64), available, out)
+    if code == k.AMOUNT_TOO_LARGE:
+        # Products beyond int64: Python integers are exact, and this path is rare.
+        exact = reference_allocation.pro_rata(requested.tolist(), list(map(int, sequence)),
+                                              list(map(int, account)), available)
+        return np.array(exact, dtype=np.int64)
+    return out
+
+
+def allocate_first_come(requested: np.ndarray, capacity: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(codes, allocations, remaining)`` of first-come pledges; capacity < 0 is unlimited."""
+    requested = np.ascontiguousarray(requested, dtype=np.int64)
+    codes = np.zeros(len(requested), dtype=np.int64)
+    out = np.zeros(len(requested), dtype=np.int64)
+    remaining = allocation.first_come(requested, capacity, codes, out)
+    return codes, out, int(remaining)
+
+
+def allocate_rate_auction(rate_bps: np.ndarray, sequence: np.ndarray, requested: np.ndarray,
+                          available: int) -> tuple[np.ndarray, int]:
+    """``(allocations, clearing_rate_bps)`` of a uniform-price rate auction."""
+    out = np.zeros(len(requested), dtype=np.int64)
+    clearing = allocation.rate_auction(np.ascontiguousarray(rate_bps, dtype=np.int64),
+                                       np.ascontiguousarray(sequence, dtype=np.int64),
+                                       np.ascontiguousarray(requested, dtype=np.int64),
+                                       available, out)
+    return out, int(clearing)

@@ -1,0 +1,129 @@
+// The HTTP API and the WebSocket, as the UI uses them. The API key lives in sessionStorage only
+// (gone when the tab closes) and is sent as a Bearer token.
+
+const KEY = "crowdex_key";
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(`${code}: ${message}`);
+    this.status = status;
+    this.code = code;
+    this.detail = message;
+  }
+}
+
+export const session = {
+  get key() { return sessionStorage.getItem(KEY); },
+  set key(value) {
+    if (value) sessionStorage.setItem(KEY, value); else sessionStorage.removeItem(KEY);
+  },
+  me: null, // GET /v1/me of the signed-in account, refreshed by the shell
+};
+
+export async function api(method, path, body, { anonymous = false, raw = false } = {}) {
+  const headers = { Accept: "application/json" };
+  if (session.key && !anonymous) headers.Authorization = `Bearer ${session.key}`;
+  const init = { method, headers };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (error) {
+    throw new ApiError(0, "network_error", "the server could not be reached");
+  }
+  if (raw && response.ok) return response;
+  const text = await response.text();
+  let payload = null;
+  try { payload = text ? JSON.parse(text) : null; } catch { payload = null; }
+  if (!response.ok) {
+    const error = (payload && payload.error) || {};
+    throw new ApiError(response.status, error.code || `http_${response.status}`,
+      error.message || text.slice(0, 200) || response.statusText);
+  }
+  return payload;
+}
+
+export const get = (path, options) => api("GET", path, undefined, options);
+export const post = (path, body = {}, options) => api("POST", path, body, options);
+export const del = (path, options) => api("DELETE", path, undefined, options);
+
+/**
+ * One WebSocket subscription that keeps itself fresh: it reconnects with backoff, and a gap in
+ * a channel's sequence re-subscribes for a new snapshot (API.md). onData(data, message) gets the
+ * full project view on both snapshots and updates; onState("live" | "connecting" | "offline").
+ */
+export class LiveChannel {
+  constructor(channel, onData, onState = () => {}) {
+    this.channel = channel;
+    this.onData = onData;
+    this.onState = onState;
+    this.sequence = null;
+    this.closed = false;
+    this.retryMs = 500;
+    this.connect();
+  }
+
+  connect() {
+    if (this.closed) return;
+    this.onState("connecting");
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(`${scheme}://${location.host}/v1/ws`);
+    this.socket = socket;
+    socket.addEventListener("open", () => {
+      this.retryMs = 500;
+      this.subscribe();
+    });
+    socket.addEventListener("message", (event) => this.receive(event.data));
+    socket.addEventListener("close", () => {
+      if (this.closed) return;
+      this.onState("offline");
+      this.timer = setTimeout(() => this.connect(), this.retryMs);
+      this.retryMs = Math.min(this.retryMs * 2, 10_000);
+    });
+  }
+
+  subscribe() {
+    this.sequence = null;
+    this.socket.send(JSON.stringify({ op: "subscribe", channels: [this.channel] }));
+  }
+
+  receive(text) {
+    let message;
+    try { message = JSON.parse(text); } catch { return; }
+    if (message.channel !== this.channel) return;
+    if (message.type === "snapshot") {
+      this.sequence = message.sequence;
+      this.onState("live");
+      this.onData(message.data, message);
+    } else if (message.type === "update") {
+      if (this.sequence !== null && message.sequence !== this.sequence + 1) {
+        this.socket.send(JSON.stringify({ op: "unsubscribe", channels: [this.channel] }));
+        this.subscribe();
+        return;
+      }
+      this.sequence = message.sequence;
+      this.onData(message.data, message);
+    }
+  }
+
+  close() {
+    this.closed = true;
+    clearTimeout(this.timer);
+    if (this.socket) this.socket.close();
+  }
+}
+
+/** Load /v1/me for the stored key into session.me; a 401 drops the key. */
+export async function refreshSession() {
+  if (!session.key) { session.me = null; return false; }
+  try {
+    session.me = await get("/v1/me");
+    return true;
+  } catch (err) {
+    if (err.status === 401) { session.key = null; session.me = null; }
+    throw err;
+  }
+}

@@ -1,0 +1,33 @@
+"""The state's dtypes are a snapshot format: their sizes and offsets are pinned here."""
+
+import pytest
+
+from engine.kernels.layout import (
+    COMMAND_DTYPE,
+    EVENT_DTYPE,
+    INSTRUMENT_DTYPE,
+    LEVEL_DTYPE,
+    ORDER_DTYPE,
+)
+
+
+@pytest.mark.parametrize(("dtype", "size", "offsets"), [
+    (ORDER_DTYPE, 64, {"oid": 0, "price": 8, "qty": 16, "filled": 24, "account": 32,
+                       "pos_slot": 40, "instrument": 48, "next": 52, "prev": 56, "side": 60,
+                       "stp": 61}),
+    (LEVEL_DTYPE, 16, {"qty": 0, "head": 8, "tail": 12}),
+    (INSTRUMENT_DTYPE, 104, {"band_lo": 0, "band_hi": 8, "ladder_lo": 16, "ladder_width": 24,
+                             "level_base": 32, "best_bid": 40, "best_ask": 48, "fee_bps": 56,
+                             "reference_price": 64, "last_price": 72, "orders_bid": 80,
+                             "orders_ask": 88, "active": 96, "mode": 97}),
+    (COMMAND_DTYPE, 56, {"op": 0, "side": 1, "type": 2, "tif": 3, "post_only": 4, "stp": 5,
+                         "instrument": 8, "account": 16, "price": 24, "qty": 32, "oid": 40,
+                         "pos_slot": 48}),
+    (EVENT_DTYPE, 104, {"cmd": 0, "kind": 8, "side": 9, "code": 10, "instrument": 12,
+                        "oid": 16, "account": 24, "pos_slot": 32, "price_limit": 40,
+                        "maker_oid": 48, "maker_account": 56, "maker_pos_slot": 64,
+                        "maker_price": 72, "price": 80, "qty": 88, "trade_id": 96}),
+])
+def test_layout_is_pinned(dtype, size, offsets):
+    assert dtype.itemsize == size
+    assert {name: dtype.fields[name][1] for name in dtype.names} == offsets
