@@ -1,5 +1,6 @@
-"""What every board shares: money rounding, the largest-remainder split, allocation mechanisms,
-the listing lifecycle and the generic part of terms validation.
+"""What every board shares: money rounding, the largest-remainder split, the allocation rules
+(whose mechanisms are the engine's compiled kernels), the listing lifecycle and the generic part
+of terms validation.
 
 ``fee_half_up`` and ``largest_remainder`` are THE venue's rounding helpers: settlement, markets
 and the boards all import them from here, so a rounding rule is written down exactly once.
@@ -19,8 +20,11 @@ from fractions import Fraction
 from typing import Any, ClassVar
 
 import msgspec
+import numpy as np
 
+from engine import matching
 from engine.errors import CrowdexError
+from engine.kernels import codes as kernel_codes
 
 US_PER_DAY = 86_400 * 1_000_000
 US_PER_HOUR = 3_600 * 1_000_000
@@ -106,16 +110,39 @@ def largest_remainder(total: int, weights: Sequence[int],
 
 
 # ---- allocation mechanisms ------------------------------------------------------------------
-# Subscriptions are given to these as parallel lists in subscription (sequence) order. They are
-# the function boundary where the engine's compiled kernels (engine/kernels) plug in.
+# Boards are rules, the engine is mechanism. These functions decide WHAT takes part (the
+# subscriptions handed in, in subscription order, after eligibility and the holder limit), the
+# cap and the tie-break keys; the engine's compiled kernels (``engine.kernels.allocation`` via
+# the ``engine.matching`` wrappers) compute HOW MUCH each gets. The kernels' pro rata is a
+# largest-remainder split with the same ties as ``largest_remainder`` above (earliest sequence,
+# then lower account id); tests/boards/test_allocation_kernels.py holds them to each other.
+
+
+def _int64s(values: Sequence[int]) -> np.ndarray:
+    return np.asarray(values, dtype=np.int64)
+
+
+def _check_allocation_input(capacity: int, quantities: Sequence[int],
+                            *parallel: Sequence[int]) -> None:
+    if capacity < 0:
+        raise ValueError("cannot allocate a negative capacity")
+    if any(q < 0 for q in quantities):
+        raise ValueError("quantities must be non-negative")
+    if any(len(column) != len(quantities) for column in parallel):
+        raise ValueError("every subscription needs one value in each column")
 
 
 def allocate_pro_rata(capacity: int, quantities: Sequence[int], sequences: Sequence[int],
                       accounts: Sequence[int]) -> list[int]:
-    """Fill everything when it fits; otherwise pro rata in whole units (largest remainder)."""
-    if sum(quantities) <= capacity:
-        return list(quantities)
-    return largest_remainder(capacity, quantities, list(zip(sequences, accounts, strict=True)))
+    """Fill everything when it fits; otherwise pro rata in whole units (largest remainder).
+
+    Ties between equal fractional parts go to the earliest ``sequences``, then the lower
+    ``accounts`` (BOARDS.md). The split is the engine's ``pro_rata`` kernel.
+    """
+    _check_allocation_input(capacity, quantities, sequences, accounts)
+    out = matching.allocate_pro_rata(_int64s(quantities), _int64s(sequences), _int64s(accounts),
+                                     capacity)
+    return out.tolist()
 
 
 def allocate_rate_auction(capacity: int, quantities: Sequence[int], rates_bps: Sequence[int],
@@ -123,20 +150,13 @@ def allocate_rate_auction(capacity: int, quantities: Sequence[int], rates_bps: S
     """Uniform-price rate auction: fill the lowest rates first (then earliest), up to capacity.
 
     Returns each bid's filled quantity and the clearing rate (the highest filled rate, 0 when
-    nothing fills). The marginal bid fills partly.
+    nothing fills). The marginal bid fills partly. The ranking and filling are the engine's
+    ``rate_auction`` kernel.
     """
-    filled = [0] * len(quantities)
-    order = sorted(range(len(quantities)), key=lambda i: (rates_bps[i], sequences[i]))
-    left = capacity
-    clearing = 0
-    for i in order:
-        if left == 0:
-            break
-        take = min(left, quantities[i])
-        filled[i] = take
-        left -= take
-        clearing = max(clearing, rates_bps[i])
-    return filled, clearing
+    _check_allocation_input(capacity, quantities, rates_bps, sequences)
+    out, clearing = matching.allocate_rate_auction(_int64s(rates_bps), _int64s(sequences),
+                                                   _int64s(quantities), capacity)
+    return out.tolist(), clearing
 
 
 def holder_limit_cut(accounts: Sequence[int], holders_max: int,
@@ -145,7 +165,8 @@ def holder_limit_cut(accounts: Sequence[int], holders_max: int,
 
     The first ``holders_max - existing_holders`` distinct accounts keep all their
     subscriptions; every subscription of a later account is refunded (``False``), so the
-    latest subscriptions are the ones refunded first.
+    latest subscriptions are the ones refunded first. (A rule, not a mechanism: it decides
+    which subscriptions take part in the allocation.)
     """
     room = holders_max - existing_holders
     seen: set[int] = set()
@@ -299,10 +320,17 @@ def invalid_terms(message: str) -> CrowdexError:
 
 
 def first_come_check(remaining: int | None, quantity: int) -> None:
-    """Refuse a first-come subscription that does not fit what remains (``None``: unlimited)."""
-    if remaining is None:
-        return
-    if remaining <= 0:
+    """Refuse a first-come subscription that does not fit what remains (``None``: unlimited).
+
+    The take-or-refuse is the engine's ``first_come`` kernel (capacity -1 is unlimited there,
+    so a negative ``remaining`` is passed as 0: nothing remains).
+    """
+    capacity = -1 if remaining is None else max(remaining, 0)
+    codes, _, _ = matching.allocate_first_come(_int64s([quantity]), capacity)
+    code = int(codes[0])
+    if code == kernel_codes.SOLD_OUT:
         raise CrowdexError("sold_out", "nothing remains")
-    if quantity > remaining:
+    if code == kernel_codes.EXCEEDS_REMAINING:
         raise CrowdexError("exceeds_remaining", f"only {remaining} remain")
+    if code != kernel_codes.OK:
+        raise RuntimeError(f"first_come kernel returned code {code}")

@@ -14,6 +14,7 @@ from typing import Union
 
 import msgspec
 
+from engine.markets_commands import MARKET_COMMANDS
 from engine.offerings_commands import OFFERING_COMMANDS
 from settlement.commands import SETTLEMENT_COMMANDS
 
@@ -69,7 +70,8 @@ CORE_COMMANDS: tuple[type, ...] = (
     Genesis, SetOperatorKey, CreateAccount, Deposit, Withdraw, AdvanceClock, Tick,
 )
 # Each component defines its commands in its own module and lists them in a tuple added here.
-ALL_COMMANDS: tuple[type, ...] = CORE_COMMANDS + SETTLEMENT_COMMANDS + OFFERING_COMMANDS
+ALL_COMMANDS: tuple[type, ...] = (
+    CORE_COMMANDS + SETTLEMENT_COMMANDS + OFFERING_COMMANDS + MARKET_COMMANDS)
 
 Command = Union[ALL_COMMANDS]  # noqa: UP007 - a Union built from a tuple at import time
 

@@ -40,6 +40,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_state": 409,
     "clock_not_manual": 409,
     "reconciliation_break": 409,
+    "duplicate_client_order_id": 409,
+    "order_not_open": 409,
     # 422: business rules
     "insufficient_funds": 422,
     "insufficient_holdings": 422,

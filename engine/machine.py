@@ -98,6 +98,7 @@ class Component(Protocol):
 COMPONENTS: tuple[tuple[str, str], ...] = (
     ("settlement.component", "SettlementComponent"),
     ("engine.offerings", "Offerings"),
+    ("engine.markets", "Markets"),
 )
 
 

@@ -11,7 +11,7 @@ import msgspec
 class PlaceOrder(msgspec.Struct, tag="place_order", array_like=True):
     instrument_id: int
     side: str  # buy | sell
-    type: str  # limit | market
+    order_type: str  # limit | market ("type" is the union's tag field)
     price: int  # fen per unit; 0 for a market order
     quantity: int
     time_in_force: str = "gtc"  # gtc | ioc | fok

@@ -57,6 +57,14 @@ def decode(raw: bytes, schema: type[T], content_type: str) -> T:
         raise CrowdexError(code, f"the body could not be decoded: {error}") from None
 
 
+def convert(value: Any, schema: type[T]) -> T:
+    """Validate an already-decoded object (a WebSocket message) like a request body."""
+    try:
+        return msgspec.convert(value, schema)
+    except msgspec.ValidationError as error:
+        raise _validation_error(error) from None
+
+
 async def body(request: web.Request, schema: type[T]) -> T:
     return decode(await request.read(), schema, request.content_type)
 

@@ -21,12 +21,14 @@ def pro_rata(requested, sequence, account, available, out):
     Each subscription gets ``floor(requested * available / total)``; the units left over go one
     each to the largest remainders, ties to the earlier sequence, then the lower account id.
     When demand does not exceed supply everyone gets what they asked for. Returns a code:
-    ``AMOUNT_TOO_LARGE`` when a product would overflow int64 (the caller then uses the
-    reference, whose Python integers have no bound).
+    ``AMOUNT_TOO_LARGE`` when the total or a product would overflow int64 (the caller then uses
+    the reference, whose Python integers have no bound).
     """
     n = len(requested)
     total = 0
     for i in range(n):
+        if requested[i] > INT64_MAX - total:
+            return AMOUNT_TOO_LARGE  # the sum would wrap and look as if everything fits
         total += requested[i]
     if total <= available:
         for i in range(n):

@@ -94,7 +94,10 @@ def settle_fill(accounts, positions, instruments, fee_account, ev):
     fee = fee_half_up(notional, instruments[ev["instrument"]]["fee_bps"])
     srow = accounts[seller]
     srow["cash_available"] += notional - fee
-    srow["cash_unsettled"] += notional - fee
+    # One rule venue-wide: every cash credit but a deposit is unsettled at its gross amount
+    # until the settlement batch that records it clears exactly that credit; fees are taken
+    # from available cash only.
+    srow["cash_unsettled"] += notional
     frow = accounts[fee_account]
     frow["cash_available"] += fee
     frow["cash_unsettled"] += fee

@@ -296,7 +296,7 @@ class ReferenceExchange:
         self.holding(seller.account, seller.instrument)[1] -= qty
         s = self.accounts[seller.account]
         s.cash_available += notional - fee
-        s.cash_unsettled += notional - fee
+        s.cash_unsettled += notional  # gross, like every proceeds credit
         f = self.accounts[self.fee_account]
         f.cash_available += fee
         f.cash_unsettled += fee

@@ -91,7 +91,8 @@ export async function route() {
       h("p", { class: "message error", role: "alert" }, ...errorContent(err))));
   }
   // Move focus to the new page's heading for keyboard and screen-reader users (not on first load).
-  if (document.activeElement && document.activeElement !== document.body) {
+  const active = document.activeElement;
+  if (active && active !== document.body && !view.contains(active)) {
     const heading = view.querySelector("h1");
     if (heading) { heading.setAttribute("tabindex", "-1"); heading.focus({ preventScroll: true }); }
   }

@@ -1,0 +1,190 @@
+"""Secondary markets over HTTP and the WebSocket: orders, the book, trades, candles, auctions."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from engine import markets_commands as mc
+from engine.clock import format_time_us
+from engine.errors import CrowdexError
+from engine.machine import AccountInfo, Reply
+from engine.marketdata import INTERVALS_US
+from engine.markets import Markets, order_view, trade_view
+from gateway import http, keys
+from gateway import order_schemas as os_
+from gateway.routes import Route
+from gateway.ws import ChannelKind
+
+DEPTH_MAX = 1000
+TRADES_LIMIT_MAX = 1000
+CANDLES_LIMIT_MAX = 1000
+
+
+def markets(request: web.Request) -> Markets:
+    return request.app[keys.ENGINE].machine.component("markets")
+
+
+def _command(req: os_.PlaceOrderRequest) -> mc.PlaceOrder:
+    """Field rules the types cannot say (API.md): a limit order needs a price, a market order
+    takes none and cannot be post-only."""
+    if req.type == "limit" and req.price is None:
+        raise CrowdexError("missing_field", "missing field price (a limit order needs one)")
+    if req.type == "market" and req.price is not None:
+        raise CrowdexError("invalid_field", "a market order takes no price")
+    if req.type == "market" and req.post_only:
+        raise CrowdexError("invalid_field", "a market order cannot be post-only")
+    return mc.PlaceOrder(req.instrument_id, req.side, req.type, req.price or 0, req.quantity,
+                         req.time_in_force, req.post_only, req.self_trade_prevention,
+                         req.client_order_id)
+
+
+async def place_order(request: web.Request) -> web.Response:
+    command = _command(await http.body(request, os_.PlaceOrderRequest))
+    investor = http.require(request, "investor")
+    return http.reply(request, await http.submit(request, command, investor))
+
+
+async def cancel_order(request: web.Request) -> web.Response:
+    order_id = http.path_id(request, "order_id")
+    investor = http.require(request, "investor")
+    return http.reply(request, await http.submit(request, mc.CancelOrder(order_id), investor))
+
+
+async def list_orders(request: web.Request) -> web.Response:
+    status = request.query.get("status", "all")
+    if status not in ("open", "all"):
+        raise CrowdexError("invalid_field", "status must be open or all")
+    account = http.require(request, "investor")
+    orders = markets(request).account_orders(account.account_id, status == "open")
+    return http.respond(request, 200, [order_view(o) for o in orders])
+
+
+async def get_order(request: web.Request) -> web.Response:
+    order_id = http.path_id(request, "order_id")
+    account = http.require(request, "investor")
+    order = markets(request).orders.get(order_id)
+    if order is None or order.account_id != account.account_id:
+        raise CrowdexError("order_not_found", f"no order {order_id}")
+    return http.respond(request, 200, order_view(order))
+
+
+def _instrument(request: web.Request) -> int:
+    instrument_id = http.path_id(request, "instrument_id")
+    machine = request.app[keys.ENGINE].machine
+    info = machine.component("offerings").instrument_info(instrument_id)
+    if info is None or not info.tradable:
+        raise CrowdexError("instrument_not_found", f"no instrument {instrument_id}")
+    return instrument_id
+
+
+async def book(request: web.Request) -> web.Response:
+    depth = http.query_int(request, "depth", 10, 1, DEPTH_MAX)
+    instrument_id = _instrument(request)
+    return http.respond(request, 200, markets(request).book(instrument_id, depth))
+
+
+async def trades(request: web.Request) -> web.Response:
+    limit = http.query_int(request, "limit", 100, 1, TRADES_LIMIT_MAX)
+    instrument_id = _instrument(request)
+    tape = markets(request).tapes.get(instrument_id)
+    recent = tape.recent(limit) if tape is not None else []
+    return http.respond(request, 200, [trade_view(t) for t in recent])
+
+
+async def candles(request: web.Request) -> web.Response:
+    interval = request.query.get("interval", "1m")
+    if interval not in INTERVALS_US:
+        raise CrowdexError("invalid_field", "interval must be 1m, 1h or 1d")
+    limit = http.query_int(request, "limit", 100, 1, CANDLES_LIMIT_MAX)
+    instrument_id = _instrument(request)
+    tape = markets(request).tapes.get(instrument_id)
+    series = list(tape.candles[interval])[-limit:] if tape is not None else []
+    return http.respond(request, 200, [
+        {"time": format_time_us(c.start_us), "open": c.open, "high": c.high, "low": c.low,
+         "close": c.close, "volume": c.volume} for c in series])
+
+
+async def run_auction(request: web.Request) -> web.Response:
+    instrument_id = http.path_id(request, "instrument_id")
+    operator = http.require(request, "operator")
+    return http.reply(request, await http.submit(request, mc.RunAuction(instrument_id),
+                                                 operator))
+
+
+async def indicative(request: web.Request) -> web.Response:
+    instrument_id = _instrument(request)
+    body = markets(request).indicative(instrument_id) or {"price": 0, "quantity": 0}
+    return http.respond(request, 200, {"instrument_id": instrument_id, **body})
+
+
+# ---- WebSocket ----------------------------------------------------------------------------
+
+
+def _ack(kind: str, reply: Reply) -> dict:
+    if reply.status >= 400:
+        error = reply.body["error"]
+        raise CrowdexError(error["code"], error["message"], status=reply.status)
+    return {"type": kind, "order": reply.body}
+
+
+async def ws_order(request: web.Request, account: AccountInfo, body: dict) -> dict:
+    command = _command(http.convert(body, os_.PlaceOrderRequest))
+    if account.role != "investor":
+        raise CrowdexError("forbidden", "only investors trade")
+    engine = request.app[keys.ENGINE]
+    return _ack("order_ack", await engine.submit(command, account.account_id))
+
+
+async def ws_cancel(request: web.Request, account: AccountInfo, body: dict) -> dict:
+    order_id = body.get("order_id")
+    if type(order_id) is not int or order_id <= 0:
+        raise CrowdexError("invalid_field", "order_id must be a positive integer")
+    engine = request.app[keys.ENGINE]
+    return _ack("cancel_ack", await engine.submit(mc.CancelOrder(order_id), account.account_id))
+
+
+def _book_channel(request: web.Request, instrument_id: int, account) -> tuple[int, dict]:
+    info = request.app[keys.ENGINE].machine.component("offerings").instrument_info(instrument_id)
+    if info is None or not info.tradable:
+        raise CrowdexError("instrument_not_found", f"no instrument {instrument_id}")
+    snapshot = markets(request).book(instrument_id, DEPTH_MAX)
+    return snapshot["sequence"], snapshot
+
+
+def _trades_channel(request: web.Request, instrument_id: int, account) -> tuple[None, list]:
+    _book_channel(request, instrument_id, account)
+    tape = markets(request).tapes.get(instrument_id)
+    return None, [trade_view(t) for t in (tape.recent(100) if tape is not None else [])]
+
+
+def _orders_channel(request: web.Request, _ident: int, account) -> tuple[None, list]:
+    return None, [order_view(o) for o in markets(request).account_orders(account.account_id,
+                                                                          True)]
+
+
+CHANNELS = {
+    "book": ChannelKind(_book_channel),
+    "trades": ChannelKind(_trades_channel),
+    "orders": ChannelKind(_orders_channel, private=True),
+}
+WS_OPS = {"order": ws_order, "cancel": ws_cancel}
+
+ROUTES = [
+    Route("POST", "/v1/orders", place_order, "Place an order", ("investor",),
+          os_.PlaceOrderRequest, os_.Order, 201),
+    Route("GET", "/v1/orders", list_orders, "Your orders (?status=open for resting ones)",
+          ("investor",)),
+    Route("GET", "/v1/orders/{order_id}", get_order, "One of your orders", ("investor",),
+          None, os_.Order),
+    Route("DELETE", "/v1/orders/{order_id}", cancel_order, "Cancel one of your open orders",
+          ("investor",), None, os_.Order),
+    Route("GET", "/v1/instruments/{instrument_id}/book", book,
+          "Aggregated order book, best first", (), None, os_.Book),
+    Route("GET", "/v1/instruments/{instrument_id}/trades", trades, "Recent trades, newest first"),
+    Route("GET", "/v1/instruments/{instrument_id}/candles", candles,
+          "OHLCV candles (?interval=1m|1h|1d)"),
+    Route("POST", "/v1/instruments/{instrument_id}/auction", run_auction,
+          "Uncross an IP instrument's call auction", ("operator",), None, os_.AuctionResult),
+    Route("GET", "/v1/instruments/{instrument_id}/auction", indicative,
+          "Indicative uncross price and volume while orders rest"),
+]
