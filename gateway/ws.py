@@ -108,7 +108,9 @@ class Hub:
         subscribers = self.subscribers.get(channel)
         if not subscribers:
             return
-        message = {"channel": channel, "type": message_type, "sequence": sequence, "data": data}
+        # A private channel's key carries its account ("orders@7"); clients know it as "orders".
+        message = {"channel": channel.partition("@")[0], "type": message_type,
+                   "sequence": sequence, "data": data}
         for connection in list(subscribers):
             connection.send(message)
 

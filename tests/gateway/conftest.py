@@ -43,3 +43,7 @@ async def deposit(client: TestClient, account_id: int, amount: int, reference: s
                                  headers=OPERATOR)
     assert response.status == 201, await response.text()
     return await response.json()
+
+
+# A venue with a trading instrument, for the order and WebSocket tests.
+from tests.gateway.markets import market  # noqa: E402, F401

@@ -1,0 +1,32 @@
+"""A venue with one trading equity instrument: two sellers holding shares, one buyer with cash."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.boards.conftest import OPERATOR, Venue, manual_config
+
+PRICE = 10_00  # the offering price, fen per share
+
+
+@pytest.fixture
+async def market(tmp_path):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from gateway.app import create_app
+
+    async with TestClient(TestServer(create_app(manual_config(tmp_path / "data")))) as c:
+        venue = Venue(c)
+        issuer = await venue.issuer()
+        project = await venue.listed(issuer, "equity", {
+            "price": PRICE, "min_quantity": 100, "max_quantity": 1000, "lockup_days": 0}, 30)
+        sellers = [await venue.investor(cash=10_000_00, investor_class="qualified")
+                   for _ in range(2)]
+        for seller in sellers:
+            await venue.subscribe(seller, project, 300)
+        await venue.call("POST", f"/v1/projects/{project}/close", OPERATOR, expect=200)
+        buyer = await venue.investor(cash=100_000_00, investor_class="qualified")
+        assert (await venue.project(project))["status"] == "trading"
+        yield venue, project, sellers, buyer
+
+

@@ -1,0 +1,185 @@
+"""The WebSocket API: auth, subscriptions, order entry, gap-free books, slow consumers."""
+
+from __future__ import annotations
+
+import random
+
+import aiohttp
+import msgspec
+import pytest
+
+from gateway import keys
+from gateway import ws as ws_module
+from tests.boards.conftest import OPERATOR
+
+
+def key_of(who: dict) -> str:
+    return who["headers"]["Authorization"].split(" ", 1)[1]
+
+
+async def next_json(ws, timeout: float = 5.0) -> dict:
+    msg = await ws.receive(timeout=timeout)
+    assert msg.type == aiohttp.WSMsgType.TEXT, msg
+    return msgspec.json.decode(msg.data)
+
+
+async def test_bad_key_in_upgrade_header_is_http_401(market):
+    venue, *_ = market
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await venue.client.ws_connect("/v1/ws", headers={"Authorization": "Bearer nope"})
+    assert refused.value.status == 401
+
+
+async def test_bad_key_in_auth_message_errors_then_closes(market):
+    venue, *_ = market
+    async with venue.client.ws_connect("/v1/ws") as ws:
+        await ws.send_json({"op": "auth", "api_key": "nope"})
+        reply = await next_json(ws)
+        assert reply["type"] == "error" and reply["code"] == "unauthorized"
+        msg = await ws.receive(timeout=5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+
+async def test_anonymous_orders_subscribe_is_refused_but_socket_stays_open(market):
+    venue, inst, *_ = market
+    async with venue.client.ws_connect("/v1/ws") as ws:
+        await ws.send_json({"op": "subscribe", "channels": ["orders"]})
+        reply = await next_json(ws)
+        assert reply["type"] == "error" and reply["code"] == "unauthorized"
+        await ws.send_json({"op": "subscribe", "channels": [f"book:{inst}"]})
+        assert (await next_json(ws))["type"] == "subscribed"
+        snapshot = await next_json(ws)
+        assert snapshot["type"] == "snapshot" and snapshot["channel"] == f"book:{inst}"
+
+
+@pytest.mark.parametrize("message", [
+    {"op": "subscribe", "channels": ["book:999"]},
+    {"op": "subscribe", "channels": ["candles:1"]},
+    {"op": "subscribe", "channels": "book:1"},
+    {"op": "subscribe", "channels": ["book:abc"]},
+    {"op": "dance"},
+    {"op": "order", "request_id": 1, "instrument_id": 1, "side": "buy"},
+])
+async def test_bad_messages_get_error_replies(market, message):
+    venue, *_ = market
+    async with venue.client.ws_connect("/v1/ws") as ws:
+        await ws.send_json(message)
+        reply = await next_json(ws)
+        assert reply["type"] == "error" and reply["code"]
+        await ws.send_str("{not json")
+        assert (await next_json(ws))["code"] == "invalid_json"
+
+
+async def test_order_and_cancel_over_the_socket_with_acks_and_order_updates(market):
+    venue, inst, (seller, _), buyer = market
+    async with venue.client.ws_connect("/v1/ws", headers=seller["headers"]) as ws:
+        await ws.send_json({"op": "subscribe", "channels": ["orders"]})
+        assert (await next_json(ws))["type"] == "subscribed"
+        snapshot = await next_json(ws)
+        assert snapshot["channel"] == "orders" and snapshot["data"] == []
+        await ws.send_json({"op": "order", "request_id": "r1", "instrument_id": inst,
+                            "side": "sell", "type": "limit", "price": 12_00, "quantity": 5})
+        got = [await next_json(ws), await next_json(ws)]
+        ack = next(m for m in got if m.get("type") == "order_ack")
+        update = next(m for m in got if m.get("channel") == "orders")
+        assert ack["request_id"] == "r1" and ack["order"]["status"] == "open"
+        assert update["sequence"] == snapshot["sequence"] + 1
+        await ws.send_json({"op": "order", "request_id": "r2", "instrument_id": inst,
+                            "side": "sell", "type": "limit", "price": 1_000_00, "quantity": 5})
+        refused = await next_json(ws)
+        assert refused == {"type": "error", "request_id": "r2", "code": "price_out_of_band",
+                           "message": refused["message"]}
+        await ws.send_json({"op": "cancel", "request_id": "c1",
+                            "order_id": ack["order"]["order_id"]})
+        got = [await next_json(ws), await next_json(ws)]
+        cancel = next(m for m in got if m.get("type") == "cancel_ack")
+        assert cancel["order"]["status"] == "cancelled" and cancel["request_id"] == "c1"
+
+
+def apply_changes(book: dict, changes: list) -> None:
+    for side, price, qty in changes:
+        levels = book["bids" if side == "buy" else "asks"]
+        levels.pop(price, None)
+        if qty:
+            levels[price] = qty
+
+
+async def test_snapshot_plus_updates_rebuild_the_exact_book_over_a_random_session(market):
+    venue, inst, sellers, buyer = market
+    traders = [*sellers, buyer]
+    rng = random.Random(2026)
+    open_orders: list[tuple[dict, int]] = []
+    async with venue.client.ws_connect("/v1/ws") as ws:
+        await ws.send_json({"op": "subscribe", "channels": [f"book:{inst}",
+                                                           f"trades:{inst}"]})
+        assert (await next_json(ws))["type"] == "subscribed"
+        book = {"bids": {}, "asks": {}}
+        sequences = {}
+        for _ in range(2):
+            snap = await next_json(ws)
+            sequences[snap["channel"]] = snap["sequence"]
+            if snap["channel"].startswith("book:"):
+                book["bids"] = dict(map(tuple, snap["data"]["bids"]))
+                book["asks"] = dict(map(tuple, snap["data"]["asks"]))
+        for _ in range(250):
+            who = rng.choice(traders)
+            if open_orders and rng.random() < 0.25:
+                owner, oid = open_orders.pop(rng.randrange(len(open_orders)))
+                await venue.client.delete(f"/v1/orders/{oid}", headers=owner["headers"])
+                continue
+            side = "buy" if who is buyer or rng.random() < 0.3 else "sell"
+            response = await venue.client.post("/v1/orders", headers=who["headers"], json={
+                "instrument_id": inst, "side": side, "type": "limit",
+                "price": rng.randint(9_50, 10_50), "quantity": rng.randint(1, 4)})
+            if response.status == 201:
+                placed = await response.json()
+                if placed["status"] in ("open", "partially_filled"):
+                    open_orders.append((who, placed["order_id"]))
+        rest = await venue.client.get(f"/v1/instruments/{inst}/book?depth=1000")
+        final = await rest.json()
+        while sequences[f"book:{inst}"] < final["sequence"]:
+            update = await next_json(ws)
+            channel = update["channel"]
+            assert update["sequence"] == sequences[channel] + 1, "gap in a channel's sequence"
+            sequences[channel] = update["sequence"]
+            if channel.startswith("book:"):
+                apply_changes(book, update["data"]["changes"])
+    assert sorted(book["bids"].items(), reverse=True) == [tuple(x) for x in final["bids"]]
+    assert sorted(book["asks"].items()) == [tuple(x) for x in final["asks"]]
+    assert final["sequence"] > 100
+
+
+async def test_slow_consumer_is_disconnected_with_a_reason(market, monkeypatch):
+    venue, inst, *_ = market
+    monkeypatch.setattr(ws_module, "SEND_QUEUE_MAX", 3)
+    async with venue.client.ws_connect("/v1/ws") as ws:
+        await ws.send_json({"op": "subscribe", "channels": [f"trades:{inst}"]})
+        assert (await next_json(ws))["type"] == "subscribed"
+        await next_json(ws)  # the snapshot
+        hub = venue.client.server.app[keys.HUB]
+        for n in range(10):  # a burst the client cannot have read: the queue overflows
+            hub.publish(f"trades:{inst}", {"n": n})
+        closed = None
+        for _ in range(20):
+            msg = await ws.receive(timeout=5)
+            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                closed = msg
+                break
+        assert closed is not None and closed.data == ws_module.CLOSE_SLOW_CONSUMER
+        assert closed.extra == "slow_consumer"
+
+
+async def test_msgpack_frames(market):
+    venue, inst, *_ = market
+    async with venue.client.ws_connect("/v1/ws?format=msgpack") as ws:
+        await ws.send_bytes(msgspec.msgpack.encode({"op": "subscribe",
+                                                    "channels": [f"book:{inst}"]}))
+        msg = await ws.receive(timeout=5)
+        assert msg.type == aiohttp.WSMsgType.BINARY
+        assert msgspec.msgpack.decode(msg.data)["type"] == "subscribed"
+
+
+async def test_operator_uncross_is_refused_for_book_instruments(market):
+    venue, inst, *_ = market
+    status, code = await venue.error("POST", f"/v1/instruments/{inst}/auction", OPERATOR)
+    assert (status, code) == (422, "not_permitted")
