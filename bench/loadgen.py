@@ -47,10 +47,13 @@ class LoadResult:
 
 
 def _bodies(spec: LoadSpec, worker: int) -> Callable[[int], dict]:
+    accounts = len(spec.api_keys)
+
     def order(n: int) -> dict:
-        # Alternate buys and sells at one price so orders cross and fill, keeping every
-        # account's cash and units in balance over the run.
-        return {"instrument_id": spec.instrument_id, "side": "buy" if n % 2 else "sell",
+        # Request n goes out with key n % accounts; each account alternates buys and sells at
+        # one price, so orders cross between accounts and balances stay level over the run.
+        side = "buy" if (n // accounts) % 2 else "sell"
+        return {"instrument_id": spec.instrument_id, "side": side,
                 "type": "limit", "price": spec.price, "quantity": 1,
                 "client_order_id": f"w{worker}-{n}"}
 
@@ -119,6 +122,7 @@ async def _open_loop(spec: LoadSpec, send, deadline: float) -> None:
 
 
 async def _ws(spec: LoadSpec, worker: int) -> LoadResult:
+    """One pipelined connection per API key; request n goes on connection n % keys."""
     make = _bodies(spec, worker)
     latencies: list[int] = []
     pending: dict[int, int] = {}
@@ -127,12 +131,12 @@ async def _ws(spec: LoadSpec, worker: int) -> LoadResult:
     deadline = time.perf_counter() + spec.seconds
     url = spec.url.replace("http", "ws", 1) + spec.path
     window = asyncio.Semaphore(PIPELINE_WINDOW if spec.rate is None else 1_000_000)
-    headers = {"Authorization": f"Bearer {spec.api_keys[worker % len(spec.api_keys)]}"}
-    async with aiohttp.ClientSession() as session, \
-            session.ws_connect(url, headers=headers, max_msg_size=0) as ws:
-        done = asyncio.Event()
+    done = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        sockets = [await session.ws_connect(url, headers={"Authorization": f"Bearer {key}"},
+                                            max_msg_size=0) for key in spec.api_keys]
 
-        async def reader() -> None:
+        async def reader(ws) -> None:
             nonlocal errors
             async for msg in ws:
                 reply = msgspec.json.decode(msg.data)
@@ -150,10 +154,11 @@ async def _ws(spec: LoadSpec, worker: int) -> LoadResult:
             nonlocal sent
             await window.acquire()
             pending[n] = time.perf_counter_ns()
-            await ws.send_bytes(msgspec.json.encode({"op": "order", "request_id": n, **make(n)}))
+            body = msgspec.json.encode({"op": "order", "request_id": n, **make(n)})
+            await sockets[n % len(sockets)].send_str(body.decode())
             sent += 1
 
-        read_task = asyncio.create_task(reader())
+        readers = [asyncio.create_task(reader(ws)) for ws in sockets]
         started = time.perf_counter()
         if spec.rate is None:
             n = 0
@@ -163,11 +168,13 @@ async def _ws(spec: LoadSpec, worker: int) -> LoadResult:
         else:
             await _open_loop(spec, send, deadline)
         done.set()
-        try:
-            await asyncio.wait_for(read_task, timeout=30)
-        except TimeoutError:
-            pass
+        drain_until = time.perf_counter() + 30
+        while pending and time.perf_counter() < drain_until:
+            await asyncio.sleep(0.01)
         elapsed = time.perf_counter() - started
+        for ws in sockets:
+            await ws.close()
+        await asyncio.gather(*readers, return_exceptions=True)
     return LoadResult(sent, len(latencies) - errors, errors, elapsed,
                       np.array(latencies, dtype=np.int64))
 

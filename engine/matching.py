@@ -60,9 +60,9 @@ class BatchResult(NamedTuple):
 
 def _grown(array: np.ndarray, needed: int, fill: int | None = None) -> np.ndarray:
     """``array`` with room for ``needed`` rows (capacity doubled), or itself if it fits."""
-    capacity = len(array)
-    if needed <= capacity:
+    if needed <= len(array):
         return array
+    capacity = max(len(array), 1)  # an empty array (a snapshot of no orders) must grow too
     while capacity < needed:
         capacity *= 2
     grown = np.zeros(capacity, dtype=array.dtype)

@@ -108,3 +108,18 @@ async def test_journal_failure_stops_the_engine_and_fails_pending(tmp_path: Path
     assert refused.value.code == "unavailable"
     assert engine.failed is not None
     assert engine.machine.last_sequence == 1  # nothing unjournaled was applied
+
+
+async def test_snapshot_of_an_idle_market_round_trips(tmp_path: Path):
+    """Empty order tables in a snapshot load and grow again (a zero capacity once looped)."""
+    engine = Engine(tmp_path, WallClock())
+    await engine.start()
+    await _venue(engine, 1)
+    live_hash = engine.machine.state_hash()
+    await engine.stop()
+    again = Engine(tmp_path, WallClock())
+    again.recover()
+    assert again.machine.state_hash() == live_hash
+    markets = again.machine.component("markets")
+    markets.engine._ensure_room(4)
+    assert len(markets.engine.orders) >= 4

@@ -45,5 +45,10 @@ async def deposit(client: TestClient, account_id: int, amount: int, reference: s
     return await response.json()
 
 
-# A venue with a trading instrument, for the order and WebSocket tests.
-from tests.gateway.markets import market  # noqa: E402, F401
+@pytest.fixture
+async def market(tmp_path: Path):
+    """A venue with a trading equity instrument (see tests/gateway/markets.py)."""
+    from tests.gateway.markets import trading_venue
+
+    async with trading_venue(tmp_path) as venue:
+        yield venue

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
+from contextlib import asynccontextmanager
 
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app
 from tests.boards.conftest import OPERATOR, Venue, manual_config
 
 PRICE = 10_00  # the offering price, fen per share
 
 
-@pytest.fixture
-async def market(tmp_path):
-    from aiohttp.test_utils import TestClient, TestServer
-
-    from gateway.app import create_app
-
+@asynccontextmanager
+async def trading_venue(tmp_path):
+    """Yields (venue, instrument_id, [seller, seller], buyer): the sellers hold 300 shares
+    each, the buyer has cash; all are qualified investors."""
     async with TestClient(TestServer(create_app(manual_config(tmp_path / "data")))) as c:
         venue = Venue(c)
         issuer = await venue.issuer()

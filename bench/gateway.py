@@ -1,0 +1,168 @@
+"""``crowdex bench gateway``: durable acknowledged orders/s through the real server, over
+HTTP keep-alive and pipelined WebSocket, against a bare aiohttp echo measured in the same run.
+
+It starts ``crowdex serve`` (journal fsync on, embedded PostgreSQL) and the echo server on
+loopback, lists an equity offering with no lock-up, funds traders and lets them subscribe, then
+drives load from worker processes (``bench.loadgen``): at saturation and at fixed offered
+rates. Every gateway acknowledgement is a journaled, fsynced order. Figures, then one JSON line.
+
+    crowdex bench gateway [--seconds 3] [--workers 1] [--rates 5000,20000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from bench import loadgen
+from gateway.client import Client
+
+OPERATOR_KEY = "cdx_bench_operator_key_0000000000"
+PRICE_FEN = 10_00
+TRADERS = 8
+UNITS_EACH = 200_000
+CASH_EACH_FEN = 10_000_000_00
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not become healthy")
+
+
+def _start(args: list[str], url: str, log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", *args], stdout=out,
+                                stderr=subprocess.STDOUT)
+    _wait_healthy(url, proc)
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def _setup(url: str) -> tuple[int, list[str]]:
+    """An equity instrument in trading and traders holding cash and units of it."""
+    async with Client(url, OPERATOR_KEY) as operator:
+        issuer = await operator.create_account("issuer", "Bench Issuer")
+        traders = [await operator.create_account("investor", f"trader {n}",
+                                                 investor_class="institutional")
+                   for n in range(TRADERS)]
+        for n, trader in enumerate(traders):
+            await operator.deposit(trader["account_id"], CASH_EACH_FEN, f"bench-{n}")
+        deadline = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                 time.gmtime(time.time() + 30 * 86_400))
+        project = await operator.with_key(issuer["api_key"]).create_project(
+            "equity", "Bench Co", "load", deadline,
+            {"price": PRICE_FEN, "min_quantity": 1, "max_quantity": TRADERS * UNITS_EACH,
+             "lockup_days": 0})
+        pid = project["project_id"]
+        await operator.project_action(pid, "approve")
+        for trader in traders:
+            await operator.with_key(trader["api_key"]).subscribe(pid, UNITS_EACH)
+        await operator.project_action(pid, "close")
+        return pid, [t["api_key"] for t in traders]
+
+
+def _measure(name: str, spec: loadgen.LoadSpec, workers: int, rows: list[dict]) -> dict:
+    row = {"run": name, "mode": spec.mode,
+           "offered": spec.rate or "saturation", **loadgen.summarize(loadgen.run(spec, workers))}
+    rows.append(row)
+    print(f"  {name:<22} {spec.mode:<4} offered={str(row['offered']):>10}  "
+          f"ok/s={row['ok_per_sec']:>10,.0f}  p50={row['p50_us'] / 1000:6.2f} ms  "
+          f"p99={row['p99_us'] / 1000:6.2f} ms  p99.9={row['p999_us'] / 1000:6.2f} ms  "
+          f"errors={row['errors']}", flush=True)
+    return row
+
+
+def _runs(args, echo_url: str, gw_url: str, instrument: int, keys: tuple[str, ...]) -> dict:
+    rows: list[dict] = []
+    base = dict(seconds=args.seconds, api_keys=keys)
+    figures = {}
+    for mode in ("http", "ws"):
+        echo = _measure("bare aiohttp echo", loadgen.LoadSpec(
+            url=echo_url, mode=mode, path="/echo" if mode == "http" else "/ws", rate=None,
+            body_kind="echo", **base), args.workers, rows)
+        gateway = _measure("crowdex gateway", loadgen.LoadSpec(
+            url=gw_url, mode=mode, path="/v1/orders" if mode == "http" else "/v1/ws",
+            rate=None, body_kind="order", instrument_id=instrument, price=PRICE_FEN,
+            **base), args.workers, rows)
+        figures[f"{mode}_orders_per_sec"] = gateway["ok_per_sec"]
+        figures[f"{mode}_echo_per_sec"] = echo["ok_per_sec"]
+        figures[f"{mode}_ratio_to_echo"] = round(gateway["ok_per_sec"] / echo["ok_per_sec"], 3)
+    for rate in args.rates:
+        for mode in ("ws", "http"):
+            row = _measure("crowdex gateway", loadgen.LoadSpec(
+                url=gw_url, mode=mode, path="/v1/orders" if mode == "http" else "/v1/ws",
+                rate=rate, body_kind="order", instrument_id=instrument, price=PRICE_FEN,
+                **base), args.workers, rows)
+            figures[f"{mode}_p99_us_at_{rate}"] = row["p99_us"]
+    return {"figures": figures, "runs": rows}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="crowdex bench gateway")
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--workers", type=int, default=1, help="load processes")
+    parser.add_argument("--rates", default="5000,20000",
+                        help="fixed offered rates (orders/s), comma separated")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    args.rates = [int(r) for r in args.rates.split(",") if r]
+    work = Path(tempfile.mkdtemp(prefix="crowdex-bench-gw-"))
+    gw_port, echo_port = _free_port(), _free_port()
+    gw_url, echo_url = f"http://127.0.0.1:{gw_port}", f"http://127.0.0.1:{echo_port}"
+    print(f"crowdex bench gateway: {os.cpu_count()} cores, {args.seconds}s per run, "
+          f"{args.workers} load process(es); logs in {work}", flush=True)
+    server = _start(["gateway.cli", "serve", "--port", str(gw_port), "--data-dir",
+                     str(work / "data"), "--operator-key", OPERATOR_KEY, "--rate-limit",
+                     "1000000000"], gw_url, work / "server.log")
+    echo = _start(["bench.echo", "--port", str(echo_port)], echo_url, work / "echo.log")
+    try:
+        instrument, keys = asyncio.run(_setup(gw_url))
+        result = _runs(args, echo_url, gw_url, instrument, tuple(keys))
+    finally:
+        _stop(server)
+        _stop(echo)
+    result["figures"]["seconds_per_run"] = args.seconds
+    for name, value in result["figures"].items():
+        print(f"  {name}: {value}")
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(json.dumps(result["figures"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
