@@ -101,7 +101,7 @@ def _measure(name: str, spec: loadgen.LoadSpec, workers: int, rows: list[dict]) 
     print(f"  {name:<22} {spec.mode:<4} offered={str(row['offered']):>10}  "
           f"ok/s={row['ok_per_sec']:>10,.0f}  p50={row['p50_us'] / 1000:6.2f} ms  "
           f"p99={row['p99_us'] / 1000:6.2f} ms  p99.9={row['p999_us'] / 1000:6.2f} ms  "
-          f"errors={row['errors']}", flush=True)
+          f"errors={row['errors']} {row['error_codes'] or ''}", flush=True)
     return row
 
 

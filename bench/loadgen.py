@@ -13,6 +13,7 @@ import itertools
 import multiprocessing as mp
 import queue
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,15 +45,15 @@ class LoadResult:
     errors: int
     seconds: float
     latencies_us: np.ndarray
+    error_codes: dict[str, int]
 
 
 def _bodies(spec: LoadSpec, worker: int) -> Callable[[int], dict]:
-    accounts = len(spec.api_keys)
-
     def order(n: int) -> dict:
-        # Request n goes out with key n % accounts; each account alternates buys and sells at
-        # one price, so orders cross between accounts and balances stay level over the run.
-        side = "buy" if (n // accounts) % 2 else "sell"
+        # Request n goes out with key n % keys (an even number of keys): odd keys buy, even
+        # keys sell, all at one price, so every buy crosses another account's resting sell
+        # and the book stays shallow.
+        side = "buy" if n % 2 else "sell"
         return {"instrument_id": spec.instrument_id, "side": side,
                 "type": "limit", "price": spec.price, "quantity": 1,
                 "client_order_id": f"w{worker}-{n}"}
@@ -67,6 +68,7 @@ def _bodies(spec: LoadSpec, worker: int) -> Callable[[int], dict]:
 async def _http(spec: LoadSpec, worker: int) -> LoadResult:
     make = _bodies(spec, worker)
     latencies: list[int] = []
+    codes: Counter = Counter()
     counter = itertools.count()
     errors = 0
     connections = HTTP_CONNECTIONS if spec.rate is None else max(4, int(spec.rate / 500) + 4)
@@ -79,26 +81,27 @@ async def _http(spec: LoadSpec, worker: int) -> LoadResult:
             async with session.post(spec.url + spec.path, data=msgspec.json.encode(make(n)),
                                     headers={"Authorization": f"Bearer {key}",
                                              "Content-Type": "application/json"}) as response:
-                await response.read()
+                raw = await response.read()
                 if response.status >= 400:
                     errors += 1
+                    codes[_error_code(raw)] += 1
             latencies.append((time.perf_counter_ns() - started) // 1000)
 
-        async def closed_loop(c: int) -> None:
-            key = spec.api_keys[c % len(spec.api_keys)]
+        async def closed_loop() -> None:
             while time.perf_counter() < deadline:
-                await one(next(counter), key)
+                n = next(counter)
+                await one(n, spec.api_keys[n % len(spec.api_keys)])
 
         started = time.perf_counter()
         if spec.rate is None:
-            await asyncio.gather(*(closed_loop(c) for c in range(connections)))
+            await asyncio.gather(*(closed_loop() for _ in range(connections)))
         else:
             await _open_loop(spec, lambda n: one(n, spec.api_keys[n % len(spec.api_keys)]),
                              deadline)
         elapsed = time.perf_counter() - started
     sent = next(counter) if spec.rate is None else len(latencies)
     return LoadResult(sent, len(latencies) - errors, errors, elapsed,
-                      np.array(latencies, dtype=np.int64))
+                      np.array(latencies, dtype=np.int64), dict(codes))
 
 
 async def _open_loop(spec: LoadSpec, send, deadline: float) -> None:
@@ -125,6 +128,7 @@ async def _ws(spec: LoadSpec, worker: int) -> LoadResult:
     """One pipelined connection per API key; request n goes on connection n % keys."""
     make = _bodies(spec, worker)
     latencies: list[int] = []
+    codes: Counter = Counter()
     pending: dict[int, int] = {}
     errors = 0
     sent = 0
@@ -146,6 +150,7 @@ async def _ws(spec: LoadSpec, worker: int) -> LoadResult:
                 latencies.append((time.perf_counter_ns() - pending.pop(request_id)) // 1000)
                 if reply.get("type") == "error":
                     errors += 1
+                    codes[reply.get("code", "?")] += 1
                 window.release()
                 if done.is_set() and not pending:
                     return
@@ -176,7 +181,14 @@ async def _ws(spec: LoadSpec, worker: int) -> LoadResult:
             await ws.close()
         await asyncio.gather(*readers, return_exceptions=True)
     return LoadResult(sent, len(latencies) - errors, errors, elapsed,
-                      np.array(latencies, dtype=np.int64))
+                      np.array(latencies, dtype=np.int64), dict(codes))
+
+
+def _error_code(raw: bytes) -> str:
+    try:
+        return msgspec.json.decode(raw)["error"]["code"]
+    except (msgspec.DecodeError, KeyError, TypeError):
+        return "unparsed"
 
 
 def _worker(spec: LoadSpec, worker: int, out: mp.Queue) -> None:
@@ -185,7 +197,7 @@ def _worker(spec: LoadSpec, worker: int, out: mp.Queue) -> None:
     runner = _http if spec.mode == "http" else _ws
     result = uvloop.run(runner(spec, worker))
     out.put((result.sent, result.ok, result.errors, result.seconds,
-             result.latencies_us.tobytes()))
+             result.latencies_us.tobytes(), result.error_codes))
 
 
 def run(spec: LoadSpec, workers: int) -> LoadResult:
@@ -211,8 +223,12 @@ def run(spec: LoadSpec, workers: int) -> LoadResult:
     for proc in procs:
         proc.join(30)
     latencies = np.concatenate([np.frombuffer(p[4], dtype=np.int64) for p in parts])
+    codes: Counter = Counter()
+    for part in parts:
+        codes.update(part[5])
     return LoadResult(sum(p[0] for p in parts), sum(p[1] for p in parts),
-                      sum(p[2] for p in parts), max(p[3] for p in parts), latencies)
+                      sum(p[2] for p in parts), max(p[3] for p in parts), latencies,
+                      dict(codes))
 
 
 def summarize(result: LoadResult) -> dict:
@@ -224,4 +240,5 @@ def summarize(result: LoadResult) -> dict:
         "ok_per_sec": round(result.ok / result.seconds, 1) if result.seconds else 0.0,
         "p50_us": pct(50), "p99_us": pct(99), "p999_us": pct(99.9),
         "max_us": int(lat.max()) if len(lat) else 0,
+        "error_codes": result.error_codes,
     }

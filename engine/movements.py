@@ -69,7 +69,8 @@ class MovementLog:
                asset: int, amount: int) -> None:
         if amount <= 0:
             raise ValueError(f"a movement must be positive, got {amount}")
-        row = self.table.rows[self.table.append()]
+        index = self.table.append()  # may grow (replace) the rows array: index it after
+        row = self.table.rows[index]
         row["sequence"] = sequence
         row["movement_id"] = self.next_id
         row["kind"] = kind

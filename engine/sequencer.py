@@ -143,8 +143,9 @@ class Engine:
                 batch.append(item)
             try:
                 await self._commit(batch)
-            except Exception as error:  # the disk failed: state past here is unknown
-                log.exception("journal write failed; the engine stops taking commands")
+            except Exception as error:  # the disk or a command's apply failed: fail-stop
+                log.exception("a batch failed at sequence %d; the engine stops taking commands",
+                              self.machine.last_sequence)
                 self.failed = error
                 self._accepting = False
                 for pending in batch:

@@ -123,3 +123,15 @@ async def test_snapshot_of_an_idle_market_round_trips(tmp_path: Path):
     markets = again.machine.component("markets")
     markets.engine._ensure_room(4)
     assert len(markets.engine.orders) >= 4
+
+
+def test_movement_log_grows_past_its_first_capacity():
+    from engine import movements as mv
+
+    log = mv.MovementLog()
+    count = 3 * len(log.table.rows) + 5
+    for n in range(count):
+        log.record(n + 1, mv.DEPOSIT, 0, 3, mv.CASH, n + 1)
+    live = log.table.live()
+    assert len(live) == count and int(live["amount"].sum()) == count * (count + 1) // 2
+    assert list(live["movement_id"][:3]) == [1, 2, 3]
