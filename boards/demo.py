@@ -12,6 +12,7 @@ import secrets
 from typing import Any
 
 from engine import commands as c
+from engine import markets_commands as mc
 from engine import offerings_commands as oc
 from engine.clock import US_PER_SECOND
 
@@ -81,8 +82,8 @@ async def seed_demo(engine: Any) -> dict[str, str] | None:
     eq = {"price": 1_000, "min_quantity": 100, "max_quantity": 1_000, "lockup_days": 0}
     await listing("equity", "Optics line expansion", 40, eq,
                   [(0, 120, none), (1, 300, none), (3, 20, none)])
-    await listing("equity", "Lens coating plant", 30, eq,
-                  [(0, 500, none), (1, 400, none), (2, 300, none)], close=True)
+    lens = await listing("equity", "Lens coating plant", 30, eq,
+                         [(0, 500, none), (1, 400, none), (2, 300, none)], close=True)
     await listing("equity", "Smart glasses spin-off", 30, {**eq, "min_quantity": 900},
                   [(2, 50, none)], close=True)
     await listing("equity", "Retail chain rollout", 45, eq, [], approve=False)
@@ -118,4 +119,17 @@ async def seed_demo(engine: Any) -> dict[str, str] | None:
                   close=True)
     await listing("product", "Smart kettle", 10, {"goal": 10_000_000, "tiers": tiers},
                   [(2, 1, {"tier_id": "standard"})], close=True)
+    await _demo_trades(engine, lens, investors)
     return keys
+
+
+async def _demo_trades(engine: Any, instrument: int, investors: list[int]) -> None:
+    """A few trades and resting orders on the trading equity, so the markets show a book."""
+    orders = [  # (investor, side, price, quantity): holders sell, others buy
+        (0, "sell", 1_050, 60), (1, "sell", 1_080, 80), (2, "sell", 1_120, 50),
+        (4, "buy", 1_060, 40), (5, "buy", 1_080, 70), (3, "buy", 1_000, 30),
+        (5, "buy", 980, 25), (1, "sell", 1_150, 40),
+    ]
+    for who, side, price, quantity in orders:
+        await _ok(engine, mc.PlaceOrder(instrument, side, "limit", price, quantity),
+                  investors[who])

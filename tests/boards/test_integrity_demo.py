@@ -75,3 +75,14 @@ async def test_demo_seeds_every_board_in_several_states(venue):
             ("ip", "succeeded"), ("product", "succeeded"), ("product", "failed"),
             ("equity", "pending_review")} <= states
     venue.check_conservation()
+    trading = next(r for r in rows if (r["board"], r["status"]) == ("equity", "trading"))
+    _, trades = await venue.call("GET", f"/v1/instruments/{trading['project_id']}/trades",
+                                 None, expect=200)
+    # Buy 40 @ 10.60 takes 40 of the 60 @ 10.50; buy 70 @ 10.80 takes the last 20 @ 10.50,
+    # then 50 of the 80 @ 10.80. Newest first:
+    assert [(t["price"], t["quantity"]) for t in trades] == [(1_080, 50), (1_050, 20),
+                                                             (1_050, 40)]
+    _, book = await venue.call("GET", f"/v1/instruments/{trading['project_id']}/book", None,
+                               expect=200)
+    assert book["bids"] == [[1_000, 30], [980, 25]]
+    assert book["asks"] == [[1_080, 30], [1_120, 50], [1_150, 40]]
