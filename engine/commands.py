@@ -16,6 +16,7 @@ import msgspec
 
 from engine.markets_commands import MARKET_COMMANDS
 from engine.offerings_commands import OFFERING_COMMANDS
+from engine.offers_commands import OFFER_COMMANDS
 from settlement.commands import SETTLEMENT_COMMANDS
 
 
@@ -71,7 +72,7 @@ CORE_COMMANDS: tuple[type, ...] = (
 )
 # Each component defines its commands in its own module and lists them in a tuple added here.
 ALL_COMMANDS: tuple[type, ...] = (
-    CORE_COMMANDS + SETTLEMENT_COMMANDS + OFFERING_COMMANDS + MARKET_COMMANDS)
+    CORE_COMMANDS + SETTLEMENT_COMMANDS + OFFERING_COMMANDS + MARKET_COMMANDS + OFFER_COMMANDS)
 
 Command = Union[ALL_COMMANDS]  # noqa: UP007 - a Union built from a tuple at import time
 

@@ -42,6 +42,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "reconciliation_break": 409,
     "duplicate_client_order_id": 409,
     "order_not_open": 409,
+    "offer_not_open": 409,
     # 422: business rules
     "insufficient_funds": 422,
     "insufficient_holdings": 422,

@@ -99,6 +99,7 @@ COMPONENTS: tuple[tuple[str, str], ...] = (
     ("settlement.component", "SettlementComponent"),
     ("engine.offerings", "Offerings"),
     ("engine.markets", "Markets"),
+    ("engine.offers", "Offers"),
 )
 
 

@@ -24,7 +24,7 @@ from gateway.idempotency import ResponseCache
 from gateway.metrics import Metrics
 from gateway.middleware import MIDDLEWARES
 from gateway.ratelimit import RateLimiter
-from gateway.routes import Route, accounts, admin, orders, projects, settlement, system
+from gateway.routes import Route, accounts, admin, offers, orders, projects, settlement, system
 from gateway.ws import Hub
 
 log = logging.getLogger("crowdex.gateway")
@@ -33,7 +33,7 @@ log = logging.getLogger("crowdex.gateway")
 CLIENT_MAX_SIZE = 64 * 1024
 TICK_INTERVAL_S = 0.25
 
-ROUTE_MODULES = (system, accounts, admin, projects, settlement, orders)
+ROUTE_MODULES = (system, accounts, admin, projects, settlement, orders, offers)
 
 
 def all_routes() -> list[Route]:

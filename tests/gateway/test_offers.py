@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from engine import movements as mv
 from engine.clock import parse_time_us
+from engine.kernels.layout import C_NEXT_TRADE
 from engine.machine import StateMachine
 from engine.offers import sellable_from_us
 from gateway.app import create_app
@@ -156,7 +157,6 @@ async def test_buy_offer_reserves_cash_and_is_filled_by_a_holder(cn_market):
     assert (got["status"], got["filled_quantity"]) == ("filled", 50)
     # Trade ids share the order book's counter.
     markets = venue.machine.component("markets")
-    from engine.kernels.layout import C_NEXT_TRADE
     assert int(markets.engine.counters[C_NEXT_TRADE]) == second["trade_id"] + 1
 
 
