@@ -8,6 +8,7 @@ restart resumes exactly where it stopped.
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
 from typing import Protocol
@@ -48,6 +49,7 @@ def parse_time_us(text: str) -> int:
     return (delta.days * 86_400 + delta.seconds) * US_PER_SECOND + delta.microseconds
 
 
+@functools.lru_cache(maxsize=4096)  # every order and trade of a batch shares one stamp
 def format_time_us(time_us: int) -> str:
     """Microseconds since the epoch as ISO 8601 UTC (``2026-01-01T00:00:00Z``)."""
     seconds, micros = divmod(time_us, US_PER_SECOND)

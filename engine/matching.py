@@ -204,6 +204,10 @@ class MatchingEngine:
         commands["pos_slot"] = -1
         if not wanted.any():
             return
+        if len(commands) == 1:  # the state machine's one-order batches: skip np.unique
+            row = commands[0]
+            row["pos_slot"] = balances.position_slot(int(row["account"]), int(row["instrument"]))
+            return
         keys = account[wanted] * instruments_max + inst[wanted]
         unique, inverse = np.unique(keys, return_inverse=True)
         slots = np.array([balances.position_slot(int(key // instruments_max),
