@@ -194,6 +194,13 @@ class StateMachine:
         """Queue a market-data update for the WebSocket hub (see ``outbox``)."""
         self.outbox.append((channel, data, sequence))
 
+    def wants(self, channel: str) -> bool:
+        """Whether anyone listens to ``channel``; components skip building unwanted updates.
+
+        Output only, never state: the gateway replaces this with its hub's subscriber check.
+        """
+        return True
+
     def next_deadline_us(self) -> int | None:
         """The earliest time at which some component has something to do, if any."""
         deadlines = [d for d in (x.next_deadline_us() for x in self.components) if d is not None]

@@ -253,8 +253,9 @@ class Markets:
                 order.status = "filled"
             if order.status not in OPEN_STATUSES:
                 self._finish(order)
-            self.machine.publish(f"orders@{order.account_id}",
-                                 order_view(order))
+            channel = f"orders@{order.account_id}"
+            if self.machine.wants(channel):
+                self.machine.publish(channel, order_view(order))
         self._publish_book_changes(touched)
 
     def _fill(self, ev: np.void, touched: set, changed: dict) -> None:
@@ -276,7 +277,8 @@ class Markets:
                             buyer.order_id, seller.order_id)
         self.tapes[instrument].record(trade)
         self.last_prices[instrument] = price
-        self.machine.publish(f"trades:{instrument}", trade_view(trade))
+        if self.machine.wants(f"trades:{instrument}"):
+            self.machine.publish(f"trades:{instrument}", trade_view(trade))
 
     def _record_trade_movements(self, instrument: int, buyer: int, seller: int, price: int,
                                 qty: int) -> None:

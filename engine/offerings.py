@@ -758,8 +758,11 @@ class Offerings:
         return list(self._by_project.get(project_id, ()))
 
     def _publish(self, project: Project) -> None:
-        # Updates carry the whole project view, like the channel's snapshot.
-        self.machine.publish(f"project:{project.project_id}", self.project_view(project))
+        # Updates carry the whole project view, like the channel's snapshot; nobody
+        # listening means nothing to build.
+        channel = f"project:{project.project_id}"
+        if self.machine.wants(channel):
+            self.machine.publish(channel, self.project_view(project))
 
     # ---- snapshots ----------------------------------------------------------------------------
 

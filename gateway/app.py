@@ -82,6 +82,8 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     engine = Engine(config.data_dir, WallClock(), sync=config.journal_sync,
                     on_batch=metrics.on_batch,
                     on_events=hub.publish_all)
+    # Views for channels nobody subscribes to are not even built.
+    engine.machine.wants = hub.subscribers.__contains__
     replayed = await _recover(engine)
     log.info("recovered sequence %d (%d journal entries replayed)",
              engine.machine.last_sequence, replayed)
