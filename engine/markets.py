@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from boards.rules import fee_half_up
 from engine import markets_commands as mc
 from engine import movements as mv
 from engine.clock import format_time_us
@@ -288,7 +289,7 @@ class Markets:
         notional = price * qty
         record(sequence, mv.TRADE_CASH, buyer, seller, mv.CASH, notional)
         record(sequence, mv.TRADE_UNITS, seller, buyer, instrument, qty)
-        fee = (notional * SELLER_FEE_BPS + 5000) // 10000
+        fee = fee_half_up(notional, SELLER_FEE_BPS)  # the same rule the kernel charged
         if fee:
             record(sequence, mv.TRADE_FEE, seller, self.machine.fee_account_id, mv.CASH, fee)
 
