@@ -6,6 +6,7 @@ import { accountView } from "./js/views/account.js";
 import { issuerView } from "./js/views/issuer.js";
 import { operatorView } from "./js/views/operator.js";
 import { integrityView } from "./js/views/integrity.js";
+import { marketsView } from "./js/views/markets.js";
 import { signInView } from "./js/views/signin.js";
 
 // The main navigation. `roles` limits a tab to signed-in accounts of those roles (null: all).
@@ -13,6 +14,7 @@ import { signInView } from "./js/views/signin.js";
 // route below; the layout needs no other change.
 const NAV = [
   { path: "/projects", label: "Projects", roles: null },
+  { path: "/markets", label: "Markets", roles: null },
   { path: "/integrity", label: "Integrity list", roles: null },
   { path: "/account", label: "My account", roles: ["investor", "issuer"] },
   { path: "/issuer", label: "Issuer desk", roles: ["issuer"] },
@@ -23,6 +25,7 @@ const NAV = [
 const ROUTES = [
   [/^\/(?:projects)?$/, projectList, null],
   [/^\/projects\/(\d+)$/, projectDetail, null],
+  [/^\/markets(?:\/(\d+))?$/, marketsView, null],
   [/^\/integrity$/, integrityView, null],
   [/^\/signin$/, signInView, null],
   [/^\/account$/, accountView, ["investor", "issuer"]],
