@@ -54,12 +54,17 @@ export const del = (path, options) => api("DELETE", path, undefined, options);
  * One WebSocket subscription that keeps itself fresh: it reconnects with backoff, and a gap in
  * a channel's sequence re-subscribes for a new snapshot (API.md). onData(data, message) gets the
  * full project view on both snapshots and updates; onState("live" | "connecting" | "offline").
+ * Private channels (`orders`) pass { auth: true }: the socket then sends the session's API key
+ * in an `auth` message first (browsers cannot set headers on a WebSocket); onError(message)
+ * gets the server's `{"type": "error"}` messages.
  */
 export class LiveChannel {
-  constructor(channel, onData, onState = () => {}) {
+  constructor(channel, onData, onState = () => {}, { auth = false, onError = () => {} } = {}) {
     this.channel = channel;
     this.onData = onData;
     this.onState = onState;
+    this.auth = auth;
+    this.onError = onError;
     this.sequence = null;
     this.closed = false;
     this.retryMs = 500;
@@ -74,6 +79,7 @@ export class LiveChannel {
     this.socket = socket;
     socket.addEventListener("open", () => {
       this.retryMs = 500;
+      if (this.auth) socket.send(JSON.stringify({ op: "auth", api_key: session.key || "" }));
       this.subscribe();
     });
     socket.addEventListener("message", (event) => this.receive(event.data));
@@ -93,6 +99,7 @@ export class LiveChannel {
   receive(text) {
     let message;
     try { message = JSON.parse(text); } catch { return; }
+    if (message.type === "error") { this.onError(message); return; }
     if (message.channel !== this.channel) return;
     if (message.type === "snapshot") {
       this.sequence = message.sequence;
@@ -107,6 +114,13 @@ export class LiveChannel {
       this.sequence = message.sequence;
       this.onData(message.data, message);
     }
+  }
+
+  /** Ask for a fresh snapshot (e.g. when a change is known to be missing from the updates). */
+  resync() {
+    if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return;
+    this.socket.send(JSON.stringify({ op: "unsubscribe", channels: [this.channel] }));
+    this.subscribe();
   }
 
   close() {
