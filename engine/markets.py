@@ -271,7 +271,11 @@ class Markets:
             if order.status == "open":
                 order.status = "partially_filled"
             changed[order.order_id] = order
-        touched.add((instrument, 1 - taker_side, price))
+        # The maker's level changed at its own limit price (in an uncross that differs from the
+        # clearing price). In an uncross the "taker" rested too, at its own limit.
+        touched.add((instrument, 1 - taker_side, int(ev["maker_price"])))
+        if self.engine.instruments[instrument]["mode"] == k.MODE_AUCTION:
+            touched.add((instrument, taker_side, int(ev["price_limit"])))
         buyer, seller = (taker, maker) if taker_side == k.SIDE_BUY else (maker, taker)
         self._record_trade_movements(instrument, buyer.account_id, seller.account_id, price, qty)
         trade = TradeRecord(trade_id, price, qty, SIDE_NAMES[taker_side], self.machine.now_us,

@@ -74,3 +74,38 @@ async def test_auction_needs_an_operator_and_an_ip_instrument(venue):
     status, code = await venue.error("POST", "/v1/orders", s1, {
         "instrument_id": inst, "side": "sell", "type": "market", "quantity": 1})
     assert (status, code) == (422, "not_permitted")  # auctions take GTC limit orders only
+
+
+async def test_uncross_book_updates_rebuild_the_book_at_every_changed_level(venue):
+    """Both sides rest at their own limits; an uncross changes levels away from its price."""
+    import msgspec
+
+    inst, (s1, s2), (b1, b2) = await _ip_market(venue)
+    async with venue.client.ws_connect("/v1/ws") as ws:
+        await ws.send_json({"op": "subscribe", "channels": [f"book:{inst}"]})
+
+        async def message() -> dict:
+            return msgspec.json.decode((await ws.receive(timeout=5)).data)
+
+        assert (await message())["type"] == "subscribed"
+        snapshot = await message()
+        book = {"buy": {}, "sell": {}}
+        sequence = snapshot["sequence"]
+        await place(venue, s1, inst, "sell", 5_00, 30)
+        await place(venue, s2, inst, "sell", 6_00, 30)
+        await place(venue, b1, inst, "buy", 6_50, 40)
+        await place(venue, b2, inst, "buy", 5_50, 10)
+        await venue.call("POST", f"/v1/instruments/{inst}/auction", OPERATOR, expect=200)
+        _, final = await venue.call("GET", f"/v1/instruments/{inst}/book", None, expect=200)
+        while sequence < final["sequence"]:
+            update = await message()
+            assert update["sequence"] == sequence + 1
+            sequence = update["sequence"]
+            for side, price, qty in update["data"]["changes"]:
+                book[side].pop(price, None)
+                if qty:
+                    book[side][price] = qty
+    # The uncross at 6.00 emptied the 6.50 bid and the 5.00 ask and cut the 6.00 ask to 20.
+    assert sorted(book["buy"].items(), reverse=True) == [tuple(x) for x in final["bids"]]
+    assert sorted(book["sell"].items()) == [tuple(x) for x in final["asks"]]
+    assert final["bids"] == [[5_50, 10]] and final["asks"] == [[6_00, 20]]
