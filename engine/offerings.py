@@ -435,6 +435,8 @@ class Offerings:
             row["cash_available"] += sub.refunded
         if result.succeeded:
             self._settle_success(project, board, subs, result.clearing_rate_bps)
+            if board.config.issues_units and project.lockup_until_us <= now:
+                project.status = rules.TRADING  # no lock-up: trading begins at the close
         else:
             project.status = rules.FAILED
         self._publish(project)

@@ -24,7 +24,8 @@ async def _ip_market(venue: Venue):
                for _ in range(2)]
     for seller in sellers:
         await venue.subscribe(seller, project, 200)
-    await venue.call("POST", f"/v1/projects/{project}/close", OPERATOR, expect=200)
+    _, closed = await venue.call("POST", f"/v1/projects/{project}/close", OPERATOR, expect=200)
+    assert closed["status"] == "trading"  # lockup_days 0: trading begins at the close
     buyers = [await venue.investor(cash=10_000_00, investor_class="qualified")
               for _ in range(2)]
     return project, sellers, buyers
