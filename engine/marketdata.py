@@ -15,7 +15,7 @@ CANDLES_KEPT = 1000  # per instrument and interval
 INTERVALS_US = {"1m": 60_000_000, "1h": 3_600_000_000, "1d": 86_400_000_000}
 
 
-class TradeRecord(msgspec.Struct, array_like=True):
+class TradeRecord(msgspec.Struct, array_like=True, gc=False):
     trade_id: int
     price: int
     quantity: int
@@ -25,7 +25,7 @@ class TradeRecord(msgspec.Struct, array_like=True):
     sell_order_id: int
 
 
-class Candle(msgspec.Struct, array_like=True):
+class Candle(msgspec.Struct, array_like=True, gc=False):
     start_us: int
     open: int
     high: int

@@ -23,9 +23,10 @@ from engine import movements as mv
 from engine.clock import format_time_us
 from engine.errors import CrowdexError
 from engine.kernels import codes as k
+from engine.kernels.layout import C_EVENTS, C_PROCESSED, COMMAND_DTYPE, EVENT_DTYPE
 from engine.machine import Reply
 from engine.marketdata import Tape, TapeState, TradeRecord
-from engine.matching import MatchingEngine, command
+from engine.matching import MatchingEngine
 
 SELLER_FEE_BPS = 100  # BOARDS.md: the seller pays 100 bps of each fill on every board
 BAND_MULTIPLE = 5  # price band: 1 fen to 5 x the reference price
@@ -33,14 +34,27 @@ FINISHED_ORDERS_KEPT = 100_000  # filled/cancelled orders kept for GET /v1/order
 OPEN_ORDERS_MAX = 1000  # per account
 AUCTION_HOUR_UTC = 15  # the IP board's daily uncross
 US_PER_DAY = 86_400_000_000
+# Runs of several orders per kernel call. Off until the kernel moves the price band with each
+# trade itself: with the band set between calls, an order in the same run as a trade that moves
+# the reference would be checked against the old band (tests/engine/test_markets_runs.py).
+BATCHED_RUNS = False
 
 SIDES = {"buy": k.SIDE_BUY, "sell": k.SIDE_SELL}
 SIDE_NAMES = {k.SIDE_BUY: "buy", k.SIDE_SELL: "sell"}
 TIFS = {"gtc": k.TIF_GTC, "ioc": k.TIF_IOC, "fok": k.TIF_FOK}
 OPEN_STATUSES = ("open", "partially_filled")
 
+# Positions of event fields in ``events.tolist()`` rows (tuples are far cheaper than np.void).
+_EVENT_FIELD = {name: i for i, name in enumerate(EVENT_DTYPE.names)}
+E_CMD, E_KIND, E_SIDE, E_INSTRUMENT, E_OID = (
+    _EVENT_FIELD[n] for n in ("cmd", "kind", "side", "instrument", "oid"))
+E_PRICE_LIMIT, E_MAKER_OID, E_MAKER_PRICE, E_PRICE, E_QTY, E_TRADE_ID = (
+    _EVENT_FIELD[n] for n in ("price_limit", "maker_oid", "maker_price", "price", "qty",
+                              "trade_id"))
+k_NEW, k_CANCEL, k_UNCROSS = k.OP_NEW, k.OP_CANCEL, k.OP_UNCROSS
 
-class OrderRecord(msgspec.Struct, array_like=True):
+
+class OrderRecord(msgspec.Struct, array_like=True, gc=False):  # no cycles: skip GC scans
     order_id: int
     account_id: int
     client_order_id: str | None
@@ -54,7 +68,9 @@ class OrderRecord(msgspec.Struct, array_like=True):
     created_us: int
     status: str = "open"
     filled_quantity: int = 0
-    fills: list[tuple[int, int, int]] = msgspec.field(default_factory=list)
+    # A tuple, not a list: tuples of ints leave the garbage collector's books.
+    fills: tuple[tuple[int, int, int], ...] = ()
+    cancelled_quantity: int = 0  # left the book unfilled (cancel, self-trade prevention)
 
 
 class AuctionState(msgspec.Struct, array_like=True):
@@ -90,7 +106,8 @@ def order_view(order: OrderRecord) -> dict:
         "post_only": order.post_only,
         "status": order.status,
         "filled_quantity": order.filled_quantity,
-        "remaining_quantity": order.quantity - order.filled_quantity if live else 0,
+        "remaining_quantity": (order.quantity - order.filled_quantity - order.cancelled_quantity
+                               if live else 0),
         "fills": [{"trade_id": t, "price": p, "quantity": q} for t, p, q in order.fills],
         "created": format_time_us(order.created_us),
     }
@@ -107,6 +124,8 @@ class Markets:
         self.orders: dict[int, OrderRecord] = {}
         self.finished: OrderedDict[int, None] = OrderedDict()  # finished order ids, oldest first
         self.open_by_account: dict[int, dict[int, OrderRecord]] = {}
+        self.open_client_ids: dict[tuple[int, str], int] = {}  # (account, cid) -> open order
+        self.auction_instruments: set[int] = set()  # derived from the engine's modes
         self.tapes: dict[int, Tape] = {}
         self.book_sequences: dict[int, int] = {}
         self.last_prices: dict[int, int] = {}
@@ -147,6 +166,8 @@ class Markets:
             reference_price_fen=reference)
         self.book_sequences[instrument_id] = 0
         self.tapes[instrument_id] = Tape(instrument_id)
+        if info.board == "ip":
+            self.auction_instruments.add(instrument_id)
         if info.board == "ip" and self.next_auction_us == 0:
             self.next_auction_us = self._next_auction_after(self.machine.now_us)
 
@@ -157,48 +178,87 @@ class Markets:
         return int(self.engine.instruments[instrument_id]["reference_price"])
 
     # ---- commands -------------------------------------------------------------------------------
+    #
+    # Orders and cancels go through ``apply_run``: a run of consecutive PlaceOrder/CancelOrder
+    # entries is checked in Python, then matched by as few kernel calls as exactness allows.
+    # A run gives exactly the replies and state that applying its entries one at a time would
+    # (a single entry is a run of one, so there is one code path). Where a Python check depends
+    # on what a queued command may still change (a client_order_id that may free up, the open
+    # order limit, a cancel of an order the run may create), the queue is matched first.
 
     def _place(self, cmd: mc.PlaceOrder, actor: int) -> Reply:
+        return self.apply_run([(self.machine.last_sequence, actor, cmd)])[0]
+
+    def _cancel(self, cmd: mc.CancelOrder, actor: int) -> Reply:
+        return self.apply_run([(self.machine.last_sequence, actor, cmd)])[0]
+
+    def run_types(self) -> tuple[type, ...]:
+        """The command types ``apply_run`` takes (the machine groups consecutive ones)."""
+        if not BATCHED_RUNS:
+            return ()
+        return (mc.PlaceOrder, mc.CancelOrder)
+
+    def apply_run(self, items: list[tuple[int, int, Any]]) -> list[Reply]:
+        """Apply ``(sequence, actor, command)`` items in order; one reply each."""
+        replies: list[Reply | None] = [None] * len(items)
+        queue = _Queue()
+        tradable: dict[tuple[int, str], Any] = {}
+        for index, (sequence, actor, cmd) in enumerate(items):
+            try:
+                if type(cmd) is mc.PlaceOrder:
+                    self._queue_place(queue, replies, index, sequence, actor, cmd, tradable)
+                else:
+                    self._queue_cancel(queue, replies, index, sequence, actor, cmd)
+            except CrowdexError as error:
+                replies[index] = Reply(error.status, error.body())
+        self._match(queue, replies)
+        return replies
+
+    def _queue_place(self, queue: _Queue, replies: list, index: int, sequence: int, actor: int,
+                     cmd: mc.PlaceOrder, tradable: dict) -> None:
         account = self.machine.accounts.get(actor)
         if account is None or account.role != "investor":
             raise CrowdexError("forbidden", "only investors trade")
-        info = self._check_tradable(cmd.instrument_id, cmd.side)
+        key = (cmd.instrument_id, cmd.side)
+        info = tradable.get(key)
+        if info is None:
+            try:
+                info = self._check_tradable(cmd.instrument_id, cmd.side)
+            except CrowdexError as error:
+                info = error
+            tradable[key] = info
+        if isinstance(info, CrowdexError):
+            raise info
+        cid = cmd.client_order_id
         mine = self.open_by_account.get(actor, {})
-        if cmd.client_order_id is not None and any(
-                o.client_order_id == cmd.client_order_id for o in mine.values()):
-            raise CrowdexError("duplicate_client_order_id",
-                               "an open order already has this client_order_id")
-        if len(mine) >= OPEN_ORDERS_MAX:
-            raise CrowdexError("limit_exceeded", f"at most {OPEN_ORDERS_MAX} open orders")
-        self._ensure_instrument(info)
-        row = command(k.OP_NEW, instrument=cmd.instrument_id, account=actor,
-                      side=SIDES[cmd.side], qty=cmd.quantity, price=cmd.price,
-                      type=k.TYPE_MARKET if cmd.order_type == "market" else k.TYPE_LIMIT,
-                      tif=TIFS[cmd.time_in_force], post_only=int(cmd.post_only),
-                      stp=k.STP_BY_NAME[cmd.self_trade_prevention])
-        result = self.engine.process(row, self.machine.balances)
-        code = int(result.results[0])
-        if code != k.OK:
-            raise CrowdexError(k.CODE_NAMES[code], _refusal_text(code))
-        order = OrderRecord(0, actor, cmd.client_order_id, cmd.instrument_id, cmd.side,
-                            cmd.order_type, cmd.price or None, cmd.quantity,
-                            cmd.time_in_force, cmd.post_only, self.machine.now_us)
-        self._apply_events(result.events, order)
-        return Reply(201, order_view(order))
+        if ((cid is not None and ((actor, cid) in self.open_client_ids
+                                  or (actor, cid) in queue.client_ids))
+                or len(mine) + queue.new_orders.get(actor, 0) >= OPEN_ORDERS_MAX
+                or cmd.instrument_id not in self.book_sequences):
+            self._match(queue, replies)  # the exact state first
+            if cid is not None and (actor, cid) in self.open_client_ids:
+                raise CrowdexError("duplicate_client_order_id",
+                                   "an open order already has this client_order_id")
+            if len(mine) >= OPEN_ORDERS_MAX:
+                raise CrowdexError("limit_exceeded", f"at most {OPEN_ORDERS_MAX} open orders")
+            self._ensure_instrument(info)
+        order = OrderRecord(0, actor, cid, cmd.instrument_id, cmd.side, cmd.order_type,
+                            cmd.price or None, cmd.quantity, cmd.time_in_force, cmd.post_only,
+                            self.machine.now_us)
+        queue.place(index, sequence, actor, cmd, order)
 
-    def _cancel(self, cmd: mc.CancelOrder, actor: int) -> Reply:
+    def _queue_cancel(self, queue: _Queue, replies: list, index: int, sequence: int,
+                      actor: int, cmd: mc.CancelOrder) -> None:
         order = self.orders.get(cmd.order_id)
-        if order is None or order.account_id != actor:
-            raise CrowdexError("order_not_found", f"no order {cmd.order_id}")
-        if order.status not in OPEN_STATUSES:
-            raise CrowdexError("order_not_open", f"order {cmd.order_id} is {order.status}")
-        row = command(k.OP_CANCEL, oid=cmd.order_id, account=actor)
-        result = self.engine.process(row, self.machine.balances)
-        code = int(result.results[0])
-        if code != k.OK:
-            raise CrowdexError(k.CODE_NAMES[code], _refusal_text(code))
-        self._apply_events(result.events, None)
-        return Reply(200, order_view(order))
+        if order is None or order.account_id != actor or order.status not in OPEN_STATUSES:
+            if queue.has_new:
+                self._match(queue, replies)  # a queued order may be this one
+                order = self.orders.get(cmd.order_id)
+            if order is None or order.account_id != actor:
+                raise CrowdexError("order_not_found", f"no order {cmd.order_id}")
+            if order.status not in OPEN_STATUSES:
+                raise CrowdexError("order_not_open", f"order {cmd.order_id} is {order.status}")
+        queue.cancel(index, sequence, actor, order)
 
     def _auction(self, cmd: mc.RunAuction, actor: int) -> Reply:
         account = self.machine.accounts.get(actor)
@@ -216,104 +276,74 @@ class Markets:
         summary = {"instrument_id": instrument_id, "price": 0, "quantity": 0, "trade_count": 0}
         if instrument_id not in self.book_sequences:
             return summary
-        result = self.engine.process(command(k.OP_UNCROSS, instrument=instrument_id),
-                                     self.machine.balances)
-        for ev in result.events:
-            if ev["kind"] == k.EV_UNCROSSED:
-                summary.update(price=int(ev["price"]), quantity=int(ev["qty"]),
-                               trade_count=int(ev["maker_oid"]))
-        self._apply_events(result.events, None)
+        queue = _Queue()
+        queue.uncross(self.machine.last_sequence, instrument_id)
+        replies: list = [None]
+        self._match(queue, replies)
+        summary.update(replies[0] or {})
         return summary
 
-    # ---- events ---------------------------------------------------------------------------------
+    # ---- matching and events ------------------------------------------------------------------
 
-    def _apply_events(self, events: np.ndarray, taker: OrderRecord | None) -> None:
-        """Fold a command's events into orders, movements, the tape and published updates."""
-        touched: set[tuple[int, int, int]] = set()  # (instrument, side, price)
-        changed: dict[int, OrderRecord] = {}
-        for ev in events:
-            kind = int(ev["kind"])
-            if kind == k.EV_ACCEPTED and taker is not None:
-                taker.order_id = int(ev["oid"])
-                self.orders[taker.order_id] = taker
-                changed[taker.order_id] = taker
-            elif kind == k.EV_FILL:
-                self._fill(ev, touched, changed)
-            elif kind == k.EV_RESTED:
-                order = self.orders[int(ev["oid"])]
-                self.open_by_account.setdefault(order.account_id, {})[order.order_id] = order
-                touched.add((order.instrument_id, int(ev["side"]), int(ev["price"])))
-            elif kind == k.EV_CANCELLED:
-                order = self.orders[int(ev["oid"])]
-                if order.order_id in self.open_by_account.get(order.account_id, {}):
-                    touched.add((order.instrument_id, int(ev["side"]), int(ev["price"])))
-                order.status = "cancelled" if order.filled_quantity < order.quantity else "filled"
-                changed[order.order_id] = order
-        for order in changed.values():
-            if order.status in OPEN_STATUSES and order.filled_quantity == order.quantity:
-                order.status = "filled"
-            if order.status not in OPEN_STATUSES:
-                self._finish(order)
-            channel = f"orders@{order.account_id}"
-            if self.machine.wants(channel):
-                self.machine.publish(channel, order_view(order))
-        self._publish_book_changes(touched)
+    def _match(self, queue: _Queue, replies: list) -> None:
+        """Match every queued command in one kernel call and fold the events, command by command:
+        order records, movements, the tape, replies, and published updates."""
+        if not queue.commands:
+            return
+        result = self.engine.process(queue.array(), self.machine.balances)
+        codes = result.results.tolist()
+        events = result.events.tolist()
+        fold = _Fold(self)
+        at = 0
+        for position, (index, sequence, order) in enumerate(queue.commands):
+            self.machine.last_sequence = sequence
+            end = at
+            while end < len(events) and events[end][E_CMD] == position:
+                end += 1
+            fold.command(sequence, order, events[at:end])
+            at = end
+            code = codes[position]
+            op = queue.ops[position]
+            if op == k_NEW:
+                replies[index] = (Reply(201, order_view(order)) if code == k.OK
+                                  else _refused(code))
+            elif op == k_CANCEL:
+                if code == k.OK:
+                    replies[index] = Reply(200, order_view(order))
+                elif code == k.ORDER_NOT_FOUND:  # filled or cancelled earlier in this run
+                    replies[index] = Reply(409, CrowdexError(
+                        "order_not_open", f"order {order.order_id} is {order.status}").body())
+                else:
+                    replies[index] = _refused(code)
+            else:
+                replies[index] = fold.uncrossed
+        fold.publish_books()
+        queue.clear()
 
-    def _fill(self, ev: np.void, touched: set, changed: dict) -> None:
-        instrument = int(ev["instrument"])
-        price, qty, trade_id = int(ev["price"]), int(ev["qty"]), int(ev["trade_id"])
-        taker_side = int(ev["side"])
-        taker = self.orders[int(ev["oid"])]
-        maker = self.orders[int(ev["maker_oid"])]
-        for order in (taker, maker):
-            order.filled_quantity += qty
-            order.fills.append((trade_id, price, qty))
-            if order.status == "open":
-                order.status = "partially_filled"
-            changed[order.order_id] = order
-        # The maker's level changed at its own limit price (in an uncross that differs from the
-        # clearing price). In an uncross the "taker" rested too, at its own limit.
-        touched.add((instrument, 1 - taker_side, int(ev["maker_price"])))
-        if self.engine.instruments[instrument]["mode"] == k.MODE_AUCTION:
-            touched.add((instrument, taker_side, int(ev["price_limit"])))
-        buyer, seller = (taker, maker) if taker_side == k.SIDE_BUY else (maker, taker)
-        self._record_trade_movements(instrument, buyer.account_id, seller.account_id, price, qty)
-        trade = TradeRecord(trade_id, price, qty, SIDE_NAMES[taker_side], self.machine.now_us,
-                            buyer.order_id, seller.order_id)
-        self.tapes[instrument].record(trade)
-        self.last_prices[instrument] = price
-        if self.machine.wants(f"trades:{instrument}"):
-            self.machine.publish(f"trades:{instrument}", trade_view(trade))
-
-    def _record_trade_movements(self, instrument: int, buyer: int, seller: int, price: int,
-                                qty: int) -> None:
-        """The kernel already moved the balances; record who paid whom for settlement."""
-        record = self.machine.movements.record
-        sequence = self.machine.last_sequence
+    def _trade_movements(self, out: list[tuple], sequence: int, instrument: int, buyer: int,
+                         seller: int, price: int, qty: int) -> None:
+        """The kernel already moved the balances; note who paid whom for settlement."""
         notional = price * qty
-        record(sequence, mv.TRADE_CASH, buyer, seller, mv.CASH, notional)
-        record(sequence, mv.TRADE_UNITS, seller, buyer, instrument, qty)
+        out.append((sequence, 0, mv.TRADE_CASH, buyer, seller, mv.CASH, notional))
+        out.append((sequence, 0, mv.TRADE_UNITS, seller, buyer, instrument, qty))
         fee = fee_half_up(notional, SELLER_FEE_BPS)  # the same rule the kernel charged
         if fee:
-            record(sequence, mv.TRADE_FEE, seller, self.machine.fee_account_id, mv.CASH, fee)
+            out.append((sequence, 0, mv.TRADE_FEE, seller, self.machine.fee_account_id, mv.CASH,
+                        fee))
+
+    def _open(self, order: OrderRecord) -> None:
+        self.open_by_account.setdefault(order.account_id, {})[order.order_id] = order
+        if order.client_order_id is not None:
+            self.open_client_ids[(order.account_id, order.client_order_id)] = order.order_id
 
     def _finish(self, order: OrderRecord) -> None:
-        self.open_by_account.get(order.account_id, {}).pop(order.order_id, None)
+        if self.open_by_account.get(order.account_id, {}).pop(order.order_id, None) is not None:
+            if order.client_order_id is not None:
+                self.open_client_ids.pop((order.account_id, order.client_order_id), None)
         self.finished[order.order_id] = None
         while len(self.finished) > FINISHED_ORDERS_KEPT:
             oldest, _ = self.finished.popitem(last=False)
             self.orders.pop(oldest, None)
-
-    def _publish_book_changes(self, touched: set[tuple[int, int, int]]) -> None:
-        by_instrument: dict[int, list[list]] = {}
-        for instrument, side, price in sorted(touched):
-            qty = self.level_quantity(instrument, side, price)
-            by_instrument.setdefault(instrument, []).append([SIDE_NAMES[side], price, qty])
-        for instrument, changes in by_instrument.items():
-            self.book_sequences[instrument] += 1
-            self.machine.publish(f"book:{instrument}", {"changes": changes},
-                                 self.book_sequences[instrument])
-            self._update_band(instrument)
 
     def _update_band(self, instrument: int) -> None:
         high = BAND_MULTIPLE * self.reference_price(instrument)
@@ -380,7 +410,13 @@ class Markets:
     # ---- snapshots ------------------------------------------------------------------------------
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {f"markets_{name}": array for name, array in self.engine.arrays().items()}
+        arrays = {f"markets_{name}": array for name, array in self.engine.arrays().items()}
+        # The per-call scratch counters (events written, commands done) depend on how commands
+        # were grouped into kernel calls, not on the state: leave them out.
+        counters = arrays["markets_counters"].copy()
+        counters[C_EVENTS] = counters[C_PROCESSED] = 0
+        arrays["markets_counters"] = counters
+        return arrays
 
     def meta(self) -> bytes:
         return _encoder.encode(MarketsMeta(
@@ -400,11 +436,15 @@ class Markets:
         self.finished = OrderedDict((o.order_id, None) for o in state.orders
                                     if o.status not in OPEN_STATUSES)
         self.open_by_account = {}
+        self.open_client_ids = {}
         for order in state.orders:
             if order.status in OPEN_STATUSES:
-                self.open_by_account.setdefault(order.account_id, {})[order.order_id] = order
+                self._open(order)
         self.tapes = {t.instrument_id: Tape.from_state(t) for t in state.tapes}
         self.book_sequences = dict(state.book_sequences)
+        self.auction_instruments = {
+            i for i in self.book_sequences
+            if int(self.engine.instruments[i]["mode"]) == k.MODE_AUCTION}
         self.last_prices = dict(state.last_prices)
         self.next_auction_us = state.next_auction_us
 
@@ -428,3 +468,180 @@ _REFUSALS = {
 def _refusal_text(code: int) -> str:
     name = k.CODE_NAMES[code]
     return _REFUSALS.get(name, name.replace("_", " "))
+
+
+def _refused(code: int) -> Reply:
+    error = CrowdexError(k.CODE_NAMES[code], _refusal_text(code))
+    return Reply(error.status, error.body())
+
+
+class _Queue:
+    """Commands waiting for one kernel call, as columns, with what exact checks need."""
+
+    FIELDS = ("op", "side", "type", "tif", "post_only", "stp", "instrument", "account", "price",
+              "qty", "oid")
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.commands: list[tuple[int, int, OrderRecord | None]] = []  # (reply, sequence, order)
+        self.ops: list[int] = []
+        self.rows: list[tuple[int, ...]] = []  # FIELDS[1:] of each command
+        self.client_ids: set[tuple[int, str]] = set()
+        self.new_orders: dict[int, int] = {}
+        self.has_new = False
+
+    def place(self, index: int, sequence: int, actor: int, cmd: mc.PlaceOrder,
+              order: OrderRecord) -> None:
+        self.commands.append((index, sequence, order))
+        self.ops.append(k_NEW)
+        self.rows.append((SIDES[cmd.side],
+                          k.TYPE_MARKET if cmd.order_type == "market" else k.TYPE_LIMIT,
+                          TIFS[cmd.time_in_force], int(cmd.post_only),
+                          k.STP_BY_NAME[cmd.self_trade_prevention], cmd.instrument_id, actor,
+                          cmd.price, cmd.quantity, 0))
+        if cmd.client_order_id is not None:
+            self.client_ids.add((actor, cmd.client_order_id))
+        self.new_orders[actor] = self.new_orders.get(actor, 0) + 1
+        self.has_new = True
+
+    def cancel(self, index: int, sequence: int, actor: int, order: OrderRecord) -> None:
+        self.commands.append((index, sequence, order))
+        self.ops.append(k_CANCEL)
+        self.rows.append((0, 0, 0, 0, 0, 0, actor, 0, 0, order.order_id))
+
+    def uncross(self, sequence: int, instrument_id: int) -> None:
+        self.commands.append((0, sequence, None))
+        self.ops.append(k_UNCROSS)
+        self.rows.append((0, 0, 0, 0, 0, instrument_id, 0, 0, 0, 0))
+
+    def array(self) -> np.ndarray:
+        rows = np.zeros(len(self.ops), dtype=COMMAND_DTYPE)
+        rows["op"] = self.ops
+        columns = np.array(self.rows, dtype=np.int64)
+        for i, name in enumerate(self.FIELDS[1:]):
+            rows[name] = columns[:, i]
+        return rows
+
+
+class _Fold:
+    """Folds one kernel call's events into the markets state, one command at a time."""
+
+    def __init__(self, markets: Markets) -> None:
+        self.markets = markets
+        self.uncrossed: Reply | dict | None = None
+        self.book_updates: list[tuple[int, dict, dict[tuple[int, int], int]]] = []
+        self.movements: list[tuple] = []  # MOVEMENT_DTYPE rows, recorded once per call
+        self.traded: set[int] = set()
+
+    def command(self, sequence: int, taker: OrderRecord | None, events: list[tuple]) -> None:
+        m = self.markets
+        orders = m.orders
+        changed: dict[int, OrderRecord] = {}
+        levels: dict[tuple[int, int, int], int] = {}  # (instrument, side, price) -> change
+        for ev in events:
+            kind = ev[E_KIND]
+            if kind == k.EV_FILL:
+                self._fill(sequence, ev, levels, changed)
+            elif kind == k.EV_ACCEPTED:
+                taker.order_id = ev[E_OID]
+                orders[taker.order_id] = taker
+                changed[taker.order_id] = taker
+            elif kind == k.EV_RESTED:
+                order = orders[ev[E_OID]]
+                m._open(order)
+                key = (order.instrument_id, ev[E_SIDE], ev[E_PRICE])
+                levels[key] = levels.get(key, 0) + ev[E_QTY]
+            elif kind == k.EV_CANCELLED:
+                order = orders[ev[E_OID]]
+                qty = ev[E_QTY]
+                if order.order_id in m.open_by_account.get(order.account_id, {}):
+                    key = (order.instrument_id, ev[E_SIDE], ev[E_PRICE])
+                    levels[key] = levels.get(key, 0) - qty
+                order.cancelled_quantity += qty
+                if order.filled_quantity + order.cancelled_quantity >= order.quantity:
+                    order.status = ("cancelled" if order.filled_quantity < order.quantity
+                                    else "filled")
+                changed[order.order_id] = order
+            elif kind == k.EV_UNCROSSED:
+                self.uncrossed = {"price": ev[E_PRICE], "quantity": ev[E_QTY],
+                                  "trade_count": ev[E_MAKER_OID]}
+        wants = m.machine.wants
+        for order in changed.values():
+            if order.status in OPEN_STATUSES and order.filled_quantity == order.quantity:
+                order.status = "filled"
+            if order.status not in OPEN_STATUSES:
+                m._finish(order)
+            channel = f"orders@{order.account_id}"
+            if wants(channel):
+                m.machine.publish(channel, order_view(order))
+        if levels:
+            by_instrument: dict[int, dict[tuple[int, int], int]] = {}
+            for (instrument, side, price), change in levels.items():
+                by_instrument.setdefault(instrument, {})[(side, price)] = change
+            for instrument, changes in by_instrument.items():
+                m.book_sequences[instrument] += 1
+                channel = f"book:{instrument}"
+                if wants(channel):
+                    # Published now, in order; the levels' quantities as of this command are
+                    # known once the whole call is folded (publish_books).
+                    update: dict = {"changes": []}
+                    m.machine.publish(channel, update, m.book_sequences[instrument])
+                    self.book_updates.append((instrument, update, changes))
+
+    def _fill(self, sequence: int, ev: tuple, levels: dict, changed: dict) -> None:
+        m = self.markets
+        instrument = ev[E_INSTRUMENT]
+        price, qty, trade_id = ev[E_PRICE], ev[E_QTY], ev[E_TRADE_ID]
+        taker_side = ev[E_SIDE]
+        taker = m.orders[ev[E_OID]]
+        maker = m.orders[ev[E_MAKER_OID]]
+        for order in (taker, maker):
+            order.filled_quantity += qty
+            order.fills += ((trade_id, price, qty),)
+            if order.status == "open":
+                order.status = "partially_filled"
+            changed[order.order_id] = order
+        # The maker's level changed at its own limit price (in an uncross that differs from the
+        # clearing price). In an uncross the "taker" rested too, at its own limit.
+        key = (instrument, 1 - taker_side, ev[E_MAKER_PRICE])
+        levels[key] = levels.get(key, 0) - qty
+        if instrument in m.auction_instruments:
+            key = (instrument, taker_side, ev[E_PRICE_LIMIT])
+            levels[key] = levels.get(key, 0) - qty
+        buyer, seller = (taker, maker) if taker_side == k.SIDE_BUY else (maker, taker)
+        m._trade_movements(self.movements, sequence, instrument, buyer.account_id,
+                           seller.account_id, price, qty)
+        trade = TradeRecord(trade_id, price, qty, SIDE_NAMES[taker_side], m.machine.now_us,
+                            buyer.order_id, seller.order_id)
+        m.tapes[instrument].record(trade)
+        m.last_prices[instrument] = price
+        self.traded.add(instrument)
+        channel = f"trades:{instrument}"
+        if m.machine.wants(channel):
+            m.machine.publish(channel, trade_view(trade))
+
+    def publish_books(self) -> None:
+        """Book updates with each level's quantity as of its command: the quantity now, less
+        the changes of the commands after it."""
+        m = self.markets
+        if self.movements:
+            m.machine.movements.record_many(np.array(self.movements, dtype=mv.MOVEMENT_DTYPE))
+        for instrument in sorted(self.traded):
+            m._update_band(instrument)
+        if not self.book_updates:
+            return
+        running: dict[tuple[int, int, int], int] = {}
+        for instrument, _, changes in self.book_updates:
+            for (side, price), change in changes.items():
+                key = (instrument, side, price)
+                if key not in running:
+                    running[key] = m.level_quantity(instrument, side, price)
+                running[key] -= change
+        for instrument, update, changes in self.book_updates:
+            published = update["changes"]
+            for side, price in sorted(changes):
+                key = (instrument, side, price)
+                running[key] += changes[(side, price)]
+                published.append([SIDE_NAMES[side], price, running[key]])

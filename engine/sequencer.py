@@ -125,6 +125,20 @@ class Engine:
         await self._queue.put(_Pending(command, actor, idempotency_key, request_hash, future))
         return await future
 
+    def submit_nowait(self, command: c.Command, actor: int = 0) -> asyncio.Future:
+        """Queue a command without waiting; the future resolves to its reply once durable.
+
+        For pipelined clients (the WebSocket): no task per command. A full queue is refused.
+        """
+        if not self._accepting or self.failed is not None:
+            raise CrowdexError("unavailable", "the exchange is not accepting commands")
+        future = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait(_Pending(command, actor, None, None, future))
+        except asyncio.QueueFull:
+            raise CrowdexError("unavailable", "the exchange is overloaded; retry") from None
+        return future
+
     # ---- the writer ---------------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -164,8 +178,8 @@ class Engine:
         started = time.perf_counter()
         await asyncio.to_thread(self._journal.append, records)
         fsync_seconds = time.perf_counter() - started
-        for (sequence, _), entry, pending in zip(records, entries, batch, strict=True):
-            reply = machine.apply(sequence, entry)
+        replies = machine.apply_batch(first_sequence, entries)
+        for reply, pending in zip(replies, batch, strict=True):
             if not pending.future.done():
                 pending.future.set_result(reply)
         if machine.outbox:

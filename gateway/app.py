@@ -8,6 +8,7 @@ queued commands, writes a snapshot and closes the journal.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -101,6 +102,9 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
             await catch_up_on_start(engine, app[keys.DATABASE].pool)
         if config.demo:
             await _seed_demo(engine)
+        # The recovered state is long-lived: keep the garbage collector from rescanning it.
+        gc.collect()
+        gc.freeze()
         ticker = asyncio.create_task(_tick_deadlines(engine), name="crowdex-deadlines")
         yield
     finally:

@@ -7,6 +7,7 @@ engine's reply.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from typing import Any, TypeVar
@@ -28,9 +29,12 @@ _msgpack_encoder = msgspec.msgpack.Encoder()
 _field_re = re.compile(r"`([^`]*)`")
 
 PRINCIPAL_KEY = "crowdex_principal"
+KEY_HASHES_CACHED = 8192
 
 
+@functools.lru_cache(maxsize=KEY_HASHES_CACHED)
 def key_hash(api_key: str) -> str:
+    """The stored form of an API key (SHA-256), cached for the keys in active use."""
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 

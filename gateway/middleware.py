@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import time
 import uuid
@@ -31,10 +32,19 @@ _STATUS_CODES = {
 }
 
 
+# Request ids: a random prefix per process, then a counter (uuid4 per request costs a syscall).
+_REQUEST_ID_PREFIX = uuid.uuid4().hex[:16]
+_request_numbers = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    return f"{_REQUEST_ID_PREFIX}{next(_request_numbers):016x}"
+
+
 @web.middleware
 async def request_id(request: web.Request, handler) -> web.StreamResponse:
     given = request.headers.get("X-Request-Id", "")
-    rid = given if 0 < len(given) <= REQUEST_ID_LENGTH_MAX else uuid.uuid4().hex
+    rid = given if 0 < len(given) <= REQUEST_ID_LENGTH_MAX else _new_request_id()
     response = await handler(request)
     if not response.prepared:
         response.headers["X-Request-Id"] = rid

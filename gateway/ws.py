@@ -11,8 +11,9 @@ cannot keep up is disconnected with the reason ``slow_consumer`` instead of grow
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,9 @@ MESSAGE_SIZE_MAX = 64 * 1024
 SEND_QUEUE_MAX = 4096  # messages waiting for one client before it is cut off
 SUBSCRIPTIONS_MAX = 256  # channels per connection
 INFLIGHT_MAX = 1024  # pipelined orders/cancels per connection awaiting their acks
+WRITE_FRAMES_MAX = 1024  # frames coalesced into one socket write
+WRITE_BUFFER_HIGH = 1 << 20  # bytes in the socket's buffer before the writer waits
+WRITE_WAIT_S = 0.005
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_UNAUTHORIZED = 4001
 
@@ -51,7 +55,9 @@ class ChannelKind:
     private: bool = False
 
 
-OpHandler = Callable[[web.Request, AccountInfo, dict], Awaitable[dict]]
+# An op validates its message and submits it without waiting: it returns the ack's type, the
+# ack's field for the reply body, and the future of the engine's reply.
+OpHandler = Callable[[web.Request, AccountInfo, dict], tuple[str, str, asyncio.Future]]
 
 
 @dataclass(eq=False)
@@ -64,7 +70,7 @@ class Connection:
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(SEND_QUEUE_MAX))
     closing: bool = False
     close_after_drain: bool = False  # a failed auth: send the error, then close
-    inflight: set[asyncio.Task] = field(default_factory=set)
+    inflight: set[asyncio.Future] = field(default_factory=set)
 
     def send(self, message: dict) -> None:
         """Queue a message; a full queue means a slow consumer, who is disconnected."""
@@ -206,23 +212,37 @@ async def _handle_message(hub: Hub, conn: Connection, message: dict) -> None:
 
 
 async def _start_op(conn: Connection, handler: OpHandler, body: dict, request_id: Any) -> None:
-    """Run an order or cancel without blocking the reader, so clients can pipeline.
+    """Submit an order or cancel without waiting for it, so clients can pipeline.
 
-    The sequencer is FIFO, so acks still come back in the order the requests were sent.
+    The sequencer is FIFO and answers in order, so acks come back in the order sent.
     """
     while len(conn.inflight) >= INFLIGHT_MAX:
         await asyncio.wait(conn.inflight, return_when=asyncio.FIRST_COMPLETED)
+    ack_type, field_name, future = handler(conn.request, conn.account, body)
+    conn.inflight.add(future)
+    future.add_done_callback(functools.partial(_acked, conn, ack_type, field_name, request_id))
 
-    async def run() -> None:
-        try:
-            conn.send(await handler(conn.request, conn.account, body) | {"request_id": request_id})
-        except CrowdexError as error:
-            conn.send({"type": "error", "request_id": request_id, "code": error.code,
-                       "message": error.message})
 
-    task = asyncio.create_task(run())
-    conn.inflight.add(task)
-    task.add_done_callback(conn.inflight.discard)
+def _acked(conn: Connection, ack_type: str, field_name: str, request_id: Any,
+           future: asyncio.Future) -> None:
+    conn.inflight.discard(future)
+    if future.cancelled():
+        return
+    error = future.exception()
+    if error is not None:
+        if not isinstance(error, CrowdexError):
+            log.error("an op failed", exc_info=error)
+            error = CrowdexError("internal_error", "internal error")
+        conn.send({"type": "error", "request_id": request_id, "code": error.code,
+                   "message": error.message})
+        return
+    reply = future.result()
+    if reply.status >= 400:
+        detail = reply.body["error"]
+        conn.send({"type": "error", "request_id": request_id, "code": detail["code"],
+                   "message": detail["message"]})
+    else:
+        conn.send({"type": ack_type, field_name: reply.body, "request_id": request_id})
 
 
 async def _auth(conn: Connection, message: dict) -> None:
@@ -238,19 +258,51 @@ async def _auth(conn: Connection, message: dict) -> None:
 
 
 async def _writer(conn: Connection) -> None:
-    """Drain the connection's queue to the socket; close it on the slow-consumer marker."""
+    """Drain the connection's queue to the socket; close it on the slow-consumer marker.
+
+    Whatever is queued goes out in one write: many frames per system call when clients
+    pipeline. The frames are built here (RFC 6455, unmasked server frames, no extensions: the
+    socket is opened with compression off); control frames and the close stay aiohttp's.
+    """
+    transport = conn.request.transport
     while True:
-        message = await conn.queue.get()
+        queue = conn.queue  # replaced by a one-slot queue holding None on overflow
+        message = await queue.get()
+        frames = []
+        while message is not None:
+            frames.append(_frame(conn.encode(message), conn.binary))
+            if queue.empty() or len(frames) >= WRITE_FRAMES_MAX:
+                break
+            message = queue.get_nowait()
+        if frames:
+            if transport is None or transport.is_closing():
+                return
+            transport.write(b"".join(frames))
+            while transport.get_write_buffer_size() > WRITE_BUFFER_HIGH:
+                # The client is not reading: stop draining, so the queue fills up and the
+                # slow-consumer rule (not our memory) decides.
+                if transport.is_closing():
+                    return
+                await asyncio.sleep(WRITE_WAIT_S)
         if message is None:
             await conn.ws.close(code=CLOSE_SLOW_CONSUMER, message=b"slow_consumer")
             return
-        if conn.binary:
-            await conn.ws.send_bytes(conn.encode(message))
-        else:
-            await conn.ws.send_str(conn.encode(message).decode())
         if conn.close_after_drain and conn.queue.empty():
             await conn.ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
             return
+
+
+def _frame(payload: bytes, binary: bool) -> bytes:
+    """One final, unmasked data frame (text or binary) around ``payload``."""
+    first = 0x82 if binary else 0x81
+    size = len(payload)
+    if size < 126:
+        header = bytes((first, size))
+    elif size < 1 << 16:
+        header = bytes((first, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((first, 127)) + size.to_bytes(8, "big")
+    return header + payload
 
 
 def _decode(msg) -> dict:
@@ -269,7 +321,8 @@ def _decode(msg) -> dict:
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     """``GET /v1/ws``: a bad key in the upgrade's Authorization header is refused with 401."""
     account = http.principal(request) if "Authorization" in request.headers else None
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MESSAGE_SIZE_MAX)
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MESSAGE_SIZE_MAX,
+                               compress=False)  # frames are written by _writer, uncompressed
     await ws.prepare(request)
     binary = http.wants_msgpack(request) or request.query.get("format") == "msgpack"
     conn = Connection(request, ws, binary, account)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from engine import markets_commands as mc
 from engine.clock import format_time_us
 from engine.errors import CrowdexError
-from engine.machine import AccountInfo, Reply
+from engine.machine import AccountInfo
 from engine.marketdata import INTERVALS_US
 from engine.markets import Markets, order_view, trade_view
 from gateway import http, keys
@@ -120,27 +122,22 @@ async def indicative(request: web.Request) -> web.Response:
 # ---- WebSocket ----------------------------------------------------------------------------
 
 
-def _ack(kind: str, reply: Reply) -> dict:
-    if reply.status >= 400:
-        error = reply.body["error"]
-        raise CrowdexError(error["code"], error["message"], status=reply.status)
-    return {"type": kind, "order": reply.body}
-
-
-async def ws_order(request: web.Request, account: AccountInfo, body: dict) -> dict:
+def ws_order(request: web.Request, account: AccountInfo,
+             body: dict) -> tuple[str, str, asyncio.Future]:
     command = _command(http.convert(body, os_.PlaceOrderRequest))
     if account.role != "investor":
         raise CrowdexError("forbidden", "only investors trade")
-    engine = request.app[keys.ENGINE]
-    return _ack("order_ack", await engine.submit(command, account.account_id))
+    return "order_ack", "order", request.app[keys.ENGINE].submit_nowait(command,
+                                                                         account.account_id)
 
 
-async def ws_cancel(request: web.Request, account: AccountInfo, body: dict) -> dict:
+def ws_cancel(request: web.Request, account: AccountInfo,
+              body: dict) -> tuple[str, str, asyncio.Future]:
     order_id = body.get("order_id")
     if type(order_id) is not int or order_id <= 0:
         raise CrowdexError("invalid_field", "order_id must be a positive integer")
-    engine = request.app[keys.ENGINE]
-    return _ack("cancel_ack", await engine.submit(mc.CancelOrder(order_id), account.account_id))
+    return "cancel_ack", "order", request.app[keys.ENGINE].submit_nowait(
+        mc.CancelOrder(order_id), account.account_id)
 
 
 def _book_channel(request: web.Request, instrument_id: int, account) -> tuple[int, dict]:
