@@ -119,3 +119,33 @@ async def test_investors_cannot_see_or_cancel_each_others_orders(market):
     assert (await venue.me(s1))["holdings"][0]["quantity_reserved"] == 0
     assert await venue.error("DELETE", f"/v1/orders/{mine['order_id']}", s1) == (
         409, "order_not_open")
+
+
+async def test_self_trade_prevention_decrement_and_cancel_oldest(market):
+    venue, inst, (s1, _), _ = market
+    resting = await order(venue, s1, 201, instrument_id=inst, side="sell", type="limit",
+                          price=11_00, quantity=10)
+    # Decrement: both orders shrink by the overlap (4); nothing trades, no fee is charged.
+    taker = await order(venue, s1, 201, instrument_id=inst, side="buy", type="limit",
+                        price=11_00, quantity=4, self_trade_prevention="decrement")
+    assert taker["status"] == "cancelled" and taker["filled_quantity"] == 0
+    assert taker["remaining_quantity"] == 0 and taker["fills"] == []
+    still = (await venue.call("GET", f"/v1/orders/{resting['order_id']}", s1, expect=200))[1]
+    assert still["status"] == "open" and still["remaining_quantity"] == 6
+    open_ids = [o["order_id"] for o in
+                (await venue.call("GET", "/v1/orders?status=open", s1, expect=200))[1]]
+    assert open_ids == [resting["order_id"]]
+    book = (await venue.call("GET", f"/v1/instruments/{inst}/book", None, expect=200))[1]
+    assert book["asks"] == [[11_00, 6]] and book["bids"] == []
+    me = await venue.me(s1)
+    assert me["holdings"] == [{"instrument_id": inst, "quantity_available": 294,
+                               "quantity_reserved": 6}]
+    assert me["cash_reserved"] == 0
+    # Cancel oldest: the resting sell goes, the new buy rests in its place.
+    buy = await order(venue, s1, 201, instrument_id=inst, side="buy", type="limit",
+                      price=11_00, quantity=2, self_trade_prevention="cancel_oldest")
+    assert buy["status"] == "open" and buy["remaining_quantity"] == 2
+    gone = (await venue.call("GET", f"/v1/orders/{resting['order_id']}", s1, expect=200))[1]
+    assert gone["status"] == "cancelled" and gone["remaining_quantity"] == 0
+    book = (await venue.call("GET", f"/v1/instruments/{inst}/book", None, expect=200))[1]
+    assert book["asks"] == [] and book["bids"] == [[11_00, 2]]
