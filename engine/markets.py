@@ -449,6 +449,30 @@ class Markets:
         self.next_auction_us = state.next_auction_us
 
 
+def warm_up() -> None:
+    """Run each kernel of the markets path once on a throwaway book, so numba loads (or
+    compiles) them at start-up rather than on a client's first order."""
+    from engine.state import Balances
+
+    balances = Balances()
+    fee = balances.add_account(4, 3)
+    buyer, seller = balances.add_account(1, 1), balances.add_account(1, 1)
+    balances.accounts.rows[buyer]["cash_available"] = 10_000
+    balances.positions.rows[balances.position_slot(seller, 1)]["units_available"] = 10
+    engine = MatchingEngine(fee_account_id=fee)
+    engine.add_instrument(1, band_lo_fen=1, band_hi_fen=100, fee_bps=SELLER_FEE_BPS)
+    engine.add_instrument(2, band_lo_fen=1, band_hi_fen=100, mode="auction",
+                          reference_price_fen=10)
+    engine.new_order(1, seller, k.SIDE_SELL, 2, price=10, balances=balances)
+    engine.new_order(1, buyer, k.SIDE_BUY, 1, price=10, balances=balances)
+    resting = engine.new_order(1, buyer, k.SIDE_BUY, 1, price=9, balances=balances)
+    engine.cancel(int(resting.events[0]["oid"]), buyer, balances)
+    engine.uncross(2, balances)
+    from engine.kernels.auction import clearing_price
+
+    clearing_price(engine.levels, engine.instruments, 2)
+
+
 def trade_view(trade: TradeRecord) -> dict:
     return {"trade_id": trade.trade_id, "price": trade.price, "quantity": trade.quantity,
             "taker_side": trade.taker_side, "time": format_time_us(trade.time_us)}

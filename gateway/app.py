@@ -18,6 +18,7 @@ from aiohttp import web
 from engine import commands as c
 from engine.clock import ManualClock, WallClock
 from engine.errors import CrowdexError
+from engine.markets import warm_up
 from engine.sequencer import Engine
 from gateway import http, keys, openapi, ws
 from gateway.config import Config
@@ -85,6 +86,7 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
                     on_events=hub.publish_all)
     # Views for channels nobody subscribes to are not even built.
     engine.machine.wants = hub.subscribers.__contains__
+    await asyncio.to_thread(warm_up)  # compiled kernels loaded before the first order
     replayed = await _recover(engine)
     log.info("recovered sequence %d (%d journal entries replayed)",
              engine.machine.last_sequence, replayed)
