@@ -7,8 +7,10 @@ stay in ``engine.state.Balances``; when one is passed to ``process`` the risk st
 moves and releases cash and units, otherwise (benchmarks, replay) balances are unlimited.
 
 Commands and events are numpy arrays of ``COMMAND_DTYPE`` / ``EVENT_DTYPE``; result codes are
-in ``engine.kernels.codes``. The state is deterministic: the same commands from the same state
-give the same arrays, which ``arrays()`` exposes for snapshots and the state hash.
+in ``engine.kernels.codes``. ``process_fills`` is the replay benchmark's lean path: no risk
+stage, and only trades written, as 32-byte ``FILL_DTYPE`` rows. The state is deterministic:
+the same commands from the same state give the same arrays, which ``arrays()`` exposes for
+snapshots and the state hash.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from engine.kernels.layout import (
     C_SLOTS_USED,
     COMMAND_DTYPE,
     EVENT_DTYPE,
+    FILL_DTYPE,
     INSTRUMENT_DTYPE,
     LEVEL_DTYPE,
     ORDER_DTYPE,
@@ -45,6 +48,7 @@ instruments_max = 1 << 20
 
 _NO_ACCOUNTS = np.zeros(1, dtype=ACCOUNT_DTYPE)
 _NO_POSITIONS = np.zeros(1, dtype=POSITION_DTYPE)
+_NO_FILLS = np.zeros(1, dtype=FILL_DTYPE)
 
 
 class EngineInvariantError(RuntimeError):
@@ -56,6 +60,13 @@ class BatchResult(NamedTuple):
 
     results: np.ndarray  # int64, one code per command
     events: np.ndarray  # EVENT_DTYPE
+
+
+class FillsResult(NamedTuple):
+    """What a lean batch produced: one result code per command, and its trades in order."""
+
+    results: np.ndarray  # int64, one code per command
+    fills: np.ndarray  # FILL_DTYPE
 
 
 def _grown(array: np.ndarray, needed: int, fill: int | None = None) -> np.ndarray:
@@ -83,6 +94,8 @@ class MatchingEngine:
         self.oid_index = np.full(max(order_capacity, 16), -1, dtype=np.int64)
         self.counters = new_counters()
         self._events = np.zeros(1024, dtype=EVENT_DTYPE)
+        self._fills = np.zeros(1024, dtype=FILL_DTYPE)
+        self._results = np.zeros(1024, dtype=np.int64)
 
     # ---- instruments ------------------------------------------------------------------------
 
@@ -168,12 +181,13 @@ class MatchingEngine:
         else:
             accounts, positions = _NO_ACCOUNTS, _NO_POSITIONS
         results = np.zeros(n, dtype=np.int64)
+        out = k.OUT_ALL if full_events else k.OUT_SETTLE
         self.counters[C_EVENTS] = 0
         self.counters[C_PROCESSED] = 0
         while True:
             done = run_batch(commands, results, self.orders, self.levels, self.instruments,
-                             self.oid_index, self.counters, self._events, accounts, positions,
-                             self.fee_account_id, balances is not None, full_events)
+                             self.oid_index, self.counters, self._events, _NO_FILLS, accounts,
+                             positions, self.fee_account_id, balances is not None, out)
             if done == n:
                 break
             # Out of event room: grow for the worst case of the next command and go on.
@@ -186,11 +200,54 @@ class MatchingEngine:
             self._events = _grown(self._events, max(needed, 2 * len(self._events)))
         return BatchResult(results, self._events[: self.counters[C_EVENTS]])
 
-    def _ensure_room(self, n: int) -> None:
+    def process_fills(self, commands: np.ndarray) -> FillsResult:
+        """Run a batch with unlimited balances and write only its trades, as lean records.
+
+        The replay benchmark's path: no risk stage, no events but fills, each fill a 32-byte
+        ``FILL_DTYPE`` row (maker, taker, price, quantity). Both arrays returned are views of
+        scratch buffers, valid until the next call.
+        """
+        if commands.dtype != COMMAND_DTYPE:
+            raise TypeError(f"commands must have COMMAND_DTYPE, not {commands.dtype}")
+        n = len(commands)
+        if n > batch_size_max:
+            raise ValueError(f"batch of {n} commands exceeds batch_size_max {batch_size_max}")
+        self.reserve(n, prefault=False)
+        results = self._results[:n]
+        self.counters[C_EVENTS] = 0
+        self.counters[C_PROCESSED] = 0
+        done = run_batch(commands, results, self.orders, self.levels, self.instruments,
+                         self.oid_index, self.counters, self._events, self._fills, _NO_ACCOUNTS,
+                         _NO_POSITIONS, self.fee_account_id, False, k.OUT_FILLS)
+        if done != n:
+            raise EngineInvariantError(f"lean batch stopped at {done} of {n} commands")
+        return FillsResult(results, self._fills[: self.counters[C_EVENTS]])
+
+    def reserve(self, commands: int, *, prefault: bool = True) -> None:
+        """Make room for a lean batch of ``commands`` before it runs (``process_fills``).
+
+        With ``prefault`` every page of the room is written once now, so the batch itself
+        neither waits for the kernel to map fresh memory nor to zero it: a benchmark reserves
+        before it starts its clock, as an exchange allocates its books before it opens.
+        """
+        live = int(self.counters[C_LIVE_ORDERS])
+        self._ensure_room(commands, events=False)
+        fills_needed = live + 2 * commands  # the worst case, see pipeline.run_batch
+        self._fills = _grown(self._fills, fills_needed)
+        self._results = _grown(self._results, commands)
+        if prefault:
+            self._fills[:fills_needed].view(np.uint8)[:] = 0
+            self._results[:commands] = 0
+            used = int(self.counters[C_SLOTS_USED])
+            self.orders[used:].view(np.uint8)[:] = 0  # slots above the mark are all zero
+            self.oid_index[int(self.counters[C_NEXT_OID]):] = -1
+
+    def _ensure_room(self, n: int, *, events: bool = True) -> None:
         """Every command may rest one order and take one id: make room before compiled code."""
         self.orders = _grown(self.orders, int(self.counters[C_SLOTS_USED]) + n)
         self.oid_index = _grown(self.oid_index, int(self.counters[C_NEXT_OID]) + n + 1, fill=-1)
-        self._events = _grown(self._events, 2 * n + EVENTS_PER_COMMAND_FIXED)
+        if events:
+            self._events = _grown(self._events, 2 * n + EVENTS_PER_COMMAND_FIXED)
 
     def _fill_position_slots(self, commands: np.ndarray, balances: Balances) -> None:
         """Look up (creating) each new order's position row, once per distinct pair."""

@@ -10,14 +10,13 @@ an auction matches volumes, not an arriving order.
 
 from __future__ import annotations
 
-from numba import njit
-
 from engine.kernels.book import emit, emit_fill, level_index, remove_order
-from engine.kernels.codes import EV_UNCROSSED, NO_PRICE, SIDE_BUY, SIDE_SELL
+from engine.kernels.codes import EV_UNCROSSED, NO_PRICE, OUT_FILLS, SIDE_BUY, SIDE_SELL
+from engine.kernels.jit import kernel
 from engine.kernels.layout import C_EVENTS
 
 
-@njit(cache=True)
+@kernel
 def clearing_price(levels, instruments, inst):
     """``(price, volume)`` of the uncross, ``(NO_PRICE, 0)`` when nothing would trade."""
     row = instruments[inst]
@@ -52,9 +51,12 @@ def clearing_price(levels, instruments, inst):
     return best_p, best_vol
 
 
-@njit(cache=True)
-def uncross(orders, levels, instruments, oid_index, counters, events, cmd_i, inst):
-    """Trade the crossing volume at the clearing price; returns ``(price, volume, trades)``."""
+@kernel
+def uncross(orders, levels, instruments, oid_index, counters, events, fills, out, cmd_i, inst):
+    """Trade the crossing volume at the clearing price; returns ``(price, volume, trades)``.
+
+    The summary event (``EV_UNCROSSED``) is written unless ``out`` is ``OUT_FILLS``.
+    """
     price, volume = clearing_price(levels, instruments, inst)
     trades = 0
     left = volume
@@ -64,7 +66,7 @@ def uncross(orders, levels, instruments, oid_index, counters, events, cmd_i, ins
         q = min(left, orders[b]["qty"], orders[a]["qty"])
         taker, maker = (b, a) if orders[b]["oid"] > orders[a]["oid"] else (a, b)
         t = orders[taker]
-        emit_fill(events, counters, cmd_i, inst, t["side"], t["oid"], t["account"],
+        emit_fill(events, fills, out, counters, cmd_i, inst, t["side"], t["oid"], t["account"],
                   t["pos_slot"], t["price"], orders, maker, price, q)
         trades += 1
         left -= q
@@ -73,12 +75,14 @@ def uncross(orders, levels, instruments, oid_index, counters, events, cmd_i, ins
     if volume > 0:
         instruments[inst]["reference_price"] = price
         instruments[inst]["last_price"] = price
-    emit(events, counters, cmd_i, EV_UNCROSSED, SIDE_BUY, 0, inst, 0, 0, 0, 0, price, volume)
-    events[counters[C_EVENTS] - 1]["maker_oid"] = trades
+    if out != OUT_FILLS:
+        emit(events, counters, cmd_i, EV_UNCROSSED, SIDE_BUY, 0, inst, 0, 0, 0, 0, price,
+             volume)
+        events[counters[C_EVENTS] - 1]["maker_oid"] = trades
     return price, volume, trades
 
 
-@njit(cache=True)
+@kernel
 def _best_level(instruments, inst, side):
     """The level row of the side's best price (the book is crossed, so both sides exist)."""
     row = instruments[inst]
@@ -86,7 +90,7 @@ def _best_level(instruments, inst, side):
     return row["level_base"] + side * row["ladder_width"] + (best - row["ladder_lo"])
 
 
-@njit(cache=True)
+@kernel
 def _consume(orders, levels, instruments, oid_index, counters, slot, qty):
     """Execute ``qty`` units of a resting order, removing it when nothing is left."""
     o = orders[slot]

@@ -3,13 +3,12 @@
 Each instrument's levels are a dense ladder of prices (one per side), each level a FIFO list of
 order slots linked through ``orders['next']``/``orders['prev']``. Matching walks from the best
 opposite level outwards. The book never sees balances: the risk stage (``risk.py``) reads the
-events these functions write. Capacity (orders, oid index, events) is ensured by the caller
-before a batch, so nothing here allocates.
+events these functions write. Capacity (orders, oid index, events or lean fills) is ensured by
+the caller before a batch, so nothing here allocates. ``out`` (``codes.OUT_*``) says which
+events a batch writes.
 """
 
 from __future__ import annotations
-
-from numba import njit
 
 from engine.kernels.codes import (
     EV_ACCEPTED,
@@ -24,6 +23,8 @@ from engine.kernels.codes import (
     NOT_PERMITTED,
     OK,
     ORDER_NOT_FOUND,
+    OUT_ALL,
+    OUT_FILLS,
     POST_ONLY_WOULD_CROSS,
     PRICE_OUT_OF_BAND,
     REASON_REQUESTED,
@@ -42,6 +43,7 @@ from engine.kernels.codes import (
     TYPE_LIMIT,
     TYPE_MARKET,
 )
+from engine.kernels.jit import kernel
 from engine.kernels.layout import (
     C_EVENTS,
     C_FREE_HEAD,
@@ -52,14 +54,14 @@ from engine.kernels.layout import (
 )
 
 
-@njit(cache=True)
+@kernel
 def level_index(instruments, inst, side, price):
     """Row in ``levels`` of one price of one side of an instrument's ladder."""
     row = instruments[inst]
     return row["level_base"] + side * row["ladder_width"] + (price - row["ladder_lo"])
 
 
-@njit(cache=True)
+@kernel
 def emit(events, counters, cmd_i, kind, side, code, inst, oid, account, pos_slot, price_limit,
          price, qty):
     """Append one event about one order; returns its row so fills can add the maker fields."""
@@ -85,10 +87,24 @@ def emit(events, counters, cmd_i, kind, side, code, inst, oid, account, pos_slot
     return e
 
 
-@njit(cache=True)
-def emit_fill(events, counters, cmd_i, inst, taker_side, oid, account, pos_slot, price_limit,
-              orders, maker_slot, price, qty):
-    """Append one trade between a taker and the resting order in ``maker_slot``."""
+@kernel
+def emit_fill(events, fills, out, counters, cmd_i, inst, taker_side, oid, account, pos_slot,
+              price_limit, orders, maker_slot, price, qty):
+    """Append one trade between a taker and the resting order in ``maker_slot``.
+
+    Under ``OUT_FILLS`` the trade is a lean ``fills`` row; it still takes a trade id, so ids
+    never depend on what a batch writes.
+    """
+    if out == OUT_FILLS:
+        e = counters[C_EVENTS]
+        counters[C_EVENTS] = e + 1
+        f = fills[e]
+        f["maker_oid"] = orders[maker_slot]["oid"]
+        f["oid"] = oid
+        f["price"] = price
+        f["qty"] = qty
+        counters[C_NEXT_TRADE] += 1
+        return
     e = emit(events, counters, cmd_i, EV_FILL, taker_side, 0, inst, oid, account, pos_slot,
              price_limit, price, qty)
     ev = events[e]
@@ -101,7 +117,7 @@ def emit_fill(events, counters, cmd_i, inst, taker_side, oid, account, pos_slot,
     counters[C_NEXT_TRADE] += 1
 
 
-@njit(cache=True)
+@kernel
 def emit_order_cancelled(events, counters, cmd_i, orders, slot, qty, reason):
     """Append the cancellation of ``qty`` units of a resting order."""
     o = orders[slot]
@@ -109,14 +125,14 @@ def emit_order_cancelled(events, counters, cmd_i, orders, slot, qty, reason):
          o["account"], o["pos_slot"], o["price"], o["price"], qty)
 
 
-@njit(cache=True)
+@kernel
 def best_price(instruments, inst, side):
     if side == SIDE_BUY:
         return instruments[inst]["best_bid"]
     return instruments[inst]["best_ask"]
 
 
-@njit(cache=True)
+@kernel
 def crosses(side, limit, opposite_price):
     """Whether an order on ``side`` with ``limit`` can trade with a resting ``opposite_price``."""
     if opposite_price == NO_PRICE:
@@ -126,7 +142,7 @@ def crosses(side, limit, opposite_price):
     return opposite_price >= limit
 
 
-@njit(cache=True)
+@kernel
 def refresh_best(levels, instruments, inst, side, from_price):
     """Set the side's best price to the first non-empty level at or beyond ``from_price``.
 
@@ -156,7 +172,7 @@ def refresh_best(levels, instruments, inst, side, from_price):
         row["best_ask"] = p if p <= hi else NO_PRICE
 
 
-@njit(cache=True)
+@kernel(inline=True)
 def add_order(orders, levels, instruments, oid_index, counters, inst, side, price, qty, filled,
               oid, account, pos_slot, stp):
     """Put an order at the tail of its level (it has the lowest time priority there)."""
@@ -200,7 +216,7 @@ def add_order(orders, levels, instruments, oid_index, counters, inst, side, pric
     return slot
 
 
-@njit(cache=True)
+@kernel
 def remove_order(orders, levels, instruments, oid_index, counters, slot):
     """Unlink an order from its level, free its slot and move the best price if it was there."""
     o = orders[slot]
@@ -235,7 +251,7 @@ def remove_order(orders, levels, instruments, oid_index, counters, slot):
         refresh_best(levels, instruments, inst, side, price)
 
 
-@njit(cache=True)
+@kernel(inline=True)
 def check_new(instruments, cmd):
     """Static checks of a new order; returns (code, limit price used for matching).
 
@@ -271,7 +287,7 @@ def check_new(instruments, cmd):
     return OK, limit
 
 
-@njit(cache=True)
+@kernel
 def fok_fillable(orders, levels, instruments, inst, side, limit, qty, account, stp):
     """Whether a FOK order would fill completely, walking the book as matching would.
 
@@ -299,9 +315,9 @@ def fok_fillable(orders, levels, instruments, inst, side, limit, qty, account, s
     return need == 0
 
 
-@njit(cache=True)
-def match(orders, levels, instruments, oid_index, counters, events, full, cmd_i, inst, side,
-          limit, qty, oid, account, pos_slot, stp):
+@kernel(inline=True)
+def match(orders, levels, instruments, oid_index, counters, events, fills, out, cmd_i, inst,
+          side, limit, qty, oid, account, pos_slot, stp):
     """Trade a taker against the book; returns (units left, whether STP stopped the taker)."""
     opposite = 1 - side
     rem = qty
@@ -320,24 +336,26 @@ def match(orders, levels, instruments, oid_index, counters, events, full, cmd_i,
                 if stp == STP_DECREMENT:
                     d = min(rem, o["qty"])
                     rem -= d
-                    emit_order_cancelled(events, counters, cmd_i, orders, slot, d,
-                                         REASON_SELF_TRADE)
-                    emit(events, counters, cmd_i, EV_CANCELLED, side, REASON_SELF_TRADE, inst,
-                         oid, account, pos_slot, limit, limit, d)
+                    if out != OUT_FILLS:
+                        emit_order_cancelled(events, counters, cmd_i, orders, slot, d,
+                                             REASON_SELF_TRADE)
+                        emit(events, counters, cmd_i, EV_CANCELLED, side, REASON_SELF_TRADE,
+                             inst, oid, account, pos_slot, limit, limit, d)
                     o["qty"] -= d
                     level["qty"] -= d
                     if o["qty"] == 0:
                         remove_order(orders, levels, instruments, oid_index, counters, slot)
                 else:
-                    emit_order_cancelled(events, counters, cmd_i, orders, slot, o["qty"],
-                                         REASON_SELF_TRADE)
+                    if out != OUT_FILLS:
+                        emit_order_cancelled(events, counters, cmd_i, orders, slot, o["qty"],
+                                             REASON_SELF_TRADE)
                     remove_order(orders, levels, instruments, oid_index, counters, slot)
                     if stp == STP_CANCEL_BOTH:
                         return rem, True
             else:
                 q = min(rem, o["qty"])
-                emit_fill(events, counters, cmd_i, inst, side, oid, account, pos_slot, limit,
-                          orders, slot, price, q)
+                emit_fill(events, fills, out, counters, cmd_i, inst, side, oid, account,
+                          pos_slot, limit, orders, slot, price, q)
                 instruments[inst]["last_price"] = price
                 rem -= q
                 o["qty"] -= q
@@ -349,8 +367,9 @@ def match(orders, levels, instruments, oid_index, counters, events, full, cmd_i,
     return rem, False
 
 
-@njit(cache=True)
-def place(orders, levels, instruments, oid_index, counters, events, full, cmd_i, cmd, limit):
+@kernel(inline=True)
+def place(orders, levels, instruments, oid_index, counters, events, fills, out, cmd_i, cmd,
+          limit):
     """Execute a checked new order: post-only and FOK refusals, matching, then rest or drop.
 
     Returns the result code; the order gets an id only when it is not refused.
@@ -360,6 +379,7 @@ def place(orders, levels, instruments, oid_index, counters, events, full, cmd_i,
     qty = cmd["qty"]
     account = cmd["account"]
     stp = cmd["stp"]
+    full = out == OUT_ALL
     opposite_best = best_price(instruments, inst, 1 - side)
     auction = instruments[inst]["mode"] == MODE_AUCTION
     if cmd["post_only"] == 1 and crosses(side, limit, opposite_best):
@@ -376,8 +396,8 @@ def place(orders, levels, instruments, oid_index, counters, events, full, cmd_i,
     rem = qty
     stopped = False
     if not auction:
-        rem, stopped = match(orders, levels, instruments, oid_index, counters, events, full,
-                             cmd_i, inst, side, limit, qty, oid, account, pos_slot, stp)
+        rem, stopped = match(orders, levels, instruments, oid_index, counters, events, fills,
+                             out, cmd_i, inst, side, limit, qty, oid, account, pos_slot, stp)
     if rem == 0:
         return OK
     if stopped or cmd["type"] == TYPE_MARKET or cmd["tif"] == TIF_IOC:
@@ -394,23 +414,22 @@ def place(orders, levels, instruments, oid_index, counters, events, full, cmd_i,
     return OK
 
 
-@njit(cache=True)
-def cancel(orders, levels, instruments, oid_index, counters, events, full, cmd_i, oid, account):
+@kernel(inline=True)
+def cancel(orders, levels, instruments, oid_index, counters, events, out, cmd_i, oid, account):
     """Cancel a resting order; account 0 (an operator or a benchmark) skips the owner check."""
     if oid <= 0 or oid >= len(oid_index) or oid_index[oid] < 0:
         return ORDER_NOT_FOUND
     slot = oid_index[oid]
     if account != 0 and orders[slot]["account"] != account:
         return ORDER_NOT_FOUND
-    if full:
+    if out == OUT_ALL:
         emit_order_cancelled(events, counters, cmd_i, orders, slot, orders[slot]["qty"],
                              REASON_REQUESTED)
     remove_order(orders, levels, instruments, oid_index, counters, slot)
     return OK
 
 
-
-@njit(cache=True)
+@kernel
 def relink(orders, levels, instruments, slots):
     """Rebuild every level list from ``slots`` (live orders sorted by price level, then id).
 

@@ -99,5 +99,10 @@ EVENT_KIND_NAMES = {
     EV_UNCROSSED: "uncrossed",
 }
 
+# What a batch writes (the ``out`` argument of the batch kernels).
+OUT_ALL = 2  # every event: the state machine's path
+OUT_SETTLE = 1  # fills and the other events the risk stage settles (self-trade cancels, uncross)
+OUT_FILLS = 0  # lean fill records only (``FILL_DTYPE``), no risk stage: the replay path
+
 # Absence of a price (no best bid / ask). Prices are at least 1 fen.
 NO_PRICE = 0

@@ -101,13 +101,25 @@ EVENT_DTYPE = np.dtype(
     align=True,
 )
 
+# One trade in a lean batch (``OUT_FILLS``): what the replay format hashes, and no more, so a
+# fill writes 32 bytes instead of an event's 104. ``oid`` is the taker's, as in an event.
+FILL_DTYPE = np.dtype(
+    [
+        ("maker_oid", np.int64),
+        ("oid", np.int64),
+        ("price", np.int64),  # execution price: the maker's limit
+        ("qty", np.int64),
+    ],
+    align=True,
+)
+
 # Scalars of the matching state, kept in one int64 array so kernels can update them in place.
 C_NEXT_OID = 0  # the next order id to give (ids start at 1)
 C_NEXT_TRADE = 1  # the next trade id
 C_FREE_HEAD = 2  # first free order slot below C_SLOTS_USED, -1 if none
 C_SLOTS_USED = 3  # order slots ever handed out (high-water mark)
 C_LIVE_ORDERS = 4  # orders resting on any book
-C_EVENTS = 5  # events written by the current batch
+C_EVENTS = 5  # events (or lean fills) written by the current batch
 C_PROCESSED = 6  # commands of the current batch done (a batch stops early when out of room)
 COUNTERS_LEN = 8
 

@@ -7,12 +7,11 @@ book just wrote. The stages stay separate functions; only this loop knows all of
 The caller guarantees room in ``orders`` and ``oid_index`` for the whole batch. Events may
 run out of room: before each command the loop checks that the worst case fits (every order of
 the instrument touched twice), and otherwise stops, leaving ``counters[C_PROCESSED]`` at the
-first command not done so the caller can grow ``events`` and call again.
+first command not done so the caller can grow ``events`` and call again. Lean fills
+(``OUT_FILLS``) are sized for the whole batch up front instead.
 """
 
 from __future__ import annotations
-
-from numba import njit
 
 from engine.kernels import auction, book, risk
 from engine.kernels.codes import (
@@ -26,41 +25,53 @@ from engine.kernels.codes import (
     OP_CANCEL,
     OP_NEW,
     OP_UNCROSS,
+    OUT_ALL,
+    OUT_FILLS,
 )
+from engine.kernels.jit import kernel
 from engine.kernels.layout import C_EVENTS, C_PROCESSED
 
 # Events one command can write besides two per resting order of its instrument.
 EVENTS_PER_COMMAND_FIXED = 4
 
 
-@njit(cache=True)
-def run_batch(cmds, results, orders, levels, instruments, oid_index, counters, events,
-              accounts, positions, fee_account, risk_on, full):
-    """Process ``cmds[counters[C_PROCESSED]:]``; write each command's code to ``results``."""
+@kernel
+def run_batch(cmds, results, orders, levels, instruments, oid_index, counters, events, fills,
+              accounts, positions, fee_account, risk_on, out):
+    """Process ``cmds[counters[C_PROCESSED]:]``; write each command's code to ``results``.
+
+    ``out`` is one of ``codes.OUT_*``. Under ``OUT_FILLS`` trades go to ``fills`` and nothing
+    else is written; the caller sizes ``fills`` for the batch's worst case up front (a trade
+    either empties its maker or ends its taker, so a batch of ``n`` commands writes at most
+    resting orders + 2n of them) and the per-command room check is skipped. The risk stage
+    needs full fill events, so it never runs with ``OUT_FILLS``.
+    """
     i = counters[C_PROCESSED]
     n = len(cmds)
+    checked = out != OUT_FILLS
     while i < n:
         cmd = cmds[i]
         inst = cmd["instrument"]
-        touched = 0
-        if 0 < inst < len(instruments):
-            touched = instruments[inst]["orders_bid"] + instruments[inst]["orders_ask"]
-        if counters[C_EVENTS] + 2 * touched + EVENTS_PER_COMMAND_FIXED > len(events):
-            break
+        if checked:
+            touched = 0
+            if 0 < inst < len(instruments):
+                touched = instruments[inst]["orders_bid"] + instruments[inst]["orders_ask"]
+            if counters[C_EVENTS] + 2 * touched + EVENTS_PER_COMMAND_FIXED > len(events):
+                break
         first = counters[C_EVENTS]
         op = cmd["op"]
         if op == OP_NEW:
             code = new_order(cmd, i, orders, levels, instruments, oid_index, counters, events,
-                             accounts, positions, risk_on, full)
+                             fills, accounts, positions, risk_on, out)
         elif op == OP_CANCEL:
-            code = book.cancel(orders, levels, instruments, oid_index, counters, events, full, i,
+            code = book.cancel(orders, levels, instruments, oid_index, counters, events, out, i,
                                cmd["oid"], cmd["account"])
         elif op == OP_UNCROSS:
             code = uncross_command(cmd, i, orders, levels, instruments, oid_index, counters,
-                                   events)
+                                   events, fills, out)
         else:
             code = INVALID_FIELD
-        if code != OK and full:
+        if code != OK and out == OUT_ALL:
             book.emit(events, counters, i, EV_REJECTED, cmd["side"], code, inst, 0,
                       cmd["account"], cmd["pos_slot"], 0, cmd["price"], cmd["qty"])
         elif risk_on:
@@ -72,9 +83,9 @@ def run_batch(cmds, results, orders, levels, instruments, oid_index, counters, e
     return i
 
 
-@njit(cache=True)
-def new_order(cmd, i, orders, levels, instruments, oid_index, counters, events, accounts,
-              positions, risk_on, full):
+@kernel(inline=True)
+def new_order(cmd, i, orders, levels, instruments, oid_index, counters, events, fills, accounts,
+              positions, risk_on, out):
     """Checks, reservation, then the book; a refusal after reserving gives it all back."""
     code, limit = book.check_new(instruments, cmd)
     if code != OK:
@@ -88,21 +99,23 @@ def new_order(cmd, i, orders, levels, instruments, oid_index, counters, events, 
                             cmd["pos_slot"])
         if code != OK:
             return code
-    code = book.place(orders, levels, instruments, oid_index, counters, events, full, i, cmd,
-                      limit)
+    code = book.place(orders, levels, instruments, oid_index, counters, events, fills, out, i,
+                      cmd, limit)
     if code != OK and risk_on:
         risk.release(accounts, positions, side, limit, cmd["qty"], cmd["account"],
                      cmd["pos_slot"])
     return code
 
 
-@njit(cache=True)
-def uncross_command(cmd, i, orders, levels, instruments, oid_index, counters, events):
+@kernel
+def uncross_command(cmd, i, orders, levels, instruments, oid_index, counters, events, fills,
+                    out):
     """Uncross one auction instrument (a book-mode instrument is refused)."""
     inst = cmd["instrument"]
     if inst <= 0 or inst >= len(instruments) or instruments[inst]["active"] == 0:
         return INSTRUMENT_NOT_FOUND
     if instruments[inst]["mode"] != MODE_AUCTION:
         return NOT_PERMITTED
-    auction.uncross(orders, levels, instruments, oid_index, counters, events, i, inst)
+    auction.uncross(orders, levels, instruments, oid_index, counters, events, fills, out, i,
+                    inst)
     return OK

@@ -16,8 +16,6 @@ Rules (every one exact in integer fen):
 
 from __future__ import annotations
 
-from numba import njit
-
 from engine.kernels.codes import (
     EV_CANCELLED,
     EV_FILL,
@@ -26,11 +24,12 @@ from engine.kernels.codes import (
     OK,
     SIDE_BUY,
 )
+from engine.kernels.jit import kernel
 
 INT64_MAX = 9_223_372_036_854_775_807
 
 
-@njit(cache=True)
+@kernel
 def fee_half_up(notional, fee_bps):
     """``(notional * fee_bps + 5000) // 10000`` without overflowing int64 for any notional."""
     whole = notional // 10000
@@ -38,7 +37,7 @@ def fee_half_up(notional, fee_bps):
     return whole * fee_bps + (part * fee_bps + 5000) // 10000
 
 
-@njit(cache=True)
+@kernel
 def reserve(accounts, positions, side, limit, qty, account, pos_slot):
     """Reserve what an order may need, or refuse it with a code and change nothing."""
     if side == SIDE_BUY:
@@ -60,7 +59,7 @@ def reserve(accounts, positions, side, limit, qty, account, pos_slot):
     return OK
 
 
-@njit(cache=True)
+@kernel
 def release(accounts, positions, side, limit, qty, account, pos_slot):
     """Give back the reservation of ``qty`` units of an order that will not trade."""
     if side == SIDE_BUY:
@@ -74,7 +73,7 @@ def release(accounts, positions, side, limit, qty, account, pos_slot):
         pos["units_available"] += qty
 
 
-@njit(cache=True)
+@kernel
 def settle_fill(accounts, positions, instruments, fee_account, ev):
     """Move cash and units for one fill event."""
     price = ev["price"]
@@ -103,7 +102,7 @@ def settle_fill(accounts, positions, instruments, fee_account, ev):
     frow["cash_unsettled"] += fee
 
 
-@njit(cache=True)
+@kernel
 def settle(accounts, positions, instruments, fee_account, events, start, stop):
     """Apply the balance effects of events ``start:stop`` (fills and cancellations)."""
     for e in range(start, stop):

@@ -5,6 +5,7 @@ import pytest
 from engine.kernels.layout import (
     COMMAND_DTYPE,
     EVENT_DTYPE,
+    FILL_DTYPE,
     INSTRUMENT_DTYPE,
     LEVEL_DTYPE,
     ORDER_DTYPE,
@@ -27,7 +28,9 @@ from engine.kernels.layout import (
                         "oid": 16, "account": 24, "pos_slot": 32, "price_limit": 40,
                         "maker_oid": 48, "maker_account": 56, "maker_pos_slot": 64,
                         "maker_price": 72, "price": 80, "qty": 88, "trade_id": 96}),
+    (FILL_DTYPE, 32, {"maker_oid": 0, "oid": 8, "price": 16, "qty": 24}),
 ])
 def test_layout_is_pinned(dtype, size, offsets):
     assert dtype.itemsize == size
     assert {name: dtype.fields[name][1] for name in dtype.names} == offsets
+
