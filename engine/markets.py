@@ -26,18 +26,17 @@ from engine.kernels import codes as k
 from engine.kernels.layout import C_EVENTS, C_PROCESSED, COMMAND_DTYPE, EVENT_DTYPE
 from engine.machine import Reply
 from engine.marketdata import Tape, TapeState, TradeRecord
-from engine.matching import MatchingEngine
+from engine.matching import MatchingEngine, band_ceiling_fen
 
 SELLER_FEE_BPS = 100  # BOARDS.md: the seller pays 100 bps of each fill on every board
-BAND_MULTIPLE = 5  # price band: 1 fen to 5 x the reference price
+BAND_MULTIPLE = 5  # price band: 1 fen to 5 x the last trade price (before one: the reference)
 FINISHED_ORDERS_KEPT = 100_000  # filled/cancelled orders kept for GET /v1/orders/{id}
 OPEN_ORDERS_MAX = 1000  # per account
 AUCTION_HOUR_UTC = 15  # the IP board's daily uncross
 US_PER_DAY = 86_400_000_000
-# Runs of several orders per kernel call. Off until the kernel moves the price band with each
-# trade itself: with the band set between calls, an order in the same run as a trade that moves
-# the reference would be checked against the old band (tests/engine/test_markets_runs.py).
-BATCHED_RUNS = False
+# Runs of several orders per kernel call (tests/engine/test_markets_runs.py shows a run gives
+# what its orders one at a time would). Off only to measure what batching buys.
+BATCHED_RUNS = True
 
 SIDES = {"buy": k.SIDE_BUY, "sell": k.SIDE_SELL}
 SIDE_NAMES = {k.SIDE_BUY: "buy", k.SIDE_SELL: "sell"}
@@ -84,7 +83,6 @@ class MarketsMeta(msgspec.Struct, array_like=True):
     orders: list[OrderRecord]
     tapes: list[TapeState]
     book_sequences: list[tuple[int, int]]
-    last_prices: list[tuple[int, int]]
     next_auction_us: int
 
 
@@ -128,7 +126,6 @@ class Markets:
         self.auction_instruments: set[int] = set()  # derived from the engine's modes
         self.tapes: dict[int, Tape] = {}
         self.book_sequences: dict[int, int] = {}
-        self.last_prices: dict[int, int] = {}
         self.next_auction_us = 0
 
     def handlers(self) -> dict:
@@ -161,7 +158,8 @@ class Markets:
             return
         reference = info.reference_price_fen
         self.engine.add_instrument(
-            instrument_id, band_lo_fen=1, band_hi_fen=BAND_MULTIPLE * reference,
+            instrument_id, band_lo_fen=1, band_hi_fen=band_ceiling_fen,
+            band_multiple=BAND_MULTIPLE,
             fee_bps=SELLER_FEE_BPS, mode="auction" if info.board == "ip" else "book",
             reference_price_fen=reference)
         self.book_sequences[instrument_id] = 0
@@ -172,10 +170,9 @@ class Markets:
             self.next_auction_us = self._next_auction_after(self.machine.now_us)
 
     def reference_price(self, instrument_id: int) -> int:
-        last = self.last_prices.get(instrument_id)
-        if last:
-            return last
-        return int(self.engine.instruments[instrument_id]["reference_price"])
+        """The last trade price, before the first trade the offering's (or the last uncross)."""
+        row = self.engine.instruments[instrument_id]
+        return int(row["last_price"]) or int(row["reference_price"])
 
     # ---- commands -------------------------------------------------------------------------------
     #
@@ -345,11 +342,6 @@ class Markets:
             oldest, _ = self.finished.popitem(last=False)
             self.orders.pop(oldest, None)
 
-    def _update_band(self, instrument: int) -> None:
-        high = BAND_MULTIPLE * self.reference_price(instrument)
-        if int(self.engine.instruments[instrument]["band_hi"]) != high:
-            self.engine.set_band(instrument, 1, high)
-
     def level_quantity(self, instrument: int, side: int, price: int) -> int:
         row = self.engine.instruments[instrument]
         offset = price - int(row["ladder_lo"])
@@ -423,7 +415,6 @@ class Markets:
             orders=[self.orders[i] for i in sorted(self.orders)],
             tapes=[self.tapes[i].state() for i in sorted(self.tapes)],
             book_sequences=sorted(self.book_sequences.items()),
-            last_prices=sorted(self.last_prices.items()),
             next_auction_us=self.next_auction_us,
         ))
 
@@ -445,7 +436,6 @@ class Markets:
         self.auction_instruments = {
             i for i in self.book_sequences
             if int(self.engine.instruments[i]["mode"]) == k.MODE_AUCTION}
-        self.last_prices = dict(state.last_prices)
         self.next_auction_us = state.next_auction_us
 
 
@@ -557,7 +547,6 @@ class _Fold:
         self.uncrossed: Reply | dict | None = None
         self.book_updates: list[tuple[int, dict, dict[tuple[int, int], int]]] = []
         self.movements: list[tuple] = []  # MOVEMENT_DTYPE rows, recorded once per call
-        self.traded: set[int] = set()
 
     def command(self, sequence: int, taker: OrderRecord | None, events: list[tuple]) -> None:
         m = self.markets
@@ -640,8 +629,6 @@ class _Fold:
         trade = TradeRecord(trade_id, price, qty, SIDE_NAMES[taker_side], m.machine.now_us,
                             buyer.order_id, seller.order_id)
         m.tapes[instrument].record(trade)
-        m.last_prices[instrument] = price
-        self.traded.add(instrument)
         channel = f"trades:{instrument}"
         if m.machine.wants(channel):
             m.machine.publish(channel, trade_view(trade))
@@ -652,8 +639,6 @@ class _Fold:
         m = self.markets
         if self.movements:
             m.machine.movements.record_many(np.array(self.movements, dtype=mv.MOVEMENT_DTYPE))
-        for instrument in sorted(self.traded):
-            m._update_band(instrument)
         if not self.book_updates:
             return
         running: dict[tuple[int, int, int], int] = {}

@@ -28,6 +28,7 @@ from engine.kernels.layout import (
     C_NEXT_OID,
     C_PROCESSED,
     C_SLOTS_USED,
+    C_STOP,
     COMMAND_DTYPE,
     EVENT_DTYPE,
     FILL_DTYPE,
@@ -44,11 +45,24 @@ from engine.state import ACCOUNT_DTYPE, POSITION_DTYPE, Balances
 batch_size_max = 1 << 20
 price_max_fen = 1 << 53
 ladder_width_max = 1 << 22  # prices per side of one instrument's ladder
+# The highest band top whose ladder (with its quarter of headroom) still fits ladder_width_max.
+band_ceiling_fen = (ladder_width_max - 1) * 4 // 5
 instruments_max = 1 << 20
 
 _NO_ACCOUNTS = np.zeros(1, dtype=ACCOUNT_DTYPE)
 _NO_POSITIONS = np.zeros(1, dtype=POSITION_DTYPE)
 _NO_FILLS = np.zeros(1, dtype=FILL_DTYPE)
+
+
+def band_high(row: np.void) -> int:
+    """The highest limit price an instrument accepts now (as ``kernels.book.band_high``)."""
+    high = int(row["band_hi"])
+    multiple = int(row["band_multiple"])
+    if multiple > 0:
+        reference = int(row["last_price"]) or int(row["reference_price"])
+        if 0 < reference <= high // multiple:
+            high = multiple * reference
+    return high
 
 
 class EngineInvariantError(RuntimeError):
@@ -100,8 +114,15 @@ class MatchingEngine:
     # ---- instruments ------------------------------------------------------------------------
 
     def add_instrument(self, instrument_id: int, *, band_lo_fen: int, band_hi_fen: int,
-                       fee_bps: int = 0, mode: str = "book", reference_price_fen: int = 0) -> None:
-        """Open a book for an instrument with its price band, seller fee and mode."""
+                       fee_bps: int = 0, mode: str = "book", reference_price_fen: int = 0,
+                       band_multiple: int = 0) -> None:
+        """Open a book for an instrument with its price band, seller fee and mode.
+
+        With ``band_multiple`` > 0 the band's top follows the market: that multiple of the last
+        trade price (of ``reference_price_fen`` before the first trade), at most ``band_hi_fen``
+        (see ``kernels.book.band_high``). The ladder then covers only the band of the moment and
+        is widened when an order needs it.
+        """
         if not 0 < instrument_id < instruments_max:
             raise ValueError(f"instrument id {instrument_id} out of range")
         if mode not in ("book", "auction"):
@@ -115,7 +136,10 @@ class MatchingEngine:
         row["active"] = 1
         row["mode"] = k.MODE_AUCTION if mode == "auction" else k.MODE_BOOK
         row["fee_bps"] = fee_bps
+        if not 0 <= band_multiple < 1 << 31 or (band_multiple and reference_price_fen <= 0):
+            raise ValueError(f"band_multiple {band_multiple} needs a positive reference price")
         row["reference_price"] = reference_price_fen
+        row["band_multiple"] = band_multiple
         self.set_band(instrument_id, band_lo_fen, band_hi_fen)
 
     def set_band(self, instrument_id: int, band_lo_fen: int, band_hi_fen: int) -> None:
@@ -130,9 +154,18 @@ class MatchingEngine:
         row["band_lo"] = band_lo_fen
         row["band_hi"] = band_hi_fen
         ladder_hi = row["ladder_lo"] + row["ladder_width"] - 1
-        if row["ladder_width"] and row["ladder_lo"] <= band_lo_fen and band_hi_fen <= ladder_hi:
+        if row["ladder_width"] and row["ladder_lo"] <= band_lo_fen and band_high(row) <= ladder_hi:
             return
         self._relayout()
+
+    def _resumed_after_ladder(self) -> bool:
+        """After a batch stopped early: if a new order needed a wider ladder, lay it out."""
+        stop = int(self.counters[C_STOP])
+        self.counters[C_STOP] = k.STOP_NONE
+        if stop != k.STOP_LADDER:
+            return False
+        self._relayout()
+        return True
 
     def _relayout(self) -> None:
         """Give every instrument a ladder covering its band and resting orders, then relink."""
@@ -143,7 +176,8 @@ class MatchingEngine:
             row = self.instruments[inst]
             mine = live["price"][slots[live["instrument"][slots] == inst]]
             lo = int(min(row["band_lo"], mine.min() if len(mine) else row["band_lo"]))
-            hi = int(max(row["band_hi"], mine.max() if len(mine) else row["band_hi"]))
+            hi = band_high(row)
+            hi = int(max(hi, mine.max() if len(mine) else hi))
             hi += (hi - lo) // 4  # headroom for a rising reference price
             width = hi - lo + 1
             if width > ladder_width_max:
@@ -190,6 +224,8 @@ class MatchingEngine:
                              positions, self.fee_account_id, balances is not None, out)
             if done == n:
                 break
+            if self._resumed_after_ladder():
+                continue
             # Out of event room: grow for the worst case of the next command and go on.
             inst = int(commands[done]["instrument"])
             touched = 0
@@ -216,11 +252,15 @@ class MatchingEngine:
         results = self._results[:n]
         self.counters[C_EVENTS] = 0
         self.counters[C_PROCESSED] = 0
-        done = run_batch(commands, results, self.orders, self.levels, self.instruments,
-                         self.oid_index, self.counters, self._events, self._fills, _NO_ACCOUNTS,
-                         _NO_POSITIONS, self.fee_account_id, False, k.OUT_FILLS)
-        if done != n:
-            raise EngineInvariantError(f"lean batch stopped at {done} of {n} commands")
+        while True:
+            done = run_batch(commands, results, self.orders, self.levels, self.instruments,
+                             self.oid_index, self.counters, self._events, self._fills,
+                             _NO_ACCOUNTS, _NO_POSITIONS, self.fee_account_id, False,
+                             k.OUT_FILLS)
+            if done == n:
+                break
+            if not self._resumed_after_ladder():
+                raise EngineInvariantError(f"lean batch stopped at {done} of {n} commands")
         return FillsResult(results, self._fills[: self.counters[C_EVENTS]])
 
     def reserve(self, commands: int, *, prefault: bool = True) -> None:

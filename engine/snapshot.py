@@ -32,7 +32,7 @@ from numpy.lib import recfunctions
 log = logging.getLogger("crowdex.engine.snapshot")
 
 SNAPSHOT_MAGIC = b"CRDXSNAP"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: INSTRUMENT_DTYPE gained band_multiple (layout 2)
 _HEADER_BODY = struct.Struct("<8sIIQQI")
 _HEADER = struct.Struct("<8sIIQQII")
 SNAPSHOT_HEADER_SIZE = _HEADER.size

@@ -19,6 +19,7 @@ from engine.kernels.codes import (
     INSTRUMENT_NOT_FOUND,
     INVALID_FIELD,
     MODE_AUCTION,
+    NEEDS_LADDER,
     NO_PRICE,
     NOT_PERMITTED,
     OK,
@@ -252,11 +253,31 @@ def remove_order(orders, levels, instruments, oid_index, counters, slot):
 
 
 @kernel(inline=True)
+def band_high(row):
+    """The highest limit price an instrument accepts now.
+
+    ``band_hi`` alone, or, when the instrument's band follows the market (``band_multiple``
+    > 0), that multiple of the last trade price (the reference price before the first trade),
+    capped at ``band_hi``. Each fill moves it at once, for the next command of the same batch.
+    """
+    high = row["band_hi"]
+    multiple = row["band_multiple"]
+    if multiple > 0:
+        reference = row["last_price"] if row["last_price"] > 0 else row["reference_price"]
+        if 0 < reference <= high // multiple:
+            high = multiple * reference
+    return high
+
+
+@kernel(inline=True)
 def check_new(instruments, cmd):
     """Static checks of a new order; returns (code, limit price used for matching).
 
     A market order's limit is the band edge, so it never trades outside the band and a market
-    buy's cash reservation (limit x qty) covers any fill.
+    buy's cash reservation (limit x qty) covers any fill. A limit order inside the band but
+    beyond the instrument's ladder gets ``NEEDS_LADDER``: the caller widens the ladder and
+    sends it again. (A market order needs no ladder room: it never rests, and no resting order
+    lies beyond the ladder.)
     """
     inst = cmd["instrument"]
     if inst <= 0 or inst >= len(instruments) or instruments[inst]["active"] == 0:
@@ -271,10 +292,12 @@ def check_new(instruments, cmd):
     row = instruments[inst]
     if cmd["type"] == TYPE_LIMIT:
         limit = cmd["price"]
-        if limit < row["band_lo"] or limit > row["band_hi"]:
+        if limit < row["band_lo"] or limit > band_high(row):
             return PRICE_OUT_OF_BAND, 0
+        if limit >= row["ladder_lo"] + row["ladder_width"]:
+            return NEEDS_LADDER, 0
     elif cmd["type"] == TYPE_MARKET:
-        limit = row["band_hi"] if side == SIDE_BUY else row["band_lo"]
+        limit = band_high(row) if side == SIDE_BUY else row["band_lo"]
         if cmd["post_only"] == 1:
             return INVALID_FIELD, 0
     else:

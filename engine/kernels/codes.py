@@ -40,6 +40,16 @@ CODE_NAMES: dict[int, str] = {
     ACCOUNT_NOT_FOUND: "account_not_found",
 }
 
+# Not a result: ``book.check_new`` asks for the instrument's price ladder to be widened before
+# the order is placed (a band that follows the market has outgrown it). ``run_batch`` stops
+# there; the caller re-lays the ladder and resumes the batch at that command.
+NEEDS_LADDER = -1
+
+# Why a batch stopped before its end (``counters[C_STOP]``).
+STOP_NONE = 0
+STOP_EVENTS = 1  # out of room for events: grow them and resume
+STOP_LADDER = 2  # a new order's price lies beyond its ladder: re-lay it and resume
+
 # Numbers that were once given a meaning and must never be handed out again.
 RETIRED: dict[int, str] = {}
 

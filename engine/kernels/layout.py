@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 
 # One resting (or just-matched) order. ``next``/``prev`` are slots in the FIFO list of the
 # order's price level (-1 ends the list); a free slot uses ``next`` as its free-list link.
@@ -54,6 +54,9 @@ INSTRUMENT_DTYPE = np.dtype(
         ("orders_ask", np.int64),
         ("active", np.int8),
         ("mode", np.int8),  # MODE_BOOK or MODE_AUCTION
+        # When > 0 the band's top follows the market: band_multiple x (last trade price, else
+        # reference price), never above ``band_hi`` (``book.band_high``).
+        ("band_multiple", np.int32),
     ],
     align=True,
 )
@@ -121,6 +124,7 @@ C_SLOTS_USED = 3  # order slots ever handed out (high-water mark)
 C_LIVE_ORDERS = 4  # orders resting on any book
 C_EVENTS = 5  # events (or lean fills) written by the current batch
 C_PROCESSED = 6  # commands of the current batch done (a batch stops early when out of room)
+C_STOP = 7  # why the current batch stopped early: STOP_NONE, STOP_EVENTS or STOP_LADDER
 COUNTERS_LEN = 8
 
 

@@ -8,7 +8,9 @@ The caller guarantees room in ``orders`` and ``oid_index`` for the whole batch. 
 run out of room: before each command the loop checks that the worst case fits (every order of
 the instrument touched twice), and otherwise stops, leaving ``counters[C_PROCESSED]`` at the
 first command not done so the caller can grow ``events`` and call again. Lean fills
-(``OUT_FILLS``) are sized for the whole batch up front instead.
+(``OUT_FILLS``) are sized for the whole batch up front instead. A new order priced beyond its
+instrument's ladder (a band that follows the market outgrew it) stops the batch the same way,
+before the order changes anything; ``counters[C_STOP]`` tells the caller which of the two.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from engine.kernels.codes import (
     INSTRUMENT_NOT_FOUND,
     INVALID_FIELD,
     MODE_AUCTION,
+    NEEDS_LADDER,
     NOT_PERMITTED,
     OK,
     OP_CANCEL,
@@ -27,9 +30,11 @@ from engine.kernels.codes import (
     OP_UNCROSS,
     OUT_ALL,
     OUT_FILLS,
+    STOP_EVENTS,
+    STOP_LADDER,
 )
 from engine.kernels.jit import kernel
-from engine.kernels.layout import C_EVENTS, C_PROCESSED
+from engine.kernels.layout import C_EVENTS, C_PROCESSED, C_STOP
 
 # Events one command can write besides two per resting order of its instrument.
 EVENTS_PER_COMMAND_FIXED = 4
@@ -57,12 +62,16 @@ def run_batch(cmds, results, orders, levels, instruments, oid_index, counters, e
             if 0 < inst < len(instruments):
                 touched = instruments[inst]["orders_bid"] + instruments[inst]["orders_ask"]
             if counters[C_EVENTS] + 2 * touched + EVENTS_PER_COMMAND_FIXED > len(events):
+                counters[C_STOP] = STOP_EVENTS
                 break
         first = counters[C_EVENTS]
         op = cmd["op"]
         if op == OP_NEW:
             code = new_order(cmd, i, orders, levels, instruments, oid_index, counters, events,
                              fills, accounts, positions, risk_on, out)
+            if code == NEEDS_LADDER:
+                counters[C_STOP] = STOP_LADDER
+                break
         elif op == OP_CANCEL:
             code = book.cancel(orders, levels, instruments, oid_index, counters, events, out, i,
                                cmd["oid"], cmd["account"])

@@ -1,0 +1,184 @@
+"""Runs of orders and cancels applied together give exactly what one at a time gives.
+
+The sequencer hands a whole batch to ``StateMachine.apply_batch``, which matches consecutive
+orders and cancels with as few kernel calls as exactness allows. Replay applies the journal one
+entry at a time. Hypothesis generates order flow across traders and instruments (every order
+type, self-trade prevention, cancels of own, foreign, finished and not-yet-existing orders,
+reused client_order_ids and Idempotency-Keys, prices beyond the band) cut into random batches;
+the replies, the published updates and the state hash must equal entry-by-entry application.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine import commands as c
+from engine import markets_commands as mc
+from engine import offerings_commands as oc
+from engine.machine import StateMachine
+
+START_US = 1_767_225_600_000_000  # 2026-01-01
+EXAMPLES = 3000 if os.environ.get("CROWDEX_SLOW") else 60
+TRADERS = 4
+PRICE = 10_00
+
+
+def _venue() -> tuple[StateMachine, list[c.Entry], list[int], list[int]]:
+    """Setup entries: traders with cash, two instruments in trading, everyone holding both."""
+    entries = [c.Entry(START_US, 0, c.Genesis("h", True, START_US)),
+               c.Entry(START_US, 0, c.CreateAccount("issuer", "issuer", "kis"))]
+    traders = list(range(4, 4 + TRADERS))
+    for n, account in enumerate(traders):
+        entries.append(c.Entry(START_US, 0, c.CreateAccount(
+            "investor", f"t{n}", f"k{n}", investor_class="institutional")))
+        entries.append(c.Entry(START_US, 0, c.Deposit(account, 10**9, f"d{n}")))
+    instruments = []
+    for n, board in enumerate(("equity", "ip")):
+        project = 1 + n
+        terms = {"price": PRICE, "min_quantity": 1, "max_quantity": 10_000, "lockup_days": 0}
+        if board == "ip":
+            terms["royalty_share_bps"] = 1000
+        entries.append(c.Entry(START_US, 3, oc.CreateProject(
+            board, f"p{n}", "x", START_US + 30 * 86_400_000_000, terms)))
+        entries.append(c.Entry(START_US, 2, oc.ReviewProject(project, True)))
+        for account in traders:
+            entries.append(c.Entry(START_US, account, oc.Subscribe(project, 1000)))
+        entries.append(c.Entry(START_US, 2, oc.CloseProject(project)))
+        instruments.append(project)
+    return StateMachine(), entries, traders, instruments
+
+
+order_ops = st.tuples(
+    st.just("order"),
+    st.integers(0, TRADERS - 1),  # trader
+    st.integers(0, 1),  # instrument (0 equity book, 1 IP auction)
+    st.sampled_from(["buy", "sell"]),
+    st.sampled_from(["limit", "limit", "limit", "market"]),
+    # Near the offering price, or where the band (1 fen to 5x the last trade) bites.
+    st.one_of(st.integers(PRICE - 30, PRICE + 30),
+              st.sampled_from([1, 2, 150, 400, 700, 751, 2000, 3500, 3501, 4999, 5000, 5001,
+                               7000, 25_000, 60_000])),
+    st.integers(1, 40),
+    st.sampled_from(["gtc", "gtc", "ioc", "fok"]),
+    st.booleans(),  # post-only (when allowed)
+    st.sampled_from(["cancel_newest", "cancel_oldest", "cancel_both", "decrement"]),
+    st.one_of(st.none(), st.sampled_from(["a", "b", "c"])),  # client_order_id
+    st.one_of(st.none(), st.sampled_from(["k1", "k2"])),  # Idempotency-Key
+)
+cancel_ops = st.tuples(st.just("cancel"), st.integers(0, TRADERS - 1), st.integers(1, 80))
+auction_ops = st.tuples(st.just("auction"))
+flows = st.lists(st.one_of(order_ops, order_ops, order_ops, cancel_ops, auction_ops),
+                 min_size=1, max_size=120)
+
+
+def _entry(op: tuple, traders: list[int], instruments: list[int]) -> c.Entry:
+    if op[0] == "auction":
+        return c.Entry(START_US, 2, mc.RunAuction(instruments[1]))
+    if op[0] == "cancel":
+        return c.Entry(START_US, traders[op[1]], mc.CancelOrder(op[2]))
+    (_, who, inst, side, kind, price, qty, tif, post_only, stp, cid, key) = op
+    if kind == "market":
+        price, post_only = 0, False
+    if tif != "gtc":
+        post_only = False
+    command = mc.PlaceOrder(instruments[inst], side, kind, price, qty, tif, post_only, stp, cid)
+    return c.Entry(START_US, traders[who], command, key, f"h{op}" if key else None)
+
+
+def _applied(machine: StateMachine, entries: list[c.Entry], cuts: list[int] | None):
+    """Replies, published updates and state hash, one entry at a time or in batches."""
+    replies, published = [], []
+    first = machine.last_sequence + 1
+    if cuts is None:
+        for i, entry in enumerate(entries):
+            replies.append(machine.apply(first + i, entry))
+    else:
+        start = 0
+        for end in [*cuts, len(entries)]:
+            if end > start:
+                replies.extend(machine.apply_batch(first + start, entries[start:end]))
+                start = end
+    published.extend(machine.outbox)
+    machine.outbox.clear()
+    return replies, published
+
+
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(flow=flows, cut_seed=st.lists(st.integers(0, 120), max_size=8))
+def test_batched_runs_equal_one_entry_at_a_time(flow, cut_seed):
+    one, setup, traders, instruments = _venue()
+    batched = StateMachine()
+    for i, entry in enumerate(setup):
+        one.apply(i + 1, entry)
+        batched.apply(i + 1, entry)
+    one.outbox.clear()
+    batched.outbox.clear()
+    entries = [_entry(op, traders, instruments) for op in flow]
+    cuts = sorted({x for x in cut_seed if 0 < x < len(entries)})
+    expected = _applied(one, entries, None)
+    got = _applied(batched, entries, cuts)
+    assert got[0] == expected[0]  # replies
+    assert got[1] == expected[1]  # published updates, in order
+    assert batched.state_hash() == one.state_hash()
+
+
+def test_a_run_really_matches_in_one_kernel_call():
+    """The batched path is taken: many crossing orders, one kernel call."""
+    machine, setup, traders, instruments = _venue()
+    for i, entry in enumerate(setup):
+        machine.apply(i + 1, entry)
+    markets = machine.component("markets")
+    calls = []
+    process = markets.engine.process
+    markets.engine.process = lambda *a, **kw: calls.append(len(a[0])) or process(*a, **kw)
+    entries = [c.Entry(START_US, traders[n % 2], mc.PlaceOrder(
+        instruments[0], "buy" if n % 2 else "sell", "limit", PRICE, 1)) for n in range(200)]
+    replies = machine.apply_batch(machine.last_sequence + 1, entries)
+    assert [r.status for r in replies] == [201] * 200
+    assert calls == [200]
+    assert sum(len(r.body["fills"]) for r in replies) == 100
+
+
+def _both(flow: list[tuple], cuts: list[int]):
+    one, setup, traders, instruments = _venue()
+    batched = StateMachine()
+    for i, entry in enumerate(setup):
+        one.apply(i + 1, entry)
+        batched.apply(i + 1, entry)
+    entries = [_entry(op, traders, instruments) for op in flow]
+    return _applied(one, entries, None), _applied(batched, entries, cuts), one, batched
+
+
+def _order(who: int, side: str, price: int, qty: int = 1, kind: str = "limit") -> tuple:
+    return ("order", who, 0, side, kind, price, qty, "gtc", False, "cancel_newest", None, None)
+
+
+def test_the_band_follows_each_trade_inside_a_run():
+    """A trade at 4.00 narrows the band to 20.00 for the very next order of the same run."""
+    flow = [_order(0, "sell", 4_00), _order(1, "buy", 4_00), _order(1, "buy", 35_00),
+            _order(2, "buy", 20_00), _order(3, "buy", 1, 5, "market")]
+    expected, got, one, batched = _both(flow, [])
+    assert [r.status for r in expected[0]] == [201, 201, 422, 201, 201]
+    assert expected[0][2].body["error"]["code"] == "price_out_of_band"
+    assert got == expected
+    assert batched.state_hash() == one.state_hash()
+
+
+def test_the_band_widens_inside_a_run_and_the_ladder_follows():
+    """A trade at 49.00 lifts the band to 245.00: the next order of the run, at 200.00, lies
+    beyond the ladder laid for the old band; the kernel stops, the ladder is widened, and the
+    order rests there, as it does one at a time."""
+    flow = [_order(0, "sell", 49_00), _order(1, "buy", 49_00), _order(2, "buy", 200_00),
+            _order(3, "buy", 246_00), _order(0, "sell", 200_00)]
+    expected, got, one, batched = _both(flow, [])
+    assert [r.status for r in expected[0]] == [201, 201, 201, 422, 201]
+    assert expected[0][3].body["error"]["code"] == "price_out_of_band"
+    assert [f["price"] for f in expected[0][4].body["fills"]] == [200_00]
+    assert got == expected
+    assert batched.state_hash() == one.state_hash()
+    row = batched.component("markets").engine.instruments[1]
+    assert row["ladder_lo"] + row["ladder_width"] > 200_00 > 5 * PRICE
