@@ -84,6 +84,7 @@ class MarketsMeta(msgspec.Struct, array_like=True):
     tapes: list[TapeState]
     book_sequences: list[tuple[int, int]]
     next_auction_us: int
+    finished: list[int]  # ids of finished orders kept, oldest finish first (evicted first)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -416,6 +417,7 @@ class Markets:
             tapes=[self.tapes[i].state() for i in sorted(self.tapes)],
             book_sequences=sorted(self.book_sequences.items()),
             next_auction_us=self.next_auction_us,
+            finished=list(self.finished),
         ))
 
     def load(self, arrays: dict[str, np.ndarray], meta: bytes) -> None:
@@ -424,8 +426,7 @@ class Markets:
                           if name.startswith(prefix)})
         state = _decoder.decode(meta)
         self.orders = {o.order_id: o for o in state.orders}
-        self.finished = OrderedDict((o.order_id, None) for o in state.orders
-                                    if o.status not in OPEN_STATUSES)
+        self.finished = OrderedDict.fromkeys(state.finished)
         self.open_by_account = {}
         self.open_client_ids = {}
         for order in state.orders:

@@ -64,6 +64,7 @@ class Engine:
         self._queue: asyncio.Queue[_Pending | None] | None = None
         self._task: asyncio.Task | None = None
         self._since_snapshot = 0
+        self._snapshot_task: asyncio.Task | None = None
         self._accepting = False
         self.failed: BaseException | None = None
 
@@ -107,6 +108,9 @@ class Engine:
         await self._queue.put(None)
         await self._task
         self._task = None
+        if self._snapshot_task is not None:
+            await self._snapshot_task
+            self._snapshot_task = None
         if self.failed is None and self._since_snapshot:
             await asyncio.to_thread(self._write_snapshot, *self._snapshot_copy())
         if self._journal is not None:
@@ -189,9 +193,16 @@ class Engine:
         if self._on_batch is not None:
             self._on_batch(len(batch), fsync_seconds)
         self._since_snapshot += len(batch)
-        if self._since_snapshot >= self.snapshot_every:
+        if self._since_snapshot >= self.snapshot_every and (
+                self._snapshot_task is None or self._snapshot_task.done()):
+            # The state is copied here, between batches; the file is written by a thread while
+            # the next batches run (at most one snapshot in flight; a slow disk only spaces
+            # snapshots further apart). The journal is the record: a snapshot only shortens
+            # recovery, so one that fails is logged, not a reason to stop taking commands.
             self._since_snapshot = 0
-            await asyncio.to_thread(self._write_snapshot, *self._snapshot_copy())
+            copy = self._snapshot_copy()
+            self._snapshot_task = asyncio.create_task(
+                asyncio.to_thread(self._write_snapshot_logged, *copy), name="crowdex-snapshot")
 
     def _snapshot_copy(self) -> tuple[int, dict, bytes]:
         arrays = {name: array.copy() for name, array in self.machine.arrays().items()}
@@ -200,7 +211,12 @@ class Engine:
     def _write_snapshot(self, sequence: int, arrays: dict, meta: bytes) -> None:
         write_snapshot(self.snapshot_dir, sequence, arrays, meta)
         prune(self.snapshot_dir, keep=SNAPSHOTS_KEPT)
-        self._since_snapshot = 0
+
+    def _write_snapshot_logged(self, sequence: int, arrays: dict, meta: bytes) -> None:
+        try:
+            self._write_snapshot(sequence, arrays, meta)
+        except Exception:
+            log.exception("the snapshot of sequence %d could not be written", sequence)
 
 
 def replay_from_empty(data_dir: Path, upto: int | None = None) -> StateMachine:

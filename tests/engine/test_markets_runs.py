@@ -182,3 +182,26 @@ def test_the_band_widens_inside_a_run_and_the_ladder_follows():
     assert batched.state_hash() == one.state_hash()
     row = batched.component("markets").engine.instruments[1]
     assert row["ladder_lo"] + row["ladder_width"] > 200_00 > 5 * PRICE
+
+
+def test_a_snapshot_keeps_the_order_in_which_orders_finished(monkeypatch):
+    """Finished orders are evicted oldest finish first; a state loaded from a snapshot must
+    evict the same ones as the live state (here order 2 finishes before order 1)."""
+    import engine.markets
+
+    monkeypatch.setattr(engine.markets, "FINISHED_ORDERS_KEPT", 2)
+    ioc = ("order", 1, 0, "buy", "limit", 1, 1, "ioc", False, "cancel_newest", None, None)
+    live, setup, traders, instruments = _venue()
+    for i, entry in enumerate(setup):
+        live.apply(i + 1, entry)
+    flow = [_order(0, "buy", PRICE - 1), ioc, ("cancel", 0, 1)]  # finished: 2, then 1
+    _applied(live, [_entry(op, traders, instruments) for op in flow], None)
+    restored = StateMachine()
+    restored.load({name: a.copy() for name, a in live.arrays().items()}, live.meta())
+    assert restored.state_hash() == live.state_hash()
+    more = [_entry(ioc, traders, instruments)]  # order 3 finishes: order 2 is evicted
+    _applied(live, more, None)
+    _applied(restored, more, None)
+    assert list(live.component("markets").finished) == [1, 3]
+    assert restored.component("markets").finished == live.component("markets").finished
+    assert restored.state_hash() == live.state_hash()
