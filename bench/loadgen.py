@@ -22,7 +22,7 @@ import msgspec
 import numpy as np
 
 PIPELINE_WINDOW = 256  # WebSocket messages in flight per connection at saturation
-HTTP_CONNECTIONS = 32  # keep-alive connections per worker at saturation
+HTTP_CONNECTIONS = 96  # keep-alive connections per worker at saturation
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +71,16 @@ async def _http(spec: LoadSpec, worker: int) -> LoadResult:
     codes: Counter = Counter()
     counter = itertools.count()
     errors = 0
-    connections = HTTP_CONNECTIONS if spec.rate is None else max(4, int(spec.rate / 500) + 4)
+    # An open loop needs a connection free whenever a request is due: at a few ms a reply,
+    # a connection per 200 orders/s offered (never fewer than at saturation).
+    connections = HTTP_CONNECTIONS if spec.rate is None else max(HTTP_CONNECTIONS,
+                                                                 int(spec.rate) // 200)
     connector = aiohttp.TCPConnector(limit=connections)
     deadline = time.perf_counter() + spec.seconds
     async with aiohttp.ClientSession(connector=connector) as session:
-        async def one(n: int, key: str) -> None:
+        async def one(n: int, key: str, due_ns: int | None = None) -> None:
             nonlocal errors
-            started = time.perf_counter_ns()
+            started = time.perf_counter_ns() if due_ns is None else due_ns
             async with session.post(spec.url + spec.path, data=msgspec.json.encode(make(n)),
                                     headers={"Authorization": f"Bearer {key}",
                                              "Content-Type": "application/json"}) as response:
@@ -93,35 +96,30 @@ async def _http(spec: LoadSpec, worker: int) -> LoadResult:
                 await one(n, spec.api_keys[n % len(spec.api_keys)])
 
         started = time.perf_counter()
-        if spec.rate is None:
-            await asyncio.gather(*(closed_loop() for _ in range(connections)))
-        else:
-            await _open_loop(spec, lambda n: one(n, spec.api_keys[n % len(spec.api_keys)]),
-                             deadline)
+        start_ns = time.perf_counter_ns()
+        interval_ns = 0 if spec.rate is None else round(1e9 / spec.rate)
+        deadline_ns = start_ns + round(spec.seconds * 1e9)
+
+        async def paced_loop() -> None:
+            # Request n is due at start + n / rate, whoever sends it; its latency counts from
+            # then, so a slow reply that holds a connection up is charged to the requests it
+            # delays (no coordinated omission).
+            while True:
+                n = next(counter)
+                due = start_ns + n * interval_ns
+                if due >= deadline_ns:
+                    return
+                wait = due - time.perf_counter_ns()
+                if wait > 0:
+                    await asyncio.sleep(wait / 1e9)
+                await one(n, spec.api_keys[n % len(spec.api_keys)], due)
+
+        await asyncio.gather(*((closed_loop() if spec.rate is None else paced_loop())
+                               for _ in range(connections)))
         elapsed = time.perf_counter() - started
     sent = next(counter) if spec.rate is None else len(latencies)
     return LoadResult(sent, len(latencies) - errors, errors, elapsed,
                       np.array(latencies, dtype=np.int64), dict(codes))
-
-
-async def _open_loop(spec: LoadSpec, send, deadline: float) -> None:
-    """Start one request every 1/rate seconds regardless of replies (no coordinated omission:
-    a request's latency counts from when it was due)."""
-    interval = 1.0 / spec.rate
-    tasks: set[asyncio.Task] = set()
-    next_at = time.perf_counter()
-    n = 0
-    while next_at < deadline:
-        now = time.perf_counter()
-        if now < next_at:
-            await asyncio.sleep(next_at - now)
-        task = asyncio.create_task(send(n))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        n += 1
-        next_at += interval
-    if tasks:
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _ws(spec: LoadSpec, worker: int) -> LoadResult:
@@ -155,10 +153,10 @@ async def _ws(spec: LoadSpec, worker: int) -> LoadResult:
                 if done.is_set() and not pending:
                     return
 
-        async def send(n: int) -> None:
+        async def send(n: int, due_ns: int | None = None) -> None:
             nonlocal sent
             await window.acquire()
-            pending[n] = time.perf_counter_ns()
+            pending[n] = time.perf_counter_ns() if due_ns is None else due_ns
             body = msgspec.json.encode({"op": "order", "request_id": n, **make(n)})
             await sockets[n % len(sockets)].send_str(body.decode())
             sent += 1
@@ -171,7 +169,21 @@ async def _ws(spec: LoadSpec, worker: int) -> LoadResult:
                 await send(n)
                 n += 1
         else:
-            await _open_loop(spec, send, deadline)
+            # Message n is due at start + n / rate and its latency counts from then; the sender
+            # sends whatever is due each time it wakes (no task per message).
+            start_ns = time.perf_counter_ns()
+            interval_ns = round(1e9 / spec.rate)
+            deadline_ns = start_ns + round(spec.seconds * 1e9)
+            n = 0
+            while True:
+                due = start_ns + n * interval_ns
+                if due >= deadline_ns:
+                    break
+                wait = due - time.perf_counter_ns()
+                if wait > 0:
+                    await asyncio.sleep(wait / 1e9)
+                await send(n, due)
+                n += 1
         done.set()
         drain_until = time.perf_counter() + 30
         while pending and time.perf_counter() < drain_until:

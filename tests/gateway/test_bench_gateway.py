@@ -1,0 +1,28 @@
+"""``crowdex bench gateway`` end to end on a tiny run: a real server, real load processes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import gateway
+
+
+def test_the_gateway_bench_runs_and_every_order_is_acknowledged(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert gateway.main(["--seconds", "0.3", "--rates", "400", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    runs = {(r["run"], r["mode"], r["offered"]): r for r in result["runs"]}
+    assert len(runs) == 6
+    for run in runs.values():
+        assert run["errors"] == 0 and run["error_codes"] == {}, run
+        assert run["ok"] == run["sent"] > 0
+        assert run["p50_us"] <= run["p99_us"] <= run["p999_us"] <= run["max_us"]
+    for mode in ("http", "ws"):
+        # A paced run sends exactly rate x seconds requests, each due at its own time.
+        assert runs[("crowdex gateway", mode, 400)]["sent"] == 120
+    figures = result["figures"]
+    assert figures["ws_orders_per_sec"] == runs[("crowdex gateway", "ws", "saturation")][
+        "ok_per_sec"]
+    assert 0 < figures["http_ratio_to_echo"] and 0 < figures["ws_ratio_to_echo"]
