@@ -45,6 +45,17 @@ class _Pending:
     future: asyncio.Future
 
 
+@dataclass(slots=True)
+class _Journaled:
+    """A batch on its way through the journal: numbered, stamped, being written or written."""
+
+    batch: list[_Pending]
+    entries: list[c.Entry]
+    first_sequence: int
+    started: float  # perf_counter when its write began
+    done: asyncio.Future | None  # the journal write
+
+
 class Engine:
     """Owns the state machine, the journal and the snapshots of one data directory."""
 
@@ -65,6 +76,8 @@ class Engine:
         self._task: asyncio.Task | None = None
         self._since_snapshot = 0
         self._snapshot_task: asyncio.Task | None = None
+        self._next_sequence = 0  # the sequence the next journaled command gets (set by _run)
+        self._last_stamp = 0  # the time stamped on the last journaled batch
         self._accepting = False
         self.failed: BaseException | None = None
 
@@ -146,44 +159,93 @@ class Engine:
     # ---- the writer ---------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        """Two stages in a pipeline: while one batch is written and fsynced (in a thread), the
+        batch before it, already durable, is applied and answered here.
+
+        The journal sees one append at a time, in sequence order; the state machine applies
+        batches in the same order, each only after it is durable. Sequence numbers and time
+        stamps are given when a batch goes to the journal (the machine never lets time go
+        back, so a stamp taken before the previous batch is applied is harmless, and replay
+        applies exactly what was journaled).
+        """
         queue = self._queue
         stopping = False
-        while not stopping:
-            first = await queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < BATCH_SIZE_MAX and not queue.empty():
-                item = queue.get_nowait()
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            try:
-                await self._commit(batch)
-            except Exception as error:  # the disk or a command's apply failed: fail-stop
-                log.exception("a batch failed at sequence %d; the engine stops taking commands",
-                              self.machine.last_sequence)
-                self.failed = error
-                self._accepting = False
-                for pending in batch:
+        durable: _Journaled | None = None  # written, not yet applied
+        writing: _Journaled | None = None  # being written
+        self._next_sequence = self.machine.last_sequence + 1
+        try:
+            while True:
+                if writing is None and durable is None:
+                    if stopping:
+                        return
+                    first = await queue.get()
+                    if first is None:
+                        return
+                    batch, stopping = self._take(queue, [first])
+                    writing = self._start_write(batch)
+                    continue
+                if writing is not None:
+                    await writing.done
+                    durable, writing = writing, None
+                    if not stopping:
+                        batch, stopping = self._take(queue, [])
+                        if batch:
+                            writing = self._start_write(batch)
+                self._apply(durable)
+                durable = None
+                await self._maybe_snapshot()
+        except Exception as error:  # the disk or a command's apply failed: fail-stop
+            log.exception("a batch failed after sequence %d; the engine stops taking commands",
+                          self.machine.last_sequence)
+            self.failed = error
+            self._accepting = False
+            for journaled in (durable, writing):
+                if journaled is None:
+                    continue
+                if not journaled.done.done():
+                    # Let the write finish before the journal is closed; its outcome is moot.
+                    await asyncio.gather(journaled.done, return_exceptions=True)
+                for pending in journaled.batch:
                     if not pending.future.done():
                         pending.future.set_exception(
                             CrowdexError("unavailable", "the journal could not be written"))
-                return
+            while not queue.empty():
+                pending = queue.get_nowait()
+                if pending is not None and not pending.future.done():
+                    pending.future.set_exception(
+                        CrowdexError("unavailable", "the exchange is not accepting commands"))
 
-    async def _commit(self, batch: list[_Pending]) -> None:
-        machine = self.machine
-        time_us = self.clock.stamp(machine.now_us)
-        first_sequence = machine.last_sequence + 1
+    @staticmethod
+    def _take(queue: asyncio.Queue, batch: list[_Pending]) -> tuple[list[_Pending], bool]:
+        """Whatever is queued now, up to ``BATCH_SIZE_MAX``; and whether the stop marker came."""
+        while len(batch) < BATCH_SIZE_MAX and not queue.empty():
+            item = queue.get_nowait()
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _start_write(self, batch: list[_Pending]) -> _Journaled:
+        """Number and stamp a batch and start writing it to the journal (in a thread)."""
+        self._last_stamp = time_us = self.clock.stamp(max(self.machine.now_us, self._last_stamp))
+        first_sequence = self._next_sequence
+        self._next_sequence += len(batch)
         entries = [c.Entry(time_us, p.actor, p.command, p.idempotency_key, p.request_hash)
                    for p in batch]
         records = [(first_sequence + i, c.encode_entry(e)) for i, e in enumerate(entries)]
-        started = time.perf_counter()
-        await asyncio.to_thread(self._journal.append, records)
-        fsync_seconds = time.perf_counter() - started
-        replies = machine.apply_batch(first_sequence, entries)
-        for reply, pending in zip(replies, batch, strict=True):
+        journaled = _Journaled(batch, entries, first_sequence, time.perf_counter(), None)
+        # Handed to the thread now (a to_thread task would start only when this task yields,
+        # that is after the batch before it is applied: no overlap).
+        journaled.done = asyncio.get_running_loop().run_in_executor(None, self._journal.append,
+                                                                    records)
+        return journaled
+
+    def _apply(self, journaled: _Journaled) -> None:
+        fsync_seconds = time.perf_counter() - journaled.started
+        journaled.done.result()  # a failed write raises here: fail-stop
+        machine = self.machine
+        replies = machine.apply_batch(journaled.first_sequence, journaled.entries)
+        for reply, pending in zip(replies, journaled.batch, strict=True):
             if not pending.future.done():
                 pending.future.set_result(reply)
         if machine.outbox:
@@ -191,8 +253,10 @@ class Engine:
             if self.on_events is not None:
                 self.on_events(events)
         if self._on_batch is not None:
-            self._on_batch(len(batch), fsync_seconds)
-        self._since_snapshot += len(batch)
+            self._on_batch(len(journaled.batch), fsync_seconds)
+        self._since_snapshot += len(journaled.batch)
+
+    async def _maybe_snapshot(self) -> None:
         if self._since_snapshot >= self.snapshot_every and (
                 self._snapshot_task is None or self._snapshot_task.done()):
             # The state is copied here, between batches; the file is written by a thread while

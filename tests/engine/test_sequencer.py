@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,65 @@ def test_movement_log_grows_past_its_first_capacity():
     live = log.table.live()
     assert len(live) == count and int(live["amount"].sum()) == count * (count + 1) // 2
     assert list(live["movement_id"][:3]) == [1, 2, 3]
+
+
+async def test_a_batch_is_applied_while_the_next_one_is_written(tmp_path: Path):
+    """The journal and the state machine work in a pipeline, each in sequence order."""
+    engine = Engine(tmp_path, WallClock())
+    await engine.start()
+    ids = await _venue(engine, 2)
+    append = engine._journal.append
+    overlaps = []
+
+    def slow_append(records):
+        # When batch k+1 starts its write, batch k may not be applied yet (pipelining), but
+        # everything before batch k is.
+        first = records[0][0]
+        overlaps.append(first - 1 - engine.machine.last_sequence)
+        time.sleep(0.002)
+        append(records)
+
+    engine._journal.append = slow_append
+    futures = []
+    for n in range(2000):
+        futures.append(asyncio.ensure_future(engine.submit(c.Deposit(ids[n % 2], 1 + n,
+                                                                     f"p{n}"))))
+        if n % 50 == 49:
+            await asyncio.sleep(0.001)  # commands keep arriving while batches are written
+    replies = await asyncio.gather(*futures)
+    assert [r.status for r in replies] == [201] * 2000
+    assert len(overlaps) > 5
+    assert max(overlaps) > 0, "no write started before the batch before it was applied"
+    assert engine.machine.cash_total() == sum(1 + n for n in range(2000))
+    live_hash = engine.machine.state_hash()
+    await engine.stop()
+    assert replay_from_empty(tmp_path).state_hash() == live_hash
+
+
+async def test_a_failed_write_fails_its_batch_but_not_the_durable_one_before(tmp_path: Path):
+    engine = Engine(tmp_path, WallClock())
+    await engine.start()
+    await engine.submit(c.Genesis("op", False, 0))
+    append = engine._journal.append
+    writes = []
+
+    def append_then_fail(records):
+        writes.append(len(records))
+        if len(writes) > 1:
+            raise OSError("disk gone")
+        time.sleep(0.05)  # the second batch queues up while the first is written
+        append(records)
+
+    engine._journal.append = append_then_fail
+    first = asyncio.ensure_future(engine.submit(c.Tick()))
+    await asyncio.sleep(0.01)
+    second = [asyncio.ensure_future(engine.submit(c.Tick())) for _ in range(3)]
+    assert (await first).status == 200
+    for future in second:
+        with pytest.raises(CrowdexError) as refused:
+            await future
+        assert refused.value.code == "unavailable"
+    assert writes == [1, 3]
+    assert engine.machine.last_sequence == 2  # the durable batch applied, the failed one not
+    with pytest.raises(CrowdexError):
+        await engine.submit(c.Tick())
