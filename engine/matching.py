@@ -47,6 +47,7 @@ price_max_fen = 1 << 53
 ladder_width_max = 1 << 22  # prices per side of one instrument's ladder
 # The highest band top whose ladder (with its quarter of headroom) still fits ladder_width_max.
 band_ceiling_fen = (ladder_width_max - 1) * 4 // 5
+LADDER_SPAN_MIN = 64  # a market-following ladder starts at least this many ticks each way
 instruments_max = 1 << 20
 
 _NO_ACCOUNTS = np.zeros(1, dtype=ACCOUNT_DTYPE)
@@ -145,8 +146,9 @@ class MatchingEngine:
     def set_band(self, instrument_id: int, band_lo_fen: int, band_hi_fen: int) -> None:
         """Change an instrument's price band; resting orders outside it stay where they are.
 
-        A band inside the instrument's ladder only changes two numbers. A wider one re-lays every
-        ladder (with headroom, so a drifting reference price rarely triggers it).
+        A fixed band inside the instrument's ladder only changes two numbers; a wider one re-lays
+        every ladder (with headroom, so a drifting band rarely triggers it). An instrument whose
+        band follows the market keeps the ladder it has: that one grows when an order needs it.
         """
         if not 1 <= band_lo_fen <= band_hi_fen <= price_max_fen:
             raise ValueError(f"bad price band [{band_lo_fen}, {band_hi_fen}]")
@@ -154,31 +156,61 @@ class MatchingEngine:
         row["band_lo"] = band_lo_fen
         row["band_hi"] = band_hi_fen
         ladder_hi = row["ladder_lo"] + row["ladder_width"] - 1
-        if row["ladder_width"] and row["ladder_lo"] <= band_lo_fen and band_high(row) <= ladder_hi:
+        if row["ladder_width"] and (row["band_multiple"] > 0 or (
+                row["ladder_lo"] <= band_lo_fen and band_high(row) <= ladder_hi)):
             return
         self._relayout()
 
-    def _resumed_after_ladder(self) -> bool:
-        """After a batch stopped early: if a new order needed a wider ladder, lay it out."""
+    def _resumed_after_ladder(self, commands: np.ndarray, done: int) -> bool:
+        """After a batch stopped early at ``commands[done]``: if that order needed a wider
+        ladder, lay it out so the batch can resume there."""
         stop = int(self.counters[C_STOP])
         self.counters[C_STOP] = k.STOP_NONE
         if stop != k.STOP_LADDER:
             return False
-        self._relayout()
+        cmd = commands[done]
+        self._relayout((int(cmd["instrument"]), int(cmd["price"])))
         return True
 
-    def _relayout(self) -> None:
-        """Give every instrument a ladder covering its band and resting orders, then relink."""
+    def _ladder_range(self, row: np.void, prices: np.ndarray, need: int | None) -> tuple[int, int]:
+        """The prices ``[lo, hi]`` an instrument's ladder is to cover.
+
+        A fixed band (``band_multiple`` 0): the band and every resting order, plus a quarter of
+        headroom above. A band that follows the market can reach from 1 fen to 5x the price,
+        and a dense ladder over all of it would cost memory in proportion to the price: the
+        ladder starts at the reference price +- a tenth and only grows, to cover the resting
+        orders and each order that needs more room (``need``), with a quarter of headroom on
+        the side that grew. It never shrinks, so the layout depends only on the commands.
+        """
+        if row["band_multiple"] == 0:
+            lo = int(min(row["band_lo"], prices.min() if len(prices) else row["band_lo"]))
+            hi = band_high(row)
+            hi = int(max(hi, prices.max() if len(prices) else hi))
+            return lo, hi + (hi - lo) // 4
+        if row["ladder_width"]:
+            lo, hi = int(row["ladder_lo"]), int(row["ladder_lo"] + row["ladder_width"] - 1)
+        else:
+            reference = int(row["reference_price"])
+            span = min(max(reference // 10, LADDER_SPAN_MIN), ladder_width_max // 8)
+            lo, hi = max(1, reference - span), reference + span
+        if len(prices):
+            lo, hi = min(lo, int(prices.min())), max(hi, int(prices.max()))
+        if need is not None and need < lo:
+            lo = max(1, need - (hi - need) // 4)
+        if need is not None and need > hi:
+            hi = need + (need - lo) // 4
+        return lo, hi
+
+    def _relayout(self, need: tuple[int, int] | None = None) -> None:
+        """Lay out every instrument's ladder (``_ladder_range``) and relink the resting orders;
+        ``need`` is an (instrument, price) the ladder must cover."""
         live = self.orders[: self.counters[C_SLOTS_USED]]
         slots = np.flatnonzero(live["oid"] != 0)
         base = 0
         for inst in np.flatnonzero(self.instruments["active"]):
             row = self.instruments[inst]
             mine = live["price"][slots[live["instrument"][slots] == inst]]
-            lo = int(min(row["band_lo"], mine.min() if len(mine) else row["band_lo"]))
-            hi = band_high(row)
-            hi = int(max(hi, mine.max() if len(mine) else hi))
-            hi += (hi - lo) // 4  # headroom for a rising reference price
+            lo, hi = self._ladder_range(row, mine, need[1] if need and need[0] == inst else None)
             width = hi - lo + 1
             if width > ladder_width_max:
                 raise ValueError(f"instrument {inst}: price ladder of {width} ticks is too wide")
@@ -224,7 +256,7 @@ class MatchingEngine:
                              positions, self.fee_account_id, balances is not None, out)
             if done == n:
                 break
-            if self._resumed_after_ladder():
+            if self._resumed_after_ladder(commands, done):
                 continue
             # Out of event room: grow for the worst case of the next command and go on.
             inst = int(commands[done]["instrument"])
@@ -259,7 +291,7 @@ class MatchingEngine:
                              k.OUT_FILLS)
             if done == n:
                 break
-            if not self._resumed_after_ladder():
+            if not self._resumed_after_ladder(commands, done):
                 raise EngineInvariantError(f"lean batch stopped at {done} of {n} commands")
         return FillsResult(results, self._fills[: self.counters[C_EVENTS]])
 

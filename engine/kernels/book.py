@@ -275,7 +275,7 @@ def check_new(instruments, cmd):
 
     A market order's limit is the band edge, so it never trades outside the band and a market
     buy's cash reservation (limit x qty) covers any fill. A limit order inside the band but
-    beyond the instrument's ladder gets ``NEEDS_LADDER``: the caller widens the ladder and
+    outside the instrument's ladder gets ``NEEDS_LADDER``: the caller widens the ladder and
     sends it again. (A market order needs no ladder room: it never rests, and no resting order
     lies beyond the ladder.)
     """
@@ -294,7 +294,7 @@ def check_new(instruments, cmd):
         limit = cmd["price"]
         if limit < row["band_lo"] or limit > band_high(row):
             return PRICE_OUT_OF_BAND, 0
-        if limit >= row["ladder_lo"] + row["ladder_width"]:
+        if limit < row["ladder_lo"] or limit >= row["ladder_lo"] + row["ladder_width"]:
             return NEEDS_LADDER, 0
     elif cmd["type"] == TYPE_MARKET:
         limit = band_high(row) if side == SIDE_BUY else row["band_lo"]

@@ -1,0 +1,77 @@
+"""Price ladders of instruments whose band follows the market: small at first, grown on need.
+
+A band of 1 fen to 5x the price would make a dense ladder as long as the price is high (a
+10,000-yuan note: 5,000,000 ticks a side). The ladder starts around the reference price and
+grows only when an order needs it; the batch stops there and resumes after the relayout, so a
+batch gives what its commands one at a time give.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.kernels import codes as k
+from engine.kernels.layout import C_EVENTS, C_PROCESSED
+from engine.matching import MatchingEngine, band_ceiling_fen, check_book, command
+
+REFERENCE = 500_000  # 5,000 yuan a unit
+
+
+def _engine() -> MatchingEngine:
+    engine = MatchingEngine()
+    engine.add_instrument(1, band_lo_fen=1, band_hi_fen=band_ceiling_fen, band_multiple=5,
+                          reference_price_fen=REFERENCE)
+    engine.add_instrument(2, band_lo_fen=1, band_hi_fen=100)  # a fixed band beside it
+    return engine
+
+
+def _orders() -> np.ndarray:
+    rows = [  # (instrument, account, side, price, qty)
+        (1, 2, k.SIDE_SELL, REFERENCE + 5, 3),
+        (1, 3, k.SIDE_BUY, 10, 2),  # far below the first ladder: it grows down
+        (2, 3, k.SIDE_BUY, 50, 1),
+        (1, 3, k.SIDE_BUY, REFERENCE + 5, 1),  # trades at the reference + 5
+        (1, 2, k.SIDE_SELL, 2_000_000, 1),  # inside 5x, far above the ladder: it grows up
+        (1, 4, k.SIDE_BUY, 5 * (REFERENCE + 5) + 1, 1),  # just beyond the band: refused
+        (1, 4, k.SIDE_BUY, 5 * (REFERENCE + 5), 2),  # the band's top: takes the best 2 units
+        (1, 2, k.SIDE_SELL, 9, 5),  # sweeps the bid at 10, rests the rest at 9
+    ]
+    return np.concatenate([command(k.OP_NEW, instrument=i, account=a, side=s, price=p, qty=q,
+                                   stp=k.STP_NONE) for i, a, s, p, q in rows])
+
+
+def _state(engine: MatchingEngine) -> dict:
+    arrays = dict(engine.arrays())
+    counters = arrays["counters"].copy()
+    counters[C_EVENTS] = counters[C_PROCESSED] = 0
+    return {name: (counters if name == "counters" else a).tolist() for name, a in arrays.items()}
+
+
+def test_a_high_priced_instrument_starts_with_a_small_ladder():
+    row = _engine().instruments[1]
+    assert int(row["ladder_width"]) <= REFERENCE // 5 + 1
+    assert row["ladder_lo"] <= REFERENCE <= row["ladder_lo"] + row["ladder_width"] - 1
+
+
+def test_the_ladder_grows_on_need_and_a_batch_equals_its_commands_one_by_one():
+    cmds = _orders()
+    together = _engine()
+    result = together.process(cmds.copy())
+    one_by_one = _engine()
+    codes, fills = [], []
+    for i in range(len(cmds)):
+        single = one_by_one.process(cmds[i:i + 1].copy())
+        codes += single.results.tolist()
+        fills += [(int(e["price"]), int(e["qty"])) for e in single.events
+                  if e["kind"] == k.EV_FILL]
+    assert result.results.tolist() == codes
+    assert codes == [k.OK] * 5 + [k.PRICE_OUT_OF_BAND] + [k.OK] * 2
+    assert fills == [(REFERENCE + 5, 1), (REFERENCE + 5, 2), (10, 2)]
+    assert [(int(e["price"]), int(e["qty"])) for e in result.events
+            if e["kind"] == k.EV_FILL] == fills
+    assert _state(together) == _state(one_by_one)
+    check_book(together)
+    row = together.instruments[1]
+    assert row["ladder_lo"] <= 9 and row["ladder_lo"] + row["ladder_width"] > 2_000_000
+    assert together.depth(1, k.SIDE_SELL) == [(9, 3), (2_000_000, 1)]
+    assert together.depth(2, k.SIDE_BUY) == [(50, 1)]
