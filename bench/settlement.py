@@ -5,7 +5,7 @@ buyer, fee seller -> fee account), so 1,000,000 trades are 3,000,000 movements a
 ledger legs. A seed batch first deposits cash and issues units to every account (not timed), so
 no balance goes negative. Then, timed: the batch transaction exactly as ``POST
 /v1/settlement/batches`` runs it (``settlement.ledger.write_batch``: batch row, binary COPY of
-the legs while numpy nets them, COPY of the instructions, the balances merge, the deferred batch
+the legs while numpy nets them, COPY of the instructions, the balances update, the deferred batch
 check, COMMIT), and the engine's release of those movements (``BatchCommitted``). In the same
 run, on the same server, a bare binary COPY of the same leg rows into a table with the same
 columns, CHECKs and primary key, for the ratio.

@@ -67,8 +67,14 @@ POSTMASTER_LINE_COUNT = 8
 # A settlement batch writes about 1 GB of WAL per 6,000,000 legs; with the default max_wal_size
 # (1 GB) a checkpoint starts in the middle of a big batch and every page touched after it is
 # logged whole again. Measured on the 6,000,000-leg COPY: 12.2 s with the defaults, 9.9 s with
-# these. Both take effect on reload, so they are applied with ALTER SYSTEM at every start.
-EMBEDDED_SETTINGS = {"max_wal_size": "4GB", "checkpoint_timeout": "30min"}
+# these. A fresh server (or one whose load grew) also creates its WAL segment files during the
+# batch, and by default fills each new 16 MB file with zeroes before using it: twice the WAL
+# written. wal_init_zero=off creates them without (the WAL is still written and fsynced exactly
+# as before; durability does not change): the first 6,000,000-leg COPY on a fresh server took
+# 9.7-10.3 s with the zero-fill and 7.6-8.0 s without. All take effect on reload, so they are
+# applied with ALTER SYSTEM at every start.
+EMBEDDED_SETTINGS = {"max_wal_size": "4GB", "checkpoint_timeout": "30min",
+                     "wal_init_zero": "off"}
 CONFIGURE_TIMEOUT_S = 30
 
 # pg_advisory_xact_lock key serialising migrations across processes: "crowdex" in ASCII.

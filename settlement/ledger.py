@@ -4,10 +4,11 @@ A batch's movements become legs (a debit with a negative amount and a credit wit
 per movement) streamed with binary ``COPY`` straight from numpy: the rows are laid out in the
 wire format by one vectorised assignment per column, never built row by row in Python. While
 PostgreSQL stores them, a worker thread nets the same movements per account and asset into the
-custodian instructions (a sort and a segmented sum, exact in int64), which are COPYed too; the
-running balances are then merged from the instructions. The deferred ``batches_balanced``
-trigger checks at COMMIT, in one pass over the batch's legs, that every asset balances and that
-the instructions agree with the legs (migration 0003).
+custodian instructions (a scatter-add, exact in int64), which are COPYed too. The running
+balances the batch already holds are then updated from the instructions, and those it opens are
+COPYed. The deferred ``batches_balanced`` trigger checks at COMMIT, in one pass over the batch's
+legs, that every asset balances and that the instructions agree with the legs (migrations 0003
+and 0004).
 
 ``write_batch`` is the whole transaction; ``settlement.batch`` decides what goes in it.
 """
@@ -27,12 +28,17 @@ from engine import movements as mv
 
 LEGS_TABLE = "ledger_legs"
 INSTRUCTIONS_TABLE = "instructions"
+BALANCES_TABLE = "balances"
 SIDE_DEBIT = 1
 SIDE_CREDIT = 2
 # Movements per COPY chunk: 2 legs each, 74 bytes a leg on the wire, so 4.8 MB a chunk.
 COPY_CHUNK_MOVEMENTS = 32_768
 INSTRUCTION_CHUNK_ROWS = 65_536  # 62 bytes each on the wire: 4 MB a chunk
 WORK_MEM = "256MB"
+# Netting scatters into one slot per possible (account, asset) key while there are at most
+# this many keys per leg (16 bytes a key: 64 bytes per leg at most), else it sorts.
+DENSE_NETTING_KEYS_PER_LEG = 4
+DENSE_NETTING_MIN_KEYS = 1 << 20
 
 # PostgreSQL's binary COPY framing: signature, flags, header extension length; -1 ends the data.
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
@@ -64,6 +70,12 @@ _INSTRUCTION_FIELDS = [("batch_id", ">i8"), ("account_id", ">i8"), ("asset", ">i
                        ("net_amount", ">i8"), ("legs", ">i8")]
 INSTRUCTION_COLUMNS = tuple(name for name, _ in _INSTRUCTION_FIELDS)
 INSTRUCTION_WIRE_DTYPE = wire_dtype(_INSTRUCTION_FIELDS)
+
+# A new row of the running balances (its account and asset held nothing before the batch).
+_BALANCE_FIELDS = [("account_id", ">i8"), ("asset", ">i8"), ("amount", ">i8"),
+                   ("last_batch_id", ">i8")]
+BALANCE_COLUMNS = tuple(name for name, _ in _BALANCE_FIELDS)
+BALANCE_WIRE_DTYPE = wire_dtype(_BALANCE_FIELDS)
 
 # Netted custodian instructions of a batch, one row per account and asset.
 INSTRUCTION_DTYPE = np.dtype([("account_id", np.int64), ("asset", np.int64),
@@ -154,7 +166,7 @@ def net_movements(movements: np.ndarray) -> np.ndarray:
 
     Exactly what summing the legs per (account, asset) gives, in (account, asset) order: a
     movement debits ``amount`` from its debit account and credits it to its credit account.
-    int64 throughout (np.bincount would sum through float64).
+    int64 throughout (np.bincount would sum through float64; it only counts here).
     """
     count = len(movements)
     if count == 0:
@@ -166,6 +178,20 @@ def net_movements(movements: np.ndarray) -> np.ndarray:
     if int(accounts.max()) * asset_span + asset_span > np.iinfo(np.int64).max:
         raise ValueError("account and asset ids too large to net in one int64 key")
     keys = accounts * asset_span + assets
+    key_span = int(keys.max()) + 1
+    if key_span <= max(DENSE_NETTING_KEYS_PER_LEG * len(keys), DENSE_NETTING_MIN_KEYS):
+        # Dense keys (the usual case: ids are small): one scatter-add and one count per key,
+        # 0.1 s against 0.75 s for the sort below, on 6,000,000 legs.
+        sums = np.zeros(key_span, dtype=np.int64)
+        np.add.at(sums, keys, amounts)
+        legs = np.bincount(keys, minlength=key_span)
+        present = np.flatnonzero(legs)
+        out = np.empty(len(present), dtype=INSTRUCTION_DTYPE)
+        out["account_id"] = present // asset_span
+        out["asset"] = present % asset_span
+        out["net_amount"] = sums[present]
+        out["legs"] = legs[present]
+        return out
     # Stable also measured faster: 0.6 s against 1.5 s for the default, on 6,000,000 legs.
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
@@ -185,6 +211,29 @@ def encode_instructions(batch_id: int, instructions: np.ndarray) -> bytes:
     for name in ("account_id", "asset", "net_amount", "legs"):
         wire[name] = instructions[name]
     return wire.tobytes()
+
+
+def encode_new_balances(batch_id: int, instructions: np.ndarray) -> bytes:
+    """The binary COPY rows (no header) of the balances that ``instructions`` open."""
+    wire = _empty_rows(BALANCE_WIRE_DTYPE, _BALANCE_FIELDS, len(instructions))
+    wire["account_id"] = instructions["account_id"]
+    wire["asset"] = instructions["asset"]
+    wire["amount"] = instructions["net_amount"]
+    wire["last_batch_id"] = batch_id
+    return wire.tobytes()
+
+
+def unheld(instructions: np.ndarray, held_accounts: list[int],
+           held_assets: list[int]) -> np.ndarray:
+    """The instructions whose (account, asset) is not among the held ones."""
+    if not held_accounts:
+        return instructions
+    accounts = np.asarray(held_accounts, dtype=np.int64)
+    assets = np.asarray(held_assets, dtype=np.int64)
+    span = max(int(instructions["asset"].max()), int(assets.max())) + 1
+    held = accounts * span + assets
+    keys = instructions["account_id"] * span + instructions["asset"]
+    return instructions[~np.isin(keys, held, assume_unique=True)]
 
 
 def check_instructions(plan: BatchPlan, instructions: np.ndarray) -> None:
@@ -209,10 +258,12 @@ def leg_chunks(batch_id: int, movements: np.ndarray,
     yield COPY_TRAILER, 0
 
 
-async def _instruction_source(batch_id: int, instructions: np.ndarray) -> AsyncIterator[bytes]:
+async def _instruction_source(batch_id: int, instructions: np.ndarray,
+                              encode: Callable[[int, np.ndarray], bytes] = encode_instructions
+                              ) -> AsyncIterator[bytes]:
     yield COPY_HEADER
     for start in range(0, len(instructions), INSTRUCTION_CHUNK_ROWS):
-        yield encode_instructions(batch_id, instructions[start:start + INSTRUCTION_CHUNK_ROWS])
+        yield encode(batch_id, instructions[start:start + INSTRUCTION_CHUNK_ROWS])
     yield COPY_TRAILER
 
 
@@ -248,16 +299,20 @@ SELECT a, CASE WHEN a = 0 THEN 'cash' ELSE 'units' END FROM unnest($1::bigint[])
 ON CONFLICT (asset_id) DO NOTHING
 """
 
-# The running balances, from the batch's instructions. MERGE rather than INSERT ... ON CONFLICT:
-# that checks the CHECK on the row it would insert before it finds the conflict, and a net sale
-# is negative while the balance is not.
-_MERGE_BALANCES = """
-MERGE INTO balances AS b
-USING (SELECT account_id, asset, net_amount FROM instructions WHERE batch_id = $1) AS i
-   ON b.account_id = i.account_id AND b.asset = i.asset
- WHEN MATCHED THEN UPDATE SET amount = b.amount + i.net_amount, last_batch_id = $1
- WHEN NOT MATCHED THEN INSERT (account_id, asset, amount, last_batch_id)
-                       VALUES (i.account_id, i.asset, i.net_amount, $1)
+# The running balances, from the batch's instructions. The rows already held are updated in
+# place (the statement returns their keys); the others are new rows, COPYed. Each checks the
+# balances' CHECK on the rows it writes (not INSERT ... ON CONFLICT: that checks the CHECK on the
+# row it would insert before it finds the conflict, and a net sale is negative while the balance
+# is not). Measured on 444,000 instructions, 424,000 of them new: 1.6 s for one MERGE doing
+# both, 1.2 s for an UPDATE then an INSERT ... SELECT of the rest, 0.8 s for this.
+_UPDATE_BALANCES = """
+WITH held AS (
+    UPDATE balances AS b SET amount = b.amount + i.net_amount, last_batch_id = $1
+      FROM instructions AS i
+     WHERE i.batch_id = $1 AND b.account_id = i.account_id AND b.asset = i.asset
+    RETURNING b.account_id, b.asset
+)
+SELECT coalesce(array_agg(account_id), '{}'), coalesce(array_agg(asset), '{}') FROM held
 """
 
 
@@ -273,7 +328,7 @@ async def write_batch(conn: asyncpg.Connection, plan: BatchPlan,
     plan.check()
     await checkpoint("before_begin")
     async with conn.transaction():
-        # The balances merge hashes the batch's instructions: keep it in memory.
+        # The balances update hashes the batch's instructions: keep it in memory.
         await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
         await conn.execute(_INSERT_BATCH, plan.batch_id, plan.cutoff_sequence,
                            plan.first_movement_id, plan.last_movement_id, plan.movement_count,
@@ -286,7 +341,7 @@ async def write_batch(conn: asyncpg.Connection, plan: BatchPlan,
                 [a.name for a in rows], [a.investor_class for a in rows],
                 [to_datetime(a.created_us) for a in rows], [plan.cutoff_sequence] * len(rows))
         if plan.movement_count:
-            # The netting runs in a thread (numpy sorts without the GIL) while the legs stream.
+            # The netting runs in a thread (numpy works without the GIL) while the legs stream.
             netting = asyncio.get_running_loop().run_in_executor(None, net_movements,
                                                                  plan.movements)
             assets = np.unique(plan.movements["asset"]).tolist()
@@ -300,6 +355,11 @@ async def write_batch(conn: asyncpg.Connection, plan: BatchPlan,
                                      source=_instruction_source(plan.batch_id, instructions),
                                      columns=INSTRUCTION_COLUMNS, format="binary")
             await checkpoint("after_instructions")
-            await conn.execute(_MERGE_BALANCES, plan.batch_id)
+            held_accounts, held_assets = await conn.fetchrow(_UPDATE_BALANCES, plan.batch_id)
+            opened = unheld(instructions, held_accounts, held_assets)
+            if len(opened):
+                await conn.copy_to_table(BALANCES_TABLE, source=_instruction_source(
+                    plan.batch_id, opened, encode_new_balances),
+                    columns=BALANCE_COLUMNS, format="binary")
         await checkpoint("before_commit")
     await checkpoint("after_commit")

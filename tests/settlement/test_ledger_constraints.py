@@ -165,6 +165,58 @@ def test_netting_sums_the_legs_per_account_and_asset() -> None:
     assert len(net_movements(moves[:0])) == 0
 
 
+@pytest.mark.parametrize("wrong", [False, True], ids=["exact", "amount-on-wrong-account"])
+async def test_the_checksums_are_exact_for_large_ids_and_amounts(ledger: asyncpg.Pool,
+                                                                 wrong: bool) -> None:
+    """Account ids past 2^32 and amounts past 2^40: the checksums' bigint halves stay exact, so
+    the right instructions commit and moving an amount between two such accounts is refused."""
+    big = (1 << 33) + 5, (1 << 34) + 3
+    await ledger.executemany("INSERT INTO accounts VALUES ($1, 'investor', 'x', 'retail', $2, 1)",
+                             [(a, WHEN) for a in big])
+    amount, half = (1 << 41) + 12345, (1 << 40) + 777
+    legs = [(1, 0, 0, -amount, 1, mv.DEPOSIT), (1, big[0], 0, amount, 2, mv.DEPOSIT),
+            (2, big[0], 0, -half, 1, mv.TRADE_CASH), (2, big[1], 0, half, 2, mv.TRADE_CASH)]
+    instructions = netted(legs)
+    if wrong:
+        shift = 1 << 40
+        instructions = [(a, s, net + (shift if a == big[0] else -shift if a == big[1] else 0), n)
+                        for a, s, net, n in instructions]
+        with pytest.raises(asyncpg.CheckViolationError, match="do not net its legs"):
+            await write_raw(ledger, legs, instructions, last=2, movements=2)
+    else:
+        await write_raw(ledger, legs, instructions, last=2, movements=2)
+        assert await ledger.fetchval("SELECT count(*) FROM ledger_legs") == 4
+
+
+def test_netting_by_scatter_and_by_sort_agree() -> None:
+    """The dense path (small ids) and the sorting one (ids too sparse to scatter) net alike."""
+    rng = np.random.default_rng(3)
+    moves = np.zeros(5_000, dtype=mv.MOVEMENT_DTYPE)
+    moves["movement_id"] = np.arange(1, len(moves) + 1)
+    moves["debit_account"] = rng.integers(0, 60, len(moves))
+    moves["credit_account"] = (moves["debit_account"] + rng.integers(1, 60, len(moves))) % 61
+    moves["asset"] = rng.integers(0, 5, len(moves))
+    moves["amount"] = rng.integers(1, 1 << 50, len(moves))
+    dense = net_movements(moves)
+    sparse = moves.copy()
+    for name in ("debit_account", "credit_account"):
+        sparse[name] = np.where(sparse[name] > 0, sparse[name] + (1 << 40), 0)
+    by_sort = net_movements(sparse)
+    assert len(dense) == len(by_sort)
+    back = np.where(by_sort["account_id"] > 0, by_sort["account_id"] - (1 << 40), 0)
+    assert np.array_equal(dense["account_id"], back)
+    for name in ("asset", "net_amount", "legs"):
+        assert np.array_equal(dense[name], by_sort[name])
+    expected: dict[tuple[int, int], list[int]] = {}
+    for m in moves:
+        for account, sign in ((int(m["debit_account"]), -1), (int(m["credit_account"]), 1)):
+            row = expected.setdefault((account, int(m["asset"])), [0, 0])
+            row[0] += sign * int(m["amount"])
+            row[1] += 1
+    assert [tuple(int(v) for v in r) for r in dense] == [
+        (a, s, net, n) for (a, s), (net, n) in sorted(expected.items())]
+
+
 async def test_the_0003_upgrade_keeps_a_0002_ledger(ledger_0002: asyncpg.Pool) -> None:
     """Legs written under 0002 (with their sequence column) survive the rebuild of 0003, and
     a batch written afterwards commits next to them."""
@@ -181,7 +233,7 @@ async def test_the_0003_upgrade_keeps_a_0002_ledger(ledger_0002: asyncpg.Pool) -
             "INSERT INTO instructions VALUES (1, $1, $2, $3, $4)", netted(GOOD_LEGS))
         await conn.execute("INSERT INTO balances SELECT account_id, asset, net_amount, 1 "
                            "FROM instructions")
-    assert await migrate(pool) == ["0003_lean_batches"]
+    assert await migrate(pool) == ["0003_lean_batches", "0004_bigint_instruction_checksums"]
     rows = await pool.fetch("SELECT movement_id, account_id, asset, amount, side, kind "
                             "FROM ledger_legs ORDER BY movement_id, side")
     assert [tuple(r) for r in rows] == GOOD_LEGS
