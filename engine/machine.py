@@ -8,6 +8,7 @@ refusals are replies too, so an idempotent retry replays a refusal exactly like 
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -427,7 +428,20 @@ class StateMachine:
     # ---- snapshots ----------------------------------------------------------------------------
 
     def meta(self) -> bytes:
-        return _meta_encoder.encode(Meta(
+        return self.meta_later()()
+
+    def meta_later(self) -> Callable[[], bytes]:
+        """The state's meta, taken now and encoded by the returned function, which another
+        thread may call while commands go on. Components with ``meta_later`` leave their costly
+        part to that function; everything else is encoded now."""
+        later: list[tuple[str, Callable[[], bytes]]] = []
+        for component in self.components:
+            deferred = getattr(component, "meta_later", None)
+            if deferred is not None:
+                later.append((component.name, deferred()))
+            else:
+                later.append((component.name, functools.partial(bytes, component.meta())))
+        head = _meta_encoder.encode(Meta(
             last_sequence=self.last_sequence,
             now_us=self.now_us,
             manual_clock=self.manual_clock,
@@ -436,10 +450,17 @@ class StateMachine:
             references=[(a, r, s) for (a, r), s in sorted(self.references.items())],
             idempotency=[(a, k, s) for (a, k), s in self.idempotency.items()],
             next_movement_id=self.movements.next_id,
-            components=[(x.name, x.meta()) for x in self.components],
+            components=[],
             deposits_total=self.deposits_total,
             withdrawals_total=self.withdrawals_total,
         ))
+
+        def encode() -> bytes:
+            meta = _meta_decoder.decode(head)
+            meta.components = [(name, part()) for name, part in later]
+            return _meta_encoder.encode(meta)
+
+        return encode
 
     def arrays(self) -> dict:
         arrays = {**self.balances.arrays(), "movements": self.movements.table.live()}

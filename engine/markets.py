@@ -11,7 +11,9 @@ absolute new quantity of every level it changed.
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -80,7 +82,7 @@ class AuctionState(msgspec.Struct, array_like=True):
 
 
 class MarketsMeta(msgspec.Struct, array_like=True):
-    orders: list[OrderRecord]
+    order_chunks: list[list[OrderRecord]]  # every kept order by id, ORDERS_CHUNK to a chunk
     tapes: list[TapeState]
     book_sequences: list[tuple[int, int]]
     next_auction_us: int
@@ -89,6 +91,9 @@ class MarketsMeta(msgspec.Struct, array_like=True):
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(MarketsMeta)
+# Orders are encoded a chunk at a time, so a snapshot written by a thread hands the interpreter
+# back to the exchange between chunks (msgspec holds it through one encode call).
+ORDERS_CHUNK = 8192
 
 
 def order_view(order: OrderRecord) -> dict:
@@ -412,24 +417,46 @@ class Markets:
         return arrays
 
     def meta(self) -> bytes:
-        return _encoder.encode(MarketsMeta(
-            orders=[self.orders[i] for i in sorted(self.orders)],
+        return self.meta_later()()
+
+    def meta_later(self) -> Callable[[], bytes]:
+        """Take the state now; return a function that encodes it, safe to call from another
+        thread while the exchange goes on.
+
+        The costly part, encoding up to FINISHED_ORDERS_KEPT finished orders, is left to that
+        function: a finished order's record never changes again. Open orders (which do change)
+        are copied now, and everything else is small and encoded now. ``self.orders`` holds
+        orders in id order (inserted as ids are given; loaded in id order).
+        """
+        records = [order if order.status not in OPEN_STATUSES else copy.copy(order)
+                   for order in self.orders.values()]
+        rest = _encoder.encode(MarketsMeta(
+            order_chunks=[],
             tapes=[self.tapes[i].state() for i in sorted(self.tapes)],
             book_sequences=sorted(self.book_sequences.items()),
             next_auction_us=self.next_auction_us,
             finished=list(self.finished),
         ))
 
+        def encode() -> bytes:
+            chunks = [msgspec.Raw(_encoder.encode(records[i:i + ORDERS_CHUNK]))
+                      for i in range(0, len(records), ORDERS_CHUNK)]
+            whole = _decoder.decode(rest)  # small: every field but the orders
+            whole.order_chunks = chunks  # type: ignore[assignment]  # encoded as they are
+            return _encoder.encode(whole)
+
+        return encode
+
     def load(self, arrays: dict[str, np.ndarray], meta: bytes) -> None:
         prefix = "markets_"
         self.engine.load({name[len(prefix):]: array for name, array in arrays.items()
                           if name.startswith(prefix)})
         state = _decoder.decode(meta)
-        self.orders = {o.order_id: o for o in state.orders}
+        self.orders = {o.order_id: o for chunk in state.order_chunks for o in chunk}
         self.finished = OrderedDict.fromkeys(state.finished)
         self.open_by_account = {}
         self.open_client_ids = {}
-        for order in state.orders:
+        for order in self.orders.values():
             if order.status in OPEN_STATUSES:
                 self._open(order)
         self.tapes = {t.instrument_id: Tape.from_state(t) for t in state.tapes}

@@ -268,15 +268,18 @@ class Engine:
             self._snapshot_task = asyncio.create_task(
                 asyncio.to_thread(self._write_snapshot_logged, *copy), name="crowdex-snapshot")
 
-    def _snapshot_copy(self) -> tuple[int, dict, bytes]:
+    def _snapshot_copy(self) -> tuple[int, dict, Callable[[], bytes]]:
+        """The state now: array copies, and the meta taken now but encoded by the writer."""
         arrays = {name: array.copy() for name, array in self.machine.arrays().items()}
-        return self.machine.last_sequence, arrays, self.machine.meta()
+        return self.machine.last_sequence, arrays, self.machine.meta_later()
 
-    def _write_snapshot(self, sequence: int, arrays: dict, meta: bytes) -> None:
-        write_snapshot(self.snapshot_dir, sequence, arrays, meta)
+    def _write_snapshot(self, sequence: int, arrays: dict,
+                        meta: Callable[[], bytes]) -> None:
+        write_snapshot(self.snapshot_dir, sequence, arrays, meta())
         prune(self.snapshot_dir, keep=SNAPSHOTS_KEPT)
 
-    def _write_snapshot_logged(self, sequence: int, arrays: dict, meta: bytes) -> None:
+    def _write_snapshot_logged(self, sequence: int, arrays: dict,
+                               meta: Callable[[], bytes]) -> None:
         try:
             self._write_snapshot(sequence, arrays, meta)
         except Exception:

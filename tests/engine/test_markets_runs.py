@@ -205,3 +205,27 @@ def test_a_snapshot_keeps_the_order_in_which_orders_finished(monkeypatch):
     assert list(live.component("markets").finished) == [1, 3]
     assert restored.component("markets").finished == live.component("markets").finished
     assert restored.state_hash() == live.state_hash()
+
+
+def test_a_snapshot_is_the_state_when_taken_even_if_encoded_later(monkeypatch):
+    """The sequencer takes a snapshot between batches and encodes it in a thread while the
+    next batches run: what it encodes must be the state when it was taken."""
+    import engine.markets
+
+    monkeypatch.setattr(engine.markets, "FINISHED_ORDERS_KEPT", 3)
+    live, setup, traders, instruments = _venue()
+    for i, entry in enumerate(setup):
+        live.apply(i + 1, entry)
+    flow = [_order(0, "sell", PRICE, 5), _order(1, "buy", PRICE - 1, 2),
+            _order(1, "buy", PRICE, 1), _order(2, "buy", PRICE, 1)]
+    _applied(live, [_entry(op, traders, instruments) for op in flow], None)
+    taken_hash = live.state_hash()
+    arrays = {name: a.copy() for name, a in live.arrays().items()}
+    encode = live.meta_later()
+    # Then: the open sell fills and finishes, the resting buy is cancelled, orders are evicted.
+    more = [_order(3, "buy", PRICE, 3), ("cancel", 1, 2), _order(2, "buy", PRICE, 1, "market")]
+    _applied(live, [_entry(op, traders, instruments) for op in more], None)
+    assert live.state_hash() != taken_hash
+    restored = StateMachine()
+    restored.load(arrays, encode())
+    assert restored.state_hash() == taken_hash
