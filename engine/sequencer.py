@@ -203,12 +203,18 @@ class Engine:
                 if journaled is None:
                     continue
                 if not journaled.done.done():
-                    # Let the write finish before the journal is closed; its outcome is moot.
+                    # Let the write finish before the journal is closed.
                     await asyncio.gather(journaled.done, return_exceptions=True)
+                if journaled.done.exception() is None:
+                    # Journaled but never applied here (a batch before it failed to apply):
+                    # recovery replays it, so say so rather than claim it was not recorded.
+                    message = ("the exchange stopped before answering; the command is recorded "
+                               "and takes effect when the exchange restarts")
+                else:
+                    message = "the journal could not be written"
                 for pending in journaled.batch:
                     if not pending.future.done():
-                        pending.future.set_exception(
-                            CrowdexError("unavailable", "the journal could not be written"))
+                        pending.future.set_exception(CrowdexError("unavailable", message))
             while not queue.empty():
                 pending = queue.get_nowait()
                 if pending is not None and not pending.future.done():

@@ -198,3 +198,34 @@ async def test_a_failed_write_fails_its_batch_but_not_the_durable_one_before(tmp
     assert engine.machine.last_sequence == 2  # the durable batch applied, the failed one not
     with pytest.raises(CrowdexError):
         await engine.submit(c.Tick())
+
+
+async def test_an_apply_failure_stops_the_engine_and_says_what_was_recorded(tmp_path: Path):
+    engine = Engine(tmp_path, WallClock())
+    await engine.start()
+    await engine.submit(c.Genesis("op", False, 0))
+    append, apply_batch = engine._journal.append, engine.machine.apply_batch
+    calls = []
+
+    def slow_append(records):
+        time.sleep(0.02)  # the next batch is being written while this one is applied
+        append(records)
+
+    def broken_apply(first_sequence, entries):
+        calls.append(len(entries))
+        if len(calls) == 1:
+            raise RuntimeError("a bug in a command's apply")
+        return apply_batch(first_sequence, entries)
+
+    engine._journal.append = slow_append
+    engine.machine.apply_batch = broken_apply
+    first = asyncio.ensure_future(engine.submit(c.Tick()))
+    await asyncio.sleep(0.005)
+    second = asyncio.ensure_future(engine.submit(c.Tick()))  # journaled while the first applies
+    for future in (first, second):
+        with pytest.raises(CrowdexError) as refused:
+            await future
+        assert refused.value.code == "unavailable"
+        assert "recorded" in refused.value.message
+    assert engine.failed is not None and calls == [1]
+    assert [sequence for sequence, _ in engine._journal.read(0)] == [1, 2, 3]
