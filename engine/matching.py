@@ -84,8 +84,13 @@ class FillsResult(NamedTuple):
     fills: np.ndarray  # FILL_DTYPE
 
 
-def _grown(array: np.ndarray, needed: int, fill: int | None = None) -> np.ndarray:
-    """``array`` with room for ``needed`` rows (capacity doubled), or itself if it fits."""
+def _grown(array: np.ndarray, needed: int, fill: int | None = None,
+           used: int | None = None) -> np.ndarray:
+    """``array`` with room for ``needed`` rows (capacity doubled), or itself if it fits.
+
+    The first ``used`` rows (all of them by default) are copied into a grown array; a scratch
+    buffer passes how much of it is live.
+    """
     if needed <= len(array):
         return array
     capacity = max(len(array), 1)  # an empty array (a snapshot of no orders) must grow too
@@ -94,7 +99,8 @@ def _grown(array: np.ndarray, needed: int, fill: int | None = None) -> np.ndarra
     grown = np.zeros(capacity, dtype=array.dtype)
     if fill is not None:
         grown[:] = fill
-    grown[: len(array)] = array
+    keep = len(array) if used is None else used
+    grown[:keep] = array[:keep]
     return grown
 
 
@@ -265,7 +271,8 @@ class MatchingEngine:
                 row = self.instruments[inst]
                 touched = int(row["orders_bid"] + row["orders_ask"])
             needed = int(self.counters[C_EVENTS]) + 2 * touched + EVENTS_PER_COMMAND_FIXED
-            self._events = _grown(self._events, max(needed, 2 * len(self._events)))
+            self._events = _grown(self._events, max(needed, 2 * len(self._events)),
+                                  used=int(self.counters[C_EVENTS]))
         return BatchResult(results, self._events[: self.counters[C_EVENTS]])
 
     def process_fills(self, commands: np.ndarray) -> FillsResult:
@@ -318,8 +325,8 @@ class MatchingEngine:
         """Every command may rest one order and take one id: make room before compiled code."""
         self.orders = _grown(self.orders, int(self.counters[C_SLOTS_USED]) + n)
         self.oid_index = _grown(self.oid_index, int(self.counters[C_NEXT_OID]) + n + 1, fill=-1)
-        if events:
-            self._events = _grown(self._events, 2 * n + EVENTS_PER_COMMAND_FIXED)
+        if events:  # scratch: nothing in it is kept from one batch to the next
+            self._events = _grown(self._events, 2 * n + EVENTS_PER_COMMAND_FIXED, used=0)
 
     def _fill_position_slots(self, commands: np.ndarray, balances: Balances) -> None:
         """Look up (creating) each new order's position row, once per distinct pair."""
@@ -339,10 +346,16 @@ class MatchingEngine:
             return
         keys = account[wanted] * instruments_max + inst[wanted]
         unique, inverse = np.unique(keys, return_inverse=True)
-        slots = np.array([balances.position_slot(int(key // instruments_max),
-                                                 int(key % instruments_max)) for key in unique],
-                         dtype=np.int64)
-        commands["pos_slot"][wanted] = slots[inverse]
+        pairs = list(zip((unique // instruments_max).tolist(),
+                         (unique % instruments_max).tolist(), strict=True))
+        # One dict probe per distinct pair (a method call each cost more than the kernel);
+        # only pairs seen for the first time go through position_slot, which creates them.
+        known = balances.position_slots.get
+        slots = [known(pair) for pair in pairs]
+        if None in slots:
+            slots = [balances.position_slot(*pair) if slot is None else slot
+                     for slot, pair in zip(slots, pairs, strict=True)]
+        commands["pos_slot"][wanted] = np.array(slots, dtype=np.int64)[inverse]
 
     # ---- one-command helpers (tests, the state machine) ------------------------------------
 

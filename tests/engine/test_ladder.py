@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from engine.kernels import codes as k
-from engine.kernels.layout import C_EVENTS, C_PROCESSED
+from engine.kernels.layout import C_EVENTS, C_PROCESSED, EVENT_DTYPE
+from engine.kernels.pipeline import EVENTS_PER_COMMAND_FIXED
 from engine.matching import MatchingEngine, band_ceiling_fen, check_book, command
 
 REFERENCE = 500_000  # 5,000 yuan a unit
@@ -75,3 +76,26 @@ def test_the_ladder_grows_on_need_and_a_batch_equals_its_commands_one_by_one():
     assert row["ladder_lo"] <= 9 and row["ladder_lo"] + row["ladder_width"] > 2_000_000
     assert together.depth(1, k.SIDE_SELL) == [(9, 3), (2_000_000, 1)]
     assert together.depth(2, k.SIDE_BUY) == [(50, 1)]
+
+
+def test_events_written_before_a_batch_runs_out_of_room_are_kept():
+    """A batch that stops for event room resumes in a grown buffer holding what it wrote."""
+    engine = MatchingEngine()
+    engine.add_instrument(3, band_lo_fen=1, band_hi_fen=100)
+    rests = np.concatenate([command(k.OP_NEW, instrument=3, account=2, side=k.SIDE_SELL,
+                                    price=50, qty=1) for _ in range(600)])
+    engine.process(rests)
+    # Room for the first command's worst case (every resting order touched twice), not more.
+    room = 2 * 600 + EVENTS_PER_COMMAND_FIXED
+    engine._events = np.zeros(room, dtype=EVENT_DTYPE)
+    batch = np.concatenate([
+        command(k.OP_NEW, instrument=3, account=3, side=k.SIDE_BUY, price=10, qty=1),
+        command(k.OP_NEW, instrument=3, account=4, side=k.SIDE_BUY, price=0, qty=600,
+                type=k.TYPE_MARKET),
+    ])
+    result = engine.process(batch)
+    assert len(engine._events) > room  # it did run out of room and grow
+    first = result.events[result.events["cmd"] == 0]
+    assert first["kind"].tolist() == [k.EV_ACCEPTED, k.EV_RESTED]
+    assert int((result.events["kind"] == k.EV_FILL).sum()) == 600
+    check_book(engine)
