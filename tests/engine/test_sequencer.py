@@ -139,33 +139,37 @@ def test_movement_log_grows_past_its_first_capacity():
 
 
 async def test_a_batch_is_applied_while_the_next_one_is_written(tmp_path: Path):
-    """The journal and the state machine work in a pipeline, each in sequence order."""
+    """The journal and the state machine work in a pipeline: batch B is handed to the journal
+    before batch A, already durable, is applied (applying A waits here until B's write has
+    started, which would never happen if the two stages took turns)."""
     engine = Engine(tmp_path, WallClock())
     await engine.start()
-    ids = await _venue(engine, 2)
-    append = engine._journal.append
-    overlaps = []
+    await engine.submit(c.Genesis("op", False, 0))
+    append, apply_batch = engine._journal.append, engine.machine.apply_batch
+    writes: list[int] = []  # first sequence of each write, as it starts
+    next_write_started: list[bool] = []
 
     def slow_append(records):
-        # When batch k+1 starts its write, batch k may not be applied yet (pipelining), but
-        # everything before batch k is.
-        first = records[0][0]
-        overlaps.append(first - 1 - engine.machine.last_sequence)
-        time.sleep(0.002)
+        writes.append(records[0][0])
+        time.sleep(0.05)
         append(records)
 
+    def apply_once_the_next_write_started(first_sequence, entries):
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and not any(w > first_sequence for w in writes):
+            time.sleep(0.001)  # the writer thread runs meanwhile
+        next_write_started.append(any(w > first_sequence for w in writes))
+        return apply_batch(first_sequence, entries)
+
     engine._journal.append = slow_append
-    futures = []
-    for n in range(2000):
-        futures.append(asyncio.ensure_future(engine.submit(c.Deposit(ids[n % 2], 1 + n,
-                                                                     f"p{n}"))))
-        if n % 50 == 49:
-            await asyncio.sleep(0.001)  # commands keep arriving while batches are written
-    replies = await asyncio.gather(*futures)
-    assert [r.status for r in replies] == [201] * 2000
-    assert len(overlaps) > 5
-    assert max(overlaps) > 0, "no write started before the batch before it was applied"
-    assert engine.machine.cash_total() == sum(1 + n for n in range(2000))
+    engine.machine.apply_batch = apply_once_the_next_write_started
+    first = asyncio.ensure_future(engine.submit(c.Tick()))
+    await asyncio.sleep(0.01)  # batch A is being written
+    rest = [asyncio.ensure_future(engine.submit(c.Tick())) for _ in range(5)]  # batch B
+    replies = await asyncio.gather(first, *rest)
+    assert [r.status for r in replies] == [200] * 6
+    assert writes == [2, 3]
+    assert next_write_started == [True, False]  # A applied during B's write; B was the last
     live_hash = engine.machine.state_hash()
     await engine.stop()
     assert replay_from_empty(tmp_path).state_hash() == live_hash
