@@ -65,6 +65,26 @@ def _bodies(spec: LoadSpec, worker: int) -> Callable[[int], dict]:
     return order if spec.body_kind == "order" else echo
 
 
+class _Schedule:
+    """An open loop's clock: request n is due at start + n / rate, and its latency counts from
+    then, not from when it was sent (no coordinated omission)."""
+
+    def __init__(self, spec: LoadSpec) -> None:
+        self.start_ns = time.perf_counter_ns()
+        self.interval_ns = round(1e9 / spec.rate)
+        self.deadline_ns = self.start_ns + round(spec.seconds * 1e9)
+
+    async def wait(self, n: int) -> int | None:
+        """Sleep until request n is due and return that time (ns), or None past the run."""
+        due = self.start_ns + n * self.interval_ns
+        if due >= self.deadline_ns:
+            return None
+        wait = due - time.perf_counter_ns()
+        if wait > 0:
+            await asyncio.sleep(wait / 1e9)
+        return due
+
+
 async def _http(spec: LoadSpec, worker: int) -> LoadResult:
     make = _bodies(spec, worker)
     latencies: list[int] = []
@@ -96,22 +116,12 @@ async def _http(spec: LoadSpec, worker: int) -> LoadResult:
                 await one(n, spec.api_keys[n % len(spec.api_keys)])
 
         started = time.perf_counter()
-        start_ns = time.perf_counter_ns()
-        interval_ns = 0 if spec.rate is None else round(1e9 / spec.rate)
-        deadline_ns = start_ns + round(spec.seconds * 1e9)
+        schedule = _Schedule(spec) if spec.rate is not None else None
 
         async def paced_loop() -> None:
-            # Request n is due at start + n / rate, whoever sends it; its latency counts from
-            # then, so a slow reply that holds a connection up is charged to the requests it
-            # delays (no coordinated omission).
-            while True:
-                n = next(counter)
-                due = start_ns + n * interval_ns
-                if due >= deadline_ns:
-                    return
-                wait = due - time.perf_counter_ns()
-                if wait > 0:
-                    await asyncio.sleep(wait / 1e9)
+            # Whichever connection is free sends the next request; a slow reply that holds a
+            # connection up is charged to the requests it delays.
+            while (due := await schedule.wait(n := next(counter))) is not None:
                 await one(n, spec.api_keys[n % len(spec.api_keys)], due)
 
         await asyncio.gather(*((closed_loop() if spec.rate is None else paced_loop())
@@ -169,19 +179,10 @@ async def _ws(spec: LoadSpec, worker: int) -> LoadResult:
                 await send(n)
                 n += 1
         else:
-            # Message n is due at start + n / rate and its latency counts from then; the sender
-            # sends whatever is due each time it wakes (no task per message).
-            start_ns = time.perf_counter_ns()
-            interval_ns = round(1e9 / spec.rate)
-            deadline_ns = start_ns + round(spec.seconds * 1e9)
+            # One sender sends whatever is due each time it wakes (no task per message).
+            schedule = _Schedule(spec)
             n = 0
-            while True:
-                due = start_ns + n * interval_ns
-                if due >= deadline_ns:
-                    break
-                wait = due - time.perf_counter_ns()
-                if wait > 0:
-                    await asyncio.sleep(wait / 1e9)
+            while (due := await schedule.wait(n)) is not None:
                 await send(n, due)
                 n += 1
         done.set()

@@ -175,11 +175,6 @@ class Markets:
         if info.board == "ip" and self.next_auction_us == 0:
             self.next_auction_us = self._next_auction_after(self.machine.now_us)
 
-    def reference_price(self, instrument_id: int) -> int:
-        """The last trade price, before the first trade the offering's (or the last uncross)."""
-        row = self.engine.instruments[instrument_id]
-        return int(row["last_price"]) or int(row["reference_price"])
-
     # ---- commands -------------------------------------------------------------------------------
     #
     # Orders and cancels go through ``apply_run``: a run of consecutive PlaceOrder/CancelOrder

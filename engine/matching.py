@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.kernels import allocation
 from engine.kernels import codes as k
-from engine.kernels.book import relink
+from engine.kernels.book import band_high, relink
 from engine.kernels.layout import (
     C_EVENTS,
     C_LIVE_ORDERS,
@@ -55,17 +55,6 @@ _NO_POSITIONS = np.zeros(1, dtype=POSITION_DTYPE)
 _NO_FILLS = np.zeros(1, dtype=FILL_DTYPE)
 
 
-def band_high(row: np.void) -> int:
-    """The highest limit price an instrument accepts now (as ``kernels.book.band_high``)."""
-    high = int(row["band_hi"])
-    multiple = int(row["band_multiple"])
-    if multiple > 0:
-        reference = int(row["last_price"]) or int(row["reference_price"])
-        if 0 < reference <= high // multiple:
-            high = multiple * reference
-    return high
-
-
 class EngineInvariantError(RuntimeError):
     """The engine's state broke one of its invariants: a bug, never a client error."""
 
@@ -75,6 +64,16 @@ class BatchResult(NamedTuple):
 
     results: np.ndarray  # int64, one code per command
     events: np.ndarray  # EVENT_DTYPE
+
+
+def _checked_batch(commands: np.ndarray) -> int:
+    """The length of a batch of commands, refusing a wrong dtype or an oversized batch."""
+    if commands.dtype != COMMAND_DTYPE:
+        raise TypeError(f"commands must have COMMAND_DTYPE, not {commands.dtype}")
+    if len(commands) > batch_size_max:
+        raise ValueError(f"batch of {len(commands)} commands exceeds batch_size_max "
+                         f"{batch_size_max}")
+    return len(commands)
 
 
 class FillsResult(NamedTuple):
@@ -190,7 +189,7 @@ class MatchingEngine:
         """
         if row["band_multiple"] == 0:
             lo = int(min(row["band_lo"], prices.min() if len(prices) else row["band_lo"]))
-            hi = band_high(row)
+            hi = int(band_high(row))  # the kernel's own rule, so the two never disagree
             hi = int(max(hi, prices.max() if len(prices) else hi))
             return lo, hi + (hi - lo) // 4
         if row["ladder_width"]:
@@ -239,11 +238,7 @@ class MatchingEngine:
         ``full_events=False`` writes fills only (the replay benchmark's path). The returned
         events are a view of a scratch buffer, valid until the next call.
         """
-        if commands.dtype != COMMAND_DTYPE:
-            raise TypeError(f"commands must have COMMAND_DTYPE, not {commands.dtype}")
-        n = len(commands)
-        if n > batch_size_max:
-            raise ValueError(f"batch of {n} commands exceeds batch_size_max {batch_size_max}")
+        n = _checked_batch(commands)
         self._ensure_room(n)
         if balances is not None:
             self._fill_position_slots(commands, balances)
@@ -282,11 +277,7 @@ class MatchingEngine:
         ``FILL_DTYPE`` row (maker, taker, price, quantity). Both arrays returned are views of
         scratch buffers, valid until the next call.
         """
-        if commands.dtype != COMMAND_DTYPE:
-            raise TypeError(f"commands must have COMMAND_DTYPE, not {commands.dtype}")
-        n = len(commands)
-        if n > batch_size_max:
-            raise ValueError(f"batch of {n} commands exceeds batch_size_max {batch_size_max}")
+        n = _checked_batch(commands)
         self.reserve(n, prefault=False)
         results = self._results[:n]
         self.counters[C_EVENTS] = 0

@@ -193,7 +193,7 @@ class Engine:
                             writing = self._start_write(batch)
                 self._apply(durable)
                 durable = None
-                await self._maybe_snapshot()
+                self._maybe_snapshot()
         except Exception as error:  # the disk or a command's apply failed: fail-stop
             log.exception("a batch failed after sequence %d; the engine stops taking commands",
                           self.machine.last_sequence)
@@ -262,7 +262,7 @@ class Engine:
             self._on_batch(len(journaled.batch), fsync_seconds)
         self._since_snapshot += len(journaled.batch)
 
-    async def _maybe_snapshot(self) -> None:
+    def _maybe_snapshot(self) -> None:
         if self._since_snapshot >= self.snapshot_every and (
                 self._snapshot_task is None or self._snapshot_task.done()):
             # The state is copied here, between batches; the file is written by a thread while
