@@ -50,21 +50,39 @@ class Tape:
         self.trades: deque[TradeRecord] = deque(maxlen=TRADES_KEPT)
         self.candles: dict[str, deque[Candle]] = {
             name: deque(maxlen=CANDLES_KEPT) for name in INTERVALS_US}
+        # The newest candle of every interval and the span [start, end) of the shortest one:
+        # a trade inside that span updates these candles and nothing else (the intervals
+        # nest: each divides the next, all aligned to the epoch).
+        self._live: tuple[Candle, ...] = ()
+        self._live_start = self._live_end = 0
 
     def record(self, trade: TradeRecord) -> None:
         self.trades.append(trade)
+        price, quantity, time_us = trade.price, trade.quantity, trade.time_us
+        if self._live_start <= time_us < self._live_end:
+            for candle in self._live:
+                if price > candle.high:
+                    candle.high = price
+                elif price < candle.low:
+                    candle.low = price
+                candle.close = price
+                candle.volume += quantity
+            return
         for name, width in INTERVALS_US.items():
-            start = trade.time_us - trade.time_us % width
+            start = time_us - time_us % width
             series = self.candles[name]
             if series and series[-1].start_us == start:
                 candle = series[-1]
-                candle.high = max(candle.high, trade.price)
-                candle.low = min(candle.low, trade.price)
-                candle.close = trade.price
-                candle.volume += trade.quantity
+                candle.high = max(candle.high, price)
+                candle.low = min(candle.low, price)
+                candle.close = price
+                candle.volume += quantity
             else:
-                series.append(Candle(start, trade.price, trade.price, trade.price,
-                                     trade.price, trade.quantity))
+                series.append(Candle(start, price, price, price, price, quantity))
+        shortest = min(INTERVALS_US.values())
+        self._live = tuple(series[-1] for series in self.candles.values())
+        self._live_start = time_us - time_us % shortest
+        self._live_end = self._live_start + shortest
 
     def recent(self, limit: int) -> list[TradeRecord]:
         """Newest first."""

@@ -36,13 +36,37 @@ BatchObserver = Callable[[int, float], None]
 EventsObserver = Callable[[list], None]
 
 
+# Told the outcome of a command submitted with ``submit_nowait``: its reply, or the error that
+# stopped it (CrowdexError ``unavailable``). Called on the event loop, inside the sequencer.
+ReplyCallback = Callable[[Reply | CrowdexError], None]
+
+
 @dataclass(slots=True)
 class _Pending:
     command: c.Command
     actor: int
     idempotency_key: str | None
     request_hash: str | None
-    future: asyncio.Future
+    future: asyncio.Future | None  # an awaiting submitter's, or
+    callback: ReplyCallback | None = None  # a pipelined one's (no future, no task)
+
+    def answer(self, reply: Reply) -> None:
+        if self.callback is not None:
+            self._call(reply)
+        elif not self.future.done():
+            self.future.set_result(reply)
+
+    def fail(self, error: CrowdexError) -> None:
+        if self.callback is not None:
+            self._call(error)
+        elif not self.future.done():
+            self.future.set_exception(error)
+
+    def _call(self, outcome: Reply | CrowdexError) -> None:
+        try:
+            self.callback(outcome)
+        except Exception:  # a client's bug must not stop the exchange
+            log.exception("a reply callback failed")
 
 
 @dataclass(slots=True)
@@ -142,19 +166,19 @@ class Engine:
         await self._queue.put(_Pending(command, actor, idempotency_key, request_hash, future))
         return await future
 
-    def submit_nowait(self, command: c.Command, actor: int = 0) -> asyncio.Future:
-        """Queue a command without waiting; the future resolves to its reply once durable.
+    def submit_nowait(self, command: c.Command, actor: int, callback: ReplyCallback) -> None:
+        """Queue a command without waiting; ``callback`` gets its reply once it is durable.
 
-        For pipelined clients (the WebSocket): no task per command. A full queue is refused.
+        For pipelined clients (the WebSocket): no task and no future per command. Callbacks
+        run in submission order, inside the sequencer: they must be quick and must not raise.
+        A full queue is refused here (the callback is then never called).
         """
         if not self._accepting or self.failed is not None:
             raise CrowdexError("unavailable", "the exchange is not accepting commands")
-        future = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(_Pending(command, actor, None, None, future))
+            self._queue.put_nowait(_Pending(command, actor, None, None, None, callback))
         except asyncio.QueueFull:
             raise CrowdexError("unavailable", "the exchange is overloaded; retry") from None
-        return future
 
     # ---- the writer ---------------------------------------------------------------------------
 
@@ -213,13 +237,12 @@ class Engine:
                 else:
                     message = "the journal could not be written"
                 for pending in journaled.batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(CrowdexError("unavailable", message))
+                    pending.fail(CrowdexError("unavailable", message))
             while not queue.empty():
                 pending = queue.get_nowait()
-                if pending is not None and not pending.future.done():
-                    pending.future.set_exception(
-                        CrowdexError("unavailable", "the exchange is not accepting commands"))
+                if pending is not None:
+                    pending.fail(CrowdexError("unavailable",
+                                              "the exchange is not accepting commands"))
 
     @staticmethod
     def _take(queue: asyncio.Queue, batch: list[_Pending]) -> tuple[list[_Pending], bool]:
@@ -252,8 +275,7 @@ class Engine:
         machine = self.machine
         replies = machine.apply_batch(journaled.first_sequence, journaled.entries)
         for reply, pending in zip(replies, journaled.batch, strict=True):
-            if not pending.future.done():
-                pending.future.set_result(reply)
+            pending.answer(reply)
         if machine.outbox:
             events, machine.outbox = machine.outbox, []
             if self.on_events is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -22,6 +22,13 @@ class PlaceOrderRequest(Request):
     client_order_id: ClientOrderId | None = None
     self_trade_prevention: Literal[
         "cancel_newest", "cancel_oldest", "cancel_both", "decrement"] = "cancel_newest"
+
+
+class WsPlaceOrder(PlaceOrderRequest, kw_only=True):
+    """The WebSocket ``order`` op: the POST /v1/orders body plus the message's own fields."""
+
+    op: str = "order"
+    request_id: Any = None
 
 
 class Fill(msgspec.Struct):

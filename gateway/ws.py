@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,9 +56,9 @@ class ChannelKind:
     private: bool = False
 
 
-# An op validates its message and submits it without waiting: it returns the ack's type, the
-# ack's field for the reply body, and the future of the engine's reply.
-OpHandler = Callable[[web.Request, AccountInfo, dict], tuple[str, str, asyncio.Future]]
+# An op validates its message (the whole of it: ``op`` and ``request_id`` included) and returns
+# the ack's type, the ack's field for the reply body, and the engine command to submit.
+OpHandler = Callable[[web.Request, AccountInfo, dict], tuple[str, str, Any]]
 
 
 @dataclass(eq=False)
@@ -67,24 +68,36 @@ class Connection:
     binary: bool
     account: AccountInfo | None = None
     channels: set[str] = field(default_factory=set)
-    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(SEND_QUEUE_MAX))
+    # Messages waiting for the writer; None (alone) tells it to close for a slow consumer.
+    outgoing: deque = field(default_factory=deque)
+    wakeup: asyncio.Future | None = None  # the writer's, while it waits for messages
     closing: bool = False
     close_after_drain: bool = False  # a failed auth: send the error, then close
-    inflight: set[asyncio.Future] = field(default_factory=set)
+    inflight: int = 0  # orders/cancels submitted, not yet answered
+    room: asyncio.Future | None = None  # the reader's, while INFLIGHT_MAX are in flight
 
-    def send(self, message: dict) -> None:
+    def send(self, message: dict | None) -> None:
         """Queue a message; a full queue means a slow consumer, who is disconnected."""
         if self.closing:
             return
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:
+        outgoing = self.outgoing
+        if len(outgoing) >= SEND_QUEUE_MAX:
             self.closing = True
-            self.queue = asyncio.Queue(1)
-            self.queue.put_nowait(None)  # tells the writer to close
+            outgoing.clear()
+            message = None  # what is queued is dropped: the writer closes the socket
+        outgoing.append(message)
+        wakeup = self.wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
 
     def encode(self, message: dict) -> bytes:
         return _msgpack.encode(message) if self.binary else _json.encode(message)
+
+    def answered(self) -> None:
+        self.inflight -= 1
+        room = self.room
+        if room is not None and not room.done():
+            room.set_result(None)
 
 
 class Hub:
@@ -200,8 +213,10 @@ async def _handle_message(hub: Hub, conn: Connection, message: dict) -> None:
         elif op in hub.ops:
             if conn.account is None:
                 raise CrowdexError("unauthorized", "authenticate first")
-            body = {k: v for k, v in message.items() if k not in ("op", "request_id")}
-            await _start_op(conn, hub.ops[op], body, request_id)
+            while conn.inflight >= INFLIGHT_MAX:
+                conn.room = asyncio.get_running_loop().create_future()
+                await conn.room
+            _submit_op(conn, hub.ops[op], message)
         else:
             raise CrowdexError("invalid_field", f"unknown op {op!r}")
     except CrowdexError as error:
@@ -211,38 +226,36 @@ async def _handle_message(hub: Hub, conn: Connection, message: dict) -> None:
             conn.close_after_drain = True
 
 
-async def _start_op(conn: Connection, handler: OpHandler, body: dict, request_id: Any) -> None:
+def _submit_op(conn: Connection, handler: OpHandler, message: dict) -> None:
     """Submit an order or cancel without waiting for it, so clients can pipeline.
 
     The sequencer is FIFO and answers in order, so acks come back in the order sent.
     """
-    while len(conn.inflight) >= INFLIGHT_MAX:
-        await asyncio.wait(conn.inflight, return_when=asyncio.FIRST_COMPLETED)
-    ack_type, field_name, future = handler(conn.request, conn.account, body)
-    conn.inflight.add(future)
-    future.add_done_callback(functools.partial(_acked, conn, ack_type, field_name, request_id))
-
-
-def _acked(conn: Connection, ack_type: str, field_name: str, request_id: Any,
-           future: asyncio.Future) -> None:
-    conn.inflight.discard(future)
-    if future.cancelled():
-        return
-    error = future.exception()
-    if error is not None:
-        if not isinstance(error, CrowdexError):
-            log.error("an op failed", exc_info=error)
-            error = CrowdexError("internal_error", "internal error")
+    request_id = message.get("request_id")
+    try:
+        ack_type, field_name, command = handler(conn.request, conn.account, message)
+        conn.request.app[keys.ENGINE].submit_nowait(
+            command, conn.account.account_id,
+            functools.partial(_acked, conn, ack_type, field_name, request_id))
+    except CrowdexError as error:
         conn.send({"type": "error", "request_id": request_id, "code": error.code,
                    "message": error.message})
         return
-    reply = future.result()
-    if reply.status >= 400:
-        detail = reply.body["error"]
+    conn.inflight += 1
+
+
+def _acked(conn: Connection, ack_type: str, field_name: str, request_id: Any,
+           outcome: Any) -> None:
+    conn.answered()
+    if isinstance(outcome, CrowdexError):
+        conn.send({"type": "error", "request_id": request_id, "code": outcome.code,
+                   "message": outcome.message})
+    elif outcome.status >= 400:
+        detail = outcome.body["error"]
         conn.send({"type": "error", "request_id": request_id, "code": detail["code"],
                    "message": detail["message"]})
     else:
-        conn.send({"type": ack_type, field_name: reply.body, "request_id": request_id})
+        conn.send({"type": ack_type, field_name: outcome.body, "request_id": request_id})
 
 
 async def _auth(conn: Connection, message: dict) -> None:
@@ -265,15 +278,21 @@ async def _writer(conn: Connection) -> None:
     socket is opened with compression off); control frames and the close stay aiohttp's.
     """
     transport = conn.request.transport
+    outgoing = conn.outgoing
+    loop = asyncio.get_running_loop()
     while True:
-        queue = conn.queue  # replaced by a one-slot queue holding None on overflow
-        message = await queue.get()
+        if not outgoing:
+            conn.wakeup = loop.create_future()
+            await conn.wakeup
+            conn.wakeup = None
+            continue
         frames = []
+        message = outgoing.popleft()
         while message is not None:
             frames.append(_frame(conn.encode(message), conn.binary))
-            if queue.empty() or len(frames) >= WRITE_FRAMES_MAX:
+            if not outgoing or len(frames) >= WRITE_FRAMES_MAX:
                 break
-            message = queue.get_nowait()
+            message = outgoing.popleft()
         if frames:
             if transport is None or transport.is_closing():
                 return
@@ -287,7 +306,7 @@ async def _writer(conn: Connection) -> None:
         if message is None:
             await conn.ws.close(code=CLOSE_SLOW_CONSUMER, message=b"slow_consumer")
             return
-        if conn.close_after_drain and conn.queue.empty():
+        if conn.close_after_drain and not outgoing:
             await conn.ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
             return
 
@@ -328,6 +347,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     conn = Connection(request, ws, binary, account)
     hub = request.app[keys.HUB]
     writer = asyncio.create_task(_writer(conn))
+    ops = hub.ops
     try:
         async for msg in ws:
             if writer.done():
@@ -340,11 +360,16 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 conn.send({"type": "error", "request_id": None, "code": error.code,
                            "message": error.message})
                 continue
-            await _handle_message(hub, conn, message)
+            handler = ops.get(message.get("op"))
+            if handler is not None and conn.account is not None and conn.inflight < INFLIGHT_MAX:
+                _submit_op(conn, handler, message)  # the pipelined path: no await
+            else:
+                await _handle_message(hub, conn, message)
     finally:
         hub.drop(conn)
-        if conn.inflight:
-            await asyncio.gather(*conn.inflight, return_exceptions=True)
+        while conn.inflight > 0 and not writer.done():  # answers still due go out first
+            conn.room = asyncio.get_running_loop().create_future()
+            await conn.room
         if not writer.done():
             writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)

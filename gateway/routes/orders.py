@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from engine import markets_commands as mc
@@ -123,21 +121,19 @@ async def indicative(request: web.Request) -> web.Response:
 
 
 def ws_order(request: web.Request, account: AccountInfo,
-             body: dict) -> tuple[str, str, asyncio.Future]:
-    command = _command(http.convert(body, os_.PlaceOrderRequest))
+             message: dict) -> tuple[str, str, mc.PlaceOrder]:
+    command = _command(http.convert(message, os_.WsPlaceOrder))
     if account.role != "investor":
         raise CrowdexError("forbidden", "only investors trade")
-    return "order_ack", "order", request.app[keys.ENGINE].submit_nowait(command,
-                                                                         account.account_id)
+    return "order_ack", "order", command
 
 
 def ws_cancel(request: web.Request, account: AccountInfo,
-              body: dict) -> tuple[str, str, asyncio.Future]:
-    order_id = body.get("order_id")
+              message: dict) -> tuple[str, str, mc.CancelOrder]:
+    order_id = message.get("order_id")
     if type(order_id) is not int or order_id <= 0:
         raise CrowdexError("invalid_field", "order_id must be a positive integer")
-    return "cancel_ack", "order", request.app[keys.ENGINE].submit_nowait(
-        mc.CancelOrder(order_id), account.account_id)
+    return "cancel_ack", "order", mc.CancelOrder(order_id)
 
 
 def _book_channel(request: web.Request, instrument_id: int, account) -> tuple[int, dict]:
