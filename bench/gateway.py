@@ -94,20 +94,57 @@ async def _setup(url: str) -> tuple[int, list[str]]:
         return pid, [t["api_key"] for t in traders]
 
 
-def _measure(name: str, spec: loadgen.LoadSpec, workers: int, rows: list[dict]) -> dict:
+def _measure(name: str, spec: loadgen.LoadSpec, workers: int, rows: list[dict],
+             metrics_url: str | None = None) -> dict:
+    before = _sync_histogram(metrics_url) if metrics_url else None
     row = {"run": name, "mode": spec.mode,
            "offered": spec.rate or "saturation", **loadgen.summarize(loadgen.run(spec, workers))}
+    disk = ""
+    if before is not None:
+        row["fsync"] = _histogram_delta(before, _sync_histogram(metrics_url))
+        disk = (f"  fsync calls={row['fsync']['count']} p50<={row['fsync']['p50_ms']} ms "
+                f"p99<={row['fsync']['p99_ms']} ms")
     rows.append(row)
     print(f"  {name:<22} {spec.mode:<4} offered={str(row['offered']):>10}  "
           f"ok/s={row['ok_per_sec']:>10,.0f}  p50={row['p50_us'] / 1000:6.2f} ms  "
           f"p99={row['p99_us'] / 1000:6.2f} ms  p99.9={row['p999_us'] / 1000:6.2f} ms  "
-          f"errors={row['errors']} {row['error_codes'] or ''}", flush=True)
+          f"errors={row['errors']} {row['error_codes'] or ''}{disk}", flush=True)
     return row
+
+
+SYNC_METRIC = "crowdex_journal_sync_seconds"
+
+
+def _sync_histogram(metrics_url: str) -> dict[str, int]:
+    """The server's histogram of fsync calls (cumulative bucket counts by upper bound)."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith(SYNC_METRIC + "_bucket{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            counts[bound] = int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
+def _histogram_delta(before: dict[str, int], after: dict[str, int]) -> dict:
+    """Count and p50/p99 upper bounds (bucket edges, ms) of the fsyncs between two scrapes:
+    the disk's part of each acknowledgement's latency during a run."""
+    delta = {bound: after[bound] - before.get(bound, 0) for bound in after}
+    total = delta.get("+Inf", 0)
+
+    def quantile(q: float) -> float | None:
+        for bound, running in delta.items():  # cumulative, in increasing order
+            if total and running >= q * total:
+                return None if bound == "+Inf" else round(float(bound) * 1000, 2)
+        return None
+
+    return {"count": total, "p50_ms": quantile(0.5), "p99_ms": quantile(0.99)}
 
 
 def _runs(args, echo_url: str, gw_url: str, instrument: int, keys: tuple[str, ...]) -> dict:
     rows: list[dict] = []
-    base = dict(seconds=args.seconds, api_keys=keys)
+    base = dict(seconds=args.seconds, api_keys=keys, window=args.window)
     figures = {}
     for mode in ("http", "ws"):
         echo = _measure("bare aiohttp echo", loadgen.LoadSpec(
@@ -116,7 +153,7 @@ def _runs(args, echo_url: str, gw_url: str, instrument: int, keys: tuple[str, ..
         gateway = _measure("crowdex gateway", loadgen.LoadSpec(
             url=gw_url, mode=mode, path="/v1/orders" if mode == "http" else "/v1/ws",
             rate=None, body_kind="order", instrument_id=instrument, price=PRICE_FEN,
-            **base), args.workers, rows)
+            **base), args.workers, rows, gw_url + "/metrics")
         figures[f"{mode}_orders_per_sec"] = gateway["ok_per_sec"]
         figures[f"{mode}_echo_per_sec"] = echo["ok_per_sec"]
         figures[f"{mode}_ratio_to_echo"] = round(gateway["ok_per_sec"] / echo["ok_per_sec"], 3)
@@ -125,7 +162,7 @@ def _runs(args, echo_url: str, gw_url: str, instrument: int, keys: tuple[str, ..
             row = _measure("crowdex gateway", loadgen.LoadSpec(
                 url=gw_url, mode=mode, path="/v1/orders" if mode == "http" else "/v1/ws",
                 rate=rate, body_kind="order", instrument_id=instrument, price=PRICE_FEN,
-                **base), args.workers, rows)
+                **base), args.workers, rows, gw_url + "/metrics")
             figures[f"{mode}_p99_us_at_{rate}"] = row["p99_us"]
     return {"figures": figures, "runs": rows}
 
@@ -136,6 +173,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workers", type=int, default=1, help="load processes")
     parser.add_argument("--rates", default="5000,20000",
                         help="fixed offered rates (orders/s), comma separated")
+    parser.add_argument("--window", type=int, default=loadgen.PIPELINE_WINDOW,
+                        help="WebSocket orders in flight per load process at saturation")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     args.rates = [int(r) for r in args.rates.split(",") if r]
@@ -143,7 +182,8 @@ def main(argv: list[str]) -> int:
     gw_port, echo_port = _free_port(), _free_port()
     gw_url, echo_url = f"http://127.0.0.1:{gw_port}", f"http://127.0.0.1:{echo_port}"
     print(f"crowdex bench gateway: {os.cpu_count()} cores, {args.seconds}s per run, "
-          f"{args.workers} load process(es); logs in {work}", flush=True)
+          f"{args.workers} load process(es), WebSocket window {args.window}; logs in {work}",
+          flush=True)
     server = _start(["gateway.cli", "serve", "--port", str(gw_port), "--data-dir",
                      str(work / "data"), "--operator-key", OPERATOR_KEY, "--rate-limit",
                      "1000000000"], gw_url, work / "server.log")

@@ -21,7 +21,10 @@ import aiohttp
 import msgspec
 import numpy as np
 
-PIPELINE_WINDOW = 256  # WebSocket messages in flight per connection at saturation
+# WebSocket messages in flight per load process at saturation. Each acknowledgement waits for
+# an fsync (milliseconds), so the window must cover throughput x latency: with 256, a window
+# of round trips, not the server, was the limit (at ~4 ms fsyncs, 256 / 8 ms = 32k/s).
+PIPELINE_WINDOW = 1024
 HTTP_CONNECTIONS = 96  # keep-alive connections per worker at saturation
 
 
@@ -36,6 +39,7 @@ class LoadSpec:
     body_kind: str  # "order" or "echo"
     instrument_id: int = 0
     price: int = 0
+    window: int = PIPELINE_WINDOW  # WebSocket messages in flight at saturation
 
 
 @dataclass(slots=True)
@@ -142,7 +146,7 @@ async def _ws(spec: LoadSpec, worker: int) -> LoadResult:
     sent = 0
     deadline = time.perf_counter() + spec.seconds
     url = spec.url.replace("http", "ws", 1) + spec.path
-    window = asyncio.Semaphore(PIPELINE_WINDOW if spec.rate is None else 1_000_000)
+    window = asyncio.Semaphore(spec.window if spec.rate is None else 1_000_000)
     done = asyncio.Event()
     async with aiohttp.ClientSession() as session:
         sockets = [await session.ws_connect(url, headers={"Authorization": f"Bearer {key}"},

@@ -86,7 +86,8 @@ class Engine:
     def __init__(self, data_dir: Path, clock: Clock, *, sync: bool = True,
                  snapshot_every: int = SNAPSHOT_EVERY,
                  on_batch: BatchObserver | None = None,
-                 on_events: EventsObserver | None = None) -> None:
+                 on_events: EventsObserver | None = None,
+                 on_fsync: Callable[[float], None] | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.clock = clock
         self.machine = StateMachine()
@@ -95,6 +96,7 @@ class Engine:
         self._sync = sync
         self._on_batch = on_batch
         self.on_events = on_events
+        self._on_fsync = on_fsync  # called from the journal's thread
         self._journal: FileJournal | None = None
         self._queue: asyncio.Queue[_Pending | None] | None = None
         self._task: asyncio.Task | None = None
@@ -117,7 +119,8 @@ class Engine:
             if self.machine.last_sequence != snapshot.sequence:
                 raise RuntimeError(f"snapshot {snapshot.sequence} holds state of sequence "
                                    f"{self.machine.last_sequence}")
-        self._journal = FileJournal(self.data_dir / "journal", sync=self._sync)
+        self._journal = FileJournal(self.data_dir / "journal", sync=self._sync,
+                                    on_fsync=self._on_fsync)
         if self._journal.last_sequence < self.machine.last_sequence:
             raise RuntimeError(
                 f"journal ends at {self._journal.last_sequence} but the snapshot is at "

@@ -82,7 +82,7 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     metrics = app[keys.METRICS]
     hub = app[keys.HUB]
     engine = Engine(config.data_dir, WallClock(), sync=config.journal_sync,
-                    on_batch=metrics.on_batch,
+                    on_batch=metrics.on_batch, on_fsync=metrics.sync.observe,
                     on_events=hub.publish_all)
     # Views for channels nobody subscribes to are not even built.
     engine.machine.wants = hub.subscribers.__contains__

@@ -26,3 +26,20 @@ def test_the_gateway_bench_runs_and_every_order_is_acknowledged(
     assert figures["ws_orders_per_sec"] == runs[("crowdex gateway", "ws", "saturation")][
         "ok_per_sec"]
     assert 0 < figures["http_ratio_to_echo"] and 0 < figures["ws_ratio_to_echo"]
+    for key, run in runs.items():
+        if key[0] == "crowdex gateway":
+            # The server's fsync calls during the run: every acknowledged order was fsynced,
+            # in group commits, so there are at least one and at most as many as orders.
+            assert 1 <= run["fsync"]["count"] <= run["ok"], run
+            assert run["fsync"]["p50_ms"] <= run["fsync"]["p99_ms"], run
+        else:
+            assert "fsync" not in run
+
+
+def test_fsync_quantiles_from_histogram_deltas() -> None:
+    before = {"0.001": 5, "0.005": 8, "+Inf": 10}
+    after = {"0.001": 55, "0.005": 107, "+Inf": 110}  # this run: 50 fast, 49 middle, 1 slow
+    delta = gateway._histogram_delta(before, after)
+    assert delta == {"count": 100, "p50_ms": 1.0, "p99_ms": 5.0}
+    slow = gateway._histogram_delta(before, {"0.001": 5, "0.005": 8, "+Inf": 20})
+    assert slow == {"count": 10, "p50_ms": None, "p99_ms": None}  # beyond the last bound

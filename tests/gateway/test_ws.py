@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import aiohttp
@@ -94,6 +95,55 @@ async def test_order_and_cancel_over_the_socket_with_acks_and_order_updates(mark
         got = [await next_json(ws), await next_json(ws)]
         cancel = next(m for m in got if m.get("type") == "cancel_ack")
         assert cancel["order"]["status"] == "cancelled" and cancel["request_id"] == "c1"
+
+
+async def test_pipelined_orders_beyond_the_in_flight_cap_are_all_answered_in_order(
+        market, monkeypatch):
+    """The reader stops taking messages while INFLIGHT_MAX orders await their acks, and goes
+    on as they are answered. What reaches the engine is answered in the order sent; a message
+    refused before it (a missing field) is answered at once."""
+    venue, inst, (seller, _), _buyer = market
+    monkeypatch.setattr(ws_module, "INFLIGHT_MAX", 2)
+    sent = []
+    async with venue.client.ws_connect("/v1/ws", headers=seller["headers"]) as ws:
+        for n in range(40):
+            if n % 10 == 3:
+                message = {"op": "cancel", "request_id": n, "order_id": 999_999}
+            elif n % 10 == 7:
+                message = {"op": "order", "request_id": n, "instrument_id": inst}  # no side
+            else:
+                message = {"op": "order", "request_id": n, "instrument_id": inst,
+                           "side": "sell", "type": "limit", "price": 20_00 + n, "quantity": 1}
+            sent.append(message)
+            await ws.send_json(message)
+        replies = [await next_json(ws) for _ in sent]
+    engine_answered = [r["request_id"] for r in replies if r.get("code") != "missing_field"]
+    assert engine_answered == [n for n in range(40) if n % 10 != 7]
+    for reply in replies:
+        n = reply["request_id"]
+        if n % 10 == 3:
+            assert reply["code"] == "order_not_found"
+        elif n % 10 == 7:
+            assert reply["code"] == "missing_field"
+        else:
+            assert reply["type"] == "order_ack" and reply["order"]["price"] == 20_00 + n
+    _, listed = await venue.call("GET", "/v1/orders?status=open", seller, expect=200)
+    assert len(listed) == 32
+
+
+async def test_orders_in_flight_when_the_client_leaves_still_take_effect(market):
+    venue, inst, (seller, _), _buyer = market
+    async with venue.client.ws_connect("/v1/ws", headers=seller["headers"]) as ws:
+        for n in range(50):
+            await ws.send_json({"op": "order", "request_id": n, "instrument_id": inst,
+                                "side": "sell", "type": "limit", "price": 30_00, "quantity": 1})
+    # Closed without reading a single ack: each order was submitted, so each is on the book.
+    for _ in range(100):
+        _, listed = await venue.call("GET", "/v1/orders?status=open", seller, expect=200)
+        if len(listed) == 50:
+            break
+        await asyncio.sleep(0.05)
+    assert len(listed) == 50
 
 
 def apply_changes(book: dict, changes: list) -> None:
