@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from engine import commands as c
+from engine import sequencer
 from engine.clock import ManualClock, WallClock
 from engine.errors import CrowdexError
-from engine import sequencer
 from engine.sequencer import Engine, replay_from_empty
 from engine.snapshot import load_latest
 
