@@ -158,6 +158,12 @@ def _runs(args, echo_url: str, gw_url: str, instrument: int, keys: tuple[str, ..
         figures[f"{mode}_echo_per_sec"] = echo["ok_per_sec"]
         figures[f"{mode}_ratio_to_echo"] = round(gateway["ok_per_sec"] / echo["ok_per_sec"], 3)
     for rate in args.rates:
+        # The floor at this rate: the same paced WebSocket load against the echo, where every
+        # millisecond is the load client's, the loop's and loopback's, not the exchange's.
+        row = _measure("bare aiohttp echo", loadgen.LoadSpec(
+            url=echo_url, mode="ws", path="/ws", rate=rate, body_kind="echo", **base),
+            args.workers, rows)
+        figures[f"ws_echo_p99_us_at_{rate}"] = row["p99_us"]
         for mode in ("ws", "http"):
             row = _measure("crowdex gateway", loadgen.LoadSpec(
                 url=gw_url, mode=mode, path="/v1/orders" if mode == "http" else "/v1/ws",

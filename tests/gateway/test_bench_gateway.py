@@ -14,7 +14,8 @@ def test_the_gateway_bench_runs_and_every_order_is_acknowledged(
     assert gateway.main(["--seconds", "0.3", "--rates", "400", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     runs = {(r["run"], r["mode"], r["offered"]): r for r in result["runs"]}
-    assert len(runs) == 6
+    # At saturation the echo and the gateway in both modes; at 400/s the echo (ws) and both.
+    assert len(runs) == 7
     for run in runs.values():
         assert run["errors"] == 0 and run["error_codes"] == {}, run
         assert run["ok"] == run["sent"] > 0
@@ -22,6 +23,9 @@ def test_the_gateway_bench_runs_and_every_order_is_acknowledged(
     for mode in ("http", "ws"):
         # A paced run sends exactly rate x seconds requests, each due at its own time.
         assert runs[("crowdex gateway", mode, 400)]["sent"] == 120
+    assert runs[("bare aiohttp echo", "ws", 400)]["sent"] == 120
+    assert result["figures"]["ws_echo_p99_us_at_400"] == runs[("bare aiohttp echo", "ws", 400)][
+        "p99_us"]
     figures = result["figures"]
     assert figures["ws_orders_per_sec"] == runs[("crowdex gateway", "ws", "saturation")][
         "ok_per_sec"]
