@@ -19,6 +19,14 @@ from engine.offerings_commands import OFFERING_COMMANDS
 from engine.offers_commands import OFFER_COMMANDS
 from settlement.commands import SETTLEMENT_COMMANDS
 
+# The venue's rules version, fixed by its Genesis. A rule change that would answer a journaled
+# command differently gets a new version, so a journal replays under the rules it was written
+# with (a Genesis written before versions existed decodes as 1).
+#   1: secondary price bands capped at 3,355,442 fen
+#   2: no cap (5x the reference, as API.md says); an order too far from its book's prices for
+#      one dense ladder is refused price_too_far
+RULES_VERSION = 2
+
 
 class Genesis(msgspec.Struct, tag="genesis", array_like=True):
     """The first command of a venue: the fee account, the bootstrap operator, the clock."""
@@ -27,6 +35,7 @@ class Genesis(msgspec.Struct, tag="genesis", array_like=True):
     manual_clock: bool
     start_time_us: int
     profile: str = "intl"
+    rules: int = 1  # new venues say RULES_VERSION
 
 
 class SetOperatorKey(msgspec.Struct, tag="set_operator_key", array_like=True):

@@ -51,6 +51,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "cancel_not_permitted": 422,
     "locked_up": 422,
     "price_out_of_band": 422,
+    "price_too_far": 422,
     "sold_out": 422,
     "exceeds_remaining": 422,
     "invalid_terms": 422,

@@ -69,6 +69,7 @@ class Meta(msgspec.Struct, array_like=True):
     components: list[tuple[str, bytes]]
     deposits_total: int = 0
     withdrawals_total: int = 0
+    rules: int = 1  # the venue's rules version (commands.RULES_VERSION)
 
 
 class Component(Protocol):
@@ -129,6 +130,7 @@ class StateMachine:
         self.last_sequence = 0
         self.now_us = 0
         self.manual_clock = False
+        self.rules = 1  # set by Genesis
         self.profile = "intl"
         self._handlers: dict[type, Callable[[Any, int], Reply]] = {
             c.Genesis: self._genesis,
@@ -292,6 +294,7 @@ class StateMachine:
             raise CrowdexError("invalid_state", "the venue already exists")
         self.manual_clock = cmd.manual_clock
         self.profile = cmd.profile
+        self.rules = cmd.rules
         if cmd.manual_clock:
             self.now_us = cmd.start_time_us
         self._add_account("fee", "crowdex fees", "institutional", None, None, "")
@@ -453,6 +456,7 @@ class StateMachine:
             components=[],
             deposits_total=self.deposits_total,
             withdrawals_total=self.withdrawals_total,
+            rules=self.rules,
         ))
 
         def encode() -> bytes:
@@ -475,6 +479,7 @@ class StateMachine:
         self.now_us = meta.now_us
         self.manual_clock = meta.manual_clock
         self.profile = meta.profile
+        self.rules = meta.rules
         self.accounts = {a.account_id: a for a in meta.accounts}
         self.key_index = {a.key_hash: a.account_id for a in meta.accounts if a.key_hash}
         self.references = {(a, r): s for a, r, s in meta.references}

@@ -28,9 +28,10 @@ from engine.kernels import codes as k
 from engine.kernels.layout import C_EVENTS, C_PROCESSED, COMMAND_DTYPE
 from engine.machine import Reply
 from engine.marketdata import Tape, TapeState, TradeRecord
-from engine.matching import MatchingEngine, band_ceiling_fen
+from engine.matching import MatchingEngine, ladder_width_max, price_max_fen
 
 SELLER_FEE_BPS = 100  # BOARDS.md: the seller pays 100 bps of each fill on every board
+RULES_1_BAND_CEILING_FEN = 3_355_442  # (ladder_width_max - 1) * 4 // 5
 BAND_MULTIPLE = 5  # price band: 1 fen to 5 x the last trade price (before one: the reference)
 FINISHED_ORDERS_KEPT = 100_000  # filled/cancelled orders kept for GET /v1/orders/{id}
 OPEN_ORDERS_MAX = 1000  # per account
@@ -156,8 +157,10 @@ class Markets:
         if instrument_id in self.book_sequences:
             return
         reference = info.reference_price_fen
+        # Rules 1 capped the band so that any price in it fitted one ladder (commands.py).
+        band_hi = price_max_fen if self.machine.rules >= 2 else RULES_1_BAND_CEILING_FEN
         self.engine.add_instrument(
-            instrument_id, band_lo_fen=1, band_hi_fen=band_ceiling_fen,
+            instrument_id, band_lo_fen=1, band_hi_fen=band_hi,
             band_multiple=BAND_MULTIPLE,
             fee_bps=SELLER_FEE_BPS, mode="auction" if info.board == "ip" else "book",
             reference_price_fen=reference)
@@ -490,6 +493,8 @@ _REFUSALS = {
     "fok_not_fillable": "the fill-or-kill order cannot fill completely",
     "order_not_found": "no such open order",
     "not_permitted": "this instrument does not take that kind of order",
+    "price_too_far": (f"the price is in the band but too far from this instrument's other prices: "
+                      f"its book spans at most {ladder_width_max:,} fen"),
 }
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.kernels import allocation
 from engine.kernels import codes as k
-from engine.kernels.book import band_high, relink
+from engine.kernels.book import band_high, ladder_grown, relink
 from engine.kernels.layout import (
     C_EVENTS,
     C_LIVE_ORDERS,
@@ -33,6 +33,7 @@ from engine.kernels.layout import (
     EVENT_DTYPE,
     FILL_DTYPE,
     INSTRUMENT_DTYPE,
+    LADDER_WIDTH_MAX,
     LEVEL_DTYPE,
     ORDER_DTYPE,
     new_counters,
@@ -44,9 +45,7 @@ from engine.state import ACCOUNT_DTYPE, POSITION_DTYPE, Balances
 # Limits (TigerBeetle style: everything has one). Prices and quantities follow API.md.
 batch_size_max = 1 << 20
 price_max_fen = 1 << 53
-ladder_width_max = 1 << 22  # prices per side of one instrument's ladder
-# The highest band top whose ladder (with its quarter of headroom) still fits ladder_width_max.
-band_ceiling_fen = (ladder_width_max - 1) * 4 // 5
+ladder_width_max = LADDER_WIDTH_MAX  # prices per side of one instrument's ladder
 LADDER_SPAN_MIN = 64  # a market-following ladder starts at least this many ticks each way
 instruments_max = 1 << 20
 
@@ -200,10 +199,8 @@ class MatchingEngine:
             lo, hi = max(1, reference - span), reference + span
         if len(prices):
             lo, hi = min(lo, int(prices.min())), max(hi, int(prices.max()))
-        if need is not None and need < lo:
-            lo = max(1, need - (hi - need) // 4)
-        if need is not None and need > hi:
-            hi = need + (need - lo) // 4
+        if need is not None:
+            lo, hi = ladder_grown(lo, hi, need)  # the kernel refuses what would pass the max
         return lo, hi
 
     def _relayout(self, need: tuple[int, int] | None = None) -> None:
@@ -455,7 +452,9 @@ def _check_side(engine: MatchingEngine, inst: int, side: int) -> tuple[int, int]
     width = int(row["ladder_width"])
     base = int(row["level_base"]) + side * width
     count, best = 0, k.NO_PRICE
-    for i in range(width):
+    side_levels = engine.levels[base: base + width]
+    used = (side_levels["head"] >= 0) | (side_levels["tail"] >= 0) | (side_levels["qty"] != 0)
+    for i in np.flatnonzero(used).tolist():  # an unused level is empty by the test above
         level = engine.levels[base + i]
         price = int(row["ladder_lo"]) + i
         slot, prev, total = int(level["head"]), -1, 0

@@ -69,7 +69,7 @@ async def _bootstrap(engine: Engine, config: Config) -> None:
             key = new_api_key()
             print(f"crowdex: generated operator API key (shown once): {key}", flush=True)
         await engine.submit(c.Genesis(http.key_hash(key), config.manual_clock,
-                                      config.start_time_us, config.profile))
+                                      config.start_time_us, config.profile, c.RULES_VERSION))
         return
     if config.operator_key is not None:
         wanted = http.key_hash(config.operator_key)

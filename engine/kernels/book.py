@@ -28,6 +28,7 @@ from engine.kernels.codes import (
     OUT_FILLS,
     POST_ONLY_WOULD_CROSS,
     PRICE_OUT_OF_BAND,
+    PRICE_TOO_FAR,
     REASON_REQUESTED,
     REASON_SELF_TRADE,
     REASON_UNFILLED_REST,
@@ -52,7 +53,22 @@ from engine.kernels.layout import (
     C_NEXT_OID,
     C_NEXT_TRADE,
     C_SLOTS_USED,
+    LADDER_WIDTH_MAX,
 )
+
+
+def ladder_grown(lo, hi, need):
+    """The ladder ``[lo, hi]`` grown to cover the price ``need``, with a quarter of headroom on
+    the side that grew. The one rule: ``MatchingEngine`` grows ladders by it, and the kernel
+    refuses (``PRICE_TOO_FAR``) an order whose grown ladder would pass ``LADDER_WIDTH_MAX``."""
+    if need < lo:
+        lo = max(1, need - (hi - need) // 4)
+    if need > hi:
+        hi = need + (need - lo) // 4
+    return lo, hi
+
+
+_ladder_grown = kernel(inline=True)(ladder_grown)
 
 
 @kernel
@@ -276,8 +292,9 @@ def check_new(instruments, cmd):
     A market order's limit is the band edge, so it never trades outside the band and a market
     buy's cash reservation (limit x qty) covers any fill. A limit order inside the band but
     outside the instrument's ladder gets ``NEEDS_LADDER``: the caller widens the ladder and
-    sends it again. (A market order needs no ladder room: it never rests, and no resting order
-    lies beyond the ladder.)
+    sends it again; ``PRICE_TOO_FAR`` if the widened ladder would pass ``LADDER_WIDTH_MAX`` (a
+    bid for a small fraction of a high price, say). (A market order needs no ladder room: it
+    never rests, and no resting order lies beyond the ladder.)
     """
     inst = cmd["instrument"]
     if inst <= 0 or inst >= len(instruments) or instruments[inst]["active"] == 0:
@@ -295,6 +312,10 @@ def check_new(instruments, cmd):
         if limit < row["band_lo"] or limit > band_high(row):
             return PRICE_OUT_OF_BAND, 0
         if limit < row["ladder_lo"] or limit >= row["ladder_lo"] + row["ladder_width"]:
+            lo, hi = _ladder_grown(row["ladder_lo"], row["ladder_lo"] + row["ladder_width"] - 1,
+                                   limit)
+            if hi - lo + 1 > LADDER_WIDTH_MAX:
+                return PRICE_TOO_FAR, 0
             return NEEDS_LADDER, 0
     elif cmd["type"] == TYPE_MARKET:
         limit = band_high(row) if side == SIDE_BUY else row["band_lo"]

@@ -22,6 +22,7 @@ SOLD_OUT = 10
 EXCEEDS_REMAINING = 11
 AMOUNT_TOO_LARGE = 12
 ACCOUNT_NOT_FOUND = 13
+PRICE_TOO_FAR = 14  # in the band, but its book's price ladder cannot reach that far
 
 CODE_NAMES: dict[int, str] = {
     OK: "ok",
@@ -38,6 +39,7 @@ CODE_NAMES: dict[int, str] = {
     EXCEEDS_REMAINING: "exceeds_remaining",
     AMOUNT_TOO_LARGE: "invalid_field",
     ACCOUNT_NOT_FOUND: "account_not_found",
+    PRICE_TOO_FAR: "price_too_far",
 }
 
 # Not a result: ``book.check_new`` asks for the instrument's price ladder to be widened before

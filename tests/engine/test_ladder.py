@@ -11,16 +11,17 @@ from __future__ import annotations
 import numpy as np
 
 from engine.kernels import codes as k
+from engine.kernels.book import ladder_grown
 from engine.kernels.layout import C_EVENTS, C_PROCESSED, EVENT_DTYPE
 from engine.kernels.pipeline import EVENTS_PER_COMMAND_FIXED
-from engine.matching import MatchingEngine, band_ceiling_fen, check_book, command
+from engine.matching import MatchingEngine, check_book, command, ladder_width_max, price_max_fen
 
 REFERENCE = 500_000  # 5,000 yuan a unit
 
 
 def _engine() -> MatchingEngine:
     engine = MatchingEngine()
-    engine.add_instrument(1, band_lo_fen=1, band_hi_fen=band_ceiling_fen, band_multiple=5,
+    engine.add_instrument(1, band_lo_fen=1, band_hi_fen=price_max_fen, band_multiple=5,
                           reference_price_fen=REFERENCE)
     engine.add_instrument(2, band_lo_fen=1, band_hi_fen=100)  # a fixed band beside it
     return engine
@@ -42,10 +43,12 @@ def _orders() -> np.ndarray:
 
 
 def _state(engine: MatchingEngine) -> dict:
+    """Every array's bytes (a ladder can hold millions of levels: no tolist)."""
     arrays = dict(engine.arrays())
     counters = arrays["counters"].copy()
     counters[C_EVENTS] = counters[C_PROCESSED] = 0
-    return {name: (counters if name == "counters" else a).tolist() for name, a in arrays.items()}
+    arrays["counters"] = counters
+    return {name: (a.dtype.str, a.shape, a.tobytes()) for name, a in arrays.items()}
 
 
 def test_a_high_priced_instrument_starts_with_a_small_ladder():
@@ -99,3 +102,72 @@ def test_events_written_before_a_batch_runs_out_of_room_are_kept():
     assert first["kind"].tolist() == [k.EV_ACCEPTED, k.EV_RESTED]
     assert int((result.events["kind"] == k.EV_FILL).sum()) == 600
     check_book(engine)
+
+
+HIGH = 5_000_000  # 50,000 yuan a note: 5x is 25,000,000 fen, beyond any one dense ladder
+
+
+def _high_engine() -> MatchingEngine:
+    engine = MatchingEngine()
+    engine.add_instrument(1, band_lo_fen=1, band_hi_fen=price_max_fen, band_multiple=5,
+                          reference_price_fen=HIGH)
+    return engine
+
+
+def _new(account: int, side: int, price: int, qty: int = 1) -> np.ndarray:
+    return command(k.OP_NEW, instrument=1, account=account, side=side, price=price, qty=qty,
+                   stp=k.STP_NONE)
+
+
+def test_a_high_priced_instrument_trades_at_its_price_and_refuses_only_what_is_too_far():
+    """Prices are in fen with a 1-fen tick, so a 50,000-yuan note's band (1 fen to 5x) spans
+    25M ticks: the ladder covers the prices in use, grows on need up to ladder_width_max, and
+    an order that would stretch it further is refused price_too_far (in the band, but too far
+    from the book), not price_out_of_band."""
+    far_below = 1_000
+    far_above = 5 * HIGH  # the band's very top
+    near_above = HIGH + HIGH // 2
+    cmds = np.concatenate([
+        _new(2, k.SIDE_SELL, HIGH, 2),  # at the offering price: rests
+        _new(3, k.SIDE_BUY, far_below),  # 1 fen... 10 yuan for a 50,000-yuan note
+        _new(3, k.SIDE_BUY, far_above),  # a buy at 5x: it would cross, but no ladder reaches
+        _new(3, k.SIDE_BUY, HIGH),  # trades at the offering price
+        _new(2, k.SIDE_SELL, near_above),  # 1.5x: the ladder grows up to it
+        _new(3, k.SIDE_BUY, 5 * HIGH + 1),  # beyond the band: that refusal is unchanged
+    ])
+    together = _high_engine()
+    result = together.process(cmds.copy())
+    one_by_one = _high_engine()
+    codes = []
+    for i in range(len(cmds)):
+        codes += one_by_one.process(cmds[i:i + 1].copy()).results.tolist()
+    assert codes == result.results.tolist() == [
+        k.OK, k.PRICE_TOO_FAR, k.PRICE_TOO_FAR, k.OK, k.OK, k.PRICE_OUT_OF_BAND]
+    assert _state(together) == _state(one_by_one)
+    check_book(together)
+    fills = [(int(e["price"]), int(e["qty"])) for e in result.events if e["kind"] == k.EV_FILL]
+    assert fills == [(HIGH, 1)]
+    assert together.depth(1, k.SIDE_SELL) == [(HIGH, 1), (near_above, 1)]
+    row = together.instruments[1]
+    assert int(row["ladder_width"]) <= ladder_width_max
+    refused = [e for e in result.events if e["kind"] == k.EV_REJECTED]
+    assert [int(e["code"]) for e in refused] == [k.PRICE_TOO_FAR] * 2 + [k.PRICE_OUT_OF_BAND]
+
+
+def test_the_kernel_refuses_exactly_the_orders_whose_grown_ladder_would_be_too_wide():
+    """The boundary: the last price the ladder can still grow to is accepted, the next is not."""
+    probe = _high_engine()
+    row = probe.instruments[1]
+    lo, hi = int(row["ladder_lo"]), int(row["ladder_lo"] + row["ladder_width"] - 1)
+    top = hi + 1  # search for the highest buy price whose grown ladder still fits
+    step = 1 << 23
+    while step:
+        if ladder_grown(lo, hi, top + step)[1] - lo + 1 <= ladder_width_max:
+            top += step
+        step //= 2
+    assert ladder_grown(lo, hi, top)[1] - lo + 1 <= ladder_width_max
+    assert ladder_grown(lo, hi, top + 1)[1] - lo + 1 > ladder_width_max
+    for price, code in ((top, k.OK), (top + 1, k.PRICE_TOO_FAR)):
+        engine = _high_engine()
+        assert engine.process(_new(3, k.SIDE_BUY, price)).results.tolist() == [code]
+        check_book(engine)

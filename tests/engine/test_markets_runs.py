@@ -28,7 +28,7 @@ PRICE = 10_00
 
 def _venue() -> tuple[StateMachine, list[c.Entry], list[int], list[int]]:
     """Setup entries: traders with cash, two instruments in trading, everyone holding both."""
-    entries = [c.Entry(START_US, 0, c.Genesis("h", True, START_US)),
+    entries = [c.Entry(START_US, 0, c.Genesis("h", True, START_US, "intl", c.RULES_VERSION)),
                c.Entry(START_US, 0, c.CreateAccount("issuer", "issuer", "kis"))]
     traders = list(range(4, 4 + TRADERS))
     for n, account in enumerate(traders):

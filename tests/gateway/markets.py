@@ -13,20 +13,20 @@ PRICE = 10_00  # the offering price, fen per share
 
 
 @asynccontextmanager
-async def trading_venue(tmp_path):
+async def trading_venue(tmp_path, price: int = PRICE):
     """Yields (venue, instrument_id, [seller, seller], buyer): the sellers hold 300 shares
-    each, the buyer has cash; all are qualified investors."""
+    each (offered at ``price`` fen), the buyer has cash; all are qualified investors."""
     async with TestClient(TestServer(create_app(manual_config(tmp_path / "data")))) as c:
         venue = Venue(c)
         issuer = await venue.issuer()
         project = await venue.listed(issuer, "equity", {
-            "price": PRICE, "min_quantity": 100, "max_quantity": 1000, "lockup_days": 0}, 30)
-        sellers = [await venue.investor(cash=10_000_00, investor_class="qualified")
-                   for _ in range(2)]
+            "price": price, "min_quantity": 100, "max_quantity": 1000, "lockup_days": 0}, 30)
+        cash = max(10_000_00, 300 * price)
+        sellers = [await venue.investor(cash=cash, investor_class="qualified") for _ in range(2)]
         for seller in sellers:
             await venue.subscribe(seller, project, 300)
         await venue.call("POST", f"/v1/projects/{project}/close", OPERATOR, expect=200)
-        buyer = await venue.investor(cash=100_000_00, investor_class="qualified")
+        buyer = await venue.investor(cash=max(100_000_00, 10 * price), investor_class="qualified")
         assert (await venue.project(project))["status"] == "trading"
         yield venue, project, sellers, buyer
 

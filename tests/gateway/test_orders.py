@@ -149,3 +149,27 @@ async def test_self_trade_prevention_decrement_and_cancel_oldest(market):
     assert gone["status"] == "cancelled" and gone["remaining_quantity"] == 0
     book = (await venue.call("GET", f"/v1/instruments/{inst}/book", None, expect=200))[1]
     assert book["asks"] == [] and book["bids"] == [[11_00, 2]]
+
+
+async def test_a_high_priced_instrument_trades_at_its_price(tmp_path):
+    """50,000 yuan a share: 5x is 25,000,000 fen, a band no one dense ladder covers. Orders
+    near the price trade; one so far below it that the book cannot reach is 422 price_too_far
+    (in the band, so not price_out_of_band); one above 5x is still price_out_of_band."""
+    from tests.gateway.markets import trading_venue
+
+    price = 5_000_000
+    async with trading_venue(tmp_path, price) as (venue, inst, (seller, _), buyer):
+        ask = await order(venue, seller, 201, instrument_id=inst, side="sell", type="limit",
+                          price=price + 1, quantity=2)
+        assert ask["status"] == "open"
+        bought = await order(venue, buyer, 201, instrument_id=inst, side="buy", type="limit",
+                             price=price + 1, quantity=1)
+        assert bought["status"] == "filled" and bought["fills"][0]["price"] == price + 1
+        assert await venue.error("POST", "/v1/orders", buyer, {
+            "instrument_id": inst, "side": "buy", "type": "limit", "price": 1_000,
+            "quantity": 1}) == (422, "price_too_far")
+        assert await venue.error("POST", "/v1/orders", buyer, {
+            "instrument_id": inst, "side": "buy", "type": "limit", "price": 5 * (price + 1) + 1,
+            "quantity": 1}) == (422, "price_out_of_band")
+        book = (await venue.call("GET", f"/v1/instruments/{inst}/book", None, expect=200))[1]
+        assert book["asks"] == [[price + 1, 1]] and book["bids"] == []

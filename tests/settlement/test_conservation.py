@@ -254,7 +254,7 @@ async def open_venue(url: str, data_dir: Path) -> Venue:
     engine = Engine(data_dir, ManualClock(), sync=False)
     await engine.start()
     venue = Venue(engine, Settlement(engine, pool), pool)
-    await venue.submit(c.Genesis("", True, T0))
+    await venue.submit(c.Genesis("", True, T0, "intl", c.RULES_VERSION))
     body = await venue.submit(c.CreateAccount("issuer", "issuer", "ki"))
     venue.issuer = body["account_id"]
     for i in range(INVESTORS):

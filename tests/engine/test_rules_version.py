@@ -1,0 +1,79 @@
+"""A venue's rules version (commands.RULES_VERSION) is fixed by its Genesis, so a journal
+written before a rule change replays under the rules it was written with."""
+
+from __future__ import annotations
+
+import msgspec
+
+from engine import commands as c
+from engine import markets_commands as mc
+from engine import offerings_commands as oc
+from engine.machine import StateMachine
+
+START_US = 1_767_225_600_000_000  # 2026-01-01
+PRICE = 1_000_000  # 10,000 yuan a share: 5x is 5,000,000 fen, above rules 1's 3,355,442 cap
+
+
+def _venue(rules: int) -> tuple[StateMachine, int]:
+    machine = StateMachine()
+    entries = [
+        c.Genesis("h", True, START_US, "intl", rules),
+        c.CreateAccount("issuer", "issuer", "kis"),
+        c.CreateAccount("investor", "t", "kt", investor_class="institutional"),
+    ]
+    for entry in entries:
+        machine.apply(machine.last_sequence + 1, c.Entry(START_US, 0, entry))
+    trader = 4
+    steps = [
+        (0, c.Deposit(trader, 10**12, "d")),
+        (3, oc.CreateProject("equity", "p", "x", START_US + 30 * 86_400_000_000, {
+            "price": PRICE, "min_quantity": 1, "max_quantity": 100, "lockup_days": 0})),
+        (2, oc.ReviewProject(1, True)),
+        (trader, oc.Subscribe(1, 10)),
+        (2, oc.CloseProject(1)),
+    ]
+    for actor, command in steps:
+        reply = machine.apply(machine.last_sequence + 1, c.Entry(START_US, actor, command))
+        assert reply.status < 300, reply
+    return machine, trader
+
+
+def _sell(machine: StateMachine, trader: int, price: int) -> int:
+    command = mc.PlaceOrder(1, "sell", "limit", price, 1)
+    return machine.apply(machine.last_sequence + 1, c.Entry(START_US, trader, command)).status
+
+
+def test_rules_1_keep_the_old_band_cap_and_rules_2_follow_the_api():
+    old, trader = _venue(1)
+    assert _sell(old, trader, 4_000_000) == 422  # above 3,355,442: price_out_of_band then
+    assert _sell(old, trader, 3_000_000) == 201
+    new, trader = _venue(c.RULES_VERSION)
+    assert _sell(new, trader, 4_000_000) == 201  # inside 5x the price, as API.md says
+    assert _sell(new, trader, 5 * PRICE + 1) == 422
+
+
+def test_a_genesis_journaled_before_rules_existed_decodes_as_rules_1():
+    class OldGenesis(msgspec.Struct, tag="genesis", array_like=True):
+        operator_key_hash: str
+        manual_clock: bool
+        start_time_us: int
+        profile: str = "intl"
+
+    class OldEntry(msgspec.Struct, array_like=True):
+        time_us: int
+        actor: int
+        command: OldGenesis
+
+    payload = msgspec.msgpack.encode(OldEntry(START_US, 0, OldGenesis("h", True, START_US)))
+    entry = c.decode_entry(payload)
+    assert isinstance(entry.command, c.Genesis) and entry.command.rules == 1
+
+
+def test_the_rules_version_is_state_and_survives_a_snapshot():
+    machine, _ = _venue(c.RULES_VERSION)
+    restored = StateMachine()
+    restored.load(machine.arrays(), machine.meta())
+    assert restored.rules == c.RULES_VERSION
+    assert restored.state_hash() == machine.state_hash()
+    older, _ = _venue(1)
+    assert older.state_hash() != machine.state_hash()
