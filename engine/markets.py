@@ -624,7 +624,12 @@ class _Fold:
             if wants(channel):
                 m.machine.publish(channel, order_view(order))
         if levels:
-            for instrument in dict.fromkeys([key[0] for key in levels]):  # in first-seen order
+            keys = iter(levels)
+            instrument = next(keys)[0]
+            # A command concerns one instrument; the general case is kept for safety.
+            touched = ((instrument,) if not any(key[0] != instrument for key in keys)
+                       else dict.fromkeys([key[0] for key in levels]))  # in first-seen order
+            for instrument in touched:
                 m.book_sequences[instrument] += 1
                 channel = f"book:{instrument}"
                 if wants(channel):
