@@ -102,6 +102,5 @@ class MovementLog:
     def release(self, cutoff_sequence: int) -> np.ndarray:
         """Drop (and return a copy of) the movements up to the cutoff, once settled."""
         settled = self.upto(cutoff_sequence).copy()
-        rest = self.table.live()[len(settled):].copy()
-        self.table.load(rest)
+        self.table.drop_front(len(settled))
         return settled

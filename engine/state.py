@@ -68,6 +68,20 @@ class Table:
     def live(self) -> np.ndarray:
         return self.rows[: self.count]
 
+    def drop_front(self, n: int) -> None:
+        """Drop the first ``n`` live rows, moving the rest to the front in place.
+
+        The capacity is kept: a table that is drained and refilled (movements between
+        settlement batches) stops growing once it has reached its high-water mark, instead of
+        shrinking and growing back through every doubling (each a copy into fresh pages).
+        """
+        if not 0 <= n <= self.count:
+            raise ValueError(f"cannot drop {n} of {self.count} rows")
+        rest = self.count - n
+        self.rows[:rest] = self.rows[n:self.count]  # numpy copies overlapping ranges safely
+        self.rows[rest:self.count] = 0  # rows past the count are zero (append relies on it)
+        self.count = rest
+
     def load(self, rows: np.ndarray) -> None:
         if rows.dtype != self.dtype:
             raise ValueError(f"snapshot dtype {rows.dtype} does not match {self.dtype}")

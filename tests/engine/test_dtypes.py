@@ -1,5 +1,6 @@
 """The state's dtypes are a snapshot format: their sizes and offsets are pinned here."""
 
+import numpy as np
 import pytest
 
 from engine.kernels.layout import (
@@ -35,3 +36,23 @@ def test_layout_is_pinned(dtype, size, offsets):
     assert dtype.itemsize == size
     assert {name: dtype.fields[name][1] for name in dtype.names} == offsets
 
+
+
+def test_dropping_the_front_keeps_the_rest_in_order_and_the_capacity():
+    from engine.movements import MOVEMENT_DTYPE, MovementLog
+
+    log = MovementLog()
+    for n in range(3000):
+        log.record(sequence=1 + n // 3, kind=1, debit_account=2, credit_account=3, asset=0,
+                   amount=1 + n)
+    capacity = len(log.table.rows)
+    settled = log.release(500)  # sequences 1..500: the first 1500 movements
+    assert settled["amount"].tolist() == list(range(1, 1501))
+    assert log.table.live()["amount"].tolist() == list(range(1501, 3001))
+    assert log.table.live()["movement_id"].tolist() == list(range(1501, 3001))
+    assert len(log.table.rows) == capacity
+    assert not log.table.rows[log.table.count:].view(np.uint8).any()  # the tail is zero again
+    log.record(sequence=1001, kind=1, debit_account=2, credit_account=3, asset=0, amount=7)
+    assert log.table.live()["amount"].tolist()[-2:] == [3000, 7]
+    assert log.table.rows.dtype == MOVEMENT_DTYPE
+    assert len(log.release(10_000)) == 1501 and log.table.count == 0
