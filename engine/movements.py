@@ -58,11 +58,16 @@ MOVEMENT_DTYPE = np.dtype(
 )
 
 
+MOVEMENTS_CAPACITY = 1 << 20
+
+
 class MovementLog:
     """Unsettled movements in a growable table, oldest first."""
 
     def __init__(self) -> None:
-        self.table = Table(MOVEMENT_DTYPE)
+        # Room for a busy settlement interval from the start (64 MiB of address space, resident
+        # only as used): growing a big table copies it on the exchange's thread.
+        self.table = Table(MOVEMENT_DTYPE, MOVEMENTS_CAPACITY)
         self.next_id = 1
 
     def record(self, sequence: int, kind: int, debit_account: int, credit_account: int,

@@ -37,6 +37,7 @@ SNAPSHOTS_KEPT = 3
 # Snapshots taken while the exchange runs are written by a forked child (see _fork_snapshot);
 # without fork (or with this off) by a thread, from copies taken between batches.
 SNAPSHOT_IN_CHILD = hasattr(os, "fork")
+SNAPSHOT_NICE = 19  # the writer child's scheduling niceness (lowest priority)
 
 BatchObserver = Callable[[int, float], None]
 EventsObserver = Callable[[list], None]
@@ -328,6 +329,7 @@ class Engine:
             signal.set_wakeup_fd(-1)  # a signal sent to the child must not wake the parent
             for number in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(number, signal.SIG_DFL)
+            os.nice(SNAPSHOT_NICE)  # background work: the exchange's thread comes first
             self._write_snapshot(sequence, self.machine.arrays(), self.machine.meta)
             code = 0
         except BaseException:

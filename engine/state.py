@@ -44,7 +44,11 @@ class Table:
 
     def __init__(self, dtype: np.dtype, capacity: int = TABLE_CAPACITY_MIN) -> None:
         self.dtype = dtype
-        self.rows = np.zeros(max(capacity, 1), dtype=dtype)
+        self.capacity_min = max(capacity, 1)
+        # np.zeros takes zeroed pages from the OS untouched: a large first capacity costs
+        # address space, and memory only as rows are used (one page fault per page, spread
+        # over the appends rather than all at once in a doubling's copy).
+        self.rows = np.zeros(self.capacity_min, dtype=dtype)
         self.count = 0
 
     def ensure(self, needed: int) -> None:
@@ -85,7 +89,7 @@ class Table:
     def load(self, rows: np.ndarray) -> None:
         if rows.dtype != self.dtype:
             raise ValueError(f"snapshot dtype {rows.dtype} does not match {self.dtype}")
-        self.rows = np.zeros(max(len(rows), TABLE_CAPACITY_MIN), dtype=self.dtype)
+        self.rows = np.zeros(max(len(rows), self.capacity_min), dtype=self.dtype)
         self.rows[: len(rows)] = rows
         self.count = len(rows)
 
