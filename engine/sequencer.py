@@ -343,7 +343,12 @@ class Engine:
         raise AssertionError("unreachable")  # for type checkers: os._exit does not return
 
     async def _snapshot_in_child(self, sequence: int, pid: int) -> None:
-        _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+        try:
+            _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+        except ChildProcessError:  # reaped by someone else: its outcome is unknown
+            log.warning("the snapshot writer (pid %d) was reaped elsewhere; the snapshot of "
+                        "sequence %d is not counted as written", pid, sequence)
+            return
         if os.waitstatus_to_exitcode(status) != 0:
             log.error("the snapshot writer (pid %d) failed with status %d; the journal stays "
                       "the record", pid, os.waitstatus_to_exitcode(status))

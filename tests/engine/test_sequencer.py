@@ -270,3 +270,26 @@ async def test_an_apply_failure_stops_the_engine_and_says_what_was_recorded(tmp_
         assert "recorded" in refused.value.message
     assert engine.failed is not None and calls == [1]
     assert [sequence for sequence, _ in engine._journal.read(0)] == [1, 2, 3]
+
+
+async def test_a_snapshot_child_reaped_elsewhere_is_not_counted_as_written(
+        tmp_path: Path, monkeypatch, caplog):
+    monkeypatch.setattr(sequencer, "SNAPSHOT_IN_CHILD", True)
+    real_waitpid = sequencer.os.waitpid
+
+    def reaped_first(pid: int, options: int):
+        real_waitpid(pid, options)  # as a child watcher elsewhere in the process would
+        raise ChildProcessError(10, "No child processes")
+
+    monkeypatch.setattr(sequencer.os, "waitpid", reaped_first)
+    engine = Engine(tmp_path, WallClock(), snapshot_every=1)
+    await engine.start()
+    ids = await _venue(engine, 1)
+    assert (await engine.submit(c.Deposit(ids[0], 5, "d"))).status == 201
+    await engine._snapshot_task
+    assert "reaped elsewhere" in caplog.text and engine.failed is None
+    assert engine._snapshotted < engine.machine.last_sequence
+    live_hash = engine.machine.state_hash()
+    await engine.stop()  # so the clean stop writes one itself
+    again = Engine(tmp_path, WallClock())
+    assert again.recover() == 0 and again.machine.state_hash() == live_hash
