@@ -624,11 +624,12 @@ class _Fold:
             if wants(channel):
                 m.machine.publish(channel, order_view(order))
         if levels:
-            keys = iter(levels)
-            instrument = next(keys)[0]
-            # A command concerns one instrument; the general case is kept for safety.
-            touched = ((instrument,) if not any(key[0] != instrument for key in keys)
-                       else dict.fromkeys([key[0] for key in levels]))  # in first-seen order
+            instrument = next(iter(levels))[0]
+            touched: Any = (instrument,)  # a command concerns one instrument; in case not:
+            for key in levels:  # (a plain loop: a generator per command costs more)
+                if key[0] != instrument:
+                    touched = dict.fromkeys([key[0] for key in levels])  # first-seen order
+                    break
             for instrument in touched:
                 m.book_sequences[instrument] += 1
                 channel = f"book:{instrument}"
