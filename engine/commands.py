@@ -24,7 +24,7 @@ from settlement.commands import SETTLEMENT_COMMANDS
 # with (a Genesis written before versions existed decodes as 1).
 #   1: secondary price bands capped at 3,355,442 fen
 #   2: no cap (5x the reference, as API.md says); an order too far from its book's prices for
-#      one dense ladder is refused price_too_far
+#      one dense ladder is refused price_too_far; accepted cn2015 offers are on the trade tape
 RULES_VERSION = 2
 
 

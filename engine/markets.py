@@ -337,6 +337,19 @@ class Markets:
             oldest, _ = self.finished.popitem(last=False)
             self.orders.pop(oldest, None)
 
+    def record_trade(self, instrument: int, trade_id: int, price: int, quantity: int,
+                     taker_side: str) -> None:
+        """Put a trade made outside the book (an accepted ``cn2015`` offer) on the instrument's
+        tape and candles, and publish it like a matched one."""
+        tape = self.tapes.get(instrument)
+        if tape is None:
+            tape = self.tapes[instrument] = Tape(instrument)
+        trade = TradeRecord(trade_id, price, quantity, taker_side, self.machine.now_us, 0, 0)
+        tape.record(trade)
+        channel = f"trades:{instrument}"
+        if self.machine.wants(channel):
+            self.machine.publish(channel, trade_view(trade))
+
     def level_quantity(self, instrument: int, side: int, price: int) -> int:
         row = self.engine.instruments[instrument]
         offset = price - int(row["ladder_lo"])

@@ -314,6 +314,10 @@ class Offers:
             machine.credit_cash(machine.fee_account_id, fee, mv.TRADE_FEE, seller)
         self._add_young(buyer, instrument, quantity)
         trade_id = self._next_trade_id()
+        if machine.rules >= 2:  # commands.RULES_VERSION: offer trades are on the tape
+            machine.component("markets").record_trade(
+                instrument, trade_id, offer.price, quantity,
+                "buy" if offer.side == "sell" else "sell")  # the acceptor takes
         offer.filled += quantity
         offer.trades.append((trade_id, quantity, machine.now_us))
         del offer.trades[:-TRADES_PER_OFFER_MAX]

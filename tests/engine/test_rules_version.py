@@ -14,18 +14,20 @@ START_US = 1_767_225_600_000_000  # 2026-01-01
 PRICE = 1_000_000  # 10,000 yuan a share: 5x is 5,000,000 fen, above rules 1's 3,355,442 cap
 
 
-def _venue(rules: int) -> tuple[StateMachine, int]:
+def _venue(rules: int, profile: str = "intl") -> tuple[StateMachine, int]:
     machine = StateMachine()
     entries = [
-        c.Genesis("h", True, START_US, "intl", rules),
+        c.Genesis("h", True, START_US, profile, rules),
         c.CreateAccount("issuer", "issuer", "kis"),
         c.CreateAccount("investor", "t", "kt", investor_class="institutional"),
+        c.CreateAccount("investor", "u", "ku", investor_class="institutional"),
     ]
     for entry in entries:
         machine.apply(machine.last_sequence + 1, c.Entry(START_US, 0, entry))
     trader = 4
     steps = [
         (0, c.Deposit(trader, 10**12, "d")),
+        (0, c.Deposit(trader + 1, 10**12, "d")),
         (3, oc.CreateProject("equity", "p", "x", START_US + 30 * 86_400_000_000, {
             "price": PRICE, "min_quantity": 1, "max_quantity": 100, "lockup_days": 0})),
         (2, oc.ReviewProject(1, True)),
@@ -77,3 +79,23 @@ def test_the_rules_version_is_state_and_survives_a_snapshot():
     assert restored.state_hash() == machine.state_hash()
     older, _ = _venue(1)
     assert older.state_hash() != machine.state_hash()
+
+
+def _apply(machine: StateMachine, actor: int, command) -> object:
+    return machine.apply(machine.last_sequence + 1, c.Entry(machine.now_us, actor, command))
+
+
+def test_accepted_offers_reach_the_tape_only_under_rules_2():
+    from engine import offers_commands as ofc
+
+    tapes = {}
+    for rules in (1, c.RULES_VERSION):
+        machine, seller = _venue(rules, "cn2015")
+        assert _apply(machine, 0, c.AdvanceClock(8 * 86_400)).status == 200  # past T+5
+        posted = _apply(machine, seller, ofc.PostOffer(1, "sell", PRICE, 3))
+        assert posted.status == 201, posted
+        taken = _apply(machine, seller + 1, ofc.AcceptOffer(posted.body["offer_id"], 2))
+        assert taken.status == 200, taken
+        tape = machine.component("markets").tapes.get(1)
+        tapes[rules] = [(t.price, t.quantity, t.taker_side) for t in tape.trades] if tape else []
+    assert tapes == {1: [], c.RULES_VERSION: [(PRICE, 2, "buy")]}

@@ -124,6 +124,13 @@ async def test_sell_offer_reserves_units_and_an_accept_trades_with_the_seller_fe
         (mv.TRADE_FEE, s, f, mv.CASH, fee(notional))]
     me = await venue.me(seller)
     assert me["cash_withdrawable"] == me["cash_available"] - seller_cash[2] - notional
+    # The trade is on the instrument's tape and candles like a matched one (the acceptor took).
+    tape = (await venue.call("GET", f"/v1/instruments/{inst}/trades", None, expect=200))[1]
+    assert [(t["trade_id"], t["price"], t["quantity"], t["taker_side"]) for t in tape] == [
+        (trade["trade_id"], 11_00, 40, "buy")]
+    candles = (await venue.call("GET", f"/v1/instruments/{inst}/candles?interval=1d", None,
+                                expect=200))[1]
+    assert [(c["open"], c["close"], c["volume"]) for c in candles] == [(11_00, 11_00, 40)]
 
     assert await venue.error("POST", f"/v1/offers/{offer['offer_id']}/accept", buyer,
                              {"quantity": 61}) == (422, "exceeds_remaining")
@@ -158,6 +165,9 @@ async def test_buy_offer_reserves_cash_and_is_filled_by_a_holder(cn_market):
     # Trade ids share the order book's counter.
     markets = venue.machine.component("markets")
     assert int(markets.engine.counters[C_NEXT_TRADE]) == second["trade_id"] + 1
+    tape = (await venue.call("GET", f"/v1/instruments/{inst}/trades", None, expect=200))[1]
+    assert [(t["trade_id"], t["quantity"], t["taker_side"]) for t in tape] == [
+        (second["trade_id"], 30, "sell"), (first["trade_id"], 20, "sell")]  # newest first
 
 
 async def test_cancelling_a_buy_offer_releases_the_rest_of_its_cash(cn_market):
