@@ -13,6 +13,7 @@ import msgspec
 TRADES_KEPT = 1000  # per instrument
 CANDLES_KEPT = 1000  # per instrument and interval
 INTERVALS_US = {"1m": 60_000_000, "1h": 3_600_000_000, "1d": 86_400_000_000}
+_SHORTEST_US = min(INTERVALS_US.values())
 
 
 class TradeRecord(msgspec.Struct, array_like=True, gc=False):
@@ -59,30 +60,22 @@ class Tape:
     def record(self, trade: TradeRecord) -> None:
         self.trades.append(trade)
         price, quantity, time_us = trade.price, trade.quantity, trade.time_us
-        if self._live_start <= time_us < self._live_end:
-            for candle in self._live:
-                if price > candle.high:
-                    candle.high = price
-                elif price < candle.low:
-                    candle.low = price
-                candle.close = price
-                candle.volume += quantity
-            return
-        for name, width in INTERVALS_US.items():
-            start = time_us - time_us % width
-            series = self.candles[name]
-            if series and series[-1].start_us == start:
-                candle = series[-1]
-                candle.high = max(candle.high, price)
-                candle.low = min(candle.low, price)
-                candle.close = price
-                candle.volume += quantity
-            else:
-                series.append(Candle(start, price, price, price, price, quantity))
-        shortest = min(INTERVALS_US.values())
-        self._live = tuple(series[-1] for series in self.candles.values())
-        self._live_start = time_us - time_us % shortest
-        self._live_end = self._live_start + shortest
+        if not self._live_start <= time_us < self._live_end:  # a new minute: new candles
+            for name, width in INTERVALS_US.items():
+                start = time_us - time_us % width
+                series = self.candles[name]
+                if not series or series[-1].start_us != start:
+                    series.append(Candle(start, price, price, price, price, 0))
+            self._live = tuple(series[-1] for series in self.candles.values())
+            self._live_start = time_us - time_us % _SHORTEST_US
+            self._live_end = self._live_start + _SHORTEST_US
+        for candle in self._live:
+            if price > candle.high:
+                candle.high = price
+            elif price < candle.low:
+                candle.low = price
+            candle.close = price
+            candle.volume += quantity
 
     def recent(self, limit: int) -> list[TradeRecord]:
         """Newest first."""

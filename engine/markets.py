@@ -338,13 +338,14 @@ class Markets:
             self.orders.pop(oldest, None)
 
     def record_trade(self, instrument: int, trade_id: int, price: int, quantity: int,
-                     taker_side: str) -> None:
-        """Put a trade made outside the book (an accepted ``cn2015`` offer) on the instrument's
-        tape and candles, and publish it like a matched one."""
+                     taker_side: str, buy_order_id: int = 0, sell_order_id: int = 0) -> None:
+        """Put a trade on the instrument's tape and candles and publish it: each fill of the
+        book, and trades made outside it (an accepted ``cn2015`` offer, with no order ids)."""
         tape = self.tapes.get(instrument)
         if tape is None:
             tape = self.tapes[instrument] = Tape(instrument)
-        trade = TradeRecord(trade_id, price, quantity, taker_side, self.machine.now_us, 0, 0)
+        trade = TradeRecord(trade_id, price, quantity, taker_side, self.machine.now_us,
+                            buy_order_id, sell_order_id)
         tape.record(trade)
         channel = f"trades:{instrument}"
         if self.machine.wants(channel):
@@ -679,12 +680,8 @@ class _Fold:
         buyer, seller = (taker, maker) if taker_side == k.SIDE_BUY else (maker, taker)
         m._trade_movements(self.movements, sequence, instrument, buyer.account_id,
                            seller.account_id, price, qty)
-        trade = TradeRecord(trade_id, price, qty, SIDE_NAMES[taker_side], m.machine.now_us,
-                            buyer.order_id, seller.order_id)
-        m.tapes[instrument].record(trade)
-        channel = f"trades:{instrument}"
-        if m.machine.wants(channel):
-            m.machine.publish(channel, trade_view(trade))
+        m.record_trade(instrument, trade_id, price, qty, SIDE_NAMES[taker_side],
+                       buyer.order_id, seller.order_id)
 
     def publish_books(self) -> None:
         """Book updates with each level's quantity as of its command: the quantity now, less

@@ -107,7 +107,7 @@ class Engine:
         self._journal: FileJournal | None = None
         self._queue: asyncio.Queue[_Pending | None] | None = None
         self._task: asyncio.Task | None = None
-        self._since_snapshot = 0
+        self._snapshot_started = 0  # the sequence the last snapshot begun was taken at
         self._snapshotted = -1  # the sequence of the last snapshot known to be written
         self._snapshot_task: asyncio.Task | None = None
         self._next_sequence = 0  # the sequence the next journaled command gets (set by _run)
@@ -140,6 +140,7 @@ class Engine:
             self.machine.apply(sequence, c.decode_entry(payload))
             replayed += 1
         self.machine.outbox.clear()  # updates of the past: clients get fresh snapshots
+        self._snapshot_started = self.machine.last_sequence
         return replayed
 
     async def start(self) -> None:
@@ -294,18 +295,18 @@ class Engine:
                 self.on_events(events)
         if self._on_batch is not None:
             self._on_batch(len(journaled.batch), fsync_seconds)
-        self._since_snapshot += len(journaled.batch)
 
     def _maybe_snapshot(self) -> None:
-        if self._since_snapshot >= self.snapshot_every and (
+        sequence = self.machine.last_sequence
+        if sequence - self._snapshot_started >= self.snapshot_every and (
                 self._snapshot_task is None or self._snapshot_task.done()):
             # Taken here, between batches. The journal is the record: a snapshot only shortens
             # recovery, so one that fails is logged, not a reason to stop taking commands. At
             # most one is in flight (a slow disk only spaces snapshots further apart).
-            self._since_snapshot = 0
+            self._snapshot_started = sequence
             if SNAPSHOT_IN_CHILD:
                 self._snapshot_task = asyncio.create_task(
-                    self._snapshot_in_child(self.machine.last_sequence, self._fork_snapshot()),
+                    self._snapshot_in_child(sequence, self._fork_snapshot()),
                     name="crowdex-snapshot")
             else:
                 copy = self._snapshot_copy()
@@ -340,7 +341,6 @@ class Engine:
                 pass
         finally:
             os._exit(code)
-        raise AssertionError("unreachable")  # for type checkers: os._exit does not return
 
     async def _snapshot_in_child(self, sequence: int, pid: int) -> None:
         try:

@@ -93,11 +93,21 @@ class Connection:
     def encode(self, message: dict) -> bytes:
         return _msgpack.encode(message) if self.binary else _json.encode(message)
 
+    def send_error(self, request_id: Any, code: str, message: str) -> None:
+        self.send({"type": "error", "request_id": request_id, "code": code,
+                   "message": message})
+
     def answered(self) -> None:
         self.inflight -= 1
         room = self.room
         if room is not None and not room.done():
             room.set_result(None)
+
+    async def inflight_below(self, limit: int) -> None:
+        """Wait until fewer than ``limit`` orders/cancels await their answers."""
+        while self.inflight >= limit:
+            self.room = asyncio.get_running_loop().create_future()
+            await self.room
 
 
 class Hub:
@@ -213,15 +223,12 @@ async def _handle_message(hub: Hub, conn: Connection, message: dict) -> None:
         elif op in hub.ops:
             if conn.account is None:
                 raise CrowdexError("unauthorized", "authenticate first")
-            while conn.inflight >= INFLIGHT_MAX:
-                conn.room = asyncio.get_running_loop().create_future()
-                await conn.room
+            await conn.inflight_below(INFLIGHT_MAX)
             _submit_op(conn, hub.ops[op], message)
         else:
             raise CrowdexError("invalid_field", f"unknown op {op!r}")
     except CrowdexError as error:
-        conn.send({"type": "error", "request_id": request_id, "code": error.code,
-                   "message": error.message})
+        conn.send_error(request_id, error.code, error.message)
         if op == "auth":
             conn.close_after_drain = True
 
@@ -238,8 +245,7 @@ def _submit_op(conn: Connection, handler: OpHandler, message: dict) -> None:
             command, conn.account.account_id,
             functools.partial(_acked, conn, ack_type, field_name, request_id))
     except CrowdexError as error:
-        conn.send({"type": "error", "request_id": request_id, "code": error.code,
-                   "message": error.message})
+        conn.send_error(request_id, error.code, error.message)
         return
     conn.inflight += 1
 
@@ -248,12 +254,10 @@ def _acked(conn: Connection, ack_type: str, field_name: str, request_id: Any,
            outcome: Any) -> None:
     conn.answered()
     if isinstance(outcome, CrowdexError):
-        conn.send({"type": "error", "request_id": request_id, "code": outcome.code,
-                   "message": outcome.message})
+        conn.send_error(request_id, outcome.code, outcome.message)
     elif outcome.status >= 400:
         detail = outcome.body["error"]
-        conn.send({"type": "error", "request_id": request_id, "code": detail["code"],
-                   "message": detail["message"]})
+        conn.send_error(request_id, detail["code"], detail["message"])
     else:
         conn.send({"type": ack_type, field_name: outcome.body, "request_id": request_id})
 
@@ -357,8 +361,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             try:
                 message = _decode(msg)
             except CrowdexError as error:
-                conn.send({"type": "error", "request_id": None, "code": error.code,
-                           "message": error.message})
+                conn.send_error(None, error.code, error.message)
                 continue
             handler = ops.get(message.get("op"))
             if handler is not None and conn.account is not None and conn.inflight < INFLIGHT_MAX:
@@ -367,9 +370,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 await _handle_message(hub, conn, message)
     finally:
         hub.drop(conn)
-        while conn.inflight > 0 and not writer.done():  # answers still due go out first
-            conn.room = asyncio.get_running_loop().create_future()
-            await conn.room
+        if not writer.done():
+            await conn.inflight_below(1)  # answers still due go out first
         if not writer.done():
             writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
