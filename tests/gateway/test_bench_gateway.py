@@ -11,33 +11,47 @@ from bench import gateway
 
 def test_the_gateway_bench_runs_and_every_order_is_acknowledged(
         capsys: pytest.CaptureFixture[str]) -> None:
-    assert gateway.main(["--seconds", "0.3", "--rates", "400", "--json"]) == 0
+    assert gateway.main(["--seconds", "0.3", "--rates", "400", "--repeat", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    runs = {(r["run"], r["mode"], r["offered"]): r for r in result["runs"]}
-    # At saturation the echo and the gateway in both modes; at 400/s the echo (ws) and both.
-    assert len(runs) == 7
-    for run in runs.values():
+    rows = result["runs"]
+    # At saturation the echo and the gateway in both modes; at 400/s the echo and the gateway
+    # over the WebSocket twice each (--repeat 2), then the gateway over HTTP once.
+    assert [(r["run"], r["mode"], r["offered"]) for r in rows] == [
+        ("bare aiohttp echo", "http", "saturation"), ("crowdex gateway", "http", "saturation"),
+        ("bare aiohttp echo", "ws", "saturation"), ("crowdex gateway", "ws", "saturation"),
+        *[("bare aiohttp echo", "ws", 400), ("crowdex gateway", "ws", 400)] * 2,
+        ("crowdex gateway", "http", 400)]
+    for run in rows:
         assert run["errors"] == 0 and run["error_codes"] == {}, run
         assert run["ok"] == run["sent"] > 0
         assert run["p50_us"] <= run["p99_us"] <= run["p999_us"] <= run["max_us"]
-    for mode in ("http", "ws"):
-        # A paced run sends exactly rate x seconds requests, each due at its own time.
-        assert runs[("crowdex gateway", mode, 400)]["sent"] == 120
-    assert runs[("bare aiohttp echo", "ws", 400)]["sent"] == 120
-    assert result["figures"]["ws_echo_p99_us_at_400"] == runs[("bare aiohttp echo", "ws", 400)][
-        "p99_us"]
+        if run["offered"] == 400:
+            # A paced run sends exactly rate x seconds requests, each due at its own time.
+            assert run["sent"] == 120
     figures = result["figures"]
-    assert figures["ws_orders_per_sec"] == runs[("crowdex gateway", "ws", "saturation")][
-        "ok_per_sec"]
+    paced = {name: [r["p99_us"] for r in rows if r["offered"] == 400 and r["mode"] == "ws"
+                    and r["run"] == name] for name in ("bare aiohttp echo", "crowdex gateway")}
+    assert figures["ws_echo_p99_us_at_400_runs"] == paced["bare aiohttp echo"]
+    assert figures["ws_p99_us_at_400_runs"] == paced["crowdex gateway"]
+    # The figure is the median (the lower one of two).
+    assert figures["ws_echo_p99_us_at_400"] == min(paced["bare aiohttp echo"])
+    assert figures["ws_p99_us_at_400"] == min(paced["crowdex gateway"])
+    assert figures["http_p99_us_at_400"] == rows[-1]["p99_us"]
+    assert figures["ws_orders_per_sec"] == rows[3]["ok_per_sec"]
     assert 0 < figures["http_ratio_to_echo"] and 0 < figures["ws_ratio_to_echo"]
-    for key, run in runs.items():
-        if key[0] == "crowdex gateway":
+    for run in rows:
+        if run["run"] == "crowdex gateway":
             # The server's fsync calls during the run: every acknowledged order was fsynced,
             # in group commits, so there are at least one and at most as many as orders.
             assert 1 <= run["fsync"]["count"] <= run["ok"], run
             assert run["fsync"]["p50_ms"] <= run["fsync"]["p99_ms"], run
         else:
             assert "fsync" not in run
+
+
+def test_repeat_must_be_positive() -> None:
+    with pytest.raises(SystemExit):
+        gateway.main(["--repeat", "0"])
 
 
 def test_fsync_quantiles_from_histogram_deltas() -> None:
