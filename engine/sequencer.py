@@ -18,6 +18,7 @@ import signal
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,11 @@ SNAPSHOTS_KEPT = 3
 # without fork (or with this off) by a thread, from copies taken between batches.
 SNAPSHOT_IN_CHILD = hasattr(os, "fork")
 SNAPSHOT_NICE = 19  # the writer child's scheduling niceness (lowest priority)
+# The journal's own thread asks for a real-time priority (SCHED_FIFO, the lowest level): it
+# sleeps in write and fsync nearly all the time, and when an fsync returns it should run at
+# once, not wait for a time slice behind the busy event loop and the clients on a small machine.
+# Best effort: without the privilege (CAP_SYS_NICE) it runs at normal priority.
+JOURNAL_THREAD_REALTIME = os.environ.get("CROWDEX_JOURNAL_REALTIME", "1") != "0"
 
 BatchObserver = Callable[[int, float], None]
 EventsObserver = Callable[[list], None]
@@ -105,6 +111,7 @@ class Engine:
         self.on_events = on_events
         self._on_fsync = on_fsync  # called from the journal's thread
         self._journal: FileJournal | None = None
+        self._writer: ThreadPoolExecutor | None = None  # the journal's one thread
         self._queue: asyncio.Queue[_Pending | None] | None = None
         self._task: asyncio.Task | None = None
         self._snapshot_started = 0  # the sequence the last snapshot begun was taken at
@@ -147,6 +154,9 @@ class Engine:
         if self._journal is None:
             await asyncio.to_thread(self.recover)
         self._queue = asyncio.Queue(QUEUE_DEPTH_MAX)
+        # Its own thread, so an append never waits behind other work in the loop's pool.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="crowdex-journal",
+                                          initializer=_journal_thread_priority)
         self._accepting = True
         self._task = asyncio.create_task(self._run(), name="crowdex-sequencer")
 
@@ -158,6 +168,8 @@ class Engine:
         await self._queue.put(None)
         await self._task
         self._task = None
+        self._writer.shutdown(wait=True)
+        self._writer = None
         if self._snapshot_task is not None:
             await self._snapshot_task
             self._snapshot_task = None
@@ -278,7 +290,8 @@ class Engine:
         journaled = _Journaled(batch, entries, first_sequence, time.perf_counter(), None)
         # Handed to the thread now (a to_thread task would start only when this task yields,
         # that is after the batch before it is applied: no overlap).
-        journaled.done = asyncio.get_running_loop().run_in_executor(None, self._journal.append,
+        journaled.done = asyncio.get_running_loop().run_in_executor(self._writer,
+                                                                    self._journal.append,
                                                                     records)
         return journaled
 
@@ -372,6 +385,18 @@ class Engine:
             self._write_snapshot(sequence, arrays, meta)
         except Exception:
             log.exception("the snapshot of sequence %d could not be written", sequence)
+
+
+def _journal_thread_priority() -> None:
+    """Run in the journal's thread as it starts: ask for SCHED_FIFO (see
+    ``JOURNAL_THREAD_REALTIME``); the scheduler call applies to the calling thread."""
+    if not JOURNAL_THREAD_REALTIME or not hasattr(os, "sched_setscheduler"):
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(os.sched_get_priority_min(
+            os.SCHED_FIFO)))
+    except OSError as error:
+        log.info("the journal thread keeps a normal priority (%s)", error)
 
 
 def replay_from_empty(data_dir: Path, upto: int | None = None) -> StateMachine:

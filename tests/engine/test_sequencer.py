@@ -293,3 +293,51 @@ async def test_a_snapshot_child_reaped_elsewhere_is_not_counted_as_written(
     await engine.stop()  # so the clean stop writes one itself
     again = Engine(tmp_path, WallClock())
     assert again.recover() == 0 and again.machine.state_hash() == live_hash
+
+
+def _can_run_realtime() -> bool:
+    """Whether this process may give a thread SCHED_FIFO (tried on a throwaway thread)."""
+    import os
+    import threading
+
+    outcome = []
+
+    def probe() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(
+                os.sched_get_priority_min(os.SCHED_FIFO)))
+            outcome.append(True)
+        except OSError:
+            outcome.append(False)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    return outcome[0]
+
+
+@pytest.mark.parametrize("realtime", [True, False])
+async def test_the_journal_has_its_own_thread_at_realtime_priority_when_allowed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, realtime: bool):
+    import os
+    import threading
+
+    monkeypatch.setattr(sequencer, "JOURNAL_THREAD_REALTIME", realtime)
+    writers: list[tuple[str, int]] = []
+    original = sequencer.FileJournal.append
+
+    def append(journal, records):
+        writers.append((threading.current_thread().name, os.sched_getscheduler(0)))
+        return original(journal, records)
+
+    monkeypatch.setattr(sequencer.FileJournal, "append", append)
+    engine = Engine(tmp_path, WallClock())
+    await engine.start()
+    await _venue(engine, 2)
+    await engine.stop()
+    assert len(writers) >= 3
+    # Every append ran on the journal's one thread, never in the loop's shared pool.
+    assert {name for name, _ in writers} == {"crowdex-journal_0"}
+    expected = os.SCHED_FIFO if realtime and _can_run_realtime() else os.SCHED_OTHER
+    assert {policy for _, policy in writers} == {expected}
+    assert engine._writer is None  # stopped with the engine
