@@ -49,6 +49,12 @@ def parse_time_us(text: str) -> int:
     return (delta.days * 86_400 + delta.seconds) * US_PER_SECOND + delta.microseconds
 
 
+# The latest time the exchange clock may reach. ISO 8601 text (and datetime) ends with the year
+# 9999, and a venue computes dates up to about a century past its clock (a lock-up of 36,500
+# days, a loan's schedule), so the clock stops well short of it.
+TIME_US_MAX = parse_time_us("9800-01-01T00:00:00Z")
+
+
 @functools.lru_cache(maxsize=4096)  # every order and trade of a batch shares one stamp
 def format_time_us(time_us: int) -> str:
     """Microseconds since the epoch as ISO 8601 UTC (``2026-01-01T00:00:00Z``)."""

@@ -25,7 +25,9 @@ from settlement.commands import SETTLEMENT_COMMANDS
 #   1: secondary price bands capped at 3,355,442 fen
 #   2: no cap (5x the reference, as API.md says); an order too far from its book's prices for
 #      one dense ladder is refused price_too_far; accepted cn2015 offers are on the trade tape
-RULES_VERSION = 2
+#   3: the venue holds at most CASH_TOTAL_MAX fen (2^53) in all: a deposit past it is refused
+#      limit_exceeded (before, int64 balances could wrap)
+RULES_VERSION = 3
 
 
 class Genesis(msgspec.Struct, tag="genesis", array_like=True):

@@ -18,6 +18,7 @@ import numpy as np
 
 from engine import commands as c
 from engine import movements as mv
+from engine.clock import TIME_US_MAX, format_time_us
 from engine.errors import CrowdexError
 from engine.snapshot import state_hash
 from engine.state import Balances
@@ -29,6 +30,10 @@ INVESTOR_CLASSES = {"retail": 1, "qualified": 2, "institutional": 3}
 # Idempotency keys are kept at least this long (API.md: at least 24 h), and at most this many.
 IDEMPOTENCY_TTL_US = 24 * 3600 * 1_000_000
 IDEMPOTENCY_KEYS_MAX = 2_000_000
+# All the cash in the venue, in fen (API.md's bound on any amount). Deposits are the only way
+# cash comes in and every balance, reservation and total is a part of it, so no int64 column
+# can overflow and every figure a client reads is an exact JSON number.
+CASH_TOTAL_MAX = 2**53
 
 
 class Reply(msgspec.Struct, array_like=True):
@@ -353,6 +358,10 @@ class StateMachine:
         first = self._check_reference(cmd.account_id, cmd.reference, fingerprint)
         if first is not None:
             return first
+        if (self.rules >= 3  # commands.RULES_VERSION: older journals replay as they were
+                and self.deposits_total - self.withdrawals_total + cmd.amount > CASH_TOTAL_MAX):
+            raise CrowdexError("limit_exceeded",
+                               f"the venue holds at most {CASH_TOTAL_MAX} fen in all")
         rows = self.balances.accounts.rows
         rows[cmd.account_id]["cash_available"] += cmd.amount
         self.deposits_total += cmd.amount
@@ -387,6 +396,9 @@ class StateMachine:
     def _advance_clock(self, cmd: c.AdvanceClock, actor: int) -> Reply:
         if not self.manual_clock:
             raise CrowdexError("clock_not_manual", "the exchange runs on the wall clock")
+        if self.now_us + cmd.seconds * 1_000_000 > TIME_US_MAX:
+            raise CrowdexError("invalid_field", "advance_seconds would move the clock past "
+                               f"{format_time_us(TIME_US_MAX)}")
         self.now_us += cmd.seconds * 1_000_000
         return Reply(200, {"now_us": self.now_us})
 

@@ -163,7 +163,7 @@ def create_app(config: Config) -> web.Application:
         for op, handler in getattr(module, "WS_OPS", {}).items():
             app[keys.HUB].register_op(op, handler)
     app.router.add_get("/v1/ws", ws.websocket)
-    app.router.add_static("/static/", system.STATIC_DIR)
+    app.router.add_get("/static/{filename:.+}", system.static_file)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(engine_ctx)
     return app

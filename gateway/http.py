@@ -27,6 +27,9 @@ T = TypeVar("T")
 _json_encoder = msgspec.json.Encoder()
 _msgpack_encoder = msgspec.msgpack.Encoder()
 _field_re = re.compile(r"`([^`]*)`")
+# ASCII only: str.isdigit() also accepts "²" or "①", which int() refuses. Sixteen digits cover
+# 2^53 and keep int() far from its limit on digits.
+_uint_re = re.compile(r"[0-9]{1,16}\Z")
 
 PRINCIPAL_KEY = "crowdex_principal"
 KEY_HASHES_CACHED = 8192
@@ -56,7 +59,7 @@ def decode(raw: bytes, schema: type[T], content_type: str) -> T:
         return msgspec.json.decode(raw, type=schema)
     except msgspec.ValidationError as error:
         raise _validation_error(error) from None
-    except msgspec.DecodeError as error:
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:  # msgpack str: bad UTF-8
         code = "invalid_json" if content_type != MSGPACK else "invalid_field"
         raise CrowdexError(code, f"the body could not be decoded: {error}") from None
 
@@ -73,20 +76,26 @@ async def body(request: web.Request, schema: type[T]) -> T:
     return decode(await request.read(), schema, request.content_type)
 
 
+def parse_uint(text: str) -> int | None:
+    """A URL's unsigned decimal (an id, a limit): up to 16 ASCII digits, else None."""
+    return int(text) if _uint_re.match(text) else None
+
+
 def path_id(request: web.Request, name: str) -> int:
-    text = request.match_info[name]
-    if not text.isdigit() or len(text) > 16 or int(text) <= 0:
+    value = parse_uint(request.match_info[name])
+    if value is None or value <= 0:
         raise CrowdexError("invalid_field", f"{name} must be a positive integer")
-    return int(text)
+    return value
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     text = request.query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or not low <= int(text) <= high:
+    value = parse_uint(text)
+    if value is None or not low <= value <= high:
         raise CrowdexError("invalid_field", f"{name} must be an integer from {low} to {high}")
-    return int(text)
+    return value
 
 
 def principal(request: web.Request) -> AccountInfo:

@@ -170,14 +170,20 @@ def _parse_channel(name: str) -> tuple[str, int | None]:
     kind, sep, ident = name.partition(":")
     if not sep:
         return kind, None
-    if not ident.isdigit() or len(ident) > 16 or int(ident) <= 0:
+    value = http.parse_uint(ident)
+    if value is None or value <= 0:
         raise CrowdexError("invalid_field", f"bad channel {name!r}")
-    return kind, int(ident)
+    return kind, value
+
+
+def _channel_names(names: Any) -> list[str]:
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise CrowdexError("invalid_field", "channels must be a non-empty list of strings")
+    return names
 
 
 def _subscribe(hub: Hub, conn: Connection, names: Any) -> None:
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise CrowdexError("invalid_field", "channels must be a non-empty list of strings")
+    names = _channel_names(names)
     if len(conn.channels) + len(names) > SUBSCRIPTIONS_MAX:
         raise CrowdexError("limit_exceeded", f"at most {SUBSCRIPTIONS_MAX} channels")
     prepared = []
@@ -211,16 +217,16 @@ async def _handle_message(hub: Hub, conn: Connection, message: dict) -> None:
         elif op == "subscribe":
             _subscribe(hub, conn, message.get("channels"))
         elif op == "unsubscribe":
-            names = message.get("channels") or []
+            names = _channel_names(message.get("channels"))
             hub_keys = {private_channel(n, conn.account.account_id) if conn.account and
-                        ":" not in n else n for n in names if isinstance(n, str)}
+                        ":" not in n else n for n in names}
             for key in hub_keys & conn.channels:
                 hub.subscribers.get(key, set()).discard(conn)
                 conn.channels.discard(key)
             conn.send({"type": "unsubscribed", "channels": names})
         elif op == "ping":
             conn.send({"type": "pong", "request_id": request_id})
-        elif op in hub.ops:
+        elif type(op) is str and op in hub.ops:
             if conn.account is None:
                 raise CrowdexError("unauthorized", "authenticate first")
             await conn.inflight_below(INFLIGHT_MAX)
@@ -334,17 +340,32 @@ def _decode(msg) -> dict:
             value = msgspec.msgpack.decode(msg.data)
         else:
             value = msgspec.json.decode(msg.data)
-    except msgspec.DecodeError as error:
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:  # msgpack str: bad UTF-8
         raise CrowdexError("invalid_json", f"the message could not be decoded: {error}") from None
     if not isinstance(value, dict):
         raise CrowdexError("invalid_field", "a message must be an object")
     return value
 
 
+def _check_request_id(conn: Connection, message: dict) -> None:
+    """Replies echo ``request_id``, so it must encode in the connection's format: a msgpack
+    Ext cannot go out as JSON, nor an integer past 64 bits as msgpack. Refused here, before
+    anything is submitted, rather than failing in the writer and dropping the socket."""
+    request_id = message.get("request_id")
+    if request_id is None or type(request_id) is str or (
+            type(request_id) is int and -(1 << 63) <= request_id < 1 << 64):
+        return  # the usual ones, without an encode on the pipelined path
+    try:
+        conn.encode(request_id)
+    except (TypeError, OverflowError):
+        raise CrowdexError("invalid_field", "request_id cannot be echoed back") from None
+
+
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     """``GET /v1/ws``: a bad key in the upgrade's Authorization header is refused with 401."""
     account = http.principal(request) if "Authorization" in request.headers else None
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MESSAGE_SIZE_MAX,
+    # aiohttp refuses a message of max_msg_size bytes or more; MESSAGE_SIZE_MAX itself is allowed.
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MESSAGE_SIZE_MAX + 1,
                                compress=False)  # frames are written by _writer, uncompressed
     await ws.prepare(request)
     binary = http.wants_msgpack(request) or request.query.get("format") == "msgpack"
@@ -360,10 +381,12 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 continue
             try:
                 message = _decode(msg)
+                _check_request_id(conn, message)
             except CrowdexError as error:
                 conn.send_error(None, error.code, error.message)
                 continue
-            handler = ops.get(message.get("op"))
+            op = message.get("op")
+            handler = ops.get(op) if type(op) is str else None  # an unhashable op is unknown
             if handler is not None and conn.account is not None and conn.inflight < INFLIGHT_MAX:
                 _submit_op(conn, handler, message)  # the pipelined path: no await
             else:

@@ -11,6 +11,11 @@ from gateway import http, keys, schemas
 from gateway.routes import Route
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+# The web UI's files, fixed when the package is built. Serving only these names keeps client
+# paths off the file system, and an unknown name is the API's coded 404 (aiohttp's own static
+# handler answers a missing file with a bare 404 and an empty body).
+STATIC_FILES = {path.relative_to(STATIC_DIR).as_posix(): path
+                for path in STATIC_DIR.rglob("*") if path.is_file()}
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -35,6 +40,14 @@ async def openapi(request: web.Request) -> web.Response:
 
 async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html")
+
+
+async def static_file(request: web.Request) -> web.FileResponse:
+    """``GET /static/{filename}``: one of the web UI's files, else 404 ``not_found``."""
+    path = STATIC_FILES.get(request.match_info["filename"])
+    if path is None:
+        raise CrowdexError("not_found", "no such file")
+    return web.FileResponse(path)
 
 
 ROUTES = [

@@ -99,3 +99,17 @@ def test_accepted_offers_reach_the_tape_only_under_rules_2():
         tape = machine.component("markets").tapes.get(1)
         tapes[rules] = [(t.price, t.quantity, t.taker_side) for t in tape.trades] if tape else []
     assert tapes == {1: [], c.RULES_VERSION: [(PRICE, 2, "buy")]}
+
+
+def test_the_venue_cash_cap_holds_from_rules_3_and_older_journals_replay_as_they_were():
+    from engine.machine import CASH_TOTAL_MAX
+
+    outcomes = {}
+    for rules in (2, 3):
+        machine, trader = _venue(rules)
+        room = CASH_TOTAL_MAX - machine.cash_total()
+        fits = _apply(machine, 0, c.Deposit(trader, room, f"fits{rules}"))
+        over = _apply(machine, 0, c.Deposit(trader, 1, f"over{rules}"))
+        outcomes[rules] = (fits.status, over.status, over.body.get("error", {}).get("code"))
+    assert outcomes[3] == (201, 422, "limit_exceeded")  # exactly the cap fits, a fen more not
+    assert outcomes[2] == (201, 201, None)  # rules 2 took it then, so a replay takes it now

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from engine.clock import TIME_US_MAX, parse_time_us
+from engine.machine import CASH_TOTAL_MAX
+from gateway.app import create_app
+from tests.boards.conftest import manual_config
 from tests.gateway.conftest import OPERATOR, deposit, new_account
+
+CENTURY_S = 100 * 365 * 86_400  # the longest advance_seconds the schema allows
 
 
 async def error_of(response) -> tuple[int, str]:
@@ -207,10 +214,36 @@ async def test_roles_are_enforced(client):
     ("/v1/accounts/-1/deposits", 400, "invalid_field"),
     ("/v1/accounts/abc/deposits", 400, "invalid_field"),
     ("/v1/accounts/99999999999999999999/deposits", 400, "invalid_field"),
+    # Unicode digits: "²".isdigit() is true but int("²") fails (it was a 500); "１" is no id.
+    ("/v1/accounts/²/deposits", 400, "invalid_field"),
+    ("/v1/accounts/①/deposits", 400, "invalid_field"),
+    ("/v1/accounts/１/deposits", 400, "invalid_field"),
 ])
 async def test_deposit_to_bad_account(client, path, status, code):
     response = await client.post(path, json={"amount": 1, "reference": "r"}, headers=OPERATOR)
     assert await error_of(response) == (status, code)
+
+
+async def test_msgpack_body_with_a_bad_utf8_string_is_400(client):
+    """msgspec raises UnicodeDecodeError, not DecodeError, for it (it was a 500)."""
+    investor = await new_account(client)
+    raw = b"\x82\xa6amount\x01\xa9reference\xa4\x00\x00\x00\x80"
+    response = await client.post(f"/v1/accounts/{investor['account_id']}/deposits", data=raw,
+                                 headers={**OPERATOR, "Content-Type": "application/msgpack"})
+    assert await error_of(response) == (400, "invalid_field")
+
+
+async def test_deposits_stop_at_the_venue_cash_limit(client):
+    """1024 deposits of 2^53 fen used to wrap the int64 balance negative."""
+    investors = [await new_account(client) for _ in range(2)]
+    await deposit(client, investors[0]["account_id"], CASH_TOTAL_MAX - 1, "big")
+    for who, reference in ((investors[0], "one-more"), (investors[1], "elsewhere")):
+        response = await client.post(f"/v1/accounts/{who['account_id']}/deposits",
+                                     json={"amount": 2, "reference": reference},
+                                     headers=OPERATOR)
+        assert await error_of(response) == (422, "limit_exceeded")
+    assert await deposit(client, investors[1]["account_id"], 1, "last-fen") == {
+        "account_id": investors[1]["account_id"], "cash_available": 1}
 
 
 async def test_unknown_route_and_method(client):
@@ -236,6 +269,29 @@ async def test_clock_bad_bodies(client, body):
     status, _ = await error_of(await client.post("/v1/admin/clock", json=body,
                                                  headers=OPERATOR))
     assert status == 400
+
+
+async def test_clock_stops_short_of_the_last_formattable_year(tmp_path):
+    """Advancing past year 9999 was journaled, then every time on the venue was a 500."""
+    async with TestClient(TestServer(create_app(manual_config(tmp_path / "data")))) as c:
+        last = None
+        for _ in range(100):
+            response = await c.post("/v1/admin/clock", json={"advance_seconds": CENTURY_S},
+                                    headers=OPERATOR)
+            if response.status != 200:
+                break
+            last = (await response.json())["now"]
+        assert await error_of(response) == (400, "invalid_field")
+        assert last is not None and parse_time_us(last) <= TIME_US_MAX
+        state = await (await c.get("/v1/admin/state", headers=OPERATOR)).json()
+        assert state["now"] == last
+
+
+async def test_static_files_and_unknown_ones(client):
+    response = await client.get("/static/app.js")
+    assert response.status == 200 and response.content_type == "application/javascript"
+    for path in ("/static/nope.js", "/static/js", "/static/../app.py", "/static/%2e%2e/x"):
+        assert await error_of(await client.get(path)) == (404, "not_found"), path
 
 
 async def test_health_metrics_openapi(client):

@@ -100,6 +100,21 @@ async def test_unknown_instrument_and_roles(market):
     assert await venue.error("POST", "/v1/orders", {}, body) == (401, "unauthorized")
 
 
+@pytest.mark.parametrize("query", [
+    "depth=0", "depth=1001", "depth=-1", "depth=1.5", "depth=",
+    # Unicode digits pass str.isdigit() but not int(), and int() refuses more than 4300
+    # digits: both were 500s.
+    "depth=²", "depth=①", "depth=１０", "depth=" + "9" * 4301,
+], ids=lambda query: query if len(query) < 20 else query[:12] + "...")
+async def test_bad_query_integers_are_400(market, query):
+    venue, inst, *_ = market
+    status, code = await venue.error("GET", f"/v1/instruments/{inst}/book?{query}", None)
+    assert (status, code) == (400, "invalid_field")
+    status, code = await venue.error("GET", f"/v1/instruments/{inst}/trades?"
+                                     + query.replace("depth", "limit"), None)
+    assert (status, code) == (400, "invalid_field")
+
+
 async def test_investors_cannot_see_or_cancel_each_others_orders(market):
     venue, inst, (s1, s2), _ = market
     mine = await order(venue, s1, 201, instrument_id=inst, side="sell", type="limit",

@@ -71,6 +71,48 @@ async def test_bad_messages_get_error_replies(market, message):
         assert (await next_json(ws))["code"] == "invalid_json"
 
 
+JSON_SOCKET, MSGPACK_SOCKET = "/v1/ws", "/v1/ws?format=msgpack"
+
+
+@pytest.mark.parametrize(("url", "frame", "request_id", "code"), [
+    # An unhashable op: a TypeError that ended the connection's handler.
+    (JSON_SOCKET, '{"op": {}, "request_id": 7}', 7, "invalid_field"),
+    (JSON_SOCKET, '{"op": ["order"]}', None, "invalid_field"),
+    # A request_id the reply cannot carry back killed the writer: the socket went silent.
+    (JSON_SOCKET, msgspec.msgpack.encode({"op": "ping",
+                                          "request_id": msgspec.msgpack.Ext(1, b"x")}),
+     None, "invalid_field"),
+    (MSGPACK_SOCKET, '{"op": "ping", "request_id": 1180591620717411303424}', None,
+     "invalid_field"),
+    # msgpack with a string that is not UTF-8: UnicodeDecodeError, not msgspec's DecodeError.
+    (JSON_SOCKET, b"\x81\xa2op\xa4\x00\x00\x00\x80", None, "invalid_json"),
+    # "²".isdigit() is true, int("²") fails.
+    (JSON_SOCKET, '{"op": "subscribe", "channels": ["book:²"]}', None, "invalid_field"),
+    (JSON_SOCKET, '{"op": "unsubscribe", "channels": 5}', None, "invalid_field"),
+    # A message of exactly MESSAGE_SIZE_MAX bytes is read (aiohttp's cap is exclusive).
+    (JSON_SOCKET, "x" * ws_module.MESSAGE_SIZE_MAX, None, "invalid_json"),
+], ids=["op-object", "op-list", "ext-request-id", "huge-request-id", "bad-utf8", "unicode-digit",
+        "unsubscribe-junk", "at-size-cap"])
+async def test_messages_that_dropped_the_socket_get_errors_and_it_stays_open(
+        market, url, frame, request_id, code):
+    venue, *_ = market
+    binary = url == MSGPACK_SOCKET
+
+    async def receive() -> dict:
+        msg = await ws.receive(timeout=5)
+        assert msg.type == (aiohttp.WSMsgType.BINARY if binary else aiohttp.WSMsgType.TEXT), msg
+        return msgspec.msgpack.decode(msg.data) if binary else msgspec.json.decode(msg.data)
+
+    async with venue.client.ws_connect(url) as ws:
+        await (ws.send_bytes(frame) if isinstance(frame, bytes) else ws.send_str(frame))
+        reply = await receive()
+        assert reply["type"] == "error" and reply["code"] == code, reply
+        assert reply["request_id"] == request_id, reply
+        await ws.send_str('{"op": "ping", "request_id": "after"}')
+        assert await receive() == {"type": "pong", "request_id": "after"}
+    assert (await venue.client.get("/healthz")).status == 200
+
+
 async def test_order_and_cancel_over_the_socket_with_acks_and_order_updates(market):
     venue, inst, (seller, _), buyer = market
     async with venue.client.ws_connect("/v1/ws", headers=seller["headers"]) as ws:
