@@ -14,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from engine import commands as c
 from engine.clock import ManualClock, WallClock
@@ -147,6 +148,7 @@ async def _recover(engine: Engine) -> int:
 
 
 def create_app(config: Config) -> web.Application:
+    _quiet_client_http_errors()
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=CLIENT_MAX_SIZE)
     app[keys.CONFIG] = config
     app[keys.METRICS] = Metrics()
@@ -167,6 +169,29 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(engine_ctx)
     return app
+
+
+class ClientHttpErrors(logging.Filter):
+    """A request aiohttp's own HTTP parser refuses (a request line or header past its limits,
+    bad syntax) is the client's error, answered 400 before the app runs, yet aiohttp logs it at
+    ERROR with a traceback. It becomes one WARNING line: a client cannot fill the log with
+    tracebacks, and a real error in aiohttp.server still shows as one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and 400 <= error.code < 500:
+            origin = record.getMessage().removeprefix("Error handling request")  # " from <ip>"
+            record.msg = f"refused a malformed request{origin}: {error.code} {error.message}"
+            record.args = ()
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def _quiet_client_http_errors() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientHttpErrors) for f in server_log.filters):
+        server_log.addFilter(ClientHttpErrors())
 
 
 def configure_logging() -> None:

@@ -513,3 +513,33 @@ async def test_ws_message_size_limit_is_enforced_with_close_1009(fuzz_venue):
         assert closed.type == aiohttp.WSMsgType.CLOSE, closed
         assert closed.data == aiohttp.WSCloseCode.MESSAGE_TOO_BIG, closed
     await assert_still_healthy(fuzz)
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /v1/orders/" + b"7" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",  # line past aiohttp's cap
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",  # a header that is not one
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"h" * 9000 + b"\r\n\r\n",
+], ids=["long-request-line", "malformed-header", "long-header"])
+async def test_requests_the_http_parser_refuses_are_a_400_and_no_traceback(fuzz_venue,
+                                                                          request_bytes, caplog):
+    """aiohttp answers these itself, before the app (a plain 400, no API error body), and
+    logs each at ERROR with a traceback; ``app.ClientHttpErrors`` makes that one WARNING line,
+    so junk cannot fill the log with tracebacks (the fuzz above stays below these limits)."""
+    import asyncio
+
+    fuzz = fuzz_venue
+    begin_example(fuzz)
+    server = fuzz.client.server
+    caplog.set_level(logging.WARNING, logger="aiohttp.server")
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(request_bytes)
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+    assert re.match(rb"HTTP/1\.[01] 400 ", status_line), status_line
+    warned = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert [r.levelname for r in warned] == ["WARNING"], warned
+    assert warned[0].exc_info is None and "400" in warned[0].getMessage(), warned[0].getMessage()
+    await assert_still_healthy(fuzz)
