@@ -17,7 +17,7 @@ from aiohttp import web
 
 from engine.errors import CrowdexError
 from engine.machine import AccountInfo, Reply
-from gateway import keys
+from gateway import keys, schemas
 
 MSGPACK = "application/msgpack"
 JSON = "application/json"
@@ -27,6 +27,7 @@ T = TypeVar("T")
 _json_encoder = msgspec.json.Encoder()
 _msgpack_encoder = msgspec.msgpack.Encoder()
 _field_re = re.compile(r"`([^`]*)`")
+_NO_NUL_REFUSAL = f"Expected `str` matching regex {schemas.NO_NUL!r}"
 # ASCII only: str.isdigit() also accepts "²" or "①", which int() refuses. Sixteen digits cover
 # 2^53 and keep int() far from its limit on digits.
 _uint_re = re.compile(r"[0-9]{1,16}\Z")
@@ -48,6 +49,9 @@ def _validation_error(error: msgspec.ValidationError) -> CrowdexError:
         return CrowdexError("missing_field", f"missing field {names[0] if names else ''}")
     if text.startswith("Object contains unknown field"):
         return CrowdexError("unknown_field", f"unknown field {names[0] if names else ''}")
+    if text.startswith(_NO_NUL_REFUSAL):  # say what is wrong, not the regex
+        return CrowdexError("invalid_field", "text must not contain the NUL character"
+                            + text[len(_NO_NUL_REFUSAL):])
     return CrowdexError("invalid_field", text)
 
 

@@ -6,9 +6,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from gateway.schemas import Amount, Id, Request
+from gateway.schemas import NO_NUL, Amount, Id, Request
 
-ClientOrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+ClientOrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=NO_NUL)]
 
 
 class PlaceOrderRequest(Request):

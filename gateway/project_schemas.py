@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 import msgspec
 
-from gateway.schemas import Amount, Name, Request
+from gateway.schemas import NO_NUL, Amount, Name, Request
 
-Text = Annotated[str, msgspec.Meta(max_length=20_000)]
+Text = Annotated[str, msgspec.Meta(max_length=20_000, pattern=NO_NUL)]
 Bps = Annotated[int, msgspec.Meta(gt=0, le=100_000)]
 TierId = str | int
 

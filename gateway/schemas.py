@@ -15,8 +15,11 @@ MAX_SAFE = 2**53
 Amount = Annotated[int, msgspec.Meta(gt=0, le=MAX_SAFE, description="fen, positive")]
 NonNegativeFen = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE, description="fen")]
 Id = Annotated[int, msgspec.Meta(gt=0, le=MAX_SAFE)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+# Text a client sends has no NUL character: PostgreSQL's text cannot hold one, and an account
+# name that reaches the settlement ledger with one would fail every batch after it.
+NO_NUL = "^[^\\x00]*$"
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=NO_NUL)]
 Seconds = Annotated[int, msgspec.Meta(gt=0, le=100 * 365 * 86_400)]
 
 

@@ -89,6 +89,12 @@ async def _no_checkpoint(point: str) -> None:
     return None
 
 
+def ledger_text(text: str) -> str:
+    """``text`` as PostgreSQL can store it: a NUL becomes U+FFFD. The API refuses NUL in text,
+    but an account created before it did would otherwise fail every batch after it."""
+    return text.replace("\x00", "\ufffd")
+
+
 @dataclass
 class AccountRow:
     """What the ledger keeps of an engine account (the ``accounts`` table of 0001)."""
@@ -338,7 +344,7 @@ async def write_batch(conn: asyncpg.Connection, plan: BatchPlan,
             rows = plan.accounts
             await conn.execute(
                 _INSERT_ACCOUNTS, [a.account_id for a in rows], [a.role for a in rows],
-                [a.name for a in rows], [a.investor_class for a in rows],
+                [ledger_text(a.name) for a in rows], [a.investor_class for a in rows],
                 [to_datetime(a.created_us) for a in rows], [plan.cutoff_sequence] * len(rows))
         if plan.movement_count:
             # The netting runs in a thread (numpy works without the GIL) while the legs stream.

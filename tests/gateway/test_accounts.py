@@ -305,3 +305,21 @@ async def test_health_metrics_openapi(client):
     assert spec["openapi"].startswith("3.")
     assert "/v1/accounts/{account_id}/deposits" in spec["paths"]
     assert "MoneyMovementRequest" in spec["components"]["schemas"]
+
+
+async def test_text_with_a_nul_character_is_refused(client):
+    """PostgreSQL's text cannot hold NUL: an account name with one used to fail every
+    settlement batch after it. Names, references and client order ids refuse it."""
+    response = await client.post("/v1/accounts", json={"role": "investor", "name": "a\x00b"},
+                                 headers=OPERATOR)
+    body = await response.json()
+    assert (response.status, body["error"]["code"]) == (400, "invalid_field")
+    assert body["error"]["message"] == "text must not contain the NUL character - at `$.name`"
+    investor = await new_account(client, name="tab\tand newline\n are fine")
+    response = await client.post(f"/v1/accounts/{investor['account_id']}/deposits",
+                                 json={"amount": 1, "reference": "r\x00"}, headers=OPERATOR)
+    assert await error_of(response) == (400, "invalid_field")
+    response = await client.post("/v1/orders", json={
+        "instrument_id": 1, "side": "buy", "type": "limit", "price": 100, "quantity": 1,
+        "client_order_id": "\x00"}, headers=investor["headers"])
+    assert await error_of(response) == (400, "invalid_field")

@@ -125,3 +125,24 @@ async def test_the_migrations_create_the_ledger(pool: asyncpg.Pool) -> None:
     for table in ("assets", "batches", "ledger_legs", "instructions", "balances",
                   "reconciliation_breaks"):
         assert await pool.fetchval("SELECT to_regclass($1)", table) is not None
+
+
+async def test_an_account_name_with_a_nul_does_not_stop_settlement(
+        settle_client: TestClient, database_url: str) -> None:
+    """The API refuses NUL in text now; an account created before it did (here straight
+    through the engine, as a journal from then replays) is written with U+FFFD in its place,
+    where PostgreSQL refused the whole batch, and every batch after it."""
+    from engine import commands as c
+
+    engine = settle_client.server.app[keys.ENGINE]
+    reply = await engine.submit(c.CreateAccount("investor", "Zhang\x00San", "nul-key"))
+    assert reply.status == 201, reply
+    await deposit(settle_client, reply.body["account_id"], 1_000, "nul-account")
+    await run_batch(settle_client)
+    conn = await asyncpg.connect(database_url)
+    try:
+        name = await conn.fetchval("SELECT name FROM accounts WHERE account_id = $1",
+                                   reply.body["account_id"])
+    finally:
+        await conn.close()
+    assert name == "Zhang\ufffdSan"
