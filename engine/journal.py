@@ -20,6 +20,7 @@ logged. A bad record anywhere else is damage we must not paper over: opening rai
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -260,6 +261,8 @@ class FileJournal:
             if sync:
                 _fsync_directory(self.directory.parent)
         self._segments = self._open_segments()
+        # Held open, so starting a segment needs one new descriptor, not two (see _roll).
+        self._dir_fd: int | None = os.open(self.directory, os.O_RDONLY)
         if self._segments:
             self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
 
@@ -291,10 +294,10 @@ class FileJournal:
             expected += 1
         batch = b"".join(chunks)
         active = self._segments[-1] if self._segments else None
-        if active is None or (
-            active.record_count and active.size_bytes + len(batch) > self.segment_size_max
-        ):
+        if active is None:
             self._start_segment(records[0][0])
+        elif active.record_count and active.size_bytes + len(batch) > self.segment_size_max:
+            self._roll(records[0][0])
         try:
             self._write_all(batch)
             self._fsync_active()
@@ -330,6 +333,9 @@ class FileJournal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
 
     # ---- file-journal extras -------------------------------------------------------------------
 
@@ -408,6 +414,20 @@ class FileJournal:
             finally:
                 os.close(fd)
 
+    def _roll(self, first_sequence: int) -> None:
+        """Start the next segment when the active one is full. Out of file descriptors
+        (EMFILE/ENFILE: a flood of client connections, say), the active segment takes this batch
+        too and the next append tries again: a full descriptor table must not stop the
+        exchange. Nothing was created then (the open is the only call that needs a descriptor).
+        Any other error is the disk's, and raises."""
+        try:
+            self._start_segment(first_sequence)
+        except OSError as error:
+            if error.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            log.warning("journal: no file descriptor for a new segment (%s); segment %s goes "
+                        "on past its size", error, self._segments[-1].path.name)
+
     def _start_segment(self, first_sequence: int) -> None:
         path = self.directory / segment_name(first_sequence)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
@@ -417,7 +437,7 @@ class FileJournal:
                 raise OSError(f"short write of the segment header of {path}")
             if self.sync:
                 os.fsync(fd)
-                _fsync_directory(self.directory)
+                os.fsync(self._dir_fd)  # the new name is durable once its directory is
         except BaseException:
             os.close(fd)
             raise
