@@ -13,6 +13,7 @@ from engine.clock import parse_time_us
 from gateway.config import RATE_LIMIT_BURST, RATE_LIMIT_PER_SECOND, Config
 
 GC_YOUNG_THRESHOLD = 20_000  # allocations between young-generation collections (default 700)
+OPEN_FILES_UNCAPPED = 1 << 20  # the soft limit asked for when the hard one is unlimited
 SWITCH_INTERVAL_S = 0.0002  # how long a busy thread keeps the interpreter from a waiting one
 
 DEFAULT_START_TIME = "2026-01-01T00:00:00Z"
@@ -65,6 +66,7 @@ def serve(args: argparse.Namespace) -> int:
         journal_sync=not args.no_fsync,
     )
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    raise_open_files_limit()
     # Fewer, larger young-generation collections: each order allocates a handful of objects.
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
     # The journal's thread needs the interpreter back the moment its fsync returns, or every
@@ -75,6 +77,23 @@ def serve(args: argparse.Namespace) -> int:
                 shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None,
                 print=lambda text: print(text, flush=True))
     return 0
+
+
+def raise_open_files_limit() -> None:
+    """Lift the soft limit on open files to the hard one: every client connection holds a
+    descriptor, and a soft limit of 1,024 (the usual default) is reached by a modest crowd or a
+    small flood. Best effort: where the limit cannot be read or raised, it stays."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            # Linux refuses an unlimited soft limit for open files; cap it where it must be.
+            target = hard if hard != resource.RLIM_INFINITY else max(soft, OPEN_FILES_UNCAPPED)
+            if target > soft:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, OSError, ValueError) as error:
+        print(f"crowdex: the open-files limit stays as it is ({error})", file=sys.stderr)
 
 
 def bench(argv: list[str]) -> int:
