@@ -35,6 +35,12 @@ INFLIGHT_MAX = 1024  # pipelined orders/cancels per connection awaiting their ac
 WRITE_FRAMES_MAX = 1024  # frames coalesced into one socket write
 WRITE_BUFFER_HIGH = 1 << 20  # bytes in the socket's buffer before the writer waits
 WRITE_WAIT_S = 0.005
+# Open sockets: each holds a file descriptor and a queue, so a client cannot open without end.
+# Past either cap an upgrade is 429 rate_limited with Retry-After. Behind a proxy every client
+# has the proxy's address: the per-peer cap is meant to be generous.
+CONNECTIONS_MAX = 10_000
+CONNECTIONS_PER_PEER_MAX = 256
+CONNECTIONS_RETRY_AFTER_S = "5"
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_UNAUTHORIZED = 4001
 
@@ -118,6 +124,26 @@ class Hub:
         self.ops: dict[str, OpHandler] = {}
         self.subscribers: dict[str, set[Connection]] = {}
         self.sequences: dict[str, int] = {}
+        self.connections_by_peer: dict[str, int] = {}  # open sockets by remote address
+        self.connections = 0
+
+    def admit(self, peer: str) -> None:
+        """Count a new socket from ``peer``, or refuse it past the caps (``release`` undoes)."""
+        if (self.connections >= CONNECTIONS_MAX
+                or self.connections_by_peer.get(peer, 0) >= CONNECTIONS_PER_PEER_MAX):
+            raise CrowdexError("rate_limited", "too many open WebSocket connections; close "
+                               "some or retry later",
+                               headers={"Retry-After": CONNECTIONS_RETRY_AFTER_S})
+        self.connections += 1
+        self.connections_by_peer[peer] = self.connections_by_peer.get(peer, 0) + 1
+
+    def release(self, peer: str) -> None:
+        self.connections -= 1
+        left = self.connections_by_peer[peer] - 1
+        if left:
+            self.connections_by_peer[peer] = left
+        else:
+            del self.connections_by_peer[peer]
 
     def register_channel(self, kind: str, channel_kind: ChannelKind) -> None:
         self.kinds[kind] = channel_kind
@@ -364,13 +390,23 @@ def _check_request_id(conn: Connection, message: dict) -> None:
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     """``GET /v1/ws``: a bad key in the upgrade's Authorization header is refused with 401."""
     account = http.principal(request) if "Authorization" in request.headers else None
+    hub = request.app[keys.HUB]
+    peer = request.remote or ""
+    hub.admit(peer)
+    try:
+        return await _serve(request, hub, account)
+    finally:
+        hub.release(peer)
+
+
+async def _serve(request: web.Request, hub: Hub, account: AccountInfo | None
+                 ) -> web.WebSocketResponse:
     # aiohttp refuses a message of max_msg_size bytes or more; MESSAGE_SIZE_MAX itself is allowed.
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MESSAGE_SIZE_MAX + 1,
                                compress=False)  # frames are written by _writer, uncompressed
     await ws.prepare(request)
     binary = http.wants_msgpack(request) or request.query.get("format") == "msgpack"
     conn = Connection(request, ws, binary, account)
-    hub = request.app[keys.HUB]
     writer = asyncio.create_task(_writer(conn))
     ops = hub.ops
     try:

@@ -275,3 +275,39 @@ async def test_operator_uncross_is_refused_for_book_instruments(market):
     venue, inst, *_ = market
     status, code = await venue.error("POST", f"/v1/instruments/{inst}/auction", OPERATOR)
     assert (status, code) == (422, "not_permitted")
+
+
+@pytest.mark.parametrize("cap", ["CONNECTIONS_PER_PEER_MAX", "CONNECTIONS_MAX"])
+async def test_open_sockets_are_capped_with_429_and_freed_on_close(market, monkeypatch, cap):
+    """Each socket holds a descriptor: past the cap an upgrade is 429 rate_limited with
+    Retry-After, and a closed socket frees its place."""
+    venue, *_ = market
+    monkeypatch.setattr(ws_module, cap, 2)
+    hub = venue.client.server.app[keys.HUB]
+    first = await venue.client.ws_connect("/v1/ws")
+    second = await venue.client.ws_connect("/v1/ws")
+    assert hub.connections == 2
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await venue.client.ws_connect("/v1/ws")
+    assert refused.value.status == 429
+    assert refused.value.headers["Retry-After"] == ws_module.CONNECTIONS_RETRY_AFTER_S
+    response = await venue.client.get("/v1/ws", headers={
+        "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert response.status == 429
+    assert (await response.json())["error"]["code"] == "rate_limited"
+    await first.close()
+    for _ in range(100):  # the server notices the close on its next read
+        if hub.connections < 2:
+            break
+        await asyncio.sleep(0.01)
+    third = await venue.client.ws_connect("/v1/ws")
+    await third.send_json({"op": "ping", "request_id": 1})
+    assert (await next_json(third))["type"] == "pong"
+    await second.close()
+    await third.close()
+    for _ in range(100):
+        if not hub.connections:
+            break
+        await asyncio.sleep(0.01)
+    assert hub.connections == 0 and hub.connections_by_peer == {}
