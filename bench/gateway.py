@@ -148,9 +148,8 @@ def _runs(args, echo_url: str, gw_url: str, instrument: int, keys: tuple[str, ..
     base = dict(seconds=args.seconds, api_keys=keys, window=args.window)
     figures = {}
     for mode in ("http", "ws"):
-        echo = _measure("bare aiohttp echo", loadgen.LoadSpec(
-            url=echo_url, mode=mode, path="/echo" if mode == "http" else "/ws", rate=None,
-            body_kind="echo", **base), args.workers, rows)
+        echo = _measure("bare aiohttp echo", _echo_spec(echo_url, mode, None, base),
+                        args.workers, rows)
         gateway = _measure("crowdex gateway", _order_spec(gw_url, mode, None, instrument, base),
                            args.workers, rows, gw_url + "/metrics")
         figures[f"{mode}_orders_per_sec"] = gateway["ok_per_sec"]
@@ -163,9 +162,8 @@ def _runs(args, echo_url: str, gw_url: str, instrument: int, keys: tuple[str, ..
         # WebSocket pair runs that many times, interleaved, and the figure is the median.
         echo_p99, ws_p99 = [], []
         for _ in range(args.repeat):
-            echo_p99.append(_measure("bare aiohttp echo", loadgen.LoadSpec(
-                url=echo_url, mode="ws", path="/ws", rate=rate, body_kind="echo", **base),
-                args.workers, rows)["p99_us"])
+            echo_p99.append(_measure("bare aiohttp echo", _echo_spec(echo_url, "ws", rate, base),
+                                     args.workers, rows)["p99_us"])
             ws_p99.append(_measure("crowdex gateway", _order_spec(
                 gw_url, "ws", rate, instrument, base), args.workers, rows,
                 gw_url + "/metrics")["p99_us"])
@@ -178,6 +176,12 @@ def _runs(args, echo_url: str, gw_url: str, instrument: int, keys: tuple[str, ..
                        args.workers, rows, gw_url + "/metrics")
         figures[f"http_p99_us_at_{rate}"] = row["p99_us"]
     return {"figures": figures, "runs": rows}
+
+
+def _echo_spec(url: str, mode: str, rate: float | None, base: dict) -> loadgen.LoadSpec:
+    """The same load against the bare echo: HTTP ``POST /echo`` or WebSocket ``/ws``."""
+    return loadgen.LoadSpec(url=url, mode=mode, path="/echo" if mode == "http" else "/ws",
+                            rate=rate, body_kind="echo", **base)
 
 
 def _order_spec(url: str, mode: str, rate: float | None, instrument: int,

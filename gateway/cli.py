@@ -87,11 +87,11 @@ def raise_open_files_limit() -> None:
         import resource
 
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if hard == resource.RLIM_INFINITY or soft < hard:
-            # Linux refuses an unlimited soft limit for open files; cap it where it must be.
-            target = hard if hard != resource.RLIM_INFINITY else max(soft, OPEN_FILES_UNCAPPED)
-            if target > soft:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        # Linux refuses an unlimited soft limit for open files: under an unlimited hard one,
+        # ask for OPEN_FILES_UNCAPPED.
+        target = OPEN_FILES_UNCAPPED if hard == resource.RLIM_INFINITY else hard
+        if soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     except (ImportError, OSError, ValueError) as error:
         print(f"crowdex: the open-files limit stays as it is ({error})", file=sys.stderr)
 

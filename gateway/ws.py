@@ -234,7 +234,10 @@ def _subscribe(hub: Hub, conn: Connection, names: Any) -> None:
         conn.send({"channel": name, "type": "snapshot", "sequence": sequence, "data": data})
 
 
-async def _handle_message(hub: Hub, conn: Connection, message: dict) -> None:
+async def _handle_message(hub: Hub, conn: Connection, message: dict,
+                          handler: OpHandler | None) -> None:
+    """Everything but the pipelined path; ``handler`` is the message's order-entry op's, if
+    it has one (looked up once, by the reader)."""
     op = message.get("op")
     request_id = message.get("request_id")
     try:
@@ -252,11 +255,11 @@ async def _handle_message(hub: Hub, conn: Connection, message: dict) -> None:
             conn.send({"type": "unsubscribed", "channels": names})
         elif op == "ping":
             conn.send({"type": "pong", "request_id": request_id})
-        elif type(op) is str and op in hub.ops:
+        elif handler is not None:
             if conn.account is None:
                 raise CrowdexError("unauthorized", "authenticate first")
             await conn.inflight_below(INFLIGHT_MAX)
-            _submit_op(conn, hub.ops[op], message)
+            _submit_op(conn, handler, message)
         else:
             raise CrowdexError("invalid_field", f"unknown op {op!r}")
     except CrowdexError as error:
@@ -426,7 +429,7 @@ async def _serve(request: web.Request, hub: Hub, account: AccountInfo | None
             if handler is not None and conn.account is not None and conn.inflight < INFLIGHT_MAX:
                 _submit_op(conn, handler, message)  # the pipelined path: no await
             else:
-                await _handle_message(hub, conn, message)
+                await _handle_message(hub, conn, message, handler)
     finally:
         hub.drop(conn)
         if not writer.done():
