@@ -109,6 +109,32 @@ async def test_clean_stop_snapshots_and_restart_replays_nothing(tmp_path: Path):
     assert again.machine.state_hash() == live_hash
 
 
+async def test_snapshots_keep_their_cadence_across_frequent_restarts(tmp_path: Path,
+                                                                     snapshot_writer: str):
+    """Issue 15 #5: the cadence counts from the newest snapshot, not from each recovery, so a
+    venue that crashes every 30 commands still snapshots every 50 and its replay stays short."""
+    snapshot_every, per_life = 50, 30
+    for life in range(6):
+        engine = Engine(tmp_path, WallClock(), snapshot_every=snapshot_every)
+        await engine.start()
+        if life == 0:
+            ids = await _venue(engine, 2)
+        for n in range(per_life):
+            await engine.submit(c.Deposit(ids[n % 2], 1, f"l{life}n{n}"))
+        if engine._snapshot_task is not None:
+            await engine._snapshot_task
+        engine._task.cancel()  # a crash: no clean-stop snapshot
+        await asyncio.gather(engine._task, return_exceptions=True)
+        engine._writer.shutdown(wait=True)
+        engine._journal.close()
+    last_sequence = 3 + 6 * per_life
+    recovered = Engine(tmp_path, WallClock(), snapshot_every=snapshot_every)
+    replayed = recovered.recover()
+    snapshot = load_latest(tmp_path / "snapshots")
+    assert snapshot is not None and snapshot.sequence >= last_sequence - snapshot_every - per_life
+    assert replayed == last_sequence - snapshot.sequence < snapshot_every + per_life
+
+
 async def test_manual_clock_time_is_state(tmp_path: Path):
     engine = Engine(tmp_path, ManualClock())
     await engine.start()
