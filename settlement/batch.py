@@ -12,6 +12,9 @@ The flow, under one lock per engine (batches and reconciliation never overlap):
    id is the last committed one plus one, and its cutoff is UNIQUE;
 6. tell the engine (``BatchCommitted``), which releases the movements.
 
+A batch asked for with an ``Idempotency-Key`` records the key in the transaction of 5
+(``settlement.requests``); after 1, a key seen before answers its first outcome instead.
+
 A crash before 5 commits leaves no trace; after it, step 1 of the next run (or start-up) finishes
 step 6. Nothing is written twice: the engine still holds a committed batch's movements only until
 step 6, and step 1 always runs first.
@@ -37,6 +40,7 @@ from engine.errors import CrowdexError
 from settlement.commands import BatchCommitted, PrepareSettlement
 from settlement.ledger import AccountRow, BatchPlan, write_batch
 from settlement.reconcile import Reconciliation, accept_breaks, reconcile, record_breaks
+from settlement.requests import BatchRequest, earlier_outcome, record_refusal
 
 log = logging.getLogger("crowdex.settlement")
 
@@ -156,29 +160,44 @@ class Settlement:
 
     # ---- the batch -----------------------------------------------------------------------------
 
-    async def run_batch(self, actor: int) -> dict:
-        """Settle every movement up to now; returns the committed batch's view."""
+    async def run_batch(self, actor: int, request: BatchRequest | None = None) -> dict:
+        """Settle every movement up to now; returns the committed batch's view.
+
+        With ``request`` (an ``Idempotency-Key``), a key seen before answers what it got then:
+        the batch it wrote, or its refusal; nothing new is written.
+        """
         async with self.lock:
             try:
-                return await self._run_batch(actor)
+                return await self._run_batch(actor, request)
             finally:
                 self.progress = Progress()
 
-    async def _run_batch(self, actor: int) -> dict:
+    async def _run_batch(self, actor: int, request: BatchRequest | None) -> dict:
         await self.catch_up()
+        if request is not None:
+            earlier = await earlier_outcome(self.pool, request)
+            if earlier is not None:
+                from settlement.report import batch_view
+
+                return await batch_view(self.pool, earlier)
         result = await reconcile(self.engine.machine, self.pool)
         blocking = result.blocking()
         if blocking:
             await record_breaks(self.pool, blocking)
-            raise CrowdexError("reconciliation_break", f"{len(blocking)} ledger balances differ "
-                               "from the engine's; see GET /v1/settlement/reconciliation and "
-                               "resolve with POST /v1/settlement/reconciliation/resolve")
+            refusal = CrowdexError(
+                "reconciliation_break", f"{len(blocking)} ledger balances differ from the "
+                "engine's; see GET /v1/settlement/reconciliation and resolve with POST "
+                "/v1/settlement/reconciliation/resolve")
+            if request is not None:
+                await record_refusal(self.pool, request, refusal)
+            raise refusal
         await fault("before_prepare")
         reply = await self.engine.submit(PrepareSettlement(), actor)
         if reply.status != 200:
             raise RuntimeError(f"the engine refused to prepare settlement: {reply.body}")
         await fault("after_prepare")
         plan = await self._plan()
+        plan.request = request
         self.progress = Progress("writing", plan.batch_id, plan.leg_count, 0, time.monotonic())
         async with self.pool.acquire() as conn:
             async def checkpoint(point: str) -> None:

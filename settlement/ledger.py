@@ -25,6 +25,7 @@ import asyncpg
 import numpy as np
 
 from engine import movements as mv
+from settlement.requests import BatchRequest, record_batch
 
 LEGS_TABLE = "ledger_legs"
 INSTRUCTIONS_TABLE = "instructions"
@@ -115,6 +116,7 @@ class BatchPlan:
     exchange_time_us: int
     movements: np.ndarray  # MOVEMENT_DTYPE rows, in movement_id order
     accounts: list[AccountRow] = field(default_factory=list)  # not yet in the ledger
+    request: BatchRequest | None = None  # the Idempotency-Key it was asked with, if any
 
     @property
     def movement_count(self) -> int:
@@ -339,6 +341,8 @@ async def write_batch(conn: asyncpg.Connection, plan: BatchPlan,
         await conn.execute(_INSERT_BATCH, plan.batch_id, plan.cutoff_sequence,
                            plan.first_movement_id, plan.last_movement_id, plan.movement_count,
                            plan.leg_count, plan.trade_count, to_datetime(plan.exchange_time_us))
+        if plan.request is not None:
+            await record_batch(conn, plan.request, plan.batch_id)
         await checkpoint("after_batch_row")
         if plan.accounts:
             rows = plan.accounts

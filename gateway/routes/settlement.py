@@ -18,6 +18,7 @@ from gateway import http, keys, schemas
 from gateway.routes import Route
 from settlement.batch import CONNECTION_ERRORS, Settlement, fault, service_for
 from settlement.report import BATCHES_PAGE_MAX, batch_view, list_batches, report_csv
+from settlement.requests import BatchRequest
 
 log = logging.getLogger("crowdex.settlement")
 
@@ -57,7 +58,11 @@ async def run_batch(request: web.Request) -> web.Response:
     if await request.read():
         await http.body(request, RunBatchRequest)
     operator = http.require(request, "operator")
-    view = await _service(request).run_batch(operator.account_id)
+    key = request.get(keys.IDEMPOTENCY_KEY)
+    batch_request = None
+    if key is not None:  # durable: a retry after a restart answers the same batch
+        batch_request = BatchRequest(operator.account_id, key, request[keys.REQUEST_HASH])
+    view = await _service(request).run_batch(operator.account_id, batch_request)
     await fault("before_answer")
     return http.respond(request, 201, view)
 
