@@ -131,8 +131,8 @@ async def run(args: argparse.Namespace) -> dict:
     try:
         await migrate(db.pool)
         if args.database_url:
-            await db.pool.execute("TRUNCATE ledger_legs, instructions, balances, batches, "
-                                  "accounts")
+            await db.pool.execute("TRUNCATE batch_requests, ledger_legs, instructions, balances, "
+                                  "batches, accounts")
         accounts = [AccountRow(i, "fee" if i == 1 else "operator" if i == 2 else "investor",
                                f"bench {i}", None, 0) for i in range(1, args.accounts + 1)]
         seed = seed_movements(args.accounts, args.instruments)

@@ -27,7 +27,11 @@ from settlement.commands import SETTLEMENT_COMMANDS
 #      one dense ladder is refused price_too_far; accepted cn2015 offers are on the trade tape
 #   3: the venue holds at most CASH_TOTAL_MAX fen (2^53) in all: a deposit past it is refused
 #      limit_exceeded (before, int64 balances could wrap)
-RULES_VERSION = 3
+#   4: proceeds are unsettled net of what is taken from them at once (the seller's trade fee,
+#      the issuer's success fee and held payout), so withdrawable cash is short by nothing
+#      (before, the gross credit stayed unsettled and the fee came out of settled cash); a
+#      cn2015 subscription by an investor who is not qualified is 422 not_eligible (was 403)
+RULES_VERSION = 4
 
 
 class Genesis(msgspec.Struct, tag="genesis", array_like=True):

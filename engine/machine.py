@@ -417,6 +417,25 @@ class StateMachine:
         self.movements.record(self.last_sequence, kind, debit_account, account_id, mv.CASH,
                               amount)
 
+    def take_from_proceeds(self, account_id: int, amount: int) -> None:
+        """Take ``amount`` out of proceeds just credited (a fee, a held payout): from available
+        cash, and under rules 4 from the unsettled part too, since it never becomes settled cash
+        of this account (``movements.FROM_PROCEEDS``). The caller records the movement."""
+        row = self.balances.accounts.rows[account_id]
+        row["cash_available"] -= amount
+        if self.rules >= 4:  # commands.RULES_VERSION: older journals replay as they were
+            row["cash_unsettled"] -= amount
+
+    def take_fees_from_proceeds(self, movements: np.ndarray) -> None:
+        """For fills the kernel applied (it took each fee from available cash): under rules 4,
+        lower each seller's unsettled cash by its fees, in one step per batch."""
+        if self.rules < 4 or not len(movements):
+            return
+        fees = movements[movements["kind"] == mv.TRADE_FEE]
+        if len(fees):
+            np.subtract.at(self.balances.accounts.rows["cash_unsettled"],
+                           fees["debit_account"], fees["amount"])
+
     # ---- reads --------------------------------------------------------------------------------
 
     def cash_withdrawable(self, account_id: int) -> int:

@@ -688,7 +688,9 @@ class _Fold:
         the changes of the commands after it."""
         m = self.markets
         if self.movements:
-            m.machine.movements.record_many(np.array(self.movements, dtype=mv.MOVEMENT_DTYPE))
+            rows = np.array(self.movements, dtype=mv.MOVEMENT_DTYPE)
+            m.machine.movements.record_many(rows)
+            m.machine.take_fees_from_proceeds(rows)
         if not self.book_updates:
             return
         running: dict[tuple[int, int, int], int] = {}

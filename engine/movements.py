@@ -36,6 +36,11 @@ PAYOUT_HELD = 11
 PAYOUT_RELEASED = 12
 HELD_REFUND = 13
 
+# Debits taken out of proceeds the moment they are credited (a seller's fee out of the sale, the
+# issuer's success fee and held payout out of what was raised): under rules 4 they lower the
+# account's unsettled cash with the proceeds, and the batch that settles both clears the net.
+FROM_PROCEEDS = (TRADE_FEE, SUCCESS_FEE, PAYOUT_HELD)
+
 KIND_NAMES = {
     DEPOSIT: "deposit", WITHDRAWAL: "withdrawal", TRADE_CASH: "trade_cash",
     TRADE_UNITS: "trade_units", TRADE_FEE: "trade_fee",

@@ -6,7 +6,7 @@ bilateral, at the offer's price. Posting reserves the poster's side in ``Balance
 sell, ``price x quantity`` cash for a buy); an accept moves cash and units between the two
 accounts, charges the seller fee and records the movements for settlement exactly as a book
 fill does (``TRADE_CASH``, ``TRADE_UNITS``, ``TRADE_FEE``; the seller's ``cash_unsettled`` rises
-by the gross notional, the fee comes out of available cash).
+by the proceeds net of the fee under rules 4, by the gross notional before).
 
 Two cn2015 rules live here:
 
@@ -304,13 +304,13 @@ class Offers:
             accounts[buyer]["cash_reserved"] -= notional
             seller_position["units_available"] -= quantity
         self._position(buyer, instrument)["units_available"] += quantity
-        # Gross proceeds are unsettled until the batch that records them; the fee comes out of
-        # available cash only (the venue-wide rule the matching kernel follows too).
+        # Proceeds are unsettled until the batch that records them; the fee comes out of them
+        # (the venue-wide rule the matching kernel's fills follow too).
         machine.credit_cash(seller, notional, mv.TRADE_CASH, buyer)
         machine.movements.record(machine.last_sequence, mv.TRADE_UNITS, seller, buyer,
                                  instrument, quantity)
         if fee:
-            accounts[seller]["cash_available"] -= fee
+            machine.take_from_proceeds(seller, fee)
             machine.credit_cash(machine.fee_account_id, fee, mv.TRADE_FEE, seller)
         self._add_young(buyer, instrument, quantity)
         trade_id = self._next_trade_id()

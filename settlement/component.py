@@ -36,15 +36,23 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(SettlementMeta)
 
 
-def unsettled_credits(movements: np.ndarray, account_count: int) -> np.ndarray:
+def unsettled_credits(movements: np.ndarray, account_count: int, *,
+                      net: bool) -> np.ndarray:
     """Per account, the cash credited by ``movements`` that ``credit_cash`` marked unsettled.
 
     Every cash credit to a venue account other than a deposit is proceeds (``credit_cash``);
-    deposits are settled on arrival.
+    deposits are settled on arrival. With ``net`` (rules 4), less what was taken out of the
+    proceeds as they came (``movements.FROM_PROCEEDS``): it never counted as unsettled.
     """
-    mask = ((movements["asset"] == mv.CASH) & (movements["credit_account"] > 0)
-            & (movements["kind"] != mv.DEPOSIT))
-    return _sum_by(movements["credit_account"][mask], movements["amount"][mask], account_count)
+    cash = movements["asset"] == mv.CASH
+    mask = cash & (movements["credit_account"] > 0) & (movements["kind"] != mv.DEPOSIT)
+    credits = _sum_by(movements["credit_account"][mask], movements["amount"][mask],
+                      account_count)
+    if net:
+        taken = cash & np.isin(movements["kind"], mv.FROM_PROCEEDS)
+        credits -= _sum_by(movements["debit_account"][taken], movements["amount"][taken],
+                           account_count)
+    return credits
 
 
 def _sum_by(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
@@ -99,7 +107,7 @@ class SettlementComponent:
         settled = machine.movements.release(cmd.cutoff_sequence)
         rows = machine.balances.accounts.rows
         count = machine.balances.accounts.count
-        credits = unsettled_credits(settled, count)
+        credits = unsettled_credits(settled, count, net=machine.rules >= 4)
         unsettled = rows["cash_unsettled"][:count]
         np.maximum(unsettled - credits, 0, out=unsettled)
         state.last_batch_id = cmd.batch_id

@@ -113,9 +113,10 @@ async def test_sell_offer_reserves_units_and_an_accept_trades_with_the_seller_fe
     assert await holding(venue, buyer, inst) == (40, 0)
     assert await holding(venue, seller, inst) == (200, 60)
     assert cash(venue, buyer["account_id"]) == (100_000_00 - notional, 0, 0)
-    # Gross proceeds are unsettled; the fee comes out of available cash only.
+    # The proceeds, net of the fee taken out of them, are unsettled (rules 4).
+    net = notional - fee(notional)
     assert cash(venue, seller["account_id"]) == (
-        seller_cash[0] + notional - fee(notional), 0, seller_cash[2] + notional)
+        seller_cash[0] + net, 0, seller_cash[2] + net)
     assert cash(venue, venue.machine.fee_account_id) == (
         fees[0] + fee(notional), 0, fees[2] + fee(notional))
     s, b, f = seller["account_id"], buyer["account_id"], venue.machine.fee_account_id
@@ -123,7 +124,7 @@ async def test_sell_offer_reserves_units_and_an_accept_trades_with_the_seller_fe
         (mv.TRADE_CASH, b, s, mv.CASH, notional), (mv.TRADE_UNITS, s, b, inst, 40),
         (mv.TRADE_FEE, s, f, mv.CASH, fee(notional))]
     me = await venue.me(seller)
-    assert me["cash_withdrawable"] == me["cash_available"] - seller_cash[2] - notional
+    assert me["cash_withdrawable"] == me["cash_available"] - seller_cash[2] - net
     # The trade is on the instrument's tape and candles like a matched one (the acceptor took).
     tape = (await venue.call("GET", f"/v1/instruments/{inst}/trades", None, expect=200))[1]
     assert [(t["trade_id"], t["price"], t["quantity"], t["taker_side"]) for t in tape] == [

@@ -46,7 +46,8 @@ INVESTORS = 4
 OPERATOR = 2
 PRICE = 1_00  # fen per unit, the offering price: small, so that fees round
 TICK = 7  # fen: orders are priced a few ticks around the offering price
-LEDGER_TABLES = "ledger_legs, instructions, balances, batches, accounts, reconciliation_breaks"
+LEDGER_TABLES = ("batch_requests, ledger_legs, instructions, balances, batches, accounts, "
+                 "reconciliation_breaks")
 
 who = st.integers(0, INVESTORS - 1)
 pick = st.integers(0, 7)  # an index into what exists so far (modulo its length)
