@@ -69,6 +69,16 @@ STATUS_BY_CODE: dict[str, int] = {
     "internal_error": 500,
 }
 
+# A code API.md gives another status in one place, raised there with ``status=``. Eligibility is
+# a business rule (422) when subscribing (BOARDS.md's cn2015 ``not_eligible``); only the
+# bulletin board of ``/v1/offers`` answers it 403, as a door closed to the investor's class.
+OTHER_STATUSES: dict[str, frozenset[int]] = {"not_eligible": frozenset({422})}
+
+
+def status_allowed(code: str, status: int) -> bool:
+    """Whether ``code`` may come with ``status`` (its table status or a documented other)."""
+    return STATUS_BY_CODE.get(code) == status or status in OTHER_STATUSES.get(code, ())
+
 
 class CrowdexError(Exception):
     """A refusal with a stable machine-readable code and a human message."""

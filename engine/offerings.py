@@ -289,7 +289,10 @@ class Offerings:
         board = self.board(project)
         if (self._cn2015() and board.config.qualified_only_cn2015
                 and investor.investor_class not in QUALIFIED_CLASSES):
-            raise CrowdexError("not_eligible", "this board is open to qualified investors only")
+            # A business rule (API.md: 422, eligibility first); 403 is /v1/offers' alone. The
+            # reply is state (idempotent retries): rules 3 journals replay their 403.
+            raise CrowdexError("not_eligible", "this board is open to qualified investors only",
+                               status=422 if self.machine.rules >= 4 else 403)
         amount = board.price_subscription(project.terms, cmd.quantity, cmd.rate_bps,
                                           cmd.tier_id)
         live = self._live[project.project_id]
@@ -456,15 +459,14 @@ class Offerings:
         raised = sum(paid.values())
         config = board.config
         fee = rules.fee_half_up(raised, config.success_fee_bps)
-        issuer_row = self._rows()[issuer]
         if fee:
-            issuer_row["cash_available"] -= fee
+            machine.take_from_proceeds(issuer, fee)
             machine.credit_cash(machine.fee_account_id, fee, mv.SUCCESS_FEE, issuer)
         if config.payout_released_pct < 100:
             net = raised - fee
             held = net - net * config.payout_released_pct // 100
             if held:
-                issuer_row["cash_available"] -= held
+                machine.take_from_proceeds(issuer, held)
                 machine.movements.record(machine.last_sequence, mv.PAYOUT_HELD, issuer,
                                          mv.EXTERNAL_ACCOUNT, mv.CASH, held)
             project.held_amount = held

@@ -56,16 +56,33 @@ def _validation_error(error: msgspec.ValidationError) -> CrowdexError:
 
 
 def decode(raw: bytes, schema: type[T], content_type: str) -> T:
-    """Decode and validate a body; msgpack when the client sent msgpack, else JSON."""
+    """Decode and validate a body; msgpack when the client sent msgpack, else JSON.
+
+    Syntax is judged before the schema (API.md's order: malformed, then invalid fields): the
+    typed decoder validates as it parses, so a body that is broken after a field it refuses
+    (``{"amount": 1} trailing``) is decoded once more without a type, on that error path only,
+    to tell which came first.
+    """
+    module = msgspec.msgpack if content_type == MSGPACK else msgspec.json
     try:
-        if content_type == MSGPACK:
-            return msgspec.msgpack.decode(raw, type=schema)
-        return msgspec.json.decode(raw, type=schema)
+        return module.decode(raw, type=schema)
     except msgspec.ValidationError as error:
+        _check_syntax(module, raw, content_type)
         raise _validation_error(error) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as error:  # msgpack str: bad UTF-8
-        code = "invalid_json" if content_type != MSGPACK else "invalid_field"
-        raise CrowdexError(code, f"the body could not be decoded: {error}") from None
+        raise _undecodable(error, content_type) from None
+
+
+def _check_syntax(module: Any, raw: bytes, content_type: str) -> None:
+    try:
+        module.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:
+        raise _undecodable(error, content_type) from None
+
+
+def _undecodable(error: Exception, content_type: str) -> CrowdexError:
+    code = "invalid_json" if content_type != MSGPACK else "invalid_field"
+    return CrowdexError(code, f"the body could not be decoded: {error}")
 
 
 def convert(value: Any, schema: type[T]) -> T:

@@ -165,7 +165,8 @@ async def allocations(request: web.Request) -> web.Response:
     component = offerings(request)
     project = component.project_for(project_id, who)
     if who.role == "issuer" and who.account_id != project.issuer_id:
-        raise CrowdexError("forbidden", "only the project's issuer sees its allocations")
+        # API.md: the role may, the project is not theirs: 404, as for any thing not yours.
+        raise CrowdexError("project_not_found", f"no project {project_id} of yours")
     if project.status not in rules.CLOSED_STATUSES:
         return http.respond(request, 200, [])
     rows = [allocation_view(s) for s in component.project_subscriptions(project_id)

@@ -49,6 +49,25 @@ async def test_oversubscribed_pro_rata_ties_go_to_the_earliest(venue):
     assert venue.offerings.instrument_info(pid).status == "trading"
 
 
+async def test_allocations_are_for_the_operator_the_issuer_and_each_investor_own_rows(venue):
+    """API.md: the role may, but another issuer's project is not theirs: 404, never 403."""
+    issuer, other_issuer = await venue.issuer(), await venue.issuer()
+    a, b = await venue.investor(10_000), await venue.investor(10_000)
+    pid = await venue.listed(issuer, "equity", TERMS, 30)
+    for who in (a, b):
+        await venue.subscribe(who, pid, 5)
+    await venue.call("POST", f"/v1/projects/{pid}/close", OPERATOR, expect=200)
+    path = f"/v1/projects/{pid}/allocations"
+    assert await venue.error("GET", path, other_issuer) == (404, "project_not_found")
+    assert await venue.error("GET", path, None) == (401, "unauthorized")
+    _, rows = await venue.call("GET", path, issuer, expect=200)
+    assert [r["account_id"] for r in rows] == [a["account_id"], b["account_id"]]
+    _, rows = await venue.call("GET", path, b, expect=200)
+    assert [r["account_id"] for r in rows] == [b["account_id"]]
+    assert await venue.error("GET", "/v1/projects/999/allocations", issuer) == (
+        404, "project_not_found")
+
+
 async def test_below_target_fails_and_releases_everything(venue):
     issuer = await venue.issuer()
     a = await venue.investor(5_000)

@@ -37,8 +37,9 @@ async def test_cn2015_equity_hidden_ip_qualified_only_product_not_cancellable(cn
     assert [r["project_id"] for r in rows] == [equity, ip]
     assert await venue.error("POST", f"/v1/projects/{equity}/subscriptions", retail,
                              {"quantity": 1}) == (404, "project_not_found")
+    # Eligibility is a business rule when subscribing (422); 403 is for /v1/offers alone.
     assert await venue.error("POST", f"/v1/projects/{ip}/subscriptions", retail,
-                             {"quantity": 1}) == (403, "not_eligible")
+                             {"quantity": 1}) == (422, "not_eligible")
     assert (await venue.subscribe(qualified, equity, 1))[0] == 201
     product = await venue.listed(issuer, "product", {"goal": 1, "tiers": [
         {"tier_id": "t", "price": 10}]}, 5)

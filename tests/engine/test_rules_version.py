@@ -113,3 +113,37 @@ def test_the_venue_cash_cap_holds_from_rules_3_and_older_journals_replay_as_they
         outcomes[rules] = (fits.status, over.status, over.body.get("error", {}).get("code"))
     assert outcomes[3] == (201, 422, "limit_exceeded")  # exactly the cap fits, a fen more not
     assert outcomes[2] == (201, 201, None)  # rules 2 took it then, so a replay takes it now
+
+
+def test_proceeds_are_unsettled_net_of_fees_from_rules_4_and_gross_before():
+    """Rules 4: the seller's unsettled cash is the proceeds less the fee (and the issuer's, the
+    raised amount less the success fee); rules 3 journals replay with the gross amounts."""
+    unsettled = {}
+    for rules in (3, 4):
+        machine, trader = _venue(rules)
+        for actor, side in ((trader, "sell"), (trader + 1, "buy")):
+            placed = _apply(machine, actor, mc.PlaceOrder(1, side, "limit", PRICE, 1))
+            assert placed.status == 201, placed
+        rows = machine.balances.accounts.rows
+        unsettled[rules] = (int(rows[trader]["cash_unsettled"]), int(rows[3]["cash_unsettled"]))
+    fee = PRICE // 100  # 100 bps
+    success_fee = 10 * PRICE * 600 // 10_000  # equity: 600 bps of the 10 shares raised
+    assert unsettled[3] == (PRICE, 10 * PRICE)
+    assert unsettled[4] == (PRICE - fee, 10 * PRICE - success_fee)
+
+
+def test_a_cn2015_subscription_out_of_eligibility_is_422_from_rules_4_and_403_before():
+    statuses = {}
+    for rules in (3, 4):
+        machine, _ = _venue(rules, "cn2015")
+        retail = _apply(machine, 0, c.CreateAccount("investor", "r", f"kr{rules}"))
+        project = _apply(machine, 3, oc.CreateProject(
+            "ip", "p", "x", START_US + 30 * 86_400_000_000, {
+                "price": 100, "min_quantity": 1, "max_quantity": 100,
+                "royalty_share_bps": 500, "lockup_days": 0}))
+        assert project.status == 201, project
+        project_id = project.body["project_id"]
+        assert _apply(machine, 2, oc.ReviewProject(project_id, True)).status == 200
+        refused = _apply(machine, retail.body["account_id"], oc.Subscribe(project_id, 1))
+        statuses[rules] = (refused.status, refused.body["error"]["code"])
+    assert statuses == {3: (403, "not_eligible"), 4: (422, "not_eligible")}

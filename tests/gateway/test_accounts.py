@@ -132,6 +132,15 @@ BAD_BODIES = [
     (b'{"amount": 5, "reference": ""}', "invalid_field"),
     (b'{"amount": 5, "reference": 7}', "invalid_field"),
     (b'{"amount": 5, "reference": "r", "extra": 1}', "unknown_field"),
+    # Syntax before schema (issue 15 #7): broken text that starts like a field the schema
+    # refuses, or lacks, is still malformed JSON.
+    (b'{"a": 1,}', "invalid_json"),
+    (b'[1, 2', "invalid_json"),
+    (b'{"amount": }', "invalid_json"),
+    (b'{"amount": 1} trailing', "invalid_json"),
+    (b'{"amount": 5, "reference": "r"} x', "invalid_json"),
+    (b'{"amount": 1.5, "reference": "r"', "invalid_json"),
+    (b'{"amount": 5, "reference": "r", "extra": 1', "invalid_json"),
 ]
 
 
@@ -150,6 +159,19 @@ async def test_withdrawal_bad_bodies(client, raw, code):
                                  headers={**investor["headers"],
                                           "Content-Type": "application/json"})
     assert await error_of(response) == (400, code)
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    (msgspec.msgpack.encode({"amount": 1.5, "reference": "r"}) + b"\xc1", "could not be decoded"),
+    (msgspec.msgpack.encode({"amount": 1.5, "reference": "r"}), "Expected `int`"),
+])
+async def test_msgpack_syntax_is_judged_before_the_schema(client, raw, message):
+    investor = await new_account(client)
+    response = await client.post("/v1/me/withdrawals", data=raw,
+                                 headers={**investor["headers"],
+                                          "Content-Type": "application/msgpack"})
+    assert response.status == 400
+    assert message in (await response.json())["error"]["message"]
 
 
 @pytest.mark.parametrize(("body", "code"), [
