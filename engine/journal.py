@@ -34,6 +34,8 @@ from typing import Protocol
 
 import numpy as np
 
+from engine.private import open_private, private_dir, tighten_files
+
 log = logging.getLogger("crowdex.engine.journal")
 
 SEGMENT_MAGIC = b"CRDXJRNL"
@@ -257,9 +259,12 @@ class FileJournal:
         # an fsync after a failure can falsely report success, so the journal refuses to go on.
         self._failed: BaseException | None = None
         if not self.directory.exists():
-            self.directory.mkdir(parents=True)
+            private_dir(self.directory)
             if sync:
                 _fsync_directory(self.directory.parent)
+        else:  # what an older version made readable by others
+            private_dir(self.directory)
+            tighten_files(self.directory)
         self._segments = self._open_segments()
         # Held open, so starting a segment needs one new descriptor, not two (see _roll).
         self._dir_fd: int | None = os.open(self.directory, os.O_RDONLY)
@@ -430,7 +435,7 @@ class FileJournal:
 
     def _start_segment(self, first_sequence: int) -> None:
         path = self.directory / segment_name(first_sequence)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL)
         try:
             header = _segment_header(first_sequence)
             if os.write(fd, header) != len(header):

@@ -27,6 +27,7 @@ from engine.clock import Clock
 from engine.errors import CrowdexError
 from engine.journal import FileJournal
 from engine.machine import Reply, StateMachine
+from engine.private import private_dir, tighten_files
 from engine.snapshot import load_latest, prune, write_snapshot
 
 log = logging.getLogger("crowdex.engine")
@@ -126,8 +127,9 @@ class Engine:
 
     def recover(self) -> int:
         """Load the newest snapshot and replay the journal after it; returns entries replayed."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.snapshot_dir.mkdir(exist_ok=True)
+        private_dir(self.data_dir)
+        private_dir(self.snapshot_dir)
+        tighten_files(self.snapshot_dir)
         snapshot = load_latest(self.snapshot_dir)
         self._snapshotted = snapshot.sequence if snapshot is not None else 0
         if snapshot is not None:

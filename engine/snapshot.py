@@ -29,6 +29,8 @@ import msgspec
 import numpy as np
 from numpy.lib import recfunctions
 
+from engine.private import open_private, private_dir
+
 log = logging.getLogger("crowdex.engine.snapshot")
 
 SNAPSHOT_MAGIC = b"CRDXSNAP"
@@ -84,7 +86,7 @@ def write_snapshot(
     if sequence < 0:
         raise ValueError(f"sequence must be >= 0, got {sequence}")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     body = _encode_body(arrays, meta)
     header = _HEADER_BODY.pack(
         SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, sequence, len(body), zlib.crc32(body)
@@ -92,7 +94,7 @@ def write_snapshot(
     header += struct.pack("<I", zlib.crc32(header))
     final = directory / snapshot_name(sequence)
     temp = directory / (final.name + _TEMP_SUFFIX)
-    with open(temp, "wb") as file:
+    with os.fdopen(open_private(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as file:
         file.write(header)
         file.write(body)
         file.flush()

@@ -21,6 +21,8 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from engine.private import FILE_MODE, open_private
+
 DEFAULT_URL = "http://127.0.0.1:8080"
 POLL_INTERVAL_S = 0.2
 BAR_WIDTH = 40
@@ -44,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     resolve = sub.add_parser("resolve", help="accept the current breaks")
     resolve.add_argument("--note", required=True)
     return p
+
+
+def write_private(path: str, text: str) -> None:
+    """A report names every account's money: mode 0600, also when it replaces a file."""
+    fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.fchmod(fd, FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def draw_bar(progress: dict, out: TextIO) -> None:
@@ -98,8 +108,7 @@ async def _main(args: argparse.Namespace) -> int:
                 session, "GET", f"{base}/v1/settlement/batches/{args.batch_id}/report")
             if status == 200:
                 if args.output:
-                    with open(args.output, "w", encoding="utf-8") as handle:
-                        handle.write(body)
+                    write_private(args.output, body)
                 else:
                     sys.stdout.write(body)
                 return 0

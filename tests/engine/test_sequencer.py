@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import time
 from pathlib import Path
 
@@ -367,3 +369,48 @@ async def test_the_journal_has_its_own_thread_at_realtime_priority_when_allowed(
     expected = os.SCHED_FIFO if realtime and _can_run_realtime() else os.SCHED_OTHER
     assert {policy for _, policy in writers} == {expected}
     assert engine._writer is None  # stopped with the engine
+
+
+def _modes(data_dir: Path) -> dict[str, int]:
+    return {str(path.relative_to(data_dir)): stat.S_IMODE(path.stat().st_mode)
+            for path in [data_dir, *sorted(data_dir.rglob("*"))]}
+
+
+@pytest.fixture
+def open_umask():
+    """The usual umask (022), under which files are made readable by all unless asked."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+async def test_the_journal_and_snapshots_are_readable_by_the_server_user_only(
+        tmp_path: Path, open_umask, snapshot_writer: str):
+    """API.md: mode 0600 files in 0700 folders (issue 15 #10)."""
+    data_dir = tmp_path / "venue"
+    engine = Engine(data_dir, WallClock(), snapshot_every=8)
+    await engine.start()
+    await _venue(engine, 12)
+    if engine._snapshot_task is not None:
+        await engine._snapshot_task
+    await engine.stop()
+    modes = _modes(data_dir)
+    assert any(name.startswith("journal/") for name in modes)
+    assert any(name.startswith("snapshots/") for name in modes)
+    assert {name: mode for name, mode in modes.items()
+            if mode != (0o700 if (data_dir / name).is_dir() else 0o600)} == {}
+
+
+async def test_a_venue_left_readable_by_an_older_version_is_tightened_on_start(
+        tmp_path: Path, open_umask):
+    data_dir = tmp_path / "venue"
+    engine = Engine(data_dir, WallClock())
+    await engine.start()
+    await _venue(engine, 2)
+    await engine.stop()
+    for path in [data_dir, *data_dir.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    again = Engine(data_dir, WallClock())
+    again.recover()
+    again._journal.close()
+    assert set(_modes(data_dir).values()) == {0o700, 0o600}

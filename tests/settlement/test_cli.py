@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,12 @@ def test_settle_runs_shows_reports_and_reconciles(tmp_path: Path, pg_server) -> 
         report = settle(server, "report", "1")
         assert report.stdout.splitlines()[0] == "batch_id,account_id,asset,net_amount,legs"
         assert len(report.stdout.splitlines()) == 1 + 1 + len(venue.cash)
+        written = tmp_path / "report.csv"
+        written.write_text("an older file, readable by all\n")
+        written.chmod(0o644)
+        assert settle(server, "report", "1", "-o", str(written)).returncode == 0
+        assert written.read_text() == report.stdout
+        assert stat.S_IMODE(written.stat().st_mode) == 0o600  # every account's money
         assert settle(server, "reconcile").returncode == 0
         assert settle(server, "show", "9").returncode == 1
         bad = subprocess.run([sys.executable, "-m", "settlement.cli", "--url", server.url],
