@@ -63,6 +63,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "holding_period": 422,
     "borrower_cap": 422,
     "not_permitted": 422,
+    "command_skipped": 422,  # the operator skipped a command that could not be applied
     # 429 / 503
     "rate_limited": 429,
     "unavailable": 503,

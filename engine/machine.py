@@ -196,6 +196,25 @@ class StateMachine:
             component.on_time()
         return reply
 
+    def skip(self, sequence: int, entry: c.Entry, reason: str) -> Reply:
+        """Apply an entry the operator skipped (``engine.skips``): its time passes and
+        deadlines fire as for any entry, but its command never runs; a retry with its
+        idempotency key is answered ``command_skipped``."""
+        if sequence != self.last_sequence + 1:
+            raise RuntimeError(
+                f"sequence {sequence} does not follow the last applied {self.last_sequence}"
+            )
+        self.last_sequence = sequence
+        self.now_us = max(self.now_us, entry.time_us)
+        reply = refusal(CrowdexError(
+            "command_skipped", f"the operator skipped this command (journal entry {sequence}) "
+            f"because it could not be applied: {reason}"))
+        if entry.idempotency_key is not None:
+            self._remember((entry.actor, entry.idempotency_key), entry.request_hash or "", reply)
+        for component in self.components:
+            component.on_time()
+        return reply
+
     def apply_batch(self, first_sequence: int, entries: list[c.Entry]) -> list[Reply]:
         """Apply consecutive entries; exactly what ``apply`` one at a time would do.
 

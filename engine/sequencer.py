@@ -28,6 +28,7 @@ from engine.errors import CrowdexError
 from engine.journal import FileJournal
 from engine.machine import Reply, StateMachine
 from engine.private import private_dir, tighten_files
+from engine.skips import Skip, apply_entry, load_skips, lock_data_dir
 from engine.snapshot import load_latest, prune, write_snapshot
 
 log = logging.getLogger("crowdex.engine")
@@ -122,6 +123,8 @@ class Engine:
         self._last_stamp = 0  # the time stamped on the last journaled batch
         self._accepting = False
         self.failed: BaseException | None = None
+        self._lock_fd: int | None = None  # the data dir's lock, held from recover to stop
+        self.skips: dict[int, Skip] = {}  # journal entries the operator skipped (engine.skips)
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -130,6 +133,9 @@ class Engine:
         private_dir(self.data_dir)
         private_dir(self.snapshot_dir)
         tighten_files(self.snapshot_dir)
+        if self._lock_fd is None:  # one writer per journal (VenueRunning otherwise)
+            self._lock_fd = lock_data_dir(self.data_dir)
+        self.skips = load_skips(self.data_dir)
         snapshot = load_latest(self.snapshot_dir)
         self._snapshotted = snapshot.sequence if snapshot is not None else 0
         if snapshot is not None:
@@ -146,8 +152,12 @@ class Engine:
             )
         replayed = 0
         for sequence, payload in self._journal.read(self.machine.last_sequence):
-            self.machine.apply(sequence, c.decode_entry(payload))
+            apply_entry(self.machine, sequence, payload, self.skips)  # PoisonCommand
             replayed += 1
+        for skip in self.skips.values():
+            log.warning("journal entry %d (%s) is skipped by the operator (%s, %s): %s",
+                        skip.sequence, skip.command, skip.skipped_by, skip.skipped_at,
+                        skip.reason)
         self.machine.outbox.clear()  # updates of the past: clients get fresh snapshots
         # The cadence counts from the newest snapshot, not from this recovery: a venue restarted
         # more often than every ``snapshot_every`` commands must still snapshot (else its replay
@@ -180,9 +190,16 @@ class Engine:
             self._snapshot_task = None
         if self.failed is None and self.machine.last_sequence != self._snapshotted:
             await asyncio.to_thread(self._write_snapshot, *self._snapshot_copy())
+        self.close_recovered()
+
+    def close_recovered(self) -> None:
+        """Close the journal and release the data dir (after ``stop``, or a bare ``recover``)."""
         if self._journal is not None:
             self._journal.close()
             self._journal = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     # ---- submitting ---------------------------------------------------------------------------
 
@@ -249,8 +266,9 @@ class Engine:
                 durable = None
                 self._maybe_snapshot()
         except Exception as error:  # the disk or a command's apply failed: fail-stop
-            log.exception("a batch failed after sequence %d; the engine stops taking commands",
-                          self.machine.last_sequence)
+            log.exception("a batch failed after sequence %d; the engine stops taking commands "
+                          "(a command that cannot be applied is named at the next start, with "
+                          "the way out: README, Operations)", self.machine.last_sequence)
             self.failed = error
             self._accepting = False
             for journaled in (durable, writing):
@@ -405,14 +423,16 @@ def _journal_thread_priority() -> None:
 
 
 def replay_from_empty(data_dir: Path, upto: int | None = None) -> StateMachine:
-    """Rebuild the state from the journal (up to ``upto``), ignoring snapshots."""
+    """Rebuild the state from the journal (up to ``upto``), ignoring snapshots; entries the
+    operator skipped are skipped here too."""
     machine = StateMachine()
+    skips = load_skips(Path(data_dir))
     journal = FileJournal(Path(data_dir) / "journal", sync=False)
     try:
         for sequence, payload in journal.read(0):
             if upto is not None and sequence > upto:
                 break
-            machine.apply(sequence, c.decode_entry(payload))
+            apply_entry(machine, sequence, payload, skips)
     finally:
         journal.close()
     return machine

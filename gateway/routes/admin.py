@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from engine import commands as c
@@ -21,12 +22,15 @@ async def advance_clock(request: web.Request) -> web.Response:
 
 async def state(request: web.Request) -> web.Response:
     http.require(request, "operator")
-    machine = request.app[keys.ENGINE].machine
+    engine = request.app[keys.ENGINE]
+    machine = engine.machine
     return http.respond(request, 200, {
         "sequence": machine.last_sequence,
         "state_hash": machine.state_hash(),
         "now": format_time_us(machine.now_us),
         "cash_total": machine.cash_total(),
+        # The audit trail of journal entries the operator skipped (crowdex skip).
+        "skipped": [msgspec.structs.asdict(skip) for skip in engine.skips.values()],
     })
 
 
