@@ -43,8 +43,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     import uvloop
-    from aiohttp import web
 
+    from gateway import connections
     from gateway.app import configure_logging, create_app
 
     try:
@@ -72,10 +72,17 @@ def serve(args: argparse.Namespace) -> int:
     # The journal's thread needs the interpreter back the moment its fsync returns, or every
     # acknowledgement waits out the busy event loop's switch interval (5 ms by default).
     sys.setswitchinterval(float(os.environ.get("CROWDEX_SWITCH_INTERVAL_S", SWITCH_INTERVAL_S)))
-    loop = uvloop.new_event_loop()
-    web.run_app(create_app(config), host=args.host, port=args.port, loop=loop,
-                shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None,
-                print=lambda text: print(text, flush=True))
+    from engine.skips import PoisonCommand, VenueRunning
+
+    try:
+        # web.run_app with connections.Runner: deadlines on slow and idle connections and a cap
+        # per address (API.md), which aiohttp's own runner does not keep.
+        connections.run(create_app(config), host=args.host, port=args.port,
+                        loop=uvloop.new_event_loop(), shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                        print=lambda text: print(text, flush=True))
+    except (PoisonCommand, VenueRunning) as error:  # the operator's move: say which
+        print(f"crowdex: {error}", file=sys.stderr)
+        return EXIT_CANNOT_START
     return 0
 
 
@@ -122,10 +129,37 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bench", help="run a benchmark: " + ", ".join(BENCHMARKS))
     sub.add_parser("settle", help="operator settlement tools against a running server "
                    "(crowdex settle --help)")
+    _skip_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "skip":
+        return skip(args)
     return 2
+
+
+EXIT_CANNOT_START = 3  # the venue cannot start (a poison entry) or another process has it
+
+
+def _skip_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("skip", help="skip the one journal entry that stops a venue from "
+                       "recovering (audited; the venue must be stopped)")
+    p.add_argument("--data-dir", default="./crowdex-data", type=Path)
+    p.add_argument("--sequence", type=int, required=True,
+                   help="the entry recovery fails on, as crowdex serve names it")
+    p.add_argument("--reason", required=True, help="why: kept in the audit trail")
+
+
+def skip(args: argparse.Namespace) -> int:
+    from engine.skips import VenueRunning, skip_entry
+
+    try:
+        done, message = skip_entry(args.data_dir.resolve(), args.sequence, args.reason)
+    except VenueRunning as error:
+        print(f"crowdex: {error}: stop it first", file=sys.stderr)
+        return EXIT_CANNOT_START
+    print(f"crowdex: {message}", file=sys.stdout if done else sys.stderr)
+    return 0 if done else 1
 
 
 if __name__ == "__main__":

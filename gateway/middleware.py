@@ -75,14 +75,28 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
 
 
 def _bucket_key(request: web.Request) -> str:
-    token = request.headers.get("Authorization", "")
-    if token:
-        return "k:" + http.key_hash(token)
+    """The bucket a request is charged to: its account's for a valid key, else its address's.
+
+    Keying on the header as sent gave every made-up key a fresh bucket: a flood of them was
+    never limited, and it filled the table. Anything but a valid key (none, unknown or
+    malformed) is charged to the remote address; a valid key is charged to its account (one key
+    at a time, so this is per key, and a rotated key keeps its bucket) wherever it comes from,
+    so junk from an address, a neighbour's behind the same NAT or proxy included, does not lock
+    out the valid keys used there. The lookup is authentication's own (a cached hash and a dict
+    lookup); the 401 still comes from the handler, after the body's 400 (API.md's order).
+    """
+    if "Authorization" in request.headers:
+        try:
+            return f"a:{http.principal(request).account_id}"
+        except CrowdexError:
+            pass
     return "ip:" + (request.remote or "")
 
 
 @web.middleware
 async def rate_limit(request: web.Request, handler) -> web.StreamResponse:
+    """429 before the handler runs: API.md, "Rate limits apply per key and, for requests without
+    a valid key (none, unknown or malformed), per remote address"."""
     if request.path in UNLIMITED_PATHS:
         return await handler(request)
     wait = request.app[keys.RATE_LIMITER].take(_bucket_key(request))
