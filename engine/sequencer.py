@@ -130,7 +130,10 @@ class Engine:
 
     def recover(self) -> int:
         """Load the newest snapshot and replay the journal after it; returns entries replayed."""
-        private_dir(self.data_dir)
+        # The data dir itself stays traversable: the embedded PostgreSQL in it runs as its own
+        # user when the server runs as root. What is in it is private (journal/, snapshots/,
+        # engine.lock, skipped.json); PostgreSQL keeps its own folder at 0700.
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         private_dir(self.snapshot_dir)
         tighten_files(self.snapshot_dir)
         if self._lock_fd is None:  # one writer per journal (VenueRunning otherwise)

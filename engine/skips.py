@@ -31,7 +31,7 @@ import msgspec
 
 from engine import commands as c
 from engine.machine import StateMachine
-from engine.private import open_private
+from engine.private import FILE_MODE, open_private
 
 SKIPS_FILE = "skipped.json"
 LOCK_FILE = "engine.lock"
@@ -153,6 +153,7 @@ def lock_data_dir(data_dir: Path) -> int:
     same data dir, or ``crowdex skip`` beside a running one, is refused."""
     fd = open_private(Path(data_dir) / LOCK_FILE, os.O_RDWR | os.O_CREAT)
     try:
+        os.fchmod(fd, FILE_MODE)  # also when an older one was left readable
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)

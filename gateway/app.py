@@ -54,6 +54,9 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         await migrate(database.pool)
         app[keys.DATABASE] = database
+        # From here PostgreSQL may go away under a server that keeps trading: the supervisor
+        # brings it back (restarting the embedded one); close() stops the supervisor first.
+        database.supervise()
         yield
     finally:
         await database.close()

@@ -92,5 +92,6 @@ class ClockResult(msgspec.Struct):
     now: str
 
 
-class Health(msgspec.Struct):
-    status: str
+class Health(msgspec.Struct, omit_defaults=True):
+    status: str  # ok | degraded (503)
+    database: str | None = None  # "down" while PostgreSQL is away

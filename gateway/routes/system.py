@@ -9,6 +9,7 @@ from aiohttp import web
 from engine.errors import CrowdexError
 from gateway import http, keys, schemas
 from gateway.routes import Route
+from settlement.db import RETRY_AFTER_S
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 # The web UI's files, fixed when the package is built. Serving only these names keeps client
@@ -19,9 +20,16 @@ STATIC_FILES = {path.relative_to(STATIC_DIR).as_posix(): path
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 ``{"status": "ok"}``; while PostgreSQL is down (trading goes on, settlement does not)
+    API.md wants 503 ``{"status": "degraded", "database": "down"}``."""
     engine = request.app[keys.ENGINE]
     if engine.failed is not None:
-        raise CrowdexError("unavailable", "the engine stopped after a journal failure")
+        raise CrowdexError("unavailable", "the engine stopped: a journal write failed or a "
+                           "command could not be applied (the log says which)")
+    database = request.app.get(keys.DATABASE)
+    if database is not None and not database.up:
+        return http.respond(request, 503, {"status": "degraded", "database": "down"},
+                            {"Retry-After": str(RETRY_AFTER_S)})
     return http.respond(request, 200, {"status": "ok"})
 
 

@@ -372,8 +372,9 @@ async def test_the_journal_has_its_own_thread_at_realtime_priority_when_allowed(
 
 
 def _modes(data_dir: Path) -> dict[str, int]:
+    """What is inside the data dir (which itself stays traversable for PostgreSQL's user)."""
     return {str(path.relative_to(data_dir)): stat.S_IMODE(path.stat().st_mode)
-            for path in [data_dir, *sorted(data_dir.rglob("*"))]}
+            for path in sorted(data_dir.rglob("*"))}
 
 
 @pytest.fixture
@@ -408,7 +409,7 @@ async def test_a_venue_left_readable_by_an_older_version_is_tightened_on_start(
     await engine.start()
     await _venue(engine, 2)
     await engine.stop()
-    for path in [data_dir, *data_dir.rglob("*")]:
+    for path in data_dir.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
     again = Engine(data_dir, WallClock())
     again.recover()
