@@ -237,6 +237,8 @@ class FileJournal:
 
     ``sync=False`` skips every fsync: only for tests and benchmarks that need no durability.
     ``on_fsync`` is called with the seconds each batch's fsync took, for metrics.
+    ``read_only=True`` changes nothing on disk (no torn tail is cut: reading stops before it),
+    so ``crowdex replay`` may read the journal of a running server.
     """
 
     def __init__(
@@ -246,6 +248,7 @@ class FileJournal:
         sync: bool = True,
         segment_size_max: int = SEGMENT_SIZE_MAX,
         on_fsync: Callable[[float], None] | None = None,
+        read_only: bool = False,
     ) -> None:
         if segment_size_max <= SEGMENT_HEADER_SIZE:
             raise ValueError(f"segment_size_max must exceed {SEGMENT_HEADER_SIZE} bytes")
@@ -253,11 +256,18 @@ class FileJournal:
         self.sync = sync
         self.segment_size_max = segment_size_max
         self.on_fsync = on_fsync
+        self.read_only = read_only
         self._fd: int | None = None
+        self._dir_fd: int | None = None
         self._closed = False
         # Set when a write or fsync failed: what reached the disk is then unknown, and retrying
         # an fsync after a failure can falsely report success, so the journal refuses to go on.
         self._failed: BaseException | None = None
+        if read_only:
+            if not self.directory.is_dir():
+                raise JournalError(f"no journal in {self.directory}")
+            self._segments = self._open_segments()
+            return
         if not self.directory.exists():
             private_dir(self.directory)
             if sync:
@@ -391,7 +401,7 @@ class FileJournal:
                 tail = bad
             segments.append(segment)
         # Only now, with every segment checked, may anything on disk change.
-        if tail is not None:
+        if tail is not None and not self.read_only:
             self._cut_torn_tail(segments, tail)
         return segments
 
@@ -469,6 +479,8 @@ class FileJournal:
             self.on_fsync(time.perf_counter() - started)
 
     def _check_writable(self) -> None:
+        if self.read_only:
+            raise JournalError(f"journal at {self.directory} is open read-only")
         if self._closed:
             raise JournalError(f"journal at {self.directory} is closed")
         if self._failed is not None:

@@ -137,6 +137,11 @@ class StateMachine:
         self.manual_clock = False
         self.rules = 1  # set by Genesis
         self.profile = "intl"
+        # Replaying (recovery, ``crowdex replay``): replies of commands without an idempotency
+        # key are never sent nor remembered, so components may leave their bodies unbuilt
+        # while ``replies_needed`` is False (set per entry and per run). Output, not state.
+        self.quiet = False
+        self.replies_needed = True
         self._handlers: dict[type, Callable[[Any, int], Reply]] = {
             c.Genesis: self._genesis,
             c.SetOperatorKey: self._set_operator_key,
@@ -175,6 +180,7 @@ class StateMachine:
             )
         self.last_sequence = sequence
         self.now_us = max(self.now_us, entry.time_us)
+        self.replies_needed = not self.quiet or entry.idempotency_key is not None
         key = None
         if entry.idempotency_key is not None:
             key = (entry.actor, entry.idempotency_key)
@@ -264,6 +270,8 @@ class StateMachine:
                 f"sequence {first_sequence} does not follow the last applied {self.last_sequence}"
             )
         self.now_us = max(self.now_us, entries[0].time_us)
+        self.replies_needed = not self.quiet or any(
+            entry.idempotency_key is not None for entry in entries)
         runner = self._runners[type(entries[0].command)]
         replies = runner.apply_run([(first_sequence + i, e.actor, e.command)
                                     for i, e in enumerate(entries)])
@@ -291,9 +299,10 @@ class StateMachine:
     def wants(self, channel: str) -> bool:
         """Whether anyone listens to ``channel``; components skip building unwanted updates.
 
-        Output only, never state: the gateway replaces this with its hub's subscriber check.
+        Output only, never state: the gateway replaces this with its hub's subscriber check;
+        a quiet (replaying) machine wants none.
         """
-        return True
+        return not self.quiet
 
     def next_deadline_us(self) -> int | None:
         """The earliest time at which some component has something to do, if any."""

@@ -290,6 +290,8 @@ class Markets:
         # Each command's events are a run of rows in command order: where each run starts.
         bounds = np.searchsorted(result.events["cmd"], np.arange(len(queue.commands) + 1),
                                  side="left").tolist()
+        # A replay builds no reply nobody reads (see StateMachine.replies_needed).
+        view = order_view if self.machine.replies_needed else _unbuilt_view
         for position, (index, sequence, order) in enumerate(queue.commands):
             self.machine.last_sequence = sequence
             if bounds[position] != bounds[position + 1]:
@@ -297,11 +299,11 @@ class Markets:
             code = codes[position]
             op = queue.ops[position]
             if op == k_NEW:
-                replies[index] = (Reply(201, order_view(order)) if code == k.OK
+                replies[index] = (Reply(201, view(order)) if code == k.OK
                                   else _refused(code))
             elif op == k_CANCEL:
                 if code == k.OK:
-                    replies[index] = Reply(200, order_view(order))
+                    replies[index] = Reply(200, view(order))
                 elif code == k.ORDER_NOT_FOUND:  # filled or cancelled earlier in this run
                     replies[index] = Reply(409, CrowdexError(
                         "order_not_open", f"order {order.order_id} is {order.status}").body())
@@ -515,6 +517,12 @@ _REFUSALS = {
 def _refusal_text(code: int) -> str:
     name = k.CODE_NAMES[code]
     return _REFUSALS.get(name, name.replace("_", " "))
+
+
+def _unbuilt_view(order: OrderRecord) -> None:
+    """The body of a reply that is never sent nor remembered (a replayed command without an
+    idempotency key)."""
+    return None
 
 
 def _refused(code: int) -> Reply:

@@ -333,16 +333,20 @@ class MatchingEngine:
             row["pos_slot"] = balances.position_slot(int(row["account"]), int(row["instrument"]))
             return
         keys = account[wanted] * instruments_max + inst[wanted]
-        unique, inverse = np.unique(keys, return_inverse=True)
+        unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         pairs = list(zip((unique // instruments_max).tolist(),
                          (unique % instruments_max).tolist(), strict=True))
         # One dict probe per distinct pair (a method call each cost more than the kernel);
-        # only pairs seen for the first time go through position_slot, which creates them.
+        # only pairs seen for the first time go through position_slot, which creates them,
+        # in the order of the commands that first name them: the rows a batch creates are
+        # those the same commands one at a time would create, so the state (and its hash) does
+        # not depend on how commands were batched.
         known = balances.position_slots.get
         slots = [known(pair) for pair in pairs]
         if None in slots:
-            slots = [balances.position_slot(*pair) if slot is None else slot
-                     for slot, pair in zip(slots, pairs, strict=True)]
+            for j in np.argsort(first, kind="stable").tolist():
+                if slots[j] is None:
+                    slots[j] = balances.position_slot(*pairs[j])
         commands["pos_slot"][wanted] = np.array(slots, dtype=np.int64)[inverse]
 
     # ---- one-command helpers (tests, the state machine) ------------------------------------

@@ -28,7 +28,8 @@ from engine.errors import CrowdexError
 from engine.journal import FileJournal
 from engine.machine import Reply, StateMachine
 from engine.private import private_dir, tighten_files
-from engine.skips import Skip, apply_entry, load_skips, lock_data_dir
+from engine.replay import apply_records
+from engine.skips import PoisonCommand, Skip, apply_entry, load_skips, lock_data_dir
 from engine.snapshot import load_latest, prune, write_snapshot
 
 log = logging.getLogger("crowdex.engine")
@@ -139,13 +140,7 @@ class Engine:
         if self._lock_fd is None:  # one writer per journal (VenueRunning otherwise)
             self._lock_fd = lock_data_dir(self.data_dir)
         self.skips = load_skips(self.data_dir)
-        snapshot = load_latest(self.snapshot_dir)
-        self._snapshotted = snapshot.sequence if snapshot is not None else 0
-        if snapshot is not None:
-            self.machine.load(snapshot.arrays, snapshot.meta)
-            if self.machine.last_sequence != snapshot.sequence:
-                raise RuntimeError(f"snapshot {snapshot.sequence} holds state of sequence "
-                                   f"{self.machine.last_sequence}")
+        self._load_snapshot()
         self._journal = FileJournal(self.data_dir / "journal", sync=self._sync,
                                     on_fsync=self._on_fsync)
         if self._journal.last_sequence < self.machine.last_sequence:
@@ -153,10 +148,7 @@ class Engine:
                 f"journal ends at {self._journal.last_sequence} but the snapshot is at "
                 f"{self.machine.last_sequence}: the journal has lost acknowledged commands"
             )
-        replayed = 0
-        for sequence, payload in self._journal.read(self.machine.last_sequence):
-            apply_entry(self.machine, sequence, payload, self.skips)  # PoisonCommand
-            replayed += 1
+        replayed = self._replay_journal()
         for skip in self.skips.values():
             log.warning("journal entry %d (%s) is skipped by the operator (%s, %s): %s",
                         skip.sequence, skip.command, skip.skipped_by, skip.skipped_at,
@@ -167,6 +159,44 @@ class Engine:
         # grows with every restart). Past due, the first batch applied starts one.
         self._snapshot_started = self._snapshotted
         return replayed
+
+    def _load_snapshot(self) -> None:
+        """The newest valid snapshot into ``machine`` (left empty when there is none)."""
+        snapshot = load_latest(self.snapshot_dir)
+        self._snapshotted = snapshot.sequence if snapshot is not None else 0
+        if snapshot is not None:
+            self.machine.load(snapshot.arrays, snapshot.meta)
+            if self.machine.last_sequence != snapshot.sequence:
+                raise RuntimeError(f"snapshot {snapshot.sequence} holds state of sequence "
+                                   f"{self.machine.last_sequence}")
+
+    def _replay_journal(self) -> int:
+        """Apply the journal after the loaded state, in runs (``engine.replay``), quietly.
+
+        If a run raises, its state is half changed: the state is loaded again and the journal
+        replayed one entry at a time, which names the entry (``PoisonCommand``).
+        """
+        start = self.machine.last_sequence
+        self.machine.quiet = True
+        try:
+            return apply_records(self.machine, self._journal.read(start), self.skips)
+        except PoisonCommand:
+            raise
+        except Exception:
+            log.warning("a run of journal entries after sequence %d failed to apply; replaying "
+                        "one entry at a time to find which", start, exc_info=True)
+        finally:
+            self.machine.quiet = False
+        wants = self.machine.__dict__.get("wants")  # the gateway's subscriber check, if set
+        self.machine = StateMachine()
+        if wants is not None:
+            self.machine.wants = wants
+        self._load_snapshot()
+        replayed = 0
+        for sequence, payload in self._journal.read(self.machine.last_sequence):
+            apply_entry(self.machine, sequence, payload, self.skips)  # raises PoisonCommand
+            replayed += 1
+        return replayed  # it applied this time (a failure that does not repeat)
 
     async def start(self) -> None:
         if self._journal is None:
@@ -430,7 +460,7 @@ def replay_from_empty(data_dir: Path, upto: int | None = None) -> StateMachine:
     operator skipped are skipped here too."""
     machine = StateMachine()
     skips = load_skips(Path(data_dir))
-    journal = FileJournal(Path(data_dir) / "journal", sync=False)
+    journal = FileJournal(Path(data_dir) / "journal", sync=False, read_only=True)
     try:
         for sequence, payload in journal.read(0):
             if upto is not None and sequence > upto:

@@ -20,7 +20,8 @@ DEFAULT_START_TIME = "2026-01-01T00:00:00Z"
 SHUTDOWN_TIMEOUT_S = 10.0
 
 # `crowdex bench NAME ...` runs bench.NAME.main(argv).
-BENCHMARKS = ("replay", "engine", "journal", "pledges", "gateway", "settlement", "ci_check")
+BENCHMARKS = ("replay", "engine", "journal", "pledges", "gateway", "settlement", "recovery",
+              "ci_check")
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -130,12 +131,52 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("settle", help="operator settlement tools against a running server "
                    "(crowdex settle --help)")
     _skip_parser(sub)
+    _replay_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)
     if args.command == "skip":
         return skip(args)
+    if args.command == "replay":
+        return replay(args)
     return 2
+
+
+def _replay_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("replay", help="rebuild a venue's state from its journal from empty "
+                       "(snapshots ignored) and print its sequence and state hash")
+    p.add_argument("--data-dir", default="./crowdex-data", type=Path)
+    p.add_argument("--upto", type=int, default=None, help="stop after this sequence")
+    p.add_argument("--json", action="store_true", help="one JSON object as the last line")
+
+
+def replay(args: argparse.Namespace) -> int:
+    """``crowdex replay`` (API.md): reads the journal only (a running server's too)."""
+    import json
+
+    from engine.journal import JournalError
+    from engine.markets import warm_up
+    from engine.replay import replay as replay_journal
+    from engine.skips import PoisonCommand
+
+    if args.upto is not None and args.upto < 0:
+        print("crowdex: --upto must be a sequence (0 or more)", file=sys.stderr)
+        return 2
+    warm_up()  # compiled kernels loaded first: start-up is not counted
+    try:
+        result = replay_journal(args.data_dir.resolve(), args.upto)
+    except (JournalError, PoisonCommand) as error:
+        print(f"crowdex: {error}", file=sys.stderr)
+        return 1
+    view = result.view()
+    print(f"replayed {view['commands']:,} commands to sequence {view['sequence']} in "
+          f"{view['seconds']:.3f} s ({view['commands_per_sec']:,} commands/s)",
+          file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(json.dumps(view))
+    else:
+        print(f"state hash {view['state_hash']}")
+    return 0
 
 
 EXIT_CANNOT_START = 3  # the venue cannot start (a poison entry) or another process has it
