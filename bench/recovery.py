@@ -12,7 +12,8 @@ appended to the journal with the exchange times a busy server stamps (one per gr
    one entry at a time through ``StateMachine.apply`` (the way recovery worked before) on a
    prefix of ``--reference`` entries, in the same run;
 2. live apply: the same order entries applied with ``StateMachine.apply_batch`` in batches of
-   ``--live-batch`` (the sequencer's group commits at a busy moment) - microseconds per order.
+   ``--live-batch`` (the sequencer's group commits at a busy moment), replies built and the
+   instrument's book and trades published (one subscriber) - microseconds per order.
 
 Both replays end at the same state hash (checked), and so does the live apply. ``--json``
 prints one JSON object as the last line.
@@ -44,6 +45,7 @@ UNITS_EACH = 50_000_000  # units each trader gets from the offering
 STEP_US = 50  # exchange time between consecutive orders: 20k orders/s
 GROUP = 256  # orders stamped with one time, as one group commit of a busy server stamps them
 JOURNAL_BATCH = 4096  # entries per journal append (the sequencer's batch at most)
+LIVE_SUBSCRIPTIONS = frozenset({"book:1", "trades:1"})  # what the live apply publishes
 
 
 def _prefix() -> list[tuple[int, object]]:
@@ -134,6 +136,8 @@ def live_apply(data_dir: Path, prefix: int, entries: list[c.Entry],
                batch: int) -> tuple[StateMachine, float]:
     """The order entries through ``apply_batch`` in the sequencer's batches; seconds spent."""
     machine = StateMachine()
+    # As in a server where one client watches the instrument's book and trades.
+    machine.wants = LIVE_SUBSCRIPTIONS.__contains__
     journal = FileJournal(data_dir / "journal", sync=False, read_only=True)
     for sequence, payload in journal.read(0):
         if sequence > prefix:

@@ -244,15 +244,23 @@ class Markets:
     def _queue_cancel(self, queue: _Queue, replies: list, index: int, sequence: int,
                       actor: int, cmd: mc.CancelOrder) -> None:
         order = self.orders.get(cmd.order_id)
-        if order is None or order.account_id != actor or order.status not in OPEN_STATUSES:
-            if queue.has_new:
-                self._match(queue, replies)  # a queued order may be this one
-                order = self.orders.get(cmd.order_id)
-            if order is None or order.account_id != actor:
+        if order is not None:  # its owner and a finished status never change: answer now
+            if order.account_id != actor:
                 raise CrowdexError("order_not_found", f"no order {cmd.order_id}")
             if order.status not in OPEN_STATUSES:
                 raise CrowdexError("order_not_open", f"order {cmd.order_id} is {order.status}")
-        queue.cancel(index, sequence, actor, order)
+            queue.cancel(index, sequence, actor, order)  # a queued order may fill it first
+            return
+        # An id not given yet may be given to one of the queued new orders (the kernel gives
+        # ids in command order, to orders it does not refuse): the kernel cancels by id in the
+        # same call, exactly as one command at a time would, and the reply is read after the
+        # fold (see _match). Matching the queue here instead made each such cancel cut the
+        # run short: most cancels name recent orders.
+        next_id = self.engine.next_order_id
+        if next_id <= cmd.order_id < next_id + queue.new_count:
+            queue.cancel_by_id(index, sequence, actor, cmd.order_id)
+            return
+        raise CrowdexError("order_not_found", f"no order {cmd.order_id}")
 
     def _auction(self, cmd: mc.RunAuction, actor: int) -> Reply:
         account = self.machine.accounts.get(actor)
@@ -302,7 +310,9 @@ class Markets:
                 replies[index] = (Reply(201, view(order)) if code == k.OK
                                   else _refused(code))
             elif op == k_CANCEL:
-                if code == k.OK:
+                if order is None:  # by id (see _queue_cancel): the order as folded so far
+                    replies[index] = self._cancel_by_id_reply(queue.by_id[position], code, view)
+                elif code == k.OK:
                     replies[index] = Reply(200, view(order))
                 elif code == k.ORDER_NOT_FOUND:  # filled or cancelled earlier in this run
                     replies[index] = Reply(409, CrowdexError(
@@ -313,6 +323,16 @@ class Markets:
                 replies[index] = fold.uncrossed
         fold.publish_books()
         queue.clear()
+
+    def _cancel_by_id_reply(self, target: tuple[int, int], code: int, view: Any) -> Reply:
+        actor, order_id = target
+        order = self.orders.get(order_id)
+        if code == k.OK:
+            return Reply(200, view(order))
+        if order is None or order.account_id != actor:
+            return Reply(404, CrowdexError("order_not_found", f"no order {order_id}").body())
+        return Reply(409, CrowdexError("order_not_open",
+                                       f"order {order_id} is {order.status}").body())
 
     def _trade_movements(self, out: list[tuple], sequence: int, instrument: int, buyer: int,
                          seller: int, price: int, qty: int) -> None:
@@ -545,7 +565,10 @@ class _Queue:
         self.rows: list[tuple[int, ...]] = []  # FIELDS[1:] of each command
         self.client_ids: set[tuple[int, str]] = set()
         self.new_orders: dict[int, int] = {}
+        self.new_count = 0
         self.has_new = False
+        self.by_id: dict[int, tuple[int, int]] = {}  # position -> (actor, order id) of a
+        # cancel of an order that has no id yet when queued (Markets._queue_cancel)
 
     def place(self, index: int, sequence: int, actor: int, cmd: mc.PlaceOrder,
               order: OrderRecord) -> None:
@@ -559,12 +582,19 @@ class _Queue:
         if cmd.client_order_id is not None:
             self.client_ids.add((actor, cmd.client_order_id))
         self.new_orders[actor] = self.new_orders.get(actor, 0) + 1
+        self.new_count += 1
         self.has_new = True
 
     def cancel(self, index: int, sequence: int, actor: int, order: OrderRecord) -> None:
         self.commands.append((index, sequence, order))
         self.ops.append(k_CANCEL)
         self.rows.append((0, 0, 0, 0, 0, 0, actor, 0, 0, order.order_id))
+
+    def cancel_by_id(self, index: int, sequence: int, actor: int, order_id: int) -> None:
+        self.by_id[len(self.commands)] = (actor, order_id)
+        self.commands.append((index, sequence, None))
+        self.ops.append(k_CANCEL)
+        self.rows.append((0, 0, 0, 0, 0, 0, actor, 0, 0, order_id))
 
     def uncross(self, sequence: int, instrument_id: int) -> None:
         self.commands.append((0, sequence, None))

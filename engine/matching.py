@@ -290,6 +290,11 @@ class MatchingEngine:
                 raise EngineInvariantError(f"lean batch stopped at {done} of {n} commands")
         return FillsResult(results, self._fills[: self.counters[C_EVENTS]])
 
+    @property
+    def next_order_id(self) -> int:
+        """The id the next order the kernel accepts will get (ids are given in order)."""
+        return int(self.counters[C_NEXT_OID])
+
     def reserve(self, commands: int, *, prefault: bool = True) -> None:
         """Make room for a lean batch of ``commands`` before it runs (``process_fills``).
 
