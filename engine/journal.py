@@ -490,26 +490,24 @@ class FileJournal:
             )
 
     def _read_segment(self, segment: _Segment, after_sequence: int) -> Iterator[tuple[int, bytes]]:
+        # Stop at what was valid at open or last appended: bytes past it are not ours. One
+        # read of the segment (at most SEGMENT_SIZE_MAX and a batch) instead of two per record.
         with open(segment.path, "rb") as file:
-            file.seek(SEGMENT_HEADER_SIZE)
-            offset = SEGMENT_HEADER_SIZE
-            expected = segment.first_sequence
-            # Stop at what was valid at open or last appended: bytes past it are not ours.
-            while offset < segment.size_bytes:
-                header = file.read(RECORD_HEADER_SIZE)
-                if len(header) != RECORD_HEADER_SIZE:
-                    raise JournalCorruptError(segment.path, offset, "file shrank since the "
-                                              "journal was opened")
-                length, crc, sequence = _RECORD_HEADER.unpack(header)
-                payload = file.read(length)
-                if (
-                    sequence != expected
-                    or len(payload) != length
-                    or zlib.crc32(payload, zlib.crc32(header[_CRC_START:])) != crc
-                ):
-                    raise JournalCorruptError(segment.path, offset, "record changed on disk "
-                                              "since the journal was opened")
-                offset += RECORD_HEADER_SIZE + length
-                expected += 1
-                if sequence > after_sequence:
-                    yield sequence, payload
+            data = memoryview(file.read(segment.size_bytes))
+        if len(data) != segment.size_bytes:
+            raise JournalCorruptError(segment.path, len(data), "file shrank since the journal "
+                                      "was opened")
+        unpack, crc32 = _RECORD_HEADER.unpack_from, zlib.crc32
+        offset = SEGMENT_HEADER_SIZE
+        expected = segment.first_sequence
+        while offset < segment.size_bytes:
+            length, crc, sequence = unpack(data, offset)
+            end = offset + RECORD_HEADER_SIZE + length
+            if sequence != expected or end > segment.size_bytes or crc32(
+                    data[offset + _CRC_START:end]) != crc:
+                raise JournalCorruptError(segment.path, offset, "record changed on disk since "
+                                          "the journal was opened")
+            if sequence > after_sequence:
+                yield sequence, bytes(data[offset + RECORD_HEADER_SIZE:end])
+            offset = end
+            expected += 1
