@@ -48,7 +48,19 @@ async def request_id(request: web.Request, handler) -> web.StreamResponse:
     response = await handler(request)
     if not response.prepared:
         response.headers["X-Request-Id"] = rid
+        if response.status == 405:
+            _allow(request, response)
     return response
+
+
+def _allow(request: web.Request, response: web.StreamResponse) -> None:
+    """A 405 says which methods the path has (RFC 9110: ``Allow``). The errors middleware
+    turns aiohttp's HTTPMethodNotAllowed into the API's error body; its methods are kept on
+    the request's match info."""
+    refusal = getattr(request.match_info, "http_exception", None)
+    allowed = getattr(refusal, "allowed_methods", None)
+    if allowed:
+        response.headers["Allow"] = ", ".join(sorted(allowed))
 
 
 @web.middleware

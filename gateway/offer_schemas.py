@@ -6,7 +6,7 @@ from typing import Literal
 
 import msgspec
 
-from gateway.schemas import Amount, Id, Request
+from gateway.schemas import Amount, Id, Request, Time
 
 
 class PostOfferRequest(Request):
@@ -29,7 +29,7 @@ class Offer(msgspec.Struct):
     remaining: int
     filled_quantity: int
     status: Literal["open", "filled", "cancelled"]
-    created: str
+    created: Time
 
 
 class OfferTrade(msgspec.Struct):

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from gateway.schemas import NO_NUL, Amount, Id, Request
+from gateway.schemas import NO_NUL, Amount, Id, Request, Time
 
 ClientOrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=NO_NUL)]
 
@@ -51,26 +51,31 @@ class Order(msgspec.Struct):
     filled_quantity: int
     remaining_quantity: int
     fills: list[Fill]
-    created: str
+    created: Time
+
+
+# One level of a book: [price, quantity].
+Level = Annotated[list[int], msgspec.Meta(min_length=2, max_length=2,
+                                          description="[price, quantity]")]
 
 
 class Book(msgspec.Struct):
     instrument_id: int
     sequence: int
-    bids: list[tuple[int, int]]
-    asks: list[tuple[int, int]]
+    bids: list[Level]
+    asks: list[Level]
 
 
 class Trade(msgspec.Struct):
     trade_id: int
     price: int
     quantity: int
-    taker_side: str
-    time: str
+    taker_side: Literal["buy", "sell"]
+    time: Time
 
 
 class Candle(msgspec.Struct):
-    time: str
+    time: Time
     open: int
     high: int
     low: int
@@ -83,3 +88,11 @@ class AuctionResult(msgspec.Struct):
     price: int
     quantity: int
     trade_count: int
+
+
+class Indicative(msgspec.Struct):
+    """An IP instrument's indicative uncross while orders rest (zeros when none would)."""
+
+    instrument_id: int
+    price: int
+    quantity: int

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
-from gateway.schemas import NO_NUL, Amount, Name, Request
+from gateway.schemas import NO_NUL, Amount, Name, Request, Time
 
 Text = Annotated[str, msgspec.Meta(max_length=20_000, pattern=NO_NUL)]
 Bps = Annotated[int, msgspec.Meta(gt=0, le=100_000)]
@@ -16,8 +16,9 @@ TierId = str | int
 class CreateProjectRequest(Request):
     board: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
     title: Name
-    deadline: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    terms: msgspec.Raw
+    deadline: Annotated[str, msgspec.Meta(min_length=1, max_length=64,
+                                          extra_json_schema={"format": "date-time"})]
+    terms: msgspec.Raw  # decoded by the board's own terms type (OpenAPI: one schema a board)
     description: Text = ""
 
 
@@ -41,21 +42,40 @@ class DisclosureRequest(Request):
 
 
 class ProjectView(msgspec.Struct):
+    """A project as ``GET /v1/projects/{id}`` shows it; the optional fields belong to some
+    boards or states only."""
+
     project_id: int
     board: str
     title: str
     status: str
-    deadline: str
+    deadline: Time
     terms: dict[str, Any]
     raised: int
     subscribed_quantity: int
     investor_count: int
+    description: str = ""
+    issuer_id: int | None = None
+    created: Time | None = None
+    closed: Time | None = None
+    instrument_id: int | None = None  # once the securities are issued
+    lockup_until: Time | None = None
+    rate_bps: int | None = None  # debt at a fixed rate
+    clearing_rate_bps: int | None = None  # debt auctions, after the close
+    held_amount: int | None = None  # product
+    tiers: list[dict[str, Any]] | None = None  # product
+    delivery: Any = None  # product, once delivery is confirmed
 
 
 class SubscriptionView(msgspec.Struct):
     subscription_id: int
     status: str
     reserved_amount: int
+    project_id: int | None = None
+    account_id: int | None = None
+    quantity: int | None = None
+    rate_bps: int | None = None
+    tier_id: str | int | None = None
 
 
 class AllocationView(msgspec.Struct):
@@ -63,18 +83,44 @@ class AllocationView(msgspec.Struct):
     quantity: int
     amount: int
     refunded: int
+    subscription_id: int | None = None
 
 
 class InstalmentView(msgspec.Struct):
     number: int
-    due: str
+    due: Time
     principal: int
     interest: int
     amount: int
     paid: int
+    status: Literal["scheduled", "paid", "late", "default"]
+
+
+class DistributionView(msgspec.Struct):
+    distribution_id: int
+    project_id: int
+    amount: int
     status: str
+    fee: int
+    holders: int
+    time: Time
+
+
+class DisclosureView(msgspec.Struct):
+    disclosure_id: int
+    project_id: int
+    title: str
+    body: str
+    time: Time
+
+
+class IntegrityEntry(msgspec.Struct):
+    account_id: int
+    name: str
+    reasons: list[Any] = []  # black-list entries say why
 
 
 class IntegrityView(msgspec.Struct):
-    black: list[dict[str, Any]]
-    red: list[dict[str, Any]] = []
+    black: list[IntegrityEntry]
+    red: list[IntegrityEntry] = []  # the operator only
+    month: str | None = None

@@ -6,7 +6,7 @@ this module ever sees a float, a bool, a negative amount or an integer past 2^53
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -21,6 +21,9 @@ NO_NUL = "^[^\\x00]*$"
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=NO_NUL)]
 Seconds = Annotated[int, msgspec.Meta(gt=0, le=100 * 365 * 86_400)]
+# Times in answers: ISO 8601 UTC strings (API.md), declared as such to OpenAPI's readers.
+Time = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"},
+                                   description="ISO 8601 UTC")]
 
 
 class Request(msgspec.Struct, forbid_unknown_fields=True):
@@ -89,9 +92,17 @@ class Me(msgspec.Struct):
 
 
 class ClockResult(msgspec.Struct):
-    now: str
+    now: Time
+
+
+class AdminState(msgspec.Struct):
+    sequence: int
+    state_hash: str
+    now: Time
+    cash_total: int
+    skipped: list[dict[str, Any]] = []  # journal entries skipped with crowdex skip
 
 
 class Health(msgspec.Struct, omit_defaults=True):
-    status: str  # ok | degraded (503)
+    status: Literal["ok", "degraded"]  # degraded: 503
     database: str | None = None  # "down" while PostgreSQL is away

@@ -38,5 +38,5 @@ ROUTES = [
     Route("POST", "/v1/admin/clock", advance_clock, "Advance the manual exchange clock",
           ("operator",), schemas.ClockRequest, schemas.ClockResult),
     Route("GET", "/v1/admin/state", state, "Sequence, state hash and exchange time",
-          ("operator",)),
+          ("operator",), None, schemas.AdminState),
 ]

@@ -14,7 +14,7 @@ from engine.errors import CrowdexError
 from engine.offers import Offers, offer_view
 from gateway import http, keys
 from gateway import offer_schemas as schemas
-from gateway.routes import Route
+from gateway.routes import Route, query_int
 from gateway.schemas import MAX_SAFE
 
 
@@ -87,7 +87,8 @@ ROUTES = [
           ("investor",), schemas.PostOfferRequest, schemas.Offer, 201),
     Route("GET", "/v1/offers", list_offers,
           "Open offers (?instrument_id=), for qualified investors and operators (cn2015)",
-          ("investor", "operator")),
+          ("investor", "operator"), None, list[schemas.Offer],
+          query=(query_int("instrument_id", 1, MAX_SAFE, "Only this instrument's offers"),)),
     Route("GET", "/v1/offers/{offer_id}", get_offer, "One offer", ("investor", "operator"),
           None, schemas.Offer),
     Route("POST", "/v1/offers/{offer_id}/accept", accept_offer,

@@ -12,7 +12,7 @@ from engine.marketdata import INTERVALS_US
 from engine.markets import Markets, order_view, trade_view
 from gateway import http, keys
 from gateway import order_schemas as os_
-from gateway.routes import Route
+from gateway.routes import Route, query_enum, query_int
 from gateway.ws import ChannelKind
 
 DEPTH_MAX = 1000
@@ -162,22 +162,30 @@ CHANNELS = {
 }
 WS_OPS = {"order": ws_order, "cancel": ws_cancel}
 
+INSTRUMENT = "/v1/instruments/{instrument_id}"
 ROUTES = [
     Route("POST", "/v1/orders", place_order, "Place an order", ("investor",),
           os_.PlaceOrderRequest, os_.Order, 201),
     Route("GET", "/v1/orders", list_orders, "Your orders (?status=open for resting ones)",
-          ("investor",)),
+          ("investor",), None, list[os_.Order],
+          query=(query_enum("status", ("open", "all"), "open: resting orders only "
+                            "(partly filled included); all (the default): every order"),)),
     Route("GET", "/v1/orders/{order_id}", get_order, "One of your orders", ("investor",),
           None, os_.Order),
     Route("DELETE", "/v1/orders/{order_id}", cancel_order, "Cancel one of your open orders",
           ("investor",), None, os_.Order),
-    Route("GET", "/v1/instruments/{instrument_id}/book", book,
-          "Aggregated order book, best first", (), None, os_.Book),
-    Route("GET", "/v1/instruments/{instrument_id}/trades", trades, "Recent trades, newest first"),
-    Route("GET", "/v1/instruments/{instrument_id}/candles", candles,
-          "OHLCV candles (?interval=1m|1h|1d)"),
-    Route("POST", "/v1/instruments/{instrument_id}/auction", run_auction,
+    Route("GET", INSTRUMENT + "/book", book, "Aggregated order book, best first", (), None,
+          os_.Book, query=(query_int("depth", 1, DEPTH_MAX, "Levels a side (default 10)"),)),
+    Route("GET", INSTRUMENT + "/trades", trades, "Recent trades, newest first", (), None,
+          list[os_.Trade],
+          query=(query_int("limit", 1, TRADES_LIMIT_MAX, "At most this many (default 100)"),)),
+    Route("GET", INSTRUMENT + "/candles", candles, "OHLCV candles, oldest first", (), None,
+          list[os_.Candle],
+          query=(query_enum("interval", list(INTERVALS_US), "Candle width (default 1m)"),
+                 query_int("limit", 1, CANDLES_LIMIT_MAX, "The newest this many "
+                           "(default 100)"))),
+    Route("POST", INSTRUMENT + "/auction", run_auction,
           "Uncross an IP instrument's call auction", ("operator",), None, os_.AuctionResult),
-    Route("GET", "/v1/instruments/{instrument_id}/auction", indicative,
-          "Indicative uncross price and volume while orders rest"),
+    Route("GET", INSTRUMENT + "/auction", indicative,
+          "Indicative uncross price and volume while orders rest", (), None, os_.Indicative),
 ]

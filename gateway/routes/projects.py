@@ -13,6 +13,7 @@ from engine.errors import CrowdexError
 from engine.machine import AccountInfo
 from engine.offerings import (
     Offerings,
+    Project,
     allocation_view,
     disclosure_view,
     distribution_view,
@@ -20,7 +21,7 @@ from engine.offerings import (
 )
 from gateway import http, keys
 from gateway import project_schemas as ps
-from gateway.routes import Route
+from gateway.routes import Query, Route, query_enum, query_int
 from gateway.ws import ChannelKind
 
 LIST_LIMIT_MAX = 1000
@@ -34,7 +35,17 @@ def project_channel(request: web.Request, project_id: int,
                     account: AccountInfo | None) -> tuple[None, dict]:
     """``project:<id>`` on the WebSocket: the project as GET /v1/projects/{id} shows it."""
     component = offerings(request)
-    return None, component.project_view(component.project_for(project_id, account))
+    return None, public_view(component, component.project_for(project_id, account))
+
+
+def public_view(component: Offerings, project: Project) -> dict:
+    """The engine's project view plus the issuer's name: investors look for who raises the
+    money, and an account number tells them nothing (the web UI shows the name)."""
+    view = component.project_view(project)
+    issuer = component.machine.accounts.get(project.issuer_id)
+    if issuer is not None:
+        view["issuer_name"] = issuer.name
+    return view
 
 
 CHANNELS = {"project": ChannelKind(project_channel)}
@@ -146,7 +157,7 @@ async def list_projects(request: web.Request) -> web.Response:
         if status is not None and project.status != status:
             continue
         if component.visible(project, who):
-            out.append(component.project_view(project))
+            out.append(public_view(component, project))
             if len(out) >= limit:
                 break
     return http.respond(request, 200, out)
@@ -156,7 +167,7 @@ async def get_project(request: web.Request) -> web.Response:
     project_id = http.path_id(request, "project_id")
     component = offerings(request)
     project = component.project_for(project_id, viewer(request))
-    return http.respond(request, 200, component.project_view(project))
+    return http.respond(request, 200, public_view(component, project))
 
 
 async def allocations(request: web.Request) -> web.Response:
@@ -237,11 +248,19 @@ async def integrity_list(request: web.Request) -> web.Response:
 
 
 P = "/v1/projects/{project_id}"
+LIST_QUERY = (
+    query_enum("board", list(registry.BOARDS), "Only projects of this board"),
+    query_enum("status", rules.STATUSES, "Only projects in this status"),
+    query_int("limit", 1, LIST_LIMIT_MAX, f"At most this many (default {LIST_LIMIT_MAX})"),
+)
+MONTH_QUERY = Query("month", {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
+                    "YYYY-MM (default: the exchange clock's month)")
 ROUTES = [
-    Route("POST", "/v1/projects", create_project, "List a project (pending review)",
+    Route("POST", "/v1/projects", create_project,
+          "List a project (pending review); `terms` follow the board's schema",
           ("issuer",), ps.CreateProjectRequest, ps.ProjectView, 201),
     Route("GET", "/v1/projects", list_projects, "Projects, filtered by board and status",
-          (), None, ps.ProjectView),
+          (), None, list[ps.ProjectView], query=LIST_QUERY),
     Route("GET", P, get_project, "One project with its figures", (), None, ps.ProjectView),
     Route("POST", P + "/approve", approve, "Approve: the offering opens", ("operator",),
           None, ps.ProjectView),
@@ -255,20 +274,23 @@ ROUTES = [
           "Cancel a subscription before the cancel window", ("investor",), None,
           ps.SubscriptionView),
     Route("GET", "/v1/me/subscriptions", my_subscriptions, "The caller's subscriptions",
-          ("investor",)),
+          ("investor",), None, list[ps.SubscriptionView]),
     Route("GET", P + "/allocations", allocations, "Allocations after the close",
-          ("operator", "issuer", "investor"), None, ps.AllocationView),
+          ("operator", "issuer", "investor"), None, list[ps.AllocationView]),
     Route("GET", P + "/schedule", schedule, "A loan's instalments", (), None,
-          ps.InstalmentView),
+          list[ps.InstalmentView]),
     Route("POST", P + "/distributions", distribute,
           "Pay a repayment or royalty (paid to holders at the next batch)", ("issuer",),
-          ps.DistributionRequest),
-    Route("GET", P + "/distributions", list_distributions, "A project's distributions"),
-    Route("POST", P + "/delivery", delivery, "Product: release (or refund) the held payout",
-          ("operator",), ps.DeliveryRequest, ps.ProjectView),
+          ps.DistributionRequest, ps.DistributionView),
+    Route("GET", P + "/distributions", list_distributions, "A project's distributions",
+          (), None, list[ps.DistributionView]),
+    Route("POST", P + "/delivery", delivery,
+          "Product: release (or, with delivered false, refund) the held payout",
+          ("operator",), ps.DeliveryRequest, ps.ProjectView, body_required=False),
     Route("POST", P + "/disclosures", post_disclosure, "Publish a disclosure", ("issuer",),
-          ps.DisclosureRequest, None, 201),
-    Route("GET", P + "/disclosures", list_disclosures, "A project's disclosures"),
+          ps.DisclosureRequest, ps.DisclosureView, 201),
+    Route("GET", P + "/disclosures", list_disclosures, "A project's disclosures", (), None,
+          list[ps.DisclosureView]),
     Route("GET", "/v1/integrity", integrity_list, "The monthly integrity list", (), None,
-          ps.IntegrityView),
+          ps.IntegrityView, query=(MONTH_QUERY,)),
 ]

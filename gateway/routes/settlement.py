@@ -14,8 +14,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from engine.errors import CrowdexError
-from gateway import http, keys, schemas
-from gateway.routes import Route
+from gateway import http, keys
+from gateway import settlement_schemas as ss
+from gateway.routes import Route, query_int
 from settlement.batch import CONNECTION_ERRORS, Settlement, fault, service_for
 from settlement.db import RETRY_AFTER_S
 from settlement.report import BATCHES_PAGE_MAX, batch_view, list_batches, report_csv
@@ -26,14 +27,6 @@ log = logging.getLogger("crowdex.settlement")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # API.md: while PostgreSQL is away, settlement calls answer 503 `unavailable` with Retry-After.
 RETRY_AFTER = {"Retry-After": str(RETRY_AFTER_S)}
-
-
-class RunBatchRequest(schemas.Request):
-    """No fields yet: a batch settles everything up to now."""
-
-
-class ResolveRequest(schemas.Request):
-    note: schemas.Name
 
 
 def _service(request: web.Request) -> Settlement:
@@ -66,7 +59,7 @@ def _database_errors(handler: Handler) -> Handler:
 @_database_errors
 async def run_batch(request: web.Request) -> web.Response:
     if await request.read():
-        await http.body(request, RunBatchRequest)
+        await http.body(request, ss.RunBatchRequest)
     operator = http.require(request, "operator")
     key = request.get(keys.IDEMPOTENCY_KEY)
     batch_request = None
@@ -110,7 +103,7 @@ async def get_reconciliation(request: web.Request) -> web.Response:
 
 @_database_errors
 async def resolve(request: web.Request) -> web.Response:
-    req = await http.body(request, ResolveRequest)
+    req = await http.body(request, ss.ResolveRequest)
     operator = http.require(request, "operator")
     return http.respond(request, 200,
                         await _service(request).resolve(operator.account_id, req.note))
@@ -121,22 +114,24 @@ async def get_progress(request: web.Request) -> web.Response:
     return http.respond(request, 200, _service(request).progress.view())
 
 
+BATCH = "/v1/settlement/batches/{batch_id}"
 ROUTES = [
     Route("POST", "/v1/settlement/batches", run_batch,
           "Settle every movement not yet settled, in one PostgreSQL transaction",
-          ("operator",), RunBatchRequest, None, 201),
+          ("operator",), ss.RunBatchRequest, ss.BatchView, 201, body_required=False),
     Route("GET", "/v1/settlement/batches", get_batches, "Committed batches, newest first",
-          ("operator",)),
-    Route("GET", "/v1/settlement/batches/{batch_id}", get_batch, "One committed batch",
-          ("operator",)),
-    Route("GET", "/v1/settlement/batches/{batch_id}/report", get_report,
+          ("operator",), None, ss.BatchList,
+          query=(query_int("limit", 1, BATCHES_PAGE_MAX, "At most this many (default 50)"),)),
+    Route("GET", BATCH, get_batch, "One committed batch", ("operator",), None, ss.BatchView),
+    Route("GET", BATCH + "/report", get_report,
           "Custodian instructions CSV: batch_id,account_id,asset,net_amount,legs",
-          ("operator",)),
+          ("operator",), None, str, media_type="text/csv"),
     Route("GET", "/v1/settlement/reconciliation", get_reconciliation,
-          "The ledger's balances against the engine's, account by account", ("operator",)),
+          "The ledger's balances against the engine's, account by account", ("operator",),
+          None, ss.ReconciliationView),
     Route("POST", "/v1/settlement/reconciliation/resolve", resolve,
           "Accept the current breaks (with a note) so the next batch may run",
-          ("operator",), ResolveRequest),
+          ("operator",), ss.ResolveRequest, ss.ResolveResult),
     Route("GET", "/v1/settlement/progress", get_progress,
-          "The running batch's phase and legs written", ("operator",)),
+          "The running batch's phase and legs written", ("operator",), None, ss.Progress),
 ]

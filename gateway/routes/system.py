@@ -11,6 +11,8 @@ from gateway import http, keys, schemas
 from gateway.routes import Route
 from settlement.db import RETRY_AFTER_S
 
+# Prometheus's text exposition format (version 0.0.4) is served as text/plain.
+METRICS_CONTENT_TYPE = "text/plain"
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 # The web UI's files, fixed when the package is built. Serving only these names keeps client
 # paths off the file system, and an unknown name is the API's coded 404 (aiohttp's own static
@@ -39,7 +41,7 @@ async def metrics(request: web.Request) -> web.Response:
         "crowdex_sequence": machine.last_sequence,
         "crowdex_accounts": len(machine.accounts),
     })
-    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+    return web.Response(text=text, content_type=METRICS_CONTENT_TYPE, charset="utf-8")
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -59,9 +61,10 @@ async def static_file(request: web.Request) -> web.FileResponse:
 
 
 ROUTES = [
-    Route("GET", "/healthz", healthz, "Liveness: ok once commands are accepted",
-          response=schemas.Health),
-    Route("GET", "/metrics", metrics, "Prometheus metrics"),
-    Route("GET", "/openapi.json", openapi, "This document"),
-    Route("GET", "/", index, "The web UI"),
+    Route("GET", "/healthz", healthz, "Liveness: ok once commands are accepted (503 degraded "
+          "while PostgreSQL is away)", response=schemas.Health),
+    Route("GET", "/metrics", metrics, "Prometheus metrics (text exposition format)",
+          response=str, media_type=METRICS_CONTENT_TYPE),
+    Route("GET", "/openapi.json", openapi, "This document", response=dict),
+    Route("GET", "/", index, "The web UI", response=str, media_type="text/html"),
 ]
