@@ -223,6 +223,7 @@ class BoardConfig:
     holders_max_cn2015: int | None = None
     borrower_cap_fen: int | None = None
     payout_released_pct: int = 100  # product: 70 at success, the rest held until delivery
+    seller_fee_bps: int = 100  # of each secondary-market fill, paid by the seller
     owes_disclosures: bool = False  # a disclosure a month after success
 
 

@@ -30,12 +30,11 @@ from engine.machine import Reply
 from engine.marketdata import Tape, TapeState, TradeRecord
 from engine.matching import MatchingEngine, ladder_width_max, price_max_fen
 
-SELLER_FEE_BPS = 100  # BOARDS.md: the seller pays 100 bps of each fill on every board
+SELLER_FEE_BPS = 100  # BOARDS.md's default; an instrument's board rules may set another
 RULES_1_BAND_CEILING_FEN = 3_355_442  # (ladder_width_max - 1) * 4 // 5
 BAND_MULTIPLE = 5  # price band: 1 fen to 5 x the last trade price (before one: the reference)
 FINISHED_ORDERS_KEPT = 100_000  # filled/cancelled orders kept for GET /v1/orders/{id}
 OPEN_ORDERS_MAX = 1000  # per account
-AUCTION_HOUR_UTC = 15  # the IP board's daily uncross
 US_PER_DAY = 86_400_000_000
 # Runs of several orders per kernel call (tests/engine/test_markets_runs.py shows a run gives
 # what its orders one at a time would). Off only to measure what batching buys.
@@ -162,7 +161,7 @@ class Markets:
         self.engine.add_instrument(
             instrument_id, band_lo_fen=1, band_hi_fen=band_hi,
             band_multiple=BAND_MULTIPLE,
-            fee_bps=SELLER_FEE_BPS, mode="auction" if info.board == "ip" else "book",
+            fee_bps=info.seller_fee_bps, mode="auction" if info.board == "ip" else "book",
             reference_price_fen=reference)
         self.book_sequences[instrument_id] = 0
         self.tapes[instrument_id] = Tape(instrument_id)
@@ -340,7 +339,8 @@ class Markets:
         notional = price * qty
         out.append((sequence, 0, mv.TRADE_CASH, buyer, seller, mv.CASH, notional))
         out.append((sequence, 0, mv.TRADE_UNITS, seller, buyer, instrument, qty))
-        fee = fee_half_up(notional, SELLER_FEE_BPS)  # the same rule the kernel charged
+        # The same rule and rate the kernel charged (the instrument's, from its board's rules).
+        fee = fee_half_up(notional, int(self.engine.instruments[instrument]["fee_bps"]))
         if fee:
             out.append((sequence, 0, mv.TRADE_FEE, seller, self.machine.fee_account_id, mv.CASH,
                         fee))
@@ -412,10 +412,12 @@ class Markets:
 
     # ---- the clock ------------------------------------------------------------------------------
 
-    @staticmethod
-    def _next_auction_after(time_us: int) -> int:
+    def _next_auction_after(self, time_us: int) -> int:
+        """The IP board's next daily uncross: at the operator's hour (boards file), else
+        BOARDS.md's 15:00 UTC. A new hour applies from the uncross after the one scheduled."""
+        hour = self._offerings().auction_hour_utc
         day = time_us - time_us % US_PER_DAY
-        at = day + AUCTION_HOUR_UTC * 3_600_000_000
+        at = day + hour * 3_600_000_000
         return at if at > time_us else at + US_PER_DAY
 
     def on_time(self) -> None:

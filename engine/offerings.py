@@ -12,6 +12,7 @@ first-come counters and per-investor limit lists are indexes rebuilt from the su
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ import msgspec
 import numpy as np
 
 from boards import debt as debt_board
-from boards import registry, rules
+from boards import overrides, registry, rules
 from engine import movements as mv
 from engine import offerings_commands as oc
 from engine.clock import format_time_us
@@ -64,6 +65,9 @@ class Project(msgspec.Struct, array_like=True):
     delivery: str = ""  # product: "", "delivered" or "refunded"
     # Debt repayments as (time, cumulative amount paid), oldest first.
     payments: list[tuple[int, int]] = msgspec.field(default_factory=list)
+    # The board rules the operator's boards file set when it was listed (BoardConfig fields;
+    # None: BOARDS.md's defaults). A later file does not change a listed project.
+    rules: dict[str, int] | None = None
 
 
 class Subscription(msgspec.Struct, array_like=True):
@@ -112,6 +116,7 @@ class InstrumentInfo(msgspec.Struct, frozen=True):
     status: str  # "succeeded" (locked up) or "trading"
     defaulted: bool  # a debt instalment 90 days overdue: the notes cannot be sold
     tradable: bool  # the board has a secondary market (product: never)
+    seller_fee_bps: int = 100  # of each fill, from the rules the project was listed under
 
 
 class OfferingsMeta(msgspec.Struct, array_like=True):
@@ -123,6 +128,7 @@ class OfferingsMeta(msgspec.Struct, array_like=True):
     subscriptions: list[Subscription]
     distributions: list[Distribution]
     disclosures: list[Disclosure]
+    rules_file: dict[str, Any] = msgspec.field(default_factory=dict)  # boards.overrides
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -165,6 +171,8 @@ class Offerings:
         self._live: dict[int, _Live] = defaultdict(_Live)
         self._schedules: dict[int, list[debt_board.Instalment]] = {}
         self._next_due: int | None = None
+        self.rules_file: dict[str, Any] = {}  # the operator's boards file in force (state)
+        self._configured: dict[tuple, rules.Board] = {}  # boards with overrides (derived)
 
     def handlers(self) -> dict[type, Callable[[Any, int], Reply]]:
         return {
@@ -172,12 +180,37 @@ class Offerings:
             oc.CloseProject: self._close_command, oc.Subscribe: self._subscribe,
             oc.CancelSubscription: self._cancel, oc.Distribute: self._distribute,
             oc.ConfirmDelivery: self._delivery, oc.PostDisclosure: self._disclose,
+            oc.SetBoardRules: self._set_rules,
         }
 
     # ---- helpers ------------------------------------------------------------------------------
 
     def board(self, project: Project) -> rules.Board:
-        return registry.BOARDS[project.board]
+        """The project's board with the rules in force when it was listed."""
+        return self._with_rules(project.board, project.rules)
+
+    def listing_board(self, name: str) -> rules.Board:
+        """A board as a project listed now gets it: the boards file over BOARDS.md."""
+        return self._with_rules(name, self.listing_rules(name))
+
+    def listing_rules(self, name: str) -> dict[str, int] | None:
+        return overrides.overrides(self.rules_file, name, self.machine.profile) or None
+
+    def _with_rules(self, name: str, fields: dict[str, int] | None) -> rules.Board:
+        board = registry.BOARDS[name]
+        if not fields:
+            return board
+        key = (name, *sorted(fields.items()))
+        found = self._configured.get(key)
+        if found is None:
+            found = copy.copy(board)
+            found.config = overrides.configured(board.config, fields)
+            self._configured[key] = found
+        return found
+
+    @property
+    def auction_hour_utc(self) -> int:
+        return overrides.auction_hour_utc(self.rules_file)
 
     def _cn2015(self) -> bool:
         return self.machine.profile == "cn2015"
@@ -214,9 +247,27 @@ class Offerings:
 
     # ---- listing and review -------------------------------------------------------------------
 
+    def _set_rules(self, cmd: oc.SetBoardRules, actor: int) -> Reply:
+        if actor:
+            self._require_role(actor, "operator")
+        try:
+            overrides.check(cmd.rules, registry.BOARDS)
+        except overrides.BoardsFileError as error:
+            raise CrowdexError("invalid_terms", f"boards file: {error}") from None
+        self.rules_file = cmd.rules
+        return Reply(200, self.boards_view())
+
+    def boards_view(self) -> dict:
+        """The rules in force for projects listed now (``GET /v1/boards``)."""
+        profile = self.machine.profile
+        return {"profile": profile, "auction_hour_utc": self.auction_hour_utc,
+                "boards": [overrides.view(self.listing_board(name).config, profile)
+                           for name in registry.BOARDS]}
+
     def _create(self, cmd: oc.CreateProject, actor: int) -> Reply:
         self._require_role(actor, "issuer")
-        board = registry.board(cmd.board)
+        registry.board(cmd.board)  # 400 for an unknown board
+        board = self.listing_board(cmd.board)
         try:
             typed = msgspec.convert(cmd.terms, board.terms_type)
         except msgspec.ValidationError as error:
@@ -228,7 +279,8 @@ class Offerings:
         if len(self.projects) >= PROJECTS_MAX:
             raise CrowdexError("not_permitted", "the venue holds its maximum of projects")
         project = Project(self.next_project_id, cmd.board, actor, cmd.title, cmd.description,
-                          cmd.deadline_us, terms, rules.PENDING_REVIEW, now)
+                          cmd.deadline_us, terms, rules.PENDING_REVIEW, now,
+                          rules=self.listing_rules(cmd.board))
         self.next_project_id += 1
         self.projects[project.project_id] = project
         return Reply(201, self.project_view(project))
@@ -697,7 +749,8 @@ class Offerings:
                  else min(t["price"] for t in project.terms["tiers"]))
         return InstrumentInfo(instrument_id, project.board, price, project.lockup_until_us,
                               project.status, self.defaulted(project),
-                              board.config.tradable and board.config.issues_units)
+                              board.config.tradable and board.config.issues_units,
+                              board.config.seller_fee_bps)
 
     def held_total(self) -> int:
         """Cash held by projects (product payouts awaiting delivery): in no account."""
@@ -778,7 +831,7 @@ class Offerings:
             self.next_project_id, self.next_subscription_id, self.next_distribution_id,
             self.next_disclosure_id, list(self.projects.values()),
             list(self.subscriptions.values()), list(self.distributions.values()),
-            list(self.disclosures.values())))
+            list(self.disclosures.values()), self.rules_file))
 
     def load(self, arrays: dict[str, np.ndarray], meta: bytes) -> None:
         state = _decoder.decode(meta)
@@ -788,6 +841,7 @@ class Offerings:
         self.next_distribution_id = state.next_distribution_id
         self.next_disclosure_id = state.next_disclosure_id
         self.projects = {p.project_id: p for p in state.projects}
+        self.rules_file = state.rules_file
         self.distributions = {d.distribution_id: d for d in state.distributions}
         self.disclosures = {d.disclosure_id: d for d in state.disclosures}
         for sub in state.subscriptions:

@@ -62,7 +62,14 @@ class PostDisclosure(msgspec.Struct, tag="post_disclosure", array_like=True):
     body: str
 
 
+class SetBoardRules(msgspec.Struct, tag="set_board_rules", array_like=True):
+    """The operator's boards file (``boards.overrides``), as parsed: it replaces the one in
+    force and applies to projects listed from now on."""
+
+    rules: dict[str, Any]
+
+
 OFFERING_COMMANDS: tuple[type, ...] = (
     CreateProject, ReviewProject, CloseProject, Subscribe, CancelSubscription, Distribute,
-    ConfirmDelivery, PostDisclosure,
+    ConfirmDelivery, PostDisclosure, SetBoardRules,
 )

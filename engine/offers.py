@@ -32,7 +32,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from boards import registry, rules
+from boards import rules
 from engine import movements as mv
 from engine import offers_commands as oc
 from engine.clock import format_time_us
@@ -40,7 +40,7 @@ from engine.errors import CrowdexError
 from engine.kernels.layout import C_NEXT_TRADE
 from engine.machine import AccountInfo, Reply
 
-SELLER_FEE_BPS = 100  # BOARDS.md: the seller pays 100 bps of each trade on every board
+SELLER_FEE_BPS = 100  # BOARDS.md's default; a project's board rules may set another
 QUALIFIED_CLASSES = ("qualified", "institutional")
 HOLDING_WEEKDAYS = 5  # T+5
 OPEN_OFFERS_MAX = 1000  # per account
@@ -196,10 +196,13 @@ class Offers:
 
     def _check_holder_limit(self, info: Any, buyer: int, seller: int, quantity: int) -> None:
         """Refuse a transfer after which the instrument would have too many holders."""
-        holders_max = registry.BOARDS[info.board].config.holders_max_cn2015
+        offerings = self._offerings()
+        # The rules the project was listed under (the operator's boards file may set it).
+        project = offerings.projects[info.instrument_id]
+        holders_max = offerings.board(project).config.holders_max_cn2015
         if holders_max is None:
             return
-        holders = dict(self._offerings().holders(info.instrument_id))
+        holders = dict(offerings.holders(info.instrument_id))
         if buyer in holders:
             return
         after = len(holders) + 1 - (1 if holders.get(seller, 0) == quantity else 0)
@@ -294,7 +297,9 @@ class Offers:
         machine = self.machine
         instrument = offer.instrument_id
         notional = offer.price * quantity
-        fee = rules.fee_half_up(notional, SELLER_FEE_BPS)
+        info = self._offerings().instrument_info(instrument)
+        fee_bps = info.seller_fee_bps if info is not None else SELLER_FEE_BPS
+        fee = rules.fee_half_up(notional, fee_bps)
         accounts = machine.balances.accounts.rows
         seller_position = self._position(seller, instrument)
         if offer.side == "sell":  # the poster's reserved units, the acceptor's free cash

@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from engine import commands as c
+from engine import offerings_commands as oc
 from engine.clock import ManualClock, WallClock
 from engine.errors import CrowdexError
 from engine.markets import warm_up
@@ -27,7 +28,17 @@ from gateway.idempotency import ResponseCache
 from gateway.metrics import Metrics
 from gateway.middleware import MIDDLEWARES
 from gateway.ratelimit import RateLimiter
-from gateway.routes import Route, accounts, admin, offers, orders, projects, settlement, system
+from gateway.routes import (
+    Route,
+    accounts,
+    admin,
+    boards,
+    offers,
+    orders,
+    projects,
+    settlement,
+    system,
+)
 from gateway.ws import Hub
 
 log = logging.getLogger("crowdex.gateway")
@@ -36,7 +47,7 @@ log = logging.getLogger("crowdex.gateway")
 CLIENT_MAX_SIZE = 64 * 1024
 TICK_INTERVAL_S = 0.25
 
-ROUTE_MODULES = (system, accounts, admin, projects, settlement, orders, offers)
+ROUTE_MODULES = (system, accounts, admin, boards, projects, settlement, orders, offers)
 
 
 def all_routes() -> list[Route]:
@@ -81,6 +92,19 @@ async def _bootstrap(engine: Engine, config: Config) -> None:
             await engine.submit(c.SetOperatorKey(wanted))
 
 
+async def _apply_boards_file(engine: Engine, config: Config) -> None:
+    """Journal the operator's boards file when it differs from the one in force (checked at
+    start by the CLI; without ``--boards`` the rules in force stay)."""
+    if config.board_rules is None:
+        return
+    if engine.machine.component("offerings").rules_file == config.board_rules:
+        return
+    reply = await engine.submit(oc.SetBoardRules(config.board_rules))
+    if reply.status != 200:
+        raise RuntimeError(f"the boards file was refused: {reply.body}")
+    log.info("the boards file is in force for projects listed from now on")
+
+
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[keys.CONFIG]
     metrics = app[keys.METRICS]
@@ -101,6 +125,7 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     ticker = None
     try:
         await _bootstrap(engine, config)
+        await _apply_boards_file(engine, config)
         if keys.DATABASE in app:
             from settlement.batch import catch_up_on_start
 

@@ -38,6 +38,10 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--demo", action="store_true", help="seed sample projects and investors")
     p.add_argument("--rate-limit", type=float, default=RATE_LIMIT_PER_SECOND,
                    help="requests per second per API key (bursts of twice that)")
+    p.add_argument("--boards", type=Path, default=None, metavar="FILE.toml",
+                   help="the operator's board rules over BOARDS.md's defaults (fees, durations, "
+                   "cancel windows, lock-ups, limits, auction hour): checked at start, "
+                   "journaled, applied to projects listed after it")
     p.add_argument("--no-fsync", action="store_true",
                    help="skip journal fsync (tests only: acknowledged is then NOT durable)")
 
@@ -56,6 +60,16 @@ def serve(args: argparse.Namespace) -> int:
     if args.rate_limit <= 0:
         print("crowdex: --rate-limit must be positive", file=sys.stderr)
         return 2
+    board_rules = None
+    if args.boards is not None:  # checked whole before anything starts
+        from boards.overrides import BoardsFileError, load
+        from boards.registry import BOARDS
+
+        try:
+            board_rules = load(args.boards, BOARDS)
+        except BoardsFileError as error:
+            print(f"crowdex: --boards: {error}", file=sys.stderr)
+            return 2
     configure_logging()
     config = Config(
         data_dir=args.data_dir.resolve(), host=args.host, port=args.port,
@@ -64,7 +78,7 @@ def serve(args: argparse.Namespace) -> int:
         profile=args.profile, demo=args.demo,
         rate_limit_per_second=args.rate_limit,
         rate_limit_burst=max(1, int(args.rate_limit * RATE_LIMIT_BURST / RATE_LIMIT_PER_SECOND)),
-        journal_sync=not args.no_fsync,
+        journal_sync=not args.no_fsync, board_rules=board_rules,
     )
     config.data_dir.mkdir(parents=True, exist_ok=True)
     raise_open_files_limit()

@@ -24,3 +24,4 @@ class Config:
     rate_limit_burst: int = RATE_LIMIT_BURST
     journal_sync: bool = True
     use_database: bool = True
+    board_rules: dict | None = None  # the operator's boards file, checked (boards.overrides)
