@@ -1,10 +1,11 @@
-"""A small async client for the crowdex API, so scripts, bots, tests and benchmarks need not
-hand-roll HTTP.
+"""The untyped async client the tests and benchmarks use: answers are plain dicts.
+
+Bots and scripts should use ``crowdex_client`` (sync and async, typed answers, every endpoint,
+retries on 429/503 with idempotency keys). This one stays small for the tests that build
+venues call by call; it shares ``crowdex_client``'s ``ApiError``.
 
     async with Client("http://127.0.0.1:8080", api_key) as cx:
         me = await cx.me()
-        order = await cx.place_order(instrument_id=7, side="buy", type="limit",
-                                     price=1_00, quantity=10)
 
 Every refusal raises ``ApiError`` with the API's status and code. Money is integer fen.
 """
@@ -18,13 +19,9 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from crowdex_client import ApiError
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
+__all__ = ["ApiError", "Client"]
 
 
 class Client:
