@@ -21,7 +21,7 @@ SHUTDOWN_TIMEOUT_S = 10.0
 
 # `crowdex bench NAME ...` runs bench.NAME.main(argv).
 BENCHMARKS = ("replay", "engine", "journal", "pledges", "gateway", "settlement", "recovery",
-              "ci_check")
+              "ci_check", "stream")
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
