@@ -8,7 +8,7 @@ from aiohttp import web
 
 from boards import integrity, registry, rules
 from engine import offerings_commands as oc
-from engine.clock import format_time_us, parse_time_us
+from engine.clock import US_PER_SECOND, format_time_us, parse_time_us
 from engine.errors import CrowdexError
 from engine.machine import AccountInfo
 from engine.offerings import (
@@ -39,12 +39,16 @@ def project_channel(request: web.Request, project_id: int,
 
 
 def public_view(component: Offerings, project: Project) -> dict:
-    """The engine's project view plus the issuer's name: investors look for who raises the
-    money, and an account number tells them nothing (the web UI shows the name)."""
+    """The engine's project view plus what an investor reads before subscribing: the issuer's
+    name (an account number tells them nothing) and the project's own cancel rule (the rules it
+    was listed under; under cn2015 a product pledge cannot be cancelled at all)."""
     view = component.project_view(project)
     issuer = component.machine.accounts.get(project.issuer_id)
     if issuer is not None:
         view["issuer_name"] = issuer.name
+    config = component.board(project).config
+    view["cancel_window_seconds"] = config.cancel_window_us // US_PER_SECOND
+    view["cancellable"] = config.cancellable_cn2015 or component.machine.profile != "cn2015"
     return view
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from engine.clock import format_time_us
 from engine.errors import CrowdexError
 from gateway import http, keys, schemas
 from gateway.routes import Route
@@ -48,6 +49,19 @@ async def openapi(request: web.Request) -> web.Response:
     return http.respond(request, 200, request.app[keys.OPENAPI])
 
 
+async def venue(request: web.Request) -> web.Response:
+    """``GET /v1/venue``: how the venue runs, for a client presenting it: the profile (the web
+    UI speaks Chinese and colours prices red-up under ``cn2015``), whether the clock is manual
+    (only then can an operator advance it) and the exchange time (an offering's time left
+    counts in it, not in the browser's clock). The boards' rules are ``GET /v1/boards``."""
+    engine = request.app[keys.ENGINE]
+    machine = engine.machine
+    return http.respond(request, 200, {
+        "profile": machine.profile, "clock": "manual" if machine.manual_clock else "wall",
+        "now": format_time_us(engine.clock.stamp(machine.now_us)),
+    })
+
+
 async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html")
 
@@ -66,5 +80,7 @@ ROUTES = [
     Route("GET", "/metrics", metrics, "Prometheus metrics (text exposition format)",
           response=str, media_type=METRICS_CONTENT_TYPE),
     Route("GET", "/openapi.json", openapi, "This document", response=dict),
+    Route("GET", "/v1/venue", venue, "The venue as it runs: profile, clock and exchange time",
+          response=dict),
     Route("GET", "/", index, "The web UI", response=str, media_type="text/html"),
 ]

@@ -46,12 +46,13 @@ async def test_money_is_exact_and_sign_in_shows_balances(server_factory, tmp_pat
         assert all(money["refused"]), money["refused"]
         assert money["percent"] == ["8.25%", "0.05%", 33, 250]
 
-        # Public browsing needs no key; the sign-in page refuses a bad key with its code.
+        # Public browsing needs no key; the sign-in page refuses a bad key, in words.
         await page.click("#signin-link")
         await page.fill("#api-key", "wrong-key")
         await page.click("#login-form button[type=submit]")
         await page.wait_for_selector("#login-error.error")
-        assert "unauthorized" in await page.inner_text("#login-error")
+        assert "API key is not valid" in await page.inner_text("#login-error")
+        assert await page.get_attribute("#login-error .error-text", "data-code") == "unauthorized"
 
         await page.fill("#api-key", investor["api_key"])
         await page.click("#login-form button[type=submit]")
@@ -62,11 +63,12 @@ async def test_money_is_exact_and_sign_in_shows_balances(server_factory, tmp_pat
         assert await page.is_visible("#logout")
         assert not await page.is_visible("#signin-link")
 
-        # A withdrawal beyond the balance shows the API's code; a valid one updates the cash.
+        # A withdrawal beyond the balance says so in yuan; a valid one updates the cash.
         await page.fill("#withdraw-amount", "200000")
         await page.click("#withdraw-form button[type=submit]")
         await page.wait_for_selector("#withdraw-message.error")
-        assert "insufficient_funds" in await page.inner_text("#withdraw-message")
+        text = await page.inner_text("#withdraw-message")
+        assert "¥123,456.78" in text and "fen" not in text and "insufficient_funds" not in text
         await page.fill("#withdraw-amount", "1.234")
         await page.click("#withdraw-form button[type=submit]")
         await page.wait_for_selector("#withdraw-message.error >> text=at most 2 decimals")
@@ -83,15 +85,13 @@ async def test_money_is_exact_and_sign_in_shows_balances(server_factory, tmp_pat
         await page.wait_for_selector("#signin-link:not([hidden])")
         assert await page.evaluate("sessionStorage.getItem('crowdex_key')") is None
 
-        # The operator desk on a wall-clock exchange: advancing time is refused, and said so.
+        # The operator desk on a wall-clock exchange offers no clock form (it could not work).
         await page.goto(server.url + "/#/signin")
         await page.fill("#api-key", OPERATOR_KEY)
         await page.click("#login-form button[type=submit]")
-        await page.wait_for_selector("#clock-form")
-        await page.click("#clock-form button[type=submit]")
-        await page.wait_for_selector("#clock-message.error")
-        text = await page.inner_text("#clock-message")
-        assert "clock_not_manual" in text and "wall clock" in text
+        await page.wait_for_selector("#create-account-form")
+        await page.wait_for_selector("#exchange-state [data-field=clock] >> text=wall clock")
+        assert await page.locator("#clock-form").count() == 0
         assert page_errors == []
     async with Client(server.url, investor["api_key"]) as cx:
         assert (await cx.me())["cash_available"] == 123_456_78 - 56_70

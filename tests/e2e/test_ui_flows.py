@@ -76,17 +76,20 @@ async def test_roles_end_to_end(server_factory, tmp_path):
         await iss.wait_for_selector(f"#my-projects-table tr[data-project-id='{project_id}']")
         assert "Pending review" in await iss.inner_text(
             f"#my-projects-table tr[data-project-id='{project_id}']")
-        # A refused listing shows the API's code (a deadline out of the board's range).
+        # A refused listing says why in words (a deadline out of the board's range).
         await iss.fill("#new-title", "Too soon")
         await iss.fill("#new-deadline", "2026-03-05T00:00")
         await iss.click("#create-project-form button[type=submit]")
         await iss.wait_for_selector("#create-message.error")
-        assert "invalid_terms" in await iss.inner_text("#create-message")
+        assert "do not fit this board's rules" in await iss.inner_text("#create-message")
+        code = await iss.get_attribute("#create-message .error-text", "data-code")
+        assert code == "invalid_terms"
 
         # ---- operator: approves it from the review queue ----
         await op.reload()
         approve = f"#review-table button[data-action=approve][data-project-id='{project_id}']"
         await op.click(approve)
+        await op.click("#confirm-ok")  # the operator confirms in a dialog first
         await op.wait_for_selector("#review-message.ok >> text=Open")
         await op.wait_for_selector(f"#open-table tr[data-project-id='{project_id}']")
 
@@ -106,17 +109,19 @@ async def test_roles_end_to_end(server_factory, tmp_path):
         await alice.wait_for_selector("#live[data-state=live]")
         await alice.fill("#sub-quantity", "30")
         assert "¥300.00" in await alice.inner_text("#sub-cost")
+        await alice.check("#sub-ack")
         await alice.click("#subscribe-form button[type=submit]")
         await alice.wait_for_selector("#subscribe-message.ok")
         assert "¥300.00 reserved" in await alice.inner_text("#subscribe-message")
         assert await alice.inner_text("#my-cash [data-field=reserved]") == "¥300.00"
         assert await alice.inner_text("#my-cash [data-field=available]") == "¥1,700.00"
         await alice.wait_for_selector("#figures [data-field=raised] >> text=¥300.00")
-        # A business-rule refusal is shown with its code (more than Alice's cash).
+        # A business-rule refusal is shown in words and yuan (more than Alice's cash).
         await alice.fill("#sub-quantity", "180")
         await alice.click("#subscribe-form button[type=submit]")
         await alice.wait_for_selector("#subscribe-message.error")
-        assert "insufficient_funds" in await alice.inner_text("#subscribe-message")
+        text = await alice.inner_text("#subscribe-message")
+        assert "¥1,800.00" in text and "¥1,700.00" in text and "fen" not in text
 
         # ---- live: Bob subscribes through the API; Alice's page updates over the WebSocket ----
         async with Client(server.url, bob_key) as bob:
@@ -158,12 +163,14 @@ async def test_roles_end_to_end(server_factory, tmp_path):
         await op.click("#clock-form button[type=submit]")
         await op.wait_for_selector("#clock-message.ok >> text=2026-03-03 00:00 UTC")
         await op.click(f"#open-table tr[data-project-id='{project_id}'] button")
+        await op.click("#confirm-ok")
         await op.wait_for_selector("#review-message.ok >> text=Succeeded")
         # Alice's open project page redraws with the new status, live.
         await alice.goto(f"{server.url}/#/projects/{project_id}")
         await alice.wait_for_selector("#project-status >> text=Succeeded")
         await alice.wait_for_selector("#allocations")
         await op.click("#run-batch")
+        await op.click("#confirm-ok")
         await op.wait_for_selector("#settlement-message.ok >> text=committed")
         await op.wait_for_selector("#batch-table tr[data-batch-id='1']")
         await op.wait_for_selector("#recon-status[data-balanced=true]")
@@ -174,5 +181,5 @@ async def test_roles_end_to_end(server_factory, tmp_path):
         await iss.wait_for_selector("#account [data-field=withdrawable] >> text=¥517.00")
         await alice.click("#nav >> text=My account")
         await alice.wait_for_selector("#holdings >> text=Lens coating line")
-        assert await alice.inner_text("#holdings tbody td:nth-child(2)") == "30"
+        assert await alice.inner_text("#holdings tbody td:nth-child(2)") == "30 shares"
         assert errors == []

@@ -71,7 +71,7 @@ async def test_book_trades_and_orders_update_live_across_two_traders(server_fact
         # The seller's limit sell rests; the buyer's page shows the ask live, over the WebSocket.
         await _order(seller_page, "sell", "10.50", "40")
         await seller_page.wait_for_selector("#order-result:has-text('filled 0 of 40')")
-        remaining = "#open-orders-table td[data-field=remaining]"
+        remaining = "#open-orders-table [data-field=remaining]"
         await seller_page.wait_for_selector(f"{remaining}:text-is('40')")
         await buyer_page.wait_for_selector("#asks tr[data-price='1050']:has-text('40')")
         assert await buyer_page.inner_text("#market-stats [data-field=best_ask]") == "¥10.50"
@@ -86,18 +86,19 @@ async def test_book_trades_and_orders_update_live_across_two_traders(server_fact
             await page.wait_for_selector("#trades-table tbody tr:has-text('¥10.50'):has-text('15')")
             await page.wait_for_selector("#asks tr[data-price='1050']:has-text('25')")
             await page.wait_for_selector("#market-stats [data-field=last]:text-is('¥10.50')")
-            await page.wait_for_selector("#chart svg .candle")
+            await page.wait_for_selector("#chart[data-candles='1'] canvas")
         # The seller's open order follows the fill live (the `orders` channel), no reload.
         await seller_page.wait_for_selector(f"{remaining}:text-is('25')")
         assert "15/40" in await seller_page.inner_text("#open-orders-table")
 
-        # Refusals show the API's code: a post-only buy that would cross, then too little cash.
+        # Refusals in words: a post-only buy that would cross, then too little cash (in yuan).
         await _order(buyer_page, "buy", "10.50", "5", post_only=True)
         error = buyer_page.locator("#order-ticket .message.error")
-        await error.locator("text=post_only_would_cross").wait_for()
+        await error.locator("[data-code=post_only_would_cross]").wait_for()
         await buyer_page.uncheck("#order-post-only")
         await _order(buyer_page, "buy", "50", "100000")
-        await error.locator("text=insufficient_funds").wait_for()
+        await error.locator("[data-code=insufficient_funds]").wait_for()
+        assert "¥5,000,000.00" in await error.inner_text()
         assert await buyer_page.is_hidden("#order-result")
         # A malformed price never reaches the server.
         await _order(buyer_page, "buy", "10.505", "1")

@@ -20,7 +20,26 @@ export const session = {
   me: null, // GET /v1/me of the signed-in account, refreshed by the shell
 };
 
-export async function api(method, path, body, { anonymous = false, raw = false } = {}) {
+// A read that could not reach the server is tried again this many times, a little later, before
+// the view shows the error with its Retry button (a blip on a phone's network is common).
+const GET_RETRIES = 1;
+const GET_RETRY_DELAY_MS = 400;
+
+export async function api(method, path, body, options = {}) {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      const result = await request(method, path, body, options);
+      // Every change may move the header's figures (cash, exchange time): tell the shell.
+      if (method !== "GET") window.dispatchEvent(new Event("crowdex:changed"));
+      return result;
+    } catch (err) {
+      if (method !== "GET" || err.status !== 0 || attempt >= GET_RETRIES) throw err;
+      await new Promise((resolve) => { setTimeout(resolve, GET_RETRY_DELAY_MS); });
+    }
+  }
+}
+
+async function request(method, path, body, { anonymous = false, raw = false } = {}) {
   const headers = { Accept: "application/json" };
   if (session.key && !anonymous) headers.Authorization = `Bearer ${session.key}`;
   const init = { method, headers };

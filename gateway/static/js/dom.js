@@ -1,5 +1,7 @@
 // Small DOM helpers. Everything user-visible is set through textContent (never innerHTML), so
 // titles, names and disclosure bodies from the API cannot inject markup.
+import { describeError } from "./errors.js";
+import { getLang, t, tMaybe } from "./i18n.js";
 
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -49,15 +51,10 @@ export function when(iso) {
   return m ? `${m[1]} ${m[2]} UTC` : iso;
 }
 
-export const STATUS_LABEL = {
-  pending_review: "Pending review", rejected: "Rejected", open: "Open", succeeded: "Succeeded",
-  failed: "Failed", trading: "Trading", accepted: "Accepted", cancelled: "Cancelled",
-  allocated: "Allocated", refunded: "Refunded", scheduled: "Scheduled", paid: "Paid",
-  late: "Late", default: "Default", committed: "Committed",
-};
-
+/** A status badge; the label is the status's name in the current language. */
 export function badge(status) {
-  return h("span", { class: `badge badge-${status}` }, STATUS_LABEL[status] || status);
+  return h("span", { class: `badge badge-${status}`, dataset: { status } },
+    tMaybe(`status.${status}`, String(status).replaceAll("_", " ")));
 }
 
 /** An inline message area for a form or panel: role=alert for errors, status for success. */
@@ -82,11 +79,10 @@ export function messageArea() {
   };
 }
 
+/** An error as words the user reads: the code stays in data-code (for support and tests). */
 export function errorContent(err) {
-  if (err && err.code) {
-    return [h("code", { class: "error-code" }, err.code), " ", err.detail || err.message];
-  }
-  return [String((err && err.message) || err)];
+  return [h("span", { class: "error-text", dataset: { code: (err && err.code) || "invalid_input" } },
+    describeError(err))];
 }
 
 /**
@@ -124,11 +120,17 @@ export function actionButton(label, messages, action, attrs = {}) {
   return button;
 }
 
-export function table(columns, rows, { caption, empty = "Nothing yet.", id } = {}) {
-  if (!rows.length) return h("p", { class: "empty", id }, empty);
-  return h("div", { class: "table-wrap" },
-    h("table", { id },
-      caption ? h("caption", {}, caption) : null,
+/**
+ * A table; `cards: true` (tables whose rows carry buttons) turns each row into a card on a
+ * phone, labelled by its column names, so no action sits off-screen in a scrolled table.
+ */
+export function table(columns, rows, { caption, empty, id, cards = false } = {}) {
+  if (!rows.length) return h("p", { class: "empty", id }, empty || t("common.nothing_yet"));
+  // A scrolled table must be reachable by keyboard (axe: scrollable-region-focusable).
+  return h("div", { class: `table-wrap${cards ? " as-cards" : ""}`, tabindex: "0",
+    role: "region", "aria-label": caption || t("common.table") },
+  h("table", { id },
+      caption ? h("caption", { class: "sr-only" }, caption) : null,
       h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", class: c.num ? "num" : null }, c.label)))),
       h("tbody", {}, rows.map((row) => h("tr", { dataset: row.__data || {} },
         columns.map((c) => h("td", { class: c.num ? "num" : null, "data-label": c.label }, c.cell(row))))))));
@@ -151,3 +153,72 @@ export function newReference(prefix) {
   const random = crypto.getRandomValues(new Uint32Array(2));
   return `${prefix}-${Date.now().toString(36)}-${random[0].toString(36)}${random[1].toString(36)}`;
 }
+
+/** A placeholder while something loads: announced politely, replaced by the content. */
+export function loading(text) {
+  return h("p", { class: "loading", role: "status" }, h("span", { class: "spinner", "aria-hidden": "true" }),
+    text || t("common.loading"));
+}
+
+/**
+ * An error in words with, for errors a retry may cure (the network, an overloaded or
+ * restarting server), a Retry button that runs `retry`.
+ */
+export function errorBox(err, retry) {
+  const box = h("div", { class: "message error", role: "alert" }, ...errorContent(err));
+  if (retry && isRetryable(err)) {
+    box.append(" ", h("button", { type: "button", class: "small retry", onclick: retry }, t("common.retry")));
+  }
+  return box;
+}
+
+export function isRetryable(err) {
+  return Boolean(err && (err.status === 0 || err.status === 429 || err.status >= 500));
+}
+
+/**
+ * Fill `box` from `load()` with a loading line first and, if it fails, the error with a
+ * Retry button that loads again. Resolves once the content (or the error) is shown.
+ */
+export async function loadInto(box, load) {
+  box.setAttribute("aria-busy", "true");
+  box.replaceChildren(loading());
+  try {
+    const content = await load();
+    if (content !== undefined) box.replaceChildren(...[content].flat().filter((x) => x !== null && x !== false));
+  } catch (err) {
+    box.replaceChildren(errorBox(err, () => loadInto(box, load)));
+  } finally {
+    box.removeAttribute("aria-busy");
+  }
+}
+
+/**
+ * Ask before an action that cannot be undone. A modal <dialog> (focus is trapped and Escape
+ * cancels); resolves true on confirm. `details` are [label, value] pairs shown as facts.
+ */
+export function confirmDialog({ title, text, details = [], confirm, danger = false }) {
+  return new Promise((resolve) => {
+    const titleId = newId("dlg");
+    const ok = h("button", { type: "button", class: danger ? "danger-solid" : "primary", id: "confirm-ok" }, confirm);
+    const cancel = h("button", { type: "button", class: "ghost", id: "confirm-cancel" }, t("common.cancel"));
+    const dialog = h("dialog", { class: "confirm", "aria-labelledby": titleId, id: "confirm-dialog" },
+      h("h2", { id: titleId }, title),
+      text ? h("p", {}, text) : null,
+      details.length ? facts(details.map(([label, value], i) => [`d${i}`, label, value])) : null,
+      h("div", { class: "button-row end" }, cancel, ok));
+    const finish = (answer) => { dialog.close(); dialog.remove(); resolve(answer); };
+    ok.addEventListener("click", () => finish(true));
+    cancel.addEventListener("click", () => finish(false));
+    dialog.addEventListener("cancel", (event) => { event.preventDefault(); finish(false); });
+    document.body.append(dialog);
+    dialog.showModal();
+    cancel.focus();
+  });
+}
+
+/** "2026-02-01T00:00:00Z" -> "2026-02-01". */
+export const day = (iso) => (iso ? iso.slice(0, 10) : "—");
+
+/** The language's list separator (", " or "、"). */
+export const listSep = () => (getLang() === "zh" ? "、" : ", ");

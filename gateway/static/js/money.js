@@ -1,5 +1,6 @@
 // Money is integer fen end to end. Nothing here does float arithmetic on amounts: formatting
 // and parsing go through BigInt and strings, so every fen shown is the fen the API sent.
+import { t } from "./i18n.js";
 
 export const MAX_SAFE = 2n ** 53n;
 
@@ -40,32 +41,32 @@ export function count(n) {
  * percent): "12.3" -> 1230, "1,000" -> 100000. Throws a RangeError with a readable message for
  * anything else (negative, three decimals, letters, zero unless allowZero, beyond 2^53).
  */
-export function parseHundredths(text, { allowZero = false, what = "amount" } = {}) {
+export function parseHundredths(text, { allowZero = false, what = t("field.amount") } = {}) {
   const raw = String(text).trim().replace(/[,\s_]/g, "").replace(/^¥/, "");
   const match = /^(\d*)(?:\.(\d*))?$/.exec(raw);
   if (!raw || !match || (match[1] === "" && !match[2])) {
-    throw new RangeError(`${what}: enter a number like 12.30`);
+    throw new RangeError(t("parse.number", { what }));
   }
   const decimals = match[2] || "";
-  if (decimals.length > 2) throw new RangeError(`${what}: at most 2 decimals`);
+  if (decimals.length > 2) throw new RangeError(t("parse.decimals", { what }));
   const value = BigInt(match[1] || "0") * 100n + BigInt(decimals.padEnd(2, "0") || "0");
-  if (value === 0n && !allowZero) throw new RangeError(`${what}: must be more than 0`);
-  if (value > MAX_SAFE) throw new RangeError(`${what}: too large`);
+  if (value === 0n && !allowZero) throw new RangeError(t("parse.positive", { what }));
+  if (value > MAX_SAFE) throw new RangeError(t("parse.too_large", { what }));
   return Number(value);
 }
 
 /** Yuan text -> integer fen. */
-export function parseYuan(text, what = "amount") {
+export function parseYuan(text, what = t("field.amount")) {
   return parseHundredths(text, { what });
 }
 
 /** A positive whole number (quantities, ids, days). */
-export function parseCount(text, { what = "quantity", allowZero = false } = {}) {
+export function parseCount(text, { what = t("field.quantity"), allowZero = false } = {}) {
   const raw = String(text).trim().replace(/[,\s_]/g, "");
-  if (!/^\d+$/.test(raw)) throw new RangeError(`${what}: enter a whole number`);
+  if (!/^\d+$/.test(raw)) throw new RangeError(t("parse.whole", { what }));
   const value = BigInt(raw);
-  if (value === 0n && !allowZero) throw new RangeError(`${what}: must be at least 1`);
-  if (value > MAX_SAFE) throw new RangeError(`${what}: too large`);
+  if (value === 0n && !allowZero) throw new RangeError(t("parse.at_least_one", { what }));
+  if (value > MAX_SAFE) throw new RangeError(t("parse.too_large", { what }));
   return Number(value);
 }
 

@@ -1,32 +1,36 @@
+// The monthly integrity list: issuers late, in default or silent (black), and for operators
+// those with six clean months (red).
 import { get, session } from "../api.js";
-import { field, h, panel, table } from "../dom.js";
+import { field, h, listSep, panel, table } from "../dom.js";
+import { t, tMaybe } from "../i18n.js";
 
-const REASON = {
-  late_instalment: "Late instalment", defaulted_instalment: "Defaulted instalment",
-  missed_disclosure: "Missed monthly disclosure",
-};
+function reasonsText(row) {
+  return (row.reasons || []).map((x) => {
+    if (typeof x === "string") return tMaybe(`reason.${x}`, x.replaceAll("_", " "));
+    const kind = x.kind || x.reason || "";
+    return [tMaybe(`reason.${kind}`, kind.replaceAll("_", " ")), x.project_id ? t("common.project_n", { id: x.project_id }) : "",
+      x.detail || ""].filter(Boolean).join(" · ");
+  }).join(listSep());
+}
 
 export async function integrityView(container, _params, query) {
   const month = query.get("month") || "";
   const data = await get(`/v1/integrity${month ? `?month=${encodeURIComponent(month)}` : ""}`);
-  const monthField = field("Month", { id: "integrity-month", type: "month", value: data.month });
+  const monthField = field(t("integrity.month"), { id: "integrity-month", type: "month", value: data.month });
   monthField.querySelector("input").addEventListener("change", (e) => {
     if (e.target.value) location.hash = `#/integrity?month=${e.target.value}`;
   });
-  const reasons = (r) => (r.reasons || []).map((x) => (typeof x === "string" ? (REASON[x] || x.replaceAll("_", " "))
-    : [x.kind || x.reason || "", x.project_id ? `project #${x.project_id}` : "", x.detail || ""].filter(Boolean).join(" · "))).join("; ");
+  const issuer = (r) => `${r.name || "—"} (#${r.account_id})`;
   container.append(
-    h("div", { class: "page-head" }, h("h1", {}, "Integrity list"),
-      h("p", { class: "muted" }, "Issuers with a late or defaulted instalment, or a missed monthly disclosure, in the month shown. "
-        + "Debt and IP issuers owe a disclosure every month.")),
+    h("div", { class: "page-head" }, h("h1", {}, t("integrity.title")), h("p", { class: "muted" }, t("integrity.lead"))),
     h("div", { class: "toolbar" }, monthField),
-    panel(`Black list — ${data.month}`, table([
-      { label: "Issuer", cell: (r) => `${r.name || "—"} (#${r.account_id})` },
-      { label: "Reasons", cell: reasons },
-    ], data.black, { id: "black-list", empty: "No issuer is on the black list this month." })));
+    panel(t("integrity.black", { month: data.month }), table([
+      { label: t("integrity.issuer"), cell: issuer },
+      { label: t("integrity.reasons"), cell: reasonsText },
+    ], data.black, { id: "black-list", caption: t("integrity.black", { month: data.month }), empty: t("integrity.black_empty") })));
   if (session.me && session.me.role === "operator" && data.red) {
-    container.append(panel(`Red list (operators) — ${data.month}`, table([
-      { label: "Issuer", cell: (r) => `${r.name || "—"} (#${r.account_id})` },
-    ], data.red, { id: "red-list", empty: "No issuer has six clean months in a row yet." })));
+    container.append(panel(t("integrity.red", { month: data.month }), table([
+      { label: t("integrity.issuer"), cell: issuer },
+    ], data.red, { id: "red-list", caption: t("integrity.red", { month: data.month }), empty: t("integrity.red_empty") })));
   }
 }

@@ -1,30 +1,28 @@
-// Secondary markets: an instrument's live order book and trades (WebSocket), a candle chart,
-// an order ticket and the investor's open orders (live over the private `orders` channel), and
-// for IP instruments the call auction's indicative uncross. Prices are integer fen throughout;
-// only chart coordinates are computed in floating point, never an amount that is shown.
+// Secondary markets: an instrument's live order book with its depth and trades (WebSocket), a
+// candle chart with volume and a crosshair (TradingView's Lightweight Charts, vendored as one
+// file with its licence in static/vendor/), the last 24 hours' figures, an order ticket, the
+// investor's open orders (live over the private `orders` channel) and, for IP instruments, the
+// call auction's indicative uncross. Prices are integer fen throughout; the chart draws numbers
+// but every price it labels goes through yuan(), so no amount shown is a float's.
 import { LiveChannel, del, get, post, session } from "../api.js";
-import { actionButton, h, messageArea, newId, onSubmit, panel, when } from "../dom.js";
-import { count, parseCount, parseYuan, percentOf, times, yuan } from "../money.js";
+import { actionButton, facts, h, messageArea, newId, onSubmit, panel, when } from "../dom.js";
+import { getLang, t } from "../i18n.js";
+import { count, parseCount, parseYuan, percent, percentOf, times, yuan } from "../money.js";
+import { exchangeNowMs, venue } from "../venue.js";
+import { TRADABLE, boardLabel, units } from "./funding.js";
 
 const DEPTH = 12; // levels shown per side
 const TRADES_SHOWN = 25;
-const CANDLES = 60;
-const BOARD_LABEL = { equity: "Equity", debt: "Debt", ip: "IP" };
-const UNIT = { equity: "shares", debt: "notes", ip: "units" };
-const SIDE_LABEL = { buy: "Buy", sell: "Sell" };
-const ORDER_STATUS = {
-  open: "Open", partially_filled: "Partly filled", filled: "Filled", cancelled: "Cancelled",
-  rejected: "Rejected",
-};
+const CANDLES = 120;
+const INTERVALS = ["1m", "1h", "1d"];
 const OPEN = new Set(["open", "partially_filled"]);
-const INTERVALS = [["1m", "1 min"], ["1h", "1 hour"], ["1d", "1 day"]];
-const LIVE_TEXT = { live: "live", connecting: "connecting…", offline: "reconnecting…" };
+const DAY_MS = 86_400_000;
 
 /** Run `fn` now, or once more after the current run if called while it runs (no pile-ups). */
 function coalesced(fn) {
   let running = null;
   let again = false;
-  const run = async () => {
+  return async () => {
     if (running) { again = true; return running; }
     running = (async () => {
       do { again = false; await fn(); } while (again);
@@ -32,108 +30,227 @@ function coalesced(fn) {
     try { await running; } finally { running = null; }
     return undefined;
   };
-  return run;
 }
 
-const orderBadge = (status) => h("span", { class: `badge badge-${status}` }, ORDER_STATUS[status] || status);
-const clock = (iso) => (iso ? iso.slice(11, 19) : "—"); // "2026-01-01T09:30:05Z" -> "09:30:05"
+const orderBadge = (status) => h("span", { class: `badge badge-${status}` }, t(`order_status.${status}`));
+const clockText = (iso) => (iso ? iso.slice(11, 19) : "—"); // "2026-01-01T09:30:05Z" -> "09:30:05"
+const sideText = (side) => h("span", { class: `side side-${side}` }, t(`side.${side}`));
+
+/** The colours of up and down as this venue's investors read them (cn2015: red is up). */
+function priceColours() {
+  const style = getComputedStyle(document.documentElement);
+  return { up: style.getPropertyValue("--up").trim() || "#1a7a43", down: style.getPropertyValue("--down").trim() || "#b3261e" };
+}
+
+// ---- the book ---------------------------------------------------------------------------------
+
+function ladder(side, rows) {
+  const tableId = side === "buy" ? "bids" : "asks";
+  const headingId = newId("h");
+  let total = 0;
+  const cumulative = rows.map(([price, qty]) => { total += qty; return [price, qty, total]; });
+  const max = Math.max(total, 1);
+  const body = rows.length
+    ? h("table", { id: tableId, class: `ladder ladder-${side}`, "aria-labelledby": headingId },
+      h("thead", {}, h("tr", {}, h("th", { scope: "col", class: "num" }, t("book.price")),
+        h("th", { scope: "col", class: "num" }, t("book.quantity")), h("th", { scope: "col", class: "num" }, t("book.total")))),
+      h("tbody", {}, cumulative.map(([price, qty, sum]) => h("tr", {
+        style: `--depth:${percentOf(sum, max)}%`, dataset: { price: String(price) },
+      }, h("td", { class: "num price" }, yuan(price)), h("td", { class: "num" }, count(qty)),
+      h("td", { class: "num cum" }, count(sum))))))
+    : h("p", { class: "empty", id: tableId }, t(side === "buy" ? "book.no_bids" : "book.no_asks"));
+  return h("div", { class: "ladder-side" }, h("h3", { id: headingId }, t(side === "buy" ? "book.bids" : "book.asks")), body);
+}
+
+function spreadText(bestBid, bestAsk, ip) {
+  if (bestBid !== null && bestAsk !== null) {
+    if (bestAsk > bestBid) {
+      const spread = yuan(BigInt(bestAsk) - BigInt(bestBid));
+      return [spread, t("book.spread_line", { spread, bid: yuan(bestBid), ask: yuan(bestAsk) })];
+    }
+    return [t("book.crossed_short"), t(ip ? "book.crossed_ip" : "book.crossed")];
+  }
+  if (bestBid === null && bestAsk === null) return ["—", t("book.empty")];
+  return ["—", t(bestBid === null ? "book.no_bids_side" : "book.no_asks_side")];
+}
+
+// ---- 24 hours ---------------------------------------------------------------------------------
+
+/** Change, high, low and volume over the last 24 h of exchange time, from hourly candles. */
+export function dayFigures(candles, nowMs) {
+  const since = nowMs - DAY_MS;
+  const day = candles.filter((c) => Date.parse(c.time) >= since - 3_600_000 + 1);
+  if (!day.length) return null;
+  const open = day[0].open;
+  const close = day[day.length - 1].close;
+  const changeBps = Number(((BigInt(close) - BigInt(open)) * 10000n) / BigInt(open));
+  return {
+    change: BigInt(close) - BigInt(open), changeBps, close,
+    high: day.reduce((m, c) => Math.max(m, c.high), -Infinity),
+    low: day.reduce((m, c) => Math.min(m, c.low), Infinity),
+    volume: day.reduce((s, c) => s + BigInt(c.volume), 0n),
+  };
+}
+
+function dayPanelContent(figures) {
+  if (!figures) return h("p", { class: "empty", id: "day-empty" }, t("day.none"));
+  const dir = figures.change > 0n ? "up" : figures.change < 0n ? "down" : "flat";
+  const sign = figures.change > 0n ? "+" : "";
+  return facts([
+    ["change", t("day.change"), h("span", { class: `move move-${dir}` }, `${sign}${yuan(figures.change)} (${sign}${percent(figures.changeBps)})`)],
+    ["high", t("day.high"), yuan(figures.high)],
+    ["low", t("day.low"), yuan(figures.low)],
+    ["volume", t("day.volume"), count(figures.volume)],
+  ], { class: "facts day-facts", id: "day-figures" });
+}
+
+// ---- the chart --------------------------------------------------------------------------------
+
+/**
+ * The candle chart: candles above, volume below, a crosshair whose candle is written out in
+ * the legend (also the text alternative for screen readers). Returns { el, update, destroy }.
+ */
+async function candleChart() {
+  const box = h("div", { class: "chart-canvas", id: "chart-canvas" });
+  const legend = h("div", { class: "chart-legend", id: "chart-legend", "aria-live": "off" });
+  const empty = h("p", { class: "empty", id: "chart-empty" }, t("chart.empty"));
+  const el = h("figure", { class: "chart-figure", id: "chart", role: "group", "aria-label": t("chart.label") }, legend, box, empty);
+  let lib = null;
+  try { lib = await import("../../vendor/lightweight-charts.js"); } catch { lib = null; }
+  if (!lib) {
+    empty.textContent = t("chart.unavailable");
+    return { el, update() {}, destroy() {} };
+  }
+  const colours = priceColours();
+  const chart = lib.createChart(box, {
+    autoSize: true,
+    layout: { background: { color: "#ffffff" }, textColor: "#4a5568", fontSize: 12, attributionLogo: true,
+      fontFamily: getComputedStyle(document.body).fontFamily },
+    grid: { vertLines: { color: "#eef1f5" }, horzLines: { color: "#eef1f5" } },
+    crosshair: { mode: lib.CrosshairMode.Normal },
+    localization: { locale: getLang() === "zh" ? "zh-CN" : "en-US", priceFormatter: (p) => yuan(Math.round(p)) },
+    timeScale: { timeVisible: true, secondsVisible: false, borderColor: "#d5dbe5" },
+    rightPriceScale: { borderColor: "#d5dbe5" },
+  });
+  const candles = chart.addSeries(lib.CandlestickSeries, {
+    upColor: colours.up, downColor: colours.down, borderUpColor: colours.up, borderDownColor: colours.down,
+    wickUpColor: colours.up, wickDownColor: colours.down,
+    priceFormat: { type: "custom", minMove: 1, formatter: (p) => yuan(Math.round(p)) },
+  });
+  candles.priceScale().applyOptions({ scaleMargins: { top: 0.08, bottom: 0.3 } });
+  const volume = chart.addSeries(lib.HistogramSeries, { priceScaleId: "volume", priceFormat: { type: "volume" }, lastValueVisible: false, priceLineVisible: false });
+  chart.priceScale("volume").applyOptions({ scaleMargins: { top: 0.75, bottom: 0 } });
+  let byTime = new Map();
+  let last = null;
+  const showLegend = (c) => {
+    if (!c) { legend.replaceChildren(); return; }
+    legend.replaceChildren(h("span", { class: "legend-time", dataset: { field: "time" } }, `${when(c.time)}`),
+      ...[["open", "chart.o"], ["high", "chart.h"], ["low", "chart.l"], ["close", "chart.c"]].map(([k, key]) => h("span", { dataset: { field: k } }, `${t(key)} ${yuan(c[k])}`)),
+      h("span", { dataset: { field: "volume" } }, `${t("chart.v")} ${count(c.volume)}`));
+  };
+  chart.subscribeCrosshairMove((param) => {
+    const c = param && param.time !== undefined ? byTime.get(param.time) : null;
+    legend.dataset.hover = c ? "true" : "false";
+    showLegend(c || last);
+  });
+  const update = (data, fit) => {
+    const colourOf = (c) => (c.close >= c.open ? colours.up : colours.down);
+    byTime = new Map(data.map((c) => [Date.parse(c.time) / 1000, c]));
+    candles.setData(data.map((c) => ({ time: Date.parse(c.time) / 1000, open: c.open, high: c.high, low: c.low, close: c.close })));
+    volume.setData(data.map((c) => ({ time: Date.parse(c.time) / 1000, value: c.volume, color: `${colourOf(c)}66` })));
+    last = data.length ? data[data.length - 1] : null;
+    empty.hidden = data.length > 0;
+    box.hidden = data.length === 0;
+    el.dataset.candles = String(data.length);
+    showLegend(last);
+    if (fit) chart.timeScale().fitContent();
+  };
+  return { el, update, destroy: () => chart.remove() };
+}
+
+// ---- open orders ------------------------------------------------------------------------------
+
+/** The investor's open orders as cards: every Cancel button stays inside its panel at any width. */
+function orderCards(rows, id, onCancel, messages) {
+  if (!rows.length) return h("p", { class: "empty", id: "open-orders-table" }, t("orders.none_open"));
+  return h("ul", { class: "order-cards", id: "open-orders-table", "aria-label": t("orders.open_title") }, rows.map((o) => h("li", {
+    class: "order-card", dataset: { orderId: String(o.order_id) },
+  }, h("div", { class: "order-card-main" },
+    h("div", { class: "order-card-line" }, h("strong", {}, `#${o.order_id}`), " ", sideText(o.side), " ",
+      h("span", { class: "num" }, o.price === null ? t("orders.market") : yuan(o.price)),
+      o.instrument_id !== id ? h("a", { class: "small other-market", href: `#/markets/${o.instrument_id}` }, ` ${t("orders.on", { id: o.instrument_id })}`) : null),
+    h("div", { class: "order-card-line muted small" },
+      h("span", { "data-field": "filled" }, t("orders.filled_of", { filled: count(o.filled_quantity), quantity: count(o.quantity) })), " · ",
+      t("orders.left"), " ", h("span", { "data-field": "remaining" }, count(o.remaining_quantity)))),
+  actionButton(t("common.cancel"), messages, () => onCancel(o), { class: "small danger", "aria-label": t("orders.cancel_label", { id: o.order_id }) }))));
+}
+
+// ---- the view ---------------------------------------------------------------------------------
+
+function marketHeader(instruments, current, wanted, liveDot) {
+  const selectId = "market-instrument";
+  const select = h("select", { id: selectId },
+    instruments.map((p) => h("option", { value: String(p.project_id) }, `#${p.project_id} ${p.title} · ${boardLabel(p.board)}`)));
+  select.value = String(current.project_id);
+  select.addEventListener("change", () => { location.hash = `#/markets/${select.value}`; });
+  const stats = {};
+  const stat = (key) => {
+    stats[key] = h("dd", { dataset: { field: key } }, "—");
+    return h("div", { class: "market-stat" }, h("dt", {}, t(`market.${key}`)), stats[key]);
+  };
+  const parts = [h("div", { class: "toolbar market-toolbar" },
+    h("div", { class: "field" }, h("label", { for: selectId }, t("market.instrument")), select),
+    h("dl", { class: "market-stats", id: "market-stats" },
+      h("div", { class: "market-stat" }, h("dt", {}, t("market.board")),
+        h("dd", {}, h("span", { class: `chip chip-${current.board}` }, boardLabel(current.board)))),
+      stat("last"), stat("best_bid"), stat("best_ask"), stat("spread")))];
+  if (wanted !== null && wanted !== current.project_id) {
+    parts.push(h("p", { class: "message error", role: "alert" }, t("market.not_trading", { wanted, id: current.project_id })));
+  }
+  return { parts, stats, liveDot };
+}
 
 export async function marketsView(container, params) {
   const instruments = (await get("/v1/projects?status=trading"))
-    .filter((p) => p.board in BOARD_LABEL)
-    .sort((a, b) => a.project_id - b.project_id);
-  const liveDot = h("span", { id: "live", class: "live", role: "status", dataset: { state: "connecting" } },
-    LIVE_TEXT.connecting);
+    .filter((p) => TRADABLE.has(p.board)).sort((a, b) => a.project_id - b.project_id);
+  const liveDot = h("span", { id: "live", class: "live", role: "status", dataset: { state: "connecting" } }, t("live.connecting"));
   container.append(h("div", { class: "page-head market-head" },
-    h("div", {}, h("h1", {}, "Markets"),
-      h("p", { class: "muted" }, "Secondary trading in listed projects. Equity and debt trade continuously; "
-        + "IP units rest until a call auction uncrosses them at one price.")),
+    h("div", {}, h("h1", {}, t("market.title")), h("p", { class: "muted" }, t("market.lead"))),
     instruments.length ? liveDot : null));
   if (!instruments.length) {
-    container.append(panel("No market yet", h("p", { class: "empty", id: "no-markets" },
-      "No instrument is trading yet. Projects list here once their offering closes and any lock-up ends.")));
+    container.append(panel(t("market.none_title"), h("p", { class: "empty", id: "no-markets" }, t("market.none"))));
     return undefined;
   }
   const wanted = params[0] ? Number(params[0]) : null;
   const current = instruments.find((p) => p.project_id === wanted) || instruments[0];
+  const header = marketHeader(instruments, current, wanted, liveDot);
+  container.append(...header.parts);
+  return marketBody(container, current, header.stats, liveDot);
+}
+
+async function marketBody(container, current, stats, liveDot) {
   const id = current.project_id;
   const ip = current.board === "ip";
-  const unit = UNIT[current.board];
   const role = session.me && session.me.role;
   const investor = role === "investor";
-
-  // ---- toolbar: picker and headline figures ----
-  const selectId = "market-instrument";
-  const select = h("select", { id: selectId },
-    instruments.map((p) => h("option", { value: String(p.project_id) },
-      `#${p.project_id} ${p.title} · ${BOARD_LABEL[p.board]}`)));
-  select.value = String(id);
-  select.addEventListener("change", () => { location.hash = `#/markets/${select.value}`; });
-  const stat = (key, label) => {
-    const value = h("dd", { dataset: { field: key } }, "—");
-    return [value, h("div", { class: "market-stat" }, h("dt", {}, label), value)];
-  };
-  const [lastEl, lastBox] = stat("last", "Last");
-  const [bidEl, bidBox] = stat("best_bid", "Best bid");
-  const [askEl, askBox] = stat("best_ask", "Best ask");
-  const [spreadEl, spreadBox] = stat("spread", "Spread");
-  container.append(h("div", { class: "toolbar market-toolbar" },
-    h("div", { class: "field" }, h("label", { for: selectId }, "Instrument"), select),
-    h("dl", { class: "market-stats", id: "market-stats" },
-      h("div", { class: "market-stat" }, h("dt", {}, "Board"),
-        h("dd", {}, h("span", { class: `chip chip-${current.board}` }, BOARD_LABEL[current.board]))),
-      lastBox, bidBox, askBox, spreadBox)));
-  if (wanted !== null && wanted !== id) {
-    container.append(h("p", { class: "message error", role: "alert" },
-      `Instrument #${wanted} is not trading; showing #${id} instead.`));
-  }
-
   const cleanups = [];
 
-  // ---- order book ----
+  // ---- book ----
   const book = { bids: new Map(), asks: new Map() };
   const bookBox = h("div", { id: "book", class: "book" });
   const spreadLine = h("p", { id: "spread", class: "spread" });
-  const levels = (map, descending) => [...map.entries()]
-    .sort((a, b) => (descending ? b[0] - a[0] : a[0] - b[0])).slice(0, DEPTH);
-  const ladder = (side, rows, max) => {
-    const tableId = side === "buy" ? "bids" : "asks";
-    const title = side === "buy" ? "Bids (buy)" : "Asks (sell)";
-    const headingId = newId("h");
-    const body = rows.length
-      ? h("table", { id: tableId, class: `ladder ladder-${side}`, "aria-labelledby": headingId },
-        h("thead", {}, h("tr", {}, h("th", { scope: "col", class: "num" }, "Price"),
-          h("th", { scope: "col", class: "num" }, "Quantity"))),
-        h("tbody", {}, rows.map(([price, qty]) => h("tr", {
-          style: `--depth:${percentOf(qty, max)}%`, dataset: { price: String(price) },
-        }, h("td", { class: "num price" }, yuan(price)), h("td", { class: "num" }, count(qty))))))
-      : h("p", { class: "empty", id: tableId }, side === "buy" ? "No bids." : "No asks.");
-    return h("div", { class: "ladder-side" }, h("h3", { id: headingId }, title), body);
-  };
+  const levels = (map, descending) => [...map.entries()].sort((a, b) => (descending ? b[0] - a[0] : a[0] - b[0])).slice(0, DEPTH);
   const renderBook = () => {
     const bids = levels(book.bids, true);
     const asks = levels(book.asks, false);
-    const max = [...bids, ...asks].reduce((m, [, q]) => (q > m ? q : m), 1);
     const bestBid = bids.length ? bids[0][0] : null;
     const bestAsk = asks.length ? asks[0][0] : null;
-    bidEl.textContent = yuan(bestBid);
-    askEl.textContent = yuan(bestAsk);
-    if (bestBid !== null && bestAsk !== null) {
-      if (bestAsk > bestBid) {
-        const spread = BigInt(bestAsk) - BigInt(bestBid);
-        spreadEl.textContent = yuan(spread);
-        spreadLine.textContent = `Spread ${yuan(spread)} between the best bid ${yuan(bestBid)} and the best ask ${yuan(bestAsk)}`;
-      } else {
-        spreadEl.textContent = "crossed";
-        spreadLine.textContent = ip ? "Bids and asks cross: the next call auction will match them."
-          : "The book is crossed.";
-      }
-    } else {
-      spreadEl.textContent = "—";
-      spreadLine.textContent = bestBid === null && bestAsk === null ? "The book is empty."
-        : `One-sided book: no ${bestBid === null ? "bids" : "asks"}.`;
-    }
-    bookBox.replaceChildren(ladder("buy", bids, max), ladder("sell", asks, max));
+    stats.best_bid.textContent = yuan(bestBid);
+    stats.best_ask.textContent = yuan(bestAsk);
+    const [short, line] = spreadText(bestBid, bestAsk, ip);
+    stats.spread.textContent = short;
+    spreadLine.textContent = line;
+    bookBox.replaceChildren(ladder("buy", bids), ladder("sell", asks));
   };
 
   // ---- trades ----
@@ -141,43 +258,52 @@ export async function marketsView(container, params) {
   const fresh = new Set();
   const tradesBox = h("div", { id: "trades" });
   const renderTrades = () => {
-    lastEl.textContent = trades.length ? yuan(trades[0].price) : "—";
+    stats.last.textContent = trades.length ? yuan(trades[0].price) : "—";
     if (!trades.length) {
-      tradesBox.replaceChildren(h("p", { class: "empty", id: "trades-table" }, "No trades yet."));
+      tradesBox.replaceChildren(h("p", { class: "empty", id: "trades-table" }, t("trades.none")));
       return;
     }
-    tradesBox.replaceChildren(h("div", { class: "table-wrap trades-wrap" }, h("table", { id: "trades-table" },
-      h("caption", { class: "sr-only" }, "Recent trades, newest first"),
-      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Time"), h("th", { scope: "col", class: "num" }, "Price"),
-        h("th", { scope: "col", class: "num" }, "Quantity"), h("th", { scope: "col" }, "Taker"))),
-      h("tbody", {}, trades.slice(0, TRADES_SHOWN).map((t) => h("tr", {
-        class: fresh.has(t.trade_id) ? "fresh" : null, dataset: { tradeId: String(t.trade_id) },
-      }, h("td", { title: when(t.time) }, clock(t.time)),
-      h("td", { class: `num price taker-${t.taker_side}` }, yuan(t.price)),
-      h("td", { class: "num" }, count(t.quantity)),
-      h("td", {}, h("span", { class: `side side-${t.taker_side}` }, SIDE_LABEL[t.taker_side] || t.taker_side))))))));
+    tradesBox.replaceChildren(h("div", { class: "table-wrap trades-wrap", tabindex: "0", role: "region", "aria-label": t("trades.caption") },
+      h("table", { id: "trades-table" },
+        h("caption", { class: "sr-only" }, t("trades.caption")),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("trades.time")), h("th", { scope: "col", class: "num" }, t("book.price")),
+          h("th", { scope: "col", class: "num" }, t("book.quantity")), h("th", { scope: "col" }, t("trades.taker")))),
+        h("tbody", {}, trades.slice(0, TRADES_SHOWN).map((x) => h("tr", {
+          class: fresh.has(x.trade_id) ? "fresh" : null, dataset: { tradeId: String(x.trade_id) },
+        }, h("td", { title: when(x.time) }, clockText(x.time)),
+        h("td", { class: `num price taker-${x.taker_side}` }, yuan(x.price)),
+        h("td", { class: "num" }, count(x.quantity)),
+        h("td", {}, sideText(x.taker_side))))))));
     fresh.clear();
   };
 
-  // ---- chart ----
+  // ---- chart and 24 h ----
   let interval = "1m";
-  const chartBox = h("div", { id: "chart", class: "chart" });
-  const intervalButtons = INTERVALS.map(([value, label]) => h("button", {
+  const chart = await candleChart();
+  cleanups.push(() => chart.destroy());
+  const dayBox = h("div", { id: "day" });
+  const intervalButtons = INTERVALS.map((value) => h("button", {
     type: "button", class: "small", "aria-pressed": String(value === interval), dataset: { interval: value },
     onclick: () => {
       interval = value;
       intervalButtons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.interval === value)));
-      refreshCandles();
+      refreshCandles(true);
     },
-  }, label));
-  const refreshCandles = coalesced(async () => {
+  }, t(`interval.${value}`)));
+  let fitNext = true;
+  const refreshCandlesNow = coalesced(async () => {
     try {
-      const candles = await get(`/v1/instruments/${id}/candles?interval=${interval}&limit=${CANDLES}`);
-      chartBox.replaceChildren(priceChart(candles, interval));
+      const [candles, hourly] = await Promise.all([
+        get(`/v1/instruments/${id}/candles?interval=${interval}&limit=${CANDLES}`),
+        get(`/v1/instruments/${id}/candles?interval=1h&limit=25`)]);
+      chart.update(candles, fitNext);
+      fitNext = false;
+      dayBox.replaceChildren(dayPanelContent(dayFigures(hourly, exchangeNowMs())));
     } catch (err) {
-      chartBox.replaceChildren(h("p", { class: "empty" }, `Chart unavailable (${err.code || err.message}).`));
+      dayBox.replaceChildren(h("p", { class: "empty" }, t("chart.unavailable")));
     }
   });
+  const refreshCandles = (fit = false) => { if (fit) fitNext = true; return refreshCandlesNow(); };
 
   // ---- the investor's balances, shown on the ticket ----
   const available = h("p", { id: "available", class: "hint available" });
@@ -186,8 +312,7 @@ export async function marketsView(container, params) {
     try {
       const me = await get("/v1/me");
       const holding = (me.holdings || []).find((x) => x.instrument_id === id);
-      available.textContent = `Available: ${yuan(me.cash_available)} cash · `
-        + `${count(holding ? holding.quantity_available : 0)} ${unit}`;
+      available.textContent = t("ticket.available", { cash: yuan(me.cash_available), units: units(current.board, holding ? holding.quantity_available : 0) });
     } catch { /* the figure just stays stale */ }
   });
 
@@ -205,26 +330,11 @@ export async function marketsView(container, params) {
   };
   const renderOrders = () => {
     const rows = [...myOrders.values()].sort((a, b) => a.order_id - b.order_id);
-    if (!rows.length) {
-      ordersBox.replaceChildren(ordersMessages.el, h("p", { class: "empty", id: "open-orders-table" }, "No open orders."));
-      return;
-    }
-    ordersBox.replaceChildren(ordersMessages.el, h("div", { class: "table-wrap" }, h("table", { id: "open-orders-table" },
-      h("caption", { class: "sr-only" }, "My open orders"),
-      h("thead", {}, h("tr", {}, ["Order", "Side", "Price", "Filled", "Left", ""].map((label, i) =>
-        h("th", { scope: "col", class: i >= 2 && i <= 4 ? "num" : null }, label)))),
-      h("tbody", {}, rows.map((o) => h("tr", { dataset: { orderId: String(o.order_id) } },
-        h("td", {}, `#${o.order_id}`, o.instrument_id !== id
-          ? h("a", { class: "small other-market", href: `#/markets/${o.instrument_id}` }, ` on #${o.instrument_id}`) : null),
-        h("td", {}, h("span", { class: `side side-${o.side}` }, SIDE_LABEL[o.side] || o.side)),
-        h("td", { class: "num" }, o.price === null ? "market" : yuan(o.price)),
-        h("td", { class: "num", "data-field": "filled" }, `${count(o.filled_quantity)}/${count(o.quantity)}`),
-        h("td", { class: "num", "data-field": "remaining" }, count(o.remaining_quantity)),
-        h("td", { class: "actions" }, actionButton("Cancel", ordersMessages, async () => {
-          mergeOrder(await del(`/v1/orders/${o.order_id}`));
-          renderOrders();
-          refreshMe();
-        }, { class: "small danger", "aria-label": `Cancel order #${o.order_id}` }))))))));
+    ordersBox.replaceChildren(ordersMessages.el, orderCards(rows, id, async (o) => {
+      mergeOrder(await del(`/v1/orders/${o.order_id}`));
+      renderOrders();
+      refreshMe();
+    }, ordersMessages));
   };
 
   // ---- auction (IP) ----
@@ -234,8 +344,8 @@ export async function marketsView(container, params) {
     if (!ip) return;
     try {
       const a = await get(`/v1/instruments/${id}/auction`);
-      indicativeEl.textContent = a.quantity ? yuan(a.price) : "no cross";
-      indicativeQtyEl.textContent = a.quantity ? `${count(a.quantity)} ${unit}` : "—";
+      indicativeEl.textContent = a.quantity ? yuan(a.price) : t("auction.no_cross");
+      indicativeQtyEl.textContent = a.quantity ? units(current.board, a.quantity) : "—";
     } catch { /* stays as it was */ }
   });
 
@@ -256,7 +366,7 @@ export async function marketsView(container, params) {
     refreshIndicative();
   }, (state) => {
     liveDot.dataset.state = state;
-    liveDot.textContent = LIVE_TEXT[state];
+    liveDot.textContent = t(`live.${state}`);
   });
   cleanups.push(() => bookLive.close());
   const tradesLive = new LiveChannel(`trades:${id}`, (data, message) => {
@@ -272,50 +382,41 @@ export async function marketsView(container, params) {
   cleanups.push(() => tradesLive.close());
   if (investor) {
     const ordersLive = new LiveChannel("orders", (data, message) => {
-      if (message.type === "snapshot") {
-        myOrders.clear();
-        data.forEach(mergeOrder);
-      } else {
-        mergeOrder(data);
-        refreshMe();
-      }
+      if (message.type === "snapshot") { myOrders.clear(); data.forEach(mergeOrder); } else { mergeOrder(data); refreshMe(); }
       renderOrders();
-    }, () => {}, {
-      auth: true,
-      onError: (m) => { if (m.code === "unauthorized") ordersMessages.error(m); },
-    });
+    }, () => {}, { auth: true, onError: (m) => { if (m.code === "unauthorized") ordersMessages.error(m); } });
     cleanups.push(() => ordersLive.close());
   }
 
   // ---- layout ----
-  const chartPanel = panel("Price", h("div", { class: "segmented", role: "group", "aria-label": "Candle interval" },
-    intervalButtons), chartBox);
+  const chartPanel = panel(t("chart.title"), h("div", { class: "segmented", role: "group", "aria-label": t("chart.interval") },
+    intervalButtons), chart.el);
   chartPanel.classList.add("chart-panel");
-  const side = [];
-  if (ip) side.push(auctionPanel(id, unit, indicativeEl, indicativeQtyEl, refreshIndicative, role));
+  const side = [panel(t("day.title"), dayBox)];
+  if (ip) side.push(auctionPanel(id, current.board, indicativeEl, indicativeQtyEl, refreshIndicative, role));
   if (investor) {
-    side.push(orderTicket(current, { unit, ip, available, mergeOrder, renderOrders, refreshMe }));
-    side.push(panel("My open orders", ordersBox));
+    side.push(orderTicket(current, { ip, available, mergeOrder, renderOrders, refreshMe }));
+    side.push(panel(t("orders.open_title"), ordersBox));
   } else {
-    side.push(panel("Trade", role
-      ? h("p", { class: "muted" }, "Only investor accounts place orders.")
-      : h("p", {}, h("a", { href: `#/signin?next=${encodeURIComponent(`/markets/${id}`)}` }, "Sign in"),
-        " with an investor API key to place orders.")));
+    side.push(panel(t("ticket.trade"), role
+      ? h("p", { class: "muted" }, t("ticket.investors_only"))
+      : h("p", {}, h("a", { href: `#/signin?next=${encodeURIComponent(`/markets/${id}`)}` }, t("shell.sign_in")), " ",
+        t("ticket.sign_in_rest"))));
   }
   container.append(h("div", { class: "market-layout" },
     h("div", { class: "market-main" }, chartPanel,
       h("div", { class: "market-pair" },
-        panel("Order book", spreadLine, bookBox),
-        panel("Recent trades", tradesBox))),
+        panel(t("book.title"), spreadLine, bookBox),
+        panel(t("trades.title"), tradesBox))),
     h("div", { class: "market-side" }, side)));
   renderBook();
   renderTrades();
   renderOrders();
-  await Promise.all([refreshCandles(), refreshMe(), refreshIndicative()]);
+  await Promise.all([refreshCandles(true), refreshMe(), refreshIndicative()]);
   return () => cleanups.forEach((fn) => fn());
 }
 
-// ---- the order ticket ----------------------------------------------------------------------
+// ---- the order ticket ------------------------------------------------------------------------
 
 function segmented(name, legend, options, checked) {
   return h("fieldset", { class: `segmented-field seg-${name}` }, h("legend", {}, legend),
@@ -326,34 +427,39 @@ function segmented(name, legend, options, checked) {
     })));
 }
 
-function orderTicket(instrument, { unit, ip, available, mergeOrder, renderOrders, refreshMe }) {
+function ticketFields(instrument, ip, available) {
+  const f = {
+    price: h("input", { id: "order-price", name: "price", inputmode: "decimal", autocomplete: "off", placeholder: "0.00", "aria-describedby": "order-price-hint" }),
+    quantity: h("input", { id: "order-quantity", name: "quantity", inputmode: "numeric", autocomplete: "off", placeholder: "0", "aria-describedby": "available" }),
+    tif: h("select", { id: "order-tif", name: "tif" }, ["gtc", "ioc", "fok"].map((v) => h("option", { value: v }, t(`tif.${v}`)))),
+    postOnly: h("input", { type: "checkbox", id: "order-post-only", name: "post_only" }),
+    estimate: h("p", { id: "order-estimate", class: "cost", "aria-live": "polite" }),
+    submit: h("button", { type: "submit", class: "primary", id: "order-submit" }, t("ticket.place_buy")),
+  };
+  f.rows = [
+    segmented("side", t("ticket.side"), [["buy", t("side.buy")], ["sell", t("side.sell")]], "buy"),
+    ip ? null : segmented("type", t("ticket.type"), [["limit", t("ticket.limit")], ["market", t("ticket.market")]], "limit"),
+    h("div", { class: "ticket-row" },
+      h("div", { class: "field" }, h("label", { for: "order-price" }, t("ticket.price")), f.price,
+        h("small", { class: "hint", id: "order-price-hint" }, t("ticket.price_hint"))),
+      h("div", { class: "field" }, h("label", { for: "order-quantity" }, t("ticket.quantity", { unit: t(`unitname.${instrument.board}`) })), f.quantity)),
+    available,
+    ip ? h("p", { class: "hint" }, t("ticket.ip_note"))
+      : [h("div", { class: "field" }, h("label", { for: "order-tif" }, t("ticket.tif")), f.tif),
+        h("div", { class: "check" }, f.postOnly, h("label", { for: "order-post-only" }, t("ticket.post_only")),
+          h("small", { class: "hint" }, t("ticket.post_only_hint")))],
+    venue.profile === "cn2015" ? h("p", { class: "hint", id: "cn2015-note" }, t("ticket.cn2015")) : null,
+    f.estimate, f.submit,
+  ];
+  return f;
+}
+
+function orderTicket(instrument, { ip, available, mergeOrder, renderOrders, refreshMe }) {
   const messages = messageArea();
   const result = h("div", { id: "order-result", class: "order-result", role: "status", "aria-live": "polite" });
   result.hidden = true;
-  const price = h("input", { id: "order-price", name: "price", inputmode: "decimal", autocomplete: "off",
-    placeholder: "0.00", "aria-describedby": "order-price-hint" });
-  const quantity = h("input", { id: "order-quantity", name: "quantity", inputmode: "numeric", autocomplete: "off",
-    placeholder: "0", "aria-describedby": "available" });
-  const tif = h("select", { id: "order-tif", name: "tif" },
-    [["gtc", "Good till cancelled"], ["ioc", "Immediate or cancel"], ["fok", "Fill or kill"]]
-      .map(([value, label]) => h("option", { value }, label)));
-  const postOnly = h("input", { type: "checkbox", id: "order-post-only", name: "post_only" });
-  const estimate = h("p", { id: "order-estimate", class: "cost", "aria-live": "polite" });
-  const submit = h("button", { type: "submit", class: "primary", id: "order-submit" }, "Place buy order");
-  const form = h("form", { id: "order-ticket", class: "stack ticket", novalidate: true },
-    segmented("side", "Side", [["buy", "Buy"], ["sell", "Sell"]], "buy"),
-    ip ? null : segmented("type", "Order type", [["limit", "Limit"], ["market", "Market"]], "limit"),
-    h("div", { class: "ticket-row" },
-      h("div", { class: "field" }, h("label", { for: "order-price" }, "Price (¥ per unit)"), price,
-        h("small", { class: "hint", id: "order-price-hint" }, "Up to 2 decimals.")),
-      h("div", { class: "field" }, h("label", { for: "order-quantity" }, `Quantity (${unit})`), quantity)),
-    available,
-    ip ? h("p", { class: "hint" }, "IP orders are limit, good till cancelled; they rest until the call auction.")
-      : [h("div", { class: "field" }, h("label", { for: "order-tif" }, "Time in force"), tif),
-        h("div", { class: "check" }, postOnly, h("label", { for: "order-post-only" }, "Post only"),
-          h("small", { class: "hint" }, "Only rests on the book: refused if it would trade at once (limit, GTC)."))],
-    estimate, submit, messages.el, result);
-
+  const f = ticketFields(instrument, ip, available);
+  const form = h("form", { id: "order-ticket", class: "stack ticket", novalidate: true }, f.rows, messages.el, result);
   const value = (name) => {
     const checked = form.querySelector(`input[name=${name}]:checked`);
     return checked ? checked.value : null;
@@ -361,155 +467,89 @@ function orderTicket(instrument, { unit, ip, available, mergeOrder, renderOrders
   const sync = () => {
     const side = value("side");
     const market = !ip && value("type") === "market";
-    price.disabled = market;
-    price.closest(".field").classList.toggle("disabled", market);
+    f.price.disabled = market;
+    f.price.closest(".field").classList.toggle("disabled", market);
     if (!ip) {
-      postOnly.disabled = market || tif.value !== "gtc";
-      if (postOnly.disabled) postOnly.checked = false;
+      f.postOnly.disabled = market || f.tif.value !== "gtc";
+      if (f.postOnly.disabled) f.postOnly.checked = false;
     }
-    submit.textContent = `Place ${side} order`;
-    submit.className = `primary submit-${side}`;
+    f.submit.textContent = t(side === "buy" ? "ticket.place_buy" : "ticket.place_sell");
+    f.submit.className = `primary submit-${side}`;
     // A live estimate, exact in fen; nothing when the fields do not parse yet.
     let text = "";
     try {
-      const q = parseCount(quantity.value);
-      if (!market) {
-        const notional = times(parseYuan(price.value, "price"), q);
-        text = `${side === "buy" ? "Cost" : "Proceeds before fees"}: ${yuan(notional)}`;
-      }
+      const q = parseCount(f.quantity.value);
+      if (!market) text = t(side === "buy" ? "ticket.cost" : "ticket.proceeds", { amount: yuan(times(parseYuan(f.price.value, t("field.price")), q)) });
     } catch { text = ""; }
-    estimate.textContent = text;
-    estimate.hidden = !text;
+    f.estimate.textContent = text;
+    f.estimate.hidden = !text;
   };
   form.addEventListener("input", sync);
   form.addEventListener("change", sync);
   sync();
-
   onSubmit(form, messages, async () => {
     result.hidden = true;
     const type = ip ? "limit" : value("type");
-    const body = {
-      instrument_id: instrument.project_id,
-      side: value("side"),
-      type,
-      quantity: parseCount(quantity.value, { what: "quantity" }),
-    };
-    if (type === "limit") body.price = parseYuan(price.value, "price");
+    const body = { instrument_id: instrument.project_id, side: value("side"), type,
+      quantity: parseCount(f.quantity.value, { what: t("field.quantity") }) };
+    if (type === "limit") body.price = parseYuan(f.price.value, t("field.price"));
     if (!ip) {
-      body.time_in_force = tif.value;
-      if (postOnly.checked && type === "limit") body.post_only = true;
+      body.time_in_force = f.tif.value;
+      if (f.postOnly.checked && type === "limit") body.post_only = true;
     }
-    const order = await post("/v1/orders", body);
-    showResult(result, order, unit);
+    let order;
+    try {
+      order = await post("/v1/orders", body);
+    } catch (err) {
+      // The order book's refusal names no amount; a limit buy's cost is known here, exactly.
+      if (err.code === "insufficient_funds" && body.side === "buy" && body.price) {
+        err.detail = `${times(body.price, body.quantity)} fen needed`;
+      }
+      throw err;
+    }
+    showResult(result, order, instrument.board);
     mergeOrder(order);
     renderOrders();
     refreshMe();
   });
-  return panel("Order ticket", form);
+  return panel(t("ticket.title"), form);
 }
 
-function showResult(box, order, unit) {
-  const filled = `filled ${count(order.filled_quantity)} of ${count(order.quantity)}`;
-  let note = null;
+function showResult(box, order, board) {
+  const parts = [h("p", { class: "order-line" }, h("strong", {}, t("ticket.order_n", { id: order.order_id })), " ", orderBadge(order.status),
+    " ", h("span", {}, t("ticket.filled", { filled: count(order.filled_quantity), quantity: count(order.quantity) })))];
   if (!order.fills.length) {
-    note = h("p", { class: "muted small" }, OPEN.has(order.status)
-      ? `Resting on the book at ${yuan(order.price)}.` : "Nothing traded.");
-  } else if (OPEN.has(order.status)) {
-    note = h("p", { class: "muted small" }, `${count(order.remaining_quantity)} ${unit} rest on the book.`);
+    parts.push(h("p", { class: "muted small" }, OPEN.has(order.status) ? t("ticket.resting", { price: yuan(order.price) }) : t("ticket.nothing_traded")));
+  } else {
+    if (OPEN.has(order.status)) parts.push(h("p", { class: "muted small" }, t("ticket.rest", { units: units(board, order.remaining_quantity) })));
+    parts.push(h("table", { class: "fills", id: "order-fills" },
+      h("caption", { class: "sr-only" }, t("ticket.fills_of", { id: order.order_id })),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("history.trade")), h("th", { scope: "col", class: "num" }, t("book.price")),
+        h("th", { scope: "col", class: "num" }, t("book.quantity")))),
+      h("tbody", {}, order.fills.map((x) => h("tr", {}, h("td", {}, `#${x.trade_id}`),
+        h("td", { class: "num" }, yuan(x.price)), h("td", { class: "num" }, count(x.quantity)))))));
   }
-  const fills = order.fills.length ? h("table", { class: "fills", id: "order-fills" },
-    h("caption", { class: "sr-only" }, `Fills of order #${order.order_id}`),
-    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Trade"), h("th", { scope: "col", class: "num" }, "Price"),
-      h("th", { scope: "col", class: "num" }, "Quantity"))),
-    h("tbody", {}, order.fills.map((f) => h("tr", {}, h("td", {}, `#${f.trade_id}`),
-      h("td", { class: "num" }, yuan(f.price)), h("td", { class: "num" }, count(f.quantity)))))) : null;
-  box.replaceChildren(
-    h("p", { class: "order-line" }, h("strong", {}, `Order #${order.order_id}`), " ", orderBadge(order.status),
-      " ", h("span", {}, filled)),
-    note, fills);
+  // Only elements: a null handed to replaceChildren would be drawn as the text "null".
+  box.replaceChildren(...parts);
   box.hidden = false;
 }
 
 // ---- the call auction (IP) -------------------------------------------------------------------
 
-function auctionPanel(id, unit, priceEl, quantityEl, refresh, role) {
+function auctionPanel(id, board, priceEl, quantityEl, refresh, role) {
   const messages = messageArea();
   const children = [
-    h("p", { class: "muted small" }, "Orders rest until the daily uncross at 15:00 UTC; all matched orders trade at one price."),
-    h("dl", { class: "facts", id: "auction" },
-      h("dt", {}, "Indicative price"), priceEl,
-      h("dt", {}, "Indicative volume"), quantityEl),
+    h("p", { class: "muted small" }, t("auction.lead")),
+    h("dl", { class: "facts", id: "auction" }, h("dt", {}, t("auction.price")), priceEl, h("dt", {}, t("auction.volume")), quantityEl),
   ];
   if (role === "operator") {
-    children.push(h("div", { class: "button-row" }, actionButton("Run auction now", messages, async () => {
+    children.push(h("div", { class: "button-row" }, actionButton(t("auction.run"), messages, async () => {
       const r = await post(`/v1/instruments/${id}/auction`);
-      messages.ok(r.quantity ? `Uncrossed ${count(r.quantity)} ${unit} at ${yuan(r.price)} in ${count(r.trade_count)} trade${r.trade_count === 1 ? "" : "s"}.`
-        : "Nothing crossed; no trades.");
+      messages.ok(r.quantity ? t("auction.uncrossed", { units: units(board, r.quantity), price: yuan(r.price), n: r.trade_count, trades: count(r.trade_count) })
+        : t("auction.nothing"));
       await refresh();
     }, { id: "run-auction", class: "primary" })));
   }
   children.push(messages.el);
-  return panel("Call auction", ...children);
-}
-
-// ---- the price chart: inline SVG candles -----------------------------------------------------
-
-const SVG = "http://www.w3.org/2000/svg";
-function s(tag, attrs = {}, ...children) {
-  const el = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) if (v !== null && v !== undefined) el.setAttribute(k, String(v));
-  for (const c of children.flat()) if (c !== null && c !== undefined) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  return el;
-}
-
-function candleTime(iso, interval) {
-  if (!iso) return "";
-  return interval === "1d" ? iso.slice(0, 10) : `${iso.slice(5, 10)} ${iso.slice(11, 16)}`;
-}
-
-function priceChart(candles, interval) {
-  if (!candles.length) return h("p", { class: "empty", id: "chart-empty" }, "No trades yet: the chart starts with the first trade.");
-  const W = 640;
-  const H = 190;
-  const left = 8;
-  const right = W - 76;
-  const top = 12;
-  const bottom = H - 26;
-  let lo = candles.reduce((m, c) => Math.min(m, c.low), Infinity);
-  let hi = candles.reduce((m, c) => Math.max(m, c.high), -Infinity);
-  const labelLo = lo;
-  const labelHi = hi;
-  const pad = Math.max(1, Math.round((hi - lo) * 0.08));
-  lo -= pad; hi += pad;
-  const y = (p) => bottom - ((p - lo) / (hi - lo)) * (bottom - top);
-  const slot = (right - left) / Math.max(candles.length, 8);
-  const bodyW = Math.max(2, Math.min(slot * 0.6, 16));
-  const x = (i) => left + slot * (i + 0.5);
-  const grid = [labelHi, labelLo].concat(labelHi > labelLo
-    ? [Number((BigInt(labelHi) + BigInt(labelLo)) / 2n)] : []).map((p) => s("g", { class: "grid" },
-    s("line", { x1: left, x2: right, y1: y(p), y2: y(p) }),
-    s("text", { x: right + 6, y: y(p) + 4 }, yuan(p))));
-  const line = s("polyline", { class: "close-line", points: candles.map((c, i) => `${x(i).toFixed(1)},${y(c.close).toFixed(1)}`).join(" ") });
-  const bars = candles.map((c, i) => {
-    const up = c.close >= c.open;
-    const yTop = y(Math.max(c.open, c.close));
-    const height = Math.max(1.5, Math.abs(y(c.open) - y(c.close)));
-    return s("g", { class: up ? "candle up" : "candle down" },
-      s("title", {}, `${candleTime(c.time, interval)} UTC: open ${yuan(c.open)}, high ${yuan(c.high)}, low ${yuan(c.low)}, close ${yuan(c.close)}, volume ${count(c.volume)}`),
-      s("line", { x1: x(i), x2: x(i), y1: y(c.high), y2: y(c.low) }),
-      s("rect", { x: x(i) - bodyW / 2, y: yTop, width: bodyW, height, rx: 1 }));
-  });
-  const first = candles[0];
-  const last = candles[candles.length - 1];
-  const axis = [s("text", { class: "axis", x: left, y: H - 6 }, candleTime(first.time, interval))];
-  if (candles.length > 1) axis.push(s("text", { class: "axis", x: x(candles.length - 1), y: H - 6, "text-anchor": "end" }, candleTime(last.time, interval)));
-  const volume = candles.reduce((sum, c) => sum + BigInt(c.volume), 0n);
-  const summary = `${candles.length} candle${candles.length === 1 ? "" : "s"} from ${candleTime(first.time, interval)} to `
-    + `${candleTime(last.time, interval)} UTC; last close ${yuan(last.close)}, low ${yuan(labelLo)}, high ${yuan(labelHi)}, `
-    + `volume ${count(volume)}.`;
-  const titleId = newId("chart");
-  return h("figure", { class: "chart-figure" },
-    s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-labelledby": titleId, class: "chart-svg" },
-      s("title", { id: titleId }, `Price chart: ${summary}`), grid, line, bars, axis),
-    h("figcaption", { class: "hint" }, summary));
+  return panel(t("auction.title"), ...children);
 }

@@ -1,209 +1,246 @@
+// The operator's desk: the review queue (each listing with its issuer and terms), open
+// offerings, accounts and deposits, the manual clock (shown only when the venue runs one),
+// settlement and reconciliation. Approve, reject, close and a settlement batch cannot be undone,
+// so each asks for confirmation in a dialog first.
 import { api, get, post } from "../api.js";
 import {
-  actionButton, badge, errorContent, facts, field, h, messageArea, newReference, onSubmit, panel,
-  table, when,
+  actionButton, badge, confirmDialog, errorBox, facts, field, h, loadInto, messageArea,
+  newReference, onSubmit, panel, table, when,
 } from "../dom.js";
+import { t } from "../i18n.js";
 import { count, parseCount, parseYuan, yuan } from "../money.js";
-import { BOARD_LABEL } from "./projects.js";
+import { loadVenue, venue } from "../venue.js";
+import { boardLabel, headline, issuerName, progressBar, termsFacts, timelineEl } from "./funding.js";
+import { confirmProjectAction } from "./project_panels.js";
 
-const UNITS = [["86400", "days"], ["3600", "hours"], ["60", "minutes"], ["1", "seconds"]];
+const UNITS = [["86400", "unit.days"], ["3600", "unit.hours"], ["60", "unit.minutes"], ["1", "unit.seconds"]];
 
-export async function operatorView(container) {
-  const clockFacts = h("div", { id: "exchange-state" });
-  const loadState = async () => {
-    const state = await get("/v1/admin/state");
-    clockFacts.replaceChildren(facts([
-      ["now", "Exchange time", when(state.now)], ["sequence", "Journal sequence", count(state.sequence)],
-      ["cash_total", "Cash in venue", yuan(state.cash_total)],
-    ], { class: "facts inline" }));
-  };
-  container.append(h("div", { class: "page-head" }, h("h1", {}, "Operator desk"), clockFacts));
-  await loadState().catch((err) => clockFacts.replaceChildren(h("p", { class: "message error" }, ...errorContent(err))));
+function stateFacts(state) {
+  return facts([
+    ["now", t("op.exchange_time"), when(state.now)], ["sequence", t("op.sequence"), count(state.sequence)],
+    ["cash_total", t("op.cash_total"), yuan(state.cash_total)],
+    ["clock", t("op.clock"), t(venue.clock === "manual" ? "op.clock_manual" : "op.clock_wall")],
+  ], { class: "facts inline" });
+}
 
-  const grid = h("div", { class: "ops-grid" });
-  container.append(grid);
+/** A listing's terms in brief for the queue; the full list is one click away. */
+function termsCell(p) {
+  const rows = termsFacts(p).filter(([key]) => !["issuer", "created"].includes(key));
+  return h("details", { class: "terms-brief" }, h("summary", {}, headline(p)),
+    facts(rows));
+}
 
-  // ---- review queue and open offerings ----
-  const queueMessages = messageArea();
-  queueMessages.el.id = "review-message";
+function projectQueues(messages) {
   const queueBox = h("div", { id: "review-queue" });
   const openBox = h("div", { id: "open-projects" });
-  const projectCell = (p) => h("a", { href: `#/projects/${p.project_id}` }, p.title);
-  const loadProjects = async () => {
-    const [pending, open] = await Promise.all([get("/v1/projects?status=pending_review"), get("/v1/projects?status=open")]);
-    const act = (p, action, label, cls) => actionButton(label, queueMessages, async () => {
+  const projectCell = (p) => [h("a", { href: `#/projects/${p.project_id}` }, p.title),
+    h("div", { class: "muted small" }, `#${p.project_id} · ${boardLabel(p.board)}`)];
+  const load = async () => {
+    const act = (p, action, cls) => actionButton(t(`op.${action}`), messages, async () => {
+      if (!(await confirmProjectAction(p, action))) return;
       const result = await post(`/v1/projects/${p.project_id}/${action}`);
-      queueMessages.ok(`#${p.project_id} ${p.title}: now `, badge(result.status), ".");
-      await loadProjects();
-    }, { class: `small ${cls}`, dataset: { action, projectId: p.project_id }, "aria-label": `${label} ${p.title}` });
-    queueBox.replaceChildren(table([
-      { label: "#", cell: (p) => String(p.project_id) },
-      { label: "Project", cell: projectCell },
-      { label: "Board", cell: (p) => BOARD_LABEL[p.board] || p.board },
-      { label: "Issuer", cell: (p) => `#${p.issuer_id}` },
-      { label: "Deadline", cell: (p) => when(p.deadline) },
-      { label: "Decision", cell: (p) => h("div", { class: "button-row" }, act(p, "approve", "Approve", "primary"), act(p, "reject", "Reject", "danger")) },
-    ], pending.map((p) => ({ ...p, __data: { projectId: p.project_id } })), { empty: "Nothing waiting for review.", id: "review-table" }));
-    openBox.replaceChildren(table([
-      { label: "#", cell: (p) => String(p.project_id) },
-      { label: "Project", cell: projectCell },
-      { label: "Board", cell: (p) => BOARD_LABEL[p.board] || p.board },
-      { label: "Raised", num: true, cell: (p) => yuan(p.raised) },
-      { label: "Deadline", cell: (p) => when(p.deadline) },
-      { label: "", cell: (p) => act(p, "close", "Close now", "danger") },
-    ], open.map((p) => ({ ...p, __data: { projectId: p.project_id } })), { empty: "No open offerings.", id: "open-table" }));
+      messages.ok(t("op.now_status", { title: p.title }), " ", badge(result.status));
+      await load();
+    }, { class: `small ${cls}`, dataset: { action, projectId: p.project_id }, "aria-label": `${t(`op.${action}`)} ${p.title}` });
+    await loadInto(queueBox, async () => table([
+      { label: t("review.project"), cell: projectCell },
+      { label: t("terms.issuer"), cell: (p) => h("span", { dataset: { field: "issuer" } }, issuerName(p)) },
+      { label: t("detail.terms"), cell: termsCell },
+      { label: t("terms.proposed_deadline"), cell: (p) => when(p.deadline) },
+      { label: t("review.decision"), cell: (p) => h("div", { class: "button-row" }, act(p, "approve", "primary"), act(p, "reject", "danger")) },
+    ], (await get("/v1/projects?status=pending_review")).map((p) => ({ ...p, __data: { projectId: p.project_id } })),
+    { empty: t("review.empty"), id: "review-table", caption: t("review.title"), cards: true }));
+    await loadInto(openBox, async () => table([
+      { label: t("review.project"), cell: projectCell },
+      { label: t("terms.issuer"), cell: (p) => issuerName(p) },
+      { label: t("funding.progress"), cell: (p) => progressBar(p) },
+      { label: t("funding.raised"), num: true, cell: (p) => yuan(p.raised) },
+      { label: t("funding.when"), cell: (p) => timelineEl(p) },
+      { label: t("review.decision"), cell: (p) => act(p, "close", "danger") },
+    ], (await get("/v1/projects?status=open")).map((p) => ({ ...p, __data: { projectId: p.project_id } })),
+    { empty: t("review.no_open"), id: "open-table", caption: t("review.open_title"), cards: true }));
   };
-  await loadProjects();
-  grid.append(h("div", { class: "span-2 stack" },
-    panel("Review queue", queueMessages.el, queueBox),
-    panel("Open offerings", h("p", { class: "muted small" }, "Closing allocates now (or fails the offering below its target)."), openBox)));
+  return { queueBox, openBox, load };
+}
 
-  // ---- accounts ----
-  const accMessages = messageArea();
-  accMessages.el.id = "account-message";
-  const classField = field("Investor class", { id: "acc-class", name: "investor_class" },
-    { options: [["retail", "Retail"], ["qualified", "Qualified"], ["institutional", "Institutional"]] });
+function accountForm(onCreated) {
+  const messages = messageArea();
+  messages.el.id = "account-message";
+  const classField = field(t("account.class"), { id: "acc-class", name: "investor_class" },
+    { options: ["retail", "qualified", "institutional"].map((c) => [c, t(`class.${c}`)]) });
   const investorOnly = h("div", { class: "investor-only stack" }, classField,
-    field("Annual income (¥)", { id: "acc-income", name: "annual_income", inputmode: "decimal", autocomplete: "off" }, { hint: "Optional; sets the retail limit." }),
-    field("Net worth (¥)", { id: "acc-networth", name: "net_worth", inputmode: "decimal", autocomplete: "off" }, { hint: "Optional." }));
-  const roleField = field("Role", { id: "acc-role", name: "role" }, { options: [["investor", "Investor"], ["issuer", "Issuer"], ["operator", "Operator"]] });
-  const accForm = h("form", { id: "create-account-form", class: "stack" }, roleField,
-    field("Name", { id: "acc-name", name: "name", required: true, maxlength: "200", autocomplete: "off" }),
-    investorOnly, h("button", { type: "submit", class: "primary" }, "Create account"));
+    field(t("op.income"), { id: "acc-income", name: "annual_income", inputmode: "decimal", autocomplete: "off" }, { hint: t("op.income_hint") }),
+    field(t("op.net_worth"), { id: "acc-networth", name: "net_worth", inputmode: "decimal", autocomplete: "off" }, { hint: t("op.optional") }));
+  const roleField = field(t("account.role"), { id: "acc-role", name: "role" }, { options: ["investor", "issuer", "operator"].map((r) => [r, t(`role.${r}`)]) });
+  const form = h("form", { id: "create-account-form", class: "stack" }, roleField,
+    field(t("account.name"), { id: "acc-name", name: "name", required: true, maxlength: "200", autocomplete: "off" }),
+    investorOnly, h("button", { type: "submit", class: "primary" }, t("op.create_account")));
   const roleSelect = roleField.querySelector("select");
   roleSelect.addEventListener("change", () => { investorOnly.hidden = roleSelect.value !== "investor"; });
   const keyBox = h("div", { id: "new-key", "aria-live": "polite" });
-  onSubmit(accForm, accMessages, async () => {
+  onSubmit(form, messages, async () => {
     const role = roleSelect.value;
-    const body = { role, name: accForm.querySelector("#acc-name").value.trim() };
+    const body = { role, name: form.querySelector("#acc-name").value.trim() };
     if (role === "investor") {
-      body.investor_class = accForm.querySelector("#acc-class").value;
-      const income = accForm.querySelector("#acc-income").value.trim();
-      const worth = accForm.querySelector("#acc-networth").value.trim();
-      if (income) body.annual_income = parseYuan(income, "annual income");
-      if (worth) body.net_worth = parseYuan(worth, "net worth");
+      body.investor_class = form.querySelector("#acc-class").value;
+      const income = form.querySelector("#acc-income").value.trim();
+      const worth = form.querySelector("#acc-networth").value.trim();
+      if (income) body.annual_income = parseYuan(income, t("op.income"));
+      if (worth) body.net_worth = parseYuan(worth, t("op.net_worth"));
     }
     const result = await post("/v1/accounts", body);
     const keyText = h("code", { class: "api-key", dataset: { accountId: result.account_id } }, result.api_key);
     const copy = h("button", { type: "button", class: "small ghost", onclick: async () => {
-      try { await navigator.clipboard.writeText(result.api_key); copy.textContent = "Copied"; } catch { copy.textContent = "Select and copy"; }
-    } }, "Copy");
+      try { await navigator.clipboard.writeText(result.api_key); copy.textContent = t("op.copied"); } catch { copy.textContent = t("op.select_copy"); }
+    } }, t("op.copy"));
     keyBox.replaceChildren(h("div", { class: "key-reveal", role: "status" },
-      h("p", {}, h("strong", {}, `Account #${result.account_id}`), ` (${result.role}, ${body.name}) created.`),
-      h("p", { class: "small" }, "Its API key is shown only this once. Hand it over now:"),
+      h("p", {}, h("strong", {}, t("shell.account_n", { id: result.account_id })), " ",
+        t("op.account_created", { role: t(`role.${result.role}`), name: body.name })),
+      h("p", { class: "small" }, t("op.key_once")),
       h("div", { class: "key-line" }, keyText, copy)));
-    accForm.querySelector("#acc-name").value = "";
-    depForm.querySelector("#dep-account").value = String(result.account_id); // ready to fund it
+    form.querySelector("#acc-name").value = "";
+    onCreated(result.account_id);
   });
+  return panel(t("op.open_account"), form, messages.el, keyBox);
+}
 
-  // ---- deposits ----
-  const depMessages = messageArea();
-  depMessages.el.id = "deposit-message";
-  const depForm = h("form", { id: "deposit-form", class: "stack" },
-    field("Account id", { id: "dep-account", name: "account_id", required: true, inputmode: "numeric", autocomplete: "off" }),
-    field("Amount (¥)", { id: "dep-amount", name: "amount", required: true, inputmode: "decimal", autocomplete: "off" }),
-    field("Bank reference", { id: "dep-reference", name: "reference", required: true, maxlength: "100", value: newReference("dep") },
-      { hint: "The custodian's credit reference; a repeat with the same one is not credited twice." }),
-    h("button", { type: "submit", class: "primary" }, "Credit deposit"));
-  onSubmit(depForm, depMessages, async () => {
-    const accountId = parseCount(depForm.querySelector("#dep-account").value, { what: "account id" });
-    const amount = parseYuan(depForm.querySelector("#dep-amount").value);
-    const reference = depForm.querySelector("#dep-reference").value.trim();
+function depositForm(onDone) {
+  const messages = messageArea();
+  messages.el.id = "deposit-message";
+  const form = h("form", { id: "deposit-form", class: "stack" },
+    field(t("op.account_id"), { id: "dep-account", name: "account_id", required: true, inputmode: "numeric", autocomplete: "off" }),
+    field(t("withdraw.amount"), { id: "dep-amount", name: "amount", required: true, inputmode: "decimal", autocomplete: "off" }),
+    field(t("op.bank_reference"), { id: "dep-reference", name: "reference", required: true, maxlength: "100", value: newReference("dep") },
+      { hint: t("op.bank_reference_hint") }),
+    h("button", { type: "submit", class: "primary" }, t("op.credit")));
+  onSubmit(form, messages, async () => {
+    const accountId = parseCount(form.querySelector("#dep-account").value, { what: t("op.account_id") });
+    const amount = parseYuan(form.querySelector("#dep-amount").value);
+    const reference = form.querySelector("#dep-reference").value.trim();
     const result = await post(`/v1/accounts/${accountId}/deposits`, { amount, reference });
-    depMessages.ok(`Credited ${yuan(amount)} to account #${result.account_id}; available now ${yuan(result.cash_available)}.`);
-    depForm.querySelector("#dep-amount").value = "";
-    depForm.querySelector("#dep-reference").value = newReference("dep");
-    await loadState().catch(() => {});
+    messages.ok(t("op.credited", { amount: yuan(amount), id: result.account_id, available: yuan(result.cash_available) }));
+    form.querySelector("#dep-amount").value = "";
+    form.querySelector("#dep-reference").value = newReference("dep");
+    await onDone();
   });
-  const rightStack = h("div", { class: "stack" }, panel("Deposit (custodian credit)", depForm, depMessages.el));
-  grid.append(panel("Open an account", accForm, accMessages.el, keyBox), rightStack);
+  return { form, panel: panel(t("op.deposit"), form, messages.el) };
+}
 
-  // ---- clock ----
-  const clockMessages = messageArea();
-  clockMessages.el.id = "clock-message";
-  const clockForm = h("form", { id: "clock-form", class: "inline-form" },
-    field("Advance by", { id: "clock-amount", name: "amount", required: true, inputmode: "numeric", value: "1", autocomplete: "off" }),
-    field("Unit", { id: "clock-unit", name: "unit" }, { options: UNITS }),
-    h("button", { type: "submit", class: "primary" }, "Advance clock"));
-  onSubmit(clockForm, clockMessages, async () => {
-    const n = parseCount(clockForm.querySelector("#clock-amount").value, { what: "amount" });
-    const seconds = BigInt(n) * BigInt(clockForm.querySelector("#clock-unit").value);
-    if (seconds > 2n ** 53n) throw new RangeError("too far");
-    try {
-      const result = await post("/v1/admin/clock", { advance_seconds: Number(seconds) });
-      clockMessages.ok(`Exchange time is now ${when(result.now)}. Deadlines that passed have fired.`);
-      await loadState().catch(() => {});
-    } catch (err) {
-      if (err.code === "clock_not_manual") {
-        clockMessages.error({ code: err.code, detail: "This exchange runs on the wall clock (started without --clock manual), so time cannot be advanced from here." });
-        return;
-      }
-      throw err;
-    }
+function clockPanel(onDone) {
+  const messages = messageArea();
+  messages.el.id = "clock-message";
+  const form = h("form", { id: "clock-form", class: "inline-form" },
+    field(t("op.advance_by"), { id: "clock-amount", name: "amount", required: true, inputmode: "numeric", value: "1", autocomplete: "off" }),
+    field(t("op.unit"), { id: "clock-unit", name: "unit" }, { options: UNITS.map(([v, key]) => [v, t(key)]) }),
+    h("button", { type: "submit", class: "primary" }, t("op.advance")));
+  onSubmit(form, messages, async () => {
+    const n = parseCount(form.querySelector("#clock-amount").value, { what: t("op.advance_by") });
+    const seconds = BigInt(n) * BigInt(form.querySelector("#clock-unit").value);
+    if (seconds > 2n ** 53n) throw new RangeError(t("op.too_far"));
+    const result = await post("/v1/admin/clock", { advance_seconds: Number(seconds) });
+    messages.ok(t("op.clock_now", { time: when(result.now) }));
+    await onDone();
   });
-  rightStack.append(panel("Exchange clock", h("p", { class: "muted small" }, "Only with the manual clock (crowdex serve --clock manual)."), clockForm, clockMessages.el));
+  return panel(t("op.clock_title"), h("p", { class: "muted small" }, t("op.clock_lead")), form, messages.el);
+}
 
-  // ---- settlement ----
-  const setMessages = messageArea();
-  setMessages.el.id = "settlement-message";
+function batchTable(batches, download) {
+  return table([
+    { label: t("settle.batch"), cell: (b) => `#${b.batch_id}` },
+    { label: t("op.exchange_time"), cell: (b) => when(b.exchange_time) },
+    { label: t("settle.cutoff"), num: true, cell: (b) => count(b.cutoff_sequence) },
+    { label: t("settle.movements"), num: true, cell: (b) => count(b.movement_count ?? 0) },
+    { label: t("settle.trades"), num: true, cell: (b) => count(b.trade_count) },
+    { label: t("settle.legs"), num: true, cell: (b) => count(b.entry_count) },
+    { label: t("subs.status"), cell: (b) => badge(b.status) },
+    { label: t("settle.report"), cell: (b) => download(b.batch_id) },
+  ], batches.map((b) => ({ ...b, __data: { batchId: b.batch_id } })),
+  { empty: t("settle.none"), id: "batch-table", caption: t("settle.batches"), cards: true });
+}
+
+function reconContent(r) {
+  const asset = (x) => (x.asset === 0 ? t("settle.cash") : t("settle.instrument", { id: x.asset }));
+  const amount = (x, v) => (x.asset === 0 ? yuan(v) : count(v));
+  return [
+    h("p", { id: "recon-status", class: `recon ${r.balanced ? "ok" : "bad"}`, dataset: { balanced: String(r.balanced) } },
+      t(r.balanced ? "settle.balanced" : "settle.unbalanced")),
+    facts([
+      ["cash_total", t("settle.ledger_cash"), yuan(r.cash_total)],
+      r.engine_cash_total !== undefined ? ["engine_cash_total", t("settle.engine_cash"), yuan(r.engine_cash_total)] : null,
+      r.accounts_checked !== undefined ? ["accounts_checked", t("settle.accounts_checked"), count(r.accounts_checked)] : null,
+      r.last_batch_id !== undefined ? ["last_batch", t("settle.last_batch"), r.last_batch_id ? `#${r.last_batch_id}` : "—"] : null,
+    ]),
+    r.mismatches.length ? table([
+      { label: t("alloc.account"), cell: (x) => `#${x.account_id}` },
+      { label: t("settle.asset"), cell: asset },
+      { label: t("settle.ledger"), num: true, cell: (x) => amount(x, x.ledger_amount) },
+      { label: t("settle.engine"), num: true, cell: (x) => amount(x, x.engine_amount) },
+      { label: t("settle.difference"), num: true, cell: (x) => amount(x, x.difference) },
+    ], r.mismatches, { caption: t("settle.breaks", { n: r.mismatch_count ?? r.mismatches.length }) }) : null,
+  ].filter(Boolean);
+}
+
+function settlementPanels(onDone) {
+  const messages = messageArea();
+  messages.el.id = "settlement-message";
   const batchesBox = h("div", { id: "batches" });
   const reconBox = h("div", { id: "reconciliation" });
-  const download = (batchId) => actionButton("CSV", setMessages, async () => {
+  const download = (batchId) => actionButton(t("settle.csv"), messages, async () => {
     const response = await api("GET", `/v1/settlement/batches/${batchId}/report`, undefined, { raw: true });
     const url = URL.createObjectURL(await response.blob());
     const a = h("a", { href: url, download: `settlement-batch-${batchId}.csv` });
     document.body.append(a); a.click(); a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10_000);
-  }, { class: "small ghost", "aria-label": `Download the custodian report of batch ${batchId}` });
-  const loadSettlement = async () => {
-    const [batches, recon] = await Promise.allSettled([get("/v1/settlement/batches"), get("/v1/settlement/reconciliation")]);
-    if (batches.status === "fulfilled") {
-      batchesBox.replaceChildren(table([
-        { label: "Batch", cell: (b) => `#${b.batch_id}` },
-        { label: "Exchange time", cell: (b) => when(b.exchange_time) },
-        { label: "Cutoff seq.", num: true, cell: (b) => count(b.cutoff_sequence) },
-        { label: "Movements", num: true, cell: (b) => count(b.movement_count ?? 0) },
-        { label: "Trades", num: true, cell: (b) => count(b.trade_count) },
-        { label: "Ledger legs", num: true, cell: (b) => count(b.entry_count) },
-        { label: "Instructions", num: true, cell: (b) => count(b.instruction_count ?? 0) },
-        { label: "Status", cell: (b) => badge(b.status) },
-        { label: "Report", cell: (b) => download(b.batch_id) },
-      ], batches.value.batches.map((b) => ({ ...b, __data: { batchId: b.batch_id } })), { empty: "No batch has run yet.", id: "batch-table" }));
-    } else {
-      batchesBox.replaceChildren(h("p", { class: "message error", role: "alert" }, ...errorContent(batches.reason)));
-    }
-    if (recon.status === "fulfilled") {
-      const r = recon.value;
-      reconBox.replaceChildren(...[
-        h("p", { id: "recon-status", class: `recon ${r.balanced ? "ok" : "bad"}`, dataset: { balanced: String(r.balanced) } },
-          r.balanced ? "Balanced: the ledger matches the engine." : "Not balanced: breaks below block the next batch."),
-        facts([
-          ["cash_total", "Ledger cash", yuan(r.cash_total)],
-          r.engine_cash_total !== undefined ? ["engine_cash_total", "Engine settled cash", yuan(r.engine_cash_total)] : null,
-          r.accounts_checked !== undefined ? ["accounts_checked", "Accounts checked", count(r.accounts_checked)] : null,
-          r.last_batch_id !== undefined ? ["last_batch", "Last batch", r.last_batch_id ? `#${r.last_batch_id}` : "none"] : null,
-        ]),
-        r.mismatches.length ? table([
-          { label: "Account", cell: (x) => `#${x.account_id}` },
-          { label: "Asset", cell: (x) => (x.asset === 0 ? "cash" : `instrument ${x.asset}`) },
-          { label: "Ledger", num: true, cell: (x) => (x.asset === 0 ? yuan(x.ledger_amount) : count(x.ledger_amount)) },
-          { label: "Engine", num: true, cell: (x) => (x.asset === 0 ? yuan(x.engine_amount) : count(x.engine_amount)) },
-          { label: "Difference", num: true, cell: (x) => (x.asset === 0 ? yuan(x.difference) : count(x.difference)) },
-          { label: "Accepted", cell: (x) => (x.accepted ? "yes" : "no") },
-        ], r.mismatches, { caption: `Breaks (${r.mismatch_count ?? r.mismatches.length})` }) : null].filter(Boolean));
-    } else {
-      reconBox.replaceChildren(h("p", { class: "message error", role: "alert" }, ...errorContent(recon.reason)));
+  }, { class: "small ghost", "aria-label": t("settle.csv_label", { id: batchId }) });
+  const load = () => Promise.all([
+    loadInto(batchesBox, async () => batchTable((await get("/v1/settlement/batches")).batches, download)),
+    loadInto(reconBox, async () => reconContent(await get("/v1/settlement/reconciliation"))),
+  ]);
+  const run = actionButton(t("settle.run"), messages, async () => {
+    const ok = await confirmDialog({ title: t("confirm.settle_title"), text: t("confirm.settle_text"), confirm: t("confirm.settle") });
+    if (!ok) return;
+    const b = await post("/v1/settlement/batches");
+    messages.ok(t("settle.done", { id: b.batch_id, legs: count(b.entry_count), trades: count(b.trade_count), seq: count(b.cutoff_sequence) }), " ", badge(b.status));
+    await load();
+    await onDone();
+  }, { class: "primary", id: "run-batch" });
+  const panels = h("div", { class: "span-2 stack" },
+    panel(t("settle.title"), h("p", { class: "muted small" }, t("settle.lead")),
+      h("div", { class: "button-row" }, run), messages.el, batchesBox),
+    panel(t("settle.recon"), reconBox));
+  return { panels, load };
+}
+
+export async function operatorView(container) {
+  const clockFacts = h("div", { id: "exchange-state" });
+  const loadState = async () => {
+    try {
+      const [state] = await Promise.all([get("/v1/admin/state"), loadVenue()]);
+      clockFacts.replaceChildren(stateFacts(state));
+    } catch (err) {
+      clockFacts.replaceChildren(errorBox(err, loadState));
     }
   };
-  const runButton = actionButton("Run settlement batch", setMessages, async () => {
-    const b = await post("/v1/settlement/batches");
-    setMessages.ok(`Batch #${b.batch_id} `, badge(b.status), `: ${count(b.entry_count)} ledger legs, ${count(b.trade_count)} trades, up to sequence ${count(b.cutoff_sequence)}.`);
-    await loadSettlement();
-  }, { class: "primary", id: "run-batch" });
-  await loadSettlement();
+  container.append(h("div", { class: "page-head" }, h("h1", {}, t("op.desk")), clockFacts));
+  await loadState();
+
+  const grid = h("div", { class: "ops-grid" });
+  container.append(grid);
+  const queueMessages = messageArea();
+  queueMessages.el.id = "review-message";
+  const queues = projectQueues(queueMessages);
   grid.append(h("div", { class: "span-2 stack" },
-    panel("Settlement", h("p", { class: "muted small" },
-      "A batch writes every movement since the last one to the PostgreSQL ledger and makes proceeds withdrawable."),
-    h("div", { class: "button-row" }, runButton), setMessages.el, h("h3", {}, "Batches"), batchesBox),
-    panel("Reconciliation", reconBox)));
+    panel(t("review.title"), queueMessages.el, queues.queueBox),
+    panel(t("review.open_title"), h("p", { class: "muted small" }, t("review.close_lead")), queues.openBox)));
+
+  const deposit = depositForm(loadState);
+  const rightStack = h("div", { class: "stack" }, deposit.panel);
+  grid.append(accountForm((id) => { deposit.form.querySelector("#dep-account").value = String(id); }), rightStack);
+  // The clock form only where it can work: a wall-clock venue cannot be moved (409).
+  if (venue.clock === "manual") {
+    rightStack.append(clockPanel(async () => { await loadState(); await queues.load(); }));
+  }
+  const settlement = settlementPanels(loadState);
+  grid.append(settlement.panels);
+  await Promise.all([queues.load(), settlement.load()]);
 }

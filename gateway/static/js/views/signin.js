@@ -1,22 +1,23 @@
+// Sign in with an API key; the key stays in this tab's sessionStorage only.
 import { refreshSession, session } from "../api.js";
 import { field, h, messageArea, onSubmit } from "../dom.js";
+import { t } from "../i18n.js";
 
 export async function signInView(container, _params, query) {
   const messages = messageArea();
   messages.el.id = "login-error";
   const form = h("form", { id: "login-form", class: "stack", "aria-describedby": "signin-help" },
-    field("API key", { id: "api-key", type: "password", autocomplete: "off", required: true,
+    field(t("signin.key"), { id: "api-key", type: "password", autocomplete: "off", required: true,
       spellcheck: "false" }),
-    h("button", { type: "submit", class: "primary" }, "Sign in"));
-  const panel = h("section", { class: "panel narrow", id: "login" },
-    h("h1", {}, "Sign in"),
-    h("p", { id: "signin-help", class: "muted" },
-      "Paste the API key the operator gave you. It is kept only in this browser tab and "
-      + "forgotten when the tab closes."),
+    h("button", { type: "submit", class: "primary" }, t("signin.submit")));
+  const box = h("section", { class: "panel narrow", id: "login" },
+    h("h1", {}, t("signin.title")),
+    h("p", { id: "signin-help", class: "muted" }, t("signin.help")),
     form, messages.el);
-  container.append(panel);
+  container.append(box);
   if (session.me) {
-    messages.ok(`Signed in as ${session.me.name || "account " + session.me.account_id} (${session.me.role}).`);
+    messages.ok(t("signin.already", { name: session.me.name || t("shell.account_n", { id: session.me.account_id }),
+      role: t(`role.${session.me.role}`) }));
   }
   onSubmit(form, messages, async () => {
     session.key = form.querySelector("#api-key").value.trim();
