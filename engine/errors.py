@@ -55,6 +55,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "sold_out": 422,
     "exceeds_remaining": 422,
     "invalid_terms": 422,
+    "invalid_amend": 422,  # an amend's new quantity does not exceed what is already filled
     "rate_above_max": 422,
     "matching_not_permitted": 422,
     "post_only_would_cross": 422,

@@ -45,7 +45,7 @@ SIDE_NAMES = {k.SIDE_BUY: "buy", k.SIDE_SELL: "sell"}
 TIFS = {"gtc": k.TIF_GTC, "ioc": k.TIF_IOC, "fok": k.TIF_FOK}
 OPEN_STATUSES = ("open", "partially_filled")
 
-k_NEW, k_CANCEL, k_UNCROSS = k.OP_NEW, k.OP_CANCEL, k.OP_UNCROSS
+k_NEW, k_CANCEL, k_UNCROSS, k_AMEND = k.OP_NEW, k.OP_CANCEL, k.OP_UNCROSS, k.OP_AMEND
 
 
 class OrderRecord(msgspec.Struct, array_like=True, gc=False):  # no cycles: skip GC scans
@@ -129,7 +129,7 @@ class Markets:
 
     def handlers(self) -> dict:
         return {mc.PlaceOrder: self._place, mc.CancelOrder: self._cancel,
-                mc.RunAuction: self._auction}
+                mc.RunAuction: self._auction, mc.AmendOrder: self._amend}
 
     # ---- rules checks ---------------------------------------------------------------------------
 
@@ -261,6 +261,35 @@ class Markets:
             return
         raise CrowdexError("order_not_found", f"no order {cmd.order_id}")
 
+    def _amend(self, cmd: mc.AmendOrder, actor: int) -> Reply:
+        """API.md's PATCH /v1/orders/{id}: a lower quantity keeps the order's place; a new
+        price or a larger quantity re-enters it (``OP_AMEND``, checked like a new order)."""
+        account = self.machine.accounts.get(actor)
+        if account is None or account.role != "investor":
+            raise CrowdexError("forbidden", "only investors trade")
+        order = self.orders.get(cmd.order_id)
+        if order is None or order.account_id != actor:
+            raise CrowdexError("order_not_found", f"no order {cmd.order_id}")
+        if order.status not in OPEN_STATUSES:
+            raise CrowdexError("order_not_open", f"order {cmd.order_id} is {order.status}")
+        if cmd.price is None and cmd.quantity is None:
+            raise CrowdexError("invalid_field", "send a new price, a new quantity or both")
+        quantity = order.quantity if cmd.quantity is None else cmd.quantity
+        remaining = quantity - order.filled_quantity - order.cancelled_quantity
+        if quantity <= order.filled_quantity or remaining <= 0:
+            raise CrowdexError("invalid_amend", f"the new quantity must exceed the "
+                               f"{order.filled_quantity + order.cancelled_quantity} units "
+                               "already filled (or cancelled by self-trade prevention)")
+        price = order.price if cmd.price is None else cmd.price
+        rest = order.quantity - order.filled_quantity - order.cancelled_quantity
+        if price != order.price or remaining > rest:  # re-enters: the rules of a new order
+            self._check_tradable(order.instrument_id, order.side)
+        queue = _Queue()
+        queue.amend(0, self.machine.last_sequence, actor, order, price, remaining)
+        replies: list[Reply | None] = [None]
+        self._match(queue, replies)
+        return replies[0]
+
     def _auction(self, cmd: mc.RunAuction, actor: int) -> Reply:
         account = self.machine.accounts.get(actor)
         if actor and (account is None or account.role != "operator"):
@@ -318,6 +347,8 @@ class Markets:
                         "order_not_open", f"order {order.order_id} is {order.status}").body())
                 else:
                     replies[index] = _refused(code)
+            elif op == k_AMEND:
+                replies[index] = Reply(200, view(order)) if code == k.OK else _refused(code)
             else:
                 replies[index] = fold.uncrossed
         fold.publish_books()
@@ -349,6 +380,12 @@ class Markets:
         self.open_by_account.setdefault(order.account_id, {})[order.order_id] = order
         if order.client_order_id is not None:
             self.open_client_ids[(order.account_id, order.client_order_id)] = order.order_id
+
+    def _unopen(self, order: OrderRecord) -> None:
+        """Out of the open orders while an amend re-enters it (EV_RESTED puts it back)."""
+        if self.open_by_account.get(order.account_id, {}).pop(order.order_id, None) is not None:
+            if order.client_order_id is not None:
+                self.open_client_ids.pop((order.account_id, order.client_order_id), None)
 
     def _finish(self, order: OrderRecord) -> None:
         if self.open_by_account.get(order.account_id, {}).pop(order.order_id, None) is not None:
@@ -598,6 +635,13 @@ class _Queue:
         self.ops.append(k_CANCEL)
         self.rows.append((0, 0, 0, 0, 0, 0, actor, 0, 0, order_id))
 
+    def amend(self, index: int, sequence: int, actor: int, order: OrderRecord, price: int,
+              remaining: int) -> None:
+        self.commands.append((index, sequence, order))
+        self.ops.append(k_AMEND)
+        self.rows.append((0, k.TYPE_LIMIT, k.TIF_GTC, int(order.post_only), 0,
+                          order.instrument_id, actor, price, remaining, order.order_id))
+
     def uncross(self, sequence: int, instrument_id: int) -> None:
         self.commands.append((0, sequence, None))
         self.ops.append(k_UNCROSS)
@@ -633,6 +677,7 @@ class _Fold:
         self.price = events["price"].tolist()
         self.qty = events["qty"].tolist()
         self.trade_id = events["trade_id"].tolist()
+        self.code = events["code"].tolist()
 
     def command(self, sequence: int, taker: OrderRecord | None, start: int, end: int) -> None:
         """Fold the events ``start:end`` (all of one command's)."""
@@ -665,6 +710,8 @@ class _Fold:
                     order.status = ("cancelled" if order.filled_quantity < order.quantity
                                     else "filled")
                 changed[order.order_id] = order
+            elif kind == k.EV_AMENDED:
+                self._amended(i, levels, changed)
             elif kind == k.EV_UNCROSSED:
                 self.uncrossed = {"price": prices[i], "quantity": qtys[i],
                                   "trade_count": self.maker_oid[i]}
@@ -695,6 +742,23 @@ class _Fold:
                     update: dict = {"changes": []}
                     m.machine.publish(channel, update, m.book_sequences[instrument])
                     self.book_updates.append((instrument, update, changes))
+
+    def _amended(self, i: int, levels: dict, changed: dict) -> None:
+        """The order's new price and remaining quantity; re-entered, it leaves its level and
+        the open orders until its EV_RESTED (it may trade or be cancelled first)."""
+        m = self.markets
+        order = m.orders[self.oid[i]]
+        done = order.filled_quantity + order.cancelled_quantity
+        rest = order.quantity - done
+        key = (order.instrument_id, self.side[i], order.price)
+        if self.code[i] == k.AMEND_KEPT_PRIORITY:
+            levels[key] = levels.get(key, 0) - (rest - self.qty[i])
+        else:
+            levels[key] = levels.get(key, 0) - rest
+            m._unopen(order)
+        order.price = self.price[i]
+        order.quantity = done + self.qty[i]
+        changed[order.order_id] = order
 
     def _fill(self, sequence: int, i: int, levels: dict, changed: dict) -> None:
         m = self.markets

@@ -24,10 +24,18 @@ class CancelOrder(msgspec.Struct, tag="cancel_order", array_like=True):
     order_id: int
 
 
+class AmendOrder(msgspec.Struct, tag="amend_order", array_like=True):
+    """A resting order's new price and/or total quantity (None: unchanged)."""
+
+    order_id: int
+    price: int | None = None
+    quantity: int | None = None
+
+
 class RunAuction(msgspec.Struct, tag="run_auction", array_like=True):
     """Uncross one IP instrument's call auction (operator, or the board's schedule)."""
 
     instrument_id: int
 
 
-MARKET_COMMANDS: tuple[type, ...] = (PlaceOrder, CancelOrder, RunAuction)
+MARKET_COMMANDS: tuple[type, ...] = (PlaceOrder, CancelOrder, RunAuction, AmendOrder)

@@ -371,6 +371,20 @@ class MatchingEngine:
         """Cancel one order; ``account_id`` 0 skips the owner check."""
         return self.process(command(k.OP_CANCEL, oid=oid, account=account_id), balances)
 
+    def amend(self, oid: int, account_id: int, price: int, qty: int, *, post_only: bool = False,
+              balances: Balances | None = None) -> BatchResult:
+        """Amend one resting order to ``price`` with ``qty`` remaining (``OP_AMEND``)."""
+        return self.process(self.amend_command(oid, account_id, price, qty, post_only), balances)
+
+    def amend_command(self, oid: int, account_id: int, price: int, qty: int,
+                      post_only: bool = False) -> np.ndarray:
+        """An ``OP_AMEND`` row; it names the order's instrument, so a price beyond the
+        ladder can widen it like a new order's (``_resumed_after_ladder``)."""
+        slot = int(self.oid_index[oid]) if 0 < oid < len(self.oid_index) else -1
+        instrument = int(self.orders[slot]["instrument"]) if slot >= 0 else 0
+        return command(k.OP_AMEND, oid=oid, account=account_id, price=price, qty=qty,
+                       instrument=instrument, post_only=int(post_only))
+
     def uncross(self, instrument_id: int, balances: Balances | None = None) -> BatchResult:
         """Run the call auction of an auction-mode instrument."""
         return self.process(command(k.OP_UNCROSS, instrument=instrument_id), balances)

@@ -31,6 +31,21 @@ class WsPlaceOrder(PlaceOrderRequest, kw_only=True):
     request_id: Any = None
 
 
+class AmendOrderRequest(Request):
+    """PATCH /v1/orders/{id}: a new price, a new (total) quantity, or both."""
+
+    price: Amount | None = None
+    quantity: Amount | None = None
+
+
+class WsAmendOrder(AmendOrderRequest, kw_only=True):
+    """The WebSocket ``amend`` op."""
+
+    order_id: Id
+    op: str = "amend"
+    request_id: Any = None
+
+
 class Fill(msgspec.Struct):
     trade_id: int
     price: int

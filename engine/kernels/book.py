@@ -11,7 +11,10 @@ events a batch writes.
 from __future__ import annotations
 
 from engine.kernels.codes import (
+    AMEND_KEPT_PRIORITY,
+    AMEND_REENTERED,
     EV_ACCEPTED,
+    EV_AMENDED,
     EV_CANCELLED,
     EV_FILL,
     EV_RESTED,
@@ -471,6 +474,65 @@ def cancel(orders, levels, instruments, oid_index, counters, events, out, cmd_i,
                              REASON_REQUESTED)
     remove_order(orders, levels, instruments, oid_index, counters, slot)
     return OK
+
+
+@kernel(inline=True)
+def check_amend_price(instruments, inst, price):
+    """The band and ladder checks of a new limit price for a resting order (``check_new``'s
+    for a limit order): OK, PRICE_OUT_OF_BAND, NEEDS_LADDER or PRICE_TOO_FAR."""
+    row = instruments[inst]
+    if price < row["band_lo"] or price > band_high(row):
+        return PRICE_OUT_OF_BAND
+    if price < row["ladder_lo"] or price >= row["ladder_lo"] + row["ladder_width"]:
+        lo, hi = _ladder_grown(row["ladder_lo"], row["ladder_lo"] + row["ladder_width"] - 1,
+                               price)
+        if hi - lo + 1 > LADDER_WIDTH_MAX:
+            return PRICE_TOO_FAR
+        return NEEDS_LADDER
+    return OK
+
+
+@kernel(inline=True)
+def reduce_in_place(orders, levels, instruments, events, counters, out, cmd_i, slot, qty):
+    """An amend that only lowers the quantity: the order keeps its place in the queue."""
+    o = orders[slot]
+    levels[level_index(instruments, o["instrument"], o["side"], o["price"])]["qty"] -= (
+        o["qty"] - qty)
+    o["qty"] = qty
+    if out == OUT_ALL:
+        emit(events, counters, cmd_i, EV_AMENDED, o["side"], AMEND_KEPT_PRIORITY,
+             o["instrument"], o["oid"], o["account"], o["pos_slot"], o["price"], o["price"], qty)
+
+
+@kernel(inline=True)
+def reenter(orders, levels, instruments, oid_index, counters, events, fills, out, cmd_i, slot,
+            price, qty):
+    """An amend to a new price or a larger quantity: the order leaves the book and comes in
+    again with its id, at the back of its level, trading first like a new order would."""
+    o = orders[slot]
+    oid, account, pos_slot, stp = o["oid"], o["account"], o["pos_slot"], o["stp"]
+    inst, side, filled = o["instrument"], o["side"], o["filled"]
+    remove_order(orders, levels, instruments, oid_index, counters, slot)
+    if out == OUT_ALL:
+        emit(events, counters, cmd_i, EV_AMENDED, side, AMEND_REENTERED, inst, oid, account,
+             pos_slot, price, price, qty)
+    rem = qty
+    stopped = False
+    if instruments[inst]["mode"] != MODE_AUCTION:
+        rem, stopped = match(orders, levels, instruments, oid_index, counters, events, fills,
+                             out, cmd_i, inst, side, price, qty, oid, account, pos_slot, stp)
+    if rem == 0:
+        return
+    if stopped:
+        if out == OUT_ALL:
+            emit(events, counters, cmd_i, EV_CANCELLED, side, REASON_SELF_TRADE, inst, oid,
+                 account, pos_slot, price, price, rem)
+        return
+    add_order(orders, levels, instruments, oid_index, counters, inst, side, price, rem,
+              filled + qty - rem, oid, account, pos_slot, stp)
+    if out == OUT_ALL:
+        emit(events, counters, cmd_i, EV_RESTED, side, 0, inst, oid, account, pos_slot, price,
+             price, rem)
 
 
 @kernel

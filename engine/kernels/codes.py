@@ -59,6 +59,7 @@ RETIRED: dict[int, str] = {}
 OP_NEW = 0
 OP_CANCEL = 1
 OP_UNCROSS = 2  # call auction: uncross one instrument's book
+OP_AMEND = 3  # a resting order's new price and remaining quantity (``oid``, ``price``, ``qty``)
 
 # ---- order fields ---------------------------------------------------------------------------
 SIDE_BUY = 0
@@ -96,11 +97,17 @@ EV_FILL = 3  # one trade
 EV_RESTED = 4  # the order rests on the book with qty remaining
 EV_CANCELLED = 5  # qty left the book unfilled; code = reason (below)
 EV_UNCROSSED = 6  # auction summary: price, qty = volume, maker_oid = trade count
+EV_AMENDED = 7  # an amend: price and qty (remaining) are the order's new ones; code below
 
 # Why an order ended with an unfilled rest (the code field of EV_CANCELLED).
 REASON_REQUESTED = 0  # a cancel command
 REASON_UNFILLED_REST = 1  # market or IOC rest dropped
 REASON_SELF_TRADE = 2  # self-trade prevention
+
+# How an amend took effect (the code field of EV_AMENDED).
+AMEND_KEPT_PRIORITY = 0  # the quantity only went down: same place in the queue
+AMEND_REENTERED = 1  # a new price or more quantity: out of the book and in again, like a new
+# order (it may trade at once), at the back of its level
 
 EVENT_KIND_NAMES = {
     EV_REJECTED: "rejected",
@@ -109,6 +116,7 @@ EVENT_KIND_NAMES = {
     EV_RESTED: "rested",
     EV_CANCELLED: "cancelled",
     EV_UNCROSSED: "uncrossed",
+    EV_AMENDED: "amended",
 }
 
 # What a batch writes (the ``out`` argument of the batch kernels).

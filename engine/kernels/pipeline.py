@@ -25,11 +25,14 @@ from engine.kernels.codes import (
     NEEDS_LADDER,
     NOT_PERMITTED,
     OK,
+    OP_AMEND,
     OP_CANCEL,
     OP_NEW,
     OP_UNCROSS,
+    ORDER_NOT_FOUND,
     OUT_ALL,
     OUT_FILLS,
+    POST_ONLY_WOULD_CROSS,
     STOP_EVENTS,
     STOP_LADDER,
 )
@@ -75,6 +78,12 @@ def run_batch(cmds, results, orders, levels, instruments, oid_index, counters, e
         elif op == OP_CANCEL:
             code = book.cancel(orders, levels, instruments, oid_index, counters, events, out, i,
                                cmd["oid"], cmd["account"])
+        elif op == OP_AMEND:
+            code = amend_order(cmd, i, orders, levels, instruments, oid_index, counters, events,
+                               fills, accounts, positions, risk_on, out)
+            if code == NEEDS_LADDER:
+                counters[C_STOP] = STOP_LADDER
+                break
         elif op == OP_UNCROSS:
             code = uncross_command(cmd, i, orders, levels, instruments, oid_index, counters,
                                    events, fills, out)
@@ -114,6 +123,51 @@ def new_order(cmd, i, orders, levels, instruments, oid_index, counters, events, 
         risk.release(accounts, positions, side, limit, cmd["qty"], cmd["account"],
                      cmd["pos_slot"])
     return code
+
+
+@kernel(inline=True)
+def amend_order(cmd, i, orders, levels, instruments, oid_index, counters, events, fills,
+                accounts, positions, risk_on, out):
+    """A resting order's new price (``cmd.price``) and remaining quantity (``cmd.qty``).
+
+    Only a lower quantity at the same price keeps the order's place; anything else takes it out
+    and puts it in again like a new order, after the band (and ladder), post-only
+    (``cmd.post_only``: the order's own flag) and the risk stage's check of the difference in
+    its reservation. A refusal changes nothing.
+    """
+    oid = cmd["oid"]
+    if oid <= 0 or oid >= len(oid_index) or oid_index[oid] < 0:
+        return ORDER_NOT_FOUND
+    slot = oid_index[oid]
+    o = orders[slot]
+    account = cmd["account"]
+    if account != 0 and o["account"] != account:
+        return ORDER_NOT_FOUND
+    price = cmd["price"]
+    qty = cmd["qty"]
+    if qty <= 0 or price <= 0:
+        return INVALID_FIELD
+    side = o["side"]
+    if price == o["price"] and qty <= o["qty"]:
+        if risk_on and qty < o["qty"]:
+            risk.release(accounts, positions, side, price, o["qty"] - qty, o["account"],
+                         o["pos_slot"])
+        book.reduce_in_place(orders, levels, instruments, events, counters, out, i, slot, qty)
+        return OK
+    code = book.check_amend_price(instruments, o["instrument"], price)
+    if code != OK:
+        return code
+    if cmd["post_only"] == 1 and book.crosses(
+            side, price, book.best_price(instruments, o["instrument"], 1 - side)):
+        return POST_ONLY_WOULD_CROSS
+    if risk_on:
+        code = risk.re_reserve(accounts, positions, side, o["price"], o["qty"], price, qty,
+                               o["account"], o["pos_slot"])
+        if code != OK:
+            return code
+    book.reenter(orders, levels, instruments, oid_index, counters, events, fills, out, i, slot,
+                 price, qty)
+    return OK
 
 
 @kernel

@@ -60,6 +60,30 @@ def reserve(accounts, positions, side, limit, qty, account, pos_slot):
 
 
 @kernel
+def re_reserve(accounts, positions, side, old_limit, old_qty, limit, qty, account, pos_slot):
+    """An amended order's reservation: from ``old_limit x old_qty`` (or ``old_qty`` units) to
+    what the new price and quantity need; refused with a code, changing nothing, when the
+    account cannot cover the difference."""
+    if side == SIDE_BUY:
+        if qty > INT64_MAX // limit:
+            return INSUFFICIENT_FUNDS
+        more = limit * qty - old_limit * old_qty
+        row = accounts[account]
+        if more > row["cash_available"]:
+            return INSUFFICIENT_FUNDS
+        row["cash_available"] -= more
+        row["cash_reserved"] += more
+        return OK
+    more = qty - old_qty
+    pos = positions[pos_slot]
+    if more > pos["units_available"]:
+        return INSUFFICIENT_HOLDINGS
+    pos["units_available"] -= more
+    pos["units_reserved"] += more
+    return OK
+
+
+@kernel
 def release(accounts, positions, side, limit, qty, account, pos_slot):
     """Give back the reservation of ``qty`` units of an order that will not trade."""
     if side == SIDE_BUY:

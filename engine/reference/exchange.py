@@ -22,6 +22,7 @@ class Order:
     price: int
     qty: int
     filled: int = 0
+    stp: int = k.STP_CANCEL_NEWEST
 
 
 @dataclass
@@ -110,7 +111,7 @@ class ReferenceExchange:
         if tif == k.TIF_FOK and not self._fok_fillable(ins, side, limit, qty, account, stp):
             return self._unreserve_and_refuse(k.FOK_NOT_FILLABLE, inst, account, side, limit,
                                               qty)
-        order = Order(self.next_oid, inst, account, side, limit, qty)
+        order = Order(self.next_oid, inst, account, side, limit, qty, stp=stp)
         self.next_oid += 1
         self._event(k.EV_ACCEPTED, side, 0, order.oid, account, 0, 0, limit, qty)
         stopped = False
@@ -124,6 +125,57 @@ class ReferenceExchange:
         if order is None or (account != 0 and order.account != account):
             return self._refuse(k.ORDER_NOT_FOUND, 0, account)
         self._cancel_resting(order, order.qty, k.REASON_REQUESTED)
+        return k.OK
+
+    def amend(self, oid: int, account: int, price: int, qty: int,
+              post_only: bool = False) -> int:
+        """A resting order's new price and remaining quantity: a lower quantity at the same
+        price keeps its place; anything else re-enters it at the back, trading first."""
+        order = self.orders.get(oid)
+        if order is None or (account != 0 and order.account != account):
+            return self._refuse(k.ORDER_NOT_FOUND, 0, account)
+        if qty <= 0 or price <= 0:
+            return self._refuse(k.INVALID_FIELD, 0, account)
+        ins = self.instruments[order.instrument]
+        if price == order.price and qty <= order.qty:
+            self._release(order.instrument, order.account, order.side, price, order.qty - qty)
+            order.qty = qty
+            self._event(k.EV_AMENDED, order.side, k.AMEND_KEPT_PRIORITY, oid, order.account,
+                        0, 0, price, qty)
+            return k.OK
+        if not ins.band_lo <= price <= ins.band_hi:
+            return self._refuse(k.PRICE_OUT_OF_BAND, 0, account)
+        opposite_best = ins.best(1 - order.side)
+        if post_only and opposite_best is not None and self._crosses(order.side, price,
+                                                                     opposite_best):
+            return self._refuse(k.POST_ONLY_WOULD_CROSS, 0, account)
+        if self.risk:
+            code = self._re_reserve(order, price, qty)
+            if code != k.OK:
+                return self._refuse(code, 0, account)
+        self._unlink(order)
+        order.price, order.qty = price, qty
+        self._event(k.EV_AMENDED, order.side, k.AMEND_REENTERED, oid, order.account, 0, 0,
+                    price, qty)
+        stopped = False if ins.auction else self._match(ins, order, order.stp)
+        self._finish(ins, order, stopped, False)
+        return k.OK
+
+    def _re_reserve(self, order: Order, price: int, qty: int) -> int:
+        if order.side == k.SIDE_BUY:
+            acct = self.accounts[order.account]
+            more = price * qty - order.price * order.qty
+            if price * qty > 2**63 - 1 or more > acct.cash_available:
+                return k.INSUFFICIENT_FUNDS
+            acct.cash_available -= more
+            acct.cash_reserved += more
+            return k.OK
+        held = self.holding(order.account, order.instrument)
+        more = qty - order.qty
+        if more > held[0]:
+            return k.INSUFFICIENT_HOLDINGS
+        held[0] -= more
+        held[1] += more
         return k.OK
 
     # ---- matching ---------------------------------------------------------------------------

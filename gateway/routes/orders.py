@@ -50,6 +50,14 @@ async def cancel_order(request: web.Request) -> web.Response:
     return http.reply(request, await http.submit(request, mc.CancelOrder(order_id), investor))
 
 
+async def amend_order(request: web.Request) -> web.Response:
+    order_id = http.path_id(request, "order_id")
+    req = await http.body(request, os_.AmendOrderRequest)
+    investor = http.require(request, "investor")
+    return http.reply(request, await http.submit(
+        request, mc.AmendOrder(order_id, req.price, req.quantity), investor))
+
+
 async def list_orders(request: web.Request) -> web.Response:
     status = request.query.get("status", "all")
     if status not in ("open", "all"):
@@ -136,6 +144,14 @@ def ws_cancel(request: web.Request, account: AccountInfo,
     return "cancel_ack", "order", mc.CancelOrder(order_id)
 
 
+def ws_amend(request: web.Request, account: AccountInfo,
+             message: dict) -> tuple[str, str, mc.AmendOrder]:
+    req = http.convert(message, os_.WsAmendOrder)
+    if account.role != "investor":
+        raise CrowdexError("forbidden", "only investors trade")
+    return "amend_ack", "order", mc.AmendOrder(req.order_id, req.price, req.quantity)
+
+
 def _book_channel(request: web.Request, instrument_id: int, account) -> tuple[int, dict]:
     info = request.app[keys.ENGINE].machine.component("offerings").instrument_info(instrument_id)
     if info is None or not info.tradable:
@@ -160,7 +176,7 @@ CHANNELS = {
     "trades": ChannelKind(_trades_channel),
     "orders": ChannelKind(_orders_channel, private=True),
 }
-WS_OPS = {"order": ws_order, "cancel": ws_cancel}
+WS_OPS = {"order": ws_order, "cancel": ws_cancel, "amend": ws_amend}
 
 INSTRUMENT = "/v1/instruments/{instrument_id}"
 ROUTES = [
@@ -174,6 +190,10 @@ ROUTES = [
           None, os_.Order),
     Route("DELETE", "/v1/orders/{order_id}", cancel_order, "Cancel one of your open orders",
           ("investor",), None, os_.Order),
+    Route("PATCH", "/v1/orders/{order_id}", amend_order,
+          "Amend a resting order: a lower quantity keeps its place; a new price or a larger "
+          "quantity re-enters it at the back of its level (it may trade at once)",
+          ("investor",), os_.AmendOrderRequest, os_.Order),
     Route("GET", INSTRUMENT + "/book", book, "Aggregated order book, best first", (), None,
           os_.Book, query=(query_int("depth", 1, DEPTH_MAX, "Levels a side (default 10)"),)),
     Route("GET", INSTRUMENT + "/trades", trades, "Recent trades, newest first", (), None,

@@ -95,6 +95,17 @@ class BookMachine(RuleBasedStateMachine):
         result = self.engine.cancel(oid, account, self.balances)
         self.compare(result, self.ref.cancel(oid, account))
 
+    @rule(oid=st.integers(0, 120), account=st.sampled_from((0,) + ACCOUNTS),
+          price=st.integers(BAND[0] - 1, BAND[1] + 1), qty=st.integers(-1, 40),
+          post_only=st.booleans(), same_price=st.booleans())
+    def amend(self, oid, account, price, qty, post_only, same_price):
+        order = self.ref.orders.get(oid)
+        if same_price and order is not None:
+            price = order.price  # most amends change one thing: often only the quantity
+        result = self.engine.amend(oid, account, price, qty, post_only=post_only,
+                                   balances=self.balances)
+        self.compare(result, self.ref.amend(oid, account, price, qty, post_only))
+
     @rule(inst=st.sampled_from([AUCTION, BOOK]))
     def uncross(self, inst):
         result = self.engine.uncross(inst, self.balances)

@@ -70,7 +70,10 @@ order_ops = st.tuples(
 )
 cancel_ops = st.tuples(st.just("cancel"), st.integers(0, TRADERS - 1), st.integers(1, 80))
 auction_ops = st.tuples(st.just("auction"))
-flows = st.lists(st.one_of(order_ops, order_ops, order_ops, cancel_ops, auction_ops),
+amend_ops = st.tuples(st.just("amend"), st.integers(0, TRADERS - 1), st.integers(1, 80),
+                      st.one_of(st.none(), st.integers(PRICE - 30, PRICE + 30)),
+                      st.one_of(st.none(), st.integers(1, 60)))
+flows = st.lists(st.one_of(order_ops, order_ops, order_ops, cancel_ops, auction_ops, amend_ops),
                  min_size=1, max_size=120)
 
 
@@ -79,6 +82,8 @@ def _entry(op: tuple, traders: list[int], instruments: list[int]) -> c.Entry:
         return c.Entry(START_US, 2, mc.RunAuction(instruments[1]))
     if op[0] == "cancel":
         return c.Entry(START_US, traders[op[1]], mc.CancelOrder(op[2]))
+    if op[0] == "amend":
+        return c.Entry(START_US, traders[op[1]], mc.AmendOrder(op[2], op[3], op[4]))
     (_, who, inst, side, kind, price, qty, tif, post_only, stp, cid, key) = op
     if kind == "market":
         price, post_only = 0, False
