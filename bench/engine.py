@@ -119,6 +119,69 @@ def risk_run(w: dict[str, np.ndarray], batch: int, limit: int) -> dict:
             "latency_us_max": round(float(us.max()), 1)}
 
 
+# ---- an exchange-core-like mix: orders, cancels, moves and reduces -----------------------
+
+# exchange-core's benchmarks mix new orders with cancels, moves (a new price) and reduces (a
+# smaller size) of recent orders; here: shares of commands, the rest new orders (a tenth IOC).
+MIX_CANCEL, MIX_MOVE, MIX_REDUCE = 0.20, 0.15, 0.10
+MIX_BATCH = 1024
+MIX_MID_FEN = 10_000
+
+
+def exchange_core_mix(n: int, seed: int) -> np.ndarray:
+    """``n`` commands for one funded instrument: new GTC limits (a tenth IOC) around a
+    drifting mid, cancels, moves (OP_AMEND to a new price) and reduces (OP_AMEND to half the
+    quantity at the order's own price) of recent orders, as exchange-core benchmarks them."""
+    rng = np.random.default_rng(seed)
+    roll = rng.random(n)
+    op = np.full(n, k.OP_NEW, dtype=np.int64)
+    op[roll < MIX_CANCEL + MIX_MOVE + MIX_REDUCE] = k.OP_AMEND
+    op[roll < MIX_CANCEL] = k.OP_CANCEL
+    op[0] = k.OP_NEW
+    reduce = (roll >= MIX_CANCEL + MIX_MOVE) & (op == k.OP_AMEND)
+    side = rng.integers(0, 2, n)
+    mid = MIX_MID_FEN + np.cumsum(rng.integers(-1, 2, n)) // 8
+    price = np.where(side == 0, mid - rng.integers(0, 40, n), mid + rng.integers(0, 40, n))
+    qty = rng.integers(1, 101, n)
+    is_new = op == k.OP_NEW
+    ids = np.cumsum(is_new)  # the engine id of each new order (none is refused: funded)
+    target = np.maximum(ids - rng.geometric(0.02, n) + 1, 1)
+    row_of_id = np.flatnonzero(is_new)  # id - 1 -> its row
+    cmds = np.zeros(n, dtype=COMMAND_DTYPE)
+    cmds["op"] = op
+    cmds["instrument"] = 1
+    cmds["stp"] = k.STP_CANCEL_NEWEST
+    cmds["side"] = np.where(is_new, side, 0)
+    cmds["tif"] = np.where(is_new & (rng.random(n) < 0.1), k.TIF_IOC, k.TIF_GTC)
+    cmds["account"] = np.where(is_new, rng.integers(2, ACCOUNTS + 2, n), 0)
+    cmds["oid"] = np.where(is_new, 0, target)
+    origin = row_of_id[np.minimum(target, len(row_of_id)) - 1]
+    cmds["price"] = np.where(reduce, price[origin], price)
+    cmds["qty"] = np.where(reduce, np.maximum(qty[origin] // 2, 1), qty)
+    return cmds
+
+
+def mix_run(n: int, seed: int) -> dict:
+    """Commands/sec of the exchange-core-like mix with the risk stage and full events on."""
+    cmds = exchange_core_mix(n, seed)
+    engine = MatchingEngine(order_capacity=max(1024, n))
+    engine.add_instrument(1, band_lo_fen=1, band_hi_fen=2 * MIX_MID_FEN, fee_bps=100)
+    balances = funded_balances(1)
+    codes = np.zeros(n, dtype=np.int64)
+    total = 0.0
+    for start in range(0, n, MIX_BATCH):
+        chunk = cmds[start: start + MIX_BATCH]
+        t0 = time.perf_counter()
+        result = engine.process(chunk, balances)
+        total += time.perf_counter() - t0
+        codes[start: start + len(chunk)] = result.results
+    amends = cmds["op"] == k.OP_AMEND
+    return {"commands": n, "commands_per_sec": round(n / total), "batch": MIX_BATCH,
+            "amends": int(amends.sum()),
+            "amends_applied": int((amends & (codes == k.OK)).sum()),
+            "cancels_applied": int(((cmds["op"] == k.OP_CANCEL) & (codes == k.OK)).sum())}
+
+
 # ---- start-up: cold compile and warm start, each in a child process ------------------------
 
 # The child: everything it times starts after the interpreter is up. ``time.monotonic`` is the
@@ -398,6 +461,8 @@ def main(argv: list[str]) -> int:
         # Batch size 1 pays a Python call per command: measure it on a prefix only.
         limit = min(args.orders, 50_000 if batch == 1 else args.orders)
         batches.append(risk_run(w, batch, limit))
+    mix = mix_run(args.orders, args.seed)
+    progress("exchange-core mix", args.orders, args.orders)
     figures = {
         "orders": args.orders,
         "orders_per_sec": engine_best["orders_per_sec"],
@@ -407,6 +472,7 @@ def main(argv: list[str]) -> int:
         "ratio": round(ref_seconds / engine_prefix["seconds"], 1),
         "fills_agree": ref_hash == engine_prefix["fills_sha256"],
         "risk_batches": batches,
+        "exchange_core_mix": mix,
     }
     if not args.skip_startup:
         figures.update(startup(args.warm_runs))
@@ -428,6 +494,9 @@ def main(argv: list[str]) -> int:
         print(f"engine: {figures['orders_per_sec']:,} orders/s on {args.orders:,} orders")
         print(f"reference: {figures['reference_orders_per_sec']:,} orders/s "
               f"(ratio {figures['ratio']}x on {ref_n:,} orders)")
+        print(f"exchange-core-like mix (new, cancel, move, reduce; risk on, batch "
+              f"{mix['batch']}): {mix['commands_per_sec']:,} cmds/s; {mix['amends_applied']:,} of "
+              f"{mix['amends']:,} amends applied")
         for b in batches:
             print(f"risk+events batch {b['batch']:>6}: {b['commands_per_sec']:,} cmds/s, "
                   f"p50 {b['latency_us_p50']} us, p99 {b['latency_us_p99']} us, "
