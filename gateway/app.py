@@ -12,6 +12,7 @@ import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
+from typing import TextIO
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -22,7 +23,7 @@ from engine.clock import ManualClock, WallClock
 from engine.errors import CrowdexError
 from engine.markets import warm_up
 from engine.sequencer import Engine
-from gateway import http, keys, openapi, ws
+from gateway import http, keys, logs, openapi, ws
 from gateway.config import Config
 from gateway.idempotency import ResponseCache
 from gateway.metrics import Metrics
@@ -222,6 +223,14 @@ def _quiet_client_http_errors() -> None:
         server_log.addFilter(ClientHttpErrors())
 
 
-def configure_logging() -> None:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def configure_logging(fmt: str = "json", stream: TextIO | None = None) -> None:
+    """The one place logging is set up: INFO and above as JSON lines on stderr (``text`` for a
+    person at a terminal), each with the request id of the request that logged it, one access
+    line per request, keys masked (gateway/logs.py). Called again, it replaces its handler."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == logs.HANDLER_NAME]:
+        root.removeHandler(old)
+    out = logs.handler(stream or sys.stderr, fmt)
+    root.addHandler(out)
+    root.setLevel(logging.INFO)
+    logs.install(out, fmt)

@@ -16,14 +16,16 @@ import uuid
 from aiohttp import web
 
 from engine.errors import CrowdexError
-from gateway import http, keys
+from gateway import http, keys, logs
 from gateway.idempotency import StoredResponse
+from gateway.metrics import UNMATCHED_ROUTE
 from gateway.ratelimit import retry_after_header
 
 log = logging.getLogger("crowdex.gateway")
 
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
 REQUEST_ID_LENGTH_MAX = 128
+STATUS_CLIENT_GONE = 499  # logged for a request whose client left before the answer
 UNLIMITED_PATHS = frozenset({"/healthz", "/metrics"})
 
 _STATUS_CODES = {
@@ -43,14 +45,42 @@ def _new_request_id() -> str:
 
 @web.middleware
 async def request_id(request: web.Request, handler) -> web.StreamResponse:
+    """Name the request (the client's ``X-Request-Id`` or a new one) for every log line it
+    causes (gateway/logs.py), then time it: one access line and one latency observation by
+    route and status when it ends (for a WebSocket, when the socket closes)."""
     given = request.headers.get("X-Request-Id", "")
     rid = given if 0 < len(given) <= REQUEST_ID_LENGTH_MAX else _new_request_id()
-    response = await handler(request)
-    if not response.prepared:
-        response.headers["X-Request-Id"] = rid
-        if response.status == 405:
-            _allow(request, response)
-    return response
+    token = logs.REQUEST_ID.set(rid)
+    started = time.perf_counter()
+    status = STATUS_CLIENT_GONE  # kept if the handler is cancelled: the client went away
+    try:
+        response = await handler(request)
+        status = response.status
+        if not response.prepared:
+            response.headers["X-Request-Id"] = rid
+            if status == 405:
+                _allow(request, response)
+        return response
+    except web.HTTPException as exc:  # a redirect: the errors middleware answers the rest
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        # aiohttp cancels the handler of a connection that closed: a WebSocket (101) usually
+        # ends that way; any other request is a client that left before its answer.
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            status = 101
+        raise
+    finally:
+        _finished(request, status, time.perf_counter() - started, rid)
+        logs.REQUEST_ID.reset(token)
+
+
+def _finished(request: web.Request, status: int, seconds: float, rid: str) -> None:
+    """The request's latency by route template (a bounded set of labels) and its access line."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else UNMATCHED_ROUTE
+    request.app[keys.METRICS].observe_http(request.method, route, status, seconds)
+    logs.access(request.method, request.path, status, seconds, rid, request.remote)
 
 
 def _allow(request: web.Request, response: web.StreamResponse) -> None:

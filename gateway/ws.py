@@ -126,6 +126,10 @@ class Hub:
         self.sequences: dict[str, int] = {}
         self.connections_by_peer: dict[str, int] = {}  # open sockets by remote address
         self.connections = 0
+        # For /metrics (gateway/metrics.py reads them at scrape time).
+        self.opened = 0
+        self.messages_received = 0
+        self.messages_sent = 0
 
     def admit(self, peer: str) -> None:
         """Count a new socket from ``peer``, or refuse it past the caps (``release`` undoes)."""
@@ -135,6 +139,7 @@ class Hub:
                                "some or retry later",
                                headers={"Retry-After": CONNECTIONS_RETRY_AFTER_S})
         self.connections += 1
+        self.opened += 1
         self.connections_by_peer[peer] = self.connections_by_peer.get(peer, 0) + 1
 
     def release(self, peer: str) -> None:
@@ -319,6 +324,7 @@ async def _writer(conn: Connection) -> None:
     transport = conn.request.transport
     outgoing = conn.outgoing
     loop = asyncio.get_running_loop()
+    hub = conn.request.app[keys.HUB]
     while True:
         if not outgoing:
             conn.wakeup = loop.create_future()
@@ -336,6 +342,7 @@ async def _writer(conn: Connection) -> None:
             if transport is None or transport.is_closing():
                 return
             transport.write(b"".join(frames))
+            hub.messages_sent += len(frames)
             while transport.get_write_buffer_size() > WRITE_BUFFER_HIGH:
                 # The client is not reading: stop draining, so the queue fills up and the
                 # slow-consumer rule (not our memory) decides.
@@ -418,6 +425,7 @@ async def _serve(request: web.Request, hub: Hub, account: AccountInfo | None
                 break
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 continue
+            hub.messages_received += 1
             try:
                 message = _decode(msg)
                 _check_request_id(conn, message)

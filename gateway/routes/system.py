@@ -9,6 +9,7 @@ from aiohttp import web
 from engine.clock import format_time_us
 from engine.errors import CrowdexError
 from gateway import http, keys, schemas
+from gateway.metrics import CONTENT_TYPE
 from gateway.routes import Route
 from settlement.db import RETRY_AFTER_S
 
@@ -37,12 +38,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    machine = request.app[keys.ENGINE].machine
-    text = request.app[keys.METRICS].render({
-        "crowdex_sequence": machine.last_sequence,
-        "crowdex_accounts": len(machine.accounts),
-    })
-    return web.Response(text=text, content_type=METRICS_CONTENT_TYPE, charset="utf-8")
+    body = request.app[keys.METRICS].render(request.app)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -166,7 +166,9 @@ def _schemathesis(server: ServerProcess, key: str, report: Path) -> tuple[int, s
             "--seed", str(SEED), "--workers", "2", "--no-color", "--request-timeout", "10",
             "--generation-database", "none",
             "--report", "junit", "--report-junit-path", str(report)]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    # Run in the test's folder: schemathesis keeps a cache of its own in the working directory.
+    done = subprocess.run(args, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+                          cwd=report.parent)
     return done.returncode, done.stdout + done.stderr
 
 
