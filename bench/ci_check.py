@@ -21,7 +21,8 @@ REPEATS = 3
 def main(argv: list[str]) -> int:
     """Exit 0 when the ratio holds and the fills agree, 1 otherwise."""
     parser = argparse.ArgumentParser(prog="python -m bench.ci_check")
-    parser.add_argument("--orders", type=int, default=CI_ORDERS)
+    parser.add_argument("--orders", type=int, default=CI_ORDERS,
+                        help="orders in the gate's workload (%(default)s)")
     args = parser.parse_args(argv)
     workload = generate(args.orders, CI_SEED)
     warm_up()

@@ -437,15 +437,18 @@ def print_memory(f: dict) -> None:
 def main(argv: list[str]) -> int:
     """Entry point of ``crowdex bench engine``."""
     parser = argparse.ArgumentParser(prog="crowdex bench engine")
-    parser.add_argument("--orders", type=int, default=1_000_000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--orders", type=int, default=1_000_000,
+                        help="orders in the generated workload (%(default)s)")
+    parser.add_argument("--seed", type=int, default=1, help="the workload's random seed")
+    parser.add_argument("--json", action="store_true", help="print only the JSON line")
     parser.add_argument("--skip-startup", action="store_true",
                         help="leave out the cold compile and warm start children")
     parser.add_argument("--skip-memory", action="store_true",
                         help="leave out the resting-orders memory child")
-    parser.add_argument("--resting-orders", type=int, default=RESTING_ORDERS)
-    parser.add_argument("--warm-runs", type=int, default=WARM_RUNS)
+    parser.add_argument("--resting-orders", type=int, default=RESTING_ORDERS,
+                        help="book size for the memory figure (%(default)s)")
+    parser.add_argument("--warm-runs", type=int, default=WARM_RUNS,
+                        help="timed runs after the warm-up; the best is reported")
     args = parser.parse_args(argv)
     w = generate(args.orders, args.seed)
     warm_up()

@@ -194,7 +194,7 @@ def _order_spec(url: str, mode: str, rate: float | None, instrument: int,
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="crowdex bench gateway")
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each run")
     parser.add_argument("--workers", type=int, default=1, help="load processes")
     parser.add_argument("--rates", default="5000,20000",
                         help="fixed offered rates (orders/s), comma separated")
@@ -202,7 +202,7 @@ def main(argv: list[str]) -> int:
                         help="WebSocket orders in flight per load process at saturation")
     parser.add_argument("--repeat", type=int, default=1,
                         help="WebSocket runs at each fixed rate (the figure is their median)")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print only the JSON line")
     args = parser.parse_args(argv)
     args.rates = [int(r) for r in args.rates.split(",") if r]
     if args.repeat < 1:

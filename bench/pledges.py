@@ -167,10 +167,11 @@ async def run(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="crowdex bench pledges")
-    parser.add_argument("--pledges", type=int, default=50_000)
+    parser.add_argument("--pledges", type=int, default=50_000, help="pledges in the burst")
     parser.add_argument("--quantity", type=int, default=10_000, help="units on the tier")
-    parser.add_argument("--investors", type=int, default=500)
-    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--investors", type=int, default=500, help="backers pledging")
+    parser.add_argument("--concurrency", type=int, default=256,
+                        help="pledges in flight at once")
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
     parser.add_argument("--server-arg", action="append",
                         help="extra argument for crowdex serve (repeatable)")

@@ -156,12 +156,14 @@ def live_apply(data_dir: Path, prefix: int, entries: list[c.Entry],
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="crowdex bench recovery", description=__doc__.split("\n")[0])
-    p.add_argument("--orders", type=int, default=1_000_000)
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--orders", type=int, default=1_000_000,
+                   help="orders in the journal (%(default)s)")
+    p.add_argument("--seed", type=int, default=7, help="the workload's random seed")
     p.add_argument("--reference", type=int, default=100_000,
                    help="entries replayed one at a time for the old path's figure")
-    p.add_argument("--live-batch", type=int, default=256)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--live-batch", type=int, default=256,
+                   help="commands per batch for the live apply figure")
+    p.add_argument("--json", action="store_true", help="print only the JSON line")
     args = p.parse_args(argv)
     from engine.markets import warm_up
 

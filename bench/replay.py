@@ -121,7 +121,7 @@ def replay(w: dict[str, np.ndarray]) -> dict:
 def main(argv: list[str]) -> int:
     """Entry point of ``crowdex bench replay``."""
     parser = argparse.ArgumentParser(prog="crowdex bench replay")
-    parser.add_argument("file")
+    parser.add_argument("file", help="a .npz replay file (API.md's engine replay format)")
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     args = parser.parse_args(argv)
     workload = load_workload(args.file)

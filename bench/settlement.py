@@ -173,9 +173,12 @@ async def best_of(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="crowdex bench settlement", description=__doc__)
-    p.add_argument("--trades", type=int, default=TRADES_DEFAULT)
-    p.add_argument("--accounts", type=int, default=ACCOUNTS_DEFAULT)
-    p.add_argument("--instruments", type=int, default=INSTRUMENTS_DEFAULT)
+    p.add_argument("--trades", type=int, default=TRADES_DEFAULT,
+                   help="trades to settle in one batch (%(default)s)")
+    p.add_argument("--accounts", type=int, default=ACCOUNTS_DEFAULT,
+                   help="traders the trades are spread over")
+    p.add_argument("--instruments", type=int, default=INSTRUMENTS_DEFAULT,
+                   help="instruments the trades are spread over")
     p.add_argument("--database-url", default=None,
                    help="an external PostgreSQL (its ledger tables are TRUNCATED)")
     p.add_argument("--repeat", type=int, default=1, help="runs; the fastest batch is reported")

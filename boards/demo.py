@@ -4,20 +4,71 @@ Several projects on every board in different states (open with subscriptions, su
 trading, locked up, failed, pending review), issuers and investors with balances. Everything
 goes through the sequencer as ordinary journaled commands, so the demo is as real as any other
 state. Seeding happens once: a venue that already has projects is left alone.
+
+Demo keys can be printed again (every start with ``--demo``, and ``crowdex demo-keys``) though
+the venue keeps keys only as hashes: a demo account's key is an HMAC of its name under a random
+secret made at seeding, kept in the data dir as ``demo-secret`` (mode 0600, like the journal).
+Whoever can read the data dir can therefore recompute the demo accounts' keys (and only
+theirs); a venue holding real money is not seeded with ``--demo``.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import os
 import secrets
+from pathlib import Path
 from typing import Any
 
 from engine import commands as c
 from engine import markets_commands as mc
 from engine import offerings_commands as oc
 from engine.clock import US_PER_SECOND
+from engine.private import open_private
 
 DAY_US = 86_400 * US_PER_SECOND
 DEMO_DEPOSIT_FEN = 500_000_00
+DEMO_SECRET_FILE = "demo-secret"
+DEMO_SECRET_BYTES = 32
+DEMO_KEY_PREFIX = "cdx_demo_"
+DEMO_KEY_CHARS = 22  # 132 bits of the HMAC, URL-safe
+DEMO_ISSUERS = (("equity", "Wuhan Optics Ltd"), ("debt", "Hubei Tea Co-operative"),
+                ("ip", "Yangtze Patent Pool"), ("product", "Lotus Lamp Studio"))
+DEMO_INVESTORS = (("Li Wei", "qualified"), ("Zhang Min", "institutional"),
+                  ("Wang Fang", "qualified"), ("Chen Jie", "retail"),
+                  ("Liu Yang", "retail"), ("Zhao Lei", "qualified"))
+DEMO_NAMES = tuple(name for _, name in DEMO_ISSUERS) + tuple(n for n, _ in DEMO_INVESTORS)
+
+
+def demo_secret(data_dir: Path, create: bool = False) -> bytes | None:
+    """The data dir's demo secret; made (0600 from its first instant) when ``create``."""
+    path = Path(data_dir) / DEMO_SECRET_FILE
+    if path.exists():
+        return path.read_bytes()
+    if not create:
+        return None
+    secret = secrets.token_bytes(DEMO_SECRET_BYTES)
+    fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    with os.fdopen(fd, "wb") as out:
+        out.write(secret)
+        out.flush()
+        os.fsync(out.fileno())
+    return secret
+
+
+def demo_key(secret: bytes, name: str) -> str:
+    """The API key of the demo account called ``name``."""
+    digest = hmac.new(secret, name.encode(), hashlib.sha256).digest()
+    return DEMO_KEY_PREFIX + base64.urlsafe_b64encode(digest).decode()[:DEMO_KEY_CHARS]
+
+
+def demo_keys(data_dir: Path) -> dict[str, str] | None:
+    """``{name: key}`` of every demo account, or None if the data dir holds no demo secret
+    (never seeded with ``--demo``, or seeded by a version that did not keep one)."""
+    secret = demo_secret(data_dir)
+    return None if secret is None else {name: demo_key(secret, name) for name in DEMO_NAMES}
 
 
 def _key_hash(key: str) -> str:
@@ -34,7 +85,7 @@ async def _ok(engine: Any, command: Any, actor: int) -> dict:
 
 
 async def _account(engine: Any, role: str, name: str, keys: dict, **fields) -> int:
-    key = "cdx_demo_" + secrets.token_urlsafe(16)
+    key = demo_key(keys["secret"], name)
     body = await _ok(engine, c.CreateAccount(role, name, _key_hash(key), **fields),
                      engine.machine.operator_account_id)
     keys[name] = key
@@ -42,19 +93,17 @@ async def _account(engine: Any, role: str, name: str, keys: dict, **fields) -> i
 
 
 async def seed_demo(engine: Any) -> dict[str, str] | None:
-    """Seed the demo venue once; returns ``{account name: api key}`` (None if already seeded)."""
+    """Seed the demo venue once; returns ``{account name: api key}``, the demo accounts'
+    keys again when it was seeded before (None if it holds other projects but no demo)."""
     offerings = next(x for x in engine.machine.components if x.name == "offerings")
     if offerings.projects:
-        return None
+        return _known_keys(engine)
     op = engine.machine.operator_account_id
-    keys: dict[str, str] = {}
-    issuers = {board: await _account(engine, "issuer", name, keys) for board, name in (
-        ("equity", "Wuhan Optics Ltd"), ("debt", "Hubei Tea Co-operative"),
-        ("ip", "Yangtze Patent Pool"), ("product", "Lotus Lamp Studio"))}
+    keys: dict = {"secret": demo_secret(engine.data_dir, create=True)}
+    issuers = {board: await _account(engine, "issuer", name, keys)
+               for board, name in DEMO_ISSUERS}
     investors = []
-    for name, cls in (("Li Wei", "qualified"), ("Zhang Min", "institutional"),
-                      ("Wang Fang", "qualified"), ("Chen Jie", "retail"),
-                      ("Liu Yang", "retail"), ("Zhao Lei", "qualified")):
+    for name, cls in DEMO_INVESTORS:
         account = await _account(engine, "investor", name, keys, investor_class=cls,
                                  annual_income=300_000_00, net_worth=900_000_00)
         await _ok(engine, c.Deposit(account, DEMO_DEPOSIT_FEN, "demo-seed"), op)
@@ -120,7 +169,17 @@ async def seed_demo(engine: Any) -> dict[str, str] | None:
     await listing("product", "Smart kettle", 10, {"goal": 10_000_000, "tiers": tiers},
                   [(2, 1, {"tier_id": "standard"})], close=True)
     await _demo_trades(engine, lens, investors)
+    del keys["secret"]
     return keys
+
+
+def _known_keys(engine: Any) -> dict[str, str] | None:
+    """The demo accounts' keys of a venue seeded before, those its accounts still answer to."""
+    keys = demo_keys(engine.data_dir)
+    if keys is None:
+        return None
+    index = engine.machine.key_index
+    return {name: key for name, key in keys.items() if _key_hash(key) in index} or None
 
 
 async def _demo_trades(engine: Any, instrument: int, investors: list[int]) -> None:

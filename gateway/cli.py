@@ -19,22 +19,42 @@ SWITCH_INTERVAL_S = 0.0002  # how long a busy thread keeps the interpreter from 
 DEFAULT_START_TIME = "2026-01-01T00:00:00Z"
 SHUTDOWN_TIMEOUT_S = 10.0
 
-# `crowdex bench NAME ...` runs bench.NAME.main(argv).
+# `crowdex bench NAME ...` runs bench.NAME.main(argv); `crowdex bench --help` lists them so.
+BENCHMARK_HELP = {
+    "replay": "the matching kernel on a replay file (API.md's format)",
+    "engine": "orders/s and batch latency against the plain-Python reference",
+    "journal": "durable commands/s, group commit against one fsync per command",
+    "pledges": "a burst of pledges on one limited product tier through a real server",
+    "gateway": "durable orders/s and latency over HTTP and WebSocket against a bare echo",
+    "settlement": "trades settled into PostgreSQL against a bare COPY",
+    "recovery": "journal replay commands/s in runs against one entry at a time",
+    "ci_check": "the CI gate: the engine's ratio to the reference above the floor",
+    "stream": "appends and reads of the journal on a NATS JetStream cluster",
+}
 BENCHMARKS = ("replay", "engine", "journal", "pledges", "gateway", "settlement", "recovery",
               "ci_check", "stream")
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the exchange")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--data-dir", default="./crowdex-data", type=Path)
-    p.add_argument("--operator-key", default=os.environ.get("CROWDEX_OPERATOR_KEY"))
-    p.add_argument("--database-url", default=os.environ.get("CROWDEX_DATABASE_URL"))
-    p.add_argument("--clock", choices=("wall", "manual"), default="wall")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    p.add_argument("--port", type=int, default=8080,
+                   help="HTTP and WebSocket port (%(default)s)")
+    p.add_argument("--data-dir", default="./crowdex-data", type=Path,
+                   help="journal, snapshots and the embedded PostgreSQL (%(default)s)")
+    p.add_argument("--operator-key", default=os.environ.get("CROWDEX_OPERATOR_KEY"),
+                   help="the operator's API key; prefer CROWDEX_OPERATOR_KEY (a command line "
+                   "shows in ps); without either, one is generated and printed once")
+    p.add_argument("--database-url", default=os.environ.get("CROWDEX_DATABASE_URL"),
+                   help="an external PostgreSQL (or CROWDEX_DATABASE_URL); without it an "
+                   "embedded one runs in the data dir")
+    p.add_argument("--clock", choices=("wall", "manual"), default="wall",
+                   help="wall time, or a manual clock moved only by POST /v1/admin/clock")
     p.add_argument("--start-time", default=DEFAULT_START_TIME,
                    help="the manual clock's start (ISO 8601 with a zone)")
-    p.add_argument("--profile", choices=("intl", "cn2015"), default="intl")
+    p.add_argument("--profile", choices=("intl", "cn2015"), default="intl",
+                   help="the venue's rules: intl, or cn2015 (bulletin board instead of "
+                   "matching, holder limits, T+5)")
     p.add_argument("--demo", action="store_true", help="seed sample projects and investors")
     p.add_argument("--rate-limit", type=float, default=RATE_LIMIT_PER_SECOND,
                    help="requests per second per API key (bursts of twice that)")
@@ -44,6 +64,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    "journaled, applied to projects listed after it")
     p.add_argument("--no-fsync", action="store_true",
                    help="skip journal fsync (tests only: acknowledged is then NOT durable)")
+    p.add_argument("--log-format", choices=("json", "text"), default="json",
+                   help="log lines on stderr: JSON objects (default) or plain text for a "
+                   "terminal; each carries its request id, one access line per request")
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -70,7 +93,7 @@ def serve(args: argparse.Namespace) -> int:
         except BoardsFileError as error:
             print(f"crowdex: --boards: {error}", file=sys.stderr)
             return 2
-    configure_logging()
+    configure_logging(args.log_format)
     config = Config(
         data_dir=args.data_dir.resolve(), host=args.host, port=args.port,
         operator_key=args.operator_key, database_url=args.database_url,
@@ -119,8 +142,11 @@ def raise_open_files_limit() -> None:
 
 
 def bench(argv: list[str]) -> int:
+    if argv[:1] in (["-h"], ["--help"]):
+        print(_bench_usage())
+        return 0
     if not argv or argv[0] not in BENCHMARKS:
-        print(f"usage: crowdex bench {{{','.join(BENCHMARKS)}}} ...", file=sys.stderr)
+        print(_bench_usage(), file=sys.stderr)
         return 2
     try:
         module = importlib.import_module(f"bench.{argv[0]}")
@@ -128,6 +154,30 @@ def bench(argv: list[str]) -> int:
         print(f"crowdex: the {argv[0]} benchmark is not built yet", file=sys.stderr)
         return 2
     return int(module.main(argv[1:]) or 0)
+
+
+def _bench_usage() -> str:
+    lines = [f"usage: crowdex bench {{{','.join(BENCHMARKS)}}} [--help] ...", "",
+             "Each prints its figures and, as its last line, one JSON object; "
+             "crowdex bench NAME --help tells its options.", ""]
+    width = max(map(len, BENCHMARKS))
+    lines += [f"  {name:<{width}}  {BENCHMARK_HELP.get(name, '')}" for name in BENCHMARKS]
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``crowdex`` command line (``bench`` and ``settle`` hand their arguments on)."""
+    top = argparse.ArgumentParser(prog="crowdex", description="the crowdex exchange")
+    sub = top.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    sub.add_parser("bench", help="run a benchmark (crowdex bench --help lists them): "
+                   + ", ".join(BENCHMARKS))
+    sub.add_parser("settle", help="operator settlement tools against a running server "
+                   "(crowdex settle --help)")
+    _skip_parser(sub)
+    _replay_parser(sub)
+    _demo_keys_parser(sub)
+    return top
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,28 +188,47 @@ def main(argv: list[str] | None = None) -> int:
         from settlement.cli import main as settle
 
         return settle(argv[1:])
-    parser = argparse.ArgumentParser(prog="crowdex", description="the crowdex exchange")
-    sub = parser.add_subparsers(dest="command", required=True)
-    _serve_parser(sub)
-    sub.add_parser("bench", help="run a benchmark: " + ", ".join(BENCHMARKS))
-    sub.add_parser("settle", help="operator settlement tools against a running server "
-                   "(crowdex settle --help)")
-    _skip_parser(sub)
-    _replay_parser(sub)
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
     if args.command == "skip":
         return skip(args)
     if args.command == "replay":
         return replay(args)
+    if args.command == "demo-keys":
+        return demo_keys(args)
     return 2
+
+
+def _demo_keys_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo-keys", help="print the API keys of a --demo venue's accounts "
+                       "again (they are derived from the data dir's demo secret)")
+    p.add_argument("--data-dir", default="./crowdex-data", type=Path,
+                   help="the demo venue's data dir (%(default)s)")
+
+
+def demo_keys(args: argparse.Namespace) -> int:
+    """``crowdex demo-keys``: keys are kept only as hashes, so only the demo accounts', whose
+    keys come from a secret kept in the data dir, can be printed again."""
+    from boards.demo import DEMO_SECRET_FILE
+    from boards.demo import demo_keys as keys_of
+
+    keys = keys_of(args.data_dir.resolve())
+    if keys is None:
+        print(f"crowdex: no {DEMO_SECRET_FILE} in {args.data_dir}: it was not seeded with "
+              "--demo by this version, and other keys are kept only as hashes (they were "
+              "printed once, when made)", file=sys.stderr)
+        return 1
+    for name, key in keys.items():
+        print(f"crowdex demo: {name}: {key}")
+    return 0
 
 
 def _replay_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", help="rebuild a venue's state from its journal from empty "
                        "(snapshots ignored) and print its sequence and state hash")
-    p.add_argument("--data-dir", default="./crowdex-data", type=Path)
+    p.add_argument("--data-dir", default="./crowdex-data", type=Path,
+                   help="the venue's data dir, whose journal is read (%(default)s)")
     p.add_argument("--upto", type=int, default=None, help="stop after this sequence")
     p.add_argument("--json", action="store_true", help="one JSON object as the last line")
 
@@ -199,7 +268,8 @@ EXIT_CANNOT_START = 3  # the venue cannot start (a poison entry) or another proc
 def _skip_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("skip", help="skip the one journal entry that stops a venue from "
                        "recovering (audited; the venue must be stopped)")
-    p.add_argument("--data-dir", default="./crowdex-data", type=Path)
+    p.add_argument("--data-dir", default="./crowdex-data", type=Path,
+                   help="the stopped venue's data dir (%(default)s)")
     p.add_argument("--sequence", type=int, required=True,
                    help="the entry recovery fails on, as crowdex serve names it")
     p.add_argument("--reason", required=True, help="why: kept in the audit trail")

@@ -66,8 +66,10 @@ async def test_demo_seeds_every_board_in_several_states(venue):
     engine = venue.client.server.app[keys.ENGINE]
     accounts = await seed_demo(engine)
     assert accounts and len(accounts) == 10
-    assert await seed_demo(engine) is None  # once only
     _, rows = await venue.call("GET", "/v1/projects", None, expect=200)
+    # Seeded once: a second call adds nothing and answers the same demo keys again.
+    assert await seed_demo(engine) == accounts
+    assert len((await venue.call("GET", "/v1/projects", None, expect=200))[1]) == len(rows)
     states = {(r["board"], r["status"]) for r in rows}
     for board in ("equity", "debt", "ip", "product"):
         assert (board, "open") in states
