@@ -1,12 +1,16 @@
-"""Shared test fixtures: the --slow switch and a real `crowdex serve` process."""
+"""Shared test fixtures: the --slow switch, the session's own temp folder and a real
+`crowdex serve` process."""
 
 from __future__ import annotations
 
+import getpass
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -15,6 +19,13 @@ import pytest
 
 OPERATOR_KEY = "cdx_test_operator_key_0123456789"
 SERVER_START_TIMEOUT_S = 60.0
+# Each session's temp folder lives here, not in pytest's /tmp/pytest-of-USER: every pytest run
+# makes that folder 0700 as it starts, and under root the embedded PostgreSQL runs as a user of
+# its own that must pass through it, so a second run started beside this one cut off this
+# one's PostgreSQL (initdb and restarts failed mid-run). Nothing else touches this root.
+TEST_TMP_ROOT = Path(tempfile.gettempdir()) / f"crowdex-pytest-of-{getpass.getuser()}"
+TEST_TMP_ROOT_MODE = 0o711  # others may pass through (PostgreSQL's user), not list
+SESSIONS_KEPT = 3  # the newest folders of finished sessions are kept, like pytest's
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -22,10 +33,42 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="run long checks (more hypothesis examples, bigger workloads)")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest's tmp_path plugin reads --basetemp
 def pytest_configure(config: pytest.Config) -> None:
     # The engine's property tests read CROWDEX_SLOW to run more random steps.
     if config.getoption("--slow"):
         os.environ["CROWDEX_SLOW"] = "1"
+    if config.option.basetemp is None:  # a --basetemp given by hand is left alone
+        config.option.basetemp = str(session_temp_folder())
+
+
+def session_temp_folder() -> Path:
+    """A new folder for this session under ``TEST_TMP_ROOT``, after tidying finished ones."""
+    TEST_TMP_ROOT.mkdir(mode=TEST_TMP_ROOT_MODE, exist_ok=True)
+    os.chmod(TEST_TMP_ROOT, TEST_TMP_ROOT_MODE)
+    _remove_finished_sessions()
+    return Path(tempfile.mkdtemp(prefix=f"pid{os.getpid()}-", dir=TEST_TMP_ROOT))
+
+
+def _remove_finished_sessions() -> None:
+    """Remove the folders of sessions that ended, past the newest ``SESSIONS_KEPT``; a folder
+    whose session still runs (its pid, in the name, alive) is never touched."""
+    folders = sorted(TEST_TMP_ROOT.glob("pid*-*"), key=lambda p: p.stat().st_mtime,
+                     reverse=True)
+    for folder in folders[SESSIONS_KEPT:]:
+        pid = folder.name[3:].partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @pytest.fixture(scope="session")
