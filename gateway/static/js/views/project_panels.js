@@ -68,7 +68,7 @@ export function subscribePanel(project, current) {
   }
   const { controls, tierSelect } = subscribeControls(p);
   const ack = h("div", { class: "check" },
-    h("input", { type: "checkbox", id: "sub-ack", required: true }),
+    h("input", { type: "checkbox", id: "sub-ack" }),
     h("label", { for: "sub-ack" }, t("risk.ack")));
   const cost = h("p", { id: "sub-cost", class: "cost", "aria-live": "polite" });
   const form = h("form", { id: "subscribe-form", class: "stack" }, controls, cost, riskNote(p), ack,

@@ -1,0 +1,123 @@
+"""Helpers for the web UI tests: a venue seeded over plain HTTP, pages at desktop and phone
+sizes in either language, screenshots kept as test artifacts, and axe-core's verdict.
+
+The seeding speaks HTTP with aiohttp directly (not the Python client), so these tests depend on
+API.md only. axe-core is vendored beside this file (tests/e2e/vendor/axe.min.js, MPL-2.0, its
+licence beside it) and injected into the page under test; nothing is fetched at run time.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+AXE_JS = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+SIZES = {"desktop": DESKTOP, "phone": PHONE}
+SERIOUS = ("serious", "critical")
+
+
+class Api:
+    """A few API calls as one account, each POST with a fresh Idempotency-Key."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str, key: str) -> None:
+        self.session, self.base, self.key = session, base, key
+
+    def as_key(self, key: str) -> Api:
+        return Api(self.session, self.base, key)
+
+    async def call(self, method: str, path: str, body: dict | None = None) -> dict | list:
+        headers = {"Authorization": f"Bearer {self.key}", "Idempotency-Key": uuid.uuid4().hex}
+        async with self.session.request(method, self.base + path, json=body,
+                                        headers=headers) as response:
+            payload = await response.json()
+            if response.status >= 400:
+                raise AssertionError(f"{method} {path} -> {response.status} {payload}")
+            return payload
+
+    async def account(self, role: str, name: str, cash_fen: int = 0, **extra: str) -> dict:
+        made = await self.call("POST", "/v1/accounts", {"role": role, "name": name, **extra})
+        if cash_fen:
+            await self.call("POST", f"/v1/accounts/{made['account_id']}/deposits",
+                            {"amount": cash_fen, "reference": uuid.uuid4().hex})
+        return made
+
+    async def project(self, issuer_key: str, board: str, title: str, deadline: str,
+                      terms: dict, approve: bool = True) -> int:
+        made = await self.as_key(issuer_key).call("POST", "/v1/projects", {
+            "board": board, "title": title, "description": f"{title}: a test listing.",
+            "deadline": deadline, "terms": terms})
+        if approve:
+            await self.call("POST", f"/v1/projects/{made['project_id']}/approve")
+        return made["project_id"]
+
+
+async def new_page(chromium, size: dict, lang: str | None, errors: list[str]):
+    """A fresh context (its own storage) at `size`; `lang` preset as the remembered choice."""
+    context = await chromium.new_context(viewport=size)
+    context.set_default_timeout(10_000)
+    if lang is not None:
+        await context.add_init_script(
+            f"try {{ localStorage.setItem('crowdex_lang', {json.dumps(lang)}); }} catch (e) {{}}")
+    page = await context.new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return page
+
+
+async def sign_in(page, url: str, key: str, landing: str) -> None:
+    await page.goto(url + "/#/signin")
+    await page.fill("#api-key", key)
+    await page.click("#login-form button[type=submit]")
+    await page.wait_for_selector(landing)
+
+
+async def shot(page, tmp_path: Path, name: str) -> Path:
+    """A full-page screenshot kept under the test's tmp_path; its path is printed."""
+    path = tmp_path / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path
+
+
+async def axe_problems(page) -> list[str]:
+    """axe-core's serious and critical violations on the page as it stands."""
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        await page.add_script_tag(path=str(AXE_JS))
+    result = await page.evaluate("""async () => {
+      const r = await axe.run(document, { resultTypes: ["violations"] });
+      return r.violations.map((v) => ({ id: v.id, impact: v.impact,
+        nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) }));
+    }""")
+    return [f"{v['id']} ({v['impact']}): {v['nodes']}" for v in result if v["impact"] in SERIOUS]
+
+
+async def off_screen_actions(page) -> list[str]:
+    """Buttons and links that sit (partly) outside the viewport horizontally or are clipped by a
+    scrolled container: on a phone every action must be reachable without side-scrolling."""
+    return await page.evaluate("""() => {
+      const width = document.documentElement.clientWidth;
+      const out = [];
+      for (const el of document.querySelectorAll("main button, main a.button, main [role=tab]")) {
+        const r = el.getBoundingClientRect();
+        if (!r.width || !r.height || el.closest("[hidden], details:not([open])")) continue;
+        let clipped = r.left < -1 || r.right > width + 1;
+        for (let p = el.parentElement; p && !clipped; p = p.parentElement) {
+          const style = getComputedStyle(p);
+          if (style.overflowX === "visible") continue;
+          const box = p.getBoundingClientRect();
+          clipped = r.left < box.left - 1 || r.right > box.right + 1;
+        }
+        if (clipped) out.push((el.id || el.textContent.trim()).slice(0, 40));
+      }
+      return out;
+    }""")
+
+
+async def page_overflows(page) -> bool:
+    """Whether the page itself scrolls sideways (a layout wider than the screen)."""
+    return await page.evaluate(
+        "document.documentElement.scrollWidth > document.documentElement.clientWidth + 1")
