@@ -21,7 +21,11 @@ the stream does the numbering:
 
 Reading is a push consumer we manage ourselves (``StreamReader``), ordered the way JetStream's
 "ordered consumer" is: ephemeral, unacknowledged, in memory, recreated from the next stream
-sequence whenever a delivery is missed, heartbeats stop or the connection comes back. nats-py
+sequence when its heartbeats stop or it is gone after a reconnection. A delivery that never
+arrived (in flight on a connection to a node that died, while the consumer lives on another)
+is fetched by a direct get instead, which any replica of the stream answers: making a new
+consumer needs the JetStream meta leader, which may be the node that just died (a 5-9 s
+election). nats-py
 has an ordered consumer, but its per-message machinery (a ``Msg.metadata`` object, an awaited
 ``next_msg``) read one-entry messages at about half this reader's rate here (25k against 50k
 messages/s, ``crowdex bench stream``); this one parses the reply subject itself, decodes
@@ -61,9 +65,11 @@ replay`` of a stream) wraps its whole run in ``asyncio.run``.
 from __future__ import annotations
 
 import asyncio
+import calendar
 import contextlib
 import logging
 import os
+import re
 import secrets
 import socket
 import struct
@@ -99,8 +105,20 @@ APPEND_TIMEOUT_S = 10.0
 RETRY_PAUSE_S = 0.05  # between attempts refused at once (no responders, 503)
 ENTRIES_PER_MESSAGE_MAX = 65_536  # the sequencer's batches are at most 4,096 entries
 CONNECT_TIMEOUT_S = 2.0
+# Tries of each server before connecting gives up (StreamUnavailable); unbounded would hang a
+# replica started against a wrong address. Once connected, reconnecting never gives up.
+CONNECT_ATTEMPTS = 2
 RECONNECT_WAIT_S = 0.25  # between reconnection attempts to the next server
 ADMIN_TIMEOUT_S = 5.0  # stream and consumer management requests
+# One try at creating a reader's consumer. It is asked of the meta leader, which may be the node
+# that just died: short tries find the new one soon after it is elected.
+CONSUMER_CREATE_TIMEOUT_S = 1.0
+# A reader fetches deliveries its consumer sent that never arrived (lost with a connection to a
+# node that died) by direct gets, which any replica of the stream answers, rather than making a
+# new consumer (that needs the meta leader, perhaps the node that died). Past this many missing,
+# a new consumer is cheaper.
+FILL_MESSAGES_MAX = 1_024
+FILL_TIMEOUT_S = 1.0  # one missing message: a replica behind the leader may lack it briefly
 STREAM_READY_TIMEOUT_S = 30.0  # creating or finding the stream while the cluster elects leaders
 # The reader's consumer: the server sends a heartbeat when idle this long; missing two means
 # the consumer (an R1 in-memory one) or its node is gone, and the reader recreates it.
@@ -117,6 +135,8 @@ _BODY_MAGIC = b"CXB"
 _BODY_VERSION = 1
 _BODY_HEADER = struct.Struct("<3sBI")
 _MSG_ID = "Nats-Msg-Id"
+_TIME_STAMP = "Nats-Time-Stamp"  # a direct get's RFC 3339 time, nanoseconds, UTC
+_TIME_STAMP_FORMAT = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z")
 _EXPECTED_STREAM = "Nats-Expected-Stream"
 
 _encoder = msgspec.msgpack.Encoder()
@@ -185,6 +205,18 @@ def decode_body(body: bytes, sequence: int) -> list[bytes]:
         raise StreamCorruptError(f"stream message {sequence}: {error}") from None
 
 
+def time_stamp_us(text: str, sequence: int) -> int:
+    """A direct get's ``Nats-Time-Stamp`` as UTC microseconds, computed in integers so it equals
+    the nanoseconds a consumer's delivery carries, divided by 1,000 (a float would not)."""
+    match = _TIME_STAMP_FORMAT.fullmatch(text)
+    if match is None:
+        raise StreamCorruptError(f"stream message {sequence}: time stamp {text!r}")
+    *fields, fraction = match.groups()
+    seconds = calendar.timegm(tuple(int(field) for field in fields) + (0, 0, 0))
+    nanoseconds = int((fraction or "").ljust(9, "0"))
+    return seconds * 1_000_000 + nanoseconds // 1_000
+
+
 def default_writer_id() -> str:
     """Host, process and a random part: unique per process, so a restarted replica's batch
     counter starting again at 1 never collides with its previous life's message ids."""
@@ -225,11 +257,14 @@ class StreamLog:
             nc = await nats.connect(
                 servers, name=f"crowdex {writer_id or ''}".strip(),
                 connect_timeout=CONNECT_TIMEOUT_S, reconnect_time_wait=RECONNECT_WAIT_S,
-                max_reconnect_attempts=-1, reconnected_cb=reconnected,
+                max_reconnect_attempts=CONNECT_ATTEMPTS, reconnected_cb=reconnected,
                 error_cb=_log_client_error)
         except (OSError, nats.errors.Error) as error:
             raise StreamUnavailable(f"no NATS server answered at {', '.join(servers)}: "
                                     f"{error!r}") from error
+        # Connected once, it never gives up: a replica outlives any outage of the cluster
+        # (nats-py reads this option at each reconnection).
+        nc.options["max_reconnect_attempts"] = -1
         stream_log = cls(nc, stream, writer_id or default_writer_id(), append_timeout_s,
                          attempt_timeout_s)
         holder.append(stream_log)
@@ -311,12 +346,35 @@ class StreamLog:
                                     f"({error!r})") from error
         return info.state.last_seq
 
+    async def get(self, sequence: int, timeout_s: float = FILL_TIMEOUT_S) -> StreamBatch | None:
+        """The message at stream ``sequence`` by direct get (answered by any replica of the
+        stream, no consumer needed); None if none had it within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                raw = await asyncio.wait_for(
+                    self.js.get_msg(self.stream, seq=sequence, direct=True), left)
+                break
+            except (*_RETRYABLE, nats.js.errors.APIError):
+                # Not found is retried too: the replica that answered may be behind.
+                if time.monotonic() + RETRY_PAUSE_S >= deadline:
+                    return None
+                await asyncio.sleep(RETRY_PAUSE_S)
+        headers = raw.headers or {}
+        return StreamBatch(raw.seq, time_stamp_us(headers.get(_TIME_STAMP, ""), raw.seq),
+                           headers.get(_MSG_ID, ""), decode_body(raw.data or b"", raw.seq))
+
     async def reader(self, after: int = 0,
                      buffer_bytes_max: int = READER_BUFFER_BYTES_MAX) -> StreamReader:
         """A started reader of every message after stream sequence ``after``, in order."""
         reader = StreamReader(self, after, buffer_bytes_max)
         self._readers.add(reader)
-        await reader.start()
+        try:
+            await reader.start()
+        except BaseException:
+            await reader.close()
+            raise
         return reader
 
     async def read(self, after: int = 0, upto: int | None = None
@@ -353,10 +411,8 @@ class StreamLog:
     # ---- internals ------------------------------------------------------------------------------
 
     def _reconnected(self) -> None:
-        # The reader's consumer lived on the server we lost, most likely: start it again now
-        # rather than after two missed heartbeats.
         for reader in list(self._readers):
-            reader.restart("the connection came back")
+            reader.check_consumer()
 
     async def _ensure_stream(self, replicas: int, create: bool, timeout_s: float) -> None:
         """Find the stream or create it; retried while the cluster has no leader to ask."""
@@ -365,7 +421,7 @@ class StreamLog:
             try:
                 info = await self._find_or_create(replicas, create)
                 break
-            except (*_RETRYABLE, nats.js.errors.ServiceUnavailableError) as error:
+            except _RETRYABLE as error:
                 if time.monotonic() > deadline:
                     raise StreamUnavailable(f"stream {self.stream} not ready after "
                                             f"{timeout_s} s ({error!r})") from error
@@ -431,15 +487,19 @@ class StreamReader:
         self._watchdog: asyncio.Task | None = None
         self._closed = False
         self.pending = -1  # messages after the last delivered one, as the server last said
-        self.restarts = 0
+        self.restarts = 0  # consumers made again
+        self.filled = 0  # deliveries that never arrived, fetched by direct get
+        self._check_task: asyncio.Task | None = None
 
     @property
     def caught_up(self) -> bool:
         """True once everything stored when the last message was delivered is handed out."""
         return self.pending == 0 and not self._buffer
 
-    async def start(self) -> None:
-        await self._subscribe()
+    async def start(self, timeout_s: float = STREAM_READY_TIMEOUT_S) -> None:
+        """Create the first consumer, retrying while the stream has no leader to ask (a reader
+        started during a failover); raise StreamUnavailable after ``timeout_s``."""
+        await self._resubscribe(time.monotonic() + timeout_s)
         self._watchdog = asyncio.create_task(self._watch(), name="crowdex-stream-watchdog")
 
     async def batches(self, timeout_s: float | None = None) -> list[StreamBatch]:
@@ -469,12 +529,20 @@ class StreamReader:
         self._restart_task = asyncio.create_task(self._resubscribe(),
                                                  name="crowdex-stream-reader-restart")
 
+    def check_consumer(self) -> None:
+        """After a reconnection: keep the consumer if it is still there (it may live on a node
+        other than the one we lost), else make a new one now rather than after two missed
+        heartbeats."""
+        if not self._closed and (self._check_task is None or self._check_task.done()):
+            self._check_task = asyncio.create_task(self._check_consumer(),
+                                                   name="crowdex-stream-reader-check")
+
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self._ready.set()
-        for task in (self._watchdog, self._restart_task):
+        for task in (self._watchdog, self._restart_task, self._check_task):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -495,7 +563,7 @@ class StreamReader:
         inbox = self._nc.new_inbox()
 
         async def deliver(msg: Msg) -> None:
-            if generation == self._generation and not self._closed:
+            if generation == self._generation and not self._closed and self._error is None:
                 await self._on_message(msg)
 
         self._subscription = await self._nc.subscribe(
@@ -507,11 +575,12 @@ class StreamReader:
             flow_control=True, idle_heartbeat=HEARTBEAT_S, mem_storage=True, num_replicas=1,
             inactive_threshold=CONSUMER_INACTIVE_S, filter_subject=self._log.subject)
         info = await self._log.js.add_consumer(self._log.stream, config=config,
-                                               timeout=ADMIN_TIMEOUT_S)
+                                               timeout=CONSUMER_CREATE_TIMEOUT_S)
         self._consumer = info.name
         self._last_activity = time.monotonic()
 
-    async def _resubscribe(self) -> None:
+    async def _resubscribe(self, deadline: float | None = None) -> None:
+        """Drop the consumer and make a new one, retrying (until ``deadline`` if given)."""
         await self._drop_consumer()
         pause = RETRY_PAUSE_S
         while not self._closed:
@@ -519,8 +588,11 @@ class StreamReader:
                 await self._subscribe()
                 return
             except (*_RETRYABLE, nats.js.errors.APIError) as error:
-                log.info("stream reader: no consumer yet (%r); retrying", error)
                 await self._drop_consumer()
+                if deadline is not None and time.monotonic() + pause > deadline:
+                    raise StreamUnavailable(f"stream {self._log.stream}: no consumer could be "
+                                            f"created ({error!r})") from error
+                log.info("stream reader: no consumer yet (%r); retrying", error)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, HEARTBEAT_S)
 
@@ -536,6 +608,17 @@ class StreamReader:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
                     self._log.js.delete_consumer(self._log.stream, consumer), HEARTBEAT_S)
+
+    async def _check_consumer(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return  # a restart is under way
+        try:
+            await self._log.js.consumer_info(self._log.stream, consumer,
+                                             timeout=CONSUMER_CREATE_TIMEOUT_S)
+        except (*_RETRYABLE, nats.js.errors.APIError) as error:
+            if consumer == self._consumer:
+                self.restart(f"its consumer did not answer after a reconnection ({error!r})")
 
     async def _watch(self) -> None:
         """Restart the consumer when it has been silent for two heartbeats."""
@@ -557,11 +640,19 @@ class StreamReader:
         except StreamError as error:
             self._fail(error)
             return
-        if consumer_sequence != self._next_consumer_sequence:
+        missing = consumer_sequence - self._next_consumer_sequence
+        if missing < 0 or (missing > 0 and not await self._fill(missing)):
             self.restart(f"delivery {consumer_sequence} where {self._next_consumer_sequence} "
                          "was expected")
             return
+        if self._error is not None:
+            return  # a filled message was damaged
         self._next_consumer_sequence += 1
+        self.pending = pending
+        self._accept(batch, len(msg.data))
+
+    def _accept(self, batch: StreamBatch, size: int) -> None:
+        """Buffer the next batch for the applier: it must be the next stream sequence."""
         if batch.sequence < self._next_sequence:
             return  # already delivered before a restart
         if batch.sequence > self._next_sequence:
@@ -570,10 +661,28 @@ class StreamReader:
                 f"{batch.sequence - 1} are not in the stream"))
             return
         self._next_sequence += 1
-        self.pending = pending
         self._buffer.append(batch)
-        self._buffer_bytes += len(msg.data)
+        self._buffer_bytes += size
         self._ready.set()
+
+    async def _fill(self, count: int) -> bool:
+        """Fetch, by direct get, ``count`` deliveries the consumer sent that never arrived;
+        False if one could not be had (the caller then makes a new consumer)."""
+        if count > FILL_MESSAGES_MAX:
+            return False
+        for _ in range(count):
+            try:
+                batch = await self._log.get(self._next_sequence)
+            except StreamCorruptError as error:
+                self._fail(error)
+                return True  # failed for good: no restart
+            if batch is None:
+                return False
+            self._last_activity = time.monotonic()  # progress: not a silent consumer
+            self._next_consumer_sequence += 1
+            self.filled += 1
+            self._accept(batch, sum(map(len, batch.payloads)))
+        return True
 
     async def _on_status(self, msg: Msg) -> None:
         """A heartbeat (check nothing was missed) or flow control (answer unless full)."""
@@ -585,9 +694,14 @@ class StreamReader:
         if stalled:
             await self._answer_flow_control(stalled)
         last = headers.get("Nats-Last-Consumer")
-        if last is not None and int(last) != self._next_consumer_sequence - 1:
+        if last is None:
+            return
+        missing = int(last) - (self._next_consumer_sequence - 1)
+        if missing < 0 or (missing > 0 and not await self._fill(missing)):
             self.restart(f"heartbeat says delivery {last}, last received "
                          f"{self._next_consumer_sequence - 1}")
+        elif missing > 0:
+            self.pending = 0  # a heartbeat: the consumer had nothing more to send
 
     def _parse(self, msg: Msg) -> tuple[StreamBatch, int, int]:
         """The batch, its consumer sequence and the pending count, from one delivery."""
@@ -620,6 +734,7 @@ class StreamReader:
                 await self._nc.publish(reply)
 
     def _fail(self, error: StreamError) -> None:
+        """Stop delivering: what is buffered is still handed out, then ``batches`` raises."""
         log.error("stream reader stops: %s", error)
         self._error = error
         self._ready.set()

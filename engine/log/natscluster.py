@@ -39,6 +39,10 @@ STOP_TIMEOUT_S = 10.0  # SIGTERM lets a node flush its files; SIGKILL after this
 POLL_INTERVAL_S = 0.05
 HTTP_TIMEOUT_S = 1.0  # one monitoring request
 CLUSTER_NAME = "crowdex"
+# The largest message a client may publish. NATS's default (1 MiB) would hold a full
+# 4,096-entry group-commit batch only while entries average under 256 bytes; 8 MiB is the most
+# NATS advises.
+MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
 BINARY_ENV = "CROWDEX_NATS_SERVER"  # an explicit nats-server binary, over the installed one
 
 
@@ -99,7 +103,7 @@ def nats_server_binary() -> Path:
     return Path(found)
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """``count`` distinct free loopback ports. All are held open until every one is found, so
     they differ from each other; another process may still take one before a node binds it."""
     sockets = []
@@ -122,6 +126,7 @@ def _config(node: NatsNode, peers: list[NatsNode], sync_always: bool) -> str:
         f"server_name: {json.dumps(node.name)}\n"
         f"listen: {json.dumps(f'{HOST}:{node.client_port}')}\n"
         f"http: {json.dumps(f'{HOST}:{node.monitor_port}')}\n"
+        f"max_payload: {MAX_PAYLOAD_BYTES}\n"
         "jetstream {\n"
         f"  store_dir: {json.dumps(str(node.store_dir))}{sync}\n"
         "}\n"
@@ -159,7 +164,7 @@ class NatsCluster:
         self.directory = Path(directory)
         self.binary = binary or nats_server_binary()
         self.sync_always = sync_always
-        ports = _free_ports(3 * nodes)
+        ports = free_ports(3 * nodes)
         self.nodes = [
             NatsNode(f"n{i + 1}", ports[3 * i], ports[3 * i + 1], ports[3 * i + 2],
                      self.directory / f"n{i + 1}")
