@@ -56,6 +56,14 @@ class Endpoints:
     def openapi(self) -> dict:
         return self._call(Call("GET", "/openapi.json"))
 
+    def venue(self) -> dict:
+        """How the venue runs: its profile, clock (wall or manual) and exchange time."""
+        return self._call(Call("GET", "/v1/venue"))
+
+    def boards(self) -> dict:
+        """The rules in force on every board (fees, durations, cancel windows, lock-ups)."""
+        return self._call(Call("GET", "/v1/boards"))
+
     # ---- accounts and money ---------------------------------------------------------------
 
     def create_account(self, role: Literal["investor", "issuer", "operator"], name: str, *,
@@ -209,6 +217,15 @@ class Endpoints:
 
     def cancel_order(self, order_id: int, *, idempotency_key: str | None = None) -> m.Order:
         return self._call(Call("DELETE", f"/v1/orders/{order_id}", m.Order,
+                               idempotency_key=idempotency_key))
+
+    def amend_order(self, order_id: int, *, price: int | None = None,
+                    quantity: int | None = None,
+                    idempotency_key: str | None = None) -> m.Order:
+        """Change a resting order: a smaller quantity keeps its place in the queue; a new
+        price or a larger quantity puts it at the back of its level."""
+        return self._call(Call("PATCH", f"/v1/orders/{order_id}", m.Order,
+                               _fields(price=price, quantity=quantity),
                                idempotency_key=idempotency_key))
 
     def orders(self, status: Literal["open", "all"] | None = None) -> list[m.Order]:

@@ -20,6 +20,7 @@ import msgspec
 
 from crowdex_client import _transport as t
 from crowdex_client._api import Call, Endpoints
+from crowdex_client._api import _fields as _given
 from crowdex_client.models import WsMessage, decode_message
 
 # Errors after which the call is tried again (it is keyed, so that is safe).
@@ -142,6 +143,14 @@ class AsyncWebSocket:
     async def cancel(self, order_id: int, *, request_id: Any = None) -> Any:
         request_id = next(self._request_ids) if request_id is None else request_id
         await self.send({"op": "cancel", "request_id": request_id, "order_id": order_id})
+        return request_id
+
+    async def amend(self, order_id: int, *, price: int | None = None,
+                    quantity: int | None = None, request_id: Any = None) -> Any:
+        """Amend a resting order (like PATCH /v1/orders/{id}); answered by ``AmendAck``."""
+        request_id = next(self._request_ids) if request_id is None else request_id
+        await self.send({"op": "amend", "request_id": request_id, "order_id": order_id,
+                         **_given(price=price, quantity=quantity)})
         return request_id
 
     async def ping(self) -> None:

@@ -77,6 +77,11 @@ class CancelAck(_Message, tag="cancel_ack"):
     request_id: Any = None
 
 
+class AmendAck(_Message, tag="amend_ack"):
+    order: Order
+    request_id: Any = None
+
+
 class WsError(_Message, tag="error"):
     code: str
     message: str
@@ -99,8 +104,9 @@ class Pong(_Message, tag="pong"):
     request_id: Any = None
 
 
-WsMessage = (Snapshot | Update | OrderAck | CancelAck | WsError | Subscribed | Unsubscribed
-             | Authenticated | Pong)
+WsMessage = (Snapshot | Update | OrderAck | CancelAck | AmendAck | WsError | Subscribed
+             | Unsubscribed | Authenticated | Pong)
+
 _ws_decoder = msgspec.json.Decoder(WsMessage)
 
 
@@ -113,7 +119,7 @@ def decode_message(payload: bytes) -> WsMessage | dict:
 
 
 __all__ = [
-    "AccountCreated", "AdminState", "AllocationView", "AuctionResult", "Authenticated",
+    "AccountCreated", "AdminState", "AmendAck", "AllocationView", "AuctionResult", "Authenticated",
     "BatchList", "BatchView", "Book", "CancelAck", "Candle", "ClockResult", "DepositResult",
     "DisclosureView", "DistributionView", "ErrorBody", "Fill", "Health", "Holding",
     "Indicative", "InstalmentView", "IntegrityEntry", "IntegrityView", "Me", "Mismatch",

@@ -22,6 +22,7 @@ import msgspec
 
 from crowdex_client import _transport as t
 from crowdex_client._api import Call, Endpoints
+from crowdex_client._api import _fields as _given
 from crowdex_client.models import WsMessage, decode_message
 
 # Errors after which the connection is opened again and the call retried (it is keyed).
@@ -220,6 +221,14 @@ class WebSocket:
     def cancel(self, order_id: int, *, request_id: Any = None) -> Any:
         request_id = self._request_id(request_id)
         self.send({"op": "cancel", "request_id": request_id, "order_id": order_id})
+        return request_id
+
+    def amend(self, order_id: int, *, price: int | None = None,
+              quantity: int | None = None, request_id: Any = None) -> Any:
+        """Amend a resting order (like PATCH /v1/orders/{id}); answered by ``AmendAck``."""
+        request_id = self._request_id(request_id)
+        self.send({"op": "amend", "request_id": request_id, "order_id": order_id,
+                   **_given(price=price, quantity=quantity)})
         return request_id
 
     def ping(self) -> None:

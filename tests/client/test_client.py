@@ -8,7 +8,9 @@ and both WebSockets trade on it; the cn2015 bulletin board gets a venue of its o
 from __future__ import annotations
 
 import csv
+import inspect
 import io
+import re
 import subprocess
 import sys
 import uuid
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from crowdex_client import ApiError, AsyncClient, Client, models
+from crowdex_client._api import Call, Endpoints
 from tests.conftest import OPERATOR_KEY, ServerProcess
 
 START = "2026-01-01T00:00:00Z"
@@ -41,6 +44,38 @@ def server(tmp_path_factory):
 
 def days(n: int) -> str:
     return f"2026-{1 + n // 31:02d}-{1 + n % 31:02d}T00:00:00Z"
+
+
+def _arguments(method) -> dict:
+    """Made-up arguments for an endpoint method's required parameters."""
+    made = {}
+    for name, param in inspect.signature(method).parameters.items():
+        if param.default is not inspect.Parameter.empty or param.kind is param.VAR_KEYWORD:
+            continue
+        made[name] = {"role": "investor", "side": "buy", "terms": {}}.get(
+            name, "x" if name in ("name", "reference", "board", "title", "deadline", "note",
+                                  "body") else 1)
+    return made
+
+
+def test_the_client_covers_every_route():
+    """Each route the server has (but the web UI's files and the WebSocket, which has its
+    own) is some method of the client."""
+    from gateway.app import all_routes
+
+    calls = []
+
+    class Recorder(Endpoints):
+        def _call(self, call: Call) -> None:
+            calls.append((call.method, call.path))
+
+    recorder = Recorder()
+    for name in dir(Endpoints):
+        if not name.startswith("_"):
+            method = getattr(recorder, name)
+            method(**_arguments(method))
+    routes = {(r.method, re.sub(r"\{[^}]+\}", "1", r.path)) for r in all_routes()}
+    assert routes - {("GET", "/")} <= set(calls)
 
 
 def test_importing_the_client_loads_none_of_the_server():
@@ -97,6 +132,7 @@ def test_system_and_accounts(server, world):
     assert cx.health() == models.Health("ok")
     assert "/v1/orders" in cx.openapi()["paths"]
     assert "crowdex_commands_total" in cx.metrics()
+    assert cx.venue()["clock"] == "manual" and "boards" in cx.boards()
     investor = world.investors[0]
     me = investor.me()
     assert isinstance(me, models.Me) and me.cash_available == 1_000_000_00
@@ -138,8 +174,10 @@ def test_trading_over_http(world):
     assert bought.status == "filled" and bought.fills[0].quantity == 20
     assert [o.order_id for o in a.orders("open")] == [resting.order_id]
     assert a.order(resting.order_id).filled_quantity == 20
+    amended = a.amend_order(resting.order_id, quantity=40)  # 20 of it filled: 20 rest
+    assert amended.order_id == resting.order_id and amended.remaining_quantity == 20
     book = b.book(pid, depth=5)
-    assert isinstance(book, models.Book) and book.asks == [[PRICE + 5, 30]]
+    assert isinstance(book, models.Book) and book.asks == [[PRICE + 5, 20]]
     trades = b.trades(pid, limit=10)
     assert trades[0].price == PRICE + 5 and trades[0].taker_side == "buy"
     assert b.candles(pid, "1m", 5)[-1].volume == 20
@@ -205,6 +243,10 @@ def test_the_sync_websocket(world):
         messages = [ws.recv(5) for _ in range(3)]  # the ack and two channel updates
         ack = next(m for m in messages if isinstance(m, models.OrderAck))
         assert ack.request_id == request_id and ack.order.status == "open"
+        ws.amend(ack.order.order_id, price=PRICE - 2)
+        while not isinstance(message := ws.recv(5), models.AmendAck):
+            assert isinstance(message, models.Update)
+        assert message.order.price == PRICE - 2
         ws.cancel(ack.order.order_id)
         while not isinstance(message := ws.recv(5), models.CancelAck):
             assert isinstance(message, models.Update)
