@@ -5,7 +5,6 @@
 import { del, get, post, refreshSession, session } from "../api.js";
 import {
   actionButton, badge, facts, field, h, loadInto, messageArea, newReference, onSubmit, panel, table,
-  when,
 } from "../dom.js";
 import { t } from "../i18n.js";
 import { count, parseYuan, percent, times, yuan } from "../money.js";
@@ -120,7 +119,7 @@ function ordersBox(projectLink, afterCancel) {
 /** Every fill of the account's orders, newest first: the trades it took part in. */
 function tradeHistory(orders, projectLink) {
   const fills = orders.flatMap((o) => o.fills.map((f) => ({ ...f, side: o.side, instrument_id: o.instrument_id,
-    order_id: o.order_id, time: o.created })))
+    order_id: o.order_id })))
     .sort((a, b) => b.trade_id - a.trade_id);
   return table([
     { label: t("history.trade"), cell: (f) => `#${f.trade_id}` },
@@ -129,7 +128,7 @@ function tradeHistory(orders, projectLink) {
     { label: t("orders.price"), num: true, cell: (f) => yuan(f.price) },
     { label: t("holdings.quantity"), num: true, cell: (f) => count(f.quantity) },
     { label: t("history.amount"), num: true, cell: (f) => yuan(times(f.price, f.quantity)) },
-    { label: t("history.order"), cell: (f) => `#${f.order_id} · ${when(f.time)}` },
+    { label: t("history.order"), cell: (f) => `#${f.order_id}` },
   ], fills.map((f) => ({ ...f, __data: { tradeId: f.trade_id } })),
   { id: "trade-history-table", caption: t("history.title"), empty: t("history.empty") });
 }
@@ -188,7 +187,9 @@ export async function accountView(container) {
       await loadHoldings();
     });
     left.append(panel(t("orders.open_title"), orders.open), panel(t("subs.title"), subs.el));
-    right.append(panel(t("history.title"), h("p", { class: "muted small" }, t("history.note")), orders.history));
+    // Full width below the columns: a trade has more figures than a side column holds.
+    container.append(h("div", { class: "stack wide-below" },
+      panel(t("history.title"), h("p", { class: "muted small" }, t("history.note")), orders.history)));
     loads.push(subs.load(), orders.load());
   }
   right.prepend(withdrawPanel(container, me));
