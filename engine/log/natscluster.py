@@ -14,6 +14,7 @@ are ever signalled, each by its own PID.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -178,6 +179,9 @@ class NatsCluster:
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Start every node, then wait until JetStream has a meta leader all nodes agree on."""
+        # The nodes run in their own sessions (see _spawn), so nothing else stops them if the
+        # owner forgets to: an interpreter that exits normally does.
+        atexit.register(self.stop)
         try:
             for index in range(len(self.nodes)):
                 self._spawn(index)
@@ -188,6 +192,7 @@ class NatsCluster:
 
     def stop(self) -> None:
         """Stop every node this cluster started: SIGTERM, then SIGKILL after a grace period."""
+        atexit.unregister(self.stop)
         for node in self.nodes:
             if node.pid is not None:
                 node.process.send_signal(signal.SIGTERM)
