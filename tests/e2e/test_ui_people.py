@@ -26,6 +26,7 @@ import re
 import aiohttp
 import pytest
 
+from gateway.routes.system import STATIC_FILES
 from tests.conftest import OPERATOR_KEY, ServerProcess
 from tests.e2e.browser import browser
 from tests.e2e.ui_support import (
@@ -495,3 +496,50 @@ async def test_cn2015_venue_speaks_chinese_and_colours_up_red(server_factory, tm
             await page.reload()
             await page.wait_for_selector("#nav a >> text=Projects")
     assert errors == []
+
+
+# ---- the dictionary -----------------------------------------------------------------------------
+
+
+async def test_every_string_the_ui_uses_exists_in_both_languages(venue):
+    """Every "area.name" key the UI's scripts mention is in js/strings.js with an English and a
+    Chinese text (keys built at run time are listed by their families)."""
+    url, _ = venue
+    scripts = sorted(name for name in STATIC_FILES if name.endswith(".js")
+                     and not name.startswith("vendor/") and name != "js/strings.js")
+    async with browser() as chromium:
+        page = await new_page(chromium, SIZES["desktop"], "en", [])
+        await page.goto(url + "/")
+        missing = await page.evaluate("""async (scripts) => {
+          const { STRINGS } = await import('/static/js/strings.js');
+          const bad = [];
+          for (const [key, pair] of Object.entries(STRINGS)) {
+            if (!Array.isArray(pair) || pair.length !== 2 || !pair[0] || !pair[1]) bad.push(key);
+          }
+          for (const name of scripts) {
+            const text = await (await fetch('/static/' + name)).text();
+            for (const m of text.matchAll(/"([a-z_]+\\.[a-z_0-9]+)"/g)) {
+              if (!(m[1] in STRINGS)) bad.push(name + ': ' + m[1]);
+            }
+          }
+          const BOARDS = ['equity', 'debt', 'ip', 'product'];
+          const families = {
+            status: ['open', 'pending_review', 'succeeded', 'trading', 'failed', 'rejected',
+                     'accepted', 'cancelled', 'allocated', 'refunded', 'scheduled', 'paid',
+                     'late', 'default', 'committed'],
+            board: BOARDS, units: BOARDS, unitname: BOARDS, risk: BOARDS,
+            side: ['buy', 'sell'], tif: ['gtc', 'ioc', 'fok'], interval: ['1m', '1h', '1d'],
+            role: ['investor', 'issuer', 'operator'], live: ['live', 'connecting', 'offline'],
+            class: ['retail', 'qualified', 'institutional'],
+            order_status: ['open', 'partially_filled', 'filled', 'cancelled', 'rejected'],
+            confirm: ['approve', 'reject', 'close', 'delivery', 'settle'],
+            op: ['approve', 'reject', 'close', 'delivery'],
+          };
+          for (const [family, names] of Object.entries(families)) {
+            for (const key of names.map((name) => family + '.' + name)) {
+              if (!(key in STRINGS)) bad.push(key);
+            }
+          }
+          return bad;
+        }""", scripts)
+    assert missing == []
