@@ -12,6 +12,8 @@ logged, and anything in a message that looks like a bearer token or an API key i
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import re
 import time
@@ -96,7 +98,9 @@ class AccessLog:
 
     It is the per-request cost of logging, so it skips what the logging module does for a
     general record (a LogRecord, caller and process lookups, filters): 3 us a request instead
-    of 13 us through ``logging.info``. The text format goes through logging, for a terminal.
+    of 13 us through ``logging.info``. The lines of one turn of the event loop go out in one
+    write at its end (under load, many requests finish in a turn: one system call for them
+    all). The text format goes through logging, for a terminal.
     """
 
     def __init__(self, out: logging.StreamHandler, fmt: str) -> None:
@@ -104,6 +108,7 @@ class AccessLog:
         self.json = fmt == "json"
         self._second = -1
         self._stamp = ""
+        self._pending: list[str] = []
 
     def __call__(self, method: str, path: str, status: int, seconds: float, request_id: str,
                  remote: str | None) -> None:
@@ -119,8 +124,18 @@ class AccessLog:
             "request_id": request_id, "method": method, "path": path, "status": status,
             "duration_ms": duration_ms, "remote": remote,
         })
-        with self.out.lock:
-            self.out.stream.write(line.decode() + "\n")
+        self._pending.append(line.decode())
+        if len(self._pending) == 1:  # the first line of this turn: write them at its end
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no event loop: write it now
+                self.flush()
+
+    def flush(self) -> None:
+        lines, self._pending = self._pending, []
+        if lines:
+            with self.out.lock:
+                self.out.stream.write("\n".join(lines) + "\n")
 
     def _utc(self, now: float) -> str:
         second = int(now)
@@ -136,7 +151,10 @@ _access: AccessLog | None = None
 def install(out: logging.StreamHandler, fmt: str) -> None:
     """Send access lines to ``out`` (configure_logging calls this)."""
     global _access
+    if _access is not None:
+        _access.flush()
     _access = AccessLog(out, fmt)
+    atexit.register(_access.flush)  # lines of the last turn, should the loop stop first
 
 
 def access(method: str, path: str, status: int, seconds: float, request_id: str,
