@@ -4,17 +4,19 @@
 // exchange clock, a closed project's close date (never a future "closes"), the issuer's name,
 // and a product raise told in backers, pledges and rewards rather than investors and shares.
 import { h, day, when } from "../dom.js";
-import { duration, t } from "../i18n.js";
+import { duration, t, tMaybe } from "../i18n.js";
 import { count, percent, percentOf, times, yuan } from "../money.js";
 import { exchangeNowMs } from "../venue.js";
 
 export const BOARD_KEYS = ["equity", "debt", "ip", "product"];
-export const boardLabel = (board) => t(`board.${board}`);
+// A board the server adds before the UI knows it still reads sensibly (its name, plain units).
+export const boardLabel = (board) => tMaybe(`board.${board}`, String(board).replaceAll("_", " "));
 export const TRADABLE = new Set(["equity", "debt", "ip"]);
 export const CLOSED = new Set(["succeeded", "failed", "trading"]);
 
 /** "30 shares" / "30 股": a quantity with its board's unit. */
-export const units = (board, n) => t(`units.${board}`, { n: count(n), raw: n });
+export const units = (board, n) => t(tMaybe(`units.${board}`, null) === null ? "units.other" : `units.${board}`,
+  { n: count(n) });
 /** Backers for a product raise, investors elsewhere. */
 export const peopleLabel = (board) => t(board === "product" ? "funding.backers" : "funding.investors");
 export const peopleTitle = (board) => t(board === "product" ? "funding.backers_title" : "funding.investors_title");
@@ -98,7 +100,8 @@ export function headline(p) {
     return t("headline.debt", { rate: rateText(p), months: p.terms.term_months, face: yuan(p.terms.face_value) });
   }
   if (p.board === "product") return t("headline.product", { goal: yuan(p.terms.goal), n: p.terms.tiers.length });
-  const price = t(p.board === "ip" ? "headline.per_unit" : "headline.per_share", { price: yuan(p.terms.price) });
+  if (p.terms.price === undefined) return boardLabel(p.board);
+  const price = t(p.board === "equity" ? "headline.per_share" : "headline.per_unit", { price: yuan(p.terms.price) });
   return p.board === "ip" ? `${price} · ${t("headline.royalty", { share: percent(p.terms.royalty_share_bps) })}` : price;
 }
 
@@ -123,6 +126,14 @@ function boardTerms(p) {
   }
   if (p.board === "product") {
     return [["goal", t("terms.goal"), yuan(tm.goal)], ["tiers", t("terms.tiers"), String(tm.tiers.length)]];
+  }
+  if (p.board === "operating_rights") {
+    return [["price", t("terms.price_unit"), yuan(tm.price)],
+      ["min_quantity", t("terms.target"), units(p.board, tm.min_quantity)],
+      ["max_quantity", t("terms.cap"), units(p.board, tm.max_quantity)],
+      ["term", t("terms.term"), t("terms.months", { n: tm.term_months })],
+      ["revenue_share", t("terms.revenue_share"), percent(tm.revenue_share_bps)],
+      ["buyback", t("terms.buyback"), yuan(tm.buyback_price)]];
   }
   return [];
 }

@@ -7,7 +7,7 @@ import {
   actionButton, badge, confirmDialog, facts, field, h, loadInto, messageArea, onSubmit, panel,
   table,
 } from "../dom.js";
-import { t } from "../i18n.js";
+import { t, tMaybe } from "../i18n.js";
 import { count, parseCount, parseHundredths, percent, times, yuan } from "../money.js";
 import { CLOSED, boardLabel, cancelNote, issuerName, unitPrice, units } from "./funding.js";
 
@@ -31,7 +31,7 @@ function cashFacts(box) {
 function riskNote(p) {
   return h("div", { class: "risk-note", id: "risk-note" },
     h("h3", {}, t("risk.title")),
-    h("p", {}, t(`risk.${p.board}`)),
+    h("p", {}, tMaybe(`risk.${p.board}`, t("risk.other"))),
     h("p", { id: "cancel-note" }, h("strong", {}, t("risk.cancel_label")), " ", cancelNote(p)));
 }
 
@@ -46,7 +46,7 @@ function subscribeControls(p) {
     if (firstOpen) tierSelect.value = String(firstOpen.tier_id);
     controls.push(tierField);
   }
-  controls.push(field(t("subscribe.quantity", { unit: t(`unitname.${p.board}`) }), { id: "sub-quantity",
+  controls.push(field(t("subscribe.quantity", { unit: tMaybe(`unitname.${p.board}`, t("unitname.other")) }), { id: "sub-quantity",
     name: "quantity", inputmode: "numeric", required: true, autocomplete: "off", value: "1" }));
   if (p.board === "debt" && p.terms.auction) {
     controls.push(field(t("subscribe.rate"), { id: "sub-rate", name: "rate", inputmode: "decimal",
