@@ -2,9 +2,11 @@
 
 An issuer is on the black list for a month when any instalment of its loans was ``late`` (or in
 ``default``) at some moment of that month, or when one of its debt or IP offerings, succeeded
-before the month began, got no disclosure during that (finished) month. It is on the red list
-after 6 months in a row in which it owed disclosures and was never black. Computed on read from
-the journaled state and the exchange clock, so it needs no state of its own.
+before the month began, got no disclosure during that (finished) month, or when a month's
+revenue report or the buy-back of its operating-rights projects was ``late`` (or in ``default``)
+at some moment of that month (a report is its monthly disclosure, so it owes no other). It is on
+the red list after 6 months in a row in which it owed disclosures or reports and was never black.
+Computed on read from the journaled state and the exchange clock, so it needs no state of its own.
 """
 
 from __future__ import annotations
@@ -53,8 +55,14 @@ def _month_state(offerings: Any, issuer: int, projects: list, start: int, end: i
     reasons = []
     owed = False
     upto = min(end, now)
+    terms = offerings.terms
     for project in projects:
         if project.closed_us == 0 or project.closed_us > start:
+            continue
+        if terms.watches(project):  # operating rights: monthly revenue and the buy-back
+            owed = owed or terms.owes_during(project.project_id, start)
+            # Up to and including this instant: an item in default now is listed now.
+            reasons.extend(terms.breaches(project.project_id, start, min(end, now + 1)))
             continue
         owed = True
         if project.board == "debt" and _late_during(offerings, project, start, upto):
@@ -69,7 +77,8 @@ def integrity_lists(offerings: Any, year: int, month: int) -> dict[str, list[dic
     now = offerings.machine.now_us
     by_issuer: dict[int, list] = {}
     for project in offerings.projects.values():
-        if (offerings.board(project).config.owes_disclosures
+        if ((offerings.board(project).config.owes_disclosures
+             or offerings.terms.watches(project))
                 and project.status in (rules.SUCCEEDED, rules.TRADING)):
             by_issuer.setdefault(project.issuer_id, []).append(project)
     black, red = [], []

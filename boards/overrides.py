@@ -2,7 +2,7 @@
 
     crowdex serve --boards boards.toml
 
-    [equity]                  # any board: equity, debt, ip, product
+    [equity]                  # any board: equity, debt, ip, product, operating_rights
     success_fee_bps = 500
     duration_days_max = 90
     cancel_window_hours = 24
@@ -55,10 +55,13 @@ KEYS: dict[str, Key] = {
     "cancel_window_hours": Key("cancel_window_us", 0, 24 * DAYS_MAX, US_PER_HOUR),
     "success_fee_bps": Key("success_fee_bps", 0, 10_000),
     "lockup_days": Key("lockup_days_default", 0, DAYS_MAX),
-    "seller_fee_bps": Key("seller_fee_bps", 0, 10_000, only=("equity", "debt", "ip")),
-    "distribution_fee_bps": Key("distribution_fee_bps", 0, 10_000, only=("debt", "ip")),
+    "seller_fee_bps": Key("seller_fee_bps", 0, 10_000,
+                          only=("equity", "debt", "ip", "operating_rights")),
+    "distribution_fee_bps": Key("distribution_fee_bps", 0, 10_000,
+                                only=("debt", "ip", "operating_rights")),
     "borrower_cap_fen": Key("borrower_cap_fen", 1, AMOUNT_MAX_FEN, only=("debt",)),
-    "holders_max": Key("holders_max_cn2015", 1, 1_000_000, only=("equity", "ip")),
+    "holders_max": Key("holders_max_cn2015", 1, 1_000_000,
+                       only=("equity", "ip", "operating_rights")),
     "payout_released_pct": Key("payout_released_pct", 0, 100, only=("product",)),
 }
 MARKETS_KEYS: dict[str, tuple[int, int]] = {"auction_hour_utc": (0, 23)}

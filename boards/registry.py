@@ -5,6 +5,7 @@ from __future__ import annotations
 from boards.debt import DebtBoard
 from boards.equity import EquityBoard
 from boards.ip import IpBoard
+from boards.operating_rights import OperatingRightsBoard
 from boards.product import ProductBoard
 from boards.rules import Board
 from engine.errors import CrowdexError
@@ -14,6 +15,7 @@ BOARDS: dict[str, Board] = {
     "debt": DebtBoard(),
     "ip": IpBoard(),
     "product": ProductBoard(),
+    "operating_rights": OperatingRightsBoard(),
 }
 
 

@@ -178,6 +178,14 @@ class Endpoints:
                                m.DistributionView, {"amount": amount},
                                idempotency_key=idempotency_key))
 
+    def report_revenue(self, project_id: int, month: str, revenue: int, *,
+                       idempotency_key: str | None = None) -> m.InstalmentView:
+        """Issuer, operating rights: a month's revenue ("YYYY-MM"); what it owes is paid at
+        once and reaches holders at the next settlement batch. Answers the month's row."""
+        return self._call(Call("POST", f"/v1/projects/{project_id}/revenue",
+                               m.InstalmentView, {"month": month, "revenue": revenue},
+                               idempotency_key=idempotency_key))
+
     def distributions(self, project_id: int) -> list[m.DistributionView]:
         return self._call(Call("GET", f"/v1/projects/{project_id}/distributions",
                                list[m.DistributionView]))

@@ -43,6 +43,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "duplicate_client_order_id": 409,
     "order_not_open": 409,
     "offer_not_open": 409,
+    "already_reported": 409,  # operating rights: a month's revenue is reported once
+    "month_not_over": 409,  # operating rights: a month is reported once it is over
+    "instrument_closed": 409,  # operating rights: no orders after the end of the term
     # 422: business rules
     "insufficient_funds": 422,
     "insufficient_holdings": 422,
@@ -64,6 +67,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "holding_period": 422,
     "borrower_cap": 422,
     "not_permitted": 422,
+    "not_in_term": 422,  # operating rights: a month outside the project's term
+    "amount_mismatch": 422,  # operating rights: the buy-back is paid exactly
+    "in_default": 422,  # operating rights: units of a project in default cannot be sold
     "command_skipped": 422,  # the operator skipped a command that could not be applied
     # 429 / 503
     "rate_limited": 429,

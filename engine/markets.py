@@ -1,6 +1,7 @@
 """Secondary markets: orders, cancels and call auctions, matched by the compiled engine.
 
-Boards decide what may trade (``Offerings.instrument_info``: tradable, locked up, defaulted);
+Boards decide what may trade (``Offerings.instrument_info``: tradable, locked up, defaulted,
+closed at the end of an operating-rights term);
 ``MatchingEngine`` (the numba kernels) matches and moves reserved cash and units. This
 component keeps what the API shows about orders, records each fill's movements for
 settlement, keeps the trade tape and candles, and publishes book, trade and order updates.
@@ -140,6 +141,8 @@ class Markets:
         info = self._offerings().instrument_info(instrument_id)
         if info is None:
             raise CrowdexError("instrument_not_found", f"no instrument {instrument_id}")
+        if info.closed:  # a state (409), so before the business rules
+            raise CrowdexError("instrument_closed", "the instrument's term has ended")
         if not info.tradable:
             raise CrowdexError("not_permitted", f"the {info.board} board has no secondary market")
         if self.machine.profile == "cn2015":
@@ -148,7 +151,7 @@ class Markets:
         if info.status != "trading":
             raise CrowdexError("locked_up", "the instrument is still locked up")
         if info.defaulted and side == "sell":
-            raise CrowdexError("not_permitted", "notes of a loan in default cannot be sold")
+            raise info.default_refusal()
         return info
 
     def _ensure_instrument(self, info: Any) -> None:
@@ -300,6 +303,22 @@ class Markets:
         if info.board != "ip":
             raise CrowdexError("not_permitted", "only IP instruments trade in call auctions")
         return Reply(200, self.uncross(cmd.instrument_id))
+
+    def cancel_resting(self, instrument_id: int, sides: tuple[str, ...]) -> int:
+        """Cancel every resting order of an instrument on ``sides``, oldest first, as their
+        owners' cancels would (the offerings' clock: the end of a term, a default); returns
+        how many. Nobody waits for these replies."""
+        orders = sorted((order for mine in self.open_by_account.values()
+                         for order in mine.values()
+                         if order.instrument_id == instrument_id and order.side in sides),
+                        key=lambda order: order.order_id)
+        if not orders:
+            return 0
+        queue = _Queue()
+        for index, order in enumerate(orders):
+            queue.cancel(index, self.machine.last_sequence, order.account_id, order)
+        self._match(queue, [None] * len(orders))
+        return len(orders)
 
     def uncross(self, instrument_id: int) -> dict:
         """Run one instrument's call auction; the response body of an uncross."""

@@ -35,6 +35,8 @@ SERVICING_FEE = 10
 PAYOUT_HELD = 11
 PAYOUT_RELEASED = 12
 HELD_REFUND = 13
+BUYBACK = 14  # operating rights: the issuer buys a holder's units back at the end of the term
+UNITS_CANCELLED = 15  # units bought back go out of issue (to account 0, where they came from)
 
 # Debits taken out of proceeds the moment they are credited (a seller's fee out of the sale, the
 # issuer's success fee and held payout out of what was raised): under rules 4 they lower the
@@ -47,6 +49,7 @@ KIND_NAMES = {
     SUBSCRIPTION_PAYMENT: "subscription_payment", UNITS_ISSUED: "units_issued",
     SUCCESS_FEE: "success_fee", DISTRIBUTION: "distribution", SERVICING_FEE: "servicing_fee",
     PAYOUT_HELD: "payout_held", PAYOUT_RELEASED: "payout_released", HELD_REFUND: "held_refund",
+    BUYBACK: "buyback", UNITS_CANCELLED: "units_cancelled",
 }
 
 MOVEMENT_DTYPE = np.dtype(

@@ -27,6 +27,7 @@ from engine import offerings_commands as oc
 from engine.clock import format_time_us
 from engine.errors import CrowdexError
 from engine.machine import AccountInfo, Reply
+from engine.operating_terms import OperatingTerms, TermState
 
 YEAR_US = 365 * rules.US_PER_DAY
 QUALIFIED_CLASSES = ("qualified", "institutional")
@@ -117,6 +118,15 @@ class InstrumentInfo(msgspec.Struct, frozen=True):
     defaulted: bool  # a debt instalment 90 days overdue: the notes cannot be sold
     tradable: bool  # the board has a secondary market (product: never)
     seller_fee_bps: int = 100  # of each fill, from the rules the project was listed under
+    closed: bool = False  # operating rights after the term: no new orders
+    default_code: str = "not_permitted"  # the refusal of a sell while defaulted
+
+    def default_refusal(self) -> CrowdexError:
+        """The refusal of a sell while the project is in default. The debt board's words are
+        journal format (remembered replies), so they stay as they were."""
+        if self.default_code == "not_permitted":
+            return CrowdexError("not_permitted", "notes of a loan in default cannot be sold")
+        return CrowdexError(self.default_code, "units of a project in default cannot be sold")
 
 
 class OfferingsMeta(msgspec.Struct, array_like=True):
@@ -129,6 +139,7 @@ class OfferingsMeta(msgspec.Struct, array_like=True):
     distributions: list[Distribution]
     disclosures: list[Disclosure]
     rules_file: dict[str, Any] = msgspec.field(default_factory=dict)  # boards.overrides
+    operating_terms: list[TermState] = msgspec.field(default_factory=list)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -172,6 +183,7 @@ class Offerings:
         self._schedules: dict[int, list[debt_board.Instalment]] = {}
         self._next_due: int | None = None
         self.rules_file: dict[str, Any] = {}  # the operator's boards file in force (state)
+        self.terms = OperatingTerms(self)  # the operating-rights board after its close
         self._configured: dict[tuple, rules.Board] = {}  # boards with overrides (derived)
 
     def handlers(self) -> dict[type, Callable[[Any, int], Reply]]:
@@ -180,8 +192,11 @@ class Offerings:
             oc.CloseProject: self._close_command, oc.Subscribe: self._subscribe,
             oc.CancelSubscription: self._cancel, oc.Distribute: self._distribute,
             oc.ConfirmDelivery: self._delivery, oc.PostDisclosure: self._disclose,
-            oc.SetBoardRules: self._set_rules,
+            oc.SetBoardRules: self._set_rules, oc.ReportRevenue: self.terms_report,
         }
+
+    def terms_report(self, cmd: oc.ReportRevenue, actor: int) -> Reply:
+        return self.terms.report(cmd, actor)
 
     # ---- helpers ------------------------------------------------------------------------------
 
@@ -539,6 +554,9 @@ class Offerings:
         project.success_fee = fee
         project.rate_bps = rate_bps
         project.status = rules.SUCCEEDED
+        event = self.terms.start(project)
+        if event is not None:
+            self._schedule_due(event)
 
     # ---- time ---------------------------------------------------------------------------------
 
@@ -560,6 +578,7 @@ class Offerings:
                     and project.lockup_until_us <= now):
                 project.status = rules.TRADING
                 self._publish(project)
+        self.terms.on_time()
         self._recompute_due()
 
     def _recompute_due(self) -> None:
@@ -569,6 +588,9 @@ class Offerings:
                 self._schedule_due(project.deadline_us)
             elif project.status == rules.SUCCEEDED and self.board(project).config.issues_units:
                 self._schedule_due(project.lockup_until_us)
+        event = self.terms.next_event_us()
+        if event is not None:
+            self._schedule_due(event)
 
     def next_deadline_us(self) -> int | None:
         return self._next_due
@@ -578,6 +600,8 @@ class Offerings:
     def _distribute(self, cmd: oc.Distribute, actor: int) -> Reply:
         self._require_role(actor, "issuer")
         project = self._own_project(cmd.project_id, actor)
+        if self.terms.is_board(project):  # operating rights pay the buy-back this way
+            return self.terms.pay_buyback(project, cmd.amount, actor)
         config = self.board(project).config
         if config.distribution_fee_bps == 0 or not config.issues_units:
             raise CrowdexError("invalid_state", "this board pays no distributions")
@@ -587,19 +611,26 @@ class Offerings:
             owed = sum(i.amount_fen for i in self.instalments(project)) - self.repaid(project)
             if cmd.amount > owed:
                 raise CrowdexError("not_permitted", f"the loan has {owed} fen left to repay")
-        row = self._rows()[actor]
-        if int(row["cash_available"]) < cmd.amount:
-            raise CrowdexError("insufficient_funds", f"{cmd.amount} fen needed")
-        # The payment waits in the issuer's escrow until the batch pays the holders of record.
-        row["cash_available"] -= cmd.amount
-        row["cash_reserved"] += cmd.amount
+        repaid = self.repaid(project)
+        dist = self.escrow_payment(project, actor, cmd.amount)
         if project.board == "debt":
-            project.payments.append((self.machine.now_us, self.repaid(project) + cmd.amount))
-        dist = Distribution(self.next_distribution_id, project.project_id, cmd.amount,
+            project.payments.append((self.machine.now_us, repaid + cmd.amount))
+        return Reply(200, distribution_view(dist))
+
+    def escrow_payment(self, project: Project, issuer: int, amount: int) -> Distribution:
+        """Take an issuer's payment to holders (422 ``insufficient_funds`` before anything
+        changes); it waits in the issuer's escrow until the batch pays the holders of record."""
+        row = self._rows()[issuer]
+        if int(row["cash_available"]) < amount:
+            raise CrowdexError("insufficient_funds", f"{amount} fen needed, "
+                               f"{int(row['cash_available'])} available")
+        row["cash_available"] -= amount
+        row["cash_reserved"] += amount
+        dist = Distribution(self.next_distribution_id, project.project_id, amount,
                             self.machine.now_us)
         self.next_distribution_id += 1
         self.distributions[dist.distribution_id] = dist
-        return Reply(200, distribution_view(dist))
+        return dist
 
     def pay_pending_distributions(self) -> int:
         """Pay every pending distribution to the holders of record now; returns how many.
@@ -620,8 +651,13 @@ class Offerings:
     def _pay(self, dist: Distribution) -> None:
         machine = self.machine
         project = self.projects[dist.project_id]
+        if self.terms.is_buyback(dist):
+            self.terms.pay_out_buyback(dist, project)
+            return
         issuer = project.issuer_id
-        holders = self.holders(project.project_id)
+        # After a buy-back cancelled the units, a month reported late goes to their last holders.
+        holders = (self.holders(project.project_id)
+                   or self.terms.final_holders(project.project_id))
         row = self._rows()[issuer]
         row["cash_reserved"] -= dist.amount
         dist.status = "paid"
@@ -734,6 +770,8 @@ class Offerings:
 
     def defaulted(self, project: Project) -> bool:
         now = self.machine.now_us
+        if project.project_id in self.terms.states:
+            return self.terms.in_default(project.project_id, now)
         return any(self.instalment_status(project, i, now) == "default"
                    for i in self.instalments(project))
 
@@ -750,18 +788,21 @@ class Offerings:
         return InstrumentInfo(instrument_id, project.board, price, project.lockup_until_us,
                               project.status, self.defaulted(project),
                               board.config.tradable and board.config.issues_units,
-                              board.config.seller_fee_bps)
+                              board.config.seller_fee_bps,
+                              self.terms.closed(instrument_id, self.machine.now_us),
+                              "in_default" if self.terms.is_board(project) else "not_permitted")
 
     def held_total(self) -> int:
         """Cash held by projects (product payouts awaiting delivery): in no account."""
         return sum(p.held_amount for p in self.projects.values())
 
     def units_issued(self, instrument_id: int) -> int:
-        """Units of an instrument issued at its offering's success (0 if none)."""
+        """Units of an instrument in issue: issued at its offering's success (0 if none), less
+        those an operating-rights buy-back cancelled."""
         project = self.projects.get(instrument_id)
         if project is None or self.instrument_info(instrument_id) is None:
             return 0
-        return project.subscribed_quantity
+        return project.subscribed_quantity - self.terms.units_cancelled(instrument_id)
 
     # ---- views --------------------------------------------------------------------------------
 
@@ -799,6 +840,7 @@ class Offerings:
             view["tiers"] = [self._tier_view(project, t, live) for t in project.terms["tiers"]]
             if project.delivery:
                 view["delivery"] = project.delivery
+        view.update(self.terms.view(project, self.machine.now_us))
         return view
 
     def _tier_view(self, project: Project, tier: dict, live: _Live | None) -> dict:
@@ -831,7 +873,7 @@ class Offerings:
             self.next_project_id, self.next_subscription_id, self.next_distribution_id,
             self.next_disclosure_id, list(self.projects.values()),
             list(self.subscriptions.values()), list(self.distributions.values()),
-            list(self.disclosures.values()), self.rules_file))
+            list(self.disclosures.values()), self.rules_file, self.terms.meta()))
 
     def load(self, arrays: dict[str, np.ndarray], meta: bytes) -> None:
         state = _decoder.decode(meta)
@@ -842,6 +884,7 @@ class Offerings:
         self.next_disclosure_id = state.next_disclosure_id
         self.projects = {p.project_id: p for p in state.projects}
         self.rules_file = state.rules_file
+        self.terms.load(state.operating_terms)
         self.distributions = {d.distribution_id: d for d in state.distributions}
         self.disclosures = {d.disclosure_id: d for d in state.disclosures}
         for sub in state.subscriptions:

@@ -1,4 +1,5 @@
-"""Commands of primary offerings (projects, subscriptions, distributions, disclosures).
+"""Commands of primary offerings (projects, subscriptions, distributions, disclosures, the
+operating-rights board's revenue reports).
 
 Tags are stable journal format: never rename or reuse one.
 """
@@ -62,6 +63,14 @@ class PostDisclosure(msgspec.Struct, tag="post_disclosure", array_like=True):
     body: str
 
 
+class ReportRevenue(msgspec.Struct, tag="report_revenue", array_like=True):
+    """Operating rights: the issuer reports a month's revenue and pays what it owes at once."""
+
+    project_id: int
+    month: str  # YYYY-MM
+    revenue: int  # fen, may be 0
+
+
 class SetBoardRules(msgspec.Struct, tag="set_board_rules", array_like=True):
     """The operator's boards file (``boards.overrides``), as parsed: it replaces the one in
     force and applies to projects listed from now on."""
@@ -71,5 +80,5 @@ class SetBoardRules(msgspec.Struct, tag="set_board_rules", array_like=True):
 
 OFFERING_COMMANDS: tuple[type, ...] = (
     CreateProject, ReviewProject, CloseProject, Subscribe, CancelSubscription, Distribute,
-    ConfirmDelivery, PostDisclosure, SetBoardRules,
+    ConfirmDelivery, PostDisclosure, SetBoardRules, ReportRevenue,
 )

@@ -147,12 +147,14 @@ class Offers:
                                "offers exist only under the cn2015 profile; use /v1/orders")
 
     def _check_tradable(self, info: Any, seller_side: bool) -> None:
+        if info.closed:
+            raise CrowdexError("instrument_closed", "the instrument's term has ended")
         if not info.tradable:
             raise CrowdexError("not_permitted", f"the {info.board} board has no secondary market")
         if info.status != rules.TRADING:
             raise CrowdexError("locked_up", "the instrument is still locked up")
         if info.defaulted and seller_side:
-            raise CrowdexError("not_permitted", "notes of a loan in default cannot be sold")
+            raise info.default_refusal()
 
     def _instrument(self, instrument_id: int) -> Any:
         info = self._offerings().instrument_info(instrument_id)
@@ -350,18 +352,30 @@ class Offers:
         self.eligible(actor)
         offer = self._open_offer(cmd.offer_id, owner=actor)
         self._check_profile()
+        self._withdraw(offer)
+        return Reply(200, offer_view(offer))
+
+    def _withdraw(self, offer: OfferRecord) -> None:
+        """Cancel an open offer: its poster's reservation is released."""
         rest = offer.quantity - offer.filled
         if offer.side == "buy":
-            row = self.machine.balances.accounts.rows[actor]
+            row = self.machine.balances.accounts.rows[offer.account_id]
             row["cash_reserved"] -= offer.price * rest
             row["cash_available"] += offer.price * rest
         else:
-            position = self._position(actor, offer.instrument_id)
+            position = self._position(offer.account_id, offer.instrument_id)
             position["units_reserved"] -= rest
             position["units_available"] += rest
         offer.status = CANCELLED
         self._finish(offer)
-        return Reply(200, offer_view(offer))
+
+    def cancel_open(self, instrument_id: int, sides: tuple[str, ...]) -> int:
+        """Cancel every open offer of an instrument on ``sides`` (the offerings' clock: the end
+        of an operating-rights term, a default); returns how many."""
+        offers = [o for o in self.open_offers(instrument_id) if o.side in sides]
+        for offer in offers:
+            self._withdraw(offer)
+        return len(offers)
 
     def _finish(self, offer: OfferRecord) -> None:
         self.open_by_account.get(offer.account_id, {}).pop(offer.offer_id, None)

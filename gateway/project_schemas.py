@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from gateway.schemas import NO_NUL, Amount, Name, Request, Time
+from gateway.schemas import NO_NUL, Amount, Name, NonNegativeFen, Request, Time
 
 Text = Annotated[str, msgspec.Meta(max_length=20_000, pattern=NO_NUL)]
 Bps = Annotated[int, msgspec.Meta(gt=0, le=100_000)]
@@ -30,6 +30,14 @@ class SubscribeRequest(Request):
 
 class DistributionRequest(Request):
     amount: Amount
+
+
+class RevenueRequest(Request):
+    """Operating rights: a month's revenue (0 is a valid report)."""
+
+    month: Annotated[str, msgspec.Meta(pattern="^[0-9]{4}-(0[1-9]|1[0-2])$",
+                                       description="YYYY-MM")]
+    revenue: NonNegativeFen
 
 
 class DeliveryRequest(Request):
@@ -65,6 +73,14 @@ class ProjectView(msgspec.Struct):
     held_amount: int | None = None  # product
     tiers: list[dict[str, Any]] | None = None  # product
     delivery: Any = None  # product, once delivery is confirmed
+    # Operating rights, once the offering succeeded: the term and where it stands.
+    first_month: str | None = None
+    last_month: str | None = None
+    term_end: Time | None = None
+    buyback_due: Time | None = None
+    units_outstanding: int | None = None
+    in_default: bool | None = None  # while any month or the buy-back is in default
+    instrument_closed: bool | None = None  # from the end of the term
 
 
 class SubscriptionView(msgspec.Struct):
@@ -87,13 +103,22 @@ class AllocationView(msgspec.Struct):
 
 
 class InstalmentView(msgspec.Struct):
-    number: int
+    """A row of ``GET /v1/projects/{id}/schedule``: a debt instalment (``number``,
+    ``principal``, ``interest``, ``amount``), or an operating-rights month (``month``;
+    ``revenue`` and ``owed`` null until reported) and, last, its buy-back (``buyback: true``).
+    A revenue report answers its month's row."""
+
     due: Time
-    principal: int
-    interest: int
-    amount: int
     paid: int
     status: Literal["scheduled", "paid", "late", "default"]
+    number: int | None = None
+    principal: int | None = None
+    interest: int | None = None
+    amount: int | None = None
+    month: str | None = None
+    revenue: int | None = None
+    owed: int | None = None
+    buyback: bool | None = None
 
 
 class DistributionView(msgspec.Struct):

@@ -1,5 +1,5 @@
 """Projects: listing, review, subscriptions, the close, allocations, schedules, distributions,
-delivery, disclosures and the integrity list (API.md "Projects")."""
+revenue reports, delivery, disclosures and the integrity list (API.md "Projects")."""
 
 from __future__ import annotations
 
@@ -123,6 +123,14 @@ async def distribute(request: web.Request) -> web.Response:
     return http.reply(request, await http.submit(request, command, issuer))
 
 
+async def report_revenue(request: web.Request) -> web.Response:
+    project_id = http.path_id(request, "project_id")
+    req = await http.body(request, ps.RevenueRequest)
+    issuer = http.require(request, "issuer")
+    command = oc.ReportRevenue(project_id, req.month, req.revenue)
+    return http.reply(request, await http.submit(request, command, issuer))
+
+
 async def delivery(request: web.Request) -> web.Response:
     project_id = http.path_id(request, "project_id")
     raw = await request.read()
@@ -194,9 +202,12 @@ async def schedule(request: web.Request) -> web.Response:
     project_id = http.path_id(request, "project_id")
     component = offerings(request)
     project = component.project_for(project_id, viewer(request))
-    if project.board != "debt":
-        raise CrowdexError("not_found", "only debt projects have a repayment schedule")
     now = component.machine.now_us
+    if component.terms.is_board(project):  # operating rights: the months, then the buy-back
+        return http.respond(request, 200, component.terms.schedule(project, now))
+    if project.board != "debt":
+        raise CrowdexError("not_found",
+                           "only debt and operating-rights projects have a schedule")
     rows = []
     for instalment in component.instalments(project):
         paid, _ = component.instalment_paid(project, instalment)
@@ -281,11 +292,17 @@ ROUTES = [
           ("investor",), None, list[ps.SubscriptionView]),
     Route("GET", P + "/allocations", allocations, "Allocations after the close",
           ("operator", "issuer", "investor"), None, list[ps.AllocationView]),
-    Route("GET", P + "/schedule", schedule, "A loan's instalments", (), None,
+    Route("GET", P + "/schedule", schedule,
+          "A loan's instalments; operating rights: the months, then the buy-back", (), None,
           list[ps.InstalmentView]),
     Route("POST", P + "/distributions", distribute,
-          "Pay a repayment or royalty (paid to holders at the next batch)", ("issuer",),
+          "Pay a repayment, a royalty or an operating-rights buy-back (paid to holders at "
+          "the next batch)", ("issuer",),
           ps.DistributionRequest, ps.DistributionView),
+    Route("POST", P + "/revenue", report_revenue,
+          "Operating rights: report a month's revenue and pay what it owes at once (to "
+          "holders at the next batch)", ("issuer",), ps.RevenueRequest, ps.InstalmentView,
+          201),
     Route("GET", P + "/distributions", list_distributions, "A project's distributions",
           (), None, list[ps.DistributionView]),
     Route("POST", P + "/delivery", delivery,
