@@ -35,7 +35,8 @@ DEMO_SECRET_BYTES = 32
 DEMO_KEY_PREFIX = "cdx_demo_"
 DEMO_KEY_CHARS = 22  # 132 bits of the HMAC, URL-safe
 DEMO_ISSUERS = (("equity", "Wuhan Optics Ltd"), ("debt", "Hubei Tea Co-operative"),
-                ("ip", "Yangtze Patent Pool"), ("product", "Lotus Lamp Studio"))
+                ("ip", "Yangtze Patent Pool"), ("product", "Lotus Lamp Studio"),
+                ("operating_rights", "Riverside Café Chain"))
 DEMO_INVESTORS = (("Li Wei", "qualified"), ("Zhang Min", "institutional"),
                   ("Wang Fang", "qualified"), ("Chen Jie", "retail"),
                   ("Liu Yang", "retail"), ("Zhao Lei", "qualified"))
@@ -169,6 +170,7 @@ async def seed_demo(engine: Any) -> dict[str, str] | None:
     await listing("product", "Smart kettle", 10, {"goal": 10_000_000, "tiers": tiers},
                   [(2, 1, {"tier_id": "standard"})], close=True)
     await _demo_trades(engine, lens, investors)
+    await _demo_cafe(engine, listing, issuers["operating_rights"], investors)
     del keys["secret"]
     return keys
 
@@ -180,6 +182,38 @@ def _known_keys(engine: Any) -> dict[str, str] | None:
         return None
     index = engine.machine.key_index
     return {name: key for name, key in keys.items() if _key_hash(key) in index} or None
+
+
+# A café chain sells 10 % of a branch's monthly revenue for 12 months, bought back at 18.00.
+CAFE_TERMS = {"price": 2_000, "min_quantity": 200, "max_quantity": 1_000, "term_months": 12,
+              "revenue_share_bps": 1_000, "buyback_price": 1_800, "lockup_days": 0}
+CAFE_DEPOSIT_FEN = 100_000_00  # the chain's cash for its monthly payments
+
+
+async def _demo_cafe(engine: Any, listing: Any, chain: int, investors: list[int]) -> None:
+    """The operating-rights board: a café chain with a listing in each state. Its months are
+    all ``scheduled`` at seeding (month 1 starts after the close); as the exchange clock moves
+    they fall due, and the chain reports them with POST /v1/projects/{id}/revenue."""
+    none: dict = {}
+    await _ok(engine, c.Deposit(chain, CAFE_DEPOSIT_FEN, "demo-seed"),
+              engine.machine.operator_account_id)
+    await listing("operating_rights", "Café chain: ten new branches", 40, CAFE_TERMS,
+                  [(0, 300, none), (2, 150, none)])
+    # Oversubscribed 1,300 for 1,000: allocated pro rata, and trading at once.
+    flagship = await listing("operating_rights", "Café chain: the riverside flagship", 30,
+                             CAFE_TERMS, [(0, 500, none), (1, 600, none), (2, 200, none)],
+                             close=True)
+    await listing("operating_rights", "Café chain: airport kiosks", 30,
+                  {**CAFE_TERMS, "lockup_days": 90}, [(1, 400, none), (5, 200, none)],
+                  close=True)
+    await listing("operating_rights", "Café chain: a roastery", 30,
+                  {**CAFE_TERMS, "min_quantity": 900}, [(2, 100, none)], close=True)
+    await listing("operating_rights", "Café chain: campus kiosks", 45, CAFE_TERMS, [],
+                  approve=False)
+    for who, side, price, quantity in ((0, "sell", 2_100, 40), (4, "buy", 2_100, 15),
+                                       (3, "buy", 1_950, 30), (1, "sell", 2_200, 25)):
+        await _ok(engine, mc.PlaceOrder(flagship, side, "limit", price, quantity),
+                  investors[who])
 
 
 async def _demo_trades(engine: Any, instrument: int, investors: list[int]) -> None:

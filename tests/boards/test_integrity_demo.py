@@ -65,17 +65,19 @@ async def test_six_clean_months_make_the_red_list(venue):
 async def test_demo_seeds_every_board_in_several_states(venue):
     engine = venue.client.server.app[keys.ENGINE]
     accounts = await seed_demo(engine)
-    assert accounts and len(accounts) == 10
+    assert accounts and len(accounts) == 11
     _, rows = await venue.call("GET", "/v1/projects", None, expect=200)
     # Seeded once: a second call adds nothing and answers the same demo keys again.
     assert await seed_demo(engine) == accounts
     assert len((await venue.call("GET", "/v1/projects", None, expect=200))[1]) == len(rows)
     states = {(r["board"], r["status"]) for r in rows}
-    for board in ("equity", "debt", "ip", "product"):
+    for board in ("equity", "debt", "ip", "product", "operating_rights"):
         assert (board, "open") in states
     assert {("equity", "trading"), ("equity", "failed"), ("debt", "trading"),
             ("ip", "succeeded"), ("product", "succeeded"), ("product", "failed"),
-            ("equity", "pending_review")} <= states
+            ("equity", "pending_review"), ("operating_rights", "trading"),
+            ("operating_rights", "succeeded"), ("operating_rights", "failed"),
+            ("operating_rights", "pending_review")} <= states
     venue.check_conservation()
     trading = next(r for r in rows if (r["board"], r["status"]) == ("equity", "trading"))
     _, trades = await venue.call("GET", f"/v1/instruments/{trading['project_id']}/trades",
@@ -88,3 +90,16 @@ async def test_demo_seeds_every_board_in_several_states(venue):
                                expect=200)
     assert book["bids"] == [[1_000, 30], [980, 25]]
     assert book["asks"] == [[1_080, 30], [1_120, 50], [1_150, 40]]
+    # The café chain's flagship: 1,300 subscribed for 1,000 (pro rata), its months and
+    # buy-back scheduled, and a book with one trade.
+    cafe = next(r for r in rows if (r["board"], r["status"]) == ("operating_rights", "trading"))
+    allocated = await venue.allocations(cafe["project_id"])
+    assert [r["quantity"] for r in allocated] == [385, 461, 154]
+    _, months = await venue.call("GET", f"/v1/projects/{cafe['project_id']}/schedule", None,
+                                 expect=200)
+    assert len(months) == 13 and months[-1]["buyback"] is True
+    assert {m["status"] for m in months} == {"scheduled"}
+    assert months[-1]["owed"] == 1_000 * 1_800
+    _, book = await venue.call("GET", f"/v1/instruments/{cafe['project_id']}/book", None,
+                               expect=200)
+    assert (book["bids"], book["asks"]) == ([[1_950, 30]], [[2_100, 25], [2_200, 25]])
