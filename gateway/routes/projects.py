@@ -268,7 +268,9 @@ LIST_QUERY = (
     query_enum("status", rules.STATUSES, "Only projects in this status"),
     query_int("limit", 1, LIST_LIMIT_MAX, f"At most this many (default {LIST_LIMIT_MAX})"),
 )
-MONTH_QUERY = Query("month", {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
+# YYYY-MM from 1970-01 on, as boards.integrity.parse_month takes it.
+MONTH_QUERY = Query("month", {"type": "string",
+                              "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$"},
                     "YYYY-MM (default: the exchange clock's month)")
 ROUTES = [
     Route("POST", "/v1/projects", create_project,

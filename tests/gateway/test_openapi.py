@@ -114,6 +114,23 @@ def test_times_are_date_time(spec, schema, field):
     assert spec["components"]["schemas"][schema]["properties"][field]["format"] == "date-time"
 
 
+@pytest.mark.parametrize("month,valid", [("2026-01", True), ("1970-12", True),
+                                         ("1969-12", False), ("2026-13", False),
+                                         ("2026-00", False), ("2026-1", False)])
+def test_the_month_pattern_is_the_servers(spec, month, valid):
+    from boards.integrity import parse_month
+
+    params = _operation(spec, "GET", "/v1/integrity")["parameters"]
+    pattern = next(p for p in params if p["name"] == "month")["schema"]["pattern"]
+    assert bool(re.match(pattern, month)) == valid
+    try:
+        parse_month(month)
+    except ValueError:
+        assert not valid
+    else:
+        assert valid
+
+
 def test_media_types_and_optional_bodies(spec):
     report = _ok(spec, "GET", "/v1/settlement/batches/{batch_id}/report")["content"]
     assert list(report) == ["text/csv"]
