@@ -11,7 +11,7 @@ import { exchangeNowMs } from "../venue.js";
 export const BOARD_KEYS = ["equity", "debt", "ip", "product"];
 // A board the server adds before the UI knows it still reads sensibly (its name, plain units).
 export const boardLabel = (board) => tMaybe(`board.${board}`, String(board).replaceAll("_", " "));
-export const TRADABLE = new Set(["equity", "debt", "ip"]);
+export const TRADABLE = new Set(["equity", "debt", "ip", "operating_rights"]);
 export const CLOSED = new Set(["succeeded", "failed", "trading"]);
 
 /** "30 shares" / "30 股": a quantity with its board's unit. */

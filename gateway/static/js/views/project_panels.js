@@ -151,7 +151,29 @@ function disclosurePanel(project, reloadDisclosures) {
     form, m.el);
 }
 
+/** Operating rights: the issuer reports a month's revenue and pays what it owes at once. */
+function revenuePanel(project) {
+  const m = messageArea();
+  m.el.id = "revenue-message";
+  const form = h("form", { id: "revenue-form", class: "stack" },
+    field(t("revenue.month"), { id: "rev-month", name: "month", required: true, autocomplete: "off",
+      pattern: "[0-9]{4}-[0-9]{2}", placeholder: "2026-02" }),
+    field(t("revenue.amount"), { id: "rev-amount", name: "revenue", inputmode: "decimal", required: true,
+      autocomplete: "off" }, { hint: t("revenue.hint") }),
+    h("button", { type: "submit", class: "primary" }, t("revenue.report")));
+  onSubmit(form, m, async () => {
+    const revenue = parseHundredths(form.querySelector("#rev-amount").value,
+      { allowZero: true, what: t("months.revenue") });  // a month without revenue owes 0
+    const row = await post(`/v1/projects/${project.project_id}/revenue`,
+      { month: form.querySelector("#rev-month").value.trim(), revenue });
+    form.reset();
+    m.ok(t("revenue.recorded", { month: row.month, owed: yuan(row.owed) }));
+  });
+  return panel(t("revenue.title"), form, m.el);
+}
+
 function distributionPanel(project) {
+  if (project.board === "operating_rights") return buybackPanel(project);
   const debt = project.board === "debt";
   const m = messageArea();
   m.el.id = "distribution-message";
@@ -168,9 +190,28 @@ function distributionPanel(project) {
   return panel(t(debt ? "dist.repay" : "dist.distribute"), form, m.el);
 }
 
+/** Operating rights: the buy-back at the end of the term, of exactly what the schedule says. */
+function buybackPanel(project) {
+  const m = messageArea();
+  m.el.id = "distribution-message";
+  const form = h("form", { id: "distribution-form", class: "stack" },
+    field(t("dist.amount_yuan"), { id: "dist-amount", name: "amount", inputmode: "decimal", required: true, autocomplete: "off" },
+      { hint: t("dist.hint_buyback") }),
+    h("button", { type: "submit", class: "primary" }, t("dist.pay_buyback")));
+  onSubmit(form, m, async () => {
+    const amount = parseHundredths(form.querySelector("#dist-amount").value);
+    const result = await post(`/v1/projects/${project.project_id}/distributions`, { amount });
+    form.reset();
+    m.ok(t("dist.recorded", { amount: yuan(result.amount ?? amount) }));
+  });
+  return panel(t("dist.buyback"), form, m.el);
+}
+
 export function issuerPanel(project, reloadDisclosures) {
   const parts = [disclosurePanel(project, reloadDisclosures)];
-  if ((project.board === "debt" || project.board === "ip") && ["succeeded", "trading"].includes(project.status)) {
+  const paying = ["succeeded", "trading"].includes(project.status);
+  if (paying && project.board === "operating_rights") parts.push(revenuePanel(project));
+  if (paying && ["debt", "ip", "operating_rights"].includes(project.board)) {
     parts.push(distributionPanel(project));
   }
   if (CLOSED.has(project.status)) parts.push(allocationsPanel(project));

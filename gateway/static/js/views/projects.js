@@ -127,6 +127,20 @@ function scheduleTable(rows) {
   ], rows, { empty: t("schedule.empty"), caption: t("schedule.title") });
 }
 
+/** Operating rights: each month's revenue, what it owed and paid, then the buy-back. */
+function monthsTable(rows) {
+  const shown = (v) => (v === null || v === undefined ? "—" : yuan(v));
+  return table([
+    { label: t("months.month"), cell: (r) => (r.buyback ? t("months.buyback") : r.month) },
+    { label: t("schedule.due"), cell: (r) => when(r.due).slice(0, 10) },
+    { label: t("months.revenue"), num: true, cell: (r) => shown(r.revenue) },
+    { label: t("months.owed"), num: true, cell: (r) => shown(r.owed) },
+    { label: t("schedule.paid"), num: true, cell: (r) => yuan(r.paid) },
+    { label: t("schedule.status"), cell: (r) => badge(r.status) },
+  ], rows.map((r) => ({ ...r, __data: { month: r.buyback ? "buyback" : r.month } })),
+  { id: "months", empty: t("months.empty"), caption: t("months.title") });
+}
+
 function distributionTable(rows) {
   return table([
     { label: t("dist.time"), cell: (r) => when(r.time) },
@@ -153,9 +167,15 @@ function extraPanels(mainCol, project) {
     mainCol.append(panel(t("schedule.title"), box));
     loads.push(loadInto(box, async () => scheduleTable(await get(`/v1/projects/${id}/schedule`))));
   }
-  if (project.board === "debt" || project.board === "ip") {
+  if (project.board === "operating_rights") {
+    const box = h("div", { id: "schedule" });
+    mainCol.append(panel(t("months.title"), box));
+    loads.push(loadInto(box, async () => monthsTable(await get(`/v1/projects/${id}/schedule`))));
+  }
+  if (["debt", "ip", "operating_rights"].includes(project.board)) {
     const box = h("div", { id: "distributions" });
-    mainCol.append(panel(t(project.board === "debt" ? "dist.repayments" : "dist.royalties"), box));
+    const title = { debt: "dist.repayments", ip: "dist.royalties" }[project.board] || "dist.revenue_paid";
+    mainCol.append(panel(t(title), box));
     loads.push(loadInto(box, async () => distributionTable(await get(`/v1/projects/${id}/distributions`))));
   }
   const disclosuresBox = h("div", { id: "disclosures" });
