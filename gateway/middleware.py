@@ -153,7 +153,7 @@ async def idempotency(request: web.Request, handler) -> web.StreamResponse:
     """Replay the first response to a repeated ``Idempotency-Key`` (scoped to the API key)."""
     key = request.headers.get("Idempotency-Key")
     token = request.headers.get("Authorization", "")
-    if key is None or request.method not in ("POST", "DELETE") or not token:
+    if key is None or request.method not in ("POST", "DELETE", "PATCH") or not token:
         return await handler(request)
     if not 0 < len(key) <= IDEMPOTENCY_KEY_LENGTH_MAX:
         raise CrowdexError("invalid_field", "Idempotency-Key must be 1 to 255 characters")

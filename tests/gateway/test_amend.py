@@ -116,3 +116,26 @@ async def test_the_websocket_amend_op_and_a_replay_agree(market):
     live = venue.machine.state_hash()
     data_dir = venue.client.server.app[keys.CONFIG].data_dir
     assert replay_from_empty(data_dir).state_hash() == live
+
+
+async def test_an_amend_takes_an_idempotency_key_like_a_post(market):
+    """A retry gets the first answer byte for byte; the key with another body is 409 (amends
+    are absolute, so a plain retry changes nothing either)."""
+    venue, inst, (s1, s2), buyer = market
+    a = await order(venue, s1, 201, instrument_id=inst, side="sell", type="limit",
+                    price=11_00, quantity=10)
+    headers = {**s1["headers"], "Idempotency-Key": "move-a"}
+    path = f"/v1/orders/{a['order_id']}"
+    first = await venue.client.patch(path, json={"price": 12_00}, headers=headers)
+    assert first.status == 200
+    await order(venue, s2, 201, instrument_id=inst, side="sell", type="limit", price=12_00,
+                quantity=10)
+    again = await venue.client.patch(path, json={"price": 12_00}, headers=headers)
+    assert again.status == 200 and await again.read() == await first.read()
+    other = await venue.client.patch(path, json={"price": 13_00}, headers=headers)
+    assert other.status == 409
+    assert (await other.json())["error"]["code"] == "idempotency_key_conflict"
+    taker = await order(venue, buyer, 201, instrument_id=inst, side="buy", type="limit",
+                        price=12_00, quantity=10)
+    mine = (await venue.call("GET", path, s1, expect=200))[1]
+    assert mine["status"] == "filled" and taker["status"] == "filled"  # a kept its place
