@@ -140,3 +140,40 @@ async def test_operator_runs_an_ip_call_auction(server_factory, tmp_path):
         await page.wait_for_selector("#bids tr[data-price='650']:has-text('10')")
         await page.wait_for_selector("#indicative-price:text-is('no cross')")
         await page.screenshot(path=str(tmp_path / "markets-ip.png"), full_page=True)
+
+
+async def test_an_open_order_is_amended_from_its_card(server_factory, tmp_path):
+    """Issue 17: the open orders get an edit action (PATCH /v1/orders/{id}), desktop and phone."""
+    server = server_factory("--clock", "manual", "--start-time", START)
+    server.start()
+    async with Client(server.url, OPERATOR_KEY) as operator:
+        pid, (seller, _), _buyer = await _listed(
+            operator, "equity", {"price": 10_00, "min_quantity": 10, "max_quantity": 1000})
+    async with browser() as chromium:
+        for n, (width, name) in enumerate(((1280, "desktop"), (390, "phone")), start=1):
+            page = await _open(chromium, server.url, seller["api_key"], pid, width)
+            await _order(page, "sell", "10.50", "40")
+            card = "#open-orders-table .order-card:last-child"
+            await page.wait_for_selector(f"{card} [data-field=remaining]:text-is('40')")
+            await page.click(f"{card} button:has-text('Edit')")
+            await page.fill(f"{card} input[name=quantity]", "25")
+            await page.fill(f"{card} input[name=price]", "10.80")
+            await page.click(f"{card} button:has-text('Save')")
+            await page.wait_for_selector(f"{card} [data-field=remaining]:text-is('25')")
+            await page.wait_for_selector(f"{card}:has-text('¥10.80')")
+            # Each pass amends a new order to 25 at 10.80: the level holds 25 per pass.
+            await page.wait_for_selector(f"#asks tr[data-price='1080']:has-text('{25 * n}')")
+            box = await page.locator(f"{card} button:has-text('Edit')").bounding_box()
+            assert box is not None and box["x"] + box["width"] <= width  # in view on a phone
+            # Nothing changed: said in words, nothing sent.
+            await page.click(f"{card} button:has-text('Edit')")
+            await page.click(f"{card} button:has-text('Save')")
+            await page.wait_for_selector("text=Change the price or the quantity first.")
+            shot = tmp_path / f"{name}-amend.png"
+            await page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot: {shot}")
+            await page.context.close()
+    async with Client(server.url, seller["api_key"]) as client:
+        orders = await client.orders(status="open")
+    assert sorted((o["price"], o["remaining_quantity"]) for o in orders) == [
+        (10_80, 25), (10_80, 25)]

@@ -68,6 +68,7 @@ async function request(method, path, body, { anonymous = false, raw = false } = 
 export const get = (path, options) => api("GET", path, undefined, options);
 export const post = (path, body = {}, options) => api("POST", path, body, options);
 export const del = (path, options) => api("DELETE", path, undefined, options);
+export const patch = (path, body, options) => api("PATCH", path, body, options);
 
 /**
  * One WebSocket subscription that keeps itself fresh: it reconnects with backoff, and a gap in

@@ -4,7 +4,7 @@
 // investor's open orders (live over the private `orders` channel) and, for IP instruments, the
 // call auction's indicative uncross. Prices are integer fen throughout; the chart draws numbers
 // but every price it labels goes through yuan(), so no amount shown is a float's.
-import { LiveChannel, del, get, post, session } from "../api.js";
+import { LiveChannel, del, get, patch, post, session } from "../api.js";
 import { actionButton, facts, h, messageArea, newId, onSubmit, panel, when } from "../dom.js";
 import { getLang, t } from "../i18n.js";
 import { count, parseCount, parseYuan, percent, percentOf, times, yuan } from "../money.js";
@@ -170,19 +170,65 @@ async function candleChart() {
 
 // ---- open orders ------------------------------------------------------------------------------
 
-/** The investor's open orders as cards: every Cancel button stays inside its panel at any width. */
-function orderCards(rows, id, onCancel, messages) {
+/** Integer fen as the yuan text an input starts with ("1234" -> "12.34"): exact, no float. */
+function yuanInput(fen) {
+  return `${Math.floor(fen / 100)}.${String(fen % 100).padStart(2, "0")}`;
+}
+
+/**
+ * The edit form of one open order (API.md's amend): a new price and/or total quantity; only
+ * what changed is sent. Hidden until its Edit button opens it.
+ */
+function amendForm(o, onAmend, messages) {
+  const priceId = newId("amend-price");
+  const quantityId = newId("amend-quantity");
+  const form = h("form", { class: "amend-form", hidden: true, "aria-label": t("orders.edit_label", { id: o.order_id }) },
+    h("p", { class: "muted small" }, t("orders.amend_rule")),
+    h("div", { class: "field" }, h("label", { for: priceId }, t("orders.new_price")),
+      h("input", { id: priceId, name: "price", inputmode: "decimal", value: yuanInput(o.price) })),
+    h("div", { class: "field" }, h("label", { for: quantityId }, t("orders.new_quantity")),
+      h("input", { id: quantityId, name: "quantity", inputmode: "numeric", value: String(o.quantity) })),
+    h("button", { type: "submit", class: "small" }, t("orders.save")));
+  onSubmit(form, messages, async () => {
+    const body = {};
+    const price = parseYuan(form.elements.price.value, t("orders.new_price"));
+    const quantity = parseCount(form.elements.quantity.value, { what: t("orders.new_quantity") });
+    if (price !== o.price) body.price = price;
+    if (quantity !== o.quantity) body.quantity = quantity;
+    if (!Object.keys(body).length) throw new RangeError(t("orders.unchanged"));
+    await onAmend(o, body);
+  });
+  return form;
+}
+
+/** The investor's open orders as cards: every Cancel and Edit button stays inside its panel at any width. */
+function orderCards(rows, id, onCancel, onAmend, messages) {
   if (!rows.length) return h("p", { class: "empty", id: "open-orders-table" }, t("orders.none_open"));
-  return h("ul", { class: "order-cards", id: "open-orders-table", "aria-label": t("orders.open_title") }, rows.map((o) => h("li", {
-    class: "order-card", dataset: { orderId: String(o.order_id) },
-  }, h("div", { class: "order-card-main" },
+  return h("ul", { class: "order-cards", id: "open-orders-table", "aria-label": t("orders.open_title") }, rows.map((o) => {
+    const form = o.price === null ? null : amendForm(o, onAmend, messages);
+    const edit = form ? h("button", { type: "button", class: "small", "aria-expanded": "false",
+      "aria-label": t("orders.edit_label", { id: o.order_id }) }, t("orders.edit")) : null;
+    if (edit) {
+      edit.addEventListener("click", () => {
+        form.hidden = !form.hidden;
+        edit.setAttribute("aria-expanded", String(!form.hidden));
+      });
+    }
+    return h("li", { class: "order-card", dataset: { orderId: String(o.order_id) } },
+      orderCardBody(o, id, onCancel, messages, edit), form);
+  }));
+}
+
+function orderCardBody(o, id, onCancel, messages, edit) {
+  return h("div", { class: "order-card-row" }, h("div", { class: "order-card-main" },
     h("div", { class: "order-card-line" }, h("strong", {}, `#${o.order_id}`), " ", sideText(o.side), " ",
       h("span", { class: "num" }, o.price === null ? t("orders.market") : yuan(o.price)),
       o.instrument_id !== id ? h("a", { class: "small other-market", href: `#/markets/${o.instrument_id}` }, ` ${t("orders.on", { id: o.instrument_id })}`) : null),
     h("div", { class: "order-card-line muted small" },
       h("span", { "data-field": "filled" }, t("orders.filled_of", { filled: count(o.filled_quantity), quantity: count(o.quantity) })), " · ",
       t("orders.left"), " ", h("span", { "data-field": "remaining" }, count(o.remaining_quantity)))),
-  actionButton(t("common.cancel"), messages, () => onCancel(o), { class: "small danger", "aria-label": t("orders.cancel_label", { id: o.order_id }) }))));
+  h("div", { class: "order-card-actions" }, edit,
+    actionButton(t("common.cancel"), messages, () => onCancel(o), { class: "small danger", "aria-label": t("orders.cancel_label", { id: o.order_id }) })));
 }
 
 // ---- the view ---------------------------------------------------------------------------------
@@ -333,6 +379,11 @@ async function marketBody(container, current, stats, liveDot) {
     ordersBox.replaceChildren(ordersMessages.el, orderCards(rows, id, async (o) => {
       mergeOrder(await del(`/v1/orders/${o.order_id}`));
       renderOrders();
+      refreshMe();
+    }, async (o, body) => {
+      mergeOrder(await patch(`/v1/orders/${o.order_id}`, body));
+      renderOrders();
+      ordersMessages.ok(t("orders.amended", { id: o.order_id }));
       refreshMe();
     }, ordersMessages));
   };
