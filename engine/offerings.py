@@ -619,11 +619,11 @@ class Offerings:
 
     def escrow_payment(self, project: Project, issuer: int, amount: int) -> Distribution:
         """Take an issuer's payment to holders (422 ``insufficient_funds`` before anything
-        changes); it waits in the issuer's escrow until the batch pays the holders of record."""
+        changes); it waits in the issuer's escrow until the batch pays the holders of record.
+        (The refusal's words are journal format, remembered replies: they stay as they were.)"""
         row = self._rows()[issuer]
         if int(row["cash_available"]) < amount:
-            raise CrowdexError("insufficient_funds", f"{amount} fen needed, "
-                               f"{int(row['cash_available'])} available")
+            raise CrowdexError("insufficient_funds", f"{amount} fen needed")
         row["cash_available"] -= amount
         row["cash_reserved"] += amount
         dist = Distribution(self.next_distribution_id, project.project_id, amount,

@@ -1,4 +1,5 @@
-"""A whole operating-rights life through HTTP, settled into the real PostgreSQL after every step.
+"""Operating-rights lives settled into the real PostgreSQL: one whole life through HTTP with a
+batch after every step, and random lives under hypothesis with conservation after every batch.
 
 Issue 17's "done when": list, approve, subscribe with an oversubscribed pro-rata close, months
 reported and paid, one month late and then paid, a default reaching the integrity list, trading
@@ -10,15 +11,25 @@ the instrument equal the units in issue, and reconciliation against the engine i
 
 from __future__ import annotations
 
+import asyncio
+import os
+import tempfile
+from pathlib import Path
+
 import asyncpg
 from aiohttp.test_utils import TestClient
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from boards import operating_rights as orb
+from engine import commands as c
 from engine import movements as mv
+from engine import offerings_commands as oc
 from engine.clock import parse_time_us
 from engine.sequencer import replay_from_empty
 from gateway import keys
 from tests.boards.conftest import DAY, OPERATOR, Venue, deposit
+from tests.settlement import test_conservation as conservation
 
 # 8 months of a café chain's revenue (2026-02 .. 2026-09, closing 2026-01-22): 12 % to the
 # units, bought back at 9.50 a unit on 2026-10-01 (due 2026-10-16).
@@ -234,3 +245,116 @@ async def test_an_operating_rights_life_settles_after_every_step(settle_client: 
 async def schedule(venue: Venue, pid: int) -> list[dict]:
     _, rows = await venue.call("GET", f"/v1/projects/{pid}/schedule", None, expect=200)
     return rows
+
+
+# ---- conservation under random operating-rights lives -----------------------------------------
+
+EXAMPLES = 200 if os.environ.get("CROWDEX_SLOW") == "1" else 25
+MONTH_S = 31 * conservation.DAY_S
+
+or_step = st.one_of(
+    st.tuples(st.just("report"), st.integers(0, 8), st.integers(0, 50_000)),
+    st.tuples(st.just("advance"), st.integers(1, 20)),
+    st.tuples(st.just("cross"), conservation.pick, conservation.who, st.just(0),
+              st.integers(-3, 3), st.integers(1, 30)),
+    st.tuples(st.just("order"), conservation.who, st.just(0), st.sampled_from(["buy", "sell"]),
+              st.integers(-3, 3), st.integers(1, 30), st.just("gtc")),
+    st.tuples(st.just("buyback"), st.integers(-1, 1)),
+    st.tuples(st.just("deposit_issuer"), st.integers(1, 200_000)),
+    st.tuples(st.just("batch"),),
+)
+
+
+@st.composite
+def or_life(draw: st.DrawFn) -> dict:
+    """An offering, then month by month: the clock moves 25-45 days, the month before is
+    reported (or not, or late by a later step), and anything else happens, batches included."""
+    return {
+        "deposits": draw(st.lists(st.integers(10_000, 200_000), min_size=conservation.INVESTORS,
+                                  max_size=conservation.INVESTORS)),
+        "issuer_cash": draw(st.integers(0, 1_000_000)),
+        "terms": {"price": conservation.PRICE, "min_quantity": draw(st.integers(1, 40)),
+                  "max_quantity": 40 + draw(st.integers(0, 60)),
+                  "term_months": draw(st.integers(6, 8)),
+                  "revenue_share_bps": draw(st.integers(1, 10_000)),
+                  "buyback_price": draw(st.integers(0, 300)), "lockup_days": 0},
+        "subscriptions": draw(st.lists(st.integers(0, 60), min_size=conservation.INVESTORS,
+                                       max_size=conservation.INVESTORS)),
+        "months": draw(st.lists(st.tuples(st.integers(25, 45),
+                                          st.none() | st.integers(0, 50_000),
+                                          st.lists(or_step, max_size=4)),
+                                min_size=1, max_size=10)),
+    }
+
+
+class OrVenue(conservation.Venue):
+    """The conservation venue with an operating-rights project and its issuer's moves."""
+
+    async def report(self, month_offset: int, revenue: int) -> None:
+        state = self.offerings.terms.states.get(self.projects[0]) if self.projects else None
+        if state is not None and month_offset >= 0:
+            month = orb.month_text(state.first_month + month_offset)
+            await self.submit(oc.ReportRevenue(self.projects[0], month, revenue), self.issuer)
+
+    async def buyback(self, off_by: int) -> None:
+        state = self.offerings.terms.states.get(self.projects[0]) if self.projects else None
+        if state is not None and state.buyback_owed + off_by > 0:
+            await self.submit(oc.Distribute(self.projects[0], state.buyback_owed + off_by),
+                              self.issuer)
+
+    async def deposit_issuer(self, amount: int) -> None:
+        await self.deposit(self.issuer, amount)
+
+
+async def or_scenario(url: str, plan: dict) -> None:
+    with tempfile.TemporaryDirectory() as data_dir:
+        base = await conservation.open_venue(url, Path(data_dir))
+        venue = OrVenue(base.engine, base.service, base.pool, base.issuer, base.investors)
+        try:
+            for investor, amount in zip(venue.investors, plan["deposits"], strict=True):
+                await venue.deposit(investor, amount)
+            if plan["issuer_cash"]:
+                await venue.deposit(venue.issuer, plan["issuer_cash"])
+            deadline = venue.engine.machine.now_us + 21 * conservation.DAY_S * 1_000_000
+            body = await venue.submit(oc.CreateProject("operating_rights", "café", "d", deadline,
+                                                       plan["terms"]), venue.issuer)
+            pid = body["project_id"]
+            await venue.submit(oc.ReviewProject(pid, True), conservation.OPERATOR)
+            venue.projects.append(pid)
+            for investor, quantity in zip(venue.investors, plan["subscriptions"], strict=True):
+                if quantity:
+                    await venue.subscribe(investor, pid, quantity)
+            await venue.submit(oc.CloseProject(pid), conservation.OPERATOR)
+            for index, (days, revenue, steps) in enumerate(plan["months"]):
+                await venue.run("advance", days)
+                if revenue is not None:
+                    await venue.report(index - 1, revenue)
+                for kind, *args in steps:
+                    if kind in ("report", "buyback", "deposit_issuer"):
+                        await getattr(venue, kind)(*args)
+                    else:
+                        await venue.run(kind, *args)
+            # The end of the term, the buy-back if the issuer can pay it, and a last batch.
+            await venue.submit(c.AdvanceClock(9 * MONTH_S), conservation.OPERATOR)
+            await venue.deposit(venue.issuer, 300 * 100)
+            await venue.buyback(0)
+            await venue.batch()
+            state = venue.offerings.terms.states.get(pid)
+            if state is not None and state.buyback_paid_us is not None:
+                assert venue.offerings.units_issued(pid) == 0
+                assert venue.offerings.holders(pid) == []
+            event(f"bought back: {state is not None and state.buyback_paid_us is not None}")
+            event(f"months reported: {min(len(state.reports), 3) if state else 'failed'}")
+            event(f"trades settled: {'some' if venue.trades else 'none'}")
+            late = state is not None and any(r.time_us >= orb.late_from_us(orb.due_us(r.month))
+                                             for r in state.reports)
+            event(f"a month reported late: {late}")
+        finally:
+            await venue.engine.stop()
+            await venue.pool.close()
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plan=or_life())
+def test_operating_rights_lives_conserve_cash_and_units(pg_url: str, plan: dict) -> None:
+    asyncio.run(or_scenario(pg_url, plan))
