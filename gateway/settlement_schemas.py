@@ -64,3 +64,16 @@ class Progress(msgspec.Struct):
 class ResolveResult(msgspec.Struct):
     resolved: int
     reconciliation: ReconciliationView
+
+
+class Movement(msgspec.Struct):
+    """One change of what an account owns (GET /v1/me/movements), signed: + in, - out."""
+
+    movement_id: int
+    kind: str  # deposit, withdrawal, trade_cash, trade_units, trade_fee, distribution, ...
+    asset: str  # cash (fen) or units (of instrument_id)
+    amount: int
+    status: str  # pending (not yet in a settlement batch) or settled
+    batch_id: int | None
+    settled_at: Time | None
+    instrument_id: int | None = None

@@ -19,6 +19,7 @@ from gateway import settlement_schemas as ss
 from gateway.routes import Route, query_int
 from settlement.batch import CONNECTION_ERRORS, Settlement, fault, service_for
 from settlement.db import RETRY_AFTER_S
+from settlement.history import MOVEMENTS_PAGE_MAX, pending, settled
 from settlement.report import BATCHES_PAGE_MAX, batch_view, list_batches, report_csv
 from settlement.requests import BatchRequest
 
@@ -27,6 +28,7 @@ log = logging.getLogger("crowdex.settlement")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # API.md: while PostgreSQL is away, settlement calls answer 503 `unavailable` with Retry-After.
 RETRY_AFTER = {"Retry-After": str(RETRY_AFTER_S)}
+MOVEMENT_ID_END = 2**62  # above every movement id
 
 
 def _service(request: web.Request) -> Settlement:
@@ -109,6 +111,26 @@ async def resolve(request: web.Request) -> web.Response:
                         await _service(request).resolve(operator.account_id, req.note))
 
 
+@_database_errors
+async def my_movements(request: web.Request) -> web.Response:
+    """The caller's movements, newest first: pending ones from the engine, then settled ones
+    (trades aside: see ``settlement.history``) from the ledger."""
+    limit = http.query_int(request, "limit", 100, 1, MOVEMENTS_PAGE_MAX)
+    who = http.require(request)
+    machine = request.app[keys.ENGINE].machine
+    rows = pending(machine.movements.upto(machine.last_sequence), who.account_id, limit)
+    database = request.app.get(keys.DATABASE)
+    if len(rows) < limit and database is not None:
+        if not database.up:
+            raise CrowdexError("unavailable", "the settlement database is down; settled "
+                               "movements are back when it is", headers=RETRY_AFTER)
+        # Settled movements are older than every pending one: nothing is listed twice, even
+        # when a batch commits meanwhile.
+        before = rows[-1]["movement_id"] if rows else MOVEMENT_ID_END
+        rows += await settled(database.pool, who.account_id, before, limit - len(rows))
+    return http.respond(request, 200, rows)
+
+
 async def get_progress(request: web.Request) -> web.Response:
     http.require(request, "operator")
     return http.respond(request, 200, _service(request).progress.view())
@@ -132,6 +154,12 @@ ROUTES = [
     Route("POST", "/v1/settlement/reconciliation/resolve", resolve,
           "Accept the current breaks (with a note) so the next batch may run",
           ("operator",), ss.ResolveRequest, ss.ResolveResult),
+    Route("GET", "/v1/me/movements", my_movements,
+          "Your movements, newest first: pending (not yet settled) ones, then settled ones "
+          "with their batch; settled trades are your orders' fills",
+          ("investor", "issuer", "operator"), None,
+          list[ss.Movement],
+          query=(query_int("limit", 1, MOVEMENTS_PAGE_MAX, "At most this many (default 100)"),)),
     Route("GET", "/v1/settlement/progress", get_progress,
           "The running batch's phase and legs written", ("operator",), None, ss.Progress),
 ]

@@ -374,6 +374,11 @@ async def test_my_account_values_holdings_and_lists_orders(venue, size, tmp_path
         assert await holding.locator("[data-field=value]").inner_text() == "¥1,736.00"
         history = await page.inner_text("#trade-history-table")
         assert "¥157.50" in history and "¥112.00" in history  # 15 × ¥10.50, 10 × ¥11.20
+        # Movements (GET /v1/me/movements): the deposit and the trades, each with its status.
+        movements = page.locator("#movements-table")
+        await movements.wait_for()
+        text = await movements.inner_text()
+        assert "Deposit" in text and "Trade: cash" in text and "Pending" in text
         row = page.locator(f"#account-orders-table tr[data-order-id='{order['order_id']}']")
         await row.wait_for()
         await shot(page, tmp_path, f"{size}-en-account")
@@ -383,6 +388,7 @@ async def test_my_account_values_holdings_and_lists_orders(venue, size, tmp_path
         await row.wait_for(state="detached")
         await _switch(page, "zh")
         assert "最新成交" in await page.inner_text("#holdings")
+        assert "入金" in await page.inner_text("#movements-table")
         await shot(page, tmp_path, f"{size}-zh-account")
     assert errors == []
 
@@ -534,6 +540,10 @@ async def test_every_string_the_ui_uses_exists_in_both_languages(venue):
             order_status: ['open', 'partially_filled', 'filled', 'cancelled', 'rejected'],
             confirm: ['approve', 'reject', 'close', 'delivery', 'settle'],
             op: ['approve', 'reject', 'close', 'delivery'],
+            movement: ['deposit', 'withdrawal', 'trade_cash', 'trade_units', 'trade_fee',
+                       'subscription_payment', 'units_issued', 'success_fee', 'distribution',
+                       'servicing_fee', 'payout_held', 'payout_released', 'held_refund',
+                       'buyback', 'units_cancelled'],
           };
           for (const [family, names] of Object.entries(families)) {
             for (const key of names.map((name) => family + '.' + name)) {

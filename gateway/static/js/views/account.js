@@ -1,7 +1,7 @@
 // My account: cash, holdings valued at their last trade (or the offering price before any trade),
 // open orders and subscriptions that can be cancelled from here, the trade history from the
-// account's orders, and withdrawals. The API lists no ledger of deposits, fees and
-// distributions for an account, so this page shows what it does list and says so.
+// account's orders, every movement of cash and units with its settlement status
+// (GET /v1/me/movements), and withdrawals.
 import { del, get, post, refreshSession, session } from "../api.js";
 import {
   actionButton, badge, facts, field, h, loadInto, messageArea, newReference, onSubmit, panel, table,
@@ -157,6 +157,29 @@ function withdrawPanel(container, me) {
   return panel(t("withdraw.title"), form, m.el);
 }
 
+const MOVEMENTS_SHOWN = 100;
+
+/** A movement's amount: yuan for cash, units of its instrument otherwise; signed. */
+function movementAmount(m, projects) {
+  if (m.asset === "cash") return (m.amount < 0 ? "−" : "+") + yuan(Math.abs(m.amount));
+  const p = projects.get(m.instrument_id);
+  const text = p ? units(p.board, Math.abs(m.amount)) : count(Math.abs(m.amount));
+  return (m.amount < 0 ? "−" : "+") + text;
+}
+
+/** Every change of the account's cash and units, newest first, pending until its batch. */
+async function movementsTable(projects, projectLink) {
+  const rows = await get(`/v1/me/movements?limit=${MOVEMENTS_SHOWN}`);
+  return table([
+    { label: t("movements.kind"), cell: (m) => t(`movement.${m.kind}`) },
+    { label: t("movements.what"), cell: (m) => (m.asset === "cash" ? t("movements.cash") : projectLink(m.instrument_id)) },
+    { label: t("movements.amount"), num: true, cell: (m) => h("span", { class: m.amount < 0 ? "neg" : "pos" }, movementAmount(m, projects)) },
+    { label: t("movements.status"), cell: (m) => (m.status === "settled"
+      ? t("movements.settled_in", { batch: m.batch_id }) : t("movements.pending")) },
+  ], rows.map((m) => ({ ...m, __data: { movementId: String(m.movement_id), status: m.status } })),
+  { caption: t("movements.title"), empty: t("movements.empty"), id: "movements-table", cards: true });
+}
+
 export async function accountView(container) {
   await refreshSession();
   const me = session.me;
@@ -193,5 +216,9 @@ export async function accountView(container) {
     loads.push(subs.load(), orders.load());
   }
   right.prepend(withdrawPanel(container, me));
+  const movementsBox = h("div", {});
+  container.append(h("div", { class: "stack wide-below" }, panel(t("movements.title"),
+    h("p", { class: "muted small" }, t("movements.note")), movementsBox)));
+  loads.push(loadInto(movementsBox, () => movementsTable(projects, projectLink)));
   await Promise.all(loads);
 }
