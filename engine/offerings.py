@@ -601,7 +601,8 @@ class Offerings:
         self._require_role(actor, "issuer")
         project = self._own_project(cmd.project_id, actor)
         if self.terms.is_board(project):  # operating rights pay the buy-back this way
-            return self.terms.pay_buyback(project, cmd.amount, actor)
+            return Reply(200, distribution_view(self.terms.pay_buyback(project, cmd.amount,
+                                                                       actor)))
         config = self.board(project).config
         if config.distribution_fee_bps == 0 or not config.issues_units:
             raise CrowdexError("invalid_state", "this board pays no distributions")

@@ -122,10 +122,9 @@ class OperatingTerms:
         state.reports.append(RevenueReport(month, cmd.revenue, owed, now, distribution_id))
         return Reply(201, self._month_row(state, month, now))
 
-    def pay_buyback(self, project: Any, amount: int, actor: int) -> Reply:
-        """``POST /v1/projects/{id}/distributions`` on this board: the buy-back, exactly."""
-        from engine.offerings import distribution_view
-
+    def pay_buyback(self, project: Any, amount: int, actor: int) -> Any:
+        """``POST /v1/projects/{id}/distributions`` on this board: the buy-back, exactly, into
+        escrow; returns its pending distribution."""
         state = self._state(project, "pays no buy-back")
         end = state.term.end_us
         if self.machine.now_us < end:
@@ -140,7 +139,7 @@ class OperatingTerms:
         dist = self.offerings.escrow_payment(project, actor, amount)
         state.buyback_paid_us = self.machine.now_us
         state.buyback_distribution_id = dist.distribution_id
-        return Reply(200, distribution_view(dist))
+        return dist
 
     def _state(self, project: Any, refusal: str) -> TermState:
         if not self.is_board(project):
@@ -166,13 +165,15 @@ class OperatingTerms:
         machine = self.machine
         state = self.states[project.project_id]
         instrument = project.project_id
-        self._cancel_resting(instrument, SIDES_ALL)  # nothing may hold units in an order
         holders = self.offerings.holders(instrument)
         price = project.terms["buyback_price"]
         units_total = sum(units for _, units in holders)
+        # Invariants, checked before anything changes: a failure here is a bug, and stopping
+        # is better than paying the wrong amounts.
         if price * units_total != dist.amount:
             raise RuntimeError(f"project {instrument}: the buy-back of {dist.amount} fen does "
                                f"not pay {units_total} units at {price}")
+        self._cancel_resting(instrument, SIDES_ALL)  # nothing may hold units in an order
         issuer = project.issuer_id
         machine.balances.accounts.rows[issuer]["cash_reserved"] -= dist.amount
         positions = machine.balances.positions.rows
@@ -305,6 +306,8 @@ class OperatingTerms:
             elif self.in_default(project_id, now):
                 self._cancel_resting(project_id, SIDES_SELL)
             state.handled_us = now
+            # Watchers of the project see it close or fall into default (output, not state).
+            self.offerings._publish(self.offerings.projects[project_id])
 
     def _close_term(self, state: TermState) -> None:
         """The end of the term: the instrument stops trading, and a buy-back of nothing (a
