@@ -160,6 +160,11 @@ class Endpoints:
         return self._call(Call("DELETE", f"/v1/subscriptions/{subscription_id}",
                                m.SubscriptionView, idempotency_key=idempotency_key))
 
+    def my_movements(self, limit: int | None = None) -> list[m.Movement]:
+        """Your movements, newest first: pending ones, then settled ones with their batch."""
+        return self._call(Call("GET", "/v1/me/movements", list[m.Movement],
+                               params=_query(limit=limit)))
+
     def my_subscriptions(self) -> list[m.SubscriptionView]:
         return self._call(Call("GET", "/v1/me/subscriptions", list[m.SubscriptionView]))
 

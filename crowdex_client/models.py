@@ -39,6 +39,7 @@ from gateway.settlement_schemas import (
     BatchList,
     BatchView,
     Mismatch,
+    Movement,
     Progress,
     ReconciliationView,
     ResolveResult,
@@ -119,6 +120,7 @@ def decode_message(payload: bytes) -> WsMessage | dict:
 
 
 __all__ = [
+    "Movement",
     "AccountCreated", "AdminState", "AmendAck", "AllocationView", "AuctionResult", "Authenticated",
     "BatchList", "BatchView", "Book", "CancelAck", "Candle", "ClockResult", "DepositResult",
     "DisclosureView", "DistributionView", "ErrorBody", "Fill", "Health", "Holding",

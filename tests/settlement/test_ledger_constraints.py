@@ -234,7 +234,7 @@ async def test_the_0003_upgrade_keeps_a_0002_ledger(ledger_0002: asyncpg.Pool) -
         await conn.execute("INSERT INTO balances SELECT account_id, asset, net_amount, 1 "
                            "FROM instructions")
     assert await migrate(pool) == ["0003_lean_batches", "0004_bigint_instruction_checksums",
-                                   "0005_batch_requests"]
+                                   "0005_batch_requests", "0006_legs_by_account"]
     rows = await pool.fetch("SELECT movement_id, account_id, asset, amount, side, kind "
                             "FROM ledger_legs ORDER BY movement_id, side")
     assert [tuple(r) for r in rows] == GOOD_LEGS
