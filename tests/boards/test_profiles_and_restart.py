@@ -1,4 +1,4 @@
-"""cn2015 rules on primary offerings, a toy fifth board, and a deadline that passes while the
+"""cn2015 rules on primary offerings, a toy sixth board, and a deadline that passes while the
 server is down (closed on restart by the clock, exactly once, identically on replay)."""
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ async def test_cn2015_holder_limit_refunds_the_latest(cn_venue):
     assert (await venue.me(investors[200]))["cash_available"] == 1_000
 
 
-class OperatingRightsTerms(rules.Terms):
+class ParkingTerms(rules.Terms):
     price: int
     min_quantity: int
     max_quantity: int
@@ -74,27 +74,27 @@ class OperatingRightsTerms(rules.Terms):
     lockup_days: int | None = None
 
 
-class OperatingRightsBoard(rules.Board):
-    """A fifth board: a new rules class and one registry entry, nothing else."""
+class ParkingBoard(rules.Board):
+    """A sixth board: a new rules class and one registry entry, nothing else."""
 
-    config = rules.BoardConfig(name="operating_rights", duration_days_min=14,
+    config = rules.BoardConfig(name="parking", duration_days_min=14,
                                duration_days_max=45, cancel_window_us=24 * rules.US_PER_HOUR,
                                success_fee_bps=400, lockup_days_default=90)
-    terms_type = OperatingRightsTerms
+    terms_type = ParkingTerms
 
 
-async def test_a_toy_fifth_board(venue, monkeypatch):
-    monkeypatch.setitem(registry.BOARDS, "operating_rights", OperatingRightsBoard())
+async def test_a_toy_sixth_board(venue, monkeypatch):
+    monkeypatch.setitem(registry.BOARDS, "parking", ParkingBoard())
     issuer = await venue.issuer()
     a = await venue.investor(10_000)
     terms = {"price": 250, "min_quantity": 2, "max_quantity": 20, "years": 10}
-    pid = await venue.listed(issuer, "operating_rights", terms, 14)
+    pid = await venue.listed(issuer, "parking", terms, 14)
     await venue.subscribe(a, pid, 4)
     await venue.advance(14 * DAY)
     project = await venue.project(pid)
     assert project["status"] == "succeeded" and project["terms"]["lockup_days"] == 90
     assert (await venue.me(issuer))["cash_available"] == 1_000 - 40  # 400 bps
-    _, rows = await venue.call("GET", "/v1/projects?board=operating_rights", None, expect=200)
+    _, rows = await venue.call("GET", "/v1/projects?board=parking", None, expect=200)
     assert [r["project_id"] for r in rows] == [pid]
 
 
