@@ -112,6 +112,8 @@ async def seed_demo(engine: Any) -> dict[str, str] | None:
     await _ok(engine, c.Deposit(issuers["debt"], 50_000_00, "demo-seed"), op)
     await _ok(engine, c.Deposit(issuers["ip"], 20_000_00, "demo-seed"), op)
 
+    cn2015 = engine.machine.profile == "cn2015"
+
     async def listing(board: str, title: str, days: int, terms: dict, subs: list,
                       close: bool = False, approve: bool = True) -> int:
         deadline = engine.machine.now_us + days * DAY_US
@@ -122,6 +124,8 @@ async def seed_demo(engine: Any) -> dict[str, str] | None:
             return pid
         await _ok(engine, oc.ReviewProject(pid, True), op)
         for who, quantity, extra in subs:
+            if cn2015 and board == "equity" and DEMO_INVESTORS[who][1] == "retail":
+                continue  # cn2015: equity offerings are for qualified investors only
             await _ok(engine, oc.Subscribe(pid, quantity, **extra), investors[who])
         if close:
             await _ok(engine, oc.CloseProject(pid), op)
@@ -210,10 +214,9 @@ async def _demo_cafe(engine: Any, listing: Any, chain: int, investors: list[int]
                   {**CAFE_TERMS, "min_quantity": 900}, [(2, 100, none)], close=True)
     await listing("operating_rights", "Café chain: campus kiosks", 45, CAFE_TERMS, [],
                   approve=False)
-    for who, side, price, quantity in ((0, "sell", 2_100, 40), (4, "buy", 2_100, 15),
-                                       (3, "buy", 1_950, 30), (1, "sell", 2_200, 25)):
-        await _ok(engine, mc.PlaceOrder(flagship, side, "limit", price, quantity),
-                  investors[who])
+    await _place_orders(engine, flagship, investors, (
+        (0, "sell", 2_100, 40), (4, "buy", 2_100, 15), (3, "buy", 1_950, 30),
+        (1, "sell", 2_200, 25)))
 
 
 async def _demo_trades(engine: Any, instrument: int, investors: list[int]) -> None:
@@ -223,6 +226,15 @@ async def _demo_trades(engine: Any, instrument: int, investors: list[int]) -> No
         (4, "buy", 1_060, 40), (5, "buy", 1_080, 70), (3, "buy", 1_000, 30),
         (5, "buy", 980, 25), (1, "sell", 1_150, 40),
     ]
+    await _place_orders(engine, instrument, investors, orders)
+
+
+async def _place_orders(engine: Any, instrument: int, investors: list[int],
+                        orders: Any) -> None:
+    """Limit orders ``(investor, side, price, quantity)``; none under cn2015, which allows no
+    centralised matching (its bulletin board starts empty)."""
+    if engine.machine.profile == "cn2015":
+        return
     for who, side, price, quantity in orders:
         await _ok(engine, mc.PlaceOrder(instrument, side, "limit", price, quantity),
                   investors[who])
