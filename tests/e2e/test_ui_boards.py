@@ -65,6 +65,28 @@ async def test_debt_auction_and_product_tiers(server_factory, tmp_path):
             assert debt["terms"]["face_value"] == 100_00
             await operator.project_action(debt_id, "approve")
 
+            # ---- and an operating-rights listing through its own fields (issue 17) ----
+            await iss.select_option("#new-board", "operating_rights")
+            await iss.fill("#new-title", "Riverside café, second shop")
+            await iss.fill("#new-deadline", "2026-03-25T00:00")  # 21 to 60 days on this board
+            await iss.fill("#terms-fields [name=price]", "100")
+            await iss.fill("#terms-fields [name=min_quantity]", "10")
+            await iss.fill("#terms-fields [name=max_quantity]", "200")
+            await iss.fill("#terms-fields [name=term_months]", "24")
+            await iss.fill("#terms-fields [name=revenue_share]", "8.5")
+            await iss.fill("#terms-fields [name=buyback_price]", "95.50")
+            await iss.click("#create-project-form button[type=submit]")
+            await iss.wait_for_selector(f"#create-message.ok [data-project-id]:not("
+                                        f"[data-project-id='{debt_id}'])")
+            or_id = int(await iss.get_attribute("#create-message [data-project-id]",
+                                                "data-project-id"))
+            listed = await operator.project(or_id)
+            assert listed["board"] == "operating_rights"
+            assert {k: listed["terms"][k] for k in ("price", "term_months", "revenue_share_bps",
+                                                    "buyback_price", "lockup_days")} == {
+                "price": 100_00, "term_months": 24, "revenue_share_bps": 850,
+                "buyback_price": 95_50, "lockup_days": 90}
+
             # ---- investor bids: above the maximum is refused with its code ----
             inv = await new_page(viewport={"width": 1280, "height": 900})
             await inv.goto(server.url + "/#/signin")

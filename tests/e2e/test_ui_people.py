@@ -528,7 +528,7 @@ async def test_every_string_the_ui_uses_exists_in_both_languages(venue):
               if (!(m[1] in STRINGS)) bad.push(name + ': ' + m[1]);
             }
           }
-          const BOARDS = ['equity', 'debt', 'ip', 'product'];
+          const BOARDS = ['equity', 'debt', 'ip', 'operating_rights', 'product'];
           const families = {
             status: ['open', 'pending_review', 'succeeded', 'trading', 'failed', 'rejected',
                      'accepted', 'cancelled', 'allocated', 'refunded', 'scheduled', 'paid',

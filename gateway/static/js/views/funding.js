@@ -8,7 +8,7 @@ import { duration, t, tMaybe } from "../i18n.js";
 import { count, percent, percentOf, times, yuan } from "../money.js";
 import { exchangeNowMs } from "../venue.js";
 
-export const BOARD_KEYS = ["equity", "debt", "ip", "product"];
+export const BOARD_KEYS = ["equity", "debt", "ip", "operating_rights", "product"];
 // A board the server adds before the UI knows it still reads sensibly (its name, plain units).
 export const boardLabel = (board) => tMaybe(`board.${board}`, String(board).replaceAll("_", " "));
 export const TRADABLE = new Set(["equity", "debt", "ip", "operating_rights"]);

@@ -9,8 +9,8 @@ import { cashSummary } from "./account.js";
 import { BOARD_KEYS, boardLabel, progressBar, timelineEl } from "./funding.js";
 
 // BOARDS.md's defaults, used only if the venue did not say (GET /v1/venue gives the live ones).
-const DURATION = { equity: [21, 60], debt: [7, 60], ip: [21, 60], product: [1, 60] };
-const LOCKUP_DEFAULT = { equity: 365, debt: 0, ip: 365 };
+const DURATION = { equity: [21, 60], debt: [7, 60], ip: [21, 60], operating_rights: [21, 60], product: [1, 60] };
+const LOCKUP_DEFAULT = { equity: 365, debt: 0, ip: 365, operating_rights: 90 };
 
 function durationOf(board) {
   const rules = boardRules(board);
@@ -75,6 +75,19 @@ function debtFields() {
   ];
 }
 
+/** Operating rights (BOARDS.md): units of monthly revenue for a term, bought back at its end. */
+function operatingRightsFields() {
+  return [
+    field(t("issuer.price_unit"), { name: "price", required: true, ...dec }),
+    field(t("issuer.target"), { name: "min_quantity", required: true, ...num }, { hint: t("issuer.target_hint") }),
+    field(t("issuer.cap"), { name: "max_quantity", required: true, ...num }, { hint: t("issuer.cap_hint") }),
+    field(t("issuer.term"), { name: "term_months", required: true, value: "12", ...num }, { hint: t("issuer.or_term_hint") }),
+    field(t("issuer.revenue_share"), { name: "revenue_share", required: true, ...dec }, { hint: t("issuer.revenue_share_hint") }),
+    field(t("issuer.buyback_price"), { name: "buyback_price", required: true, value: "0", ...dec }, { hint: t("issuer.buyback_price_hint") }),
+    lockupField("operating_rights"),
+  ];
+}
+
 function termsFields(board) {
   if (board === "equity" || board === "ip") {
     return [
@@ -86,6 +99,7 @@ function termsFields(board) {
     ];
   }
   if (board === "debt") return debtFields();
+  if (board === "operating_rights") return operatingRightsFields();
   const tiers = h("div", { class: "tiers-editor", id: "tiers-editor" });
   const remove = (row) => { if (tiers.children.length > 1) row.remove(); };
   tiers.append(tierRow(0, remove));
@@ -124,6 +138,17 @@ function readTerms(form, board) {
     };
     if (board === "ip") terms.royalty_share_bps = parseHundredths(val(form, "royalty_share"), { what: t("issuer.royalty") });
     return terms;
+  }
+  if (board === "operating_rights") {
+    return {
+      price: parseYuan(val(form, "price"), t("field.price")),
+      min_quantity: parseCount(val(form, "min_quantity"), { what: t("issuer.target") }),
+      max_quantity: parseCount(val(form, "max_quantity"), { what: t("issuer.cap") }),
+      term_months: parseCount(val(form, "term_months"), { what: t("issuer.term") }),
+      revenue_share_bps: parseHundredths(val(form, "revenue_share"), { what: t("issuer.revenue_share") }),
+      buyback_price: parseHundredths(val(form, "buyback_price"), { allowZero: true, what: t("issuer.buyback_price") }),
+      ...readLockup(form),
+    };
   }
   if (board === "debt") {
     const rateBps = parseHundredths(val(form, "rate"), { what: t("field.rate") });
