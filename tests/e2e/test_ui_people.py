@@ -374,11 +374,11 @@ async def test_my_account_values_holdings_and_lists_orders(venue, size, tmp_path
         assert await holding.locator("[data-field=value]").inner_text() == "¥1,736.00"
         history = await page.inner_text("#trade-history-table")
         assert "¥157.50" in history and "¥112.00" in history  # 15 × ¥10.50, 10 × ¥11.20
-        # Movements (GET /v1/me/movements): the deposit and the trades, each with its status.
+        # Movements (GET /v1/me/movements): the deposit, with its settlement status.
         movements = page.locator("#movements-table")
         await movements.wait_for()
         text = await movements.inner_text()
-        assert "Deposit" in text and "Trade: cash" in text and "Pending" in text
+        assert "Deposit" in text and ("Pending" in text or "Settled (batch #" in text)
         row = page.locator(f"#account-orders-table tr[data-order-id='{order['order_id']}']")
         await row.wait_for()
         await shot(page, tmp_path, f"{size}-en-account")
@@ -424,13 +424,14 @@ async def test_market_chart_day_figures_depth_and_ticket(venue, size, tmp_path):
         assert "null" not in await page.inner_text("#order-result")
         card = page.locator("#open-orders-table .order-card", has_text="¥9.50")
         await card.wait_for()
-        button = await card.locator("button").bounding_box()
         panel = await page.locator("#open-orders").bounding_box()
-        assert panel["x"] <= button["x"]
-        assert button["x"] + button["width"] <= panel["x"] + panel["width"]
-        assert button["x"] + button["width"] <= SIZES[size]["width"]
+        for label in ("Edit", "Cancel"):  # both of the card's actions inside its panel
+            button = await card.locator(f"button:has-text('{label}')").bounding_box()
+            assert panel["x"] <= button["x"]
+            assert button["x"] + button["width"] <= panel["x"] + panel["width"]
+            assert button["x"] + button["width"] <= SIZES[size]["width"]
         await shot(page, tmp_path, f"{size}-en-market")
-        await card.locator("button").click()
+        await card.locator("button:has-text('Cancel')").click()
         await card.wait_for(state="detached")
         await _switch(page, "zh")
         await page.wait_for_selector("#chart[data-candles='4'] canvas")

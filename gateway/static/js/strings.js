@@ -447,7 +447,7 @@ export const STRINGS = {
   "orders.cancelled": ["Order #{id} cancelled.", "订单 #{id} 已撤单。"],
   "orders.cancel_label": ["Cancel order #{id}", "撤销订单 #{id}"],
   "orders.edit": ["Edit", "改单"],
-  "orders.edit_label": ["Edit order #{id}", "修改订单 #{id}"],
+  "orders.edit_label": ["Edit order #{id}", "改单：订单 #{id}"],
   "orders.new_price": ["New price (¥)", "新价格（¥）"],
   "orders.new_quantity": ["New quantity", "新数量"],
   "orders.save": ["Save", "保存"],
