@@ -31,20 +31,24 @@ REQUEST_TIMEOUT_S = 3600.0  # a batch of millions of legs takes a while
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crowdex settle", description=__doc__.split("\n\n")[0])
-    p.add_argument("--url", default=os.environ.get("CROWDEX_URL", DEFAULT_URL))
-    p.add_argument("--operator-key", default=os.environ.get("CROWDEX_OPERATOR_KEY"))
+    p.add_argument("--url", default=os.environ.get("CROWDEX_URL", DEFAULT_URL),
+                   help=f"the running server (CROWDEX_URL; default {DEFAULT_URL})")
+    p.add_argument("--operator-key", default=os.environ.get("CROWDEX_OPERATOR_KEY"),
+                   help="an operator's API key (prefer CROWDEX_OPERATOR_KEY: a command line "
+                   "is visible in ps)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     sub = p.add_subparsers(dest="action")
     sub.add_parser("run", help="run a settlement batch (the default)")
     sub.add_parser("list", help="the latest batches")
     show = sub.add_parser("show", help="one batch")
-    show.add_argument("batch_id", type=int)
+    show.add_argument("batch_id", type=int, help="the batch's id")
     report = sub.add_parser("report", help="a batch's custodian instructions (CSV)")
-    report.add_argument("batch_id", type=int)
+    report.add_argument("batch_id", type=int, help="the batch's id")
     report.add_argument("-o", "--output", help="write to this file instead of stdout")
     sub.add_parser("reconcile", help="ledger against engine; exit 1 on a break")
     resolve = sub.add_parser("resolve", help="accept the current breaks")
-    resolve.add_argument("--note", required=True)
+    resolve.add_argument("--note", required=True,
+                         help="why the differences are accepted (kept with them)")
     return p
 
 

@@ -72,3 +72,9 @@ def test_help_answers_at_every_level(args):
 
 def test_bench_without_a_name_is_a_usage_error():
     assert cli.bench([]) == 2 and cli.bench(["nope"]) == 2
+
+
+def test_every_flag_of_crowdex_settle_has_help():
+    from settlement import cli as settle_cli
+
+    assert _bare(settle_cli._parser(), "crowdex settle") == []
