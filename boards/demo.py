@@ -163,8 +163,11 @@ async def seed_demo(engine: Any) -> dict[str, str] | None:
                                         "A textile mill in Suzhou licensed the process."),
               issuers["ip"])
     # Product: a flash tier half sold, a funded lamp awaiting delivery, a failed kettle.
-    tiers = [{"tier_id": "early-bird", "price": 19_900, "quantity": 50},
-             {"tier_id": "standard", "price": 24_900, "quantity": None, "max_per_backer": 5}]
+    tiers = [{"tier_id": "early-bird", "price": 19_900, "quantity": 50,
+              "reward": "One of the first 50, at the early price", "estimated_delivery": "2026-06"},
+             {"tier_id": "standard", "price": 24_900, "quantity": None, "max_per_backer": 5,
+              "reward": "One, shipped with the first production run",
+              "estimated_delivery": "2026-08"}]
     await listing("product", "Paper lotus lamp", 25, {"goal": 2_000_000, "tiers": tiers},
                   [(i % 6, 3, {"tier_id": "early-bird"}) for i in range(8)]
                   + [(3, 2, {"tier_id": "standard"})])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from boards import rules
 from boards.equity import Positive
@@ -22,6 +24,14 @@ CONFIG = rules.BoardConfig(
 )
 
 TIERS_MAX = 100
+REWARD_LENGTH_MAX = 500
+
+
+# What a backer gets for a pledge, in the issuer's words (Kickstarter's reward description), and
+# when it is expected ("YYYY-MM", Kickstarter's estimated delivery). Text only: no NUL, bounded.
+Reward = Annotated[str, msgspec.Meta(min_length=1, max_length=REWARD_LENGTH_MAX,
+                                     pattern="^[^\\x00]*$")]
+Month = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
 
 
 class Tier(rules.Terms):
@@ -29,6 +39,8 @@ class Tier(rules.Terms):
     price: Positive
     quantity: Positive | None = None  # None: unlimited
     max_per_backer: Positive | None = None
+    reward: Reward | None = None
+    estimated_delivery: Month | None = None
 
 
 class ProductTerms(rules.Terms):
@@ -47,9 +59,18 @@ class ProductBoard(rules.Board):
         ids = [t["tier_id"] for t in tiers]
         if len(set(map(repr, ids))) != len(ids):
             raise rules.invalid_terms("tier ids must be unique")
-        return {"goal": terms["goal"], "tiers": [
-            {"tier_id": t["tier_id"], "price": t["price"], "quantity": t.get("quantity"),
-             "max_per_backer": t.get("max_per_backer")} for t in tiers]}
+        return {"goal": terms["goal"], "tiers": [self._tier_terms(t) for t in tiers]}
+
+    @staticmethod
+    def _tier_terms(tier: dict) -> dict:
+        out = {"tier_id": tier["tier_id"], "price": tier["price"],
+               "quantity": tier.get("quantity"), "max_per_backer": tier.get("max_per_backer")}
+        # Only when given, so the terms of a project listed before these existed (and its
+        # replay) are what they were.
+        for optional in ("reward", "estimated_delivery"):
+            if tier.get(optional) is not None:
+                out[optional] = tier[optional]
+        return out
 
     def tier(self, terms: dict, tier_id: Any) -> dict:
         for tier in terms["tiers"]:

@@ -852,7 +852,8 @@ class Offerings:
                        if s.tier_id == tier["tier_id"])
         remaining = None if tier["quantity"] is None else tier["quantity"] - sold
         return {"tier_id": tier["tier_id"], "price": tier["price"], "quantity": tier["quantity"],
-                "sold": sold, "remaining": remaining}
+                "sold": sold, "remaining": remaining, "reward": tier.get("reward"),
+                "estimated_delivery": tier.get("estimated_delivery")}
 
     def project_subscriptions(self, project_id: int) -> list[Subscription]:
         return list(self._by_project.get(project_id, ()))

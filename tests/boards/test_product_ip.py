@@ -114,3 +114,24 @@ async def test_ip_royalties_pro_rata_ties_to_the_lower_account(venue):
     got = [(await venue.me(w))["cash_available"] - 900 for w in (a, b, c)]
     assert got == [327, 327, 326]
     assert int(venue.machine.balances.accounts.rows[1]["cash_available"]) == 15 + 20
+
+
+async def test_a_tier_says_what_backers_get_and_when(venue):
+    """Issue 16: product tiers carry the reward in the issuer's words and an estimated delivery
+    month; both optional, so tiers without them read as before."""
+    issuer = await venue.issuer()
+    terms = {"goal": 1_000, "tiers": [
+        {"tier_id": "early", "price": 100, "quantity": 3, "reward": "A mug and a thank-you card",
+         "estimated_delivery": "2026-10"},
+        {"tier_id": "std", "price": 200}]}
+    pid = await venue.listed(issuer, "product", terms, 10)
+    tiers = (await venue.project(pid))["tiers"]
+    assert [(x["tier_id"], x["reward"], x["estimated_delivery"]) for x in tiers] == [
+        ("early", "A mug and a thank-you card", "2026-10"), ("std", None, None)]
+    assert "reward" not in (await venue.project(pid))["terms"]["tiers"][1]  # as stored before
+    for bad in ({"estimated_delivery": "2026-13"}, {"estimated_delivery": "Oct 2026"},
+                {"reward": ""}, {"reward": "x" * 501}, {"reward": "a\x00b"}):
+        status, code = await venue.error("POST", "/v1/projects", issuer, {
+            "board": "product", "title": "t", "description": "d", "deadline": venue.at(10),
+            "terms": {"goal": 1, "tiers": [{"tier_id": "a", "price": 1, **bad}]}})
+        assert (status, code) == (400, "invalid_field"), bad

@@ -26,7 +26,9 @@ async def test_debt_auction_and_product_tiers(server_factory, tmp_path):
         issuer_cx = operator.with_key(issuer["api_key"])
         product = await issuer_cx.create_project(
             "product", "Paper lotus lamp", "A folding lamp.", "2026-03-10T00:00:00Z",
-            {"goal": 1_000_00, "tiers": [{"tier_id": "early", "price": 199_00, "quantity": 10},
+            {"goal": 1_000_00, "tiers": [{"tier_id": "early", "price": 199_00, "quantity": 10,
+                                          "reward": "One lamp, signed by the maker",
+                                          "estimated_delivery": "2026-10"},
                                          {"tier_id": "standard", "price": 249_00,
                                           "quantity": None}]})
         await operator.project_action(product["project_id"], "approve")
@@ -119,6 +121,8 @@ async def test_debt_auction_and_product_tiers(server_factory, tmp_path):
             await inv.check("#sub-ack")
             await inv.click("#subscribe-form button[type=submit]")
             await inv.wait_for_selector("#subscribe-message.ok >> text=¥398.00 reserved")
+            tiers_text = await inv.inner_text("#tier-table")
+            assert "One lamp, signed by the maker" in tiers_text and "Oct 2026" in tiers_text
             early = "#tier-table tr[data-tier=early] td:last-child"
             await inv.wait_for_selector(f"{early} >> text=8")
             await operator.with_key(rival["api_key"]).subscribe(pid, 8, tier_id="early")

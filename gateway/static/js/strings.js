@@ -262,6 +262,8 @@ export const STRINGS = {
 
   "tiers.title": ["Reward tiers", "回报档位"],
   "tiers.reward": ["Reward", "回报"],
+  "tiers.delivery": ["Estimated delivery", "预计交付"],
+  "tiers.no_delivery": ["Not given", "未说明"],
   "tiers.price": ["Pledge", "支持金额"],
   "tiers.quantity": ["Available", "总数量"],
   "tiers.backed": ["Backed", "已支持"],
@@ -545,6 +547,8 @@ export const STRINGS = {
   "issuer.tier_id": ["Tier id", "档位编号"],
   "issuer.tier_price": ["Price (¥)", "价格（元）"],
   "issuer.tier_quantity": ["Quantity", "数量"],
+  "issuer.tier_reward": ["What backers get", "支持者获得的回报"],
+  "issuer.tier_delivery": ["Estimated delivery (month)", "预计交付（月份）"],
   "issuer.remove": ["Remove", "删除"],
   "issuer.remove_tier": ["Remove tier {n}", "删除档位 {n}"],
   "issuer.tier_needs_id": ["tier {n}: give it an id", "档位 {n}：请填写编号"],

@@ -47,6 +47,8 @@ function tierRow(index, remove) {
     field(t("issuer.tier_id"), { name: "tier_id", required: true, value: ["early", "standard", "deluxe"][index] || `tier${index + 1}`, maxlength: "40" }),
     field(t("issuer.tier_price"), { name: "tier_price", required: true, ...dec }),
     field(t("issuer.tier_quantity"), { name: "tier_quantity", placeholder: t("tiers.unlimited"), ...num }),
+    field(t("issuer.tier_reward"), { name: "tier_reward", maxlength: "500" }),
+    field(t("issuer.tier_delivery"), { name: "tier_delivery", type: "month" }),
     h("button", { type: "button", class: "small ghost", "aria-label": t("issuer.remove_tier", { n: index + 1 }), onclick: () => remove(row) }, t("issuer.remove")));
   return row;
 }
@@ -120,10 +122,14 @@ function readTiers(form) {
     const q = row.querySelector('[name="tier_quantity"]').value.trim();
     const id = row.querySelector('[name="tier_id"]').value.trim();
     if (!id) throw new RangeError(t("issuer.tier_needs_id", { n: i + 1 }));
+    const reward = row.querySelector('[name="tier_reward"]').value.trim();
+    const delivery = row.querySelector('[name="tier_delivery"]').value.trim();
     return {
       tier_id: id,
       price: parseYuan(row.querySelector('[name="tier_price"]').value, t("issuer.tier_price_of", { tier: id })),
       quantity: q === "" ? null : parseCount(q, { what: t("issuer.tier_quantity_of", { tier: id }) }),
+      ...(reward ? { reward } : {}),
+      ...(delivery ? { estimated_delivery: delivery } : {}),
     };
   });
 }

@@ -3,7 +3,7 @@
 // (sign in, subscribe, the issuer's tools, the operator's review).
 import { LiveChannel, get, session } from "../api.js";
 import { badge, facts, field, h, loadInto, panel, table, when } from "../dom.js";
-import { t } from "../i18n.js";
+import { getLang, t } from "../i18n.js";
 import { count, yuan } from "../money.js";
 import {
   BOARD_KEYS, CLOSED, boardLabel, headline, issuerName, marketLink, peopleLabel, peopleTitle, progressBar,
@@ -94,9 +94,18 @@ export async function projectList(container, _params, query) {
 
 // ---- the detail page -------------------------------------------------------------------------
 
+/** "2026-10" as a reader expects it: "Oct 2026", "2026年10月" (no time zone involved). */
+function monthText(month) {
+  const [year, number] = month.split("-").map(Number);
+  if (getLang() === "zh") return `${year}年${number}月`;
+  const names = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  return `${names[number - 1]} ${year}`;
+}
 function tierTable(p) {
   return table([
-    { label: t("tiers.reward"), cell: (x) => String(x.tier_id) },
+    { label: t("tiers.reward"), cell: (x) => h("span", {}, h("strong", {}, String(x.tier_id)),
+      x.reward ? h("span", { class: "tier-reward" }, ` — ${x.reward}`) : null) },
+    { label: t("tiers.delivery"), cell: (x) => (x.estimated_delivery ? monthText(x.estimated_delivery) : t("tiers.no_delivery")) },
     { label: t("tiers.price"), num: true, cell: (x) => yuan(x.price) },
     { label: t("tiers.quantity"), num: true, cell: (x) => (x.quantity === null ? t("tiers.unlimited") : count(x.quantity)) },
     { label: t("tiers.backed"), num: true, cell: (x) => count(x.sold) },
