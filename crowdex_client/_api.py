@@ -56,13 +56,13 @@ class Endpoints:
     def openapi(self) -> dict:
         return self._call(Call("GET", "/openapi.json"))
 
-    def venue(self) -> dict:
+    def venue(self) -> m.Venue:
         """How the venue runs: its profile, clock (wall or manual) and exchange time."""
-        return self._call(Call("GET", "/v1/venue"))
+        return self._call(Call("GET", "/v1/venue", m.Venue))
 
-    def boards(self) -> dict:
+    def boards(self) -> m.BoardsView:
         """The rules in force on every board (fees, durations, cancel windows, lock-ups)."""
-        return self._call(Call("GET", "/v1/boards"))
+        return self._call(Call("GET", "/v1/boards", m.BoardsView))
 
     # ---- accounts and money ---------------------------------------------------------------
 

@@ -27,12 +27,15 @@ from gateway.project_schemas import (
 from gateway.schemas import (
     AccountCreated,
     AdminState,
+    BoardRules,
+    BoardsView,
     ClockResult,
     DepositResult,
     ErrorBody,
     Health,
     Holding,
     Me,
+    Venue,
     WithdrawalResult,
 )
 from gateway.settlement_schemas import (
@@ -120,7 +123,7 @@ def decode_message(payload: bytes) -> WsMessage | dict:
 
 
 __all__ = [
-    "Movement",
+    "BoardRules", "BoardsView", "Movement", "Venue",
     "AccountCreated", "AdminState", "AmendAck", "AllocationView", "AuctionResult", "Authenticated",
     "BatchList", "BatchView", "Book", "CancelAck", "Candle", "ClockResult", "DepositResult",
     "DisclosureView", "DistributionView", "ErrorBody", "Fill", "Health", "Holding",

@@ -106,3 +106,34 @@ class AdminState(msgspec.Struct):
 class Health(msgspec.Struct, omit_defaults=True):
     status: Literal["ok", "degraded"]  # degraded: 503
     database: str | None = None  # "down" while PostgreSQL is away
+
+
+class Venue(msgspec.Struct):
+    """GET /v1/venue: how the venue runs."""
+
+    profile: Literal["intl", "cn2015"]
+    clock: Literal["wall", "manual"]
+    now: Time
+
+
+class BoardRules(msgspec.Struct, omit_defaults=True):
+    """One board's rules in force for projects listed now (GET /v1/boards)."""
+
+    board: str
+    duration_days_min: int
+    duration_days_max: int
+    cancel_window_hours: int
+    success_fee_bps: int
+    lockup_days: int
+    secondary_market: bool
+    seller_fee_bps: int | None = None  # boards with a secondary market
+    distribution_fee_bps: int | None = None  # debt servicing, IP and operating-rights admin
+    borrower_cap_fen: int | None = None  # debt
+    holders_max: int | None = None  # under cn2015
+    payout_released_pct: int | None = None  # product
+
+
+class BoardsView(msgspec.Struct):
+    profile: str
+    auction_hour_utc: int  # the IP board's daily call auction
+    boards: list[BoardRules]

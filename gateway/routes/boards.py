@@ -7,32 +7,11 @@ gets (a listed project keeps the rules it was listed under).
 
 from __future__ import annotations
 
-import msgspec
 from aiohttp import web
 
 from gateway import http, keys
 from gateway.routes import Route
-
-
-class BoardRules(msgspec.Struct, omit_defaults=True):
-    board: str
-    duration_days_min: int
-    duration_days_max: int
-    cancel_window_hours: int
-    success_fee_bps: int
-    lockup_days: int
-    secondary_market: bool
-    seller_fee_bps: int | None = None  # boards with a secondary market
-    distribution_fee_bps: int | None = None  # debt servicing, IP admin
-    borrower_cap_fen: int | None = None  # debt
-    holders_max: int | None = None  # under cn2015
-    payout_released_pct: int | None = None  # product
-
-
-class BoardsView(msgspec.Struct):
-    profile: str
-    auction_hour_utc: int  # the IP board's daily call auction
-    boards: list[BoardRules]
+from gateway.schemas import BoardsView
 
 
 async def get_boards(request: web.Request) -> web.Response:

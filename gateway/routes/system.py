@@ -78,6 +78,6 @@ ROUTES = [
           response=str, media_type=METRICS_CONTENT_TYPE),
     Route("GET", "/openapi.json", openapi, "This document", response=dict),
     Route("GET", "/v1/venue", venue, "The venue as it runs: profile, clock and exchange time",
-          response=dict),
+          response=schemas.Venue),
     Route("GET", "/", index, "The web UI", response=str, media_type="text/html"),
 ]
