@@ -30,6 +30,7 @@ class Offer(msgspec.Struct):
     filled_quantity: int
     status: Literal["open", "filled", "cancelled"]
     created: Time
+    mine: bool | None = None  # in GET /v1/offers: the caller posted it
 
 
 class OfferTrade(msgspec.Struct):

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from engine import offers_commands as oc
 from engine.errors import CrowdexError
+from engine.machine import AccountInfo
 from engine.offers import Offers, offer_view
 from gateway import http, keys
 from gateway import offer_schemas as schemas
@@ -45,11 +46,12 @@ async def cancel_offer(request: web.Request) -> web.Response:
     return http.reply(request, await http.submit(request, oc.CancelOffer(offer_id), investor))
 
 
-def _viewer(request: web.Request) -> None:
+def _viewer(request: web.Request) -> AccountInfo:
     """Operators and qualified or institutional investors read the board (403 otherwise)."""
     account = http.require(request, "investor", "operator")
     if account.role == "investor":
         offers(request).eligible(account.account_id)
+    return account
 
 
 def _check_profile(request: web.Request) -> None:
@@ -62,14 +64,15 @@ async def list_offers(request: web.Request) -> web.Response:
     instrument_id = None
     if "instrument_id" in request.query:
         instrument_id = http.query_int(request, "instrument_id", 0, 1, MAX_SAFE)
-    _viewer(request)
+    viewer = _viewer(request)
     machine = request.app[keys.ENGINE].machine
     if instrument_id is not None and (
             machine.component("offerings").instrument_info(instrument_id) is None):
         raise CrowdexError("instrument_not_found", f"no instrument {instrument_id}")
     _check_profile(request)
-    return http.respond(request, 200,
-                        [offer_view(o) for o in offers(request).open_offers(instrument_id)])
+    # ``mine``: the caller's own offers (to cancel, not to accept): a board shows them apart.
+    return http.respond(request, 200, [{**offer_view(o), "mine": o.account_id == viewer.account_id}
+                                       for o in offers(request).open_offers(instrument_id)])
 
 
 async def get_offer(request: web.Request) -> web.Response:

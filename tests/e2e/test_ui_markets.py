@@ -177,3 +177,45 @@ async def test_an_open_order_is_amended_from_its_card(server_factory, tmp_path):
         orders = await client.orders(status="open")
     assert sorted((o["price"], o["remaining_quantity"]) for o in orders) == [
         (10_80, 25), (10_80, 25)]
+
+
+async def test_the_cn2015_bulletin_board_posts_accepts_and_withdraws_offers(server_factory,
+                                                                           tmp_path):
+    """Under cn2015 the markets page is a bulletin board (no order book): a holder posts an offer,
+    another qualified investor takes part of it, the holder withdraws the rest; in Chinese, the
+    venue's default there, at desktop and phone sizes."""
+    server = server_factory("--clock", "manual", "--start-time", START, "--profile", "cn2015")
+    server.start()
+    async with Client(server.url, OPERATOR_KEY) as operator:
+        pid, (holder, _), buyer = await _listed(
+            operator, "equity", {"price": 10_00, "min_quantity": 10, "max_quantity": 1000})
+        await operator.advance_clock(8 * 86_400)  # past the T+5 holding period
+    async with browser() as chromium:
+        seller_page = await _open(chromium, server.url, holder["api_key"], pid)
+        buyer_page = await _open(chromium, server.url, buyer["api_key"], pid, 390)
+        for page in (seller_page, buyer_page):
+            assert (await page.get_attribute("html", "lang")).startswith("zh")
+            assert await page.locator("#order-ticket").count() == 0  # no central book
+            await page.wait_for_selector("#offers-list .empty")
+        await seller_page.check("#offer-side-sell")
+        await seller_page.fill("#post-offer [name=price]", "10.50")
+        await seller_page.fill("#post-offer [name=quantity]", "10")
+        await seller_page.click("#post-offer-submit")
+        mine = "#offers-table tr[data-mine=true]"
+        await seller_page.wait_for_selector(f"{mine}:has-text('¥10.50')")
+        theirs = "#offers-table tr[data-mine=false]"
+        await buyer_page.reload()
+        await buyer_page.wait_for_selector(f"{theirs}:has-text('¥10.50')")
+        await buyer_page.fill(f"{theirs} input[name=quantity]", "4")
+        await buyer_page.click(f"{theirs} .accept-form button")
+        await buyer_page.wait_for_selector("text=成交：4")
+        await buyer_page.wait_for_selector(f"{theirs} td:has-text('6')")
+        await seller_page.wait_for_selector(f"{mine} td:has-text('6')")  # over the trades feed
+        shots = []
+        for page, name in ((seller_page, "desktop"), (buyer_page, "phone")):
+            shot = tmp_path / f"{name}-zh-offers.png"
+            await page.screenshot(path=str(shot), full_page=True)
+            shots.append(shot)
+        await seller_page.click(f"{mine} button")
+        await seller_page.wait_for_selector("#offers-list .empty")
+        print("screenshots:", *shots)

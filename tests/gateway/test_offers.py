@@ -103,8 +103,11 @@ async def test_sell_offer_reserves_units_and_an_accept_trades_with_the_seller_fe
     fees = cash(venue, venue.machine.fee_account_id)  # the offering's success fee so far
 
     listed = (await venue.call("GET", f"/v1/offers?instrument_id={inst}", buyer, expect=200))[1]
-    assert [o["offer_id"] for o in listed] == [offer["offer_id"]]
-    assert (await venue.call("GET", "/v1/offers", OPERATOR, expect=200))[1] == listed
+    assert [(o["offer_id"], o["mine"]) for o in listed] == [(offer["offer_id"], False)]
+    own = (await venue.call("GET", f"/v1/offers?instrument_id={inst}", seller, expect=200))[1]
+    assert [(o["offer_id"], o["mine"]) for o in own] == [(offer["offer_id"], True)]
+    by_operator = (await venue.call("GET", "/v1/offers", OPERATOR, expect=200))[1]
+    assert by_operator == [{**o, "mine": False} for o in listed]
 
     trade = await accept(venue, buyer, offer["offer_id"], 40)
     assert trade == {"trade_id": trade["trade_id"], "offer_id": offer["offer_id"],

@@ -5,7 +5,7 @@
 // call auction's indicative uncross. Prices are integer fen throughout; the chart draws numbers
 // but every price it labels goes through yuan(), so no amount shown is a float's.
 import { LiveChannel, del, get, patch, post, session } from "../api.js";
-import { actionButton, facts, h, messageArea, newId, onSubmit, panel, when } from "../dom.js";
+import { actionButton, facts, h, loadInto, messageArea, newId, onSubmit, panel, table, when } from "../dom.js";
 import { getLang, t } from "../i18n.js";
 import { count, parseCount, parseYuan, percent, percentOf, times, yuan } from "../money.js";
 import { exchangeNowMs, venue } from "../venue.js";
@@ -420,12 +420,14 @@ async function marketBody(container, current, stats, liveDot) {
     liveDot.textContent = t(`live.${state}`);
   });
   cleanups.push(() => bookLive.close());
+  let offersRefresh = null; // cn2015: the bulletin board's, once laid out
   const tradesLive = new LiveChannel(`trades:${id}`, (data, message) => {
     if (message.type === "snapshot") trades.splice(0, trades.length, ...data);
     else { trades.unshift(data); trades.length = Math.min(trades.length, 200); fresh.add(data.trade_id); }
     renderTrades();
     if (message.type !== "update") return;
     refreshCandles();
+    if (offersRefresh) offersRefresh();
     // An uncross fills resting orders away from their limit prices, and the server's book
     // update for it carries only the levels at the uncross price: take a fresh snapshot.
     if (ip && !bookResync) { bookResync = true; bookLive.resync(); }
@@ -445,7 +447,11 @@ async function marketBody(container, current, stats, liveDot) {
   chartPanel.classList.add("chart-panel");
   const side = [panel(t("day.title"), dayBox)];
   if (ip) side.push(auctionPanel(id, current.board, indicativeEl, indicativeQtyEl, refreshIndicative, role));
-  if (investor) {
+  if (investor && venue.profile === "cn2015") {
+    const board = offersPanel(current, refreshMe);
+    side.push(board.el);
+    offersRefresh = board.refresh; // an accepted offer is a trade on the tape: read the board again
+  } else if (investor) {
     side.push(orderTicket(current, { ip, available, mergeOrder, renderOrders, refreshMe }));
     side.push(panel(t("orders.open_title"), ordersBox));
   } else {
@@ -465,6 +471,79 @@ async function marketBody(container, current, stats, liveDot) {
   renderOrders();
   await Promise.all([refreshCandles(true), refreshMe(), refreshIndicative()]);
   return () => cleanups.forEach((fn) => fn());
+}
+
+// ---- the bulletin board (cn2015) ------------------------------------------------------------
+
+/**
+ * Under cn2015 there is no central order book (BOARDS.md): a holder posts an offer and another
+ * qualified investor accepts it, at its price. The panel lists the instrument's open offers
+ * (yours to cancel, the others to accept, in part if you like) and posts new ones.
+ */
+function offersPanel(instrument, refreshMe) {
+  const messages = messageArea();
+  const list = h("div", { id: "offers-list" });
+  const refresh = () => loadInto(list, async () => {
+    const offers = await get(`/v1/offers?instrument_id=${instrument.project_id}`);
+    return table([
+      { label: t("offers.side"), cell: (o) => sideText(o.side) },
+      { label: t("offers.price"), num: true, cell: (o) => yuan(o.price) },
+      { label: t("offers.remaining"), num: true, cell: (o) => count(o.remaining) },
+      { label: t("offers.action"), cell: (o) => (o.mine
+        ? actionButton(t("offers.withdraw"), messages, async () => {
+          await del(`/v1/offers/${o.offer_id}`);
+          messages.ok(t("offers.cancelled", { id: o.offer_id }));
+          await refresh();
+          refreshMe();
+        }, { class: "small danger", "aria-label": t("offers.cancel_label", { id: o.offer_id }) })
+        : acceptForm(o, messages, async () => { await refresh(); refreshMe(); })) },
+    ], offers.map((o) => ({ ...o, __data: { offerId: String(o.offer_id), mine: String(Boolean(o.mine)) } })),
+    { caption: t("offers.title"), empty: t("offers.none"), id: "offers-table", cards: true });
+  });
+  const form = postOfferForm(instrument, messages, async () => { await refresh(); refreshMe(); });
+  refresh();
+  return { el: panel(t("offers.title"), h("p", { class: "hint", id: "cn2015-note" }, t("offers.note")),
+    list, form, messages.el), refresh };
+}
+
+function acceptForm(o, messages, after) {
+  const quantityId = newId("accept-qty");
+  const input = h("input", { id: quantityId, name: "quantity", inputmode: "numeric", value: String(o.remaining), class: "small-input" });
+  const form = h("form", { class: "accept-form", "aria-label": t("offers.accept_label", { id: o.offer_id }) },
+    h("label", { for: quantityId, class: "sr-only" }, t("offers.quantity")), input,
+    h("button", { type: "submit", class: "small" }, t(o.side === "sell" ? "offers.buy" : "offers.sell")));
+  onSubmit(form, messages, async () => {
+    const quantity = parseCount(input.value, { what: t("offers.quantity") });
+    const trade = await post(`/v1/offers/${o.offer_id}/accept`, { quantity });
+    messages.ok(t("offers.accepted", { quantity: count(trade.quantity), price: yuan(trade.price) }));
+    await after();
+  });
+  return form;
+}
+
+function postOfferForm(instrument, messages, after) {
+  const priceId = newId("offer-price");
+  const quantityId = newId("offer-quantity");
+  const form = h("form", { id: "post-offer", class: "stack" },
+    segmented("offer-side", t("offers.side"), [["sell", t("side.sell")], ["buy", t("side.buy")]], "sell"),
+    h("div", { class: "ticket-row" },
+      h("div", { class: "field" }, h("label", { for: priceId }, t("ticket.price")),
+        h("input", { id: priceId, name: "price", inputmode: "decimal", autocomplete: "off", placeholder: "0.00" })),
+      h("div", { class: "field" }, h("label", { for: quantityId }, t("ticket.quantity", { unit: t(`unitname.${instrument.board}`) })),
+        h("input", { id: quantityId, name: "quantity", inputmode: "numeric", autocomplete: "off", placeholder: "0" }))),
+    h("button", { type: "submit", class: "primary", id: "post-offer-submit" }, t("offers.post")));
+  onSubmit(form, messages, async () => {
+    const side = form.querySelector("input[name=offer-side]:checked").value;
+    const offer = await post("/v1/offers", {
+      instrument_id: instrument.project_id, side,
+      price: parseYuan(form.elements.price.value, t("field.price")),
+      quantity: parseCount(form.elements.quantity.value, { what: t("field.quantity") }),
+    });
+    messages.ok(t("offers.posted", { id: offer.offer_id }));
+    form.elements.quantity.value = "";
+    await after();
+  });
+  return form;
 }
 
 // ---- the order ticket ------------------------------------------------------------------------
@@ -499,7 +578,6 @@ function ticketFields(instrument, ip, available) {
       : [h("div", { class: "field" }, h("label", { for: "order-tif" }, t("ticket.tif")), f.tif),
         h("div", { class: "check" }, f.postOnly, h("label", { for: "order-post-only" }, t("ticket.post_only")),
           h("small", { class: "hint" }, t("ticket.post_only_hint")))],
-    venue.profile === "cn2015" ? h("p", { class: "hint", id: "cn2015-note" }, t("ticket.cn2015")) : null,
     f.estimate, f.submit,
   ];
   return f;
