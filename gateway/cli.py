@@ -64,6 +64,17 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    "journaled, applied to projects listed after it")
     p.add_argument("--no-fsync", action="store_true",
                    help="skip journal fsync (tests only: acknowledged is then NOT durable)")
+    p.add_argument("--journal", default=None, metavar="nats://HOST:PORT[,...]",
+                   help="keep the journal on a NATS JetStream stream at these servers instead "
+                   "of the data dir: this server is then one replica of the venue (every "
+                   "server given the same journal and stream serves the same venue)")
+    p.add_argument("--stream", default="crowdex",
+                   help="with --journal: the JetStream stream holding the journal "
+                   "(%(default)s)")
+    p.add_argument("--stream-replicas", type=int, default=3,
+                   help="with --journal: copies of the stream kept by the NATS cluster when "
+                   "this server creates it (%(default)s); a command is acknowledged once a "
+                   "majority of them holds it")
     p.add_argument("--log-format", choices=("json", "text"), default="json",
                    help="log lines on stderr: JSON objects (default) or plain text for a "
                    "terminal; each carries its request id, one access line per request")
@@ -93,6 +104,15 @@ def serve(args: argparse.Namespace) -> int:
         except BoardsFileError as error:
             print(f"crowdex: --boards: {error}", file=sys.stderr)
             return 2
+    journal_urls = _journal_urls(args.journal)
+    if journal_urls == ():
+        print("crowdex: --journal wants nats://HOST:PORT[,nats://HOST:PORT...]",
+              file=sys.stderr)
+        return 2
+    if args.stream_replicas < 1 or not args.stream:
+        print("crowdex: --stream needs a name and --stream-replicas at least 1",
+              file=sys.stderr)
+        return 2
     configure_logging(args.log_format)
     config = Config(
         data_dir=args.data_dir.resolve(), host=args.host, port=args.port,
@@ -102,6 +122,7 @@ def serve(args: argparse.Namespace) -> int:
         rate_limit_per_second=args.rate_limit,
         rate_limit_burst=max(1, int(args.rate_limit * RATE_LIMIT_BURST / RATE_LIMIT_PER_SECOND)),
         journal_sync=not args.no_fsync, board_rules=board_rules,
+        journal_urls=journal_urls, stream=args.stream, stream_replicas=args.stream_replicas,
     )
     config.data_dir.mkdir(parents=True, exist_ok=True)
     raise_open_files_limit()
@@ -122,6 +143,16 @@ def serve(args: argparse.Namespace) -> int:
         print(f"crowdex: {error}", file=sys.stderr)
         return EXIT_CANNOT_START
     return 0
+
+
+def _journal_urls(text: str | None) -> tuple[str, ...] | None:
+    """``--journal``'s comma-separated NATS URLs; None without the flag, () if malformed."""
+    if text is None:
+        return None
+    urls = tuple(url.strip() for url in text.split(",") if url.strip())
+    if not urls or not all(url.startswith(("nats://", "tls://")) for url in urls):
+        return ()
+    return urls
 
 
 def raise_open_files_limit() -> None:

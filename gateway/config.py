@@ -25,3 +25,8 @@ class Config:
     journal_sync: bool = True
     use_database: bool = True
     board_rules: dict | None = None  # the operator's boards file, checked (boards.overrides)
+    # API.md "Running as a cluster": NATS servers holding the journal's JetStream stream (this
+    # server is then one replica of the venue); None keeps the journal in the data dir.
+    journal_urls: tuple[str, ...] | None = None
+    stream: str = "crowdex"
+    stream_replicas: int = 3

@@ -106,6 +106,7 @@ class AdminState(msgspec.Struct):
 class Health(msgspec.Struct, omit_defaults=True):
     status: Literal["ok", "degraded"]  # degraded: 503
     database: str | None = None  # "down" while PostgreSQL is away
+    journal: str | None = None  # "unavailable" while a replica's stream has no quorum
 
 
 class Venue(msgspec.Struct):

@@ -25,11 +25,16 @@ STATIC_FILES = {path.relative_to(STATIC_DIR).as_posix(): path
 
 async def healthz(request: web.Request) -> web.Response:
     """200 ``{"status": "ok"}``; while PostgreSQL is down (trading goes on, settlement does not)
-    API.md wants 503 ``{"status": "degraded", "database": "down"}``."""
+    API.md wants 503 ``{"status": "degraded", "database": "down"}``, and while a cluster
+    replica's stream has no quorum (reads go on, writes do not) 503 ``{"status": "degraded",
+    "journal": "unavailable"}``."""
     engine = request.app[keys.ENGINE]
     if engine.failed is not None:
         raise CrowdexError("unavailable", "the engine stopped: a journal write failed or a "
                            "command could not be applied (the log says which)")
+    if getattr(engine, "degraded", False):  # a cluster replica whose stream has no quorum
+        return http.respond(request, 503, {"status": "degraded", "journal": "unavailable"},
+                            {"Retry-After": str(RETRY_AFTER_S)})
     database = request.app.get(keys.DATABASE)
     if database is not None and not database.up:
         return http.respond(request, 503, {"status": "degraded", "database": "down"},
