@@ -234,3 +234,25 @@ def test_a_snapshot_is_the_state_when_taken_even_if_encoded_later(monkeypatch):
     restored = StateMachine()
     restored.load(arrays, encode())
     assert restored.state_hash() == taken_hash
+
+
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(flow=flows)
+def test_the_folds_shortcut_for_a_resting_order_equals_the_general_fold(flow):
+    """markets.FOLD_FAST_PATH on and off: the same replies, published updates and state."""
+    from unittest import mock
+
+    from engine import markets
+
+    results = []
+    for fast in (True, False):
+        with mock.patch.object(markets, "FOLD_FAST_PATH", fast):
+            machine, setup, traders, instruments = _venue()
+            for i, entry in enumerate(setup):
+                machine.apply(i + 1, entry)
+            machine.outbox.clear()
+            entries = [_entry(op, traders, instruments) for op in flow]
+            replies, published = _applied(machine, entries, [len(entries) // 2])
+            results.append((replies, published, machine.state_hash()))
+    assert results[0] == results[1]
