@@ -178,14 +178,16 @@ async def test_killed_replica_loses_nothing_and_catches_up_again(replicas) -> No
         accounts = list(keys)
         counter = itertools.count()
         expected = dict.fromkeys(accounts, 0)
-        retried = 0
+        retried, slowest = 0, 0.0
 
         async def client() -> None:
-            nonlocal retried
+            nonlocal retried, slowest
             for _ in range(60):
                 n = next(counter)
                 account, amount = accounts[n % ACCOUNTS], 1 + n % 97
+                started = time.monotonic()
                 attempts = await deposit_until_acknowledged(session, urls, n, account, amount)
+                slowest = max(slowest, time.monotonic() - started)
                 expected[account] += amount  # acknowledged: it must be there exactly once
                 retried += attempts > 1
 
@@ -195,6 +197,8 @@ async def test_killed_replica_loses_nothing_and_catches_up_again(replicas) -> No
         first.kill()
         await clients
         assert retried > 0  # some clients did go to the other replica
+        print(f"replica killed: {retried} deposits retried at the other, the slowest "
+              f"acknowledged after {slowest:.3f} s")
 
         states = await same_state(session, [second.url])
         for account, auth in keys.items():
@@ -202,9 +206,11 @@ async def test_killed_replica_loses_nothing_and_catches_up_again(replicas) -> No
 
         # The killed replica restarts on its own data dir, and a new one on an empty one: both
         # read the whole stream and end at the same state.
-        first.start()
+        restart_s = first.start()
         third = replicas("c")
-        third.start()
+        empty_start_s = third.start()
+        print(f"restarted replica up in {restart_s:.2f} s, one on an empty data dir in "
+              f"{empty_start_s:.2f} s (stream of {states[0]['sequence']} entries)")
         everyone = await same_state(session, [first.url, second.url, third.url],
                                     sequence_min=states[0]["sequence"])
         assert len({s["state_hash"] for s in everyone}) == 1
@@ -239,6 +245,7 @@ async def test_no_quorum_refuses_writes_promptly_and_serves_reads(cluster, repli
             # The first waits out the stream log's retry window (a failover would end within
             # it); once degraded, the next answers within the shorter one.
             assert timings[0] < 12.0 and timings[1] < 3.0, timings
+            print(f"no quorum: 503 after {timings[0]:.2f} s, then after {timings[1]:.2f} s")
             async with session.get(server.url + "/healthz") as response:
                 assert response.status == 503
                 assert await response.json() == {"status": "degraded", "journal": "unavailable"}
@@ -246,6 +253,7 @@ async def test_no_quorum_refuses_writes_promptly_and_serves_reads(cluster, repli
             assert (await me(session, server.url, keys[account]))["cash_available"] == 0
         finally:
             restore(cluster, 1, 2)
+        restored = time.monotonic()
         deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
         while True:
             status, body, _ = await post(session, server.url, path,
@@ -253,6 +261,8 @@ async def test_no_quorum_refuses_writes_promptly_and_serves_reads(cluster, repli
             if status == 201:
                 break
             assert status == 503 and time.monotonic() < deadline, body
+        print(f"quorum back: writes acknowledged again {time.monotonic() - restored:.2f} s "
+              "after the nodes were restarted")
         async with session.get(server.url + "/healthz") as response:
             assert response.status == 200
 
