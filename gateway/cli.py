@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from engine.clock import parse_time_us
+from gateway import localcluster
 from gateway.config import RATE_LIMIT_BURST, RATE_LIMIT_PER_SECOND, Config
 
 GC_YOUNG_THRESHOLD = 20_000  # allocations between young-generation collections (default 700)
@@ -208,6 +209,7 @@ def parser() -> argparse.ArgumentParser:
     _skip_parser(sub)
     _replay_parser(sub)
     _demo_keys_parser(sub)
+    localcluster.add_parser(sub)
     return top
 
 
@@ -226,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         return skip(args)
     if args.command == "replay":
         return replay(args)
+    if args.command == "cluster":
+        return localcluster.run(args)
     if args.command == "demo-keys":
         return demo_keys(args)
     return 2

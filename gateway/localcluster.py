@@ -1,0 +1,137 @@
+"""``crowdex cluster``: a whole local cluster for trying it out and for tests (API.md, "Running as a
+cluster").
+
+It starts ``--nats-nodes`` NATS servers in one JetStream cluster on loopback
+(``engine.log.natscluster``) and ``--servers`` replicas of one venue (``crowdex serve --journal``
+child processes) on ports ``--port``, ``--port``+1, ..., prints every URL and the operator key,
+and on Ctrl-C (or SIGTERM) stops everything it started: the replicas first, gracefully, then
+the NATS nodes. Everything lives under ``--data-dir`` (``nats/``, ``server-1/``, ...), so
+starting it again on the same dir resumes the same venue.
+
+It only supervises processes: a replica is the ordinary ``crowdex serve``, so what is tried here
+is what runs in production, and ``kill -9`` of one of its pids is a real crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+SERVERS_MAX = 16  # replicas on one machine: each is a process with its own state
+SERVER_READY_TIMEOUT_S = 120.0  # a replica reads the whole stream before it answers /healthz
+SERVER_STOP_TIMEOUT_S = 30.0  # a replica's graceful stop, before SIGKILL
+POLL_INTERVAL_S = 0.1
+STREAM = "crowdex"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cluster", help="start a local cluster: NATS nodes and replicas of one "
+                       "venue (Ctrl-C stops everything)")
+    p.add_argument("--nats-nodes", type=int, default=3,
+                   help="NATS servers in the JetStream cluster holding the journal "
+                   "(%(default)s); the stream keeps min(3, this) copies")
+    p.add_argument("--servers", type=int, default=2,
+                   help="crowdex replicas of the venue (%(default)s)")
+    p.add_argument("--port", type=int, default=8080,
+                   help="the first replica's HTTP port; the next ones count up (%(default)s)")
+    p.add_argument("--data-dir", type=Path, default=Path("./crowdex-cluster"),
+                   help="the NATS nodes' files and each replica's data dir (%(default)s)")
+    p.add_argument("--operator-key", default=os.environ.get("CROWDEX_OPERATOR_KEY"),
+                   help="the operator's API key; prefer CROWDEX_OPERATOR_KEY; without either, "
+                   "one is generated and printed")
+    p.add_argument("--clock", choices=("wall", "manual"), default="wall",
+                   help="the venue's clock, fixed when the venue is created")
+    p.add_argument("--demo", action="store_true",
+                   help="seed sample projects and investors (through the first replica)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the cluster, wait for Ctrl-C or SIGTERM, stop it; the exit code."""
+    from engine.log.natscluster import NODES_MAX, NatsCluster
+
+    if not 1 <= args.nats_nodes <= NODES_MAX or not 1 <= args.servers <= SERVERS_MAX:
+        print(f"crowdex: --nats-nodes must be 1 to {NODES_MAX} and --servers 1 to "
+              f"{SERVERS_MAX}", file=sys.stderr)
+        return 2
+    key = args.operator_key or _new_key()
+    data_dir = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
+    nats = NatsCluster(data_dir / "nats", args.nats_nodes)
+    servers: list[subprocess.Popen] = []
+    try:
+        nats.start()
+        print(f"crowdex cluster: NATS {','.join(nats.urls)}", flush=True)
+        for index in range(args.servers):
+            servers.append(_start_server(args, nats.urls, index, key, data_dir))
+            _wait_ready(servers[-1], args.port + index, stop)
+            print(f"crowdex cluster: replica {index + 1} http://127.0.0.1:{args.port + index} "
+                  f"(pid {servers[-1].pid})", flush=True)
+        if not args.operator_key:
+            print(f"crowdex cluster: operator API key: {key}", flush=True)
+        print("crowdex cluster: ready; Ctrl-C stops everything", flush=True)
+        while not stop.wait(POLL_INTERVAL_S):
+            if all(server.poll() is not None for server in servers):
+                print("crowdex cluster: every replica exited", file=sys.stderr)
+                return 1
+        return 0
+    except (RuntimeError, OSError) as error:
+        print(f"crowdex cluster: {error}", file=sys.stderr)
+        return 1
+    finally:
+        _stop_servers(servers)
+        nats.stop()
+
+
+def _new_key() -> str:
+    from gateway.routes.accounts import new_api_key
+
+    return new_api_key()
+
+
+def _start_server(args: argparse.Namespace, urls: list[str], index: int, key: str,
+                  data_dir: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(args.port + index),
+               "--data-dir", str(data_dir / f"server-{index + 1}"),
+               "--journal", ",".join(urls), "--stream", STREAM,
+               "--stream-replicas", str(min(3, args.nats_nodes)), "--clock", args.clock]
+    if args.demo and index == 0:
+        command.append("--demo")
+    environment = dict(os.environ, CROWDEX_OPERATOR_KEY=key)  # not on a command line (ps)
+    # Its own process group: Ctrl-C at the terminal reaches only this supervisor, which stops
+    # the replicas in order.
+    return subprocess.Popen(command, env=environment, start_new_session=True)
+
+
+def _wait_ready(server: subprocess.Popen, port: int, stop: threading.Event) -> None:
+    deadline = time.monotonic() + SERVER_READY_TIMEOUT_S
+    while time.monotonic() < deadline and not stop.is_set():
+        if server.poll() is not None:
+            raise RuntimeError(f"the replica on port {port} exited ({server.returncode})")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(POLL_INTERVAL_S)
+    raise RuntimeError(f"the replica on port {port} did not answer /healthz")
+
+
+def _stop_servers(servers: list[subprocess.Popen]) -> None:
+    for server in servers:
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+    for server in servers:
+        try:
+            server.wait(SERVER_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
