@@ -45,7 +45,6 @@ whole stream; settlement with one shared PostgreSQL (see ``gateway.app``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -85,6 +84,9 @@ RETRY_AFTER_S = 1
 # 503 promptly while the outage lasts. The first failure still waits the full window, so an
 # ordinary failover never answers 503.
 DEGRADED_APPEND_TIMEOUT_S = 2.0
+# A copy the stream leader has not heard from for this long is not counted towards the quorum
+# (its Raft heartbeats come about every second; a lone leader may still call it current).
+PEER_SILENT_NS_MAX = 3_000_000_000
 PROBE_INTERVAL_S = 1.0  # while degraded, how often the stream is asked whether it answers again
 # One message's body must stay under the servers' max_payload (1 MiB by default): a batch of
 # clients whose entries are larger goes out as several messages, each at most this share of it.
@@ -311,13 +313,29 @@ class ClusterEngine:
             self.degraded_since = None
 
     async def _probe(self) -> None:
-        """While degraded, ask the stream for its state until it answers (/healthz follows)."""
+        """While degraded, ask the stream until it has a leader with a quorum of current
+        copies (/healthz follows). A stream that merely answers is not enough: a lone node
+        that led the stream may answer stream info before it notices it lost its peers."""
         while True:
             await asyncio.sleep(PROBE_INTERVAL_S)
-            if self.degraded:
-                with contextlib.suppress(StreamUnavailable):
-                    await self.log.last_sequence(timeout_s=PROBE_INTERVAL_S)
-                    self._set_available()
+            if self.degraded and await self._has_quorum():
+                self._set_available()
+
+    async def _has_quorum(self) -> bool:
+        try:
+            info = await asyncio.wait_for(self.log.js.stream_info(self.stream),
+                                          PROBE_INTERVAL_S)
+        except Exception:  # no answer of any kind: still degraded
+            return False
+        cluster = info.cluster
+        if cluster is None:
+            return True  # a single server's stream: answering is having quorum
+        if not cluster.leader:
+            return False
+        peers = cluster.replicas or []
+        current = 1 + sum(1 for peer in peers if peer.current and not peer.offline
+                          and (peer.active or 0) < PEER_SILENT_NS_MAX)
+        return current * 2 > 1 + len(peers)
 
     # ---- the reader: the stream to the state machine --------------------------------------------
 
