@@ -84,10 +84,7 @@ RETRY_AFTER_S = 1
 # 503 promptly while the outage lasts. The first failure still waits the full window, so an
 # ordinary failover never answers 503.
 DEGRADED_APPEND_TIMEOUT_S = 2.0
-# A copy the stream leader has not heard from for this long is not counted towards the quorum
-# (its Raft heartbeats come about every second; a lone leader may still call it current).
-PEER_SILENT_NS_MAX = 3_000_000_000
-PROBE_INTERVAL_S = 1.0  # while degraded, how often the stream is asked whether it answers again
+PROBE_INTERVAL_S = 1.0  # while degraded, how often a write (a Tick) tries the stream again
 # One message's body must stay under the servers' max_payload (1 MiB by default): a batch of
 # clients whose entries are larger goes out as several messages, each at most this share of it.
 MESSAGE_PAYLOAD_SHARE = 0.5
@@ -284,6 +281,10 @@ class ClusterEngine:
             return
         except (StreamError, ValueError) as error:
             log.error("stream %s refused batch %s: %s", self.stream, msg_id, error)
+            if isinstance(error, StreamError):
+                # The stream answered but would not store it (seen while the cluster loses its
+                # quorum): writes fail, so /healthz says degraded until a write is stored.
+                self._set_degraded(error)
             self._fail(msg_id, CrowdexError("unavailable", "the journal refused the batch",
                                             headers={"Retry-After": str(RETRY_AFTER_S)}))
             return
@@ -313,29 +314,17 @@ class ClusterEngine:
             self.degraded_since = None
 
     async def _probe(self) -> None:
-        """While degraded, ask the stream until it has a leader with a quorum of current
-        copies (/healthz follows). A stream that merely answers is not enough: a lone node
-        that led the stream may answer stream info before it notices it lost its peers."""
+        """While degraded, try a real write every ``PROBE_INTERVAL_S``: a Tick, which only
+        carries the time. /healthz leaves degraded once one is stored with its quorum (the
+        append path calls ``_set_available``). Asking the stream's info was not enough: a lone
+        node that had led the stream was seen answering with a leader and current peers."""
         while True:
             await asyncio.sleep(PROBE_INTERVAL_S)
-            if self.degraded and await self._has_quorum():
-                self._set_available()
-
-    async def _has_quorum(self) -> bool:
-        try:
-            info = await asyncio.wait_for(self.log.js.stream_info(self.stream),
-                                          PROBE_INTERVAL_S)
-        except Exception:  # no answer of any kind: still degraded
-            return False
-        cluster = info.cluster
-        if cluster is None:
-            return True  # a single server's stream: answering is having quorum
-        if not cluster.leader:
-            return False
-        peers = cluster.replicas or []
-        current = 1 + sum(1 for peer in peers if peer.current and not peer.offline
-                          and (peer.active or 0) < PEER_SILENT_NS_MAX)
-        return current * 2 > 1 + len(peers)
+            if self.degraded:
+                try:
+                    await self.submit(c.Tick())
+                except CrowdexError:
+                    pass  # still no quorum (or stopping): try again later
 
     # ---- the reader: the stream to the state machine --------------------------------------------
 
