@@ -16,6 +16,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from crowdex_client import ApiError, AsyncClient, Client, models
@@ -297,7 +298,9 @@ def test_the_bulletin_board(tmp_path_factory):
         world.operator.advance_clock(7 * DAY_S)  # past T+5
         offer = a.post_offer(pid, "sell", PRICE, 100)
         assert isinstance(offer, models.Offer) and offer.remaining == 100
-        assert b.offers(pid) == [offer] and b.offer(offer.offer_id) == offer
+        # The board marks the caller's own offers (``mine``): b sees a's as not its own.
+        assert b.offers(pid) == [msgspec.structs.replace(offer, mine=False)]
+        assert a.offers(pid)[0].mine is True and b.offer(offer.offer_id) == offer
         trade = b.accept_offer(offer.offer_id, 40)
         assert isinstance(trade, models.OfferTrade) and trade.remaining == 60
         assert a.cancel_offer(offer.offer_id).status == "cancelled"
