@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -50,6 +51,9 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> No
         try:
             with urllib.request.urlopen(url + "/healthz", timeout=1):
                 return
+        except urllib.error.HTTPError as error:
+            error.close()
+            time.sleep(0.1)
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not become healthy")

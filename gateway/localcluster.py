@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -120,6 +121,9 @@ def _wait_ready(server: subprocess.Popen, port: int, stop: threading.Event) -> N
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
                 return
+        except urllib.error.HTTPError as error:  # 503 while it catches up: close it now
+            error.close()
+            time.sleep(POLL_INTERVAL_S)
         except OSError:
             time.sleep(POLL_INTERVAL_S)
     raise RuntimeError(f"the replica on port {port} did not answer /healthz")

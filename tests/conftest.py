@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -115,6 +116,9 @@ class ServerProcess:
                 with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
                     if response.status == 200:
                         return time.monotonic() - started
+            except urllib.error.HTTPError as error:  # e.g. 503 degraded while it starts
+                error.close()  # an unclosed one warns later, in whatever test is running
+                time.sleep(0.05)
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"server did not come up: {self.log_path.read_text()[-3000:]}")

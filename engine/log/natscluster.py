@@ -145,7 +145,10 @@ def _monitor(node: NatsNode, path: str) -> dict | None:
     try:
         with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
             return json.loads(response.read())
-    except (OSError, ValueError):  # refused, reset, timed out, a 503, or half a body
+    except urllib.error.HTTPError as error:  # a 503: closed now, not by the collector later
+        error.close()
+        return None
+    except (OSError, ValueError):  # refused, reset, timed out, or half a body
         return None
 
 

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -301,6 +302,9 @@ def serve_process(tmp_path: Path):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
                     break
+            except urllib.error.HTTPError as error:
+                error.close()
+                time.sleep(0.05)
             except OSError:
                 time.sleep(0.05)
         yield port

@@ -33,6 +33,7 @@ def call(server: ServerProcess, method: str, path: str, body: dict | None = None
             status = response.status
     except urllib.error.HTTPError as error:
         text, status = error.read().decode(), error.code
+        error.close()
     except (ConnectionError, urllib.error.URLError):
         return 0, KILLED
     try:

@@ -63,6 +63,7 @@ def call(server: ServerProcess, method: str, path: str, body: dict | None = None
             status, text, got = response.status, response.read().decode(), response.headers
     except urllib.error.HTTPError as error:
         status, text, got = error.code, error.read().decode(), error.headers
+        error.close()
     try:
         payload: dict | str = json.loads(text)
     except ValueError:
