@@ -746,15 +746,12 @@ class _Fold:
             elif kind == k.EV_UNCROSSED:
                 self.uncrossed = {"price": prices[i], "quantity": qtys[i],
                                   "trade_count": self.maker_oid[i]}
-        wants = m.machine.wants
         for order in changed.values():
             if order.status in OPEN_STATUSES and order.filled_quantity == order.quantity:
                 order.status = "filled"
             if order.status not in OPEN_STATUSES:
                 m._finish(order)
-            channel = f"orders@{order.account_id}"
-            if wants(channel):
-                m.machine.publish(channel, order_view(order))
+            self._order_changed(order)
         if levels:
             instrument = next(iter(levels))[0]
             touched: Any = (instrument,)  # a command concerns one instrument; in case not:
@@ -763,31 +760,39 @@ class _Fold:
                     touched = dict.fromkeys([key[0] for key in levels])  # first-seen order
                     break
             for instrument in touched:
-                m.book_sequences[instrument] += 1
-                channel = f"book:{instrument}"
-                if wants(channel):
-                    # Published now, in order; the levels' quantities as of this command are
-                    # known once the whole call is folded (publish_books).
-                    changes = {(side, price): change
-                               for (i, side, price), change in levels.items() if i == instrument}
-                    update: dict = {"changes": []}
-                    m.machine.publish(channel, update, m.book_sequences[instrument])
-                    self.book_updates.append((instrument, update, changes))
+                changes = self._book_changed(instrument)
+                if changes is not None:
+                    changes.update({(side, price): change for (i, side, price), change
+                                    in levels.items() if i == instrument})
+
+    def _order_changed(self, order: OrderRecord) -> None:
+        """Publish an order's new state to its owner's ``orders`` channel, if listened to."""
+        channel = f"orders@{order.account_id}"
+        if self.markets.machine.wants(channel):
+            self.markets.machine.publish(channel, order_view(order))
+
+    def _book_changed(self, instrument: int) -> dict | None:
+        """One more book sequence for ``instrument``, and its update, published now in order
+        if listened to. Returns the map the caller fills with this command's level changes,
+        (side, price) -> change (None when nobody listens); the levels' quantities as of this
+        command are known once the whole call is folded (publish_books)."""
+        m = self.markets
+        m.book_sequences[instrument] += 1
+        channel = f"book:{instrument}"
+        if not m.machine.wants(channel):
+            return None
+        update: dict = {"changes": []}
+        changes: dict[tuple[int, int], int] = {}
+        m.machine.publish(channel, update, m.book_sequences[instrument])
+        self.book_updates.append((instrument, update, changes))
+        return changes
 
     def _rested(self, order: OrderRecord, side: int, price: int, qty: int) -> None:
         """What the general fold publishes for a new order that only rested."""
-        m = self.markets
-        wants = m.machine.wants
-        channel = f"orders@{order.account_id}"
-        if wants(channel):
-            m.machine.publish(channel, order_view(order))
-        instrument = order.instrument_id
-        m.book_sequences[instrument] += 1
-        channel = f"book:{instrument}"
-        if wants(channel):
-            update: dict = {"changes": []}
-            m.machine.publish(channel, update, m.book_sequences[instrument])
-            self.book_updates.append((instrument, update, {(side, price): qty}))
+        self._order_changed(order)
+        changes = self._book_changed(order.instrument_id)
+        if changes is not None:
+            changes[(side, price)] = qty
 
     def _amended(self, i: int, levels: dict, changed: dict) -> None:
         """The order's new price and remaining quantity; re-entered, it leaves its level and

@@ -18,6 +18,7 @@ import numpy as np
 
 from engine import movements as mv
 from engine.clock import format_time_us
+from settlement.ledger import from_datetime
 
 MOVEMENTS_PAGE_MAX = 500
 TRADE_KINDS = (mv.TRADE_CASH, mv.TRADE_UNITS, mv.TRADE_FEE)
@@ -53,7 +54,6 @@ async def settled(pool: asyncpg.Pool, account_id: int, before_id: int,
     rows = await pool.fetch(_SETTLED, account_id, before_id, limit)
     return [{"movement_id": r["movement_id"], "kind": mv.KIND_NAMES.get(r["kind"], str(r["kind"])),
              **_asset(r["asset"]), "amount": r["amount"], "status": "settled",
-             "batch_id": r["batch_id"], "settled_at": format_time_us(
-                 int(r["exchange_time"].timestamp()) * 1_000_000
-                 + r["exchange_time"].microsecond)}
+             "batch_id": r["batch_id"],
+             "settled_at": format_time_us(from_datetime(r["exchange_time"]))}
             for r in rows]

@@ -328,6 +328,11 @@ def to_datetime(time_us: int) -> datetime:
     return datetime.fromtimestamp(time_us / 1_000_000, tz=UTC)
 
 
+def from_datetime(moment: datetime) -> int:
+    """``to_datetime``'s inverse, exact to the microsecond (a timestamptz read back)."""
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+
+
 async def write_batch(conn: asyncpg.Connection, plan: BatchPlan,
                       checkpoint: Checkpoint = _no_checkpoint,
                       on_legs: Callable[[int], None] = lambda legs: None) -> None:

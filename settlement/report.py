@@ -6,14 +6,14 @@ import asyncpg
 
 from engine.clock import format_time_us
 from engine.errors import CrowdexError
+from settlement.ledger import from_datetime
 
 REPORT_COLUMNS = ("batch_id", "account_id", "asset", "net_amount", "legs")
 BATCHES_PAGE_MAX = 500
 
 
 def _view(row: asyncpg.Record) -> dict:
-    exchange_us = int(row["exchange_time"].timestamp()) * 1_000_000 \
-        + row["exchange_time"].microsecond
+    exchange_us = from_datetime(row["exchange_time"])
     return {
         "batch_id": row["batch_id"],
         "cutoff_sequence": row["cutoff_sequence"],
