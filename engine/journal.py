@@ -34,6 +34,7 @@ from typing import Protocol
 
 import numpy as np
 
+from engine.kernels import records
 from engine.private import open_private, private_dir, tighten_files
 
 log = logging.getLogger("crowdex.engine.journal")
@@ -208,20 +209,28 @@ def _scan_segment(path: Path, first_sequence: int) -> tuple[_Segment, _BadRecord
             path, 12, f"header says first sequence {header_sequence}, name says {first_sequence}"
         )
     segment = _Segment(path, first_sequence, 0, SEGMENT_HEADER_SIZE)
-    while segment.size_bytes < len(data):
-        checked = _check_record(data, segment.size_bytes)
-        if isinstance(checked, str):
-            return segment, _BadRecord(segment.size_bytes, checked)
-        sequence, record_end = checked
-        if sequence != segment.next_sequence:
-            # A checksummed record out of order is not a torn write: something rewrote the log.
-            raise JournalCorruptError(
-                path, segment.size_bytes,
-                f"sequence {sequence} where {segment.next_sequence} was expected",
-            )
-        segment.record_count += 1
-        segment.size_bytes = record_end
+    count, stop, why, _ = _walk(data, SEGMENT_HEADER_SIZE, len(data), first_sequence)
+    segment.record_count, segment.size_bytes = count, stop
+    if why == records.WALK_SEQUENCE:
+        # A checksummed record out of order is not a torn write: something rewrote the log.
+        _length, _crc, sequence = _RECORD_HEADER.unpack_from(data, stop)
+        raise JournalCorruptError(
+            path, stop, f"sequence {sequence} where {segment.next_sequence} was expected")
+    if why != records.WALK_END:
+        reason = _check_record(data, stop)
+        return segment, _BadRecord(stop, reason if isinstance(reason, str) else "bad record")
     return segment, None
+
+
+def _walk(data: memoryview | bytes, offset: int, limit: int,
+          first_sequence: int) -> tuple[int, int, int, np.ndarray]:
+    """The records of ``data[offset:limit]`` by the compiled walk (``engine.kernels.records``):
+    (count, stop offset, why it stopped, each record's offset)."""
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    starts = np.empty(max(0, limit - offset) // RECORD_HEADER_SIZE + 1, dtype=np.int64)
+    count, stop, why = records.walk(buffer, offset, limit, first_sequence, RECORD_PAYLOAD_MAX,
+                                    starts, records.CRC_TABLE)
+    return count, stop, why, starts[:count]
 
 
 def _is_torn_tail(segment: _Segment, bad: _BadRecord) -> bool:
@@ -497,17 +506,15 @@ class FileJournal:
         if len(data) != segment.size_bytes:
             raise JournalCorruptError(segment.path, len(data), "file shrank since the journal "
                                       "was opened")
-        unpack, crc32 = _RECORD_HEADER.unpack_from, zlib.crc32
-        offset = SEGMENT_HEADER_SIZE
-        expected = segment.first_sequence
-        while offset < segment.size_bytes:
-            length, crc, sequence = unpack(data, offset)
-            end = offset + RECORD_HEADER_SIZE + length
-            if sequence != expected or end > segment.size_bytes or crc32(
-                    data[offset + _CRC_START:end]) != crc:
-                raise JournalCorruptError(segment.path, offset, "record changed on disk since "
-                                          "the journal was opened")
-            if sequence > after_sequence:
-                yield sequence, bytes(data[offset + RECORD_HEADER_SIZE:end])
-            offset = end
-            expected += 1
+        count, stop, why, starts = _walk(data, SEGMENT_HEADER_SIZE, segment.size_bytes,
+                                         segment.first_sequence)
+        if why != records.WALK_END or count != segment.record_count:
+            raise JournalCorruptError(segment.path, stop, "record changed on disk since the "
+                                      "journal was opened")
+        raw = data.obj  # the bytes read: a slice of them is one copy of the payload
+        first = max(0, after_sequence + 1 - segment.first_sequence)
+        bounds = starts[first:].tolist()
+        bounds.append(stop)
+        sequence = segment.first_sequence + first
+        for index in range(len(bounds) - 1):
+            yield sequence + index, raw[bounds[index] + RECORD_HEADER_SIZE:bounds[index + 1]]

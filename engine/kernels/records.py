@@ -1,0 +1,91 @@
+"""The journal's record walk, compiled: every record of a segment found and its CRC checked.
+
+A journal segment is checked twice on the way to a replay: when the journal opens (to find a
+torn tail and refuse damage) and again as it is read back (damage done since). In Python each
+record costs a header unpack, a slice and a ``zlib.crc32`` call per pass, ~1 µs in all: at a
+replay of a million commands a second that alone would be the budget. ``walk`` does a segment's
+records in one compiled loop; the journal (``engine.journal``) keeps the format, the error
+messages and every decision about damage, and only asks here where the records are.
+
+The CRC is CRC-32 (IEEE 802.3, reflected, the one ``zlib.crc32`` computes), byte at a time from
+a 256-entry table: about 1-2 ns a byte, so ~0.1 µs for a command record, and the test checks it
+against zlib on random data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.kernels.jit import kernel
+
+RECORD_HEADER_SIZE = 16  # u32 payload length, u32 CRC, u64 sequence (engine.journal's format)
+CRC_START = 8  # the CRC covers the sequence field and the payload
+
+# What ``walk`` stopped at (anything but WALK_END is the offset of a record that is not one).
+WALK_END = 0  # every byte up to the limit is records
+WALK_TRUNCATED_HEADER = 1
+WALK_TOO_LONG = 2  # a payload length over the maximum
+WALK_TRUNCATED_PAYLOAD = 3
+WALK_CRC = 4
+WALK_SEQUENCE = 5  # a checksummed record with another sequence than the next one
+
+
+def _crc_table() -> np.ndarray:
+    table = np.zeros(256, dtype=np.uint32)
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (0xEDB88320 ^ (c >> 1)) if c & 1 else (c >> 1)
+        table[n] = c
+    return table
+
+
+CRC_TABLE = _crc_table()
+
+
+@kernel
+def crc32(data: np.ndarray, start: int, end: int, table: np.ndarray) -> int:
+    """CRC-32 of ``data[start:end]`` (uint8), as ``zlib.crc32`` computes it."""
+    crc = np.uint32(0xFFFFFFFF)
+    for i in range(start, end):
+        crc = table[(crc ^ data[i]) & np.uint32(0xFF)] ^ (crc >> np.uint32(8))
+    return int(crc ^ np.uint32(0xFFFFFFFF))
+
+
+@kernel
+def _u32(data: np.ndarray, at: int) -> int:
+    return (int(data[at]) | (int(data[at + 1]) << 8) | (int(data[at + 2]) << 16)
+            | (int(data[at + 3]) << 24))
+
+
+@kernel
+def walk(data: np.ndarray, offset: int, limit: int, first_sequence: int, payload_max: int,
+         starts: np.ndarray, table: np.ndarray) -> tuple[int, int, int]:
+    """Walk the records of ``data[offset:limit]`` (uint8), the first numbered
+    ``first_sequence``; write each record's offset into ``starts``.
+
+    Returns ``(count, stop offset, why)``: ``why`` is ``WALK_END`` when every byte up to
+    ``limit`` was records, else the reason the record at the stop offset is not the next one.
+    ``starts`` must have room for ``(limit - offset) // RECORD_HEADER_SIZE`` offsets.
+    """
+    count = 0
+    expected = first_sequence
+    while offset < limit:
+        if offset + RECORD_HEADER_SIZE > limit:
+            return count, offset, WALK_TRUNCATED_HEADER
+        length = _u32(data, offset)
+        if length > payload_max:
+            return count, offset, WALK_TOO_LONG
+        end = offset + RECORD_HEADER_SIZE + length
+        if end > limit:
+            return count, offset, WALK_TRUNCATED_PAYLOAD
+        if crc32(data, offset + CRC_START, end, table) != _u32(data, offset + 4):
+            return count, offset, WALK_CRC
+        sequence = _u32(data, offset + 8) | (_u32(data, offset + 12) << 32)
+        if sequence != expected:
+            return count, offset, WALK_SEQUENCE
+        starts[count] = offset
+        count += 1
+        expected += 1
+        offset = end
+    return count, offset, WALK_END
