@@ -16,7 +16,7 @@ import msgspec
 
 from boards import rules
 from boards.equity import LockupDays, Positive
-from engine.errors import CrowdexError
+from boards.errors import CrowdexError
 
 Bps = Annotated[int, msgspec.Meta(gt=0, le=100_000)]
 
@@ -91,12 +91,13 @@ class DebtBoard(rules.Board):
         return quantity * terms["face_value"]
 
     def check_capacity(self, terms: dict, quantity: int, tier_id: Any,
-                       taken: dict[Any, int]) -> None:
+                       taken: dict[Any, int], allocation: rules.Allocation) -> None:
         if "auction" in terms:
             return  # every bid rests until the close ranks them
-        rules.first_come_check(terms["max_quantity"] - taken.get(None, 0), quantity)
+        rules.first_come_check(allocation, terms["max_quantity"] - taken.get(None, 0), quantity)
 
-    def close(self, terms: dict, subs: list[rules.SubscriptionView]) -> rules.CloseResult:
+    def close(self, terms: dict, subs: list[rules.SubscriptionView],
+              allocation: rules.Allocation) -> rules.CloseResult:
         total = sum(s.quantity for s in subs)
         if total < terms["min_quantity"] or total == 0:
             return rules.CloseResult(False, [0] * len(subs), [0] * len(subs))
@@ -105,7 +106,7 @@ class DebtBoard(rules.Board):
             quantities = [s.quantity for s in subs]
             return rules.CloseResult(True, quantities, [q * face for q in quantities],
                                      terms["rate_bps"])
-        quantities, clearing = rules.allocate_rate_auction(
+        quantities, clearing = allocation.rate_auction(
             terms["max_quantity"], [s.quantity for s in subs], [s.rate_bps for s in subs],
             [s.sequence for s in subs])
         return rules.CloseResult(True, quantities, [q * face for q in quantities], clearing)

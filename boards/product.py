@@ -8,7 +8,7 @@ import msgspec
 
 from boards import rules
 from boards.equity import Positive
-from engine.errors import CrowdexError
+from boards.errors import CrowdexError
 
 CONFIG = rules.BoardConfig(
     name="product",
@@ -90,12 +90,13 @@ class ProductBoard(rules.Board):
         return quantity * self.tier(terms, tier_id)["price"]
 
     def check_capacity(self, terms: dict, quantity: int, tier_id: Any,
-                       taken: dict[Any, int]) -> None:
+                       taken: dict[Any, int], allocation: rules.Allocation) -> None:
         limit = self.tier(terms, tier_id)["quantity"]
         remaining = None if limit is None else limit - taken.get(tier_id, 0)
-        rules.first_come_check(remaining, quantity)
+        rules.first_come_check(allocation, remaining, quantity)
 
-    def close(self, terms: dict, subs: list[rules.SubscriptionView]) -> rules.CloseResult:
+    def close(self, terms: dict, subs: list[rules.SubscriptionView],
+              allocation: rules.Allocation) -> rules.CloseResult:
         raised = sum(s.amount_fen for s in subs)
         if raised < terms["goal"] or not subs:
             return rules.CloseResult(False, [0] * len(subs), [0] * len(subs))

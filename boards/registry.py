@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from boards.debt import DebtBoard
 from boards.equity import EquityBoard
+from boards.errors import CrowdexError
 from boards.ip import IpBoard
 from boards.operating_rights import OperatingRightsBoard
 from boards.product import ProductBoard
 from boards.rules import Board
-from engine.errors import CrowdexError
 
 BOARDS: dict[str, Board] = {
     "equity": EquityBoard(),

@@ -1,6 +1,6 @@
 """What every board shares: money rounding, the largest-remainder split, the allocation rules
-(whose mechanisms are the engine's compiled kernels), the listing lifecycle and the generic part
-of terms validation.
+(whose mechanisms, the engine's compiled kernels, are handed in as an ``Allocation``), the
+listing lifecycle and the generic part of terms validation.
 
 ``fee_half_up`` and ``largest_remainder`` are THE venue's rounding helpers: settlement, markets
 and the boards all import them from here, so a rounding rule is written down exactly once.
@@ -17,14 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import msgspec
-import numpy as np
 
-from engine import matching
-from engine.errors import CrowdexError
-from engine.kernels import codes as kernel_codes
+from boards.errors import CrowdexError
 
 US_PER_DAY = 86_400 * 1_000_000
 US_PER_HOUR = 3_600 * 1_000_000
@@ -110,53 +107,34 @@ def largest_remainder(total: int, weights: Sequence[int],
 
 
 # ---- allocation mechanisms ------------------------------------------------------------------
-# Boards are rules, the engine is mechanism. These functions decide WHAT takes part (the
-# subscriptions handed in, in subscription order, after eligibility and the holder limit), the
-# cap and the tie-break keys; the engine's compiled kernels (``engine.kernels.allocation`` via
-# the ``engine.matching`` wrappers) compute HOW MUCH each gets. The kernels' pro rata is a
-# largest-remainder split with the same ties as ``largest_remainder`` above (earliest sequence,
-# then lower account id); tests/boards/test_allocation_kernels.py holds them to each other.
+# Boards are rules, the engine is mechanism. A board decides WHAT takes part (the subscriptions
+# handed in, in subscription order, after eligibility and the holder limit), the cap and the
+# tie-break keys; the mechanism it is handed computes HOW MUCH each gets. The engine passes its
+# compiled kernels (``engine/allocation.py``) when it calls ``Board.close`` and
+# ``Board.check_capacity``, so the rules import nothing of the engine. The kernels' pro rata is
+# a largest-remainder split with the same ties as ``largest_remainder`` above (earliest
+# sequence, then lower account id); tests/boards/test_allocation_kernels.py holds them to each
+# other.
 
 
-def _int64s(values: Sequence[int]) -> np.ndarray:
-    return np.asarray(values, dtype=np.int64)
+class Allocation(Protocol):
+    """The allocation mechanisms a board may use (the engine's are ``engine.allocation``)."""
 
+    def pro_rata(self, capacity: int, quantities: Sequence[int], sequences: Sequence[int],
+                 accounts: Sequence[int]) -> list[int]:
+        """Fill everything when it fits; otherwise pro rata in whole units (largest remainder),
+        ties to the earliest ``sequences``, then the lower ``accounts``."""
+        ...
 
-def _check_allocation_input(capacity: int, quantities: Sequence[int],
-                            *parallel: Sequence[int]) -> None:
-    if capacity < 0:
-        raise ValueError("cannot allocate a negative capacity")
-    if any(q < 0 for q in quantities):
-        raise ValueError("quantities must be non-negative")
-    if any(len(column) != len(quantities) for column in parallel):
-        raise ValueError("every subscription needs one value in each column")
+    def rate_auction(self, capacity: int, quantities: Sequence[int], rates_bps: Sequence[int],
+                     sequences: Sequence[int]) -> tuple[list[int], int]:
+        """Uniform-price rate auction: each bid's fill and the clearing rate (0: none fills)."""
+        ...
 
-
-def allocate_pro_rata(capacity: int, quantities: Sequence[int], sequences: Sequence[int],
-                      accounts: Sequence[int]) -> list[int]:
-    """Fill everything when it fits; otherwise pro rata in whole units (largest remainder).
-
-    Ties between equal fractional parts go to the earliest ``sequences``, then the lower
-    ``accounts`` (BOARDS.md). The split is the engine's ``pro_rata`` kernel.
-    """
-    _check_allocation_input(capacity, quantities, sequences, accounts)
-    out = matching.allocate_pro_rata(_int64s(quantities), _int64s(sequences), _int64s(accounts),
-                                     capacity)
-    return out.tolist()
-
-
-def allocate_rate_auction(capacity: int, quantities: Sequence[int], rates_bps: Sequence[int],
-                          sequences: Sequence[int]) -> tuple[list[int], int]:
-    """Uniform-price rate auction: fill the lowest rates first (then earliest), up to capacity.
-
-    Returns each bid's filled quantity and the clearing rate (the highest filled rate, 0 when
-    nothing fills). The marginal bid fills partly. The ranking and filling are the engine's
-    ``rate_auction`` kernel.
-    """
-    _check_allocation_input(capacity, quantities, rates_bps, sequences)
-    out, clearing = matching.allocate_rate_auction(_int64s(rates_bps), _int64s(sequences),
-                                                   _int64s(quantities), capacity)
-    return out.tolist(), clearing
+    def first_come(self, remaining: int | None, quantity: int) -> str:
+        """``ok``, ``sold_out`` or ``exceeds_remaining`` for ``quantity`` against what remains
+        (``None``: unlimited; a negative ``remaining`` means nothing remains)."""
+        ...
 
 
 def holder_limit_cut(accounts: Sequence[int], holders_max: int,
@@ -300,18 +278,19 @@ class Board:
         return quantity * self.unit_price_fen(terms)
 
     def check_capacity(self, terms: dict, quantity: int, tier_id: Any,
-                       taken: dict[Any, int]) -> None:
+                       taken: dict[Any, int], allocation: Allocation) -> None:
         """First-come boards refuse what does not fit (``sold_out``/``exceeds_remaining``)."""
 
     # ---- the close ----
 
-    def close(self, terms: dict, subs: list[SubscriptionView]) -> CloseResult:
+    def close(self, terms: dict, subs: list[SubscriptionView],
+              allocation: Allocation) -> CloseResult:
         """All-or-nothing on ``min_quantity``; pro rata when above ``max_quantity``."""
         total = sum(s.quantity for s in subs)
         if total < terms["min_quantity"] or total == 0:
             return CloseResult(False, [0] * len(subs), [0] * len(subs))
-        quantities = allocate_pro_rata(terms["max_quantity"], [s.quantity for s in subs],
-                                       [s.sequence for s in subs], [s.account_id for s in subs])
+        quantities = allocation.pro_rata(terms["max_quantity"], [s.quantity for s in subs],
+                                         [s.sequence for s in subs], [s.account_id for s in subs])
         price = self.unit_price_fen(terms)
         return CloseResult(True, quantities, [q * price for q in quantities])
 
@@ -320,18 +299,16 @@ def invalid_terms(message: str) -> CrowdexError:
     return CrowdexError("invalid_terms", message)
 
 
-def first_come_check(remaining: int | None, quantity: int) -> None:
+def first_come_check(allocation: Allocation, remaining: int | None, quantity: int) -> None:
     """Refuse a first-come subscription that does not fit what remains (``None``: unlimited).
 
-    The take-or-refuse is the engine's ``first_come`` kernel (capacity -1 is unlimited there,
-    so a negative ``remaining`` is passed as 0: nothing remains).
+    The take-or-refuse is the mechanism's (the engine's ``first_come`` kernel); the refusal
+    and its wording are the rule's.
     """
-    capacity = -1 if remaining is None else max(remaining, 0)
-    codes, _, _ = matching.allocate_first_come(_int64s([quantity]), capacity)
-    code = int(codes[0])
-    if code == kernel_codes.SOLD_OUT:
+    outcome = allocation.first_come(remaining, quantity)
+    if outcome == "sold_out":
         raise CrowdexError("sold_out", "nothing remains")
-    if code == kernel_codes.EXCEEDS_REMAINING:
+    if outcome == "exceeds_remaining":
         raise CrowdexError("exceeds_remaining", f"only {remaining} remain")
-    if code != kernel_codes.OK:
-        raise RuntimeError(f"first_come kernel returned code {code}")
+    if outcome != "ok":
+        raise RuntimeError(f"first_come returned {outcome!r}")

@@ -24,6 +24,7 @@ from boards import debt as debt_board
 from boards import overrides, registry, rules
 from engine import movements as mv
 from engine import offerings_commands as oc
+from engine.allocation import ALLOCATION
 from engine.clock import format_time_us
 from engine.errors import CrowdexError
 from engine.machine import AccountInfo, Reply
@@ -363,7 +364,7 @@ class Offerings:
         amount = board.price_subscription(project.terms, cmd.quantity, cmd.rate_bps,
                                           cmd.tier_id)
         live = self._live[project.project_id]
-        board.check_capacity(project.terms, cmd.quantity, cmd.tier_id, live.taken)
+        board.check_capacity(project.terms, cmd.quantity, cmd.tier_id, live.taken, ALLOCATION)
         self._check_per_backer(board, project, live, actor, cmd)
         if (board.config.counts_toward_limit and not self._cn2015()
                 and investor.investor_class == "retail"):
@@ -489,7 +490,7 @@ class Offerings:
             kept = [s for s, k in zip(subs, keep, strict=True) if k]
         views = [rules.SubscriptionView(s.subscription_id, s.account_id, s.sequence, s.quantity,
                                         s.rate_bps or 0, s.tier_id, s.reserved) for s in kept]
-        result = board.close(project.terms, views)
+        result = board.close(project.terms, views, ALLOCATION)
         outcome = {s.subscription_id: (0, 0) for s in subs}
         if result.succeeded:
             for view, q, a in zip(views, result.quantities, result.amounts_fen, strict=True):

@@ -26,6 +26,7 @@ from engine.markets import warm_up
 from engine.sequencer import Engine
 from gateway import http, keys, logs, openapi, ws
 from gateway.config import Config
+from gateway.hub import Hub
 from gateway.idempotency import ResponseCache
 from gateway.metrics import Metrics
 from gateway.middleware import MIDDLEWARES
@@ -41,7 +42,6 @@ from gateway.routes import (
     settlement,
     system,
 )
-from gateway.ws import Hub
 
 log = logging.getLogger("crowdex.gateway")
 
@@ -146,7 +146,7 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _seed_demo(engine: Engine) -> None:
-    from boards.demo import seed_demo
+    from gateway.demo import seed_demo
 
     demo_keys = await seed_demo(engine)  # None when the venue was seeded before
     for name, key in (demo_keys or {}).items():

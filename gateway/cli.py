@@ -246,8 +246,8 @@ def _demo_keys_parser(sub: argparse._SubParsersAction) -> None:
 def demo_keys(args: argparse.Namespace) -> int:
     """``crowdex demo-keys``: keys are kept only as hashes, so only the demo accounts', whose
     keys come from a secret kept in the data dir, can be printed again."""
-    from boards.demo import DEMO_SECRET_FILE
-    from boards.demo import demo_keys as keys_of
+    from gateway.demo import DEMO_SECRET_FILE
+    from gateway.demo import demo_keys as keys_of
 
     keys = keys_of(args.data_dir.resolve())
     if keys is None:

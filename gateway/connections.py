@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from engine.errors import CrowdexError
-from gateway import ws
+from gateway import hub
 
 # API.md: "A connection is closed (a 408 first is fine) when a request's headers have not fully
 # arrived 30 s after the connection opened or after its previous response; an idle keep-alive
@@ -34,14 +34,14 @@ HEADERS_TIMEOUT_S = 30.0
 KEEPALIVE_TIMEOUT_S = 75.0
 
 # Open connections per remote address, upgraded WebSockets included: each holds a descriptor.
-# Room for a client's ws.CONNECTIONS_PER_PEER_MAX WebSockets and as many plain connections;
+# Room for a client's hub.CONNECTIONS_PER_PEER_MAX WebSockets and as many plain connections;
 # behind a proxy every client has the proxy's address, so the cap is generous. Past it the
 # connection is answered at once with 429 rate_limited, Retry-After and ``Connection: close``,
 # as an upgrade past the WebSocket caps is, so a client learns why and when to come back instead
 # of seeing a reset; then the server stops writing, discards what it reads and closes within
 # REFUSED_LINGER_S (closing with the client's request unread would reset the connection and
 # could destroy the 429 before it is read).
-CONNECTIONS_PER_PEER_MAX = 2 * ws.CONNECTIONS_PER_PEER_MAX
+CONNECTIONS_PER_PEER_MAX = 2 * hub.CONNECTIONS_PER_PEER_MAX
 REFUSED_RETRY_AFTER_S = 5
 REFUSED_LINGER_S = 1.0
 

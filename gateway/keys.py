@@ -1,4 +1,9 @@
-"""Typed application keys: every resource the app holds, in one place."""
+"""Typed application keys: every resource the app holds, in one place.
+
+Every module of the gateway may import this one, so it imports nothing of the project when it
+runs; the types it names come (for type checkers only) from modules that never import it back,
+which keeps the gateway's modules out of import circles (``tests/test_layers.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,10 @@ from aiohttp import web
 if TYPE_CHECKING:
     from engine.sequencer import Engine
     from gateway.config import Config
+    from gateway.hub import Hub
     from gateway.idempotency import ResponseCache
     from gateway.metrics import Metrics
     from gateway.ratelimit import RateLimiter
-    from gateway.ws import Hub
     from settlement.db import Database
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -30,7 +30,8 @@ from prometheus_client.core import (
 )
 
 if TYPE_CHECKING:
-    from aiohttp import web
+    from engine.sequencer import Engine
+    from gateway.hub import Hub
 
 FSYNC_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01,
                    0.025, 0.05, 0.1, 0.5)
@@ -75,7 +76,7 @@ class Histogram:
 
 
 class Metrics:
-    """The venue's figures; ``render(app)`` is the body of ``GET /metrics``."""
+    """The venue's figures; ``render(engine, hub)`` is the body of ``GET /metrics``."""
 
     def __init__(self) -> None:
         self.commands = 0
@@ -111,13 +112,17 @@ class Metrics:
                 "", "", HTTP_BUCKETS_S)
         histogram.observe(seconds)
 
-    def render(self, app: web.Application | None = None) -> bytes:
-        """The exposition text; with ``app``, its engine's and WebSocket hub's figures too."""
-        self._venue.app = app
+    def render(self, engine: Engine | None = None, hub: Hub | None = None) -> bytes:
+        """The exposition text, with the engine's and the WebSocket hub's figures when given.
+
+        The caller hands them over (``request.app[keys.ENGINE]``...), so this module does not
+        import the app keys, which name its ``Metrics`` type: no circle through them.
+        """
+        self._venue.engine, self._venue.hub = engine, hub
         try:
             return generate_latest(self.registry)
         finally:
-            self._venue.app = None
+            self._venue.engine = self._venue.hub = None
 
 
 class _VenueCollector:
@@ -125,7 +130,8 @@ class _VenueCollector:
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self.app: Any = None
+        self.engine: Engine | None = None
+        self.hub: Hub | None = None
 
     def collect(self) -> Iterator[Metric]:
         m = self.metrics
@@ -140,8 +146,7 @@ class _VenueCollector:
             responses.add_metric([str(status)], count)
         yield responses
         yield self._http_latency()
-        if self.app is not None:
-            yield from _venue_families(self.app)
+        yield from _venue_families(self.engine, self.hub)
 
     def _http_latency(self) -> HistogramMetricFamily:
         family = HistogramMetricFamily(
@@ -154,12 +159,10 @@ class _VenueCollector:
         return family
 
 
-def _venue_families(app: web.Application) -> Iterator[Metric]:
+def _venue_families(engine: Engine | None, hub: Hub | None) -> Iterator[Metric]:
     """Figures read at scrape time: the engine's state and the WebSocket hub's counters."""
     from engine.kernels.layout import C_LIVE_ORDERS, C_NEXT_OID, C_NEXT_TRADE
-    from gateway import keys
 
-    engine = app.get(keys.ENGINE)
     if engine is not None:
         machine = engine.machine
         counters = machine.component("markets").engine.counters
@@ -174,7 +177,6 @@ def _venue_families(app: web.Application) -> Iterator[Metric]:
                                   value=int(counters[C_NEXT_TRADE]) - 1)
         yield GaugeMetricFamily("crowdex_orders_resting", "Orders resting on the books.",
                                 value=int(counters[C_LIVE_ORDERS]))
-    hub = app.get(keys.HUB)
     if hub is not None:
         yield GaugeMetricFamily("crowdex_websocket_connections", "WebSocket connections open.",
                                 value=hub.connections)

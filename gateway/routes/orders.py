@@ -12,8 +12,8 @@ from engine.marketdata import INTERVALS_US
 from engine.markets import Markets, order_view, trade_view
 from gateway import http, keys
 from gateway import order_schemas as os_
+from gateway.hub import ChannelKind
 from gateway.routes import Route, query_enum, query_int
-from gateway.ws import ChannelKind
 
 DEPTH_MAX = 1000
 TRADES_LIMIT_MAX = 1000

@@ -21,8 +21,8 @@ from engine.offerings import (
 )
 from gateway import http, keys
 from gateway import project_schemas as ps
+from gateway.hub import ChannelKind
 from gateway.routes import Query, Route, query_enum, query_int
-from gateway.ws import ChannelKind
 
 LIST_LIMIT_MAX = 1000
 

@@ -43,7 +43,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[keys.METRICS].render(request.app)
+    app = request.app
+    body = app[keys.METRICS].render(app.get(keys.ENGINE), app.get(keys.HUB))
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 

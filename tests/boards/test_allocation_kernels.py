@@ -1,8 +1,9 @@
 """The boards allocate through the engine's kernels: board path and kernel agree on awkward cases.
 
 ``boards.rules`` decides what takes part, the cap and the tie-break keys; the kernels in
-``engine.kernels.allocation`` (through the ``engine.matching`` wrappers) compute how much. Each
-case is computed by hand (BOARDS.md), then checked on the board path (``rules`` and a board's
+``engine.kernels.allocation`` (through ``engine.allocation``, the mechanism the engine hands a
+board, and the ``engine.matching`` wrappers) compute how much. Each case is computed by hand
+(BOARDS.md), then checked on the board path (``engine.allocation``, ``rules`` and a board's
 ``close``/``check_capacity``), on the kernel, on the plain-Python reference and, for pro rata,
 on ``rules.largest_remainder``, the venue's one split helper.
 """
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from boards import rules
 from boards.registry import BOARDS
 from engine import matching
+from engine.allocation import ALLOCATION
 from engine.errors import CrowdexError
 from engine.kernels import allocation as kernels
 from engine.kernels import codes
@@ -73,7 +75,7 @@ PRO_RATA_CASES = [
                          PRO_RATA_CASES)
 def test_pro_rata_board_kernel_and_split_helper_agree(capacity, quantities, sequences,
                                                       accounts, expected):
-    assert rules.allocate_pro_rata(capacity, quantities, sequences, accounts) == expected
+    assert ALLOCATION.pro_rata(capacity, quantities, sequences, accounts) == expected
     assert kernel_pro_rata(capacity, quantities, sequences, accounts) == expected
     assert ref.pro_rata(quantities, sequences, accounts, capacity) == expected
     if sum(quantities) > capacity:
@@ -86,7 +88,7 @@ def test_equity_close_oversubscribed_goes_through_the_kernel():
     # sequence order on purpose (the rules pass sequences, the kernel ranks by them)
     terms = {"price": 100_00, "min_quantity": 5, "max_quantity": 10, "lockup_days": 365}
     subs = views([(11, 30, 4, 0), (12, 10, 4, 0), (13, 20, 4, 0)])
-    result = BOARDS["equity"].close(terms, subs)
+    result = BOARDS["equity"].close(terms, subs, ALLOCATION)
     assert result.succeeded
     assert result.quantities == [3, 4, 3]
     assert result.amounts_fen == [300_00, 400_00, 300_00]
@@ -103,7 +105,7 @@ def test_pro_rata_kernel_is_largest_remainder_with_subscription_ties(rows, capac
     quantities = [q for q, _, _ in rows]
     sequences = [s for _, s, _ in rows]
     accounts = [a for _, _, a in rows]
-    got = rules.allocate_pro_rata(capacity, quantities, sequences, accounts)
+    got = ALLOCATION.pro_rata(capacity, quantities, sequences, accounts)
     assert got == kernel_pro_rata(capacity, quantities, sequences, accounts)
     if sum(quantities) <= capacity:
         assert got == quantities
@@ -122,17 +124,17 @@ def test_pro_rata_total_beyond_int64_does_not_oversell():
                             np.array([1, 2]), 1, out)
     assert code == codes.AMOUNT_TOO_LARGE
     # two halves: the unit goes to the earlier sequence (the wrapper's exact fallback)
-    assert rules.allocate_pro_rata(1, quantities, [1, 2], [1, 2]) == [1, 0]
+    assert ALLOCATION.pro_rata(1, quantities, [1, 2], [1, 2]) == [1, 0]
     assert rules.largest_remainder(1, quantities, [(1, 1), (2, 2)]) == [1, 0]
 
 
 def test_pro_rata_refuses_nonsense():
     with pytest.raises(ValueError):
-        rules.allocate_pro_rata(-1, [1], [1], [1])
+        ALLOCATION.pro_rata(-1, [1], [1], [1])
     with pytest.raises(ValueError):
-        rules.allocate_pro_rata(1, [-1, 3], [1, 2], [1, 2])
+        ALLOCATION.pro_rata(1, [-1, 3], [1, 2], [1, 2])
     with pytest.raises(ValueError):
-        rules.allocate_pro_rata(1, [1, 3], [1], [1, 2])
+        ALLOCATION.pro_rata(1, [1, 3], [1], [1, 2])
 
 
 # ---- rate auction ---------------------------------------------------------------------------
@@ -163,7 +165,7 @@ RATE_AUCTION_CASES = [
                          RATE_AUCTION_CASES)
 def test_rate_auction_board_and_kernel_agree(capacity, quantities, rates, sequences, filled,
                                              clearing):
-    got = rules.allocate_rate_auction(capacity, quantities, rates, sequences)
+    got = ALLOCATION.rate_auction(capacity, quantities, rates, sequences)
     assert got == (filled, clearing)
     assert all(type(q) is int for q in got[0]) and type(got[1]) is int
     assert kernel_rate_auction(capacity, quantities, rates, sequences) == (filled, clearing)
@@ -175,7 +177,7 @@ def test_debt_auction_close_goes_through_the_kernel():
              "repayment": "bullet", "auction": {"max_rate_bps": 1200}, "lockup_days": 0}
     # seq 4 bids the lowest rate; seq 2 and 3 tie at the clearing rate, seq 3 is marginal
     subs = views([(21, 2, 50, 900), (22, 3, 30, 900), (23, 5, 20, 1100), (24, 4, 40, 700)])
-    result = BOARDS["debt"].close(terms, subs)
+    result = BOARDS["debt"].close(terms, subs, ALLOCATION)
     assert result.succeeded
     assert result.quantities == [50, 10, 0, 40]
     assert result.clearing_rate_bps == 900
@@ -193,7 +195,7 @@ def test_rate_auction_uniform_price_properties(bids, capacity, random):
     rates = [r for _, r in bids]
     sequences = list(range(1, len(bids) + 1))
     random.shuffle(sequences)  # subscription order need not be list order here
-    filled, clearing = rules.allocate_rate_auction(capacity, quantities, rates, sequences)
+    filled, clearing = ALLOCATION.rate_auction(capacity, quantities, rates, sequences)
     assert (filled, clearing) == kernel_rate_auction(capacity, quantities, rates, sequences)
     assert sum(filled) == min(capacity, sum(quantities))
     ranked = sorted(range(len(bids)), key=lambda i: (rates[i], sequences[i]))
@@ -212,7 +214,7 @@ def test_rate_auction_uniform_price_properties(bids, capacity, random):
 
 def refusal(remaining, quantity):
     try:
-        rules.first_come_check(remaining, quantity)
+        rules.first_come_check(ALLOCATION, remaining, quantity)
     except CrowdexError as error:
         return error.code
     return "ok"
@@ -237,7 +239,7 @@ def test_first_come_check_board_and_kernel_agree(remaining, quantity, expected):
 
 def test_first_come_message_names_what_remains():
     with pytest.raises(CrowdexError) as raised:
-        rules.first_come_check(3, 4)
+        rules.first_come_check(ALLOCATION, 3, 4)
     assert raised.value.code == "exceeds_remaining" and "only 3 remain" in str(raised.value)
 
 
@@ -254,7 +256,7 @@ def test_first_come_stream_to_the_last_unit(board, terms, tier_id, key):
     board_codes = []
     for quantity in pledges:
         try:
-            BOARDS[board].check_capacity(terms, quantity, tier_id, taken)
+            BOARDS[board].check_capacity(terms, quantity, tier_id, taken, ALLOCATION)
         except CrowdexError as error:
             board_codes.append(error.code)
         else:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from boards.demo import seed_demo
 from engine.clock import parse_time_us
 from gateway import keys
+from gateway.demo import seed_demo
 from tests.boards.conftest import OPERATOR
 from tests.boards.test_debt import FIXED
 

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from boards import rules
+from engine.allocation import ALLOCATION
 
 
 @pytest.mark.parametrize(("notional", "bps", "fee"), [
@@ -74,14 +75,14 @@ def test_largest_remainder_refuses_nonsense():
 
 
 def test_pro_rata_fits_or_splits():
-    assert rules.allocate_pro_rata(10, [3, 4], [1, 2], [5, 6]) == [3, 4]
+    assert ALLOCATION.pro_rata(10, [3, 4], [1, 2], [5, 6]) == [3, 4]
     # 12 asked for 10: 2.5, 2.5, 5 -> floors 2,2,5 ; leftover 1 to the earliest tie (seq 1)
-    assert rules.allocate_pro_rata(10, [3, 3, 6], [1, 2, 3], [9, 8, 7]) == [3, 2, 5]
+    assert ALLOCATION.pro_rata(10, [3, 3, 6], [1, 2, 3], [9, 8, 7]) == [3, 2, 5]
 
 
 def test_rate_auction_bid_at_clearing_rate_fills_partly():
     # capacity 100: 40 @ 500, 50 @ 600 (seq 2), 30 @ 600 (seq 3), 20 @ 700
-    filled, clearing = rules.allocate_rate_auction(100, [40, 50, 30, 20], [500, 600, 600, 700],
+    filled, clearing = ALLOCATION.rate_auction(100, [40, 50, 30, 20], [500, 600, 600, 700],
                                                    [1, 2, 3, 4])
     assert filled == [40, 50, 10, 0] and clearing == 600
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from boards.demo import DEMO_NAMES, DEMO_SECRET_FILE
 from gateway import cli
 from gateway.app import create_app
+from gateway.demo import DEMO_NAMES, DEMO_SECRET_FILE
 from tests.gateway.conftest import make_config
 
 KEY_LINE = re.compile(r"^crowdex demo: (.+): (\S+)$", re.MULTILINE)

@@ -9,6 +9,7 @@ import aiohttp
 import msgspec
 import pytest
 
+from gateway import hub as hub_module
 from gateway import keys
 from gateway import ws as ws_module
 from tests.boards.conftest import OPERATOR
@@ -243,7 +244,7 @@ async def test_snapshot_plus_updates_rebuild_the_exact_book_over_a_random_sessio
 
 async def test_slow_consumer_is_disconnected_with_a_reason(market, monkeypatch):
     venue, inst, *_ = market
-    monkeypatch.setattr(ws_module, "SEND_QUEUE_MAX", 3)
+    monkeypatch.setattr(hub_module, "SEND_QUEUE_MAX", 3)
     async with venue.client.ws_connect("/v1/ws") as ws:
         await ws.send_json({"op": "subscribe", "channels": [f"trades:{inst}"]})
         assert (await next_json(ws))["type"] == "subscribed"
@@ -282,7 +283,7 @@ async def test_open_sockets_are_capped_with_429_and_freed_on_close(market, monke
     """Each socket holds a descriptor: past the cap an upgrade is 429 rate_limited with
     Retry-After, and a closed socket frees its place."""
     venue, *_ = market
-    monkeypatch.setattr(ws_module, cap, 2)
+    monkeypatch.setattr(hub_module, cap, 2)
     hub = venue.client.server.app[keys.HUB]
     first = await venue.client.ws_connect("/v1/ws")
     second = await venue.client.ws_connect("/v1/ws")
@@ -290,7 +291,7 @@ async def test_open_sockets_are_capped_with_429_and_freed_on_close(market, monke
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await venue.client.ws_connect("/v1/ws")
     assert refused.value.status == 429
-    assert refused.value.headers["Retry-After"] == ws_module.CONNECTIONS_RETRY_AFTER_S
+    assert refused.value.headers["Retry-After"] == hub_module.CONNECTIONS_RETRY_AFTER_S
     response = await venue.client.get("/v1/ws", headers={
         "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})

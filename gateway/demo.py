@@ -3,7 +3,8 @@
 Several projects on every board in different states (open with subscriptions, succeeded and
 trading, locked up, failed, pending review), issuers and investors with balances. Everything
 goes through the sequencer as ordinary journaled commands, so the demo is as real as any other
-state. Seeding happens once: a venue that already has projects is left alone.
+state. Seeding happens once: a venue that already has projects is left alone. It lives in the
+gateway, beside the CLI that runs it: it is a client of the engine's commands, not a rule.
 
 Demo keys can be printed again (every start with ``--demo``, and ``crowdex demo-keys``) though
 the venue keeps keys only as hashes: a demo account's key is an HMAC of its name under a random

@@ -1,0 +1,182 @@
+"""The WebSocket hub: channels, their subscribers and sequences, and each connection's queue.
+
+``gateway/ws.py`` serves the sockets; this module holds what the rest of the gateway shares with
+it: the ``Hub`` the app keeps under ``keys.HUB`` (the engine's updates are published to it, the
+metrics read its counters), ``ChannelKind`` that route modules register, and ``Connection``.
+It imports nothing of the gateway, so ``gateway/keys.py`` can name the hub's type without the
+socket code and the app keys importing each other in a circle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from engine.errors import CrowdexError
+from engine.machine import AccountInfo
+
+SEND_QUEUE_MAX = 4096  # messages waiting for one client before it is cut off
+# Open sockets: each holds a file descriptor and a queue, so a client cannot open without end.
+# Past either cap an upgrade is 429 rate_limited with Retry-After. Behind a proxy every client
+# has the proxy's address: the per-peer cap is meant to be generous.
+CONNECTIONS_MAX = 10_000
+CONNECTIONS_PER_PEER_MAX = 256
+CONNECTIONS_RETRY_AFTER_S = "5"
+
+_json = msgspec.json.Encoder()
+_msgpack = msgspec.msgpack.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelKind:
+    """How to serve one kind of channel.
+
+    ``snapshot(request, channel_id, account)`` returns ``(sequence, data)`` or raises a
+    ``CrowdexError`` (e.g. not found). A sequence of None means the hub numbers the channel's
+    updates itself; data with its own sequence (a book) passes it. ``private`` channels need
+    an authenticated account and are per account: updates go to ``private_channel(name, id)``.
+    """
+
+    snapshot: Callable[[web.Request, int, AccountInfo | None], tuple[int | None, Any]]
+    private: bool = False
+
+
+# An op validates its message (the whole of it: ``op`` and ``request_id`` included) and returns
+# the ack's type, the ack's field for the reply body, and the engine command to submit.
+OpHandler = Callable[[web.Request, AccountInfo, dict], tuple[str, str, Any]]
+
+
+@dataclass(eq=False)
+class Connection:
+    request: web.Request
+    ws: web.WebSocketResponse
+    binary: bool
+    account: AccountInfo | None = None
+    channels: set[str] = field(default_factory=set)
+    # Messages waiting for the writer; None (alone) tells it to close for a slow consumer.
+    outgoing: deque = field(default_factory=deque)
+    wakeup: asyncio.Future | None = None  # the writer's, while it waits for messages
+    closing: bool = False
+    close_after_drain: bool = False  # a failed auth: send the error, then close
+    inflight: int = 0  # orders/cancels submitted, not yet answered
+    room: asyncio.Future | None = None  # the reader's, while INFLIGHT_MAX are in flight
+
+    def send(self, message: dict | None) -> None:
+        """Queue a message; a full queue means a slow consumer, who is disconnected."""
+        if self.closing:
+            return
+        outgoing = self.outgoing
+        if len(outgoing) >= SEND_QUEUE_MAX:
+            self.closing = True
+            outgoing.clear()
+            message = None  # what is queued is dropped: the writer closes the socket
+        outgoing.append(message)
+        wakeup = self.wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    def encode(self, message: dict) -> bytes:
+        return _msgpack.encode(message) if self.binary else _json.encode(message)
+
+    def send_error(self, request_id: Any, code: str, message: str) -> None:
+        self.send({"type": "error", "request_id": request_id, "code": code,
+                   "message": message})
+
+    def answered(self) -> None:
+        self.inflight -= 1
+        room = self.room
+        if room is not None and not room.done():
+            room.set_result(None)
+
+    async def inflight_below(self, limit: int) -> None:
+        """Wait until fewer than ``limit`` orders/cancels await their answers."""
+        while self.inflight >= limit:
+            self.room = asyncio.get_running_loop().create_future()
+            await self.room
+
+
+class Hub:
+    """Channels, their subscribers and per-channel sequences."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, ChannelKind] = {}
+        self.ops: dict[str, OpHandler] = {}
+        self.subscribers: dict[str, set[Connection]] = {}
+        self.sequences: dict[str, int] = {}
+        self.connections_by_peer: dict[str, int] = {}  # open sockets by remote address
+        self.connections = 0
+        # For /metrics (gateway/metrics.py reads them at scrape time).
+        self.opened = 0
+        self.messages_received = 0
+        self.messages_sent = 0
+
+    def admit(self, peer: str) -> None:
+        """Count a new socket from ``peer``, or refuse it past the caps (``release`` undoes)."""
+        if (self.connections >= CONNECTIONS_MAX
+                or self.connections_by_peer.get(peer, 0) >= CONNECTIONS_PER_PEER_MAX):
+            raise CrowdexError("rate_limited", "too many open WebSocket connections; close "
+                               "some or retry later",
+                               headers={"Retry-After": CONNECTIONS_RETRY_AFTER_S})
+        self.connections += 1
+        self.opened += 1
+        self.connections_by_peer[peer] = self.connections_by_peer.get(peer, 0) + 1
+
+    def release(self, peer: str) -> None:
+        self.connections -= 1
+        left = self.connections_by_peer[peer] - 1
+        if left:
+            self.connections_by_peer[peer] = left
+        else:
+            del self.connections_by_peer[peer]
+
+    def register_channel(self, kind: str, channel_kind: ChannelKind) -> None:
+        self.kinds[kind] = channel_kind
+
+    def register_op(self, op: str, handler: OpHandler) -> None:
+        self.ops[op] = handler
+
+    def publish(self, channel: str, data: Any, sequence: int | None = None,
+                message_type: str = "update") -> None:
+        """Send an update to the channel's subscribers.
+
+        Channels whose data has its own sequence (a book) pass it; others are numbered here.
+        """
+        if sequence is None:
+            sequence = self.sequences.get(channel, 0) + 1
+        self.sequences[channel] = sequence
+        subscribers = self.subscribers.get(channel)
+        if not subscribers:
+            return
+        # A private channel's key carries its account ("orders@7"); clients know it as "orders".
+        message = {"channel": channel.partition("@")[0], "type": message_type,
+                   "sequence": sequence, "data": data}
+        for connection in list(subscribers):
+            connection.send(message)
+
+    def publish_all(self, events: list[tuple[str, Any, int | None]]) -> None:
+        """Publish a batch's updates (the engine's outbox), in the order they happened."""
+        for channel, data, sequence in events:
+            self.publish(channel, data, sequence)
+
+    def channel_sequence(self, channel: str) -> int:
+        return self.sequences.get(channel, 0)
+
+    def drop(self, connection: Connection) -> None:
+        for channel in connection.channels:
+            subscribers = self.subscribers.get(channel)
+            if subscribers is not None:
+                subscribers.discard(connection)
+                if not subscribers:
+                    del self.subscribers[channel]
+        connection.channels.clear()
+
+
+def private_channel(name: str, account_id: int) -> str:
+    """The hub's key for an account's private channel (clients just say ``orders``)."""
+    return f"{name}@{account_id}"
