@@ -12,6 +12,8 @@ written every ``SNAPSHOT_EVERY`` commands and on a clean stop.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import getpass
 import logging
 import os
 import signal
@@ -23,13 +25,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine import commands as c
-from engine.clock import Clock
+from engine.clock import Clock, WallClock
 from engine.errors import CrowdexError
 from engine.journal import FileJournal
 from engine.machine import Reply, StateMachine
 from engine.private import private_dir, tighten_files
 from engine.replay import apply_records
-from engine.skips import PoisonCommand, Skip, apply_entry, load_skips, lock_data_dir
+from engine.skips import (
+    REASON_LENGTH_MAX,
+    SKIPS_FILE,
+    PoisonCommand,
+    Skip,
+    apply_entry,
+    data_dir_lock,
+    load_skips,
+    lock_data_dir,
+    record_skip,
+)
 from engine.snapshot import load_latest, prune, write_snapshot
 
 log = logging.getLogger("crowdex.engine")
@@ -469,3 +481,51 @@ def replay_from_empty(data_dir: Path, upto: int | None = None) -> StateMachine:
     finally:
         journal.close()
     return machine
+
+
+# ---- crowdex skip ---------------------------------------------------------------------------
+# Here beside the sequencer, not in engine.skips: it recovers an Engine, and engine.skips is
+# what recovery itself uses, so it cannot import the sequencer back.
+
+
+def skip_entry(data_dir: Path, sequence: int, reason: str) -> tuple[bool, str]:
+    """``crowdex skip``: skip ``sequence`` if it is the entry recovery fails on. Returns
+    whether the venue now recovers, and what to tell the operator."""
+    data_dir = Path(data_dir)
+    if not 0 < len(reason.strip()) <= REASON_LENGTH_MAX:
+        return False, f"--reason must say why, in 1 to {REASON_LENGTH_MAX} characters"
+    with data_dir_lock(data_dir):
+        poison, recovered = _first_poison(data_dir)
+        if poison is None:
+            return False, (f"nothing to skip: the venue recovers to sequence {recovered}; "
+                           f"sequence {sequence} applies without error")
+        if poison.sequence != sequence:
+            return False, (f"sequence {sequence} is not the entry that fails: recovery fails "
+                           f"at sequence {poison.sequence} ({poison.command}: {poison.error})")
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        record_skip(data_dir, Skip(sequence, poison.entry_sha256, poison.command, poison.actor,
+                                   poison.error, reason.strip(), now, _user()))
+        after, recovered = _first_poison(data_dir)
+    done = (f"skipped sequence {sequence} ({poison.command} by account {poison.actor}); "
+            f"recorded in {data_dir / SKIPS_FILE}")
+    if after is not None:
+        return False, f"{done}; but recovery now fails at sequence {after.sequence}: {after}"
+    return True, f"{done}; the venue recovers to sequence {recovered}"
+
+
+def _first_poison(data_dir: Path) -> tuple[PoisonCommand | None, int]:
+    engine = Engine(data_dir, WallClock())
+    try:
+        engine.recover()
+    except PoisonCommand as poison:
+        return poison, engine.machine.last_sequence
+    finally:
+        engine.close_recovered()
+    return None, engine.machine.last_sequence
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())

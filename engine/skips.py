@@ -18,9 +18,7 @@ it carried, so every replay reaches the same state.
 
 from __future__ import annotations
 
-import datetime
 import fcntl
-import getpass
 import hashlib
 import os
 from collections.abc import Iterator
@@ -159,49 +157,3 @@ def lock_data_dir(data_dir: Path) -> int:
         os.close(fd)
         raise VenueRunning(f"another crowdex process is using {data_dir}") from None
     return fd
-
-
-def skip_entry(data_dir: Path, sequence: int, reason: str) -> tuple[bool, str]:
-    """``crowdex skip``: skip ``sequence`` if it is the entry recovery fails on. Returns
-    whether the venue now recovers, and what to tell the operator."""
-    data_dir = Path(data_dir)
-    if not 0 < len(reason.strip()) <= REASON_LENGTH_MAX:
-        return False, f"--reason must say why, in 1 to {REASON_LENGTH_MAX} characters"
-    with data_dir_lock(data_dir):
-        poison, recovered = _first_poison(data_dir)
-        if poison is None:
-            return False, (f"nothing to skip: the venue recovers to sequence {recovered}; "
-                           f"sequence {sequence} applies without error")
-        if poison.sequence != sequence:
-            return False, (f"sequence {sequence} is not the entry that fails: recovery fails "
-                           f"at sequence {poison.sequence} ({poison.command}: {poison.error})")
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        record_skip(data_dir, Skip(sequence, poison.entry_sha256, poison.command, poison.actor,
-                                   poison.error, reason.strip(), now, _user()))
-        after, recovered = _first_poison(data_dir)
-    done = (f"skipped sequence {sequence} ({poison.command} by account {poison.actor}); "
-            f"recorded in {data_dir / SKIPS_FILE}")
-    if after is not None:
-        return False, f"{done}; but recovery now fails at sequence {after.sequence}: {after}"
-    return True, f"{done}; the venue recovers to sequence {recovered}"
-
-
-def _first_poison(data_dir: Path) -> tuple[PoisonCommand | None, int]:
-    from engine.clock import WallClock
-    from engine.sequencer import Engine
-
-    engine = Engine(data_dir, WallClock())
-    try:
-        engine.recover()
-    except PoisonCommand as poison:
-        return poison, engine.machine.last_sequence
-    finally:
-        engine.close_recovered()
-    return None, engine.machine.last_sequence
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())

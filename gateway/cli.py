@@ -312,7 +312,8 @@ def _skip_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def skip(args: argparse.Namespace) -> int:
-    from engine.skips import VenueRunning, skip_entry
+    from engine.sequencer import skip_entry
+    from engine.skips import VenueRunning
 
     try:
         done, message = skip_entry(args.data_dir.resolve(), args.sequence, args.reason)

@@ -6,7 +6,7 @@ mechanism a rule needs is handed to it, and the error hierarchy is a leaf in ``b
 is ``settlement.commands``, the settlement component's journaled commands, which the engine's
 command union must list (the component itself is named by string in ``engine/machine.py`` and
 plugged in at run time, as every component is). ``settlement/`` sits above the engine and
-``gateway/`` above everything. Inside ``gateway/`` no modules import each other in a circle.
+``gateway/`` above everything. Inside a layer no modules import each other in a circle.
 
 Every ``import`` counts: at the top, inside functions and under ``TYPE_CHECKING`` (a reader and a
 type checker follow those too).
@@ -17,6 +17,8 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("boards", "engine", "settlement", "gateway")
@@ -137,11 +139,12 @@ def test_the_settlement_commands_the_engine_lists_import_nothing_of_the_project(
     assert _graph()["settlement.commands"] == set()
 
 
-def test_no_gateway_modules_import_each_other_in_a_circle():
+@pytest.mark.parametrize("layer", PACKAGES)
+def test_no_modules_of_a_layer_import_each_other_in_a_circle(layer: str):
     graph = _graph()
-    gateway = {name: {t for t in targets if _layer(t) == "gateway"}
-               for name, targets in graph.items() if _layer(name) == "gateway"}
-    assert _cycles(gateway) == []
+    inside = {name: {t for t in targets if _layer(t) == layer}
+              for name, targets in graph.items() if _layer(name) == layer}
+    assert _cycles(inside) == []
 
 
 def test_the_cycle_finder_finds_a_cycle():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine import commands as c
-from engine import skips
+from engine import sequencer, skips
 from engine.clock import WallClock
 from engine.errors import CrowdexError
 from engine.machine import StateMachine
@@ -61,13 +61,13 @@ async def test_a_poison_command_is_named_at_restart_and_an_audited_skip_lets_the
     assert "crowdex skip --data-dir DIR --sequence 4" in str(refused.value)
     assert "ZeroDivisionError: a bug in the deposit" in str(refused.value)
 
-    assert skips.skip_entry(tmp_path, sequence, "   ") == (
+    assert sequencer.skip_entry(tmp_path, sequence, "   ") == (
         False, "--reason must say why, in 1 to 1000 characters")
-    done, message = skips.skip_entry(tmp_path, 3, "the wrong one")
+    done, message = sequencer.skip_entry(tmp_path, 3, "the wrong one")
     assert not done and "recovery fails at sequence 4" in message
-    done, message = skips.skip_entry(tmp_path, sequence, "INC-42: deposit bug, fixed in 0.2")
+    done, message = sequencer.skip_entry(tmp_path, sequence, "INC-42: deposit bug, fixed in 0.2")
     assert done and "the venue recovers to sequence 4" in message, message
-    assert skips.skip_entry(tmp_path, sequence, "twice")[0] is False  # nothing fails now
+    assert sequencer.skip_entry(tmp_path, sequence, "twice")[0] is False  # nothing fails now
 
     trail = json.loads((tmp_path / skips.SKIPS_FILE).read_text())
     assert [(s["sequence"], s["command"], s["actor"], s["reason"]) for s in trail] == [
