@@ -63,6 +63,9 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     from settlement.db import migrate, open_database
 
+    if config.journal_urls and not config.database_url:
+        log.warning("this replica settles into an embedded PostgreSQL of its own: replicas of "
+                    "one venue must share one (--database-url) to settle at more than one")
     database = await open_database(config.data_dir, config.database_url)
     try:
         await migrate(database.pool)
@@ -76,7 +79,14 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _bootstrap(engine: Engine, config: Config) -> None:
-    """Create the venue on first start; rotate the operator key if a new one is given."""
+    """Create the venue on first start; rotate the operator key if a new one is given.
+
+    Replicas of one venue (``engine.cluster``) started together on an empty stream may each
+    find no venue and each append a Genesis. The stream orders them: the first creates the
+    venue, the state machine refuses every later one and changes nothing. A replica whose
+    Genesis was refused therefore prints no key (a generated one would not work; the winner
+    printed the one that does), and a key given to it is put in force as at any later start.
+    """
     machine = engine.machine
     if not machine.accounts:
         key = config.operator_key
@@ -84,10 +94,17 @@ async def _bootstrap(engine: Engine, config: Config) -> None:
             from gateway.routes.accounts import new_api_key
 
             key = new_api_key()
-            print(f"crowdex: generated operator API key (shown once): {key}", flush=True)
-        await engine.submit(c.Genesis(http.key_hash(key), config.manual_clock,
-                                      config.start_time_us, config.profile, c.RULES_VERSION))
-        return
+        reply = await engine.submit(c.Genesis(http.key_hash(key), config.manual_clock,
+                                              config.start_time_us, config.profile,
+                                              c.RULES_VERSION))
+        if reply.status == 201:
+            if config.operator_key is None:
+                print(f"crowdex: generated operator API key (shown once): {key}", flush=True)
+            return
+        if not machine.accounts:
+            raise RuntimeError(f"the venue's Genesis was refused: {reply.body}")
+        log.warning("another replica created the venue at the same moment; this replica's "
+                    "Genesis changed nothing")
     if config.operator_key is not None:
         wanted = http.key_hash(config.operator_key)
         if machine.accounts[machine.operator_account_id].key_hash != wanted:
@@ -180,9 +197,8 @@ async def _recover(engine: Engine) -> int:
 def _make_engine(config: Config, metrics: Metrics, hub: Hub) -> Engine:
     """The file journal's sequencer, or with ``--journal`` a replica on the JetStream stream.
 
-    A replica's settlement still goes to its own PostgreSQL (the embedded one in its data dir
-    unless ``--database-url``): settling one batch exactly once across replicas that share a
-    database is issue 13's next slice, not this one.
+    Replicas of one venue settle into one PostgreSQL given to each (``--database-url``); the
+    ledger's lock (``settlement.lock``) has them take turns, so a batch is written once.
     """
     if config.journal_urls:
         from engine.cluster import ClusterEngine

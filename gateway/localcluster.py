@@ -5,8 +5,13 @@ It starts ``--nats-nodes`` NATS servers in one JetStream cluster on loopback
 (``engine.log.natscluster``) and ``--servers`` replicas of one venue (``crowdex serve --journal``
 child processes) on ports ``--port``, ``--port``+1, ..., prints every URL and the operator key,
 and on Ctrl-C (or SIGTERM) stops everything it started: the replicas first, gracefully, then
-the NATS nodes. Everything lives under ``--data-dir`` (``nats/``, ``server-1/``, ...), so
-starting it again on the same dir resumes the same venue.
+PostgreSQL, then the NATS nodes. Everything lives under ``--data-dir`` (``nats/``,
+``postgres/``, ``server-1/``, ...), so starting it again on the same dir resumes the same venue.
+
+The replicas settle into ONE PostgreSQL (API.md: replicas of one venue share one): the
+``--database-url`` given, else one embedded server (``settlement.db.EmbeddedServer``) that this
+supervisor starts for the whole cluster. Its URL reaches each replica as
+``CROWDEX_DATABASE_URL``, kept off the command lines that ``ps`` shows.
 
 It only supervises processes: a replica is the ordinary ``crowdex serve``, so what is tried here
 is what runs in production, and ``kill -9`` of one of its pids is a real crash.
@@ -15,6 +20,7 @@ is what runs in production, and ``kill -9`` of one of its pids is a real crash.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import subprocess
@@ -24,12 +30,17 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from settlement.db import EmbeddedServer
 
 SERVERS_MAX = 16  # replicas on one machine: each is a process with its own state
 SERVER_READY_TIMEOUT_S = 120.0  # a replica reads the whole stream before it answers /healthz
 SERVER_STOP_TIMEOUT_S = 30.0  # a replica's graceful stop, before SIGKILL
 POLL_INTERVAL_S = 0.1
 STREAM = "crowdex"
+DATABASE_URL_ENV = "CROWDEX_DATABASE_URL"  # what ``crowdex serve --database-url`` defaults to
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,6 +62,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the venue's clock, fixed when the venue is created")
     p.add_argument("--demo", action="store_true",
                    help="seed sample projects and investors (through the first replica)")
+    p.add_argument("--database-url", default=os.environ.get(DATABASE_URL_ENV),
+                   help="the PostgreSQL every replica settles into (CROWDEX_DATABASE_URL); "
+                   "without it, one embedded PostgreSQL is started for the whole cluster in "
+                   "--data-dir")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,11 +84,17 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(number, lambda *_: stop.set())
     nats = NatsCluster(data_dir / "nats", args.nats_nodes)
     servers: list[subprocess.Popen] = []
+    postgres = None
     try:
         nats.start()
         print(f"crowdex cluster: NATS {','.join(nats.urls)}", flush=True)
+        database_url = args.database_url
+        if not database_url:
+            postgres, database_url = _start_postgres(data_dir)
+            print(f"crowdex cluster: PostgreSQL (embedded, shared by every replica) in "
+                  f"{postgres.pgdata}", flush=True)
         for index in range(args.servers):
-            servers.append(_start_server(args, nats.urls, index, key, data_dir))
+            servers.append(_start_server(args, nats.urls, index, key, data_dir, database_url))
             _wait_ready(servers[-1], args.port + index, stop)
             print(f"crowdex cluster: replica {index + 1} http://127.0.0.1:{args.port + index} "
                   f"(pid {servers[-1].pid})", flush=True)
@@ -90,7 +111,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         _stop_servers(servers)
-        nats.stop()
+        try:
+            if postgres is not None:
+                postgres.stop()
+        finally:
+            nats.stop()
 
 
 def _new_key() -> str:
@@ -99,15 +124,37 @@ def _new_key() -> str:
     return new_api_key()
 
 
+def _start_postgres(data_dir: Path) -> tuple[EmbeddedServer, str]:
+    """The cluster's one embedded PostgreSQL and the URL of its ``crowdex`` database. The
+    replicas migrate it themselves (safely at once: ``settlement.db.migrate``)."""
+    from settlement.db import (
+        ADMIN_DATABASE_NAME,
+        DATABASE_NAME,
+        EMBEDDED_DIR_NAME,
+        EmbeddedServer,
+        ensure_database,
+    )
+
+    server = EmbeddedServer.start(data_dir / EMBEDDED_DIR_NAME)
+    try:
+        asyncio.run(ensure_database(server.url(ADMIN_DATABASE_NAME), DATABASE_NAME))
+    except BaseException:
+        server.stop()
+        raise
+    return server, server.url(DATABASE_NAME)
+
+
 def _start_server(args: argparse.Namespace, urls: list[str], index: int, key: str,
-                  data_dir: Path) -> subprocess.Popen:
+                  data_dir: Path, database_url: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(args.port + index),
                "--data-dir", str(data_dir / f"server-{index + 1}"),
                "--journal", ",".join(urls), "--stream", STREAM,
                "--stream-replicas", str(min(3, args.nats_nodes)), "--clock", args.clock]
     if args.demo and index == 0:
         command.append("--demo")
-    environment = dict(os.environ, CROWDEX_OPERATOR_KEY=key)  # not on a command line (ps)
+    # Not on a command line, which every local user sees in ps.
+    environment = dict(os.environ, CROWDEX_OPERATOR_KEY=key)
+    environment[DATABASE_URL_ENV] = database_url
     # Its own process group: Ctrl-C at the terminal reaches only this supervisor, which stops
     # the replicas in order.
     return subprocess.Popen(command, env=environment, start_new_session=True)

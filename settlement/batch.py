@@ -1,6 +1,7 @@
 """Running a settlement batch, crash-safe and idempotent.
 
-The flow, under one lock per engine (batches and reconciliation never overlap):
+The flow, under the ledger's lock (``settlement.lock``: batches, reconciliations and start-up
+catch-ups never overlap, in this process nor in any other replica of the venue sharing the ledger):
 
 1. catch up: any batch PostgreSQL committed that the engine has not learned (a crash between
    COMMIT and the journal) is told to the engine first, with ``BatchCommitted``;
@@ -18,6 +19,15 @@ A batch asked for with an ``Idempotency-Key`` records the key in the transaction
 A crash before 5 commits leaves no trace; after it, step 1 of the next run (or start-up) finishes
 step 6. Nothing is written twice: the engine still holds a committed batch's movements only until
 step 6, and step 1 always runs first.
+
+On a cluster (``engine.cluster``) every engine command above is a message of the stream that
+every replica applies, and 5 is done by the replica that was asked. Another replica asked at the
+same moment waits for the ledger's lock, then learns the first one's batch in 1 (a retry with
+the same ``Idempotency-Key`` answers it), and settles only what came after it. A replica killed
+after 3 has written nothing; the next batch, at any replica, settles those movements. One
+killed after 5's COMMIT has its batch learned by whichever replica next settles, reconciles or
+starts (step 1). The replica that asked is the only one that writes, and the ledger's
+constraints refuse a second copy of any movement whatever happens.
 
 Fault injection for the crash tests: ``CROWDEX_FAULT=<point>`` SIGKILLs this process at that point,
 ``CROWDEX_FAULT=terminate:<point>`` has PostgreSQL terminate the batch's connection there (once).
@@ -39,6 +49,7 @@ import asyncpg
 from engine.errors import CrowdexError
 from settlement.commands import BatchCommitted, PrepareSettlement
 from settlement.ledger import AccountRow, BatchPlan, write_batch
+from settlement.lock import LedgerBusy, ledger_lock
 from settlement.reconcile import Reconciliation, accept_breaks, reconcile, record_breaks
 from settlement.requests import BatchRequest, earlier_outcome, record_refusal
 
@@ -121,16 +132,21 @@ class Settlement:
 
     # ---- catching up ---------------------------------------------------------------------------
 
-    async def catch_up(self) -> int:
-        """Tell the engine every committed batch it has not learned; returns how many."""
+    async def catch_up(self, conn: asyncpg.Connection) -> int:
+        """Tell the engine every committed batch it has not learned; returns how many.
+
+        The caller holds the ledger's lock on ``conn``, so no batch commits meanwhile: once this
+        returns, the engine knows exactly the ledger's batches.
+        """
         known = self.component.state.last_batch_id
-        rows = await self.pool.fetch(
+        rows = await conn.fetch(
             "SELECT batch_id, cutoff_sequence, movement_count, coalesce(last_movement_id, 0) AS"
             " last_movement_id FROM batches WHERE batch_id > $1 ORDER BY batch_id", known)
-        ledger_last = await self.pool.fetchval("SELECT coalesce(max(batch_id), 0) FROM batches")
+        ledger_last = await conn.fetchval("SELECT coalesce(max(batch_id), 0) FROM batches")
         if ledger_last < known:
             raise CrowdexError("reconciliation_break", f"the engine settled batch {known} but "
-                               f"the ledger ends at batch {ledger_last}")
+                               f"the ledger ends at batch {ledger_last} (replicas of one venue "
+                               "must share one PostgreSQL: --database-url)")
         for row in rows:
             log.warning("catching up: the engine learns committed batch %d", row["batch_id"])
             await self._tell_engine(BatchCommitted(row["batch_id"], row["cutoff_sequence"],
@@ -147,15 +163,15 @@ class Settlement:
     # ---- reconciliation ------------------------------------------------------------------------
 
     async def reconciliation(self) -> Reconciliation:
-        async with self.lock:
-            await self.catch_up()
-            return await reconcile(self.engine.machine, self.pool)
+        async with self.lock, ledger_lock(self.pool) as conn:
+            await self.catch_up(conn)
+            return await reconcile(self.engine.machine, conn)
 
     async def resolve(self, actor: int, note: str) -> dict:
-        async with self.lock:
-            await self.catch_up()
-            result = await reconcile(self.engine.machine, self.pool)
-            accepted = await accept_breaks(self.pool, result, actor, note)
+        async with self.lock, ledger_lock(self.pool) as conn:
+            await self.catch_up(conn)
+            result = await reconcile(self.engine.machine, conn)
+            accepted = await accept_breaks(conn, result, actor, note)
             return {"resolved": accepted, "reconciliation": result.view()}
 
     # ---- the batch -----------------------------------------------------------------------------
@@ -166,58 +182,61 @@ class Settlement:
         With ``request`` (an ``Idempotency-Key``), a key seen before answers what it got then:
         the batch it wrote, or its refusal; nothing new is written.
         """
-        async with self.lock:
+        async with self.lock, ledger_lock(self.pool) as conn:
             try:
-                return await self._run_batch(actor, request)
+                return await self._run_batch(conn, actor, request)
             finally:
                 self.progress = Progress()
 
-    async def _run_batch(self, actor: int, request: BatchRequest | None) -> dict:
-        await self.catch_up()
+    async def _run_batch(self, conn: asyncpg.Connection, actor: int,
+                         request: BatchRequest | None) -> dict:
+        """Steps 1 to 6 of the module docstring, on ``conn``, which holds the ledger's lock."""
+        await self.catch_up(conn)
         if request is not None:
-            earlier = await earlier_outcome(self.pool, request)
+            earlier = await earlier_outcome(conn, request)
             if earlier is not None:
                 from settlement.report import batch_view
 
-                return await batch_view(self.pool, earlier)
-        result = await reconcile(self.engine.machine, self.pool)
+                return await batch_view(conn, earlier)
+        result = await reconcile(self.engine.machine, conn)
         blocking = result.blocking()
         if blocking:
-            await record_breaks(self.pool, blocking)
+            await record_breaks(conn, blocking)
             refusal = CrowdexError(
                 "reconciliation_break", f"{len(blocking)} ledger balances differ from the "
                 "engine's; see GET /v1/settlement/reconciliation and resolve with POST "
                 "/v1/settlement/reconciliation/resolve")
             if request is not None:
-                await record_refusal(self.pool, request, refusal)
+                await record_refusal(conn, request, refusal)
             raise refusal
         await fault("before_prepare")
         reply = await self.engine.submit(PrepareSettlement(), actor)
         if reply.status != 200:
             raise RuntimeError(f"the engine refused to prepare settlement: {reply.body}")
         await fault("after_prepare")
-        plan = await self._plan()
+        plan = await self._plan(conn)
         plan.request = request
         self.progress = Progress("writing", plan.batch_id, plan.leg_count, 0, time.monotonic())
-        async with self.pool.acquire() as conn:
-            async def checkpoint(point: str) -> None:
-                await fault(point, self.pool, conn)
 
-            def on_legs(legs: int) -> None:
-                self.progress.legs_written += legs
+        async def checkpoint(point: str) -> None:
+            await fault(point, self.pool, conn)
 
-            await write_batch(conn, plan, checkpoint, on_legs)
+        def on_legs(legs: int) -> None:
+            self.progress.legs_written += legs
+
+        # The connection holding the lock writes: a lost session loses both (settlement.lock).
+        await write_batch(conn, plan, checkpoint, on_legs)
         self.progress.phase = "committed"
         await self._tell_engine(BatchCommitted(plan.batch_id, plan.cutoff_sequence,
                                                plan.movement_count, plan.last_movement_id or 0))
         await fault("after_engine_ack")
         from settlement.report import batch_view
 
-        return await batch_view(self.pool, plan.batch_id)
+        return await batch_view(conn, plan.batch_id)
 
-    async def _plan(self) -> BatchPlan:
-        ledger_last = await self.pool.fetchval("SELECT coalesce(max(batch_id), 0) FROM batches")
-        known_accounts = await self.pool.fetchval(
+    async def _plan(self, conn: asyncpg.Connection | asyncpg.Pool) -> BatchPlan:
+        ledger_last = await conn.fetchval("SELECT coalesce(max(batch_id), 0) FROM batches")
+        known_accounts = await conn.fetchval(
             "SELECT coalesce(max(account_id), 0) FROM accounts")
         if ledger_last != self.component.state.last_batch_id:
             raise RuntimeError(f"ledger at batch {ledger_last}, engine at "
@@ -248,7 +267,16 @@ def service_for(engine: Any, pool: asyncpg.Pool) -> Settlement:
 
 
 async def catch_up_on_start(engine: Any, pool: asyncpg.Pool) -> int:
-    """For app start-up: tell the engine the batches that committed before a crash."""
+    """For app start-up: tell the engine the batches that committed before a crash.
+
+    While another replica holds the ledger's lock for long, start-up goes on without: the next
+    batch or reconciliation catches up first anyway.
+    """
     service = service_for(engine, pool)
-    async with service.lock:
-        return await service.catch_up()
+    try:
+        async with service.lock, ledger_lock(pool) as conn:
+            return await service.catch_up(conn)
+    except LedgerBusy:
+        log.warning("start-up did not wait for another replica's settlement batch; the next "
+                    "batch or reconciliation here learns it")
+        return 0

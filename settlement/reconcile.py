@@ -100,9 +100,10 @@ class Reconciliation:
         }
 
 
-async def reconcile(machine: Any, pool: asyncpg.Pool) -> Reconciliation:
-    """Compare the ledger with the engine. The caller holds the settlement lock, so no batch
-    changes the ledger meanwhile; the engine part is read in one step."""
+async def reconcile(machine: Any, pool: asyncpg.Pool | asyncpg.Connection) -> Reconciliation:
+    """Compare the ledger with the engine. The caller holds the ledger's lock
+    (``settlement.lock``), so no batch of any replica changes the ledger meanwhile; the engine
+    part is read in one step."""
     ledger = await ledger_balances(pool)
     asset_sums = {r["asset"]: int(r["total"]) for r in await pool.fetch(
         "SELECT asset, sum(amount) AS total FROM balances GROUP BY asset")}
@@ -131,7 +132,8 @@ async def reconcile(machine: Any, pool: asyncpg.Pool) -> Reconciliation:
     return result
 
 
-async def record_breaks(pool: asyncpg.Pool, mismatches: list[Mismatch]) -> None:
+async def record_breaks(pool: asyncpg.Pool | asyncpg.Connection,
+                        mismatches: list[Mismatch]) -> None:
     """Keep the open breaks (idempotent: one open row per account, asset and difference)."""
     await pool.executemany(
         "INSERT INTO reconciliation_breaks (account_id, asset, ledger_amount, engine_amount, "
@@ -141,11 +143,11 @@ async def record_breaks(pool: asyncpg.Pool, mismatches: list[Mismatch]) -> None:
          for m in mismatches])
 
 
-async def accept_breaks(pool: asyncpg.Pool, result: Reconciliation, actor: int,
+async def accept_breaks(conn: asyncpg.Connection, result: Reconciliation, actor: int,
                         note: str) -> int:
     """An operator accepts every current break; returns how many were accepted."""
     blocking = result.blocking()
-    async with pool.acquire() as conn, conn.transaction():
+    async with conn.transaction():
         await record_breaks(conn, blocking)
         for m in blocking:
             await conn.execute(

@@ -35,7 +35,7 @@ SELECT b.*, (SELECT count(*) FROM instructions i WHERE i.batch_id = b.batch_id)
 """
 
 
-async def batch_view(pool: asyncpg.Pool, batch_id: int) -> dict:
+async def batch_view(pool: asyncpg.Pool | asyncpg.Connection, batch_id: int) -> dict:
     """The API's batch object; 404 ``batch_not_found`` if no such batch committed."""
     row = await pool.fetchrow(_SELECT + " WHERE b.batch_id = $1", batch_id)
     if row is None:

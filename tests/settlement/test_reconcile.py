@@ -82,7 +82,7 @@ async def test_a_batch_committed_before_a_crash_is_learned_not_rewritten(
     await deposit(settle_client, a["account_id"], 5_000, "d1")
     app = settle_client.server.app
     service = service_for(app[keys.ENGINE], app[keys.DATABASE].pool)
-    plan = await service._plan()
+    plan = await service._plan(service.pool)
     async with service.pool.acquire() as conn:
         await write_batch(conn, plan)
     assert service.component.state.last_batch_id == 0
