@@ -38,8 +38,17 @@ window (prompt 503s, no hang), ``/healthz`` answers 503, reads are served from t
 and a probe clears the state once the stream answers again. A batch that cannot be applied, or
 a stream with a hole, stops this replica (fail-stop, as the file journal's sequencer does).
 
+**Genesis.** Replicas started together on an empty stream may each append a Genesis: the first
+in the stream creates the venue and the state machine refuses the others, changing nothing, so
+only the winner's replica prints a generated operator key (``gateway.app._bootstrap``).
+
+**Settlement.** Replicas share one PostgreSQL. A batch's engine commands (``PrepareSettlement``,
+``BatchCommitted``) are stream messages like any other, and the ledger is written only by the
+replica that was asked, while it holds the ledger's lock (``settlement.batch``,
+``settlement.lock``), so a batch asked of two replicas at once is written once.
+
 Not yet here (issue 13): snapshots (to the JetStream object store), so every start reads the
-whole stream; settlement with one shared PostgreSQL (see ``gateway.app``).
+whole stream.
 """
 
 from __future__ import annotations

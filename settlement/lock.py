@@ -85,11 +85,12 @@ async def ledger_lock(pool: asyncpg.Pool,
 
 
 async def _unlock(conn: asyncpg.Connection) -> None:
-    """Release the lock. On a lost session there is nothing to release (PostgreSQL freed it
-    with the session), and the pool's reset on release would unlock all anyway."""
-    if conn.is_closed():
-        return
+    """Release the lock. On a lost session there is nothing to release: PostgreSQL freed it
+    with the session, and asyncpg has already detached the pool's proxy (whose every method
+    then raises InterfaceError). The pool's reset on release would unlock all anyway."""
     try:
-        await conn.execute("SELECT pg_advisory_unlock($1)", LEDGER_LOCK_KEY)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError, OSError):
+        if not conn.is_closed():
+            await conn.execute("SELECT pg_advisory_unlock($1)", LEDGER_LOCK_KEY)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+            ConnectionError, OSError):
         pass

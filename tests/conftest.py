@@ -86,10 +86,12 @@ def free_port() -> int:
 class ServerProcess:
     """`crowdex serve` in a child process on a free loopback port."""
 
-    def __init__(self, data_dir: Path, *extra: str, database_url: str | None = None) -> None:
+    def __init__(self, data_dir: Path, *extra: str, database_url: str | None = None,
+                 operator_key: str | None = OPERATOR_KEY) -> None:
         self.data_dir = data_dir
         self.extra = list(extra)
         self.database_url = database_url
+        self.operator_key = operator_key  # None: the server generates one (and prints it)
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.log_path = data_dir.parent / f"server-{data_dir.name}.log"
@@ -101,7 +103,9 @@ class ServerProcess:
     def start(self) -> float:
         """Start and wait for /healthz; returns the seconds it took."""
         args = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port),
-                "--data-dir", str(self.data_dir), "--operator-key", OPERATOR_KEY, *self.extra]
+                "--data-dir", str(self.data_dir), *self.extra]
+        if self.operator_key is not None:
+            args += ["--operator-key", self.operator_key]
         if self.database_url:
             args += ["--database-url", self.database_url]
         started = time.monotonic()

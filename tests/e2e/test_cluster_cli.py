@@ -38,13 +38,29 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+async def settle_at_one_reconcile_at_both(session: aiohttp.ClientSession,
+                                          urls: list[str]) -> None:
+    async with session.post(urls[1] + "/v1/settlement/batches", headers=OPERATOR) as response:
+        batch = await response.json()
+        assert response.status == 201, batch
+    assert batch["batch_id"] == 1 and batch["movement_count"] > 0  # the demo's deposits
+    for url in urls:
+        async with session.get(url + "/v1/settlement/reconciliation",
+                               headers=OPERATOR) as response:
+            rec = await response.json()
+        assert rec["balanced"] and rec["last_batch_id"] == 1, rec
+
+
 async def test_cluster_starts_replicas_that_agree_and_ctrl_c_stops_everything(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch) -> None:
+    """``crowdex cluster --demo``: the replicas agree, and settle into the one PostgreSQL the
+    cluster started for them all (a batch asked of one reconciles at both)."""
+    monkeypatch.delenv("CROWDEX_DATABASE_URL", raising=False)
     port = two_free_ports()
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "cluster", "--nats-nodes", "3", "--servers", "2",
          "--port", str(port), "--data-dir", str(tmp_path / "cluster"),
-         "--operator-key", OPERATOR_KEY],
+         "--operator-key", OPERATOR_KEY, "--demo"],
         stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
     lines = []
     try:
@@ -70,6 +86,11 @@ async def test_cluster_starts_replicas_that_agree_and_ctrl_c_stops_everything(
                     break
                 await asyncio.sleep(0.05)
             assert states[0] == states[1] and states[0]["sequence"] >= 2
+            await settle_at_one_reconcile_at_both(session, urls)
+        assert "PostgreSQL (embedded, shared by every replica)" in text
+        assert (tmp_path / "cluster" / "postgres").is_dir()
+        assert not any((tmp_path / "cluster" / f"server-{n}" / "postgres").exists()
+                       for n in (1, 2))
     finally:
         process.send_signal(signal.SIGINT)
         code = process.wait(60)
