@@ -64,6 +64,10 @@ FAULT_POINTS = (
 )
 _fired: set[str] = set()
 TERMINATE_WAIT_POLLS = 500
+# At start-up, how long to wait for the ledger's lock while another replica settles: catching up
+# there is a courtesy (the next batch or reconciliation catches up first anyway), not worth
+# keeping a replica from serving.
+START_LOCK_WAIT_S = 5.0
 
 # Errors meaning "the database went away", answered 503 (rerun the batch). Whether a COMMIT
 # that failed this way took effect is unknown here; the next run's catch-up finds out.
@@ -269,12 +273,12 @@ def service_for(engine: Any, pool: asyncpg.Pool) -> Settlement:
 async def catch_up_on_start(engine: Any, pool: asyncpg.Pool) -> int:
     """For app start-up: tell the engine the batches that committed before a crash.
 
-    While another replica holds the ledger's lock for long, start-up goes on without: the next
-    batch or reconciliation catches up first anyway.
+    While another replica holds the ledger's lock, start-up goes on without: the next batch or
+    reconciliation catches up first anyway.
     """
     service = service_for(engine, pool)
     try:
-        async with service.lock, ledger_lock(pool) as conn:
+        async with service.lock, ledger_lock(pool, START_LOCK_WAIT_S) as conn:
             return await service.catch_up(conn)
     except LedgerBusy:
         log.warning("start-up did not wait for another replica's settlement batch; the next "
