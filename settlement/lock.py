@@ -71,8 +71,9 @@ async def ledger_lock(pool: asyncpg.Pool,
     wait is bounded and a cancelled request leaves no lock request queued in the database.
     """
     async with pool.acquire() as conn:
-        for name, value in KEEPALIVE_SETTINGS.items():
-            await conn.execute(f"SET {name} = {int(value)}")
+        # One round trip (the simple protocol takes several statements); reset on release.
+        await conn.execute("; ".join(f"SET {name} = {int(value)}"
+                                     for name, value in KEEPALIVE_SETTINGS.items()))
         deadline = time.monotonic() + wait_max_s
         while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LEDGER_LOCK_KEY):
             if time.monotonic() >= deadline:

@@ -103,9 +103,10 @@ class ServerProcess:
     def start(self) -> float:
         """Start and wait for /healthz; returns the seconds it took."""
         args = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port),
-                "--data-dir", str(self.data_dir), *self.extra]
-        if self.operator_key is not None:
+                "--data-dir", str(self.data_dir)]
+        if self.operator_key is not None:  # before the extra flags: a test may give another
             args += ["--operator-key", self.operator_key]
+        args += self.extra
         if self.database_url:
             args += ["--database-url", self.database_url]
         started = time.monotonic()
