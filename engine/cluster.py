@@ -4,8 +4,11 @@
 ``submit``, ``submit_nowait``, ``start``, ``stop``, ``failed``, ``skips``, ``clock``), but the
 one writer of the venue is the stream, not this process. Every replica:
 
-- **catches up before it accepts a command**: it reads the whole stream (quietly, in runs through
-  ``StateMachine.apply_batch``), so its first reply is given from the venue's current state;
+- **catches up before it accepts a command**: it loads a snapshot, its own or else the newest
+  one kept in the cluster, and reads the stream after it (quietly, in runs through
+  ``StateMachine.apply_batch``), so its first reply is given from the venue's current state.
+  Snapshots (taken at the same cadence points by every replica, shared by one, and the stream
+  limited behind them when asked) are ``engine.cluster_snapshots``'s;
 - **appends** each group-commit batch of its own clients as one stream message
   (``StreamLog.append``, acknowledged once a quorum of NATS nodes stores it), remembering the
   message id against the waiting clients. One append is in flight at a time, so one client's
@@ -47,8 +50,9 @@ only the winner's replica prints a generated operator key (``gateway.app._bootst
 replica that was asked, while it holds the ledger's lock (``settlement.batch``,
 ``settlement.lock``), so a batch asked of two replicas at once is written once.
 
-Not yet here (issue 13): snapshots (to the JetStream object store), so every start reads the
-whole stream.
+**A replica the stream's purge overtakes** (``--stream-keep-snapshots``: it fell further behind
+than that many snapshots) finds a hole at its reader and stops; restarted, it starts from a
+snapshot. Not yet here: loading that snapshot in place, under the running replica's clients.
 """
 
 from __future__ import annotations
@@ -62,12 +66,14 @@ from pathlib import Path
 
 from engine import commands as c
 from engine.clock import Clock, ManualClock
+from engine.cluster_snapshots import ReplicaSnapshots, StartPoint
 from engine.errors import CrowdexError
 from engine.log.jetstream import (
     REPLICAS_DEFAULT,
     STREAM_DEFAULT,
     StreamBatch,
     StreamError,
+    StreamGapError,
     StreamLog,
     StreamReader,
     StreamUnavailable,
@@ -98,6 +104,9 @@ PROBE_INTERVAL_S = 1.0  # while degraded, how often a write (a Tick) tries the s
 # clients whose entries are larger goes out as several messages, each at most this share of it.
 MESSAGE_PAYLOAD_SHARE = 0.5
 STOP_DRAIN_TIMEOUT_S = 10.0  # at stop, how long appended batches may take to come back applied
+# A start whose stream is purged past its snapshot while it reads the tail begins again (from a
+# newer snapshot) this many times in all.
+START_ATTEMPTS = 3
 
 
 class ClusterEngine:
@@ -105,7 +114,7 @@ class ClusterEngine:
 
     def __init__(self, servers: str | Sequence[str], data_dir: Path, clock: Clock, *,
                  stream: str = STREAM_DEFAULT, replicas: int = REPLICAS_DEFAULT,
-                 snapshot_every: int = SNAPSHOT_EVERY,
+                 snapshot_every: int = SNAPSHOT_EVERY, keep_snapshots: int = 0,
                  on_batch: BatchObserver | None = None,
                  on_events: EventsObserver | None = None,
                  on_fsync: Callable[[float], None] | None = None) -> None:
@@ -115,7 +124,11 @@ class ClusterEngine:
         self.data_dir = Path(data_dir)
         self._clock = clock
         self.machine = StateMachine()
-        self.snapshot_every = snapshot_every  # kept for the gateway; no snapshots yet
+        self.snapshot_every = snapshot_every
+        # keep_snapshots: --stream-keep-snapshots (0: the stream is never purged)
+        self.snapshots = ReplicaSnapshots(self.data_dir / "snapshots", snapshot_every,
+                                          keep_snapshots)
+        self.start_point: StartPoint | None = None  # where the last recover began
         self._on_batch = on_batch
         self.on_events = on_events
         self._on_fsync = on_fsync  # told each append's round trip (the quorum's "fsync")
@@ -150,7 +163,9 @@ class ClusterEngine:
     # ---- lifecycle ------------------------------------------------------------------------------
 
     async def recover(self) -> int:
-        """Connect, then apply the whole stream as it is now (quietly); returns entries applied."""
+        """Connect, load a snapshot (``engine.cluster_snapshots``: this replica's, else the
+        cluster's), then apply the stream after it as it is now, quietly; returns the entries
+        applied from the stream."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self._lock_fd is None:  # one replica per data dir (VenueRunning otherwise)
             self._lock_fd = lock_data_dir(self.data_dir)
@@ -158,8 +173,26 @@ class ClusterEngine:
         self.log = await StreamLog.connect(self.servers, stream=self.stream,
                                            replicas=self.replicas)
         self._append_timeout_s = self.log.append_timeout_s
-        upto = await self.log.last_sequence()
-        self._reader = await self.log.reader(after=self.stream_position)
+        await self.snapshots.open(self.log, self.replicas)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            first_message, upto = await self.log.bounds()
+            # No snapshot that the stream's head reaches: StreamGapError, saying so.
+            self.machine, self.start_point = await self.snapshots.load_start(
+                first_message, upto, self._fresh_machine)
+            self.stream_position = self.start_point.position
+            self._reader = await self.log.reader(after=self.stream_position)
+            try:
+                return await self._catch_up(upto)
+            except StreamGapError as error:
+                await self._reader.close()
+                if attempt == START_ATTEMPTS:
+                    raise
+                log.warning("stream %s lost its head while this replica read it (%s): starting "
+                            "again from the newest snapshot", self.stream, error)
+        raise AssertionError("unreachable")
+
+    async def _catch_up(self, upto: int) -> int:
+        """Apply the stream after the loaded state up to message ``upto``, quietly."""
         first = self.machine.last_sequence
         started = time.perf_counter()
         self.machine.quiet = True
@@ -171,9 +204,21 @@ class ClusterEngine:
         self.machine.outbox.clear()  # updates of the past: clients get fresh snapshots
         applied = self.machine.last_sequence - first
         seconds = time.perf_counter() - started
-        log.info("caught up with stream %s: %d messages, %d entries in %.3f s (%.0f entries/s)",
-                 self.stream, upto, applied, seconds, applied / seconds if seconds else 0.0)
+        point = self.start_point
+        log.info("caught up with stream %s: from %s (sequence %d, stream message %d, %.3f s), "
+                 "then messages to %d, %d entries in %.3f s (%.0f entries/s)", self.stream,
+                 "the whole stream" if point.source == "empty" else f"a {point.source} snapshot",
+                 point.sequence, point.position, point.seconds, upto, applied, seconds,
+                 applied / seconds if seconds else 0.0)
         return applied
+
+    def _fresh_machine(self) -> StateMachine:
+        """An empty machine that keeps the gateway's subscriber check (``wants``)."""
+        machine = StateMachine()
+        wants = self.machine.__dict__.get("wants")
+        if wants is not None:
+            machine.wants = wants
+        return machine
 
     async def start(self) -> None:
         if self.log is None:
@@ -202,6 +247,11 @@ class ClusterEngine:
         self._tasks = []
         self._fail_waiting("the replica stopped before its command came back from the stream; "
                            "it may be recorded: retry with the same Idempotency-Key")
+        await self.snapshots.stop()
+        if self.failed is None and self.machine.last_sequence != self.snapshots.written:
+            # As on one machine: a clean stop leaves a local snapshot, so a restart reads
+            # only what came after it. Not shared: every replica would share its own.
+            await self.snapshots.take(self.machine, self.stream_position, upload=False)
         await self._close()
 
     async def _close(self) -> None:
@@ -346,7 +396,9 @@ class ClusterEngine:
             raise
         except Exception as error:  # a hole in the stream, a damaged message, a failed apply
             log.exception("replica stops at sequence %d (stream message %d): it takes no more "
-                          "commands", self.machine.last_sequence, self.stream_position)
+                          "commands%s", self.machine.last_sequence, self.stream_position,
+                          "; the stream was purged past it: restarted, it starts from a "
+                          "snapshot" if isinstance(error, StreamGapError) else "")
             self.failed = error
             self._accepting = False
             self._fail_waiting("the replica stopped applying the stream; the command may be "
@@ -381,11 +433,13 @@ class ClusterEngine:
             events, machine.outbox = machine.outbox, []
             if self.on_events is not None:
                 self.on_events(events)
+        self.snapshots.after_message(machine, self.stream_position, batch.msg_id)
 
     def _apply_quietly(self, batches: list[StreamBatch]) -> None:
         for batch in batches:
             self._apply(batch)
             self.machine.outbox.clear()
+            self.snapshots.after_message(self.machine, self.stream_position, batch.msg_id)
 
     def _apply(self, batch: StreamBatch) -> list[Reply]:
         """Number, stamp and apply one message's entries (module docstring: the time)."""

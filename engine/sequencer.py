@@ -19,7 +19,7 @@ import os
 import signal
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,7 +234,7 @@ class Engine:
             await self._snapshot_task
             self._snapshot_task = None
         if self.failed is None and self.machine.last_sequence != self._snapshotted:
-            await asyncio.to_thread(self._write_snapshot, *self._snapshot_copy())
+            await asyncio.to_thread(self._write_snapshot, *snapshot_copy(self.machine))
         self.close_recovered()
 
     def close_recovered(self) -> None:
@@ -385,61 +385,14 @@ class Engine:
             # recovery, so one that fails is logged, not a reason to stop taking commands. At
             # most one is in flight (a slow disk only spaces snapshots further apart).
             self._snapshot_started = sequence
-            if SNAPSHOT_IN_CHILD:
-                self._snapshot_task = asyncio.create_task(
-                    self._snapshot_in_child(sequence, self._fork_snapshot()),
-                    name="crowdex-snapshot")
-            else:
-                copy = self._snapshot_copy()
-                self._snapshot_task = asyncio.create_task(
-                    asyncio.to_thread(self._write_snapshot_logged, *copy),
-                    name="crowdex-snapshot")
+            self._snapshot_task = asyncio.create_task(
+                self._snapshot_written(sequence,
+                                       snapshot_off_loop(self.machine, self._write_snapshot)),
+                name="crowdex-snapshot")
 
-    def _fork_snapshot(self) -> int:
-        """Fork a child that writes the state as it is now and exits; return its pid.
-
-        The child has a copy-on-write image of the state, so the exchange pays only for the
-        fork (a few ms) and neither copies the state nor shares its interpreter with an
-        encoder thread (which, holding the GIL in turns, slowed every batch while it ran).
-        """
-        sequence = self.machine.last_sequence
-        pid = os.fork()
-        if pid:
-            return pid
-        code = 1
-        try:  # the child: only this thread exists; no event loop, no logging, no atexit
-            signal.set_wakeup_fd(-1)  # a signal sent to the child must not wake the parent
-            for number in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(number, signal.SIG_DFL)
-            os.nice(SNAPSHOT_NICE)  # background work: the exchange's thread comes first
-            self._write_snapshot(sequence, self.machine.arrays(), self.machine.meta)
-            code = 0
-        except BaseException:
-            try:
-                os.write(2, f"crowdex: the snapshot of sequence {sequence} could not be written:"
-                            f"\n{traceback.format_exc()}".encode())
-            except BaseException:
-                pass
-        finally:
-            os._exit(code)
-
-    async def _snapshot_in_child(self, sequence: int, pid: int) -> None:
-        try:
-            _, status = await asyncio.to_thread(os.waitpid, pid, 0)
-        except ChildProcessError:  # reaped by someone else: its outcome is unknown
-            log.warning("the snapshot writer (pid %d) was reaped elsewhere; the snapshot of "
-                        "sequence %d is not counted as written", pid, sequence)
-            return
-        if os.waitstatus_to_exitcode(status) != 0:
-            log.error("the snapshot writer (pid %d) failed with status %d; the journal stays "
-                      "the record", pid, os.waitstatus_to_exitcode(status))
-        else:
+    async def _snapshot_written(self, sequence: int, writing: Awaitable[bool]) -> None:
+        if await writing:
             self._snapshotted = max(self._snapshotted, sequence)
-
-    def _snapshot_copy(self) -> tuple[int, dict, Callable[[], bytes]]:
-        """The state now: array copies, and the meta taken now but encoded by the writer."""
-        arrays = {name: array.copy() for name, array in self.machine.arrays().items()}
-        return self.machine.last_sequence, arrays, self.machine.meta_later()
 
     def _write_snapshot(self, sequence: int, arrays: dict,
                         meta: Callable[[], bytes]) -> None:
@@ -447,12 +400,80 @@ class Engine:
         self._snapshotted = max(self._snapshotted, sequence)
         prune(self.snapshot_dir, keep=SNAPSHOTS_KEPT)
 
-    def _write_snapshot_logged(self, sequence: int, arrays: dict,
-                               meta: Callable[[], bytes]) -> None:
+
+# Writes the state after ``sequence`` from its arrays and a callable giving its meta bytes.
+SnapshotWrite = Callable[[int, dict, Callable[[], bytes]], None]
+
+
+def snapshot_off_loop(machine: StateMachine, write: SnapshotWrite) -> Awaitable[bool]:
+    """Start writing ``machine``'s state as it is now, without holding up the event loop; the
+    returned awaitable says whether it was written (a failure is logged, never raised).
+
+    Call it between batches: the state is captured before this returns, by a fork (a forked
+    child, ``SNAPSHOT_IN_CHILD``, writes it) or by copies (a thread writes those).
+    """
+    if SNAPSHOT_IN_CHILD:
+        return _reap_writer(machine.last_sequence, _fork_writer(machine, write))
+    return _write_in_thread(write, *snapshot_copy(machine))
+
+
+def snapshot_copy(machine: StateMachine) -> tuple[int, dict, Callable[[], bytes]]:
+    """The state now: array copies, and the meta taken now but encoded by the writer."""
+    arrays = {name: array.copy() for name, array in machine.arrays().items()}
+    return machine.last_sequence, arrays, machine.meta_later()
+
+
+def _fork_writer(machine: StateMachine, write: SnapshotWrite) -> int:
+    """Fork a child that writes the state as it is now and exits; return its pid.
+
+    The child has a copy-on-write image of the state, so the exchange pays only for the
+    fork (a few ms) and neither copies the state nor shares its interpreter with an
+    encoder thread (which, holding the GIL in turns, slowed every batch while it ran).
+    """
+    sequence = machine.last_sequence
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:  # the child: only this thread exists; no event loop, no logging, no atexit
+        signal.set_wakeup_fd(-1)  # a signal sent to the child must not wake the parent
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, signal.SIG_DFL)
+        os.nice(SNAPSHOT_NICE)  # background work: the exchange's thread comes first
+        write(sequence, machine.arrays(), machine.meta)
+        code = 0
+    except BaseException:
         try:
-            self._write_snapshot(sequence, arrays, meta)
-        except Exception:
-            log.exception("the snapshot of sequence %d could not be written", sequence)
+            os.write(2, f"crowdex: the snapshot of sequence {sequence} could not be written:"
+                        f"\n{traceback.format_exc()}".encode())
+        except BaseException:
+            pass
+    finally:
+        os._exit(code)
+
+
+async def _reap_writer(sequence: int, pid: int) -> bool:
+    try:
+        _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+    except ChildProcessError:  # reaped by someone else: its outcome is unknown
+        log.warning("the snapshot writer (pid %d) was reaped elsewhere; the snapshot of "
+                    "sequence %d is not counted as written", pid, sequence)
+        return False
+    if os.waitstatus_to_exitcode(status) != 0:
+        log.error("the snapshot writer (pid %d) failed with status %d; the journal stays "
+                  "the record", pid, os.waitstatus_to_exitcode(status))
+        return False
+    return True
+
+
+async def _write_in_thread(write: SnapshotWrite, sequence: int, arrays: dict,
+                           meta: Callable[[], bytes]) -> bool:
+    try:
+        await asyncio.to_thread(write, sequence, arrays, meta)
+    except Exception:
+        log.exception("the snapshot of sequence %d could not be written", sequence)
+        return False
+    return True
 
 
 def _journal_thread_priority() -> None:

@@ -6,11 +6,18 @@ to a temporary name, fsynced, renamed into place and the directory fsynced, so a
 either the whole snapshot or none of it; loading skips anything whose checksum fails and falls
 back to the next older snapshot.
 
+A snapshot also records its log ``position``: where in the log the state ends, for a log whose
+positions are not venue sequences. A cluster replica's log is a JetStream stream of batches, so
+it must know which stream message to read after (``engine.cluster``); the file journal numbers
+its records by venue sequence and writes 0.
+
 File layout, little-endian::
 
-    header: magic "CRDXSNAP", u32 version, u32 reserved, u64 sequence, u64 body length,
-            u32 CRC32 of the body, u32 CRC32 of the header bytes before it
+    header: magic "CRDXSNAP", u32 version, u32 reserved, u64 sequence, u64 position,
+            u64 body length, u32 CRC32 of the body, u32 CRC32 of the header bytes before it
     body:   msgpack array [[[name, aligned, .npy bytes], ...], meta]
+
+Version 2 files (the same without ``position``) are still read, as position 0.
 """
 
 from __future__ import annotations
@@ -34,10 +41,14 @@ from engine.private import open_private, private_dir
 log = logging.getLogger("crowdex.engine.snapshot")
 
 SNAPSHOT_MAGIC = b"CRDXSNAP"
-SNAPSHOT_VERSION = 2  # 2: INSTRUMENT_DTYPE gained band_multiple (layout 2)
-_HEADER_BODY = struct.Struct("<8sIIQQI")
-_HEADER = struct.Struct("<8sIIQQII")
+# 2: INSTRUMENT_DTYPE gained band_multiple (layout 2); 3: the header holds the log position
+# (the state's layout as in 2, so a version 2 file is read as position 0).
+SNAPSHOT_VERSION = 3
+_HEADER_BODY = struct.Struct("<8sIIQQQI")
+_HEADER = struct.Struct("<8sIIQQQII")
 SNAPSHOT_HEADER_SIZE = _HEADER.size
+_HEADER_V2 = struct.Struct("<8sIIQQII")  # version 2: no position
+_PREFIX = struct.Struct("<8sI")  # magic and version, which say how the rest reads
 SNAPSHOTS_KEPT_DEFAULT = 3
 
 _SNAPSHOT_NAME = re.compile(r"snapshot-(\d{20})\.snap")
@@ -65,12 +76,14 @@ _body_decoder = msgspec.msgpack.Decoder(_Body)
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """The state after ``sequence``: the engine's arrays and its meta bytes."""
+    """The state after ``sequence``: the engine's arrays and its meta bytes (and where in its
+    log that state ends, when the log counts otherwise: the module docstring)."""
 
     sequence: int
     arrays: dict[str, np.ndarray]
     meta: bytes
     path: Path | None = None
+    position: int = 0
 
 
 def snapshot_name(sequence: int) -> str:
@@ -80,16 +93,16 @@ def snapshot_name(sequence: int) -> str:
 
 def write_snapshot(
     directory: Path, sequence: int, arrays: dict[str, np.ndarray], meta: bytes, *,
-    sync: bool = True,
+    position: int = 0, sync: bool = True,
 ) -> Path:
     """Write a snapshot atomically and return its path; ``sync=False`` is for tests only."""
-    if sequence < 0:
-        raise ValueError(f"sequence must be >= 0, got {sequence}")
+    if sequence < 0 or position < 0:
+        raise ValueError(f"sequence and position must be >= 0, got {sequence}, {position}")
     directory = Path(directory)
     private_dir(directory)
     body = _encode_body(arrays, meta)
     header = _HEADER_BODY.pack(
-        SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, sequence, len(body), zlib.crc32(body)
+        SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, sequence, position, len(body), zlib.crc32(body)
     )
     header += struct.pack("<I", zlib.crc32(header))
     final = directory / snapshot_name(sequence)
@@ -111,6 +124,11 @@ def write_snapshot(
     return final
 
 
+def snapshot_paths(directory: Path) -> list[Path]:
+    """Every snapshot file of ``directory`` by its name, newest first (none when absent)."""
+    return [path for _sequence, path in reversed(_list_snapshots(Path(directory)))]
+
+
 def load_latest(directory: Path) -> Snapshot | None:
     """Load the newest snapshot that checks out, skipping (and logging) damaged ones."""
     for sequence, path in reversed(_list_snapshots(Path(directory))):
@@ -124,18 +142,10 @@ def load_latest(directory: Path) -> Snapshot | None:
 def read_snapshot(path: Path, *, expected_sequence: int | None = None) -> Snapshot:
     """Read and verify one snapshot file; raise ``SnapshotCorruptError`` if it is damaged."""
     data = Path(path).read_bytes()
-    if len(data) < SNAPSHOT_HEADER_SIZE:
-        raise SnapshotCorruptError(f"{path}: {len(data)} bytes, shorter than the header")
-    magic, version, _reserved, sequence, body_length, body_crc, header_crc = _HEADER.unpack_from(
-        data
-    )
-    if zlib.crc32(data[: _HEADER_BODY.size]) != header_crc:
-        raise SnapshotCorruptError(f"{path}: header checksum mismatch")
-    if magic != SNAPSHOT_MAGIC or version != SNAPSHOT_VERSION:
-        raise SnapshotCorruptError(f"{path}: not a version {SNAPSHOT_VERSION} snapshot")
+    sequence, position, header_size, body_length, body_crc = _read_header(path, data)
     if expected_sequence is not None and sequence != expected_sequence:
         raise SnapshotCorruptError(f"{path}: header says sequence {sequence}")
-    body = memoryview(data)[SNAPSHOT_HEADER_SIZE:]
+    body = memoryview(data)[header_size:]
     if len(body) != body_length:
         raise SnapshotCorruptError(f"{path}: body is {len(body)} bytes, header says {body_length}")
     if zlib.crc32(body) != body_crc:
@@ -145,7 +155,27 @@ def read_snapshot(path: Path, *, expected_sequence: int | None = None) -> Snapsh
     except (msgspec.DecodeError, ValueError) as error:
         # The checksum matched, so the writer produced this: still refuse it rather than crash.
         raise SnapshotCorruptError(f"{path}: undecodable body: {error}") from error
-    return Snapshot(sequence, arrays, meta, Path(path))
+    return Snapshot(sequence, arrays, meta, Path(path), position)
+
+
+def _read_header(path: Path, data: bytes) -> tuple[int, int, int, int, int]:
+    """(sequence, position, header size, body length, body CRC) from a checked header."""
+    if len(data) < _PREFIX.size:
+        raise SnapshotCorruptError(f"{path}: {len(data)} bytes, shorter than the header")
+    magic, version = _PREFIX.unpack_from(data)
+    header = _HEADER_V2 if version == 2 else _HEADER
+    if len(data) < header.size:
+        raise SnapshotCorruptError(f"{path}: {len(data)} bytes, shorter than the header")
+    fields = header.unpack_from(data)
+    if zlib.crc32(data[: header.size - 4]) != fields[-1]:
+        raise SnapshotCorruptError(f"{path}: header checksum mismatch")
+    if magic != SNAPSHOT_MAGIC or version not in (2, SNAPSHOT_VERSION):
+        raise SnapshotCorruptError(f"{path}: not a version {SNAPSHOT_VERSION} snapshot")
+    if version == 2:
+        _magic, _version, _reserved, sequence, body_length, body_crc, _crc = fields
+        return sequence, 0, header.size, body_length, body_crc
+    _magic, _version, _reserved, sequence, position, body_length, body_crc, _crc = fields
+    return sequence, position, header.size, body_length, body_crc
 
 
 def prune(directory: Path, keep: int = SNAPSHOTS_KEPT_DEFAULT) -> list[Path]:

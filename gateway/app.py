@@ -190,7 +190,7 @@ async def _tick_deadlines(engine: Engine) -> None:
 
 async def _recover(engine: Engine) -> int:
     if inspect.iscoroutinefunction(engine.recover):
-        return await engine.recover()  # reads the whole stream (engine.cluster)
+        return await engine.recover()  # a snapshot, then the stream (engine.cluster)
     return await asyncio.to_thread(engine.recover)
 
 
@@ -205,6 +205,7 @@ def _make_engine(config: Config, metrics: Metrics, hub: Hub) -> Engine:
 
         return ClusterEngine(config.journal_urls, config.data_dir, WallClock(),
                              stream=config.stream, replicas=config.stream_replicas,
+                             keep_snapshots=config.stream_keep_snapshots,
                              on_batch=metrics.on_batch, on_fsync=metrics.sync.observe,
                              on_events=hub.publish_all)
     return Engine(config.data_dir, WallClock(), sync=config.journal_sync,

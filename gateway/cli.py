@@ -77,6 +77,11 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --journal: copies of the stream kept by the NATS cluster when "
                    "this server creates it (%(default)s); a command is acknowledged once a "
                    "majority of them holds it")
+    p.add_argument("--stream-keep-snapshots", type=int, default=0, metavar="N",
+                   help="with --journal: limit the stream; once a snapshot is shared in the "
+                   "cluster, its messages older than the N-th newest snapshot there are "
+                   "purged (0, the default: every message is kept; 2 leaves a damaged newest "
+                   "snapshot one to fall back on)")
     p.add_argument("--log-format", choices=("json", "text"), default="json",
                    help="log lines on stderr: JSON objects (default) or plain text for a "
                    "terminal; each carries its request id, one access line per request")
@@ -115,6 +120,10 @@ def serve(args: argparse.Namespace) -> int:
         print("crowdex: --stream needs a name and --stream-replicas at least 1",
               file=sys.stderr)
         return 2
+    if args.stream_keep_snapshots < 0:
+        print("crowdex: --stream-keep-snapshots must be 0 (keep every message) or more",
+              file=sys.stderr)
+        return 2
     configure_logging(args.log_format)
     config = Config(
         data_dir=args.data_dir.resolve(), host=args.host, port=args.port,
@@ -125,6 +134,7 @@ def serve(args: argparse.Namespace) -> int:
         rate_limit_burst=max(1, int(args.rate_limit * RATE_LIMIT_BURST / RATE_LIMIT_PER_SECOND)),
         journal_sync=not args.no_fsync, board_rules=board_rules,
         journal_urls=journal_urls, stream=args.stream, stream_replicas=args.stream_replicas,
+        stream_keep_snapshots=args.stream_keep_snapshots,
     )
     config.data_dir.mkdir(parents=True, exist_ok=True)
     raise_open_files_limit()
@@ -133,6 +143,7 @@ def serve(args: argparse.Namespace) -> int:
     # The journal's thread needs the interpreter back the moment its fsync returns, or every
     # acknowledgement waits out the busy event loop's switch interval (5 ms by default).
     sys.setswitchinterval(float(os.environ.get("CROWDEX_SWITCH_INTERVAL_S", SWITCH_INTERVAL_S)))
+    from engine.log.jetstream import StreamGapError
     from engine.skips import PoisonCommand, VenueRunning
 
     try:
@@ -141,7 +152,9 @@ def serve(args: argparse.Namespace) -> int:
         connections.run(create_app(config), host=args.host, port=args.port,
                         loop=uvloop.new_event_loop(), shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                         print=lambda text: print(text, flush=True))
-    except (PoisonCommand, VenueRunning) as error:  # the operator's move: say which
+    except (PoisonCommand, VenueRunning, StreamGapError) as error:
+        # The operator's move: say which (a replica that cannot catch up with a purged
+        # stream names the stream and the snapshot store).
         print(f"crowdex: {error}", file=sys.stderr)
         return EXIT_CANNOT_START
     return 0
@@ -298,7 +311,8 @@ def replay(args: argparse.Namespace) -> int:
     return 0
 
 
-EXIT_CANNOT_START = 3  # the venue cannot start (a poison entry) or another process has it
+EXIT_CANNOT_START = 3  # the venue cannot start (a poison entry, a replica that cannot catch
+# up with its stream) or another process has it
 
 
 def _skip_parser(sub: argparse._SubParsersAction) -> None:

@@ -30,3 +30,6 @@ class Config:
     journal_urls: tuple[str, ...] | None = None
     stream: str = "crowdex"
     stream_replicas: int = 3
+    # Once a snapshot is shared, the stream's messages older than the N-th newest snapshot in
+    # the cluster are purged; 0 keeps every message (engine.cluster_snapshots).
+    stream_keep_snapshots: int = 0

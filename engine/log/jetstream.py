@@ -16,8 +16,12 @@ the stream does the numbering:
 - **The stream's time.** JetStream records the time each message was stored; readers get it as
   ``StreamBatch.time_us``, so every replica computes the same exchange clock from it (clamped by
   the applying side never to go back: a new stream leader's clock may be behind the old one's).
-- **Stream created when absent**, with ``replicas`` copies on file storage, deletes and purges
-  denied (a hole in the log would make replicas that read before and after it disagree).
+- **Stream created when absent**, with ``replicas`` copies on file storage and deletes denied
+  (a hole in the log would make replicas that read before and after it disagree). Purges from
+  the head are allowed: a replica whose position is older than the stream's first message
+  starts from a snapshot in the cluster instead (``engine.cluster``), which is how the stream
+  is limited (``purge_before``). NATS cannot lift ``deny_purge`` from an existing stream, so a
+  stream created by an older crowdex, which denied purges, can never be limited.
 
 Reading is a push consumer we manage ourselves (``StreamReader``), ordered the way JetStream's
 "ordered consumer" is: ephemeral, unacknowledged, in memory, recreated from the next stream
@@ -237,6 +241,7 @@ class StreamLog:
         self.attempt_timeout_s = attempt_timeout_s
         self._batch_counter = 0
         self._readers: weakref.WeakSet[StreamReader] = weakref.WeakSet()
+        self.purge_denied = False  # the stream's deny_purge, as found at connect
 
     @classmethod
     async def connect(cls, servers: str | Sequence[str], *, stream: str = STREAM_DEFAULT,
@@ -339,12 +344,31 @@ class StreamLog:
 
     async def last_sequence(self, timeout_s: float = ADMIN_TIMEOUT_S) -> int:
         """The stream sequence of the last stored message, 0 when the stream is empty."""
+        return (await self.bounds(timeout_s))[1]
+
+    async def bounds(self, timeout_s: float = ADMIN_TIMEOUT_S) -> tuple[int, int]:
+        """The stream sequences of the first and the last stored message. An empty stream
+        says (0, 0); one purged to its end says (last + 1, last)."""
         try:
             info = await asyncio.wait_for(self.js.stream_info(self.stream), timeout_s)
         except (*_RETRYABLE, nats.js.errors.APIError) as error:
             raise StreamUnavailable(f"stream {self.stream}: no answer to stream info "
                                     f"({error!r})") from error
-        return info.state.last_seq
+        return info.state.first_seq, info.state.last_seq
+
+    async def purge_before(self, sequence: int, timeout_s: float = ADMIN_TIMEOUT_S) -> None:
+        """Remove every message before stream ``sequence`` (a limit on the stream's head:
+        never a hole). A reader that needs them gets ``StreamGapError``."""
+        if sequence < 1:
+            raise ValueError(f"sequence must be >= 1, got {sequence}")
+        try:
+            await asyncio.wait_for(self.js.purge_stream(self.stream, seq=sequence), timeout_s)
+        except _RETRYABLE as error:
+            raise StreamUnavailable(f"stream {self.stream}: not purged before {sequence} "
+                                    f"({error!r})") from error
+        except nats.js.errors.APIError as error:  # deny_purge, or no such stream
+            raise StreamError(f"stream {self.stream} refused a purge before {sequence}: "
+                              f"{error.description or error!r}") from error
 
     async def get(self, sequence: int, timeout_s: float = FILL_TIMEOUT_S) -> StreamBatch | None:
         """The message at stream ``sequence`` by direct get (answered by any replica of the
@@ -427,6 +451,7 @@ class StreamLog:
                                             f"{timeout_s} s ({error!r})") from error
                 await asyncio.sleep(RETRY_PAUSE_S * 4)
         config = info.config
+        self.purge_denied = bool(config.deny_purge)
         if self.subject not in (config.subjects or []):
             raise StreamError(f"stream {self.stream} exists without subject {self.subject}")
         if config.num_replicas != replicas:
@@ -443,7 +468,7 @@ class StreamLog:
             name=self.stream, subjects=[self.subject], num_replicas=replicas,
             storage=api.StorageType.FILE, retention=api.RetentionPolicy.LIMITS,
             discard=api.DiscardPolicy.OLD, duplicate_window=DUPLICATE_WINDOW_S,
-            allow_direct=True, deny_delete=True, deny_purge=True)
+            allow_direct=True, deny_delete=True, deny_purge=False)
         try:
             info = await self.js.add_stream(config)
         except nats.js.errors.BadRequestError:

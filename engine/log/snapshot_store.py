@@ -1,0 +1,220 @@
+"""A cluster venue's snapshots in a JetStream object store, kept beside its stream.
+
+API.md ("Running as a cluster"): a replica started on an empty data dir catches up from the
+snapshots kept in the cluster and the stream. The replicas' local snapshots (``engine.snapshot``
+files) are only a cache; this module keeps copies of them in the cluster, in the object store
+``<stream>-snapshots`` (nats-py's ``ObjectStore``), with as many copies as the stream.
+
+An object is a snapshot file as ``engine.snapshot`` writes it (its checksums travel with it),
+named ``snapshot-<venue sequence:020d>-at-<stream sequence:020d>.snap``: the venue sequence the
+state ends at, and the stream message that state ends with (a reader starts after it). So the
+newest snapshot, and where in the stream its tail begins, are found from a listing of names
+without fetching anything.
+
+Which replica uploads, and when, is ``engine.cluster``'s business; this module only stores,
+lists, fetches and deletes. Every call is bounded in time: a cluster without quorum makes them
+fail (``SnapshotStoreError``), never hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nats.errors
+import nats.js.errors
+from nats.js import api
+from nats.js.client import JetStreamContext
+from nats.js.object_store import ObjectStore
+
+from engine.log.jetstream import STREAM_READY_TIMEOUT_S
+from engine.snapshot import snapshot_name
+
+log = logging.getLogger("crowdex.engine.snapshot_store")
+
+BUCKET_SUFFIX = "-snapshots"
+# One chunk of an object is one stream message: large enough that a 100 MiB snapshot is ~100
+# publishes, small enough for the servers' default max_payload (1 MiB) with room for headers.
+CHUNK_BYTES_MAX = 512 * 1024
+LIST_TIMEOUT_S = 10.0  # a listing reads one small message per object
+# Fetching or storing an object: this long, plus one second a MiB (loopback moves ~100 MiB/s;
+# a cross-zone link far less), before it is given up.
+TRANSFER_TIMEOUT_S = 30.0
+TRANSFER_S_PER_MIB = 1.0
+OPEN_RETRY_PAUSE_S = 0.2
+
+_OBJECT_NAME = re.compile(r"snapshot-(\d{20})-at-(\d{20})\.snap")
+_PART_SUFFIX = ".tmp"  # a fetch in progress; engine.snapshot.prune removes leftovers
+
+# A JetStream request that may succeed if asked again: the cluster is electing, reconnecting,
+# or has no quorum at the moment.
+_TRANSIENT = (nats.errors.TimeoutError, nats.errors.NoRespondersError,
+              nats.errors.ConnectionReconnectingError, nats.js.errors.ServiceUnavailableError,
+              nats.js.errors.NoStreamResponseError, TimeoutError)
+
+
+class SnapshotStoreError(Exception):
+    """The object store did not answer as asked (no quorum, a damaged object, a timeout)."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class StoredSnapshot:
+    """One snapshot in the store: the state after venue ``sequence``, which ends with stream
+    message ``position``. Ordered oldest first."""
+
+    sequence: int
+    position: int
+    size: int = 0
+
+    @property
+    def name(self) -> str:
+        return object_name(self.sequence, self.position)
+
+
+def object_name(sequence: int, position: int) -> str:
+    """The object holding the state after venue ``sequence`` = stream message ``position``."""
+    return f"snapshot-{sequence:020d}-at-{position:020d}.snap"
+
+
+def bucket_name(stream: str) -> str:
+    return stream + BUCKET_SUFFIX
+
+
+def transfer_timeout_s(size: int) -> float:
+    return TRANSFER_TIMEOUT_S + TRANSFER_S_PER_MIB * size / (1 << 20)
+
+
+class SnapshotStore:
+    """The object store of one venue's snapshots; make one with ``SnapshotStore.open``."""
+
+    def __init__(self, store: ObjectStore, bucket: str, chunk_bytes: int) -> None:
+        self._store = store
+        self.bucket = bucket
+        self._chunk_bytes = chunk_bytes
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, stream: str, replicas: int, *,
+                   max_payload: int, timeout_s: float = STREAM_READY_TIMEOUT_S
+                   ) -> SnapshotStore:
+        """Find the stream's store, or create it with ``replicas`` copies on file storage;
+        retried while the cluster cannot answer (raises ``SnapshotStoreError`` after
+        ``timeout_s``)."""
+        bucket = bucket_name(stream)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                store = await _find_or_create(js, bucket, replicas)
+                break
+            except (*_TRANSIENT, nats.js.errors.APIError) as error:
+                if time.monotonic() > deadline:
+                    raise SnapshotStoreError(f"object store {bucket} not ready after "
+                                             f"{timeout_s} s ({error!r})") from error
+                await asyncio.sleep(OPEN_RETRY_PAUSE_S)
+        copies = (await store.status()).replicas
+        if copies != replicas:
+            log.warning("object store %s has %s copies, not the %d asked for; left as it is",
+                        bucket, copies, replicas)
+        return cls(store, bucket, min(CHUNK_BYTES_MAX, max_payload // 2))
+
+    async def list(self) -> list[StoredSnapshot]:
+        """Every snapshot in the store, oldest first (objects of other names are ignored)."""
+        try:
+            infos = await self._infos()
+        except (*_TRANSIENT, nats.errors.Error) as error:
+            raise SnapshotStoreError(f"object store {self.bucket}: no listing "
+                                     f"({error!r})") from error
+        found = []
+        for info in infos:
+            match = _OBJECT_NAME.fullmatch(info.name or "")
+            if match is not None and not info.deleted:
+                found.append(StoredSnapshot(int(match.group(1)), int(match.group(2)),
+                                            info.size or 0))
+        return sorted(found)
+
+    async def _infos(self) -> list[api.ObjectInfo]:
+        """The newest description of every object, deleted ones left out (nats-py's ``list``
+        with a time limit and its watcher always stopped)."""
+        watcher = await self._store.watch(ignore_deletes=True)
+        try:
+            infos = []
+            deadline = time.monotonic() + LIST_TIMEOUT_S
+            while (info := await watcher.updates(deadline - time.monotonic())) is not None:
+                infos.append(info)  # None marks the end of what is stored now
+            return infos
+        finally:
+            await watcher.stop()
+
+    async def upload(self, path: Path, sequence: int, position: int) -> StoredSnapshot:
+        """Store the snapshot file ``path`` (the state after ``sequence``, ending with stream
+        message ``position``); returned once the store holds all of it with its quorum."""
+        size = path.stat().st_size
+        meta = api.ObjectMeta(name=object_name(sequence, position),
+                              description=f"crowdex snapshot of sequence {sequence}",
+                              options=api.ObjectMetaOptions(max_chunk_size=self._chunk_bytes))
+        try:
+            with open(path, "rb") as file:
+                await asyncio.wait_for(self._store.put(meta.name, file, meta=meta),
+                                       transfer_timeout_s(size))
+        except (*_TRANSIENT, nats.errors.Error, OSError) as error:
+            raise SnapshotStoreError(f"object store {self.bucket}: {meta.name} not stored "
+                                     f"({error!r})") from error
+        return StoredSnapshot(sequence, position, size)
+
+    async def download(self, snapshot: StoredSnapshot, directory: Path) -> Path:
+        """Fetch ``snapshot`` into ``directory`` under its local file name; return the path.
+
+        The object's SHA-256 is checked on the way (nats-py); the file's own checksums are the
+        reader's to check (``engine.snapshot.read_snapshot``).
+        """
+        directory.mkdir(parents=True, exist_ok=True)
+        final = directory / snapshot_name(snapshot.sequence)
+        part = directory / (final.name + _PART_SUFFIX)
+        try:
+            with open(part, "wb") as file:
+                await asyncio.wait_for(self._store.get(snapshot.name, writeinto=file),
+                                       transfer_timeout_s(snapshot.size))
+            os.replace(part, final)
+        except (*_TRANSIENT, nats.errors.Error, OSError) as error:
+            part.unlink(missing_ok=True)
+            raise SnapshotStoreError(f"object store {self.bucket}: {snapshot.name} not "
+                                     f"fetched ({error!r})") from error
+        return final
+
+    async def delete(self, snapshot: StoredSnapshot) -> None:
+        try:
+            await asyncio.wait_for(self._store.delete(snapshot.name), LIST_TIMEOUT_S)
+        except nats.js.errors.ObjectNotFoundError:
+            return  # deleted by another replica meanwhile
+        except (*_TRANSIENT, nats.errors.Error) as error:
+            raise SnapshotStoreError(f"object store {self.bucket}: {snapshot.name} not "
+                                     f"deleted ({error!r})") from error
+
+    async def prune(self, keep: int) -> list[StoredSnapshot]:
+        """Delete all but the newest ``keep`` snapshots; return those deleted."""
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        deleted = (await self.list())[:-keep]
+        for snapshot in deleted:
+            await self.delete(snapshot)
+        return deleted
+
+
+async def _find_or_create(js: JetStreamContext, bucket: str, replicas: int) -> ObjectStore:
+    with contextlib.suppress(nats.js.errors.BucketNotFoundError):
+        return await js.object_store(bucket)
+    config = api.ObjectStoreConfig(description="crowdex: the venue's snapshots",
+                                   storage=api.StorageType.FILE, replicas=replicas)
+    try:
+        store = await js.create_object_store(bucket, config=config)
+    except nats.js.errors.BadRequestError:
+        # Another replica created it between our look and our create: use theirs. (A bad
+        # request for another reason, such as no peers yet, fails here and is retried.)
+        return await js.object_store(bucket)
+    log.info("created object store %s (%d copies, file storage)", bucket, replicas)
+    return store

@@ -1,0 +1,290 @@
+"""Snapshots of a cluster venue: kept in the cluster's object store, so a replica on an empty data
+dir starts from the newest one plus the stream's tail, and the stream can be limited behind them
+(API.md, "Running as a cluster"; ``engine.cluster_snapshots``).
+
+Replicas here are ``ClusterEngine`` objects in this process against a real 3-node NATS cluster
+on loopback (started once for the module from the installed ``nats-server``), with a snapshot
+every ``EVERY`` entries; one test runs a real ``crowdex serve`` replica. Each test has its own
+stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine import commands as c
+from engine.clock import WallClock
+from engine.cluster import ClusterEngine
+from engine.log.jetstream import StreamGapError, StreamLog
+from engine.log.natscluster import NatsCluster
+from engine.log.snapshot_store import SnapshotStore, StoredSnapshot, object_name
+from engine.snapshot import SNAPSHOT_HEADER_SIZE, read_snapshot, snapshot_paths
+from tests.conftest import OPERATOR_KEY, ServerProcess
+
+NODES = 3
+EVERY = 50  # entries between cadence points
+INVESTORS = 4
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    nats_cluster = NatsCluster(Path(tmp_path_factory.mktemp("nats")), NODES)
+    nats_cluster.start()
+    try:
+        yield nats_cluster
+    finally:
+        nats_cluster.stop()
+
+
+@pytest.fixture
+async def replicas(cluster: NatsCluster, tmp_path: Path, request: pytest.FixtureRequest):
+    """Makes replicas (not yet started) of this test's own venue; stops them all at the end."""
+    made: list[ClusterEngine] = []
+    stream = request.node.name.replace("test_", "")[:40].replace("_", "-")
+
+    def make(name: str, keep_snapshots: int = 0) -> ClusterEngine:
+        engine = ClusterEngine(cluster.urls, tmp_path / name, WallClock(), stream=stream,
+                               snapshot_every=EVERY, keep_snapshots=keep_snapshots)
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        await engine.stop()
+
+
+async def open_venue(engine: ClusterEngine) -> list[int]:
+    await engine.submit(c.Genesis(hashlib.sha256(OPERATOR_KEY.encode()).hexdigest(), False, 0,
+                                  "intl", c.RULES_VERSION))
+    ids = []
+    for n in range(INVESTORS):
+        reply = await engine.submit(c.CreateAccount("investor", f"i{n}", f"key{n}"))
+        ids.append(reply.body["account_id"])
+    return ids
+
+
+async def trade(engines: list[ClusterEngine], ids: list[int], commands: int,
+                tag: str) -> None:
+    """``commands`` deposits and withdrawals spread over ``engines``, 16 at a time (so batches
+    hold several entries and cross cadence points in their middle). After each 16 the
+    snapshots in flight are waited for: a cadence point reached while the one before is still
+    being written is skipped, and these tests count them."""
+    for start in range(0, commands, 16):
+        replies = await asyncio.gather(*(
+            engines[n % len(engines)].submit(
+                c.Withdraw(ids[n % INVESTORS], 3, f"{tag}w{n}") if n % 5 == 4 else
+                c.Deposit(ids[n % INVESTORS], 1 + n % 31, f"{tag}d{n}"))
+            for n in range(start, min(start + 16, commands))))
+        assert all(reply.status in (201, 422) for reply in replies)
+        for engine in engines:
+            await settled(engine)
+
+
+async def settled(engine: ClusterEngine) -> None:
+    """Wait until the snapshot in flight (and its upload) is done."""
+    await engine.snapshots.stop()
+
+
+async def caught_up(engine: ClusterEngine, sequence: int) -> None:
+    for _ in range(600):
+        if engine.machine.last_sequence >= sequence:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"stuck at {engine.machine.last_sequence}, wanted {sequence}")
+
+
+async def store_of(engine: ClusterEngine) -> SnapshotStore:
+    assert engine.snapshots.store is not None
+    return engine.snapshots.store
+
+
+async def test_a_new_replica_starts_from_the_cluster_snapshot_and_reads_only_the_tail(
+        replicas) -> None:
+    live = replicas("live")
+    await live.start()
+    ids = await open_venue(live)
+    await trade([live], ids, 7 * EVERY + 13, "a")
+    await settled(live)
+    stored = await (await store_of(live)).list()
+    assert stored, "the live replica appended every message, so it shares every snapshot"
+    newest = stored[-1]
+    assert newest.sequence // EVERY == live.machine.last_sequence // EVERY
+
+    fresh = replicas("fresh")
+    applied = await fresh.recover()
+    point = fresh.start_point
+    assert (point.source, point.sequence, point.position) == (
+        "cluster", newest.sequence, newest.position)
+    assert applied == live.machine.last_sequence - newest.sequence < EVERY + 16
+    assert fresh.stream_position == live.stream_position
+    assert fresh.machine.state_hash() == live.machine.state_hash()
+    # The fetched snapshot is now this replica's own cache.
+    assert read_snapshot(snapshot_paths(fresh.data_dir / "snapshots")[0]).position == \
+        newest.position
+
+    # Both go on as replicas: commands at either reach the same state.
+    await fresh.start()
+    await trade([fresh, live], ids, 40, "b")
+    await caught_up(live, fresh.machine.last_sequence)
+    await caught_up(fresh, live.machine.last_sequence)
+    assert fresh.machine.state_hash() == live.machine.state_hash()
+
+
+async def test_each_cadence_point_is_taken_by_all_and_shared_once(replicas) -> None:
+    first, second = replicas("a"), replicas("b")
+    await first.start()
+    await second.start()
+    ids = await open_venue(first)
+    await trade([first, second], ids, 12 * EVERY, "a")
+    await caught_up(second, first.machine.last_sequence)
+    await caught_up(first, second.machine.last_sequence)
+    await asyncio.gather(settled(first), settled(second))
+
+    shared = first.snapshots.uploaded + second.snapshots.uploaded
+    points = [s.sequence // EVERY for s in shared]
+    assert len(points) == len(set(points)), f"a cadence point shared twice: {shared}"
+    assert len(shared) >= 6 and first.snapshots.uploaded and second.snapshots.uploaded
+    for engine in (first, second):
+        for snapshot in engine.snapshots.uploaded:  # shared by the appender of its message
+            batch = await engine.log.get(snapshot.position)
+            assert batch.msg_id.rpartition(":")[0] == engine.log.writer_id
+    # Both replicas took their local snapshots at the same points, stream messages included.
+    local = [[(s.sequence, s.position) for s in map(read_snapshot, snapshot_paths(
+        engine.data_dir / "snapshots"))] for engine in (first, second)]
+    assert local[0] == local[1] and len(local[0]) == 3
+    assert first.machine.state_hash() == second.machine.state_hash()
+
+
+async def corrupt_object(store: SnapshotStore, snapshot: StoredSnapshot, where: Path) -> None:
+    """Store the snapshot again under its own name with one body byte flipped (the object's
+    own SHA-256 then matches: only the snapshot file's checksum can tell)."""
+    path = await store.download(snapshot, where)
+    data = bytearray(path.read_bytes())
+    data[SNAPSHOT_HEADER_SIZE + len(data) // 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    await store.upload(path, snapshot.sequence, snapshot.position)
+
+
+async def test_a_corrupt_newest_snapshot_falls_back_to_an_older_one_then_the_stream(
+        replicas, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    live = replicas("live")
+    await live.start()
+    ids = await open_venue(live)
+    await trade([live], ids, 4 * EVERY, "a")
+    await settled(live)
+    store = await store_of(live)
+    stored = await store.list()
+    assert len(stored) == 3
+    await corrupt_object(store, stored[-1], tmp_path / "scratch")
+
+    caplog.set_level(logging.INFO, logger="crowdex.engine")
+    fresh = replicas("fresh")
+    await fresh.recover()
+    assert (fresh.start_point.source, fresh.start_point.sequence) == ("cluster",
+                                                                      stored[-2].sequence)
+    assert f"the cluster's snapshot {stored[-1].name} is unusable" in caplog.text
+    assert "checksum mismatch" in caplog.text
+    assert fresh.machine.state_hash() == live.machine.state_hash()
+    # The damaged one was not kept in the cache: only the one it fell back to.
+    assert [read_snapshot(p).sequence for p in snapshot_paths(fresh.data_dir / "snapshots")] \
+        == [stored[-2].sequence]
+
+    for snapshot in stored[:-1]:
+        await corrupt_object(store, snapshot, tmp_path / "scratch")
+    empty = replicas("empty")
+    applied = await empty.recover()
+    assert empty.start_point.source == "empty" and applied == live.machine.last_sequence
+    assert empty.machine.state_hash() == live.machine.state_hash()
+
+
+async def test_a_limited_stream_still_bootstraps_and_a_replica_behind_it_starts_over(
+        replicas, caplog: pytest.LogCaptureFixture) -> None:
+    live = replicas("live", keep_snapshots=2)
+    await live.start()
+    ids = await open_venue(live)
+    # A replica that stops early: its local snapshot will be older than the stream's head.
+    early = replicas("early")
+    await early.start()
+    await early.stop()  # a clean stop: its local snapshot is where it stopped
+    early_snapshot = read_snapshot(snapshot_paths(early.data_dir / "snapshots")[0])
+
+    await trade([live], ids, 8 * EVERY, "a")
+    await settled(live)
+    stored = await (await store_of(live)).list()
+    first, _last = await live.log.bounds()
+    assert first == stored[-2].position + 1  # purged up to the second newest snapshot
+    assert early_snapshot.position < first - 1
+
+    caplog.set_level(logging.INFO, logger="crowdex.engine")
+    for name in ("fresh", "early"):
+        engine = replicas(name)
+        applied = await engine.recover()
+        assert engine.start_point.source == "cluster", name
+        assert applied == live.machine.last_sequence - engine.start_point.sequence
+        assert engine.machine.state_hash() == live.machine.state_hash()
+    assert "older ones were purged): starting from a snapshot in the cluster" in caplog.text
+
+    # With no snapshot left in the cluster, a new replica cannot catch up, and says why.
+    store = await store_of(live)
+    for snapshot in await store.list():
+        await store.delete(snapshot)
+    orphan = replicas("orphan")
+    with pytest.raises(StreamGapError, match=f"starts at message {first} .* cannot catch up"):
+        await orphan.recover()
+
+
+async def test_a_served_replica_on_an_empty_data_dir_catches_up_from_a_snapshot(
+        cluster: NatsCluster, replicas, tmp_path: Path) -> None:
+    live = replicas("live")
+    await live.start()
+    ids = await open_venue(live)
+    await trade([live], ids, 3 * EVERY + 7, "a")
+    await settled(live)
+    newest = (await (await store_of(live)).list())[-1]
+
+    server = ServerProcess(tmp_path / "served", "--journal", ",".join(cluster.urls),
+                           "--stream", live.stream, "--log-format", "text")
+    try:
+        await asyncio.to_thread(server.start)
+        request = urllib.request.Request(server.url + "/v1/admin/state",
+                                         headers={"Authorization": f"Bearer {OPERATOR_KEY}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            state = json.loads(response.read())
+    finally:
+        await asyncio.to_thread(server.stop)
+    assert state["sequence"] == live.machine.last_sequence
+    assert state["state_hash"] == live.machine.state_hash()
+    assert f"from a cluster snapshot (sequence {newest.sequence}, stream message " \
+        f"{newest.position}" in server.log_path.read_text()
+
+
+def test_object_names_sort_by_sequence() -> None:
+    assert object_name(7, 3) == f"snapshot-{7:020d}-at-{3:020d}.snap"
+    assert sorted([StoredSnapshot(10, 4), StoredSnapshot(9, 5)])[0].sequence == 9
+
+
+async def test_stream_log_bounds_and_purge(cluster: NatsCluster) -> None:
+    stream_log = await StreamLog.connect(cluster.urls, stream="purged-head")
+    try:
+        assert await stream_log.bounds() == (0, 0)
+        for n in range(6):
+            await stream_log.append([f"e{n}".encode()])
+        await stream_log.purge_before(4)
+        assert await stream_log.bounds() == (4, 6)
+        batches = []
+        async for chunk in stream_log.read(after=3):
+            batches.extend(chunk)
+        assert [b.sequence for b in batches] == [4, 5, 6]
+        with pytest.raises(StreamGapError, match="messages 1..3 are not in the stream"):
+            async for _chunk in stream_log.read(after=0):
+                pass
+    finally:
+        await stream_log.close()
