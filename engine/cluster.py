@@ -129,6 +129,7 @@ class ClusterEngine:
         self.snapshots = ReplicaSnapshots(self.data_dir / "snapshots", snapshot_every,
                                           keep_snapshots)
         self.start_point: StartPoint | None = None  # where the last recover began
+        self.catch_up_seconds = 0.0  # then reading the stream after it
         self._on_batch = on_batch
         self.on_events = on_events
         self._on_fsync = on_fsync  # told each append's round trip (the quorum's "fsync")
@@ -203,7 +204,7 @@ class ClusterEngine:
             self.machine.quiet = False
         self.machine.outbox.clear()  # updates of the past: clients get fresh snapshots
         applied = self.machine.last_sequence - first
-        seconds = time.perf_counter() - started
+        self.catch_up_seconds = seconds = time.perf_counter() - started
         point = self.start_point
         log.info("caught up with stream %s: from %s (sequence %d, stream message %d, %.3f s), "
                  "then messages to %d, %d entries in %.3f s (%.0f entries/s)", self.stream,

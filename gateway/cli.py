@@ -32,9 +32,10 @@ BENCHMARK_HELP = {
     "restart": "seconds from a crash to /healthz, with a snapshot 99k entries old",
     "ci_check": "the CI gate: the engine's ratio to the reference above the floor",
     "stream": "appends and reads of the journal on a NATS JetStream cluster",
+    "bootstrap": "a cluster replica's start from a shared snapshot plus the tail vs the stream",
 }
 BENCHMARKS = ("replay", "engine", "journal", "pledges", "gateway", "settlement", "recovery",
-              "restart", "ci_check", "stream")
+              "restart", "ci_check", "stream", "bootstrap")
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:

@@ -19,19 +19,27 @@ fail (``SnapshotStoreError``), never hang.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import logging
 import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import nats.errors
 import nats.js.errors
 from nats.js import api
 from nats.js.client import JetStreamContext
-from nats.js.object_store import ObjectStore
+from nats.js.object_store import (
+    OBJ_CHUNKS_PRE_TEMPLATE,
+    OBJ_DIGEST_TYPE,
+    OBJ_STREAM_TEMPLATE,
+    ObjectStore,
+)
 
 from engine.log.jetstream import STREAM_READY_TIMEOUT_S
 from engine.snapshot import snapshot_name
@@ -48,6 +56,7 @@ LIST_TIMEOUT_S = 10.0  # a listing reads one small message per object
 TRANSFER_TIMEOUT_S = 30.0
 TRANSFER_S_PER_MIB = 1.0
 OPEN_RETRY_PAUSE_S = 0.2
+CHUNK_RETRY_S = 1.0  # a chunk a replica of the store does not have yet is asked for again
 
 _OBJECT_NAME = re.compile(r"snapshot-(\d{20})-at-(\d{20})\.snap")
 _PART_SUFFIX = ".tmp"  # a fetch in progress; engine.snapshot.prune removes leftovers
@@ -93,8 +102,11 @@ def transfer_timeout_s(size: int) -> float:
 class SnapshotStore:
     """The object store of one venue's snapshots; make one with ``SnapshotStore.open``."""
 
-    def __init__(self, store: ObjectStore, bucket: str, chunk_bytes: int) -> None:
+    def __init__(self, js: JetStreamContext, store: ObjectStore, bucket: str,
+                 chunk_bytes: int) -> None:
+        self._js = js
         self._store = store
+        self._store_stream = OBJ_STREAM_TEMPLATE.format(bucket=bucket)
         self.bucket = bucket
         self._chunk_bytes = chunk_bytes
 
@@ -120,7 +132,7 @@ class SnapshotStore:
         if copies != replicas:
             log.warning("object store %s has %s copies, not the %d asked for; left as it is",
                         bucket, copies, replicas)
-        return cls(store, bucket, min(CHUNK_BYTES_MAX, max_payload // 2))
+        return cls(js, store, bucket, min(CHUNK_BYTES_MAX, max_payload // 2))
 
     async def list(self) -> list[StoredSnapshot]:
         """Every snapshot in the store, oldest first (objects of other names are ignored)."""
@@ -169,7 +181,7 @@ class SnapshotStore:
     async def download(self, snapshot: StoredSnapshot, directory: Path) -> Path:
         """Fetch ``snapshot`` into ``directory`` under its local file name; return the path.
 
-        The object's SHA-256 is checked on the way (nats-py); the file's own checksums are the
+        The object's size and SHA-256 are checked here; the file's own checksums are the
         reader's to check (``engine.snapshot.read_snapshot``).
         """
         directory.mkdir(parents=True, exist_ok=True)
@@ -177,14 +189,51 @@ class SnapshotStore:
         part = directory / (final.name + _PART_SUFFIX)
         try:
             with open(part, "wb") as file:
-                await asyncio.wait_for(self._store.get(snapshot.name, writeinto=file),
+                await asyncio.wait_for(self._fetch(snapshot.name, file),
                                        transfer_timeout_s(snapshot.size))
             os.replace(part, final)
-        except (*_TRANSIENT, nats.errors.Error, OSError) as error:
+        except (*_TRANSIENT, nats.errors.Error, OSError, SnapshotStoreError) as error:
             part.unlink(missing_ok=True)
             raise SnapshotStoreError(f"object store {self.bucket}: {snapshot.name} not "
                                      f"fetched ({error!r})") from error
         return final
+
+    async def _fetch(self, name: str, file: BinaryIO) -> None:
+        """Write object ``name`` into ``file``, a chunk at a time by direct get.
+
+        nats-py's ``ObjectStore.get`` reads the chunks through an ordered push consumer, which
+        here took ~0.5 s more than the bytes need (24 MiB: 1.0 s; by direct gets 0.2 s). The
+        chunks are the messages on the object's chunk subject, in order (the object store's
+        layout, whose names nats-py exports); any replica of the store answers a direct get.
+        """
+        info = await self._store.get_info(name)
+        if info.is_link() or not info.nuid:
+            raise SnapshotStoreError(f"{name} is a link or has no chunks' subject")
+        subject = OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=self.bucket, obj=info.nuid)
+        digest, size, after = hashlib.sha256(), 0, 0
+        for _ in range(info.chunks or 0):
+            chunk = await self._next_chunk(subject, after)
+            digest.update(chunk.data)
+            file.write(chunk.data)
+            size += len(chunk.data)
+            after = chunk.seq
+        expected = (info.digest or "").removeprefix(OBJ_DIGEST_TYPE)
+        if size != info.size or base64.urlsafe_b64encode(digest.digest()).decode() != expected:
+            raise SnapshotStoreError(f"{name}: {size} bytes read whose SHA-256 is not the "
+                                     f"object's ({info.size} bytes)")
+
+    async def _next_chunk(self, subject: str, after: int) -> api.RawStreamMsg:
+        """The first message on ``subject`` after stream sequence ``after``. Not found is asked
+        again briefly: the replica that answered may not have the newest chunks yet."""
+        deadline = time.monotonic() + CHUNK_RETRY_S
+        while True:
+            try:
+                return await self._js.get_msg(self._store_stream, seq=after + 1, next=True,
+                                              subject=subject, direct=True)
+            except nats.js.errors.NotFoundError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(OPEN_RETRY_PAUSE_S)
 
     async def delete(self, snapshot: StoredSnapshot) -> None:
         try:

@@ -23,6 +23,7 @@ import pytest
 from engine import commands as c
 from engine.clock import WallClock
 from engine.cluster import ClusterEngine
+from engine.errors import CrowdexError
 from engine.log.jetstream import StreamGapError, StreamLog
 from engine.log.natscluster import NatsCluster
 from engine.log.snapshot_store import SnapshotStore, StoredSnapshot, object_name
@@ -239,6 +240,37 @@ async def test_a_limited_stream_still_bootstraps_and_a_replica_behind_it_starts_
     orphan = replicas("orphan")
     with pytest.raises(StreamGapError, match=f"starts at message {first} .* cannot catch up"):
         await orphan.recover()
+
+
+async def test_a_replica_the_stream_is_purged_past_stops_and_restarts_from_a_snapshot(
+        replicas, caplog: pytest.LogCaptureFixture) -> None:
+    live = replicas("live", keep_snapshots=1)
+    await live.start()
+    ids = await open_venue(live)
+    behind = replicas("behind")
+    await behind.recover()
+    await behind._reader.close()  # cut off: as a replica on the wrong side of a partition
+    await trade([live], ids, 3 * EVERY, "a")
+    first, _last = await live.log.bounds()
+    assert first > behind.stream_position + 1
+    # Its consumer made again from where it was, as after the partition heals.
+    behind._reader = await behind.log.reader(after=behind.stream_position)
+    await behind.start()
+    await trade([live], ids, 1, "b")  # the next message shows it what it missed
+    for _ in range(500):
+        if behind.failed is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert isinstance(behind.failed, StreamGapError)
+    assert "the stream was purged past it: restarted, it starts from a snapshot" in caplog.text
+    with pytest.raises(CrowdexError, match="not accepting commands"):
+        await behind.submit(c.Tick())
+    await behind.stop()
+
+    again = replicas("behind")
+    await again.recover()
+    assert again.start_point.source == "cluster"
+    assert again.machine.state_hash() == live.machine.state_hash()
 
 
 async def test_a_served_replica_on_an_empty_data_dir_catches_up_from_a_snapshot(

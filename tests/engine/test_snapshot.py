@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +63,25 @@ def test_round_trip_keeps_dtypes_alignment_shapes_and_meta(tmp_path: Path) -> No
     assert_same_arrays(snapshot.arrays, arrays)
     assert snapshot.arrays["rows"].flags.writeable
     assert state_hash(snapshot.arrays, snapshot.meta) == state_hash(arrays, b"\x00meta\xff")
+
+
+def test_the_log_position_round_trips_and_a_version_2_file_reads_as_position_0(
+        tmp_path: Path) -> None:
+    arrays = sample_arrays(3)
+    path = write_snapshot(tmp_path, 42, arrays, b"meta", position=7)
+    snapshot = read_snapshot(path)
+    assert (snapshot.sequence, snapshot.position) == (42, 7)
+    # A version 2 file (written before the header held a position): the same body, the
+    # older header, made by hand as crowdex wrote it.
+    body = path.read_bytes()[SNAPSHOT_HEADER_SIZE:]
+    header = struct.pack("<8sIIQQI", b"CRDXSNAP", 2, 0, 42, len(body), zlib.crc32(body))
+    path.write_bytes(header + struct.pack("<I", zlib.crc32(header)) + body)
+    old = read_snapshot(path, expected_sequence=42)
+    assert (old.sequence, old.position, old.meta) == (42, 0, b"meta")
+    assert_same_arrays(old.arrays, arrays)
+    path.write_bytes(header[:-4] + b"\0\0\0\0" + struct.pack("<I", zlib.crc32(header)) + body)
+    with pytest.raises(SnapshotCorruptError, match="header checksum mismatch"):
+        read_snapshot(path)
 
 
 def test_load_latest_of_a_missing_or_empty_directory_is_none(tmp_path: Path) -> None:
