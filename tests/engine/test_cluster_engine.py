@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -20,20 +19,9 @@ from engine.log.natscluster import NatsCluster
 from tests.conftest import OPERATOR_KEY, ServerProcess
 
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_KEY}"}
-NODES = 3
 ACCOUNTS = 6
 CATCH_UP_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 30.0
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
-    nats_cluster = NatsCluster(Path(tmp_path_factory.mktemp("nats")), NODES)
-    nats_cluster.start()
-    try:
-        yield nats_cluster
-    finally:
-        nats_cluster.stop()
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ import asyncio
 import hashlib
 import json
 import logging
+import subprocess
+import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,19 +31,8 @@ from engine.log.snapshot_store import SnapshotStore, StoredSnapshot, object_name
 from engine.snapshot import SNAPSHOT_HEADER_SIZE, read_snapshot, snapshot_paths
 from tests.conftest import OPERATOR_KEY, ServerProcess
 
-NODES = 3
 EVERY = 50  # entries between cadence points
 INVESTORS = 4
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
-    nats_cluster = NatsCluster(Path(tmp_path_factory.mktemp("nats")), NODES)
-    nats_cluster.start()
-    try:
-        yield nats_cluster
-    finally:
-        nats_cluster.stop()
 
 
 @pytest.fixture
@@ -60,6 +50,12 @@ async def replicas(cluster: NatsCluster, tmp_path: Path, request: pytest.Fixture
     yield make
     for engine in made:
         await engine.stop()
+
+
+async def started_venue(engine: ClusterEngine) -> tuple[ClusterEngine, list[int]]:
+    """Start ``engine`` as the first replica of a new venue; it and its investors' ids."""
+    await engine.start()
+    return engine, await open_venue(engine)
 
 
 async def open_venue(engine: ClusterEngine) -> list[int]:
@@ -109,9 +105,7 @@ async def store_of(engine: ClusterEngine) -> SnapshotStore:
 
 async def test_a_new_replica_starts_from_the_cluster_snapshot_and_reads_only_the_tail(
         replicas) -> None:
-    live = replicas("live")
-    await live.start()
-    ids = await open_venue(live)
+    live, ids = await started_venue(replicas("live"))
     await trade([live], ids, 7 * EVERY + 13, "a")
     await settled(live)
     stored = await (await store_of(live)).list()
@@ -176,9 +170,7 @@ async def corrupt_object(store: SnapshotStore, snapshot: StoredSnapshot, where: 
 
 async def test_a_corrupt_newest_snapshot_falls_back_to_an_older_one_then_the_stream(
         replicas, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    live = replicas("live")
-    await live.start()
-    ids = await open_venue(live)
+    live, ids = await started_venue(replicas("live"))
     await trade([live], ids, 4 * EVERY, "a")
     await settled(live)
     store = await store_of(live)
@@ -208,9 +200,7 @@ async def test_a_corrupt_newest_snapshot_falls_back_to_an_older_one_then_the_str
 
 async def test_a_limited_stream_still_bootstraps_and_a_replica_behind_it_starts_over(
         replicas, caplog: pytest.LogCaptureFixture) -> None:
-    live = replicas("live", keep_snapshots=2)
-    await live.start()
-    ids = await open_venue(live)
+    live, ids = await started_venue(replicas("live", keep_snapshots=2))
     # A replica that stops early: its local snapshot will be older than the stream's head.
     early = replicas("early")
     await early.start()
@@ -244,9 +234,7 @@ async def test_a_limited_stream_still_bootstraps_and_a_replica_behind_it_starts_
 
 async def test_a_replica_the_stream_is_purged_past_stops_and_restarts_from_a_snapshot(
         replicas, caplog: pytest.LogCaptureFixture) -> None:
-    live = replicas("live", keep_snapshots=1)
-    await live.start()
-    ids = await open_venue(live)
+    live, ids = await started_venue(replicas("live", keep_snapshots=1))
     behind = replicas("behind")
     await behind.recover()
     await behind._reader.close()  # cut off: as a replica on the wrong side of a partition
@@ -275,9 +263,7 @@ async def test_a_replica_the_stream_is_purged_past_stops_and_restarts_from_a_sna
 
 async def test_a_served_replica_on_an_empty_data_dir_catches_up_from_a_snapshot(
         cluster: NatsCluster, replicas, tmp_path: Path) -> None:
-    live = replicas("live")
-    await live.start()
-    ids = await open_venue(live)
+    live, ids = await started_venue(replicas("live"))
     await trade([live], ids, 3 * EVERY + 7, "a")
     await settled(live)
     newest = (await (await store_of(live)).list())[-1]
@@ -320,3 +306,12 @@ async def test_stream_log_bounds_and_purge(cluster: NatsCluster) -> None:
                 pass
     finally:
         await stream_log.close()
+
+
+def test_a_negative_stream_keep_snapshots_is_a_usage_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(tmp_path),
+         "--journal", "nats://127.0.0.1:4222", "--stream-keep-snapshots", "-1"],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 2
+    assert "--stream-keep-snapshots must be 0 (keep every message) or more" in done.stderr

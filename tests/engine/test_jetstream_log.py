@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import nats
 import pytest
@@ -25,18 +23,9 @@ from engine.log.jetstream import (
     StreamUnavailable,
 )
 from engine.log.natscluster import NatsCluster, free_ports
+from tests.engine.conftest import NATS_NODES
 
-NODES = 3
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
-    nats_cluster = NatsCluster(Path(tmp_path_factory.mktemp("nats")), NODES)
-    nats_cluster.start()
-    try:
-        yield nats_cluster
-    finally:
-        nats_cluster.stop()
+NODES = NATS_NODES
 
 
 def entries(batch: int, count: int) -> list[bytes]:
