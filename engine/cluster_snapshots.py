@@ -113,18 +113,25 @@ class ReplicaSnapshots:
         (module docstring); ``fresh`` makes an empty machine."""
         started = time.perf_counter()
         reach = max(first - 1, 0)  # a state ending at message p can be continued if p >= reach
+        failed = 0
         for snapshot in self._local(reach, last):
             machine = _load(snapshot, fresh)
             if machine is not None:
                 return machine, self._point("local", snapshot, started)
+            failed += 1
         for stored in await self._stored(reach, last):
             snapshot = await self._fetch(stored)
             machine = _load(snapshot, fresh) if snapshot is not None else None
             if machine is not None:
                 return machine, self._point("cluster", snapshot, started)
+            failed += 1
             # Not left in the cache, where the next start would try it first.
             (self.directory / snapshot_name(stored.sequence)).unlink(missing_ok=True)
         if reach == 0:
+            if failed:
+                log.warning("none of the %d snapshots that could be continued was usable "
+                            "(errors above): reading the whole stream %s", failed,
+                            self._log.stream)
             return fresh(), StartPoint("empty", 0, 0, time.perf_counter() - started)
         raise StreamGapError(
             f"stream {self._log.stream} starts at message {first} (the ones before were purged "

@@ -56,6 +56,7 @@ LIST_TIMEOUT_S = 10.0  # a listing reads one small message per object
 TRANSFER_TIMEOUT_S = 30.0
 TRANSFER_S_PER_MIB = 1.0
 OPEN_RETRY_PAUSE_S = 0.2
+NO_PEERS_YET = 10005  # JetStream's "no suitable peers for placement" (a cluster still forming)
 CHUNK_RETRY_S = 1.0  # a chunk a replica of the store does not have yet is asked for again
 
 _OBJECT_NAME = re.compile(r"snapshot-(\d{20})-at-(\d{20})\.snap")
@@ -115,18 +116,18 @@ class SnapshotStore:
                    max_payload: int, timeout_s: float = STREAM_READY_TIMEOUT_S
                    ) -> SnapshotStore:
         """Find the stream's store, or create it with ``replicas`` copies on file storage;
-        retried while the cluster cannot answer (raises ``SnapshotStoreError`` after
-        ``timeout_s``)."""
+        retried while the cluster cannot answer yet (``SnapshotStoreError`` after ``timeout_s``,
+        or at once for a refusal that would only be repeated)."""
         bucket = bucket_name(stream)
         deadline = time.monotonic() + timeout_s
         while True:
             try:
                 store = await _find_or_create(js, bucket, replicas)
                 break
-            except (*_TRANSIENT, nats.js.errors.APIError) as error:
-                if time.monotonic() > deadline:
-                    raise SnapshotStoreError(f"object store {bucket} not ready after "
-                                             f"{timeout_s} s ({error!r})") from error
+            except (*_TRANSIENT, nats.errors.Error) as error:
+                if not _passing(error) or time.monotonic() > deadline:
+                    raise SnapshotStoreError(f"object store {bucket} could not be opened "
+                                             f"({error!r})") from error
                 await asyncio.sleep(OPEN_RETRY_PAUSE_S)
         copies = (await store.status()).replicas
         if copies != replicas:
@@ -254,6 +255,16 @@ class SnapshotStore:
         return deleted
 
 
+def _passing(error: Exception) -> bool:
+    """Whether asking again may succeed: no answer, or a cluster still placing its peers (a
+    refusal for any other reason, such as a full account, would only be repeated)."""
+    if isinstance(error, _TRANSIENT):
+        return True
+    if not isinstance(error, nats.js.errors.APIError):
+        return False  # an invalid bucket name, a closed connection
+    return (error.code or 0) >= 500 or error.err_code == NO_PEERS_YET
+
+
 async def _find_or_create(js: JetStreamContext, bucket: str, replicas: int) -> ObjectStore:
     with contextlib.suppress(nats.js.errors.BucketNotFoundError):
         return await js.object_store(bucket)
@@ -261,9 +272,10 @@ async def _find_or_create(js: JetStreamContext, bucket: str, replicas: int) -> O
                                    storage=api.StorageType.FILE, replicas=replicas)
     try:
         store = await js.create_object_store(bucket, config=config)
-    except nats.js.errors.BadRequestError:
-        # Another replica created it between our look and our create: use theirs. (A bad
-        # request for another reason, such as no peers yet, fails here and is retried.)
+    except nats.js.errors.BadRequestError as error:
+        if error.err_code == NO_PEERS_YET:
+            raise  # asked again by the caller
+        # Another replica created it between our look and our create: use theirs.
         return await js.object_store(bucket)
     log.info("created object store %s (%d copies, file storage)", bucket, replicas)
     return store

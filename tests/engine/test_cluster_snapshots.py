@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from engine import commands as c
+from engine import sequencer
 from engine.clock import WallClock
 from engine.cluster import ClusterEngine
 from engine.errors import CrowdexError
@@ -103,8 +104,15 @@ async def store_of(engine: ClusterEngine) -> SnapshotStore:
     return engine.snapshots.store
 
 
+@pytest.fixture(params=["child", "thread"])
+def snapshot_writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Snapshots written by a forked child (the default on Linux) or by a thread."""
+    monkeypatch.setattr(sequencer, "SNAPSHOT_IN_CHILD", request.param == "child")
+    return request.param
+
+
 async def test_a_new_replica_starts_from_the_cluster_snapshot_and_reads_only_the_tail(
-        replicas) -> None:
+        replicas, snapshot_writer: str) -> None:
     live, ids = await started_venue(replicas("live"))
     await trade([live], ids, 7 * EVERY + 13, "a")
     await settled(live)
@@ -194,6 +202,7 @@ async def test_a_corrupt_newest_snapshot_falls_back_to_an_older_one_then_the_str
         await corrupt_object(store, snapshot, tmp_path / "scratch")
     empty = replicas("empty")
     applied = await empty.recover()
+    assert "none of the 3 snapshots that could be continued was usable" in caplog.text
     assert empty.start_point.source == "empty" and applied == live.machine.last_sequence
     assert empty.machine.state_hash() == live.machine.state_hash()
 
