@@ -40,7 +40,10 @@ INVESTORS = 4
 async def replicas(cluster: NatsCluster, tmp_path: Path, request: pytest.FixtureRequest):
     """Makes replicas (not yet started) of this test's own venue; stops them all at the end."""
     made: list[ClusterEngine] = []
-    stream = request.node.name.replace("test_", "")[:40].replace("_", "-")
+    # The test's name, cut short, and a digest of the whole (parameters included): unique.
+    name = request.node.name
+    stream = (name.replace("test_", "")[:32].replace("_", "-") + "-"
+              + hashlib.sha256(name.encode()).hexdigest()[:8])
 
     def make(name: str, keep_snapshots: int = 0) -> ClusterEngine:
         engine = ClusterEngine(cluster.urls, tmp_path / name, WallClock(), stream=stream,
