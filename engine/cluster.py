@@ -174,7 +174,7 @@ class ClusterEngine:
         self.log = await StreamLog.connect(self.servers, stream=self.stream,
                                            replicas=self.replicas)
         self._append_timeout_s = self.log.append_timeout_s
-        await self.snapshots.open(self.log, self.replicas)
+        await self.snapshots.open(self.log)
         for attempt in range(1, START_ATTEMPTS + 1):
             first_message, upto = await self.log.bounds()
             # No snapshot that the stream's head reaches: StreamGapError, saying so.

@@ -87,14 +87,16 @@ class ReplicaSnapshots:
         self._task: asyncio.Task | None = None
         self.uploaded: list[StoredSnapshot] = []  # by this replica, this run
 
-    async def open(self, stream_log: StreamLog, replicas: int) -> None:
-        """Find or create the cluster's store. Without it the replica still runs (from its
-        local snapshots or the whole stream), shares none and never purges: logged."""
+    async def open(self, stream_log: StreamLog) -> None:
+        """Find or create the cluster's store, with as many copies as the stream has. Without
+        it the replica still runs (from its local snapshots or the whole stream), shares none
+        and never purges: logged."""
         private_dir(self.directory)
         tighten_files(self.directory)
         self._log = stream_log
         try:
-            self.store = await SnapshotStore.open(stream_log.js, stream_log.stream, replicas,
+            self.store = await SnapshotStore.open(stream_log.js, stream_log.stream,
+                                                  stream_log.replicas,
                                                   max_payload=stream_log.nc.max_payload)
         except SnapshotStoreError as error:
             log.error("no snapshots in the cluster for stream %s (%s): this replica neither "

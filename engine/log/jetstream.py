@@ -242,6 +242,7 @@ class StreamLog:
         self._batch_counter = 0
         self._readers: weakref.WeakSet[StreamReader] = weakref.WeakSet()
         self.purge_denied = False  # the stream's deny_purge, as found at connect
+        self.replicas = 0  # the stream's copies, as found at connect
 
     @classmethod
     async def connect(cls, servers: str | Sequence[str], *, stream: str = STREAM_DEFAULT,
@@ -452,6 +453,7 @@ class StreamLog:
                 await asyncio.sleep(RETRY_PAUSE_S * 4)
         config = info.config
         self.purge_denied = bool(config.deny_purge)
+        self.replicas = config.num_replicas or 1
         if self.subject not in (config.subjects or []):
             raise StreamError(f"stream {self.stream} exists without subject {self.subject}")
         if config.num_replicas != replicas:

@@ -104,7 +104,8 @@ class SnapshotStore:
     """The object store of one venue's snapshots; make one with ``SnapshotStore.open``."""
 
     def __init__(self, js: JetStreamContext, store: ObjectStore, bucket: str,
-                 chunk_bytes: int) -> None:
+                 chunk_bytes: int, replicas: int) -> None:
+        self.replicas = replicas  # the store's copies
         self._js = js
         self._store = store
         self._store_stream = OBJ_STREAM_TEMPLATE.format(bucket=bucket)
@@ -133,7 +134,7 @@ class SnapshotStore:
         if copies != replicas:
             log.warning("object store %s has %s copies, not the %d asked for; left as it is",
                         bucket, copies, replicas)
-        return cls(js, store, bucket, min(CHUNK_BYTES_MAX, max_payload // 2))
+        return cls(js, store, bucket, min(CHUNK_BYTES_MAX, max_payload // 2), copies)
 
     async def list(self) -> list[StoredSnapshot]:
         """Every snapshot in the store, oldest first (objects of other names are ignored)."""

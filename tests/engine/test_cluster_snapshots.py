@@ -123,6 +123,7 @@ async def test_a_new_replica_starts_from_the_cluster_snapshot_and_reads_only_the
     assert stored, "the live replica appended every message, so it shares every snapshot"
     newest = stored[-1]
     assert newest.sequence // EVERY == live.machine.last_sequence // EVERY
+    assert live.snapshots.store.replicas == live.log.replicas == 3  # as many copies
 
     fresh = replicas("fresh")
     applied = await fresh.recover()
