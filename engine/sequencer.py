@@ -50,7 +50,7 @@ BATCH_SIZE_MAX = 4096
 QUEUE_DEPTH_MAX = 65_536
 SNAPSHOT_EVERY = 100_000
 SNAPSHOTS_KEPT = 3
-# Snapshots taken while the exchange runs are written by a forked child (see _fork_snapshot);
+# Snapshots taken while the exchange runs are written by a forked child (see _fork_writer);
 # without fork (or with this off) by a thread, from copies taken between batches.
 SNAPSHOT_IN_CHILD = hasattr(os, "fork")
 SNAPSHOT_NICE = 19  # the writer child's scheduling niceness (lowest priority)
