@@ -11,7 +11,7 @@ state ends at, and the stream message that state ends with (a reader starts afte
 newest snapshot, and where in the stream its tail begins, are found from a listing of names
 without fetching anything.
 
-Which replica uploads, and when, is ``engine.cluster``'s business; this module only stores,
+Which replica uploads, and when, is ``engine.cluster_snapshots``'s business; this module only stores,
 lists, fetches and deletes. Every call is bounded in time: a cluster without quorum makes them
 fail (``SnapshotStoreError``), never hang.
 """
@@ -47,7 +47,7 @@ from engine.snapshot import snapshot_name
 log = logging.getLogger("crowdex.engine.snapshot_store")
 
 BUCKET_SUFFIX = "-snapshots"
-# One chunk of an object is one stream message: large enough that a 100 MiB snapshot is ~100
+# One chunk of an object is one stream message: large enough that a 100 MiB snapshot is ~200
 # publishes, small enough for the servers' default max_payload (1 MiB) with room for headers.
 CHUNK_BYTES_MAX = 512 * 1024
 LIST_TIMEOUT_S = 10.0  # a listing reads one small message per object
