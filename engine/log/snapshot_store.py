@@ -11,9 +11,9 @@ state ends at, and the stream message that state ends with (a reader starts afte
 newest snapshot, and where in the stream its tail begins, are found from a listing of names
 without fetching anything.
 
-Which replica uploads, and when, is ``engine.cluster_snapshots``'s business; this module only stores,
-lists, fetches and deletes. Every call is bounded in time: a cluster without quorum makes them
-fail (``SnapshotStoreError``), never hang.
+Which replica uploads, and when, is ``engine.cluster_snapshots``'s business; this module only
+stores, lists, fetches and deletes. Every call is bounded in time: a cluster without quorum makes
+them fail (``SnapshotStoreError``), never hang.
 """
 
 from __future__ import annotations
