@@ -25,7 +25,8 @@ from gateway import http
 from gateway.app import _bootstrap
 from settlement.batch import FAULT_ENV
 from tests.conftest import OPERATOR_KEY, ServerProcess
-from tests.engine.test_cluster_engine import cluster, same_state  # noqa: F401 - the fixture
+from tests.engine.conftest import cluster  # noqa: F401 - the fixture
+from tests.engine.test_cluster_engine import same_state
 from tests.gateway.conftest import make_config
 from tests.settlement.test_faults import KILLED, Venue, call, check_ledger
 
