@@ -79,6 +79,7 @@ from engine.log.jetstream import (
     StreamUnavailable,
 )
 from engine.machine import Reply, StateMachine
+from engine.replay import paused_gc
 from engine.sequencer import (
     QUEUE_DEPTH_MAX,
     SNAPSHOT_EVERY,
@@ -199,7 +200,9 @@ class ClusterEngine:
         self.machine.quiet = True
         try:
             while self.stream_position < upto:
-                self._apply_quietly(await self._reader.batches())
+                batches = await self._reader.batches()
+                with paused_gc():  # as a replay from a file does (engine.replay)
+                    self._apply_quietly(batches)
         finally:
             self.machine.quiet = False
         self.machine.outbox.clear()  # updates of the past: clients get fresh snapshots
