@@ -61,14 +61,7 @@ class Tape:
         self.trades.append(trade)
         price, quantity, time_us = trade.price, trade.quantity, trade.time_us
         if not self._live_start <= time_us < self._live_end:  # a new minute: new candles
-            for name, width in INTERVALS_US.items():
-                start = time_us - time_us % width
-                series = self.candles[name]
-                if not series or series[-1].start_us != start:
-                    series.append(Candle(start, price, price, price, price, 0))
-            self._live = tuple(series[-1] for series in self.candles.values())
-            self._live_start = time_us - time_us % _SHORTEST_US
-            self._live_end = self._live_start + _SHORTEST_US
+            self._open_candles(time_us, price)
         for candle in self._live:
             if price > candle.high:
                 candle.high = price
@@ -76,6 +69,36 @@ class Tape:
                 candle.low = price
             candle.close = price
             candle.volume += quantity
+
+    def record_many(self, trade_ids: list[int], prices: list[int], quantities: list[int],
+                    taker_sides: list[str], buys: list[int], sells: list[int], time_us: int,
+                    high: int, low: int, first: int, volume: int) -> None:
+        """Record trades made at one time (one kernel call's, of this instrument), as
+        ``record`` one at a time would: the lists are the last ``TRADES_KEPT`` of them (the
+        others would leave the tape at once); ``high``, ``low``, ``first`` and ``volume``
+        cover all of them."""
+        self.trades.extend(map(TradeRecord, trade_ids, prices, quantities, taker_sides,
+                               [time_us] * len(trade_ids), buys, sells))
+        if not self._live_start <= time_us < self._live_end:
+            self._open_candles(time_us, first)
+        for candle in self._live:
+            if high > candle.high:
+                candle.high = high
+            if low < candle.low:
+                candle.low = low
+            candle.close = prices[-1]
+            candle.volume += volume
+
+    def _open_candles(self, time_us: int, price: int) -> None:
+        """A trade at ``time_us`` outside the live minute: new candles where needed."""
+        for name, width in INTERVALS_US.items():
+            start = time_us - time_us % width
+            series = self.candles[name]
+            if not series or series[-1].start_us != start:
+                series.append(Candle(start, price, price, price, price, 0))
+        self._live = tuple(series[-1] for series in self.candles.values())
+        self._live_start = time_us - time_us % _SHORTEST_US
+        self._live_end = self._live_start + _SHORTEST_US
 
     def recent(self, limit: int) -> list[TradeRecord]:
         """Newest first."""

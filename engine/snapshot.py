@@ -17,7 +17,8 @@ File layout, little-endian::
             u64 body length, u32 CRC32 of the body, u32 CRC32 of the header bytes before it
     body:   msgpack array [[[name, aligned, .npy bytes], ...], meta]
 
-Version 2 files (the same without ``position``) are still read, as position 0.
+Files of older versions are refused (``SNAPSHOT_VERSION``): their state has an older layout.
+A version 2 header (the same without ``position``) is still parsed, so its refusal says so.
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ from engine.private import open_private, private_dir
 log = logging.getLogger("crowdex.engine.snapshot")
 
 SNAPSHOT_MAGIC = b"CRDXSNAP"
-# 2: INSTRUMENT_DTYPE gained band_multiple (layout 2); 3: the header holds the log position
-# (the state's layout as in 2, so a version 2 file is read as position 0).
-SNAPSHOT_VERSION = 3
+# 2: INSTRUMENT_DTYPE gained band_multiple (layout 2); 3: the header holds the log position;
+# 4: order records in arrays (engine.lifecycle). An older file's state cannot be loaded: it is
+# refused (recovery then replays the journal from an older snapshot or from the start).
+SNAPSHOT_VERSION = 4
 _HEADER_BODY = struct.Struct("<8sIIQQQI")
 _HEADER = struct.Struct("<8sIIQQQII")
 SNAPSHOT_HEADER_SIZE = _HEADER.size
@@ -169,11 +171,9 @@ def _read_header(path: Path, data: bytes) -> tuple[int, int, int, int, int]:
     fields = header.unpack_from(data)
     if zlib.crc32(data[: header.size - 4]) != fields[-1]:
         raise SnapshotCorruptError(f"{path}: header checksum mismatch")
-    if magic != SNAPSHOT_MAGIC or version not in (2, SNAPSHOT_VERSION):
-        raise SnapshotCorruptError(f"{path}: not a version {SNAPSHOT_VERSION} snapshot")
-    if version == 2:
-        _magic, _version, _reserved, sequence, body_length, body_crc, _crc = fields
-        return sequence, 0, header.size, body_length, body_crc
+    if magic != SNAPSHOT_MAGIC or version != SNAPSHOT_VERSION:
+        raise SnapshotCorruptError(f"{path}: not a version {SNAPSHOT_VERSION} snapshot (version "
+                                   f"{version}: another state layout, which is not loaded)")
     _magic, _version, _reserved, sequence, position, body_length, body_crc, _crc = fields
     return sequence, position, header.size, body_length, body_crc
 

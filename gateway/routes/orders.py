@@ -9,7 +9,7 @@ from engine.clock import format_time_us
 from engine.errors import CrowdexError
 from engine.machine import AccountInfo
 from engine.marketdata import INTERVALS_US
-from engine.markets import Markets, order_view, trade_view
+from engine.markets import Markets, trade_view
 from gateway import http, keys
 from gateway import order_schemas as os_
 from gateway.hub import ChannelKind
@@ -64,16 +64,16 @@ async def list_orders(request: web.Request) -> web.Response:
         raise CrowdexError("invalid_field", "status must be open or all")
     account = http.require(request, "investor")
     orders = markets(request).account_orders(account.account_id, status == "open")
-    return http.respond(request, 200, [order_view(o) for o in orders])
+    return http.respond(request, 200, orders)
 
 
 async def get_order(request: web.Request) -> web.Response:
     order_id = http.path_id(request, "order_id")
     account = http.require(request, "investor")
-    order = markets(request).orders.get(order_id)
-    if order is None or order.account_id != account.account_id:
+    order = markets(request).order(order_id, account.account_id)
+    if order is None:
         raise CrowdexError("order_not_found", f"no order {order_id}")
-    return http.respond(request, 200, order_view(order))
+    return http.respond(request, 200, order)
 
 
 def _instrument(request: web.Request) -> int:
@@ -167,8 +167,7 @@ def _trades_channel(request: web.Request, instrument_id: int, account) -> tuple[
 
 
 def _orders_channel(request: web.Request, _ident: int, account) -> tuple[None, list]:
-    return None, [order_view(o) for o in markets(request).account_orders(account.account_id,
-                                                                          True)]
+    return None, markets(request).account_orders(account.account_id, True)
 
 
 CHANNELS = {

@@ -240,15 +240,23 @@ def test_a_snapshot_is_the_state_when_taken_even_if_encoded_later(monkeypatch):
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(flow=flows)
 def test_the_folds_shortcut_for_a_resting_order_equals_the_general_fold(flow):
-    """markets.FOLD_FAST_PATH on and off: the same replies, published updates and state."""
+    """The reference model's FOLD_FAST_PATH on and off: the same replies, published updates
+    and state. (The model, ``engine.reference.markets``, is the per-order Python fold the
+    compiled one replaced; tests/engine/test_lifecycle_property.py compares the two.)"""
     from unittest import mock
 
-    from engine import markets
+    from engine import machine as machine_module
+    from engine.reference import markets
 
+    components = tuple(("engine.reference.markets", "Markets") if module == "engine.markets"
+                       else (module, name) for module, name in machine_module.COMPONENTS)
     results = []
     for fast in (True, False):
-        with mock.patch.object(markets, "FOLD_FAST_PATH", fast):
-            machine, setup, traders, instruments = _venue()
+        with (mock.patch.object(markets, "FOLD_FAST_PATH", fast),
+              mock.patch.object(machine_module, "COMPONENTS", components)):
+            _, setup, traders, instruments = _venue()
+            machine = StateMachine()
+            assert type(machine.component("markets")) is markets.Markets
             for i, entry in enumerate(setup):
                 machine.apply(i + 1, entry)
             machine.outbox.clear()
