@@ -212,6 +212,7 @@ class Lifecycle:
         legs = out.tolist()
         views, at = [], 0
         cids = self.client_ids
+        times: dict[int, str] = {}  # orders of one call share their creation time
         for oid, (instrument, side, kind, tif, post_only, created), (
                 price, quantity, filled, cancelled, count, status) in zip(
                     oids, static, dynamic, strict=True):
@@ -230,8 +231,9 @@ class Lifecycle:
                 "filled_quantity": filled,
                 "remaining_quantity": quantity - filled - cancelled if live else 0,
                 "fills": [{"trade_id": t, "price": p, "quantity": q}
-                          for t, p, q in legs[at:at + count]],
-                "created": format_time_us(created),
+                          for t, p, q in legs[at:at + count]] if count else [],
+                "created": times.get(created) or times.setdefault(created,
+                                                                  format_time_us(created)),
             })
             at += count
         return views

@@ -28,7 +28,13 @@ from engine.kernels.layout import C_EVENTS, C_PROCESSED, COMMAND_DTYPE, EVENT_DT
 from engine.lifecycle import SIDE_NAMES, STATUS_NAMES, Folded, Lifecycle
 from engine.machine import Reply
 from engine.marketdata import TRADES_KEPT, Tape, TapeState, TradeRecord
-from engine.matching import MatchingEngine, command, ladder_width_max, price_max_fen
+from engine.matching import (
+    MatchingEngine,
+    command,
+    instruments_max,
+    ladder_width_max,
+    price_max_fen,
+)
 
 SELLER_FEE_BPS = 100  # BOARDS.md's default; an instrument's board rules may set another
 RULES_1_BAND_CEILING_FEN = 3_355_442  # (ladder_width_max - 1) * 4 // 5
@@ -70,6 +76,7 @@ class Markets:
         self.lifecycle = Lifecycle()
         self.tapes: dict[int, Tape] = {}
         self.next_auction_us = 0
+        self._books: set[int] = set()  # instruments with a book (the engine's active rows)
 
     def handlers(self) -> dict:
         return {mc.PlaceOrder: self._place, mc.CancelOrder: self._cancel,
@@ -99,8 +106,7 @@ class Markets:
 
     def has_book(self, instrument_id: int) -> bool:
         """Whether the instrument's book exists (opened at its first order)."""
-        instruments = self.engine.instruments
-        return 0 < instrument_id < len(instruments) and bool(instruments["active"][instrument_id])
+        return instrument_id in self._books
 
     def _ensure_instrument(self, info: Any) -> None:
         instrument_id = info.instrument_id
@@ -114,6 +120,7 @@ class Markets:
             band_multiple=BAND_MULTIPLE,
             fee_bps=info.seller_fee_bps, mode="auction" if info.board == "ip" else "book",
             reference_price_fen=reference)
+        self._books.add(instrument_id)
         self.tapes.setdefault(instrument_id, Tape(instrument_id))
         if info.board == "ip" and self.next_auction_us == 0:
             self.next_auction_us = self._next_auction_after(self.machine.now_us)
@@ -353,26 +360,32 @@ class Markets:
 
     def _replies(self, queue: _Queue, codes: list[int], folded: Folded, events: np.ndarray,
                  replies: list) -> None:
-        """One reply per queued command; an order's view is the order as of that command."""
+        """One reply per queued command; an order's view is the order as of that command.
+
+        While replies are not needed (a replay) their bodies are left unbuilt, and those
+        bodiless replies are shared objects."""
         changes = folded.changes
         first_row = np.searchsorted(changes["pos"], np.arange(len(codes)), side="left").tolist()
         needed = self.machine.replies_needed
         wanted: list[tuple[int, int, int]] = []  # (reply index, status, change row)
+        not_found: list[int] = []  # positions of cancels of orders no longer on the book
+        indexes, ops = queue.indexes, queue.ops
         for position, code in enumerate(codes):
-            index = queue.indexes[position]
-            op = queue.ops[position]
+            op = ops[position]
             if op == k_UNCROSS:
-                replies[index] = _uncrossed(events)
+                replies[indexes[position]] = _uncrossed(events)
             elif code == k.OK:
                 status = 201 if op == k_NEW else 200
                 if needed:
-                    wanted.append((index, status, first_row[position]))
+                    wanted.append((indexes[position], status, first_row[position]))
                 else:
-                    replies[index] = Reply(status, None)
+                    replies[indexes[position]] = _UNBUILT[status]
             elif op == k_CANCEL and code == k.ORDER_NOT_FOUND:
-                replies[index] = self._cancel_refused(queue, position, folded)
+                not_found.append(position)
             else:
-                replies[index] = _refused(code)
+                replies[indexes[position]] = _refused(code)
+        if not_found:
+            self._cancels_refused(queue, not_found, folded, replies)
         if wanted:
             views = self._views_at(changes, [row for _, _, row in wanted])
             for (index, status, _), view in zip(wanted, views, strict=True):
@@ -384,25 +397,34 @@ class Markets:
         dynamic = picked[["price", "quantity", "filled", "cancelled", "legs", "status"]].tolist()
         return self.lifecycle.views(picked["oid"].tolist(), dynamic)
 
-    def _cancel_refused(self, queue: _Queue, position: int, folded: Folded) -> Reply:
-        """A cancel the kernel did not find: the order finished earlier in the call (409), or
-        it is unknown as of that command (404: not given, not the actor's, or evicted)."""
-        actor = int(queue.rows[position][6])
-        order_id = int(queue.rows[position][9])
-        changes = folded.changes
-        mine = np.flatnonzero((changes["oid"] == order_id) & (changes["pos"] <= position))
-        marks = folded.marks
-        evicted = np.any((marks["oid"] == order_id) & (marks["op"] == kf.MARK_EVICTED)
-                         & (marks["pos"] <= position))
-        if position in queue.by_id:  # a new order of this call, if accepted by then
-            if not len(mine) or evicted or self.lifecycle.records[order_id]["account"] != actor:
-                return Reply(404, CrowdexError("order_not_found", f"no order {order_id}").body())
-        if len(mine):
-            status = int(changes["status"][mine[-1]])
-        else:
-            status = int(self.lifecycle.records[order_id]["status"])
-        return Reply(409, CrowdexError("order_not_open",
-                                       f"order {order_id} is {STATUS_NAMES[status]}").body())
+    def _cancels_refused(self, queue: _Queue, positions: list[int], folded: Folded,
+                         replies: list) -> None:
+        """Cancels the kernel did not find: the order finished earlier in the call (409), or
+        it is unknown as of that command (404: not given yet, not the actor's, or evicted)."""
+        targets = [queue.rows[position][9] for position in positions]
+        changes, marks = folded.changes, folded.marks
+        # Each target's changes and evictions in this call, in command order (few rows).
+        history: dict[int, list[tuple[int, int]]] = {}  # oid -> [(position, status)]
+        picked = changes[np.isin(changes["oid"], targets)]
+        for pos, oid, status in zip(picked["pos"].tolist(), picked["oid"].tolist(),
+                                    picked["status"].tolist(), strict=True):
+            history.setdefault(oid, []).append((pos, status))
+        evicted: dict[int, int] = {}  # oid -> the position that evicted it
+        if len(marks):
+            gone = marks[(marks["op"] == kf.MARK_EVICTED) & np.isin(marks["oid"], targets)]
+            evicted = dict(zip(gone["oid"].tolist(), gone["pos"].tolist(), strict=True))
+        records = self.lifecycle.records
+        for position, order_id in zip(positions, targets, strict=True):
+            before = [status for pos, status in history.get(order_id, ()) if pos <= position]
+            if position in queue.by_id and (
+                    not before or evicted.get(order_id, position + 1) <= position
+                    or int(records["account"][order_id]) != queue.rows[position][6]):
+                reply = Reply(404, CrowdexError("order_not_found", f"no order {order_id}").body())
+            else:
+                status = before[-1] if before else int(records["status"][order_id])
+                reply = Reply(409, CrowdexError(
+                    "order_not_open", f"order {order_id} is {STATUS_NAMES[status]}").body())
+            replies[queue.indexes[position]] = reply
 
     def _publish(self, folded: Folded, fills: np.ndarray) -> None:
         """Trade, order and book updates for the channels someone listens to, in the order the
@@ -441,8 +463,9 @@ class Markets:
                                        for _, _, _, channel, data, sequence in items)
 
     def _book_updates(self, folded: Folded) -> list[tuple]:
-        """Book updates of the listened instruments, each level's quantity as of its command:
-        the quantity now, less the changes of the commands after it."""
+        """Book updates of the listened instruments: per command, its net change of each level
+        it touched, by (side, price), with the level's quantity as of that command (the
+        quantity now, less the changes of the commands after it), in numpy."""
         books = folded.books
         wants = self.machine.wants
         listened = [i for i in np.unique(books["instrument"]).tolist() if wants(f"book:{i}")]
@@ -450,33 +473,56 @@ class Markets:
             return []
         levels = folded.levels
         levels = levels[np.isin(levels["instrument"], listened)]
-        by_command: dict[tuple[int, int], dict[tuple[int, int], int]] = {}
-        for pos, inst, side, price, change in zip(
-                *(levels[name].tolist() for name in ("pos", "instrument", "side", "price",
-                                                     "change")), strict=True):
-            changes = by_command.setdefault((pos, inst), {})
-            changes[(side, price)] = changes.get((side, price), 0) + change
-        running: dict[tuple[int, int, int], int] = {}
-        for (_, inst), changes in by_command.items():
-            for (side, price), change in changes.items():
-                key = (inst, side, price)
-                if key not in running:
-                    running[key] = self.level_quantity(inst, side, price)
-                running[key] -= change
+        # Net change per (command, instrument, side, price), in that order.
+        order = np.lexsort((levels["price"], levels["side"], levels["instrument"], levels["pos"]))
+        pos, inst, side, price = (levels[name][order] for name in
+                                  ("pos", "instrument", "side", "price"))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = ((pos[1:] != pos[:-1]) | (inst[1:] != inst[:-1]) | (side[1:] != side[:-1])
+                     | (price[1:] != price[:-1]))
+        starts = np.flatnonzero(first)
+        change = np.add.reduceat(levels["change"][order], starts)
+        pos, inst, side, price = pos[starts], inst[starts], side[starts], price[starts]
+        # Each level's quantity as of each command: now - all the call's changes + those so far.
+        by_level = np.lexsort((pos, price, side, inst))
+        lv_inst, lv_side, lv_price = inst[by_level], side[by_level], price[by_level]
+        lv_change = change[by_level]
+        new_level = np.ones(len(by_level), dtype=bool)
+        new_level[1:] = ((lv_inst[1:] != lv_inst[:-1]) | (lv_side[1:] != lv_side[:-1])
+                         | (lv_price[1:] != lv_price[:-1]))
+        group = np.cumsum(new_level) - 1
+        level_starts = np.flatnonzero(new_level)
+        so_far = np.cumsum(lv_change)
+        before = (so_far - lv_change)[level_starts]
+        total = np.add.reduceat(lv_change, level_starts)
+        now = self._level_quantities(lv_inst[level_starts], lv_side[level_starts],
+                                     lv_price[level_starts])
+        as_of = np.empty(len(by_level), dtype=np.int64)
+        as_of[by_level] = (now - total)[group] + so_far - before[group]
+        rows = list(zip([SIDE_NAMES[x] for x in side.tolist()], price.tolist(), as_of.tolist(),
+                        strict=True))
+        keys = pos * instruments_max + inst  # sorted: by command, then instrument
+        book_keys = books["pos"] * instruments_max + books["instrument"]
+        lo = np.searchsorted(keys, book_keys, side="left").tolist()
+        hi = np.searchsorted(keys, book_keys, side="right").tolist()
         items = []
-        for b, (pos, inst, sequence) in enumerate(zip(
+        for b, (at, instrument, sequence) in enumerate(zip(
                 *(books[name].tolist() for name in ("pos", "instrument", "sequence")),
                 strict=True)):
-            if inst not in listened:
-                continue
-            changes = by_command.get((pos, inst), {})
-            published = []
-            for side, price in sorted(changes):
-                key = (inst, side, price)
-                running[key] += changes[(side, price)]
-                published.append([SIDE_NAMES[side], price, running[key]])
-            items.append((pos, 2, b, f"book:{inst}", {"changes": published}, sequence))
+            if instrument in listened:
+                items.append((at, 2, b, f"book:{instrument}",
+                              {"changes": [list(row) for row in rows[lo[b]:hi[b]]]}, sequence))
         return items
+
+    def _level_quantities(self, inst: np.ndarray, side: np.ndarray,
+                          price: np.ndarray) -> np.ndarray:
+        """``level_quantity`` of many levels."""
+        rows = self.engine.instruments[inst]
+        offset = price - rows["ladder_lo"]
+        width = rows["ladder_width"]
+        inside = (offset >= 0) & (offset < width)
+        index = np.where(inside, rows["level_base"] + side * width + offset, 0)
+        return np.where(inside, self.engine.levels["qty"][index], 0)
 
     def record_trade(self, instrument: int, trade_id: int, price: int, quantity: int,
                      taker_side: str, buy_order_id: int = 0, sell_order_id: int = 0) -> None:
@@ -557,7 +603,7 @@ class Markets:
     def on_time(self) -> None:
         if not self.next_auction_us or self.machine.now_us < self.next_auction_us:
             return
-        for instrument_id in np.flatnonzero(self.engine.instruments["active"]).tolist():
+        for instrument_id in sorted(self._books):
             info = self._offerings().instrument_info(instrument_id)
             if info is not None and info.board == "ip":
                 self.uncross(instrument_id)
@@ -604,6 +650,7 @@ class Markets:
         mine = {name[len(prefix):]: array for name, array in arrays.items()
                 if name.startswith(prefix)}
         self.engine.load(mine)
+        self._books = set(np.flatnonzero(self.engine.instruments["active"]).tolist())
         state = _decoder.decode(meta)
         self.lifecycle = Lifecycle()
         self.lifecycle.load({name: mine[name] for name in _LIFECYCLE_ARRAYS},
@@ -678,6 +725,9 @@ def _refusal_text(code: int) -> str:
 def _refused(code: int) -> Reply:
     error = CrowdexError(k.CODE_NAMES[code], _refusal_text(code))
     return Reply(error.status, error.body())
+
+
+_UNBUILT = {200: Reply(200, None), 201: Reply(201, None)}  # bodies nobody reads (see _replies)
 
 
 def _uncrossed(events: np.ndarray) -> dict | None:
