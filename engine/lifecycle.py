@@ -83,7 +83,14 @@ STATUS_NAMES = ("open", "partially_filled", "filled", "cancelled")
 SIDE_NAMES = {k.SIDE_BUY: "buy", k.SIDE_SELL: "sell"}
 TYPE_NAMES = {k.TYPE_LIMIT: "limit", k.TYPE_MARKET: "market"}
 TIF_NAMES = {k.TIF_GTC: "gtc", k.TIF_IOC: "ioc", k.TIF_FOK: "fok"}
-_STATIC_FIELDS = ["instrument", "side", "type", "tif", "post_only", "created_us"]
+_INSTRUMENT, _SIDE, _TYPE, _TIF, _POST_ONLY, _CREATED, _LEG_HEAD = (
+    RECORD_DTYPE.names.index(name)
+    for name in ("instrument", "side", "type", "tif", "post_only", "created_us", "leg_head"))
+CHANGE_OID = CHANGE_DTYPE.names.index("oid")
+FEW = 8  # rows read one at a time rather than by numpy's fancy indexing
+# A change row's order as of its command, in the order ``Lifecycle.views`` takes it.
+CHANGE_VIEW_FIELDS = [CHANGE_DTYPE.names.index(name) for name in
+                      ("price", "quantity", "filled", "cancelled", "legs", "status")]
 
 
 class Folded(NamedTuple):
@@ -131,21 +138,22 @@ class Lifecycle:
     # ---- folding ----------------------------------------------------------------------------
 
     def fold(self, events: np.ndarray, commands: np.ndarray, cid_flags: np.ndarray, now_us: int,
-             kept_max: int, instruments: np.ndarray, next_oid: int) -> Folded:
-        """Fold one kernel call's ``events`` (its ``commands``, ``cid_flags`` per command)."""
+             kept_max: int, instruments: np.ndarray, next_oid: int, accounts: int) -> Folded:
+        """Fold one kernel call's ``events`` (its ``commands``, ``cid_flags`` per command);
+        ``next_oid`` is the engine's next order id after the call, ``accounts`` one more than
+        the highest account id. Every array gets room for the call's worst case first (a fill
+        writes two legs; an event changes at most two orders)."""
         n = len(events)
-        fills = int(np.count_nonzero(events["kind"] == k.EV_FILL)) if n else 0
         self.records = _grown(self.records, next_oid)
         self._touched = _grown(self._touched, next_oid)
-        self.legs = _grown(self.legs, int(self.counters[kf.F_LEGS]) + 2 * fills)
+        self.legs = _grown(self.legs, int(self.counters[kf.F_LEGS]) + 2 * n)
         head, tail = int(self.counters[kf.F_FIFO_HEAD]), int(self.counters[kf.F_FIFO_TAIL])
         if head > len(self.fifo) // 2:  # slide the kept ids down rather than grow forever
             self.fifo[: tail - head] = self.fifo[head:tail]
             self.counters[kf.F_FIFO_HEAD], self.counters[kf.F_FIFO_TAIL] = 0, tail - head
             tail -= head
         self.fifo = _grown(self.fifo, tail + 2 * n)
-        accounts = int(max(events["account"].max(), events["maker_account"].max())) if n else 0
-        self.open_count = _grown(self.open_count, accounts + 1)
+        self.open_count = _grown(self.open_count, accounts)
         self.book_seq = _grown(self.book_seq, len(instruments))
         self._seen = _grown(self._seen, len(instruments))
         self._seen[:] = 0
@@ -203,30 +211,43 @@ class Lifecycle:
         legs, status) as of the moment wanted (a change row, or the record now)."""
         if not oids:
             return []
-        index = np.array(oids, dtype=np.int64)
-        static = self.records[_STATIC_FIELDS][index].tolist()
-        counts = np.array([d[4] for d in dynamic], dtype=np.int64)
-        heads = self.records["leg_head"][index]
-        out = np.zeros((int(counts.sum()), 3), dtype=np.int64)
-        kf.gather_legs(self.legs, heads, counts, out)
-        legs = out.tolist()
+        # Whole rows as tuples (cheaper than picking fields); a few one by one, which costs
+        # less than numpy's fancy indexing of a few.
+        if len(oids) <= FEW:
+            records = [self.records[oid].item() for oid in oids]
+        else:
+            records = self.records[np.array(oids, dtype=np.int64)].tolist()
+        counts = [d[4] for d in dynamic]
+        total = sum(counts)
+        legs: list = []
+        if total > FEW:
+            out = np.zeros((total, 3), dtype=np.int64)
+            kf.gather_legs(self.legs, np.array([r[_LEG_HEAD] for r in records], dtype=np.int64),
+                           np.array(counts, dtype=np.int64), out)
+            legs = out.tolist()
+        elif total:
+            for record, count in zip(records, counts, strict=True):
+                leg = record[_LEG_HEAD]
+                for _ in range(count):
+                    trade_id, price, qty, leg = self.legs[leg].item()
+                    legs.append((trade_id, price, qty))
         views, at = [], 0
         cids = self.client_ids
         times: dict[int, str] = {}  # orders of one call share their creation time
-        for oid, (instrument, side, kind, tif, post_only, created), (
-                price, quantity, filled, cancelled, count, status) in zip(
-                    oids, static, dynamic, strict=True):
+        for oid, record, (price, quantity, filled, cancelled, count, status) in zip(
+                oids, records, dynamic, strict=True):
             live = status <= kf.PARTIALLY_FILLED
+            created = record[_CREATED]
             views.append({
                 "order_id": oid,
                 "client_order_id": cids.get(oid),
-                "instrument_id": instrument,
-                "side": SIDE_NAMES[side],
-                "type": TYPE_NAMES[kind],
+                "instrument_id": record[_INSTRUMENT],
+                "side": SIDE_NAMES[record[_SIDE]],
+                "type": TYPE_NAMES[record[_TYPE]],
                 "price": price or None,
                 "quantity": quantity,
-                "time_in_force": TIF_NAMES[tif],
-                "post_only": bool(post_only),
+                "time_in_force": TIF_NAMES[record[_TIF]],
+                "post_only": bool(record[_POST_ONLY]),
                 "status": STATUS_NAMES[status],
                 "filled_quantity": filled,
                 "remaining_quantity": quantity - filled - cancelled if live else 0,

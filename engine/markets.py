@@ -25,7 +25,15 @@ from engine.errors import CrowdexError
 from engine.kernels import codes as k
 from engine.kernels import fold as kf
 from engine.kernels.layout import C_EVENTS, C_PROCESSED, COMMAND_DTYPE, EVENT_DTYPE
-from engine.lifecycle import SIDE_NAMES, STATUS_NAMES, Folded, Lifecycle
+from engine.lifecycle import (
+    CHANGE_OID,
+    CHANGE_VIEW_FIELDS,
+    FEW,
+    SIDE_NAMES,
+    STATUS_NAMES,
+    Folded,
+    Lifecycle,
+)
 from engine.machine import Reply
 from engine.marketdata import TRADES_KEPT, Tape, TapeState, TradeRecord
 from engine.matching import (
@@ -45,6 +53,9 @@ US_PER_DAY = 86_400_000_000
 # Runs of several orders per kernel call (tests/engine/test_markets_runs.py shows a run gives
 # what its orders one at a time would). Off only to measure what batching buys.
 BATCHED_RUNS = True
+# Book updates of a kernel call with at most this many level changes are built in plain Python,
+# above it with numpy (Markets._book_updates); the two give the same (a property test).
+BOOK_ROWS_SMALL = 32
 
 SIDES = {"buy": k.SIDE_BUY, "sell": k.SIDE_SELL}
 TIFS = {"gtc": k.TIF_GTC, "ioc": k.TIF_IOC, "fok": k.TIF_FOK}
@@ -305,13 +316,14 @@ class Markets:
         lifecycle = self.lifecycle
         folded = lifecycle.fold(events, commands, queue.cid_flags(), self.machine.now_us,
                                 FINISHED_ORDERS_KEPT, self.engine.instruments,
-                                self.engine.next_order_id)
+                                self.engine.next_order_id, self.machine.balances.accounts.count)
         lifecycle.note_client_ids(folded, queue.cids)
         fills = events[events["kind"] == k.EV_FILL] if len(events) else events
         if len(fills):
             self._record_fills(fills, queue.sequences)
-        self._replies(queue, result.results.tolist(), folded, events, replies)
-        self._publish(folded, fills)
+        views: dict[int, dict] = {}  # change row -> view: a reply and an update share it
+        self._replies(queue, result.results.tolist(), folded, events, replies, views)
+        self._publish(folded, fills, views)
         lifecycle.follow_marks(folded)
         self.machine.last_sequence = queue.sequences[-1]
         queue.clear()
@@ -320,6 +332,9 @@ class Markets:
         """The trades' movements for settlement (the kernel already moved the balances: who
         paid whom, and the fee by the rule and rate the kernel charged), and the tapes."""
         count = len(fills)
+        if count <= FEW:
+            self._record_few_fills(fills, sequences)
+            return
         taker_buys = fills["side"] == k.SIDE_BUY
         buyer = np.where(taker_buys, fills["account"], fills["maker_account"])
         seller = np.where(taker_buys, fills["maker_account"], fills["account"])
@@ -358,8 +373,37 @@ class Markets:
                 int(price[mine].max()), int(price[mine].min()), int(price[mine[0]]),
                 int(qty[mine].sum()))
 
+    def _record_few_fills(self, fills: np.ndarray, sequences: list[int]) -> None:
+        """``_record_fills`` of a few fills, row by row: numpy's cost per call would outweigh
+        its speed per row."""
+        fee_bps = self.engine.instruments["fee_bps"]
+        fee_account = self.machine.fee_account_id
+        rows = []
+        for f in fills.tolist():
+            instrument, price, qty = f[_EV_INSTRUMENT], f[_EV_PRICE], f[_EV_QTY]
+            taker_buys = f[_EV_SIDE] == k.SIDE_BUY
+            buyer, seller = f[_EV_ACCOUNT], f[_EV_MAKER_ACCOUNT]
+            buy_oid, sell_oid = f[_EV_OID], f[_EV_MAKER_OID]
+            if not taker_buys:
+                buyer, seller, buy_oid, sell_oid = seller, buyer, sell_oid, buy_oid
+            sequence = sequences[f[_EV_CMD]]
+            notional = price * qty
+            rows.append((sequence, 0, mv.TRADE_CASH, buyer, seller, mv.CASH, notional))
+            rows.append((sequence, 0, mv.TRADE_UNITS, seller, buyer, instrument, qty))
+            fee = fee_half_up_many(notional, int(fee_bps[instrument]))
+            if fee:
+                rows.append((sequence, 0, mv.TRADE_FEE, seller, fee_account, mv.CASH, fee))
+            tape = self.tapes.get(instrument)
+            if tape is None:
+                tape = self.tapes[instrument] = Tape(instrument)
+            tape.record(TradeRecord(f[_EV_TRADE_ID], price, qty, SIDE_NAMES[f[_EV_SIDE]],
+                                    self.machine.now_us, buy_oid, sell_oid))
+        movements = np.array(rows, dtype=mv.MOVEMENT_DTYPE)
+        self.machine.movements.record_many(movements)
+        self.machine.take_fees_from_proceeds(movements)
+
     def _replies(self, queue: _Queue, codes: list[int], folded: Folded, events: np.ndarray,
-                 replies: list) -> None:
+                 replies: list, views: dict[int, dict]) -> None:
         """One reply per queued command; an order's view is the order as of that command.
 
         While replies are not needed (a replay) their bodies are left unbuilt, and those
@@ -387,15 +431,29 @@ class Markets:
         if not_found:
             self._cancels_refused(queue, not_found, folded, replies)
         if wanted:
-            views = self._views_at(changes, [row for _, _, row in wanted])
-            for (index, status, _), view in zip(wanted, views, strict=True):
+            built = self._views_at(changes, [row for _, _, row in wanted], views)
+            for (index, status, _), view in zip(wanted, built, strict=True):
                 replies[index] = Reply(status, view)
 
-    def _views_at(self, changes: np.ndarray, rows: list[int]) -> list[dict]:
-        """Views of the orders of change ``rows``, each as of its command."""
-        picked = changes[rows]
-        dynamic = picked[["price", "quantity", "filled", "cancelled", "legs", "status"]].tolist()
-        return self.lifecycle.views(picked["oid"].tolist(), dynamic)
+    def _views_at(self, changes: np.ndarray, rows: list[int],
+                  cache: dict[int, dict]) -> list[dict]:
+        """Views of the orders of change ``rows``, each as of its command (built once per row:
+        ``cache``, for the call)."""
+        missing = [row for row in rows if row not in cache]
+        if missing:
+            cache.update(zip(missing, self._build_views(changes, missing), strict=True))
+        return [cache[row] for row in rows]
+
+    def _build_views(self, changes: np.ndarray, rows: list[int]) -> list[dict]:
+        if len(rows) <= FEW:
+            picked = [changes[row].item() for row in rows]
+        else:
+            picked = changes[rows].tolist()
+        price, quantity, filled, cancelled, legs, status = CHANGE_VIEW_FIELDS
+        return self.lifecycle.views(
+            [row[CHANGE_OID] for row in picked],
+            [(row[price], row[quantity], row[filled], row[cancelled], row[legs], row[status])
+             for row in picked])
 
     def _cancels_refused(self, queue: _Queue, positions: list[int], folded: Folded,
                          replies: list) -> None:
@@ -426,7 +484,7 @@ class Markets:
                     "order_not_open", f"order {order_id} is {STATUS_NAMES[status]}").body())
             replies[queue.indexes[position]] = reply
 
-    def _publish(self, folded: Folded, fills: np.ndarray) -> None:
+    def _publish(self, folded: Folded, fills: np.ndarray, views: dict[int, dict]) -> None:
         """Trade, order and book updates for the channels someone listens to, in the order the
         commands made them: per command its trades, then its orders (in the order it changed
         them), then its books."""
@@ -434,27 +492,23 @@ class Markets:
         items: list[tuple[int, int, int, str, Any, int | None]] = []
         if len(fills):
             time = format_time_us(self.machine.now_us)
-            for inst in np.unique(fills["instrument"]).tolist():
-                channel = f"trades:{inst}"
-                if not wants(channel):
-                    continue
-                for j in np.flatnonzero(fills["instrument"] == inst).tolist():
-                    f = fills[j]
-                    items.append((int(f["cmd"]), 0, j, channel, {
-                        "trade_id": int(f["trade_id"]), "price": int(f["price"]),
-                        "quantity": int(f["qty"]), "taker_side": SIDE_NAMES[int(f["side"])],
+            listened = {i for i in set(fills["instrument"].tolist()) if wants(f"trades:{i}")}
+            for j, f in enumerate(fills.tolist() if listened else ()):
+                if f[_EV_INSTRUMENT] in listened:
+                    items.append((f[_EV_CMD], 0, j, f"trades:{f[_EV_INSTRUMENT]}", {
+                        "trade_id": f[_EV_TRADE_ID], "price": f[_EV_PRICE],
+                        "quantity": f[_EV_QTY], "taker_side": SIDE_NAMES[f[_EV_SIDE]],
                         "time": time}, None))
         changes = folded.changes
         if len(changes):
-            accounts = self.lifecycle.records["account"][changes["oid"]]
-            listened = [a for a in np.unique(accounts).tolist() if wants(f"orders@{a}")]
+            accounts = self.lifecycle.records["account"][changes["oid"]].tolist()
+            listened = {a for a in set(accounts) if wants(f"orders@{a}")}
             if listened:
-                rows = np.flatnonzero(np.isin(accounts, listened)).tolist()
-                views = self._views_at(changes, rows)
-                positions = changes["pos"][rows].tolist()
-                owners = accounts[rows].tolist()
-                for row, pos, owner, view in zip(rows, positions, owners, views, strict=True):
-                    items.append((pos, 1, row, f"orders@{owner}", view, None))
+                rows = [row for row, account in enumerate(accounts) if account in listened]
+                built = self._views_at(changes, rows, views)
+                positions = changes["pos"].tolist()
+                for row, view in zip(rows, built, strict=True):
+                    items.append((positions[row], 1, row, f"orders@{accounts[row]}", view, None))
         if len(folded.books):
             items.extend(self._book_updates(folded))
         if items:
@@ -468,11 +522,15 @@ class Markets:
         quantity now, less the changes of the commands after it), in numpy."""
         books = folded.books
         wants = self.machine.wants
-        listened = [i for i in np.unique(books["instrument"]).tolist() if wants(f"book:{i}")]
+        instruments = set(books["instrument"].tolist())
+        listened = [i for i in instruments if wants(f"book:{i}")]
         if not listened:
             return []
         levels = folded.levels
-        levels = levels[np.isin(levels["instrument"], listened)]
+        if len(listened) < len(instruments):
+            levels = levels[np.isin(levels["instrument"], listened)]
+        if len(levels) <= BOOK_ROWS_SMALL:
+            return self._book_updates_small(books, levels, listened)
         # Net change per (command, instrument, side, price), in that order.
         order = np.lexsort((levels["price"], levels["side"], levels["instrument"], levels["pos"]))
         pos, inst, side, price = (levels[name][order] for name in
@@ -512,6 +570,34 @@ class Markets:
             if instrument in listened:
                 items.append((at, 2, b, f"book:{instrument}",
                               {"changes": [list(row) for row in rows[lo[b]:hi[b]]]}, sequence))
+        return items
+
+    def _book_updates_small(self, books: np.ndarray, levels: np.ndarray,
+                            listened: list[int]) -> list[tuple]:
+        """``_book_updates`` of a call with few level changes (one order), in plain Python:
+        numpy's cost per call outweighs its speed per row there."""
+        by_command: dict[tuple[int, int], dict[tuple[int, int], int]] = {}
+        for pos, inst, side, price, change in levels.tolist():
+            changes = by_command.setdefault((pos, inst), {})
+            changes[(side, price)] = changes.get((side, price), 0) + change
+        running: dict[tuple[int, int, int], int] = {}
+        for (_, inst), changes in by_command.items():
+            for (side, price), change in changes.items():
+                key = (inst, side, price)
+                if key not in running:
+                    running[key] = self.level_quantity(inst, side, price)
+                running[key] -= change
+        items = []
+        for b, (pos, inst, sequence) in enumerate(books.tolist()):
+            if inst not in listened:
+                continue
+            changes = by_command[(pos, inst)]
+            published = []
+            for side, price in sorted(changes):
+                key = (inst, side, price)
+                running[key] += changes[(side, price)]
+                published.append([SIDE_NAMES[side], price, running[key]])
+            items.append((pos, 2, b, f"book:{inst}", {"changes": published}, sequence))
         return items
 
     def _level_quantities(self, inst: np.ndarray, side: np.ndarray,
@@ -688,7 +774,7 @@ def warm_up() -> None:
                         price=10)):
         result = engine.process(cmd, balances)
         folded = lifecycle.fold(result.events, cmd, np.zeros(1, dtype=np.int8), 0, 1,
-                                engine.instruments, engine.next_order_id)
+                                engine.instruments, engine.next_order_id, balances.accounts.count)
         lifecycle.views(folded.changes["oid"].tolist(), lifecycle.now(
             folded.changes["oid"].tolist()))
     resting = engine.new_order(1, buyer, k.SIDE_BUY, 1, price=9, balances=balances)
@@ -727,6 +813,10 @@ def _refused(code: int) -> Reply:
     return Reply(error.status, error.body())
 
 
+_EV_CMD, _EV_SIDE, _EV_INSTRUMENT, _EV_OID, _EV_ACCOUNT, _EV_MAKER_OID, _EV_MAKER_ACCOUNT, \
+    _EV_PRICE, _EV_QTY, _EV_TRADE_ID = (EVENT_DTYPE.names.index(name) for name in (
+        "cmd", "side", "instrument", "oid", "account", "maker_oid", "maker_account", "price",
+        "qty", "trade_id"))
 _UNBUILT = {200: Reply(200, None), 201: Reply(201, None)}  # bodies nobody reads (see _replies)
 
 
