@@ -6,6 +6,12 @@ closed at the end of an operating-rights term);
 component keeps what the API shows about orders, records each fill's movements for
 settlement, keeps the trade tape and candles, and publishes book, trade and order updates.
 
+Orders are rows of arrays (``engine.lifecycle``), not Python objects: a compiled fold
+(``engine.kernels.fold``) applies each kernel call's events to them in one pass, and this
+module turns what it wrote into movements and tapes (numpy, per call) and into replies and
+published updates (only those someone reads: a replay builds none). The per-order Python fold
+this replaced is the reference model in ``engine.reference.markets``.
+
 Every change to an instrument's book increments its sequence by one; a book update carries the
 absolute new quantity of every level it changed.
 """
