@@ -151,7 +151,7 @@ class Lifecycle:
         if head > len(self.fifo) // 2:  # slide the kept ids down rather than grow forever
             self.fifo[: tail - head] = self.fifo[head:tail]
             self.counters[kf.F_FIFO_HEAD], self.counters[kf.F_FIFO_TAIL] = 0, tail - head
-            tail -= head
+            head, tail = 0, tail - head
         self.fifo = _grown(self.fifo, tail + 2 * n)
         self.open_count = _grown(self.open_count, accounts)
         self.book_seq = _grown(self.book_seq, len(instruments))
@@ -160,7 +160,9 @@ class Lifecycle:
         self._changes = _grown(self._changes, 2 * n)
         self._levels = _grown(self._levels, 2 * n)
         self._books = _grown(self._books, 2 * n)
-        self._marks = _grown(self._marks, 4 * n)
+        # A rested order opens, a re-entered one closes, a finished one closes and evicts
+        # one; a lower FINISHED_ORDERS_KEPT than the last call's evicts the excess at once.
+        self._marks = _grown(self._marks, 4 * n + max(0, tail - head - kept_max))
         kf.fold_events(events, commands, cid_flags, now_us, self.records, self.legs, self.fifo,
                        self.counters, kept_max, self.open_count, self.book_seq, self._seen,
                        instruments, self._touched, self._changes, self._levels, self._books,

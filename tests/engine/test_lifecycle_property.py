@@ -164,3 +164,26 @@ def test_an_older_journal_gives_the_orders_the_python_fold_gave(tmp_path):
     assert new.component("markets").engine.next_order_id > 10  # the journal trades
     investors = [a for a, info in model.accounts.items() if info.role == "investor"]
     _same_state(new, model, investors)
+
+
+def test_the_finished_orders_kept_slide_and_shrink_with_the_limit():
+    """Many finished orders: the FIFO of kept ids slides down its array instead of growing, and
+    a lower limit between calls evicts the excess at once; the model agrees throughout."""
+    ioc = ("order", 0, 0, "buy", "limit", 1, 1, "ioc", False, "cancel_newest", "c", None)
+    for kept_then in (100, 4):
+        with (mock.patch.object(engine.markets, "FINISHED_ORDERS_KEPT", 100),
+              mock.patch.object(engine.reference.markets, "FINISHED_ORDERS_KEPT", 100)):
+            new, model, traders, instruments = _machines()
+            entries = [_entry(ioc, traders, instruments) for _ in range(1500)]
+            cuts = list(range(50, 1500, 50))
+            assert _applied(new, entries, cuts) == _applied(model, entries, None)
+        lifecycle = new.component("markets").lifecycle
+        assert lifecycle.finished() == list(range(1401, 1501))
+        assert len(lifecycle.fifo) == 1024  # the ids slid down: it never grew
+        with (mock.patch.object(engine.markets, "FINISHED_ORDERS_KEPT", kept_then),
+              mock.patch.object(engine.reference.markets, "FINISHED_ORDERS_KEPT", kept_then)):
+            more = [_entry(ioc, traders, instruments) for _ in range(3)]
+            assert _applied(new, more, []) == _applied(model, more, None)
+            _same_state(new, model, traders)
+        assert new.component("markets").finished[-1] == 1503
+        assert len(new.component("markets").finished) == kept_then
