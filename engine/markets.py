@@ -200,9 +200,11 @@ class Markets:
             raise info
         cid = cmd.client_order_id
         open_ids = self.lifecycle.open_client_ids
+        room = queue.room.get(actor)  # new orders the queue may still take from this actor
+        if room is None:
+            room = OPEN_ORDERS_MAX - self._open_orders(actor)
         if ((cid is not None and ((actor, cid) in open_ids or (actor, cid) in queue.client_ids))
-                or self._open_orders(actor) + queue.new_orders.get(actor, 0) >= OPEN_ORDERS_MAX
-                or not self.has_book(cmd.instrument_id)):
+                or room <= 0 or cmd.instrument_id not in self._books):
             self._match(queue, replies)  # the exact state first
             if cid is not None and (actor, cid) in open_ids:
                 raise CrowdexError("duplicate_client_order_id",
@@ -210,6 +212,8 @@ class Markets:
             if self._open_orders(actor) >= OPEN_ORDERS_MAX:
                 raise CrowdexError("limit_exceeded", f"at most {OPEN_ORDERS_MAX} open orders")
             self._ensure_instrument(info)
+            room = OPEN_ORDERS_MAX - self._open_orders(actor)
+        queue.room[actor] = room - 1
         queue.place(index, sequence, actor, cmd)
 
     def _queue_cancel(self, queue: _Queue, replies: list, index: int, sequence: int,
@@ -851,7 +855,9 @@ class _Queue:
         self.rows: list[tuple[int, ...]] = []  # FIELDS[1:] of each command
         self.cids: dict[int, str] = {}  # position -> client_order_id of a new order
         self.client_ids: set[tuple[int, str]] = set()
-        self.new_orders: dict[int, int] = {}
+        # Per actor: how many more new orders the open-order limit lets this queue take,
+        # whatever the queued commands do (Markets._queue_place).
+        self.room: dict[int, int] = {}
         self.new_count = 0
         self.by_id: set[int] = set()  # positions of cancels of an order that has no id yet
         # when queued (Markets._queue_cancel)
@@ -863,15 +869,18 @@ class _Queue:
         self.rows.append(row)
 
     def place(self, index: int, sequence: int, actor: int, cmd: mc.PlaceOrder) -> None:
+        # The commonest command: _add inlined.
         if cmd.client_order_id is not None:
             self.cids[len(self.ops)] = cmd.client_order_id
             self.client_ids.add((actor, cmd.client_order_id))
-        self._add(index, sequence, k_NEW, (
+        self.indexes.append(index)
+        self.sequences.append(sequence)
+        self.ops.append(k_NEW)
+        self.rows.append((
             SIDES[cmd.side], k.TYPE_MARKET if cmd.order_type == "market" else k.TYPE_LIMIT,
             TIFS[cmd.time_in_force], int(cmd.post_only),
             k.STP_BY_NAME[cmd.self_trade_prevention], cmd.instrument_id, actor, cmd.price,
             cmd.quantity, 0))
-        self.new_orders[actor] = self.new_orders.get(actor, 0) + 1
         self.new_count += 1
 
     def cancel(self, index: int, sequence: int, actor: int, order_id: int,

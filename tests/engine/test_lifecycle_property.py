@@ -6,8 +6,8 @@ compiled kernel (``engine.kernels.fold``) and builds replies and updates in bulk
 Hypothesis drives random order flow (every order type and time in force, post-only,
 self-trade prevention, cancels of own, foreign, finished and not-yet-given ids in the same run,
 amends, prices beyond the band, call auctions by command and by the clock, settlement batches
-in between, a tiny finished-orders limit so evictions happen, book updates built by either
-of their two paths) through a state machine built
+in between, a tiny finished-orders limit so evictions happen, a tiny open-orders limit, book
+updates built by either of their two paths) through a state machine built
 with each; the new one applies it in random runs, the model one entry at a time. Replies,
 published updates, movements, balances, books, order views, account order lists, the finished
 orders kept, client_order_ids, book sequences and tapes must all be equal; and the new state
@@ -109,10 +109,13 @@ def _same_state(new: StateMachine, model: StateMachine, traders: list[int]) -> N
 @settings(max_examples=EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(flow=flows, cut_seed=st.lists(st.integers(0, 100), max_size=8),
-       kept=st.sampled_from([2, 5, 100_000]), small=st.sampled_from([0, 1 << 30]))
-def test_the_array_lifecycle_equals_the_python_fold(flow, cut_seed, kept, small):
+       kept=st.sampled_from([2, 5, 100_000]), small=st.sampled_from([0, 1 << 30]),
+       open_max=st.sampled_from([2, 4, 1000]))
+def test_the_array_lifecycle_equals_the_python_fold(flow, cut_seed, kept, small, open_max):
     with (mock.patch.object(engine.markets, "FINISHED_ORDERS_KEPT", kept),
           mock.patch.object(engine.markets, "BOOK_ROWS_SMALL", small),
+          mock.patch.object(engine.markets, "OPEN_ORDERS_MAX", open_max),
+          mock.patch.object(engine.reference.markets, "OPEN_ORDERS_MAX", open_max),
           mock.patch.object(engine.reference.markets, "FINISHED_ORDERS_KEPT", kept)):
         new, model, traders, instruments = _machines()
         time_us, batch_id = START_US, 0
