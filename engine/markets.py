@@ -787,6 +787,8 @@ def warm_up() -> None:
                                 engine.instruments, engine.next_order_id, balances.accounts.count)
         lifecycle.views(folded.changes["oid"].tolist(), lifecycle.now(
             folded.changes["oid"].tolist()))
+    kf.gather_legs(lifecycle.legs, np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64),
+                   np.zeros((1, 3), dtype=np.int64))  # the views of orders with many fills
     resting = engine.new_order(1, buyer, k.SIDE_BUY, 1, price=9, balances=balances)
     engine.cancel(int(resting.events[0]["oid"]), buyer, balances)
     engine.uncross(2, balances)
