@@ -65,21 +65,22 @@ def test_round_trip_keeps_dtypes_alignment_shapes_and_meta(tmp_path: Path) -> No
     assert state_hash(snapshot.arrays, snapshot.meta) == state_hash(arrays, b"\x00meta\xff")
 
 
-def test_the_log_position_round_trips_and_a_version_2_file_reads_as_position_0(
-        tmp_path: Path) -> None:
+def test_the_log_position_round_trips_and_older_versions_are_refused(tmp_path: Path) -> None:
     arrays = sample_arrays(3)
     path = write_snapshot(tmp_path, 42, arrays, b"meta", position=7)
     snapshot = read_snapshot(path)
     assert (snapshot.sequence, snapshot.position) == (42, 7)
-    # A version 2 file (written before the header held a position): the same body, the
-    # older header, made by hand as crowdex wrote it.
+    # Version 2 (written before the header held a position) and version 3 (before the order
+    # records were arrays) hold an older state layout: refused, so recovery replays instead.
     body = path.read_bytes()[SNAPSHOT_HEADER_SIZE:]
-    header = struct.pack("<8sIIQQI", b"CRDXSNAP", 2, 0, 42, len(body), zlib.crc32(body))
-    path.write_bytes(header + struct.pack("<I", zlib.crc32(header)) + body)
-    old = read_snapshot(path, expected_sequence=42)
-    assert (old.sequence, old.position, old.meta) == (42, 0, b"meta")
-    assert_same_arrays(old.arrays, arrays)
-    path.write_bytes(header[:-4] + b"\0\0\0\0" + struct.pack("<I", zlib.crc32(header)) + body)
+    v2 = struct.pack("<8sIIQQI", b"CRDXSNAP", 2, 0, 42, len(body), zlib.crc32(body))
+    v3 = struct.pack("<8sIIQQQI", b"CRDXSNAP", 3, 0, 42, 7, len(body), zlib.crc32(body))
+    for header, version in ((v2, 2), (v3, 3)):
+        path.write_bytes(header + struct.pack("<I", zlib.crc32(header)) + body)
+        with pytest.raises(SnapshotCorruptError, match=f"version {version}: another state"):
+            read_snapshot(path, expected_sequence=42)
+        assert load_latest(tmp_path) is None
+    path.write_bytes(v2[:-4] + b"\0\0\0\0" + struct.pack("<I", zlib.crc32(v2)) + body)
     with pytest.raises(SnapshotCorruptError, match="header checksum mismatch"):
         read_snapshot(path)
 
