@@ -15,13 +15,25 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from engine.clock import format_time_us
+from engine.log.jetstream import StreamLog
 from engine.log.natscluster import NatsCluster
 from tests.conftest import OPERATOR_KEY, ServerProcess
+from tests.engine.test_jetstream_log import watch_leader
 
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_KEY}"}
 ACCOUNTS = 6
 CATCH_UP_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 30.0
+PRICE_FEN = 10_00  # the instrument's offering price
+UNITS_EACH = 1_000  # units each investor is allotted
+CASH_EACH_FEN = 1_000_000_00
+LOAD_CLIENTS = 8
+ACKS_BEFORE_KILL = 150  # acknowledged commands before the stream leader is killed
+RESUMED_ACKS = 20  # acknowledgements within RESUMED_WINDOW_S that say writes go on again
+RESUMED_WINDOW_S = 0.5
+LOAD_AFTER_RESUME_S = 1.0  # the load goes on this long after writes resumed
+LOAD_TIMEOUT_S = 60.0
 
 
 @pytest.fixture
@@ -37,6 +49,7 @@ def replicas(cluster: NatsCluster, tmp_path: Path, request: pytest.FixtureReques
         made.append(server)
         return server
 
+    make.stream = stream
     yield make
     for server in made:
         server.stop()
@@ -139,19 +152,32 @@ async def deposit_until_acknowledged(session: aiohttp.ClientSession, urls: list[
     """One deposit, tried at ``urls[n % 2]`` first and retried (same Idempotency-Key) at the
     other replica after a refused connection or a 5xx; returns the attempts it took."""
     body = {"amount": amount, "reference": f"d{n}"}
+    attempts, _ = await post_until_acknowledged(session, urls, n,
+                                                f"/v1/accounts/{account}/deposits", body)
+    return attempts
+
+
+async def post_until_acknowledged(session: aiohttp.ClientSession, urls: list[str], n: int,
+                                  path: str, body: dict, auth: dict = OPERATOR,
+                                  failures: list[float] | None = None) -> tuple[int, dict]:
+    """POST command ``n`` at ``urls[n % 2]`` first, retried with its Idempotency-Key ``k{n}``
+    at the other replica after a refused connection or a 503, until acknowledged (201);
+    returns the attempts it took and the answer. The time of each failure goes to
+    ``failures``."""
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
     for attempt in itertools.count(1):
         url = urls[(n + attempt - 1) % 2]
         try:
-            status, answer, _ = await post(session, url, f"/v1/accounts/{account}/deposits",
-                                           body, key=f"k{n}")
+            status, answer, _ = await post(session, url, path, body, key=f"k{n}", auth=auth)
         except (TimeoutError, aiohttp.ClientError):
             status, answer = 0, {}
         if status == 201:
-            return attempt
+            return attempt, answer
         assert status in (0, 503), answer
+        if failures is not None:
+            failures.append(time.monotonic())
         if time.monotonic() > deadline:
-            raise AssertionError(f"deposit {n} never acknowledged")
+            raise AssertionError(f"command {n} never acknowledged")
         await asyncio.sleep(0.01)
     raise AssertionError("unreachable")
 
@@ -273,3 +299,156 @@ async def test_manual_clock_moved_at_one_replica_moves_all(replicas) -> None:
             async with session.get(url + "/v1/venue") as response:
                 venue = await response.json()
             assert (venue["clock"], venue["now"]) == ("manual", "2026-03-01T10:30:00Z")
+
+
+async def trading_instrument(session: aiohttp.ClientSession, url: str
+                             ) -> tuple[int, dict[int, dict]]:
+    """An equity instrument trading on a wall-clock venue, and ``ACCOUNTS`` investors holding
+    cash and units of it: (instrument id, account id -> the headers that speak for it)."""
+    status, issuer, _ = await post(session, url, "/v1/accounts",
+                                   {"role": "issuer", "name": "issuer"})
+    assert status == 201, issuer
+    investors = {}
+    for i in range(ACCOUNTS):
+        status, body, _ = await post(session, url, "/v1/accounts", {
+            "role": "investor", "name": f"investor {i}", "investor_class": "institutional"})
+        assert status == 201, body
+        investors[body["account_id"]] = {"Authorization": f"Bearer {body['api_key']}"}
+        status, answer, _ = await post(session, url, f"/v1/accounts/{body['account_id']}/"
+                                       "deposits", {"amount": CASH_EACH_FEN, "reference": f"c{i}"})
+        assert status == 201, answer
+    deadline = format_time_us(time.time_ns() // 1_000 + 30 * 86_400_000_000)
+    status, project, _ = await post(session, url, "/v1/projects", {
+        "board": "equity", "title": "Failover Co", "description": "d", "deadline": deadline,
+        "terms": {"price": PRICE_FEN, "min_quantity": 1, "lockup_days": 0,
+                  "max_quantity": ACCOUNTS * UNITS_EACH}},
+        auth={"Authorization": f"Bearer {issuer['api_key']}"})
+    assert status == 201, project
+    project_id = project["project_id"]
+    status, body, _ = await post(session, url, f"/v1/projects/{project_id}/approve", {})
+    assert status == 200, body
+    for auth in investors.values():
+        status, body, _ = await post(session, url, f"/v1/projects/{project_id}/subscriptions",
+                                     {"quantity": UNITS_EACH}, auth=auth)
+        assert status == 201, body
+    status, body, _ = await post(session, url, f"/v1/projects/{project_id}/close", {})
+    assert (status, body["status"]) == (200, "trading"), body
+    return project_id, investors
+
+
+async def stream_leader(cluster: NatsCluster, stream: str) -> int:
+    """The index of the NATS node leading ``stream`` now."""
+    async with await StreamLog.connect(cluster.urls, stream=stream, create=False) as stream_log:
+        info = await stream_log.js.stream_info(stream)
+    return cluster.index_of(info.cluster.leader)
+
+
+def write_gap(acknowledged: list[float], failures: list[float], killed_at: float
+              ) -> tuple[float, float | None]:
+    """The longest time without any acknowledgement from the last one before the kill on,
+    and the time from the first failure after the kill to the first acknowledgement after it
+    (None when no client saw a failure)."""
+    times = sorted(acknowledged)
+    points = [t for t in times if t <= killed_at][-1:] + [t for t in times if t > killed_at]
+    gap = max(b - a for a, b in zip(points, points[1:], strict=False))
+    failed = [t for t in failures if t > killed_at]
+    if not failed:
+        return gap, None
+    return gap, min(t for t in times if t > failed[0]) - failed[0]
+
+
+async def test_stream_leader_killed_under_load_at_both_replicas(cluster, replicas) -> None:
+    """Issue 13: kill -9 the NATS node leading the stream while clients write at both
+    replicas; writes resume, nothing acknowledged is lost or doubled, the replicas agree."""
+    first, second = replicas("a"), replicas("b")
+    first.start()
+    second.start()
+    urls = [first.url, second.url]
+    async with aiohttp.ClientSession() as session:
+        instrument, investors = await trading_instrument(session, first.url)
+        accounts = list(investors)
+        await same_state(session, urls)
+        cash_before = {account: await cash(session, second.url, auth)
+                       for account, auth in investors.items()}
+        deposited = dict.fromkeys(accounts, 0)
+        placed: dict[int, list[int]] = {account: [] for account in accounts}
+        acknowledged: list[float] = []
+        failures: list[float] = []
+        counter = itertools.count()
+        done = asyncio.Event()
+
+        async def client() -> None:
+            # Deposits and resting buy orders by turns, each account in turn.
+            while not done.is_set():
+                n = next(counter)
+                account = accounts[n // 2 % ACCOUNTS]
+                if n % 2:
+                    body = {"amount": 1 + n % 97, "reference": f"d{n}"}
+                    await post_until_acknowledged(session, urls, n, f"/v1/accounts/{account}/"
+                                                  "deposits", body, failures=failures)
+                    deposited[account] += body["amount"]
+                else:
+                    body = {"instrument_id": instrument, "side": "buy", "type": "limit",
+                            "price": PRICE_FEN - 1 - n % 50, "quantity": 1,
+                            "client_order_id": f"o{n}"}
+                    _, answer = await post_until_acknowledged(
+                        session, urls, n, "/v1/orders", body, auth=investors[account],
+                        failures=failures)
+                    placed[account].append(answer["order_id"])
+                acknowledged.append(time.monotonic())
+
+        clients = asyncio.gather(*(client() for _ in range(LOAD_CLIENTS)))
+        leader = await stream_leader(cluster, replicas.stream)
+        try:
+            while len(acknowledged) < ACKS_BEFORE_KILL:
+                await asyncio.sleep(0.005)
+            async with await StreamLog.connect(cluster.urls, stream=replicas.stream,
+                                               create=False) as observer:
+                killed_at = time.monotonic()
+                cluster.kill(leader)
+                election = asyncio.create_task(
+                    watch_leader(observer, cluster.nodes[leader].name, killed_at))
+                await writes_resumed(acknowledged, killed_at)
+                await asyncio.sleep(LOAD_AFTER_RESUME_S)
+                done.set()
+                await clients
+                election_s = await asyncio.wait_for(election, CATCH_UP_TIMEOUT_S)
+        finally:
+            done.set()
+            await asyncio.gather(clients, return_exceptions=True)
+            restore(cluster, leader)
+        gap, failed_for = write_gap(acknowledged, failures, killed_at)
+        print(f"\nstream leader {cluster.nodes[leader].name} killed under {LOAD_CLIENTS} clients "
+              f"at 2 replicas: write gap {gap:.2f} s (no acknowledgement anywhere), NATS named "
+              f"a new stream leader after {election_s:.2f} s; {len(failures)} failed attempts "
+              "retried" + (f", first failure to next success {failed_for:.2f} s"
+                           if failed_for is not None else "") +
+              f"; {len(acknowledged)} commands acknowledged")
+
+        states = await same_state(session, urls, sequence_min=len(acknowledged))
+        assert states[0]["state_hash"] == states[1]["state_hash"]
+        for url in urls:  # every acknowledged command exactly once, at both replicas
+            for account, auth in investors.items():
+                assert await cash(session, url, auth) == cash_before[account] + deposited[account]
+                async with session.get(url + "/v1/orders", headers=auth) as response:
+                    orders = await response.json()
+                assert sorted(o["order_id"] for o in orders) == sorted(placed[account])
+                assert all(o["status"] == "open" for o in orders)
+
+
+async def cash(session: aiohttp.ClientSession, url: str, auth: dict) -> int:
+    """An account's cash, free and reserved (a resting buy order reserves its price)."""
+    account = await me(session, url, auth)
+    return account["cash_available"] + account["cash_reserved"]
+
+
+async def writes_resumed(acknowledged: list[float], killed_at: float) -> None:
+    """Wait until ``RESUMED_ACKS`` acknowledgements came within ``RESUMED_WINDOW_S``, at
+    least a second after the kill (commands in flight before it may still be answered)."""
+    while True:
+        now = time.monotonic()
+        assert now - killed_at < LOAD_TIMEOUT_S, "writes did not resume"
+        recent = sum(1 for t in acknowledged[-RESUMED_ACKS:] if t > now - RESUMED_WINDOW_S)
+        if now - killed_at > 1.0 and recent >= RESUMED_ACKS:
+            return
+        await asyncio.sleep(0.02)
