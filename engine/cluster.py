@@ -137,6 +137,9 @@ class ClusterEngine:
         self.skips = {}
         self.failed: BaseException | None = None
         self.degraded_since: float | None = None  # monotonic, while appends find no quorum
+        # Why, for /healthz: "no_quorum" (connected, nothing acknowledged), "no_connection"
+        # (no NATS server reached) or "refused" (the stream answered but would not store).
+        self.degraded_reason: str | None = None
         self.stream_position = 0  # the stream sequence of the last message applied
         self.log: StreamLog | None = None
         self._reader: StreamReader | None = None
@@ -336,7 +339,8 @@ class ClusterEngine:
         try:
             await self.log.append(payloads, msg_id=msg_id)
         except StreamUnavailable as error:
-            self._set_degraded(error)
+            self._set_degraded(error, "no_quorum" if self.log.nc.is_connected
+                               else "no_connection")
             self._fail(msg_id, CrowdexError(
                 "unavailable", "the journal's stream has no quorum; the command may be "
                 "recorded: retry with the same Idempotency-Key",
@@ -347,7 +351,7 @@ class ClusterEngine:
             if isinstance(error, StreamError):
                 # The stream answered but would not store it (seen while the cluster loses its
                 # quorum): writes fail, so /healthz says degraded until a write is stored.
-                self._set_degraded(error)
+                self._set_degraded(error, "refused")
             self._fail(msg_id, CrowdexError("unavailable", "the journal refused the batch",
                                             headers={"Retry-After": str(RETRY_AFTER_S)}))
             return
@@ -364,7 +368,8 @@ class ClusterEngine:
         for pending in self._waiting.pop(msg_id, ()):
             pending.fail(error)
 
-    def _set_degraded(self, error: BaseException) -> None:
+    def _set_degraded(self, error: BaseException, reason: str) -> None:
+        self.degraded_reason = reason  # the latest failure says best why writes fail now
         if self.degraded_since is None:
             log.error("stream %s is unavailable (%s): writes answer 503 until it answers again",
                       self.stream, error)
@@ -375,6 +380,7 @@ class ClusterEngine:
             log.warning("stream %s answers again after %.1f s", self.stream,
                         time.monotonic() - self.degraded_since)
             self.degraded_since = None
+            self.degraded_reason = None
 
     async def _probe(self) -> None:
         """While degraded, try a real write every ``PROBE_INTERVAL_S``: a Tick, which only

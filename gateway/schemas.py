@@ -106,7 +106,8 @@ class AdminState(msgspec.Struct):
 class Health(msgspec.Struct, omit_defaults=True):
     status: Literal["ok", "degraded"]  # degraded: 503
     database: str | None = None  # "down" while PostgreSQL is away
-    journal: str | None = None  # "unavailable" while a replica's stream has no quorum
+    journal: str | None = None  # "unavailable" while a replica's stream takes no writes
+    journal_reason: str | None = None  # why: "no_quorum", "no_connection" or "refused"
 
 
 class Venue(msgspec.Struct):

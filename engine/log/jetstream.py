@@ -142,6 +142,7 @@ _MSG_ID = "Nats-Msg-Id"
 _TIME_STAMP = "Nats-Time-Stamp"  # a direct get's RFC 3339 time, nanoseconds, UTC
 _TIME_STAMP_FORMAT = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z")
 _EXPECTED_STREAM = "Nats-Expected-Stream"
+_ERR_DUPLICATE_IN_PROCESS = 10158  # JetStream's JSStreamDuplicateMessageConflict
 
 _encoder = msgspec.msgpack.Encoder()
 _payloads_decoder = msgspec.msgpack.Decoder(list[bytes])
@@ -329,7 +330,10 @@ class StreamLog:
             ack = await self.js.publish(self.subject, body, timeout=timeout_s,
                                         headers=dict(headers))
         except nats.js.errors.APIError as error:
-            if error.code is not None and error.code >= 500:
+            # "Duplicate message id is in process": an earlier try of this batch waits for its
+            # quorum (a leader that lost its followers). It may yet be stored: not a refusal.
+            in_process = error.err_code == _ERR_DUPLICATE_IN_PROCESS
+            if in_process or (error.code is not None and error.code >= 500):
                 raise nats.js.errors.ServiceUnavailableError(
                     code=error.code, description=error.description) from error
             raise StreamError(f"stream {self.stream} refused batch {headers[_MSG_ID]}: "

@@ -26,18 +26,21 @@ STATIC_FILES = {path.relative_to(STATIC_DIR).as_posix(): path
 async def healthz(request: web.Request) -> web.Response:
     """200 ``{"status": "ok"}``; while PostgreSQL is down (trading goes on, settlement does not)
     API.md wants 503 ``{"status": "degraded", "database": "down"}``, and while a cluster
-    replica's stream has no quorum (reads go on, writes do not) 503 ``{"status": "degraded",
-    "journal": "unavailable"}``."""
+    replica's stream takes no writes (reads go on) 503 ``{"status": "degraded", "journal":
+    "unavailable", "journal_reason": ...}``, the reason saying why: ``no_quorum``,
+    ``no_connection`` or ``refused``. Both parts are told when both are degraded."""
     engine = request.app[keys.ENGINE]
     if engine.failed is not None:
         raise CrowdexError("unavailable", "the engine stopped: a journal write failed or a "
                            "command could not be applied (the log says which)")
-    if getattr(engine, "degraded", False):  # a cluster replica whose stream has no quorum
-        return http.respond(request, 503, {"status": "degraded", "journal": "unavailable"},
-                            {"Retry-After": str(RETRY_AFTER_S)})
+    body = {}
+    if getattr(engine, "degraded", False):  # a cluster replica whose stream takes no writes
+        body.update(journal="unavailable", journal_reason=engine.degraded_reason)
     database = request.app.get(keys.DATABASE)
     if database is not None and not database.up:
-        return http.respond(request, 503, {"status": "degraded", "database": "down"},
+        body["database"] = "down"
+    if body:
+        return http.respond(request, 503, {"status": "degraded", **body},
                             {"Retry-After": str(RETRY_AFTER_S)})
     return http.respond(request, 200, {"status": "ok"})
 

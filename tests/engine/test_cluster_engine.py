@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from engine.clock import format_time_us
+from engine.cluster import DEGRADED_APPEND_TIMEOUT_S
 from engine.log.jetstream import StreamLog
 from engine.log.natscluster import NatsCluster
 from tests.conftest import OPERATOR_KEY, ServerProcess
@@ -239,12 +240,25 @@ def restore(cluster: NatsCluster, *indexes: int) -> None:
 
 
 async def test_no_quorum_refuses_writes_promptly_and_serves_reads(cluster, replicas) -> None:
+    """2 of 3 NATS nodes down: writes (HTTP and WebSocket) get 503 ``unavailable`` promptly,
+    reads and WebSocket market data go on, /healthz says degraded and why; once the nodes are
+    back, writes resume and a socket subscribed all along sees the book move on, gap-free."""
     server = replicas("a")
     server.start()
     async with aiohttp.ClientSession() as session:
-        keys = await open_accounts(session, server.url)
-        account = next(iter(keys))
+        instrument, investors = await trading_instrument(session, server.url)
+        account, auth = next(iter(investors.items()))
         path = f"/v1/accounts/{account}/deposits"
+        status, body, _ = await post(session, server.url, "/v1/orders",
+                                     buy(instrument, PRICE_FEN - 10), auth=auth)
+        assert status == 201, body
+        watcher = await session.ws_connect(server.url.replace("http", "ws", 1) + "/v1/ws")
+        before = await subscribe_book(watcher, instrument)
+        # Read all along, as a real client does: that also answers the server's pings, which
+        # a socket left unread through the outage would miss and be closed for.
+        updates: asyncio.Queue[dict] = asyncio.Queue()
+        reading = asyncio.create_task(read_into(watcher, updates))
+        cash_before = (await me(session, server.url, auth))["cash_available"]
         cluster.kill(1)
         cluster.kill(2)
         try:
@@ -259,12 +273,14 @@ async def test_no_quorum_refuses_writes_promptly_and_serves_reads(cluster, repli
             # The first waits out the stream log's retry window (a failover would end within
             # it); once degraded, the next answers within the shorter one.
             assert timings[0] < 12.0 and timings[1] < 3.0, timings
-            print(f"no quorum: 503 after {timings[0]:.2f} s, then after {timings[1]:.2f} s")
+            print(f"\nno quorum: 503 after {timings[0]:.2f} s, then after {timings[1]:.2f} s")
             async with session.get(server.url + "/healthz") as response:
                 assert response.status == 503
-                assert await response.json() == {"status": "degraded", "journal": "unavailable"}
+                assert await response.json() == {"status": "degraded", "journal": "unavailable",
+                                                 "journal_reason": "no_quorum"}
             assert (await state(session, server.url))["sequence"] > 0  # reads are served
-            assert (await me(session, server.url, keys[account]))["cash_available"] == 0
+            assert (await me(session, server.url, auth))["cash_available"] == cash_before
+            await market_data_without_quorum(session, server.url, instrument, auth, before)
         finally:
             restore(cluster, 1, 2)
         restored = time.monotonic()
@@ -278,7 +294,70 @@ async def test_no_quorum_refuses_writes_promptly_and_serves_reads(cluster, repli
         print(f"quorum back: writes acknowledged again {time.monotonic() - restored:.2f} s "
               "after the nodes were restarted")
         async with session.get(server.url + "/healthz") as response:
-            assert response.status == 200
+            assert (response.status, await response.json()) == (200, {"status": "ok"})
+        # The socket subscribed since before the outage sees a new order, with no gap (a
+        # refused one may come first: it was told it may be recorded).
+        status, body, _ = await post(session, server.url, "/v1/orders",
+                                     buy(instrument, PRICE_FEN - 30), auth=auth)
+        assert status == 201, body
+        sequence = before["sequence"]
+        while True:
+            update = await asyncio.wait_for(updates.get(), REQUEST_TIMEOUT_S)
+            assert (update["type"], update["sequence"]) == ("update", sequence + 1), update
+            sequence = update["sequence"]
+            if ["buy", PRICE_FEN - 30, 1] in update["data"]["changes"]:
+                break
+        await watcher.close()
+        await reading
+
+
+def buy(instrument: int, price: int) -> dict:
+    """A limit buy of one unit (resting: nobody sells)."""
+    return {"instrument_id": instrument, "side": "buy", "type": "limit", "price": price,
+            "quantity": 1}
+
+
+async def next_message(ws: aiohttp.ClientWebSocketResponse) -> dict:
+    message = await ws.receive(timeout=REQUEST_TIMEOUT_S)
+    assert message.type == aiohttp.WSMsgType.TEXT, message
+    return message.json()
+
+
+async def read_into(ws: aiohttp.ClientWebSocketResponse, messages: asyncio.Queue) -> None:
+    async for message in ws:
+        messages.put_nowait(message.json())
+
+
+async def subscribe_book(ws: aiohttp.ClientWebSocketResponse, instrument: int) -> dict:
+    """Subscribe ``ws`` to the instrument's book; returns the snapshot."""
+    await ws.send_json({"op": "subscribe", "channels": [f"book:{instrument}"]})
+    assert (await next_message(ws))["type"] == "subscribed"
+    snapshot = await next_message(ws)
+    assert (snapshot["type"], snapshot["channel"]) == ("snapshot", f"book:{instrument}")
+    return snapshot
+
+
+async def market_data_without_quorum(session: aiohttp.ClientSession, url: str,
+                                     instrument: int, auth: dict, before: dict) -> None:
+    """While the stream has no quorum: an order over a WebSocket is refused promptly, while
+    a new subscriber and the REST book still get the book as it was."""
+    async with session.ws_connect(url.replace("http", "ws", 1) + "/v1/ws",
+                                  headers=auth) as trader:
+        started = time.monotonic()
+        await trader.send_json({"op": "order", "request_id": 7, **buy(instrument, 1)})
+        reply = await next_message(trader)
+        assert (reply["type"], reply["request_id"], reply["code"]) == ("error", 7,
+                                                                        "unavailable"), reply
+        # One append is in flight at a time, and while degraded the probe's Tick takes its
+        # turns: a command may wait out one probe append before its own gives up.
+        refused_s = time.monotonic() - started
+        print(f"no quorum: a WebSocket order refused after {refused_s:.2f} s")
+        assert refused_s < 2 * DEGRADED_APPEND_TIMEOUT_S + 1.0
+        snapshot = await subscribe_book(trader, instrument)
+        assert (snapshot["sequence"], snapshot["data"]) == (before["sequence"], before["data"])
+    async with session.get(f"{url}/v1/instruments/{instrument}/book") as response:
+        book = await response.json()
+    assert (book["sequence"], book["bids"]) == (before["sequence"], before["data"]["bids"])
 
 
 async def test_manual_clock_moved_at_one_replica_moves_all(replicas) -> None:

@@ -302,3 +302,23 @@ async def test_a_stream_without_quorum_refuses_appends_promptly(cluster: NatsClu
     finally:
         await stream_log.close()
         restore(cluster, *down)
+
+
+async def test_a_leader_that_lost_its_quorum_answers_unavailable_not_refused(
+        cluster: NatsCluster) -> None:
+    """The two followers die, the leader lives: a retried append (same message id) is answered
+    409 "duplicate message id is in process" while the first try waits for a quorum. That is
+    no refusal: the batch may yet be stored, so it must end as StreamUnavailable (the replica's
+    503 then says to retry with the same Idempotency-Key), not as a StreamError."""
+    stream_log = await StreamLog.connect(cluster.urls, stream="lostquorum", append_timeout_s=3.0)
+    leader = await stream_leader(cluster, stream_log)
+    down = [index for index in range(NODES) if index != leader]
+    try:
+        await stream_log.append(entries(0, 1))
+        for index in down:
+            cluster.kill(index)
+        with pytest.raises(StreamUnavailable, match="not acknowledged within 3.0 s"):
+            await stream_log.append(entries(1, 1))
+    finally:
+        await stream_log.close()
+        restore(cluster, *down)
