@@ -35,7 +35,8 @@ UNITS_EACH = 200_000
 CASH_EACH_FEN = 10_000_000_00
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free loopback port (for a server this benchmark starts)."""
     import socket
 
     with socket.socket() as sock:
@@ -43,7 +44,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    """Wait until ``url`` answers /healthz 200; raise if ``proc`` exits or time runs out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -59,15 +61,17 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> No
     raise RuntimeError(f"{url} did not become healthy")
 
 
-def _start(args: list[str], url: str, log: Path) -> subprocess.Popen:
+def start_process(args: list[str], url: str, log: Path) -> subprocess.Popen:
+    """``python -m ARGS`` with its output in ``log``, once healthy at ``url``."""
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", *args], stdout=out,
                                 stderr=subprocess.STDOUT)
-    _wait_healthy(url, proc)
+    wait_healthy(url, proc)
     return proc
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM (a graceful stop), SIGKILL if it has not exited within 30 s."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -76,7 +80,7 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.kill()
 
 
-async def _setup(url: str) -> tuple[int, list[str]]:
+async def setup_market(url: str) -> tuple[int, list[str]]:
     """An equity instrument in trading and traders holding cash and units of it."""
     async with Client(url, OPERATOR_KEY) as operator:
         issuer = await operator.create_account("issuer", "Bench Issuer")
@@ -99,14 +103,16 @@ async def _setup(url: str) -> tuple[int, list[str]]:
         return pid, [t["api_key"] for t in traders]
 
 
-def _measure(name: str, spec: loadgen.LoadSpec, workers: int, rows: list[dict],
-             metrics_url: str | None = None) -> dict:
-    before = _sync_histogram(metrics_url) if metrics_url else None
+def measure(name: str, spec: loadgen.LoadSpec, workers: int, rows: list[dict],
+            metrics_url: str | None = None) -> dict:
+    """Run one load, print its row and add it to ``rows``; with ``metrics_url`` the row has
+    the server's journal sync histogram over the run (a cluster replica's: stream appends)."""
+    before = sync_histogram(metrics_url) if metrics_url else None
     row = {"run": name, "mode": spec.mode,
            "offered": spec.rate or "saturation", **loadgen.summarize(loadgen.run(spec, workers))}
     disk = ""
     if before is not None:
-        row["fsync"] = _histogram_delta(before, _sync_histogram(metrics_url))
+        row["fsync"] = histogram_delta(before, sync_histogram(metrics_url))
         disk = (f"  fsync calls={row['fsync']['count']} p50<={row['fsync']['p50_ms']} ms "
                 f"p99<={row['fsync']['p99_ms']} ms")
     rows.append(row)
@@ -120,7 +126,7 @@ def _measure(name: str, spec: loadgen.LoadSpec, workers: int, rows: list[dict],
 SYNC_METRIC = "crowdex_journal_sync_seconds"
 
 
-def _sync_histogram(metrics_url: str) -> dict[str, int]:
+def sync_histogram(metrics_url: str) -> dict[str, int]:
     """The server's histogram of fsync calls (cumulative bucket counts by upper bound)."""
     with urllib.request.urlopen(metrics_url, timeout=10) as response:
         text = response.read().decode()
@@ -132,7 +138,7 @@ def _sync_histogram(metrics_url: str) -> dict[str, int]:
     return counts
 
 
-def _histogram_delta(before: dict[str, int], after: dict[str, int]) -> dict:
+def histogram_delta(before: dict[str, int], after: dict[str, int]) -> dict:
     """Count and p50/p99 upper bounds (bucket edges, ms) of the fsyncs between two scrapes:
     the disk's part of each acknowledgement's latency during a run."""
     delta = {bound: after[bound] - before.get(bound, 0) for bound in after}
@@ -152,9 +158,9 @@ def _runs(args, echo_url: str, gw_url: str, instrument: int, keys: tuple[str, ..
     base = dict(seconds=args.seconds, api_keys=keys, window=args.window)
     figures = {}
     for mode in ("http", "ws"):
-        echo = _measure("bare aiohttp echo", _echo_spec(echo_url, mode, None, base),
+        echo = measure("bare aiohttp echo", _echo_spec(echo_url, mode, None, base),
                         args.workers, rows)
-        gateway = _measure("crowdex gateway", _order_spec(gw_url, mode, None, instrument, base),
+        gateway = measure("crowdex gateway", _order_spec(gw_url, mode, None, instrument, base),
                            args.workers, rows, gw_url + "/metrics")
         figures[f"{mode}_orders_per_sec"] = gateway["ok_per_sec"]
         figures[f"{mode}_echo_per_sec"] = echo["ok_per_sec"]
@@ -166,9 +172,9 @@ def _runs(args, echo_url: str, gw_url: str, instrument: int, keys: tuple[str, ..
         # WebSocket pair runs that many times, interleaved, and the figure is the median.
         echo_p99, ws_p99 = [], []
         for _ in range(args.repeat):
-            echo_p99.append(_measure("bare aiohttp echo", _echo_spec(echo_url, "ws", rate, base),
+            echo_p99.append(measure("bare aiohttp echo", _echo_spec(echo_url, "ws", rate, base),
                                      args.workers, rows)["p99_us"])
-            ws_p99.append(_measure("crowdex gateway", _order_spec(
+            ws_p99.append(measure("crowdex gateway", _order_spec(
                 gw_url, "ws", rate, instrument, base), args.workers, rows,
                 gw_url + "/metrics")["p99_us"])
         figures[f"ws_echo_p99_us_at_{rate}"] = statistics.median_low(echo_p99)
@@ -176,7 +182,7 @@ def _runs(args, echo_url: str, gw_url: str, instrument: int, keys: tuple[str, ..
         if args.repeat > 1:
             figures[f"ws_p99_us_at_{rate}_runs"] = ws_p99
             figures[f"ws_echo_p99_us_at_{rate}_runs"] = echo_p99
-        row = _measure("crowdex gateway", _order_spec(gw_url, "http", rate, instrument, base),
+        row = measure("crowdex gateway", _order_spec(gw_url, "http", rate, instrument, base),
                        args.workers, rows, gw_url + "/metrics")
         figures[f"http_p99_us_at_{rate}"] = row["p99_us"]
     return {"figures": figures, "runs": rows}
@@ -212,21 +218,21 @@ def main(argv: list[str]) -> int:
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     work = Path(tempfile.mkdtemp(prefix="crowdex-bench-gw-"))
-    gw_port, echo_port = _free_port(), _free_port()
+    gw_port, echo_port = free_port(), free_port()
     gw_url, echo_url = f"http://127.0.0.1:{gw_port}", f"http://127.0.0.1:{echo_port}"
     print(f"crowdex bench gateway: {os.cpu_count()} cores, {args.seconds}s per run, "
           f"{args.workers} load process(es), WebSocket window {args.window}; logs in {work}",
           flush=True)
-    server = _start(["gateway.cli", "serve", "--port", str(gw_port), "--data-dir",
+    server = start_process(["gateway.cli", "serve", "--port", str(gw_port), "--data-dir",
                      str(work / "data"), "--operator-key", OPERATOR_KEY, "--rate-limit",
                      "1000000000"], gw_url, work / "server.log")
-    echo = _start(["bench.echo", "--port", str(echo_port)], echo_url, work / "echo.log")
+    echo = start_process(["bench.echo", "--port", str(echo_port)], echo_url, work / "echo.log")
     try:
-        instrument, keys = asyncio.run(_setup(gw_url))
+        instrument, keys = asyncio.run(setup_market(gw_url))
         result = _runs(args, echo_url, gw_url, instrument, tuple(keys))
     finally:
-        _stop(server)
-        _stop(echo)
+        stop_process(server)
+        stop_process(echo)
     result["figures"]["seconds_per_run"] = args.seconds
     for name, value in result["figures"].items():
         print(f"  {name}: {value}")

@@ -42,6 +42,9 @@ class LoadSpec:
     instrument_id: int = 0
     price: int = 0
     window: int = PIPELINE_WINDOW  # WebSocket messages in flight at saturation
+    # More servers of one venue (cluster replicas) sharing the WebSocket load with ``url``:
+    # connections pair up, each pair on the next server, so each gets buyers and sellers.
+    spread: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -147,12 +150,15 @@ async def _ws(spec: LoadSpec, worker: int) -> LoadResult:
     errors = 0
     sent = 0
     deadline = time.perf_counter() + spec.seconds
-    url = spec.url.replace("http", "ws", 1) + spec.path
+    bases = (spec.url, *spec.spread)
+    urls = [bases[i // 2 % len(bases)].replace("http", "ws", 1) + spec.path
+            for i in range(len(spec.api_keys))]
     window = asyncio.Semaphore(spec.window if spec.rate is None else 1_000_000)
     done = asyncio.Event()
     async with aiohttp.ClientSession() as session:
         sockets = [await session.ws_connect(url, headers={"Authorization": f"Bearer {key}"},
-                                            max_msg_size=0) for key in spec.api_keys]
+                                            max_msg_size=0)
+                   for url, key in zip(urls, spec.api_keys, strict=True)]
 
         async def reader(ws) -> None:
             nonlocal errors

@@ -33,9 +33,11 @@ BENCHMARK_HELP = {
     "ci_check": "the CI gate: the engine's ratio to the reference above the floor",
     "stream": "appends and reads of the journal on a NATS JetStream cluster",
     "bootstrap": "a cluster replica's start from a shared snapshot plus the tail vs the stream",
+    "cluster": "durable WebSocket orders/s and latency: file journal, JetStream R1, two "
+               "replicas on R3",
 }
 BENCHMARKS = ("replay", "engine", "journal", "pledges", "gateway", "settlement", "recovery",
-              "restart", "ci_check", "stream", "bootstrap")
+              "restart", "ci_check", "stream", "bootstrap", "cluster")
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:

@@ -123,6 +123,14 @@ def _config(node: NatsNode, peers: list[NatsNode], sync_always: bool) -> str:
     """The node's configuration file (NATS's own format; paths and names quoted as JSON)."""
     routes = ", ".join(f'"nats-route://{HOST}:{peer.cluster_port}"' for peer in peers)
     sync = "\n  sync_interval: always" if sync_always else ""
+    # One node is a standalone JetStream server: NATS refuses a cluster block without routes.
+    cluster = (
+        "cluster {\n"
+        f"  name: {CLUSTER_NAME}\n"
+        f"  listen: {json.dumps(f'{HOST}:{node.cluster_port}')}\n"
+        f"  routes: [{routes}]\n"
+        "}\n"
+    ) if peers else ""
     return (
         f"server_name: {json.dumps(node.name)}\n"
         f"listen: {json.dumps(f'{HOST}:{node.client_port}')}\n"
@@ -131,11 +139,7 @@ def _config(node: NatsNode, peers: list[NatsNode], sync_always: bool) -> str:
         "jetstream {\n"
         f"  store_dir: {json.dumps(str(node.store_dir))}{sync}\n"
         "}\n"
-        "cluster {\n"
-        f"  name: {CLUSTER_NAME}\n"
-        f"  listen: {json.dumps(f'{HOST}:{node.cluster_port}')}\n"
-        f"  routes: [{routes}]\n"
-        "}\n"
+        f"{cluster}"
     )
 
 
@@ -249,7 +253,11 @@ class NatsCluster:
         return leaders.pop() if len(leaders) == 1 else None
 
     def wait_meta_leader(self, timeout_s: float = START_TIMEOUT_S) -> str:
-        """Wait until the running nodes agree on a meta leader; return its name."""
+        """Wait until the running nodes agree on a meta leader; return its name. A lone node
+        has no meta group: it leads once it is ready."""
+        if len(self.nodes) == 1:
+            self.wait_node_ready(0, timeout_s)
+            return self.nodes[0].name
         deadline = time.monotonic() + timeout_s
         while True:
             self._check_alive()

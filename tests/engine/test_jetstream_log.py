@@ -322,3 +322,12 @@ async def test_a_leader_that_lost_its_quorum_answers_unavailable_not_refused(
     finally:
         await stream_log.close()
         restore(cluster, *down)
+
+
+async def test_a_lone_node_is_a_standalone_jetstream_server(tmp_path: Path) -> None:
+    """``--nats-nodes 1`` (and the cluster benchmark's R1 run): NATS refuses a cluster block
+    without routes, so a lone node runs JetStream on its own and leads once it is ready."""
+    with NatsCluster(tmp_path / "lone", 1) as lone:
+        async with await StreamLog.connect(lone.urls, stream="lone", replicas=1) as stream_log:
+            assert await stream_log.append(entries(0, 2)) == 1
+            assert [b.payloads for b in await read_all(stream_log)] == [entries(0, 2)]

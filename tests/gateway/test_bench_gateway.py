@@ -57,7 +57,7 @@ def test_repeat_must_be_positive() -> None:
 def test_fsync_quantiles_from_histogram_deltas() -> None:
     before = {"0.001": 5, "0.005": 8, "+Inf": 10}
     after = {"0.001": 55, "0.005": 107, "+Inf": 110}  # this run: 50 fast, 49 middle, 1 slow
-    delta = gateway._histogram_delta(before, after)
+    delta = gateway.histogram_delta(before, after)
     assert delta == {"count": 100, "p50_ms": 1.0, "p99_ms": 5.0}
-    slow = gateway._histogram_delta(before, {"0.001": 5, "0.005": 8, "+Inf": 20})
+    slow = gateway.histogram_delta(before, {"0.001": 5, "0.005": 8, "+Inf": 20})
     assert slow == {"count": 10, "p50_ms": None, "p99_ms": None}  # beyond the last bound
