@@ -32,6 +32,40 @@ SESSIONS_KEPT = 3  # the newest folders of finished sessions are kept, like pyte
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--slow", action="store_true", default=False,
                      help="run long checks (more hypothesis examples, bigger workloads)")
+    parser.addoption("--on-replica", action="store_true", default=False,
+                     help="build every in-process venue (tests/gateway, tests/boards) as a "
+                     "replica of a local 3-node NATS cluster instead of on the file journal; "
+                     "tests marked one_machine are deselected")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under --on-replica, leave out the tests of what only a one-machine venue has."""
+    if not config.getoption("--on-replica"):
+        return
+    left_out = [item for item in items if item.get_closest_marker("one_machine") is not None]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item.get_closest_marker("one_machine") is None]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def on_replica_everywhere(request: pytest.FixtureRequest,
+                          tmp_path_factory: pytest.TempPathFactory):
+    """--on-replica: one NATS cluster for the session, and make_config points every venue at
+    it (tests/gateway/conftest.py's OnReplica)."""
+    if not request.config.getoption("--on-replica"):
+        yield
+        return
+    from engine.log.natscluster import NatsCluster
+    from tests.engine.conftest import NATS_NODES
+    from tests.gateway.conftest import OnReplica
+
+    with NatsCluster(tmp_path_factory.mktemp("nats-everywhere"), NATS_NODES) as cluster:
+        OnReplica.nats_urls = tuple(cluster.urls)
+        try:
+            yield
+        finally:
+            OnReplica.nats_urls = None
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's tmp_path plugin reads --basetemp

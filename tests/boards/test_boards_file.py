@@ -68,6 +68,7 @@ def test_a_file_that_is_not_toml_names_its_line(tmp_path: Path):
         overrides.load(path, BOARDS)
 
 
+@pytest.mark.one_machine  # replays the data dir's journal
 async def test_a_boards_file_applies_to_projects_listed_after_it_and_replays(tmp_path: Path):
     """Done when (issue 17): a file changes a fee and a duration; a project listed after it
     uses them, one listed before keeps the old ones; a replay gives the same state hash."""

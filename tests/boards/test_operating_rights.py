@@ -588,6 +588,7 @@ async def test_cn2015_qualified_only_holder_limit_and_offers_closed_with_the_ter
 # ---- replay -----------------------------------------------------------------------------------
 
 
+@pytest.mark.one_machine  # replays the data dir's journal
 async def test_a_replay_and_a_restart_give_the_live_state(tmp_path):
     """Every effect of the clock (the close, a default cancelling sells, the end of the term)
     fires at the same entry on replay and after a restart from a snapshot."""

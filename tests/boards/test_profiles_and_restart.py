@@ -7,6 +7,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from boards import registry, rules
@@ -98,6 +99,7 @@ async def test_a_toy_sixth_board(venue, monkeypatch):
     assert [r["project_id"] for r in rows] == [pid]
 
 
+@pytest.mark.one_machine  # fakes the wall clock (a replica's time is the stream's)
 async def test_deadline_passing_while_down_closes_on_restart_exactly_once(tmp_path: Path,
                                                                         monkeypatch):
     """The wall clock jumps 3 days while the server is down; the ticker closes it once."""

@@ -1,7 +1,9 @@
-"""Gateway tests run the real app on a real loopback socket, in-process (no PostgreSQL)."""
+"""Gateway tests run the real app on a real loopback socket, in-process (no PostgreSQL); a chosen
+part of them also runs against a cluster replica (test_on_replica.py)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -14,9 +16,26 @@ from tests.conftest import OPERATOR_KEY
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_KEY}"}
 
 
+class OnReplica:
+    """Where venues' journals go: None keeps each in its data dir (the file journal); NATS URLs
+    (set by tests/gateway/test_on_replica.py) make every venue a test builds through
+    ``make_config`` a cluster replica, on a stream of its own named after its data dir (so a
+    test that starts a venue again on the same data dir finds the same stream)."""
+
+    nats_urls: tuple[str, ...] | None = None
+    streams: set[str] = set()  # the streams of the venues built while set
+
+    @staticmethod
+    def stream_for(data_dir: Path) -> str:
+        return "gw-" + hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+
+
 def make_config(data_dir: Path, **overrides) -> Config:
     values = dict(data_dir=data_dir, operator_key=OPERATOR_KEY, use_database=False,
                   journal_sync=False, rate_limit_per_second=10_000, rate_limit_burst=20_000)
+    if OnReplica.nats_urls is not None:
+        values.update(journal_urls=OnReplica.nats_urls, stream=OnReplica.stream_for(data_dir))
+        OnReplica.streams.add(values["stream"])
     values.update(overrides)
     return Config(**values)
 

@@ -5,6 +5,8 @@ nothing."""
 
 from __future__ import annotations
 
+import pytest
+
 from engine.sequencer import replay_from_empty
 from gateway import keys
 from tests.gateway.markets import PRICE
@@ -99,6 +101,7 @@ async def test_funds_band_post_only_and_quantity_are_checked_and_a_refusal_chang
     assert await venue.error("PATCH", path, buyer, {"quantity": 9}) == (409, "order_not_open")
 
 
+@pytest.mark.one_machine  # replays the data dir's journal
 async def test_the_websocket_amend_op_and_a_replay_agree(market):
     venue, inst, (s1, _s2), _buyer = market
     ask = await order(venue, s1, 201, instrument_id=inst, side="sell", type="limit",
