@@ -12,8 +12,9 @@ run one after the other on the same machine:
 Each set-up gets a fresh venue (``bench.gateway.setup_market``), then the load of ``bench.loadgen``:
 at saturation (``--window`` orders in flight per load process) and at each fixed offered rate
 (``--rates``). Orders are acknowledged only once durable: fsynced, or stored by the stream's
-quorum. Then a third replica starts on an empty data dir and its catch-up rate (entries/s,
-from its log) is reported, and the three replicas must agree on sequence and state hash.
+quorum. Then a third replica starts on an empty data dir (from the cluster's newest snapshot
+once there is one, then the stream's tail): where it started and its catch-up rate (entries/s,
+from its log) are reported, and the three replicas must agree on sequence and state hash.
 
 The figures: orders/s and p50/p99 per set-up, the ratios to the file journal, the catch-up
 rate, and the load average before and after (the load client shares the machine). The last
@@ -57,8 +58,10 @@ RATES_DEFAULT = "1000,5000"
 SECONDS_MAX = 600.0
 RATE_MAX = 1_000_000
 AGREE_TIMEOUT_S = 60.0  # replicas applying the last of a saturation run's backlog
-# A replica's log line after it has read the stream (engine.cluster.ClusterEngine.recover).
-CAUGHT_UP = re.compile(r"caught up with stream \S+: \d+ messages, (\d+) entries in ([\d.]+) s")
+# A replica's log line once it has caught up (engine.cluster.ClusterEngine._catch_up): where it
+# started (the whole stream, or a snapshot at a sequence), then the entries it applied.
+CAUGHT_UP = re.compile(r"caught up with stream \S+: from (.+?) \(sequence (\d+), stream message "
+                       r"\d+, ([\d.]+) s\), then messages to \d+, (\d+) entries in ([\d.]+) s")
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -164,14 +167,19 @@ def _load(name: str, urls: list[str], args: argparse.Namespace, rows: list[dict]
 
 
 def _catch_up(servers: Servers, name: str) -> dict:
-    """A new replica on an empty data dir: its start-up time and catch-up rate (from its log)
-    and whether it agrees with the others."""
+    """A new replica on an empty data dir: where it started (the whole stream, or the cluster's
+    newest snapshot once the venue passed 100,000 entries), the entries it then applied and how
+    fast (from its log), its start-up time, and whether it agrees with the others."""
     start_s = servers.start(name, "--journal", servers.journal, "--stream", STREAM,
                             "--log-format", "text")
     agreed = _agree(servers.urls)
     match = CAUGHT_UP.search((servers.work / f"{name}.log").read_text())
-    entries, seconds = (int(match[1]), float(match[2])) if match else (0, 0.0)
-    return {"catch_up_entries": entries, "catch_up_seconds": round(seconds, 3),
+    if match is None:
+        raise RuntimeError(f"no catch-up line in {servers.work / name}.log")
+    entries, seconds = int(match[4]), float(match[5])
+    return {"catch_up_from": match[1], "catch_up_start_sequence": int(match[2]),
+            "catch_up_snapshot_seconds": float(match[3]), "catch_up_entries": entries,
+            "catch_up_seconds": round(seconds, 3),
             "catch_up_entries_per_sec": round(entries / seconds) if seconds else None,
             "replica_start_seconds": round(start_s, 2), "cluster_sequence": agreed["sequence"],
             "replicas_agree": True}
