@@ -199,7 +199,9 @@ def bench(argv: list[str]) -> int:
         return 2
     try:
         module = importlib.import_module(f"bench.{argv[0]}")
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as error:
+        if error.name != f"bench.{argv[0]}":
+            raise  # a module it needs is missing: an installation's fault, shown as it is
         print(f"crowdex: the {argv[0]} benchmark is not built yet", file=sys.stderr)
         return 2
     return int(module.main(argv[1:]) or 0)
