@@ -19,6 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from gateway import cli
 from gateway.app import create_app
 from gateway.connections import ConnectionLimits
 from gateway.proxies import TrustedProxies, parse_networks
@@ -193,3 +194,22 @@ async def eventually_ok(reader, writer, client: str) -> bool:
             return True
         await asyncio.sleep(0.02)
     return False
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_serve_refuses_a_bad_cidr_naming_it(tmp_path, monkeypatch, capsys, how):
+    bad = "10.0.0.1/8"  # host bits set: 10.0.0.0/8 was meant, or 10.0.0.1 alone
+    argv = ["serve", "--data-dir", str(tmp_path / "d")]
+    if how == "flag":
+        argv += ["--trusted-proxy", f"172.16.0.0/12,{bad}"]
+    else:
+        monkeypatch.setenv("CROWDEX_TRUSTED_PROXIES", f"172.16.0.0/12,{bad}")
+    assert cli.main(argv) == 2
+    assert f"--trusted-proxy: '{bad}' is not a CIDR" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()  # refused before anything started
+
+
+def test_serve_help_names_the_flag_and_its_variable():
+    serve = cli.parser()._subparsers._group_actions[0].choices["serve"]
+    text = " ".join(serve.format_help().split())
+    assert "--trusted-proxy CIDR[,CIDR...]" in text and "CROWDEX_TRUSTED_PROXIES" in text
