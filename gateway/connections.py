@@ -39,8 +39,8 @@ KEEPALIVE_TIMEOUT_S = 75.0
 # Open connections per remote address, upgraded WebSockets included: each holds a descriptor.
 # Room for a client's hub.CONNECTIONS_PER_PEER_MAX WebSockets and as many plain connections;
 # behind a proxy not trusted with --trusted-proxy every client has the proxy's address, so the
-# cap is generous (a trusted proxy's own connections are not capped; each request it carries
-# counts for its client: gateway/proxies.py). Past it the
+# cap is generous. A trusted proxy's own connections are not capped; each request it carries
+# counts for its client (``client_connections``, gateway/proxies.py). Past the cap a new
 # connection is answered at once with 429 rate_limited, Retry-After and ``Connection: close``,
 # as an upgrade past the WebSocket caps is, so a client learns why and when to come back instead
 # of seeing a reset; then the server stops writing, discards what it reads and closes within
@@ -81,8 +81,8 @@ class GuardedRequestHandler(RequestHandler):
     """aiohttp's HTTP connection, with a deadline on each request's headers and a place in its
     address's count of open connections."""
 
-    __slots__ = ("_server", "_limits", "_peer", "_refused", "_awaiting", "_started", "_deadline_at",
-                 "_timer", "peer", "via_proxy")
+    __slots__ = ("_server", "_limits", "_peer", "_refused", "_awaiting", "_started",
+                 "_deadline_at", "_timer", "peer", "via_proxy")
 
     def __init__(self, manager: GuardedServer, *, limits: ConnectionLimits,
                  **kwargs: Any) -> None:
