@@ -29,7 +29,8 @@ from gateway.config import Config
 from gateway.hub import Hub
 from gateway.idempotency import ResponseCache
 from gateway.metrics import Metrics
-from gateway.middleware import MIDDLEWARES
+from gateway.middleware import middlewares
+from gateway.proxies import TrustedProxies
 from gateway.ratelimit import RateLimiter
 from gateway.routes import (
     Route,
@@ -215,8 +216,11 @@ def _make_engine(config: Config, metrics: Metrics, hub: Hub) -> Engine:
 
 def create_app(config: Config) -> web.Application:
     _quiet_client_http_errors()
-    app = web.Application(middlewares=MIDDLEWARES, client_max_size=CLIENT_MAX_SIZE)
+    trusted = TrustedProxies(config.trusted_proxies) if config.trusted_proxies else None
+    app = web.Application(middlewares=middlewares(trusted), client_max_size=CLIENT_MAX_SIZE)
     app[keys.CONFIG] = config
+    if trusted is not None:
+        app[keys.TRUSTED_PROXIES] = trusted
     app[keys.METRICS] = Metrics()
     app[keys.RATE_LIMITER] = RateLimiter(config.rate_limit_per_second, config.rate_limit_burst)
     app[keys.RESPONSES] = ResponseCache()

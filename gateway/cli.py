@@ -85,6 +85,13 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    "cluster, its messages older than the N-th newest snapshot there are "
                    "purged (0, the default: every message is kept; 2 leaves a damaged newest "
                    "snapshot one to fall back on)")
+    p.add_argument("--trusted-proxy", default=os.environ.get("CROWDEX_TRUSTED_PROXIES", ""),
+                   metavar="CIDR[,CIDR...]",
+                   help="reverse proxies to believe (or CROWDEX_TRUSTED_PROXIES): a request "
+                   "from one is taken to come from the address its X-Forwarded-For names (the "
+                   "rightmost not itself trusted), for the per-address connection cap, the "
+                   "keyless rate limit and the access log; the proxies' own connections are "
+                   "not capped per address. Default: none, every TCP peer is the client")
     p.add_argument("--log-format", choices=("json", "text"), default="json",
                    help="log lines on stderr: JSON objects (default) or plain text for a "
                    "terminal; each carries its request id, one access line per request")
@@ -95,6 +102,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from gateway import connections
     from gateway.app import configure_logging, create_app
+    from gateway.proxies import parse_networks
 
     try:
         start_time_us = parse_time_us(args.start_time)
@@ -127,6 +135,11 @@ def serve(args: argparse.Namespace) -> int:
         print("crowdex: --stream-keep-snapshots must be 0 (keep every message) or more",
               file=sys.stderr)
         return 2
+    try:
+        trusted_proxies = parse_networks(args.trusted_proxy)
+    except ValueError as error:
+        print(f"crowdex: --trusted-proxy: {error}", file=sys.stderr)
+        return 2
     configure_logging(args.log_format)
     config = Config(
         data_dir=args.data_dir.resolve(), host=args.host, port=args.port,
@@ -137,7 +150,7 @@ def serve(args: argparse.Namespace) -> int:
         rate_limit_burst=max(1, int(args.rate_limit * RATE_LIMIT_BURST / RATE_LIMIT_PER_SECOND)),
         journal_sync=not args.no_fsync, board_rules=board_rules,
         journal_urls=journal_urls, stream=args.stream, stream_replicas=args.stream_replicas,
-        stream_keep_snapshots=args.stream_keep_snapshots,
+        stream_keep_snapshots=args.stream_keep_snapshots, trusted_proxies=trusted_proxies,
     )
     config.data_dir.mkdir(parents=True, exist_ok=True)
     raise_open_files_limit()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
 RATE_LIMIT_PER_SECOND = 100
@@ -33,3 +34,6 @@ class Config:
     # Once a snapshot is shared, the stream's messages older than the N-th newest snapshot in
     # the cluster are purged; 0 keeps every message (engine.cluster_snapshots).
     stream_keep_snapshots: int = 0
+    # --trusted-proxy: the reverse proxies whose X-Forwarded-For names the client
+    # (gateway/proxies.py); none, the default, takes every TCP peer as the client.
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()

@@ -15,14 +15,17 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from engine.errors import CrowdexError
-from gateway import hub
+from gateway import hub, keys
+
+if TYPE_CHECKING:
+    from gateway.proxies import TrustedProxies
 
 # API.md: "A connection is closed (a 408 first is fine) when a request's headers have not fully
 # arrived 30 s after the connection opened or after its previous response; an idle keep-alive
@@ -35,7 +38,9 @@ KEEPALIVE_TIMEOUT_S = 75.0
 
 # Open connections per remote address, upgraded WebSockets included: each holds a descriptor.
 # Room for a client's hub.CONNECTIONS_PER_PEER_MAX WebSockets and as many plain connections;
-# behind a proxy every client has the proxy's address, so the cap is generous. Past it the
+# behind a proxy not trusted with --trusted-proxy every client has the proxy's address, so the
+# cap is generous. A trusted proxy's own connections are not capped; each request it carries
+# counts for its client (``client_connections``, gateway/proxies.py). Past the cap a new
 # connection is answered at once with 429 rate_limited, Retry-After and ``Connection: close``,
 # as an upgrade past the WebSocket caps is, so a client learns why and when to come back instead
 # of seeing a reset; then the server stops writing, discards what it reads and closes within
@@ -76,12 +81,15 @@ class GuardedRequestHandler(RequestHandler):
     """aiohttp's HTTP connection, with a deadline on each request's headers and a place in its
     address's count of open connections."""
 
-    __slots__ = ("_limits", "_peer", "_refused", "_awaiting", "_started", "_deadline_at",
-                 "_timer")
+    __slots__ = ("_server", "_limits", "_peer", "_refused", "_awaiting", "_started",
+                 "_deadline_at", "_timer", "peer", "via_proxy")
 
     def __init__(self, manager: GuardedServer, *, limits: ConnectionLimits,
                  **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
+        # Kept here: aiohttp forgets its manager when the connection is lost, before the
+        # handler of a request still in flight (whose count is then released) has ended.
+        self._server = manager
         self._limits = limits
         self._peer: str | None = None  # the address counted, while counted
         self._refused = False
@@ -91,16 +99,22 @@ class GuardedRequestHandler(RequestHandler):
         self._started = False
         self._deadline_at = 0.0  # loop time by which the awaited headers must be in
         self._timer: asyncio.TimerHandle | None = None  # fires at or before _deadline_at
+        self.peer = ""  # the TCP peer's address
+        self.via_proxy = False  # the peer is a trusted proxy (--trusted-proxy)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        peers = self._guarded_server().peers
-        peer = _peer_of(transport)
-        count = peers.get(peer, 0)
-        if count >= self._limits.connections_per_peer_max:
+        server = self._server
+        self.peer = peer = _peer_of(transport)
+        if server.trusted is not None and server.trusted.trusts(peer):
+            # A trusted proxy's connection carries its clients' requests in turn (nginx keeps
+            # it alive for all of them): capping it per address would cap every client behind
+            # the proxy together. Each request it carries counts for its client instead.
+            self.via_proxy = True
+        elif server.hold(peer):
+            self._peer = peer
+        else:
             self._refuse(transport)
             return
-        peers[peer] = count + 1
-        self._peer = peer
         super().connection_made(transport)
         self._await_headers(started=True)
 
@@ -130,21 +144,18 @@ class GuardedRequestHandler(RequestHandler):
             self._timer.cancel()
             self._timer = None
         if self._peer is not None:
-            peers = self._guarded_server().peers
-            left = peers[self._peer] - 1
-            if left:
-                peers[self._peer] = left
-            else:
-                del peers[self._peer]
+            self._server.release(self._peer)
             self._peer = None
         if not self._refused:  # a refused connection never joined aiohttp's bookkeeping
             super().connection_lost(exc)
 
-    def _guarded_server(self) -> GuardedServer:
-        server = self._manager
-        if not isinstance(server, GuardedServer):
-            raise RuntimeError("a GuardedRequestHandler belongs to a GuardedServer")
-        return server
+    def hold(self, client: str) -> bool:
+        """Count a request this trusted proxy's connection carries as a connection of
+        ``client`` while it lasts; False past the cap (``release`` undoes)."""
+        return self._server.hold(client)
+
+    def release(self, client: str) -> None:
+        self._server.release(client)
 
     def _refuse(self, base_transport: asyncio.BaseTransport) -> None:
         self._refused = True
@@ -180,13 +191,52 @@ class GuardedRequestHandler(RequestHandler):
 class GuardedServer(web.Server):
     """aiohttp's ``Server`` making ``GuardedRequestHandler`` connections."""
 
-    def __init__(self, handler: Any, *, limits: ConnectionLimits, **kwargs: Any) -> None:
+    def __init__(self, handler: Any, *, limits: ConnectionLimits,
+                 trusted: TrustedProxies | None = None, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.limits = limits
-        self.peers: dict[str, int] = {}  # open connections per remote address
+        self.trusted = trusted  # the proxies whose connections are not capped per address
+        # Open connections per remote address; a request a trusted proxy carries counts as one.
+        self.peers: dict[str, int] = {}
 
     def __call__(self) -> GuardedRequestHandler:
         return GuardedRequestHandler(self, loop=self._loop, limits=self.limits, **self._kwargs)
+
+    def hold(self, address: str) -> bool:
+        """Count one more connection of ``address``, or False if it has its cap already."""
+        count = self.peers.get(address, 0)
+        if count >= self.limits.connections_per_peer_max:
+            return False
+        self.peers[address] = count + 1
+        return True
+
+    def release(self, address: str) -> None:
+        left = self.peers[address] - 1
+        if left:
+            self.peers[address] = left
+        else:
+            del self.peers[address]
+
+
+@web.middleware
+async def client_connections(request: web.Request, handler) -> web.StreamResponse:
+    """Inside the errors middleware: a request a trusted proxy forwards counts as a connection of
+    its client while it lasts, so a client behind the proxy holds no more of the server (open
+    requests and WebSockets) than one connecting directly; past the cap it is 429 as a direct
+    connection would be, and the proxy's connection stays open for its other clients."""
+    protocol = request.protocol
+    if not isinstance(protocol, GuardedRequestHandler) or not protocol.via_proxy:
+        return await handler(request)
+    client = request.remote
+    if client is None or client == protocol.peer:  # the proxy's own request: not counted
+        return await handler(request)
+    if not protocol.hold(client):
+        raise CrowdexError("rate_limited", "too many open connections from this address",
+                           headers={"Retry-After": str(REFUSED_RETRY_AFTER_S)})
+    try:
+        return await handler(request)
+    finally:
+        protocol.release(client)
 
 
 class Runner(web.AppRunner):
@@ -204,7 +254,7 @@ class Runner(web.AppRunner):
         return GuardedServer(plain.request_handler, request_factory=plain.request_factory,
                              handler_cancellation=plain.handler_cancellation,
                              loop=asyncio.get_running_loop(), limits=self.limits,
-                             **plain._kwargs)
+                             trusted=self.app.get(keys.TRUSTED_PROXIES), **plain._kwargs)
 
 
 def run(app: web.Application, *, host: str, port: int, loop: asyncio.AbstractEventLoop,

@@ -24,7 +24,8 @@ from engine.machine import AccountInfo
 SEND_QUEUE_MAX = 4096  # messages waiting for one client before it is cut off
 # Open sockets: each holds a file descriptor and a queue, so a client cannot open without end.
 # Past either cap an upgrade is 429 rate_limited with Retry-After. Behind a proxy every client
-# has the proxy's address: the per-peer cap is meant to be generous.
+# has the proxy's address unless it is trusted (--trusted-proxy, gateway/proxies.py): the
+# per-peer cap is meant to be generous.
 CONNECTIONS_MAX = 10_000
 CONNECTIONS_PER_PEER_MAX = 256
 CONNECTIONS_RETRY_AFTER_S = "5"

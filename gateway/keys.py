@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from gateway.hub import Hub
     from gateway.idempotency import ResponseCache
     from gateway.metrics import Metrics
+    from gateway.proxies import TrustedProxies
     from gateway.ratelimit import RateLimiter
     from settlement.db import Database
 
@@ -28,6 +29,8 @@ RESPONSES: web.AppKey[ResponseCache] = web.AppKey("responses")
 OPENAPI: web.AppKey[dict] = web.AppKey("openapi")
 HUB: web.AppKey[Hub] = web.AppKey("hub")
 DATABASE: web.AppKey[Database] = web.AppKey("database")
+# Set only with --trusted-proxy: connections.Runner reads it to leave those peers uncapped.
+TRUSTED_PROXIES: web.AppKey[TrustedProxies] = web.AppKey("trusted_proxies")
 
 # Per-request storage.
 IDEMPOTENCY_KEY: web.RequestKey[str] = web.RequestKey("idempotency_key", str)

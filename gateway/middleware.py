@@ -1,4 +1,5 @@
-"""The middlewares, outermost first: request id, errors, rate limit, idempotency.
+"""The middlewares, outermost first: request id, errors, rate limit, idempotency (behind a
+trusted proxy, the client's address before them all).
 
 Authentication is not a middleware: API.md wants a malformed body refused (400) before a bad key
 (401), so handlers decode their body first and then call ``http.require``.
@@ -16,9 +17,10 @@ import uuid
 from aiohttp import web
 
 from engine.errors import CrowdexError
-from gateway import http, keys, logs
+from gateway import connections, http, keys, logs
 from gateway.idempotency import StoredResponse
 from gateway.metrics import UNMATCHED_ROUTE
+from gateway.proxies import TrustedProxies, forwarded_for
 from gateway.ratelimit import retry_after_header
 
 log = logging.getLogger("crowdex.gateway")
@@ -184,3 +186,13 @@ async def idempotency(request: web.Request, handler) -> web.StreamResponse:
 
 
 MIDDLEWARES = [request_id, errors, rate_limit, idempotency]
+
+
+def middlewares(trusted: TrustedProxies | None) -> list:
+    """MIDDLEWARES; behind trusted proxies (``--trusted-proxy``), first the client's address
+    taken from them (gateway/proxies.py), and inside the errors middleware the count of each
+    forwarded client's open requests against the connection cap (gateway/connections.py)."""
+    if trusted is None:
+        return MIDDLEWARES
+    return [forwarded_for(trusted), request_id, errors, connections.client_connections,
+            rate_limit, idempotency]

@@ -4,12 +4,15 @@ part of them also runs against a cluster replica (test_on_replica.py)."""
 from __future__ import annotations
 
 import hashlib
+import io
+import json
+import logging
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app
+from gateway.app import configure_logging, create_app
 from gateway.config import Config
 from tests.conftest import OPERATOR_KEY
 
@@ -38,6 +41,17 @@ def make_config(data_dir: Path, **overrides) -> Config:
         OnReplica.streams.add(values["stream"])
     values.update(overrides)
     return Config(**values)
+
+
+@pytest.fixture
+def log_lines():
+    """Everything logged at INFO and above during the test, as configure_logging writes it."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    stream = io.StringIO()
+    configure_logging(stream=stream)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    root.handlers[:], root.level = saved[0], saved[1]
 
 
 @pytest.fixture

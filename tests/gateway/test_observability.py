@@ -9,24 +9,12 @@ import logging
 import re
 from pathlib import Path
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import configure_logging, create_app
 from tests.gateway.conftest import OPERATOR, make_config, new_account
 from tests.gateway.markets import PRICE
-
-
-@pytest.fixture
-def log_lines():
-    """Everything logged at INFO and above during the test, as configure_logging writes it."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    stream = io.StringIO()
-    configure_logging(stream=stream)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    root.handlers[:], root.level = saved[0], saved[1]
 
 
 async def _logging_handler(request: web.Request) -> web.Response:
