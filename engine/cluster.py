@@ -37,8 +37,10 @@ connection) answers its clients 503 ``unavailable`` with ``Retry-After``; the ba
 be stored, in which case it is applied like any other and a retry with the same
 ``Idempotency-Key`` (at any replica) gets the first answer. While the stream has no quorum the
 replica is *degraded*: appends give up after ``DEGRADED_APPEND_TIMEOUT_S`` instead of the full
-window (prompt 503s, no hang), ``/healthz`` answers 503, reads are served from the local state,
-and a probe clears the state once the stream answers again. A batch that cannot be applied, or
+window (prompt 503s, no hang), and the commands that queued behind an append that found no
+quorum are answered 503 at once rather than tried again, so none waits out two appends;
+``/healthz`` answers 503, reads are served from the local state, and a probe clears the state
+once the stream answers again. A batch that cannot be applied, or
 a stream with a hole, stops this replica (fail-stop, as the file journal's sequencer does).
 
 **Genesis.** Replicas started together on an empty stream may each append a Genesis: the first
@@ -303,8 +305,11 @@ class ClusterEngine:
             if first is None:
                 return
             batch, stopping = Engine._take(queue, [first])
+            no_quorum = False
             for part in self._messages(batch):
-                await self._append(part)
+                no_quorum = await self._append(part) or no_quorum
+            if no_quorum:
+                stopping = self._refuse_queued(queue) or stopping
             if stopping:
                 return
 
@@ -329,7 +334,23 @@ class ClusterEngine:
         messages.append((pending, payloads))
         return messages
 
-    async def _append(self, message: tuple[list[_Pending], list[bytes]]) -> None:
+    def _refuse_queued(self, queue: asyncio.Queue) -> bool:
+        """Answer 503 to every command that queued while an append found no quorum, instead of
+        trying them again: each would wait out another append's timeout, so a client could
+        wait for two. What comes after them tries the stream again (as the probe does every
+        second), so writes resume as soon as a quorum is back. Returns whether the stop marker
+        was among them."""
+        stopping = False
+        for _ in range(queue.qsize()):
+            pending = queue.get_nowait()
+            if pending is None:
+                stopping = True
+            else:
+                pending.fail(_no_quorum())
+        return stopping
+
+    async def _append(self, message: tuple[list[_Pending], list[bytes]]) -> bool:
+        """Append one message and account for it; True when the stream had no quorum."""
         pending, payloads = message
         msg_id = self.log.new_msg_id()
         self._waiting[msg_id] = pending  # before the append: the reader may beat its ack
@@ -341,11 +362,8 @@ class ClusterEngine:
         except StreamUnavailable as error:
             self._set_degraded(error, "no_quorum" if self.log.nc.is_connected
                                else "no_connection")
-            self._fail(msg_id, CrowdexError(
-                "unavailable", "the journal's stream has no quorum; the command may be "
-                "recorded: retry with the same Idempotency-Key",
-                headers={"Retry-After": str(RETRY_AFTER_S)}))
-            return
+            self._fail(msg_id, _no_quorum())
+            return True
         except (StreamError, ValueError) as error:
             log.error("stream %s refused batch %s: %s", self.stream, msg_id, error)
             if isinstance(error, StreamError):
@@ -354,7 +372,7 @@ class ClusterEngine:
                 self._set_degraded(error, "refused")
             self._fail(msg_id, CrowdexError("unavailable", "the journal refused the batch",
                                             headers={"Retry-After": str(RETRY_AFTER_S)}))
-            return
+            return False
         finally:
             self.log.append_timeout_s = self._append_timeout_s
         self._set_available()
@@ -363,6 +381,7 @@ class ClusterEngine:
             self._on_fsync(seconds)
         if self._on_batch is not None:
             self._on_batch(len(pending), seconds)
+        return False
 
     def _fail(self, msg_id: str, error: CrowdexError) -> None:
         for pending in self._waiting.pop(msg_id, ()):
@@ -483,6 +502,12 @@ class ClusterEngine:
                                    "the stream holds there")
             replies.append(self.machine.skip(first + i, entry, skip.reason))
         return replies
+
+
+def _no_quorum() -> CrowdexError:
+    return CrowdexError("unavailable", "the journal's stream has no quorum; the command may be "
+                        "recorded: retry with the same Idempotency-Key",
+                        headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 def _manual_clock(machine: StateMachine, entries: list[c.Entry]) -> bool:
