@@ -59,16 +59,8 @@ class Tape:
 
     def record(self, trade: TradeRecord) -> None:
         self.trades.append(trade)
-        price, quantity, time_us = trade.price, trade.quantity, trade.time_us
-        if not self._live_start <= time_us < self._live_end:  # a new minute: new candles
-            self._open_candles(time_us, price)
-        for candle in self._live:
-            if price > candle.high:
-                candle.high = price
-            elif price < candle.low:
-                candle.low = price
-            candle.close = price
-            candle.volume += quantity
+        price = trade.price
+        self._into_candles(trade.time_us, price, price, price, price, trade.quantity)
 
     def record_many(self, trade_ids: list[int], prices: list[int], quantities: list[int],
                     taker_sides: list[str], buys: list[int], sells: list[int], time_us: int,
@@ -79,14 +71,19 @@ class Tape:
         cover all of them."""
         self.trades.extend(map(TradeRecord, trade_ids, prices, quantities, taker_sides,
                                [time_us] * len(trade_ids), buys, sells))
-        if not self._live_start <= time_us < self._live_end:
+        self._into_candles(time_us, first, high, low, prices[-1], volume)
+
+    def _into_candles(self, time_us: int, first: int, high: int, low: int, close: int,
+                      volume: int) -> None:
+        """Trades at one time, ``first`` to ``close``, into the live candles."""
+        if not self._live_start <= time_us < self._live_end:  # a new minute: new candles
             self._open_candles(time_us, first)
         for candle in self._live:
             if high > candle.high:
                 candle.high = high
             if low < candle.low:
                 candle.low = low
-            candle.close = prices[-1]
+            candle.close = close
             candle.volume += volume
 
     def _open_candles(self, time_us: int, price: int) -> None:

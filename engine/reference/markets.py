@@ -27,27 +27,30 @@ from engine.kernels import codes as k
 from engine.kernels.layout import C_EVENTS, C_PROCESSED, COMMAND_DTYPE
 from engine.machine import Reply
 from engine.marketdata import Tape, TapeState, TradeRecord
-from engine.matching import MatchingEngine, ladder_width_max, price_max_fen
+from engine.markets import (  # what the model shares with the component: rules, not the fold
+    BAND_MULTIPLE,
+    BATCHED_RUNS,
+    FINISHED_ORDERS_KEPT,
+    OPEN_ORDERS_MAX,
+    RULES_1_BAND_CEILING_FEN,
+    SIDES,
+    TIFS,
+    US_PER_DAY,
+    _refused,
+    k_AMEND,
+    k_CANCEL,
+    k_NEW,
+    k_UNCROSS,
+    trade_view,
+)
+from engine.matching import MatchingEngine, price_max_fen
 
-SELLER_FEE_BPS = 100  # BOARDS.md's default; an instrument's board rules may set another
 # The fold's shortcut for a new order that only rests (_Fold.command); off, every command takes
 # the general path, which the tests compare it with.
 FOLD_FAST_PATH = True
-RULES_1_BAND_CEILING_FEN = 3_355_442  # (ladder_width_max - 1) * 4 // 5
-BAND_MULTIPLE = 5  # price band: 1 fen to 5 x the last trade price (before one: the reference)
-FINISHED_ORDERS_KEPT = 100_000  # filled/cancelled orders kept for GET /v1/orders/{id}
-OPEN_ORDERS_MAX = 1000  # per account
-US_PER_DAY = 86_400_000_000
-# Runs of several orders per kernel call (tests/engine/test_markets_runs.py shows a run gives
-# what its orders one at a time would). Off only to measure what batching buys.
-BATCHED_RUNS = True
-
-SIDES = {"buy": k.SIDE_BUY, "sell": k.SIDE_SELL}
 SIDE_NAMES = {k.SIDE_BUY: "buy", k.SIDE_SELL: "sell"}
-TIFS = {"gtc": k.TIF_GTC, "ioc": k.TIF_IOC, "fok": k.TIF_FOK}
 OPEN_STATUSES = ("open", "partially_filled")
 
-k_NEW, k_CANCEL, k_UNCROSS, k_AMEND = k.OP_NEW, k.OP_CANCEL, k.OP_UNCROSS, k.OP_AMEND
 
 
 class OrderRecord(msgspec.Struct, array_like=True, gc=False):  # no cycles: skip GC scans
@@ -551,62 +554,10 @@ class Markets:
         self.next_auction_us = state.next_auction_us
 
 
-def warm_up() -> None:
-    """Run each kernel of the markets path once on a throwaway book, so numba loads (or
-    compiles) them at start-up rather than on a client's first order."""
-    from engine.state import Balances
-
-    balances = Balances()
-    fee = balances.add_account(4, 3)
-    buyer, seller = balances.add_account(1, 1), balances.add_account(1, 1)
-    balances.accounts.rows[buyer]["cash_available"] = 10_000
-    balances.positions.rows[balances.position_slot(seller, 1)]["units_available"] = 10
-    engine = MatchingEngine(fee_account_id=fee)
-    engine.add_instrument(1, band_lo_fen=1, band_hi_fen=100, fee_bps=SELLER_FEE_BPS)
-    engine.add_instrument(2, band_lo_fen=1, band_hi_fen=100, mode="auction",
-                          reference_price_fen=10)
-    engine.new_order(1, seller, k.SIDE_SELL, 2, price=10, balances=balances)
-    engine.new_order(1, buyer, k.SIDE_BUY, 1, price=10, balances=balances)
-    resting = engine.new_order(1, buyer, k.SIDE_BUY, 1, price=9, balances=balances)
-    engine.cancel(int(resting.events[0]["oid"]), buyer, balances)
-    engine.uncross(2, balances)
-    from engine.kernels.auction import clearing_price
-
-    clearing_price(engine.levels, engine.instruments, 2)
-
-
-def trade_view(trade: TradeRecord) -> dict:
-    return {"trade_id": trade.trade_id, "price": trade.price, "quantity": trade.quantity,
-            "taker_side": trade.taker_side, "time": format_time_us(trade.time_us)}
-
-
-_REFUSALS = {
-    "insufficient_funds": "not enough available cash for this order",
-    "insufficient_holdings": "not enough available units for this order",
-    "price_out_of_band": "the price is outside the instrument's price band",
-    "post_only_would_cross": "a post-only order may not cross the book",
-    "fok_not_fillable": "the fill-or-kill order cannot fill completely",
-    "order_not_found": "no such open order",
-    "not_permitted": "this instrument does not take that kind of order",
-    "price_too_far": (f"the price is in the band but too far from this instrument's other prices: "
-                      f"its book spans at most {ladder_width_max:,} fen"),
-}
-
-
-def _refusal_text(code: int) -> str:
-    name = k.CODE_NAMES[code]
-    return _REFUSALS.get(name, name.replace("_", " "))
-
-
 def _unbuilt_view(order: OrderRecord) -> None:
     """The body of a reply that is never sent nor remembered (a replayed command without an
     idempotency key)."""
     return None
-
-
-def _refused(code: int) -> Reply:
-    error = CrowdexError(k.CODE_NAMES[code], _refusal_text(code))
-    return Reply(error.status, error.body())
 
 
 class _Queue:
