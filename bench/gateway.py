@@ -44,8 +44,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
-    """Wait until ``url`` answers /healthz 200; raise if ``proc`` exits or time runs out."""
+def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60,
+                 poll_s: float = 0.1) -> None:
+    """Wait until ``url`` answers /healthz 200, asking every ``poll_s``; raise if ``proc``
+    exits or time runs out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -55,9 +57,9 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> Non
                 return
         except urllib.error.HTTPError as error:
             error.close()
-            time.sleep(0.1)
+            time.sleep(poll_s)
         except OSError:
-            time.sleep(0.1)
+            time.sleep(poll_s)
     raise RuntimeError(f"{url} did not become healthy")
 
 
