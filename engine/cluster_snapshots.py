@@ -17,6 +17,11 @@ continued only while the stream still holds message ``p + 1``: its head may have
 3. else the whole stream from empty, if it still starts at message 1;
 4. else the replica cannot catch up: ``StreamGapError`` says so (the gateway exits).
 
+Only snapshots of this stream are candidates. A stream deleted and made again under the same
+name (another creation time, ``StreamLog.created``) leaves the old one's snapshots behind, in
+the data dir and in the object store, whose positions point into another history: local ones
+are moved aside, stored ones are never listed and the next prune deletes them.
+
 **Which snapshots are taken.** Every replica takes a local one each time the venue sequence
 crosses a multiple of ``every`` (a *cadence point*), at the end of the stream message that
 crosses it: every replica sees the same messages in the same order, so all pick the same
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -58,6 +64,8 @@ from engine.snapshot import (
 )
 
 log = logging.getLogger("crowdex.engine.cluster")
+
+STREAM_FILE = "stream-created"  # the creation time of the stream the snapshots here are of
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +102,12 @@ class ReplicaSnapshots:
         private_dir(self.directory)
         tighten_files(self.directory)
         self._log = stream_log
+        self._set_aside_other_streams(stream_log.created)
         try:
             self.store = await SnapshotStore.open(stream_log.js, stream_log.stream,
                                                   stream_log.replicas,
-                                                  max_payload=stream_log.nc.max_payload)
+                                                  max_payload=stream_log.nc.max_payload,
+                                                  stream_created=stream_log.created)
         except SnapshotStoreError as error:
             log.error("no snapshots in the cluster for stream %s (%s): this replica neither "
                       "fetches nor shares any, and never limits the stream", stream_log.stream,
@@ -106,6 +116,30 @@ class ReplicaSnapshots:
             log.warning("stream %s was created denying purges (by an older crowdex), which NATS "
                         "cannot lift: --stream-keep-snapshots %d is ignored and the stream keeps "
                         "every message", stream_log.stream, self.keep_in_stream)
+
+    def _set_aside_other_streams(self, created: str) -> None:
+        """Local snapshots of an earlier stream of the same name (deleted and made again:
+        another creation time) are moved to ``earlier-stream-<time>/``, never loaded: their
+        positions would point into another history. The data dir remembers the stream it
+        caches (``STREAM_FILE``); one without it (an older crowdex) is taken as this stream's."""
+        if not created:
+            return
+        marker = self.directory / STREAM_FILE
+        known = marker.read_text().strip() if marker.exists() else ""
+        if known == created:
+            return
+        if known:
+            aside = self.directory / ("earlier-stream-" + re.sub(r"[^0-9A-Za-z]", "", known))
+            paths = snapshot_paths(self.directory)
+            aside.mkdir(mode=0o700, exist_ok=True)
+            for path in paths:
+                path.rename(aside / path.name)
+            log.warning("the local snapshots (%d) were of an earlier stream %s (created %s; "
+                        "this one %s): moved to %s, not used", len(paths), self._log.stream,
+                        known, created, aside)
+        part = marker.with_suffix(".tmp")
+        part.write_text(created + "\n")
+        part.replace(marker)
 
     # ---- where a start begins ------------------------------------------------------------------
 

@@ -244,6 +244,10 @@ class StreamLog:
         self._readers: weakref.WeakSet[StreamReader] = weakref.WeakSet()
         self.purge_denied = False  # the stream's deny_purge, as found at connect
         self.replicas = 0  # the stream's copies, as found at connect
+        # When the stream was created (JetStream's own time, ISO 8601): a stream deleted and
+        # made again under the same name has another, so what was kept of the old one
+        # (snapshots, locally and in the object store) is told apart from this one's.
+        self.created = ""
 
     @classmethod
     async def connect(cls, servers: str | Sequence[str], *, stream: str = STREAM_DEFAULT,
@@ -456,6 +460,7 @@ class StreamLog:
                                             f"{timeout_s} s ({error!r})") from error
                 await asyncio.sleep(RETRY_PAUSE_S * 4)
         config = info.config
+        self.created = info.created.isoformat() if info.created is not None else ""
         self.purge_denied = bool(config.deny_purge)
         self.replicas = config.num_replicas or 1
         if self.subject not in (config.subjects or []):

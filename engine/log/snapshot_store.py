@@ -26,7 +26,7 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -59,6 +59,7 @@ OPEN_RETRY_PAUSE_S = 0.2
 NO_PEERS_YET = 10005  # JetStream's "no suitable peers for placement" (a cluster still forming)
 CHUNK_RETRY_S = 1.0  # a chunk a replica of the store does not have yet is asked for again
 
+STREAM_CREATED_HEADER = "Crowdex-Stream-Created"
 _OBJECT_NAME = re.compile(r"snapshot-(\d{20})-at-(\d{20})\.snap")
 _PART_SUFFIX = ".tmp"  # a fetch in progress; engine.snapshot.prune removes leftovers
 
@@ -81,6 +82,9 @@ class StoredSnapshot:
     sequence: int
     position: int
     size: int = 0
+    # The creation time of the stream it was taken from (``StreamLog.created``); "" for one
+    # stored by an older crowdex, which did not say.
+    stream_created: str = field(default="", compare=False)
 
     @property
     def name(self) -> str:
@@ -104,8 +108,12 @@ class SnapshotStore:
     """The object store of one venue's snapshots; make one with ``SnapshotStore.open``."""
 
     def __init__(self, js: JetStreamContext, store: ObjectStore, bucket: str,
-                 chunk_bytes: int, replicas: int) -> None:
+                 chunk_bytes: int, replicas: int, stream_created: str = "") -> None:
         self.replicas = replicas  # the store's copies
+        # The stream this store serves, by its creation time. The bucket outlives a stream
+        # deleted and made again under the same name: the old stream's snapshots are of another
+        # venue (or another history of it), never loaded, and deleted by the next prune.
+        self.stream_created = stream_created
         self._js = js
         self._store = store
         self._store_stream = OBJ_STREAM_TEMPLATE.format(bucket=bucket)
@@ -114,8 +122,8 @@ class SnapshotStore:
 
     @classmethod
     async def open(cls, js: JetStreamContext, stream: str, replicas: int, *,
-                   max_payload: int, timeout_s: float = STREAM_READY_TIMEOUT_S
-                   ) -> SnapshotStore:
+                   max_payload: int, stream_created: str = "",
+                   timeout_s: float = STREAM_READY_TIMEOUT_S) -> SnapshotStore:
         """Find the stream's store, or create it with ``replicas`` copies on file storage;
         retried while the cluster cannot answer yet (``SnapshotStoreError`` after ``timeout_s``,
         or at once for a refusal that would only be repeated)."""
@@ -134,9 +142,21 @@ class SnapshotStore:
         if copies != replicas:
             log.warning("object store %s has %s copies, not the %d asked for; left as it is",
                         bucket, copies, replicas)
-        return cls(js, store, bucket, min(CHUNK_BYTES_MAX, max_payload // 2), copies)
+        return cls(js, store, bucket, min(CHUNK_BYTES_MAX, max_payload // 2), copies,
+                   stream_created)
 
     async def list(self) -> list[StoredSnapshot]:
+        """The stream's snapshots in the store, oldest first: objects of other names, and those
+        of an earlier stream of the same name (``foreign``), are left out."""
+        return [s for s in await self._all() if not self.foreign(s)]
+
+    def foreign(self, snapshot: StoredSnapshot) -> bool:
+        """Whether ``snapshot`` was taken from another stream than this store's (one stored
+        by an older crowdex, which did not say, is taken as this stream's)."""
+        return bool(snapshot.stream_created and self.stream_created
+                    and snapshot.stream_created != self.stream_created)
+
+    async def _all(self) -> list[StoredSnapshot]:
         """Every snapshot in the store, oldest first (objects of other names are ignored)."""
         try:
             infos = await self._infos()
@@ -147,8 +167,9 @@ class SnapshotStore:
         for info in infos:
             match = _OBJECT_NAME.fullmatch(info.name or "")
             if match is not None and not info.deleted:
+                created = (info.headers or {}).get(STREAM_CREATED_HEADER, "")
                 found.append(StoredSnapshot(int(match.group(1)), int(match.group(2)),
-                                            info.size or 0))
+                                            info.size or 0, str(created)))
         return sorted(found)
 
     async def _infos(self) -> list[api.ObjectInfo]:
@@ -168,8 +189,10 @@ class SnapshotStore:
         """Store the snapshot file ``path`` (the state after ``sequence``, ending with stream
         message ``position``); returned once the store holds all of it with its quorum."""
         size = path.stat().st_size
+        headers = {STREAM_CREATED_HEADER: self.stream_created} if self.stream_created else None
         meta = api.ObjectMeta(name=object_name(sequence, position),
                               description=f"crowdex snapshot of sequence {sequence}",
+                              headers=headers,
                               options=api.ObjectMetaOptions(max_chunk_size=self._chunk_bytes))
         try:
             with open(path, "rb") as file:
@@ -178,7 +201,7 @@ class SnapshotStore:
         except (*_TRANSIENT, nats.errors.Error, OSError) as error:
             raise SnapshotStoreError(f"object store {self.bucket}: {meta.name} not stored "
                                      f"({error!r})") from error
-        return StoredSnapshot(sequence, position, size)
+        return StoredSnapshot(sequence, position, size, self.stream_created)
 
     async def download(self, snapshot: StoredSnapshot, directory: Path) -> Path:
         """Fetch ``snapshot`` into ``directory`` under its local file name; return the path.
@@ -247,10 +270,17 @@ class SnapshotStore:
                                      f"deleted ({error!r})") from error
 
     async def prune(self, keep: int) -> list[StoredSnapshot]:
-        """Delete all but the newest ``keep`` snapshots; return those deleted."""
+        """Delete all but the stream's newest ``keep`` snapshots, and every snapshot of an
+        earlier stream of the same name; return those deleted."""
         if keep < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
-        deleted = (await self.list())[:-keep]
+        every = await self._all()
+        foreign = [s for s in every if self.foreign(s)]
+        if foreign:
+            log.warning("object store %s: deleting %d snapshots of an earlier stream of the "
+                        "same name (this one was created %s)", self.bucket, len(foreign),
+                        self.stream_created)
+        deleted = foreign + [s for s in every if not self.foreign(s)][:-keep]
         for snapshot in deleted:
             await self.delete(snapshot)
         return deleted

@@ -300,6 +300,46 @@ async def test_a_served_replica_on_an_empty_data_dir_catches_up_from_a_snapshot(
         f"{newest.position}" in server.log_path.read_text()
 
 
+async def test_a_stream_made_again_under_the_same_name_never_loads_the_old_ones_snapshots(
+        replicas, caplog: pytest.LogCaptureFixture) -> None:
+    """The object store (and a replica's data dir) outlive a stream deleted and made again
+    under its name. The old stream's snapshots must not be loaded: their positions point into
+    another history. Made so they would be picked: the old venue packs many entries into
+    few messages, the new one writes a message per entry until its stream reaches past them."""
+    old, ids = await started_venue(replicas("old"))
+    await asyncio.gather(*(old.submit(c.Deposit(ids[n % INVESTORS], 1 + n, f"d{n}"))
+                           for n in range(4 * EVERY)))
+    await old.snapshots.take(old.machine, old.stream_position, upload=True)
+    await settled(old)
+    old_stored = await (await store_of(old)).list()
+    assert old_stored
+    await old.log.js.delete_stream(old.stream)
+    await old.stop()
+
+    new, new_ids = await started_venue(replicas("new"))
+    reach = max(s.position for s in old_stored)
+    while new.stream_position < reach + 2:
+        await new.submit(c.Deposit(new_ids[0], 7, f"n{new.stream_position}"))
+    assert new.machine.last_sequence < old_stored[-1].sequence, \
+        "the old venue's snapshot is the newer by sequence: the one a careless start picks"
+
+    caplog.set_level(logging.WARNING, logger="crowdex.engine")
+    for name in ("fresh", "old"):  # an empty data dir, and the old stream's replica's
+        engine = replicas(name)
+        await engine.recover()
+        assert engine.start_point.source == "empty", name
+        assert engine.machine.state_hash() == new.machine.state_hash(), name
+    assert "were of an earlier stream" in caplog.text
+    aside = list((replicas("old").data_dir / "snapshots").glob("earlier-stream-*/snapshot-*"))
+    assert aside, "the old stream's local snapshots are kept aside, not deleted"
+
+    # The next upload's prune deletes the old stream's snapshots from the store.
+    await new.snapshots.take(new.machine, new.stream_position, upload=True)
+    store = await store_of(new)
+    every = await store._all()
+    assert every and all(s.stream_created == new.log.created for s in every)
+
+
 def test_object_names_sort_by_sequence() -> None:
     assert object_name(7, 3) == f"snapshot-{7:020d}-at-{3:020d}.snap"
     assert sorted([StoredSnapshot(10, 4), StoredSnapshot(9, 5)])[0].sequence == 9
