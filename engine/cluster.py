@@ -138,6 +138,9 @@ class ClusterEngine:
         self._on_fsync = on_fsync  # told each append's round trip (the quorum's "fsync")
         self.skips = {}
         self.failed: BaseException | None = None
+        # Told the error when the replica stops applying the stream (the gateway ends the
+        # server on a StreamGapError: restarted, it starts from a snapshot).
+        self.on_stopped: Callable[[BaseException], None] | None = None
         self.degraded_since: float | None = None  # monotonic, while appends find no quorum
         # Why, for /healthz: "no_quorum" (connected, nothing acknowledged), "no_connection"
         # (no NATS server reached) or "refused" (the stream answered but would not store).
@@ -433,6 +436,8 @@ class ClusterEngine:
             self._fail_waiting("the replica stopped applying the stream; the command may be "
                                "recorded: retry at another replica with the same "
                                "Idempotency-Key")
+            if self.on_stopped is not None:
+                self.on_stopped(error)
 
     def _fail_waiting(self, message: str) -> None:
         waiting, self._waiting = self._waiting, {}

@@ -140,6 +140,7 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     engine.clock = ManualClock() if manual else WallClock()
     await engine.start()
     app[keys.ENGINE] = engine
+    app[keys.FATAL] = _fatal_on_stream_gap(engine)
     ticker = None
     try:
         await _bootstrap(engine, config)
@@ -161,6 +162,24 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
         await engine.stop()
+
+
+def _fatal_on_stream_gap(engine: Engine) -> asyncio.Future:
+    """A future resolved with the error of a cluster replica the stream's purge overtook: it
+    cannot go on, but a restart can (from a snapshot), so the server ends (``crowdex serve``
+    exits 3) for its supervisor to start it again. Other failures keep the server up, answering
+    503 and naming the entry, as on one machine: a restart would meet them again."""
+    from engine.log.jetstream import StreamGapError
+
+    fatal = asyncio.get_running_loop().create_future()
+
+    def stopped(error: BaseException) -> None:
+        if isinstance(error, StreamGapError) and not fatal.done():
+            fatal.set_result(error)
+
+    if hasattr(engine, "on_stopped"):
+        engine.on_stopped = stopped
+    return fatal
 
 
 async def _seed_demo(engine: Engine) -> None:

@@ -292,6 +292,10 @@ async def _serve(app: web.Application, host: str, port: int, shutdown_timeout: f
         site = web.TCPSite(runner, host, port)
         await site.start()
         print(f"======== Running on {site.name} ========\n(Press CTRL+C to quit)")
-        await asyncio.Event().wait()
+        fatal = app.get(keys.FATAL)
+        if fatal is None:
+            await asyncio.Event().wait()
+        error = await fatal
     finally:
         await runner.cleanup()
+    raise error  # after the graceful stop: for the caller to report and exit with

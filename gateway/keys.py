@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    import asyncio
+
     from engine.sequencer import Engine
     from gateway.config import Config
     from gateway.hub import Hub
@@ -29,6 +31,9 @@ RESPONSES: web.AppKey[ResponseCache] = web.AppKey("responses")
 OPENAPI: web.AppKey[dict] = web.AppKey("openapi")
 HUB: web.AppKey[Hub] = web.AppKey("hub")
 DATABASE: web.AppKey[Database] = web.AppKey("database")
+# Resolved with the error that ends the server while it runs (a cluster replica the stream's
+# purge overtook): connections.run raises it once the server has stopped gracefully.
+FATAL: web.AppKey[asyncio.Future] = web.AppKey("fatal")
 # Set only with --trusted-proxy: connections.Runner reads it to leave those peers uncapped.
 TRUSTED_PROXIES: web.AppKey[TrustedProxies] = web.AppKey("trusted_proxies")
 

@@ -30,7 +30,7 @@ from engine.log.jetstream import StreamGapError, StreamLog
 from engine.log.natscluster import NatsCluster
 from engine.log.snapshot_store import SnapshotStore, StoredSnapshot, object_name
 from engine.snapshot import SNAPSHOT_HEADER_SIZE, read_snapshot, snapshot_paths
-from tests.conftest import OPERATOR_KEY, ServerProcess
+from tests.conftest import OPERATOR_KEY, ServerProcess, free_port
 
 EVERY = 50  # entries between cadence points
 INVESTORS = 4
@@ -275,6 +275,40 @@ async def test_a_replica_the_stream_is_purged_past_stops_and_restarts_from_a_sna
     await again.recover()
     assert again.start_point.source == "cluster"
     assert again.machine.state_hash() == live.machine.state_hash()
+
+
+async def test_a_served_replica_the_stream_is_purged_past_ends_its_server(
+        cluster: NatsCluster, replicas, tmp_path: Path) -> None:
+    """Behind the purge, a served replica cannot go on but a restart can: its server stops
+    (gracefully: the port closes) raising the StreamGapError, which ``crowdex serve`` reports
+    and exits 3 with, for its supervisor (``crowdex cluster``, systemd) to start it again."""
+    from gateway import connections, keys
+    from gateway.app import create_app
+    from gateway.config import Config
+
+    live, ids = await started_venue(replicas("live", keep_snapshots=1))
+    port = free_port()
+    app = create_app(Config(data_dir=tmp_path / "served", port=port, use_database=False,
+                            journal_urls=tuple(cluster.urls), stream=live.stream))
+    serving = asyncio.create_task(connections._serve(app, "127.0.0.1", port, 5.0,
+                                                     lambda _text: None, None))
+    for _ in range(500):
+        if keys.ENGINE in app and app[keys.ENGINE].machine.last_sequence == \
+                live.machine.last_sequence:
+            break
+        await asyncio.sleep(0.01)
+    served = app[keys.ENGINE]
+    assert served.on_stopped is not None
+    await served._reader.close()  # cut off, as on the wrong side of a partition
+    await trade([live], ids, 3 * EVERY, "a")
+    assert (await live.log.bounds())[0] > served.stream_position + 1
+    served._reader = await served.log.reader(after=served.stream_position)
+    await served.start()
+    await trade([live], ids, 1, "b")
+    with pytest.raises(StreamGapError, match="not in the stream"):
+        await asyncio.wait_for(serving, 30)
+    with pytest.raises(OSError):  # the server stopped
+        await asyncio.open_connection("127.0.0.1", port)
 
 
 async def test_a_served_replica_on_an_empty_data_dir_catches_up_from_a_snapshot(
