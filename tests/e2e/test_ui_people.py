@@ -12,7 +12,10 @@
 - My account: holdings with value, open orders, trade history;
 - markets: candles with volume and a crosshair, 24 h figures, cumulative depth, no `null` in
   the order result, Cancel inside its panel;
-- on a phone no action hides off-screen, and axe-core finds no serious or critical problem.
+- on a phone no action hides off-screen, and axe-core finds no serious or critical problem;
+- on phones 390 and 360 px wide, in both languages: every navigation tab whole on the screen,
+  nothing that scrolls sideways (page or table), the trade history as cards, each figure
+  labelled.
 
 One server for the module, seeded once over HTTP; screenshots are kept under each test's
 tmp_path (their paths are printed).
@@ -33,10 +36,13 @@ from tests.e2e.ui_support import (
     SIZES,
     Api,
     axe_problems,
+    card_spills,
+    header_cut,
     new_page,
     off_screen_actions,
     page_overflows,
     shot,
+    sideways_scrollers,
     sign_in,
 )
 
@@ -117,19 +123,25 @@ async def _switch(page, lang: str) -> None:
 # ---- languages, layout and accessibility on every page ----------------------------------------
 
 
+def _pages(seed: dict, extra: tuple[tuple[str, str], ...] = ()) -> list[tuple]:
+    """The pages to walk, by who signs in: [(None or (key, landing selector), [(name, route)])];
+    `extra` adds public routes."""
+    market = f"/#/markets/{seed['trading']}"
+    return [(None, [("projects", "/#/projects"), ("project", f"/#/projects/{seed['open']}"),
+                    ("markets", market), ("integrity", "/#/integrity"), ("signin", "/#/signin"),
+                    *extra]),
+            ((seed["li"]["api_key"], "#account"), [("account", "/#/account"), ("ticket", market)]),
+            ((seed["issuer"]["api_key"], "#create-project-form"), [("issuer", "/#/issuer")]),
+            ((OPERATOR_KEY, "#create-account-form"), [("operator", "/#/operator")])]
+
+
 @pytest.mark.parametrize("size", ["desktop", "phone"])
 async def test_every_page_in_both_languages(venue, size, tmp_path):
     url, seed = venue
     errors: list[str] = []
     problems: dict[str, list[str]] = {}
-    market = f"/#/markets/{seed['trading']}"
-    pages = [(None, [("projects", "/#/projects"), ("project", f"/#/projects/{seed['open']}"),
-                     ("markets", market), ("integrity", "/#/integrity"), ("signin", "/#/signin")]),
-             ((seed["li"]["api_key"], "#account"), [("account", "/#/account"), ("ticket", market)]),
-             ((seed["issuer"]["api_key"], "#create-project-form"), [("issuer", "/#/issuer")]),
-             ((OPERATOR_KEY, "#create-account-form"), [("operator", "/#/operator")])]
     async with browser() as chromium:
-        for login, routes in pages:
+        for login, routes in _pages(seed):
             page = await new_page(chromium, SIZES[size], None, errors)
             if login:
                 await sign_in(page, url, *login)
@@ -460,6 +472,123 @@ async def test_issuer_projects_fit_their_panel(venue, size, tmp_path):
         assert fits
         assert not await page_overflows(page)
         await shot(page, tmp_path, f"{size}-en-issuer")
+    assert errors == []
+
+
+# ---- phone widths ------------------------------------------------------------------------------
+
+PHONE_WIDTHS = (390, 360)
+# Each cell of a table as its reader sees it: the label a card shows before it (its ::before
+# text), its column's header, how it is laid out and whether it sits wholly on the screen.
+CARD_CELLS = """(selector) => {
+  const table = document.querySelector(selector);
+  const width = document.documentElement.clientWidth;
+  const headers = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
+  return [...table.querySelectorAll("tbody tr")].map((tr) => ({
+    display: getComputedStyle(tr).display,
+    cells: [...tr.children].map((td, i) => {
+      const r = td.getBoundingClientRect();
+      const before = getComputedStyle(td, "::before").content;
+      return { header: headers[i], display: getComputedStyle(td).display,
+               label: before === "none" ? "" : before.replace(/^"|"$/g, ""),
+               value: td.innerText.trim(), inside: r.left >= 0 && r.right <= width + 1 };
+    }),
+  }));
+}"""
+
+
+async def _phone_boards(url: str, seed: dict) -> tuple[tuple[str, str], ...]:
+    """Public routes to the board pages with the widest content: the product's tiers, a debt
+    offering that succeeded (its repayment schedule) and an open operating-rights offering (its
+    long term labels). Zhang backs the debt, so the account Li's tests read stays as it was."""
+    async with aiohttp.ClientSession() as session:
+        op = Api(session, url, OPERATOR_KEY)
+        issuer = seed["issuer"]["api_key"]
+        debt = await op.project(issuer, "debt", "Tea house refit", "2026-03-20T00:00:00Z", {
+            "face_value": 100_00, "min_quantity": 10, "max_quantity": 50, "term_months": 12,
+            "repayment": "amortizing", "rate_bps": 900, "lockup_days": 0})
+        await op.as_key(seed["zhang"]["api_key"]).call(
+            "POST", f"/v1/projects/{debt}/subscriptions", {"quantity": 20})
+        await op.call("POST", f"/v1/projects/{debt}/close")
+        rights = await op.project(
+            issuer, "operating_rights", "Riverside café, second shop", "2026-03-25T00:00:00Z",
+            {"price": 20_00, "min_quantity": 10, "max_quantity": 100, "term_months": 6,
+             "revenue_share_bps": 1_000, "buyback_price": 18_00, "lockup_days": 0})
+    return (("product", f"/#/projects/{seed['product']}"), ("debt", f"/#/projects/{debt}"),
+            ("rights", f"/#/projects/{rights}"))
+
+
+async def _set_width(page, width: int) -> None:
+    """A new screen width, and two frames for the resize observers (the chart) to follow."""
+    await page.set_viewport_size({"width": width, "height": SIZES["phone"]["height"]})
+    await page.evaluate("new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
+async def test_phone_widths_fit_every_page(venue, tmp_path):
+    """At 390 and 360 px wide, in English and Chinese, on every page: each navigation tab (and
+    the rest of the header) is whole on the screen, neither the page nor any part of it scrolls
+    sideways, and a card's values stay beside their labels. A failing page is kept as a
+    screenshot."""
+    url, seed = venue
+    errors: list[str] = []
+    problems: dict[str, list[str]] = {}
+    extra = await _phone_boards(url, seed)
+    async with browser() as chromium:
+        for login, routes in _pages(seed, extra):
+            page = await new_page(chromium, SIZES["phone"], "en", errors)
+            if login:
+                await sign_in(page, url, *login)
+            for name, route in routes:
+                await page.goto(url + route)
+                await _ready(page)
+                for lang in ("en", "zh"):
+                    if lang == "zh":
+                        await _switch(page, "zh")
+                    for width in PHONE_WIDTHS if lang == "en" else PHONE_WIDTHS[::-1]:
+                        await _set_width(page, width)
+                        found = [f"header cut: {x}" for x in await header_cut(page)]
+                        found += [f"scrolls sideways: {x}" for x in await sideways_scrollers(page)]
+                        found += [f"value under its label: {x}" for x in await card_spills(page)]
+                        if await page_overflows(page):
+                            found.append("the page scrolls sideways")
+                        if found:
+                            problems[f"{width}-{lang}-{name}"] = found
+                            await shot(page, tmp_path, f"{width}-{lang}-{name}")
+                await _switch(page, "en")
+            await page.context.close()
+    assert errors == []
+    assert problems == {}, "\n".join(f"{k}: {v}" for k, v in problems.items())
+
+
+async def test_trade_history_is_cards_with_every_field_labelled_on_a_phone(venue, tmp_path):
+    """On a phone the trade history is a card a trade, as the account's other tables are: every
+    figure on the screen beside its column's name, none behind a sideways scroll."""
+    url, seed = venue
+    errors: list[str] = []
+    async with browser() as chromium:
+        page = await new_page(chromium, SIZES["phone"], "en", errors)
+        await sign_in(page, url, seed["li"]["api_key"], "#account")
+        for lang, quantity in (("en", "Quantity"), ("zh", "数量")):
+            if lang == "zh":
+                await _switch(page, "zh")
+            await page.wait_for_selector("#trade-history-table")
+            for width in PHONE_WIDTHS:
+                await _set_width(page, width)
+                rows = await page.evaluate(CARD_CELLS, "#trade-history-table")
+                assert len(rows) >= 4  # Li's four seeded fills, newest first
+                assert {row["display"] for row in rows} == {"block"}
+                cells = [cell for row in rows for cell in row["cells"]]
+                assert len(cells) == 7 * len(rows)
+                for cell in cells:
+                    assert cell["display"] != "table-cell", cell
+                    assert cell["label"] and cell["label"] == cell["header"], cell
+                    assert cell["value"] and cell["inside"], cell
+                # 15, 25, 10 and 5 shares bought, each labelled as a quantity.
+                shown = {cell["value"] for cell in cells if cell["label"] == quantity}
+                assert {"15", "25", "10", "5"} <= shown
+                assert await sideways_scrollers(page) == []
+                await page.locator("#trade-history").screenshot(
+                    path=str(tmp_path / f"{width}-{lang}-trade-history.png"))
     assert errors == []
 
 

@@ -121,3 +121,59 @@ async def page_overflows(page) -> bool:
     """Whether the page itself scrolls sideways (a layout wider than the screen)."""
     return await page.evaluate(
         "document.documentElement.scrollWidth > document.documentElement.clientWidth + 1")
+
+
+async def header_cut(page) -> list[str]:
+    """The header's parts (navigation tabs, language, sign-in) that are not wholly on the screen,
+    or that their navigation bar clips: on a phone every tab must be visible without scrolling."""
+    return await page.evaluate("""() => {
+      const width = document.documentElement.clientWidth;
+      const nav = document.querySelector("#nav").getBoundingClientRect();
+      const out = [];
+      for (const el of document.querySelectorAll(".topbar-inner > *, .session > *, #nav a")) {
+        const r = el.getBoundingClientRect();
+        if (!r.width || !r.height) continue;
+        let cut = r.left < -1 || r.right > width + 1;
+        if (el.closest("#nav")) cut = cut || r.left < nav.left - 1 || r.right > nav.right + 1
+          || r.top < nav.top - 1 || r.bottom > nav.bottom + 1;
+        if (cut) out.push((el.id || el.textContent.trim()).slice(0, 40));
+      }
+      return out;
+    }""")
+
+
+async def sideways_scrollers(page) -> list[str]:
+    """The parts of the page that scroll sideways (a table wider than its panel, a tab bar wider
+    than the screen), named by their id or their table's id."""
+    return await page.evaluate("""() => {
+      const out = [];
+      for (const el of document.querySelectorAll("body *")) {
+        const overflow = getComputedStyle(el).overflowX;
+        if (overflow !== "auto" && overflow !== "scroll") continue;
+        if (el.scrollWidth <= el.clientWidth + 1 || !el.getClientRects().length) continue;
+        const table = el.querySelector("table[id]");
+        out.push(el.id || (table && table.id) || el.getAttribute("aria-label") || el.tagName);
+      }
+      return out;
+    }""")
+
+
+async def card_spills(page) -> list[str]:
+    """Cells of tables shown as cards whose value runs into the label's column (a second node
+    of the value placed under the label), as "table id: label"."""
+    return await page.evaluate("""() => {
+      const out = [];
+      for (const td of document.querySelectorAll(".as-cards td")) {
+        const box = td.getBoundingClientRect();
+        const columns = getComputedStyle(td).gridTemplateColumns.split(" ");
+        if (!box.width || columns.length < 2) continue;  // not a card here (a wide screen)
+        const valueLeft = box.left + parseFloat(getComputedStyle(td).paddingLeft)
+          + parseFloat(columns[0]);
+        const range = document.createRange();
+        range.selectNodeContents(td);
+        if ([...range.getClientRects()].some((r) => r.width && r.left < valueLeft - 1)) {
+          out.push(`${td.closest("table").id}: ${td.dataset.label}`);
+        }
+      }
+      return [...new Set(out)];
+    }""")

@@ -121,11 +121,17 @@ export function actionButton(label, messages, action, attrs = {}) {
 }
 
 /**
- * A table; `cards: true` (tables whose rows carry buttons) turns each row into a card on a
- * phone, labelled by its column names, so no action sits off-screen in a scrolled table.
+ * A table; `cards: true` turns each row into a card on a phone, every cell labelled by its
+ * column's name, so no figure or action sits off-screen in a sideways-scrolled table. Give it to
+ * every table whose rows carry buttons or whose columns do not fit 360 px; the few narrow ones
+ * without it (two columns of names) stay tables.
  */
 export function table(columns, rows, { caption, empty, id, cards = false } = {}) {
   if (!rows.length) return h("p", { class: "empty", id }, empty || t("common.nothing_yet"));
+  // A card's cell is a grid of two columns, label and value: the value is one element, else a
+  // cell of several nodes (a price and its basis, a title and its number) spills its second
+  // node into the label's column.
+  const content = (c, row) => (cards ? h("div", { class: "cell" }, c.cell(row)) : c.cell(row));
   // A scrolled table must be reachable by keyboard (axe: scrollable-region-focusable).
   return h("div", { class: `table-wrap${cards ? " as-cards" : ""}`, tabindex: "0",
     role: "region", "aria-label": caption || t("common.table") },
@@ -133,7 +139,8 @@ export function table(columns, rows, { caption, empty, id, cards = false } = {})
       caption ? h("caption", { class: "sr-only" }, caption) : null,
       h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", class: c.num ? "num" : null }, c.label)))),
       h("tbody", {}, rows.map((row) => h("tr", { dataset: row.__data || {} },
-        columns.map((c) => h("td", { class: c.num ? "num" : null, "data-label": c.label }, c.cell(row))))))));
+        columns.map((c) => h("td", { class: c.num ? "num" : null, "data-label": c.label },
+          content(c, row))))))));
 }
 
 export function panel(title, ...children) {

@@ -130,7 +130,8 @@ function tradeHistory(orders, projectLink) {
     { label: t("history.amount"), num: true, cell: (f) => yuan(times(f.price, f.quantity)) },
     { label: t("history.order"), cell: (f) => `#${f.order_id}` },
   ], fills.map((f) => ({ ...f, __data: { tradeId: f.trade_id } })),
-  { id: "trade-history-table", caption: t("history.title"), empty: t("history.empty") });
+  { id: "trade-history-table", cards: true, caption: t("history.title"),
+    empty: t("history.empty") });
 }
 
 function withdrawPanel(container, me) {

@@ -176,7 +176,8 @@ function reconContent(r) {
       { label: t("settle.ledger"), num: true, cell: (x) => amount(x, x.ledger_amount) },
       { label: t("settle.engine"), num: true, cell: (x) => amount(x, x.engine_amount) },
       { label: t("settle.difference"), num: true, cell: (x) => amount(x, x.difference) },
-    ], r.mismatches, { caption: t("settle.breaks", { n: r.mismatch_count ?? r.mismatches.length }) }) : null,
+    ], r.mismatches, { cards: true,
+      caption: t("settle.breaks", { n: r.mismatch_count ?? r.mismatches.length }) }) : null,
   ].filter(Boolean);
 }
 

@@ -115,7 +115,7 @@ export function allocationTable(rows, board) {
     { label: t("alloc.quantity"), num: true, cell: (r) => units(board, r.quantity) },
     { label: t("alloc.amount"), num: true, cell: (r) => yuan(r.amount) },
     { label: t("alloc.refunded"), num: true, cell: (r) => yuan(r.refunded) },
-  ], rows, { id: "allocations", caption: t("alloc.title"), empty: t("alloc.empty") });
+  ], rows, { id: "allocations", cards: true, caption: t("alloc.title"), empty: t("alloc.empty") });
 }
 
 export async function ownAllocations(side, project) {

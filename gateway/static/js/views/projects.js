@@ -111,7 +111,8 @@ function tierTable(p) {
     { label: t("tiers.backed"), num: true, cell: (x) => count(x.sold) },
     { label: t("tiers.remaining"), num: true, cell: (x) => (x.remaining === null ? t("tiers.unlimited")
       : x.remaining === 0 ? h("span", { class: "badge badge-failed" }, t("tiers.sold_out")) : count(x.remaining)) },
-  ], (p.tiers || []).map((x) => ({ ...x, __data: { tier: String(x.tier_id) } })), { id: "tier-table", caption: t("tiers.title") });
+  ], (p.tiers || []).map((x) => ({ ...x, __data: { tier: String(x.tier_id) } })),
+  { id: "tier-table", cards: true, caption: t("tiers.title") });
 }
 
 function figuresOf(p) {
@@ -133,7 +134,8 @@ function scheduleTable(rows) {
     { label: t("schedule.amount"), num: true, cell: (r) => yuan(r.amount) },
     { label: t("schedule.paid"), num: true, cell: (r) => yuan(r.paid) },
     { label: t("schedule.status"), cell: (r) => badge(r.status) },
-  ], rows, { empty: t("schedule.empty"), caption: t("schedule.title") });
+  ], rows, { id: "schedule-table", cards: true, empty: t("schedule.empty"),
+    caption: t("schedule.title") });
 }
 
 /** Operating rights: each month's revenue, what it owed and paid, then the buy-back. */
@@ -147,7 +149,7 @@ function monthsTable(rows) {
     { label: t("schedule.paid"), num: true, cell: (r) => yuan(r.paid) },
     { label: t("schedule.status"), cell: (r) => badge(r.status) },
   ], rows.map((r) => ({ ...r, __data: { month: r.buyback ? "buyback" : r.month } })),
-  { id: "months", empty: t("months.empty"), caption: t("months.title") });
+  { id: "months", cards: true, empty: t("months.empty"), caption: t("months.title") });
 }
 
 function distributionTable(rows) {
@@ -156,7 +158,7 @@ function distributionTable(rows) {
     { label: t("dist.amount"), num: true, cell: (r) => yuan(r.amount) },
     { label: t("dist.fee"), num: true, cell: (r) => yuan(r.fee) },
     { label: t("dist.status"), cell: (r) => badge(r.status) },
-  ], rows, { empty: t("dist.empty"), caption: t("dist.title") });
+  ], rows, { cards: true, empty: t("dist.empty"), caption: t("dist.title") });
 }
 
 function disclosureList(rows) {
