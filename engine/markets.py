@@ -31,6 +31,7 @@ from engine.errors import CrowdexError
 from engine.kernels import codes as k
 from engine.kernels import fold as kf
 from engine.kernels.layout import C_EVENTS, C_PROCESSED, COMMAND_DTYPE, EVENT_DTYPE
+from engine.kernels.movements import fill_movements
 from engine.lifecycle import (
     CHANGE_OID,
     CHANGE_VIEW_FIELDS,
@@ -41,7 +42,7 @@ from engine.lifecycle import (
     Lifecycle,
 )
 from engine.machine import Reply
-from engine.marketdata import TRADES_KEPT, Tape, TapeState, TradeRecord
+from engine.marketdata import MarketData, TapeView, TradeRecord
 from engine.matching import (
     MatchingEngine,
     command,
@@ -70,9 +71,8 @@ k_NEW, k_CANCEL, k_UNCROSS, k_AMEND = k.OP_NEW, k.OP_CANCEL, k.OP_UNCROSS, k.OP_
 
 
 class MarketsMeta(msgspec.Struct, array_like=True):
-    """What the arrays do not hold: the tapes, the auction clock, the client_order_ids."""
+    """What the arrays do not hold: the auction clock, the client_order_ids."""
 
-    tapes: list[TapeState]
     next_auction_us: int
     client_ids: list[tuple[int, str]]  # (order id, client_order_id) of kept orders with one
 
@@ -91,7 +91,7 @@ class Markets:
         self.machine = machine
         self.engine = MatchingEngine(fee_account_id=machine.fee_account_id)
         self.lifecycle = Lifecycle()
-        self.tapes: dict[int, Tape] = {}
+        self.marketdata = MarketData()  # the trade tapes and candles
         self.next_auction_us = 0
         self._books: set[int] = set()  # instruments with a book (the engine's active rows)
 
@@ -138,7 +138,6 @@ class Markets:
             fee_bps=info.seller_fee_bps, mode="auction" if info.board == "ip" else "book",
             reference_price_fen=reference)
         self._books.add(instrument_id)
-        self.tapes.setdefault(instrument_id, Tape(instrument_id))
         if info.board == "ip" and self.next_auction_us == 0:
             self.next_auction_us = self._next_auction_after(self.machine.now_us)
 
@@ -340,77 +339,15 @@ class Markets:
 
     def _record_fills(self, fills: np.ndarray, sequences: list[int]) -> None:
         """The trades' movements for settlement (the kernel already moved the balances: who
-        paid whom, and the fee by the rule and rate the kernel charged), and the tapes."""
-        count = len(fills)
-        if count <= FEW:
-            self._record_few_fills(fills, sequences)
-            return
-        taker_buys = fills["side"] == k.SIDE_BUY
-        buyer = np.where(taker_buys, fills["account"], fills["maker_account"])
-        seller = np.where(taker_buys, fills["maker_account"], fills["account"])
-        price, qty, instrument = fills["price"], fills["qty"], fills["instrument"]
-        notional = price * qty
-        fee = fee_half_up_many(notional, self.engine.instruments["fee_bps"][instrument])
-        rows = np.zeros(3 * count, dtype=mv.MOVEMENT_DTYPE)
-        rows["sequence"] = np.repeat(np.array(sequences, dtype=np.int64)[fills["cmd"]], 3)
-        for offset, kind, debit, credit, asset, amount in (
-                (0, mv.TRADE_CASH, buyer, seller, mv.CASH, notional),
-                (1, mv.TRADE_UNITS, seller, buyer, instrument, qty),
-                (2, mv.TRADE_FEE, seller, self.machine.fee_account_id, mv.CASH, fee)):
-            part = rows[offset::3]
-            part["kind"], part["debit_account"], part["credit_account"] = kind, debit, credit
-            part["asset"], part["amount"] = asset, amount
-        keep = np.ones(3 * count, dtype=bool)
-        keep[2::3] = fee != 0
-        rows = rows[keep]
-        self.machine.movements.record_many(rows)
-        self.machine.take_fees_from_proceeds(rows)
-        buy_oid = np.where(taker_buys, fills["oid"], fills["maker_oid"])
-        sell_oid = np.where(taker_buys, fills["maker_oid"], fills["oid"])
-        for inst in np.unique(instrument).tolist():
-            mine = np.flatnonzero(instrument == inst)
-            if len(mine) > TRADES_KEPT:  # older ones would leave the tape at once
-                tail = mine[-TRADES_KEPT:]
-            else:
-                tail = mine
-            tape = self.tapes.get(inst)
-            if tape is None:
-                tape = self.tapes[inst] = Tape(inst)
-            tape.record_many(
-                fills["trade_id"][tail].tolist(), price[tail].tolist(), qty[tail].tolist(),
-                [SIDE_NAMES[s] for s in fills["side"][tail].tolist()], buy_oid[tail].tolist(),
-                sell_oid[tail].tolist(), self.machine.now_us,
-                int(price[mine].max()), int(price[mine].min()), int(price[mine[0]]),
-                int(qty[mine].sum()))
-
-    def _record_few_fills(self, fills: np.ndarray, sequences: list[int]) -> None:
-        """``_record_fills`` of a few fills, row by row: numpy's cost per call would outweigh
-        its speed per row."""
-        fee_bps = self.engine.instruments["fee_bps"]
-        fee_account = self.machine.fee_account_id
-        rows = []
-        for f in fills.tolist():
-            instrument, price, qty = f[_EV_INSTRUMENT], f[_EV_PRICE], f[_EV_QTY]
-            taker_buys = f[_EV_SIDE] == k.SIDE_BUY
-            buyer, seller = f[_EV_ACCOUNT], f[_EV_MAKER_ACCOUNT]
-            buy_oid, sell_oid = f[_EV_OID], f[_EV_MAKER_OID]
-            if not taker_buys:
-                buyer, seller, buy_oid, sell_oid = seller, buyer, sell_oid, buy_oid
-            sequence = sequences[f[_EV_CMD]]
-            notional = price * qty
-            rows.append((sequence, 0, mv.TRADE_CASH, buyer, seller, mv.CASH, notional))
-            rows.append((sequence, 0, mv.TRADE_UNITS, seller, buyer, instrument, qty))
-            fee = fee_half_up_many(notional, int(fee_bps[instrument]))
-            if fee:
-                rows.append((sequence, 0, mv.TRADE_FEE, seller, fee_account, mv.CASH, fee))
-            tape = self.tapes.get(instrument)
-            if tape is None:
-                tape = self.tapes[instrument] = Tape(instrument)
-            tape.record(TradeRecord(f[_EV_TRADE_ID], price, qty, SIDE_NAMES[f[_EV_SIDE]],
-                                    self.machine.now_us, buy_oid, sell_oid))
-        movements = np.array(rows, dtype=mv.MOVEMENT_DTYPE)
-        self.machine.movements.record_many(movements)
-        self.machine.take_fees_from_proceeds(movements)
+        paid whom, and the fee by the rule and rate the kernel charged), and the tapes: two
+        compiled passes over the fills, whatever their number."""
+        log = self.machine.movements
+        start = log.claim(3 * len(fills))
+        written = fill_movements(fills, np.array(sequences, dtype=np.int64),
+                                 self.engine.instruments["fee_bps"], self.machine.fee_account_id,
+                                 log.table.rows, start, log.next_id)
+        self.machine.take_fees_from_proceeds(log.commit(written))
+        self.marketdata.record(fills, self.machine.now_us)
 
     def _replies(self, queue: _Queue, codes: list[int], folded: Folded, events: np.ndarray,
                  replies: list, views: dict[int, dict]) -> None:
@@ -624,15 +561,14 @@ class Markets:
                      taker_side: str, buy_order_id: int = 0, sell_order_id: int = 0) -> None:
         """Put a trade made outside the book (an accepted ``cn2015`` offer, with no order ids)
         on the instrument's tape and candles and publish it."""
-        tape = self.tapes.get(instrument)
-        if tape is None:
-            tape = self.tapes[instrument] = Tape(instrument)
-        trade = TradeRecord(trade_id, price, quantity, taker_side, self.machine.now_us,
-                            buy_order_id, sell_order_id)
-        tape.record(trade)
+        now_us = self.machine.now_us
+        self.marketdata.record_one(instrument, trade_id, price, quantity, taker_side, now_us,
+                                   buy_order_id, sell_order_id)
         channel = f"trades:{instrument}"
         if self.machine.wants(channel):
-            self.machine.publish(channel, trade_view(trade))
+            self.machine.publish(channel, {
+                "trade_id": trade_id, "price": price, "quantity": quantity,
+                "taker_side": taker_side, "time": format_time_us(now_us)})
 
     def level_quantity(self, instrument: int, side: int, price: int) -> int:
         row = self.engine.instruments[instrument]
@@ -654,6 +590,19 @@ class Markets:
             "asks": [list(level) for level in
                      self.engine.depth(instrument_id, k.SIDE_SELL, depth)],
         }
+
+    def trades(self, instrument_id: int, limit: int) -> list[dict]:
+        """GET trades: the instrument's newest ``limit`` trades kept, newest first."""
+        return self.marketdata.trade_views(instrument_id, limit)
+
+    def candles(self, instrument_id: int, interval: str, limit: int) -> list[dict]:
+        """GET candles: the newest ``limit`` candles kept of ``interval``, oldest first."""
+        return self.marketdata.candle_views(instrument_id, interval, limit)
+
+    @property
+    def tapes(self) -> dict[int, TapeView]:
+        """Every traded instrument's tape as objects, built when read (tests and tools)."""
+        return self.marketdata.tapes()
 
     def book_sequence(self, instrument_id: int) -> int:
         sequences = self.lifecycle.book_seq
@@ -719,6 +668,7 @@ class Markets:
         arrays["markets_counters"] = counters
         lifecycle = self.lifecycle.arrays(len(self.engine.instruments))
         arrays.update({f"markets_{name}": array for name, array in lifecycle.items()})
+        arrays.update({f"markets_{name}": a for name, a in self.marketdata.arrays().items()})
         return arrays
 
     def meta(self) -> bytes:
@@ -726,18 +676,14 @@ class Markets:
 
     def meta_later(self) -> Callable[[], bytes]:
         """Take the state now; return a function that encodes it, safe to call from another
-        thread while the exchange goes on. The orders are arrays (copied by the snapshot);
-        what is left is the tapes (encoded now: their candles change in place) and the
-        client_order_ids, a copy taken now and encoded by the function."""
+        thread while the exchange goes on. The orders and the tapes are arrays (copied by the
+        snapshot); what is left is the auction clock and the client_order_ids, a copy taken
+        now and encoded by the function."""
         client_ids = sorted(self.lifecycle.client_ids.items())
-        rest = _encoder.encode(MarketsMeta(
-            tapes=[self.tapes[i].state() for i in sorted(self.tapes)],
-            next_auction_us=self.next_auction_us, client_ids=[]))
+        next_auction_us = self.next_auction_us
 
         def encode() -> bytes:
-            whole = _decoder.decode(rest)
-            whole.client_ids = client_ids
-            return _encoder.encode(whole)
+            return _encoder.encode(MarketsMeta(next_auction_us, client_ids))
 
         return encode
 
@@ -751,16 +697,9 @@ class Markets:
         self.lifecycle = Lifecycle()
         self.lifecycle.load({name: mine[name] for name in _LIFECYCLE_ARRAYS},
                             [(oid, cid) for oid, cid in state.client_ids])
-        self.tapes = {t.instrument_id: Tape.from_state(t) for t in state.tapes}
+        self.marketdata = MarketData()
+        self.marketdata.load(mine)
         self.next_auction_us = state.next_auction_us
-
-
-def fee_half_up_many(notional: np.ndarray, fee_bps: np.ndarray) -> np.ndarray:
-    """``boards.rules.fee_half_up`` of each notional (int64, exact: notionals stay below
-    2^53, so no product here overflows)."""
-    whole = notional // 10000
-    part = notional - whole * 10000
-    return whole * fee_bps + (part * fee_bps + 5000) // 10000
 
 
 def warm_up() -> None:
@@ -787,6 +726,10 @@ def warm_up() -> None:
                                 engine.instruments, engine.next_order_id, balances.accounts.count)
         lifecycle.views(folded.changes["oid"].tolist(), lifecycle.now(
             folded.changes["oid"].tolist()))
+    fills = result.events[result.events["kind"] == k.EV_FILL]  # the movements and the tape
+    fill_movements(fills, np.zeros(1, dtype=np.int64), engine.instruments["fee_bps"], fee,
+                   np.zeros(3 * len(fills), dtype=mv.MOVEMENT_DTYPE), 0, 1)
+    MarketData().record(fills, 0)
     kf.gather_legs(lifecycle.legs, np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64),
                    np.zeros((1, 3), dtype=np.int64))  # the views of orders with many fills
     resting = engine.new_order(1, buyer, k.SIDE_BUY, 1, price=9, balances=balances)
@@ -825,10 +768,9 @@ def _refused(code: int) -> Reply:
     return Reply(error.status, error.body())
 
 
-_EV_CMD, _EV_SIDE, _EV_INSTRUMENT, _EV_OID, _EV_ACCOUNT, _EV_MAKER_OID, _EV_MAKER_ACCOUNT, \
-    _EV_PRICE, _EV_QTY, _EV_TRADE_ID = (EVENT_DTYPE.names.index(name) for name in (
-        "cmd", "side", "instrument", "oid", "account", "maker_oid", "maker_account", "price",
-        "qty", "trade_id"))
+_EV_CMD, _EV_SIDE, _EV_INSTRUMENT, _EV_PRICE, _EV_QTY, _EV_TRADE_ID = (
+    EVENT_DTYPE.names.index(name)
+    for name in ("cmd", "side", "instrument", "price", "qty", "trade_id"))
 _UNBUILT = {200: Reply(200, None), 201: Reply(201, None)}  # bodies nobody reads (see _replies)
 
 

@@ -106,6 +106,22 @@ class MovementLog:
         self.table.count += count
         self.next_id += count
 
+    def claim(self, count: int) -> int:
+        """Make room for ``count`` more rows and return where they start, for a kernel that
+        writes movements into ``table.rows`` in place (``engine.kernels.movements``); then
+        ``commit`` the rows it wrote."""
+        start = self.table.count
+        self.table.ensure(start + count)
+        return start
+
+    def commit(self, written: int) -> np.ndarray:
+        """Take the ``written`` rows a kernel put after the live ones (ids ``next_id`` on, in
+        order) as recorded; return them."""
+        start = self.table.count
+        self.table.count = start + written
+        self.next_id += written
+        return self.table.rows[start:start + written]
+
     def upto(self, cutoff_sequence: int) -> np.ndarray:
         """The unsettled movements caused by commands up to ``cutoff_sequence``."""
         live = self.table.live()

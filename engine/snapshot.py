@@ -43,9 +43,10 @@ log = logging.getLogger("crowdex.engine.snapshot")
 
 SNAPSHOT_MAGIC = b"CRDXSNAP"
 # 2: INSTRUMENT_DTYPE gained band_multiple (layout 2); 3: the header holds the log position;
-# 4: order records in arrays (engine.lifecycle). An older file's state cannot be loaded: it is
-# refused (recovery then replays the journal from an older snapshot or from the start).
-SNAPSHOT_VERSION = 4
+# 4: order records in arrays (engine.lifecycle); 5: the trade tapes and candles in arrays
+# (engine.marketdata), no longer in the markets meta. An older file's state cannot be loaded:
+# it is refused (recovery then replays the journal from an older snapshot or from the start).
+SNAPSHOT_VERSION = 5
 _HEADER_BODY = struct.Struct("<8sIIQQQI")
 _HEADER = struct.Struct("<8sIIQQQII")
 SNAPSHOT_HEADER_SIZE = _HEADER.size

@@ -26,7 +26,7 @@ from engine.errors import CrowdexError
 from engine.kernels import codes as k
 from engine.kernels.layout import C_EVENTS, C_PROCESSED, COMMAND_DTYPE
 from engine.machine import Reply
-from engine.marketdata import Tape, TapeState, TradeRecord
+from engine.marketdata import TapeState, TradeRecord
 from engine.markets import (  # what the model shares with the component: rules, not the fold
     BAND_MULTIPLE,
     BATCHED_RUNS,
@@ -44,6 +44,7 @@ from engine.markets import (  # what the model shares with the component: rules,
     trade_view,
 )
 from engine.matching import MatchingEngine, price_max_fen
+from engine.reference.marketdata import Tape
 
 # The fold's shortcut for a new order that only rests (_Fold.command); off, every command takes
 # the general path, which the tests compare it with.

@@ -5,11 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from engine import markets_commands as mc
-from engine.clock import format_time_us
 from engine.errors import CrowdexError
 from engine.machine import AccountInfo
 from engine.marketdata import INTERVALS_US
-from engine.markets import Markets, trade_view
+from engine.markets import Markets
 from gateway import http, keys
 from gateway import order_schemas as os_
 from gateway.hub import ChannelKind
@@ -18,6 +17,7 @@ from gateway.routes import Route, query_enum, query_int
 DEPTH_MAX = 1000
 TRADES_LIMIT_MAX = 1000
 CANDLES_LIMIT_MAX = 1000
+TRADES_CHANNEL_FIRST = 100  # the trades a new subscriber of a trades channel gets first
 
 
 def markets(request: web.Request) -> Markets:
@@ -94,9 +94,7 @@ async def book(request: web.Request) -> web.Response:
 async def trades(request: web.Request) -> web.Response:
     limit = http.query_int(request, "limit", 100, 1, TRADES_LIMIT_MAX)
     instrument_id = _instrument(request)
-    tape = markets(request).tapes.get(instrument_id)
-    recent = tape.recent(limit) if tape is not None else []
-    return http.respond(request, 200, [trade_view(t) for t in recent])
+    return http.respond(request, 200, markets(request).trades(instrument_id, limit))
 
 
 async def candles(request: web.Request) -> web.Response:
@@ -105,11 +103,7 @@ async def candles(request: web.Request) -> web.Response:
         raise CrowdexError("invalid_field", "interval must be 1m, 1h or 1d")
     limit = http.query_int(request, "limit", 100, 1, CANDLES_LIMIT_MAX)
     instrument_id = _instrument(request)
-    tape = markets(request).tapes.get(instrument_id)
-    series = list(tape.candles[interval])[-limit:] if tape is not None else []
-    return http.respond(request, 200, [
-        {"time": format_time_us(c.start_us), "open": c.open, "high": c.high, "low": c.low,
-         "close": c.close, "volume": c.volume} for c in series])
+    return http.respond(request, 200, markets(request).candles(instrument_id, interval, limit))
 
 
 async def run_auction(request: web.Request) -> web.Response:
@@ -162,8 +156,7 @@ def _book_channel(request: web.Request, instrument_id: int, account) -> tuple[in
 
 def _trades_channel(request: web.Request, instrument_id: int, account) -> tuple[None, list]:
     _book_channel(request, instrument_id, account)
-    tape = markets(request).tapes.get(instrument_id)
-    return None, [trade_view(t) for t in (tape.recent(100) if tape is not None else [])]
+    return None, markets(request).trades(instrument_id, TRADES_CHANNEL_FIRST)
 
 
 def _orders_channel(request: web.Request, _ident: int, account) -> tuple[None, list]:

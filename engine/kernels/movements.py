@@ -1,0 +1,62 @@
+"""The movements a kernel call's fills make, written straight into the movement log's rows.
+
+The matching kernel has already moved the balances; settlement needs each trade as movements
+(``engine.movements``): the buyer's cash to the seller, the seller's units to the buyer, and
+the seller's fee to the fee account (the risk stage's ``fee_half_up`` at the instrument's
+rate), left out when it rounds to nothing. One compiled pass writes them for any number of
+fills, so neither a replay's long runs nor a live call's single fill builds a Python object
+per fill.
+
+The caller makes room for three rows a fill first (``MovementLog.claim``): nothing grows in
+compiled code. The movement kinds are imported constants; they are stable numbers, never
+reused (``engine.movements``), so a cached compilation cannot hold stale ones.
+"""
+
+from __future__ import annotations
+
+from engine.kernels.codes import SIDE_BUY
+from engine.kernels.jit import kernel
+from engine.kernels.risk import fee_half_up
+from engine.movements import CASH, TRADE_CASH, TRADE_FEE, TRADE_UNITS
+
+
+@kernel
+def fill_movements(fills, sequences, fee_bps, fee_account, rows, start, first_id):
+    """Write the movements of ``fills`` (``EVENT_DTYPE`` fill rows; ``sequences`` gives each
+    command's sequence by its position in the call) from ``rows[start]`` on, ids from
+    ``first_id``; return how many rows were written."""
+    j = start
+    for i in range(len(fills)):
+        f = fills[i]
+        if f["side"] == SIDE_BUY:
+            buyer = f["account"]
+            seller = f["maker_account"]
+        else:
+            buyer = f["maker_account"]
+            seller = f["account"]
+        sequence = sequences[f["cmd"]]
+        instrument = f["instrument"]
+        qty = f["qty"]
+        notional = f["price"] * qty
+        _movement(rows[j], sequence, first_id + j - start, TRADE_CASH, buyer, seller, CASH,
+                  notional)
+        _movement(rows[j + 1], sequence, first_id + j + 1 - start, TRADE_UNITS, seller, buyer,
+                  instrument, qty)
+        j += 2
+        fee = fee_half_up(notional, fee_bps[instrument])  # the fee the risk stage took
+        if fee != 0:
+            _movement(rows[j], sequence, first_id + j - start, TRADE_FEE, seller, fee_account,
+                      CASH, fee)
+            j += 1
+    return j - start
+
+
+@kernel(inline=True)
+def _movement(row, sequence, movement_id, kind, debit, credit, asset, amount):
+    row["sequence"] = sequence
+    row["movement_id"] = movement_id
+    row["kind"] = kind
+    row["debit_account"] = debit
+    row["credit_account"] = credit
+    row["asset"] = asset
+    row["amount"] = amount
