@@ -80,6 +80,12 @@ class TapeState(msgspec.Struct, array_like=True):
     candles: dict[str, list[Candle]]
 
 
+def trade_view(trade_id: int, price: int, quantity: int, taker_side: str, time: str) -> dict:
+    """A trade as the API shows it (GET trades, the trades channel)."""
+    return {"trade_id": trade_id, "price": price, "quantity": quantity, "taker_side": taker_side,
+            "time": time}
+
+
 class TapeView:
     """One instrument's tape as objects, built when read, for tests and tools (the API's reads
     build their JSON from the rows: ``MarketData.trade_views``, ``candle_views``)."""
@@ -89,10 +95,6 @@ class TapeView:
         self.instrument_id = state.instrument_id
         self.trades = state.trades  # oldest first
         self.candles = state.candles
-
-    def recent(self, limit: int) -> list[TradeRecord]:
-        """Newest first."""
-        return self.trades[::-1][:limit]
 
     def state(self) -> TapeState:
         return self._state
@@ -211,8 +213,7 @@ class MarketData:
             time = times.get(time_us)
             if time is None:
                 time = times[time_us] = format_time_us(time_us)
-            views.append({"trade_id": trade_id, "price": price, "quantity": qty,
-                          "taker_side": SIDE_NAMES[side], "time": time})
+            views.append(trade_view(trade_id, price, qty, SIDE_NAMES[side], time))
         return views
 
     def candle_views(self, instrument: int, interval: str, limit: int) -> list[dict]:

@@ -42,7 +42,7 @@ from engine.lifecycle import (
     Lifecycle,
 )
 from engine.machine import Reply
-from engine.marketdata import MarketData, TapeView, TradeRecord
+from engine.marketdata import MarketData, TapeView, trade_view
 from engine.matching import (
     MatchingEngine,
     command,
@@ -566,9 +566,8 @@ class Markets:
                                    buy_order_id, sell_order_id)
         channel = f"trades:{instrument}"
         if self.machine.wants(channel):
-            self.machine.publish(channel, {
-                "trade_id": trade_id, "price": price, "quantity": quantity,
-                "taker_side": taker_side, "time": format_time_us(now_us)})
+            self.machine.publish(channel, trade_view(trade_id, price, quantity, taker_side,
+                                                     format_time_us(now_us)))
 
     def level_quantity(self, instrument: int, side: int, price: int) -> int:
         row = self.engine.instruments[instrument]
@@ -738,11 +737,6 @@ def warm_up() -> None:
     from engine.kernels.auction import clearing_price
 
     clearing_price(engine.levels, engine.instruments, 2)
-
-
-def trade_view(trade: TradeRecord) -> dict:
-    return {"trade_id": trade.trade_id, "price": trade.price, "quantity": trade.quantity,
-            "taker_side": trade.taker_side, "time": format_time_us(trade.time_us)}
 
 
 _REFUSALS = {

@@ -26,7 +26,7 @@ from engine.errors import CrowdexError
 from engine.kernels import codes as k
 from engine.kernels.layout import C_EVENTS, C_PROCESSED, COMMAND_DTYPE
 from engine.machine import Reply
-from engine.marketdata import TapeState, TradeRecord
+from engine.marketdata import TapeState, TradeRecord, trade_view
 from engine.markets import (  # what the model shares with the component: rules, not the fold
     BAND_MULTIPLE,
     BATCHED_RUNS,
@@ -41,7 +41,6 @@ from engine.markets import (  # what the model shares with the component: rules,
     k_CANCEL,
     k_NEW,
     k_UNCROSS,
-    trade_view,
 )
 from engine.matching import MatchingEngine, price_max_fen
 from engine.reference.marketdata import Tape
@@ -432,7 +431,8 @@ class Markets:
         tape.record(trade)
         channel = f"trades:{instrument}"
         if self.machine.wants(channel):
-            self.machine.publish(channel, trade_view(trade))
+            self.machine.publish(channel, trade_view(
+                trade_id, price, quantity, taker_side, format_time_us(trade.time_us)))
 
     def level_quantity(self, instrument: int, side: int, price: int) -> int:
         row = self.engine.instruments[instrument]

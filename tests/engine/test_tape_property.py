@@ -18,7 +18,9 @@ the same. Recording a call's fills in pieces gives the same arrays as in one pas
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import zlib
 from pathlib import Path
 
 import msgspec
@@ -26,7 +28,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.clock import format_time_us
+from engine.clock import ManualClock, format_time_us
 from engine.kernels import codes as k
 from engine.kernels.layout import EVENT_DTYPE
 from engine.marketdata import (
@@ -37,9 +39,15 @@ from engine.marketdata import (
     MarketData,
     TradeRecord,
 )
-from engine.markets import trade_view
 from engine.reference.marketdata import Tape, record_fills
-from engine.snapshot import read_snapshot, state_hash, write_snapshot
+from engine.sequencer import Engine
+from engine.snapshot import (
+    SNAPSHOT_HEADER_SIZE,
+    load_latest,
+    read_snapshot,
+    state_hash,
+    write_snapshot,
+)
 
 EXAMPLES = 1000 if os.environ.get("CROWDEX_SLOW") else 60
 START_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z: a day boundary
@@ -109,7 +117,9 @@ class _Trades:
 
 def _old_trades(tape: Tape | None, limit: int) -> list[dict]:
     """GET trades (and the trades channel's first message) as the gateway built it before."""
-    return [trade_view(t) for t in (tape.recent(limit) if tape is not None else [])]
+    return [{"trade_id": t.trade_id, "price": t.price, "quantity": t.quantity,
+             "taker_side": t.taker_side, "time": format_time_us(t.time_us)}
+            for t in (tape.recent(limit) if tape is not None else [])]
 
 
 def _old_candles(tape: Tape | None, interval: str, limit: int) -> list[dict]:
@@ -217,3 +227,48 @@ def test_a_tape_holds_pages_as_it_fills_not_whole_rings():
     ours.record(trades.burst(5 * TRADES_KEPT, 1), START_US + 1)
     # Three instruments' rings are full now: a full ring of trades each, the rest unchanged.
     assert len(ours.arrays()["tape_trades"]) == 3 * TRADES_KEPT + 3 * PAGE_ROWS
+
+
+def _market_views(machine) -> tuple[str, dict]:
+    markets = machine.component("markets")
+    instruments = markets.marketdata.instruments()
+    assert instruments  # the journal trades
+    return machine.state_hash(), {
+        instrument: (markets.trades(instrument, 1000),
+                     [markets.candles(instrument, interval, 1000) for interval in INTERVALS_US])
+        for instrument in instruments}
+
+
+def test_a_venue_snapshot_keeps_the_tapes_and_one_of_version_4_is_replayed_instead(tmp_path):
+    """A journal written by an earlier crowdex (tests/engine/test_old_journal.py): recovered
+    from a snapshot of today's version, the venue shows the trades and candles the journal's
+    replay shows; a version 4 snapshot (the tapes in the markets meta) is refused and the
+    journal replayed to the same."""
+    old = Path(__file__).resolve().parent / "data" / "journal_98317ba" / "journal"
+    shutil.copytree(old, tmp_path / "journal")
+
+    def recovered() -> tuple[int, tuple[str, dict]]:
+        """(entries replayed, the state hash and the views) of a recovery."""
+        engine = Engine(tmp_path, ManualClock(), sync=False)
+        entries = engine.recover()
+        try:
+            return entries, _market_views(engine.machine)
+        finally:
+            engine.close_recovered()
+
+    entries, replayed = recovered()
+    assert entries == 655
+    engine = Engine(tmp_path, ManualClock(), sync=False)
+    engine.recover()
+    machine = engine.machine
+    path = write_snapshot(tmp_path / "snapshots", machine.last_sequence, machine.arrays(),
+                          machine.meta(), sync=False)
+    engine.close_recovered()
+    assert recovered() == (0, replayed)  # from the snapshot
+    data = bytearray(path.read_bytes())
+    data[8:12] = (4).to_bytes(4, "little")  # the version, then the header's own CRC again
+    data[SNAPSHOT_HEADER_SIZE - 4:SNAPSHOT_HEADER_SIZE] = zlib.crc32(
+        bytes(data[:SNAPSHOT_HEADER_SIZE - 4])).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    assert load_latest(tmp_path / "snapshots") is None
+    assert recovered() == (655, replayed)  # from the journal
