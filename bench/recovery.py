@@ -17,6 +17,13 @@ appended to the journal with the exchange times a busy server stamps (one per gr
 
 Both replays end at the same state hash (checked), and so does the live apply. ``--json``
 prints one JSON object as the last line.
+
+``--mix mixed`` replays a busy venue's journal instead (``bench.venue``: ``--commands`` commands
+of accounts, deposits and withdrawals, offerings on all five boards with their subscriptions,
+closes and allocations, orders, cancels and amends, IP call auctions, distributions, ticks and
+settlement batches); the mix as written, and what of it was refused, is printed first. The
+replay must reach the state hash of the machine that wrote the journal; the reference and the
+live apply (microseconds per command) are measured the same way.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import venue
 from bench.workload import MID_START_FEN, generate
 from engine import commands as c
 from engine import markets_commands as mc
@@ -132,32 +140,72 @@ def replay_one_by_one(data_dir: Path, upto: int) -> tuple[StateMachine, float]:
     return machine, seconds
 
 
-def live_apply(data_dir: Path, prefix: int, entries: list[c.Entry],
-               batch: int) -> tuple[StateMachine, float]:
-    """The order entries through ``apply_batch`` in the sequencer's batches; seconds spent."""
+def live_apply(data_dir: Path, prefix: int, batch: int) -> tuple[StateMachine, float, int]:
+    """The journal's entries after ``prefix`` through ``apply_batch`` in the sequencer's
+    batches of ``batch``, replies built; returns the machine, the seconds spent applying (not
+    reading nor decoding) and how many entries were timed."""
     machine = StateMachine()
     # As in a server where one client watches the instrument's book and trades.
     machine.wants = LIVE_SUBSCRIPTIONS.__contains__
     journal = FileJournal(data_dir / "journal", sync=False, read_only=True)
-    for sequence, payload in journal.read(0):
-        if sequence > prefix:
-            break
-        machine.apply(sequence, c.decode_entry(payload))
-    journal.close()
-    spent = 0.0
-    for start in range(0, len(entries), batch):
-        chunk = entries[start:start + batch]
+    spent, timed, pending, first = 0.0, 0, [], prefix + 1
+
+    def flush() -> float:
         began = time.perf_counter()
-        machine.apply_batch(prefix + start + 1, chunk)
+        machine.apply_batch(first, pending)
         machine.outbox.clear()
-        spent += time.perf_counter() - began
-    return machine, spent
+        return time.perf_counter() - began
+
+    for sequence, payload in journal.read(0):
+        entry = c.decode_entry(payload)
+        if sequence <= prefix:
+            machine.apply(sequence, entry)
+            continue
+        pending.append(entry)
+        if len(pending) == batch:
+            spent += flush()
+            timed, first, pending = timed + batch, first + batch, []
+    if pending:
+        spent += flush()
+        timed += len(pending)
+    journal.close()
+    return machine, spent, timed
+
+
+def _orders_journal(data_dir: Path, args: argparse.Namespace) -> tuple[int, int, str | None]:
+    """The order-flow journal: (prefix entries, all entries, None: no writer's hash)."""
+    began = time.perf_counter()
+    prefix, entries = build_journal(data_dir, args.orders, args.seed)
+    total = prefix + len(entries)
+    print(f"journal: {total:,} entries ({len(entries):,} orders) built in "
+          f"{time.perf_counter() - began:.1f} s", file=sys.stderr)
+    return prefix, total, None
+
+
+def _mixed_journal(data_dir: Path, args: argparse.Namespace) -> tuple[int, int, str | None]:
+    """The busy venue's journal (``bench.venue``); prints the mix as written."""
+    began = time.perf_counter()
+    written = venue.build_journal(data_dir, args.commands, args.seed, days=args.days,
+                                  investors=args.investors)
+    print(f"journal: {written.total:,} entries ({written.prefix:,} opening the venue, "
+          f"{written.total - written.prefix:,} of the mix) written and applied in "
+          f"{time.perf_counter() - began:.1f} s", file=sys.stderr)
+    print(venue.mix_table(written), file=sys.stderr)
+    return written.prefix, written.total, written.state_hash
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="crowdex bench recovery", description=__doc__.split("\n")[0])
+    p.add_argument("--mix", choices=("orders", "mixed"), default="orders",
+                   help="order flow (the default), or a busy venue's mixed traffic")
     p.add_argument("--orders", type=int, default=1_000_000,
-                   help="orders in the journal (%(default)s)")
+                   help="--mix orders: orders in the journal (%(default)s)")
+    p.add_argument("--commands", type=int, default=1_000_000,
+                   help="--mix mixed: commands after the venue's opening (%(default)s)")
+    p.add_argument("--days", type=int, default=venue.DAYS,
+                   help="--mix mixed: exchange days the traffic covers (%(default)s)")
+    p.add_argument("--investors", type=int, default=venue.INVESTORS,
+                   help="--mix mixed: investors at the opening (%(default)s)")
     p.add_argument("--seed", type=int, default=7, help="the workload's random seed")
     p.add_argument("--reference", type=int, default=100_000,
                    help="entries replayed one at a time for the old path's figure")
@@ -169,44 +217,52 @@ def main(argv: list[str] | None = None) -> int:
 
     warm_up()
     with tempfile.TemporaryDirectory(prefix="crowdex-bench-recovery-") as tmp:
-        data_dir = Path(tmp)
-        began = time.perf_counter()
-        prefix, entries = build_journal(data_dir, args.orders, args.seed)
-        total = prefix + len(entries)
-        print(f"journal: {total:,} entries ({len(entries):,} orders) built in "
-              f"{time.perf_counter() - began:.1f} s", file=sys.stderr)
-        result = replay(data_dir)
-        print(f"replay (runs): {result.commands:,} commands in {result.seconds:.2f} s = "
-              f"{result.commands_per_sec:,.0f} commands/s", file=sys.stderr)
-        upto = min(total, prefix + args.reference)
-        old, old_seconds = replay_one_by_one(data_dir, upto)
-        old_rate = upto / old_seconds
-        print(f"replay (one at a time, first {upto:,}): {old_rate:,.0f} commands/s",
-              file=sys.stderr)
-        live, live_seconds = live_apply(data_dir, prefix, entries, args.live_batch)
-        if live.state_hash() != result.state_hash:
-            raise RuntimeError("the live apply and the replay reached different states")
-        partial = replay(data_dir, upto=upto)
-        if partial.state_hash != old.state_hash():
-            raise RuntimeError("the replay in runs and one at a time reached different states")
-    live_us = live_seconds / len(entries) * 1e6
-    print(f"live apply (batches of {args.live_batch}): {live_us:.2f} us per order",
-          file=sys.stderr)
-    figures = {
-        "orders": len(entries), "commands": result.commands,
-        "replay_commands_per_sec": round(result.commands_per_sec),
-        "replay_seconds": round(result.seconds, 3),
-        "one_at_a_time_commands_per_sec": round(old_rate),
-        "replay_vs_one_at_a_time": round(result.commands_per_sec / old_rate, 2),
-        "live_apply_us_per_order": round(live_us, 3), "live_batch": args.live_batch,
-        "state_hash": result.state_hash,
-    }
+        figures = measure(Path(tmp), args)
     if args.json:
         print(json.dumps(figures))
     else:
         for name, value in figures.items():
             print(f"{name}: {value}")
     return 0
+
+
+def measure(data_dir: Path, args: argparse.Namespace) -> dict:
+    """Build the journal, replay it in runs and one at a time, apply it live; the figures."""
+    build = _mixed_journal if args.mix == "mixed" else _orders_journal
+    prefix, total, written_hash = build(data_dir, args)
+    result = replay(data_dir)
+    print(f"replay (runs): {result.commands:,} commands in {result.seconds:.2f} s = "
+          f"{result.commands_per_sec:,.0f} commands/s", file=sys.stderr)
+    if written_hash is not None and result.state_hash != written_hash:
+        raise RuntimeError("the replay did not reach the state of the machine that wrote "
+                           "the journal")
+    upto = min(total, prefix + args.reference)
+    old, old_seconds = replay_one_by_one(data_dir, upto)
+    old_rate = upto / old_seconds
+    print(f"replay (one at a time, first {upto:,}): {old_rate:,.0f} commands/s",
+          file=sys.stderr)
+    live, live_seconds, timed = live_apply(data_dir, prefix, args.live_batch)
+    if live.state_hash() != result.state_hash:
+        raise RuntimeError("the live apply and the replay reached different states")
+    partial = replay(data_dir, upto=upto)
+    if partial.state_hash != old.state_hash():
+        raise RuntimeError("the replay in runs and one at a time reached different states")
+    live_us = live_seconds / max(timed, 1) * 1e6
+    unit = "order" if args.mix == "orders" else "command"
+    print(f"live apply (batches of {args.live_batch}): {live_us:.2f} us per {unit}",
+          file=sys.stderr)
+    figures = {
+        "mix": args.mix, "commands": result.commands,
+        "replay_commands_per_sec": round(result.commands_per_sec),
+        "replay_seconds": round(result.seconds, 3),
+        "one_at_a_time_commands_per_sec": round(old_rate),
+        "replay_vs_one_at_a_time": round(result.commands_per_sec / old_rate, 2),
+        f"live_apply_us_per_{unit}": round(live_us, 3), "live_batch": args.live_batch,
+        "state_hash": result.state_hash,
+    }
+    if args.mix == "orders":
+        figures["orders"] = total - prefix
+    return figures
 
 
 if __name__ == "__main__":
