@@ -5,8 +5,9 @@ module plays a venue of several thousand accounts on every board for ``days`` of
 (wall clock, compressed: one journal of a million commands covers two months, so offerings open,
 close at their deadlines, lock-ups end and the IP call auction runs daily inside it) and writes
 each command to a journal. The commands are drawn with the shares of ``MIX`` (per cent of the
-commands after the opening prefix); what each names comes from the state as the journal is
-written, so most of them succeed and the rest are refused for the reasons a real venue sees:
+commands after the opening prefix) and ``RARE`` (per million); what each names comes from the
+state as the journal is written, so most of them succeed and the rest are refused for the
+reasons a real venue sees:
 
 - orders (limit, market, IOC, post-only, some with a client_order_id) on every tradable
   instrument, the IP ones resting for the auction; sells by holders; cancels of recent orders
@@ -61,13 +62,17 @@ KEYED_SHARE = 0.10  # client commands with an Idempotency-Key
 RETRY_SHARE = 0.01  # keyed commands sent twice
 RECENT_MAX = 20_000  # recent orders and subscriptions kept as targets for cancels
 
-# Per cent of the commands after the prefix (settlement batches come on top, by count).
+# Per cent of the commands after the opening (settlement batches come on top, by count).
 MIX: tuple[tuple[str, float], ...] = (
     ("place_order", 35.0), ("cancel_order", 11.0), ("amend_order", 3.0),
     ("subscribe", 21.0), ("cancel_subscription", 2.0),
-    ("deposit", 14.0), ("withdraw", 5.5), ("create_account", 2.0),
-    ("tick", 0.3), ("create_project", 0.05), ("close_project", 0.01),
-    ("distribute", 0.05), ("report_revenue", 0.03), ("run_auction", 0.02),
+    ("deposit", 14.0), ("withdraw", 5.5), ("create_account", 2.0), ("tick", 0.3),
+)
+# Rare commands: per million, and at least this many in any journal (a short one too lists
+# projects, closes them and pays distributions).
+RARE: tuple[tuple[str, float, int], ...] = (
+    ("create_project", 500, 12), ("close_project", 100, 3), ("distribute", 500, 6),
+    ("report_revenue", 300, 2), ("run_auction", 200, 3),
 )
 BOARD_SHARES = (("equity", 0.35), ("debt", 0.2), ("ip", 0.15), ("product", 0.2),
                 ("operating_rights", 0.1))
@@ -126,8 +131,10 @@ class VenueTraffic:
         self.refused: collections.Counter[str] = collections.Counter()
         self.keyed = 0
         self.batch_id = 0
-        self.kinds = [name for name, _ in MIX]
-        shares = np.array([share for _, share in MIX])
+        rare = [(name, max(per_million / 1e4, least * 100 / max(commands, 1)))
+                for name, per_million, least in RARE]
+        self.kinds = [name for name, _ in MIX + tuple(rare)]
+        shares = np.array([share for _, share in MIX + tuple(rare)])
         self.cumulative = np.cumsum(shares / shares.sum()).tolist()
 
     # ---- applying -------------------------------------------------------------------------------

@@ -390,14 +390,16 @@ class StateMachine:
                 and self.deposits_total - self.withdrawals_total + cmd.amount > CASH_TOTAL_MAX):
             raise CrowdexError("limit_exceeded",
                                f"the venue holds at most {CASH_TOTAL_MAX} fen in all")
-        rows = self.balances.accounts.rows
-        rows[cmd.account_id]["cash_available"] += cmd.amount
+        # A column, then the account: a tenth of what taking the account's row costs.
+        cash = self.balances.accounts.rows["cash_available"]
+        cash[cmd.account_id] += cmd.amount
         self.deposits_total += cmd.amount
         self.movements.record(self.last_sequence, mv.DEPOSIT, mv.EXTERNAL_ACCOUNT,
                               cmd.account_id, mv.CASH, cmd.amount)
+        # The reply is kept with the reference (state), so it is built even in a replay.
         reply = Reply(201, {
             "account_id": cmd.account_id,
-            "cash_available": int(rows[cmd.account_id]["cash_available"]),
+            "cash_available": int(cash[cmd.account_id]),
         })
         self.references[(cmd.account_id, cmd.reference)] = Stored(fingerprint, self.now_us, reply)
         return reply
@@ -412,12 +414,12 @@ class StateMachine:
                 "insufficient_funds",
                 f"withdrawable cash is {self.cash_withdrawable(cmd.account_id)} fen",
             )
-        rows = self.balances.accounts.rows
-        rows[cmd.account_id]["cash_available"] -= cmd.amount
+        cash = self.balances.accounts.rows["cash_available"]
+        cash[cmd.account_id] -= cmd.amount
         self.withdrawals_total += cmd.amount
         self.movements.record(self.last_sequence, mv.WITHDRAWAL, cmd.account_id,
                               mv.EXTERNAL_ACCOUNT, mv.CASH, cmd.amount)
-        reply = Reply(201, {"cash_available": int(rows[cmd.account_id]["cash_available"])})
+        reply = Reply(201, {"cash_available": int(cash[cmd.account_id])})
         self.references[(cmd.account_id, cmd.reference)] = Stored(fingerprint, self.now_us, reply)
         return reply
 
@@ -439,20 +441,43 @@ class StateMachine:
 
         The caller has already taken ``amount`` from ``debit_account``'s buckets.
         """
-        row = self.balances.accounts.rows[account_id]
-        row["cash_available"] += amount
-        row["cash_unsettled"] += amount
+        rows = self.balances.accounts.rows
+        rows["cash_available"][account_id] += amount
+        rows["cash_unsettled"][account_id] += amount
         self.movements.record(self.last_sequence, kind, debit_account, account_id, mv.CASH,
                               amount)
+
+    def credit_cash_many(self, accounts: list[int], amounts: list[int], kind: int,
+                         debit_accounts: list[int] | int) -> None:
+        """``credit_cash`` of each ``(account, amount)`` in order, in bulk (an allocation or a
+        distribution pays thousands): the same balances and the same movements, in the same
+        order, as one call each."""
+        if not accounts:
+            return
+        credit = np.array(accounts, dtype=np.int64)
+        amount = np.array(amounts, dtype=np.int64)
+        if (amount <= 0).any():
+            raise ValueError(f"a movement must be positive, got {int(amount.min())}")
+        rows = self.balances.accounts.rows
+        np.add.at(rows["cash_available"], credit, amount)
+        np.add.at(rows["cash_unsettled"], credit, amount)
+        moved = np.zeros(len(credit), dtype=mv.MOVEMENT_DTYPE)
+        moved["sequence"] = self.last_sequence
+        moved["kind"] = kind
+        moved["debit_account"] = debit_accounts
+        moved["credit_account"] = credit
+        moved["asset"] = mv.CASH
+        moved["amount"] = amount
+        self.movements.record_many(moved)
 
     def take_from_proceeds(self, account_id: int, amount: int) -> None:
         """Take ``amount`` out of proceeds just credited (a fee, a held payout): from available
         cash, and under rules 4 from the unsettled part too, since it never becomes settled cash
         of this account (``movements.FROM_PROCEEDS``). The caller records the movement."""
-        row = self.balances.accounts.rows[account_id]
-        row["cash_available"] -= amount
+        rows = self.balances.accounts.rows
+        rows["cash_available"][account_id] -= amount
         if self.rules >= 4:  # commands.RULES_VERSION: older journals replay as they were
-            row["cash_unsettled"] -= amount
+            rows["cash_unsettled"][account_id] -= amount
 
     def take_fees_from_proceeds(self, movements: np.ndarray) -> None:
         """For fills the kernel applied (it took each fee from available cash): under rules 4,
@@ -467,8 +492,9 @@ class StateMachine:
     # ---- reads --------------------------------------------------------------------------------
 
     def cash_withdrawable(self, account_id: int) -> int:
-        row = self.balances.accounts.rows[account_id]
-        return max(0, int(row["cash_available"]) - int(row["cash_unsettled"]))
+        rows = self.balances.accounts.rows
+        return max(0, int(rows["cash_available"][account_id])
+                   - int(rows["cash_unsettled"][account_id]))
 
     def account_view(self, account_id: int) -> dict:
         info = self.accounts[account_id]

@@ -40,6 +40,11 @@ ALLOCATED = "allocated"
 REFUNDED = "refunded"
 
 PROJECTS_MAX = 1_000_000
+DEFAULT_FROM_CACHED_MAX = 100_000  # derived default times kept (a cache: cleared when full)
+_UNKNOWN = object()
+# Replies nobody reads (a replay of commands without an Idempotency-Key: see
+# StateMachine.replies_needed), shared and without a body.
+UNREAD = {200: Reply(200, None), 201: Reply(201, None)}
 SUBSCRIPTIONS_MAX = 50_000_000
 DISCLOSURES_PER_PROJECT_MAX = 10_000
 
@@ -186,6 +191,8 @@ class Offerings:
         self.rules_file: dict[str, Any] = {}  # the operator's boards file in force (state)
         self.terms = OperatingTerms(self)  # the operating-rights board after its close
         self._configured: dict[tuple, rules.Board] = {}  # boards with overrides (derived)
+        # (project, status, payments, raised, closed) -> when it falls into default (derived).
+        self._default_from: dict[tuple, int | None] = {}
 
     def handlers(self) -> dict[type, Callable[[Any, int], Reply]]:
         return {
@@ -369,14 +376,15 @@ class Offerings:
         if (board.config.counts_toward_limit and not self._cn2015()
                 and investor.investor_class == "retail"):
             self._check_retail_limit(investor, amount)
-        row = self._rows()[actor]
-        if int(row["cash_available"]) < amount:
+        accounts = self._rows()
+        available = int(accounts["cash_available"][actor])
+        if available < amount:
             raise CrowdexError("insufficient_funds",
-                               f"{amount} fen needed, {int(row['cash_available'])} available")
+                               f"{amount} fen needed, {available} available")
         if len(self.subscriptions) >= SUBSCRIPTIONS_MAX:
             raise CrowdexError("not_permitted", "the venue holds its maximum of subscriptions")
-        row["cash_available"] -= amount
-        row["cash_reserved"] += amount
+        accounts["cash_available"][actor] -= amount
+        accounts["cash_reserved"][actor] += amount
         sub = Subscription(self.next_subscription_id, project.project_id, actor,
                            self.machine.last_sequence, now, cmd.quantity, cmd.rate_bps,
                            cmd.tier_id, amount)
@@ -384,7 +392,7 @@ class Offerings:
         self.subscriptions[sub.subscription_id] = sub
         self._index(sub, board)
         self._publish(project)
-        return Reply(201, subscription_view(sub))
+        return Reply(201, subscription_view(sub)) if self.machine.replies_needed else UNREAD[201]
 
     def _check_per_backer(self, board: rules.Board, project: Project, live: _Live, actor: int,
                           cmd: oc.Subscribe) -> None:
@@ -455,14 +463,14 @@ class Offerings:
         if not now < project.deadline_us - config.cancel_window_us:
             raise CrowdexError("cancel_window_closed",
                                "subscriptions can no longer be cancelled on this offering")
-        row = self._rows()[sub.account_id]
-        row["cash_reserved"] -= sub.reserved
-        row["cash_available"] += sub.reserved
+        accounts = self._rows()
+        accounts["cash_reserved"][sub.account_id] -= sub.reserved
+        accounts["cash_available"][sub.account_id] += sub.reserved
         self._live_add(sub, -1)
         sub.status = CANCELLED
         sub.refunded = sub.reserved
         self._publish(project)
-        return Reply(200, subscription_view(sub))
+        return Reply(200, subscription_view(sub)) if self.machine.replies_needed else UNREAD[200]
 
     # ---- the close ----------------------------------------------------------------------------
 
@@ -501,9 +509,15 @@ class Offerings:
             sub.alloc_quantity, sub.alloc_amount = quantity, amount
             sub.refunded = sub.reserved - amount
             sub.status = ALLOCATED if quantity else REFUNDED
-            row = self._rows()[sub.account_id]
-            row["cash_reserved"] -= sub.reserved
-            row["cash_available"] += sub.refunded
+        # Every reservation released and every refund paid at once (sums commute: the
+        # balances are those of one subscription after the other).
+        if subs:
+            accounts = self._rows()
+            owners = np.array([sub.account_id for sub in subs], dtype=np.int64)
+            np.subtract.at(accounts["cash_reserved"], owners,
+                           np.array([sub.reserved for sub in subs], dtype=np.int64))
+            np.add.at(accounts["cash_available"], owners,
+                      np.array([sub.refunded for sub in subs], dtype=np.int64))
         if result.succeeded:
             self._settle_success(project, board, subs, result.clearing_rate_bps)
             if board.config.issues_units and project.lockup_until_us <= now:
@@ -522,8 +536,9 @@ class Offerings:
                 paid[sub.account_id] += sub.alloc_amount
                 units[sub.account_id] += sub.alloc_quantity
         issuer = project.issuer_id
-        for account in sorted(paid):
-            machine.credit_cash(issuer, paid[account], mv.SUBSCRIPTION_PAYMENT, account)
+        payers = sorted(paid)
+        machine.credit_cash_many([issuer] * len(payers), [paid[a] for a in payers],
+                                 mv.SUBSCRIPTION_PAYMENT, payers)
         raised = sum(paid.values())
         config = board.config
         fee = rules.fee_half_up(raised, config.success_fee_bps)
@@ -539,13 +554,7 @@ class Offerings:
                                          mv.EXTERNAL_ACCOUNT, mv.CASH, held)
             project.held_amount = held
         if config.issues_units:
-            instrument = project.project_id
-            for account in sorted(units):
-                slot = machine.balances.position_slot(account, instrument)
-                positions = machine.balances.positions.rows
-                positions[slot]["units_available"] += units[account]
-                machine.movements.record(machine.last_sequence, mv.UNITS_ISSUED,
-                                         mv.EXTERNAL_ACCOUNT, account, instrument, units[account])
+            self._issue_units(project.project_id, units)
             project.lockup_until_us = (project.closed_us
                                        + project.terms.get("lockup_days", 0) * rules.US_PER_DAY)
             self._schedule_due(project.lockup_until_us)
@@ -558,6 +567,29 @@ class Offerings:
         event = self.terms.start(project)
         if event is not None:
             self._schedule_due(event)
+
+    def _issue_units(self, instrument: int, units: dict[int, int]) -> None:
+        """Issue each account its units (position rows made in account order), one
+        ``UNITS_ISSUED`` movement each, in account order."""
+        machine = self.machine
+        holders = sorted(units)
+        if not holders:
+            return
+        balances = machine.balances
+        slots = np.array([balances.position_slot(a, instrument) for a in holders],
+                         dtype=np.int64)
+        quantities = np.array([units[a] for a in holders], dtype=np.int64)
+        if (quantities <= 0).any():
+            raise ValueError("units issued must be positive")
+        np.add.at(balances.positions.rows["units_available"], slots, quantities)
+        issued = np.zeros(len(holders), dtype=mv.MOVEMENT_DTYPE)
+        issued["sequence"] = machine.last_sequence
+        issued["kind"] = mv.UNITS_ISSUED
+        issued["debit_account"] = mv.EXTERNAL_ACCOUNT
+        issued["credit_account"] = holders
+        issued["asset"] = instrument
+        issued["amount"] = quantities
+        machine.movements.record_many(issued)
 
     # ---- time ---------------------------------------------------------------------------------
 
@@ -623,11 +655,11 @@ class Offerings:
         """Take an issuer's payment to holders (422 ``insufficient_funds`` before anything
         changes); it waits in the issuer's escrow until the batch pays the holders of record.
         (The refusal's words are journal format, remembered replies: they stay as they were.)"""
-        row = self._rows()[issuer]
-        if int(row["cash_available"]) < amount:
+        balances = self._rows()
+        if int(balances["cash_available"][issuer]) < amount:
             raise CrowdexError("insufficient_funds", f"{amount} fen needed")
-        row["cash_available"] -= amount
-        row["cash_reserved"] += amount
+        balances["cash_available"][issuer] -= amount
+        balances["cash_reserved"][issuer] += amount
         dist = Distribution(self.next_distribution_id, project.project_id, amount,
                             self.machine.now_us)
         self.next_distribution_id += 1
@@ -660,36 +692,38 @@ class Offerings:
         # After a buy-back cancelled the units, a month reported late goes to their last holders.
         holders = (self.holders(project.project_id)
                    or self.terms.final_holders(project.project_id))
-        row = self._rows()[issuer]
-        row["cash_reserved"] -= dist.amount
+        balances = self._rows()
+        balances["cash_reserved"][issuer] -= dist.amount
         dist.status = "paid"
         dist.paid_sequence = machine.last_sequence
         if not holders:  # nobody to pay: the issuer keeps its money
-            row["cash_available"] += dist.amount
+            balances["cash_available"][issuer] += dist.amount
             return
         fee = rules.fee_half_up(dist.amount, self.board(project).config.distribution_fee_bps)
         accounts = [a for a, _ in holders]
         shares = rules.largest_remainder(dist.amount - fee, [u for _, u in holders], accounts)
-        for account, share in zip(accounts, shares, strict=True):
-            if share:
-                machine.credit_cash(account, share, mv.DISTRIBUTION, issuer)
+        paid = [(a, share) for a, share in zip(accounts, shares, strict=True) if share]
+        machine.credit_cash_many([a for a, _ in paid], [share for _, share in paid],
+                                 mv.DISTRIBUTION, issuer)
         if fee:
             machine.credit_cash(machine.fee_account_id, fee, mv.SERVICING_FEE, issuer)
         dist.fee = fee
         dist.holders = len(holders)
 
     def holders(self, instrument_id: int) -> list[tuple[int, int]]:
-        """``(account_id, units)`` of every holder of an instrument, by account id."""
-        balances = self.machine.balances
-        rows = balances.positions.rows
-        out = []
-        for (account, instrument), slot in balances.position_slots.items():
-            if instrument == instrument_id:
-                units = int(rows[slot]["units_available"]) + int(rows[slot]["units_reserved"])
-                if units > 0:
-                    out.append((account, units))
-        out.sort()
-        return out
+        """``(account_id, units)`` of every holder of an instrument, by account id.
+
+        Read from the position rows in bulk (each row is one account's position in one
+        instrument, so an account appears once): a batch paying distributions asks this of
+        every project it pays, and the venue holds a position row per account and instrument.
+        """
+        live = self.machine.balances.positions.live()
+        mine = live[live["instrument_id"] == instrument_id]
+        units = mine["units_available"] + mine["units_reserved"]
+        held = units > 0
+        accounts = mine["account_id"][held]
+        order = np.argsort(accounts, kind="stable")
+        return list(zip(accounts[order].tolist(), units[held][order].tolist(), strict=True))
 
     def _delivery(self, cmd: oc.ConfirmDelivery, actor: int) -> Reply:
         self._require_role(actor, "operator")
@@ -771,11 +805,34 @@ class Offerings:
         return "scheduled"
 
     def defaulted(self, project: Project) -> bool:
+        """Whether any instalment (or operating-rights month) is in default now: asked for
+        every run of orders, so it compares the clock with the moment the project falls into
+        default as its payments stand (``default_from_us``) instead of walking its schedule."""
         now = self.machine.now_us
         if project.project_id in self.terms.states:
             return self.terms.in_default(project.project_id, now)
-        return any(self.instalment_status(project, i, now) == "default"
-                   for i in self.instalments(project))
+        since = self.default_from_us(project)
+        return since is not None and now >= since
+
+    def default_from_us(self, project: Project) -> int | None:
+        """When the project's first unpaid instalment is ``DEFAULT_AFTER_DAYS`` overdue (None:
+        nothing unpaid). ``instalment_status`` says "default" from then on: an instalment is
+        paid when the repayments cover it and every one before it, so what is unpaid depends
+        only on the repayments so far, kept as their count (payments are only appended)."""
+        key = (project.project_id, project.status, len(project.payments), project.raised,
+               project.closed_us)
+        found = self._default_from.get(key, _UNKNOWN)
+        if found is _UNKNOWN:
+            repaid, through, found = self.repaid(project), 0, None
+            for instalment in self.instalments(project):
+                through += instalment.amount_fen
+                if instalment.amount_fen and through > repaid:  # not paid in full
+                    due = instalment.due_us + debt_board.DEFAULT_AFTER_DAYS * rules.US_PER_DAY
+                    found = due if found is None else min(found, due)
+            if len(self._default_from) >= DEFAULT_FROM_CACHED_MAX:
+                self._default_from.clear()
+            self._default_from[key] = found
+        return found
 
     # ---- for other components -----------------------------------------------------------------
 

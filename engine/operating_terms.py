@@ -34,6 +34,8 @@ from engine.clock import format_time_us
 from engine.errors import CrowdexError
 from engine.machine import Reply
 
+DEFAULT_FROM_CACHED_MAX = 100_000  # derived default times kept (a cache: cleared when full)
+_UNKNOWN = object()
 SIDES_ALL = ("buy", "sell")
 SIDES_SELL = ("sell",)
 
@@ -71,6 +73,10 @@ class OperatingTerms:
     def __init__(self, offerings: Any) -> None:
         self.offerings = offerings
         self.states: dict[int, TermState] = {}
+        # Derived from the states, never state: the end of each term, and when each project
+        # falls into default as its payments stand (see in_default).
+        self._ends: dict[tuple[int, int], int] = {}
+        self._default_from: dict[tuple, int | None] = {}
 
     @property
     def machine(self) -> Any:
@@ -202,13 +208,35 @@ class OperatingTerms:
     def closed(self, project_id: int, now_us: int) -> bool:
         """Whether the instrument has stopped trading: from the end of its term."""
         state = self.states.get(project_id)
-        return state is not None and now_us >= state.term.end_us
+        return state is not None and now_us >= self._end_us(state)
+
+    def _end_us(self, state: TermState) -> int:
+        # Asked for every run of orders; the calendar arithmetic is done once per term.
+        key = (state.first_month, state.months)
+        end = self._ends.get(key)
+        if end is None:
+            end = self._ends[key] = state.term.end_us
+        return end
 
     def in_default(self, project_id: int, now_us: int) -> bool:
-        """The project is in default while any month or the buy-back is."""
+        """The project is in default while any month or the buy-back is: from the moment the
+        first unpaid one is ``DEFAULT_AFTER_DUE_DAYS`` overdue (``orb.status``), which only a
+        report or the buy-back's payment moves (so it is kept per their count and the buy-back's
+        time, and the months' calendar is not walked for every run of orders)."""
         state = self.states.get(project_id)
-        return state is not None and any(
-            orb.status(due, paid, now_us) == orb.DEFAULT for due, paid in self._items(state))
+        if state is None:
+            return False
+        key = (project_id, state.first_month, state.months, len(state.reports),
+               state.buyback_paid_us)
+        since = self._default_from.get(key, _UNKNOWN)
+        if since is _UNKNOWN:
+            unpaid = [orb.default_from_us(due) for due, paid in self._items(state)
+                      if paid is None]
+            since = min(unpaid) if unpaid else None
+            if len(self._default_from) >= DEFAULT_FROM_CACHED_MAX:
+                self._default_from.clear()
+            self._default_from[key] = since
+        return since is not None and now_us >= since
 
     def _items(self, state: TermState) -> list[tuple[int, int | None]]:
         """``(due, paid_us or None)`` of every month of the term, then of the buy-back."""

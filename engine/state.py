@@ -105,9 +105,9 @@ class Balances:
 
     def add_account(self, role: int, investor_class: int) -> int:
         account_id = self.accounts.append()
-        row = self.accounts.rows[account_id]
-        row["role"] = role
-        row["investor_class"] = investor_class
+        rows = self.accounts.rows
+        rows["role"][account_id] = role
+        rows["investor_class"][account_id] = investor_class
         return account_id
 
     def exists(self, account_id: int) -> bool:
@@ -119,9 +119,8 @@ class Balances:
         slot = self.position_slots.get(key)
         if slot is None:
             slot = self.positions.append()
-            row = self.positions.rows[slot]
-            row["account_id"] = account_id
-            row["instrument_id"] = instrument_id
+            # The whole row at once, in POSITION_DTYPE's field order (a new row is empty).
+            self.positions.rows[slot] = (account_id, instrument_id, 0, 0)
             self.position_slots[key] = slot
         return slot
 

@@ -1,0 +1,92 @@
+"""``crowdex bench recovery`` at a tiny size, so it cannot rot: both mixes run to the end and
+check their own results (the replay reaches the state of the machine that wrote the journal,
+the replay in runs agrees with one entry at a time and with the live apply), the mixed journal
+holds every kind of command its docstring promises, and a wrong state is caught. Correctness
+only: the figures are the benchmark's business."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import recovery, venue
+from engine import commands as c
+from engine.journal import FileJournal
+from engine.replay import replay
+
+TINY = ["--reference", "400", "--live-batch", "64", "--json"]
+MIXED = ["--mix", "mixed", "--commands", "4000", "--investors", "60", "--days", "40"]
+
+# What the mix promises (bench.venue's docstring), by command type.
+PROMISED = {
+    "PlaceOrder", "CancelOrder", "AmendOrder", "RunAuction", "Subscribe", "CancelSubscription",
+    "Deposit", "Withdraw", "CreateAccount", "CreateProject", "ReviewProject", "CloseProject",
+    "Distribute", "Tick", "PrepareSettlement", "BatchCommitted",
+}
+
+
+def _figures(capsys: pytest.CaptureFixture, argv: list[str]) -> dict:
+    assert recovery.main(argv) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_mixed_bench_runs_and_checks_itself(capsys: pytest.CaptureFixture) -> None:
+    figures = _figures(capsys, MIXED + TINY)
+    assert figures["mix"] == "mixed"
+    assert figures["commands"] > 4000  # the opening, then the mix
+    assert figures["replay_commands_per_sec"] > 0
+    assert figures["one_at_a_time_commands_per_sec"] > 0
+    assert figures["live_apply_us_per_command"] > 0
+    assert len(figures["state_hash"]) == 64
+
+
+def test_orders_bench_still_runs(capsys: pytest.CaptureFixture) -> None:
+    figures = _figures(capsys, ["--orders", "1500"] + TINY)
+    assert figures["mix"] == "orders"
+    assert figures["orders"] == 1500
+    assert figures["live_apply_us_per_order"] > 0
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, venue.MixedJournal]:
+    data_dir = tmp_path_factory.mktemp("venue")
+    return data_dir, venue.build_journal(data_dir, 6000, 3, days=40, investors=80,
+                                         batch_every=1500)
+
+
+def test_the_mix_holds_every_promised_command(written) -> None:
+    data_dir, journal = written
+    assert PROMISED <= set(journal.counts)
+    assert 0 < sum(journal.refused.values()) < journal.total - journal.prefix
+    assert journal.keyed > 0
+    reader = FileJournal(data_dir / "journal", sync=False, read_only=True)
+    entries = [c.decode_entry(payload) for _, payload in reader.read(0)]
+    reader.close()
+    assert len(entries) == journal.total
+    boards = {e.command.board for e in entries if type(e.command).__name__ == "CreateProject"}
+    assert boards == {"equity", "debt", "ip", "product", "operating_rights"}
+    retried = [e for e in entries if e.idempotency_key is not None]
+    assert len({e.idempotency_key for e in retried}) < len(retried)  # some keys sent twice
+    table = venue.mix_table(journal)
+    assert "Subscribe" in table and "refused" in table
+
+
+def test_the_replay_reaches_the_writers_state(written) -> None:
+    data_dir, journal = written
+    assert replay(data_dir).state_hash == journal.state_hash
+
+
+def test_a_replay_that_disagrees_is_caught(monkeypatch, capsys, tmp_path) -> None:
+    """The benchmark's check can fail: a writer's hash that is not the replay's stops it."""
+    build = venue.build_journal
+
+    def wrong(*args, **kwargs) -> venue.MixedJournal:
+        journal = build(*args, **kwargs)
+        journal.state_hash = "0" * 64
+        return journal
+
+    monkeypatch.setattr(venue, "build_journal", wrong)
+    with pytest.raises(RuntimeError, match="did not reach the state"):
+        recovery.main(MIXED + TINY)
