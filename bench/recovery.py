@@ -172,17 +172,20 @@ def live_apply(data_dir: Path, prefix: int, batch: int) -> tuple[StateMachine, f
     return machine, spent, timed
 
 
-def _orders_journal(data_dir: Path, args: argparse.Namespace) -> tuple[int, int, str | None]:
-    """The order-flow journal: (prefix entries, all entries, None: no writer's hash)."""
+def _orders_journal(data_dir: Path, args: argparse.Namespace) -> tuple[int, int, str | None,
+                                                                       dict]:
+    """The order-flow journal: (prefix entries, all entries, None: no writer's hash, the
+    figures that describe it)."""
     began = time.perf_counter()
     prefix, entries = build_journal(data_dir, args.orders, args.seed)
     total = prefix + len(entries)
     print(f"journal: {total:,} entries ({len(entries):,} orders) built in "
           f"{time.perf_counter() - began:.1f} s", file=sys.stderr)
-    return prefix, total, None
+    return prefix, total, None, {"orders": len(entries)}
 
 
-def _mixed_journal(data_dir: Path, args: argparse.Namespace) -> tuple[int, int, str | None]:
+def _mixed_journal(data_dir: Path, args: argparse.Namespace) -> tuple[int, int, str | None,
+                                                                      dict]:
     """The busy venue's journal (``bench.venue``); prints the mix as written."""
     began = time.perf_counter()
     written = venue.build_journal(data_dir, args.commands, args.seed, days=args.days,
@@ -191,7 +194,10 @@ def _mixed_journal(data_dir: Path, args: argparse.Namespace) -> tuple[int, int, 
           f"{written.total - written.prefix:,} of the mix) written and applied in "
           f"{time.perf_counter() - began:.1f} s", file=sys.stderr)
     print(venue.mix_table(written), file=sys.stderr)
-    return written.prefix, written.total, written.state_hash
+    runs = max(written.order_runs, 1)
+    return written.prefix, written.total, written.state_hash, {
+        "opening_commands": written.prefix, "order_runs": written.order_runs,
+        "orders_per_run": round(written.order_commands / runs, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
 def measure(data_dir: Path, args: argparse.Namespace) -> dict:
     """Build the journal, replay it in runs and one at a time, apply it live; the figures."""
     build = _mixed_journal if args.mix == "mixed" else _orders_journal
-    prefix, total, written_hash = build(data_dir, args)
+    prefix, total, written_hash, described = build(data_dir, args)
     result = replay(data_dir)
     print(f"replay (runs): {result.commands:,} commands in {result.seconds:.2f} s = "
           f"{result.commands_per_sec:,.0f} commands/s", file=sys.stderr)
@@ -252,7 +258,7 @@ def measure(data_dir: Path, args: argparse.Namespace) -> dict:
     print(f"live apply (batches of {args.live_batch}): {live_us:.2f} us per {unit}",
           file=sys.stderr)
     figures = {
-        "mix": args.mix, "commands": result.commands,
+        "mix": args.mix, **described, "commands": result.commands,
         "replay_commands_per_sec": round(result.commands_per_sec),
         "replay_seconds": round(result.seconds, 3),
         "one_at_a_time_commands_per_sec": round(old_rate),
@@ -260,8 +266,6 @@ def measure(data_dir: Path, args: argparse.Namespace) -> dict:
         f"live_apply_us_per_{unit}": round(live_us, 3), "live_batch": args.live_batch,
         "state_hash": result.state_hash,
     }
-    if args.mix == "orders":
-        figures["orders"] = total - prefix
     return figures
 
 

@@ -88,6 +88,10 @@ class MixedJournal:
     counts: dict[str, int]  # per command type, every entry
     refused: dict[str, int]  # per command type, replies 4xx
     keyed: int  # entries with an Idempotency-Key
+    # Stretches of consecutive orders and cancels of one group commit, which the state machine
+    # can match together (``StateMachine.apply_batch``): how many, and the commands in them.
+    order_runs: int = 0
+    order_commands: int = 0
 
 
 @dataclass
@@ -129,7 +133,7 @@ class VenueTraffic:
         self.counter = 0  # for unique references, keys and names
         self.counts: collections.Counter[str] = collections.Counter()
         self.refused: collections.Counter[str] = collections.Counter()
-        self.keyed = 0
+        self.keyed = self.order_runs = self.order_commands = 0
         self.batch_id = 0
         rare = [(name, max(per_million / 1e4, least * 100 / max(commands, 1)))
                 for name, per_million, least in RARE]
@@ -146,8 +150,13 @@ class VenueTraffic:
         self.journal.append([(first + i, c.encode_entry(e)) for i, e in enumerate(entries)])
         replies = self.machine.apply_batch(first, entries)
         self.sequence += len(entries)
+        in_run = False
         for entry, reply in zip(entries, replies, strict=True):
             kind = type(entry.command).__name__
+            is_order = kind in ("PlaceOrder", "CancelOrder")
+            self.order_runs += is_order and not in_run
+            self.order_commands += is_order
+            in_run = is_order
             self.counts[kind] += 1
             if reply.status >= 500:
                 raise RuntimeError(f"the venue answered {reply.status} to {entry}: {reply.body}")
@@ -518,7 +527,7 @@ class VenueTraffic:
         self.prefix = self.sequence
         self.counts.clear()
         self.refused.clear()
-        self.keyed = 0
+        self.keyed = self.order_runs = self.order_commands = 0
         since_batch = groups = 0
         while self.sequence - self.prefix < self.commands:
             size = min(int(self.rng.integers(GROUP_MIN, GROUP_MAX + 1)),
@@ -548,7 +557,8 @@ def build_journal(data_dir: Path, commands: int, seed: int, *, days: int = DAYS,
     finally:
         journal.close()
     return MixedJournal(traffic.prefix, traffic.sequence, traffic.machine.state_hash(),
-                        dict(traffic.counts), dict(traffic.refused), traffic.keyed)
+                        dict(traffic.counts), dict(traffic.refused), traffic.keyed,
+                        traffic.order_runs, traffic.order_commands)
 
 
 def mix_table(written: MixedJournal) -> str:
@@ -560,4 +570,7 @@ def mix_table(written: MixedJournal) -> str:
     for kind, count in sorted(written.counts.items(), key=lambda item: -item[1]):
         refused = written.refused.get(kind, 0) / count
         lines.append(f"  {kind:<22}{count:>10,}{count / mixed:>9.2%}{refused:>10.1%}")
+    if written.order_runs:
+        lines.append(f"orders and cancels come in {written.order_runs:,} runs between other "
+                     f"commands, {written.order_commands / written.order_runs:.2f} a run")
     return "\n".join(lines)
