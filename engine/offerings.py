@@ -41,6 +41,7 @@ REFUNDED = "refunded"
 
 PROJECTS_MAX = 1_000_000
 DEFAULT_FROM_CACHED_MAX = 100_000  # derived default times kept (a cache: cleared when full)
+INFOS_CACHED_MAX = 100_000  # instrument views kept (a cache: cleared when full)
 _UNKNOWN = object()
 # Replies nobody reads (a replay of commands without an Idempotency-Key: see
 # StateMachine.replies_needed), shared and without a body.
@@ -193,6 +194,7 @@ class Offerings:
         self._configured: dict[tuple, rules.Board] = {}  # boards with overrides (derived)
         # (project, status, payments, raised, closed) -> when it falls into default (derived).
         self._default_from: dict[tuple, int | None] = {}
+        self._infos: dict[tuple, InstrumentInfo] = {}  # see instrument_info (derived)
 
     def handlers(self) -> dict[type, Callable[[Any, int], Reply]]:
         return {
@@ -837,10 +839,25 @@ class Offerings:
     # ---- for other components -----------------------------------------------------------------
 
     def instrument_info(self, instrument_id: int) -> InstrumentInfo | None:
-        """The facts secondary markets need about an instrument (None: no such instrument)."""
+        """The facts secondary markets need about an instrument (None: no such instrument).
+
+        Asked for every run of orders. Of the facts, the board, its price and fees are fixed
+        when the project is listed; the rest is the key of a cache of the views built (the
+        status and lock-up, and whether the project is in default or closed now)."""
         project = self.projects.get(instrument_id)
         if project is None or project.status not in (rules.SUCCEEDED, rules.TRADING):
             return None
+        key = (instrument_id, project.status, project.lockup_until_us, self.defaulted(project),
+               self.terms.closed(instrument_id, self.machine.now_us))
+        info = self._infos.get(key)
+        if info is None:
+            if len(self._infos) >= INFOS_CACHED_MAX:
+                self._infos.clear()
+            info = self._infos[key] = self._instrument_info_now(project)
+        return info
+
+    def _instrument_info_now(self, project: Project) -> InstrumentInfo:
+        instrument_id = project.project_id
         board = self.board(project)
         price = (board.unit_price_fen(project.terms) if board.config.issues_units
                  else min(t["price"] for t in project.terms["tiers"]))

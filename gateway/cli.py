@@ -28,7 +28,8 @@ BENCHMARK_HELP = {
     "pledges": "a burst of pledges on one limited product tier through a real server",
     "gateway": "durable orders/s and latency over HTTP and WebSocket against a bare echo",
     "settlement": "trades settled into PostgreSQL against a bare COPY",
-    "recovery": "journal replay commands/s in runs against one entry at a time",
+    "recovery": "journal replay commands/s in runs against one entry at a time (order flow, "
+                "or --mix mixed: a busy venue's traffic)",
     "restart": "seconds from a crash to /healthz, with a snapshot 99k entries old",
     "ci_check": "the CI gate: the engine's ratio to the reference above the floor",
     "stream": "appends and reads of the journal on a NATS JetStream cluster",

@@ -242,3 +242,30 @@ def test_a_close_releases_and_refunds_each_subscription(quantities, cap) -> None
     for n in INVESTORS:
         assert int(rows["cash_available"][n]) == before[n] - paid[n]
         assert int(rows["cash_reserved"][n]) == 0
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 2_000_000)), min_size=1,
+                      max_size=20))
+def test_an_instruments_view_is_the_one_built_now(steps) -> None:
+    """``instrument_info`` (kept per status, lock-up, default and close) is the view built
+    afresh, as lock-ups end, loans fall into default and are repaid, and terms end."""
+    venue = Venue()
+    debt = venue.succeeded("debt", {
+        "face_value": 10_000, "min_quantity": 1, "max_quantity": 100, "term_months": 6,
+        "repayment": "amortizing", "rate_bps": 900, "lockup_days": 0}, [10, 20])
+    rights = venue.succeeded("operating_rights", {
+        "price": 100, "min_quantity": 1, "max_quantity": 1000, "term_months": 6,
+        "revenue_share_bps": 500, "buyback_price": 0, "lockup_days": 0}, [5, 9])
+    locked = venue.succeeded("equity", {"price": 100, "min_quantity": 1, "max_quantity": 500,
+                                        "lockup_days": 30}, [4, 8])
+    offerings = venue.offerings
+    machine = venue.machine
+    for days, repayment in steps:
+        machine.now_us += days * DAY_US
+        offerings.on_time()  # lock-ups end as the clock passes them
+        if repayment % 3 == 0:
+            debt.payments.append((machine.now_us, offerings.repaid(debt) + repayment))
+        for project in (debt, rights, locked):
+            assert offerings.instrument_info(project.project_id) == (
+                offerings._instrument_info_now(project))
