@@ -25,6 +25,13 @@ reasons a real venue sees:
 - an Idempotency-Key on ``KEYED_SHARE`` of client commands (a third of deposits, withdrawals and
   new accounts), and a retry of one in a hundred keyed commands, answered from memory.
 
+The default mix, of the commands after the opening: orders 35 %, their cancels 11 %, amends 3 %,
+subscriptions 21 %, their cancels 2 %, deposits 14 %, withdrawals 5.5 %, new accounts 2 %, ticks
+0.3 %; per million: listings 500 (each reviewed in the next group), early closes 100,
+distributions 500, revenue reports 300, operator uncrosses 200; a settlement batch (two commands)
+every 25,000. What the venue made of it (how much was refused) is measured, not set: see
+``mix_table``, which ``crowdex bench recovery --mix mixed`` prints.
+
 Entries are stamped in group commits of 16 to 512 (one time each), as a busy server's sequencer
 writes them. The machine that wrote the journal applied every entry (``apply_batch`` per group),
 so its state hash is what a replay must reach.
