@@ -86,6 +86,7 @@ from engine.sequencer import (
     QUEUE_DEPTH_MAX,
     SNAPSHOT_EVERY,
     BatchObserver,
+    CommandQueue,
     Engine,
     EventsObserver,
     ReplyCallback,
@@ -148,7 +149,7 @@ class ClusterEngine:
         self.stream_position = 0  # the stream sequence of the last message applied
         self.log: StreamLog | None = None
         self._reader: StreamReader | None = None
-        self._queue: asyncio.Queue[_Pending | None] | None = None
+        self._queue: CommandQueue | None = None
         self._waiting: dict[str, list[_Pending]] = {}  # message id -> its clients
         self._tasks: list[asyncio.Task] = []
         self._accepting = False
@@ -235,7 +236,7 @@ class ClusterEngine:
     async def start(self) -> None:
         if self.log is None:
             await self.recover()
-        self._queue = asyncio.Queue(QUEUE_DEPTH_MAX)
+        self._queue = CommandQueue(QUEUE_DEPTH_MAX)
         self._accepting = True
         self._tasks = [asyncio.create_task(self._write(), name="crowdex-cluster-writer"),
                        asyncio.create_task(self._follow(), name="crowdex-cluster-reader"),
@@ -337,7 +338,7 @@ class ClusterEngine:
         messages.append((pending, payloads))
         return messages
 
-    def _refuse_queued(self, queue: asyncio.Queue) -> bool:
+    def _refuse_queued(self, queue: CommandQueue) -> bool:
         """Answer 503 to every command that queued while an append found no quorum, instead of
         trying them again: each would wait out another append's timeout, so a client could
         wait for two. What comes after them tries the stream again (as the probe does every

@@ -77,20 +77,17 @@ LEVEL_ROW_DTYPE = np.dtype(
 BOOK_ROW_DTYPE = np.dtype(
     [("pos", np.int64), ("instrument", np.int64), ("sequence", np.int64)], align=True)
 
-MARK_DTYPE = np.dtype([("pos", np.int64), ("oid", np.int64), ("op", np.int64)], align=True)
+MARK_DTYPE = np.dtype([("pos", np.int64), ("oid", np.int64), ("op", np.int64),
+                       ("account", np.int64)], align=True)
 
 STATUS_NAMES = ("open", "partially_filled", "filled", "cancelled")
 SIDE_NAMES = {k.SIDE_BUY: "buy", k.SIDE_SELL: "sell"}
 TYPE_NAMES = {k.TYPE_LIMIT: "limit", k.TYPE_MARKET: "market"}
 TIF_NAMES = {k.TIF_GTC: "gtc", k.TIF_IOC: "ioc", k.TIF_FOK: "fok"}
-_INSTRUMENT, _SIDE, _TYPE, _TIF, _POST_ONLY, _CREATED, _LEG_HEAD = (
-    RECORD_DTYPE.names.index(name)
-    for name in ("instrument", "side", "type", "tif", "post_only", "created_us", "leg_head"))
-CHANGE_OID = CHANGE_DTYPE.names.index("oid")
-FEW = 8  # rows read one at a time rather than by numpy's fancy indexing
-# A change row's order as of its command, in the order ``Lifecycle.views`` takes it.
-CHANGE_VIEW_FIELDS = [CHANGE_DTYPE.names.index(name) for name in
-                      ("price", "quantity", "filled", "cancelled", "legs", "status")]
+# The names above by code, for ``Lifecycle._built`` (a tuple index is a little cheaper).
+_SIDE_BY_CODE = tuple(SIDE_NAMES[code] for code in range(len(SIDE_NAMES)))
+_TYPE_BY_CODE = tuple(TYPE_NAMES[code] for code in range(len(TYPE_NAMES)))
+_TIF_BY_CODE = tuple(TIF_NAMES[code] for code in range(len(TIF_NAMES)))
 
 
 class Folded(NamedTuple):
@@ -100,6 +97,10 @@ class Folded(NamedTuple):
     levels: np.ndarray  # LEVEL_ROW_DTYPE
     books: np.ndarray  # BOOK_ROW_DTYPE
     marks: np.ndarray  # MARK_DTYPE
+    # Per command: its first change row (-1: it changed no order) and the order it placed
+    # (0: none), as lists (kf.CR_FIRST_CHANGE, kf.CR_PLACED).
+    first_changes: list[int]
+    placed: list[int]
 
 
 def _grown(array: np.ndarray, needed: int) -> np.ndarray:
@@ -134,6 +135,9 @@ class Lifecycle:
         self._levels = np.zeros(256, dtype=LEVEL_ROW_DTYPE)
         self._books = np.zeros(256, dtype=BOOK_ROW_DTYPE)
         self._marks = np.zeros(256, dtype=MARK_DTYPE)
+        self._cmd_rows = np.zeros((256, kf.CMD_ROW_COLUMNS), dtype=np.int64)
+        self._view_out = np.zeros((256, kf.VIEW_COLUMNS), dtype=np.int64)
+        self._view_legs = np.zeros((256, 3), dtype=np.int64)
 
     # ---- folding ----------------------------------------------------------------------------
 
@@ -144,63 +148,80 @@ class Lifecycle:
         the highest account id. Every array gets room for the call's worst case first (a fill
         writes two legs; an event changes at most two orders)."""
         n = len(events)
-        self.records = _grown(self.records, next_oid)
-        self._touched = _grown(self._touched, next_oid)
-        self.legs = _grown(self.legs, int(self.counters[kf.F_LEGS]) + 2 * n)
-        head, tail = int(self.counters[kf.F_FIFO_HEAD]), int(self.counters[kf.F_FIFO_TAIL])
-        if head > len(self.fifo) // 2:  # slide the kept ids down rather than grow forever
-            self.fifo[: tail - head] = self.fifo[head:tail]
-            self.counters[kf.F_FIFO_HEAD], self.counters[kf.F_FIFO_TAIL] = 0, tail - head
-            head, tail = 0, tail - head
-        self.fifo = _grown(self.fifo, tail + 2 * n)
-        self.open_count = _grown(self.open_count, accounts)
-        self.book_seq = _grown(self.book_seq, len(instruments))
-        self._seen = _grown(self._seen, len(instruments))
-        self._seen[:] = 0
-        self._changes = _grown(self._changes, 2 * n)
-        self._levels = _grown(self._levels, 2 * n)
-        self._books = _grown(self._books, 2 * n)
+        c = self.counters
+        head, tail = int(c[kf.F_FIFO_HEAD]), int(c[kf.F_FIFO_TAIL])
+        legs_needed = int(c[kf.F_LEGS]) + 2 * n
         # A rested order opens, a re-entered one closes, a finished one closes and evicts
         # one; a lower FINISHED_ORDERS_KEPT than the last call's evicts the excess at once.
-        self._marks = _grown(self._marks, 4 * n + max(0, tail - head - kept_max))
+        marks_needed = 4 * n + max(0, tail - head - kept_max)
+        if (next_oid > min(len(self.records), len(self._touched))
+                or legs_needed > len(self.legs) or marks_needed > len(self._marks)
+                or tail + 2 * n > len(self.fifo) or head > len(self.fifo) // 2
+                or accounts > len(self.open_count)
+                or len(instruments) > min(len(self.book_seq), len(self._seen))
+                or 2 * n > min(len(self._changes), len(self._levels), len(self._books))):
+            self._make_room(n, next_oid, legs_needed, marks_needed, len(instruments), accounts)
+        self._seen[:] = 0
+        if len(commands) > len(self._cmd_rows):
+            self._cmd_rows = np.zeros((2 * len(commands), kf.CMD_ROW_COLUMNS), dtype=np.int64)
+        cmd_rows = self._cmd_rows[: len(commands)]
         kf.fold_events(events, commands, cid_flags, now_us, self.records, self.legs, self.fifo,
                        self.counters, kept_max, self.open_count, self.book_seq, self._seen,
                        instruments, self._touched, self._changes, self._levels, self._books,
-                       self._marks)
+                       self._marks, cmd_rows)
         self.next_oid = max(self.next_oid, next_oid)
-        c = self.counters
+        first_changes, placed = cmd_rows.T.tolist()
         return Folded(self._changes[: c[kf.F_CHANGES]], self._levels[: c[kf.F_LEVELS]],
-                      self._books[: c[kf.F_BOOKS]], self._marks[: c[kf.F_MARKS]])
+                      self._books[: c[kf.F_BOOKS]], self._marks[: c[kf.F_MARKS]],
+                      first_changes, placed)
+
+    def _make_room(self, n: int, next_oid: int, legs: int, marks: int, instruments: int,
+                   accounts: int) -> None:
+        """Grow every array ``fold`` writes to its call's worst case (rarely needed: each
+        doubles), and slide the kept finished ids down the FIFO rather than grow it."""
+        self.records = _grown(self.records, next_oid)
+        self._touched = _grown(self._touched, next_oid)
+        self.legs = _grown(self.legs, legs)
+        head, tail = int(self.counters[kf.F_FIFO_HEAD]), int(self.counters[kf.F_FIFO_TAIL])
+        if head > len(self.fifo) // 2:
+            self.fifo[: tail - head] = self.fifo[head:tail]
+            self.counters[kf.F_FIFO_HEAD], self.counters[kf.F_FIFO_TAIL] = 0, tail - head
+            tail -= head
+        self.fifo = _grown(self.fifo, tail + 2 * n)
+        self.open_count = _grown(self.open_count, accounts)
+        self.book_seq = _grown(self.book_seq, instruments)
+        self._seen = _grown(self._seen, instruments)
+        self._changes = _grown(self._changes, 2 * n)
+        self._levels = _grown(self._levels, 2 * n)
+        self._books = _grown(self._books, 2 * n)
+        self._marks = _grown(self._marks, marks)
 
     def note_client_ids(self, folded: Folded, new_cids: dict[int, str]) -> None:
         """Keep the client_order_ids of the orders just accepted (``new_cids``: command
-        position -> id); the first order a command changed is the one it placed."""
-        if not new_cids:
-            return
-        changes = folded.changes
-        starts = np.searchsorted(changes["pos"], list(new_cids), side="left").tolist()
-        for (pos, cid), start in zip(new_cids.items(), starts, strict=True):
-            if start < len(changes) and int(changes["pos"][start]) == pos:
-                oid = int(changes["oid"][start])
-                if self.records[oid]["has_cid"]:
-                    self.client_ids[oid] = cid
+        position -> id)."""
+        placed = folded.placed
+        for pos, cid in new_cids.items():
+            oid = placed[pos]
+            if oid:
+                self.client_ids[oid] = cid
 
     def follow_marks(self, folded: Folded) -> None:
         """Follow which client_order_ids rest and which orders were evicted, in command order
         (after the call's views are built: a view as of a command shows the order's id even
         if a later command of the call evicted it)."""
         marks = folded.marks
-        if not len(marks) or not self.client_ids:
+        cids = self.client_ids
+        if not len(marks) or not cids:
             return
-        marks = marks[self.records["has_cid"][marks["oid"]] == 1]
-        accounts = self.records["account"]
-        for oid, op in zip(marks["oid"].tolist(), marks["op"].tolist(), strict=True):
+        open_ids = self.open_client_ids
+        # Opened and closed marks are written for orders with a client_order_id only.
+        for _, oid, op, account in marks.tolist():
             if op == kf.MARK_OPENED:
-                self.open_client_ids[(int(accounts[oid]), self.client_ids[oid])] = oid
+                open_ids[(account, cids[oid])] = oid
             elif op == kf.MARK_CLOSED:
-                self.open_client_ids.pop((int(accounts[oid]), self.client_ids[oid]), None)
+                open_ids.pop((account, cids[oid]), None)
             else:
-                self.client_ids.pop(oid, None)
+                cids.pop(oid, None)
 
     # ---- reads ------------------------------------------------------------------------------
 
@@ -208,64 +229,64 @@ class Lifecycle:
         """Whether ``oid`` is an order kept for reads (accepted, not evicted)."""
         return 0 < oid < self.next_oid and bool(self.records[oid]["kept"])
 
-    def views(self, oids: list[int], dynamic: list[tuple]) -> list[dict]:
-        """API views of orders: ``dynamic`` is each one's (price, quantity, filled, cancelled,
-        legs, status) as of the moment wanted (a change row, or the record now)."""
-        if not oids:
-            return []
-        # Whole rows as tuples (cheaper than picking fields); a few one by one, which costs
-        # less than numpy's fancy indexing of a few.
-        if len(oids) <= FEW:
-            records = [self.records[oid].item() for oid in oids]
-        else:
-            records = self.records[np.array(oids, dtype=np.int64)].tolist()
-        counts = [d[4] for d in dynamic]
-        total = sum(counts)
-        legs: list = []
-        if total > FEW:
-            out = np.zeros((total, 3), dtype=np.int64)
-            kf.gather_legs(self.legs, np.array([r[_LEG_HEAD] for r in records], dtype=np.int64),
-                           np.array(counts, dtype=np.int64), out)
-            legs = out.tolist()
-        elif total:
-            for record, count in zip(records, counts, strict=True):
-                leg = record[_LEG_HEAD]
-                for _ in range(count):
-                    trade_id, price, qty, leg = self.legs[leg].item()
-                    legs.append((trade_id, price, qty))
+    def change_views(self, changes: np.ndarray, rows: list[int]) -> list[dict]:
+        """API views of the orders of change ``rows`` (a fold's), each as of its command."""
+        out = self._view_room(len(rows))
+        index = np.array(rows, dtype=np.int64)
+        total = kf.view_rows(changes, index, self.records, self.legs, out, self._view_legs)
+        if total > len(self._view_legs):
+            self._view_legs = np.zeros((2 * total, 3), dtype=np.int64)
+            kf.view_rows(changes, index, self.records, self.legs, out, self._view_legs)
+        return self._built(out.tolist(), self._view_legs[:total].tolist())
+
+    def views_now(self, oids: list[int]) -> list[dict]:
+        """API views of orders as they are now."""
+        out = self._view_room(len(oids))
+        index = np.array(oids, dtype=np.int64)
+        total = kf.view_rows_now(index, self.records, self.legs, out, self._view_legs)
+        if total > len(self._view_legs):
+            self._view_legs = np.zeros((2 * total, 3), dtype=np.int64)
+            kf.view_rows_now(index, self.records, self.legs, out, self._view_legs)
+        return self._built(out.tolist(), self._view_legs[:total].tolist())
+
+    def _view_room(self, n: int) -> np.ndarray:
+        """The first ``n`` rows of the view scratch buffer (grown to fit)."""
+        if n > len(self._view_out):
+            self._view_out = np.zeros((2 * n, kf.VIEW_COLUMNS), dtype=np.int64)
+        return self._view_out[:n]
+
+    def _built(self, rows: list[list[int]], legs: list[list[int]]) -> list[dict]:
+        """The views of ``kf.view_rows``' rows (``legs``: their fills, one after another).
+        Only dicts are built here, one lookup per field: this runs once per reply."""
         views, at = [], 0
         cids = self.client_ids
         times: dict[int, str] = {}  # orders of one call share their creation time
-        for oid, record, (price, quantity, filled, cancelled, count, status) in zip(
-                oids, records, dynamic, strict=True):
-            live = status <= kf.PARTIALLY_FILLED
-            created = record[_CREATED]
+        for (oid, instrument, side, kind, price, quantity, tif, post_only, status, filled,
+             remaining, count, created) in rows:
+            if count:
+                fills = [{"trade_id": t, "price": p, "quantity": q}
+                         for t, p, q in legs[at:at + count]]
+                at += count
+            else:
+                fills = []
             views.append({
                 "order_id": oid,
                 "client_order_id": cids.get(oid),
-                "instrument_id": record[_INSTRUMENT],
-                "side": SIDE_NAMES[record[_SIDE]],
-                "type": TYPE_NAMES[record[_TYPE]],
+                "instrument_id": instrument,
+                "side": _SIDE_BY_CODE[side],
+                "type": _TYPE_BY_CODE[kind],
                 "price": price or None,
                 "quantity": quantity,
-                "time_in_force": TIF_NAMES[record[_TIF]],
-                "post_only": bool(record[_POST_ONLY]),
+                "time_in_force": _TIF_BY_CODE[tif],
+                "post_only": post_only == 1,
                 "status": STATUS_NAMES[status],
                 "filled_quantity": filled,
-                "remaining_quantity": quantity - filled - cancelled if live else 0,
-                "fills": [{"trade_id": t, "price": p, "quantity": q}
-                          for t, p, q in legs[at:at + count]] if count else [],
+                "remaining_quantity": remaining,
+                "fills": fills,
                 "created": times.get(created) or times.setdefault(created,
                                                                   format_time_us(created)),
             })
-            at += count
         return views
-
-    def now(self, oids: list[int]) -> list[tuple]:
-        """The dynamic part of ``views`` of orders as they are now."""
-        index = np.array(oids, dtype=np.int64)
-        return self.records[["price", "quantity", "filled", "cancelled", "legs", "status"]][
-            index].tolist()
 
     def account_orders(self, account_id: int, only_open: bool) -> list[int]:
         """Ids of an account's resting orders, or of all its kept ones, by id."""

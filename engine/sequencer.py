@@ -12,6 +12,7 @@ written every ``SNAPSHOT_EVERY`` commands and on a clean stop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import getpass
 import logging
@@ -19,6 +20,7 @@ import os
 import signal
 import time
 import traceback
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -97,6 +99,83 @@ class _Pending:
             log.exception("a reply callback failed")
 
 
+class CommandQueue:
+    """The pending commands between the gateway and the one task that journals them: bounded
+    and FIFO like ``asyncio.Queue``, with the part of its interface the writer tasks use, for
+    one consumer. Cheaper per command (the pipelined WebSocket path queues each order): no
+    count of unfinished tasks, and the waiting consumer is woken directly."""
+
+    __slots__ = ("_getter", "_items", "_maxsize", "_putters")
+
+    def __init__(self, maxsize: int) -> None:
+        self._items: deque = deque()
+        self._maxsize = maxsize
+        self._getter: asyncio.Future | None = None  # the consumer's, while the queue is empty
+        self._putters: deque[asyncio.Future] = deque()  # producers waiting for room, in order
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put_nowait(self, item: object) -> None:
+        """Queue ``item``, or raise ``asyncio.QueueFull``."""
+        items = self._items
+        if len(items) >= self._maxsize:
+            raise asyncio.QueueFull
+        items.append(item)
+        getter = self._getter
+        if getter is not None:
+            self._getter = None
+            if not getter.done():
+                getter.set_result(None)
+
+    async def put(self, item: object) -> None:
+        """Queue ``item``, waiting while the queue is full (the longest waiting first)."""
+        while len(self._items) >= self._maxsize:
+            putter = asyncio.get_running_loop().create_future()
+            self._putters.append(putter)
+            try:
+                await putter
+            except BaseException:
+                putter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._putters.remove(putter)
+                self._wake_putter()  # the room this one was given goes to the next
+                raise
+        self.put_nowait(item)
+
+    def get_nowait(self) -> object:
+        """The oldest item, or raise ``asyncio.QueueEmpty``."""
+        if not self._items:
+            raise asyncio.QueueEmpty
+        item = self._items.popleft()
+        if self._putters:
+            self._wake_putter()
+        return item
+
+    async def get(self) -> object:
+        """The oldest item, waiting for one while the queue is empty."""
+        while not self._items:
+            if self._getter is not None:
+                raise RuntimeError("a CommandQueue has one consumer")
+            getter = self._getter = asyncio.get_running_loop().create_future()
+            try:
+                await getter
+            finally:
+                if self._getter is getter:
+                    self._getter = None
+        return self.get_nowait()
+
+    def _wake_putter(self) -> None:
+        while self._putters and len(self._items) < self._maxsize:
+            putter = self._putters.popleft()
+            if not putter.done():
+                putter.set_result(None)
+                return
+
+
 @dataclass(slots=True)
 class _Journaled:
     """A batch on its way through the journal: numbered, stamped, being written or written."""
@@ -127,7 +206,7 @@ class Engine:
         self._on_fsync = on_fsync  # called from the journal's thread
         self._journal: FileJournal | None = None
         self._writer: ThreadPoolExecutor | None = None  # the journal's one thread
-        self._queue: asyncio.Queue[_Pending | None] | None = None
+        self._queue: CommandQueue | None = None
         self._task: asyncio.Task | None = None
         self._snapshot_started = 0  # the sequence the last snapshot begun was taken at
         self._snapshotted = -1  # the sequence of the last snapshot known to be written
@@ -213,7 +292,7 @@ class Engine:
     async def start(self) -> None:
         if self._journal is None:
             await asyncio.to_thread(self.recover)
-        self._queue = asyncio.Queue(QUEUE_DEPTH_MAX)
+        self._queue = CommandQueue(QUEUE_DEPTH_MAX)
         # Its own thread, so an append never waits behind other work in the loop's pool.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="crowdex-journal",
                                           initializer=_journal_thread_priority)
@@ -338,7 +417,7 @@ class Engine:
                                               "the exchange is not accepting commands"))
 
     @staticmethod
-    def _take(queue: asyncio.Queue, batch: list[_Pending]) -> tuple[list[_Pending], bool]:
+    def _take(queue: CommandQueue, batch: list[_Pending]) -> tuple[list[_Pending], bool]:
         """Whatever is queued now, up to ``BATCH_SIZE_MAX``; and whether the stop marker came."""
         while len(batch) < BATCH_SIZE_MAX and not queue.empty():
             item = queue.get_nowait()

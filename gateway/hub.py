@@ -67,6 +67,8 @@ class Connection:
     close_after_drain: bool = False  # a failed auth: send the error, then close
     inflight: int = 0  # orders/cancels submitted, not yet answered
     room: asyncio.Future | None = None  # the reader's, while INFLIGHT_MAX are in flight
+    # The engine's submit_nowait, looked up once per connection (ws.py sets it).
+    submit: Callable[..., None] | None = None
 
     def send(self, message: dict | None) -> None:
         """Queue a message; a full queue means a slow consumer, who is disconnected."""
@@ -84,6 +86,10 @@ class Connection:
 
     def encode(self, message: dict) -> bytes:
         return _msgpack.encode(message) if self.binary else _json.encode(message)
+
+    def encode_function(self) -> Callable[[Any], bytes]:
+        """``encode`` without the choice made per message (the writer's)."""
+        return _msgpack.encode if self.binary else _json.encode
 
     def send_error(self, request_id: Any, code: str, message: str) -> None:
         self.send({"type": "error", "request_id": request_id, "code": code,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import struct
 from typing import Any
 
 import msgspec
@@ -121,9 +122,8 @@ def _submit_op(conn: Connection, handler: OpHandler, message: dict) -> None:
     request_id = message.get("request_id")
     try:
         ack_type, field_name, command = handler(conn.request, conn.account, message)
-        conn.request.app[keys.ENGINE].submit_nowait(
-            command, conn.account.account_id,
-            functools.partial(_acked, conn, ack_type, field_name, request_id))
+        conn.submit(command, conn.account.account_id,
+                    functools.partial(_acked, conn, ack_type, field_name, request_id))
     except CrowdexError as error:
         conn.send_error(request_id, error.code, error.message)
         return
@@ -165,24 +165,31 @@ async def _writer(conn: Connection) -> None:
     outgoing = conn.outgoing
     loop = asyncio.get_running_loop()
     hub = conn.request.app[keys.HUB]
+    encode = conn.encode_function()
+    headers = _BINARY_HEADERS if conn.binary else _TEXT_HEADERS
     while True:
         if not outgoing:
             conn.wakeup = loop.create_future()
             await conn.wakeup
             conn.wakeup = None
             continue
-        frames = []
+        parts = []  # each frame's header and payload, joined once for the write
+        count = 0
         message = outgoing.popleft()
         while message is not None:
-            frames.append(_frame(conn.encode(message), conn.binary))
-            if not outgoing or len(frames) >= WRITE_FRAMES_MAX:
+            payload = encode(message)
+            size = len(payload)
+            parts.append(headers[size] if size < 126 else _long_header(headers, size))
+            parts.append(payload)
+            count += 1
+            if not outgoing or count >= WRITE_FRAMES_MAX:
                 break
             message = outgoing.popleft()
-        if frames:
+        if parts:
             if transport is None or transport.is_closing():
                 return
-            transport.write(b"".join(frames))
-            hub.messages_sent += len(frames)
+            transport.write(b"".join(parts))
+            hub.messages_sent += count
             while transport.get_write_buffer_size() > WRITE_BUFFER_HIGH:
                 # The client is not reading: stop draining, so the queue fills up and the
                 # slow-consumer rule (not our memory) decides.
@@ -197,17 +204,19 @@ async def _writer(conn: Connection) -> None:
             return
 
 
-def _frame(payload: bytes, binary: bool) -> bytes:
-    """One final, unmasked data frame (text or binary) around ``payload``."""
-    first = 0x82 if binary else 0x81
-    size = len(payload)
-    if size < 126:
-        header = bytes((first, size))
-    elif size < 1 << 16:
-        header = bytes((first, 126)) + size.to_bytes(2, "big")
-    else:
-        header = bytes((first, 127)) + size.to_bytes(8, "big")
-    return header + payload
+# The header of a final, unmasked data frame: a text frame's (0x81) or a binary one's (0x82),
+# by payload size up to 125 bytes; larger ones carry the size in 2 or 8 more bytes.
+_TEXT_HEADERS = tuple(bytes((0x81, size)) for size in range(126))
+_BINARY_HEADERS = tuple(bytes((0x82, size)) for size in range(126))
+_MEDIUM_HEADER = struct.Struct(">BBH")
+_LONG_HEADER = struct.Struct(">BBQ")
+
+
+def _long_header(headers: tuple[bytes, ...], size: int) -> bytes:
+    first = headers[0][0]
+    if size < 1 << 16:
+        return _MEDIUM_HEADER.pack(first, 126, size)
+    return _LONG_HEADER.pack(first, 127, size)
 
 
 def _decode(msg) -> dict:
@@ -257,6 +266,7 @@ async def _serve(request: web.Request, hub: Hub, account: AccountInfo | None
     await ws.prepare(request)
     binary = http.wants_msgpack(request) or request.query.get("format") == "msgpack"
     conn = Connection(request, ws, binary, account)
+    conn.submit = request.app[keys.ENGINE].submit_nowait
     writer = asyncio.create_task(_writer(conn))
     ops = hub.ops
     try:

@@ -56,16 +56,26 @@ F_BOOKS = 5
 F_MARKS = 6
 FOLD_COUNTERS_LEN = 7
 
+# Columns of the per-command rows a fold writes (``fold_events``'s ``cmd_rows``).
+CR_FIRST_CHANGE = 0
+CR_PLACED = 1
+CMD_ROW_COLUMNS = 2
+
 
 @kernel
 def fold_events(events, cmds, cid_flags, now_us, records, legs, fifo, counters, kept_max,
                 open_count, book_seq, seen, instruments, touched, changes, level_rows, book_rows,
-                mark_rows):
-    """Fold ``events`` (one call's, in command order) into the records; write the rows."""
+                mark_rows, cmd_rows):
+    """Fold ``events`` (one call's, in command order) into the records; write the rows, and
+    per command (``cmd_rows``, one row each) its first change row (-1 if it changed no
+    order) and the id of the order it placed (0 if none)."""
     counters[F_CHANGES] = 0
     counters[F_LEVELS] = 0
     counters[F_BOOKS] = 0
     counters[F_MARKS] = 0
+    for p in range(len(cmd_rows)):
+        cmd_rows[p, CR_FIRST_CHANGE] = -1
+        cmd_rows[p, CR_PLACED] = 0
     n = len(events)
     i = 0
     while i < n:
@@ -73,9 +83,13 @@ def fold_events(events, cmds, cid_flags, now_us, records, legs, fifo, counters, 
         first_change = counters[F_CHANGES]
         first_level = counters[F_LEVELS]
         while i < n and events[i]["cmd"] == pos:
+            if events[i]["kind"] == EV_ACCEPTED:
+                cmd_rows[pos, CR_PLACED] = events[i]["oid"]
             _event(events[i], pos, cmds, cid_flags, now_us, records, legs, counters,
                    open_count, instruments, touched, changes, level_rows, mark_rows)
             i += 1
+        if counters[F_CHANGES] > first_change:
+            cmd_rows[pos, CR_FIRST_CHANGE] = first_change
         _end_command(pos, first_change, records, fifo, counters, kept_max, open_count,
                      touched, changes, mark_rows)
         _book_sequences(first_level, counters, book_seq, seen, level_rows, book_rows)
@@ -111,7 +125,7 @@ def _event(ev, pos, cmds, cid_flags, now_us, records, legs, counters, open_count
         r["resting"] = 1
         open_count[r["account"]] += 1
         if r["has_cid"]:
-            _mark(mark_rows, counters, pos, oid, MARK_OPENED)
+            _mark(mark_rows, counters, pos, oid, MARK_OPENED, r["account"])
         _level(level_rows, counters, pos, r["instrument"], ev["side"], ev["price"], ev["qty"])
     elif kind == EV_CANCELLED:
         r = records[oid]
@@ -193,12 +207,13 @@ def _level(level_rows, counters, pos, inst, side, price, change):
 
 
 @kernel(inline=True)
-def _mark(mark_rows, counters, pos, oid, op):
+def _mark(mark_rows, counters, pos, oid, op, account):
     j = counters[F_MARKS]
     counters[F_MARKS] = j + 1
     mark_rows[j]["pos"] = pos
     mark_rows[j]["oid"] = oid
     mark_rows[j]["op"] = op
+    mark_rows[j]["account"] = account
 
 
 @kernel(inline=True)
@@ -208,7 +223,7 @@ def _unrest(r, pos, oid, open_count, counters, mark_rows):
         r["resting"] = 0
         open_count[r["account"]] -= 1
         if r["has_cid"]:
-            _mark(mark_rows, counters, pos, oid, MARK_CLOSED)
+            _mark(mark_rows, counters, pos, oid, MARK_CLOSED, r["account"])
 
 
 @kernel
@@ -231,7 +246,7 @@ def _end_command(pos, first_change, records, fifo, counters, kept_max, open_coun
                 oldest = fifo[counters[F_FIFO_HEAD]]
                 counters[F_FIFO_HEAD] += 1
                 records[oldest]["kept"] = 0
-                _mark(mark_rows, counters, pos, oldest, MARK_EVICTED)
+                _mark(mark_rows, counters, pos, oldest, MARK_EVICTED, records[oldest]["account"])
         row["status"] = r["status"]
         row["price"] = r["price"]
         row["quantity"] = r["quantity"]
@@ -259,17 +274,82 @@ def _book_sequences(first_level, counters, book_seq, seen, level_rows, book_rows
         book_rows[b]["sequence"] = book_seq[inst]
 
 
+# Columns of a view row (``view_rows``, ``view_rows_now``): what ``Lifecycle`` needs to build
+# an order's API view, its fills apart.
+V_OID = 0
+V_INSTRUMENT = 1
+V_SIDE = 2
+V_TYPE = 3
+V_PRICE = 4
+V_QUANTITY = 5
+V_TIF = 6
+V_POST_ONLY = 7
+V_STATUS = 8
+V_FILLED = 9
+V_REMAINING = 10
+V_LEGS = 11
+V_CREATED = 12
+VIEW_COLUMNS = 13
+
+
+@kernel(inline=True)
+def _view_row(records, oid, price, quantity, filled, cancelled, count, status, out, i):
+    r = records[oid]
+    out[i, V_OID] = oid
+    out[i, V_INSTRUMENT] = r["instrument"]
+    out[i, V_SIDE] = r["side"]
+    out[i, V_TYPE] = r["type"]
+    out[i, V_PRICE] = price
+    out[i, V_QUANTITY] = quantity
+    out[i, V_TIF] = r["tif"]
+    out[i, V_POST_ONLY] = r["post_only"]
+    out[i, V_STATUS] = status
+    out[i, V_FILLED] = filled
+    out[i, V_REMAINING] = quantity - filled - cancelled if status <= PARTIALLY_FILLED else 0
+    out[i, V_LEGS] = count
+    out[i, V_CREATED] = r["created_us"]
+
+
 @kernel
-def gather_legs(legs, heads, counts, out):
-    """The first ``counts[i]`` fill legs of each order whose list starts at ``heads[i]``,
-    one after another in ``out`` (trade id, price, quantity columns)."""
+def _view_legs(records, legs, oids, counts, out_legs):
+    """The first ``counts[i]`` fills of each order ``oids[i]``, one after another; returns
+    how many rows that takes, writing nothing if ``out_legs`` has fewer."""
+    total = 0
+    for i in range(len(oids)):
+        total += counts[i]
+    if total > len(out_legs):
+        return total
     j = 0
-    for i in range(len(heads)):
-        leg = heads[i]
+    for i in range(len(oids)):
+        leg = records[oids[i]]["leg_head"]
         for _ in range(counts[i]):
-            out[j, 0] = legs[leg]["trade_id"]
-            out[j, 1] = legs[leg]["price"]
-            out[j, 2] = legs[leg]["qty"]
+            out_legs[j, 0] = legs[leg]["trade_id"]
+            out_legs[j, 1] = legs[leg]["price"]
+            out_legs[j, 2] = legs[leg]["qty"]
             j += 1
             leg = legs[leg]["next"]
-    return j
+    return total
+
+
+@kernel
+def view_rows(changes, rows, records, legs, out, out_legs):
+    """View rows of the orders of change ``rows``, each as of its command (the change row's
+    dynamic part), into ``out``; their fills into ``out_legs`` (trade id, price, quantity).
+    Returns the fill rows needed: if more than ``out_legs`` holds, none were written."""
+    n = len(rows)
+    for i in range(n):
+        c = changes[rows[i]]
+        _view_row(records, c["oid"], c["price"], c["quantity"], c["filled"], c["cancelled"],
+                  c["legs"], c["status"], out, i)
+    return _view_legs(records, legs, out[:n, V_OID], out[:n, V_LEGS], out_legs)
+
+
+@kernel
+def view_rows_now(oids, records, legs, out, out_legs):
+    """``view_rows`` of orders as they are now."""
+    n = len(oids)
+    for i in range(n):
+        r = records[oids[i]]
+        _view_row(records, oids[i], r["price"], r["quantity"], r["filled"], r["cancelled"],
+                  r["legs"], r["status"], out, i)
+    return _view_legs(records, legs, out[:n, V_OID], out[:n, V_LEGS], out_legs)
