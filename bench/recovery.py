@@ -13,7 +13,11 @@ appended to the journal with the exchange times a busy server stamps (one per gr
    prefix of ``--reference`` entries, in the same run (the ratio compares both on that prefix);
 2. live apply: the same order entries applied with ``StateMachine.apply_batch`` in batches of
    ``--live-batch`` (the sequencer's group commits at a busy moment), replies built and the
-   instrument's book and trades published (one subscriber) - microseconds per order.
+   instrument's book and trades published (one subscriber) - microseconds per order. The
+   garbage collector is set as ``crowdex serve`` sets it (the state loaded before is frozen,
+   young collections every ``GC_YOUNG_THRESHOLD`` allocations): that is the apply inside the
+   server; with the interpreter's defaults each batch's replies also pay for collections
+   that rescan the whole venue.
 
 Both replays end at the same state hash (checked), and so does the live apply. ``--json``
 prints one JSON object as the last line. Beside the replay's wall-clock rate (API.md's
@@ -31,6 +35,7 @@ live apply (microseconds per command) are measured the same way.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import tempfile
@@ -47,6 +52,7 @@ from engine import offerings_commands as oc
 from engine.journal import FileJournal
 from engine.machine import StateMachine
 from engine.replay import replay
+from gateway.cli import GC_THRESHOLDS
 
 TRADERS = 1000  # enough that no one reaches OPEN_ORDERS_MAX with the workload's resting orders
 START_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
@@ -151,6 +157,7 @@ def live_apply(data_dir: Path, prefix: int, batch: int) -> tuple[StateMachine, f
     machine.wants = LIVE_SUBSCRIPTIONS.__contains__
     journal = FileJournal(data_dir / "journal", sync=False, read_only=True)
     spent, timed, pending, first = 0.0, 0, [], prefix + 1
+    thresholds = gc.get_threshold()
 
     def flush() -> float:
         began = time.perf_counter()
@@ -158,18 +165,26 @@ def live_apply(data_dir: Path, prefix: int, batch: int) -> tuple[StateMachine, f
         machine.outbox.clear()
         return time.perf_counter() - began
 
-    for sequence, payload in journal.read(0):
-        entry = c.decode_entry(payload)
-        if sequence <= prefix:
-            machine.apply(sequence, entry)
-            continue
-        pending.append(entry)
-        if len(pending) == batch:
+    try:
+        for sequence, payload in journal.read(0):
+            entry = c.decode_entry(payload)
+            if sequence <= prefix:
+                machine.apply(sequence, entry)
+                continue
+            if sequence == prefix + 1:  # the venue is open: as the server once it recovered
+                gc.collect()
+                gc.freeze()
+                gc.set_threshold(*GC_THRESHOLDS)
+            pending.append(entry)
+            if len(pending) == batch:
+                spent += flush()
+                timed, first, pending = timed + batch, first + batch, []
+        if pending:
             spent += flush()
-            timed, first, pending = timed + batch, first + batch, []
-    if pending:
-        spent += flush()
-        timed += len(pending)
+            timed += len(pending)
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
     journal.close()
     return machine, spent, timed
 

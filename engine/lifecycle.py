@@ -263,7 +263,11 @@ class Lifecycle:
         times: dict[int, str] = {}  # orders of one call share their creation time
         for (oid, instrument, side, kind, price, quantity, tif, post_only, status, filled,
              remaining, count, created) in rows:
-            if count:
+            if count == 1:  # the commonest, without a comprehension's call
+                trade_id, fill_price, fill_quantity = legs[at]
+                fills = [{"trade_id": trade_id, "price": fill_price, "quantity": fill_quantity}]
+                at += 1
+            elif count:
                 fills = [{"trade_id": t, "price": p, "quantity": q}
                          for t, p, q in legs[at:at + count]]
                 at += count

@@ -81,8 +81,12 @@ class _Pending:
     callback: ReplyCallback | None = None  # a pipelined one's (no future, no task)
 
     def answer(self, reply: Reply) -> None:
-        if self.callback is not None:
-            self._call(reply)
+        callback = self.callback
+        if callback is not None:  # _call inlined: once per command
+            try:
+                callback(reply)
+            except Exception:  # a client's bug must not stop the exchange
+                log.exception("a reply callback failed")
         elif not self.future.done():
             self.future.set_result(reply)
 

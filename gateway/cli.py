@@ -14,6 +14,7 @@ from gateway import localcluster
 from gateway.config import RATE_LIMIT_BURST, RATE_LIMIT_PER_SECOND, Config
 
 GC_YOUNG_THRESHOLD = 20_000  # allocations between young-generation collections (default 700)
+GC_THRESHOLDS = (GC_YOUNG_THRESHOLD, 20, 20)  # what the server sets (bench recovery does too)
 OPEN_FILES_UNCAPPED = 1 << 20  # the soft limit asked for when the hard one is unlimited
 SWITCH_INTERVAL_S = 0.0002  # how long a busy thread keeps the interpreter from a waiting one
 
@@ -156,7 +157,7 @@ def serve(args: argparse.Namespace) -> int:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     raise_open_files_limit()
     # Fewer, larger young-generation collections: each order allocates a handful of objects.
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
+    gc.set_threshold(*GC_THRESHOLDS)
     # The journal's thread needs the interpreter back the moment its fsync returns, or every
     # acknowledgement waits out the busy event loop's switch interval (5 ms by default).
     sys.setswitchinterval(float(os.environ.get("CROWDEX_SWITCH_INTERVAL_S", SWITCH_INTERVAL_S)))
