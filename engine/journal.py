@@ -49,6 +49,7 @@ SEGMENT_HEADER_SIZE = _SEGMENT_HEADER.size
 # payload length, CRC32 over (sequence + payload), sequence; the sequence sits right before the
 # payload so the CRC covers one contiguous slice.
 _RECORD_HEADER = struct.Struct("<IIQ")
+_SEQUENCE = struct.Struct("<Q")  # the header's last field, covered by the CRC
 RECORD_HEADER_SIZE = _RECORD_HEADER.size
 _CRC_START = 8  # offset of the sequence field inside a record header
 
@@ -129,10 +130,15 @@ def _segment_header(first_sequence: int) -> bytes:
     return fields + zlib.crc32(fields).to_bytes(4, "little")
 
 
+def _record_header(sequence: int, payload: bytes) -> bytes:
+    """A record's header: the payload's length, the CRC-32 of the sequence and the payload,
+    the sequence."""
+    crc = zlib.crc32(payload, zlib.crc32(_SEQUENCE.pack(sequence)))
+    return _RECORD_HEADER.pack(len(payload), crc, sequence)
+
+
 def _encode_record(sequence: int, payload: bytes) -> bytes:
-    sequence_bytes = sequence.to_bytes(8, "little")
-    crc = zlib.crc32(payload, zlib.crc32(sequence_bytes))
-    return struct.pack("<II", len(payload), crc) + sequence_bytes + payload
+    return _record_header(sequence, payload) + payload
 
 
 def _check_record(data: memoryview, offset: int) -> tuple[int, int] | str:
@@ -314,7 +320,9 @@ class FileJournal:
             if len(payload) > RECORD_PAYLOAD_MAX:
                 raise ValueError(f"record {sequence} is {len(payload)} bytes, over "
                                  f"RECORD_PAYLOAD_MAX ({RECORD_PAYLOAD_MAX})")
-            chunks.append(_encode_record(sequence, bytes(payload)))
+            payload = bytes(payload)
+            chunks.append(_record_header(sequence, payload))  # and the payload: one join
+            chunks.append(payload)
             expected += 1
         batch = b"".join(chunks)
         active = self._segments[-1] if self._segments else None

@@ -212,7 +212,10 @@ class Markets:
             self._ensure_instrument(info)
             room = OPEN_ORDERS_MAX - self._open_orders(actor)
         queue.room[actor] = room - 1
-        queue.place(index, sequence, actor, cmd)
+        # Its position row now (created if new): commands are queued in order, so the rows are
+        # created in the order the engine's own lookup would create them.
+        queue.place(index, sequence, actor, cmd,
+                    self.machine.balances.position_slot(actor, cmd.instrument_id))
 
     def _queue_cancel(self, queue: _Queue, replies: list, index: int, sequence: int,
                       actor: int, cmd: mc.CancelOrder) -> None:
@@ -319,7 +322,7 @@ class Markets:
         if not queue.ops:
             return
         commands = queue.array()
-        result = self.engine.process(commands, self.machine.balances)
+        result = self.engine.process(commands, self.machine.balances, slots_filled=True)
         events = result.events
         lifecycle = self.lifecycle
         folded = lifecycle.fold(events, commands, queue.cid_flags(), self.machine.now_us,
@@ -823,7 +826,10 @@ class _Queue:
         self.rows.append(_pack_command(op, *row, -1))
         self.flags.append(0)
 
-    def place(self, index: int, sequence: int, actor: int, cmd: mc.PlaceOrder) -> None:
+    def place(self, index: int, sequence: int, actor: int, cmd: mc.PlaceOrder,
+              pos_slot: int) -> None:
+        """A new order; ``pos_slot`` is its account's position row of the instrument (a new
+        order's instrument has a book and its account exists: the engine need not look)."""
         # The commonest command: _add inlined.
         if cmd.client_order_id is not None:
             self.cids[len(self.ops)] = cmd.client_order_id
@@ -838,7 +844,7 @@ class _Queue:
             k_NEW, SIDES[cmd.side], k.TYPE_MARKET if cmd.order_type == "market" else k.TYPE_LIMIT,
             TIFS[cmd.time_in_force], int(cmd.post_only),
             k.STP_BY_NAME[cmd.self_trade_prevention], cmd.instrument_id, actor, cmd.price,
-            cmd.quantity, 0, -1))
+            cmd.quantity, 0, pos_slot))
         self.new_count += 1
 
     def cancel(self, index: int, sequence: int, actor: int, order_id: int,

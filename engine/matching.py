@@ -232,16 +232,20 @@ class MatchingEngine:
     # ---- batches ----------------------------------------------------------------------------
 
     def process(self, commands: np.ndarray, balances: Balances | None = None, *,
-                full_events: bool = True) -> BatchResult:
+                full_events: bool = True, slots_filled: bool = False) -> BatchResult:
         """Run a batch of commands; with ``balances`` the risk stage is on.
 
         ``full_events=False`` writes fills only (the replay benchmark's path). The returned
-        events are a view of a scratch buffer, valid until the next call.
+        events are a view of a scratch buffer, valid until the next call. ``slots_filled``:
+        the caller has set each new order's ``pos_slot`` already, as ``_fill_position_slots``
+        would have (every new order's instrument is active and its account exists; the rows
+        created in the order of the commands first naming them).
         """
         n = _checked_batch(commands)
         self._ensure_room(n)
         if balances is not None:
-            self._fill_position_slots(commands, balances)
+            if not slots_filled:
+                self._fill_position_slots(commands, balances)
             accounts, positions = balances.accounts.rows, balances.positions.rows
             if not balances.exists(self.fee_account_id):
                 raise ValueError(f"fee account {self.fee_account_id} does not exist")

@@ -91,12 +91,12 @@ def test_packed_commands_equal_the_fields_set_one_by_one(items):
         row = expected[position]
         if op == "place":
             queue.place(position, 100 + position, other, mc.PlaceOrder(
-                instrument, side, kind, price, other + 1, tif, post_only, stp, cid))
+                instrument, side, kind, price, other + 1, tif, post_only, stp, cid), position)
             row["op"], row["side"] = k.OP_NEW, k.SIDE_BUY if side == "buy" else k.SIDE_SELL
             row["type"] = k.TYPE_MARKET if kind == "market" else k.TYPE_LIMIT
             row["tif"] = {"gtc": k.TIF_GTC, "ioc": k.TIF_IOC, "fok": k.TIF_FOK}[tif]
             row["post_only"], row["stp"] = post_only, k.STP_BY_NAME[stp]
-            row["account"], row["qty"] = other, other + 1
+            row["account"], row["qty"], row["pos_slot"] = other, other + 1, position
         elif op == "cancel":
             queue.cancel(position, 100 + position, instrument, other)
             row["op"], row["account"], row["oid"] = k.OP_CANCEL, instrument, other
@@ -110,7 +110,9 @@ def test_packed_commands_equal_the_fields_set_one_by_one(items):
             queue.uncross(100 + position, instrument)
             row["op"] = k.OP_UNCROSS
             price = 0
-        row["instrument"], row["price"], row["pos_slot"] = instrument, price, -1
+        row["instrument"], row["price"] = instrument, price
+        if op != "place":
+            row["pos_slot"] = -1
     packed = queue.array()
     assert packed.dtype == COMMAND_DTYPE and packed.flags.writeable and packed.flags.aligned
     assert packed.tobytes() == expected.tobytes()
