@@ -148,9 +148,9 @@ class Lifecycle:
         the highest account id. Every array gets room for the call's worst case first (a fill
         writes two legs; an event changes at most two orders)."""
         n = len(events)
-        c = self.counters
-        head, tail = int(c[kf.F_FIFO_HEAD]), int(c[kf.F_FIFO_TAIL])
-        legs_needed = int(c[kf.F_LEGS]) + 2 * n
+        counts = self.counters.tolist()  # one read of the scalars, not one numpy read each
+        head, tail = counts[kf.F_FIFO_HEAD], counts[kf.F_FIFO_TAIL]
+        legs_needed = counts[kf.F_LEGS] + 2 * n
         # A rested order opens, a re-entered one closes, a finished one closes and evicts
         # one; a lower FINISHED_ORDERS_KEPT than the last call's evicts the excess at once.
         marks_needed = 4 * n + max(0, tail - head - kept_max)
@@ -161,7 +161,6 @@ class Lifecycle:
                 or len(instruments) > min(len(self.book_seq), len(self._seen))
                 or 2 * n > min(len(self._changes), len(self._levels), len(self._books))):
             self._make_room(n, next_oid, legs_needed, marks_needed, len(instruments), accounts)
-        self._seen[:] = 0
         if len(commands) > len(self._cmd_rows):
             self._cmd_rows = np.zeros((2 * len(commands), kf.CMD_ROW_COLUMNS), dtype=np.int64)
         cmd_rows = self._cmd_rows[: len(commands)]
@@ -171,8 +170,9 @@ class Lifecycle:
                        self._marks, cmd_rows)
         self.next_oid = max(self.next_oid, next_oid)
         first_changes, placed = cmd_rows.T.tolist()
-        return Folded(self._changes[: c[kf.F_CHANGES]], self._levels[: c[kf.F_LEVELS]],
-                      self._books[: c[kf.F_BOOKS]], self._marks[: c[kf.F_MARKS]],
+        counts = self.counters.tolist()
+        return Folded(self._changes[: counts[kf.F_CHANGES]], self._levels[: counts[kf.F_LEVELS]],
+                      self._books[: counts[kf.F_BOOKS]], self._marks[: counts[kf.F_MARKS]],
                       first_changes, placed)
 
     def _make_room(self, n: int, next_oid: int, legs: int, marks: int, instruments: int,

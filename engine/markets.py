@@ -32,7 +32,13 @@ from engine.clock import format_time_us
 from engine.errors import CrowdexError
 from engine.kernels import codes as k
 from engine.kernels import fold as kf
-from engine.kernels.layout import C_EVENTS, C_PROCESSED, COMMAND_DTYPE, EVENT_DTYPE
+from engine.kernels.layout import (
+    C_EVENTS,
+    C_NEXT_TRADE,
+    C_PROCESSED,
+    COMMAND_DTYPE,
+    EVENT_DTYPE,
+)
 from engine.kernels.movements import fill_movements
 from engine.lifecycle import (
     SIDE_NAMES,
@@ -322,6 +328,8 @@ class Markets:
         if not queue.ops:
             return
         commands = queue.array()
+        counters = self.engine.counters
+        trades_before = counters[C_NEXT_TRADE]  # each fill takes one trade id
         result = self.engine.process(commands, self.machine.balances, slots_filled=True)
         events = result.events
         lifecycle = self.lifecycle
@@ -329,7 +337,9 @@ class Markets:
                                 FINISHED_ORDERS_KEPT, self.engine.instruments,
                                 self.engine.next_order_id, self.machine.balances.accounts.count)
         lifecycle.note_client_ids(folded, queue.cids)
-        fills = events[events["kind"] == k.EV_FILL] if len(events) else events
+        # No mask (and copy) for a call without trades: most calls of a quiet book.
+        traded = counters[C_NEXT_TRADE] != trades_before
+        fills = events[events["kind"] == k.EV_FILL] if traded else events[:0]
         if len(fills):
             self._record_fills(fills, queue.sequences)
         views: dict[int, dict] = {}  # change row -> view: a reply and an update share it

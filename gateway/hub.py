@@ -70,8 +70,9 @@ class Connection:
     # The engine's submit_nowait, looked up once per connection (ws.py sets it).
     submit: Callable[..., None] | None = None
 
-    def send(self, message: dict | None) -> None:
-        """Queue a message; a full queue means a slow consumer, who is disconnected."""
+    def send(self, message: dict | bytes | None) -> None:
+        """Queue a message (or its payload, already encoded in this connection's format); a
+        full queue means a slow consumer, who is disconnected."""
         if self.closing:
             return
         outgoing = self.outgoing
@@ -163,8 +164,13 @@ class Hub:
         # A private channel's key carries its account ("orders@7"); clients know it as "orders".
         message = {"channel": channel.partition("@")[0], "type": message_type,
                    "sequence": sequence, "data": data}
+        # Encoded once per format for all the channel's subscribers, not once per socket.
+        payloads: list[bytes | None] = [None, None]  # JSON, msgpack
         for connection in list(subscribers):
-            connection.send(message)
+            payload = payloads[connection.binary]
+            if payload is None:
+                payload = payloads[connection.binary] = connection.encode(message)
+            connection.send(payload)
 
     def publish_all(self, events: list[tuple[str, Any, int | None]]) -> None:
         """Publish a batch's updates (the engine's outbox), in the order they happened."""

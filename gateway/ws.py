@@ -177,7 +177,8 @@ async def _writer(conn: Connection) -> None:
         count = 0
         message = outgoing.popleft()
         while message is not None:
-            payload = encode(message)
+            # A hub update comes encoded already (once for all its subscribers).
+            payload = message if type(message) is bytes else encode(message)
             size = len(payload)
             parts.append(headers[size] if size < 126 else _long_header(headers, size))
             parts.append(payload)

@@ -73,6 +73,8 @@ def fold_events(events, cmds, cid_flags, now_us, records, legs, fifo, counters, 
     counters[F_LEVELS] = 0
     counters[F_BOOKS] = 0
     counters[F_MARKS] = 0
+    for inst in range(len(seen)):
+        seen[inst] = 0
     for p in range(len(cmd_rows)):
         cmd_rows[p, CR_FIRST_CHANGE] = -1
         cmd_rows[p, CR_PLACED] = 0
