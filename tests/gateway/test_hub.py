@@ -1,0 +1,47 @@
+"""The hub encodes a published update once per format, for all of a channel's subscribers.
+
+A market-data update goes to every socket subscribed to its channel; the hub encodes it once
+as JSON and once as msgpack (only for the formats its subscribers use) and queues those bytes,
+which the socket's writer sends as they are. What each subscriber reads is the message it was
+sent before: tests/gateway/test_ws.py reads the updates over real sockets.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from gateway.hub import Connection, Hub
+
+
+def _connection(binary: bool) -> Connection:
+    return Connection(request=None, ws=None, binary=binary)  # send() only queues
+
+
+def test_one_encoding_per_format_whatever_the_subscribers():
+    hub = Hub()
+    json_subscribers = [_connection(False) for _ in range(3)]
+    msgpack_subscribers = [_connection(True) for _ in range(2)]
+    hub.subscribers["book:7"] = set(json_subscribers + msgpack_subscribers)
+    data = {"changes": [["buy", 1000, 5]]}
+    hub.publish("book:7", data, 12)
+    message = {"channel": "book:7", "type": "update", "sequence": 12, "data": data}
+    json_payloads = [c.outgoing.popleft() for c in json_subscribers]
+    msgpack_payloads = [c.outgoing.popleft() for c in msgpack_subscribers]
+    assert all(p is json_payloads[0] for p in json_payloads)  # encoded once
+    assert all(p is msgpack_payloads[0] for p in msgpack_payloads)
+    assert msgspec.json.decode(json_payloads[0]) == message
+    assert msgspec.msgpack.decode(msgpack_payloads[0]) == message
+    assert all(not c.outgoing for c in json_subscribers + msgpack_subscribers)
+
+
+def test_a_private_channel_goes_out_under_its_public_name_and_sequences_count_on():
+    hub = Hub()
+    mine = _connection(False)
+    hub.subscribers["orders@7"] = {mine}
+    hub.publish("orders@7", {"order_id": 1})
+    hub.publish("orders@7", {"order_id": 2})
+    got = [msgspec.json.decode(mine.outgoing.popleft()) for _ in range(2)]
+    assert [(m["channel"], m["sequence"], m["data"]["order_id"]) for m in got] == [
+        ("orders", 1, 1), ("orders", 2, 2)]
+    hub.publish("trades:3", {"trade_id": 9})  # nobody listens: numbered all the same
+    assert hub.channel_sequence("trades:3") == 1
