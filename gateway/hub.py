@@ -169,7 +169,13 @@ class Hub:
         for connection in list(subscribers):
             payload = payloads[connection.binary]
             if payload is None:
-                payload = payloads[connection.binary] = connection.encode(message)
+                try:
+                    payload = payloads[connection.binary] = connection.encode(message)
+                except Exception:
+                    # Never for the engine's updates; if ever, the socket's writer meets the
+                    # message as before and ends that socket, not the sequencer publishing.
+                    connection.send(message)
+                    continue
             connection.send(payload)
 
     def publish_all(self, events: list[tuple[str, Any, int | None]]) -> None:

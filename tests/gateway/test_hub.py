@@ -45,3 +45,14 @@ def test_a_private_channel_goes_out_under_its_public_name_and_sequences_count_on
         ("orders", 1, 1), ("orders", 2, 2)]
     hub.publish("trades:3", {"trade_id": 9})  # nobody listens: numbered all the same
     assert hub.channel_sequence("trades:3") == 1
+
+
+def test_an_update_that_cannot_be_encoded_does_not_stop_the_publisher():
+    """Encoding moved from each socket's writer into ``publish``, which runs inside the
+    sequencer: a failure there must stay the socket's (its writer meets the message as it
+    did before), not stop the exchange."""
+    hub = Hub()
+    subscriber = _connection(True)
+    hub.subscribers["book:7"] = {subscriber}
+    hub.publish("book:7", {"changes": [[object()]]}, 3)  # no raise
+    assert isinstance(subscriber.outgoing.popleft(), dict)
