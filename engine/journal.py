@@ -30,7 +30,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -112,6 +112,16 @@ class _Segment:
     @property
     def next_sequence(self) -> int:
         return self.first_sequence + self.record_count
+
+
+class RecordBlock(NamedTuple):
+    """Consecutive records of one segment: payload ``i`` is ``data[starts[i]:ends[i]]``,
+    numbered ``first_sequence + i``."""
+
+    first_sequence: int
+    data: bytes
+    starts: np.ndarray  # int64
+    ends: np.ndarray  # int64
 
 
 @dataclass(slots=True)
@@ -346,17 +356,7 @@ class FileJournal:
         Every record's CRC is checked again as it is read back, so damage done after opening
         raises ``JournalCorruptError`` rather than feeding bad commands to the state machine.
         """
-        if after_sequence < 0:
-            raise ValueError(f"after_sequence must be >= 0, got {after_sequence}")
-        segments = list(self._segments)
-        if segments and after_sequence + 1 < segments[0].first_sequence:
-            raise JournalError(
-                f"records {after_sequence + 1}..{segments[0].first_sequence - 1} are not in "
-                f"the journal at {self.directory}"
-            )
-        for segment in segments:
-            if segment.next_sequence <= after_sequence + 1:
-                continue
+        for segment in self._segments_after(after_sequence):
             yield from self._read_segment(segment, after_sequence)
 
     def close(self) -> None:
@@ -506,11 +506,29 @@ class FileJournal:
                 "recover what reached the disk"
             )
 
-    def _read_segment(self, segment: _Segment, after_sequence: int) -> Iterator[tuple[int, bytes]]:
+    def read_blocks(self, after_sequence: int = 0) -> Iterator[RecordBlock]:
+        """``read``'s records a segment at a time, as one buffer and the payloads' offsets in
+        it: a replay scans them in compiled code without a bytes object per record."""
+        for segment in self._segments_after(after_sequence):
+            yield self._segment_block(segment, after_sequence)
+
+    def _segments_after(self, after_sequence: int) -> list[_Segment]:
+        if after_sequence < 0:
+            raise ValueError(f"after_sequence must be >= 0, got {after_sequence}")
+        segments = list(self._segments)
+        if segments and after_sequence + 1 < segments[0].first_sequence:
+            raise JournalError(
+                f"records {after_sequence + 1}..{segments[0].first_sequence - 1} are not in "
+                f"the journal at {self.directory}"
+            )
+        return [segment for segment in segments
+                if segment.next_sequence > after_sequence + 1]
+
+    def _segment_block(self, segment: _Segment, after_sequence: int) -> RecordBlock:
         # Stop at what was valid at open or last appended: bytes past it are not ours. One
         # read of the segment (at most SEGMENT_SIZE_MAX and a batch) instead of two per record.
         with open(segment.path, "rb") as file:
-            data = memoryview(file.read(segment.size_bytes))
+            data = file.read(segment.size_bytes)
         if len(data) != segment.size_bytes:
             raise JournalCorruptError(segment.path, len(data), "file shrank since the journal "
                                       "was opened")
@@ -519,10 +537,16 @@ class FileJournal:
         if why != records.WALK_END or count != segment.record_count:
             raise JournalCorruptError(segment.path, stop, "record changed on disk since the "
                                       "journal was opened")
-        raw = data.obj  # the bytes read: a slice of them is one copy of the payload
         first = max(0, after_sequence + 1 - segment.first_sequence)
-        bounds = starts[first:].tolist()
-        bounds.append(stop)
-        sequence = segment.first_sequence + first
-        for index in range(len(bounds) - 1):
-            yield sequence + index, raw[bounds[index] + RECORD_HEADER_SIZE:bounds[index + 1]]
+        ends = np.empty(count - first, dtype=np.int64)
+        ends[:-1] = starts[first + 1:]
+        ends[-1:] = stop
+        return RecordBlock(segment.first_sequence + first, data,
+                           starts[first:] + RECORD_HEADER_SIZE, ends)
+
+    def _read_segment(self, segment: _Segment, after_sequence: int) -> Iterator[tuple[int, bytes]]:
+        block = self._segment_block(segment, after_sequence)
+        raw = block.data  # the bytes read: a slice of them is one copy of the payload
+        for index, (start, end) in enumerate(zip(block.starts.tolist(), block.ends.tolist(),
+                                                 strict=True)):
+            yield block.first_sequence + index, raw[start:end]

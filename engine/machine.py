@@ -17,6 +17,7 @@ import msgspec
 import numpy as np
 
 from engine import commands as c
+from engine import markets_commands as mc
 from engine import movements as mv
 from engine.clock import TIME_US_MAX, format_time_us
 from engine.errors import CrowdexError
@@ -239,6 +240,37 @@ class StateMachine:
             replies.extend(self._apply_run(first_sequence + i, entries[i:end]))
             i = end
         return replies
+
+    def apply_orders(self, first_sequence: int, commands: np.ndarray,
+                     times: np.ndarray) -> int:
+        """A replay's consecutive orders and cancels as columns (``engine.kernels.entries``:
+        none with an idempotency key or a client_order_id), applied by the markets in bulk
+        (``engine.markets_bulk``) up to the first entry at or past a deadline or whose checks
+        the others could change; returns how many (0: apply the first one through ``apply``).
+
+        Only while ``quiet``: no reply nor update is built. The state is what ``apply`` one
+        entry at a time gives, each entry at its own time (``max`` of the clock and its stamp).
+        """
+        if first_sequence != self.last_sequence + 1:
+            raise RuntimeError(
+                f"sequence {first_sequence} does not follow the last applied {self.last_sequence}"
+            )
+        runner = self._runners.get(mc.PlaceOrder)
+        if runner is None or not self.quiet or not len(times):
+            return 0
+        effective = np.maximum.accumulate(np.maximum(times, self.now_us))
+        due = self.next_deadline_us()  # only other commands move it: none is in between
+        count = len(times) if due is None else int(np.searchsorted(effective, due, "left"))
+        if count == 0:
+            return 0  # on_time fires after it: apply it alone
+        done = runner.apply_columns(first_sequence, commands[:count], effective[:count])
+        if done:
+            self.last_sequence = first_sequence + done - 1
+            self.now_us = int(effective[done - 1])
+            self.replies_needed = False
+            for component in self.components:
+                component.on_time()  # nothing was due; kept for symmetry with apply
+        return done
 
     def _run_end(self, entries: list[c.Entry], start: int) -> int:
         first = entries[start]

@@ -171,6 +171,14 @@ class Markets:
             return ()
         return (mc.PlaceOrder, mc.CancelOrder)
 
+    def apply_columns(self, first_sequence: int, commands: np.ndarray,
+                      times: np.ndarray) -> int:
+        """A replay's orders and cancels as columns, in one kernel call as far as exactness
+        allows (``engine.markets_bulk``); returns how many were applied."""
+        from engine import markets_bulk  # it builds on this module
+
+        return markets_bulk.apply_columns(self, first_sequence, commands, times)
+
     def apply_run(self, items: list[tuple[int, int, Any]]) -> list[Reply]:
         """Apply ``(sequence, actor, command)`` items in order; one reply each."""
         replies: list[Reply | None] = [None] * len(items)
@@ -353,13 +361,17 @@ class Markets:
         """The trades' movements for settlement (the kernel already moved the balances: who
         paid whom, and the fee by the rule and rate the kernel charged), and the tapes: two
         compiled passes over the fills, whatever their number."""
+        self._fill_movements(fills, np.array(sequences, dtype=np.int64))
+        self.marketdata.record(fills, self.machine.now_us)
+
+    def _fill_movements(self, fills: np.ndarray, sequences: np.ndarray) -> None:
+        """The trades' movements (``sequences``: each command's of the kernel call, by its
+        position), written by one compiled pass."""
         log = self.machine.movements
         start = log.claim(3 * len(fills))
-        written = fill_movements(fills, np.array(sequences, dtype=np.int64),
-                                 self.engine.instruments["fee_bps"], self.machine.fee_account_id,
-                                 log.table.rows, start, log.next_id)
+        written = fill_movements(fills, sequences, self.engine.instruments["fee_bps"],
+                                 self.machine.fee_account_id, log.table.rows, start, log.next_id)
         self.machine.take_fees_from_proceeds(log.commit(written))
-        self.marketdata.record(fills, self.machine.now_us)
 
     def _replies(self, queue: _Queue, codes: list[int], folded: Folded, events: np.ndarray,
                  replies: list, views: dict[int, dict]) -> None:

@@ -20,12 +20,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from engine import commands as c
-from engine.journal import FileJournal
+from engine.journal import FileJournal, RecordBlock
+from engine.kernels.entries import KIND_OTHER, scan_entries
 from engine.machine import StateMachine
 from engine.skips import PoisonCommand, Skip, apply_entry, load_skips
 
 CHUNK_ENTRIES = 8192  # entries decoded and applied together
+# Consecutive plain orders and cancels fewer than this go through apply_batch: the bulk path's
+# fixed cost per call (a few numpy steps) would outweigh what it saves on a handful.
+BULK_ENTRIES_MIN = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,16 +56,79 @@ class ReplayResult:
 def apply_records(machine: StateMachine, records: Iterable[tuple[int, bytes]],
                   skips: dict[int, Skip], chunk_entries: int = CHUNK_ENTRIES) -> int:
     """Apply journal records (sequence, payload) in order, in chunks; returns how many."""
+    return apply_blocks(machine, _blocks(records, chunk_entries), skips, chunk_entries)
+
+
+def apply_blocks(machine: StateMachine, blocks: Iterable[RecordBlock], skips: dict[int, Skip],
+                 chunk_entries: int = CHUNK_ENTRIES) -> int:
+    """Apply blocks of journal records (``FileJournal.read_blocks``) in order, in chunks of
+    at most ``chunk_entries``, quietly (nobody reads a replay's replies or updates); returns
+    how many."""
     applied = 0
-    with paused_gc():
-        for first, payloads in _chunks(records, skips, chunk_entries):
-            if len(payloads) == 1 and first in skips:
-                apply_entry(machine, first, payloads[0], skips)
-            else:
-                machine.apply_batch(first, [c.decode_entry(p) for p in payloads])
-            machine.outbox.clear()  # updates of the past: nobody listens to a replay
-            applied += len(payloads)
+    quiet, machine.quiet = machine.quiet, True
+    try:
+        with paused_gc():
+            for block in blocks:
+                for first, lo, hi in _chunks(block, skips, chunk_entries):
+                    if hi - lo == 1 and first in skips:
+                        payload = block.data[block.starts[lo]:block.ends[lo]]
+                        apply_entry(machine, first, bytes(payload), skips)
+                    else:
+                        _apply_chunk(machine, first, block.data, block.starts[lo:hi],
+                                     block.ends[lo:hi])
+                    machine.outbox.clear()  # updates of the past: nobody listens to a replay
+                    applied += hi - lo
+    finally:
+        machine.quiet = quiet
     return applied
+
+
+def _apply_chunk(machine: StateMachine, first: int, data: bytes, starts: np.ndarray,
+                 ends: np.ndarray) -> None:
+    """Entries read as columns where they are plain orders and cancels (applied in bulk,
+    ``StateMachine.apply_orders``); any other entry decoded by msgspec and applied by
+    ``apply_batch``, as are orders the bulk path leaves to it."""
+    commands, times, kinds = scan_entries(np.frombuffer(data, dtype=np.uint8), starts, ends)
+    plain = kinds != KIND_OTHER
+    edges = np.flatnonzero(plain[1:] != plain[:-1]) + 1
+    bounds = [0, *edges.tolist(), len(kinds)]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        if not plain[lo] or hi - lo < BULK_ENTRIES_MIN:
+            _apply_decoded(machine, first + lo, data, starts[lo:hi], ends[lo:hi])
+            continue
+        at = lo
+        while at < hi:
+            done = machine.apply_orders(first + at, commands[at:hi], times[at:hi])
+            at += done
+            if done == 0:
+                _apply_decoded(machine, first + at, data, starts[at:at + 1], ends[at:at + 1])
+                at += 1
+
+
+def _apply_decoded(machine: StateMachine, first: int, data: bytes, starts: np.ndarray,
+                   ends: np.ndarray) -> None:
+    machine.apply_batch(first, [c.decode_entry(data[s:e]) for s, e in
+                                zip(starts.tolist(), ends.tolist(), strict=True)])
+
+
+def _blocks(records: Iterable[tuple[int, bytes]], size: int) -> Iterator[RecordBlock]:
+    """Records as blocks of at most ``size`` consecutive ones (a gap starts a new block, so
+    the machine refuses it as it would one at a time)."""
+    first, payloads = 0, []
+    for sequence, payload in records:
+        if payloads and (len(payloads) >= size or sequence != first + len(payloads)):
+            yield _block(first, payloads)
+            payloads = []
+        if not payloads:
+            first = sequence
+        payloads.append(payload)
+    if payloads:
+        yield _block(first, payloads)
+
+
+def _block(first: int, payloads: list[bytes]) -> RecordBlock:
+    ends = np.cumsum([len(p) for p in payloads], dtype=np.int64)
+    return RecordBlock(first, b"".join(payloads), ends - [len(p) for p in payloads], ends)
 
 
 @contextmanager
@@ -81,23 +150,20 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _chunks(records: Iterable[tuple[int, bytes]], skips: dict[int, Skip],
-            size: int) -> Iterator[tuple[int, list[bytes]]]:
-    """Consecutive payloads, at most ``size`` each; a skipped entry is a chunk of its own."""
-    first, payloads = 0, []
-    for sequence, payload in records:
-        if sequence in skips or len(payloads) >= size:
-            if payloads:
-                yield first, payloads
-            first, payloads = sequence, []
-            if sequence in skips:
-                yield sequence, [payload]
-                continue
-        if not payloads:
-            first = sequence
-        payloads.append(payload)
-    if payloads:
-        yield first, payloads
+def _chunks(block: RecordBlock, skips: dict[int, Skip],
+            size: int) -> Iterator[tuple[int, int, int]]:
+    """(first sequence, lo, hi) of consecutive records of a block, at most ``size`` each; a
+    skipped entry is a chunk of its own."""
+    count = len(block.starts)
+    first = block.first_sequence
+    cuts = {0, count}
+    for sequence in skips:
+        if first <= sequence < first + count:
+            cuts.update((sequence - first, sequence - first + 1))
+    bounds = sorted(cuts)
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        for at in range(lo, hi, size):
+            yield first + at, at, min(hi, at + size)
 
 
 def replay(data_dir: Path, upto: int | None = None) -> ReplayResult:
@@ -111,12 +177,14 @@ def replay(data_dir: Path, upto: int | None = None) -> ReplayResult:
         machine.quiet = True  # no replies nor updates to build: nobody is listening
         started = time.perf_counter()
         try:
-            commands = apply_records(machine, _upto(journal.read(0), upto), skips)
+            commands = apply_blocks(machine, _upto(journal.read_blocks(0), upto), skips)
         except PoisonCommand:
             raise
         except Exception:  # a run failed, half applied: name the entry, one at a time
             machine = StateMachine()
-            for sequence, payload in _upto(journal.read(0), upto):
+            for sequence, payload in journal.read(0):
+                if upto is not None and sequence > upto:
+                    break
                 apply_entry(machine, sequence, payload, skips)
             raise  # it applied this time: the failure does not repeat; report the first
         seconds = time.perf_counter() - started
@@ -125,12 +193,11 @@ def replay(data_dir: Path, upto: int | None = None) -> ReplayResult:
     return ReplayResult(commands, machine.last_sequence, machine.state_hash(), seconds)
 
 
-def _upto(records: Iterable[tuple[int, bytes]],
-          upto: int | None) -> Iterator[tuple[int, bytes]]:
-    if upto is None:
-        yield from records
-        return
-    for sequence, payload in records:
-        if sequence > upto:
+def _upto(blocks: Iterable[RecordBlock], upto: int | None) -> Iterator[RecordBlock]:
+    for block in blocks:
+        if upto is not None and block.first_sequence + len(block.starts) - 1 > upto:
+            keep = max(0, upto + 1 - block.first_sequence)
+            if keep:
+                yield block._replace(starts=block.starts[:keep], ends=block.ends[:keep])
             return
-        yield sequence, payload
+        yield block

@@ -1,0 +1,165 @@
+"""A replay's orders and cancels, many exchange times of them, in one kernel call.
+
+The live path (``Markets.apply_run``) checks each order in Python, per run of one exchange
+time, and builds replies and updates. A replay needs neither, and reads entries as columns
+(``engine.kernels.entries``), so here the checks are array operations over a whole segment of
+orders and cancels (``StateMachine.apply_orders``: consecutive, none with an idempotency key
+or a client_order_id, no deadline due in between) and the segment is matched by one kernel
+call, folded once, and its movements recorded at once (its tapes and candles per time).
+
+It gives the state that ``apply`` one entry at a time gives (the property test in
+``tests/engine/test_bulk_replay.py``), by these rules:
+- An entry that one at a time is refused in Python changes nothing, so it is left out of the
+  kernel call: an order by an account that is not an investor, on an instrument and side not
+  tradable at the entry's time (``Markets._check_tradable``, once per distinct instrument,
+  side and time); a cancel by account 0 or below, or of an id that cannot have been given by
+  then (the kernel gives ids in command order to the orders it accepts). Every other cancel
+  goes to the kernel, whose own check (resting, same owner) is the one the Python checks
+  stand in front of.
+- Where a Python check depends on what the segment's own commands change, the segment is cut
+  before the first entry whose answer it could change, and that entry goes through the exact
+  path: an order on an instrument with no book yet (opening one may schedule auctions), and
+  an order that could find its account at ``OPEN_ORDERS_MAX`` open orders (counted as if none
+  of the segment's orders left the book).
+- The exchange time of each entry is its own (orders keep their creation time, trades go on
+  the tape and candles at theirs), as one at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from engine import markets as m
+from engine.errors import CrowdexError
+from engine.kernels import codes as k
+from engine.lifecycle import SIDE_NAMES
+from engine.machine import ROLES
+
+_INVESTOR = ROLES["investor"]
+
+
+def apply_columns(markets: Any, first_sequence: int, commands: np.ndarray,
+                  times: np.ndarray) -> int:
+    """Apply the orders and cancels ``commands`` (``COMMAND_DTYPE``, numbered from
+    ``first_sequence``, at the exchange times ``times``, non-decreasing) as far as exactness
+    allows; returns how many were applied (0: the first must go through ``apply``)."""
+    places = commands["op"] == k.OP_NEW
+    actors = commands["account"]
+    investor = places & _investors(markets.machine, actors)
+    n = _first_unbooked(markets, commands, investor)
+    places, investor, actors = places[:n], investor[:n], actors[:n]
+    placed = _tradable(markets, commands[:n], times[:n], investor)
+    n = _first_short_of_room(markets, actors, placed)
+    if n == 0:
+        return 0
+    placed, actors = placed[:n], actors[:n]
+    oids = commands["oid"][:n]
+    before = np.cumsum(placed) - placed  # orders the kernel may have given ids to by then
+    cancels = ((commands["op"][:n] == k.OP_CANCEL) & (actors > 0) & (oids > 0)
+               & (oids < markets.engine.next_order_id + before))
+    kept = np.flatnonzero(placed | cancels)
+    if len(kept):
+        _match(markets, commands[kept], first_sequence + kept, times[kept])
+    return n
+
+
+def _investors(machine: Any, actors: np.ndarray) -> np.ndarray:
+    accounts = machine.balances.accounts
+    known = (actors > 0) & (actors < accounts.count)
+    roles = np.zeros(len(actors), dtype=np.int8)
+    roles[known] = accounts.rows["role"][actors[known]]
+    return roles == _INVESTOR
+
+
+def _first_unbooked(markets: Any, commands: np.ndarray, investor: np.ndarray) -> int:
+    """The first investor's order on an instrument without a book (or len)."""
+    active = markets.engine.instruments["active"]
+    inst = commands["instrument"]
+    inside = (inst > 0) & (inst < len(active))
+    booked = np.zeros(len(inst), dtype=bool)
+    booked[inside] = active[inst[inside]] != 0
+    missing = np.flatnonzero(investor & ~booked)
+    return int(missing[0]) if len(missing) else len(commands)
+
+
+def _tradable(markets: Any, commands: np.ndarray, times: np.ndarray,
+              investor: np.ndarray) -> np.ndarray:
+    """The investors' orders on an instrument and side tradable at their time: the rules'
+    check once per distinct (time, instrument, side), with the machine's clock at that time."""
+    at = np.flatnonzero(investor)
+    if not len(at):
+        return investor
+    inst, side, time = commands["instrument"][at], commands["side"][at], times[at]
+    order = np.lexsort((side, inst, time))
+    inst, side, time = inst[order], side[order], time[order]
+    new = np.ones(len(at), dtype=bool)
+    new[1:] = (time[1:] != time[:-1]) | (inst[1:] != inst[:-1]) | (side[1:] != side[:-1])
+    machine = markets.machine
+    now = machine.now_us
+    verdicts = []
+    try:
+        for i, s, t in zip(inst[new].tolist(), side[new].tolist(), time[new].tolist(),
+                           strict=True):
+            machine.now_us = t
+            try:
+                markets._check_tradable(i, SIDE_NAMES[s])
+                verdicts.append(True)
+            except CrowdexError:
+                verdicts.append(False)
+    finally:
+        machine.now_us = now
+    tradable = investor.copy()
+    tradable[at[order]] = np.array(verdicts, dtype=bool)[np.cumsum(new) - 1]
+    return tradable
+
+
+def _first_short_of_room(markets: Any, actors: np.ndarray, placed: np.ndarray) -> int:
+    """The first order whose account could be at ``OPEN_ORDERS_MAX`` open orders by then
+    (its open orders now and its orders before it in the segment), or len."""
+    who = actors[placed]
+    if not len(who):
+        return len(actors)
+    open_count = markets.lifecycle.open_count
+    base = np.zeros(int(who.max()) + 1, dtype=np.int64)
+    shown = min(len(base), len(open_count))
+    base[:shown] = open_count[:shown]
+    if (base + np.bincount(who, minlength=len(base)) <= m.OPEN_ORDERS_MAX).all():
+        return len(actors)
+    order = np.argsort(who, kind="stable")
+    ranked = who[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+    rank = np.empty(len(who), dtype=np.int64)
+    rank[order] = np.arange(len(who)) - np.repeat(starts, np.diff(np.r_[starts, len(who)]))
+    short = np.flatnonzero(base[who] + rank >= m.OPEN_ORDERS_MAX)
+    return int(np.flatnonzero(placed)[short[0]]) if len(short) else len(actors)
+
+
+def _match(markets: Any, commands: np.ndarray, sequences: np.ndarray,
+           times: np.ndarray) -> None:
+    """One kernel call and one fold for the segment; then the creation times, the
+    client_order_ids that left the book or the kept orders, the movements and the tapes."""
+    machine = markets.machine
+    engine, lifecycle = markets.engine, markets.lifecycle
+    events = engine.process(commands, machine.balances).events
+    folded = lifecycle.fold(events, commands, np.zeros(len(commands), dtype=np.int8),
+                            int(times[-1]), m.FINISHED_ORDERS_KEPT, engine.instruments,
+                            engine.next_order_id, machine.balances.accounts.count)
+    kinds = events["kind"]
+    accepted = events[kinds == k.EV_ACCEPTED]
+    lifecycle.records["created_us"][accepted["oid"]] = times[accepted["cmd"]]
+    lifecycle.follow_marks(folded)
+    fills = events[kinds == k.EV_FILL]
+    if len(fills):
+        markets._fill_movements(fills, sequences)
+        _record_tapes(markets, fills, times[fills["cmd"]])
+
+
+def _record_tapes(markets: Any, fills: np.ndarray, times: np.ndarray) -> None:
+    """The fills onto their instruments' tapes and candles, those of one exchange time at a
+    time, as ``Markets._record_fills`` records a kernel call's (fills are in command order,
+    so their times never go down)."""
+    starts = [0, *(np.flatnonzero(times[1:] != times[:-1]) + 1).tolist(), len(fills)]
+    for lo, hi in zip(starts[:-1], starts[1:], strict=True):
+        markets.marketdata.record(fills[lo:hi], int(times[lo]))
