@@ -7,9 +7,9 @@ replay of a million commands a second that alone would be the budget. ``walk`` d
 records in one compiled loop; the journal (``engine.journal``) keeps the format, the error
 messages and every decision about damage, and only asks here where the records are.
 
-The CRC is CRC-32 (IEEE 802.3, reflected, the one ``zlib.crc32`` computes), byte at a time from
-a 256-entry table: about 1-2 ns a byte, so ~0.1 µs for a command record, and the test checks it
-against zlib on random data.
+The CRC is CRC-32 (IEEE 802.3, reflected, the one ``zlib.crc32`` computes), eight bytes a step
+(slicing by 8, eight 256-entry tables): about 0.5 ns a byte here, a quarter of the byte-at-a-time
+loop's, so a command record costs ~0.05 µs; the test checks it against zlib on random data.
 """
 
 from __future__ import annotations
@@ -31,25 +31,49 @@ WALK_SEQUENCE = 5  # a checksummed record with another sequence than the next on
 
 
 def _crc_table() -> np.ndarray:
-    table = np.zeros(256, dtype=np.uint32)
+    """The tables of slicing by 8: row 0 is the byte-at-a-time table, row k the CRC of a
+    byte followed by k zero bytes."""
+    table = np.zeros((8, 256), dtype=np.uint32)
     for n in range(256):
         c = n
         for _ in range(8):
             c = (0xEDB88320 ^ (c >> 1)) if c & 1 else (c >> 1)
-        table[n] = c
+        table[0, n] = c
+    for k in range(1, 8):
+        for n in range(256):
+            previous = int(table[k - 1, n])
+            table[k, n] = (previous >> 8) ^ int(table[0, previous & 0xFF])
     return table
 
 
 CRC_TABLE = _crc_table()
 
 
+@kernel(inline=True)
+def _i64(value):  # int64 throughout: numba would take int64 ^ uint64 to float64
+    return np.int64(value)
+
+
 @kernel
 def crc32(data: np.ndarray, start: int, end: int, table: np.ndarray) -> int:
-    """CRC-32 of ``data[start:end]`` (uint8), as ``zlib.crc32`` computes it."""
-    crc = np.uint32(0xFFFFFFFF)
-    for i in range(start, end):
-        crc = table[(crc ^ data[i]) & np.uint32(0xFF)] ^ (crc >> np.uint32(8))
-    return int(crc ^ np.uint32(0xFFFFFFFF))
+    """CRC-32 of ``data[start:end]`` (uint8), as ``zlib.crc32`` computes it: eight bytes a
+    step through ``CRC_TABLE`` (slicing by 8), the last few one at a time."""
+    crc = _i64(0xFFFFFFFF)
+    i = start
+    while i + 8 <= end:
+        one = crc ^ (_i64(data[i]) | (_i64(data[i + 1]) << 8) | (_i64(data[i + 2]) << 16)
+                     | (_i64(data[i + 3]) << 24))
+        two = (_i64(data[i + 4]) | (_i64(data[i + 5]) << 8) | (_i64(data[i + 6]) << 16)
+               | (_i64(data[i + 7]) << 24))
+        crc = (_i64(table[7, one & 0xFF]) ^ _i64(table[6, (one >> 8) & 0xFF])
+               ^ _i64(table[5, (one >> 16) & 0xFF]) ^ _i64(table[4, one >> 24])
+               ^ _i64(table[3, two & 0xFF]) ^ _i64(table[2, (two >> 8) & 0xFF])
+               ^ _i64(table[1, (two >> 16) & 0xFF]) ^ _i64(table[0, two >> 24]))
+        i += 8
+    while i < end:
+        crc = _i64(table[0, (crc ^ _i64(data[i])) & 0xFF]) ^ (crc >> 8)
+        i += 1
+    return crc ^ 0xFFFFFFFF
 
 
 @kernel

@@ -1,0 +1,238 @@
+"""A replay's bulk path (``engine.replay`` -> ``StateMachine.apply_orders`` ->
+``engine.markets_bulk``) reaches exactly the state of ``apply`` one entry at a time.
+
+Hypothesis writes journals of orders and cancels at exchange times that move on (several
+orders share a time, as a group commit stamps them; some steps cross the IP board's daily
+auction and the end of a lock-up, deadlines that fire between entries), with everything the
+bulk path must leave to the exact one or get right itself: cancels of known, unknown, foreign
+and not-yet-given orders (by id, in the same segment), by account 0; orders by accounts that
+are not investors or do not exist, on an instrument still locked up or not there at all,
+market orders and prices beyond the band, client_order_ids, idempotency keys (reused), the
+open-order limit, the kept finished orders and the tape's trades made small so they bite, and
+other commands in between (deposits, ticks, auctions, amends, the manual clock). Some entries
+are written with other msgpack widths than msgspec's. The journal is replayed through
+``apply_records`` cut into random chunks; the sequence, the state hash and the replies kept
+for idempotency keys must be those of one entry at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from unittest import mock
+
+import msgspec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import engine.marketdata
+import engine.markets
+import engine.markets_bulk
+import engine.replay
+from boards import debt as debt_board
+from engine import commands as c
+from engine import markets_commands as mc
+from engine import offerings_commands as oc
+from engine.machine import StateMachine
+from engine.replay import apply_records
+from tests.engine.msgpack_widths import pack
+
+START_US = 1_767_225_600_000_000  # 2026-01-01T00:00Z: the IP board's auction is at 15:00
+HOUR_US = 3_600_000_000
+DAY_US = 24 * HOUR_US
+EXAMPLES = 1000 if os.environ.get("CROWDEX_SLOW") else 50
+TRADERS = [4, 5, 6, 7]
+ISSUER, OPERATOR = 3, 2
+# Instrument ids: LOCKED trades from a day after its close (a deadline), DEBT's notes may not
+# be sold once its first instalment is 90 days late (no deadline: the rules ask the clock).
+EQUITY, IP, LOCKED, DEBT = 1, 2, 3, 4
+PRICE = 10_00
+TERMS = {
+    EQUITY: ("equity", {"price": PRICE, "lockup_days": 0}),
+    IP: ("ip", {"price": PRICE, "lockup_days": 0, "royalty_share_bps": 1000}),
+    LOCKED: ("equity", {"price": PRICE, "lockup_days": 1}),
+    DEBT: ("debt", {"face_value": PRICE, "term_months": 6, "repayment": "amortizing",
+                    "rate_bps": 900, "lockup_days": 0}),
+}
+
+
+def _setup() -> list[c.Entry]:
+    """Traders with cash and units of each instrument; the books of EQUITY, IP and DEBT open
+    (an order rests on each), LOCKED's not yet."""
+    entries = [c.Entry(START_US, 0, c.Genesis("h", True, START_US, "intl", c.RULES_VERSION)),
+               c.Entry(START_US, 0, c.CreateAccount("issuer", "issuer", "kis"))]
+    for n, account in enumerate(TRADERS):
+        entries.append(c.Entry(START_US, 0, c.CreateAccount(
+            "investor", f"t{n}", f"k{n}", investor_class="institutional")))
+        entries.append(c.Entry(START_US, 0, c.Deposit(account, 10**9, f"d{n}")))
+    for project, (board, terms) in TERMS.items():
+        terms = {**terms, "min_quantity": 1, "max_quantity": 10_000}
+        entries.append(c.Entry(START_US, ISSUER, oc.CreateProject(
+            board, f"p{project}", "x", START_US + 30 * DAY_US, terms)))
+        entries.append(c.Entry(START_US, OPERATOR, oc.ReviewProject(project, True)))
+        entries.extend(c.Entry(START_US, account, oc.Subscribe(project, 1000))
+                       for account in TRADERS)
+        entries.append(c.Entry(START_US, OPERATOR, oc.CloseProject(project)))
+    entries.extend(c.Entry(START_US, TRADERS[0], mc.PlaceOrder(project, "buy", "limit", 1, 1))
+                   for project in (EQUITY, IP, DEBT))
+    return entries
+
+
+def _flow_start_us() -> int:
+    """Six hours before DEBT goes into default: the flows cross that moment."""
+    machine = StateMachine()
+    for sequence, entry in enumerate(_setup(), start=1):
+        machine.apply(sequence, entry)
+    offerings = machine.component("offerings")
+    first = offerings.instalments(offerings.projects[DEBT])[0]
+    return first.due_us + debt_board.DEFAULT_AFTER_DAYS * DAY_US - 6 * HOUR_US
+
+
+FLOW_START_US = _flow_start_us()
+
+
+traders = st.sampled_from(TRADERS)
+order_ops = st.tuples(
+    st.just("order"),
+    st.sampled_from(TRADERS * 3 + [ISSUER, 99, 0]),
+    st.sampled_from([EQUITY] * 4 + [IP, LOCKED, DEBT, DEBT, 42]),
+    st.sampled_from(["buy", "sell"]),
+    st.sampled_from(["limit", "limit", "limit", "market"]),
+    # Near the price (one in eight beyond the band, or where it bites).
+    st.tuples(st.integers(0, 7), st.integers(PRICE - 5, PRICE + 5),
+              st.sampled_from([1, 2_000, 5_001, 60_000])).map(lambda t: t[2] if t[0] == 7
+                                                               else t[1]),
+    st.integers(1, 30),
+    st.sampled_from(["gtc", "gtc", "ioc", "fok"]),
+    st.booleans(),
+    st.sampled_from(["cancel_newest", "cancel_oldest", "cancel_both", "decrement"]),
+    st.sampled_from([None] * 10 + ["a", "b"]),  # client_order_id
+    st.sampled_from([None] * 15 + ["k1", "k2"]),  # Idempotency-Key
+)
+cancel_ops = st.tuples(st.just("cancel"), st.sampled_from(TRADERS * 2 + [0, ISSUER]),
+                       st.one_of(st.integers(-1, 80), st.just(2**40)))
+other_ops = st.one_of(
+    st.tuples(st.just("deposit"), traders, st.integers(1, 1000)),
+    st.tuples(st.just("tick")),
+    st.tuples(st.just("auction")),
+    st.tuples(st.just("amend"), traders, st.integers(1, 60),
+              st.one_of(st.none(), st.integers(PRICE - 20, PRICE + 20)),
+              st.one_of(st.none(), st.integers(1, 40))),
+    st.tuples(st.just("advance"), st.integers(1, 7200)))
+# The time from one entry to the next: mostly none (a group commit's), sometimes hours.
+steps = st.sampled_from([0] * 12 + [1, 1_000_000, HOUR_US, 7 * HOUR_US])
+ops = st.tuples(st.integers(0, 9), order_ops, cancel_ops, other_ops).map(
+    lambda t: t[1] if t[0] < 6 else t[2] if t[0] < 9 else t[3])  # orders : cancels : other 6:3:1
+# Long enough that orders rest, fill, finish and get cancelled in the same segments.
+flows = st.integers(1, 200).flatmap(
+    lambda n: st.lists(st.tuples(ops, steps), min_size=n, max_size=n))
+
+
+def _command(op: tuple) -> tuple[int, object, str | None]:
+    """(actor, command, idempotency key) of a generated op."""
+    kind = op[0]
+    if kind == "cancel":
+        return op[1], mc.CancelOrder(op[2]), None
+    if kind == "deposit":
+        return OPERATOR, c.Deposit(op[1], op[2], f"r{op[2]}"), None
+    if kind == "tick":
+        return 0, c.Tick(), None
+    if kind == "auction":
+        return OPERATOR, mc.RunAuction(IP), None
+    if kind == "amend":
+        return op[1], mc.AmendOrder(op[2], op[3], op[4]), None
+    if kind == "advance":
+        return OPERATOR, c.AdvanceClock(op[1]), None
+    (_, who, inst, side, order_type, price, qty, tif, post_only, stp, cid, key) = op
+    if order_type == "market":
+        price, post_only = 0, False
+    if tif != "gtc":
+        post_only = False
+    return who, mc.PlaceOrder(inst, side, order_type, price, qty, tif, post_only, stp, cid), key
+
+
+def _journal(flow: list[tuple], rng: random.Random) -> list[tuple[int, bytes]]:
+    """The setup and the flow as journal records; some orders and cancels written with
+    other msgpack widths than msgspec's own."""
+    setup = _setup()
+    entries, time_us = list(setup), FLOW_START_US
+    for op, step in flow:
+        time_us += step
+        actor, command, key = _command(op)
+        entries.append(c.Entry(time_us, actor, command, key, f"h{op}" if key else None))
+    records = []
+    for sequence, entry in enumerate(entries, start=1):
+        payload = c.encode_entry(entry)
+        if sequence > len(setup) and rng.random() < 0.25:
+            payload = pack(msgspec.to_builtins(entry), rng)
+            if c.decode_entry(payload) != entry:
+                raise AssertionError("the test's own msgpack writer is wrong")
+        records.append((sequence, payload))
+    return records
+
+
+def _one_at_a_time(records: list[tuple[int, bytes]]) -> StateMachine:
+    machine = StateMachine()
+    for sequence, payload in records:
+        machine.apply(sequence, c.decode_entry(payload))
+    return machine
+
+
+def _in_chunks(records: list[tuple[int, bytes]], cuts: list[int]) -> StateMachine:
+    machine = StateMachine()
+    position, n = 0, 0
+    while position < len(records):
+        size = cuts[n % len(cuts)]
+        n += 1
+        apply_records(machine, records[position:position + size], {}, chunk_entries=size)
+        position += size
+    return machine
+
+
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(flow=flows, cuts=st.lists(st.integers(1, 200), min_size=1, max_size=6),
+       rng=st.randoms(use_true_random=False))
+def test_the_bulk_path_reaches_the_state_of_one_entry_at_a_time(flow, cuts, rng):
+    with (mock.patch.object(engine.markets, "OPEN_ORDERS_MAX", 12),
+          mock.patch.object(engine.markets, "FINISHED_ORDERS_KEPT", 6),
+          mock.patch.object(engine.replay, "BULK_ENTRIES_MIN", 1),
+          mock.patch.object(engine.marketdata, "TRADES_KEPT", 3),
+          mock.patch.object(engine.markets, "TRADES_KEPT", 3),
+          mock.patch.object(engine.markets_bulk, "TRADES_KEPT", 3)):
+        records = _journal(flow, rng)
+        one = _one_at_a_time(records)
+        bulk = _in_chunks(records, cuts)
+    assert bulk.last_sequence == one.last_sequence == len(records)
+    assert bulk.idempotency == one.idempotency  # the replies a retry would get
+    assert bulk.now_us == one.now_us
+    assert bulk.state_hash() == one.state_hash()
+
+
+def test_plain_orders_go_through_one_kernel_call_per_chunk():
+    """Not a vacuous property: orders and cancels at many exchange times, none with a key
+    or a client_order_id, are matched by one kernel call per chunk, not one per time; their
+    trades go on the tape and candles at their own times."""
+    flow = []
+    for n in range(400):
+        side = "buy" if n % 2 else "sell"
+        op = ("order", TRADERS[n % 4], EQUITY, side, "limit", PRICE + n % 7 - 3, 1 + n % 5,
+              "gtc", False, "cancel_newest", None, None)
+        flow.append((("cancel", TRADERS[n % 4], n // 2) if n % 9 == 0 else op,
+                     HOUR_US // 10 if n % 16 == 0 else 0))
+    records = _journal(flow, random.Random(1))
+    calls = []
+    real = engine.markets_bulk._match
+    with (mock.patch.object(engine.markets_bulk, "_match",
+                            lambda markets, commands, *rest: calls.append(len(commands))
+                            or real(markets, commands, *rest)),
+          mock.patch.object(engine.marketdata, "TRADES_KEPT", 3),  # the tape's cut bites
+          mock.patch.object(engine.markets, "TRADES_KEPT", 3),
+          mock.patch.object(engine.markets_bulk, "TRADES_KEPT", 3)):
+        bulk = _in_chunks(records, [len(records)])
+        one = _one_at_a_time(records)
+    assert len(calls) == 1 and calls[0] >= 390  # less cancels of ids not given by then
+    assert bulk.state_hash() == one.state_hash()
+    markets = one.component("markets")
+    assert markets.engine.next_order_id > 300
+    assert len(markets.tapes[EQUITY].candles["1m"]) > 5  # trades at many times
