@@ -81,7 +81,7 @@ from engine.log.jetstream import (
     StreamUnavailable,
 )
 from engine.machine import Reply, StateMachine
-from engine.replay import paused_gc
+from engine.replay import apply_payloads, paused_gc
 from engine.sequencer import (
     QUEUE_DEPTH_MAX,
     SNAPSHOT_EVERY,
@@ -472,21 +472,30 @@ class ClusterEngine:
 
     def _apply_quietly(self, batches: list[StreamBatch]) -> None:
         for batch in batches:
-            self._apply(batch)
+            self._apply(batch, catching_up=True)
             self.machine.outbox.clear()
             self.snapshots.after_message(self.machine, self.stream_position, batch.msg_id)
 
-    def _apply(self, batch: StreamBatch) -> list[Reply]:
-        """Number, stamp and apply one message's entries (module docstring: the time)."""
+    def _apply(self, batch: StreamBatch, catching_up: bool = False) -> list[Reply]:
+        """Number, stamp and apply one message's entries (module docstring: the time).
+        Catching up, nobody reads replies nor updates: the entries are applied as a replay
+        applies them (``engine.replay.apply_payloads``, in bulk where they are plain orders
+        and cancels) and no reply is returned."""
         if batch.sequence != self.stream_position + 1:
             raise StreamError(f"stream message {batch.sequence} after {self.stream_position}")
         machine = self.machine
+        first = machine.last_sequence + 1
+        if (catching_up and machine.accounts  # the venue exists: its clock is known
+                and not any(first + i in self.skips for i in range(len(batch.payloads)))):
+            time_us = None if machine.manual_clock else max(machine.now_us, batch.time_us)
+            apply_payloads(machine, first, batch.payloads, time_us)
+            self.stream_position = batch.sequence
+            return []
         entries = [c.decode_entry(payload) for payload in batch.payloads]
         if not _manual_clock(machine, entries):
             time_us = max(machine.now_us, batch.time_us)
             for entry in entries:
                 entry.time_us = time_us
-        first = machine.last_sequence + 1
         if self.skips and any(first + i in self.skips for i in range(len(entries))):
             replies = self._apply_with_skips(first, entries, batch.payloads)
         else:

@@ -103,15 +103,19 @@ class Folded(NamedTuple):
     placed: list[int]
 
 
-def _grown(array: np.ndarray, needed: int) -> np.ndarray:
-    """``array`` with room for ``needed`` rows (doubled), or itself."""
+def _grown(array: np.ndarray, needed: int, used: int | None = None) -> np.ndarray:
+    """``array`` with room for ``needed`` rows (doubled), or itself. Only the first ``used``
+    rows (all by default) are copied: the rest of a fresh array is zero pages the system maps
+    as they are first written, so a copy of unused or scratch rows would cost time and memory
+    for nothing (a replay grows the records from a thousand to millions)."""
     if needed <= len(array):
         return array
     capacity = max(len(array), 16)
     while capacity < needed:
         capacity *= 2
     grown = np.zeros(capacity, dtype=array.dtype)
-    grown[: len(array)] = array
+    keep = len(array) if used is None else used
+    grown[:keep] = array[:keep]
     return grown
 
 
@@ -179,22 +183,23 @@ class Lifecycle:
                    accounts: int) -> None:
         """Grow every array ``fold`` writes to its call's worst case (rarely needed: each
         doubles), and slide the kept finished ids down the FIFO rather than grow it."""
-        self.records = _grown(self.records, next_oid)
-        self._touched = _grown(self._touched, next_oid)
-        self.legs = _grown(self.legs, legs)
+        self.records = _grown(self.records, next_oid, self.next_oid)
+        self._touched = _grown(self._touched, next_oid, 0)  # all zero between folds
+        used_legs = int(self.counters[kf.F_LEGS])
+        self.legs = _grown(self.legs, legs, used_legs)
         head, tail = int(self.counters[kf.F_FIFO_HEAD]), int(self.counters[kf.F_FIFO_TAIL])
         if head > len(self.fifo) // 2:
             self.fifo[: tail - head] = self.fifo[head:tail]
             self.counters[kf.F_FIFO_HEAD], self.counters[kf.F_FIFO_TAIL] = 0, tail - head
             tail -= head
-        self.fifo = _grown(self.fifo, tail + 2 * n)
+        self.fifo = _grown(self.fifo, tail + 2 * n, tail)
         self.open_count = _grown(self.open_count, accounts)
         self.book_seq = _grown(self.book_seq, instruments)
         self._seen = _grown(self._seen, instruments)
-        self._changes = _grown(self._changes, 2 * n)
-        self._levels = _grown(self._levels, 2 * n)
-        self._books = _grown(self._books, 2 * n)
-        self._marks = _grown(self._marks, marks)
+        self._changes = _grown(self._changes, 2 * n, 0)  # scratch: nothing outlives a call
+        self._levels = _grown(self._levels, 2 * n, 0)
+        self._books = _grown(self._books, 2 * n, 0)
+        self._marks = _grown(self._marks, marks, 0)
 
     def note_client_ids(self, folded: Folded, new_cids: dict[int, str]) -> None:
         """Keep the client_order_ids of the orders just accepted (``new_cids``: command

@@ -255,15 +255,15 @@ class StateMachine:
             raise RuntimeError(
                 f"sequence {first_sequence} does not follow the last applied {self.last_sequence}"
             )
-        runner = self._runners.get(mc.PlaceOrder)
-        if runner is None or not self.quiet or not len(times):
-            return 0
+        apply_columns = getattr(self._runners.get(mc.PlaceOrder), "apply_columns", None)
+        if apply_columns is None or not self.quiet or not len(times):
+            return 0  # no runs (BATCHED_RUNS off), or a component without a bulk path
         effective = np.maximum.accumulate(np.maximum(times, self.now_us))
         due = self.next_deadline_us()  # only other commands move it: none is in between
         count = len(times) if due is None else int(np.searchsorted(effective, due, "left"))
         if count == 0:
             return 0  # on_time fires after it: apply it alone
-        done = runner.apply_columns(first_sequence, commands[:count], effective[:count])
+        done = apply_columns(first_sequence, commands[:count], effective[:count])
         if done:
             self.last_sequence = first_sequence + done - 1
             self.now_us = int(effective[done - 1])

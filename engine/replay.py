@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,32 +83,49 @@ def apply_blocks(machine: StateMachine, blocks: Iterable[RecordBlock], skips: di
     return applied
 
 
+def apply_payloads(machine: StateMachine, first: int, payloads: Sequence[bytes],
+                   time_us: int | None = None) -> None:
+    """Apply consecutive journal payloads numbered from ``first`` as a replay does (in bulk
+    where they are plain orders and cancels), each entry stamped ``time_us`` if given (a
+    cluster replica catching up stamps a stream message's entries with its time). For a
+    quiet machine only: nobody gets their replies or updates."""
+    block = _block(first, list(payloads))
+    _apply_chunk(machine, first, block.data, block.starts, block.ends, time_us)
+
+
 def _apply_chunk(machine: StateMachine, first: int, data: bytes, starts: np.ndarray,
-                 ends: np.ndarray) -> None:
+                 ends: np.ndarray, time_us: int | None = None) -> None:
     """Entries read as columns where they are plain orders and cancels (applied in bulk,
     ``StateMachine.apply_orders``); any other entry decoded by msgspec and applied by
     ``apply_batch``, as are orders the bulk path leaves to it."""
     commands, times, kinds = scan_entries(np.frombuffer(data, dtype=np.uint8), starts, ends)
+    if time_us is not None:
+        times[:] = time_us
     plain = kinds != KIND_OTHER
     edges = np.flatnonzero(plain[1:] != plain[:-1]) + 1
     bounds = [0, *edges.tolist(), len(kinds)]
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         if not plain[lo] or hi - lo < BULK_ENTRIES_MIN:
-            _apply_decoded(machine, first + lo, data, starts[lo:hi], ends[lo:hi])
+            _apply_decoded(machine, first + lo, data, starts[lo:hi], ends[lo:hi], time_us)
             continue
         at = lo
         while at < hi:
             done = machine.apply_orders(first + at, commands[at:hi], times[at:hi])
             at += done
             if done == 0:
-                _apply_decoded(machine, first + at, data, starts[at:at + 1], ends[at:at + 1])
+                _apply_decoded(machine, first + at, data, starts[at:at + 1], ends[at:at + 1],
+                               time_us)
                 at += 1
 
 
 def _apply_decoded(machine: StateMachine, first: int, data: bytes, starts: np.ndarray,
-                   ends: np.ndarray) -> None:
-    machine.apply_batch(first, [c.decode_entry(data[s:e]) for s, e in
-                                zip(starts.tolist(), ends.tolist(), strict=True)])
+                   ends: np.ndarray, time_us: int | None) -> None:
+    entries = [c.decode_entry(data[s:e]) for s, e in zip(starts.tolist(), ends.tolist(),
+                                                         strict=True)]
+    if time_us is not None:
+        for entry in entries:
+            entry.time_us = time_us
+    machine.apply_batch(first, entries)
 
 
 def _blocks(records: Iterable[tuple[int, bytes]], size: int) -> Iterator[RecordBlock]:

@@ -236,3 +236,35 @@ def test_plain_orders_go_through_one_kernel_call_per_chunk():
     markets = one.component("markets")
     assert markets.engine.next_order_id > 300
     assert len(markets.tapes[EQUITY].candles["1m"]) > 5  # trades at many times
+
+
+@settings(max_examples=EXAMPLES // 2, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(flow=flows, sizes=st.lists(st.integers(1, 60), min_size=1, max_size=5),
+       rng=st.randoms(use_true_random=False))
+def test_a_replica_catching_up_stamps_each_message_as_before(flow, sizes, rng):
+    """``apply_payloads`` with a stream message's time (a cluster replica catching up, on
+    the wall clock) gives the state the replica's decode, stamp and ``apply_batch`` gave."""
+    records = _journal(flow, rng)
+    setup = len(_setup())
+    machines = [StateMachine(), StateMachine()]
+    for machine in machines:
+        for sequence, payload in records[:setup]:
+            machine.apply(sequence, c.decode_entry(payload))
+        machine.manual_clock = False  # as a venue on the wall clock (the entries' own times)
+        machine.quiet = True
+    old, bulk = machines
+    position, n, time_us = setup, 0, FLOW_START_US
+    with mock.patch.object(engine.replay, "BULK_ENTRIES_MIN", 1):
+        while position < len(records):
+            message = [payload for _, payload in records[position:position + sizes[n % len(sizes)]]]
+            time_us += HOUR_US // 7 * (n % 3)
+            entries = [c.decode_entry(payload) for payload in message]
+            stamp = max(old.now_us, time_us)
+            for entry in entries:
+                entry.time_us = stamp
+            old.apply_batch(position + 1, entries)
+            engine.replay.apply_payloads(bulk, position + 1, message, max(bulk.now_us, time_us))
+            position, n = position + len(message), n + 1
+    assert bulk.last_sequence == old.last_sequence == len(records)
+    assert bulk.state_hash() == old.state_hash()
