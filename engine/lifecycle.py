@@ -143,6 +143,15 @@ class Lifecycle:
         self._view_out = np.zeros((256, kf.VIEW_COLUMNS), dtype=np.int64)
         self._view_legs = np.zeros((256, 3), dtype=np.int64)
 
+    def reserve(self, orders: int) -> None:
+        """Room for ``orders`` more order records and two fill legs each, taken at once: a
+        replay knows how many entries are coming, and growing by doubling on the way copies
+        every record it has again and again (into fresh memory, the costly part here)."""
+        self.records = _grown(self.records, self.next_oid + orders, self.next_oid)
+        self._touched = _grown(self._touched, self.next_oid + orders, 0)
+        legs = int(self.counters[kf.F_LEGS])
+        self.legs = _grown(self.legs, legs + 2 * orders, legs)
+
     # ---- folding ----------------------------------------------------------------------------
 
     def fold(self, events: np.ndarray, commands: np.ndarray, cid_flags: np.ndarray, now_us: int,

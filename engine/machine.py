@@ -241,6 +241,14 @@ class StateMachine:
             i = end
         return replies
 
+    def reserve(self, commands: int) -> None:
+        """Room for what ``commands`` more entries may add, where a component can take it at
+        once (a replay knows how many are coming); capacity only, never state."""
+        for component in self.components:
+            reserve = getattr(component, "reserve", None)
+            if reserve is not None:
+                reserve(commands)
+
     def apply_orders(self, first_sequence: int, commands: np.ndarray,
                      times: np.ndarray) -> int:
         """A replay's consecutive orders and cancels as columns (``engine.kernels.entries``:

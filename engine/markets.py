@@ -171,6 +171,14 @@ class Markets:
             return ()
         return (mc.PlaceOrder, mc.CancelOrder)
 
+    def reserve(self, commands: int) -> None:
+        """Room for the orders of ``commands`` more commands (a replay's), taken at once, and
+        for a trade's three movements for each (a guess, not a bound: the table grows past
+        it). Unused room is address space only: its pages are mapped as they are written."""
+        self.lifecycle.reserve(commands)
+        table = self.machine.movements.table
+        table.ensure(table.count + 3 * commands)
+
     def apply_columns(self, first_sequence: int, commands: np.ndarray,
                       times: np.ndarray) -> int:
         """A replay's orders and cancels as columns, in one kernel call as far as exactness

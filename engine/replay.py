@@ -69,6 +69,7 @@ def apply_blocks(machine: StateMachine, blocks: Iterable[RecordBlock], skips: di
     try:
         with paused_gc():
             for block in blocks:
+                machine.reserve(len(block.starts))
                 for first, lo, hi in _chunks(block, skips, chunk_entries):
                     if hi - lo == 1 and first in skips:
                         payload = block.data[block.starts[lo]:block.ends[lo]]
