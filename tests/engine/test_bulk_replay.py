@@ -8,8 +8,8 @@ bulk path must leave to the exact one or get right itself: cancels of known, unk
 and not-yet-given orders (by id, in the same segment), by account 0; orders by accounts that
 are not investors or do not exist, on an instrument still locked up or not there at all,
 market orders and prices beyond the band, client_order_ids, idempotency keys (reused), the
-open-order limit, the kept finished orders and the tape's trades made small so they bite, and
-other commands in between (deposits, ticks, auctions, amends, the manual clock). Some entries
+open-order limit and the kept finished orders made small so both bite, and other commands
+in between (deposits, ticks, auctions, amends, the manual clock). Some entries
 are written with other msgpack widths than msgspec's. The journal is replayed through
 ``apply_records`` cut into random chunks; the sequence, the state hash and the replies kept
 for idempotency keys must be those of one entry at a time.
@@ -25,7 +25,6 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import engine.marketdata
 import engine.markets
 import engine.markets_bulk
 import engine.replay
@@ -196,10 +195,7 @@ def _in_chunks(records: list[tuple[int, bytes]], cuts: list[int]) -> StateMachin
 def test_the_bulk_path_reaches_the_state_of_one_entry_at_a_time(flow, cuts, rng):
     with (mock.patch.object(engine.markets, "OPEN_ORDERS_MAX", 12),
           mock.patch.object(engine.markets, "FINISHED_ORDERS_KEPT", 6),
-          mock.patch.object(engine.replay, "BULK_ENTRIES_MIN", 1),
-          mock.patch.object(engine.marketdata, "TRADES_KEPT", 3),
-          mock.patch.object(engine.markets, "TRADES_KEPT", 3),
-          mock.patch.object(engine.markets_bulk, "TRADES_KEPT", 3)):
+          mock.patch.object(engine.replay, "BULK_ENTRIES_MIN", 1)):
         records = _journal(flow, rng)
         one = _one_at_a_time(records)
         bulk = _in_chunks(records, cuts)
@@ -223,12 +219,9 @@ def test_plain_orders_go_through_one_kernel_call_per_chunk():
     records = _journal(flow, random.Random(1))
     calls = []
     real = engine.markets_bulk._match
-    with (mock.patch.object(engine.markets_bulk, "_match",
-                            lambda markets, commands, *rest: calls.append(len(commands))
-                            or real(markets, commands, *rest)),
-          mock.patch.object(engine.marketdata, "TRADES_KEPT", 3),  # the tape's cut bites
-          mock.patch.object(engine.markets, "TRADES_KEPT", 3),
-          mock.patch.object(engine.markets_bulk, "TRADES_KEPT", 3)):
+    with mock.patch.object(engine.markets_bulk, "_match",
+                           lambda markets, commands, *rest: calls.append(len(commands))
+                           or real(markets, commands, *rest)):
         bulk = _in_chunks(records, [len(records)])
         one = _one_at_a_time(records)
     assert len(calls) == 1 and calls[0] >= 390  # less cancels of ids not given by then
