@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from engine import markets_bulk
 from engine import markets_commands as mc
 from engine import movements as mv
 from engine.clock import format_time_us
@@ -183,9 +184,8 @@ class Markets:
                       times: np.ndarray) -> int:
         """A replay's orders and cancels as columns, in one kernel call as far as exactness
         allows (``engine.markets_bulk``); returns how many were applied."""
-        from engine import markets_bulk  # it builds on this module
-
-        return markets_bulk.apply_columns(self, first_sequence, commands, times)
+        return markets_bulk.apply_columns(self, first_sequence, commands, times,
+                                          OPEN_ORDERS_MAX, FINISHED_ORDERS_KEPT)
 
     def apply_run(self, items: list[tuple[int, int, Any]]) -> list[Reply]:
         """Apply ``(sequence, actor, command)`` items in order; one reply each."""
@@ -257,8 +257,9 @@ class Markets:
         # same call, exactly as one command at a time would, and the reply is read after the
         # fold (see _replies). Matching the queue here instead made each such cancel cut the
         # run short: most cancels name recent orders.
+        # Account 0 owns no order, and the kernel would skip the owner check for it.
         next_id = self.engine.next_order_id
-        if next_id <= order_id < next_id + queue.new_count:
+        if actor != 0 and next_id <= order_id < next_id + queue.new_count:
             queue.cancel(index, sequence, actor, order_id, by_id=True)
             return
         raise CrowdexError("order_not_found", f"no order {order_id}")

@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 
-from engine import markets as m
 from engine.errors import CrowdexError
 from engine.kernels import codes as k
 from engine.lifecycle import SIDE_NAMES
@@ -40,18 +39,19 @@ from engine.machine import ROLES
 _INVESTOR = ROLES["investor"]
 
 
-def apply_columns(markets: Any, first_sequence: int, commands: np.ndarray,
-                  times: np.ndarray) -> int:
+def apply_columns(markets: Any, first_sequence: int, commands: np.ndarray, times: np.ndarray,
+                  open_orders_max: int, finished_kept: int) -> int:
     """Apply the orders and cancels ``commands`` (``COMMAND_DTYPE``, numbered from
-    ``first_sequence``, at the exchange times ``times``, non-decreasing) as far as exactness
-    allows; returns how many were applied (0: the first must go through ``apply``)."""
+    ``first_sequence``, at the exchange times ``times``, non-decreasing) to ``markets`` (an
+    ``engine.markets.Markets``, with its limits) as far as exactness allows; returns how many
+    were applied (0: the first must go through ``apply``)."""
     places = commands["op"] == k.OP_NEW
     actors = commands["account"]
     investor = places & _investors(markets.machine, actors)
     n = _first_unbooked(markets, commands, investor)
     places, investor, actors = places[:n], investor[:n], actors[:n]
     placed = _tradable(markets, commands[:n], times[:n], investor)
-    n = _first_short_of_room(markets, actors, placed)
+    n = _first_short_of_room(markets, actors, placed, open_orders_max)
     if n == 0:
         return 0
     placed, actors = placed[:n], actors[:n]
@@ -61,7 +61,7 @@ def apply_columns(markets: Any, first_sequence: int, commands: np.ndarray,
                & (oids < markets.engine.next_order_id + before))
     kept = np.flatnonzero(placed | cancels)
     if len(kept):
-        _match(markets, commands[kept], first_sequence + kept, times[kept])
+        _match(markets, commands[kept], first_sequence + kept, times[kept], finished_kept)
     return n
 
 
@@ -115,8 +115,9 @@ def _tradable(markets: Any, commands: np.ndarray, times: np.ndarray,
     return tradable
 
 
-def _first_short_of_room(markets: Any, actors: np.ndarray, placed: np.ndarray) -> int:
-    """The first order whose account could be at ``OPEN_ORDERS_MAX`` open orders by then
+def _first_short_of_room(markets: Any, actors: np.ndarray, placed: np.ndarray,
+                         open_orders_max: int) -> int:
+    """The first order whose account could be at ``open_orders_max`` open orders by then
     (its open orders now and its orders before it in the segment), or len."""
     who = actors[placed]
     if not len(who):
@@ -125,26 +126,26 @@ def _first_short_of_room(markets: Any, actors: np.ndarray, placed: np.ndarray) -
     base = np.zeros(int(who.max()) + 1, dtype=np.int64)
     shown = min(len(base), len(open_count))
     base[:shown] = open_count[:shown]
-    if (base + np.bincount(who, minlength=len(base)) <= m.OPEN_ORDERS_MAX).all():
+    if (base + np.bincount(who, minlength=len(base)) <= open_orders_max).all():
         return len(actors)
     order = np.argsort(who, kind="stable")
     ranked = who[order]
     starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
     rank = np.empty(len(who), dtype=np.int64)
     rank[order] = np.arange(len(who)) - np.repeat(starts, np.diff(np.r_[starts, len(who)]))
-    short = np.flatnonzero(base[who] + rank >= m.OPEN_ORDERS_MAX)
+    short = np.flatnonzero(base[who] + rank >= open_orders_max)
     return int(np.flatnonzero(placed)[short[0]]) if len(short) else len(actors)
 
 
-def _match(markets: Any, commands: np.ndarray, sequences: np.ndarray,
-           times: np.ndarray) -> None:
+def _match(markets: Any, commands: np.ndarray, sequences: np.ndarray, times: np.ndarray,
+           finished_kept: int) -> None:
     """One kernel call and one fold for the segment; then the creation times, the
     client_order_ids that left the book or the kept orders, the movements and the tapes."""
     machine = markets.machine
     engine, lifecycle = markets.engine, markets.lifecycle
     events = engine.process(commands, machine.balances).events
     folded = lifecycle.fold(events, commands, np.zeros(len(commands), dtype=np.int8),
-                            int(times[-1]), m.FINISHED_ORDERS_KEPT, engine.instruments,
+                            int(times[-1]), finished_kept, engine.instruments,
                             engine.next_order_id, machine.balances.accounts.count)
     kinds = events["kind"]
     accepted = events[kinds == k.EV_ACCEPTED]
