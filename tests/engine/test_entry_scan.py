@@ -80,12 +80,14 @@ def entries(draw: st.DrawFn) -> tuple[list, bool]:
 
 
 def _scan(payloads: list[bytes]) -> list[tuple[int, int, tuple]]:
-    """(kind, time, command row) of each payload, read in one call from one buffer."""
+    """(kind, time, command row but its ``pos_slot``, the engine's to fill) of each payload,
+    read in one call from one buffer."""
     ends = np.cumsum([len(p) for p in payloads], dtype=np.int64)
     starts = ends - np.array([len(p) for p in payloads], dtype=np.int64)
     data = np.frombuffer(b"".join(payloads) or b"\0", dtype=np.uint8)
     rows, times, kinds = scan_entries(data, starts, ends)
-    return list(zip(kinds.tolist(), times.tolist(), rows.tolist(), strict=True))
+    return list(zip(kinds.tolist(), times.tolist(), [row[:-1] for row in rows.tolist()],
+                    strict=True))
 
 
 def _decoded(payload: bytes) -> c.Entry | None:
@@ -119,12 +121,12 @@ def _queued(entry: c.Entry) -> tuple[int, int, tuple]:
     """(kind, time, row) as the markets queue the entry's command."""
     queue = _Queue()
     if type(entry.command) is mc.PlaceOrder:
-        queue.place(0, 0, entry.actor, entry.command)
+        queue.place(0, 0, entry.actor, entry.command, pos_slot=0)
         kind = KIND_PLACE
     else:
         queue.cancel(0, 0, entry.actor, entry.command.order_id)
         kind = KIND_CANCEL
-    return kind, entry.time_us, queue.array()[0].tolist()
+    return kind, entry.time_us, queue.array()[0].tolist()[:-1]
 
 
 def _check(payloads: list[bytes], whole: list[bool]) -> None:
