@@ -32,7 +32,7 @@ from engine.errors import CrowdexError
 from engine.journal import FileJournal
 from engine.machine import Reply, StateMachine
 from engine.private import private_dir, tighten_files
-from engine.replay import apply_records
+from engine.replay import apply_blocks
 from engine.skips import (
     REASON_LENGTH_MAX,
     SKIPS_FILE,
@@ -274,7 +274,7 @@ class Engine:
         start = self.machine.last_sequence
         self.machine.quiet = True
         try:
-            return apply_records(self.machine, self._journal.read(start), self.skips)
+            return apply_blocks(self.machine, self._journal.read_blocks(start), self.skips)
         except PoisonCommand:
             raise
         except Exception:

@@ -33,8 +33,8 @@ from engine import commands as c
 from engine import markets_commands as mc
 from engine import offerings_commands as oc
 from engine.machine import StateMachine
-from engine.replay import apply_records
 from tests.engine.msgpack_widths import pack
+from tests.engine.test_journal_replay import apply_in_chunks
 
 START_US = 1_767_225_600_000_000  # 2026-01-01T00:00Z: the IP board's auction is at 15:00
 HOUR_US = 3_600_000_000
@@ -178,14 +178,7 @@ def _one_at_a_time(records: list[tuple[int, bytes]]) -> StateMachine:
 
 
 def _in_chunks(records: list[tuple[int, bytes]], cuts: list[int]) -> StateMachine:
-    machine = StateMachine()
-    position, n = 0, 0
-    while position < len(records):
-        size = cuts[n % len(cuts)]
-        n += 1
-        apply_records(machine, records[position:position + size], {}, chunk_entries=size)
-        position += size
-    return machine
+    return apply_in_chunks(StateMachine(), records, cuts)
 
 
 @settings(max_examples=EXAMPLES, deadline=None,

@@ -85,18 +85,25 @@ def journal(tmp_path_factory) -> tuple[Path, list[tuple[int, bytes]], str]:
     return data_dir, records, machine.state_hash()
 
 
-@settings(max_examples=15, deadline=None)
-@given(cuts=st.lists(st.integers(1, 700), min_size=1, max_size=30), quiet=st.booleans())
-def test_the_state_is_the_same_however_the_journal_is_cut(journal, cuts, quiet):
-    _, records, expected = journal
-    machine = StateMachine()
-    machine.quiet = quiet
+def apply_in_chunks(machine: StateMachine, records: list[tuple[int, bytes]],
+                    cuts: list[int]) -> StateMachine:
+    """Apply ``records`` in chunks whose sizes repeat ``cuts``; returns ``machine``."""
     position, n = 0, 0
     while position < len(records):
         size = cuts[n % len(cuts)]
         n += 1
         apply_records(machine, records[position:position + size], {}, chunk_entries=size)
         position += size
+    return machine
+
+
+@settings(max_examples=15, deadline=None)
+@given(cuts=st.lists(st.integers(1, 700), min_size=1, max_size=30), quiet=st.booleans())
+def test_the_state_is_the_same_however_the_journal_is_cut(journal, cuts, quiet):
+    _, records, expected = journal
+    machine = StateMachine()
+    machine.quiet = quiet
+    apply_in_chunks(machine, records, cuts)
     assert machine.last_sequence == len(records)
     assert machine.state_hash() == expected
 
