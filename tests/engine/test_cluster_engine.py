@@ -282,7 +282,10 @@ async def test_no_quorum_refuses_writes_promptly_and_serves_reads(cluster, repli
             assert (await me(session, server.url, auth))["cash_available"] == cash_before
             await market_data_without_quorum(session, server.url, instrument, auth, before)
         finally:
-            restore(cluster, 1, 2)
+            # In a thread: restarting two nodes and electing a meta leader takes seconds
+            # (tens at load), and a loop blocked that long answers no ping, so the server
+            # would close the watcher's socket for a missed heartbeat.
+            await asyncio.to_thread(restore, cluster, 1, 2)
         restored = time.monotonic()
         deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
         while True:
@@ -303,6 +306,7 @@ async def test_no_quorum_refuses_writes_promptly_and_serves_reads(cluster, repli
         sequence = before["sequence"]
         while True:
             update = await asyncio.wait_for(updates.get(), REQUEST_TIMEOUT_S)
+            assert update.get("type") != "closed", update  # the socket ended: say how
             assert (update["type"], update["sequence"]) == ("update", sequence + 1), update
             sequence = update["sequence"]
             if ["buy", PRICE_FEN - 30, 1] in update["data"]["changes"]:
@@ -324,8 +328,12 @@ async def next_message(ws: aiohttp.ClientWebSocketResponse) -> dict:
 
 
 async def read_into(ws: aiohttp.ClientWebSocketResponse, messages: asyncio.Queue) -> None:
+    """Queue each message of ``ws`` as it comes, then a ``closed`` item with the close code
+    and reason, so that a reader waiting on the queue learns why nothing more comes."""
     async for message in ws:
         messages.put_nowait(message.json())
+    messages.put_nowait({"type": "closed", "code": ws.close_code,
+                         "exception": repr(ws.exception())})
 
 
 async def subscribe_book(ws: aiohttp.ClientWebSocketResponse, instrument: int) -> dict:
@@ -496,7 +504,7 @@ async def test_stream_leader_killed_under_load_at_both_replicas(cluster, replica
         finally:
             done.set()
             await asyncio.gather(clients, return_exceptions=True)
-            restore(cluster, leader)
+            await asyncio.to_thread(restore, cluster, leader)
         gap, failed_for = write_gap(acknowledged, failures, killed_at)
         print(f"\nstream leader {cluster.nodes[leader].name} killed under {LOAD_CLIENTS} clients "
               f"at 2 replicas: write gap {gap:.2f} s (no acknowledgement anywhere), NATS named "
