@@ -62,6 +62,7 @@ from engine.snapshot import (
     snapshot_paths,
     write_snapshot,
 )
+from engine.snapshot_upgrade import upgrade
 
 log = logging.getLogger("crowdex.engine.cluster")
 
@@ -185,7 +186,7 @@ class ReplicaSnapshots:
         """The local snapshots that can be continued, newest first, each read when asked for."""
         for path in snapshot_paths(self.directory):
             try:
-                snapshot = read_snapshot(path)
+                snapshot = read_snapshot(path, upgrade=upgrade)
             except (OSError, SnapshotCorruptError) as error:
                 log.warning("local snapshot %s skipped: %s", path, error)
                 continue
@@ -220,7 +221,8 @@ class ReplicaSnapshots:
         started = time.perf_counter()
         try:
             path = await self.store.download(stored, self.directory)
-            snapshot = read_snapshot(path, expected_sequence=stored.sequence)
+            snapshot = read_snapshot(path, expected_sequence=stored.sequence,
+                                     upgrade=upgrade)
         except (SnapshotStoreError, SnapshotCorruptError, OSError) as error:
             log.error("the cluster's snapshot %s is unusable (%s): trying an older one, else "
                       "the whole stream", stored.name, error)

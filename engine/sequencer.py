@@ -45,6 +45,7 @@ from engine.skips import (
     record_skip,
 )
 from engine.snapshot import load_latest, prune, write_snapshot
+from engine.snapshot_upgrade import upgrade
 
 log = logging.getLogger("crowdex.engine")
 
@@ -257,7 +258,7 @@ class Engine:
 
     def _load_snapshot(self) -> None:
         """The newest valid snapshot into ``machine`` (left empty when there is none)."""
-        snapshot = load_latest(self.snapshot_dir)
+        snapshot = load_latest(self.snapshot_dir, upgrade=upgrade)  # a version 4 one too
         self._snapshotted = snapshot.sequence if snapshot is not None else 0
         if snapshot is not None:
             self.machine.load(snapshot.arrays, snapshot.meta)

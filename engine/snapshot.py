@@ -17,8 +17,11 @@ File layout, little-endian::
             u64 body length, u32 CRC32 of the body, u32 CRC32 of the header bytes before it
     body:   msgpack array [[[name, aligned, .npy bytes], ...], meta]
 
-Files of older versions are refused (``SNAPSHOT_VERSION``): their state has an older layout.
-A version 2 header (the same without ``position``) is still parsed, so its refusal says so.
+A file of an older version holds an older state layout. A reader that is handed an ``upgrade``
+(``engine.snapshot_upgrade.upgrade``: recovery and a cluster replica's start) turns a version 4
+file into today's state in memory; anything older is refused (so recovery replays the journal
+from an older snapshot or from the start). A version 2 header (the same without ``position``)
+is still parsed, so its refusal says so.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import os
 import re
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,9 +48,11 @@ log = logging.getLogger("crowdex.engine.snapshot")
 SNAPSHOT_MAGIC = b"CRDXSNAP"
 # 2: INSTRUMENT_DTYPE gained band_multiple (layout 2); 3: the header holds the log position;
 # 4: order records in arrays (engine.lifecycle); 5: the trade tapes and candles in arrays
-# (engine.marketdata), no longer in the markets meta. An older file's state cannot be loaded:
-# it is refused (recovery then replays the journal from an older snapshot or from the start).
+# (engine.marketdata), no longer in the markets meta. A version 4 file can be upgraded as it is
+# read (``engine.snapshot_upgrade``); an older one is refused (recovery then replays the journal
+# from an older snapshot or from the start).
 SNAPSHOT_VERSION = 5
+OLDEST_UPGRADABLE = 4
 _HEADER_BODY = struct.Struct("<8sIIQQQI")
 _HEADER = struct.Struct("<8sIIQQQII")
 SNAPSHOT_HEADER_SIZE = _HEADER.size
@@ -60,6 +66,11 @@ _TEMP_SUFFIX = ".tmp"
 
 class SnapshotCorruptError(Exception):
     """A snapshot file that cannot be trusted: bad header, checksum, or body."""
+
+
+class SnapshotVersionError(SnapshotCorruptError):
+    """A sound snapshot file of a format version this reader does not load (too old, too new,
+    or an older one whose upgrade is refused): skipped like a damaged one."""
 
 
 class _StoredArray(msgspec.Struct, array_like=True):
@@ -87,6 +98,12 @@ class Snapshot:
     meta: bytes
     path: Path | None = None
     position: int = 0
+    version: int = SNAPSHOT_VERSION  # of the file; an upgraded snapshot holds today's layout
+
+
+# Turns a snapshot of an older version (``OLDEST_UPGRADABLE`` and later) into today's layout,
+# or raises ``SnapshotVersionError`` saying why it cannot.
+Upgrade = Callable[[Snapshot], Snapshot]
 
 
 def snapshot_name(sequence: int) -> str:
@@ -132,20 +149,32 @@ def snapshot_paths(directory: Path) -> list[Path]:
     return [path for _sequence, path in reversed(_list_snapshots(Path(directory)))]
 
 
-def load_latest(directory: Path) -> Snapshot | None:
-    """Load the newest snapshot that checks out, skipping (and logging) damaged ones."""
+def load_latest(directory: Path, *, upgrade: Upgrade | None = None) -> Snapshot | None:
+    """Load the newest snapshot that checks out, skipping (and logging) damaged ones and those
+    of another version (``read_snapshot``)."""
     for sequence, path in reversed(_list_snapshots(Path(directory))):
         try:
-            return read_snapshot(path, expected_sequence=sequence)
+            return read_snapshot(path, expected_sequence=sequence, upgrade=upgrade)
         except (OSError, SnapshotCorruptError) as error:
             log.warning("snapshot: skipping %s: %s", path, error)
     return None
 
 
-def read_snapshot(path: Path, *, expected_sequence: int | None = None) -> Snapshot:
-    """Read and verify one snapshot file; raise ``SnapshotCorruptError`` if it is damaged."""
+def read_snapshot(path: Path, *, expected_sequence: int | None = None,
+                  upgrade: Upgrade | None = None) -> Snapshot:
+    """Read and verify one snapshot file; raise ``SnapshotCorruptError`` if it is damaged.
+
+    A file of an older version is handed to ``upgrade`` (from ``OLDEST_UPGRADABLE`` on), which
+    returns today's state or raises ``SnapshotVersionError``; without one it is refused.
+    """
     data = Path(path).read_bytes()
-    sequence, position, header_size, body_length, body_crc = _read_header(path, data)
+    version, sequence, position, header_size, body_length, body_crc = _read_header(path, data)
+    if version != SNAPSHOT_VERSION and (upgrade is None or version < OLDEST_UPGRADABLE):
+        oldest = ("" if upgrade is None else
+                  f"; version {OLDEST_UPGRADABLE} is the oldest this reader upgrades")
+        raise SnapshotVersionError(f"{path}: not a version {SNAPSHOT_VERSION} snapshot (version "
+                                   f"{version}: another state layout, which is not loaded"
+                                   f"{oldest})")
     if expected_sequence is not None and sequence != expected_sequence:
         raise SnapshotCorruptError(f"{path}: header says sequence {sequence}")
     body = memoryview(data)[header_size:]
@@ -158,11 +187,13 @@ def read_snapshot(path: Path, *, expected_sequence: int | None = None) -> Snapsh
     except (msgspec.DecodeError, ValueError) as error:
         # The checksum matched, so the writer produced this: still refuse it rather than crash.
         raise SnapshotCorruptError(f"{path}: undecodable body: {error}") from error
-    return Snapshot(sequence, arrays, meta, Path(path), position)
+    snapshot = Snapshot(sequence, arrays, meta, Path(path), position, version)
+    return snapshot if version == SNAPSHOT_VERSION else upgrade(snapshot)
 
 
-def _read_header(path: Path, data: bytes) -> tuple[int, int, int, int, int]:
-    """(sequence, position, header size, body length, body CRC) from a checked header."""
+def _read_header(path: Path, data: bytes) -> tuple[int, int, int, int, int, int]:
+    """(version, sequence, position, header size, body length, body CRC) from a checked
+    header of version 2 up to today's."""
     if len(data) < _PREFIX.size:
         raise SnapshotCorruptError(f"{path}: {len(data)} bytes, shorter than the header")
     magic, version = _PREFIX.unpack_from(data)
@@ -172,11 +203,17 @@ def _read_header(path: Path, data: bytes) -> tuple[int, int, int, int, int]:
     fields = header.unpack_from(data)
     if zlib.crc32(data[: header.size - 4]) != fields[-1]:
         raise SnapshotCorruptError(f"{path}: header checksum mismatch")
-    if magic != SNAPSHOT_MAGIC or version != SNAPSHOT_VERSION:
-        raise SnapshotCorruptError(f"{path}: not a version {SNAPSHOT_VERSION} snapshot (version "
-                                   f"{version}: another state layout, which is not loaded)")
-    _magic, _version, _reserved, sequence, position, body_length, body_crc, _crc = fields
-    return sequence, position, header.size, body_length, body_crc
+    if magic != SNAPSHOT_MAGIC:
+        raise SnapshotCorruptError(f"{path}: not a snapshot (magic {magic!r})")
+    if not 2 <= version <= SNAPSHOT_VERSION:
+        raise SnapshotVersionError(f"{path}: version {version} is not one this crowdex knows "
+                                   f"(it writes version {SNAPSHOT_VERSION}): not loaded")
+    if version == 2:
+        _magic, _version, _reserved, sequence, body_length, body_crc, _crc = fields
+        position = 0
+    else:
+        _magic, _version, _reserved, sequence, position, body_length, body_crc, _crc = fields
+    return version, sequence, position, header.size, body_length, body_crc
 
 
 def prune(directory: Path, keep: int = SNAPSHOTS_KEPT_DEFAULT) -> list[Path]:
