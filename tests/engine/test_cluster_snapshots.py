@@ -17,19 +17,22 @@ import logging
 import subprocess
 import sys
 import urllib.request
+import zlib
 from pathlib import Path
 
 import pytest
 
+from engine import cluster_snapshots, sequencer
 from engine import commands as c
-from engine import sequencer
-from engine.clock import WallClock
+from engine.clock import Clock, ManualClock, WallClock
 from engine.cluster import ClusterEngine
+from engine.commands import decode_entry
 from engine.errors import CrowdexError
+from engine.journal import FileJournal
 from engine.log.jetstream import StreamGapError, StreamLog
 from engine.log.natscluster import NatsCluster
 from engine.log.snapshot_store import SnapshotStore, StoredSnapshot, object_name
-from engine.snapshot import SNAPSHOT_HEADER_SIZE, read_snapshot, snapshot_paths
+from engine.snapshot import SNAPSHOT_HEADER_SIZE, SNAPSHOT_VERSION, read_snapshot, snapshot_paths
 from tests.conftest import OPERATOR_KEY, ServerProcess, free_port
 
 EVERY = 50  # entries between cadence points
@@ -45,9 +48,11 @@ async def replicas(cluster: NatsCluster, tmp_path: Path, request: pytest.Fixture
     stream = (name.replace("test_", "")[:32].replace("_", "-") + "-"
               + hashlib.sha256(name.encode()).hexdigest()[:8])
 
-    def make(name: str, keep_snapshots: int = 0) -> ClusterEngine:
-        engine = ClusterEngine(cluster.urls, tmp_path / name, WallClock(), stream=stream,
-                               snapshot_every=EVERY, keep_snapshots=keep_snapshots)
+    def make(name: str, keep_snapshots: int = 0, *, every: int = EVERY,
+             clock: Clock | None = None) -> ClusterEngine:
+        engine = ClusterEngine(cluster.urls, tmp_path / name, clock or WallClock(),
+                               stream=stream, snapshot_every=every,
+                               keep_snapshots=keep_snapshots)
         made.append(engine)
         return engine
 
@@ -372,6 +377,69 @@ async def test_a_stream_made_again_under_the_same_name_never_loads_the_old_ones_
     store = await store_of(new)
     every = await store._all()
     assert every and all(s.stream_created == new.log.created for s in every)
+
+
+V4 = Path(__file__).resolve().parent / "data" / "snapshot_v4_bc0b2b3"  # test_snapshot_upgrade.py
+V4_SEQUENCE = 1042  # of its upgradable snapshot
+
+
+def v4_at_position(directory: Path, position: int) -> Path:
+    """The version 4 snapshot bc0b2b3 wrote, with ``position`` in its header (it was written
+    on a file journal, which records 0): its body as that code wrote it."""
+    data = bytearray(next((V4 / "upgradable").glob("snapshot-*.snap")).read_bytes())
+    assert int.from_bytes(data[8:12], "little") == 4
+    data[24:32] = position.to_bytes(8, "little")
+    data[SNAPSHOT_HEADER_SIZE - 4:SNAPSHOT_HEADER_SIZE] = zlib.crc32(
+        bytes(data[:SNAPSHOT_HEADER_SIZE - 4])).to_bytes(4, "little")
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"snapshot-{V4_SEQUENCE:020d}.snap"
+    path.write_bytes(bytes(data))
+    return path
+
+
+async def test_a_replica_starts_from_a_version_4_snapshot_the_stream_is_purged_behind(
+        replicas, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster upgraded from a crowdex writing snapshot version 4, whose stream was purged
+    behind its snapshots: a replica on an empty data dir starts from the version 4 snapshot
+    (upgraded in memory), reads the tail and reaches the live replica's state; its next
+    snapshot is version 5. Without the upgrade it cannot start. The venue is the fixture's
+    (its commands, one stream message each, on a manual clock as written); the live replica
+    takes no snapshot of its own, so the cluster's only one is the version 4 file."""
+    live = replicas("live", every=10**9, clock=ManualClock())
+    await live.start()
+    journal = FileJournal(V4 / "journal", sync=False, read_only=True)
+    try:
+        entries = [decode_entry(payload) for sequence, payload in journal.read(0)
+                   if sequence <= V4_SEQUENCE + 60]
+    finally:
+        journal.close()
+    for sequence, entry in enumerate(entries, 1):
+        await live.submit(entry.command, entry.actor)
+        if sequence == V4_SEQUENCE:
+            position = live.stream_position
+            assert live.machine.last_sequence == V4_SEQUENCE
+    store = await store_of(live)
+    await store.upload(v4_at_position(tmp_path / "upload", position), V4_SEQUENCE, position)
+    await live.log.purge_before(position + 1)
+    assert (await live.log.bounds())[0] == position + 1
+    assert live.machine.component("markets").marketdata.instruments()  # the tail trades too
+
+    caplog.set_level(logging.WARNING, logger="crowdex.engine")
+    fresh = replicas("fresh", every=10**9, clock=ManualClock())
+    assert await fresh.recover() == 60
+    point = fresh.start_point
+    assert (point.source, point.sequence, point.position) == ("cluster", V4_SEQUENCE, position)
+    assert "upgraded in memory to version 5" in caplog.text
+    assert fresh.machine.state_hash() == live.machine.state_hash()
+    await fresh.snapshots.take(fresh.machine, fresh.stream_position, upload=False)
+    newest = snapshot_paths(fresh.data_dir / "snapshots")[0]
+    assert read_snapshot(newest).version == SNAPSHOT_VERSION  # read with no upgrade
+
+    monkeypatch.setattr(cluster_snapshots, "upgrade", None)  # as before the upgrade existed
+    with pytest.raises(StreamGapError, match="cannot catch up"):
+        await replicas("without", every=10**9, clock=ManualClock()).recover()
+    assert "version 4: another state layout" in caplog.text
 
 
 def test_object_names_sort_by_sequence() -> None:
