@@ -242,8 +242,9 @@ def _market_views(machine) -> tuple[str, dict]:
 def test_a_venue_snapshot_keeps_the_tapes_and_one_of_version_4_is_replayed_instead(tmp_path):
     """A journal written by an earlier crowdex (tests/engine/test_old_journal.py): recovered
     from a snapshot of today's version, the venue shows the trades and candles the journal's
-    replay shows; a version 4 snapshot (the tapes in the markets meta) is refused and the
-    journal replayed to the same."""
+    replay shows; a file saying version 4 whose body is not version 4's (no tapes in the
+    markets meta) is refused, by recovery's upgrade too, and the journal replayed to the same.
+    (Real version 4 files are upgraded: tests/engine/test_snapshot_upgrade.py.)"""
     old = Path(__file__).resolve().parent / "data" / "journal_98317ba" / "journal"
     shutil.copytree(old, tmp_path / "journal")
 
