@@ -25,11 +25,16 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from bench.venue import build_journal
 from engine import markets_commands as mc
 from engine.clock import ManualClock
+from engine.journal import FileJournal
+from engine.kernels import codes as k
 from engine.machine import Meta, StateMachine
-from engine.marketdata import INTERVALS_US
+from engine.marketdata import INTERVALS_US, TapeState
+from engine.markets import MarketsMeta
 from engine.sequencer import Engine, replay_from_empty
+from engine.skips import apply_entry
 from engine.snapshot import (
     SNAPSHOT_HEADER_SIZE,
     SNAPSHOT_VERSION,
@@ -222,3 +227,70 @@ def test_a_version_4_tape_its_candles_or_order_do_not_follow_from_is_refused(
         read_snapshot(rewritten(tmp_path, 4, _v4_meta_with(change)), upgrade=upgrade)
     unchanged = loaded(rewritten(tmp_path, 4, _v4_meta_with(lambda tapes: None)))
     assert unchanged.state_hash() == loaded(v4_file("upgradable")).state_hash()
+
+
+# ---- a version 4 writer kept here, checked against bc0b2b3's files ---------------------------
+
+def v4_state(machine: StateMachine) -> tuple[dict, bytes]:
+    """The arrays and meta a version 4 crowdex wrote of ``machine``'s state: no tape arrays, and
+    in the markets meta a tape for every instrument with a book (made empty when the book was)
+    or a trade, sorted, with its newest trades and candles (all of them here: none is full)."""
+    markets = machine.component("markets")
+    marketdata = markets.marketdata
+    empty = {name: [] for name in INTERVALS_US}
+    tapes = [marketdata.tape(i) or TapeState(i, [], dict(empty))
+             for i in sorted(set(markets._books) | set(marketdata.instruments()))]
+    meta = msgspec.msgpack.decode(machine.meta(), type=Meta)
+    parts = dict(meta.components)
+    today = msgspec.msgpack.decode(parts["markets"], type=MarketsMeta)
+    parts["markets"] = msgspec.msgpack.encode(
+        MarketsMetaV4(tapes, today.next_auction_us, today.client_ids))
+    meta.components = [(name, parts[name]) for name, _ in meta.components]
+    arrays = {name: array for name, array in machine.arrays().items()
+              if not name.startswith("markets_tape_")}
+    return arrays, msgspec.msgpack.encode(meta)
+
+
+def write_v4(directory: Path, machine: StateMachine) -> Path:
+    """``v4_state`` in a file with a version 4 header."""
+    arrays, meta = v4_state(machine)
+    path = write_snapshot(directory, machine.last_sequence, arrays, meta, sync=False)
+    data = bytearray(path.read_bytes())
+    data[8:12] = (4).to_bytes(4, "little")
+    data[SNAPSHOT_HEADER_SIZE - 4:SNAPSHOT_HEADER_SIZE] = zlib.crc32(
+        bytes(data[:SNAPSHOT_HEADER_SIZE - 4])).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_the_writer_kept_here_writes_what_bc0b2b3_wrote(venue: Path) -> None:
+    stored = read_snapshot(v4_file("upgradable"), upgrade=lambda s: s)  # as bc0b2b3 wrote it
+    arrays, meta = v4_state(replay_from_empty(venue, upto=UPGRADABLE))
+    assert sorted(arrays) == sorted(stored.arrays)
+    for name, array in arrays.items():
+        assert array.dtype == stored.arrays[name].dtype, name
+        assert (array == stored.arrays[name]).all(), name
+    assert meta == stored.meta
+
+
+def test_what_a_version_4_crowdex_wrote_of_a_busy_venue_upgrades_to_its_state(
+        tmp_path: Path) -> None:
+    """``bench.venue``'s mixed traffic (several boards, IP call auctions, bulk runs of orders and
+    cancels, refusals, settlement batches) replayed by today's code; at several points the
+    state as a version 4 crowdex wrote it upgrades to the state itself."""
+    build_journal(tmp_path, 2500, 3, days=2, investors=200)
+    machine = StateMachine()
+    journal = FileJournal(tmp_path / "journal", sync=False, read_only=True)
+    checked = []
+    try:
+        for sequence, payload in journal.read(0):
+            apply_entry(machine, sequence, payload, {})
+            if sequence % 600 == 0:
+                upgraded = loaded(write_v4(tmp_path / "snapshots", machine))
+                assert upgraded.state_hash() == machine.state_hash(), sequence
+                checked.append(len(machine.component("markets").marketdata.instruments()))
+    finally:
+        journal.close()
+    assert len(checked) >= 4 and checked[-1] >= 2  # several traded instruments by the end
+    auctions = machine.component("markets").engine.instruments["mode"] == k.MODE_AUCTION
+    assert auctions.any()
