@@ -403,7 +403,8 @@ async def test_a_replica_starts_from_a_version_4_snapshot_the_stream_is_purged_b
     """A cluster upgraded from a crowdex writing snapshot version 4, whose stream was purged
     behind its snapshots: a replica on an empty data dir starts from the version 4 snapshot
     (upgraded in memory), reads the tail and reaches the live replica's state; its next
-    snapshot is version 5. Without the upgrade it cannot start. The venue is the fixture's
+    snapshot is version 5, and a restart from its own version 4 copy upgrades that. Without the
+    upgrade it cannot start. The venue is the fixture's
     (its commands, one stream message each, on a manual clock as written); the live replica
     takes no snapshot of its own, so the cluster's only one is the version 4 file."""
     live = replicas("live", every=10**9, clock=ManualClock())
@@ -433,8 +434,17 @@ async def test_a_replica_starts_from_a_version_4_snapshot_the_stream_is_purged_b
     assert "upgraded in memory to version 5" in caplog.text
     assert fresh.machine.state_hash() == live.machine.state_hash()
     await fresh.snapshots.take(fresh.machine, fresh.stream_position, upload=False)
-    newest = snapshot_paths(fresh.data_dir / "snapshots")[0]
+    await fresh.stop()
+    newest, cached = snapshot_paths(fresh.data_dir / "snapshots")
     assert read_snapshot(newest).version == SNAPSHOT_VERSION  # read with no upgrade
+    # A restart on a data dir whose snapshots are version 4 (a replica that ran the older
+    # crowdex) upgrades its own.
+    assert read_snapshot(cached, upgrade=lambda stored: stored).version == 4
+    newest.unlink()
+    again = replicas("fresh", every=10**9, clock=ManualClock())
+    assert await again.recover() == 60
+    assert (again.start_point.source, again.start_point.sequence) == ("local", V4_SEQUENCE)
+    assert again.machine.state_hash() == live.machine.state_hash()
 
     monkeypatch.setattr(cluster_snapshots, "upgrade", None)  # as before the upgrade existed
     with pytest.raises(StreamGapError, match="cannot catch up"):
