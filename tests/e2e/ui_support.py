@@ -177,3 +177,81 @@ async def card_spills(page) -> list[str]:
       }
       return [...new Set(out)];
     }""")
+
+
+# What reads as one value: a date and time, an amount, a count with its unit ("155 shares",
+# "155 股"), a percentage, an order number, "15/40". Such a run broken across two lines reads as
+# two values; prose around it may wrap where it likes.
+UNITS = ("shares?|notes?|units?|rewards?|days?|hours?|minutes?|months?|"
+         "股|份债权|份收益权|份回报|份经营权|份|天|小时|分钟|个月")
+VALUE_PATTERN = (r"[#+\-−]?¥?\d[\d,.:/%\-]*(?: (?:UTC|\d[\d:]*))*"
+                 rf"(?: ?(?:{UNITS})(?![A-Za-z]))?")
+# Where values are shown as data (not prose): table cells, figures, badges, the header's facts.
+VALUE_PLACES = ("td, dd, .stat-value, .badge, .chip, .header-fact, .card-stats, .progress-label,"
+                " .spread, .order-card-line, .total, .who")
+
+
+async def fit_problems(page) -> list[str]:
+    """Whatever does not fit at the page's width, in words: text cut by a clipping box (its own
+    or an ancestor's, the screen's edge included), and a value broken across two lines. Sideways
+    scrolling is `sideways_scrollers` and `page_overflows`."""
+    return await page.evaluate("""([pattern, places]) => {
+      const out = new Set();
+      const width = document.documentElement.clientWidth;
+      const where = (el) => {
+        const named = el.closest("[id]");
+        const table = el.closest("table[id]");
+        const label = el.dataset && el.dataset.label ? ` (${el.dataset.label})` : "";
+        return (table ? "#" + table.id : named ? "#" + named.id : el.tagName) + label;
+      };
+      // The skip link waits off the screen until it has the focus; a card table's header row is
+      // there for screen readers only (each card labels its values).
+      const skip = (el) => !el.getClientRects().length || el.closest(
+        "[hidden], details:not([open]) > :not(summary), .sr-only, .chart-canvas, .skip-link")
+        || (el.closest("thead") && getComputedStyle(el.closest("thead")).position === "absolute");
+      const ownText = (el) => [...el.childNodes].some(
+        (n) => n.nodeType === 3 && n.textContent.trim());
+      const leaves = [...document.querySelectorAll(
+        "body *:not(script):not(style)")].filter((el) => !skip(el)
+        && (ownText(el) || el.matches("button, input, select, textarea, img, canvas")));
+      for (const el of leaves) {
+        const r = el.getBoundingClientRect();
+        const text = (el.textContent || el.value || el.tagName).trim().slice(0, 30);
+        if (r.left < -1 || r.right > width + 1) {
+          out.add(`off the screen: ${where(el)} "${text}"`);
+          continue;
+        }
+        const style = getComputedStyle(el);
+        if (style.textOverflow === "ellipsis" && el.scrollWidth > el.clientWidth + 1) {
+          out.add(`cut: ${where(el)} "${text}"`);
+          continue;
+        }
+        for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+          const o = getComputedStyle(p).overflowX;
+          if (o === "visible") continue;
+          const box = p.getBoundingClientRect();
+          if (r.left < box.left - 1 || r.right > box.right + 1) {
+            out.add(`cut by ${where(p)}: ${where(el)} "${text}"`);
+            break;
+          }
+        }
+      }
+      const value = new RegExp(pattern, "g");
+      for (const place of document.querySelectorAll(places)) {
+        if (skip(place)) continue;
+        const walker = document.createTreeWalker(place, NodeFilter.SHOW_TEXT);
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+          if (node.parentElement.closest(".sr-only")) continue;
+          for (const m of node.textContent.matchAll(value)) {
+            const range = document.createRange();
+            range.setStart(node, m.index);
+            range.setEnd(node, m.index + m[0].trimEnd().length);
+            const rects = [...range.getClientRects()].filter((x) => x.width);
+            if (rects.length > 1 && rects[rects.length - 1].top >= rects[0].bottom - 2) {
+              out.add(`wrapped: ${where(node.parentElement)} "${m[0]}"`);
+            }
+          }
+        }
+      }
+      return [...out];
+    }""", [VALUE_PATTERN, VALUE_PLACES])

@@ -44,6 +44,26 @@ export function field(label, attrs = {}, { hint, options } = {}) {
     hint ? h("small", { id: hintId, class: "hint" }, hint) : null);
 }
 
+// A value as readers take it in: a number or a date with the word of unit after it ("23 hours",
+// "155 股", "10 份债权", "2026-03-01").
+const VALUE = /[#+\-−]?¥?\d[\d,.:/%-]*(?: ?(?:[A-Za-z]+|[\u3400-\u9fff]{1,4}))?/g;
+
+/**
+ * `text` with each value in it kept whole: a line may break between values and around them,
+ * never inside one ("29 days 23 | hours left" or "closed 2026- | 03-01" read as other values).
+ */
+export function keepValues(text) {
+  const out = [];
+  let at = 0;
+  for (const m of String(text).matchAll(VALUE)) {
+    if (m.index > at) out.push(text.slice(at, m.index));
+    out.push(h("span", { class: "nowrap" }, m[0]));
+    at = m.index + m[0].length;
+  }
+  if (at < text.length) out.push(text.slice(at));
+  return out;
+}
+
 /** "2026-02-01T00:00:00Z" -> "2026-02-01 00:00 UTC" (exchange times are UTC). */
 export function when(iso) {
   if (!iso) return "—";
@@ -121,10 +141,12 @@ export function actionButton(label, messages, action, attrs = {}) {
 }
 
 /**
- * A table; `cards: true` turns each row into a card on a phone, every cell labelled by its
- * column's name, so no figure or action sits off-screen in a sideways-scrolled table. Give it to
- * every table whose rows carry buttons or whose columns do not fit 360 px; the few narrow ones
- * without it (two columns of names) stay tables.
+ * A table; `cards: true` turns each row into a card, every cell labelled by its column's name,
+ * wherever the table does not fit its place: on a phone, and on a tablet or in a narrow side
+ * column when its columns are wider than their panel (see `fitCards`). So no figure or action
+ * sits off its panel in a sideways-scrolled table. Give it to every table whose rows carry
+ * buttons or whose columns may not fit; the few narrow ones without it (two columns of names)
+ * stay tables.
  */
 export function table(columns, rows, { caption, empty, id, cards = false } = {}) {
   if (!rows.length) return h("p", { class: "empty", id }, empty || t("common.nothing_yet"));
@@ -133,7 +155,7 @@ export function table(columns, rows, { caption, empty, id, cards = false } = {})
   // node into the label's column.
   const content = (c, row) => (cards ? h("div", { class: "cell" }, c.cell(row)) : c.cell(row));
   // A scrolled table must be reachable by keyboard (axe: scrollable-region-focusable).
-  return h("div", { class: `table-wrap${cards ? " as-cards" : ""}`, tabindex: "0",
+  const wrap = h("div", { class: `table-wrap${cards ? " as-cards" : ""}`, tabindex: "0",
     role: "region", "aria-label": caption || t("common.table") },
   h("table", { id },
       caption ? h("caption", { class: "sr-only" }, caption) : null,
@@ -141,7 +163,31 @@ export function table(columns, rows, { caption, empty, id, cards = false } = {})
       h("tbody", {}, rows.map((row) => h("tr", { dataset: row.__data || {} },
         columns.map((c) => h("td", { class: c.num ? "num" : null, "data-label": c.label },
           content(c, row))))))));
+  if (cards) fitObserver.observe(wrap);
+  return wrap;
 }
+
+// Below 40rem every card table is cards (as the stylesheet's phone rules assumed before); above
+// it, a table is cards only when its columns, at their narrowest, are wider than its place.
+const PHONE = window.matchMedia("(max-width: 40rem)");
+
+/**
+ * Show `wrap`'s table as cards if it cannot fit as a table. Measured with the cards off: the
+ * table's narrowest layout (every cell wrapped where it may) against the width it is given.
+ * Only a change of width re-measures: the switch itself changes the height, which must not
+ * set the observer off again.
+ */
+function fitCards(wrap) {
+  const width = wrap.clientWidth;
+  if (!width || wrap.dataset.fitWidth === String(width)) return;
+  wrap.dataset.fitWidth = String(width);
+  wrap.classList.remove("cards-on");
+  const table = wrap.querySelector("table");
+  const tooWide = PHONE.matches || (table && table.scrollWidth > width + 1);
+  wrap.classList.toggle("cards-on", Boolean(tooWide));
+}
+
+const fitObserver = new ResizeObserver((entries) => entries.forEach((e) => fitCards(e.target)));
 
 export function panel(title, ...children) {
   const headingId = newId("h");

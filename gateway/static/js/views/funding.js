@@ -3,7 +3,7 @@
 // marked, so an oversubscribed raise does not read "1800 %" of a full bar), the time left on the
 // exchange clock, a closed project's close date (never a future "closes"), the issuer's name,
 // and a product raise told in backers, pledges and rewards rather than investors and shares.
-import { h, day, when } from "../dom.js";
+import { h, day, keepValues, when } from "../dom.js";
 import { duration, t, tMaybe } from "../i18n.js";
 import { count, percent, percentOf, times, yuan } from "../money.js";
 import { exchangeNowMs } from "../venue.js";
@@ -45,7 +45,7 @@ export function progressBar(p) {
         "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": String(Math.min(pct, 100)),
         "aria-valuetext": `${yuan(p.raised)} — ${label}` },
       h("div", { class: `progress-fill${pct >= 100 ? " done" : ""}`, style: `width:${Math.min(pct, 100)}%` })),
-      h("div", { class: "progress-label" }, h("span", { dataset: { field: "pct_target" } }, label)));
+      h("div", { class: "progress-label" }, h("span", { dataset: { field: "pct_target" } }, keepValues(label))));
   }
   const { min_quantity: target, max_quantity: cap } = p.terms;
   const value = p.subscribed_quantity;
@@ -61,8 +61,10 @@ export function progressBar(p) {
     h("div", { class: `progress-fill${value >= target ? " done" : ""}`, style: `width:${Math.min(pctCap, 100)}%` }),
     h("div", { class: "progress-target", style: `left:${Math.min(targetAt, 100)}%`, "aria-hidden": "true" })),
     h("div", { class: "progress-label" },
-      h("span", { dataset: { field: "pct_target" } }, t("funding.of_target", { pct: pctTarget, target: units(p.board, target) })),
-      h("span", { class: "progress-cap", dataset: { field: "pct_cap" } }, t("funding.of_cap", { pct: pctCap, cap: units(p.board, cap) }))));
+      h("span", { dataset: { field: "pct_target" } },
+        keepValues(t("funding.of_target", { pct: pctTarget, target: units(p.board, target) }))),
+      h("span", { class: "progress-cap", dataset: { field: "pct_cap" } },
+        keepValues(t("funding.of_cap", { pct: pctCap, cap: units(p.board, cap) })))));
 }
 
 /**
@@ -83,7 +85,8 @@ export function timeline(p) {
 
 export function timelineEl(p) {
   const { key, text, date } = timeline(p);
-  return h("span", { class: `timeline timeline-${key}`, dataset: { field: "timeline" }, title: date || null }, text);
+  return h("span", { class: `timeline timeline-${key}`, dataset: { field: "timeline" }, title: date || null },
+    keepValues(text));
 }
 
 function rateText(p) {
@@ -144,7 +147,7 @@ export function termsFacts(p) {
   if (p.terms.lockup_days !== undefined && p.board !== "product") {
     rows.push(["lockup", t("terms.lockup"), t("terms.days", { n: p.terms.lockup_days })]);
   }
-  if (p.status === "open") rows.push(["deadline", t("terms.closes"), `${when(p.deadline)} (${timeline(p).text})`]);
+  if (p.status === "open") rows.push(["deadline", t("terms.closes"), keepValues(`${when(p.deadline)} (${timeline(p).text})`)]);
   else if (p.status === "pending_review") rows.push(["deadline", t("terms.proposed_deadline"), when(p.deadline)]);
   if (p.created) rows.push(["created", t("terms.listed"), when(p.created)]);
   if (p.closed) rows.push(["closed", t("terms.closed"), when(p.closed)]);
