@@ -148,6 +148,11 @@ export function actionButton(label, messages, action, attrs = {}) {
  * buttons or whose columns may not fit; the few narrow ones without it (two columns of names)
  * stay tables.
  */
+// A column's class: `num` right-aligns figures and keeps each on one line; `name` (a project's or
+// an issuer's name) keeps room for a few words a line, so a squeezed table breaks into cards
+// rather than stack a name one word a line.
+const cellClass = (c) => [c.num ? "num" : null, c.name ? "name" : null].filter(Boolean).join(" ") || null;
+
 export function table(columns, rows, { caption, empty, id, cards = false } = {}) {
   if (!rows.length) return h("p", { class: "empty", id }, empty || t("common.nothing_yet"));
   // A card's cell is a grid of two columns, label and value: the value is one element, else a
@@ -159,9 +164,9 @@ export function table(columns, rows, { caption, empty, id, cards = false } = {})
     role: "region", "aria-label": caption || t("common.table") },
   h("table", { id },
       caption ? h("caption", { class: "sr-only" }, caption) : null,
-      h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", class: c.num ? "num" : null }, c.label)))),
+      h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", class: cellClass(c) }, c.label)))),
       h("tbody", {}, rows.map((row) => h("tr", { dataset: row.__data || {} },
-        columns.map((c) => h("td", { class: c.num ? "num" : null, "data-label": c.label },
+        columns.map((c) => h("td", { class: cellClass(c), "data-label": c.label },
           content(c, row))))))));
   if (cards) fitObserver.observe(wrap);
   return wrap;

@@ -44,7 +44,7 @@ async function holdingsTable(me, projects, projectLink) {
   });
   const board = (x) => (projects.get(x.instrument_id) || {}).board || "equity";
   const body = table([
-    { label: t("holdings.instrument"), cell: (x) => projectLink(x.instrument_id) },
+    { label: t("holdings.instrument"), name: true, cell: (x) => projectLink(x.instrument_id) },
     { label: t("holdings.quantity"), num: true, cell: (x) => units(board(x), x.quantity) },
     { label: t("holdings.reserved"), num: true, cell: (x) => count(x.quantity_reserved) },
     { label: t("holdings.price"), num: true, cell: (x) => [yuan(x.price), h("small", { class: "basis" }, ` ${t(`holdings.basis_${x.basis}`)}`)] },
@@ -63,7 +63,7 @@ function subscriptionsBox(container, projectLink) {
     const subs = (await get("/v1/me/subscriptions")).slice().reverse();
     return table([
       { label: "#", cell: (s) => String(s.subscription_id) },
-      { label: t("subs.project"), cell: (s) => projectLink(s.project_id) },
+      { label: t("subs.project"), name: true, cell: (s) => projectLink(s.project_id) },
       { label: t("subs.quantity"), num: true, cell: (s) => count(s.quantity) },
       { label: t("subs.detail"), cell: (s) => [s.tier_id !== undefined ? t("subs.tier", { tier: s.tier_id }) : "",
         s.rate_bps !== undefined ? t("subs.bid", { rate: percent(s.rate_bps) }) : ""].filter(Boolean).join(" · ") || "—" },
@@ -98,7 +98,7 @@ function ordersBox(projectLink, afterCancel) {
       const open = orders.filter((o) => o.status === "open" || o.status === "partially_filled");
       return table([
         { label: t("orders.order"), cell: (o) => `#${o.order_id}` },
-        { label: t("orders.instrument"), cell: (o) => projectLink(o.instrument_id) },
+        { label: t("orders.instrument"), name: true, cell: (o) => projectLink(o.instrument_id) },
         { label: t("orders.side"), cell: (o) => sideText(o.side) },
         { label: t("orders.price"), num: true, cell: (o) => (o.price === null ? t("orders.market") : yuan(o.price)) },
         { label: t("orders.filled"), num: true, cell: (o) => `${count(o.filled_quantity)}/${count(o.quantity)}` },
@@ -123,7 +123,7 @@ function tradeHistory(orders, projectLink) {
     .sort((a, b) => b.trade_id - a.trade_id);
   return table([
     { label: t("history.trade"), cell: (f) => `#${f.trade_id}` },
-    { label: t("history.instrument"), cell: (f) => projectLink(f.instrument_id) },
+    { label: t("history.instrument"), name: true, cell: (f) => projectLink(f.instrument_id) },
     { label: t("orders.side"), cell: (f) => sideText(f.side) },
     { label: t("orders.price"), num: true, cell: (f) => yuan(f.price) },
     { label: t("holdings.quantity"), num: true, cell: (f) => count(f.quantity) },
@@ -173,7 +173,7 @@ async function movementsTable(projects, projectLink) {
   const rows = await get(`/v1/me/movements?limit=${MOVEMENTS_SHOWN}`);
   return table([
     { label: t("movements.kind"), cell: (m) => t(`movement.${m.kind}`) },
-    { label: t("movements.what"), cell: (m) => (m.asset === "cash" ? t("movements.cash") : projectLink(m.instrument_id)) },
+    { label: t("movements.what"), name: true, cell: (m) => (m.asset === "cash" ? t("movements.cash") : projectLink(m.instrument_id)) },
     { label: t("movements.amount"), num: true, cell: (m) => h("span", { class: m.amount < 0 ? "neg" : "pos" }, movementAmount(m, projects)) },
     { label: t("movements.status"), cell: (m) => (m.status === "settled"
       ? t("movements.settled_in", { batch: m.batch_id }) : t("movements.pending")) },

@@ -25,12 +25,12 @@ export async function integrityView(container, _params, query) {
     h("div", { class: "page-head" }, h("h1", {}, t("integrity.title")), h("p", { class: "muted" }, t("integrity.lead"))),
     h("div", { class: "toolbar" }, monthField),
     panel(t("integrity.black", { month: data.month }), table([
-      { label: t("integrity.issuer"), cell: issuer },
+      { label: t("integrity.issuer"), name: true, cell: issuer },
       { label: t("integrity.reasons"), cell: reasonsText },
     ], data.black, { id: "black-list", caption: t("integrity.black", { month: data.month }), empty: t("integrity.black_empty") })));
   if (session.me && session.me.role === "operator" && data.red) {
     container.append(panel(t("integrity.red", { month: data.month }), table([
-      { label: t("integrity.issuer"), cell: issuer },
+      { label: t("integrity.issuer"), name: true, cell: issuer },
     ], data.red, { id: "red-list", caption: t("integrity.red", { month: data.month }), empty: t("integrity.red_empty") })));
   }
 }

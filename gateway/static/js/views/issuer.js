@@ -178,7 +178,7 @@ function ownProjects(me) {
     const rows = (await get("/v1/projects")).filter((p) => p.issuer_id === me.account_id)
       .sort((a, b) => b.project_id - a.project_id);
     return table([
-      { label: t("issuer.project"), cell: (p) => [h("a", { href: `#/projects/${p.project_id}` }, p.title),
+      { label: t("issuer.project"), name: true, cell: (p) => [h("a", { href: `#/projects/${p.project_id}` }, p.title),
         h("div", { class: "muted small" }, `#${p.project_id} · ${boardLabel(p.board)}`)] },
       { label: t("subs.status"), cell: (p) => badge(p.status) },
       { label: t("funding.progress"), cell: (p) => progressBar(p) },

@@ -43,16 +43,16 @@ function projectQueues(messages) {
       await load();
     }, { class: `small ${cls}`, dataset: { action, projectId: p.project_id }, "aria-label": `${t(`op.${action}`)} ${p.title}` });
     await loadInto(queueBox, async () => table([
-      { label: t("review.project"), cell: projectCell },
-      { label: t("terms.issuer"), cell: (p) => h("span", { dataset: { field: "issuer" } }, issuerName(p)) },
+      { label: t("review.project"), name: true, cell: projectCell },
+      { label: t("terms.issuer"), name: true, cell: (p) => h("span", { dataset: { field: "issuer" } }, issuerName(p)) },
       { label: t("detail.terms"), cell: termsCell },
       { label: t("terms.proposed_deadline"), cell: (p) => when(p.deadline) },
       { label: t("review.decision"), cell: (p) => h("div", { class: "button-row" }, act(p, "approve", "primary"), act(p, "reject", "danger")) },
     ], (await get("/v1/projects?status=pending_review")).map((p) => ({ ...p, __data: { projectId: p.project_id } })),
     { empty: t("review.empty"), id: "review-table", caption: t("review.title"), cards: true }));
     await loadInto(openBox, async () => table([
-      { label: t("review.project"), cell: projectCell },
-      { label: t("terms.issuer"), cell: (p) => issuerName(p) },
+      { label: t("review.project"), name: true, cell: projectCell },
+      { label: t("terms.issuer"), name: true, cell: (p) => issuerName(p) },
       { label: t("funding.progress"), cell: (p) => progressBar(p) },
       { label: t("funding.raised"), num: true, cell: (p) => yuan(p.raised) },
       { label: t("funding.when"), cell: (p) => timelineEl(p) },
