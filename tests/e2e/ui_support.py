@@ -193,7 +193,8 @@ VALUE_PLACES = ("td, dd, .stat-value, .badge, .chip, .header-fact, .card-stats, 
 
 async def fit_problems(page) -> list[str]:
     """Whatever does not fit at the page's width, in words: text cut by a clipping box (its own
-    or an ancestor's, the screen's edge included), and a value broken across two lines. Sideways
+    or an ancestor's, the screen's edge included) or running out of its panel or card, and a
+    value broken across two lines. Sideways
     scrolling is `sideways_scrollers` and `page_overflows`."""
     return await page.evaluate("""([pattern, places]) => {
       const out = new Set();
@@ -214,9 +215,25 @@ async def fit_problems(page) -> list[str]:
       const leaves = [...document.querySelectorAll(
         "body *:not(script):not(style)")].filter((el) => !skip(el)
         && (ownText(el) || el.matches("button, input, select, textarea, img, canvas")));
+      // A box text must stay inside: past its border it runs over the next one.
+      const boxes = ".panel, .card, .stat, .order-card, .as-cards.cards-on tr, dialog";
       for (const el of leaves) {
-        const r = el.getBoundingClientRect();
+        // A control whole; text by where its letters are (a block's box is not its text's).
+        let r = el.getBoundingClientRect();
+        if (!el.matches("button, input, select, textarea, img, canvas")) {
+          const range = document.createRange();
+          range.selectNodeContents(el);
+          r = range.getBoundingClientRect();
+        }
         const text = (el.textContent || el.value || el.tagName).trim().slice(0, 30);
+        const box = el.closest(boxes);
+        if (box) {
+          const b = box.getBoundingClientRect();
+          if (r.left < b.left - 1 || r.right > b.right + 1) {
+            out.add(`out of its box: ${where(el)} "${text}"`);
+            continue;
+          }
+        }
         if (r.left < -1 || r.right > width + 1) {
           out.add(`off the screen: ${where(el)} "${text}"`);
           continue;

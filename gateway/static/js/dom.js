@@ -44,9 +44,12 @@ export function field(label, attrs = {}, { hint, options } = {}) {
     hint ? h("small", { id: hintId, class: "hint" }, hint) : null);
 }
 
-// A value as readers take it in: a number or a date with the word of unit after it ("23 hours",
-// "155 股", "10 份债权", "2026-03-01").
-const VALUE = /[#+\-−]?¥?\d[\d,.:/%-]*(?: ?(?:[A-Za-z]+|[\u3400-\u9fff]{1,4}))?/g;
+// A value as readers take it in: a number or a date with its unit after it ("23 hours",
+// "155 股", "10 份债权", "2026-03-01 00:04 UTC"). The units are the ones strings.js writes after numbers.
+const UNITS = "shares?|notes?|units?|rewards?|days?|hours?|minutes?|months?|"
+  + "股|份债权|份收益权|份回报|份经营权|份|天|小时|分钟|个月";
+const VALUE = new RegExp(
+  `[#+\\-−]?¥?\\d[\\d,.:/%-]*(?: (?:UTC|\\d[\\d:]*))*(?: ?(?:${UNITS})(?![A-Za-z]))?`, "g");
 
 /**
  * `text` with each value in it kept whole: a line may break between values and around them,
