@@ -258,7 +258,7 @@ async def fit_problems(page) -> list[str]:
         if (skip(place)) continue;
         const walker = document.createTreeWalker(place, NodeFilter.SHOW_TEXT);
         for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-          if (node.parentElement.closest(".sr-only")) continue;
+          if (skip(node.parentElement)) continue;
           for (const m of node.textContent.matchAll(value)) {
             const range = document.createRange();
             range.setStart(node, m.index);

@@ -161,7 +161,12 @@ export function table(columns, rows, { caption, empty, id, cards = false } = {})
   // A card's cell is a grid of two columns, label and value: the value is one element, else a
   // cell of several nodes (a price and its basis, a title and its number) spills its second
   // node into the label's column.
-  const content = (c, row) => (cards ? h("div", { class: "cell" }, c.cell(row)) : c.cell(row));
+  // Text keeps its values whole ("2026-03-28 00:00 UTC", "12 months") when a cell wraps.
+  const text = (c, row) => {
+    const value = c.cell(row);
+    return typeof value === "string" ? keepValues(value) : value;
+  };
+  const content = (c, row) => (cards ? h("div", { class: "cell" }, text(c, row)) : text(c, row));
   // A scrolled table must be reachable by keyboard (axe: scrollable-region-focusable).
   const wrap = h("div", { class: `table-wrap${cards ? " as-cards" : ""}`, tabindex: "0",
     role: "region", "aria-label": caption || t("common.table") },
@@ -203,10 +208,14 @@ export function panel(title, ...children) {
     h("h2", { id: headingId }, title), ...children);
 }
 
-/** Key/value pairs as a <dl>; each <dd> gets data-field for tests and styling. */
+/**
+ * Key/value pairs as a <dl>; each <dd> gets data-field for tests and styling. A value given as
+ * text keeps its amounts, dates and quantities whole when it wraps.
+ */
 export function facts(pairs, attrs = {}) {
   return h("dl", { class: "facts", ...attrs }, pairs.filter(Boolean).map(([key, label, value]) => [
-    h("dt", {}, label), h("dd", { dataset: { field: key } }, value)]));
+    h("dt", {}, label),
+    h("dd", { dataset: { field: key } }, typeof value === "string" ? keepValues(value) : value)]));
 }
 
 /** A fresh reference for deposits and withdrawals (they dedupe on it). */

@@ -4,8 +4,8 @@
 // so each asks for confirmation in a dialog first.
 import { api, get, post } from "../api.js";
 import {
-  actionButton, badge, confirmDialog, errorBox, facts, field, h, loadInto, messageArea,
-  newReference, onSubmit, panel, table, when,
+  actionButton, badge, confirmDialog, errorBox, facts, field, h, keepValues, loadInto,
+  messageArea, newReference, onSubmit, panel, table, when,
 } from "../dom.js";
 import { t } from "../i18n.js";
 import { count, parseCount, parseYuan, yuan } from "../money.js";
@@ -26,7 +26,7 @@ function stateFacts(state) {
 /** A listing's terms in brief for the queue; the full list is one click away. */
 function termsCell(p) {
   const rows = termsFacts(p).filter(([key]) => !["issuer", "created"].includes(key));
-  return h("details", { class: "terms-brief" }, h("summary", {}, headline(p)),
+  return h("details", { class: "terms-brief" }, h("summary", {}, keepValues(headline(p))),
     facts(rows));
 }
 
