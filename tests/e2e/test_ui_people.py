@@ -41,14 +41,17 @@ from tests.e2e.ui_support import (
     new_page,
     off_screen_actions,
     page_overflows,
+    ready,
+    set_width,
     shot,
     sideways_scrollers,
     sign_in,
+    switch_language,
+    walk_widths,
 )
 
 START = "2026-03-01T00:00:00Z"
 OPEN_TITLE = "光学镜片产线"  # a Chinese project name: data, shown as entered in both languages
-NAV_PROJECTS = {"en": "Projects", "zh": "项目"}
 
 
 async def _trade(api: Api, keys: dict, pid: int, side: str, price: int, qty: int) -> dict:
@@ -108,18 +111,6 @@ def venue(tmp_path_factory: pytest.TempPathFactory):
         server.stop()
 
 
-async def _ready(page) -> None:
-    """The routed view has rendered: its heading is there and nothing is loading."""
-    await page.wait_for_selector("main h1")
-    await page.wait_for_function("!document.querySelector('#view[aria-busy], #view [aria-busy]')")
-
-
-async def _switch(page, lang: str) -> None:
-    await page.select_option("#lang-select", lang)
-    await page.wait_for_selector(f"#nav a >> text={NAV_PROJECTS[lang]}")
-    await _ready(page)
-
-
 # ---- languages, layout and accessibility on every page ----------------------------------------
 
 
@@ -147,20 +138,20 @@ async def test_every_page_in_both_languages(venue, size, tmp_path):
                 await sign_in(page, url, *login)
             for name, route in routes:
                 await page.goto(url + route)
-                await _ready(page)
+                await ready(page)
                 # English by default on an intl venue; the switch is on every page.
                 assert await page.get_attribute("html", "lang") == "en"
                 await _check_page(page, f"{size}-en-{name}", tmp_path, size, problems)
-                await _switch(page, "zh")
+                await switch_language(page, "zh")
                 assert await page.get_attribute("html", "lang") == "zh-CN"
                 assert await page.inner_text("#nav a >> nth=0") == "项目"
                 if name in ("projects", "project"):
                     assert OPEN_TITLE in await page.inner_text("main")  # data, untranslated
                 await page.reload()  # remembered
-                await _ready(page)
+                await ready(page)
                 assert await page.input_value("#lang-select") == "zh"
                 await _check_page(page, f"{size}-zh-{name}", tmp_path, size, problems)
-                await _switch(page, "en")
+                await switch_language(page, "en")
     assert errors == []
     assert problems == {}, "\n".join(f"{k}: {v}" for k, v in problems.items())
 
@@ -235,7 +226,7 @@ async def test_funding_reads_as_investors_expect(venue, size, tmp_path):
         assert "Backers" in await page.inner_text("#figures")
         assert await page.inner_text("#subscribe-form button[type=submit]") == "Pledge"
         assert "cancel any time until the deadline" in await page.inner_text("#cancel-note")
-        await _switch(page, "zh")
+        await switch_language(page, "zh")
         assert "支持人数" in await page.inner_text("#figures")
         assert await page.inner_text("#subscribe-form button[type=submit]") == "支持"
         await shot(page, tmp_path, f"{size}-zh-product")
@@ -269,7 +260,7 @@ async def test_errors_in_words_loading_and_retry(venue, size, tmp_path):
         code = await message.locator("[data-code]").get_attribute("data-code")
         assert code == "insufficient_funds"
         await shot(page, tmp_path, f"{size}-zh-error")
-        await _switch(page, "en")
+        await switch_language(page, "en")
         await page.fill("#sub-quantity", "50")
         await page.check("#sub-ack")
         await page.click("#subscribe-form button[type=submit]")
@@ -347,7 +338,7 @@ async def test_operator_confirms_and_the_header_follows(venue, size, tmp_path):
         await page.wait_for_selector("#settlement-message.ok")
 
         # The manual clock has its form; the header's exchange time follows an advance.
-        await _switch(page, "zh")
+        await switch_language(page, "zh")
         await page.fill("#clock-amount", "1")
         await page.select_option("#clock-unit", "60")
         before = await page.inner_text("#exchange-state [data-field=now]")
@@ -398,7 +389,7 @@ async def test_my_account_values_holdings_and_lists_orders(venue, size, tmp_path
         await row.locator("button").click()
         await page.wait_for_selector("#orders-message.ok")
         await row.wait_for(state="detached")
-        await _switch(page, "zh")
+        await switch_language(page, "zh")
         assert "最新成交" in await page.inner_text("#holdings")
         assert "入金" in await page.inner_text("#movements-table")
         await shot(page, tmp_path, f"{size}-zh-account")
@@ -445,7 +436,7 @@ async def test_market_chart_day_figures_depth_and_ticket(venue, size, tmp_path):
         await shot(page, tmp_path, f"{size}-en-market")
         await card.locator("button:has-text('Cancel')").click()
         await card.wait_for(state="detached")
-        await _switch(page, "zh")
+        await switch_language(page, "zh")
         await page.wait_for_selector("#chart[data-candles='4'] canvas")
         assert "收 ¥11.20" in await page.inner_text("#chart-legend")
         assert "24 小时行情" in await page.inner_text("main")
@@ -518,12 +509,6 @@ async def _phone_boards(url: str, seed: dict) -> tuple[tuple[str, str], ...]:
             ("rights", f"/#/projects/{rights}"))
 
 
-async def _set_width(page, width: int) -> None:
-    """A new screen width, and two frames for the resize observers (the chart) to follow."""
-    await page.set_viewport_size({"width": width, "height": SIZES["phone"]["height"]})
-    await page.evaluate("new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
-
-
 async def test_phone_widths_fit_every_page(venue, tmp_path):
     """At 390 and 360 px wide, in English and Chinese, on every page: each navigation tab (and
     the rest of the header) is whole on the screen, neither the page nor any part of it scrolls
@@ -531,31 +516,21 @@ async def test_phone_widths_fit_every_page(venue, tmp_path):
     screenshot."""
     url, seed = venue
     errors: list[str] = []
-    problems: dict[str, list[str]] = {}
     extra = await _phone_boards(url, seed)
+    walks = [("visitor" if login is None else login[1].lstrip("#"), login, routes)
+             for login, routes in _pages(seed, extra)]
+
+    async def check(page) -> list[str]:
+        found = [f"header cut: {x}" for x in await header_cut(page)]
+        found += [f"scrolls sideways: {x}" for x in await sideways_scrollers(page)]
+        found += [f"value under its label: {x}" for x in await card_spills(page)]
+        if await page_overflows(page):
+            found.append("the page scrolls sideways")
+        return found
+
     async with browser() as chromium:
-        for login, routes in _pages(seed, extra):
-            page = await new_page(chromium, SIZES["phone"], "en", errors)
-            if login:
-                await sign_in(page, url, *login)
-            for name, route in routes:
-                await page.goto(url + route)
-                await _ready(page)
-                for lang in ("en", "zh"):
-                    if lang == "zh":
-                        await _switch(page, "zh")
-                    for width in PHONE_WIDTHS if lang == "en" else PHONE_WIDTHS[::-1]:
-                        await _set_width(page, width)
-                        found = [f"header cut: {x}" for x in await header_cut(page)]
-                        found += [f"scrolls sideways: {x}" for x in await sideways_scrollers(page)]
-                        found += [f"value under its label: {x}" for x in await card_spills(page)]
-                        if await page_overflows(page):
-                            found.append("the page scrolls sideways")
-                        if found:
-                            problems[f"{width}-{lang}-{name}"] = found
-                            await shot(page, tmp_path, f"{width}-{lang}-{name}")
-                await _switch(page, "en")
-            await page.context.close()
+        problems = await walk_widths(chromium, url, walks, SIZES["phone"], PHONE_WIDTHS, check,
+                                     tmp_path, errors)
     assert errors == []
     assert problems == {}, "\n".join(f"{k}: {v}" for k, v in problems.items())
 
@@ -570,10 +545,10 @@ async def test_trade_history_is_cards_with_every_field_labelled_on_a_phone(venue
         await sign_in(page, url, seed["li"]["api_key"], "#account")
         for lang, quantity in (("en", "Quantity"), ("zh", "数量")):
             if lang == "zh":
-                await _switch(page, "zh")
+                await switch_language(page, "zh")
             await page.wait_for_selector("#trade-history-table")
             for width in PHONE_WIDTHS:
-                await _set_width(page, width)
+                await set_width(page, width, SIZES["phone"]["height"])
                 rows = await page.evaluate(CARD_CELLS, "#trade-history-table")
                 assert len(rows) >= 4  # Li's four seeded fills, newest first
                 assert {row["display"] for row in rows} == {"block"}
@@ -628,7 +603,7 @@ async def test_cn2015_venue_speaks_chinese_and_colours_up_red(server_factory, tm
             await shot(page, tmp_path, f"{size}-cn2015")
             assert await axe_problems(page) == []
             # A user who picks English keeps it.
-            await _switch(page, "en")
+            await switch_language(page, "en")
             await page.reload()
             await page.wait_for_selector("#nav a >> text=Projects")
     assert errors == []

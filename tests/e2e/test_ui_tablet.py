@@ -21,15 +21,13 @@ import pytest
 
 from tests.conftest import OPERATOR_KEY, ServerProcess
 from tests.e2e.browser import browser
-from tests.e2e.test_ui_people import START, _phone_boards, _ready, _seed, _switch
+from tests.e2e.test_ui_people import START, _phone_boards, _seed
 from tests.e2e.ui_support import (
     Api,
     fit_problems,
-    new_page,
     page_overflows,
-    shot,
     sideways_scrollers,
-    sign_in,
+    walk_widths,
 )
 
 WIDTHS = (660, 768, 820, 900, 1024, 1280)
@@ -66,14 +64,14 @@ def venue(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _walks(seed: dict, boards: dict) -> list[tuple]:
-    """Who reads, how they sign in (None, or key and landing selector) and the routes they see. The project
-    pages differ by reader: the subscribe form, the issuer's tools and the allocations."""
+    """Who reads, how they sign in (None, or key and landing selector) and the routes they
+    see. The project pages differ by reader: the subscribe form, the issuer's tools, the
+    allocations."""
     market = f"/#/markets/{seed['trading']}"
     project = f"/#/projects/{seed['open']}"
-    board_pages = [(name, route) for name, route in boards.items()]
     return [
         ("visitor", None, [("projects", "/#/projects"), ("project", project), ("markets", market),
-                ("integrity", "/#/integrity"), ("signin", "/#/signin"), *board_pages]),
+                ("integrity", "/#/integrity"), ("signin", "/#/signin"), *boards.items()]),
         ("investor", (seed["li"]["api_key"], "#account"),
          [("account", "/#/account"), ("ticket", market), ("project", project),
           ("product", boards["product"])]),
@@ -82,12 +80,6 @@ def _walks(seed: dict, boards: dict) -> list[tuple]:
         ("operator", (OPERATOR_KEY, "#create-account-form"),
          [("operator", "/#/operator"), ("project", project), ("debt", boards["debt"])]),
     ]
-
-
-async def _set_width(page, width: int) -> None:
-    """A new window width, and two frames for the resize observers (card tables, the chart)."""
-    await page.set_viewport_size({"width": width, "height": HEIGHT})
-    await page.evaluate("new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
 
 async def _findings(page) -> list[str]:
@@ -103,27 +95,10 @@ async def test_tablet_and_laptop_widths_fit_every_page(venue, tmp_path):
     panel, no value broken across lines."""
     url, seed, boards = venue
     errors: list[str] = []
-    problems: dict[str, list[str]] = {}
     async with browser() as chromium:
-        for who, login, routes in _walks(seed, boards):
-            page = await new_page(chromium, {"width": WIDTHS[-1], "height": HEIGHT}, "en", errors)
-            if login:
-                await sign_in(page, url, *login)
-            for name, route in routes:
-                await page.goto(url + route)
-                await _ready(page)
-                for lang in ("en", "zh"):
-                    if lang == "zh":
-                        await _switch(page, "zh")
-                    for width in WIDTHS if lang == "en" else WIDTHS[::-1]:
-                        await _set_width(page, width)
-                        found = await _findings(page)
-                        if found:
-                            key = f"{who}-{name}-{lang}-{width}"
-                            problems[key] = found
-                            await shot(page, tmp_path, key)
-                await _switch(page, "en")
-            await page.context.close()
+        problems = await walk_widths(chromium, url, _walks(seed, boards),
+                                     {"width": WIDTHS[-1], "height": HEIGHT}, WIDTHS, _findings,
+                                     tmp_path, errors)
     assert errors == []
     count = sum(len(found) for found in problems.values())
     assert problems == {}, f"{count} findings on {len(problems)} page widths:\n" + "\n".join(

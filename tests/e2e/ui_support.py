@@ -75,6 +75,57 @@ async def sign_in(page, url: str, key: str, landing: str) -> None:
     await page.wait_for_selector(landing)
 
 
+NAV_PROJECTS = {"en": "Projects", "zh": "项目"}
+
+
+async def ready(page) -> None:
+    """The routed view has rendered: its heading is there and nothing is loading."""
+    await page.wait_for_selector("main h1")
+    await page.wait_for_function("!document.querySelector('#view[aria-busy], #view [aria-busy]')")
+
+
+async def switch_language(page, lang: str) -> None:
+    await page.select_option("#lang-select", lang)
+    await page.wait_for_selector(f"#nav a >> text={NAV_PROJECTS[lang]}")
+    await ready(page)
+
+
+async def set_width(page, width: int, height: int) -> None:
+    """A new window size, and two frames for the resize observers (card tables, the chart)."""
+    await page.set_viewport_size({"width": width, "height": height})
+    await page.evaluate("new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
+async def walk_widths(chromium, url: str, walks: list, size: dict, widths: tuple[int, ...],
+                      check, tmp_path: Path, errors: list[str]) -> dict[str, list[str]]:
+    """Every route of every reader at every width, in English then in Chinese: `walks` is
+    [(who, None or (key, landing selector), [(name, route)])]; one page a reader, resized
+    (Chinese walks the widths back). `check(page)` lists what is wrong with the page as it
+    stands; a page with anything wrong is kept as a screenshot. Returns the problems by
+    "who-name-language-width"."""
+    problems: dict[str, list[str]] = {}
+    for who, login, routes in walks:
+        page = await new_page(chromium, size, "en", errors)
+        if login:
+            await sign_in(page, url, *login)
+        for name, route in routes:
+            await page.goto(url + route)
+            await ready(page)
+            for lang in ("en", "zh"):
+                if lang == "zh":
+                    await switch_language(page, "zh")
+                for width in widths if lang == "en" else widths[::-1]:
+                    await set_width(page, width, size["height"])
+                    found = await check(page)
+                    if found:
+                        key = f"{who}-{name}-{lang}-{width}"
+                        problems[key] = found
+                        await shot(page, tmp_path, key)
+            await switch_language(page, "en")
+        await page.context.close()
+    return problems
+
+
 async def shot(page, tmp_path: Path, name: str) -> Path:
     """A full-page screenshot kept under the test's tmp_path; its path is printed."""
     path = tmp_path / f"{name}.png"
@@ -179,13 +230,13 @@ async def card_spills(page) -> list[str]:
     }""")
 
 
-# What reads as one value: a date and time, an amount, a count with its unit ("155 shares",
-# "155 股"), a percentage, an order number, "15/40". Such a run broken across two lines reads as
-# two values; prose around it may wrap where it likes.
+# What reads as one value: a date and time, an amount, a percentage, an order number, "15/40",
+# and where data is shown, a count with its unit ("155 shares", "155 股"). Such a run broken
+# across two lines reads as two values; prose around it may wrap where it likes.
 UNITS = ("shares?|notes?|units?|rewards?|days?|hours?|minutes?|months?|"
          "股|份债权|份收益权|份回报|份经营权|份|天|小时|分钟|个月")
-VALUE_PATTERN = (r"[#+\-−]?¥?\d[\d,.:/%\-]*(?: (?:UTC|\d[\d:]*))*"
-                 rf"(?: ?(?:{UNITS})(?![A-Za-z]))?")
+NUMBER_PATTERN = r"[#+\-−]?¥?\d[\d,.:/%\-]*(?: (?:UTC|\d[\d:]*))*"
+VALUE_PATTERN = NUMBER_PATTERN + rf"(?: ?(?:{UNITS})(?![A-Za-z]))?"
 # Where values are shown as data (not prose): table cells, figures, badges, the header's facts.
 VALUE_PLACES = ("td, dd, .stat-value, .badge, .chip, .header-fact, .card-stats, .progress-label,"
                 " .spread, .order-card-line, .total, .who")
@@ -194,9 +245,9 @@ VALUE_PLACES = ("td, dd, .stat-value, .badge, .chip, .header-fact, .card-stats, 
 async def fit_problems(page) -> list[str]:
     """Whatever does not fit at the page's width, in words: text cut by a clipping box (its own
     or an ancestor's, the screen's edge included) or running out of its panel or card, and a
-    value broken across two lines. Sideways
-    scrolling is `sideways_scrollers` and `page_overflows`."""
-    return await page.evaluate("""([pattern, places]) => {
+    value broken across two lines. Sideways scrolling is `sideways_scrollers` and
+    `page_overflows`."""
+    return await page.evaluate("""([pattern, numberPattern, places]) => {
       const out = new Set();
       const width = document.documentElement.clientWidth;
       const where = (el) => {
@@ -254,21 +305,20 @@ async def fit_problems(page) -> list[str]:
         }
       }
       const value = new RegExp(pattern, "g");
-      for (const place of document.querySelectorAll(places)) {
-        if (skip(place)) continue;
-        const walker = document.createTreeWalker(place, NodeFilter.SHOW_TEXT);
-        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-          if (skip(node.parentElement)) continue;
-          for (const m of node.textContent.matchAll(value)) {
-            const range = document.createRange();
-            range.setStart(node, m.index);
-            range.setEnd(node, m.index + m[0].trimEnd().length);
-            const rects = [...range.getClientRects()].filter((x) => x.width);
-            if (rects.length > 1 && rects[rects.length - 1].top >= rects[0].bottom - 2) {
-              out.add(`wrapped: ${where(node.parentElement)} "${m[0]}"`);
-            }
+      const number = new RegExp(numberPattern, "g");
+      const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+      for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        const parent = node.parentElement;
+        if (parent.closest("script, style") || skip(parent)) continue;
+        for (const m of node.textContent.matchAll(parent.closest(places) ? value : number)) {
+          const range = document.createRange();
+          range.setStart(node, m.index);
+          range.setEnd(node, m.index + m[0].trimEnd().length);
+          const rects = [...range.getClientRects()].filter((x) => x.width);
+          if (rects.length > 1 && rects[rects.length - 1].top >= rects[0].bottom - 2) {
+            out.add(`wrapped: ${where(parent)} "${m[0]}"`);
           }
         }
       }
       return [...out];
-    }""", [VALUE_PATTERN, VALUE_PLACES])
+    }""", [VALUE_PATTERN, NUMBER_PATTERN, VALUE_PLACES])

@@ -4,7 +4,7 @@
 // actions, each confirmed in a dialog first.
 import { get, post, refreshSession, session } from "../api.js";
 import {
-  actionButton, badge, confirmDialog, facts, field, h, loadInto, messageArea, onSubmit, panel,
+  actionButton, badge, confirmDialog, facts, field, h, keepValues, loadInto, messageArea, onSubmit, panel,
   table,
 } from "../dom.js";
 import { t, tMaybe } from "../i18n.js";
@@ -32,7 +32,7 @@ function riskNote(p) {
   return h("div", { class: "risk-note", id: "risk-note" },
     h("h3", {}, t("risk.title")),
     h("p", {}, tMaybe(`risk.${p.board}`, t("risk.other"))),
-    h("p", { id: "cancel-note" }, h("strong", {}, t("risk.cancel_label")), " ", cancelNote(p)));
+    h("p", { id: "cancel-note" }, h("strong", {}, t("risk.cancel_label")), " ", keepValues(cancelNote(p))));
 }
 
 function subscribeControls(p) {
