@@ -45,7 +45,8 @@ export function field(label, attrs = {}, { hint, options } = {}) {
 }
 
 // A value as readers take it in: a number or a date with its unit after it ("23 hours",
-// "155 股", "10 份债权", "2026-03-01 00:04 UTC"). The units are the ones strings.js writes after numbers.
+// "155 股", "10 份债权", "2026-03-01 00:04 UTC"). The units are the ones strings.js writes
+// after numbers.
 const UNITS = "shares?|notes?|units?|rewards?|days?|hours?|minutes?|months?|"
   + "股|份债权|份收益权|份回报|份经营权|份|天|小时|分钟|个月";
 const VALUE = new RegExp(
@@ -154,7 +155,8 @@ export function actionButton(label, messages, action, attrs = {}) {
 // A column's class: `num` right-aligns figures and keeps each on one line; `name` (a project's or
 // an issuer's name) keeps room for a few words a line, so a squeezed table breaks into cards
 // rather than stack a name one word a line.
-const cellClass = (c) => [c.num ? "num" : null, c.name ? "name" : null].filter(Boolean).join(" ") || null;
+const cellClass = (c) => [c.num ? "num" : null, c.name ? "name" : null]
+  .filter(Boolean).join(" ") || null;
 
 export function table(columns, rows, { caption, empty, id, cards = false } = {}) {
   if (!rows.length) return h("p", { class: "empty", id }, empty || t("common.nothing_yet"));

@@ -147,7 +147,7 @@ export function termsFacts(p) {
   if (p.terms.lockup_days !== undefined && p.board !== "product") {
     rows.push(["lockup", t("terms.lockup"), t("terms.days", { n: p.terms.lockup_days })]);
   }
-  if (p.status === "open") rows.push(["deadline", t("terms.closes"), keepValues(`${when(p.deadline)} (${timeline(p).text})`)]);
+  if (p.status === "open") rows.push(["deadline", t("terms.closes"), `${when(p.deadline)} (${timeline(p).text})`]);
   else if (p.status === "pending_review") rows.push(["deadline", t("terms.proposed_deadline"), when(p.deadline)]);
   if (p.created) rows.push(["created", t("terms.listed"), when(p.created)]);
   if (p.closed) rows.push(["closed", t("terms.closed"), when(p.closed)]);

@@ -4,8 +4,8 @@
 // actions, each confirmed in a dialog first.
 import { get, post, refreshSession, session } from "../api.js";
 import {
-  actionButton, badge, confirmDialog, facts, field, h, keepValues, loadInto, messageArea, onSubmit, panel,
-  table,
+  actionButton, badge, confirmDialog, facts, field, h, keepValues, loadInto, messageArea, onSubmit,
+  panel, table,
 } from "../dom.js";
 import { t, tMaybe } from "../i18n.js";
 import { count, parseCount, parseHundredths, percent, times, yuan } from "../money.js";
