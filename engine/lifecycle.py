@@ -16,8 +16,6 @@ oldest finish evicted first, exactly as the per-order dicts did: an evicted orde
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from engine.clock import format_time_us
@@ -90,17 +88,54 @@ _TYPE_BY_CODE = tuple(TYPE_NAMES[code] for code in range(len(TYPE_NAMES)))
 _TIF_BY_CODE = tuple(TIF_NAMES[code] for code in range(len(TIF_NAMES)))
 
 
-class Folded(NamedTuple):
-    """The rows one fold wrote (views of scratch buffers, valid until the next fold)."""
+class Folded:
+    """The rows one fold wrote (views of scratch buffers, valid until the next fold), taken
+    when read: a replay's call reads few of them, and each view costs a numpy call."""
 
-    changes: np.ndarray  # CHANGE_DTYPE, by command
-    levels: np.ndarray  # LEVEL_ROW_DTYPE
-    books: np.ndarray  # BOOK_ROW_DTYPE
-    marks: np.ndarray  # MARK_DTYPE
-    # Per command: its first change row (-1: it changed no order) and the order it placed
-    # (0: none), as lists (kf.CR_FIRST_CHANGE, kf.CR_PLACED).
-    first_changes: list[int]
-    placed: list[int]
+    __slots__ = ("_lifecycle", "_counts", "_cmd_rows", "_columns")
+
+    def __init__(self, lifecycle: Lifecycle, counts: list[int], cmd_rows: np.ndarray) -> None:
+        self._lifecycle, self._counts, self._cmd_rows = lifecycle, counts, cmd_rows
+        self._columns: list[list[int]] | None = None
+
+    @property
+    def changes(self) -> np.ndarray:
+        """``CHANGE_DTYPE``, by command."""
+        return self._lifecycle._changes[: self._counts[kf.F_CHANGES]]
+
+    @property
+    def levels(self) -> np.ndarray:
+        """``LEVEL_ROW_DTYPE``."""
+        return self._lifecycle._levels[: self._counts[kf.F_LEVELS]]
+
+    @property
+    def books(self) -> np.ndarray:
+        """``BOOK_ROW_DTYPE``."""
+        return self._lifecycle._books[: self._counts[kf.F_BOOKS]]
+
+    @property
+    def marks(self) -> np.ndarray:
+        """``MARK_DTYPE``."""
+        return self._lifecycle._marks[: self._counts[kf.F_MARKS]]
+
+    @property
+    def marked(self) -> int:
+        """How many mark rows the fold wrote."""
+        return self._counts[kf.F_MARKS]
+
+    @property
+    def first_changes(self) -> list[int]:
+        """Per command: its first change row (-1: it changed no order; kf.CR_FIRST_CHANGE)."""
+        if self._columns is None:
+            self._columns = self._cmd_rows.T.tolist()
+        return self._columns[kf.CR_FIRST_CHANGE]
+
+    @property
+    def placed(self) -> list[int]:
+        """Per command: the order it placed (0: none; kf.CR_PLACED)."""
+        if self._columns is None:
+            self._columns = self._cmd_rows.T.tolist()
+        return self._columns[kf.CR_PLACED]
 
 
 def _grown(array: np.ndarray, needed: int, used: int | None = None) -> np.ndarray:
@@ -142,6 +177,7 @@ class Lifecycle:
         self._cmd_rows = np.zeros((256, kf.CMD_ROW_COLUMNS), dtype=np.int64)
         self._view_out = np.zeros((256, kf.VIEW_COLUMNS), dtype=np.int64)
         self._view_legs = np.zeros((256, 3), dtype=np.int64)
+        self._note_room()
 
     def reserve(self, orders: int) -> None:
         """Room for ``orders`` more order records and two fill legs each, taken at once: a
@@ -151,6 +187,7 @@ class Lifecycle:
         self._touched = _grown(self._touched, self.next_oid + orders, 0)
         legs = int(self.counters[kf.F_LEGS])
         self.legs = _grown(self.legs, legs + 2 * orders, legs)
+        self._note_room()
 
     # ---- folding ----------------------------------------------------------------------------
 
@@ -167,12 +204,10 @@ class Lifecycle:
         # A rested order opens, a re-entered one closes, a finished one closes and evicts
         # one; a lower FINISHED_ORDERS_KEPT than the last call's evicts the excess at once.
         marks_needed = 4 * n + max(0, tail - head - kept_max)
-        if (next_oid > min(len(self.records), len(self._touched))
-                or legs_needed > len(self.legs) or marks_needed > len(self._marks)
-                or tail + 2 * n > len(self.fifo) or head > len(self.fifo) // 2
-                or accounts > len(self.open_count)
-                or len(instruments) > min(len(self.book_seq), len(self._seen))
-                or 2 * n > min(len(self._changes), len(self._levels), len(self._books))):
+        oids, legs, marks, fifo, accounts_room, instruments_room, rows = self._room
+        if (next_oid > oids or legs_needed > legs or marks_needed > marks
+                or tail + 2 * n > fifo or head > fifo // 2 or accounts > accounts_room
+                or len(instruments) > instruments_room or 2 * n > rows):
             self._make_room(n, next_oid, legs_needed, marks_needed, len(instruments), accounts)
         if len(commands) > len(self._cmd_rows):
             self._cmd_rows = np.zeros((2 * len(commands), kf.CMD_ROW_COLUMNS), dtype=np.int64)
@@ -181,12 +216,18 @@ class Lifecycle:
                        self.counters, kept_max, self.open_count, self.book_seq, self._seen,
                        instruments, self._touched, self._changes, self._levels, self._books,
                        self._marks, cmd_rows)
-        self.next_oid = max(self.next_oid, next_oid)
-        first_changes, placed = cmd_rows.T.tolist()
-        counts = self.counters.tolist()
-        return Folded(self._changes[: counts[kf.F_CHANGES]], self._levels[: counts[kf.F_LEVELS]],
-                      self._books[: counts[kf.F_BOOKS]], self._marks[: counts[kf.F_MARKS]],
-                      first_changes, placed)
+        if next_oid > self.next_oid:
+            self.next_oid = next_oid
+        return Folded(self, self.counters.tolist(), cmd_rows)
+
+    def _note_room(self) -> None:
+        """Keep the room of every array ``fold`` writes (checked once a call, as plain ints:
+        ``fold`` runs once per kernel call, most of them of a command or two). Called
+        whenever one of those arrays is replaced."""
+        self._room = (min(len(self.records), len(self._touched)), len(self.legs),
+                      len(self._marks), len(self.fifo), len(self.open_count),
+                      min(len(self.book_seq), len(self._seen)),
+                      min(len(self._changes), len(self._levels), len(self._books)))
 
     def _make_room(self, n: int, next_oid: int, legs: int, marks: int, instruments: int,
                    accounts: int) -> None:
@@ -209,6 +250,7 @@ class Lifecycle:
         self._levels = _grown(self._levels, 2 * n, 0)
         self._books = _grown(self._books, 2 * n, 0)
         self._marks = _grown(self._marks, marks, 0)
+        self._note_room()
 
     def note_client_ids(self, folded: Folded, new_cids: dict[int, str]) -> None:
         """Keep the client_order_ids of the orders just accepted (``new_cids``: command
@@ -223,10 +265,10 @@ class Lifecycle:
         """Follow which client_order_ids rest and which orders were evicted, in command order
         (after the call's views are built: a view as of a command shows the order's id even
         if a later command of the call evicted it)."""
-        marks = folded.marks
         cids = self.client_ids
-        if not len(marks) or not cids:
+        if not cids or not folded.marked:
             return
+        marks = folded.marks
         open_ids = self.open_client_ids
         # Opened and closed marks are written for orders with a client_order_id only.
         for _, oid, op, account in marks.tolist():
@@ -357,6 +399,7 @@ class Lifecycle:
         resting = live["resting"] == 1
         self.open_count = np.bincount(live["account"][resting], minlength=64).astype(np.int64)
         self._touched = np.zeros(len(self.records), dtype=np.int8)
+        self._note_room()
         self.client_ids = dict(client_ids)
         accounts = live["account"]
         self.open_client_ids = {

@@ -100,6 +100,7 @@ class Markets:
         self.marketdata = MarketData()  # the trade tapes and candles
         self.next_auction_us = 0
         self._books: set[int] = set()  # instruments with a book (the engine's active rows)
+        self._command_room(256)
 
     def handlers(self) -> dict:
         return {mc.PlaceOrder: self._place, mc.CancelOrder: self._cancel,
@@ -205,28 +206,34 @@ class Markets:
 
     def _queue_place(self, queue: _Queue, replies: list, index: int, sequence: int, actor: int,
                      cmd: mc.PlaceOrder, tradable: dict) -> None:
-        account = self.machine.accounts.get(actor)
-        if account is None or account.role != "investor":
-            raise CrowdexError("forbidden", "only investors trade")
-        key = (cmd.instrument_id, cmd.side)
+        # Once per order of a live batch: lookups are hoisted, and what a run cannot change
+        # (an actor's role, an instrument's rules for a side) is checked once per run
+        # (``tradable``: the actor's id -> True, (instrument, side) -> info or refusal).
+        if actor not in tradable:
+            account = self.machine.accounts.get(actor)
+            if account is None or account.role != "investor":
+                raise CrowdexError("forbidden", "only investors trade")
+            tradable[actor] = True
+        instrument_id = cmd.instrument_id
+        key = (instrument_id, cmd.side)
         info = tradable.get(key)
         if info is None:
             try:
-                info = self._check_tradable(cmd.instrument_id, cmd.side)
+                info = self._check_tradable(instrument_id, cmd.side)
             except CrowdexError as error:
                 info = error
             tradable[key] = info
         if isinstance(info, CrowdexError):
             raise info
         cid = cmd.client_order_id
-        open_ids = self.lifecycle.open_client_ids
         room = queue.room.get(actor)  # new orders the queue may still take from this actor
         if room is None:
             room = OPEN_ORDERS_MAX - self._open_orders(actor)
-        if ((cid is not None and ((actor, cid) in open_ids or (actor, cid) in queue.client_ids))
-                or room <= 0 or cmd.instrument_id not in self._books):
+        if ((cid is not None and ((actor, cid) in self.lifecycle.open_client_ids
+                                  or (actor, cid) in queue.client_ids))
+                or room <= 0 or instrument_id not in self._books):
             self._match(queue, replies)  # the exact state first
-            if cid is not None and (actor, cid) in open_ids:
+            if cid is not None and (actor, cid) in self.lifecycle.open_client_ids:
                 raise CrowdexError("duplicate_client_order_id",
                                    "an open order already has this client_order_id")
             if self._open_orders(actor) >= OPEN_ORDERS_MAX:
@@ -236,8 +243,11 @@ class Markets:
         queue.room[actor] = room - 1
         # Its position row now (created if new): commands are queued in order, so the rows are
         # created in the order the engine's own lookup would create them.
-        queue.place(index, sequence, actor, cmd,
-                    self.machine.balances.position_slot(actor, cmd.instrument_id))
+        balances = self.machine.balances
+        slot = balances.position_slots.get((actor, instrument_id))
+        if slot is None:
+            slot = balances.position_slot(actor, instrument_id)
+        queue.place(index, sequence, actor, cmd, slot)
 
     def _queue_cancel(self, queue: _Queue, replies: list, index: int, sequence: int,
                       actor: int, cmd: mc.CancelOrder) -> None:
@@ -344,43 +354,66 @@ class Markets:
         (the last two only where someone reads them)."""
         if not queue.ops:
             return
-        commands = queue.array()
-        counters = self.engine.counters
-        trades_before = counters[C_NEXT_TRADE]  # each fill takes one trade id
-        result = self.engine.process(commands, self.machine.balances, slots_filled=True)
+        commands = self._command_array(queue)
+        machine, engine, lifecycle = self.machine, self.engine, self.lifecycle
+        balances = machine.balances
+        counters = engine.counters
+        trades_before = int(counters[C_NEXT_TRADE])  # each fill takes one trade id
+        result = engine.process(commands, balances, slots_filled=True)
         events = result.events
-        lifecycle = self.lifecycle
-        folded = lifecycle.fold(events, commands, queue.cid_flags(), self.machine.now_us,
-                                FINISHED_ORDERS_KEPT, self.engine.instruments,
-                                self.engine.next_order_id, self.machine.balances.accounts.count)
-        lifecycle.note_client_ids(folded, queue.cids)
-        # No mask (and copy) for a call without trades: most calls of a quiet book.
-        traded = counters[C_NEXT_TRADE] != trades_before
-        fills = events[events["kind"] == k.EV_FILL] if traded else events[:0]
-        if len(fills):
-            self._record_fills(fills, queue.sequences)
+        folded = lifecycle.fold(events, commands, queue.cid_flags(), machine.now_us,
+                                FINISHED_ORDERS_KEPT, engine.instruments, engine.next_order_id,
+                                balances.accounts.count)
+        if queue.cids:
+            lifecycle.note_client_ids(folded, queue.cids)
+        trades = int(counters[C_NEXT_TRADE]) - trades_before
+        if trades:
+            self._record_fills(events, trades, queue.sequences)
         views: dict[int, dict] = {}  # change row -> view: a reply and an update share it
         self._replies(queue, result.results.tolist(), folded, events, replies, views)
-        self._publish(folded, fills, views)
+        # A quiet machine with the default subscriber check (a replay) wants no update.
+        if not machine.quiet or "wants" in machine.__dict__:
+            self._publish(folded, events, trades, views)
         lifecycle.follow_marks(folded)
-        self.machine.last_sequence = queue.sequences[-1]
+        machine.last_sequence = queue.sequences[-1]
         queue.clear()
 
-    def _record_fills(self, fills: np.ndarray, sequences: list[int]) -> None:
-        """The trades' movements for settlement (the kernel already moved the balances: who
-        paid whom, and the fee by the rule and rate the kernel charged), and the tapes: two
-        compiled passes over the fills, whatever their number."""
-        self._fill_movements(fills, np.array(sequences, dtype=np.int64))
-        self.marketdata.record(fills, self.machine.now_us)
+    def _command_room(self, n: int) -> None:
+        """A scratch array for a kernel call's commands, with room for ``n`` (and its bytes)."""
+        self._commands = np.zeros(n, dtype=COMMAND_DTYPE)
+        self._command_bytes = memoryview(self._commands.view(np.uint8))
 
-    def _fill_movements(self, fills: np.ndarray, sequences: np.ndarray) -> None:
-        """The trades' movements (``sequences``: each command's of the kernel call, by its
-        position), written by one compiled pass."""
-        log = self.machine.movements
-        start = log.claim(3 * len(fills))
-        written = fill_movements(fills, sequences, self.engine.instruments["fee_bps"],
-                                 self.machine.fee_account_id, log.table.rows, start, log.next_id)
-        self.machine.take_fees_from_proceeds(log.commit(written))
+    def _command_array(self, queue: _Queue) -> np.ndarray:
+        """``queue.array()`` in the scratch array: its packed rows copied in as bytes, no
+        array built (a kernel call's commands are not kept after it)."""
+        n = len(queue.rows)
+        if n > len(self._commands):
+            self._command_room(2 * n)
+        data = b"".join(queue.rows)
+        self._command_bytes[: len(data)] = data
+        return self._commands[:n]
+
+    def _record_fills(self, events: np.ndarray, trades: int, sequences: list[int]) -> None:
+        """The movements of a kernel call's ``trades`` fills (among its ``events``) for
+        settlement (the kernel already moved the balances: who paid whom, and the fee by the
+        rule and rate the kernel charged), and the tapes: two compiled passes over the
+        events, which skip the rows that are not fills (no mask, no copy)."""
+        self._fill_movements(events, np.array(sequences, dtype=np.int64), trades)
+        self.marketdata.record(events, self.machine.now_us)
+
+    def _fill_movements(self, fills: np.ndarray, sequences: np.ndarray,
+                        trades: int | None = None) -> None:
+        """The trades' movements (``fills``: ``EVENT_DTYPE`` rows, those not fills skipped;
+        ``trades``: how many fills, all rows by default; ``sequences``: each command's of the
+        kernel call, by its position), written by one compiled pass that also takes the fees
+        from the sellers' proceeds under rules 4 (``StateMachine.take_fees_from_proceeds``)."""
+        machine = self.machine
+        log = machine.movements
+        start = log.claim(3 * (len(fills) if trades is None else trades))
+        written = fill_movements(fills, sequences, self.engine.instruments,
+                                 machine.fee_account_id, log.table.rows, start, log.next_id,
+                                 machine.balances.accounts.rows, machine.rules >= 4)
+        log.commit(written)
 
     def _replies(self, queue: _Queue, codes: list[int], folded: Folded, events: np.ndarray,
                  replies: list, views: dict[int, dict]) -> None:
@@ -432,15 +465,21 @@ class Markets:
                               strict=True)
         changes, marks = folded.changes, folded.marks
         # Each target's changes and evictions in this call, in command order (few rows).
+        # A set probe per row: np.isin on order ids builds a table as wide as their range.
+        wanted = set(targets)
         history: dict[int, list[tuple[int, int]]] = {}  # oid -> [(position, status)]
-        picked = changes[np.isin(changes["oid"], targets)]
-        for pos, oid, status in zip(picked["pos"].tolist(), picked["oid"].tolist(),
-                                    picked["status"].tolist(), strict=True):
-            history.setdefault(oid, []).append((pos, status))
+        oids = changes["oid"].tolist()
+        rows = [row for row, oid in enumerate(oids) if oid in wanted]
+        if rows:
+            picked = changes[rows]
+            for pos, oid, status in zip(picked["pos"].tolist(), picked["oid"].tolist(),
+                                        picked["status"].tolist(), strict=True):
+                history.setdefault(oid, []).append((pos, status))
         evicted: dict[int, int] = {}  # oid -> the position that evicted it
         if len(marks):
-            gone = marks[(marks["op"] == kf.MARK_EVICTED) & np.isin(marks["oid"], targets)]
-            evicted = dict(zip(gone["oid"].tolist(), gone["pos"].tolist(), strict=True))
+            gone = marks[marks["op"] == kf.MARK_EVICTED]
+            evicted = {oid: pos for pos, oid in zip(gone["pos"].tolist(), gone["oid"].tolist(),
+                                                    strict=True) if oid in wanted}
         records = self.lifecycle.records
         for position, actor, order_id in zip(positions, actors, targets, strict=True):
             before = [status for pos, status in history.get(order_id, ()) if pos <= position]
@@ -454,7 +493,8 @@ class Markets:
                     "order_not_open", f"order {order_id} is {STATUS_NAMES[status]}").body())
             replies[queue.indexes[position]] = reply
 
-    def _publish(self, folded: Folded, fills: np.ndarray, views: dict[int, dict]) -> None:
+    def _publish(self, folded: Folded, events: np.ndarray, trades: int,
+                 views: dict[int, dict]) -> None:
         """Trade, order and book updates for the channels someone listens to, in the order the
         commands made them: per command its trades, then its orders (in the order it changed
         them), then its books. Each update is keyed ``3 * command + kind`` (kind 0 a trade,
@@ -462,7 +502,8 @@ class Markets:
         in that order."""
         wants = self.machine.wants
         items: list[tuple[int, str, Any, int | None]] = []
-        if len(fills):
+        if trades:
+            fills = events[events["kind"] == k.EV_FILL]
             channels = {i: f"trades:{i}" for i in set(fills["instrument"].tolist())}
             channels = {i: name for i, name in channels.items() if wants(name)}
             if channels:
@@ -755,10 +796,11 @@ def warm_up() -> None:
                                 engine.instruments, engine.next_order_id, balances.accounts.count)
         lifecycle.change_views(folded.changes, list(range(len(folded.changes))))
         lifecycle.views_now(folded.changes["oid"].tolist())
-    fills = result.events[result.events["kind"] == k.EV_FILL]  # the movements and the tape
-    fill_movements(fills, np.zeros(1, dtype=np.int64), engine.instruments["fee_bps"], fee,
-                   np.zeros(3 * len(fills), dtype=mv.MOVEMENT_DTYPE), 0, 1)
-    MarketData().record(fills, 0)
+    events = result.events  # the movements and the tape (they skip rows that are not fills)
+    fill_movements(events, np.zeros(1, dtype=np.int64), engine.instruments, fee,
+                   np.zeros(3 * len(events), dtype=mv.MOVEMENT_DTYPE), 0, 1,
+                   balances.accounts.rows, True)
+    MarketData().record(events, 0)
     resting = engine.new_order(1, buyer, k.SIDE_BUY, 1, price=9, balances=balances)
     engine.cancel(int(resting.events[0]["oid"]), buyer, balances)
     engine.uncross(2, balances)
@@ -823,8 +865,22 @@ def _row_struct(dtype: np.dtype) -> struct.Struct:
 
 
 _COMMAND_ROW = _row_struct(COMMAND_DTYPE)
+_NO_CIDS = np.zeros(1024, dtype=np.int8)  # cid flags of a call without client_order_ids
 _pack_command = _COMMAND_ROW.pack
 _CMD_ACCOUNT, _CMD_OID = COMMAND_DTYPE.names.index("account"), COMMAND_DTYPE.names.index("oid")
+
+
+def _order_codes(side: str, order_type: str, time_in_force: str, post_only: bool,
+                 self_trade_prevention: str) -> tuple[int, int, int, int, int]:
+    """A new order's ``COMMAND_DTYPE`` codes from side to stp, as its fields name them."""
+    return (SIDES[side], k.TYPE_MARKET if order_type == "market" else k.TYPE_LIMIT,
+            TIFS[time_in_force], int(post_only), k.STP_BY_NAME[self_trade_prevention])
+
+
+# Codes by (side, order_type, time_in_force, post_only, self_trade_prevention): a few dozen
+# combinations exist, and one lookup is cheaper than building the codes for each order.
+_ORDER_CODES: dict[tuple, tuple[int, int, int, int, int]] = {}
+_ORDER_CODES_MAX = 256
 
 
 class _Queue:
@@ -861,21 +917,26 @@ class _Queue:
               pos_slot: int) -> None:
         """A new order; ``pos_slot`` is its account's position row of the instrument (a new
         order's instrument has a book and its account exists: the engine need not look)."""
-        # The commonest command: _add inlined.
-        if cmd.client_order_id is not None:
-            self.cids[len(self.ops)] = cmd.client_order_id
-            self.client_ids.add((actor, cmd.client_order_id))
+        # The commonest command: _add inlined, the order's codes looked up at once.
+        cid = cmd.client_order_id
+        if cid is not None:
+            self.cids[len(self.ops)] = cid
+            self.client_ids.add((actor, cid))
             self.flags.append(1)
         else:
             self.flags.append(0)
         self.indexes.append(index)
         self.sequences.append(sequence)
         self.ops.append(k_NEW)
-        self.rows.append(_pack_command(
-            k_NEW, SIDES[cmd.side], k.TYPE_MARKET if cmd.order_type == "market" else k.TYPE_LIMIT,
-            TIFS[cmd.time_in_force], int(cmd.post_only),
-            k.STP_BY_NAME[cmd.self_trade_prevention], cmd.instrument_id, actor, cmd.price,
-            cmd.quantity, 0, pos_slot))
+        spec = (cmd.side, cmd.order_type, cmd.time_in_force, cmd.post_only,
+                cmd.self_trade_prevention)
+        codes = _ORDER_CODES.get(spec)
+        if codes is None:
+            codes = _order_codes(*spec)
+            if len(_ORDER_CODES) < _ORDER_CODES_MAX:  # bounded, whatever a journal holds
+                _ORDER_CODES[spec] = codes
+        self.rows.append(_pack_command(k_NEW, *codes, cmd.instrument_id, actor, cmd.price,
+                                       cmd.quantity, 0, pos_slot))
         self.new_count += 1
 
     def cancel(self, index: int, sequence: int, actor: int, order_id: int,
@@ -905,5 +966,8 @@ class _Queue:
         return rows if rows.flags.aligned else rows.copy()
 
     def cid_flags(self) -> np.ndarray:
-        """1 for each new order with a client_order_id."""
+        """1 for each new order with a client_order_id (shared zeros when none: the fold only
+        reads it, and most calls have none)."""
+        if not self.cids and len(self.flags) <= len(_NO_CIDS):
+            return _NO_CIDS[: len(self.flags)]
         return np.frombuffer(bytearray(self.flags), dtype=np.int8)

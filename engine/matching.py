@@ -242,19 +242,25 @@ class MatchingEngine:
         created in the order of the commands first naming them).
         """
         n = _checked_batch(commands)
-        self._ensure_room(n)
+        counters = self.counters
+        # _ensure_room's checks inline: this runs once per kernel call, and most calls of a
+        # live venue or a mixed replay are of one or two commands.
+        slots_used, next_oid = int(counters[C_SLOTS_USED]), int(counters[C_NEXT_OID])
+        if (slots_used + n > len(self.orders) or next_oid + n + 1 > len(self.oid_index)
+                or 2 * n + EVENTS_PER_COMMAND_FIXED > len(self._events)):
+            self._ensure_room(n)
         if balances is not None:
             if not slots_filled:
                 self._fill_position_slots(commands, balances)
             accounts, positions = balances.accounts.rows, balances.positions.rows
-            if not balances.exists(self.fee_account_id):
+            if not 0 < self.fee_account_id < balances.accounts.count:  # Balances.exists
                 raise ValueError(f"fee account {self.fee_account_id} does not exist")
         else:
             accounts, positions = _NO_ACCOUNTS, _NO_POSITIONS
         results = np.zeros(n, dtype=np.int64)
         out = k.OUT_ALL if full_events else k.OUT_SETTLE
-        self.counters[C_EVENTS] = 0
-        self.counters[C_PROCESSED] = 0
+        counters[C_EVENTS] = 0
+        counters[C_PROCESSED] = 0
         while True:
             done = run_batch(commands, results, self.orders, self.levels, self.instruments,
                              self.oid_index, self.counters, self._events, _NO_FILLS, accounts,

@@ -14,20 +14,26 @@ reused (``engine.movements``), so a cached compilation cannot hold stale ones.
 
 from __future__ import annotations
 
-from engine.kernels.codes import SIDE_BUY
+from engine.kernels.codes import EV_FILL, SIDE_BUY
 from engine.kernels.jit import kernel
 from engine.kernels.risk import fee_half_up
 from engine.movements import CASH, TRADE_CASH, TRADE_FEE, TRADE_UNITS
 
 
 @kernel
-def fill_movements(fills, sequences, fee_bps, fee_account, rows, start, first_id):
-    """Write the movements of ``fills`` (``EVENT_DTYPE`` fill rows; ``sequences`` gives each
-    command's sequence by its position in the call) from ``rows[start]`` on, ids from
-    ``first_id``; return how many rows were written."""
+def fill_movements(events, sequences, instruments, fee_account, rows, start, first_id,
+                   accounts, take_fees):
+    """Write the movements of the fills among ``events`` (``EVENT_DTYPE`` rows of one kernel
+    call: other kinds are skipped, so the caller need not pick the fills out first;
+    ``sequences`` gives each command's sequence by its position in the call) from
+    ``rows[start]`` on, ids from ``first_id``; return how many rows were written. With
+    ``take_fees`` (rules 4) each fee also lowers its seller's unsettled cash (``accounts``),
+    as ``StateMachine.take_fees_from_proceeds`` does for the fee rows."""
     j = start
-    for i in range(len(fills)):
-        f = fills[i]
+    for i in range(len(events)):
+        f = events[i]
+        if f["kind"] != EV_FILL:
+            continue
         if f["side"] == SIDE_BUY:
             buyer = f["account"]
             seller = f["maker_account"]
@@ -43,11 +49,14 @@ def fill_movements(fills, sequences, fee_bps, fee_account, rows, start, first_id
         _movement(rows[j + 1], sequence, first_id + j + 1 - start, TRADE_UNITS, seller, buyer,
                   instrument, qty)
         j += 2
-        fee = fee_half_up(notional, fee_bps[instrument])  # the fee the risk stage took
+        # The fee the risk stage took.
+        fee = fee_half_up(notional, instruments[instrument]["fee_bps"])
         if fee != 0:
             _movement(rows[j], sequence, first_id + j - start, TRADE_FEE, seller, fee_account,
                       CASH, fee)
             j += 1
+            if take_fees:
+                accounts[seller]["cash_unsettled"] -= fee
     return j - start
 
 

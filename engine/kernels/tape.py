@@ -22,7 +22,7 @@ takes the trade: a higher high, a lower low, its price as the close, its quantit
 
 from __future__ import annotations
 
-from engine.kernels.codes import SIDE_BUY
+from engine.kernels.codes import EV_FILL, SIDE_BUY
 from engine.kernels.jit import kernel
 
 # What ``used`` counts: slots taken, pages taken from each pool.
@@ -37,16 +37,19 @@ RING_TRADES = 0  # ring 1 + j: the candles of interval j
 @kernel
 def record_trades(fills, start, time_us, widths, slot_of, slot_instrument, counts, pages,
                   trade_rows, candle_rows, used, page_rows):
-    """Put ``fills[start:]`` (``EVENT_DTYPE`` fill rows, in order, all made at ``time_us``)
-    on their instruments' tapes and candles. Return the index of the first fill not recorded:
-    ``len(fills)``, or one that needs room first (its instrument beyond ``slot_of``, no slot
-    left, or fewer free pages in a pool than one trade may take); recording on from there
-    after making room gives what one pass would have."""
+    """Put the fills of ``fills[start:]`` (``EVENT_DTYPE`` rows, in order, all made at
+    ``time_us``; rows of other kinds are skipped) on their instruments' tapes and candles.
+    Return the index of the first fill not recorded: ``len(fills)``, or one that needs room
+    first (its instrument beyond ``slot_of``, no slot left, or fewer free pages in a pool than
+    one trade may take); recording on from there after making room gives what one pass
+    would have."""
     ring_rows = pages.shape[2] * page_rows
     trade_pages = len(trade_rows) // page_rows
     candle_pages = len(candle_rows) // page_rows
     for i in range(start, len(fills)):
         f = fills[i]
+        if f["kind"] != EV_FILL:
+            continue
         inst = f["instrument"]
         if inst >= len(slot_of):
             return i
