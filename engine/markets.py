@@ -33,6 +33,7 @@ from engine.clock import format_time_us
 from engine.errors import CrowdexError
 from engine.kernels import codes as k
 from engine.kernels import fold as kf
+from engine.kernels.bookrows import book_rows
 from engine.kernels.layout import (
     C_EVENTS,
     C_NEXT_TRADE,
@@ -42,6 +43,7 @@ from engine.kernels.layout import (
 )
 from engine.kernels.movements import fill_movements
 from engine.lifecycle import (
+    RECORD_DTYPE,
     SIDE_NAMES,
     STATUS_NAMES,
     Folded,
@@ -253,11 +255,12 @@ class Markets:
                       actor: int, cmd: mc.CancelOrder) -> None:
         order_id = cmd.order_id
         lifecycle = self.lifecycle
-        if lifecycle.known(order_id):  # its owner and a finished status never change
-            record = lifecycle.records[order_id]
-            if int(record["account"]) != actor:
+        # Lifecycle.known, with the record read once (a tuple: one numpy call, not one a field).
+        record = lifecycle.records[order_id].item() if 0 < order_id < lifecycle.next_oid else None
+        if record is not None and record[_REC_KEPT]:  # its owner and a finished status never
+            if record[_REC_ACCOUNT] != actor:  # change
                 raise CrowdexError("order_not_found", f"no order {order_id}")
-            status = int(record["status"])
+            status = record[_REC_STATUS]
             if status > kf.PARTIALLY_FILLED:
                 raise CrowdexError("order_not_open", f"order {order_id} is {STATUS_NAMES[status]}")
             queue.cancel(index, sequence, actor, order_id)  # a queued order may fill it first
@@ -359,7 +362,7 @@ class Markets:
         balances = machine.balances
         counters = engine.counters
         trades_before = int(counters[C_NEXT_TRADE])  # each fill takes one trade id
-        result = engine.process(commands, balances, slots_filled=True)
+        result = engine.process(commands, balances, slots_filled=True, scratch_results=True)
         events = result.events
         folded = lifecycle.fold(events, commands, queue.cid_flags(), machine.now_us,
                                 FINISHED_ORDERS_KEPT, engine.instruments, engine.next_order_id,
@@ -535,7 +538,8 @@ class Markets:
     def _book_updates(self, folded: Folded) -> list[tuple]:
         """Book updates of the listened instruments: per command, its net change of each level
         it touched, by (side, price), with the level's quantity as of that command (the
-        quantity now, less the changes of the commands after it), in numpy."""
+        quantity now, less the changes of the commands after it): for many rows, by a
+        compiled pass."""
         books = folded.books
         wants = self.machine.wants
         channels = {i: f"book:{i}" for i in set(books["instrument"].tolist())}
@@ -547,6 +551,19 @@ class Markets:
             levels = levels[np.isin(levels["instrument"], list(listened))]
         if len(levels) <= BOOK_ROWS_SMALL:
             return self._book_updates_small(books, levels, listened)
+        out = np.empty((len(levels), 3), dtype=np.int64)
+        bounds = np.empty((len(books), 2), dtype=np.int64)
+        count = book_rows(levels, self.engine.instruments, self.engine.levels, books, out, bounds)
+        if count < 0:  # a level off its ladder (see engine.kernels.bookrows)
+            return self._book_updates_numpy(books, levels, listened)
+        # Each published level a list of its own: the updates are handed on, not copied.
+        rows = [[_SIDE_NAME[x], p, q] for x, p, q in out[:count].tolist()]
+        return _book_items(books, bounds[:, 0].tolist(), bounds[:, 1].tolist(), rows, listened)
+
+    def _book_updates_numpy(self, books: np.ndarray, levels: np.ndarray,
+                            listened: dict[int, str]) -> list[tuple]:
+        """``_book_updates`` in numpy: for a call with a level off its ladder, which the
+        compiled pass (``engine.kernels.bookrows``) cannot name."""
         # Net change per (command, instrument, side, price), in that order.
         order = np.lexsort((levels["price"], levels["side"], levels["instrument"], levels["pos"]))
         pos, inst, side, price = (levels[name][order] for name in
@@ -580,14 +597,7 @@ class Markets:
         book_keys = books["pos"] * instruments_max + books["instrument"]
         lo = np.searchsorted(keys, book_keys, side="left").tolist()
         hi = np.searchsorted(keys, book_keys, side="right").tolist()
-        items = []
-        for at, instrument, sequence, start, end in zip(
-                *(books[name].tolist() for name in ("pos", "instrument", "sequence")), lo, hi,
-                strict=True):
-            channel = listened.get(instrument)
-            if channel is not None:
-                items.append((3 * at + 2, channel, {"changes": rows[start:end]}, sequence))
-        return items
+        return _book_items(books, lo, hi, rows, listened)
 
     def _book_updates_small(self, books: np.ndarray, levels: np.ndarray,
                             listened: dict[int, str]) -> list[tuple]:
@@ -840,6 +850,20 @@ _SIDE_NAME = tuple(SIDE_NAMES[side] for side in range(len(SIDE_NAMES)))
 _first = operator.itemgetter(0)
 
 
+def _book_items(books: np.ndarray, lo: list[int], hi: list[int], rows: list[list],
+                listened: dict[int, str]) -> list[tuple]:
+    """The book updates of ``books`` rows (``BOOK_ROW_DTYPE``) of listened instruments: each
+    publishes ``rows[lo:hi]`` of its own, keyed for ``Markets._publish``'s sort."""
+    items = []
+    for at, instrument, sequence, start, end in zip(
+            *(books[name].tolist() for name in ("pos", "instrument", "sequence")), lo, hi,
+            strict=True):
+        channel = listened.get(instrument)
+        if channel is not None:
+            items.append((3 * at + 2, channel, {"changes": rows[start:end]}, sequence))
+    return items
+
+
 def _uncrossed(events: np.ndarray) -> dict | None:
     """An uncross's summary from its EV_UNCROSSED event (none if the kernel refused it)."""
     for row in events[events["kind"] == k.EV_UNCROSSED][-1:].tolist():
@@ -868,6 +892,8 @@ _COMMAND_ROW = _row_struct(COMMAND_DTYPE)
 _NO_CIDS = np.zeros(1024, dtype=np.int8)  # cid flags of a call without client_order_ids
 _pack_command = _COMMAND_ROW.pack
 _CMD_ACCOUNT, _CMD_OID = COMMAND_DTYPE.names.index("account"), COMMAND_DTYPE.names.index("oid")
+_REC_ACCOUNT, _REC_STATUS, _REC_KEPT = (RECORD_DTYPE.names.index(name)
+                                        for name in ("account", "status", "kept"))
 
 
 def _order_codes(side: str, order_type: str, time_in_force: str, post_only: bool,
@@ -888,6 +914,13 @@ class _Queue:
     exact checks need."""
 
     def __init__(self) -> None:
+        self.cids: dict[int, str] = {}  # position -> client_order_id of a new order
+        self.client_ids: set[tuple[int, str]] = set()
+        # Per actor: how many more new orders the open-order limit lets this queue take,
+        # whatever the queued commands do (Markets._queue_place).
+        self.room: dict[int, int] = {}
+        self.by_id: set[int] = set()  # positions of cancels of an order that has no id yet
+        # when queued (Markets._queue_cancel)
         self.clear()
 
     def clear(self) -> None:
@@ -896,14 +929,14 @@ class _Queue:
         self.ops: list[int] = []
         self.rows: list[bytes] = []  # each command's row, packed (_COMMAND_ROW)
         self.flags = bytearray()  # per command: 1 for a new order with a client_order_id
-        self.cids: dict[int, str] = {}  # position -> client_order_id of a new order
-        self.client_ids: set[tuple[int, str]] = set()
-        # Per actor: how many more new orders the open-order limit lets this queue take,
-        # whatever the queued commands do (Markets._queue_place).
-        self.room: dict[int, int] = {}
         self.new_count = 0
-        self.by_id: set[int] = set()  # positions of cancels of an order that has no id yet
-        # when queued (Markets._queue_cancel)
+        # Most queues leave these empty: replaced only if used (once a kernel call).
+        if self.cids:
+            self.cids, self.client_ids = {}, set()
+        if self.room:
+            self.room = {}
+        if self.by_id:
+            self.by_id = set()
 
     def _add(self, index: int, sequence: int, op: int, row: tuple[int, ...]) -> None:
         """``row``: the fields after ``op`` up to ``oid`` (``pos_slot`` is the engine's)."""
