@@ -103,6 +103,8 @@ class Markets:
         self.next_auction_us = 0
         self._books: set[int] = set()  # instruments with a book (the engine's active rows)
         self._command_room(256)
+        self._order_channels: dict[int, str] = {}  # account -> its orders channel's name
+        self._offerings_component: Any = None  # the machine's, once asked for (_offerings)
 
     def handlers(self) -> dict:
         return {mc.PlaceOrder: self._place, mc.CancelOrder: self._cancel,
@@ -111,7 +113,11 @@ class Markets:
     # ---- rules checks ---------------------------------------------------------------------------
 
     def _offerings(self):
-        return self.machine.component("offerings")
+        # Asked for every run of orders: the machine's components never change once built.
+        offerings = self._offerings_component
+        if offerings is None:
+            offerings = self._offerings_component = self.machine.component("offerings")
+        return offerings
 
     def _check_tradable(self, instrument_id: int, side: str) -> Any:
         info = self._offerings().instrument_info(instrument_id)
@@ -230,7 +236,8 @@ class Markets:
         cid = cmd.client_order_id
         room = queue.room.get(actor)  # new orders the queue may still take from this actor
         if room is None:
-            room = OPEN_ORDERS_MAX - self._open_orders(actor)
+            counts = self.lifecycle.open_count  # _open_orders, inline
+            room = OPEN_ORDERS_MAX - (int(counts[actor]) if actor < len(counts) else 0)
         if ((cid is not None and ((actor, cid) in self.lifecycle.open_client_ids
                                   or (actor, cid) in queue.client_ids))
                 or room <= 0 or instrument_id not in self._books):
@@ -521,8 +528,14 @@ class Markets:
         changes = folded.changes
         if len(changes):
             accounts = self.lifecycle.records["account"][changes["oid"]].tolist()
-            channels = {a: f"orders@{a}" for a in set(accounts)}
-            channels = {a: name for a, name in channels.items() if wants(name)}
+            names = self._order_channels  # each account's channel name, formatted once
+            channels = {}
+            for account in set(accounts):
+                name = names.get(account)
+                if name is None:
+                    name = names[account] = f"orders@{account}"
+                if wants(name):
+                    channels[account] = name
             if channels:
                 rows = [row for row, account in enumerate(accounts) if account in channels]
                 built = self._views_at(changes, rows, views)
