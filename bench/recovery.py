@@ -148,22 +148,24 @@ def replay_one_by_one(data_dir: Path, upto: int) -> tuple[StateMachine, float]:
     return machine, seconds
 
 
-def live_apply(data_dir: Path, prefix: int, batch: int) -> tuple[StateMachine, float, int]:
+def live_apply(data_dir: Path, prefix: int,
+               batch: int) -> tuple[StateMachine, float, float, int]:
     """The journal's entries after ``prefix`` through ``apply_batch`` in the sequencer's
     batches of ``batch``, replies built; returns the machine, the seconds spent applying (not
-    reading nor decoding) and how many entries were timed."""
+    reading nor decoding), of wall clock and of this process's CPU, and how many entries were
+    timed."""
     machine = StateMachine()
     # As in a server where one client watches the instrument's book and trades.
     machine.wants = LIVE_SUBSCRIPTIONS.__contains__
     journal = FileJournal(data_dir / "journal", sync=False, read_only=True)
-    spent, timed, pending, first = 0.0, 0, [], prefix + 1
+    spent, cpu, timed, pending, first = 0.0, 0.0, 0, [], prefix + 1
     thresholds = gc.get_threshold()
 
-    def flush() -> float:
-        began = time.perf_counter()
+    def flush() -> tuple[float, float]:
+        began, began_cpu = time.perf_counter(), time.process_time()
         machine.apply_batch(first, pending)
         machine.outbox.clear()
-        return time.perf_counter() - began
+        return time.perf_counter() - began, time.process_time() - began_cpu
 
     try:
         for sequence, payload in journal.read(0):
@@ -177,16 +179,18 @@ def live_apply(data_dir: Path, prefix: int, batch: int) -> tuple[StateMachine, f
                 gc.set_threshold(*GC_THRESHOLDS)
             pending.append(entry)
             if len(pending) == batch:
-                spent += flush()
+                wall, cpu_spent = flush()
+                spent, cpu = spent + wall, cpu + cpu_spent
                 timed, first, pending = timed + batch, first + batch, []
         if pending:
-            spent += flush()
+            wall, cpu_spent = flush()
+            spent, cpu = spent + wall, cpu + cpu_spent
             timed += len(pending)
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
     journal.close()
-    return machine, spent, timed
+    return machine, spent, cpu, timed
 
 
 def _orders_journal(data_dir: Path, args: argparse.Namespace) -> tuple[int, int, str | None,
@@ -267,7 +271,7 @@ def measure(data_dir: Path, args: argparse.Namespace) -> dict:
     old_rate = upto / old_seconds
     print(f"replay (one at a time, first {upto:,}): {old_rate:,.0f} commands/s",
           file=sys.stderr)
-    live, live_seconds, timed = live_apply(data_dir, prefix, args.live_batch)
+    live, live_seconds, live_cpu, timed = live_apply(data_dir, prefix, args.live_batch)
     if live.state_hash() != result.state_hash:
         raise RuntimeError("the live apply and the replay reached different states")
     partial = replay(data_dir, upto=upto)
@@ -276,9 +280,10 @@ def measure(data_dir: Path, args: argparse.Namespace) -> dict:
     print(f"replay (runs, first {upto:,}): {partial.commands_per_sec:,.0f} commands/s",
           file=sys.stderr)
     live_us = live_seconds / max(timed, 1) * 1e6
+    live_cpu_us = live_cpu / max(timed, 1) * 1e6
     unit = "order" if args.mix == "orders" else "command"
-    print(f"live apply (batches of {args.live_batch}): {live_us:.2f} us per {unit}",
-          file=sys.stderr)
+    print(f"live apply (batches of {args.live_batch}): {live_us:.2f} us per {unit} "
+          f"({live_cpu_us:.2f} of CPU)", file=sys.stderr)
     figures = {
         "mix": args.mix, **described, "commands": result.commands,
         "replay_commands_per_sec": round(result.commands_per_sec),
@@ -288,7 +293,8 @@ def measure(data_dir: Path, args: argparse.Namespace) -> dict:
         # The same first entries both ways (the whole journal's mix may differ from them).
         "replay_first_commands_per_sec": round(partial.commands_per_sec),
         "replay_vs_one_at_a_time": round(partial.commands_per_sec / old_rate, 2),
-        f"live_apply_us_per_{unit}": round(live_us, 3), "live_batch": args.live_batch,
+        f"live_apply_us_per_{unit}": round(live_us, 3),
+        f"live_apply_cpu_us_per_{unit}": round(live_cpu_us, 3), "live_batch": args.live_batch,
         "state_hash": result.state_hash,
     }
     return figures
