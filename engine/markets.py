@@ -461,6 +461,10 @@ class Markets:
                   cache: dict[int, dict]) -> list[dict]:
         """Views of the orders of change ``rows``, each as of its command (built once per row:
         ``cache``, for the call)."""
+        if not cache:  # the first views of the call (rows are distinct: a row per command)
+            built = self.lifecycle.change_views(changes, rows)
+            cache.update(zip(rows, built, strict=True))
+            return built
         missing = [row for row in rows if row not in cache]
         if missing:
             cache.update(zip(missing, self.lifecycle.change_views(changes, missing),
