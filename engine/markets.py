@@ -268,9 +268,12 @@ class Markets:
             if record[_REC_ACCOUNT] != actor:  # change
                 raise CrowdexError("order_not_found", f"no order {order_id}")
             status = record[_REC_STATUS]
-            if status > kf.PARTIALLY_FILLED:
+            # Finished: 409, unless a queued command finishes enough orders to evict it from
+            # the kept ones first (404 then): with a queue, the kernel and _cancels_refused
+            # decide, as for an open order a queued one may fill first.
+            if status > kf.PARTIALLY_FILLED and not queue.ops:
                 raise CrowdexError("order_not_open", f"order {order_id} is {STATUS_NAMES[status]}")
-            queue.cancel(index, sequence, actor, order_id)  # a queued order may fill it first
+            queue.cancel(index, sequence, actor, order_id)
             return
         # An id not given yet may be given to one of the queued new orders (the kernel gives
         # ids in command order, to orders it does not refuse): the kernel cancels by id in the
@@ -473,8 +476,9 @@ class Markets:
 
     def _cancels_refused(self, queue: _Queue, positions: list[int], folded: Folded,
                          replies: list) -> None:
-        """Cancels the kernel did not find: the order finished earlier in the call (409), or
-        it is unknown as of that command (404: not given yet, not the actor's, or evicted)."""
+        """Cancels the kernel did not find: the order finished before that command (409), or
+        it is unknown as of that command (404: not given yet, not the actor's, or evicted by
+        an earlier command of the call)."""
         actors, targets = zip(*(queue.actor_and_order(position) for position in positions),
                               strict=True)
         changes, marks = folded.changes, folded.marks
@@ -497,9 +501,9 @@ class Markets:
         records = self.lifecycle.records
         for position, actor, order_id in zip(positions, actors, targets, strict=True):
             before = [status for pos, status in history.get(order_id, ()) if pos <= position]
-            if position in queue.by_id and (
-                    not before or evicted.get(order_id, position + 1) <= position
-                    or int(records["account"][order_id]) != actor):
+            if evicted.get(order_id, position + 1) <= position or (
+                    position in queue.by_id and (
+                        not before or int(records["account"][order_id]) != actor)):
                 reply = Reply(404, CrowdexError("order_not_found", f"no order {order_id}").body())
             else:
                 status = before[-1] if before else int(records["status"][order_id])
