@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 import numpy as np
@@ -115,6 +115,19 @@ _meta_encoder = msgspec.msgpack.Encoder()
 _meta_decoder = msgspec.msgpack.Decoder(Meta)
 
 
+class Carried(NamedTuple):
+    """How a run of orders may carry a command (``StateMachine._run_end``): the one account
+    whose balances the command reads and changes (it reads nothing else an order changes),
+    and whether it succeeds the same with more available cash and shows no balance."""
+
+    account: Callable[[c.Entry], int]
+    rising: bool = False
+
+
+def _command_account(entry: c.Entry) -> int:
+    return entry.command.account_id
+
+
 def refusal(error: CrowdexError) -> Reply:
     return Reply(error.status, error.body())
 
@@ -170,6 +183,12 @@ class StateMachine:
         for component in self.components:
             for kind in getattr(component, "run_types", tuple)():
                 self._runners[kind] = component
+        # Commands a quiet machine's run of orders may carry (``_run_end``): each reads and
+        # changes the balances of one account (given here) and nothing an order reads.
+        self._carried: dict[type, Carried] = {
+            c.Deposit: Carried(_command_account), c.Withdraw: Carried(_command_account)}
+        for component in self.components:
+            self._carried.update(getattr(component, "carried_types", dict)())
 
     # ---- applying entries -------------------------------------------------------------------
 
@@ -227,7 +246,9 @@ class StateMachine:
 
         Consecutive entries of one component's run types (orders and cancels) that share a time
         with nothing due then, and whose idempotency keys are new, go to the component as one
-        run, which matches them with as few kernel calls as exactness allows.
+        run, which matches them with as few kernel calls as exactness allows. While quiet, a
+        run also carries the commands between its orders that it can apply first
+        (``_run_end``).
         """
         replies: list[Reply] = []
         i, n = 0, len(entries)
@@ -237,8 +258,9 @@ class StateMachine:
                 replies.append(self.apply(first_sequence + i, entries[i]))
                 i += 1
                 continue
-            replies.extend(self._apply_run(first_sequence + i, entries[i:end]))
-            i = end
+            done = self._apply_run(first_sequence + i, entries[i:end])
+            replies.extend(done)
+            i += len(done)
         return replies
 
     def reserve(self, commands: int) -> None:
@@ -281,6 +303,8 @@ class StateMachine:
         return done
 
     def _run_end(self, entries: list[c.Entry], start: int) -> int:
+        """Where the run starting at ``start`` ends: its orders and cancels, and the carried
+        entries between them (``_carried``) whose account no order before them can touch."""
         first = entries[start]
         runner = self._runners.get(type(first.command))
         if runner is None:
@@ -289,33 +313,73 @@ class StateMachine:
         due = self.next_deadline_us()
         if due is not None and due <= time_us:
             return start + 1  # on_time fires after this entry: apply it alone
+        carried = self._carried if self.quiet else {}
+        actors: set[int] = set()  # of the run's orders so far
         keys: set[tuple[int, str]] = set()
-        end = start
+        end = last = start
         while end < len(entries):
             entry = entries[end]
-            if (self._runners.get(type(entry.command)) is not runner
-                    or entry.time_us != first.time_us):
+            if entry.time_us != first.time_us:
                 break
+            kind = type(entry.command)
+            ordered = self._runners.get(kind) is runner
+            if not ordered:
+                how = carried.get(kind)
+                if how is None or not self._carries(runner, how, entry, actors):
+                    break
             if entry.idempotency_key is not None:
                 key = (entry.actor, entry.idempotency_key)
                 if key in keys or key in self.idempotency:
                     break
                 keys.add(key)
+            if ordered:
+                actors.add(entry.actor)
+                last = end
             end += 1
-        return end
+        return last + 1  # carried entries after the last order: nothing to carry them past
+
+    def _carries(self, runner: Component, how: Carried, entry: c.Entry,
+                 actors: set[int]) -> bool:
+        """Whether a run may apply ``entry`` (carried: ``_carried``) before its orders up to
+        the entry, that is, whether none of those orders can change what the entry reads.
+
+        Orders move the balances of their actors, of the fee account, and of the owners of
+        the orders they fill (resting now, or placed by an actor of the run). For an owner
+        that is not an actor they only add to its available cash (a maker's sale, a released
+        reservation): an entry that succeeds with less and shows no balance (``how.rising``)
+        then succeeds the same later; one refused is cut out of the run (``_apply_carried``).
+        """
+        account = how.account(entry)
+        if account in actors or account == self.fee_account_id:
+            return False
+        rests_orders = getattr(runner, "rests_orders", None)
+        return rests_orders is not None and (how.rising or not rests_orders(account))
 
     def _apply_run(self, first_sequence: int, entries: list[c.Entry]) -> list[Reply]:
+        """Apply a run (``_run_end``): its carried entries first, then its orders in one
+        ``apply_run``; the replies of the entries applied, a prefix of the run (all of it
+        unless a carried entry had to be cut out: ``_apply_carried``)."""
         if first_sequence != self.last_sequence + 1:
             raise RuntimeError(
                 f"sequence {first_sequence} does not follow the last applied {self.last_sequence}"
             )
         self.now_us = max(self.now_us, entries[0].time_us)
-        self.replies_needed = not self.quiet or any(
-            entry.idempotency_key is not None for entry in entries)
         runner = self._runners[type(entries[0].command)]
-        replies = runner.apply_run([(first_sequence + i, e.actor, e.command)
-                                    for i, e in enumerate(entries)])
+        replies: list[Reply | None] = [None] * len(entries)
+        moved = self.movements.table.count
+        entries = entries[:self._apply_carried(runner, first_sequence, entries, replies)]
+        carried_moved = self.movements.table.count != moved
+        ran = [i for i, entry in enumerate(entries) if type(entry.command) in self._runners]
+        self.replies_needed = not self.quiet or any(
+            entries[i].idempotency_key is not None for i in ran)
+        run_replies = runner.apply_run([(first_sequence + i, entries[i].actor,
+                                         entries[i].command) for i in ran])
+        for i, reply in zip(ran, run_replies, strict=True):
+            replies[i] = reply
+        if carried_moved:
+            self.movements.sort_since(moved)  # as if each entry's were recorded in turn
         self.last_sequence = first_sequence + len(entries) - 1
+        del replies[len(entries):]
         for entry, reply in zip(entries, replies, strict=True):
             if (entry.idempotency_key is not None and reply.status < 500
                     and reply.status != 429):
@@ -324,6 +388,30 @@ class StateMachine:
         for component in self.components:
             component.on_time()  # nothing was due (see _run_end); kept for symmetry with apply
         return replies
+
+    def _apply_carried(self, runner: Component, first_sequence: int, entries: list[c.Entry],
+                       replies: list[Reply | None]) -> int:
+        """A run's carried entries, first and in their order, each at its own sequence (their
+        movements and records carry it); returns how many of the run's entries to apply.
+
+        A carried entry refused while its account has resting orders may have been refused
+        for want of the cash those orders' fills would have brought by its turn (``_carries``):
+        the run stops before it (it changed nothing), and it goes on in the next run."""
+        for i, entry in enumerate(entries):
+            how = self._carried.get(type(entry.command))
+            if how is None:
+                continue
+            self.last_sequence = first_sequence + i
+            self.replies_needed = not self.quiet or entry.idempotency_key is not None
+            try:
+                replies[i] = self._handlers[type(entry.command)](entry.command, entry.actor)
+            except CrowdexError as error:
+                if how.rising and runner.rests_orders(how.account(entry)):
+                    self.last_sequence = first_sequence - 1
+                    return i
+                replies[i] = refusal(error)
+        self.last_sequence = first_sequence - 1
+        return len(entries)
 
     def component(self, name: str) -> Component:
         """A component by its name (``offerings``, ``settlement``, ``markets``)."""

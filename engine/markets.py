@@ -181,6 +181,10 @@ class Markets:
             return ()
         return (mc.PlaceOrder, mc.CancelOrder)
 
+    def rests_orders(self, account_id: int) -> bool:
+        """Whether the account has orders on a book (a run's orders may fill them)."""
+        return self._open_orders(account_id) > 0
+
     def reserve(self, commands: int) -> None:
         """Room for the orders of ``commands`` more commands (a replay's), taken at once, and
         for a trade's three movements for each (a guess, not a bound: the table grows past

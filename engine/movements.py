@@ -118,6 +118,16 @@ class MovementLog:
         self.next_id += written
         return self.table.rows[start:start + written]
 
+    def sort_since(self, start: int) -> None:
+        """Put the rows recorded since row ``start`` in sequence order (stably: a command's
+        own movements keep theirs) and number them again in that order, as if each command's
+        had been recorded in turn (a run that applied some of its commands first)."""
+        block = self.table.rows[start:self.table.count]
+        order = np.argsort(block["sequence"], kind="stable")
+        first_id = int(block["movement_id"][0]) if len(block) else self.next_id
+        block[:] = block[order]
+        block["movement_id"] = np.arange(first_id, first_id + len(block), dtype=np.int64)
+
     def upto(self, cutoff_sequence: int) -> np.ndarray:
         """The unsettled movements caused by commands up to ``cutoff_sequence``."""
         live = self.table.live()

@@ -27,7 +27,7 @@ from engine import offerings_commands as oc
 from engine.allocation import ALLOCATION
 from engine.clock import format_time_us
 from engine.errors import CrowdexError
-from engine.machine import AccountInfo, Reply
+from engine.machine import AccountInfo, Carried, Reply
 from engine.operating_terms import OperatingTerms, TermState
 
 YEAR_US = 365 * rules.US_PER_DAY
@@ -48,6 +48,10 @@ _UNKNOWN = object()
 UNREAD = {200: Reply(200, None), 201: Reply(201, None)}
 SUBSCRIPTIONS_MAX = 50_000_000
 DISCLOSURES_PER_PROJECT_MAX = 10_000
+
+
+def _entry_actor(entry: Any) -> int:
+    return entry.actor
 
 
 class Project(msgspec.Struct, array_like=True):
@@ -248,6 +252,13 @@ class Offerings:
             return False
         return (viewer.role == "operator" or viewer.account_id == project.issuer_id
                 or (viewer.role == "investor" and viewer.investor_class in QUALIFIED_CLASSES))
+
+    def carried_types(self) -> dict[type, Carried]:
+        """Commands a run of orders may carry (``StateMachine._run_end``): a subscription and
+        its cancel read and change their investor's cash and the offering, which no order
+        reads, and show no balance; a subscription that succeeds succeeds with more cash."""
+        return {oc.Subscribe: Carried(_entry_actor, rising=True),
+                oc.CancelSubscription: Carried(_entry_actor, rising=True)}
 
     def project_for(self, project_id: int, viewer: AccountInfo | None) -> Project:
         project = self.projects.get(project_id)

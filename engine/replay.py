@@ -102,13 +102,10 @@ def _apply_chunk(machine: StateMachine, first: int, data: bytes, starts: np.ndar
     commands, times, kinds = scan_entries(np.frombuffer(data, dtype=np.uint8), starts, ends)
     if time_us is not None:
         times[:] = time_us
-    plain = kinds != KIND_OTHER
-    edges = np.flatnonzero(plain[1:] != plain[:-1]) + 1
-    bounds = [0, *edges.tolist(), len(kinds)]
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        if not plain[lo] or hi - lo < BULK_ENTRIES_MIN:
-            _apply_decoded(machine, first + lo, data, starts[lo:hi], ends[lo:hi], time_us)
-            continue
+    at = 0
+    for lo, hi in _bulk_stretches(kinds != KIND_OTHER):
+        if at < lo:  # the entries in between, in one batch: its runs may span them
+            _apply_decoded(machine, first + at, data, starts[at:lo], ends[at:lo], time_us)
         at = lo
         while at < hi:
             done = machine.apply_orders(first + at, commands[at:hi], times[at:hi])
@@ -117,6 +114,16 @@ def _apply_chunk(machine: StateMachine, first: int, data: bytes, starts: np.ndar
                 _apply_decoded(machine, first + at, data, starts[at:at + 1], ends[at:at + 1],
                                time_us)
                 at += 1
+    if at < len(kinds):
+        _apply_decoded(machine, first + at, data, starts[at:], ends[at:], time_us)
+
+
+def _bulk_stretches(plain: np.ndarray) -> list[tuple[int, int]]:
+    """(lo, hi) of the stretches of at least ``BULK_ENTRIES_MIN`` consecutive plain entries."""
+    edges = np.flatnonzero(plain[1:] != plain[:-1]) + 1
+    bounds = [0, *edges.tolist(), len(plain)]
+    return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+            if hi - lo >= BULK_ENTRIES_MIN and plain[lo]]
 
 
 def _apply_decoded(machine: StateMachine, first: int, data: bytes, starts: np.ndarray,
