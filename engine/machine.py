@@ -118,10 +118,17 @@ _meta_decoder = msgspec.msgpack.Decoder(Meta)
 class Carried(NamedTuple):
     """How a run of orders may carry a command (``StateMachine._run_end``): the one account
     whose balances the command reads and changes (it reads nothing else an order changes),
-    and whether it succeeds the same with more available cash and shows no balance."""
+    and what of them it reads (``StateMachine._carries`` says why these suffice):
+
+    - ``rising``: it succeeds the same with more available cash, and shows no balance;
+    - ``shows_cash``: it reads available cash only to show it (its reply's
+      ``cash_available``), and reads the withdrawable part if ``withdrawable``.
+    """
 
     account: Callable[[c.Entry], int]
     rising: bool = False
+    shows_cash: bool = False
+    withdrawable: bool = False
 
 
 def _command_account(entry: c.Entry) -> int:
@@ -186,7 +193,8 @@ class StateMachine:
         # Commands a quiet machine's run of orders may carry (``_run_end``): each reads and
         # changes the balances of one account (given here) and nothing an order reads.
         self._carried: dict[type, Carried] = {
-            c.Deposit: Carried(_command_account), c.Withdraw: Carried(_command_account)}
+            c.Deposit: Carried(_command_account, shows_cash=True),
+            c.Withdraw: Carried(_command_account, shows_cash=True, withdrawable=True)}
         for component in self.components:
             self._carried.update(getattr(component, "carried_types", dict)())
 
@@ -344,16 +352,23 @@ class StateMachine:
         the entry, that is, whether none of those orders can change what the entry reads.
 
         Orders move the balances of their actors, of the fee account, and of the owners of
-        the orders they fill (resting now, or placed by an actor of the run). For an owner
-        that is not an actor they only add to its available cash (a maker's sale, a released
-        reservation): an entry that succeeds with less and shows no balance (``how.rising``)
-        then succeeds the same later; one refused is cut out of the run (``_apply_carried``).
+        the orders they fill (resting now, or placed by an actor of the run). An owner that is
+        not an actor only makes (a maker trades at its own price): a sale adds its proceeds
+        less the fee to its available cash and, once the fee is taken from proceeds (rules 4),
+        as much to its unsettled cash, so its withdrawable cash stays. Hence, for such an
+        account, an entry that succeeds with less cash and shows no balance (``rising``)
+        succeeds the same later (one refused is cut out of the run: ``_apply_carried``), and
+        one that shows the cash is shown what the makers' sales before it brought
+        (``_show_cash``).
         """
         account = how.account(entry)
         if account in actors or account == self.fee_account_id:
             return False
         rests_orders = getattr(runner, "rests_orders", None)
-        return rests_orders is not None and (how.rising or not rests_orders(account))
+        if rests_orders is None:
+            return False
+        return (how.rising or (how.shows_cash and (not how.withdrawable or self.rules >= 4))
+                or not rests_orders(account))
 
     def _apply_run(self, first_sequence: int, entries: list[c.Entry]) -> list[Reply]:
         """Apply a run (``_run_end``): its carried entries first, then its orders in one
@@ -367,7 +382,9 @@ class StateMachine:
         runner = self._runners[type(entries[0].command)]
         replies: list[Reply | None] = [None] * len(entries)
         moved = self.movements.table.count
-        entries = entries[:self._apply_carried(runner, first_sequence, entries, replies)]
+        shown: list[tuple[int, int, Reply]] = []  # (index, account, reply) of _show_cash
+        entries = entries[:self._apply_carried(runner, first_sequence, entries, replies,
+                                               shown)]
         carried_moved = self.movements.table.count != moved
         ran = [i for i, entry in enumerate(entries) if type(entry.command) in self._runners]
         self.replies_needed = not self.quiet or any(
@@ -378,6 +395,8 @@ class StateMachine:
             replies[i] = reply
         if carried_moved:
             self.movements.sort_since(moved)  # as if each entry's were recorded in turn
+        if shown:
+            self._show_cash(first_sequence, shown, moved)
         self.last_sequence = first_sequence + len(entries) - 1
         del replies[len(entries):]
         for entry, reply in zip(entries, replies, strict=True):
@@ -390,28 +409,60 @@ class StateMachine:
         return replies
 
     def _apply_carried(self, runner: Component, first_sequence: int, entries: list[c.Entry],
-                       replies: list[Reply | None]) -> int:
+                       replies: list[Reply | None],
+                       shown: list[tuple[int, int, Reply]]) -> int:
         """A run's carried entries, first and in their order, each at its own sequence (their
         movements and records carry it); returns how many of the run's entries to apply.
+        Adds to ``shown`` the new replies that show the cash of an account with resting
+        orders (``_show_cash`` completes them after the run).
 
-        A carried entry refused while its account has resting orders may have been refused
-        for want of the cash those orders' fills would have brought by its turn (``_carries``):
-        the run stops before it (it changed nothing), and it goes on in the next run."""
+        A ``rising`` entry refused while its account has resting orders may have been refused
+        for want of the cash those orders' sales would have brought by its turn
+        (``_carries``): the run stops before it (it changed nothing), and it goes on in the
+        next run."""
         for i, entry in enumerate(entries):
             how = self._carried.get(type(entry.command))
             if how is None:
                 continue
             self.last_sequence = first_sequence + i
             self.replies_needed = not self.quiet or entry.idempotency_key is not None
+            account = how.account(entry)
+            known = how.shows_cash and self.references.get(
+                (account, entry.command.reference))
             try:
-                replies[i] = self._handlers[type(entry.command)](entry.command, entry.actor)
+                replies[i] = reply = self._handlers[type(entry.command)](entry.command,
+                                                                        entry.actor)
             except CrowdexError as error:
-                if how.rising and runner.rests_orders(how.account(entry)):
+                if how.rising and runner.rests_orders(account):
                     self.last_sequence = first_sequence - 1
                     return i
                 replies[i] = refusal(error)
+                continue
+            if how.shows_cash and not known and runner.rests_orders(account):
+                shown.append((i, account, reply))
         self.last_sequence = first_sequence - 1
         return len(entries)
+
+    def _show_cash(self, first_sequence: int, shown: list[tuple[int, int, Reply]],
+                   moved: int) -> None:
+        """Add to each reply in ``shown`` (a carried entry's, applied before the run's orders)
+        the available cash its account's sales as a maker brought before the entry: the
+        proceeds less the fees of the run's trades (``MovementLog`` rows from ``moved``) of
+        earlier sequences (``_carries``)."""
+        rows = self.movements.table.rows[moved:self.movements.table.count]
+        kind = rows["kind"]
+        proceeds = rows[kind == mv.TRADE_CASH]
+        fees = rows[kind == mv.TRADE_FEE]
+        if not len(proceeds):
+            return
+        for i, account, reply in shown:
+            before = first_sequence + i
+            got = proceeds[(proceeds["credit_account"] == account)
+                           & (proceeds["sequence"] < before)]["amount"].sum()
+            paid = fees[(fees["debit_account"] == account)
+                        & (fees["sequence"] < before)]["amount"].sum()
+            if got or paid:
+                reply.body["cash_available"] += int(got - paid)
 
     def component(self, name: str) -> Component:
         """A component by its name (``offerings``, ``settlement``, ``markets``)."""
