@@ -1,0 +1,219 @@
+"""Runs of orders that carry the commands between them give what one entry at a time gives.
+
+While quiet (a replay), ``StateMachine.apply_batch`` lets a run of orders carry the deposits,
+withdrawals, subscriptions and subscription cancels between them, applied before the run's
+orders where none of the orders before them can change what they read (``_carries``), with
+a deposit's or withdrawal's shown cash completed after the run (``_show_cash``), a refused
+subscription cut out of the run, and the movements put back in sequence order. Hypothesis
+writes traffic of a busy venue in miniature: traders short of cash (buys and subscriptions
+refused for it, and succeeding once a maker's sale brought the cash), deposits and
+withdrawals to traders with resting orders, to the fee account, to accounts that are not
+there, repeated references (the same amount, another amount), subscriptions to an offering
+that sells out and whose deadline falls inside the traffic, their cancels, amends, orders
+with client_order_ids and self-trade prevention, idempotency keys (retried, reused for
+another request), exchange times that move on, under the rules of today and of version 3.
+Replies (the kept ones: deposits', withdrawals', keyed entries'), and the state hash must be
+those of one entry at a time, however the traffic is cut into batches.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine import commands as c
+from engine import markets_commands as mc
+from engine import offerings_commands as oc
+from engine.machine import StateMachine
+
+START_US = 1_767_225_600_000_000  # 2026-01-01
+DAY_US = 86_400_000_000
+EXAMPLES = 2000 if os.environ.get("CROWDEX_SLOW") else 80
+TRADERS = [4, 5, 6, 7]
+ISSUER, OPERATOR, FEE = 3, 2, 1
+PRICE = 10_00
+BOOKS = (1, 2)  # instruments in trading
+OFFERING = 3  # open for subscriptions until its deadline
+DEADLINE_US = START_US + 3 * DAY_US
+CASH_FEN = 600_000  # each trader's; 500_000 of it goes into the books' offerings
+
+
+def _setup(rules: int) -> list[c.Entry]:
+    """Traders left with 100_000 fen each and 250 units of each book; the offering open,
+    listed 25 days before the traffic starts (an equity offering runs 21 days at least)."""
+    at = START_US - 25 * DAY_US
+    entries = [c.Entry(at, 0, c.Genesis("h", False, at, "intl", rules)),
+               c.Entry(at, 0, c.CreateAccount("issuer", "issuer", "kis"))]
+    for n, account in enumerate(TRADERS):
+        entries.append(c.Entry(at, 0, c.CreateAccount(
+            "investor", f"t{n}", f"k{n}", investor_class="institutional")))
+        entries.append(c.Entry(at, 0, c.Deposit(account, CASH_FEN, f"d{n}")))
+    for project in (*BOOKS, OFFERING):
+        terms = {"price": PRICE, "min_quantity": 1, "max_quantity": 1000 if project in BOOKS
+                 else 600, "lockup_days": 0}
+        entries.append(c.Entry(at, ISSUER, oc.CreateProject("equity", f"p{project}", "x",
+                                                             DEADLINE_US, terms)))
+        entries.append(c.Entry(at, OPERATOR, oc.ReviewProject(project, True)))
+        if project in BOOKS:
+            entries.extend(c.Entry(at, account, oc.Subscribe(project, 250))
+                           for account in TRADERS)
+            entries.append(c.Entry(at, OPERATOR, oc.CloseProject(project)))
+    return entries
+
+
+who = st.integers(0, len(TRADERS) - 1)
+keys = st.one_of(st.none(), st.none(), st.sampled_from(["k1", "k2", "k3"]))
+orders = st.tuples(
+    st.just("order"), who, st.sampled_from(BOOKS), st.sampled_from(["buy", "sell"]),
+    st.sampled_from(["limit", "limit", "limit", "market"]),
+    st.integers(PRICE - 20, PRICE + 20), st.integers(1, 120),
+    st.sampled_from(["gtc", "gtc", "ioc"]), st.booleans(),
+    st.sampled_from(["cancel_newest", "cancel_oldest", "cancel_both", "decrement"]),
+    st.one_of(st.none(), st.sampled_from(["a", "b"])), keys)
+cancels = st.tuples(st.just("cancel"), who, st.integers(1, 60), keys)
+amends = st.tuples(st.just("amend"), who, st.integers(1, 60),
+                   st.one_of(st.none(), st.integers(PRICE - 20, PRICE + 20)),
+                   st.one_of(st.none(), st.integers(1, 80)), keys)
+# To a trader, the issuer, the fee account or nobody; references from a small set (reused
+# with the same or another amount) or new.
+deposits = st.tuples(st.just("deposit"), st.sampled_from([*TRADERS, *TRADERS, ISSUER, FEE, 99]),
+                     st.sampled_from([1, 5_000, 50_000]),
+                     st.one_of(st.sampled_from(["r1", "r2"]), st.integers(10, 10**6).map(str)),
+                     keys)
+withdrawals = st.tuples(st.just("withdraw"), st.sampled_from([*TRADERS, FEE]),
+                        st.sampled_from([1_000, 40_000, 100_000, 10**9]),
+                        st.one_of(st.sampled_from(["w1", "w2"]),
+                                  st.integers(10, 10**6).map(str)), keys)
+subscriptions = st.tuples(st.just("subscribe"), who, st.integers(1, 150), keys)
+unsubscriptions = st.tuples(st.just("unsubscribe"), who, st.integers(1, 20), keys)
+later = st.tuples(st.just("later"), st.sampled_from([0, 0, 3_600_000_000, DAY_US]))
+flows = st.lists(st.one_of(orders, orders, orders, cancels, amends, deposits, deposits,
+                           withdrawals, subscriptions, subscriptions, unsubscriptions, later),
+                 min_size=1, max_size=150)
+
+
+def _entries(flow: list[tuple]) -> list[c.Entry]:
+    """The traffic's entries, stamped with times that move on at each ``later``."""
+    time_us, entries = START_US, []
+    for op in flow:
+        if op[0] == "later":
+            time_us += op[1]
+            continue
+        actor, command = _command(op)
+        key = op[-1]
+        entries.append(c.Entry(time_us, actor, command, key, f"h{op[:-1]}" if key else None))
+    return entries
+
+
+def _command(op: tuple) -> tuple[int, object]:
+    kind = op[0]
+    if kind == "cancel":
+        return TRADERS[op[1]], mc.CancelOrder(op[2])
+    if kind == "amend":
+        return TRADERS[op[1]], mc.AmendOrder(op[2], op[3], op[4])
+    if kind == "deposit":
+        return OPERATOR, c.Deposit(op[1], op[2], op[3])
+    if kind == "withdraw":
+        return op[1], c.Withdraw(op[1], op[2], op[3])
+    if kind == "subscribe":
+        return TRADERS[op[1]], oc.Subscribe(OFFERING, op[2])
+    if kind == "unsubscribe":
+        return TRADERS[op[1]], oc.CancelSubscription(op[2])
+    (_, trader, book, side, order_type, price, qty, tif, post_only, stp, cid, _) = op
+    if order_type == "market":
+        price, post_only = 0, False
+    if tif != "gtc":
+        post_only = False
+    return TRADERS[trader], mc.PlaceOrder(book, side, order_type, price, qty, tif, post_only,
+                                          stp, cid)
+
+
+def _venues(rules: int) -> tuple[StateMachine, StateMachine]:
+    one, batched = StateMachine(), StateMachine()
+    for i, entry in enumerate(_setup(rules)):
+        one.apply(i + 1, entry)
+        batched.apply(i + 1, entry)
+    one.quiet = batched.quiet = True  # runs carry other commands only while quiet
+    return one, batched
+
+
+def _compare(rules: int, entries: list[c.Entry], cuts: list[int]) -> None:
+    one, batched = _venues(rules)
+    first = one.last_sequence + 1
+    expected = [one.apply(first + i, entry) for i, entry in enumerate(entries)]
+    got, start = [], 0
+    for end in [*cuts, len(entries)]:
+        if end > start:
+            got.extend(batched.apply_batch(first + start, entries[start:end]))
+            start = end
+    assert batched.last_sequence == one.last_sequence
+    for entry, reply, wanted in zip(entries, got, expected, strict=True):
+        # Kept replies (keys, references) are state; the others a quiet machine leaves
+        # unbuilt either way, their status still told.
+        assert reply.status == wanted.status, entry
+        if entry.idempotency_key is not None or type(entry.command) in (c.Deposit, c.Withdraw):
+            assert reply == wanted, entry
+    assert (batched.movements.table.live().tolist()
+            == one.movements.table.live().tolist())
+    assert batched.state_hash() == one.state_hash()
+
+
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(flow=flows, cut_seed=st.lists(st.integers(0, 150), max_size=6),
+       rules=st.sampled_from([3, c.RULES_VERSION]))
+def test_runs_carrying_other_commands_equal_one_entry_at_a_time(flow, cut_seed, rules):
+    entries = _entries(flow)
+    _compare(rules, entries, sorted({x for x in cut_seed if 0 < x < len(entries)}))
+
+
+def _maker_sells_then(later_entries: list[c.Entry]) -> list[c.Entry]:
+    """Trader 0 rests a sale; a moment later, in a run of its own, trader 1's buy fills it,
+    then ``later_entries``."""
+    now = START_US + 1
+    return [c.Entry(START_US, TRADERS[0], mc.PlaceOrder(BOOKS[0], "sell", "limit", PRICE, 50)),
+            c.Entry(now, TRADERS[2], mc.PlaceOrder(BOOKS[1], "buy", "limit", 1, 1)),
+            c.Entry(now, TRADERS[1], mc.PlaceOrder(BOOKS[0], "buy", "limit", PRICE, 50)),
+            *later_entries,
+            c.Entry(now, TRADERS[3], mc.PlaceOrder(BOOKS[1], "buy", "limit", 1, 1))]
+
+
+def test_a_deposit_to_a_maker_shows_its_sales_before_it():
+    """The deposit is applied before the run's orders, yet its reply (kept with its
+    reference) shows the cash of the maker's sale that came first."""
+    entries = _maker_sells_then([
+        c.Entry(START_US + 1, OPERATOR, c.Deposit(TRADERS[0], 7, "x")),
+        c.Entry(START_US + 1, TRADERS[0], c.Withdraw(TRADERS[0], 9, "y"))])
+    _compare(c.RULES_VERSION, entries, [])
+
+
+def test_a_subscription_the_makers_sale_pays_for_is_cut_out_of_the_run():
+    """Trader 0 cannot pay for 140 units before its sale: carried first it would be refused,
+    so the run stops before it and it is applied after the sale, and succeeds."""
+    entries = _maker_sells_then([c.Entry(START_US + 1, TRADERS[0], oc.Subscribe(OFFERING, 140))])
+    _compare(c.RULES_VERSION, entries, [])
+    _, batched = _venues(c.RULES_VERSION)
+    replies = batched.apply_batch(batched.last_sequence + 1, entries)
+    assert replies[3].status == 201
+
+
+def test_a_run_carries_the_commands_between_its_orders():
+    """Orders with deposits, withdrawals and subscriptions of other accounts between them:
+    one kernel call for the lot."""
+    _, machine = _venues(c.RULES_VERSION)
+    markets = machine.component("markets")
+    calls = []
+    process = markets.engine.process
+    markets.engine.process = lambda *a, **kw: calls.append(len(a[0])) or process(*a, **kw)
+    entries = []
+    for n in range(40):
+        entries.append(c.Entry(START_US, TRADERS[n % 2], mc.PlaceOrder(
+            BOOKS[0], "buy" if n % 2 else "sell", "limit", PRICE, 1)))
+        entries.append(c.Entry(START_US, OPERATOR, c.Deposit(ISSUER, 100 + n, f"r{n}")))
+        entries.append(c.Entry(START_US, TRADERS[2], oc.Subscribe(OFFERING, 1)))
+        entries.append(c.Entry(START_US, TRADERS[3], c.Withdraw(TRADERS[3], 5, f"w{n}")))
+    replies = machine.apply_batch(machine.last_sequence + 1, entries)
+    assert [r.status for r in replies] == [201] * len(entries)
+    assert calls == [40]
