@@ -27,10 +27,11 @@ from engine import commands as c
 from engine import markets_commands as mc
 from engine import offerings_commands as oc
 from engine.machine import StateMachine
+from settlement.commands import BatchCommitted, PrepareSettlement
 
 START_US = 1_767_225_600_000_000  # 2026-01-01
 DAY_US = 86_400_000_000
-EXAMPLES = 2000 if os.environ.get("CROWDEX_SLOW") else 80
+EXAMPLES = 2000 if os.environ.get("CROWDEX_SLOW") else 100
 TRADERS = [4, 5, 6, 7]
 ISSUER, OPERATOR, FEE = 3, 2, 1
 PRICE = 10_00
@@ -88,22 +89,24 @@ withdrawals = st.tuples(st.just("withdraw"), st.sampled_from([*TRADERS, FEE]),
                                   st.integers(10, 10**6).map(str)), keys)
 subscriptions = st.tuples(st.just("subscribe"), who, st.integers(1, 150), keys)
 unsubscriptions = st.tuples(st.just("unsubscribe"), who, st.integers(1, 20), keys)
-later = st.tuples(st.just("later"), st.sampled_from([0, 0, 3_600_000_000, DAY_US]))
-flows = st.lists(st.one_of(orders, orders, orders, cancels, amends, deposits, deposits,
-                           withdrawals, subscriptions, subscriptions, unsubscriptions, later),
-                 min_size=1, max_size=150)
+ops = st.one_of(orders, orders, orders, cancels, amends, deposits, deposits, withdrawals,
+                subscriptions, subscriptions, unsubscriptions)
+# Group commits: entries of one time each, the time moving on between them (across the
+# offering's deadline in some).
+groups = st.lists(st.tuples(st.sampled_from([0, 1, 3_600_000_000, DAY_US]),
+                            st.lists(ops, min_size=10, max_size=60)), min_size=1, max_size=4)
 
 
-def _entries(flow: list[tuple]) -> list[c.Entry]:
-    """The traffic's entries, stamped with times that move on at each ``later``."""
+def _entries(flow: list[tuple[int, list[tuple]]]) -> list[c.Entry]:
+    """The traffic's entries, each group stamped with its time."""
     time_us, entries = START_US, []
-    for op in flow:
-        if op[0] == "later":
-            time_us += op[1]
-            continue
-        actor, command = _command(op)
-        key = op[-1]
-        entries.append(c.Entry(time_us, actor, command, key, f"h{op[:-1]}" if key else None))
+    for step_us, group in flow:
+        time_us += step_us
+        for op in group:
+            actor, command = _command(op)
+            key = op[-1]
+            entries.append(c.Entry(time_us, actor, command, key,
+                                   f"h{op[:-1]}" if key else None))
     return entries
 
 
@@ -131,10 +134,23 @@ def _command(op: tuple) -> tuple[int, object]:
 
 
 def _venues(rules: int) -> tuple[StateMachine, StateMachine]:
+    """Two machines with the setup applied and settled (the fee account's fees, too, are
+    cash it may withdraw), quiet."""
     one, batched = StateMachine(), StateMachine()
     for i, entry in enumerate(_setup(rules)):
         one.apply(i + 1, entry)
         batched.apply(i + 1, entry)
+    at = START_US - DAY_US
+    prepare = c.Entry(at, OPERATOR, PrepareSettlement())
+    sequence = one.last_sequence + 1
+    for machine in (one, batched):
+        machine.apply(sequence, prepare)
+    pending = one.movements.upto(sequence)
+    committed = c.Entry(at, 0, BatchCommitted(1, sequence, len(pending),
+                                              int(pending["movement_id"][-1])))
+    for machine in (one, batched):
+        if machine.apply(sequence + 1, committed).status != 200:
+            raise RuntimeError("the setup's settlement batch was refused")
     one.quiet = batched.quiet = True  # runs carry other commands only while quiet
     return one, batched
 
@@ -162,7 +178,7 @@ def _compare(rules: int, entries: list[c.Entry], cuts: list[int]) -> None:
 
 @settings(max_examples=EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(flow=flows, cut_seed=st.lists(st.integers(0, 150), max_size=6),
+@given(flow=groups, cut_seed=st.lists(st.integers(0, 300), max_size=6),
        rules=st.sampled_from([3, c.RULES_VERSION]))
 def test_runs_carrying_other_commands_equal_one_entry_at_a_time(flow, cut_seed, rules):
     entries = _entries(flow)
@@ -187,6 +203,27 @@ def test_a_deposit_to_a_maker_shows_its_sales_before_it():
         c.Entry(START_US + 1, OPERATOR, c.Deposit(TRADERS[0], 7, "x")),
         c.Entry(START_US + 1, TRADERS[0], c.Withdraw(TRADERS[0], 9, "y"))])
     _compare(c.RULES_VERSION, entries, [])
+
+
+def test_a_repeated_reference_shows_the_first_reply_once():
+    """A deposit to a maker and its repeat (the same reference) in one run: the first reply
+    gets the sale's cash once, and the repeat answers with it."""
+    deposit = c.Entry(START_US + 1, OPERATOR, c.Deposit(TRADERS[0], 7, "x"))
+    _compare(c.RULES_VERSION, _maker_sells_then([deposit, deposit]), [])
+
+
+def test_the_fee_account_is_not_carried():
+    """Every trade pays the fee account: a withdrawal of its cash shows the fees before it."""
+    entries = _maker_sells_then([c.Entry(START_US + 1, FEE, c.Withdraw(FEE, 9, "y"))])
+    _compare(c.RULES_VERSION, entries, [])
+
+
+def test_under_rules_3_a_makers_withdrawal_is_not_carried():
+    """Before rules 4 a sale's fee lowers the maker's withdrawable cash (the refusal tells
+    how much there is), so a withdrawal waits for the orders before it."""
+    entries = _maker_sells_then([c.Entry(START_US + 1, TRADERS[0],
+                                         c.Withdraw(TRADERS[0], 10**9, "y"))])
+    _compare(3, entries, [])
 
 
 def test_a_subscription_the_makers_sale_pays_for_is_cut_out_of_the_run():
