@@ -452,10 +452,13 @@ class StateMachine:
         rows = self.movements.table.rows[moved:self.movements.table.count]
         kind = rows["kind"]
         proceeds = rows[kind == mv.TRADE_CASH]
-        fees = rows[kind == mv.TRADE_FEE]
         if not len(proceeds):
             return
+        fees = rows[kind == mv.TRADE_FEE]
+        sellers = set(proceeds["credit_account"].tolist())
         for i, account, reply in shown:
+            if account not in sellers:
+                continue
             before = first_sequence + i
             got = proceeds[(proceeds["credit_account"] == account)
                            & (proceeds["sequence"] < before)]["amount"].sum()
