@@ -162,12 +162,13 @@ class Markets:
 
     # ---- commands -------------------------------------------------------------------------------
     #
-    # Orders and cancels go through ``apply_run``: a run of consecutive PlaceOrder/CancelOrder
-    # entries is checked in Python, then matched by as few kernel calls as exactness allows.
-    # A run gives exactly the replies and state that applying its entries one at a time would
-    # (a single entry is a run of one, so there is one code path). Where a Python check depends
-    # on what a queued command may still change (a client_order_id that may free up, the open
-    # order limit, a cancel of an order the run may create), the queue is matched first.
+    # Orders, cancels and amends go through ``apply_run``: a run of consecutive PlaceOrder/
+    # CancelOrder/AmendOrder entries is checked in Python, then matched by as few kernel calls
+    # as exactness allows. A run gives exactly the replies and state that applying its entries
+    # one at a time would (a single entry is a run of one, so there is one code path). Where a
+    # Python check depends on what a queued command may still change (a client_order_id that
+    # may free up, the open order limit, a cancel of an order the run may create, the order an
+    # amend changes), the queue is matched first.
 
     def _place(self, cmd: mc.PlaceOrder, actor: int) -> Reply:
         return self.apply_run([(self.machine.last_sequence, actor, cmd)])[0]
@@ -179,7 +180,7 @@ class Markets:
         """The command types ``apply_run`` takes (the machine groups consecutive ones)."""
         if not BATCHED_RUNS:
             return ()
-        return (mc.PlaceOrder, mc.CancelOrder)
+        return (mc.PlaceOrder, mc.CancelOrder, mc.AmendOrder)
 
     def rests_orders(self, account_id: int) -> bool:
         """Whether the account has orders on a book (a run's orders may fill them)."""
@@ -209,8 +210,10 @@ class Markets:
             try:
                 if type(cmd) is mc.PlaceOrder:
                     self._queue_place(queue, replies, index, sequence, actor, cmd, tradable)
-                else:
+                elif type(cmd) is mc.CancelOrder:
                     self._queue_cancel(queue, replies, index, sequence, actor, cmd)
+                else:
+                    self._queue_amend(queue, replies, index, sequence, actor, cmd)
             except CrowdexError as error:
                 replies[index] = Reply(error.status, error.body())
         self._match(queue, replies)
@@ -292,8 +295,15 @@ class Markets:
         raise CrowdexError("order_not_found", f"no order {order_id}")
 
     def _amend(self, cmd: mc.AmendOrder, actor: int) -> Reply:
+        return self.apply_run([(self.machine.last_sequence, actor, cmd)])[0]
+
+    def _queue_amend(self, queue: _Queue, replies: list, index: int, sequence: int,
+                     actor: int, cmd: mc.AmendOrder) -> None:
         """API.md's PATCH /v1/orders/{id}: a lower quantity keeps the order's place; a new
-        price or a larger quantity re-enters it (``OP_AMEND``, checked like a new order)."""
+        price or a larger quantity re-enters it (``OP_AMEND``, checked like a new order).
+        Its checks read the order as of this command, which queued ones may change: the
+        queue is matched first, and the amend starts the next kernel call."""
+        self._match(queue, replies)
         account = self.machine.accounts.get(actor)
         if account is None or account.role != "investor":
             raise CrowdexError("forbidden", "only investors trade")
@@ -320,12 +330,7 @@ class Markets:
         rest = old_quantity - filled - cancelled
         if price != old_price or remaining > rest:  # re-enters: the rules of a new order
             self._check_tradable(instrument, SIDE_NAMES[side])
-        queue = _Queue()
-        queue.amend(0, self.machine.last_sequence, actor, order_id, instrument, post_only, price,
-                    remaining)
-        replies: list[Reply | None] = [None]
-        self._match(queue, replies)
-        return replies[0]
+        queue.amend(index, sequence, actor, order_id, instrument, post_only, price, remaining)
 
     def _auction(self, cmd: mc.RunAuction, actor: int) -> Reply:
         account = self.machine.accounts.get(actor)
