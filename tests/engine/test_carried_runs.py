@@ -254,3 +254,23 @@ def test_a_run_carries_the_commands_between_its_orders():
     replies = machine.apply_batch(machine.last_sequence + 1, entries)
     assert [r.status for r in replies] == [201] * len(entries)
     assert calls == [40]
+
+
+def test_an_amend_in_a_run_sees_the_orders_before_it():
+    """Amends are run types: one of an order the run placed, and one of an order the run
+    filled before it, answer what they answer one entry at a time (live and quiet)."""
+    entries = [
+        c.Entry(START_US, TRADERS[0], mc.PlaceOrder(BOOKS[0], "sell", "limit", PRICE, 5)),
+        c.Entry(START_US, TRADERS[0], mc.AmendOrder(1, quantity=3)),
+        c.Entry(START_US, TRADERS[1], mc.PlaceOrder(BOOKS[0], "buy", "limit", PRICE, 3)),
+        c.Entry(START_US, TRADERS[0], mc.AmendOrder(1, price=PRICE + 1)),
+        c.Entry(START_US, TRADERS[2], mc.PlaceOrder(BOOKS[1], "buy", "limit", PRICE, 2)),
+        c.Entry(START_US, TRADERS[2], mc.AmendOrder(3, quantity=1))]
+    _compare(c.RULES_VERSION, entries, [])
+    one, batched = _venues(c.RULES_VERSION)
+    one.quiet = batched.quiet = False
+    first = one.last_sequence + 1
+    expected = [one.apply(first + i, entry) for i, entry in enumerate(entries)]
+    assert batched.apply_batch(first, entries) == expected
+    assert [r.status for r in expected] == [201, 200, 201, 409, 201, 200]
+
