@@ -122,17 +122,23 @@ class Carried(NamedTuple):
 
     - ``rising``: it succeeds the same with more available cash, and shows no balance;
     - ``shows_cash``: it reads available cash only to show it (its reply's
-      ``cash_available``), and reads the withdrawable part if ``withdrawable``.
+      ``cash_available``), and reads the withdrawable part if ``withdrawable``;
+    - ``opens_account``: it opens an account (``account`` gives 0, which holds nothing).
     """
 
     account: Callable[[c.Entry], int]
     rising: bool = False
     shows_cash: bool = False
     withdrawable: bool = False
+    opens_account: bool = False
 
 
 def _command_account(entry: c.Entry) -> int:
     return entry.command.account_id
+
+
+def _no_account(entry: c.Entry) -> int:
+    return 0
 
 
 def refusal(error: CrowdexError) -> Reply:
@@ -194,7 +200,9 @@ class StateMachine:
         # changes the balances of one account (given here) and nothing an order reads.
         self._carried: dict[type, Carried] = {
             c.Deposit: Carried(_command_account, shows_cash=True),
-            c.Withdraw: Carried(_command_account, shows_cash=True, withdrawable=True)}
+            c.Withdraw: Carried(_command_account, shows_cash=True, withdrawable=True),
+            c.CreateAccount: Carried(_no_account, opens_account=True),
+            c.Tick: Carried(_no_account)}
         for component in self.components:
             self._carried.update(getattr(component, "carried_types", dict)())
 
@@ -361,6 +369,8 @@ class StateMachine:
         one that shows the cash is shown what the makers' sales before it brought
         (``_show_cash``).
         """
+        if how.opens_account and max(actors, default=0) >= self.balances.accounts.count:
+            return False  # an order before it may be by the account it opens: refused then
         account = how.account(entry)
         if account in actors or account == self.fee_account_id:
             return False

@@ -8,7 +8,8 @@ subscription cut out of the run, and the movements put back in sequence order. H
 writes traffic of a busy venue in miniature: traders short of cash (buys and subscriptions
 refused for it, and succeeding once a maker's sale brought the cash), deposits and
 withdrawals to traders with resting orders, to the fee account, to accounts that are not
-there, repeated references (the same amount, another amount), subscriptions to an offering
+there yet (opened in the traffic, with orders before and after) or ever, repeated references
+(the same amount, another amount), ticks, subscriptions to an offering
 that sells out and whose deadline falls inside the traffic, their cancels, amends, orders
 with client_order_ids and self-trade prevention, idempotency keys (retried, reused for
 another request), exchange times that move on, under the rules of today and of version 3.
@@ -64,7 +65,9 @@ def _setup(rules: int) -> list[c.Entry]:
     return entries
 
 
-who = st.integers(0, len(TRADERS) - 1)
+# Orders, cancels and deposits name the traders and the two accounts the traffic may open.
+ACCOUNTS = [*TRADERS, 8, 9]
+who = st.integers(0, len(ACCOUNTS) - 1)
 keys = st.one_of(st.none(), st.none(), st.sampled_from(["k1", "k2", "k3"]))
 orders = st.tuples(
     st.just("order"), who, st.sampled_from(BOOKS), st.sampled_from(["buy", "sell"]),
@@ -79,7 +82,7 @@ amends = st.tuples(st.just("amend"), who, st.integers(1, 60),
                    st.one_of(st.none(), st.integers(1, 80)), keys)
 # To a trader, the issuer, the fee account or nobody; references from a small set (reused
 # with the same or another amount) or new.
-deposits = st.tuples(st.just("deposit"), st.sampled_from([*TRADERS, *TRADERS, ISSUER, FEE, 99]),
+deposits = st.tuples(st.just("deposit"), st.sampled_from([*ACCOUNTS, *TRADERS, ISSUER, FEE, 99]),
                      st.sampled_from([1, 5_000, 50_000]),
                      st.one_of(st.sampled_from(["r1", "r2"]), st.integers(10, 10**6).map(str)),
                      keys)
@@ -89,8 +92,10 @@ withdrawals = st.tuples(st.just("withdraw"), st.sampled_from([*TRADERS, FEE]),
                                   st.integers(10, 10**6).map(str)), keys)
 subscriptions = st.tuples(st.just("subscribe"), who, st.integers(1, 150), keys)
 unsubscriptions = st.tuples(st.just("unsubscribe"), who, st.integers(1, 20), keys)
+openings = st.tuples(st.just("open"), st.integers(0, 3), keys)  # an API key used twice: 409
+ticks = st.tuples(st.just("tick"), keys)
 ops = st.one_of(orders, orders, orders, cancels, amends, deposits, deposits, withdrawals,
-                subscriptions, subscriptions, unsubscriptions)
+                subscriptions, subscriptions, unsubscriptions, openings, ticks)
 # Group commits: entries of one time each, the time moving on between them (across the
 # offering's deadline in some).
 groups = st.lists(st.tuples(st.sampled_from([0, 1, 3_600_000_000, DAY_US]),
@@ -113,24 +118,29 @@ def _entries(flow: list[tuple[int, list[tuple]]]) -> list[c.Entry]:
 def _command(op: tuple) -> tuple[int, object]:
     kind = op[0]
     if kind == "cancel":
-        return TRADERS[op[1]], mc.CancelOrder(op[2])
+        return ACCOUNTS[op[1]], mc.CancelOrder(op[2])
     if kind == "amend":
-        return TRADERS[op[1]], mc.AmendOrder(op[2], op[3], op[4])
+        return ACCOUNTS[op[1]], mc.AmendOrder(op[2], op[3], op[4])
+    if kind == "open":
+        return OPERATOR, c.CreateAccount("investor", "new", f"new-{op[1]}",
+                                         investor_class="institutional")
+    if kind == "tick":
+        return 0, c.Tick()
     if kind == "deposit":
         return OPERATOR, c.Deposit(op[1], op[2], op[3])
     if kind == "withdraw":
         return op[1], c.Withdraw(op[1], op[2], op[3])
     if kind == "subscribe":
-        return TRADERS[op[1]], oc.Subscribe(OFFERING, op[2])
+        return ACCOUNTS[op[1]], oc.Subscribe(OFFERING, op[2])
     if kind == "unsubscribe":
-        return TRADERS[op[1]], oc.CancelSubscription(op[2])
+        return ACCOUNTS[op[1]], oc.CancelSubscription(op[2])
     (_, trader, book, side, order_type, price, qty, tif, post_only, stp, cid, _) = op
     if order_type == "market":
         price, post_only = 0, False
     if tif != "gtc":
         post_only = False
-    return TRADERS[trader], mc.PlaceOrder(book, side, order_type, price, qty, tif, post_only,
-                                          stp, cid)
+    return ACCOUNTS[trader], mc.PlaceOrder(book, side, order_type, price, qty, tif, post_only,
+                                           stp, cid)
 
 
 def _venues(rules: int) -> tuple[StateMachine, StateMachine]:
@@ -273,4 +283,19 @@ def test_an_amend_in_a_run_sees_the_orders_before_it():
     expected = [one.apply(first + i, entry) for i, entry in enumerate(entries)]
     assert batched.apply_batch(first, entries) == expected
     assert [r.status for r in expected] == [201, 200, 201, 409, 201, 200]
+
+
+def test_an_account_opened_in_a_run_trades_only_after_it():
+    """Account 8 is opened mid-run: its order before that is refused, the one after is
+    taken, and a deposit to it before the opening is refused too."""
+    def order(account: int) -> c.Entry:
+        return c.Entry(START_US, account, mc.PlaceOrder(BOOKS[0], "buy", "limit", 1, 1))
+    entries = [order(TRADERS[0]), order(8),
+               c.Entry(START_US, OPERATOR, c.Deposit(8, 500, "early")),
+               c.Entry(START_US, OPERATOR, c.CreateAccount("investor", "n", "kn")),
+               c.Entry(START_US, OPERATOR, c.Deposit(8, 500, "late")), order(8)]
+    _compare(c.RULES_VERSION, entries, [])
+    _, batched = _venues(c.RULES_VERSION)
+    replies = batched.apply_batch(batched.last_sequence + 1, entries)
+    assert [r.status for r in replies] == [201, 403, 404, 201, 201, 201]
 
