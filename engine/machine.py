@@ -329,32 +329,33 @@ class StateMachine:
         due = self.next_deadline_us()
         if due is not None and due <= time_us:
             return start + 1  # on_time fires after this entry: apply it alone
-        carried = self._carried if self.quiet else {}
+        rests_orders = getattr(runner, "rests_orders", None)
+        carried = self._carried if self.quiet and rests_orders is not None else {}
+        runners, idempotency, time_us = self._runners, self.idempotency, first.time_us
         actors: set[int] = set()  # of the run's orders so far
         keys: set[tuple[int, str]] = set()
-        end = last = start
-        while end < len(entries):
+        last = start
+        for end in range(start, len(entries)):
             entry = entries[end]
-            if entry.time_us != first.time_us:
+            if entry.time_us != time_us:
                 break
             kind = type(entry.command)
-            ordered = self._runners.get(kind) is runner
+            ordered = runners.get(kind) is runner
             if not ordered:
                 how = carried.get(kind)
-                if how is None or not self._carries(runner, how, entry, actors):
+                if how is None or not self._carries(rests_orders, how, entry, actors):
                     break
             if entry.idempotency_key is not None:
                 key = (entry.actor, entry.idempotency_key)
-                if key in keys or key in self.idempotency:
+                if key in keys or key in idempotency:
                     break
                 keys.add(key)
             if ordered:
                 actors.add(entry.actor)
                 last = end
-            end += 1
         return last + 1  # carried entries after the last order: nothing to carry them past
 
-    def _carries(self, runner: Component, how: Carried, entry: c.Entry,
+    def _carries(self, rests_orders: Callable[[int], bool], how: Carried, entry: c.Entry,
                  actors: set[int]) -> bool:
         """Whether a run may apply ``entry`` (carried: ``_carried``) before its orders up to
         the entry, that is, whether none of those orders can change what the entry reads.
@@ -373,9 +374,6 @@ class StateMachine:
             return False  # an order before it may be by the account it opens: refused then
         account = how.account(entry)
         if account in actors or account == self.fee_account_id:
-            return False
-        rests_orders = getattr(runner, "rests_orders", None)
-        if rests_orders is None:
             return False
         return (how.rising or (how.shows_cash and (not how.withdrawable or self.rules >= 4))
                 or not rests_orders(account))
