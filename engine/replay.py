@@ -94,6 +94,20 @@ def apply_payloads(machine: StateMachine, first: int, payloads: Sequence[bytes],
     _apply_chunk(machine, first, block.data, block.starts, block.ends, time_us)
 
 
+def apply_one_at_a_time(machine: StateMachine, records: Iterable[tuple[int, bytes]],
+                        skips: dict[int, Skip], upto: int | None = None) -> int:
+    """Apply journal records (sequence, payload) one entry at a time, up to ``upto``: an
+    entry that cannot be applied raises ``PoisonCommand`` naming it (``apply_entry``), which
+    a failed run cannot do. Returns how many were applied."""
+    applied = 0
+    for sequence, payload in records:
+        if upto is not None and sequence > upto:
+            break
+        apply_entry(machine, sequence, payload, skips)
+        applied += 1
+    return applied
+
+
 def _apply_chunk(machine: StateMachine, first: int, data: bytes, starts: np.ndarray,
                  ends: np.ndarray, time_us: int | None = None) -> None:
     """Entries read as columns where they are plain orders and cancels (applied in bulk,
@@ -206,11 +220,7 @@ def replay(data_dir: Path, upto: int | None = None) -> ReplayResult:
         except PoisonCommand:
             raise
         except Exception:  # a run failed, half applied: name the entry, one at a time
-            machine = StateMachine()
-            for sequence, payload in journal.read(0):
-                if upto is not None and sequence > upto:
-                    break
-                apply_entry(machine, sequence, payload, skips)
+            apply_one_at_a_time(StateMachine(), journal.read(0), skips, upto)
             raise  # it applied this time: the failure does not repeat; report the first
         seconds = time.perf_counter() - started
     finally:

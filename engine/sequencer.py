@@ -32,13 +32,12 @@ from engine.errors import CrowdexError
 from engine.journal import FileJournal
 from engine.machine import Reply, StateMachine
 from engine.private import private_dir, tighten_files
-from engine.replay import apply_blocks
+from engine.replay import apply_blocks, apply_one_at_a_time
 from engine.skips import (
     REASON_LENGTH_MAX,
     SKIPS_FILE,
     PoisonCommand,
     Skip,
-    apply_entry,
     data_dir_lock,
     load_skips,
     lock_data_dir,
@@ -288,11 +287,9 @@ class Engine:
         if wants is not None:
             self.machine.wants = wants
         self._load_snapshot()
-        replayed = 0
-        for sequence, payload in self._journal.read(self.machine.last_sequence):
-            apply_entry(self.machine, sequence, payload, self.skips)  # raises PoisonCommand
-            replayed += 1
-        return replayed  # it applied this time (a failure that does not repeat)
+        # It applied this time if this returns (a failure that does not repeat).
+        return apply_one_at_a_time(self.machine, self._journal.read(self.machine.last_sequence),
+                                   self.skips)
 
     async def start(self) -> None:
         if self._journal is None:
@@ -579,10 +576,7 @@ def replay_from_empty(data_dir: Path, upto: int | None = None) -> StateMachine:
     skips = load_skips(Path(data_dir))
     journal = FileJournal(Path(data_dir) / "journal", sync=False, read_only=True)
     try:
-        for sequence, payload in journal.read(0):
-            if upto is not None and sequence > upto:
-                break
-            apply_entry(machine, sequence, payload, skips)
+        apply_one_at_a_time(machine, journal.read(0), skips, upto)
     finally:
         journal.close()
     return machine
