@@ -494,6 +494,11 @@ class StateMachine:
         """
         return not self.quiet
 
+    def may_want_updates(self) -> bool:
+        """Whether any channel may be wanted: not by a quiet machine with the default
+        ``wants`` (a replay), so a component can skip building a call's updates at all."""
+        return not self.quiet or "wants" in self.__dict__
+
     def next_deadline_us(self) -> int | None:
         """The earliest time at which some component has something to do, if any."""
         deadlines = [d for d in (x.next_deadline_us() for x in self.components) if d is not None]

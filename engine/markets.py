@@ -393,8 +393,7 @@ class Markets:
             self._record_fills(events, trades, queue.sequences)
         views: dict[int, dict] = {}  # change row -> view: a reply and an update share it
         self._replies(queue, result.results.tolist(), folded, events, replies, views)
-        # A quiet machine with the default subscriber check (a replay) wants no update.
-        if not machine.quiet or "wants" in machine.__dict__:
+        if machine.may_want_updates():
             self._publish(folded, events, trades, views)
         lifecycle.follow_marks(folded)
         machine.last_sequence = queue.sequences[-1]
