@@ -169,6 +169,9 @@ class StateMachine:
         # while ``replies_needed`` is False (set per entry and per run). Output, not state.
         self.quiet = False
         self.replies_needed = True
+        # In a quiet run: the sequences of its entries whose replies are kept (idempotency
+        # keys), the only ones built (None: all of them, while ``replies_needed``).
+        self.replies_kept: frozenset[int] | None = None
         self._handlers: dict[type, Callable[[Any, int], Reply]] = {
             c.Genesis: self._genesis,
             c.SetOperatorKey: self._set_operator_key,
@@ -395,10 +398,17 @@ class StateMachine:
                                                shown)]
         carried_moved = self.movements.table.count != moved
         ran = [i for i, entry in enumerate(entries) if type(entry.command) in self._runners]
-        self.replies_needed = not self.quiet or any(
-            entries[i].idempotency_key is not None for i in ran)
-        run_replies = runner.apply_run([(first_sequence + i, entries[i].actor,
-                                         entries[i].command) for i in ran])
+        if self.quiet:  # a replay keeps the replies of keyed entries only: build no other
+            self.replies_kept = frozenset(first_sequence + i for i in ran
+                                          if entries[i].idempotency_key is not None)
+            self.replies_needed = bool(self.replies_kept)
+        else:
+            self.replies_needed = True
+        try:
+            run_replies = runner.apply_run([(first_sequence + i, entries[i].actor,
+                                             entries[i].command) for i in ran])
+        finally:
+            self.replies_kept = None
         for i, reply in zip(ran, run_replies, strict=True):
             replies[i] = reply
         if carried_moved:

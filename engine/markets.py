@@ -444,6 +444,8 @@ class Markets:
         bodiless replies are shared objects."""
         first_row = folded.first_changes  # an accepted command changed its order first
         needed = self.machine.replies_needed
+        kept = self.machine.replies_kept  # None: every reply is needed while needed is
+        sequences = queue.sequences
         wanted: list[tuple[int, int, int]] = []  # (reply index, status, change row)
         not_found: list[int] = []  # positions of cancels of orders no longer on the book
         indexes, ops = queue.indexes, queue.ops
@@ -453,7 +455,7 @@ class Markets:
                 replies[indexes[position]] = _uncrossed(events)
             elif code == k.OK:
                 status = 201 if op == k_NEW else 200
-                if needed:
+                if needed and (kept is None or sequences[position] in kept):
                     wanted.append((indexes[position], status, first_row[position]))
                 else:
                     replies[indexes[position]] = _UNBUILT[status]
