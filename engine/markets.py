@@ -302,8 +302,10 @@ class Markets:
         """API.md's PATCH /v1/orders/{id}: a lower quantity keeps the order's place; a new
         price or a larger quantity re-enters it (``OP_AMEND``, checked like a new order).
         Its checks read the order as of this command, which queued ones may change: the
-        queue is matched first, and the amend starts the next kernel call."""
-        self._match(queue, replies)
+        queue is matched first, and the amend starts the next kernel call, unless no queued
+        command can change the order (``_untouched``)."""
+        if queue.ops and not self._untouched(queue, cmd.order_id):
+            self._match(queue, replies)
         account = self.machine.accounts.get(actor)
         if account is None or account.role != "investor":
             raise CrowdexError("forbidden", "only investors trade")
@@ -331,6 +333,22 @@ class Markets:
         if price != old_price or remaining > rest:  # re-enters: the rules of a new order
             self._check_tradable(instrument, SIDE_NAMES[side])
         queue.amend(index, sequence, actor, order_id, instrument, post_only, price, remaining)
+
+    def _untouched(self, queue: _Queue, order_id: int) -> bool:
+        """Whether the queued commands leave the order ``order_id`` as it is now: it is open
+        (only finished orders are evicted from the kept ones), and none of them names it (a
+        cancel, an amend) or is on its instrument (a fill, a self-trade prevention, an
+        uncross). An id not given yet may be given by a queued order: not untouched."""
+        lifecycle = self.lifecycle
+        if not lifecycle.known(order_id):
+            return False
+        instrument, status = lifecycle.records[["instrument", "status"]][order_id].tolist()
+        if status > kf.PARTIALLY_FILLED:
+            return False
+        for row in _COMMAND_ROW.iter_unpack(b"".join(queue.rows)):
+            if row[_CMD_INSTRUMENT] == instrument or row[_CMD_OID] == order_id:
+                return False
+        return True
 
     def _auction(self, cmd: mc.RunAuction, actor: int) -> Reply:
         account = self.machine.accounts.get(actor)
@@ -922,7 +940,8 @@ def _row_struct(dtype: np.dtype) -> struct.Struct:
 _COMMAND_ROW = _row_struct(COMMAND_DTYPE)
 _NO_CIDS = np.zeros(1024, dtype=np.int8)  # cid flags of a call without client_order_ids
 _pack_command = _COMMAND_ROW.pack
-_CMD_ACCOUNT, _CMD_OID = COMMAND_DTYPE.names.index("account"), COMMAND_DTYPE.names.index("oid")
+_CMD_ACCOUNT, _CMD_OID, _CMD_INSTRUMENT = (COMMAND_DTYPE.names.index(name)
+                                           for name in ("account", "oid", "instrument"))
 _REC_ACCOUNT, _REC_STATUS, _REC_KEPT = (RECORD_DTYPE.names.index(name)
                                         for name in ("account", "status", "kept"))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -160,6 +161,35 @@ def _both(flow: list[tuple], cuts: list[int]):
 
 def _order(who: int, side: str, price: int, qty: int = 1, kind: str = "limit") -> tuple:
     return ("order", who, 0, side, kind, price, qty, "gtc", False, "cancel_newest", None, None)
+
+
+_AWAY = _order(1, "buy", PRICE - 5, 4)[:2] + (1,) + _order(1, "buy", PRICE - 5, 4)[3:]
+
+
+@pytest.mark.parametrize("between, amend", [
+    # A fill on the order's instrument before the amend: what it reads has changed (4 filled).
+    ([_order(1, "buy", PRICE, 4)], (0, 1, None, 8)),
+    ([_order(1, "buy", PRICE, 4)], (0, 1, None, 3)),  # now at most what is filled: refused
+    ([_order(1, "buy", PRICE, 10)], (0, 1, PRICE + 1, None)),  # filled: no longer open
+    ([("cancel", 0, 1)], (0, 1, None, 8)),  # its own cancel, queued before the amend
+    ([("cancel", 0, 1)], (0, 1, None, None)),  # cancelled: 409 before the missing fields
+    ([("amend", 0, 1, None, 6)], (0, 1, None, 8)),  # an amend of it, queued before
+    ([_AWAY], (1, 3, PRICE - 4, None)),  # an order the queue gives its id to, elsewhere
+    # Commands that leave it as it is: the amend joins their kernel call.
+    ([_AWAY], (0, 1, None, 8)),
+    ([("cancel", 1, 7)], (0, 1, PRICE + 2, 12)),
+])
+def test_an_amend_in_a_run_reads_its_order_as_of_its_turn(between, amend):
+    """An amend joins the queued commands' kernel call only if none of them can change its
+    order; either way its reply and the state are those of one entry at a time."""
+    rest = _order(0, "sell", PRICE, 10)
+    away = _order(2, "buy", 1)[:2] + (1,) + _order(2, "buy", 1)[3:]  # the other instrument
+    flow = [rest, away, *between, away, ("amend", *amend), _order(3, "sell", PRICE + 9)]
+    for cuts in ([1], [2], [1, 3]):
+        (one_replies, one_published), (got, published), one, batched = _both(flow, cuts)
+        assert got == one_replies
+        assert published == one_published
+        assert batched.state_hash() == one.state_hash()
 
 
 def test_the_band_follows_each_trade_inside_a_run():
