@@ -123,7 +123,10 @@ class Carried(NamedTuple):
     - ``rising``: it succeeds the same with more available cash, and shows no balance;
     - ``shows_cash``: it reads available cash only to show it (its reply's
       ``cash_available``), and reads the withdrawable part if ``withdrawable``;
-    - ``opens_account``: it opens an account (``account`` gives 0, which holds nothing).
+    - ``opens_account``: it opens an account (``account`` gives 0, which holds nothing);
+    - ``cash_codes``: for a ``rising`` command, the refusals that more available cash could
+      have turned into a success (None: any refusal may be one); it is refused with any
+      other code whatever cash the run's sales brought.
     """
 
     account: Callable[[c.Entry], int]
@@ -131,6 +134,7 @@ class Carried(NamedTuple):
     shows_cash: bool = False
     withdrawable: bool = False
     opens_account: bool = False
+    cash_codes: frozenset[str] | None = None
 
 
 def _command_account(entry: c.Entry) -> int:
@@ -434,10 +438,10 @@ class StateMachine:
         Adds to ``shown`` the new replies that show the cash of an account with resting
         orders (``_show_cash`` completes them after the run).
 
-        A ``rising`` entry refused while its account has resting orders may have been refused
-        for want of the cash those orders' sales would have brought by its turn
-        (``_carries``): the run stops before it (it changed nothing), and it goes on in the
-        next run."""
+        A ``rising`` entry refused for want of cash (``Carried.cash_codes``) while its account
+        has resting orders may have had the cash those orders' sales would have brought by its
+        turn (``_carries``): the run stops before it (it changed nothing), and it goes on in
+        the next run. Refused for another reason, it is refused the same at its turn."""
         for i, entry in enumerate(entries):
             how = self._carried.get(type(entry.command))
             if how is None:
@@ -451,7 +455,8 @@ class StateMachine:
                 replies[i] = reply = self._handlers[type(entry.command)](entry.command,
                                                                         entry.actor)
             except CrowdexError as error:
-                if how.rising and runner.rests_orders(account):
+                if (how.rising and (how.cash_codes is None or error.code in how.cash_codes)
+                        and runner.rests_orders(account)):
                     self.last_sequence = first_sequence - 1
                     return i
                 replies[i] = refusal(error)

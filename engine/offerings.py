@@ -256,9 +256,13 @@ class Offerings:
     def carried_types(self) -> dict[type, Carried]:
         """Commands a run of orders may carry (``StateMachine._run_end``): a subscription and
         its cancel read and change their investor's cash and the offering, which no order
-        reads, and show no balance; a subscription that succeeds succeeds with more cash."""
-        return {oc.Subscribe: Carried(_entry_actor, rising=True),
-                oc.CancelSubscription: Carried(_entry_actor, rising=True)}
+        reads, and show no balance; a subscription that succeeds succeeds with more cash, and
+        only its ``insufficient_funds`` (the last check but the venue's maximum, which more
+        cash does not change) reads the cash; a cancel reads none."""
+        return {oc.Subscribe: Carried(_entry_actor, rising=True,
+                                      cash_codes=frozenset({"insufficient_funds"})),
+                oc.CancelSubscription: Carried(_entry_actor, rising=True,
+                                               cash_codes=frozenset())}
 
     def project_for(self, project_id: int, viewer: AccountInfo | None) -> Project:
         project = self.projects.get(project_id)

@@ -246,6 +246,25 @@ def test_a_subscription_the_makers_sale_pays_for_is_cut_out_of_the_run():
     assert replies[3].status == 201
 
 
+def test_a_subscription_refused_for_another_reason_stays_in_the_run():
+    """A maker's subscription to an offering that is not open, and its cancel of a
+    subscription it does not have, are refused whatever cash its sale brings: the run goes
+    on past them, its orders in one kernel call, and everything is as one entry at a time."""
+    later = [c.Entry(START_US + 1, TRADERS[0], oc.Subscribe(BOOKS[0], 1), "k1", "h1"),
+             c.Entry(START_US + 1, TRADERS[0], oc.CancelSubscription(999), "k2", "h2")]
+    entries = _maker_sells_then(later)
+    _compare(c.RULES_VERSION, entries, [])
+    _, batched = _venues(c.RULES_VERSION)
+    batched.apply_batch(batched.last_sequence + 1, entries[:1])
+    markets = batched.component("markets")
+    calls = []
+    process = markets.engine.process
+    markets.engine.process = lambda *a, **kw: calls.append(len(a[0])) or process(*a, **kw)
+    replies = batched.apply_batch(batched.last_sequence + 1, entries[1:])
+    assert [r.status for r in replies] == [201, 201, 409, 404, 201]
+    assert calls == [3]
+
+
 def test_a_run_carries_the_commands_between_its_orders():
     """Orders with deposits, withdrawals and subscriptions of other accounts between them:
     one kernel call for the lot."""
