@@ -336,18 +336,27 @@ class Markets:
 
     def _untouched(self, queue: _Queue, order_id: int) -> bool:
         """Whether the queued commands leave the order ``order_id`` as it is now: it is open
-        (only finished orders are evicted from the kept ones), and none of them names it (a
-        cancel, an amend) or is on its instrument (a fill, a self-trade prevention, an
-        uncross). An id not given yet may be given by a queued order: not untouched."""
+        (only finished orders are evicted from the kept ones), none of them names it (a
+        cancel, an amend), and none on its instrument can trade with it (a fill, a self-trade
+        prevention): there, only new orders of its own side or of the other side whose limit
+        does not reach its price. An id not given yet may be given by a queued order: not
+        untouched."""
         lifecycle = self.lifecycle
         if not lifecycle.known(order_id):
             return False
-        instrument, status = lifecycle.records[["instrument", "status"]][order_id].tolist()
+        instrument, side, price, status = lifecycle.records[
+            ["instrument", "side", "price", "status"]][order_id].tolist()
         if status > kf.PARTIALLY_FILLED:
             return False
         for row in _COMMAND_ROW.iter_unpack(b"".join(queue.rows)):
-            if row[_CMD_INSTRUMENT] == instrument or row[_CMD_OID] == order_id:
+            if row[_CMD_OID] == order_id:
                 return False
+            if row[_CMD_INSTRUMENT] != instrument or (row[_CMD_OP] == k_NEW
+                                                      and row[_CMD_SIDE] == side):
+                continue
+            if row[_CMD_OP] != k_NEW or row[_CMD_TYPE] == k.TYPE_MARKET or (
+                    row[_CMD_PRICE] <= price if side == k.SIDE_BUY else row[_CMD_PRICE] >= price):
+                return False  # an uncross or an amend there, or an order that may cross it
         return True
 
     def _auction(self, cmd: mc.RunAuction, actor: int) -> Reply:
@@ -940,8 +949,9 @@ def _row_struct(dtype: np.dtype) -> struct.Struct:
 _COMMAND_ROW = _row_struct(COMMAND_DTYPE)
 _NO_CIDS = np.zeros(1024, dtype=np.int8)  # cid flags of a call without client_order_ids
 _pack_command = _COMMAND_ROW.pack
-_CMD_ACCOUNT, _CMD_OID, _CMD_INSTRUMENT = (COMMAND_DTYPE.names.index(name)
-                                           for name in ("account", "oid", "instrument"))
+(_CMD_ACCOUNT, _CMD_OID, _CMD_INSTRUMENT, _CMD_OP, _CMD_SIDE, _CMD_TYPE,
+ _CMD_PRICE) = (COMMAND_DTYPE.names.index(name) for name in (
+     "account", "oid", "instrument", "op", "side", "type", "price"))
 _REC_ACCOUNT, _REC_STATUS, _REC_KEPT = (RECORD_DTYPE.names.index(name)
                                         for name in ("account", "status", "kept"))
 

@@ -174,18 +174,28 @@ _AWAY = _order(1, "buy", PRICE - 5, 4)[:2] + (1,) + _order(1, "buy", PRICE - 5, 
     ([("cancel", 0, 1)], (0, 1, None, 8)),  # its own cancel, queued before the amend
     ([("cancel", 0, 1)], (0, 1, None, None)),  # cancelled: 409 before the missing fields
     ([("amend", 0, 1, None, 6)], (0, 1, None, 8)),  # an amend of it, queued before
-    ([_AWAY], (1, 3, PRICE - 4, None)),  # an order the queue gives its id to, elsewhere
+    ([_AWAY], (1, 4, PRICE - 4, None)),  # an order the queue gives its id to, elsewhere
+    ([_order(1, "buy", 0, 4, "market")], (0, 1, None, 8)),  # a market order of the other side
+    ([_order(0, "buy", PRICE + 1, 2)], (0, 1, None, 8)),  # its own, crossing (self-trade)
+    ([_order(1, "buy", PRICE + 1, 4)], (0, 1, None, 8)),  # beyond its price
+    ([_order(1, "sell", PRICE - 11, 4)], (2, 2, None, 8)),  # the bid: beyond its price
+    ([_order(1, "sell", PRICE - 10, 4)], (2, 2, PRICE - 12, None)),  # at its price
+    ([("amend", 0, 1, PRICE - 10, None)], (2, 2, None, 8)),  # the ask amended onto the bid
     # Commands that leave it as it is: the amend joins their kernel call.
     ([_AWAY], (0, 1, None, 8)),
     ([("cancel", 1, 7)], (0, 1, PRICE + 2, 12)),
+    ([_order(1, "sell", PRICE - 1, 4)], (0, 1, None, 8)),  # its own side, even better priced
+    ([_order(1, "buy", PRICE - 1, 4)], (0, 1, PRICE - 1, 8)),  # short of its price...
+    ([_order(1, "buy", PRICE - 1, 4)], (0, 1, None, 8)),
+    ([_order(1, "sell", PRICE - 9, 4)], (2, 2, None, 8)),  # the bid, short of its price
 ])
 def test_an_amend_in_a_run_reads_its_order_as_of_its_turn(between, amend):
     """An amend joins the queued commands' kernel call only if none of them can change its
     order; either way its reply and the state are those of one entry at a time."""
-    rest = _order(0, "sell", PRICE, 10)
+    rest, bid = _order(0, "sell", PRICE, 10), _order(2, "buy", PRICE - 10, 10)  # ids 1, 2
     away = _order(2, "buy", 1)[:2] + (1,) + _order(2, "buy", 1)[3:]  # the other instrument
-    flow = [rest, away, *between, away, ("amend", *amend), _order(3, "sell", PRICE + 9)]
-    for cuts in ([1], [2], [1, 3]):
+    flow = [rest, bid, away, *between, away, ("amend", *amend), _order(3, "sell", PRICE + 9)]
+    for cuts in ([1], [3], [1, 2, 4]):
         (one_replies, one_published), (got, published), one, batched = _both(flow, cuts)
         assert got == one_replies
         assert published == one_published
