@@ -71,7 +71,10 @@ order_ops = st.tuples(
 )
 cancel_ops = st.tuples(st.just("cancel"), st.integers(0, TRADERS - 1), st.integers(1, 80))
 auction_ops = st.tuples(st.just("auction"))
-amend_ops = st.tuples(st.just("amend"), st.integers(0, TRADERS - 1), st.integers(1, 80),
+# Amends name an early order more often than not, so that they find orders the run's commands
+# before them fill, cancel or amend (Markets._untouched decides whether they wait for those).
+amend_ops = st.tuples(st.just("amend"), st.integers(0, TRADERS - 1),
+                      st.one_of(st.integers(1, 12), st.integers(1, 80)),
                       st.one_of(st.none(), st.integers(PRICE - 30, PRICE + 30)),
                       st.one_of(st.none(), st.integers(1, 60)))
 flows = st.lists(st.one_of(order_ops, order_ops, order_ops, cancel_ops, auction_ops, amend_ops),
@@ -164,6 +167,7 @@ def _order(who: int, side: str, price: int, qty: int = 1, kind: str = "limit") -
 
 
 _AWAY = _order(1, "buy", PRICE - 5, 4)[:2] + (1,) + _order(1, "buy", PRICE - 5, 4)[3:]
+_AWAY_OPS = order_ops.map(lambda op: op[:2] + (1,) + op[3:])  # on the IP instrument
 
 
 @pytest.mark.parametrize("between, amend", [
@@ -200,6 +204,47 @@ def test_an_amend_in_a_run_reads_its_order_as_of_its_turn(between, amend):
         assert got == one_replies
         assert published == one_published
         assert batched.state_hash() == one.state_hash()
+
+
+# Bids below the offering price, asks at or above it: they rest without trading each other.
+resting_ops = st.lists(st.tuples(st.integers(0, TRADERS - 1), st.integers(0, 4),
+                                 st.sampled_from(["buy", "sell"]), st.integers(1, 20)),
+                       min_size=1, max_size=8)
+# An amend of a resting order (by its owner, or by a trader drawn: the test fills it in).
+near_amends = st.tuples(st.just("amend"), st.one_of(st.none(), st.none(),
+                                                    st.integers(0, TRADERS - 1)),
+                        st.integers(1, 8), st.one_of(st.none(), st.integers(PRICE - 6, PRICE + 6)),
+                        st.one_of(st.none(), st.integers(1, 30)))
+# Limits on the equity book near the resting orders: most fill some of them.
+book_orders = st.builds(lambda who, side, price, qty: _order(who, side, price, qty),
+                        st.integers(0, TRADERS - 1), st.sampled_from(["buy", "sell"]),
+                        st.integers(PRICE - 4, PRICE + 3), st.integers(1, 10))
+
+
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(resting=resting_ops,
+       later=st.lists(st.one_of(book_orders, book_orders, near_amends, near_amends, cancel_ops,
+                                _AWAY_OPS), min_size=1, max_size=30),
+       cut_seed=st.lists(st.integers(0, 50), max_size=3))
+def test_amends_of_resting_orders_in_a_run_equal_one_entry_at_a_time(resting, later, cut_seed):
+    """Orders rest first (a batch of their own); then a batch of orders that may fill them,
+    amends of them (joining the queued commands' kernel call when those cannot change the
+    order: ``Markets._untouched``), cancels and orders elsewhere."""
+    flow = [("order", who, 0, side, "limit", PRICE + step if side == "sell" else PRICE - 1 - step,
+             qty, "gtc", False, "cancel_newest", None, None)
+            for who, step, side, qty in resting]
+    for op in later:
+        if op[0] == "amend":  # of a resting order, by its owner unless a trader is drawn
+            oid = (op[2] - 1) % len(resting) + 1
+            owner = resting[oid - 1][0] if op[1] is None else op[1]
+            op = ("amend", owner, oid, *op[3:])
+        flow.append(op)
+    cuts = sorted({len(resting), *(len(resting) + x for x in cut_seed if 0 < x < len(later))})
+    (one_replies, one_published), (got, published), one, batched = _both(flow, cuts)
+    assert got == one_replies
+    assert published == one_published
+    assert batched.state_hash() == one.state_hash()
 
 
 def test_the_band_follows_each_trade_inside_a_run():
