@@ -726,7 +726,11 @@ class StateMachine:
     # ---- snapshots ----------------------------------------------------------------------------
 
     def meta(self) -> bytes:
-        return self.meta_later()()
+        """The state's meta, encoded now in one pass: the same bytes as ``meta_later``'s, whose
+        function decodes the head it took and encodes it again with the components (a third
+        more time, in the forked snapshot writer that calls this)."""
+        return _meta_encoder.encode(self._meta([(component.name, component.meta())
+                                                for component in self.components]))
 
     def meta_later(self) -> Callable[[], bytes]:
         """The state's meta, taken now and encoded by the returned function, which another
@@ -739,7 +743,17 @@ class StateMachine:
                 later.append((component.name, deferred()))
             else:
                 later.append((component.name, functools.partial(bytes, component.meta())))
-        head = _meta_encoder.encode(Meta(
+        head = _meta_encoder.encode(self._meta([]))
+
+        def encode() -> bytes:
+            meta = _meta_decoder.decode(head)
+            meta.components = [(name, part()) for name, part in later]
+            return _meta_encoder.encode(meta)
+
+        return encode
+
+    def _meta(self, components: list[tuple[str, bytes]]) -> Meta:
+        return Meta(
             last_sequence=self.last_sequence,
             now_us=self.now_us,
             manual_clock=self.manual_clock,
@@ -748,18 +762,11 @@ class StateMachine:
             references=[(a, r, s) for (a, r), s in sorted(self.references.items())],
             idempotency=[(a, k, s) for (a, k), s in self.idempotency.items()],
             next_movement_id=self.movements.next_id,
-            components=[],
+            components=components,
             deposits_total=self.deposits_total,
             withdrawals_total=self.withdrawals_total,
             rules=self.rules,
-        ))
-
-        def encode() -> bytes:
-            meta = _meta_decoder.decode(head)
-            meta.components = [(name, part()) for name, part in later]
-            return _meta_encoder.encode(meta)
-
-        return encode
+        )
 
     def arrays(self) -> dict:
         arrays = {**self.balances.arrays(), "movements": self.movements.table.live()}

@@ -32,6 +32,7 @@ import logging
 import os
 import re
 import struct
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from pathlib import Path
 
 import msgspec
 import numpy as np
+from numpy.lib import format as format_npy
 from numpy.lib import recfunctions
 
 from engine.private import open_private, private_dir
@@ -59,6 +61,10 @@ SNAPSHOT_HEADER_SIZE = _HEADER.size
 _HEADER_V2 = struct.Struct("<8sIIQQII")  # version 2: no position
 _PREFIX = struct.Struct("<8sI")  # magic and version, which say how the rest reads
 SNAPSHOTS_KEPT_DEFAULT = 3
+
+# The writer's unit: a write of about this size, its checksum taken just before it.
+WRITE_CHUNK_BYTES = 1 << 20
+IOV_MAX = 1024  # buffers one writev takes (POSIX's minimum for IOV_MAX is 16; Linux takes 1024)
 
 _SNAPSHOT_NAME = re.compile(r"snapshot-(\d{20})\.snap")
 _TEMP_SUFFIX = ".tmp"
@@ -106,6 +112,24 @@ class Snapshot:
 Upgrade = Callable[[Snapshot], Snapshot]
 
 
+class SnapshotStages:
+    """Where a snapshot write's time goes, stage by stage (``crowdex bench snapshot``): each
+    ``lap`` adds the time since the one before (or since this was made) to its stage."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._last
+        self._last = now
+
+
+def _no_lap(stage: str) -> None:
+    pass
+
+
 def snapshot_name(sequence: int) -> str:
     """The file name of the snapshot taken after ``sequence``."""
     return f"snapshot-{sequence:020d}.snap"
@@ -113,26 +137,36 @@ def snapshot_name(sequence: int) -> str:
 
 def write_snapshot(
     directory: Path, sequence: int, arrays: dict[str, np.ndarray], meta: bytes, *,
-    position: int = 0, sync: bool = True,
+    position: int = 0, sync: bool = True, stages: SnapshotStages | None = None,
 ) -> Path:
-    """Write a snapshot atomically and return its path; ``sync=False`` is for tests only."""
+    """Write a snapshot atomically and return its path; ``sync=False`` is for tests only.
+    ``stages``, if given, is told where the time went."""
     if sequence < 0 or position < 0:
         raise ValueError(f"sequence and position must be >= 0, got {sequence}, {position}")
+    lap = _no_lap if stages is None else stages.lap
     directory = Path(directory)
     private_dir(directory)
-    body = _encode_body(arrays, meta)
-    header = _HEADER_BODY.pack(
-        SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, sequence, position, len(body), zlib.crc32(body)
-    )
-    header += struct.pack("<I", zlib.crc32(header))
+    parts = _body_parts(arrays, meta)
+    lap("body")
     final = directory / snapshot_name(sequence)
     temp = directory / (final.name + _TEMP_SUFFIX)
-    with os.fdopen(open_private(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as file:
-        file.write(header)
-        file.write(body)
-        file.flush()
+    fd = open_private(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        # The body first, after room for the header, which needs its length and checksum.
+        os.lseek(fd, _HEADER.size, os.SEEK_SET)
+        body_length, body_crc = _write_parts(fd, parts)
+        header = _HEADER_BODY.pack(
+            SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, sequence, position, body_length, body_crc
+        )
+        header += struct.pack("<I", zlib.crc32(header))
+        if os.pwrite(fd, header, 0) != len(header):
+            raise OSError(f"{temp}: short write of the snapshot header")
+        lap("write")
         if sync:
-            os.fsync(file.fileno())
+            os.fsync(fd)
+        lap("fsync")
+    finally:
+        os.close(fd)
     os.replace(temp, final)
     if sync:
         # The rename is durable only once the directory entry is.
@@ -141,6 +175,7 @@ def write_snapshot(
             os.fsync(fd)
         finally:
             os.close(fd)
+    lap("rename")
     return final
 
 
@@ -261,14 +296,90 @@ def _without_padding(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def _encode_body(arrays: dict[str, np.ndarray], meta: bytes) -> bytes:
-    stored = []
-    for name in sorted(arrays):
+def _body_parts(arrays: dict[str, np.ndarray], meta: bytes) -> list[bytes | memoryview]:
+    """The body (module docstring) as consecutive parts, each array's data a view of the
+    array itself, not a copy: in the forked writer the state is the exchange's memory shared
+    copy-on-write, and a body built whole there (.npy copies, then the msgpack body) made the
+    child fault in and fill twice the state's size before writing a byte, living that much
+    longer while every page the exchange writes meanwhile is copied. The bytes are those of
+    ``msgspec.msgpack.encode(_Body(...))`` with each array ``np.save``d (the tests check)."""
+    names = sorted(arrays)
+    parts: list[bytes | memoryview] = [b"\x92" + _array_header(len(names))]
+    for name in names:
         array = arrays[name]
-        buffer = io.BytesIO()
-        np.save(buffer, array, allow_pickle=False)
-        stored.append(_StoredArray(name, bool(array.dtype.isalignedstruct), buffer.getvalue()))
-    return _body_encoder.encode(_Body(stored, bytes(meta)))
+        npy = _npy_parts(array)
+        head = (b"\x93" + _body_encoder.encode(name)
+                + _body_encoder.encode(bool(array.dtype.isalignedstruct))
+                + _bin_header(sum(len(part) for part in npy)))
+        parts.append(head)
+        parts += npy
+    meta = bytes(meta)
+    parts += [_bin_header(len(meta)), meta]
+    return parts
+
+
+def _npy_parts(array: np.ndarray) -> list[bytes | memoryview]:
+    """``np.save``'s bytes of ``array``: its header, then its data in place when it lies in
+    memory in C order (a table's live rows do); anything else is saved to a copy."""
+    if array.flags.c_contiguous and not array.dtype.hasobject:
+        header = io.BytesIO()
+        try:  # np.save's header is version 1.0 whenever that can hold it
+            format_npy.write_array_header_1_0(header,
+                                              format_npy.header_data_from_array_1_0(array))
+        except ValueError:
+            pass
+        else:
+            return [header.getvalue(), memoryview(array.reshape(-1).view(np.uint8))]
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return [buffer.getvalue()]
+
+
+def _array_header(length: int) -> bytes:
+    """msgpack's header of an array of ``length`` items, in its shortest form."""
+    if length < 16:
+        return bytes([0x90 | length])
+    if length < 1 << 16:
+        return b"\xdc" + length.to_bytes(2, "big")
+    return b"\xdd" + length.to_bytes(4, "big")
+
+
+def _bin_header(length: int) -> bytes:
+    """msgpack's header of ``length`` bytes of binary, in its shortest form."""
+    if length < 1 << 8:
+        return b"\xc4" + length.to_bytes(1, "big")
+    if length < 1 << 16:
+        return b"\xc5" + length.to_bytes(2, "big")
+    return b"\xc6" + length.to_bytes(4, "big")
+
+
+def _write_parts(fd: int, parts: list[bytes | memoryview]) -> tuple[int, int]:
+    """Write ``parts`` at ``fd``'s offset in writes of about ``WRITE_CHUNK_BYTES``, each
+    checksummed just before it is written (still in cache); returns (length, CRC32)."""
+    crc, length, pending, pending_bytes = 0, 0, [], 0
+    for part in parts:
+        view = memoryview(part)
+        for start in range(0, len(view), WRITE_CHUNK_BYTES):
+            chunk = view[start:start + WRITE_CHUNK_BYTES]
+            crc = zlib.crc32(chunk, crc)
+            pending.append(chunk)
+            pending_bytes += len(chunk)
+            if pending_bytes >= WRITE_CHUNK_BYTES:
+                _write_all(fd, pending)
+                length, pending, pending_bytes = length + pending_bytes, [], 0
+    _write_all(fd, pending)
+    return length + pending_bytes, crc
+
+
+def _write_all(fd: int, buffers: list[memoryview]) -> None:
+    """``os.writev`` until every byte of ``buffers`` is written (a write may be short)."""
+    while buffers:
+        written = os.writev(fd, buffers[:IOV_MAX])
+        while buffers and written >= len(buffers[0]):
+            written -= len(buffers[0])
+            buffers = buffers[1:]
+        if buffers and written:
+            buffers = [buffers[0][written:], *buffers[1:]]
 
 
 def _decode_body(body: memoryview) -> tuple[dict[str, np.ndarray], bytes]:

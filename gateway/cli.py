@@ -37,9 +37,11 @@ BENCHMARK_HELP = {
     "bootstrap": "a cluster replica's start from a shared snapshot plus the tail vs the stream",
     "cluster": "durable WebSocket orders/s and latency: file journal, JetStream R1, two "
                "replicas on R3",
+    "snapshot": "the periodic snapshot's cost to the applying thread: page faults and batch "
+                "times with a snapshot child alive against none",
 }
 BENCHMARKS = ("replay", "engine", "journal", "pledges", "gateway", "settlement", "recovery",
-              "restart", "ci_check", "stream", "bootstrap", "cluster")
+              "restart", "ci_check", "stream", "bootstrap", "cluster", "snapshot")
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:

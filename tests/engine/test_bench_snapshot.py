@@ -1,0 +1,30 @@
+"""``crowdex bench snapshot`` at a tiny size, so it cannot rot: both mixes run to the end, every
+period that begins with a snapshot has its child reaped and its stages timed. Correctness only:
+the figures are the benchmark's business."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import snapshot
+
+TINY = ["--every", "2048", "--batch", "256", "--rounds", "2", "--repeat", "1",
+        "--warm-batches", "2"]
+
+
+@pytest.mark.parametrize("mix", [["--orders", "3000"],
+                                 ["--mix", "mixed", "--commands", "3000"]],
+                         ids=["orders", "mixed"])
+def test_the_bench_runs_and_reports_each_snapshot(capsys: pytest.CaptureFixture,
+                                                  mix: list[str]) -> None:
+    assert snapshot.main(mix + TINY) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["no_snapshot"]["batches"] == 2 * 2048 // 256
+    taken = figures["child_alive"]["batches"] + figures["after_child"]["batches"]
+    assert taken == 2 * 2048 // 256  # the same commands, with a snapshot each period
+    assert len(figures["children"]) == 2
+    for child in figures["children"]:
+        assert child["lifetime_ms"] > 0
+        assert {"meta_ms", "body_ms", "write_ms", "fsync_ms"} <= set(child)
