@@ -56,7 +56,11 @@ SNAPSHOTS_KEPT = 3
 # Snapshots taken while the exchange runs are written by a forked child (see snapshot_fork);
 # without fork (or with this off) by a thread, from copies taken between batches.
 SNAPSHOT_IN_CHILD = hasattr(os, "fork")
-SNAPSHOT_NICE = 19  # the writer child's scheduling niceness (lowest priority)
+# The writer child's scheduling niceness (19: the lowest priority; CROWDEX_SNAPSHOT_NICE sets
+# another, for measuring). Low priority does not make the child's work cheaper, only later: on
+# a busy machine a child at 19 waits for idle CPU while every page the exchange writes is
+# copied (``crowdex bench snapshot --nice``).
+SNAPSHOT_NICE = int(os.environ.get("CROWDEX_SNAPSHOT_NICE", "19"))
 # The journal's own thread asks for a real-time priority (SCHED_FIFO, the lowest level): it
 # sleeps in write and fsync nearly all the time, and when an fsync returns it should run at
 # once, not wait for a time slice behind the busy event loop and the clients on a small machine.

@@ -321,7 +321,7 @@ def _body_parts(arrays: dict[str, np.ndarray], meta: bytes) -> list[bytes | memo
 def _npy_parts(array: np.ndarray) -> list[bytes | memoryview]:
     """``np.save``'s bytes of ``array``: its header, then its data in place when it lies in
     memory in C order (a table's live rows do); anything else is saved to a copy."""
-    if array.flags.c_contiguous and not array.dtype.hasobject:
+    if array.flags.c_contiguous and array.itemsize and not array.dtype.hasobject:
         header = io.BytesIO()
         try:  # np.save's header is version 1.0 whenever that can hold it
             format_npy.write_array_header_1_0(header,

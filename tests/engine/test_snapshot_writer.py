@@ -78,6 +78,7 @@ CASES = {
                              "scalar": np.array(7, dtype=np.int16)},
     "not in C order": lambda: {"strided": _strided(), "fortran": _fortran()},
     "big-endian": lambda: {"be": np.arange(9, dtype=">i8")},
+    "no bytes an item": lambda: {"void": np.zeros(4, np.dtype([]))},
     "bin8 edge": lambda: {"a": _bytes_array(255)},
     "bin16 first": lambda: {"a": _bytes_array(256)},
     "bin16 edge": lambda: {"a": _bytes_array(65_535)},
