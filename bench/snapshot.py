@@ -14,13 +14,15 @@ the garbage collector as ``crowdex serve`` does (the recovered state frozen, you
 every ``GC_YOUNG_THRESHOLD`` allocations), then applies the rest of the journal live, in
 batches of ``--batch`` with replies built and one subscriber's updates published, in
 ``--rounds`` rounds of two windows: a snapshot taken the server's way (the real
-``snapshot_off_loop`` path, into a temporary directory, fsynced) and batches applied until the
+``snapshot_off_loop`` path, into a temporary directory: the child writes, and once it is reaped
+a thread of this process fsyncs and renames, as the server's does) and batches applied until the
 child is reaped, then as many batches with no child. ``--rate`` paces the batches at that many
 commands a second (0: back to back, the busiest server).
 
 Printed: per window kind, the faults per batch and the batch time percentiles (CPU of the
 applying thread, and wall), the faults a snapshot costs in all, and the child's lifetime with
-where its time went (meta encoded, body, checksum, write, fsync, and its own CPU and faults).
+where its time went (meta encoded, body, write, and its own CPU and faults), and the
+publishing thread's fsync and rename after it.
 The last line is one JSON object.
 """
 
@@ -33,6 +35,7 @@ import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from itertools import takewhile
@@ -47,7 +50,7 @@ from engine import sequencer
 from engine.journal import FileJournal
 from engine.machine import StateMachine
 from engine.replay import apply_records, paused_gc
-from engine.snapshot import SnapshotStages, prune, write_snapshot
+from engine.snapshot import SnapshotStages, prune, publish_snapshot, write_snapshot
 from gateway.cli import GC_THRESHOLDS
 
 PERCENTILES = (50, 90, 99)
@@ -132,11 +135,22 @@ def _stage_writer(directory: Path, report_fd: int) -> sequencer.SnapshotWrite:
         stages = SnapshotStages()
         meta_bytes = meta()
         stages.lap("meta")
-        write_snapshot(directory, sequence, arrays, meta_bytes, stages=stages)
-        prune(directory, keep=sequencer.SNAPSHOTS_KEPT)
+        write_snapshot(directory, sequence, arrays, meta_bytes, stages=stages, publish=False)
         os.write(report_fd, json.dumps(stages.seconds).encode())
 
     return write
+
+
+def _publisher(directory: Path, sequence: int, stages: SnapshotStages) -> threading.Thread:
+    """The server's publishing of a written snapshot (fsync, rename), in a thread as there."""
+
+    def publish() -> None:
+        publish_snapshot(directory, sequence, stages=stages)
+        prune(directory, keep=sequencer.SNAPSHOTS_KEPT)
+
+    thread = threading.Thread(target=publish, name="crowdex-bench-publish")
+    thread.start()
+    return thread
 
 
 class _Period(NamedTuple):
@@ -153,6 +167,7 @@ def _period(batches: _Batches, directory: Path, period: int, snapshot: bool) -> 
     if not snapshot:
         return _Period([], [batches.apply() for _ in range(period) if batches.left()], None)
     read_fd, write_fd = os.pipe()
+    sequence, published, publishing = batches.machine.last_sequence, SnapshotStages(), None
     fork_began = time.perf_counter()
     pid = sequencer.snapshot_fork(batches.machine, _stage_writer(directory, write_fd))
     forked = time.perf_counter() - fork_began
@@ -165,12 +180,18 @@ def _period(batches: _Batches, directory: Path, period: int, snapshot: bool) -> 
                 usage = None
             else:
                 lifetime = time.perf_counter() - fork_began
+                if os.waitstatus_to_exitcode(status) == 0:
+                    publishing = _publisher(directory, sequence, published)
         if not batches.left():
             break
         (alive if usage is None else after).append(batches.apply())
     if usage is None:  # still alive at the period's end (a slow disk): wait for it
         _done, status, usage = os.wait4(pid, 0)
         lifetime = time.perf_counter() - fork_began
+        if os.waitstatus_to_exitcode(status) == 0:
+            publishing = _publisher(directory, sequence, published)
+    if publishing is not None:
+        publishing.join()
     stages = json.loads(os.read(read_fd, 1 << 16) or b"{}")
     os.close(read_fd)
     if os.waitstatus_to_exitcode(status) != 0:
@@ -179,7 +200,9 @@ def _period(batches: _Batches, directory: Path, period: int, snapshot: bool) -> 
     child = {"fork_ms": forked * 1e3, "lifetime_ms": lifetime * 1e3,
              "user_ms": usage.ru_utime * 1e3, "sys_ms": usage.ru_stime * 1e3,
              "minflt": usage.ru_minflt, **staged,
-             "other_ms": (lifetime - forked) * 1e3 - sum(staged.values())}
+             "other_ms": (lifetime - forked) * 1e3 - sum(staged.values()),
+             **{f"published_{name}_ms": seconds * 1e3
+                for name, seconds in published.seconds.items()}}
     return _Period(alive, after, child)
 
 

@@ -57,6 +57,7 @@ from engine.snapshot import (
     Snapshot,
     SnapshotCorruptError,
     prune,
+    publish_snapshot,
     read_snapshot,
     snapshot_name,
     snapshot_paths,
@@ -252,7 +253,8 @@ class ReplicaSnapshots:
             return
         self._task = asyncio.create_task(
             self._taken(machine.last_sequence, position,
-                        snapshot_off_loop(machine, self._writer(position)), mine),
+                        snapshot_off_loop(machine, self._writer(position), self._publish),
+                        mine),
             name="crowdex-cluster-snapshot")
 
     async def take(self, machine: StateMachine, position: int, *,
@@ -264,6 +266,7 @@ class ReplicaSnapshots:
         sequence, arrays, meta = snapshot_copy(machine)
         try:
             await asyncio.to_thread(self._writer(position), sequence, arrays, meta)
+            await asyncio.to_thread(self._publish, sequence)
         except Exception:
             log.exception("the snapshot of sequence %d could not be written", sequence)
             return None
@@ -280,10 +283,14 @@ class ReplicaSnapshots:
 
     def _writer(self, position: int) -> Callable[[int, dict, Callable[[], bytes]], None]:
         def write(sequence: int, arrays: dict, meta: Callable[[], bytes]) -> None:
-            write_snapshot(self.directory, sequence, arrays, meta(), position=position)
-            prune(self.directory, keep=SNAPSHOTS_KEPT)
+            write_snapshot(self.directory, sequence, arrays, meta(), position=position,
+                           publish=False)
 
         return write
+
+    def _publish(self, sequence: int) -> None:
+        publish_snapshot(self.directory, sequence)
+        prune(self.directory, keep=SNAPSHOTS_KEPT)
 
     async def _taken(self, sequence: int, position: int, writing: Awaitable[bool],
                      upload: bool) -> None:

@@ -44,7 +44,7 @@ from engine.skips import (
     lock_data_dir,
     record_skip,
 )
-from engine.snapshot import load_latest, prune, write_snapshot
+from engine.snapshot import load_latest, prune, publish_snapshot, write_snapshot
 from engine.snapshot_upgrade import upgrade
 
 log = logging.getLogger("crowdex.engine")
@@ -320,7 +320,9 @@ class Engine:
             await self._snapshot_task
             self._snapshot_task = None
         if self.failed is None and self.machine.last_sequence != self._snapshotted:
-            await asyncio.to_thread(self._write_snapshot, *snapshot_copy(self.machine))
+            sequence, arrays, meta = snapshot_copy(self.machine)
+            await asyncio.to_thread(self._write_snapshot, sequence, arrays, meta)
+            await asyncio.to_thread(self._publish_snapshot, sequence)
         self.close_recovered()
 
     def close_recovered(self) -> None:
@@ -473,7 +475,8 @@ class Engine:
             self._snapshot_started = sequence
             self._snapshot_task = asyncio.create_task(
                 self._snapshot_written(sequence,
-                                       snapshot_off_loop(self.machine, self._write_snapshot)),
+                                       snapshot_off_loop(self.machine, self._write_snapshot,
+                                                         self._publish_snapshot)),
                 name="crowdex-snapshot")
 
     async def _snapshot_written(self, sequence: int, writing: Awaitable[bool]) -> None:
@@ -482,25 +485,52 @@ class Engine:
 
     def _write_snapshot(self, sequence: int, arrays: dict,
                         meta: Callable[[], bytes]) -> None:
-        write_snapshot(self.snapshot_dir, sequence, arrays, meta())
+        write_snapshot(self.snapshot_dir, sequence, arrays, meta(), publish=False)
+
+    def _publish_snapshot(self, sequence: int) -> None:
+        publish_snapshot(self.snapshot_dir, sequence)
         self._snapshotted = max(self._snapshotted, sequence)
         prune(self.snapshot_dir, keep=SNAPSHOTS_KEPT)
 
 
-# Writes the state after ``sequence`` from its arrays and a callable giving its meta bytes.
+# Writes the state after ``sequence`` from its arrays and a callable giving its meta bytes,
+# not yet published (``write_snapshot(..., publish=False)``); may run in a forked child.
 SnapshotWrite = Callable[[int, dict, Callable[[], bytes]], None]
+# Publishes the snapshot of the sequence written (``publish_snapshot``): in the exchange's
+# process, in a thread, once the write succeeded.
+SnapshotPublish = Callable[[int], None]
 
 
-def snapshot_off_loop(machine: StateMachine, write: SnapshotWrite) -> Awaitable[bool]:
+def snapshot_off_loop(machine: StateMachine, write: SnapshotWrite,
+                      publish: SnapshotPublish) -> Awaitable[bool]:
     """Start writing ``machine``'s state as it is now, without holding up the event loop; the
-    returned awaitable says whether it was written (a failure is logged, never raised).
+    returned awaitable says whether it was written and published (a failure is logged, never
+    raised).
 
     Call it between batches: the state is captured before this returns, by a fork (a forked
-    child, ``SNAPSHOT_IN_CHILD``, writes it) or by copies (a thread writes those).
+    child, ``SNAPSHOT_IN_CHILD``, writes it) or by copies (a thread writes those). The child
+    only writes: the fsync and the rename wait in a thread here, after it has exited, so it
+    shares the exchange's pages no longer than the writing takes (``snapshot_fork``).
     """
+    sequence = machine.last_sequence
     if SNAPSHOT_IN_CHILD:
-        return _reap_writer(machine.last_sequence, snapshot_fork(machine, write))
-    return _write_in_thread(write, *snapshot_copy(machine))
+        written = _reap_writer(sequence, snapshot_fork(machine, write))
+    else:
+        written = _write_in_thread(write, *snapshot_copy(machine))
+    return _published(sequence, written, publish)
+
+
+async def _published(sequence: int, written: Awaitable[bool],
+                     publish: SnapshotPublish) -> bool:
+    if not await written:
+        return False
+    try:
+        await asyncio.to_thread(publish, sequence)
+    except Exception:
+        log.exception("the snapshot of sequence %d was written but could not be made durable",
+                      sequence)
+        return False
+    return True
 
 
 def snapshot_copy(machine: StateMachine) -> tuple[int, dict, Callable[[], bytes]]:
@@ -518,8 +548,9 @@ def snapshot_fork(machine: StateMachine, write: SnapshotWrite) -> int:
     while the child lives, the exchange's first write to each page it shares with the child
     is a fault and a 4 KiB copy (pages of Python objects count: a reference count changed is
     a write), and after it a cheaper fault that finds the page no longer shared. So the child
-    is kept short: it writes the arrays from where they lie (``write_snapshot``) and encodes
-    the meta in one pass with the collector off (``crowdex bench snapshot`` measures it).
+    is kept short: it writes the arrays from where they lie (``write_snapshot``), encodes
+    the meta in one pass with the collector off, and leaves the fsync to the exchange
+    (``snapshot_off_loop``; ``crowdex bench snapshot`` measures it).
     """
     sequence = machine.last_sequence
     pid = os.fork()

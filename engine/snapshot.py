@@ -138,9 +138,16 @@ def snapshot_name(sequence: int) -> str:
 def write_snapshot(
     directory: Path, sequence: int, arrays: dict[str, np.ndarray], meta: bytes, *,
     position: int = 0, sync: bool = True, stages: SnapshotStages | None = None,
+    publish: bool = True,
 ) -> Path:
     """Write a snapshot atomically and return its path; ``sync=False`` is for tests only.
-    ``stages``, if given, is told where the time went."""
+    ``stages``, if given, is told where the time went.
+
+    ``publish=False`` writes the file under its temporary name only, neither synced nor
+    renamed, and returns that path; ``publish_snapshot``, in this process or another, then
+    makes it durable and visible. The forked snapshot writer works this way, so it lives only
+    as long as the writing takes (module ``engine.sequencer``): the exchange shares its pages
+    with it while it lives, and the fsync can as well wait in a thread of the exchange."""
     if sequence < 0 or position < 0:
         raise ValueError(f"sequence and position must be >= 0, got {sequence}, {position}")
     lap = _no_lap if stages is None else stages.lap
@@ -162,21 +169,37 @@ def write_snapshot(
         if os.pwrite(fd, header, 0) != len(header):
             raise OSError(f"{temp}: short write of the snapshot header")
         lap("write")
-        if sync:
-            os.fsync(fd)
-        lap("fsync")
     finally:
         os.close(fd)
+    if not publish:
+        return temp
+    return publish_snapshot(directory, sequence, sync=sync, stages=stages)
+
+
+def publish_snapshot(directory: Path, sequence: int, *, sync: bool = True,
+                     stages: SnapshotStages | None = None) -> Path:
+    """Make the snapshot that ``write_snapshot(..., publish=False)`` wrote durable (fsync) and
+    then visible under its name (an atomic rename, itself made durable); return its path."""
+    lap = _no_lap if stages is None else stages.lap
+    directory = Path(directory)
+    final = directory / snapshot_name(sequence)
+    temp = directory / (final.name + _TEMP_SUFFIX)
+    if sync:
+        _fsync(temp, os.O_WRONLY)
+    lap("fsync")
     os.replace(temp, final)
     if sync:
-        # The rename is durable only once the directory entry is.
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(directory, os.O_RDONLY)  # the rename is durable only once the entry is
     lap("rename")
     return final
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def snapshot_paths(directory: Path) -> list[Path]:

@@ -72,6 +72,34 @@ async def test_snapshot_plus_tail_equals_full_replay(tmp_path: Path, snapshot_wr
     assert replay_from_empty(tmp_path).state_hash() == live_hash
 
 
+async def test_a_snapshot_that_cannot_be_published_is_not_counted(
+        tmp_path: Path, monkeypatch, caplog):
+    """The child writes; this process fsyncs and renames after it (``publish_snapshot``, in a
+    thread). A publish that fails leaves no snapshot counted or visible, and the exchange
+    goes on; the next one that succeeds is counted."""
+    monkeypatch.setattr(sequencer, "SNAPSHOT_IN_CHILD", True)
+    real_publish = sequencer.publish_snapshot
+
+    def fsync_failed(*_args, **_kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(sequencer, "publish_snapshot", fsync_failed)
+    engine = Engine(tmp_path, WallClock(), snapshot_every=1)
+    await engine.start()
+    ids = await _venue(engine, 2)
+    await engine._snapshot_task
+    assert "could not be made durable" in caplog.text
+    assert load_latest(tmp_path / "snapshots") is None and engine._snapshotted == 0
+    assert engine.failed is None
+    monkeypatch.setattr(sequencer, "publish_snapshot", real_publish)
+    assert (await engine.submit(c.Deposit(ids[0], 5, "after"))).status == 201
+    await engine._snapshot_task
+    snapshot = load_latest(tmp_path / "snapshots")
+    assert snapshot is not None and snapshot.sequence == engine.machine.last_sequence
+    assert engine._snapshotted == snapshot.sequence
+    await engine.stop()
+
+
 async def test_a_snapshot_child_that_fails_is_logged_and_the_exchange_goes_on(
         tmp_path: Path, monkeypatch, caplog):
     monkeypatch.setattr(sequencer, "SNAPSHOT_IN_CHILD", True)

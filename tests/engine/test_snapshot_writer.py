@@ -124,6 +124,21 @@ def test_short_writes_are_resumed(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert path.read_bytes() == reference_file(3, 0, arrays, b"meta")
 
 
+def test_an_unpublished_snapshot_is_invisible_until_published(tmp_path: Path) -> None:
+    """The forked writer only writes (``publish=False``); the exchange publishes it after the
+    child has exited. Until then no reader may find it, and once published the file is the
+    one a one-step write gives."""
+    arrays = CASES["chunks"]()
+    temp = write_snapshot(tmp_path, 9, arrays, b"meta", position=4, publish=False)
+    assert temp.name != snapshot_name(9) and temp.exists()
+    assert snapshot.snapshot_paths(tmp_path) == []
+    assert snapshot.load_latest(tmp_path) is None
+    final = snapshot.publish_snapshot(tmp_path, 9)
+    assert final == tmp_path / snapshot_name(9) and not temp.exists()
+    assert final.read_bytes() == reference_file(9, 4, arrays, b"meta")
+    assert read_snapshot(final, expected_sequence=9).position == 4
+
+
 def _venue(orders: int) -> tuple[StateMachine, list[c.Entry]]:
     """bench.recovery's venue (traders holding cash and units), and ``orders`` more orders."""
     machine = StateMachine()
