@@ -40,7 +40,7 @@ from engine.kernels.layout import (
 )
 from engine.kernels.pipeline import EVENTS_PER_COMMAND_FIXED, run_batch
 from engine.reference import allocation as reference_allocation
-from engine.state import ACCOUNT_DTYPE, POSITION_DTYPE, Balances
+from engine.state import ACCOUNT_DTYPE, POSITION_DTYPE, Balances, grown, holding
 
 # Limits (TigerBeetle style: everything has one). Prices and quantities follow API.md.
 batch_size_max = 1 << 20
@@ -87,22 +87,10 @@ class FillsResult(NamedTuple):
 
 def _grown(array: np.ndarray, needed: int, fill: int | None = None,
            used: int | None = None) -> np.ndarray:
-    """``array`` with room for ``needed`` rows (capacity doubled), or itself if it fits.
-
-    The first ``used`` rows (all of them by default) are copied into a grown array; a scratch
-    buffer passes how much of it is live.
-    """
-    if needed <= len(array):
-        return array
-    capacity = max(len(array), 1)  # an empty array (a snapshot of no orders) must grow too
-    while capacity < needed:
-        capacity *= 2
-    grown = np.zeros(capacity, dtype=array.dtype)
-    if fill is not None:
-        grown[:] = fill
-    keep = len(array) if used is None else used
-    grown[:keep] = array[:keep]
-    return grown
+    """``array`` with room for ``needed`` rows (``engine.state.grown``: capacity doubled, or
+    in place in its reserved address space); a scratch buffer passes how much of it is live
+    (``used``), and ``fill`` is the value of rows not yet used."""
+    return grown(array, needed, used=used, fill=fill)
 
 
 class MatchingEngine:
@@ -475,10 +463,10 @@ class MatchingEngine:
         for name, dtype in expected.items():
             if arrays[name].dtype != dtype:
                 raise ValueError(f"snapshot {name} dtype {arrays[name].dtype} is not {dtype}")
-        self.orders = _grown(arrays["orders"].copy(), 16)
+        self.orders = holding(arrays["orders"])
         self.levels = arrays["levels"].copy()
         self.instruments = arrays["instruments"].copy()
-        self.oid_index = _grown(arrays["oid_index"].astype(np.int64), 16, fill=-1)
+        self.oid_index = holding(arrays["oid_index"].astype(np.int64), fill=-1)
         self.counters = arrays["counters"].astype(np.int64).copy()
 
 
