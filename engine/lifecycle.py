@@ -21,6 +21,7 @@ import numpy as np
 from engine.clock import format_time_us
 from engine.kernels import codes as k
 from engine.kernels import fold as kf
+from engine.state import grown, holding
 
 RECORD_DTYPE = np.dtype(
     [
@@ -139,19 +140,10 @@ class Folded:
 
 
 def _grown(array: np.ndarray, needed: int, used: int | None = None) -> np.ndarray:
-    """``array`` with room for ``needed`` rows (doubled), or itself. Only the first ``used``
-    rows (all by default) are copied: the rest of a fresh array is zero pages the system maps
-    as they are first written, so a copy of unused or scratch rows would cost time and memory
-    for nothing (a replay grows the records from a thousand to millions)."""
-    if needed <= len(array):
-        return array
-    capacity = max(len(array), 16)
-    while capacity < needed:
-        capacity *= 2
-    grown = np.zeros(capacity, dtype=array.dtype)
-    keep = len(array) if used is None else used
-    grown[:keep] = array[:keep]
-    return grown
+    """``array`` with room for ``needed`` rows, or itself (``engine.state.grown``: doubled, or
+    in place in its reserved address space). Only the first ``used`` rows (all by default)
+    are kept: a scratch buffer's other rows read as zero again, as a fresh array's would."""
+    return grown(array, needed, used=used)
 
 
 class Lifecycle:
@@ -387,10 +379,10 @@ class Lifecycle:
         """Restore what ``arrays`` gave (copies), with the kept orders' client_order_ids."""
         if arrays["records"].dtype != RECORD_DTYPE or arrays["legs"].dtype != LEG_DTYPE:
             raise ValueError("snapshot order records have another layout")
-        self.records = _grown(arrays["records"].copy(), 16)
+        self.records = holding(arrays["records"])
         self.next_oid = max(len(arrays["records"]), 1)
-        self.legs = _grown(arrays["legs"].copy(), 16)
-        self.fifo = _grown(arrays["finished"].astype(np.int64), 16)
+        self.legs = holding(arrays["legs"])
+        self.fifo = holding(arrays["finished"].astype(np.int64))
         self.book_seq = _grown(arrays["book_sequences"].astype(np.int64), 16)
         self.counters[:] = 0
         self.counters[kf.F_LEGS] = len(arrays["legs"])
