@@ -76,6 +76,7 @@ SIDES = {"buy": k.SIDE_BUY, "sell": k.SIDE_SELL}
 TIFS = {"gtc": k.TIF_GTC, "ioc": k.TIF_IOC, "fok": k.TIF_FOK}
 
 k_NEW, k_CANCEL, k_UNCROSS, k_AMEND = k.OP_NEW, k.OP_CANCEL, k.OP_UNCROSS, k.OP_AMEND
+_PLACE, _CANCEL = mc.PlaceOrder, mc.CancelOrder
 
 
 class MarketsMeta(msgspec.Struct, array_like=True):
@@ -206,12 +207,14 @@ class Markets:
         replies: list[Reply | None] = [None] * len(items)
         queue = _Queue()
         tradable: dict[tuple[int, str], Any] = {}
+        place, cancel = self._queue_place, self._queue_cancel  # looked up once a run
         for index, (sequence, actor, cmd) in enumerate(items):
             try:
-                if type(cmd) is mc.PlaceOrder:
-                    self._queue_place(queue, replies, index, sequence, actor, cmd, tradable)
-                elif type(cmd) is mc.CancelOrder:
-                    self._queue_cancel(queue, replies, index, sequence, actor, cmd)
+                kind = type(cmd)
+                if kind is _PLACE:
+                    place(queue, replies, index, sequence, actor, cmd, tradable)
+                elif kind is _CANCEL:
+                    cancel(queue, replies, index, sequence, actor, cmd)
                 else:
                     self._queue_amend(queue, replies, index, sequence, actor, cmd)
             except CrowdexError as error:
@@ -244,7 +247,7 @@ class Markets:
         room = queue.room.get(actor)  # new orders the queue may still take from this actor
         if room is None:
             counts = self.lifecycle.open_count  # _open_orders, inline
-            room = OPEN_ORDERS_MAX - (int(counts[actor]) if actor < len(counts) else 0)
+            room = OPEN_ORDERS_MAX - (counts.item(actor) if actor < len(counts) else 0)
         if ((cid is not None and ((actor, cid) in self.lifecycle.open_client_ids
                                   or (actor, cid) in queue.client_ids))
                 or room <= 0 or instrument_id not in self._books):
@@ -270,7 +273,7 @@ class Markets:
         order_id = cmd.order_id
         lifecycle = self.lifecycle
         # Lifecycle.known, with the record read once (a tuple: one numpy call, not one a field).
-        record = lifecycle.records[order_id].item() if 0 < order_id < lifecycle.next_oid else None
+        record = lifecycle.records.item(order_id) if 0 < order_id < lifecycle.next_oid else None
         if record is not None and record[_REC_KEPT]:  # its owner and a finished status never
             if record[_REC_ACCOUNT] != actor:  # change
                 raise CrowdexError("order_not_found", f"no order {order_id}")
@@ -288,7 +291,9 @@ class Markets:
         # fold (see _replies). Matching the queue here instead made each such cancel cut the
         # run short: most cancels name recent orders.
         # Account 0 owns no order, and the kernel would skip the owner check for it.
-        next_id = self.engine.next_order_id
+        next_id = queue.first_oid
+        if next_id is None:
+            next_id = queue.first_oid = self.engine.next_order_id
         if actor != 0 and next_id <= order_id < next_id + queue.new_count:
             queue.cancel(index, sequence, actor, order_id, by_id=True)
             return
@@ -519,13 +524,17 @@ class Markets:
         actors, targets = zip(*(queue.actor_and_order(position) for position in positions),
                               strict=True)
         changes, marks = folded.changes, folded.marks
-        # Each target's changes and evictions in this call, in command order (few rows).
-        # A set probe per row: np.isin on order ids builds a table as wide as their range.
         wanted = set(targets)
+        # Each target's changes and evictions in this call, in command order (few rows),
+        # found by a binary search of the sorted targets (np.isin on order ids builds a table
+        # as wide as their range; a set probe per row costs more than the search).
         history: dict[int, list[tuple[int, int]]] = {}  # oid -> [(position, status)]
-        oids = changes["oid"].tolist()
-        rows = [row for row, oid in enumerate(oids) if oid in wanted]
-        if rows:
+        oids = changes["oid"]
+        ordered = np.array(sorted(wanted), dtype=np.int64)
+        at = np.searchsorted(ordered, oids)
+        np.minimum(at, len(ordered) - 1, out=at)
+        rows = np.flatnonzero(ordered[at] == oids)
+        if len(rows):
             picked = changes[rows]
             for pos, oid, status in zip(picked["pos"].tolist(), picked["oid"].tolist(),
                                         picked["status"].tolist(), strict=True):
@@ -540,36 +549,30 @@ class Markets:
             before = [status for pos, status in history.get(order_id, ()) if pos <= position]
             if evicted.get(order_id, position + 1) <= position or (
                     position in queue.by_id and (
-                        not before or int(records["account"][order_id]) != actor)):
-                reply = Reply(404, CrowdexError("order_not_found", f"no order {order_id}").body())
+                        not before or records.item(order_id)[_REC_ACCOUNT] != actor)):
+                reply = _error_reply(404, "order_not_found", f"no order {order_id}")
             else:
-                status = before[-1] if before else int(records["status"][order_id])
-                reply = Reply(409, CrowdexError(
-                    "order_not_open", f"order {order_id} is {STATUS_NAMES[status]}").body())
+                status = before[-1] if before else records.item(order_id)[_REC_STATUS]
+                reply = _error_reply(409, "order_not_open",
+                                     f"order {order_id} is {STATUS_NAMES[status]}")
             replies[queue.indexes[position]] = reply
 
     def _publish(self, folded: Folded, events: np.ndarray, trades: int,
                  views: dict[int, dict]) -> None:
         """Trade, order and book updates for the channels someone listens to, in the order the
         commands made them: per command its trades, then its orders (in the order it changed
-        them), then its books. Each update is keyed ``3 * command + kind`` (kind 0 a trade,
-        1 an order, 2 a book), added in order within its kind: a stable sort by key puts them
-        in that order."""
+        them), then its books. Each update ``(channel, data, sequence)`` is keyed
+        ``3 * command + kind`` (kind 0 a trade, 1 an order, 2 a book), added in order within
+        its kind: a stable sort by key puts them in that order."""
         wants = self.machine.wants
-        items: list[tuple[int, str, Any, int | None]] = []
+        items: list[tuple[int, tuple[str, Any, int | None]]] = []
         if trades:
             fills = events[events["kind"] == k.EV_FILL]
-            channels = {i: f"trades:{i}" for i in set(fills["instrument"].tolist())}
+            instruments = fills["instrument"].tolist()
+            channels = {i: f"trades:{i}" for i in set(instruments)}
             channels = {i: name for i, name in channels.items() if wants(name)}
             if channels:
-                time = format_time_us(self.machine.now_us)
-                for f in fills.tolist():
-                    channel = channels.get(f[_EV_INSTRUMENT])
-                    if channel is not None:
-                        items.append((3 * f[_EV_CMD], channel, {
-                            "trade_id": f[_EV_TRADE_ID], "price": f[_EV_PRICE],
-                            "quantity": f[_EV_QTY], "taker_side": SIDE_NAMES[f[_EV_SIDE]],
-                            "time": time}, None))
+                items.extend(self._trade_items(fills, instruments, channels))
         changes = folded.changes
         if len(changes):
             accounts = self.lifecycle.records["account"][changes["oid"]].tolist()
@@ -586,12 +589,28 @@ class Markets:
                 built = self._views_at(changes, rows, views)
                 positions = changes["pos"].tolist()
                 for row, view in zip(rows, built, strict=True):
-                    items.append((3 * positions[row] + 1, channels[accounts[row]], view, None))
+                    items.append((3 * positions[row] + 1, (channels[accounts[row]], view, None)))
         if len(folded.books):
             items.extend(self._book_updates(folded))
         if items:
             items.sort(key=_first)
-            self.machine.outbox.extend([item[1:] for item in items])
+            self.machine.outbox.extend(map(_second, items))
+
+    def _trade_items(self, fills: np.ndarray, instruments: list[int],
+                     channels: dict[int, str]) -> list[tuple]:
+        """The trade updates of ``fills`` (``EVENT_DTYPE`` fill rows, their ``instruments``)
+        on the listened ``channels``, keyed for ``_publish``'s sort: the columns read once,
+        not every field of every row."""
+        time = format_time_us(self.machine.now_us)
+        get = channels.get
+        return [(3 * command, (channel, {
+                    "trade_id": trade_id, "price": price, "quantity": quantity,
+                    "taker_side": _SIDE_NAME[side], "time": time}, None))
+                for command, instrument, trade_id, price, quantity, side in zip(
+                    fills["cmd"].tolist(), instruments, fills["trade_id"].tolist(),
+                    fills["price"].tolist(), fills["qty"].tolist(), fills["side"].tolist(),
+                    strict=True)
+                if (channel := get(instrument)) is not None]
 
     def _book_updates(self, folded: Folded) -> list[tuple]:
         """Book updates of the listened instruments: per command, its net change of each level
@@ -683,7 +702,7 @@ class Markets:
                 key = (inst, side, price)
                 running[key] += changes[(side, price)]
                 published.append([_SIDE_NAME[side], price, running[key]])
-            items.append((3 * pos + 2, channel, {"changes": published}, sequence))
+            items.append((3 * pos + 2, (channel, {"changes": published}, sequence)))
         return items
 
     def _level_quantities(self, inst: np.ndarray, side: np.ndarray,
@@ -895,31 +914,32 @@ def _refusal_text(code: int) -> str:
     return _REFUSALS.get(name, name.replace("_", " "))
 
 
+def _error_reply(status: int, code: str, message: str) -> Reply:
+    """``Reply(error.status, error.body())`` of ``CrowdexError(code, message)`` whose status
+    is ``status``, without the exception: the refusals of a call's cancels, a few a batch."""
+    return Reply(status, {"error": {"code": code, "message": message}})
+
+
 def _refused(code: int) -> Reply:
     error = CrowdexError(k.CODE_NAMES[code], _refusal_text(code))
     return Reply(error.status, error.body())
 
 
-_EV_CMD, _EV_SIDE, _EV_INSTRUMENT, _EV_PRICE, _EV_QTY, _EV_TRADE_ID = (
-    EVENT_DTYPE.names.index(name)
-    for name in ("cmd", "side", "instrument", "price", "qty", "trade_id"))
 _UNBUILT = {200: Reply(200, None), 201: Reply(201, None)}  # bodies nobody reads (see _replies)
 _SIDE_NAME = tuple(SIDE_NAMES[side] for side in range(len(SIDE_NAMES)))
-_first = operator.itemgetter(0)
+_first, _second = operator.itemgetter(0), operator.itemgetter(1)
 
 
 def _book_items(books: np.ndarray, lo: list[int], hi: list[int], rows: list[list],
                 listened: dict[int, str]) -> list[tuple]:
     """The book updates of ``books`` rows (``BOOK_ROW_DTYPE``) of listened instruments: each
     publishes ``rows[lo:hi]`` of its own, keyed for ``Markets._publish``'s sort."""
-    items = []
-    for at, instrument, sequence, start, end in zip(
-            *(books[name].tolist() for name in ("pos", "instrument", "sequence")), lo, hi,
-            strict=True):
-        channel = listened.get(instrument)
-        if channel is not None:
-            items.append((3 * at + 2, channel, {"changes": rows[start:end]}, sequence))
-    return items
+    get = listened.get
+    return [(3 * at + 2, (channel, {"changes": rows[start:end]}, sequence))
+            for at, instrument, sequence, start, end in zip(
+                *(books[name].tolist() for name in ("pos", "instrument", "sequence")), lo, hi,
+                strict=True)
+            if (channel := get(instrument)) is not None]
 
 
 def _uncrossed(events: np.ndarray) -> dict | None:
@@ -988,8 +1008,10 @@ class _Queue:
         self.sequences: list[int] = []
         self.ops: list[int] = []
         self.rows: list[bytes] = []  # each command's row, packed (_COMMAND_ROW)
-        self.flags = bytearray()  # per command: 1 for a new order with a client_order_id
         self.new_count = 0
+        # The id the engine gives the call's first new order (Markets._queue_cancel): it
+        # changes only when the queue is matched, which clears the queue.
+        self.first_oid: int | None = None
         # Most queues leave these empty: replaced only if used (once a kernel call).
         if self.cids:
             self.cids, self.client_ids = {}, set()
@@ -1004,7 +1026,6 @@ class _Queue:
         self.sequences.append(sequence)
         self.ops.append(op)
         self.rows.append(_pack_command(op, *row, -1))
-        self.flags.append(0)
 
     def place(self, index: int, sequence: int, actor: int, cmd: mc.PlaceOrder,
               pos_slot: int) -> None:
@@ -1015,9 +1036,6 @@ class _Queue:
         if cid is not None:
             self.cids[len(self.ops)] = cid
             self.client_ids.add((actor, cid))
-            self.flags.append(1)
-        else:
-            self.flags.append(0)
         self.indexes.append(index)
         self.sequences.append(sequence)
         self.ops.append(k_NEW)
@@ -1061,6 +1079,9 @@ class _Queue:
     def cid_flags(self) -> np.ndarray:
         """1 for each new order with a client_order_id (shared zeros when none: the fold only
         reads it, and most calls have none)."""
-        if not self.cids and len(self.flags) <= len(_NO_CIDS):
-            return _NO_CIDS[: len(self.flags)]
-        return np.frombuffer(bytearray(self.flags), dtype=np.int8)
+        n = len(self.ops)
+        if not self.cids and n <= len(_NO_CIDS):
+            return _NO_CIDS[:n]
+        flags = np.zeros(n, dtype=np.int8)
+        flags[list(self.cids)] = 1
+        return flags
