@@ -106,6 +106,9 @@ class Markets:
         self._command_room(256)
         self._order_channels: dict[int, str] = {}  # account -> its orders channel's name
         self._offerings_component: Any = None  # the machine's, once asked for (_offerings)
+        # Accounts seen to be investors: an account's role never changes once it exists, so
+        # an order's role check is a set probe after its account's first order.
+        self._investors: set[int] = set()
 
     def handlers(self) -> dict:
         return {mc.PlaceOrder: self._place, mc.CancelOrder: self._cancel,
@@ -207,12 +210,31 @@ class Markets:
         replies: list[Reply | None] = [None] * len(items)
         queue = _Queue()
         tradable: dict[tuple[int, str], Any] = {}
+        # (instrument, side) whose rules an order of the run passed, its book open: a later
+        # order there by an investor (``_investors``), without a client_order_id, needs only
+        # the open order limit and its position row checked.
+        ready: set[tuple[int, str]] = set()
         place, cancel = self._queue_place, self._queue_cancel  # looked up once a run
+        lifecycle, slots = self.lifecycle, self.machine.balances.position_slots
+        investors = self._investors
         for index, (sequence, actor, cmd) in enumerate(items):
+            kind = type(cmd)
+            if kind is _PLACE and cmd.client_order_id is None and actor in investors:
+                instrument_id = cmd.instrument_id
+                if (instrument_id, cmd.side) in ready:
+                    room = queue.room.get(actor)
+                    if room is None:
+                        counts = lifecycle.open_count  # _open_orders, inline
+                        room = OPEN_ORDERS_MAX - (counts.item(actor) if actor < len(counts)
+                                                  else 0)
+                    slot = slots.get((actor, instrument_id))
+                    if room > 0 and slot is not None:  # else _queue_place says what to do
+                        queue.room[actor] = room - 1
+                        queue.place(index, sequence, actor, cmd, slot)
+                        continue
             try:
-                kind = type(cmd)
                 if kind is _PLACE:
-                    place(queue, replies, index, sequence, actor, cmd, tradable)
+                    place(queue, replies, index, sequence, actor, cmd, tradable, ready)
                 elif kind is _CANCEL:
                     cancel(queue, replies, index, sequence, actor, cmd)
                 else:
@@ -223,15 +245,15 @@ class Markets:
         return replies
 
     def _queue_place(self, queue: _Queue, replies: list, index: int, sequence: int, actor: int,
-                     cmd: mc.PlaceOrder, tradable: dict) -> None:
-        # Once per order of a live batch: lookups are hoisted, and what a run cannot change
-        # (an actor's role, an instrument's rules for a side) is checked once per run
-        # (``tradable``: the actor's id -> True, (instrument, side) -> info or refusal).
-        if actor not in tradable:
+                     cmd: mc.PlaceOrder, tradable: dict, ready: set) -> None:
+        # Once per order of a live batch: lookups are hoisted, an actor's role is checked
+        # once (``_investors``) and what a run cannot change (an instrument's rules for a
+        # side) once per run (``tradable``: (instrument, side) -> info or refusal).
+        if actor not in self._investors:
             account = self.machine.accounts.get(actor)
             if account is None or account.role != "investor":
                 raise CrowdexError("forbidden", "only investors trade")
-            tradable[actor] = True
+            self._investors.add(actor)
         instrument_id = cmd.instrument_id
         key = (instrument_id, cmd.side)
         info = tradable.get(key)
@@ -266,6 +288,7 @@ class Markets:
         slot = balances.position_slots.get((actor, instrument_id))
         if slot is None:
             slot = balances.position_slot(actor, instrument_id)
+        ready.add(key)  # its rules passed and its book is open (apply_run)
         queue.place(index, sequence, actor, cmd, slot)
 
     def _queue_cancel(self, queue: _Queue, replies: list, index: int, sequence: int,
@@ -857,6 +880,7 @@ class Markets:
         self.marketdata = MarketData()
         self.marketdata.load(mine)
         self.next_auction_us = state.next_auction_us
+        self._investors = set()  # the machine's accounts were loaded too
 
 
 def warm_up() -> None:
