@@ -276,12 +276,13 @@ class StateMachine:
         replies: list[Reply] = []
         i, n = 0, len(entries)
         while i < n:
-            end = self._run_end(entries, i)
+            end, plain = self._run_end(entries, i)
             if end - i < 2:
                 replies.append(self.apply(first_sequence + i, entries[i]))
                 i += 1
                 continue
-            done = self._apply_run(first_sequence + i, entries[i:end])
+            run = entries[i:end]
+            done = (self._apply_plain_run if plain else self._apply_run)(first_sequence + i, run)
             replies.extend(done)
             i += len(done)
         return replies
@@ -325,23 +326,25 @@ class StateMachine:
                 component.on_time()  # nothing was due; kept for symmetry with apply
         return done
 
-    def _run_end(self, entries: list[c.Entry], start: int) -> int:
+    def _run_end(self, entries: list[c.Entry], start: int) -> tuple[int, bool]:
         """Where the run starting at ``start`` ends: its orders and cancels, and the carried
-        entries between them (``_carried``) whose account no order before them can touch."""
+        entries between them (``_carried``) whose account no order before them can touch;
+        and whether the run is plain: only the runner's commands, none with an idempotency
+        key (``_apply_plain_run``)."""
         first = entries[start]
         runner = self._runners.get(type(first.command))
         if runner is None:
-            return start + 1
+            return start + 1, False
         time_us = max(self.now_us, first.time_us)
         due = self.next_deadline_us()
         if due is not None and due <= time_us:
-            return start + 1  # on_time fires after this entry: apply it alone
+            return start + 1, False  # on_time fires after this entry: apply it alone
         rests_orders = getattr(runner, "rests_orders", None)
         carried = self._carried if self.quiet and rests_orders is not None else {}
         runners, idempotency, time_us = self._runners, self.idempotency, first.time_us
         actors: set[int] = set()  # of the run's orders so far
         keys: set[tuple[int, str]] = set()
-        last = start
+        last, plain = start, True
         for end in range(start, len(entries)):
             entry = entries[end]
             if entry.time_us != time_us:
@@ -360,7 +363,11 @@ class StateMachine:
             if ordered:
                 actors.add(entry.actor)
                 last = end
-        return last + 1  # carried entries after the last order: nothing to carry them past
+                plain = plain and not keys
+            else:
+                plain = False
+        # Carried entries after the last order: nothing to carry them past.
+        return last + 1, plain
 
     def _carries(self, rests_orders: Callable[[int], bool], how: Carried, entry: c.Entry,
                  actors: set[int]) -> bool:
@@ -426,6 +433,24 @@ class StateMachine:
                     and reply.status != 429):
                 self._remember((entry.actor, entry.idempotency_key), entry.request_hash or "",
                                reply)
+        for component in self.components:
+            component.on_time()  # nothing was due (see _run_end); kept for symmetry with apply
+        return replies
+
+    def _apply_plain_run(self, first_sequence: int, entries: list[c.Entry]) -> list[Reply]:
+        """``_apply_run`` of a plain run (``_run_end``): nothing carried, no reply to
+        remember, so its entries go to the runner as they are (the commonest live batch)."""
+        if first_sequence != self.last_sequence + 1:
+            raise RuntimeError(
+                f"sequence {first_sequence} does not follow the last applied {self.last_sequence}"
+            )
+        self.now_us = max(self.now_us, entries[0].time_us)
+        self.replies_needed = not self.quiet
+        replies = self._runners[type(entries[0].command)].apply_run([
+            (sequence, entry.actor, entry.command)
+            for sequence, entry in zip(range(first_sequence, first_sequence + len(entries)),
+                                       entries, strict=True)])
+        self.last_sequence = first_sequence + len(entries) - 1
         for component in self.components:
             component.on_time()  # nothing was due (see _run_end); kept for symmetry with apply
         return replies
