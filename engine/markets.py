@@ -501,28 +501,33 @@ class Markets:
         needed = self.machine.replies_needed
         kept = self.machine.replies_kept  # None: every reply is needed while needed is
         sequences = queue.sequences
-        wanted: list[tuple[int, int, int]] = []  # (reply index, status, change row)
+        # The accepted commands' replies: where they go, their status, their change row.
+        at: list[int] = []
+        statuses: list[int] = []
+        rows: list[int] = []
         not_found: list[int] = []  # positions of cancels of orders no longer on the book
-        indexes, ops = queue.indexes, queue.ops
-        for position, code in enumerate(codes):
-            op = ops[position]
-            if op == k_UNCROSS:
-                replies[indexes[position]] = _uncrossed(events)
-            elif code == k.OK:
+        ok, unbuilt = k.OK, _UNBUILT
+        for position, (index, op, code, row) in enumerate(zip(queue.indexes, queue.ops, codes,
+                                                              first_row, strict=True)):
+            if code == ok and op != k_UNCROSS:
                 status = 201 if op == k_NEW else 200
                 if needed and (kept is None or sequences[position] in kept):
-                    wanted.append((indexes[position], status, first_row[position]))
+                    at.append(index)
+                    statuses.append(status)
+                    rows.append(row)
                 else:
-                    replies[indexes[position]] = _UNBUILT[status]
+                    replies[index] = unbuilt[status]
+            elif op == k_UNCROSS:
+                replies[index] = _uncrossed(events)
             elif op == k_CANCEL and code == k.ORDER_NOT_FOUND:
                 not_found.append(position)
             else:
-                replies[indexes[position]] = _refused(code)
+                replies[index] = _refused(code)
         if not_found:
             self._cancels_refused(queue, not_found, folded, replies)
-        if wanted:
-            built = self._views_at(folded.changes, [row for _, _, row in wanted], views)
-            for (index, status, _), view in zip(wanted, built, strict=True):
+        if rows:
+            built = self._views_at(folded.changes, rows, views)
+            for index, status, view in zip(at, statuses, built, strict=True):
                 replies[index] = Reply(status, view)
 
     def _views_at(self, changes: np.ndarray, rows: list[int],
