@@ -355,3 +355,28 @@ def view_rows_now(oids, records, legs, out, out_legs):
         _view_row(records, oids[i], r["price"], r["quantity"], r["filled"], r["cancelled"],
                   r["legs"], r["status"], out, i)
     return _view_legs(records, legs, out[:n, V_OID], out[:n, V_LEGS], out_legs)
+
+
+@kernel
+def cancels_refused(changes, marks, positions, targets, out):
+    """For the cancels of a call the kernel did not find (``positions``: their commands,
+    ``targets``: the orders they name): per cancel, in ``out[i, 0]`` the status of its order's
+    last change at or before its command (-1: none), in ``out[i, 1]`` 1 if a command at or
+    before it evicted the order from the kept ones (a ``MARK_EVICTED`` mark), else 0. The
+    change rows are in command order, so the last one written is the last one wanted."""
+    n = len(positions)
+    for i in range(n):
+        out[i, 0] = -1
+        out[i, 1] = 0
+    for r in range(len(changes)):
+        oid = changes[r]["oid"]
+        pos = changes[r]["pos"]
+        for i in range(n):
+            if targets[i] == oid and pos <= positions[i]:
+                out[i, 0] = changes[r]["status"]
+    for r in range(len(marks)):
+        if marks[r]["op"] != MARK_EVICTED:
+            continue
+        for i in range(n):
+            if targets[i] == marks[r]["oid"] and marks[r]["pos"] <= positions[i]:
+                out[i, 1] = 1
