@@ -21,6 +21,7 @@ from __future__ import annotations
 import operator
 import struct
 from collections.abc import Callable
+from itertools import compress
 from typing import Any
 
 import msgspec
@@ -588,13 +589,13 @@ class Markets:
         if len(changes):
             accounts = self.lifecycle.records["account"][changes["oid"]].tolist()
             names = self._order_channels  # each account's channel name, formatted once
-            channels = {}
-            for account in set(accounts):
-                name = names.get(account)
-                if name is None:
-                    name = names[account] = f"orders@{account}"
-                if wants(name):
-                    channels[account] = name
+            distinct = set(accounts)
+            for account in distinct.difference(names):
+                names[account] = f"orders@{account}"
+            distinct_list = list(distinct)
+            # One wants() a channel, called from C (map, compress): most have no listener.
+            channels = {account: names[account] for account in compress(
+                distinct_list, map(wants, map(names.__getitem__, distinct_list)))}
             if channels:
                 rows = [row for row, account in enumerate(accounts) if account in channels]
                 built = self._views_at(changes, rows, views)
@@ -645,7 +646,9 @@ class Markets:
         if count < 0:  # a level off its ladder (see engine.kernels.bookrows)
             return self._book_updates_numpy(books, levels, listened)
         # Each published level a list of its own: the updates are handed on, not copied.
-        rows = [[_SIDE_NAME[x], p, q] for x, p, q in out[:count].tolist()]
+        rows = out[:count].tolist()
+        for row in rows:  # side, price, quantity: the side named in place, no list a row
+            row[0] = _SIDE_NAME[row[0]]
         return _book_items(books, bounds[:, 0].tolist(), bounds[:, 1].tolist(), rows, listened)
 
     def _book_updates_numpy(self, books: np.ndarray, levels: np.ndarray,
