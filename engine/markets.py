@@ -18,6 +18,7 @@ absolute new quantity of every level it changed.
 
 from __future__ import annotations
 
+import functools
 import operator
 import struct
 from collections.abc import Callable
@@ -217,7 +218,9 @@ class Markets:
         ready: set[tuple[int, str]] = set()
         place, cancel = self._queue_place, self._queue_cancel  # looked up once a run
         lifecycle, slots = self.lifecycle, self.machine.balances.position_slots
-        investors = self._investors
+        investors, packers = self._investors, _ORDER_PACKERS
+        add_index, add_sequence = queue.indexes.append, queue.sequences.append
+        add_op, add_row = queue.ops.append, queue.rows.append
         for index, (sequence, actor, cmd) in enumerate(items):
             kind = type(cmd)
             if kind is _PLACE and cmd.client_order_id is None and actor in investors:
@@ -229,9 +232,17 @@ class Markets:
                         room = OPEN_ORDERS_MAX - (counts.item(actor) if actor < len(counts)
                                                   else 0)
                     slot = slots.get((actor, instrument_id))
-                    if room > 0 and slot is not None:  # else _queue_place says what to do
+                    packer = packers.get((cmd.side, cmd.order_type, cmd.time_in_force,
+                                          cmd.post_only, cmd.self_trade_prevention))
+                    # Else _queue_place says what to do.
+                    if room > 0 and slot is not None and packer is not None:
                         queue.room[actor] = room - 1
-                        queue.place(index, sequence, actor, cmd, slot)
+                        # _Queue.place, inlined for an order without a client_order_id.
+                        add_index(index)
+                        add_sequence(sequence)
+                        add_op(k_NEW)
+                        add_row(packer(instrument_id, actor, cmd.price, cmd.quantity, 0, slot))
+                        queue.new_count += 1
                         continue
             try:
                 if kind is _PLACE:
@@ -998,10 +1009,23 @@ def _order_codes(side: str, order_type: str, time_in_force: str, post_only: bool
             TIFS[time_in_force], int(post_only), k.STP_BY_NAME[self_trade_prevention])
 
 
-# Codes by (side, order_type, time_in_force, post_only, self_trade_prevention): a few dozen
-# combinations exist, and one lookup is cheaper than building the codes for each order.
-_ORDER_CODES: dict[tuple, tuple[int, int, int, int, int]] = {}
-_ORDER_CODES_MAX = 256
+# Packers of a new order's row by (side, order_type, time_in_force, post_only,
+# self_trade_prevention), its op and codes bound (``_order_packer``): a few dozen combinations
+# exist, and a bound packer costs less than building the codes and passing them each time.
+_ORDER_PACKERS: dict[tuple, Callable[..., bytes]] = {}
+_ORDER_PACKERS_MAX = 256
+
+
+def _order_packer(cmd: mc.PlaceOrder) -> Callable[..., bytes]:
+    """The packer of ``cmd``'s row: give it instrument, account, price, qty, oid, pos_slot."""
+    spec = (cmd.side, cmd.order_type, cmd.time_in_force, cmd.post_only,
+            cmd.self_trade_prevention)
+    packer = _ORDER_PACKERS.get(spec)
+    if packer is None:
+        packer = functools.partial(_pack_command, k_NEW, *_order_codes(*spec))
+        if len(_ORDER_PACKERS) < _ORDER_PACKERS_MAX:  # bounded, whatever a journal holds
+            _ORDER_PACKERS[spec] = packer
+    return packer
 
 
 class _Queue:
@@ -1016,13 +1040,18 @@ class _Queue:
         self.room: dict[int, int] = {}
         self.by_id: set[int] = set()  # positions of cancels of an order that has no id yet
         # when queued (Markets._queue_cancel)
-        self.clear()
-
-    def clear(self) -> None:
         self.indexes: list[int] = []  # the reply each command answers
         self.sequences: list[int] = []
         self.ops: list[int] = []
         self.rows: list[bytes] = []  # each command's row, packed (_COMMAND_ROW)
+        self.clear()
+
+    def clear(self) -> None:
+        # The lists are emptied in place: Markets.apply_run holds their appends for a run.
+        self.indexes.clear()
+        self.sequences.clear()
+        self.ops.clear()
+        self.rows.clear()
         self.new_count = 0
         # The id the engine gives the call's first new order (Markets._queue_cancel): it
         # changes only when the queue is matched, which clears the queue.
@@ -1046,7 +1075,7 @@ class _Queue:
               pos_slot: int) -> None:
         """A new order; ``pos_slot`` is its account's position row of the instrument (a new
         order's instrument has a book and its account exists: the engine need not look)."""
-        # The commonest command: _add inlined, the order's codes looked up at once.
+        # The commonest command: _add inlined, the order's packer looked up at once.
         cid = cmd.client_order_id
         if cid is not None:
             self.cids[len(self.ops)] = cid
@@ -1054,15 +1083,8 @@ class _Queue:
         self.indexes.append(index)
         self.sequences.append(sequence)
         self.ops.append(k_NEW)
-        spec = (cmd.side, cmd.order_type, cmd.time_in_force, cmd.post_only,
-                cmd.self_trade_prevention)
-        codes = _ORDER_CODES.get(spec)
-        if codes is None:
-            codes = _order_codes(*spec)
-            if len(_ORDER_CODES) < _ORDER_CODES_MAX:  # bounded, whatever a journal holds
-                _ORDER_CODES[spec] = codes
-        self.rows.append(_pack_command(k_NEW, *codes, cmd.instrument_id, actor, cmd.price,
-                                       cmd.quantity, 0, pos_slot))
+        self.rows.append(_order_packer(cmd)(cmd.instrument_id, actor, cmd.price, cmd.quantity,
+                                            0, pos_slot))
         self.new_count += 1
 
     def cancel(self, index: int, sequence: int, actor: int, order_id: int,
