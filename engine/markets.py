@@ -244,6 +244,19 @@ class Markets:
                         add_row(packer(instrument_id, actor, cmd.price, cmd.quantity, 0, slot))
                         queue.new_count += 1
                         continue
+            elif kind is _CANCEL and actor != 0:
+                # The commonest cancel names an order of the queue that has no id yet
+                # (_queue_cancel's last case, with _Queue.cancel), inlined.
+                order_id, first = cmd.order_id, queue.first_oid
+                if first is None:
+                    first = queue.first_oid = self.engine.next_order_id
+                if order_id >= lifecycle.next_oid and first <= order_id < first + queue.new_count:
+                    queue.by_id.add(len(queue.ops))
+                    add_index(index)
+                    add_sequence(sequence)
+                    add_op(k_CANCEL)
+                    add_row(_pack_cancel(actor, 0, 0, order_id, -1))
+                    continue
             try:
                 if kind is _PLACE:
                     place(queue, replies, index, sequence, actor, cmd, tradable, ready)
@@ -998,6 +1011,8 @@ _pack_command = _COMMAND_ROW.pack
 (_CMD_ACCOUNT, _CMD_OID, _CMD_INSTRUMENT, _CMD_OP, _CMD_SIDE, _CMD_TYPE,
  _CMD_PRICE) = (COMMAND_DTYPE.names.index(name) for name in (
      "account", "oid", "instrument", "op", "side", "type", "price"))
+# A cancel's row: give it account, price, qty, oid, pos_slot (op and the codes bound).
+_pack_cancel = functools.partial(_pack_command, k_CANCEL, 0, 0, 0, 0, 0, 0)
 _REC_ACCOUNT, _REC_STATUS, _REC_KEPT = (RECORD_DTYPE.names.index(name)
                                         for name in ("account", "status", "kept"))
 
@@ -1091,7 +1106,10 @@ class _Queue:
                by_id: bool = False) -> None:
         if by_id:
             self.by_id.add(len(self.ops))
-        self._add(index, sequence, k_CANCEL, (0, 0, 0, 0, 0, 0, actor, 0, 0, order_id))
+        self.indexes.append(index)
+        self.sequences.append(sequence)
+        self.ops.append(k_CANCEL)
+        self.rows.append(_pack_cancel(actor, 0, 0, order_id, -1))
 
     def amend(self, index: int, sequence: int, actor: int, order_id: int, instrument: int,
               post_only: int, price: int, remaining: int) -> None:
