@@ -75,7 +75,10 @@ def grown(array: np.ndarray, needed: int, *, used: int | None = None, fill: int 
         table = np.frombuffer(mapping, dtype=array.dtype, count=capacity)
         # Past the old length nothing was ever written (a reserved table never shrinks):
         # zero pages, written here only if the new rows read as something else.
-        table[keep:len(array) if not fill else capacity] = fill or 0
+        if fill:
+            table[keep:] = fill
+        else:
+            _zero(mapping, table, keep, len(array))
         return table
     capacity = max(len(array), 16)
     while capacity < needed:
@@ -89,6 +92,22 @@ def grown(array: np.ndarray, needed: int, *, used: int | None = None, fill: int 
         table[keep:] = fill
     table[:keep] = array[:keep]
     return table
+
+
+def _zero(mapping: mmap.mmap, table: np.ndarray, start: int, end: int) -> None:
+    """Zero ``table``'s rows [start, end) (a table at the start of ``mapping``). Whole pages
+    are given back to the system instead of written (MADV_DONTNEED: a private anonymous page
+    then reads as zero again, its memory freed): a scratch buffer's growth after a replay's
+    large calls would otherwise fault in and write tens of MB of zeros in one batch."""
+    first, last = start * table.itemsize, end * table.itemsize
+    lo, hi = -(-first // mmap.PAGESIZE) * mmap.PAGESIZE, last // mmap.PAGESIZE * mmap.PAGESIZE
+    if hi - lo < 16 * mmap.PAGESIZE or not hasattr(mapping, "madvise"):
+        table[start:end] = 0
+        return
+    data = table.view(np.uint8)
+    data[first:lo] = 0
+    mapping.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+    data[hi:last] = 0
 
 
 def holding(rows: np.ndarray, capacity_min: int = 16, fill: int | None = None) -> np.ndarray:

@@ -27,23 +27,31 @@ def copied(array: np.ndarray, needed: int, used: int | None, fill: int | None) -
     return expected
 
 
+WIDE = np.dtype([("a", np.int64), ("b", np.int64), ("c", np.int64)])  # rows across pages
+
+
+def as_ints(table: np.ndarray) -> np.ndarray:
+    return table.view(np.int64).reshape(len(table), -1)
+
+
 @settings(max_examples=60, deadline=None)
 @given(steps=st.lists(st.tuples(st.integers(-1000, 100_000), st.booleans()), min_size=1,
                       max_size=12),
-       fill=st.sampled_from([None, 0, -1]), seed=st.integers(0, 2**32 - 1))
-def test_a_grown_table_reads_as_a_copy_of_its_used_rows(steps, fill, seed):
+       fill=st.sampled_from([None, 0, -1]), wide=st.booleans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_a_grown_table_reads_as_a_copy_of_its_used_rows(steps, fill, wide, seed):
     rng = np.random.default_rng(seed)
-    table = np.zeros(16, dtype=np.int64)
+    table = np.zeros(16, dtype=WIDE if wide else np.int64)
     table[...] = fill or 0
-    for more, partly_used in steps:  # a table of int64 is reserved past 131,072 rows
+    for more, partly_used in steps:  # reserved past 1 MiB (43,691 rows wide, 131,072 not)
         needed = len(table) + more
-        table[:] = rng.integers(-5, 5, len(table))  # rows written since the last growth
+        as_ints(table)[:] = rng.integers(-5, 5, as_ints(table).shape)  # written since
         used = int(rng.integers(0, len(table) + 1)) if partly_used else None
         expected = copied(table, needed, used, fill)
         table = grown(table, needed, used=used, fill=fill)
         assert len(table) >= needed
-        assert np.array_equal(table[: len(expected)], expected[: len(table)])
-        assert (table[len(expected):] == (fill or 0)).all()
+        assert np.array_equal(as_ints(table)[: len(expected)], as_ints(expected)[: len(table)])
+        assert (as_ints(table)[len(expected):] == (fill or 0)).all()
 
 
 def test_a_large_table_grows_in_place(monkeypatch):
@@ -91,3 +99,15 @@ def test_a_table_drained_and_refilled_keeps_its_rows_zero_past_the_count(rows):
     table.rows["id"][index] = 7
     table.load(table.live().copy())
     assert table.count == 4 and (table.live()["id"] == 7).all()
+
+
+@pytest.mark.parametrize("used", [0, 10, 4000])
+def test_rows_past_used_read_as_zero_where_rows_cross_page_edges(used):
+    """A reserved table of 24-byte rows grown in place ends off a page edge: the rows past
+    ``used`` are zeroed on the partial pages at both ends and given back in between."""
+    table = grown(np.zeros(16, dtype=WIDE), 50_000)
+    table = grown(table, len(table) + 100)  # in place: now off a page edge
+    assert (len(table) * WIDE.itemsize) % 4096 != 0
+    as_ints(table)[:] = 7
+    bigger = grown(table, len(table) + 100, used=used)
+    assert (as_ints(bigger)[:used] == 7).all() and (as_ints(bigger)[used:] == 0).all()
