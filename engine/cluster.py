@@ -462,6 +462,10 @@ class ClusterEngine:
         finally:
             machine.quiet = False
         if pending is not None:
+            # A message of ours came back from the stream: it is stored with its quorum. Say so
+            # before answering, as the append's acknowledgement may come after the message
+            # (a client told 201 would otherwise still see /healthz degraded).
+            self._set_available()
             for reply, item in zip(replies, pending, strict=True):
                 item.answer(reply)
         if machine.outbox:
