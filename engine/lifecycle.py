@@ -216,13 +216,6 @@ class Folded:
         return self._columns[kf.CR_PLACED]
 
 
-def _grown(array: np.ndarray, needed: int, used: int | None = None) -> np.ndarray:
-    """``array`` with room for ``needed`` rows, or itself (``engine.state.grown``: doubled, or
-    in place in its reserved address space). Only the first ``used`` rows (all by default)
-    are kept: a scratch buffer's other rows read as zero again, as a fresh array's would."""
-    return grown(array, needed, used=used)
-
-
 class Lifecycle:
     """The order records, their fill legs, the finished FIFO and the per-call row buffers."""
 
@@ -252,10 +245,10 @@ class Lifecycle:
         """Room for ``orders`` more order records and two fill legs each, taken at once: a
         replay knows how many entries are coming, and growing by doubling on the way copies
         every record it has again and again (into fresh memory, the costly part here)."""
-        self.records = _grown(self.records, self.next_oid + orders, self.next_oid)
-        self._touched = _grown(self._touched, self.next_oid + orders, 0)
+        self.records = grown(self.records, self.next_oid + orders, used=self.next_oid)
+        self._touched = grown(self._touched, self.next_oid + orders, used=0)
         legs = int(self.counters[kf.F_LEGS])
-        self.legs = _grown(self.legs, legs + 2 * orders, legs)
+        self.legs = grown(self.legs, legs + 2 * orders, used=legs)
         self._note_room()
 
     # ---- folding ----------------------------------------------------------------------------
@@ -302,23 +295,23 @@ class Lifecycle:
                    accounts: int) -> None:
         """Grow every array ``fold`` writes to its call's worst case (rarely needed: each
         doubles), and slide the kept finished ids down the FIFO rather than grow it."""
-        self.records = _grown(self.records, next_oid, self.next_oid)
-        self._touched = _grown(self._touched, next_oid, 0)  # all zero between folds
+        self.records = grown(self.records, next_oid, used=self.next_oid)
+        self._touched = grown(self._touched, next_oid, used=0)  # all zero between folds
         used_legs = int(self.counters[kf.F_LEGS])
-        self.legs = _grown(self.legs, legs, used_legs)
+        self.legs = grown(self.legs, legs, used=used_legs)
         head, tail = int(self.counters[kf.F_FIFO_HEAD]), int(self.counters[kf.F_FIFO_TAIL])
         if head > len(self.fifo) // 2:
             self.fifo[: tail - head] = self.fifo[head:tail]
             self.counters[kf.F_FIFO_HEAD], self.counters[kf.F_FIFO_TAIL] = 0, tail - head
             tail -= head
-        self.fifo = _grown(self.fifo, tail + 2 * n, tail)
-        self.open_count = _grown(self.open_count, accounts)
-        self.book_seq = _grown(self.book_seq, instruments)
-        self._seen = _grown(self._seen, instruments)
-        self._changes = _grown(self._changes, 2 * n, 0)  # scratch: nothing outlives a call
-        self._levels = _grown(self._levels, 2 * n, 0)
-        self._books = _grown(self._books, 2 * n, 0)
-        self._marks = _grown(self._marks, marks, 0)
+        self.fifo = grown(self.fifo, tail + 2 * n, used=tail)
+        self.open_count = grown(self.open_count, accounts)
+        self.book_seq = grown(self.book_seq, instruments)
+        self._seen = grown(self._seen, instruments)
+        self._changes = grown(self._changes, 2 * n, used=0)  # scratch: nothing outlives a call
+        self._levels = grown(self._levels, 2 * n, used=0)
+        self._books = grown(self._books, 2 * n, used=0)
+        self._marks = grown(self._marks, marks, used=0)
         self._note_room()
 
     def note_client_ids(self, folded: Folded, new_cids: dict[int, str]) -> None:
@@ -454,7 +447,7 @@ class Lifecycle:
         self.next_oid = max(len(arrays["records"]), 1)
         self.legs = holding(arrays["legs"])
         self.fifo = holding(arrays["finished"].astype(np.int64))
-        self.book_seq = _grown(arrays["book_sequences"].astype(np.int64), 16)
+        self.book_seq = grown(arrays["book_sequences"].astype(np.int64), 16)
         self.counters[:] = 0
         self.counters[kf.F_LEGS] = len(arrays["legs"])
         self.counters[kf.F_FIFO_TAIL] = len(arrays["finished"])

@@ -85,14 +85,6 @@ class FillsResult(NamedTuple):
     fills: np.ndarray  # FILL_DTYPE
 
 
-def _grown(array: np.ndarray, needed: int, fill: int | None = None,
-           used: int | None = None) -> np.ndarray:
-    """``array`` with room for ``needed`` rows (``engine.state.grown``: capacity doubled, or
-    in place in its reserved address space); a scratch buffer passes how much of it is live
-    (``used``), and ``fill`` is the value of rows not yet used."""
-    return grown(array, needed, used=used, fill=fill)
-
-
 class MatchingEngine:
     """Order books of many instruments, matched by compiled kernels one batch at a time."""
 
@@ -125,7 +117,7 @@ class MatchingEngine:
             raise ValueError(f"unknown mode {mode!r}")
         if not 0 <= fee_bps <= 10_000:
             raise ValueError(f"fee_bps {fee_bps} out of range")
-        self.instruments = _grown(self.instruments, instrument_id + 1)
+        self.instruments = grown(self.instruments, instrument_id + 1)
         row = self.instruments[instrument_id]
         if row["active"]:
             raise ValueError(f"instrument {instrument_id} already exists")
@@ -271,7 +263,7 @@ class MatchingEngine:
                 row = self.instruments[inst]
                 touched = int(row["orders_bid"] + row["orders_ask"])
             needed = int(self.counters[C_EVENTS]) + 2 * touched + EVENTS_PER_COMMAND_FIXED
-            self._events = _grown(self._events, max(needed, 2 * len(self._events)),
+            self._events = grown(self._events, max(needed, 2 * len(self._events)),
                                   used=int(self.counters[C_EVENTS]))
         return BatchResult(results, self._events[: self.counters.item(C_EVENTS)])
 
@@ -313,8 +305,8 @@ class MatchingEngine:
         live = int(self.counters[C_LIVE_ORDERS])
         self._ensure_room(commands, events=False)
         fills_needed = live + 2 * commands  # the worst case, see pipeline.run_batch
-        self._fills = _grown(self._fills, fills_needed)
-        self._results = _grown(self._results, commands)
+        self._fills = grown(self._fills, fills_needed)
+        self._results = grown(self._results, commands)
         if prefault:
             self._fills[:fills_needed].view(np.uint8)[:] = 0
             self._results[:commands] = 0
@@ -324,10 +316,10 @@ class MatchingEngine:
 
     def _ensure_room(self, n: int, *, events: bool = True) -> None:
         """Every command may rest one order and take one id: make room before compiled code."""
-        self.orders = _grown(self.orders, int(self.counters[C_SLOTS_USED]) + n)
-        self.oid_index = _grown(self.oid_index, int(self.counters[C_NEXT_OID]) + n + 1, fill=-1)
+        self.orders = grown(self.orders, int(self.counters[C_SLOTS_USED]) + n)
+        self.oid_index = grown(self.oid_index, int(self.counters[C_NEXT_OID]) + n + 1, fill=-1)
         if events:  # scratch: nothing in it is kept from one batch to the next
-            self._events = _grown(self._events, 2 * n + EVENTS_PER_COMMAND_FIXED, used=0)
+            self._events = grown(self._events, 2 * n + EVENTS_PER_COMMAND_FIXED, used=0)
 
     def _fill_position_slots(self, commands: np.ndarray, balances: Balances) -> None:
         """Look up (creating) each new order's position row, once per distinct pair."""

@@ -57,12 +57,12 @@ RESERVED_STEP_BYTES = 1 << 16
 _MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Python 3.11's mmap does not name it
 
 
-def grown(array: np.ndarray, needed: int, *, used: int | None = None, fill: int | None = None,
-          factor: int = 2) -> np.ndarray:
+def grown(array: np.ndarray, needed: int, *, used: int | None = None,
+          fill: int | None = None) -> np.ndarray:
     """``array`` (a table: its first row at its start) with room for ``needed`` rows, or itself
     if it has it. The rows past ``used`` (all are used by default) read as zero in the result,
     and the new rows as ``fill`` (zero by default), as if the used rows had been copied into a
-    new table, which is what happens to a plain array (its capacity grown by ``factor``). A
+    new table, which is what happens to a plain array (its capacity doubled). A
     table in reserved address space grows in place instead (module comment)."""
     if needed <= len(array):
         return array
@@ -82,7 +82,7 @@ def grown(array: np.ndarray, needed: int, *, used: int | None = None, fill: int 
         return table
     capacity = max(len(array), 16)
     while capacity < needed:
-        capacity *= factor
+        capacity *= 2
     table = None
     if capacity * itemsize >= RESERVE_FROM_BYTES:
         table = _reserved(array.dtype, capacity)

@@ -24,7 +24,7 @@ from engine.kernels.layout import COMMAND_DTYPE
 from engine.lifecycle import Lifecycle
 from engine.markets import _Queue
 from engine.matching import MatchingEngine
-from engine.state import Balances
+from engine.state import Balances, grown
 
 ACCOUNTS = 6  # investors 2..7 (1 is the fee account)
 
@@ -43,7 +43,7 @@ def _venue() -> tuple[MatchingEngine, Balances]:
     engine = MatchingEngine(fee_account_id=fee)
     for instrument in (1, 2):
         engine.add_instrument(instrument, band_lo_fen=1, band_hi_fen=100)
-    engine.instruments = matching._grown(engine.instruments, 5)  # row 3, 4: not active
+    engine.instruments = grown(engine.instruments, 5)  # row 3, 4: not active
     balances.position_slot(4, 2)  # one position exists before the batch
     return engine, balances
 
