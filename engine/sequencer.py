@@ -30,7 +30,7 @@ from pathlib import Path
 from engine import commands as c
 from engine.clock import Clock, WallClock
 from engine.errors import CrowdexError
-from engine.journal import FileJournal
+from engine.journal import FileJournal, frame
 from engine.machine import Reply, StateMachine
 from engine.private import private_dir, tighten_files
 from engine.replay import apply_blocks, apply_one_at_a_time
@@ -442,13 +442,21 @@ class Engine:
         self._next_sequence += len(batch)
         entries = [c.Entry(time_us, p.actor, p.command, p.idempotency_key, p.request_hash)
                    for p in batch]
-        records = [(first_sequence + i, c.encode_entry(e)) for i, e in enumerate(entries)]
+        # Framed here: the journal's thread only writes and fsyncs, with the interpreter lock
+        # released, so it does not take the lock from the loop in turns (journal.frame).
+        try:
+            framed = frame([(first_sequence + i, c.encode_entry(e))
+                            for i, e in enumerate(entries)])
+        except Exception:  # a record the journal refuses (over its size): fail-stop, as a write
+            for pending in batch:
+                pending.fail(CrowdexError("unavailable", "the journal could not be written"))
+            raise
         journaled = _Journaled(batch, entries, first_sequence, time.perf_counter(), None)
         # Handed to the thread now (a to_thread task would start only when this task yields,
         # that is after the batch before it is applied: no overlap).
         journaled.done = asyncio.get_running_loop().run_in_executor(self._writer,
-                                                                    self._journal.append,
-                                                                    records)
+                                                                    self._journal.append_framed,
+                                                                    framed)
         return journaled
 
     def _apply(self, journaled: _Journaled) -> None:

@@ -18,6 +18,7 @@ from engine.journal import (
     JournalCorruptError,
     JournalError,
     JournalSequenceError,
+    frame,
     segment_name,
 )
 
@@ -137,6 +138,43 @@ def test_non_contiguous_append_is_refused_and_writes_nothing(
             journal.append(records)
         assert journal.last_sequence == 2
     assert tree_bytes(tmp_path) == before
+
+
+@pytest.mark.parametrize("segment_size_max", [10**9, 200])  # one segment; several
+def test_a_batch_framed_apart_writes_what_append_writes(tmp_path: Path,
+                                                       segment_size_max: int) -> None:
+    """The sequencer frames a batch on its own thread (``frame``) and the journal's thread
+    only writes it (``append_framed``): the files are byte for byte what ``append`` makes."""
+    batches = [batch(1, 1), batch(2, 5), batch(7, 1), batch(8, 12), batch(20, 3)]
+    write(tmp_path / "appended", *batches, segment_size_max=segment_size_max)
+    with FileJournal(tmp_path / "framed", sync=False,
+                     segment_size_max=segment_size_max) as journal:
+        for records in batches:
+            framed = frame(records)
+            assert (framed.first_sequence, framed.count) == (records[0][0], len(records))
+            journal.append_framed(framed)
+        assert journal.last_sequence == 22
+    assert tree_bytes(tmp_path / "framed") == tree_bytes(tmp_path / "appended")
+    assert read_all(tmp_path / "framed") == [r for records in batches for r in records]
+
+
+@pytest.mark.parametrize("first", [2, 4])  # a repeat; a gap
+def test_a_framed_batch_that_does_not_continue_is_refused_and_writes_nothing(
+        tmp_path: Path, first: int) -> None:
+    write(tmp_path, batch(1, 2))
+    before = tree_bytes(tmp_path)
+    with FileJournal(tmp_path, sync=False) as journal:
+        with pytest.raises(JournalSequenceError, match="expected"):
+            journal.append_framed(frame(batch(first, 2)))
+        assert journal.last_sequence == 2
+    assert tree_bytes(tmp_path) == before
+
+
+def test_framing_refuses_what_append_refuses() -> None:
+    with pytest.raises(JournalSequenceError):
+        frame([(3, b"x"), (5, b"y")])
+    with pytest.raises(ValueError):
+        frame([])
 
 
 def test_first_record_of_an_empty_journal_must_be_one(tmp_path: Path) -> None:

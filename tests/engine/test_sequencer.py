@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine import commands as c
+from engine import journal as journal_module
 from engine import sequencer
 from engine.clock import ManualClock, WallClock
 from engine.errors import CrowdexError
@@ -193,15 +194,32 @@ async def test_journal_failure_stops_the_engine_and_fails_pending(tmp_path: Path
     await engine.start()
     await engine.submit(c.Genesis("op", False, 0))
 
-    def broken(records):
+    def broken(framed):
         raise OSError("disk gone")
 
-    engine._journal.append = broken
+    engine._journal.append_framed = broken
     with pytest.raises(CrowdexError) as refused:
         await engine.submit(c.Tick())
     assert refused.value.code == "unavailable"
     assert engine.failed is not None
     assert engine.machine.last_sequence == 1  # nothing unjournaled was applied
+
+
+async def test_a_record_the_journal_refuses_fails_its_batch_and_stops(tmp_path: Path,
+                                                                      monkeypatch):
+    """A batch is framed on the loop before its write: a record over the journal's size limit
+    fails that batch's clients (they are not left waiting) and stops the engine, as a failed
+    write does; nothing of it is journaled or applied."""
+    engine = Engine(tmp_path, WallClock())
+    await engine.start()
+    await engine.submit(c.Genesis("op", False, 0))
+    monkeypatch.setattr(journal_module, "RECORD_PAYLOAD_MAX", 8)
+    with pytest.raises(CrowdexError) as refused:
+        await asyncio.wait_for(engine.submit(c.Tick()), 5)
+    assert refused.value.code == "unavailable"
+    assert engine.failed is not None
+    assert engine.machine.last_sequence == 1
+    assert engine._journal.last_sequence == 1
 
 
 async def test_snapshot_of_an_idle_market_round_trips(tmp_path: Path):
@@ -238,14 +256,14 @@ async def test_a_batch_is_applied_while_the_next_one_is_written(tmp_path: Path):
     engine = Engine(tmp_path, WallClock())
     await engine.start()
     await engine.submit(c.Genesis("op", False, 0))
-    append, apply_batch = engine._journal.append, engine.machine.apply_batch
+    append, apply_batch = engine._journal.append_framed, engine.machine.apply_batch
     writes: list[int] = []  # first sequence of each write, as it starts
     next_write_started: list[bool] = []
 
-    def slow_append(records):
-        writes.append(records[0][0])
+    def slow_append(framed):
+        writes.append(framed.first_sequence)
         time.sleep(0.05)
-        append(records)
+        append(framed)
 
     def apply_once_the_next_write_started(first_sequence, entries):
         deadline = time.monotonic() + 2
@@ -254,7 +272,7 @@ async def test_a_batch_is_applied_while_the_next_one_is_written(tmp_path: Path):
         next_write_started.append(any(w > first_sequence for w in writes))
         return apply_batch(first_sequence, entries)
 
-    engine._journal.append = slow_append
+    engine._journal.append_framed = slow_append
     engine.machine.apply_batch = apply_once_the_next_write_started
     first = asyncio.ensure_future(engine.submit(c.Tick()))
     await asyncio.sleep(0.01)  # batch A is being written
@@ -272,17 +290,17 @@ async def test_a_failed_write_fails_its_batch_but_not_the_durable_one_before(tmp
     engine = Engine(tmp_path, WallClock())
     await engine.start()
     await engine.submit(c.Genesis("op", False, 0))
-    append = engine._journal.append
+    append = engine._journal.append_framed
     writes = []
 
-    def append_then_fail(records):
-        writes.append(len(records))
+    def append_then_fail(framed):
+        writes.append(framed.count)
         if len(writes) > 1:
             raise OSError("disk gone")
         time.sleep(0.05)  # the second batch queues up while the first is written
-        append(records)
+        append(framed)
 
-    engine._journal.append = append_then_fail
+    engine._journal.append_framed = append_then_fail
     first = asyncio.ensure_future(engine.submit(c.Tick()))
     await asyncio.sleep(0.01)
     second = [asyncio.ensure_future(engine.submit(c.Tick())) for _ in range(3)]
@@ -301,12 +319,12 @@ async def test_an_apply_failure_stops_the_engine_and_says_what_was_recorded(tmp_
     engine = Engine(tmp_path, WallClock())
     await engine.start()
     await engine.submit(c.Genesis("op", False, 0))
-    append, apply_batch = engine._journal.append, engine.machine.apply_batch
+    append, apply_batch = engine._journal.append_framed, engine.machine.apply_batch
     calls = []
 
-    def slow_append(records):
+    def slow_append(framed):
         time.sleep(0.02)  # the next batch is being written while this one is applied
-        append(records)
+        append(framed)
 
     def broken_apply(first_sequence, entries):
         calls.append(len(entries))
@@ -314,7 +332,7 @@ async def test_an_apply_failure_stops_the_engine_and_says_what_was_recorded(tmp_
             raise RuntimeError("a bug in a command's apply")
         return apply_batch(first_sequence, entries)
 
-    engine._journal.append = slow_append
+    engine._journal.append_framed = slow_append
     engine.machine.apply_batch = broken_apply
     first = asyncio.ensure_future(engine.submit(c.Tick()))
     await asyncio.sleep(0.005)
@@ -380,13 +398,13 @@ async def test_the_journal_has_its_own_thread_at_realtime_priority_when_allowed(
 
     monkeypatch.setattr(sequencer, "JOURNAL_THREAD_REALTIME", realtime)
     writers: list[tuple[str, int]] = []
-    original = sequencer.FileJournal.append
+    original = sequencer.FileJournal.append_framed
 
-    def append(journal, records):
+    def append(journal, framed):
         writers.append((threading.current_thread().name, os.sched_getscheduler(0)))
-        return original(journal, records)
+        return original(journal, framed)
 
-    monkeypatch.setattr(sequencer.FileJournal, "append", append)
+    monkeypatch.setattr(sequencer.FileJournal, "append_framed", append)
     engine = Engine(tmp_path, WallClock())
     await engine.start()
     await _venue(engine, 2)
