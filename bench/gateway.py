@@ -25,6 +25,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
+
 from bench import loadgen
 from gateway.client import Client
 
@@ -106,12 +108,19 @@ async def setup_market(url: str) -> tuple[int, list[str]]:
 
 
 def measure(name: str, spec: loadgen.LoadSpec, workers: int, rows: list[dict],
-            metrics_url: str | None = None) -> dict:
+            metrics_url: str | None = None, server: subprocess.Popen | None = None) -> dict:
     """Run one load, print its row and add it to ``rows``; with ``metrics_url`` the row has
-    the server's journal sync histogram over the run (a cluster replica's: stream appends)."""
+    the server's journal sync histogram over the run (a cluster replica's: stream appends);
+    with ``server`` its CPU time (all its threads) per answer, in microseconds: a figure the
+    load client and other work on a shared machine barely move, unlike the rates and tails."""
     before = sync_histogram(metrics_url) if metrics_url else None
+    cpu_before = _cpu_seconds(server)
     row = {"run": name, "mode": spec.mode,
            "offered": spec.rate or "saturation", **loadgen.summarize(loadgen.run(spec, workers))}
+    cpu = ""
+    if server is not None and row["ok"]:
+        row["server_cpu_us"] = round((_cpu_seconds(server) - cpu_before) * 1e6 / row["ok"], 2)
+        cpu = f"  cpu={row['server_cpu_us']:5.1f} us"
     disk = ""
     if before is not None:
         row["fsync"] = histogram_delta(before, sync_histogram(metrics_url))
@@ -121,8 +130,16 @@ def measure(name: str, spec: loadgen.LoadSpec, workers: int, rows: list[dict],
     print(f"  {name:<22} {spec.mode:<4} offered={str(row['offered']):>10}  "
           f"ok/s={row['ok_per_sec']:>10,.0f}  p50={row['p50_us'] / 1000:6.2f} ms  "
           f"p99={row['p99_us'] / 1000:6.2f} ms  p99.9={row['p999_us'] / 1000:6.2f} ms  "
-          f"errors={row['errors']} {row['error_codes'] or ''}{disk}", flush=True)
+          f"errors={row['errors']} {row['error_codes'] or ''}{cpu}{disk}", flush=True)
     return row
+
+
+def _cpu_seconds(process: subprocess.Popen | None) -> float:
+    """User and system CPU seconds ``process`` has used so far (0 without one)."""
+    if process is None:
+        return 0.0
+    times = psutil.Process(process.pid).cpu_times()
+    return times.user + times.system
 
 
 SYNC_METRIC = "crowdex_journal_sync_seconds"
@@ -155,18 +172,23 @@ def histogram_delta(before: dict[str, int], after: dict[str, int]) -> dict:
     return {"count": total, "p50_ms": quantile(0.5), "p99_ms": quantile(0.99)}
 
 
-def _runs(args, echo_url: str, gw_url: str, instrument: int, keys: tuple[str, ...]) -> dict:
+def _runs(args, echo_url: str, gw_url: str, instrument: int, keys: tuple[str, ...],
+          server: subprocess.Popen | None = None, echo_server: subprocess.Popen | None = None
+          ) -> dict:
     rows: list[dict] = []
     base = dict(seconds=args.seconds, api_keys=keys, window=args.window)
     figures = {}
     for mode in ("http", "ws"):
         echo = measure("bare aiohttp echo", _echo_spec(echo_url, mode, None, base),
-                        args.workers, rows)
+                        args.workers, rows, server=echo_server)
         gateway = measure("crowdex gateway", _order_spec(gw_url, mode, None, instrument, base),
-                           args.workers, rows, gw_url + "/metrics")
+                           args.workers, rows, gw_url + "/metrics", server)
         figures[f"{mode}_orders_per_sec"] = gateway["ok_per_sec"]
         figures[f"{mode}_echo_per_sec"] = echo["ok_per_sec"]
         figures[f"{mode}_ratio_to_echo"] = round(gateway["ok_per_sec"] / echo["ok_per_sec"], 3)
+        if "server_cpu_us" in gateway:  # the server's CPU per order at saturation (all threads)
+            figures[f"{mode}_server_cpu_us_per_order"] = gateway["server_cpu_us"]
+            figures[f"{mode}_echo_cpu_us_per_message"] = echo.get("server_cpu_us")
     for rate in args.rates:
         # The floor at this rate: the same paced WebSocket load against the echo, where every
         # millisecond is the load client's, the loop's and loopback's, not the exchange's.
@@ -175,17 +197,17 @@ def _runs(args, echo_url: str, gw_url: str, instrument: int, keys: tuple[str, ..
         echo_p99, ws_p99 = [], []
         for _ in range(args.repeat):
             echo_p99.append(measure("bare aiohttp echo", _echo_spec(echo_url, "ws", rate, base),
-                                     args.workers, rows)["p99_us"])
+                                     args.workers, rows, server=echo_server)["p99_us"])
             ws_p99.append(measure("crowdex gateway", _order_spec(
                 gw_url, "ws", rate, instrument, base), args.workers, rows,
-                gw_url + "/metrics")["p99_us"])
+                gw_url + "/metrics", server)["p99_us"])
         figures[f"ws_echo_p99_us_at_{rate}"] = statistics.median_low(echo_p99)
         figures[f"ws_p99_us_at_{rate}"] = statistics.median_low(ws_p99)
         if args.repeat > 1:
             figures[f"ws_p99_us_at_{rate}_runs"] = ws_p99
             figures[f"ws_echo_p99_us_at_{rate}_runs"] = echo_p99
         row = measure("crowdex gateway", _order_spec(gw_url, "http", rate, instrument, base),
-                       args.workers, rows, gw_url + "/metrics")
+                       args.workers, rows, gw_url + "/metrics", server)
         figures[f"http_p99_us_at_{rate}"] = row["p99_us"]
     return {"figures": figures, "runs": rows}
 
@@ -231,7 +253,7 @@ def main(argv: list[str]) -> int:
     echo = start_process(["bench.echo", "--port", str(echo_port)], echo_url, work / "echo.log")
     try:
         instrument, keys = asyncio.run(setup_market(gw_url))
-        result = _runs(args, echo_url, gw_url, instrument, tuple(keys))
+        result = _runs(args, echo_url, gw_url, instrument, tuple(keys), server, echo)
     finally:
         stop_process(server)
         stop_process(echo)
