@@ -30,7 +30,7 @@ from pathlib import Path
 from engine import commands as c
 from engine.clock import Clock, WallClock
 from engine.errors import CrowdexError
-from engine.journal import FileJournal, frame
+from engine.journal import RECORD_PAYLOAD_MAX, FileJournal, frame
 from engine.machine import Reply, StateMachine
 from engine.private import private_dir, tighten_files
 from engine.replay import apply_blocks, apply_one_at_a_time
@@ -435,22 +435,27 @@ class Engine:
             batch.append(item)
         return batch, False
 
-    def _start_write(self, batch: list[_Pending]) -> _Journaled:
-        """Number and stamp a batch and start writing it to the journal (in a thread)."""
-        self._last_stamp = time_us = self.clock.stamp(max(self.machine.now_us, self._last_stamp))
-        first_sequence = self._next_sequence
-        self._next_sequence += len(batch)
+    def _start_write(self, batch: list[_Pending]) -> _Journaled | None:
+        """Number and stamp a batch and start writing it to the journal (in a thread); None
+        if none of its commands could be journaled (``_journalable``)."""
+        time_us = self.clock.stamp(max(self.machine.now_us, self._last_stamp))
         entries = [c.Entry(time_us, p.actor, p.command, p.idempotency_key, p.request_hash)
                    for p in batch]
+        try:
+            payloads = [c.encode_entry(e) for e in entries]
+        except Exception:  # a command that cannot be journaled: refuse it, not the batch
+            batch, entries, payloads = _journalable(batch, entries)
+        else:
+            if max(map(len, payloads)) > RECORD_PAYLOAD_MAX:
+                batch, entries, payloads = _journalable(batch, entries)
+        if not batch:
+            return None
+        self._last_stamp = time_us
+        first_sequence = self._next_sequence
+        self._next_sequence += len(batch)
         # Framed here: the journal's thread only writes and fsyncs, with the interpreter lock
         # released, so it does not take the lock from the loop in turns (journal.frame).
-        try:
-            framed = frame([(first_sequence + i, c.encode_entry(e))
-                            for i, e in enumerate(entries)])
-        except Exception:  # a record the journal refuses (over its size): fail-stop, as a write
-            for pending in batch:
-                pending.fail(CrowdexError("unavailable", "the journal could not be written"))
-            raise
+        framed = frame([(first_sequence + i, payload) for i, payload in enumerate(payloads)])
         journaled = _Journaled(batch, entries, first_sequence, time.perf_counter(), None)
         # Handed to the thread now (a to_thread task would start only when this task yields,
         # that is after the batch before it is applied: no overlap).
@@ -610,6 +615,31 @@ async def _write_in_thread(write: SnapshotWrite, sequence: int, arrays: dict,
         log.exception("the snapshot of sequence %d could not be written", sequence)
         return False
     return True
+
+
+def _journalable(batch: list[_Pending], entries: list[c.Entry]
+                 ) -> tuple[list[_Pending], list[c.Entry], list[bytes]]:
+    """The commands of a batch that the journal can hold, with their entries and payloads;
+    each other one is refused to its client (400 ``invalid_field``) and never numbered. The
+    gateway's validation keeps such commands out (an integer past 64 bits cannot be encoded,
+    a payload past ``RECORD_PAYLOAD_MAX`` is refused by the journal); were one to get past
+    it, it must cost its own client an error, not stop the exchange for every client."""
+    kept: tuple[list, list, list] = ([], [], [])
+    for pending, entry in zip(batch, entries, strict=True):
+        try:
+            payload = c.encode_entry(entry)
+            if len(payload) > RECORD_PAYLOAD_MAX:
+                raise ValueError(f"{len(payload)} bytes, over {RECORD_PAYLOAD_MAX}")
+        except Exception as error:
+            log.warning("a %s command of account %d cannot be journaled (%s); refused",
+                        type(entry.command).__name__, entry.actor, error)
+            pending.fail(CrowdexError("invalid_field", "the command has a value the exchange "
+                                      "cannot record (an integer past 64 bits, or too large)"))
+            continue
+        kept[0].append(pending)
+        kept[1].append(entry)
+        kept[2].append(payload)
+    return kept
 
 
 def _journal_thread_priority() -> None:

@@ -253,6 +253,8 @@ def create_app(config: Config) -> web.Application:
             app[keys.HUB].register_channel(kind, channel_kind)
         for op, handler in getattr(module, "WS_OPS", {}).items():
             app[keys.HUB].register_op(op, handler)
+        for schema, handler in getattr(module, "WS_TYPED_OPS", {}).items():
+            app[keys.HUB].register_typed_op(schema, handler)
     app.router.add_get("/v1/ws", ws.websocket)
     app.router.add_get("/static/{filename:.+}", system.static_file)
     app.cleanup_ctx.append(database_ctx)

@@ -13,7 +13,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 import msgspec
 from aiohttp import web
@@ -115,6 +115,10 @@ class Hub:
     def __init__(self) -> None:
         self.kinds: dict[str, ChannelKind] = {}
         self.ops: dict[str, OpHandler] = {}
+        # Ops decoded straight into their struct (a tagged union on "op"), by struct type;
+        # the decoders are built once the ops are registered (``typed_decoders``).
+        self.typed_ops: dict[type, OpHandler] = {}
+        self._typed_decoders: tuple | None = None
         self.subscribers: dict[str, set[Connection]] = {}
         self.sequences: dict[str, int] = {}
         self.connections_by_peer: dict[str, int] = {}  # open sockets by remote address
@@ -148,6 +152,25 @@ class Hub:
 
     def register_op(self, op: str, handler: OpHandler) -> None:
         self.ops[op] = handler
+
+    def register_typed_op(self, schema: type, handler: OpHandler) -> None:
+        """A fast way in for a pipelined op (``gateway/ws.py``): frames are first decoded
+        straight into ``schema`` (a struct tagged on "op"), skipping the dict and its
+        conversion, ~1.5 us an order; ``handler`` takes the struct as its message. A frame
+        that does not decode so takes the general path (``register_op``'s handler), so only
+        frames the general path would accept may be taken here, with the same outcome."""
+        self.typed_ops[schema] = handler
+        self._typed_decoders = None
+
+    def typed_decoders(self) -> tuple | None:
+        """(JSON decoder, msgpack decoder) of the typed ops' union; None without typed ops."""
+        if not self.typed_ops:
+            return None
+        if self._typed_decoders is None:
+            union = Union[tuple(self.typed_ops)]  # noqa: UP007 (a runtime union of types)
+            self._typed_decoders = (msgspec.json.Decoder(union),
+                                    msgspec.msgpack.Decoder(union))
+        return self._typed_decoders
 
     def publish(self, channel: str, data: Any, sequence: int | None = None,
                 message_type: str = "update") -> None:

@@ -31,6 +31,22 @@ class WsPlaceOrder(PlaceOrderRequest, kw_only=True):
     request_id: Any = None
 
 
+class WsOrderOp(PlaceOrderRequest, tag_field="op", tag="order", kw_only=True):
+    """The ``order`` op decoded straight from the frame (``Hub.register_typed_op``): the same
+    fields and rules as ``WsPlaceOrder``, the op as the union's tag. A frame this does not
+    decode takes the general path, which answers exactly as before."""
+
+    request_id: Any = None
+
+
+class WsCancelOp(msgspec.Struct, tag_field="op", tag="cancel", kw_only=True):
+    """The ``cancel`` op decoded straight from the frame; other fields are ignored, as the
+    general path ignores them."""
+
+    order_id: int
+    request_id: Any = None
+
+
 class AmendOrderRequest(Request):
     """PATCH /v1/orders/{id}: a new price, a new (total) quantity, or both."""
 

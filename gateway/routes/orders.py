@@ -13,6 +13,7 @@ from gateway import http, keys
 from gateway import order_schemas as os_
 from gateway.hub import ChannelKind
 from gateway.routes import Route, query_enum, query_int
+from gateway.schemas import MAX_SAFE
 
 DEPTH_MAX = 1000
 TRADES_LIMIT_MAX = 1000
@@ -124,7 +125,12 @@ async def indicative(request: web.Request) -> web.Response:
 
 def ws_order(request: web.Request, account: AccountInfo,
              message: dict) -> tuple[str, str, mc.PlaceOrder]:
-    command = _command(http.convert(message, os_.WsPlaceOrder))
+    return ws_order_typed(request, account, http.convert(message, os_.WsPlaceOrder))
+
+
+def ws_order_typed(request: web.Request, account: AccountInfo,
+                   req: os_.WsPlaceOrder | os_.WsOrderOp) -> tuple[str, str, mc.PlaceOrder]:
+    command = _command(req)
     if account.role != "investor":
         raise CrowdexError("forbidden", "only investors trade")
     return "order_ack", "order", command
@@ -133,8 +139,19 @@ def ws_order(request: web.Request, account: AccountInfo,
 def ws_cancel(request: web.Request, account: AccountInfo,
               message: dict) -> tuple[str, str, mc.CancelOrder]:
     order_id = message.get("order_id")
-    if type(order_id) is not int or order_id <= 0:
-        raise CrowdexError("invalid_field", "order_id must be a positive integer")
+    if type(order_id) is not int:
+        raise CrowdexError("invalid_field", "order_id must be a positive integer up to 2^53")
+    return _cancel(order_id)
+
+
+def ws_cancel_typed(request: web.Request, account: AccountInfo,
+                    req: os_.WsCancelOp) -> tuple[str, str, mc.CancelOrder]:
+    return _cancel(req.order_id)
+
+
+def _cancel(order_id: int) -> tuple[str, str, mc.CancelOrder]:
+    if not 0 < order_id <= MAX_SAFE:  # an id past 64 bits could not even be journaled
+        raise CrowdexError("invalid_field", "order_id must be a positive integer up to 2^53")
     return "cancel_ack", "order", mc.CancelOrder(order_id)
 
 
@@ -169,6 +186,8 @@ CHANNELS = {
     "orders": ChannelKind(_orders_channel, private=True),
 }
 WS_OPS = {"order": ws_order, "cancel": ws_cancel, "amend": ws_amend}
+# The commonest ops, also decoded straight from the frame (gateway/hub.py register_typed_op).
+WS_TYPED_OPS = {os_.WsOrderOp: ws_order_typed, os_.WsCancelOp: ws_cancel_typed}
 
 INSTRUMENT = "/v1/instruments/{instrument_id}"
 ROUTES = [

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine import commands as c
-from engine import journal as journal_module
+from engine import markets_commands as mc
 from engine import sequencer
 from engine.clock import ManualClock, WallClock
 from engine.errors import CrowdexError
@@ -205,21 +205,32 @@ async def test_journal_failure_stops_the_engine_and_fails_pending(tmp_path: Path
     assert engine.machine.last_sequence == 1  # nothing unjournaled was applied
 
 
-async def test_a_record_the_journal_refuses_fails_its_batch_and_stops(tmp_path: Path,
-                                                                      monkeypatch):
-    """A batch is framed on the loop before its write: a record over the journal's size limit
-    fails that batch's clients (they are not left waiting) and stops the engine, as a failed
-    write does; nothing of it is journaled or applied."""
+@pytest.mark.parametrize("too_large", [False, True])
+async def test_a_command_the_journal_cannot_hold_is_refused_alone(tmp_path: Path, monkeypatch,
+                                                                  too_large: bool):
+    """A command whose entry cannot be encoded (an integer past 64 bits) or is over the
+    journal's record size gets 400 invalid_field; the commands batched with it are journaled
+    and applied, gap-free, and the engine goes on (it once stopped for every client)."""
     engine = Engine(tmp_path, WallClock())
     await engine.start()
     await engine.submit(c.Genesis("op", False, 0))
-    monkeypatch.setattr(journal_module, "RECORD_PAYLOAD_MAX", 8)
-    with pytest.raises(CrowdexError) as refused:
-        await asyncio.wait_for(engine.submit(c.Tick()), 5)
-    assert refused.value.code == "unavailable"
-    assert engine.failed is not None
-    assert engine.machine.last_sequence == 1
-    assert engine._journal.last_sequence == 1
+    if too_large:
+        monkeypatch.setattr(sequencer, "RECORD_PAYLOAD_MAX", 20)  # a tick fits, a cancel not
+        bad = mc.CancelOrder(12345)
+    else:
+        bad = mc.CancelOrder(10**30)
+    submitted = [asyncio.ensure_future(engine.submit(command))
+                 for command in (c.Tick(), bad, c.Tick())]
+    outcomes = await asyncio.wait_for(asyncio.gather(*submitted, return_exceptions=True), 5)
+    assert [type(o).__name__ for o in outcomes] == ["Reply", "CrowdexError", "Reply"]
+    assert outcomes[0].status == outcomes[2].status == 200
+    assert outcomes[1].code == "invalid_field"
+    assert engine.failed is None
+    assert (await engine.submit(c.Tick())).status == 200
+    assert engine.machine.last_sequence == 4
+    live_hash = engine.machine.state_hash()
+    await engine.stop()
+    assert replay_from_empty(tmp_path).state_hash() == live_hash
 
 
 async def test_snapshot_of_an_idle_market_round_trips(tmp_path: Path):

@@ -312,3 +312,20 @@ async def test_open_sockets_are_capped_with_429_and_freed_on_close(market, monke
             break
         await asyncio.sleep(0.01)
     assert hub.connections == 0 and hub.connections_by_peer == {}
+
+
+@pytest.mark.parametrize("order_id", [2**53 + 1, 2**63, 2**64 - 1, 2**64, 10**30])
+async def test_a_cancel_of_an_id_past_the_api_range_is_refused_and_the_venue_stays_up(
+        market, order_id):
+    """An order_id no order can have (API ids stay within 2^53): refused at the edge. An id
+    past 64 bits once reached the journal's encoder and stopped the engine for every client."""
+    venue, inst, _sellers, buyer = market
+    async with venue.client.ws_connect("/v1/ws", headers=buyer["headers"]) as ws:
+        await ws.send_str(f'{{"op": "cancel", "request_id": 1, "order_id": {order_id}}}')
+        reply = await next_json(ws)
+        assert (reply["type"], reply["code"], reply["request_id"]) == (
+            "error", "invalid_field", 1), reply
+        await ws.send_json({"op": "order", "request_id": 2, "instrument_id": inst,
+                            "side": "buy", "type": "limit", "price": 10_00, "quantity": 1})
+        assert (await next_json(ws))["type"] == "order_ack"
+    assert (await venue.client.get("/healthz")).status == 200
