@@ -467,18 +467,19 @@ class StateMachine:
         has resting orders may have had the cash those orders' sales would have brought by its
         turn (``_carries``): the run stops before it (it changed nothing), and it goes on in
         the next run. Refused for another reason, it is refused the same at its turn."""
+        carried, handlers, references = self._carried, self._handlers, self.references
+        loud = not self.quiet
         for i, entry in enumerate(entries):
-            how = self._carried.get(type(entry.command))
+            command = entry.command
+            how = carried.get(type(command))
             if how is None:
                 continue
             self.last_sequence = first_sequence + i
-            self.replies_needed = not self.quiet or entry.idempotency_key is not None
+            self.replies_needed = loud or entry.idempotency_key is not None
             account = how.account(entry)
-            known = how.shows_cash and self.references.get(
-                (account, entry.command.reference))
+            known = how.shows_cash and references.get((account, command.reference))
             try:
-                replies[i] = reply = self._handlers[type(entry.command)](entry.command,
-                                                                        entry.actor)
+                replies[i] = reply = handlers[type(command)](command, entry.actor)
             except CrowdexError as error:
                 if (how.rising and (how.cash_codes is None or error.code in how.cash_codes)
                         and runner.rests_orders(account)):

@@ -379,7 +379,8 @@ class Offerings:
         if project.status != rules.OPEN or now >= project.deadline_us:
             raise CrowdexError("offering_not_open", f"project {project.project_id} is not open")
         board = self.board(project)
-        if (self._cn2015() and board.config.qualified_only_cn2015
+        cn2015 = self._cn2015()
+        if (cn2015 and board.config.qualified_only_cn2015
                 and investor.investor_class not in QUALIFIED_CLASSES):
             # A business rule (API.md: 422, eligibility first); 403 is /v1/offers' alone. The
             # reply is state (idempotent retries): rules 3 journals replay their 403.
@@ -390,17 +391,20 @@ class Offerings:
         live = self._live[project.project_id]
         board.check_capacity(project.terms, cmd.quantity, cmd.tier_id, live.taken, ALLOCATION)
         self._check_per_backer(board, project, live, actor, cmd)
-        if (board.config.counts_toward_limit and not self._cn2015()
+        if (board.config.counts_toward_limit and not cn2015
                 and investor.investor_class == "retail"):
             self._check_retail_limit(investor, amount)
         accounts = self._rows()
-        available = int(accounts["cash_available"][actor])
+        cash = accounts["cash_available"]
+        available = cash.item(actor)  # a Python int: half the cost of a numpy scalar
         if available < amount:
             raise CrowdexError("insufficient_funds",
                                f"{amount} fen needed, {available} available")
         if len(self.subscriptions) >= SUBSCRIPTIONS_MAX:
             raise CrowdexError("not_permitted", "the venue holds its maximum of subscriptions")
-        accounts["cash_available"][actor] -= amount
+        # From 0 to what is available (a journaled quantity is positive, and so is a price):
+        # the difference fits int64, as numpy's would.
+        cash[actor] = available - amount
         accounts["cash_reserved"][actor] += amount
         sub = Subscription(self.next_subscription_id, project.project_id, actor,
                            self.machine.last_sequence, now, cmd.quantity, cmd.rate_bps,
@@ -950,7 +954,9 @@ class Offerings:
 
     def _publish(self, project: Project) -> None:
         # Updates carry the whole project view, like the channel's snapshot; nobody
-        # listening means nothing to build.
+        # listening means nothing to build (a replay: not even the channel's name).
+        if not self.machine.may_want_updates():
+            return
         channel = f"project:{project.project_id}"
         if self.machine.wants(channel):
             self.machine.publish(channel, self.project_view(project))

@@ -20,15 +20,18 @@ those of one entry at a time, however the traffic is cut into batches.
 from __future__ import annotations
 
 import os
+from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import engine.replay
 from engine import commands as c
 from engine import markets_commands as mc
 from engine import offerings_commands as oc
 from engine.machine import StateMachine
 from settlement.commands import BatchCommitted, PrepareSettlement
+from tests.engine.test_journal_replay import apply_in_chunks
 
 START_US = 1_767_225_600_000_000  # 2026-01-01
 DAY_US = 86_400_000_000
@@ -193,6 +196,30 @@ def _compare(rules: int, entries: list[c.Entry], cuts: list[int]) -> None:
 def test_runs_carrying_other_commands_equal_one_entry_at_a_time(flow, cut_seed, rules):
     entries = _entries(flow)
     _compare(rules, entries, sorted({x for x in cut_seed if 0 < x < len(entries)}))
+
+
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(flow=groups, cuts=st.lists(st.integers(1, 200), min_size=1, max_size=6),
+       rules=st.sampled_from([3, c.RULES_VERSION]))
+def test_a_replay_of_the_traffic_in_chunks_equals_one_entry_at_a_time(flow, cuts, rules):
+    """The traffic as journal records through a replay's path (``engine.replay``: read by
+    the scanner, plain orders in bulk, the rest decoded and applied in batches whose runs
+    carry the other commands), cut into chunks anywhere, even inside a group commit."""
+    entries = _entries(flow)
+    one, replayed = _venues(rules)
+    first = one.last_sequence + 1
+    for i, entry in enumerate(entries):
+        one.apply(first + i, entry)
+    with mock.patch.object(engine.replay, "BULK_ENTRIES_MIN", 2):  # bulk stretches here too
+        apply_in_chunks(replayed, [(first + i, c.encode_entry(entry))
+                                   for i, entry in enumerate(entries)], cuts)
+    assert replayed.last_sequence == one.last_sequence
+    assert replayed.idempotency == one.idempotency  # the replies a retry would get
+    assert replayed.references == one.references  # the replies a reference's retry gets
+    assert (replayed.movements.table.live().tolist()
+            == one.movements.table.live().tolist())
+    assert replayed.state_hash() == one.state_hash()
 
 
 def _maker_sells_then(later_entries: list[c.Entry]) -> list[c.Entry]:
