@@ -19,6 +19,10 @@ appended to the journal with the exchange times a busy server stamps (one per gr
    server; with the interpreter's defaults each batch's replies also pay for collections
    that rescan the whole venue.
 
+3. with ``--counts``, what the replay did, counted (``bench.replay_counts``: entries by
+   command and by path, kernel calls, Python calls per entry), which unlike its time does not
+   move with the machine's load.
+
 Both replays end at the same state hash (checked), and so does the live apply. ``--json``
 prints one JSON object as the last line. Beside the replay's wall-clock rate (API.md's
 ``commands_per_sec``) stands its rate per second of this process's CPU (the final state hash
@@ -45,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import venue
+from bench.replay_counts import replay_counts
 from bench.workload import MID_START_FEN, generate
 from engine import commands as c
 from engine import markets_commands as mc
@@ -238,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="entries replayed one at a time for the old path's figure")
     p.add_argument("--live-batch", type=int, default=256,
                    help="commands per batch for the live apply figure")
+    p.add_argument("--counts", action="store_true",
+                   help="also count what the replay does, by path (two more replays)")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     args = p.parse_args(argv)
     from engine.markets import warm_up
@@ -297,6 +304,9 @@ def measure(data_dir: Path, args: argparse.Namespace) -> dict:
         f"live_apply_cpu_us_per_{unit}": round(live_cpu_us, 3), "live_batch": args.live_batch,
         "state_hash": result.state_hash,
     }
+    if args.counts:
+        figures["counts"] = replay_counts(data_dir)
+        print(f"replay counts: {json.dumps(figures['counts'])}", file=sys.stderr)
     return figures
 
 

@@ -42,6 +42,19 @@ def test_mixed_bench_runs_and_checks_itself(capsys: pytest.CaptureFixture) -> No
     assert len(figures["state_hash"]) == 64
 
 
+def test_the_counts_account_for_every_entry(capsys: pytest.CaptureFixture) -> None:
+    figures = _figures(capsys, MIXED + TINY + ["--counts"])
+    counts = figures["counts"]
+    assert counts["entries"] == figures["commands"] == sum(counts["by_command"].values())
+    applied = sum(counts[f"{path}_entries"] for path in ("alone", "bulk", "runs", "plain_runs"))
+    assert applied == counts["entries"]  # each entry went one way exactly
+    assert counts["alone_calls"] == counts["alone_entries"]
+    assert 0 < counts["scanned_as_columns"] <= (counts["by_command"]["PlaceOrder"]
+                                                + counts["by_command"]["CancelOrder"])
+    assert counts["runs_calls"] > 0 and counts["kernel_calls"] > 0
+    assert counts["python_calls_per_entry"] > 1
+
+
 def test_orders_bench_still_runs(capsys: pytest.CaptureFixture) -> None:
     figures = _figures(capsys, ["--orders", "1500"] + TINY)
     assert figures["mix"] == "orders"
