@@ -47,7 +47,7 @@ NO_DATABASE_PREFIX = "/v1/settlement"
 # plain-text 400 the app cannot shape. The fuzz stays within what reaches the app.
 URL_LENGTH_MAX = 8000
 WS_REPLY_TYPES = {"error", "pong", "subscribed", "unsubscribed", "authenticated",
-                  "order_ack", "cancel_ack"}
+                  "order_ack", "cancel_ack", "amend_ack"}
 
 
 def _app_routes() -> list[tuple[str, str]]:
@@ -357,6 +357,8 @@ def ws_messages(fuzz: FuzzVenue) -> st.SearchStrategy[tuple[str, Any]]:
                                  "book:①", "book:" + "9" * 17, "book:", "book", ":", "orders:1",
                                  "candles:1", "trades:١٢", ""])
                 | st.text(max_size=12))
+    order_ids = (st.sampled_from(fuzz.ids) | st.sampled_from([0, -1, *HUGE_INTS])
+                 | BOUNDARY_INTS | JUNK)
     order_fields = st.fixed_dictionaries({}, optional={
         name: st.sampled_from(PLAUSIBLE[name]) | JUNK
         for name in ("instrument_id", "side", "type", "price", "quantity", "time_in_force",
@@ -364,8 +366,15 @@ def ws_messages(fuzz: FuzzVenue) -> st.SearchStrategy[tuple[str, Any]]:
     ops = st.one_of(
         st.builds(lambda rid, f: {"op": "order", "request_id": rid, "instrument_id": inst,
                                   **f}, request_ids, order_fields),
+        # Ids at and past every integer width too, not only inside junk: a cancel of an id
+        # past 64 bits once stopped the engine (the journal could not encode it).
         st.builds(lambda rid, oid: {"op": "cancel", "request_id": rid, "order_id": oid},
-                  request_ids, st.sampled_from(fuzz.ids) | JUNK),
+                  request_ids, order_ids),
+        st.builds(lambda rid, oid, f: {"op": "amend", "request_id": rid, "order_id": oid, **f},
+                  request_ids, order_ids,
+                  st.fixed_dictionaries({}, optional={
+                      name: st.sampled_from(PLAUSIBLE[name]) | BOUNDARY_INTS | JUNK
+                      for name in ("price", "quantity")})),
         st.builds(lambda rid, chs: {"op": "subscribe", "request_id": rid, "channels": chs},
                   request_ids, st.lists(channels, max_size=3) | JUNK),
         st.builds(lambda chs: {"op": "unsubscribe", "channels": chs},
