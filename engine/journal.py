@@ -578,3 +578,111 @@ class FileJournal:
         for index, (start, end) in enumerate(zip(block.starts.tolist(), block.ends.tolist(),
                                                  strict=True)):
             yield block.first_sequence + index, raw[start:end]
+
+
+TAIL_READ_BYTES_MAX = 4 * 1024 * 1024  # bounds one read of a followed journal (a few batches)
+
+
+class JournalTail:
+    """Follows, read-only, a journal another process is appending to: the records after a
+    sequence, as they arrive, never past a sequence the writer says is durable.
+
+    The writer appends each batch with ``os.write`` and starts a new segment only once the
+    active one is full, so the end of the active segment may hold part of a record being
+    written. That part is left where it is and read whole later: nothing is cut, changed or
+    taken for damage. A record at or before the durable sequence was whole on disk before the
+    writer said so; one that does not check out is damage, and raises ``JournalCorruptError``.
+    Older segments are not validated here (the writer did that when it opened them).
+    """
+
+    def __init__(self, directory: Path, after_sequence: int) -> None:
+        self.directory = Path(directory)
+        self.next_sequence = after_sequence + 1  # the sequence of the next record to read
+        self._fd: int | None = None  # the segment being read
+        self._first = 0  # its first sequence
+        self._offset = 0  # the byte offset of record ``next_sequence`` in it
+        self._seek(self.next_sequence)
+
+    def read(self, upto: int, records_max: int = 8192) -> RecordBlock | None:
+        """The next whole records, at most ``records_max`` and none after ``upto``; None when
+        the next one is not (whole) on disk yet."""
+        if upto < self.next_sequence:
+            return None
+        if self._fd is None and not self._open(self.next_sequence):
+            return None
+        block = self._read_here(upto, records_max)
+        if block is not None:
+            return block
+        # Nothing more in this segment. Once the next one exists the writer appends nothing
+        # here, so one more read after seeing it finds all this segment will ever hold.
+        if not (self.directory / segment_name(self.next_sequence)).exists():
+            return None
+        block = self._read_here(upto, records_max)
+        if block is not None:
+            return block
+        os.close(self._fd)
+        self._fd = None
+        return self.read(upto, records_max) if self._open(self.next_sequence) else None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _read_here(self, upto: int, records_max: int) -> RecordBlock | None:
+        data = os.pread(self._fd, TAIL_READ_BYTES_MAX, self._offset)
+        count, stop, why, starts = _walk(data, 0, len(data), self.next_sequence)
+        take = min(count, upto + 1 - self.next_sequence, records_max)
+        if take <= 0:
+            if why in (records.WALK_CRC, records.WALK_TOO_LONG, records.WALK_SEQUENCE):
+                # The record the writer called durable is not whole and right: damage.
+                path = self.directory / segment_name(self._first)
+                reason = _check_record(memoryview(data), stop)
+                raise JournalCorruptError(path, self._offset + stop, reason if isinstance(
+                    reason, str) else f"sequence {self.next_sequence} expected")
+            return None  # nothing yet, or only part of the next record
+        end = int(starts[take]) if take < count else stop
+        ends = np.empty(take, dtype=np.int64)
+        ends[:-1] = starts[1:take]
+        ends[-1] = end
+        block = RecordBlock(self.next_sequence, data, starts[:take] + RECORD_HEADER_SIZE, ends)
+        self._offset += end
+        self.next_sequence += take
+        return block
+
+    def _open(self, first_sequence: int) -> bool:
+        """Start reading the segment that begins at ``first_sequence``; False when it is not
+        there yet, or its header is not whole yet."""
+        path = self.directory / segment_name(first_sequence)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        header = os.pread(fd, SEGMENT_HEADER_SIZE, 0)
+        if header != _segment_header(first_sequence):
+            os.close(fd)
+            if _segment_header(first_sequence).startswith(header):
+                return False  # being created
+            raise JournalCorruptError(path, 0, "damaged segment header")
+        self._fd, self._first, self._offset = fd, first_sequence, SEGMENT_HEADER_SIZE
+        return True
+
+    def _seek(self, sequence: int) -> None:
+        """Find record ``sequence``: in the newest segment that starts at or before it."""
+        firsts = sorted(int(match.group(1)) for name in os.listdir(self.directory)
+                        if (match := _SEGMENT_NAME.fullmatch(name)))
+        before = [first for first in firsts if first <= sequence]
+        if not before:
+            if firsts:
+                raise JournalError(f"records {sequence}..{firsts[0] - 1} are not in the "
+                                   f"journal at {self.directory}")
+            return  # an empty journal: its first segment is opened when it appears
+        if not self._open(before[-1]):
+            raise JournalError(f"segment {segment_name(before[-1])} has no whole header")
+        data = os.pread(self._fd, os.fstat(self._fd).st_size, 0)
+        count, stop, _why, starts = _walk(data, SEGMENT_HEADER_SIZE, len(data), self._first)
+        skipped = sequence - self._first
+        if skipped > count:
+            raise JournalError(f"the journal at {self.directory} ends before sequence "
+                               f"{sequence - 1}")
+        self._offset = int(starts[skipped]) if skipped < count else stop

@@ -6,7 +6,9 @@ commit), and only then applies each entry and answers its client. So an acknowle
 always durable, and a crash loses only commands nobody was told about.
 
 At start the newest valid snapshot is loaded and the journal after it replayed; snapshots are
-written every ``SNAPSHOT_EVERY`` commands and on a clean stop.
+written every ``SNAPSHOT_EVERY`` commands and on a clean stop. The periodic ones are written by a
+follower process (``engine.follower``) that replays the journal beside the server, or, with
+``snapshots="fork"`` and as the follower's fallback, by a forked child of the server.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import getpass
 import logging
 import os
 import signal
+import sys
 import time
 import traceback
 from collections import deque
@@ -30,6 +33,7 @@ from pathlib import Path
 from engine import commands as c
 from engine.clock import Clock, WallClock
 from engine.errors import CrowdexError
+from engine.follower import TELL_INTERVAL_S, Follower
 from engine.journal import RECORD_PAYLOAD_MAX, FileJournal, frame
 from engine.machine import Reply, StateMachine
 from engine.private import private_dir, tighten_files
@@ -66,6 +70,26 @@ SNAPSHOT_NICE = int(os.environ.get("CROWDEX_SNAPSHOT_NICE", "19"))
 # once, not wait for a time slice behind the busy event loop and the clients on a small machine.
 # Best effort: without the privilege (CAP_SYS_NICE) it runs at normal priority.
 JOURNAL_THREAD_REALTIME = os.environ.get("CROWDEX_JOURNAL_REALTIME", "1") != "0"
+# Who writes the periodic snapshots: "follower", a process of its own that follows the journal
+# (engine.follower), so the serving process does no snapshot work; or "fork", a child forked
+# from the server at each snapshot (SNAPSHOT_IN_CHILD), whose shared pages make every page the
+# loop writes meanwhile a copy-on-write fault. ``crowdex serve`` uses the default; the follower
+# needs the parent-death signal (Linux) to be sure it ends with a killed server.
+# CROWDEX_SNAPSHOTS=fork sets the other, for measuring.
+SNAPSHOT_WRITERS = ("follower", "fork")
+SNAPSHOT_WRITER_DEFAULT = os.environ.get("CROWDEX_SNAPSHOTS",
+                                         "follower" if sys.platform == "linux" else "fork")
+# The follower is started once this share of a snapshot's worth of commands has come since the
+# newest snapshot: small venues and tests that never get near a snapshot never start one, and
+# a busy venue's follower has the other half to start and catch up (~1 s) before it is due.
+FOLLOWER_START_SHARE = 0.5
+# A follower this many snapshots' worth behind the newest snapshot (dead, wedged or too slow)
+# is killed and the server forks the snapshot itself, so recovery stays bounded.
+FOLLOWER_BEHIND_MAX_SNAPSHOTS = 2
+# A follower that died is started again after this pause, at most this many times a run; then
+# the server writes its snapshots itself (forked) until it stops.
+FOLLOWER_RESTART_DELAY_S = 1.0
+FOLLOWER_RESTARTS_MAX = 5
 
 BatchObserver = Callable[[int, float], None]
 EventsObserver = Callable[[list], None]
@@ -203,7 +227,10 @@ class Engine:
                  snapshot_every: int = SNAPSHOT_EVERY,
                  on_batch: BatchObserver | None = None,
                  on_events: EventsObserver | None = None,
-                 on_fsync: Callable[[float], None] | None = None) -> None:
+                 on_fsync: Callable[[float], None] | None = None,
+                 snapshots: str = "fork") -> None:
+        if snapshots not in SNAPSHOT_WRITERS:
+            raise ValueError(f"snapshots must be one of {SNAPSHOT_WRITERS}, got {snapshots!r}")
         self.data_dir = Path(data_dir)
         self.clock = clock
         self.machine = StateMachine()
@@ -220,6 +247,11 @@ class Engine:
         self._snapshot_started = 0  # the sequence the last snapshot begun was taken at
         self._snapshotted = -1  # the sequence of the last snapshot known to be written
         self._snapshot_task: asyncio.Task | None = None
+        self.snapshots = snapshots  # who writes the periodic snapshots (SNAPSHOT_WRITERS)
+        self._follower_start = int(snapshot_every * FOLLOWER_START_SHARE)
+        self.follower: Follower | None = None  # the follower process's handle, once started
+        self._following: asyncio.Task | None = None  # the task that talks to it
+        self._follower_behind = False  # it fell behind: killed, and a fork took over
         self._next_sequence = 0  # the sequence the next journaled command gets (set by _run)
         self._last_stamp = 0  # the time stamped on the last journaled batch
         self._accepting = False
@@ -316,6 +348,7 @@ class Engine:
         self._task = None
         self._writer.shutdown(wait=True)
         self._writer = None
+        await self._stop_follower()  # before the snapshot below: one writer of the directory
         if self._snapshot_task is not None:
             await self._snapshot_task
             self._snapshot_task = None
@@ -480,6 +513,17 @@ class Engine:
 
     def _maybe_snapshot(self) -> None:
         sequence = self.machine.last_sequence
+        if self.snapshots == "follower":
+            since = sequence - self._snapshotted
+            if since < self._follower_start:
+                return
+            if self._following is None:
+                self._following = asyncio.create_task(self._follow(),
+                                                      name="crowdex-follower")
+            if since < FOLLOWER_BEHIND_MAX_SNAPSHOTS * self.snapshot_every:
+                self._follower_behind = False
+                return
+            self._fall_back(since)  # the fork below: _snapshot_started is a fork's or older
         if sequence - self._snapshot_started >= self.snapshot_every and (
                 self._snapshot_task is None or self._snapshot_task.done()):
             # Taken here, between batches. The journal is the record: a snapshot only shortens
@@ -491,6 +535,69 @@ class Engine:
                                        snapshot_off_loop(self.machine, self._write_snapshot,
                                                          self._publish_snapshot)),
                 name="crowdex-snapshot")
+
+    def _fall_back(self, since: int) -> None:
+        """The follower is too far behind: kill it (its restart waits) and fork a snapshot."""
+        if not self._follower_behind:
+            self._follower_behind = True
+            log.warning("the snapshot follower%s is %d commands past the newest snapshot "
+                        "(%d); it is restarted and this snapshot is forked from the server",
+                        "" if self.follower is None else f" (pid {self.follower.pid})",
+                        since, self._snapshotted)
+        if self.follower is not None:
+            self.follower.kill()  # now: two writers must not prune each other's files
+
+    async def _follow(self) -> None:
+        """Start the follower, tell it the durable sequence every ``TELL_INTERVAL_S``, hear
+        its snapshots, and start it again if it dies (``FOLLOWER_RESTARTS_MAX``)."""
+        restarts = 0
+        while self.snapshots == "follower":
+            follower = self.follower
+            if follower is None or not follower.alive():
+                if follower is not None:
+                    self._heard(follower.snapshots())
+                    restarts += 1
+                    log.warning("the snapshot follower (pid %d) ended with status %s",
+                                follower.pid, follower.process.returncode)
+                    await follower.stop()
+                    self.follower = None
+                    if restarts > FOLLOWER_RESTARTS_MAX:
+                        log.error("the snapshot follower died %d times; the server writes its "
+                                  "snapshots itself (forked) from now on", restarts)
+                        self.snapshots = "fork"
+                        return
+                    await asyncio.sleep(FOLLOWER_RESTART_DELAY_S)
+                if not self._start_follower():
+                    return
+                follower = self.follower
+            # The applied sequence is durable: a batch is applied only once journaled.
+            follower.tell(self.machine.last_sequence)
+            self._heard(follower.snapshots())
+            await asyncio.sleep(TELL_INTERVAL_S)
+
+    def _start_follower(self) -> bool:
+        follower = Follower(self.data_dir, self.snapshot_every, SNAPSHOTS_KEPT)
+        try:
+            follower.start()
+        except OSError:
+            log.exception("the snapshot follower could not be started; the server writes its "
+                          "snapshots itself (forked)")
+            self.snapshots = "fork"
+            return False
+        self.follower = follower
+        return True
+
+    def _heard(self, snapshotted: int) -> None:
+        self._snapshotted = max(self._snapshotted, snapshotted)
+
+    async def _stop_follower(self) -> None:
+        if self._following is not None:
+            self._following.cancel()
+            await asyncio.gather(self._following, return_exceptions=True)
+            self._following = None
+        if self.follower is not None:
+            self._heard(await self.follower.stop())
+            self.follower = None
 
     async def _snapshot_written(self, sequence: int, writing: Awaitable[bool]) -> None:
         if await writing:

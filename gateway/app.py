@@ -23,7 +23,7 @@ from engine import offerings_commands as oc
 from engine.clock import ManualClock, WallClock
 from engine.errors import CrowdexError
 from engine.markets import warm_up
-from engine.sequencer import Engine
+from engine.sequencer import SNAPSHOT_WRITER_DEFAULT, Engine
 from gateway import http, keys, logs, openapi, ws
 from gateway.config import Config
 from gateway.hub import Hub
@@ -230,7 +230,7 @@ def _make_engine(config: Config, metrics: Metrics, hub: Hub) -> Engine:
                              on_events=hub.publish_all)
     return Engine(config.data_dir, WallClock(), sync=config.journal_sync,
                   on_batch=metrics.on_batch, on_fsync=metrics.sync.observe,
-                  on_events=hub.publish_all)
+                  on_events=hub.publish_all, snapshots=SNAPSHOT_WRITER_DEFAULT)
 
 
 def create_app(config: Config) -> web.Application:

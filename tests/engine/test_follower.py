@@ -1,0 +1,344 @@
+"""The snapshot follower: a process of its own that follows the journal read-only and writes the
+same snapshots the server would, applying only what the server says is durable; the server
+starts it lazily, hears its snapshots, restarts it, falls back to forking, and ends it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import recovery
+from engine import commands as c
+from engine import follower as follower_module
+from engine import journal as journal_module
+from engine import sequencer
+from engine.clock import ManualClock
+from engine.follower import Follower
+from engine.journal import FileJournal, JournalCorruptError, JournalTail, segment_name
+from engine.sequencer import Engine, replay_from_empty
+from engine.skips import Skip, entry_sha256, record_skip
+from engine.snapshot import read_snapshot, snapshot_name, snapshot_paths, state_hash
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the follower needs Linux")
+
+WAIT_S = 60  # a bound for what should take well under a second
+
+
+def _commands(orders: int, seed: int = 7) -> list[tuple[int, c.Command]]:
+    """A venue with traders, then ``orders`` orders and cancels (``bench.recovery``'s mix)."""
+    entries = recovery.order_entries(orders, seed, recovery.START_US + 1_000_000)
+    return recovery._prefix() + [(entry.actor, entry.command) for entry in entries]
+
+
+async def _submit(engine: Engine, commands: list[tuple[int, c.Command]]) -> None:
+    for start in range(0, len(commands), 512):
+        await asyncio.gather(*(engine.submit(command, actor)
+                               for actor, command in commands[start:start + 512]))
+
+
+async def _until(condition, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def _gone(pid: int) -> bool:
+    """True once ``pid`` no longer runs (a zombie of another parent counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def _journal_of(data_dir: Path, commands: int) -> None:
+    """A journal of ``commands`` entries, written as the server does, with no snapshot."""
+    engine = Engine(data_dir, ManualClock(), sync=False, snapshot_every=10**9)
+    engine.recover()
+    journal = engine._journal
+    for start in range(0, commands, 300):
+        count = min(300, commands - start)
+        journal.append([(start + i + 1, c.encode_entry(c.Entry(recovery.START_US, 0, c.Tick())))
+                        for i in range(count)])
+    engine.close_recovered()
+
+
+# ---- the journal's tailing read -------------------------------------------------------------
+
+
+def test_tail_waits_for_a_record_being_written_and_cuts_nothing(tmp_path: Path):
+    journal = FileJournal(tmp_path, sync=False)
+    journal.append([(n, b"entry %d" % n) for n in range(1, 4)])
+    tail = JournalTail(tmp_path, 0)
+    record = journal_module._encode_record(4, b"the fourth entry")
+    path = tmp_path / segment_name(1)
+    size = path.stat().st_size
+    with open(path, "ab") as file:  # the writer is halfway through record 4
+        file.write(record[:13])
+    block = tail.read(upto=10)
+    assert block.first_sequence == 1 and len(block.starts) == 3
+    assert tail.read(upto=10) is None  # waited for, not an error
+    assert path.stat().st_size == size + 13  # and nothing cut
+    with open(path, "ab") as file:
+        file.write(record[13:])
+    block = tail.read(upto=10)
+    assert block.first_sequence == 4
+    assert bytes(block.data[block.starts[0]:block.ends[0]]) == b"the fourth entry"
+
+
+def test_tail_reads_nothing_past_the_durable_sequence(tmp_path: Path):
+    journal = FileJournal(tmp_path, sync=False)
+    journal.append([(n, b"e%d" % n) for n in range(1, 101)])
+    tail = JournalTail(tmp_path, 10)
+    block = tail.read(upto=40)
+    assert (block.first_sequence, len(block.starts)) == (11, 30)
+    assert tail.read(upto=40) is None
+    block = tail.read(upto=1000, records_max=7)
+    assert (block.first_sequence, len(block.starts)) == (41, 7)
+
+
+def test_tail_follows_segment_rolls_while_the_journal_is_written(tmp_path: Path):
+    journal = FileJournal(tmp_path, sync=False, segment_size_max=400)
+    tail = JournalTail(tmp_path, 0)  # before the first segment exists
+    read = []
+    for batch in range(40):
+        first = journal.last_sequence + 1
+        journal.append([(n, b"payload %d" % n) for n in range(first, first + 1 + batch % 3)])
+        if batch % 4 == 0:
+            while (block := tail.read(journal.last_sequence)) is not None:
+                read += [bytes(block.data[s:e]) for s, e in zip(block.starts, block.ends,
+                                                                strict=True)]
+    while (block := tail.read(journal.last_sequence)) is not None:
+        read += [bytes(block.data[s:e]) for s, e in zip(block.starts, block.ends, strict=True)]
+    assert len(journal.segment_paths) > 5
+    assert read == [payload for _sequence, payload in journal.read(0)]
+
+
+def test_tail_refuses_a_damaged_durable_record(tmp_path: Path):
+    journal = FileJournal(tmp_path, sync=False)
+    journal.append([(n, b"entry %d" % n) for n in range(1, 4)])
+    path = tmp_path / segment_name(1)
+    data = bytearray(path.read_bytes())
+    data[-2] ^= 0xFF  # in record 3's payload
+    path.write_bytes(bytes(data))
+    tail = JournalTail(tmp_path, 0)
+    assert len(tail.read(upto=3).starts) == 2  # the whole ones before it
+    with pytest.raises(JournalCorruptError, match="CRC mismatch"):
+        tail.read(upto=3)
+    assert JournalTail(tmp_path, 0).read(upto=2) is not None  # not durable yet: not read
+
+
+# ---- the follower process -------------------------------------------------------------------
+
+
+async def test_follower_writes_the_servers_snapshot(tmp_path: Path):
+    engine = Engine(tmp_path, ManualClock(), sync=False, snapshot_every=10**9)
+    await engine.start()
+    await _submit(engine, _commands(3000))
+    await engine.stop()  # the server's own snapshot, at the last sequence
+    sequence = engine.machine.last_sequence
+    server_path = tmp_path / "snapshots" / snapshot_name(sequence)
+    server = read_snapshot(server_path)
+    server_path.unlink()
+    follower = Follower(tmp_path, sequence, keep=3)
+    follower.start()
+    try:
+        follower.tell(sequence)
+        heard = []
+        await _until(lambda: heard.append(follower.snapshots()) or sequence in heard,
+                     "the follower's snapshot")
+    finally:
+        await follower.stop()
+    followed = read_snapshot(server_path)
+    assert followed.sequence == sequence
+    assert followed.meta == server.meta
+    # Every field of every array equal; the bytes differ only in the padding of aligned
+    # records, which nothing initialises (the state hash leaves it out for that reason).
+    assert followed.arrays.keys() == server.arrays.keys()
+    for name, array in server.arrays.items():
+        assert array.dtype == followed.arrays[name].dtype
+        assert (array == followed.arrays[name]).all(), name
+    assert state_hash(followed.arrays, followed.meta) == state_hash(server.arrays, server.meta)
+
+
+async def test_follower_applies_only_what_is_durable(tmp_path: Path):
+    _journal_of(tmp_path, 100)
+    follower = Follower(tmp_path, 10, keep=3)
+    follower.start()
+    try:
+        follower.tell(55)
+        await _until(lambda: follower.snapshots() == 50, "snapshot 50")
+        await asyncio.sleep(0.3)  # time to go past 55, if it would
+        assert follower.snapshots() == -1
+        assert [int(p.name[9:29]) for p in snapshot_paths(tmp_path / "snapshots")] == [50, 40, 30]
+        follower.tell(100)
+        await _until(lambda: follower.snapshots() == 100, "snapshot 100")
+    finally:
+        await follower.stop()
+    assert read_snapshot(tmp_path / "snapshots" / snapshot_name(100)).sequence == 100
+
+
+async def test_follower_ends_with_stdin(tmp_path: Path):
+    _journal_of(tmp_path, 10)
+    follower = Follower(tmp_path, 10, keep=3)
+    follower.start()
+    follower.process.stdin.close()
+    assert await asyncio.to_thread(follower.process.wait, WAIT_S) == 0
+    follower.process.stdout.close()
+
+
+# ---- the server's supervision ---------------------------------------------------------------
+
+
+async def test_follower_is_started_only_near_a_snapshot(tmp_path: Path):
+    engine = Engine(tmp_path, ManualClock(), sync=False, snapshot_every=200,
+                    snapshots="follower")
+    await engine.start()
+    await _submit(engine, [(0, c.Genesis("op", False, 0))] + [(0, c.Tick())] * 98)
+    await asyncio.sleep(0.1)
+    assert engine.follower is None  # 99 commands: under half a snapshot's worth
+    await _submit(engine, [(0, c.Tick())])
+    await _until(lambda: engine.follower is not None, "the follower to start")
+    pid = engine.follower.pid
+    await _submit(engine, [(0, c.Tick())] * 150)
+    await _until(lambda: engine._snapshotted == 200, "the follower's snapshot at 200")
+    assert engine.follower.pid == pid and not _gone(pid)
+    await engine.stop()
+    assert _gone(pid)
+    assert [p.name for p in snapshot_paths(tmp_path / "snapshots")] == [
+        snapshot_name(250), snapshot_name(200)]  # the server's at its stop, the follower's
+
+
+async def test_a_killed_follower_is_restarted_and_no_half_snapshot_is_seen(
+        tmp_path: Path, monkeypatch, caplog):
+    monkeypatch.setattr(sequencer, "FOLLOWER_RESTART_DELAY_S", 0.05)
+    engine = Engine(tmp_path, ManualClock(), sync=False, snapshot_every=100,
+                    snapshots="follower")
+    await engine.start()
+    await _submit(engine, [(0, c.Genesis("op", False, 0))] + [(0, c.Tick())] * 60)
+    await _until(lambda: engine.follower is not None, "the follower to start")
+    for round_ in range(3):
+        first = engine.follower.pid
+        await _submit(engine, [(0, c.Tick())] * 100)
+        os.kill(first, signal.SIGKILL)  # perhaps in the middle of a snapshot
+        for path in snapshot_paths(tmp_path / "snapshots"):
+            read_snapshot(path)  # every published one is whole
+        await _until(lambda first=first: engine.follower is not None
+                     and engine.follower.pid != first, f"restart {round_}")
+        await _until(lambda due=100 * (round_ + 1): engine._snapshotted >= due,
+                     "the restarted follower's snapshot")
+    assert "forked from the server" not in caplog.text  # each restarted, none fallen behind
+    await engine.stop()
+    recovered = Engine(tmp_path, ManualClock(), sync=False)
+    recovered.recover()
+    assert recovered.machine.state_hash() == replay_from_empty(tmp_path).state_hash()
+    recovered.close_recovered()
+    assert not list((tmp_path / "snapshots").glob("*.tmp"))
+
+
+async def test_a_wedged_follower_falls_back_to_a_forked_snapshot(tmp_path: Path):
+    engine = Engine(tmp_path, ManualClock(), sync=False, snapshot_every=100,
+                    snapshots="follower")
+    await engine.start()
+    await _submit(engine, [(0, c.Genesis("op", False, 0))] + [(0, c.Tick())] * 60)
+    await _until(lambda: engine.follower is not None, "the follower to start")
+    wedged = engine.follower.pid
+    os.kill(wedged, signal.SIGSTOP)
+    await _submit(engine, [(0, c.Tick())] * 250)  # past two snapshots' worth
+    await _until(lambda: engine._snapshotted >= 200, "the forked snapshot")
+    assert _gone(wedged)
+    await engine.stop()
+
+
+async def test_a_follower_that_cannot_start_falls_back_to_forking(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(follower_module.sys, "executable", str(tmp_path / "no-python"))
+    engine = Engine(tmp_path, ManualClock(), sync=False, snapshot_every=100,
+                    snapshots="follower")
+    await engine.start()
+    await _submit(engine, [(0, c.Genesis("op", False, 0))] + [(0, c.Tick())] * 60)
+    await _until(lambda: engine.snapshots == "fork", "the fallback")
+    await _submit(engine, [(0, c.Tick())] * 50)
+    await _until(lambda: engine._snapshotted >= 100, "a forked snapshot")
+    await engine.stop()
+
+
+async def test_follower_honours_the_operators_skips(tmp_path: Path):
+    engine = Engine(tmp_path, ManualClock(), sync=False, snapshot_every=10**9)
+    await engine.start()
+    await engine.submit(c.Genesis("op", False, 0))
+    account = (await engine.submit(c.CreateAccount("investor", "i", "key"))).body["account_id"]
+    await _submit(engine, [(0, c.Deposit(account, 1000 + n, f"d{n}")) for n in range(40)])
+    await engine.stop()
+    (tmp_path / "snapshots" / snapshot_name(42)).unlink()  # the follower is to write it
+    skipped = 12  # the deposit of 1009 (after the genesis and the account)
+    payload = dict(FileJournal(tmp_path / "journal", read_only=True).read(skipped - 1))[skipped]
+    record_skip(tmp_path, Skip(skipped, entry_sha256(payload), "deposit", 0, "none",
+                               "a test's skip", "2026-12-06T00:00:00Z", "test"))
+    recovered = Engine(tmp_path, ManualClock(), sync=False)
+    recovered.recover()  # honours the skip
+    expected = recovered.machine.state_hash()
+    assert recovered.machine.cash_total() == sum(1000 + n for n in range(40)) - 1009
+    recovered.close_recovered()
+    follower = Follower(tmp_path, 42, keep=3)
+    follower.start()
+    try:
+        follower.tell(42)
+        await _until(lambda: follower.snapshots() == 42, "snapshot 42")
+    finally:
+        await follower.stop()
+    snapshot = read_snapshot(tmp_path / "snapshots" / snapshot_name(42))
+    assert state_hash(snapshot.arrays, snapshot.meta) == expected
+
+
+# ---- a killed server ------------------------------------------------------------------------
+
+SERVER = """
+import asyncio, sys
+from pathlib import Path
+from engine import commands as c
+from engine.clock import ManualClock
+from engine.sequencer import Engine
+
+async def main():
+    engine = Engine(Path(sys.argv[1]), ManualClock(), snapshot_every=100, snapshots="follower")
+    await engine.start()
+    await engine.submit(c.Genesis("op", False, 0))
+    while True:
+        await asyncio.gather(*(engine.submit(c.Tick()) for _ in range(20)))
+        if engine.follower is not None and engine._snapshotted >= 100:
+            print(engine.follower.pid, flush=True)
+        await asyncio.sleep(0.005)
+
+asyncio.run(main())
+"""
+
+
+def test_a_killed_server_leaves_no_follower_and_restarts(tmp_path: Path):
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        follower_pid = int(server.stdout.readline())
+        server.kill()  # kill -9, mid-stream
+        server.wait()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        server.stdout.close()
+    deadline = time.monotonic() + WAIT_S
+    while not _gone(follower_pid):
+        assert time.monotonic() < deadline, "the follower outlived its server"
+        time.sleep(0.01)
+    engine = Engine(tmp_path, ManualClock())
+    engine.recover()
+    assert engine.machine.state_hash() == replay_from_empty(tmp_path).state_hash()
+    engine.close_recovered()
