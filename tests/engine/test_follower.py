@@ -309,14 +309,17 @@ from engine.clock import ManualClock
 from engine.sequencer import Engine
 
 async def main():
-    engine = Engine(Path(sys.argv[1]), ManualClock(), snapshot_every=100, snapshots="follower")
+    engine = Engine(Path(sys.argv[1]), ManualClock(), snapshot_every=2000,
+                    snapshots="follower")
     await engine.start()
     await engine.submit(c.Genesis("op", False, 0))
-    while True:
+    told = False
+    while True:  # ~1000 commands/s: the follower's snapshot at 2000 comes well in time
         await asyncio.gather(*(engine.submit(c.Tick()) for _ in range(20)))
-        if engine.follower is not None and engine._snapshotted >= 100:
+        if not told and engine._snapshotted >= 2000:
             print(engine.follower.pid, flush=True)
-        await asyncio.sleep(0.005)
+            told = True
+        await asyncio.sleep(0.02)
 
 asyncio.run(main())
 """
@@ -327,6 +330,7 @@ def test_a_killed_server_leaves_no_follower_and_restarts(tmp_path: Path):
                               stdout=subprocess.PIPE, text=True)
     try:
         follower_pid = int(server.stdout.readline())
+        assert not _gone(follower_pid)
         server.kill()  # kill -9, mid-stream
         server.wait()
     finally:
