@@ -517,12 +517,14 @@ class Engine:
             since = sequence - self._snapshotted
             if since < self._follower_start:
                 return
-            if self._following is None:
-                self._following = asyncio.create_task(self._follow(),
-                                                      name="crowdex-follower")
             if since < FOLLOWER_BEHIND_MAX_SNAPSHOTS * self.snapshot_every:
                 self._follower_behind = False
+                if self._following is None:
+                    self._following = asyncio.create_task(self._follow(),
+                                                          name="crowdex-follower")
                 return
+            # Also a venue recovered that far past its newest snapshot: a fork now, the
+            # follower once that snapshot is published.
             self._fall_back(since)  # the fork below: _snapshot_started is a fork's or older
         if sequence - self._snapshot_started >= self.snapshot_every and (
                 self._snapshot_task is None or self._snapshot_task.done()):
@@ -567,6 +569,10 @@ class Engine:
                         self.snapshots = "fork"
                         return
                     await asyncio.sleep(FOLLOWER_RESTART_DELAY_S)
+                # Not while a forked snapshot is written: each writer's prune would remove
+                # the other's temporary file. Started after, it loads that snapshot.
+                while self._snapshot_task is not None and not self._snapshot_task.done():
+                    await asyncio.sleep(TELL_INTERVAL_S)
                 if not self._start_follower():
                     return
                 follower = self.follower
