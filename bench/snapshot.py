@@ -23,16 +23,24 @@ Printed: per window kind, the faults per batch and the batch time percentiles (C
 applying thread, and wall), the faults a snapshot costs in all, and the child's lifetime with
 where its time went (meta encoded, body, write, and its own CPU and faults), and the
 publishing thread's fsync and rename after it.
+With ``--writer follower`` the snapshots are the follower's instead (``engine.follower``, what
+``crowdex serve`` runs on Linux): a process of its own started on the recovered state's snapshot
+that follows the journal, told the applied sequence every ``TELL_INTERVAL_S`` as the server tells
+it; every batch of that pass counts as one with the follower alive, and its CPU and the
+snapshots it wrote are reported.
+
 The last line is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import threading
@@ -47,6 +55,7 @@ import numpy as np
 from bench import recovery, venue
 from engine import commands as c
 from engine import sequencer
+from engine.follower import TELL_INTERVAL_S, Follower
 from engine.journal import FileJournal
 from engine.machine import StateMachine
 from engine.replay import apply_records, paused_gc
@@ -206,12 +215,57 @@ def _period(batches: _Batches, directory: Path, period: int, snapshot: bool) -> 
     return _Period(alive, after, child)
 
 
+def _followed(batches: _Batches, follower: Follower, period: int) -> _Period:
+    """``period`` batches with the follower alive, told the applied sequence as the server
+    tells it (every ``TELL_INTERVAL_S``, from the applying thread between batches)."""
+    rows, told, heard = [], time.perf_counter(), []
+    for _ in range(period):
+        if not batches.left():
+            break
+        rows.append(batches.apply())
+        if time.perf_counter() - told >= TELL_INTERVAL_S:
+            told = time.perf_counter()
+            follower.tell(batches.machine.last_sequence)
+            heard.append(follower.snapshots())
+    return _Period(rows, [], {"snapshots_heard": sum(1 for h in heard if h >= 0)})
+
+
+def _drain(follower: Follower, upto: int, last: int, every: int) -> dict:
+    """Let the follower write the snapshots due up to ``last`` before it is stopped; how many
+    were due, and whether the last of them came within 30 s."""
+    follower.tell(last)
+    due = upto + (last - upto) // every * every
+    deadline = time.monotonic() + 30
+    newest = upto
+    while newest < due and time.monotonic() < deadline:
+        newest = max(newest, follower.snapshots())
+        time.sleep(TELL_INTERVAL_S)
+    return {"follower_snapshots_due": (due - upto) // every,
+            "follower_wrote_them": newest >= due}
+
+
+def _start_follower(data_dir: Path, machine: StateMachine, every: int) -> Follower:
+    """A follower on the recovered state: its snapshot written first, so it loads it."""
+    shutil.rmtree(data_dir / "snapshots", ignore_errors=True)
+    write_snapshot(data_dir / "snapshots", machine.last_sequence, machine.arrays(),
+                   machine.meta(), sync=False)
+    follower = Follower(data_dir, every, sequencer.SNAPSHOTS_KEPT)
+    follower.start()
+    follower.tell(machine.last_sequence)
+    time.sleep(2.0)  # its start (imports, the snapshot loaded) is not what is measured
+    return follower
+
+
 def _run(data_dir: Path, upto: int, args: argparse.Namespace, snapshot: bool) -> list[_Period]:
     """One pass: the state recovered afresh, the garbage collector set as the server sets it,
     then ``--rounds`` periods, each begun by a snapshot if ``snapshot``."""
     machine, data, ends = _recovered(data_dir, upto)
     period = max(args.every // args.batch, 1)
     batches = _Batches(machine, data, ends, args.batch, args.rate)
+    follower = None
+    if snapshot and args.writer == "follower":
+        follower = _start_follower(data_dir, machine, args.every)
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     thresholds = gc.get_threshold()
     gc.collect()
     gc.freeze()  # as crowdex serve does once it has recovered
@@ -219,9 +273,20 @@ def _run(data_dir: Path, upto: int, args: argparse.Namespace, snapshot: bool) ->
     try:
         for _ in range(args.warm_batches):
             batches.apply()
-        return [_period(batches, data_dir / "snapshots", period, snapshot)
-                for _ in range(args.rounds)]
+        if follower is None:
+            return [_period(batches, data_dir / "snapshots", period, snapshot)
+                    for _ in range(args.rounds)]
+        periods = [_followed(batches, follower, period) for _ in range(args.rounds)]
+        drained = _drain(follower, upto, batches.machine.last_sequence, args.every)
+        asyncio.run(follower.stop())
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        periods[-1].child.update(
+            follower_user_ms=(children.ru_utime - children_before.ru_utime) * 1e3,
+            follower_sys_ms=(children.ru_stime - children_before.ru_stime) * 1e3, **drained)
+        return periods
     finally:
+        if follower is not None and follower.alive():
+            follower.kill()
         gc.set_threshold(*thresholds)
         gc.unfreeze()
         gc.collect()
@@ -265,8 +330,11 @@ def _report(pairs: list[tuple[list[_Period], list[_Period]]], args: argparse.Nam
     quiet = [row for plain, _ in pairs for period in plain for row in period.after]
     alive = [row for _, snap in pairs for period in snap for row in period.alive]
     after = [row for _, snap in pairs for period in snap for row in period.after]
-    kinds = {"no_snapshot": _summary(quiet), "child_alive": _summary(alive),
-             "after_child": _summary(after)}
+    if args.writer == "follower":
+        kinds = {"no_snapshot": _summary(quiet), "follower_alive": _summary(alive)}
+    else:
+        kinds = {"no_snapshot": _summary(quiet), "child_alive": _summary(alive),
+                 "after_child": _summary(after)}
     for kind, summary in kinds.items():
         print(_line(kind, summary), file=sys.stderr)
     # What one snapshot costs: a period that begins with one against the same commands
@@ -289,11 +357,12 @@ def _report(pairs: list[tuple[list[_Period], list[_Period]]], args: argparse.Nam
                           f"{name} {value}" for name, value in child.items())
         print(f"child {n}: {parts}", file=sys.stderr)
     return {
-        "mix": args.mix, "batch": args.batch, "rate": args.rate, "every": args.every, **kinds,
+        "mix": args.mix, "batch": args.batch, "rate": args.rate, "every": args.every,
+        "writer": args.writer, **kinds,
         "extra_faults_per_snapshot": round(float(np.mean(extra_faults))),
         "extra_cpu_ms_per_snapshot": round(float(np.mean(extra_cpu_ms)), 1),
-        "child_lifetime_ms_median": round(float(np.median(
-            [child["lifetime_ms"] for child in children])), 1),
+        "child_lifetime_ms_median": None if args.writer == "follower" else round(float(
+            np.median([child["lifetime_ms"] for child in children])), 1),
         "children": [{k: round(v, 2) if isinstance(v, float) else v for k, v in child.items()}
                      for child in children],
     }
@@ -320,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="batches applied before the first window (%(default)s)")
     p.add_argument("--nice", type=int, default=sequencer.SNAPSHOT_NICE,
                    help="the snapshot child's niceness (the server's: %(default)s)")
+    p.add_argument("--writer", choices=("fork", "follower"), default="fork",
+                   help="who writes the snapshots: a forked child (the default) or the "
+                   "follower process")
     p.add_argument("--seed", type=int, default=7, help="the workload's random seed")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     args = p.parse_args(argv)

@@ -339,6 +339,11 @@ class FileJournal:
         self._dir_fd: int | None = os.open(self.directory, os.O_RDONLY)
         if self._segments:
             self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
+            if sync:
+                # A writer that died between a write and its fsync left records that the
+                # page cache still shows: they are applied from now on, and a snapshot may
+                # hold them (engine.follower), so they are made durable before anything else.
+                os.fsync(self._fd)
 
     # ---- the Journal interface -----------------------------------------------------------------
 
@@ -580,7 +585,7 @@ class FileJournal:
             yield block.first_sequence + index, raw[start:end]
 
 
-TAIL_READ_BYTES_MAX = 4 * 1024 * 1024  # bounds one read of a followed journal (a few batches)
+TAIL_READ_BYTES_MAX = 1024 * 1024  # bounds one read of a followed journal (~10k records)
 
 
 class JournalTail:

@@ -542,10 +542,14 @@ class Engine:
         """The follower is too far behind: kill it (its restart waits) and fork a snapshot."""
         if not self._follower_behind:
             self._follower_behind = True
-            log.warning("the snapshot follower%s is %d commands past the newest snapshot "
-                        "(%d); it is restarted and this snapshot is forked from the server",
-                        "" if self.follower is None else f" (pid {self.follower.pid})",
-                        since, self._snapshotted)
+            if self.follower is None:
+                log.warning("the venue is %d commands past the newest snapshot (%d): this "
+                            "snapshot is forked from the server, the follower starts after it",
+                            since, self._snapshotted)
+            else:
+                log.warning("the snapshot follower (pid %d) is %d commands past the newest "
+                            "snapshot (%d); it is restarted and this snapshot is forked from "
+                            "the server", self.follower.pid, since, self._snapshotted)
         if self.follower is not None:
             self.follower.kill()  # now: two writers must not prune each other's files
 

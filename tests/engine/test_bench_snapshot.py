@@ -31,3 +31,13 @@ def test_the_bench_runs_and_reports_each_snapshot(capsys: pytest.CaptureFixture,
         # The child only writes; the fsync and the rename are this process's, after it.
         assert "fsync_ms" not in child
         assert {"published_fsync_ms", "published_rename_ms"} <= set(child)
+
+
+def test_the_bench_runs_with_the_follower_writing(capsys: pytest.CaptureFixture) -> None:
+    assert snapshot.main(["--orders", "3000", *TINY, "--writer", "follower"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["writer"] == "follower"
+    assert figures["follower_alive"]["batches"] == 2 * 2048 // 256
+    last = figures["children"][-1]
+    assert last["follower_snapshots_due"] == 2 and last["follower_wrote_them"] is True
+    assert last["follower_user_ms"] > 0

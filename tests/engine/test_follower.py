@@ -346,3 +346,43 @@ def test_a_killed_server_leaves_no_follower_and_restarts(tmp_path: Path):
     engine.recover()
     assert engine.machine.state_hash() == replay_from_empty(tmp_path).state_hash()
     engine.close_recovered()
+
+
+async def test_a_venue_recovered_far_past_its_snapshot_forks_first(tmp_path: Path, caplog):
+    """Two snapshots' worth past the newest at the start: a forked snapshot now, and the
+    follower only once it is published (not started only to be killed, nor beside a fork)."""
+    _journal_of(tmp_path, 250)
+    engine = Engine(tmp_path, ManualClock(), sync=False, snapshot_every=100,
+                    snapshots="follower")
+    await engine.start()
+    await _submit(engine, [(0, c.Genesis("op", False, 0))])
+    assert engine.follower is None and engine._snapshot_task is not None
+    await engine._snapshot_task
+    assert engine._snapshotted == 251
+    await _submit(engine, [(0, c.Tick())] * 60)
+    await _until(lambda: engine.follower is not None, "the follower to start")
+    await _submit(engine, [(0, c.Tick())] * 50)
+    await _until(lambda: engine._snapshotted == 351, "the follower's snapshot")
+    await engine.stop()
+    assert "restarted" not in caplog.text and "ended with status" not in caplog.text
+
+
+async def test_a_stale_half_written_snapshot_is_never_loaded(tmp_path: Path):
+    """What a follower killed mid-write leaves (a temporary file) is not loaded at the next
+    start, and the next snapshot published removes it."""
+    _journal_of(tmp_path, 120)
+    engine = Engine(tmp_path, ManualClock(), sync=False, snapshot_every=100)
+    engine.recover()
+    await engine.start()
+    await engine.stop()  # the server's snapshot at 120
+    snapshots = tmp_path / "snapshots"
+    whole = (snapshots / snapshot_name(120)).read_bytes()
+    stale = snapshots / (snapshot_name(130) + ".tmp")
+    stale.write_bytes(whole[:len(whole) // 2])
+    engine = Engine(tmp_path, ManualClock(), sync=False, snapshot_every=100)
+    assert engine.recover() == 0  # from the snapshot at 120, the stale file ignored
+    await engine.start()
+    await _submit(engine, [(0, c.Tick())] * 5)
+    await engine.stop()
+    assert not stale.exists()
+    assert [p.name for p in snapshot_paths(snapshots)] == [snapshot_name(125), snapshot_name(120)]
