@@ -359,6 +359,7 @@ async def test_a_venue_recovered_far_past_its_snapshot_forks_first(tmp_path: Pat
     assert engine.follower is None and engine._snapshot_task is not None
     await engine._snapshot_task
     assert engine._snapshotted == 251
+    assert engine.follower is None  # not beside the fork: each would prune the other's file
     await _submit(engine, [(0, c.Tick())] * 60)
     await _until(lambda: engine.follower is not None, "the follower to start")
     await _submit(engine, [(0, c.Tick())] * 50)
