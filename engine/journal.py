@@ -585,7 +585,9 @@ class FileJournal:
             yield block.first_sequence + index, raw[start:end]
 
 
-TAIL_READ_BYTES_MAX = 1024 * 1024  # bounds one read of a followed journal (~10k records)
+# Bounds one read of a followed journal (~10k records); room for the largest record, which
+# must fit whole in one read or the tail would wait for it forever.
+TAIL_READ_BYTES_MAX = max(1024 * 1024, RECORD_HEADER_SIZE + RECORD_PAYLOAD_MAX)
 
 
 class JournalTail:

@@ -95,6 +95,19 @@ def test_tail_waits_for_a_record_being_written_and_cuts_nothing(tmp_path: Path):
     assert bytes(block.data[block.starts[0]:block.ends[0]]) == b"the fourth entry"
 
 
+def test_tail_reads_a_record_of_the_largest_size(tmp_path: Path):
+    """A record as large as the journal takes is read whole (one read of the tail once held
+    1 MiB, less than such a record: the follower waited for it forever)."""
+    journal = FileJournal(tmp_path, sync=False)
+    largest = b"x" * journal_module.RECORD_PAYLOAD_MAX
+    journal.append([(1, b"small"), (2, largest), (3, b"after")])
+    tail = JournalTail(tmp_path, 0)
+    read = []
+    while (block := tail.read(upto=3)) is not None:
+        read += [bytes(block.data[s:e]) for s, e in zip(block.starts, block.ends, strict=True)]
+    assert read == [b"small", largest, b"after"]
+
+
 def test_tail_reads_nothing_past_the_durable_sequence(tmp_path: Path):
     journal = FileJournal(tmp_path, sync=False)
     journal.append([(n, b"e%d" % n) for n in range(1, 101)])
