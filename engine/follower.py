@@ -35,6 +35,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from engine.journal import JournalTail
@@ -57,6 +58,11 @@ STOP_TIMEOUT_S = 5.0
 FOLLOWER_NICE = 10
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 SNAPSHOT_LINE = b"snapshot "
+# While it applies, the follower says how far it got (a line ``applied <sequence>``) at most
+# this often: the server tells a follower that is behind but moving (a burst of traffic on a
+# busy machine, its low priority) from one that is wedged (engine.sequencer).
+PROGRESS_LINE = b"applied "
+PROGRESS_INTERVAL_S = 0.5
 
 
 class Follower:
@@ -69,6 +75,8 @@ class Follower:
         self.process: subprocess.Popen | None = None
         self._told = -1
         self._heard = b""  # stdout read so far, up to the last whole line
+        self.applied = -1  # the last sequence it said it applied
+        self.progressed_at = time.monotonic()  # when it last said so (or was started)
 
     def start(self) -> None:
         """Start the process (raises OSError if it cannot be). Call it from the thread that
@@ -78,8 +86,13 @@ class Follower:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root,
                                                           env.get("PYTHONPATH")]))
+        # At its niceness from its first instruction: the imports and the kernels' loading
+        # (~1-2 s of CPU) at the server's priority stalled batches by 10-50 ms as it started.
+        launch = (f"import os; os.nice({FOLLOWER_NICE}); import runpy; "
+                  "runpy.run_module('engine.follower', run_name='__main__', alter_sys=True)")
+        self.progressed_at = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "engine.follower", "--data-dir", str(self.data_dir),
+            [sys.executable, "-c", launch, "--data-dir", str(self.data_dir),
              "--snapshot-every", str(self.snapshot_every), "--keep", str(self.keep),
              "--parent", str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
@@ -114,6 +127,11 @@ class Follower:
         for line in lines:
             if line.startswith(SNAPSHOT_LINE):
                 newest = max(newest, int(line[len(SNAPSHOT_LINE):]))
+                self.progressed_at = time.monotonic()  # a snapshot is progress too
+            elif line.startswith(PROGRESS_LINE):
+                applied = int(line[len(PROGRESS_LINE):])
+                if applied > self.applied:
+                    self.applied, self.progressed_at = applied, time.monotonic()
         return newest
 
     def kill(self) -> None:
@@ -192,6 +210,7 @@ def follow(data_dir: Path, snapshot_every: int, keep: int, durable: _Durable) ->
     skips = load_skips(data_dir)
     tail = JournalTail(data_dir / "journal", machine.last_sequence)
     machine.quiet = True
+    reported = time.monotonic()
     log.info("following %s from sequence %d", data_dir, machine.last_sequence)
     try:
         while not durable.ended:
@@ -204,6 +223,10 @@ def follow(data_dir: Path, snapshot_every: int, keep: int, durable: _Durable) ->
                 if block is None:
                     break
                 apply_blocks(machine, [block], skips)
+                now = time.monotonic()
+                if now - reported >= PROGRESS_INTERVAL_S:
+                    os.write(1, PROGRESS_LINE + b"%d\n" % machine.last_sequence)
+                    reported = now
                 if machine.last_sequence == due:
                     write_snapshot(snapshot_dir, due, machine.arrays(), machine.meta())
                     prune(snapshot_dir, keep=keep)
@@ -225,8 +248,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s crowdex follower %(levelname)s %(message)s")
     _die_with_parent(args.parent)
-    with contextlib.suppress(OSError):
-        os.nice(FOLLOWER_NICE)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the server's to handle
     try:
         follow(args.data_dir, args.snapshot_every, args.keep, _Durable())

@@ -81,11 +81,20 @@ SNAPSHOT_WRITER_DEFAULT = os.environ.get("CROWDEX_SNAPSHOTS",
                                          "follower" if sys.platform == "linux" else "fork")
 # The follower is started once this share of a snapshot's worth of commands has come since the
 # newest snapshot: small venues and tests that never get near a snapshot never start one, and
-# a busy venue's follower has the other half to start and catch up (~1 s) before it is due.
-FOLLOWER_START_SHARE = 0.5
+# a busy venue's follower has the rest to start and catch up before it is due. It starts at
+# its low priority (engine.follower.FOLLOWER_NICE), so on a busy machine that takes seconds:
+# started at half the way, one fell two snapshots behind at 20k orders/s and was replaced by
+# a fork (bench gateway while another session's tests ran).
+FOLLOWER_START_SHARE = 0.1
 # A follower this many snapshots' worth behind the newest snapshot (dead, wedged or too slow)
-# is killed and the server forks the snapshot itself, so recovery stays bounded.
+# is killed and the server forks the snapshot itself, so recovery stays bounded; unless it is
+# moving (it said how far it got in the last FOLLOWER_STALLED_S): one behind in a burst, or
+# starved at its low priority on a busy machine, catches up when the burst ends, and killing it
+# would cost the server the fork it exists to spare. Past FOLLOWER_BEHIND_HARD_MAX_SNAPSHOTS,
+# moving or not, it is replaced.
 FOLLOWER_BEHIND_MAX_SNAPSHOTS = 2
+FOLLOWER_BEHIND_HARD_MAX_SNAPSHOTS = 5
+FOLLOWER_STALLED_S = 5.0
 # A follower that died is started again after this pause, at most this many times a run; then
 # the server writes its snapshots itself (forked) until it stops.
 FOLLOWER_RESTART_DELAY_S = 1.0
@@ -517,7 +526,8 @@ class Engine:
             since = sequence - self._snapshotted
             if since < self._follower_start:
                 return
-            if since < FOLLOWER_BEHIND_MAX_SNAPSHOTS * self.snapshot_every:
+            if (since < FOLLOWER_BEHIND_MAX_SNAPSHOTS * self.snapshot_every
+                    or self._follower_moving(since)):
                 self._follower_behind = False
                 if self._following is None:
                     self._following = asyncio.create_task(self._follow(),
@@ -537,6 +547,14 @@ class Engine:
                                        snapshot_off_loop(self.machine, self._write_snapshot,
                                                          self._publish_snapshot)),
                 name="crowdex-snapshot")
+
+    def _follower_moving(self, since: int) -> bool:
+        """Whether the follower, behind, still applies (``FOLLOWER_STALLED_S``) and is not
+        past ``FOLLOWER_BEHIND_HARD_MAX_SNAPSHOTS``: then it is left to catch up."""
+        follower = self.follower
+        return (follower is not None and follower.alive()
+                and since < FOLLOWER_BEHIND_HARD_MAX_SNAPSHOTS * self.snapshot_every
+                and time.monotonic() - follower.progressed_at < FOLLOWER_STALLED_S)
 
     def _fall_back(self, since: int) -> None:
         """The follower is too far behind: kill it (its restart waits) and fork a snapshot."""
@@ -583,6 +601,9 @@ class Engine:
             # The applied sequence is durable: a batch is applied only once journaled.
             follower.tell(self.machine.last_sequence)
             self._heard(follower.snapshots())
+            # A follower that stops moving while the venue is quiet is replaced now, not at
+            # the next batch (the check is between batches here too: the loop's turn).
+            self._maybe_snapshot()
             await asyncio.sleep(TELL_INTERVAL_S)
 
     def _start_follower(self) -> bool:
