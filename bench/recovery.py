@@ -164,11 +164,12 @@ def live_apply(data_dir: Path, prefix: int,
     machine.wants = LIVE_SUBSCRIPTIONS.__contains__
     journal = FileJournal(data_dir / "journal", sync=False, read_only=True)
     spent, cpu, timed, pending, first = 0.0, 0.0, 0, [], prefix + 1
+    payloads: list[bytes] = []  # pending's journal bytes, as the sequencer hands them on
     thresholds = gc.get_threshold()
 
     def flush() -> tuple[float, float]:
         began, began_cpu = time.perf_counter(), time.process_time()
-        machine.apply_batch(first, pending)
+        machine.apply_batch(first, pending, payloads=payloads)
         machine.outbox.clear()
         return time.perf_counter() - began, time.process_time() - began_cpu
 
@@ -183,10 +184,11 @@ def live_apply(data_dir: Path, prefix: int,
                 gc.freeze()
                 gc.set_threshold(*GC_THRESHOLDS)
             pending.append(entry)
+            payloads.append(payload)
             if len(pending) == batch:
                 wall, cpu_spent = flush()
                 spent, cpu = spent + wall, cpu + cpu_spent
-                timed, first, pending = timed + batch, first + batch, []
+                timed, first, pending, payloads = timed + batch, first + batch, [], []
         if pending:
             wall, cpu_spent = flush()
             spent, cpu = spent + wall, cpu + cpu_spent

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import msgspec
@@ -21,6 +21,7 @@ from engine import markets_commands as mc
 from engine import movements as mv
 from engine.clock import TIME_US_MAX, format_time_us
 from engine.errors import CrowdexError
+from engine.kernels.entries import KIND_OTHER, scan_entries
 from engine.snapshot import state_hash
 from engine.state import Balances
 
@@ -35,6 +36,10 @@ IDEMPOTENCY_KEYS_MAX = 2_000_000
 # cash comes in and every balance, reservation and total is a part of it, so no int64 column
 # can overflow and every figure a client reads is an exact JSON number.
 CASH_TOTAL_MAX = 2**53
+# A live batch of at least this many entries, with their journal bytes, has its plain orders
+# and cancels read as columns (``StateMachine._plain_columns``): below it, the scan's fixed cost
+# (a few numpy steps) outweighs what bulk checks save.
+LIVE_COLUMNS_MIN = 8
 
 
 class Reply(msgspec.Struct, array_like=True):
@@ -147,6 +152,22 @@ def _no_account(entry: c.Entry) -> int:
 
 def refusal(error: CrowdexError) -> Reply:
     return Reply(error.status, error.body())
+
+
+def _stretch_end(plain: np.ndarray, start: int, end: int) -> int:
+    """Where a plain run ``[start, end)`` is cut so that its parts are all read as columns
+    (``plain``) or none: the end of the stretch like ``start``'s, or, when ``start`` is not
+    read as columns, the start of the next stretch of columns at least ``LIVE_COLUMNS_MIN``
+    long (a shorter one stays with its neighbours' kernel call)."""
+    if plain[start]:
+        cut = np.flatnonzero(~plain[start:end])
+        return start + int(cut[0]) if len(cut) else end
+    edges = np.flatnonzero(np.diff(plain[start:end].astype(np.int8))) + start + 1
+    bounds = [*edges.tolist(), end]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        if plain[lo] and hi - lo >= LIVE_COLUMNS_MIN:
+            return lo
+    return end
 
 
 class StateMachine:
@@ -264,7 +285,8 @@ class StateMachine:
             component.on_time()
         return reply
 
-    def apply_batch(self, first_sequence: int, entries: list[c.Entry]) -> list[Reply]:
+    def apply_batch(self, first_sequence: int, entries: list[c.Entry],
+                    payloads: Sequence[bytes] | None = None) -> list[Reply]:
         """Apply consecutive entries; exactly what ``apply`` one at a time would do.
 
         Consecutive entries of one component's run types (orders and cancels) that share a time
@@ -272,20 +294,63 @@ class StateMachine:
         run, which matches them with as few kernel calls as exactness allows. While quiet, a
         run also carries the commands between its orders that it can apply first
         (``_run_end``).
+
+        ``payloads``: the entries' journal bytes (``c.encode_entry``; the sequencer has them).
+        With them, a live batch's plain orders and cancels are read as columns by the
+        replay's scanner and checked and queued in bulk (``_plain_columns``).
         """
+        columns = self._plain_columns(entries, payloads)
         replies: list[Reply] = []
         i, n = 0, len(entries)
         while i < n:
-            end, plain = self._run_end(entries, i)
+            end, plain = (self._plain_end(columns, entries, i) if columns
+                          else self._run_end(entries, i))
             if end - i < 2:
                 replies.append(self.apply(first_sequence + i, entries[i]))
                 i += 1
                 continue
-            run = entries[i:end]
-            done = (self._apply_plain_run if plain else self._apply_run)(first_sequence + i, run)
+            if not plain:
+                done = self._apply_run(first_sequence + i, entries[i:end])
+            elif columns:
+                end = _stretch_end(columns[1], i, end)
+                done = self._apply_plain_run(first_sequence + i, entries[i:end],
+                                             columns[0][i:end] if columns[1][i] else None)
+            else:
+                done = self._apply_plain_run(first_sequence + i, entries[i:end])
             replies.extend(done)
             i += len(done)
         return replies
+
+    def _plain_columns(self, entries: list[c.Entry], payloads: Sequence[bytes] | None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """A live batch's entries read by ``engine.kernels.entries.scan``: (commands as
+        ``COMMAND_DTYPE`` rows, plain or not, times); None while quiet (a replay has its own
+        bulk path), for a batch too small to pay for it, or without payloads."""
+        runner = self._runners.get(mc.PlaceOrder)
+        if (payloads is None or self.quiet or len(entries) < LIVE_COLUMNS_MIN
+                or not hasattr(runner, "apply_live_columns")):
+            return None
+        if len(payloads) != len(entries):
+            raise ValueError(f"{len(payloads)} payloads for {len(entries)} entries")
+        lengths = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
+        ends = np.cumsum(lengths)
+        data = np.frombuffer(b"".join(payloads), dtype=np.uint8)
+        commands, times, kinds = scan_entries(data, ends - lengths, ends)
+        return commands, kinds != KIND_OTHER, times
+
+    def _plain_end(self, columns: tuple[np.ndarray, np.ndarray, np.ndarray],
+                   entries: list[c.Entry], start: int) -> tuple[int, bool]:
+        """``_run_end`` of a batch read as columns (``_plain_columns``): where every entry from
+        ``start`` on is a plain order or cancel at ``start``'s time, the run is the rest of the
+        batch, unless a deadline is due (then the entry alone); else ``_run_end``."""
+        _, plain, times = columns
+        time_us = times[start]
+        if not (plain[start:].all() and (times[start:] == time_us).all()):
+            return self._run_end(entries, start)
+        due = self.next_deadline_us()
+        if due is not None and due <= max(self.now_us, int(time_us)):
+            return start + 1, False
+        return len(plain), True
 
     def reserve(self, commands: int) -> None:
         """Room for what ``commands`` more entries may add, where a component can take it at
@@ -437,19 +502,28 @@ class StateMachine:
             component.on_time()  # nothing was due (see _run_end); kept for symmetry with apply
         return replies
 
-    def _apply_plain_run(self, first_sequence: int, entries: list[c.Entry]) -> list[Reply]:
+    def _apply_plain_run(self, first_sequence: int, entries: list[c.Entry],
+                         commands: np.ndarray | None = None) -> list[Reply]:
         """``_apply_run`` of a plain run (``_run_end``): nothing carried, no reply to
-        remember, so its entries go to the runner as they are (the commonest live batch)."""
+        remember, so its entries go to the runner as they are (the commonest live batch);
+        with ``commands``, the run read as columns (``_plain_columns``), as columns."""
         if first_sequence != self.last_sequence + 1:
             raise RuntimeError(
                 f"sequence {first_sequence} does not follow the last applied {self.last_sequence}"
             )
         self.now_us = max(self.now_us, entries[0].time_us)
         self.replies_needed = not self.quiet
-        replies = self._runners[type(entries[0].command)].apply_run([
-            (sequence, entry.actor, entry.command)
-            for sequence, entry in zip(range(first_sequence, first_sequence + len(entries)),
-                                       entries, strict=True)])
+        runner = self._runners[type(entries[0].command)]
+
+        def items(start: int) -> list[tuple[int, int, Any]]:
+            return [(sequence, entry.actor, entry.command) for sequence, entry in zip(
+                range(first_sequence + start, first_sequence + len(entries)), entries[start:],
+                strict=True)]
+
+        if commands is None:
+            replies = runner.apply_run(items(0))
+        else:
+            replies = runner.apply_live_columns(first_sequence, commands, items)
         self.last_sequence = first_sequence + len(entries) - 1
         for component in self.components:
             component.on_time()  # nothing was due (see _run_end); kept for symmetry with apply

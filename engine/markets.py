@@ -28,7 +28,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from engine import markets_bulk
+from engine import markets_bulk, markets_live
 from engine import markets_commands as mc
 from engine import movements as mv
 from engine.clock import format_time_us
@@ -206,6 +206,17 @@ class Markets:
         allows (``engine.markets_bulk``); returns how many were applied."""
         return markets_bulk.apply_columns(self, first_sequence, commands, times,
                                           OPEN_ORDERS_MAX, FINISHED_ORDERS_KEPT)
+
+    def apply_live_columns(self, first_sequence: int, commands: np.ndarray,
+                           items: Callable[[int], list[tuple[int, int, Any]]]) -> list[Reply]:
+        """A live run of plain orders and cancels as columns (``COMMAND_DTYPE``, numbered from
+        ``first_sequence``, at the machine's time): checked and queued in bulk as far as
+        exactness allows (``engine.markets_live``), the rest by ``apply_run`` over
+        ``items(start)``, the run's ``(sequence, actor, command)`` from ``start`` on."""
+        replies, done = markets_live.apply_live(self, first_sequence, commands, OPEN_ORDERS_MAX)
+        if done < len(commands):
+            replies.extend(self.apply_run(items(done)))
+        return replies
 
     def apply_run(self, items: list[tuple[int, int, Any]]) -> list[Reply]:
         """Apply ``(sequence, actor, command)`` items in order; one reply each."""
@@ -450,18 +461,22 @@ class Markets:
 
     # ---- matching and the fold ----------------------------------------------------------------
 
-    def _match(self, queue: _Queue, replies: list) -> None:
+    def _match(self, queue: _Queue, replies: list, commands: np.ndarray | None = None) -> None:
         """Match every queued command in one kernel call, fold its events into the order
         records (compiled), then, in bulk: movements, the tape, replies and published updates
-        (the last two only where someone reads them)."""
+        (the last two only where someone reads them). ``commands``: the queue's rows as an
+        array already, their position rows not filled (``match_columns``)."""
         if not queue.ops:
             return
-        commands = self._command_array(queue)
+        slots_filled = commands is None
+        if commands is None:
+            commands = self._command_array(queue)
         machine, engine, lifecycle = self.machine, self.engine, self.lifecycle
         balances = machine.balances
         counters = engine.counters
         trades_before = int(counters[C_NEXT_TRADE])  # each fill takes one trade id
-        result = engine.process(commands, balances, slots_filled=True, scratch_results=True)
+        result = engine.process(commands, balances, slots_filled=slots_filled,
+                                scratch_results=True)
         events = result.events
         folded = lifecycle.fold(events, commands, queue.cid_flags(), machine.now_us,
                                 FINISHED_ORDERS_KEPT, engine.instruments, engine.next_order_id,
@@ -479,6 +494,19 @@ class Markets:
         lifecycle.follow_marks(folded)
         machine.last_sequence = queue.sequences[-1]
         queue.clear()
+
+    def match_columns(self, commands: np.ndarray, indexes: list[int], sequences: list[int],
+                      by_id: list[int], replies: list) -> None:
+        """Match ``commands`` (``COMMAND_DTYPE`` rows checked as ``apply_run`` checks them:
+        ``engine.markets_live``) in one kernel call, as ``_match`` matches a queue: each
+        answers ``replies[indexes[i]]`` at ``sequences[i]``; ``by_id``: the positions of the
+        cancels of ids not given when queued."""
+        queue = _Queue()
+        queue.indexes.extend(indexes)
+        queue.sequences.extend(sequences)
+        queue.ops.extend(commands["op"].tolist())
+        queue.by_id = set(by_id)
+        self._match(queue, replies, commands)
 
     def _command_room(self, n: int) -> None:
         """A scratch array for a kernel call's commands, with room for ``n`` (and its bytes)."""

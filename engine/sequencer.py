@@ -224,6 +224,7 @@ class _Journaled:
 
     batch: list[_Pending]
     entries: list[c.Entry]
+    payloads: list[bytes]  # the entries' journal bytes (StateMachine.apply_batch reads them)
     first_sequence: int
     started: float  # perf_counter when its write began
     done: asyncio.Future | None  # the journal write
@@ -498,7 +499,8 @@ class Engine:
         # Framed here: the journal's thread only writes and fsyncs, with the interpreter lock
         # released, so it does not take the lock from the loop in turns (journal.frame).
         framed = frame([(first_sequence + i, payload) for i, payload in enumerate(payloads)])
-        journaled = _Journaled(batch, entries, first_sequence, time.perf_counter(), None)
+        journaled = _Journaled(batch, entries, payloads, first_sequence, time.perf_counter(),
+                               None)
         # Handed to the thread now (a to_thread task would start only when this task yields,
         # that is after the batch before it is applied: no overlap).
         journaled.done = asyncio.get_running_loop().run_in_executor(self._writer,
@@ -510,7 +512,8 @@ class Engine:
         fsync_seconds = time.perf_counter() - journaled.started
         journaled.done.result()  # a failed write raises here: fail-stop
         machine = self.machine
-        replies = machine.apply_batch(journaled.first_sequence, journaled.entries)
+        replies = machine.apply_batch(journaled.first_sequence, journaled.entries,
+                                      payloads=journaled.payloads)
         for reply, pending in zip(replies, journaled.batch, strict=True):
             pending.answer(reply)
         if machine.outbox:

@@ -276,12 +276,12 @@ async def test_a_batch_is_applied_while_the_next_one_is_written(tmp_path: Path):
         time.sleep(0.05)
         append(framed)
 
-    def apply_once_the_next_write_started(first_sequence, entries):
+    def apply_once_the_next_write_started(first_sequence, entries, payloads=None):
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline and not any(w > first_sequence for w in writes):
             time.sleep(0.001)  # the writer thread runs meanwhile
         next_write_started.append(any(w > first_sequence for w in writes))
-        return apply_batch(first_sequence, entries)
+        return apply_batch(first_sequence, entries, payloads)
 
     engine._journal.append_framed = slow_append
     engine.machine.apply_batch = apply_once_the_next_write_started
@@ -337,11 +337,11 @@ async def test_an_apply_failure_stops_the_engine_and_says_what_was_recorded(tmp_
         time.sleep(0.02)  # the next batch is being written while this one is applied
         append(framed)
 
-    def broken_apply(first_sequence, entries):
+    def broken_apply(first_sequence, entries, payloads=None):
         calls.append(len(entries))
         if len(calls) == 1:
             raise RuntimeError("a bug in a command's apply")
-        return apply_batch(first_sequence, entries)
+        return apply_batch(first_sequence, entries, payloads)
 
     engine._journal.append_framed = slow_append
     engine.machine.apply_batch = broken_apply

@@ -1,0 +1,236 @@
+"""A live batch read as columns gives exactly what its entries one at a time give.
+
+With the entries' journal bytes (the sequencer's), ``StateMachine.apply_batch`` reads a live
+batch's plain orders and cancels with the replay's scanner and checks and queues them in bulk
+(``engine.markets_live``). Hypothesis generates batches of order flow, stamped as the sequencer
+stamps them (one time a batch, some past the IP instrument's auction): plain orders of every
+type and self-trade prevention, prices beyond the band, cancels of own, foreign, finished and
+not-yet-given orders (of the same batch too), orders by accounts that are not investors, on a
+locked-up instrument and on instruments whose book is not open yet, mixed with entries the
+columns cannot say (client_order_ids, Idempotency-Keys, amends, auctions, deposits). The
+replies (their encoded bytes), the published updates and the state hash must be those of one
+entry at a time, which is also what a replay of the journal reaches.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine import commands as c
+from engine import machine as machine_module
+from engine import markets as markets_module
+from engine import markets_commands as mc
+from engine import offerings_commands as oc
+from engine.machine import StateMachine
+from tests.engine.test_markets_runs import EXAMPLES, PRICE, START_US, TRADERS, order_ops
+from tests.engine.test_markets_runs import _venue as markets_runs_venue
+
+HOUR_US = 3_600_000_000
+DAY_US = 24 * HOUR_US
+LOCKED = 3  # locked up for 30 days (tradable: 1 equity, 2 IP)
+DEBT = 4  # a loan nobody repays
+_encode = msgspec.json.Encoder().encode
+
+
+def _venue() -> list[c.Entry]:
+    """``test_markets_runs``' venue (traders with cash holding units of instruments 1, equity,
+    and 2, IP) with two more instruments they hold, 3 (locked up) and 4 (debt), and the
+    tradable ones' books open."""
+    _, entries, traders, _ = markets_runs_venue()
+    for project, terms in ((LOCKED, {"price": PRICE, "lockup_days": 30}),
+                           (DEBT, {"face_value": PRICE, "term_months": 6, "lockup_days": 0,
+                                   "repayment": "amortizing", "rate_bps": 900})):
+        board = "debt" if project == DEBT else "equity"
+        terms.update(min_quantity=1, max_quantity=10_000)
+        entries.append(c.Entry(START_US, 3, oc.CreateProject(
+            board, f"p{project}", "x", START_US + 30 * 86_400_000_000, terms)))
+        entries.append(c.Entry(START_US, 2, oc.ReviewProject(project, True)))
+        entries.extend(c.Entry(START_US, account, oc.Subscribe(project, 1000))
+                       for account in traders)
+        entries.append(c.Entry(START_US, 2, oc.CloseProject(project)))
+    # The tradable instruments' books open (orders 1 to 3), as on a venue that has traded.
+    for instrument in (1, 2, DEBT):
+        entries.append(c.Entry(START_US, traders[0], mc.PlaceOrder(instrument, "buy", "limit",
+                                                                   PRICE - 100, 1)))
+    return entries
+
+
+# Plain orders (no client_order_id, no key) most of the time, by any account (3 is the issuer,
+# 2 and 0 are not investors either), on any instrument (9 does not exist).
+plain_ops = order_ops.map(lambda op: op[:10] + (None, None))
+actor_ops = st.tuples(st.sampled_from([0, 2, 3]), plain_ops)
+place_ops = st.one_of(plain_ops, plain_ops, plain_ops, plain_ops, order_ops,
+                      actor_ops.map(lambda pair: ("as", *pair)))
+cancel_ops = st.tuples(st.just("cancel"), st.integers(-1, TRADERS - 1),
+                       st.one_of(st.integers(1, 40), st.integers(1, 200)))
+other_ops = st.one_of(
+    st.tuples(st.just("auction")),
+    st.tuples(st.just("amend"), st.integers(0, TRADERS - 1), st.integers(1, 60),
+              st.one_of(st.none(), st.integers(PRICE - 30, PRICE + 30)), st.just(None)),
+    st.tuples(st.just("deposit"), st.integers(0, TRADERS - 1), st.integers(1, 10**6)),
+    st.tuples(st.just("instrument"), st.sampled_from([LOCKED, DEBT, DEBT, 9]), plain_ops))
+# A cancel of a recent order: ``back`` orders before the next one placed (0: an id that may
+# not be given yet), by a trader or account 0 (-1).
+recent_ops = st.tuples(st.just("recent"), st.integers(-1, TRADERS - 1), st.integers(0, 6))
+ops = st.one_of(place_ops, place_ops, place_ops, place_ops, place_ops, cancel_ops, recent_ops,
+                recent_ops, recent_ops, other_ops)
+# Most live batches hold only plain orders and cancels (hypothesis favours the rarer branches
+# of a one_of more than their share, so these are drawn apart).
+plain_batch_ops = st.one_of(plain_ops, plain_ops, plain_ops, actor_ops.map(lambda p: ("as", *p)),
+                            recent_ops, recent_ops, cancel_ops)
+# Steps between batches: the IP auction falls due within hours, the lock-up ends after 30
+# days, the loan is in default after ~120 (its sells refused, its book open).
+batches = st.lists(st.tuples(st.sampled_from([0, 0, 1, 50, HOUR_US, 7 * HOUR_US, 40 * DAY_US,
+                                              150 * DAY_US]),
+                             st.one_of(st.lists(plain_batch_ops, min_size=10, max_size=80),
+                                       st.lists(ops, min_size=10, max_size=80))),
+                   min_size=1, max_size=6)
+
+
+def _command(op: tuple, actor: int, instrument: int) -> tuple[int, object, str | None]:
+    """(actor, command, idempotency key) of an order tuple of ``order_ops``."""
+    (_, _, inst, side, kind, price, qty, tif, post_only, stp, cid, key) = op
+    if kind == "market":
+        price, post_only = 0, False
+    if tif != "gtc":
+        post_only = False
+    return actor, mc.PlaceOrder(instrument or inst + 1, side, kind, price, qty, tif, post_only,
+                                stp, cid), key
+
+
+def _entry(op: tuple, time_us: int) -> c.Entry:
+    kind = op[0]
+    if kind == "as":
+        actor, command, key = _command(op[2], op[1], 0)
+    elif kind == "instrument":
+        actor, command, key = _command(op[2], 4 + op[2][1], op[1])
+    elif kind == "order":
+        actor, command, key = _command(op, 4 + op[1], 0)
+    elif kind == "cancel":
+        actor, command, key = (4 + op[1] if op[1] >= 0 else 0), mc.CancelOrder(op[2]), None
+    elif kind == "auction":
+        actor, command, key = 2, mc.RunAuction(2), None
+    elif kind == "amend":
+        actor, command, key = 4 + op[1], mc.AmendOrder(op[2], op[3], op[4]), None
+    else:
+        actor, command, key = 0, c.Deposit(4 + op[1], op[2], f"r{op[2]}"), None
+    return c.Entry(time_us, actor, command, key, f"h{op}" if key else None)
+
+
+def _machine() -> StateMachine:
+    machine = StateMachine()
+    for i, entry in enumerate(_venue()):
+        machine.apply(i + 1, entry)
+    machine.outbox.clear()
+    return machine
+
+
+def _outcome(machine: StateMachine, replies: list) -> tuple[list[bytes], list, str]:
+    """Replies (encoded), published updates and the state hash."""
+    return [_encode(reply) for reply in replies], list(machine.outbox), machine.state_hash()
+
+
+def _one_at_a_time(drawn: list[tuple[int, list[tuple]]]
+                   ) -> tuple[list[list[c.Entry]], tuple[list[bytes], list, str]]:
+    """The drawn batches as entries, each batch at its time, applied one entry at a time; and
+    what that gave. A recent order's cancel names the id ``back`` before the next one the
+    engine gives as of its entry."""
+    machine, time_us, stamped, replies = _machine(), START_US, [], []
+    engine = machine.component("markets").engine
+    for step, batch in drawn:
+        time_us += step
+        entries = []
+        for op in batch:
+            if op[0] == "recent":
+                op = ("cancel", op[1], max(engine.next_order_id - op[2], 1))
+            entries.append(_entry(op, time_us))
+            replies.append(machine.apply(machine.last_sequence + 1, entries[-1]))
+        stamped.append(entries)
+    return stamped, _outcome(machine, replies)
+
+
+def _in_batches(batches: list[list[c.Entry]]) -> tuple[list[bytes], list, str]:
+    """Each batch through ``apply_batch`` with its journal bytes, as the sequencer applies it;
+    what that gave."""
+    machine, replies = _machine(), []
+    for batch in batches:
+        replies.extend(machine.apply_batch(machine.last_sequence + 1, batch,
+                                           payloads=[c.encode_entry(e) for e in batch]))
+    return _outcome(machine, replies)
+
+
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(drawn=batches, smallest=st.sampled_from([1, 2, machine_module.LIVE_COLUMNS_MIN]),
+       open_orders_max=st.sampled_from([2, 5, markets_module.OPEN_ORDERS_MAX]))
+def test_a_batch_read_as_columns_gives_what_one_at_a_time_gives(drawn, smallest,
+                                                                 open_orders_max):
+    """Batches of any size (the columns' threshold lowered), with an open order limit that
+    bites or not: replies byte for byte, the updates in order, the state hash."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(machine_module, "LIVE_COLUMNS_MIN", smallest)
+        patch.setattr(markets_module, "OPEN_ORDERS_MAX", open_orders_max)
+        batches, expected = _one_at_a_time(drawn)
+        got = _in_batches(batches)
+    assert got[0] == expected[0]
+    assert got[1] == expected[1]
+    assert got[2] == expected[2]
+
+
+def test_a_plain_batch_is_checked_in_bulk_and_matched_in_one_kernel_call():
+    """The columns path is taken: 200 crossing orders and cancels of some of them, one bulk
+    run, one kernel call, no order queued one by one."""
+    entries = []
+    for n in range(200):
+        if n % 10 == 9:
+            entries.append(c.Entry(START_US, 4 + (n - 2) % 2, mc.CancelOrder(n - 1)))
+        else:
+            entries.append(c.Entry(START_US, 4 + n % 2, mc.PlaceOrder(
+                1, "buy" if n % 2 else "sell", "limit", PRICE + n % 3, 1)))
+    batches = [[entries[0]], entries[1:]]
+    machine = _machine()
+    markets = machine.component("markets")
+    calls, queued = [], []
+    process, place = markets.engine.process, markets._queue_place
+    markets.engine.process = lambda *a, **kw: calls.append(len(a[0])) or process(*a, **kw)
+    markets._queue_place = lambda *a: queued.append(a) or place(*a)
+    machine.apply_batch(machine.last_sequence + 1, batches[0])
+    calls.clear()
+    replies = machine.apply_batch(machine.last_sequence + 1, batches[1],
+                                  payloads=[c.encode_entry(e) for e in batches[1]])
+    assert len(queued) == 1  # only the first batch's order, alone
+    assert len(calls) == 1 and calls[0] >= 180  # the orders and the cancels the kernel reads
+    assert sum(r.status == 201 for r in replies) == 179
+    one = _machine()
+    expected = [one.apply(one.last_sequence + 1, entry) for entry in entries]
+    assert replies == expected[1:]
+    assert machine.state_hash() == one.state_hash()
+
+
+def _buy(actor: int, price: int = PRICE - 50, instrument: int = 1) -> tuple:
+    return ("as", actor, ("order", 0, instrument - 1, "buy", "limit", price, 1, "gtc", False,
+                          "cancel_newest", None, None))
+
+
+@pytest.mark.parametrize("batch", [
+    [_buy(4), ("recent", -1, 1)],  # account 0 cancels an order of the batch: 404
+    [_buy(4), ("recent", 1, 1), ("recent", 0, 1)],  # another's (404), then its owner's
+    [("cancel", 0, 1), ("cancel", 0, 1), _buy(4)],  # its own finished order first (409)
+    [_buy(5), ("recent", 1, 0), _buy(4), ("recent", 0, 0)],  # ids not given yet: 404
+    [_buy(3), _buy(2), _buy(0), _buy(4)],  # by accounts that are not investors: forbidden
+    [_buy(4), ("instrument", LOCKED, ("order", 0, 0, "buy", "limit", PRICE, 1, "gtc", False,
+                                      "cancel_newest", None, None)), _buy(4)],  # no book yet
+])
+def test_a_batchs_cancels_and_refusals_read_as_columns(batch):
+    """Cases of ``markets_live``'s checks, each with a first batch that fills order 1 (so a
+    cancel of it is of a finished order), the threshold lowered to take them as columns."""
+    fill = [("as", 5, ("order", 0, 0, "sell", "limit", PRICE - 100, 1, "gtc", False,
+                       "cancel_newest", None, None))]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(machine_module, "LIVE_COLUMNS_MIN", 1)
+        batches, expected = _one_at_a_time([(0, fill), (1, batch)])
+        got = _in_batches(batches)
+    assert got == expected
