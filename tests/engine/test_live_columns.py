@@ -223,14 +223,19 @@ def _buy(actor: int, price: int = PRICE - 50, instrument: int = 1) -> tuple:
     [_buy(3), _buy(2), _buy(0), _buy(4)],  # by accounts that are not investors: forbidden
     [_buy(4), ("instrument", LOCKED, ("order", 0, 0, "buy", "limit", PRICE, 1, "gtc", False,
                                       "cancel_newest", None, None)), _buy(4)],  # no book yet
+    # The loan in default (150 days on): its sells refused, its buys not.
+    [_buy(4, PRICE, DEBT), ("instrument", DEBT, ("order", 1, 0, "sell", "limit", PRICE, 1, "gtc",
+                                                 False, "cancel_newest", None, None)),
+     _buy(5, PRICE, DEBT)],
 ])
 def test_a_batchs_cancels_and_refusals_read_as_columns(batch):
-    """Cases of ``markets_live``'s checks, each with a first batch that fills order 1 (so a
-    cancel of it is of a finished order), the threshold lowered to take them as columns."""
+    """Cases of ``markets_live``'s checks, each in a batch 150 days after one that fills order
+    1 (so a cancel of it is of a finished order), the threshold lowered to take them as
+    columns."""
     fill = [("as", 5, ("order", 0, 0, "sell", "limit", PRICE - 100, 1, "gtc", False,
                        "cancel_newest", None, None))]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(machine_module, "LIVE_COLUMNS_MIN", 1)
-        batches, expected = _one_at_a_time([(0, fill), (1, batch)])
+        batches, expected = _one_at_a_time([(0, fill), (150 * DAY_US, batch)])
         got = _in_batches(batches)
     assert got == expected
