@@ -111,6 +111,7 @@ class Markets:
         # Accounts seen to be investors: an account's role never changes once it exists, so
         # an order's role check is a set probe after its account's first order.
         self._investors: set[int] = set()
+        self.queued_by = np.zeros(64, dtype=np.int64)  # scratch of engine.markets_live
 
     def handlers(self) -> dict:
         return {mc.PlaceOrder: self._place, mc.CancelOrder: self._cancel,
@@ -465,18 +466,16 @@ class Markets:
         """Match every queued command in one kernel call, fold its events into the order
         records (compiled), then, in bulk: movements, the tape, replies and published updates
         (the last two only where someone reads them). ``commands``: the queue's rows as an
-        array already, their position rows not filled (``match_columns``)."""
+        array already (``match_columns``)."""
         if not queue.ops:
             return
-        slots_filled = commands is None
         if commands is None:
             commands = self._command_array(queue)
         machine, engine, lifecycle = self.machine, self.engine, self.lifecycle
         balances = machine.balances
         counters = engine.counters
         trades_before = int(counters[C_NEXT_TRADE])  # each fill takes one trade id
-        result = engine.process(commands, balances, slots_filled=slots_filled,
-                                scratch_results=True)
+        result = engine.process(commands, balances, slots_filled=True, scratch_results=True)
         events = result.events
         folded = lifecycle.fold(events, commands, queue.cid_flags(), machine.now_us,
                                 FINISHED_ORDERS_KEPT, engine.instruments, engine.next_order_id,
@@ -497,8 +496,9 @@ class Markets:
 
     def match_columns(self, commands: np.ndarray, indexes: list[int], sequences: list[int],
                       by_id: list[int], replies: list) -> None:
-        """Match ``commands`` (``COMMAND_DTYPE`` rows checked as ``apply_run`` checks them:
-        ``engine.markets_live``) in one kernel call, as ``_match`` matches a queue: each
+        """Match ``commands`` (``COMMAND_DTYPE`` rows checked as ``apply_run`` checks them,
+        their position rows filled: ``engine.markets_live``) in one kernel call, as ``_match``
+        matches a queue: each
         answers ``replies[indexes[i]]`` at ``sequences[i]``; ``by_id``: the positions of the
         cancels of ids not given when queued."""
         queue = _Queue()

@@ -47,11 +47,11 @@ def apply_columns(markets: Any, first_sequence: int, commands: np.ndarray, times
     were applied (0: the first must go through ``apply``)."""
     places = commands["op"] == k.OP_NEW
     actors = commands["account"]
-    investor = places & investors(markets.machine, actors)
-    n = first_unbooked(markets, commands, investor)
+    investor = places & _investors(markets.machine, actors)
+    n = _first_unbooked(markets, commands, investor)
     places, investor, actors = places[:n], investor[:n], actors[:n]
     placed = _tradable(markets, commands[:n], times[:n], investor)
-    n = first_short_of_room(markets, actors, placed, open_orders_max)
+    n = _first_short_of_room(markets, actors, placed, open_orders_max)
     if n == 0:
         return 0
     placed, actors = placed[:n], actors[:n]
@@ -65,7 +65,7 @@ def apply_columns(markets: Any, first_sequence: int, commands: np.ndarray, times
     return n
 
 
-def investors(machine: Any, actors: np.ndarray) -> np.ndarray:
+def _investors(machine: Any, actors: np.ndarray) -> np.ndarray:
     accounts = machine.balances.accounts
     known = (actors > 0) & (actors < accounts.count)
     roles = np.zeros(len(actors), dtype=np.int8)
@@ -73,7 +73,7 @@ def investors(machine: Any, actors: np.ndarray) -> np.ndarray:
     return roles == _INVESTOR
 
 
-def first_unbooked(markets: Any, commands: np.ndarray, investor: np.ndarray) -> int:
+def _first_unbooked(markets: Any, commands: np.ndarray, investor: np.ndarray) -> int:
     """The first investor's order on an instrument without a book (or len)."""
     active = markets.engine.instruments["active"]
     inst = commands["instrument"]
@@ -115,7 +115,7 @@ def _tradable(markets: Any, commands: np.ndarray, times: np.ndarray,
     return tradable
 
 
-def first_short_of_room(markets: Any, actors: np.ndarray, placed: np.ndarray,
+def _first_short_of_room(markets: Any, actors: np.ndarray, placed: np.ndarray,
                          open_orders_max: int) -> int:
     """The first order whose account could be at ``open_orders_max`` open orders by then
     (its open orders now and its orders before it in the segment), or len."""

@@ -32,6 +32,7 @@ HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
 LOCKED = 3  # locked up for 30 days (tradable: 1 equity, 2 IP)
 DEBT = 4  # a loan nobody repays
+NEWCOMER = 8  # an investor holding nothing (the traders are accounts 4 to 7)
 _encode = msgspec.json.Encoder().encode
 
 
@@ -51,6 +52,10 @@ def _venue() -> list[c.Entry]:
         entries.extend(c.Entry(START_US, account, oc.Subscribe(project, 1000))
                        for account in traders)
         entries.append(c.Entry(START_US, 2, oc.CloseProject(project)))
+    # An investor with cash and no units: its first order on an instrument opens a position.
+    entries.append(c.Entry(START_US, 0, c.CreateAccount("investor", "new", "knew",
+                                                        investor_class="institutional")))
+    entries.append(c.Entry(START_US, 0, c.Deposit(NEWCOMER, 10**9, "dnew")))
     # The tradable instruments' books open (orders 1 to 3), as on a venue that has traded.
     for instrument in (1, 2, DEBT):
         entries.append(c.Entry(START_US, traders[0], mc.PlaceOrder(instrument, "buy", "limit",
@@ -59,9 +64,9 @@ def _venue() -> list[c.Entry]:
 
 
 # Plain orders (no client_order_id, no key) most of the time, by any account (3 is the issuer,
-# 2 and 0 are not investors either), on any instrument (9 does not exist).
+# 2 and 0 are not investors either; the newcomer is), on any instrument (9 does not exist).
 plain_ops = order_ops.map(lambda op: op[:10] + (None, None))
-actor_ops = st.tuples(st.sampled_from([0, 2, 3]), plain_ops)
+actor_ops = st.tuples(st.sampled_from([0, 2, 3, NEWCOMER, NEWCOMER]), plain_ops)
 place_ops = st.one_of(plain_ops, plain_ops, plain_ops, plain_ops, order_ops,
                       actor_ops.map(lambda pair: ("as", *pair)))
 cancel_ops = st.tuples(st.just("cancel"), st.integers(-1, TRADERS - 1),
@@ -204,6 +209,7 @@ def test_a_plain_batch_is_checked_in_bulk_and_matched_in_one_kernel_call():
     assert len(queued) == 1  # only the first batch's order, alone
     assert len(calls) == 1 and calls[0] >= 180  # the orders and the cancels the kernel reads
     assert sum(r.status == 201 for r in replies) == 179
+    assert not markets.queued_by.any()  # the checks' scratch is left zeroed
     one = _machine()
     expected = [one.apply(one.last_sequence + 1, entry) for entry in entries]
     assert replies == expected[1:]
@@ -221,6 +227,7 @@ def _buy(actor: int, price: int = PRICE - 50, instrument: int = 1) -> tuple:
     [("cancel", 0, 1), ("cancel", 0, 1), _buy(4)],  # its own finished order first (409)
     [_buy(5), ("recent", 1, 0), _buy(4), ("recent", 0, 0)],  # ids not given yet: 404
     [_buy(3), _buy(2), _buy(0), _buy(4)],  # by accounts that are not investors: forbidden
+    [_buy(NEWCOMER, PRICE, 2), _buy(4), _buy(NEWCOMER), _buy(NEWCOMER)],  # new positions
     [_buy(4), ("instrument", LOCKED, ("order", 0, 0, "buy", "limit", PRICE, 1, "gtc", False,
                                       "cancel_newest", None, None)), _buy(4)],  # no book yet
     # The loan in default (150 days on): its sells refused, its buys not.
