@@ -112,6 +112,10 @@ class Markets:
         # an order's role check is a set probe after its account's first order.
         self._investors: set[int] = set()
         self.queued_by = np.zeros(64, dtype=np.int64)  # scratch of engine.markets_live
+        # engine.markets_live's cache of position rows (instrument -> row by account) and the
+        # machine's Balances.position_slots it caches.
+        self.slot_tables: dict[int, np.ndarray] = {}
+        self.slot_source: dict | None = None
 
     def handlers(self) -> dict:
         return {mc.PlaceOrder: self._place, mc.CancelOrder: self._cancel,

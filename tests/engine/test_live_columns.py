@@ -210,6 +210,9 @@ def test_a_plain_batch_is_checked_in_bulk_and_matched_in_one_kernel_call():
     assert len(calls) == 1 and calls[0] >= 180  # the orders and the cancels the kernel reads
     assert sum(r.status == 201 for r in replies) == 179
     assert not markets.queued_by.any()  # the checks' scratch is left zeroed
+    # The position rows the batch read are cached, each the machine's own.
+    assert markets.slot_tables[1][4] == machine.balances.position_slots[(4, 1)]
+    assert markets.slot_tables[1][5] == machine.balances.position_slots[(5, 1)]
     one = _machine()
     expected = [one.apply(one.last_sequence + 1, entry) for entry in entries]
     assert replies == expected[1:]
