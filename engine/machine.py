@@ -295,7 +295,8 @@ class StateMachine:
         run also carries the commands between its orders that it can apply first
         (``_run_end``).
 
-        ``payloads``: the entries' journal bytes (``c.encode_entry``; the sequencer has them).
+        ``payloads``: the entries' journal bytes (``c.encode_entry``; the sequencer has them;
+        their commands must be the entries', their times are not read).
         With them, a live batch's plain orders and cancels are read as columns by the
         replay's scanner and checked and queued in bulk (``_plain_columns``).
         """
@@ -324,8 +325,9 @@ class StateMachine:
     def _plain_columns(self, entries: list[c.Entry], payloads: Sequence[bytes] | None
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """A live batch's entries read by ``engine.kernels.entries.scan``: (commands as
-        ``COMMAND_DTYPE`` rows, plain or not, times); None while quiet (a replay has its own
-        bulk path), for a batch too small to pay for it, or without payloads."""
+        ``COMMAND_DTYPE`` rows, plain or not, times as written); None while quiet (a replay
+        has its own bulk path), for a batch too small to pay for it, or without payloads.
+        Only the commands are read from the bytes: times are the entries' own."""
         runner = self._runners.get(mc.PlaceOrder)
         if (payloads is None or self.quiet or len(entries) < LIVE_COLUMNS_MIN
                 or not hasattr(runner, "apply_live_columns")):
@@ -343,12 +345,13 @@ class StateMachine:
         """``_run_end`` of a batch read as columns (``_plain_columns``): where every entry from
         ``start`` on is a plain order or cancel at ``start``'s time, the run is the rest of the
         batch, unless a deadline is due (then the entry alone); else ``_run_end``."""
-        _, plain, times = columns
-        time_us = times[start]
-        if not (plain[start:].all() and (times[start:] == time_us).all()):
+        plain = columns[1]
+        time_us = entries[start].time_us  # the entries', not their bytes': a replica restamps
+        if not (plain[start:].all() and all(entry.time_us == time_us
+                                            for entry in entries[start:])):
             return self._run_end(entries, start)
         due = self.next_deadline_us()
-        if due is not None and due <= max(self.now_us, int(time_us)):
+        if due is not None and due <= max(self.now_us, time_us):
             return start + 1, False
         return len(plain), True
 
