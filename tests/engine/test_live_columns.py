@@ -23,6 +23,7 @@ from engine import commands as c
 from engine import machine as machine_module
 from engine import markets as markets_module
 from engine import markets_commands as mc
+from engine import markets_live
 from engine import offerings_commands as oc
 from engine.machine import StateMachine
 from tests.engine.test_markets_runs import EXAMPLES, PRICE, START_US, TRADERS, order_ops
@@ -170,14 +171,17 @@ def _in_batches(batches: list[list[c.Entry]]) -> tuple[list[bytes], list, str]:
 @settings(max_examples=EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(drawn=batches, smallest=st.sampled_from([1, 2, machine_module.LIVE_COLUMNS_MIN]),
-       open_orders_max=st.sampled_from([2, 5, markets_module.OPEN_ORDERS_MAX]))
+       open_orders_max=st.sampled_from([2, 5, markets_module.OPEN_ORDERS_MAX]),
+       slot_rows=st.sampled_from([10, 100, markets_live.SLOT_TABLES_ROWS_MAX]))
 def test_a_batch_read_as_columns_gives_what_one_at_a_time_gives(drawn, smallest,
-                                                                 open_orders_max):
+                                                                 open_orders_max, slot_rows):
     """Batches of any size (the columns' threshold lowered), with an open order limit that
-    bites or not: replies byte for byte, the updates in order, the state hash."""
+    bites or not, and position rows cached, cached and often cleared, or never cached:
+    replies byte for byte, the updates in order, the state hash."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(machine_module, "LIVE_COLUMNS_MIN", smallest)
         patch.setattr(markets_module, "OPEN_ORDERS_MAX", open_orders_max)
+        patch.setattr(markets_live, "SLOT_TABLES_ROWS_MAX", slot_rows)
         batches, expected = _one_at_a_time(drawn)
         got = _in_batches(batches)
     assert got[0] == expected[0]
