@@ -54,13 +54,6 @@ RECORD_HEADER_SIZE = _RECORD_HEADER.size
 _CRC_START = 8  # offset of the sequence field inside a record header
 
 SEGMENT_SIZE_MAX = 64 * 1024 * 1024  # roll to a new segment once the active one is this big
-# A batch is made durable by one system call where the system has one for it: pwritev2 with
-# RWF_DSYNC (Linux 4.7+), the write and a data sync together (fdatasync's guarantee: the data
-# and the file size that reaches it; timestamps are not needed to read the journal back).
-# Besides a system call, that is one release of the interpreter lock fewer a batch: each
-# time the journal's thread takes the lock back it may wait for the busy event loop (up to
-# sys.getswitchinterval()). Elsewhere, or with CROWDEX_JOURNAL_DSYNC=0, write then fsync.
-DSYNC_WRITES = hasattr(os, "RWF_DSYNC") and os.environ.get("CROWDEX_JOURNAL_DSYNC", "1") != "0"
 RECORD_PAYLOAD_MAX = 1024 * 1024  # a command is a few hundred bytes; anything bigger is damage
 SCAN_CHUNK_BYTES = 1024 * 1024  # bounds memory when searching a damaged tail for valid records
 
@@ -382,11 +375,8 @@ class FileJournal:
         elif active.record_count and active.size_bytes + len(batch) > self.segment_size_max:
             self._roll(framed.first_sequence)
         try:
-            if self.sync and DSYNC_WRITES:
-                self._write_durably(batch)
-            else:
-                self._write_all(batch)
-                self._fsync_active()
+            self._write_all(batch)
+            self._fsync_active()
         except BaseException as error:
             self._failed = error
             raise
@@ -530,19 +520,6 @@ class FileJournal:
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
-
-    def _write_durably(self, data: bytes) -> None:
-        """Write ``data`` at the end of the active segment, each write durable as it returns
-        (``DSYNC_WRITES``); ``on_fsync`` is told the time the writes took."""
-        if self._fd is None:
-            raise JournalError("no active segment")
-        started = time.perf_counter()
-        view = memoryview(data)
-        while view:  # offset -1: at the file's position (the end: the segment is O_APPEND)
-            written = os.pwritev(self._fd, [view], -1, os.RWF_DSYNC)
-            view = view[written:]
-        if self.on_fsync is not None:
-            self.on_fsync(time.perf_counter() - started)
 
     def _fsync_active(self) -> None:
         if not self.sync or self._fd is None:

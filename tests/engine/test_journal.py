@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import journal as journal_module
 from engine.journal import (
     RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
@@ -106,32 +105,13 @@ def test_segment_layout_on_disk(tmp_path: Path) -> None:
     assert record[16:] == b"abc"
 
 
-@pytest.mark.parametrize("dsync", [True, False] if journal_module.DSYNC_WRITES else [False])
-def test_one_fsync_per_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                             dsync: bool) -> None:
-    """A batch is made durable once: by one durable write (``DSYNC_WRITES``: no fsync once
-    the segment exists) or by a write and an fsync; either way ``on_fsync`` hears of it."""
-    monkeypatch.setattr(journal_module, "DSYNC_WRITES", dsync)
+def test_one_fsync_per_batch(tmp_path: Path) -> None:
     fsyncs: list[float] = []
     with FileJournal(tmp_path, on_fsync=fsyncs.append) as journal:
-        journal.append(batch(1, 1))  # the segment's creation fsyncs it and its directory
-        calls: list[tuple] = []
-        for name in ("fsync", "pwritev", "write"):
-            real = getattr(journal_module.os, name)
-
-            def counted(*args, name=name, real=real):
-                calls.append((name, args[-1] if name == "pwritev" else None))
-                return real(*args)
-            monkeypatch.setattr(journal_module.os, name, counted)
-        journal.append(batch(2, 100))
-        journal.append(batch(102, 50))
-    assert len(fsyncs) == 3
+        journal.append(batch(1, 100))
+        journal.append(batch(101, 50))
+    assert len(fsyncs) == 2
     assert all(seconds >= 0 for seconds in fsyncs)
-    if dsync:
-        assert calls == [("pwritev", journal_module.os.RWF_DSYNC)] * 2
-    else:
-        assert [name for name, _ in calls] == ["write", "fsync"] * 2
-    assert read_all(tmp_path) == batch(1, 151)
 
 
 # ---- sequence rules ------------------------------------------------------------------------
