@@ -36,12 +36,12 @@ IDEMPOTENCY_KEYS_MAX = 2_000_000
 # cash comes in and every balance, reservation and total is a part of it, so no int64 column
 # can overflow and every figure a client reads is an exact JSON number.
 CASH_TOTAL_MAX = 2**53
-# A live batch of at least this many entries, with their journal bytes, has its plain orders
-# and cancels read as columns (``StateMachine._plain_columns``): below it, the scan's fixed cost
-# (a few numpy steps) outweighs what bulk checks save.
-LIVE_COLUMNS_MIN = 8
-# ... and a run of at least this many of them goes to the columns path (``apply_batch``).
-LIVE_COLUMNS_RUN_MIN = 64
+# A live run of at least this many plain orders and cancels, read from their journal bytes,
+# is checked and queued as columns (``StateMachine._plain_columns``, ``apply_batch``); a batch
+# shorter than that is not even scanned. Below it the columns path's fixed costs a call
+# outweigh what bulk checks save: mixed traffic's runs are a few orders between deposits,
+# subscriptions and keyed orders.
+LIVE_COLUMNS_MIN = 64
 
 
 class Reply(msgspec.Struct, array_like=True):
@@ -298,7 +298,7 @@ class StateMachine:
                 continue
             if not plain:
                 done = self._apply_run(first_sequence + i, entries[i:end])
-            elif columns and end - i >= LIVE_COLUMNS_RUN_MIN and columns[1][i:end].all():
+            elif columns and end - i >= LIVE_COLUMNS_MIN and columns[1][i:end].all():
                 done = self._apply_plain_run(first_sequence + i, entries[i:end],
                                              columns[0][i:end])
             else:

@@ -180,7 +180,6 @@ def test_a_batch_read_as_columns_gives_what_one_at_a_time_gives(drawn, smallest,
     replies byte for byte, the updates in order, the state hash."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(machine_module, "LIVE_COLUMNS_MIN", smallest)
-        patch.setattr(machine_module, "LIVE_COLUMNS_RUN_MIN", smallest)
         patch.setattr(markets_module, "OPEN_ORDERS_MAX", open_orders_max)
         patch.setattr(markets_live, "SLOT_TABLES_ROWS_MAX", slot_rows)
         batches, expected = _one_at_a_time(drawn)
@@ -224,11 +223,11 @@ def test_a_plain_batch_is_checked_in_bulk_and_matched_in_one_kernel_call():
     assert machine.state_hash() == one.state_hash()
 
 
-@pytest.mark.parametrize("orders", [machine_module.LIVE_COLUMNS_RUN_MIN - 1,
-                                    machine_module.LIVE_COLUMNS_RUN_MIN])
+@pytest.mark.parametrize("orders", [machine_module.LIVE_COLUMNS_MIN - 1,
+                                    machine_module.LIVE_COLUMNS_MIN])
 def test_only_a_run_of_at_least_the_run_minimum_goes_the_columns_way(orders):
     """Mixed traffic's short runs of orders cost more the columns way (fixed costs a call):
-    they go to ``apply_run``, a run of LIVE_COLUMNS_RUN_MIN or more to the columns."""
+    they go to ``apply_run``, a run of LIVE_COLUMNS_MIN or more to the columns."""
     entries = [c.Entry(START_US, 4 + n % 2, mc.PlaceOrder(
         1, "buy" if n % 2 else "sell", "limit", PRICE + n % 3, 1)) for n in range(orders)]
     machine = _machine()
@@ -238,7 +237,7 @@ def test_only_a_run_of_at_least_the_run_minimum_goes_the_columns_way(orders):
     markets.apply_live_columns = lambda *a: columns.append(a) or apply_live_columns(*a)
     replies = machine.apply_batch(machine.last_sequence + 1, entries,
                                   payloads=[c.encode_entry(e) for e in entries])
-    assert len(columns) == (orders >= machine_module.LIVE_COLUMNS_RUN_MIN)
+    assert len(columns) == (orders >= machine_module.LIVE_COLUMNS_MIN)
     one = _machine()
     assert replies == [one.apply(one.last_sequence + 1, entry) for entry in entries]
     assert machine.state_hash() == one.state_hash()
@@ -271,7 +270,6 @@ def test_a_batchs_cancels_and_refusals_read_as_columns(batch):
                        "cancel_newest", None, None))]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(machine_module, "LIVE_COLUMNS_MIN", 1)
-        patch.setattr(machine_module, "LIVE_COLUMNS_RUN_MIN", 1)
         batches, expected = _one_at_a_time([(0, fill), (150 * DAY_US, batch)])
         got = _in_batches(batches)
     assert got == expected
