@@ -26,6 +26,7 @@ is still parsed, so its refusal says so.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import io
 import logging
@@ -64,6 +65,33 @@ SNAPSHOTS_KEPT_DEFAULT = 3
 
 # The writer's unit: a write of about this size, its checksum taken just before it.
 WRITE_CHUNK_BYTES = 1 << 20
+# A file being removed is cut this much at a time, with a pause between (``remove_gently``).
+REMOVE_STEP_BYTES = 4 << 20
+REMOVE_PAUSE_S = 0.005
+
+# The journal's fsync, a few KB every millisecond, shares the disk with the snapshots. Measured
+# on this machine's ext4 (mounted with ``discard``) with a 0.2 ms fsync: an 80 MB snapshot written
+# into the page cache and flushed by one fsync at the end stalled the journal's fsyncs 7-11
+# times for 12-36 ms, and unlinking the old 80 MB snapshot cost one more stall of 12-19 ms (its
+# blocks are discarded in the journal commit that the next fsync waits for). Written behind, a
+# chunk at a time (``sync_file_range``), and removed in steps, the longest fsync was 1.5-2.5 ms.
+# Linux only; elsewhere the snapshot is written and removed the plain way.
+_SYNC_FILE_RANGE_WAIT_BEFORE, _SYNC_FILE_RANGE_WRITE, _SYNC_FILE_RANGE_WAIT_AFTER = 1, 2, 4
+
+
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    if not os.uname().sysname == "Linux":
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    function.restype = ctypes.c_int
+    return function
+
+
+_sync_file_range = _load_sync_file_range()
 IOV_MAX = 1024  # buffers one writev takes (POSIX's minimum for IOV_MAX is 16; Linux takes 1024)
 
 _SNAPSHOT_NAME = re.compile(r"snapshot-(\d{20})\.snap")
@@ -161,7 +189,7 @@ def write_snapshot(
     try:
         # The body first, after room for the header, which needs its length and checksum.
         os.lseek(fd, _HEADER.size, os.SEEK_SET)
-        body_length, body_crc = _write_parts(fd, parts)
+        body_length, body_crc = _write_parts(fd, parts, _WriteBehind(fd, _HEADER.size, sync))
         header = _HEADER_BODY.pack(
             SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, sequence, position, body_length, body_crc
         )
@@ -285,8 +313,29 @@ def prune(directory: Path, keep: int = SNAPSHOTS_KEPT_DEFAULT) -> list[Path]:
     removed = [path for _sequence, path in _list_snapshots(directory)[:-keep]]
     removed += sorted(p for p in directory.glob("snapshot-*" + _TEMP_SUFFIX) if p.is_file())
     for path in removed:
-        path.unlink(missing_ok=True)
+        remove_gently(path)
     return removed
+
+
+def remove_gently(path: Path) -> None:
+    """Delete ``path`` (if it is there), a large file cut ``REMOVE_STEP_BYTES`` at a time with a
+    pause between, so the blocks it frees are discarded a few MB per journal commit rather than
+    all in the one a journal fsync is waiting for (the comment on ``_SYNC_FILE_RANGE_WRITE``).
+    Off Linux it is unlinked at once."""
+    try:
+        if _sync_file_range is not None:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                size = os.fstat(fd).st_size
+                while size > REMOVE_STEP_BYTES:
+                    size -= REMOVE_STEP_BYTES
+                    os.ftruncate(fd, size)
+                    time.sleep(REMOVE_PAUSE_S)
+            finally:
+                os.close(fd)
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def state_hash(arrays: dict[str, np.ndarray], meta: bytes) -> str:
@@ -376,9 +425,41 @@ def _bin_header(length: int) -> bytes:
     return b"\xc6" + length.to_bytes(4, "big")
 
 
-def _write_parts(fd: int, parts: list[bytes | memoryview]) -> tuple[int, int]:
+class _WriteBehind:
+    """Sends each written chunk of a file to the disk at once and waits for the one before it,
+    so no more than two chunks are ever waiting to be written (the comment on
+    ``_SYNC_FILE_RANGE_WRITE``). Does nothing when ``enabled`` is false or off Linux."""
+
+    def __init__(self, fd: int, offset: int, enabled: bool) -> None:
+        self.fd, self.offset = fd, offset
+        self.enabled = enabled and _sync_file_range is not None
+        self.previous: tuple[int, int] | None = None
+        self.sent = 0  # bytes sent to the disk so far
+
+    def written(self, length: int) -> None:
+        if self.enabled and length:
+            self._call(self.offset, length, _SYNC_FILE_RANGE_WRITE)
+            if self.previous is not None:
+                self._call(*self.previous, _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE
+                           | _SYNC_FILE_RANGE_WAIT_AFTER)
+            self.previous = (self.offset, length)
+        self.offset += length
+
+    def _call(self, offset: int, length: int, flags: int) -> None:
+        if _sync_file_range(self.fd, offset, length, flags) != 0:
+            # Only a pacing aid: the file's fsync still makes it durable. Written the plain way.
+            log.warning("snapshot: sync_file_range failed (%s); writing without it",
+                        os.strerror(ctypes.get_errno()))
+            self.enabled = False
+        elif flags & _SYNC_FILE_RANGE_WAIT_AFTER:
+            self.sent += length
+
+
+def _write_parts(fd: int, parts: list[bytes | memoryview],
+                 behind: _WriteBehind) -> tuple[int, int]:
     """Write ``parts`` at ``fd``'s offset in writes of about ``WRITE_CHUNK_BYTES``, each
-    checksummed just before it is written (still in cache); returns (length, CRC32)."""
+    checksummed just before it is written (still in cache) and then sent to the disk
+    (``behind``); returns (length, CRC32)."""
     crc, length, pending, pending_bytes = 0, 0, [], 0
     for part in parts:
         view = memoryview(part)
@@ -389,8 +470,10 @@ def _write_parts(fd: int, parts: list[bytes | memoryview]) -> tuple[int, int]:
             pending_bytes += len(chunk)
             if pending_bytes >= WRITE_CHUNK_BYTES:
                 _write_all(fd, pending)
+                behind.written(pending_bytes)
                 length, pending, pending_bytes = length + pending_bytes, [], 0
     _write_all(fd, pending)
+    behind.written(pending_bytes)
     return length + pending_bytes, crc
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -10,12 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine import snapshot as snapshot_module
 from engine.snapshot import (
+    REMOVE_STEP_BYTES,
     SNAPSHOT_HEADER_SIZE,
+    WRITE_CHUNK_BYTES,
     SnapshotCorruptError,
     load_latest,
     prune,
     read_snapshot,
+    remove_gently,
     snapshot_name,
     state_hash,
     write_snapshot,
@@ -172,6 +177,49 @@ def test_prune_keeps_the_newest(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [snapshot_name(50), snapshot_name(60)]
     with pytest.raises(ValueError):
         prune(tmp_path, keep=0)
+
+
+def test_a_large_file_is_cut_down_before_it_is_unlinked(tmp_path: Path) -> None:
+    """Removal frees a few MB per journal commit, not the whole file in one (the comment on
+    ``_SYNC_FILE_RANGE_WRITE``): a reader that holds the file open sees it cut down."""
+    path = tmp_path / "old.snap"
+    path.write_bytes(b"s" * (5 * REMOVE_STEP_BYTES + 123))
+    with open(path, "rb") as held:
+        remove_gently(path)
+        assert not path.exists()
+        assert os.fstat(held.fileno()).st_size <= REMOVE_STEP_BYTES
+    remove_gently(path)  # gone already: nothing to do
+
+
+def test_prune_removes_gently(tmp_path: Path) -> None:
+    big = {"a": np.zeros(3 * REMOVE_STEP_BYTES // 8, np.int64)}
+    for sequence in (10, 20):
+        write_snapshot(tmp_path, sequence, big, b"", sync=False)
+    with open(tmp_path / snapshot_name(10), "rb") as held:
+        assert prune(tmp_path, keep=1) == [tmp_path / snapshot_name(10)]
+        assert os.fstat(held.fileno()).st_size <= REMOVE_STEP_BYTES
+
+
+def test_a_snapshot_is_sent_to_the_disk_as_it_is_written(tmp_path: Path) -> None:
+    """Each chunk is handed to the disk as it is written and the one before it waited for, so
+    the final fsync (and the journal's, waiting behind it) has almost nothing left to flush."""
+    assert snapshot_module._sync_file_range is not None  # Linux, where the venue runs
+    parts = [b"x" * (WRITE_CHUNK_BYTES + 5), b"y" * (2 * WRITE_CHUNK_BYTES)]
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
+    try:
+        behind = snapshot_module._WriteBehind(fd, 0, enabled=True)
+        length, _crc = snapshot_module._write_parts(fd, parts, behind)
+        assert behind.enabled  # no call failed
+        assert length == 3 * WRITE_CHUNK_BYTES + 5
+        # All but the last chunk waited for; the file's fsync takes the last.
+        assert behind.sent == length - behind.previous[1] > 0
+        idle = snapshot_module._WriteBehind(fd, 0, enabled=False)
+        os.lseek(fd, 0, os.SEEK_SET)
+        snapshot_module._write_parts(fd, parts, idle)
+        assert idle.sent == 0
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == b"".join(parts)
 
 
 # ---- the state hash ------------------------------------------------------------------------
