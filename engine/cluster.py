@@ -503,7 +503,8 @@ class ClusterEngine:
         if self.skips and any(first + i in self.skips for i in range(len(entries))):
             replies = self._apply_with_skips(first, entries, batch.payloads)
         else:
-            replies = machine.apply_batch(first, entries)
+            # The payloads' stamped times are not read (apply_batch), only their commands.
+            replies = machine.apply_batch(first, entries, payloads=batch.payloads)
         self.stream_position = batch.sequence
         return replies
 

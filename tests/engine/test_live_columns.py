@@ -243,6 +243,32 @@ def test_only_a_run_of_at_least_the_run_minimum_goes_the_columns_way(orders):
     assert machine.state_hash() == one.state_hash()
 
 
+async def test_a_cluster_replicas_live_batch_goes_the_columns_way(tmp_path):
+    """A replica applies a stream message's entries with their bytes, as the sequencer does
+    (``ClusterEngine._apply``): a run of plain orders is read as columns, with the replies of
+    one at a time."""
+    from engine.clock import WallClock
+    from engine.cluster import ClusterEngine
+    from engine.log.jetstream import StreamBatch
+
+    replica = ClusterEngine("nats://127.0.0.1:1", tmp_path, WallClock())  # never connected
+    venue = _venue()
+    orders = [c.Entry(START_US, 4 + n % 2, mc.PlaceOrder(
+        1, "buy" if n % 2 else "sell", "limit", PRICE + n % 3, 1))
+        for n in range(machine_module.LIVE_COLUMNS_MIN + 16)]
+    markets = replica.machine.component("markets")
+    columns = []
+    apply_live_columns = markets.apply_live_columns
+    markets.apply_live_columns = lambda *a: columns.append(a) or apply_live_columns(*a)
+    for number, entries in enumerate((venue, orders), start=1):
+        replies = replica._apply(StreamBatch(number, START_US, f"other:{number}",
+                                             [c.encode_entry(e) for e in entries]))
+    assert len(columns) == 1
+    one = _machine()
+    assert replies == [one.apply(one.last_sequence + 1, entry) for entry in orders]
+    assert replica.machine.state_hash() == one.state_hash()
+
+
 def _buy(actor: int, price: int = PRICE - 50, instrument: int = 1) -> tuple:
     return ("as", actor, ("order", 0, instrument - 1, "buy", "limit", price, 1, "gtc", False,
                           "cancel_newest", None, None))
