@@ -243,6 +243,21 @@ def test_only_a_run_of_at_least_the_run_minimum_goes_the_columns_way(orders):
     assert machine.state_hash() == one.state_hash()
 
 
+def test_a_batch_whose_times_differ_is_not_one_run_at_the_first_time():
+    """The sequencer stamps a batch once, but apply_batch takes any entries: a plain batch
+    whose later entries are stamped later is not applied as one run at the first's time (each
+    order's created time and the rest are one at a time's)."""
+    entries = [c.Entry(START_US + (n >= 60) * HOUR_US, 4 + n % 2, mc.PlaceOrder(
+        1, "buy" if n % 2 else "sell", "limit", PRICE + n % 3, 1))
+        for n in range(machine_module.LIVE_COLUMNS_MIN + 16)]
+    machine = _machine()
+    replies = machine.apply_batch(machine.last_sequence + 1, entries,
+                                  payloads=[c.encode_entry(e) for e in entries])
+    one = _machine()
+    assert replies == [one.apply(one.last_sequence + 1, entry) for entry in entries]
+    assert machine.state_hash() == one.state_hash()
+
+
 async def test_a_cluster_replicas_live_batch_goes_the_columns_way(tmp_path):
     """A replica applies a stream message's entries with their bytes, as the sequencer does
     (``ClusterEngine._apply``): a run of plain orders is read as columns, with the replies of
