@@ -407,9 +407,9 @@ class Markets:
         """Whether the queued commands leave the order ``order_id`` as it is now: it is open
         (only finished orders are evicted from the kept ones), none of them names it (a
         cancel, an amend), and none on its instrument can trade with it (a fill, a self-trade
-        prevention): there, only new orders of its own side or of the other side whose limit
-        does not reach its price. An id not given yet may be given by a queued order: not
-        untouched."""
+        prevention): there, only new orders and amends of its own side, and those of the other
+        side whose limit does not reach its price. An id not given yet may be given by a
+        queued order: not untouched."""
         lifecycle = self.lifecycle
         if not lifecycle.known(order_id):
             return False
@@ -417,15 +417,29 @@ class Markets:
             ["instrument", "side", "price", "status"]][order_id].tolist()
         if status > kf.PARTIALLY_FILLED:
             return False
+        sides = lifecycle.records["side"]
         for row in _COMMAND_ROW.iter_unpack(b"".join(queue.rows)):
             if row[_CMD_OID] == order_id:
                 return False
-            if row[_CMD_INSTRUMENT] != instrument or (row[_CMD_OP] == k_NEW
-                                                      and row[_CMD_SIDE] == side):
+            if row[_CMD_INSTRUMENT] != instrument:
                 continue
-            if row[_CMD_OP] != k_NEW or row[_CMD_TYPE] == k.TYPE_MARKET or (
+            op = row[_CMD_OP]
+            if op == k_AMEND:
+                # An amend lowers its order's quantity in place or puts it in again as a limit
+                # at the row's price, trading like a new limit order of the order's side (the
+                # row does not say it; an order's side never changes): the same test. Most
+                # amends of a mixed replay found another one queued on their instrument, and
+                # each such wait cost a kernel call.
+                row_side = int(sides[row[_CMD_OID]])
+            elif op == k_NEW:
+                row_side = row[_CMD_SIDE]
+            else:
+                return False  # an uncross there
+            if row_side == side:
+                continue
+            if op == k_NEW and row[_CMD_TYPE] == k.TYPE_MARKET or (
                     row[_CMD_PRICE] <= price if side == k.SIDE_BUY else row[_CMD_PRICE] >= price):
-                return False  # an uncross or an amend there, or an order that may cross it
+                return False  # an order that may cross it
         return True
 
     def _auction(self, cmd: mc.RunAuction, actor: int) -> Reply:

@@ -152,12 +152,18 @@ def test_a_run_really_matches_in_one_kernel_call():
     assert sum(len(r.body["fills"]) for r in replies) == 100
 
 
-def _both(flow: list[tuple], cuts: list[int]):
+def _both(flow: list[tuple], cuts: list[int], kernel_calls: list[int] | None = None):
+    """The flow one at a time and cut at ``cuts``; the batched machine's kernel calls (their
+    sizes) added to ``kernel_calls`` if given."""
     one, setup, traders, instruments = _venue()
     batched = StateMachine()
     for i, entry in enumerate(setup):
         one.apply(i + 1, entry)
         batched.apply(i + 1, entry)
+    if kernel_calls is not None:
+        engine = batched.component("markets").engine
+        process = engine.process
+        engine.process = lambda *a, **kw: kernel_calls.append(len(a[0])) or process(*a, **kw)
     entries = [_entry(op, traders, instruments) for op in flow]
     return _applied(one, entries, None), _applied(batched, entries, cuts), one, batched
 
@@ -204,6 +210,30 @@ def test_an_amend_in_a_run_reads_its_order_as_of_its_turn(between, amend):
         assert got == one_replies
         assert published == one_published
         assert batched.state_hash() == one.state_hash()
+
+
+@pytest.mark.parametrize("between, amend, calls", [
+    # An amend of the bid that stays short of the ask: the ask's amend joins its call.
+    ([("amend", 2, 2, PRICE - 11, None)], (0, 1, None, 8), 2),
+    ([("amend", 2, 2, None, 4)], (0, 1, PRICE + 1, None), 2),  # the bid only lowered
+    # An amend of another ask (its row says no side: the order's is read): joins too.
+    # (Order 3 is new: its amend waits for the call that gives it its id.)
+    ([_order(1, "sell", PRICE + 5, 3), ("amend", 1, 3, PRICE + 2, None)], (0, 1, None, 8), 3),
+    # The bid amended onto the ask fills 4 of it: the ask's amend waits for that call.
+    ([("amend", 2, 2, PRICE, 4)], (0, 1, None, 8), 3),
+    ([("amend", 2, 2, PRICE + 3, 4)], (0, 1, None, 8), 3),
+])
+def test_an_amend_joins_the_call_of_amends_that_cannot_reach_its_order(between, amend, calls):
+    """Queued amends of other orders are read as limits of their orders' sides: one of its
+    own side, or short of its price, leaves the order as it is, and the amend joins their
+    kernel call; the replies and state are those of one entry at a time either way."""
+    rest, bid = _order(0, "sell", PRICE, 10), _order(2, "buy", PRICE - 10, 10)  # ids 1, 2
+    sizes: list[int] = []
+    # The resting orders in a batch, then the rest in one.
+    expected, got, one, batched = _both([rest, bid, *between, ("amend", *amend)], [2], sizes)
+    assert got == expected
+    assert batched.state_hash() == one.state_hash()
+    assert len(sizes) == calls, sizes
 
 
 # Bids below the offering price, asks at or above it: they rest without trading each other.
