@@ -191,10 +191,19 @@ class MatchingEngine:
         ``need`` is an (instrument, price) the ladder must cover."""
         live = self.orders[: self.counters[C_SLOTS_USED]]
         slots = np.flatnonzero(live["oid"] != 0)
+        instruments, prices = live["instrument"][slots], live["price"][slots]
+        order = np.lexsort((live["oid"][slots], prices, live["side"][slots], instruments))
+        # Each instrument's resting orders are one stretch of the sorted ones: found by two
+        # binary searches, not a mask over every resting order per instrument (a mixed
+        # replay opens dozens of books while thousands of orders rest).
+        instruments, prices = instruments[order], prices[order]
+        active = np.flatnonzero(self.instruments["active"])
+        starts = np.searchsorted(instruments, active, "left").tolist()
+        ends = np.searchsorted(instruments, active, "right").tolist()
         base = 0
-        for inst in np.flatnonzero(self.instruments["active"]):
+        for inst, start, end in zip(active.tolist(), starts, ends, strict=True):
             row = self.instruments[inst]
-            mine = live["price"][slots[live["instrument"][slots] == inst]]
+            mine = prices[start:end]
             lo, hi = self._ladder_range(row, mine, need[1] if need and need[0] == inst else None)
             width = hi - lo + 1
             if width > ladder_width_max:
@@ -205,8 +214,6 @@ class MatchingEngine:
         levels["head"] = -1
         levels["tail"] = -1
         self.levels = levels
-        order = np.lexsort((live["oid"][slots], live["price"][slots], live["side"][slots],
-                            live["instrument"][slots]))
         relink(self.orders, self.levels, self.instruments, slots[order].astype(np.int64))
 
     # ---- batches ----------------------------------------------------------------------------

@@ -171,3 +171,36 @@ def test_the_kernel_refuses_exactly_the_orders_whose_grown_ladder_would_be_too_w
         engine = _high_engine()
         assert engine.process(_new(3, k.SIDE_BUY, price)).results.tolist() == [code]
         check_book(engine)
+
+
+def test_a_new_book_lays_out_every_ladder_around_its_own_resting_orders():
+    """Opening a book lays every instrument's ladder out again: each covers its band and its
+    own resting orders (found among all the resting ones), which keep their levels and their
+    order of arrival, whatever the books opened before and after it."""
+    engine = MatchingEngine()
+    for instrument in (4, 2, 7):
+        engine.add_instrument(instrument, band_lo_fen=1, band_hi_fen=1000)
+    rows = [(2, 3, k.SIDE_BUY, 900, 2), (7, 4, k.SIDE_SELL, 20, 1), (2, 5, k.SIDE_BUY, 900, 3),
+            (4, 3, k.SIDE_SELL, 990, 4), (2, 4, k.SIDE_SELL, 950, 1), (7, 3, k.SIDE_BUY, 5, 6)]
+    engine.process(np.concatenate([
+        command(k.OP_NEW, instrument=i, account=a, side=s, price=p, qty=q, stp=k.STP_NONE)
+        for i, a, s, p, q in rows]))
+    for instrument in (2, 4, 7):  # narrower bands: inside the ladders, which stay as they are
+        engine.set_band(instrument, 1, 100)
+    engine.add_instrument(3, band_lo_fen=1, band_hi_fen=50)  # a new book: every ladder anew
+    check_book(engine)
+    assert engine.depth(2, k.SIDE_BUY) == [(900, 5)]
+    assert engine.depth(2, k.SIDE_SELL) == [(950, 1)]
+    assert engine.depth(4, k.SIDE_SELL) == [(990, 4)]
+    assert engine.depth(7, k.SIDE_BUY) == [(5, 6)]
+    assert engine.depth(7, k.SIDE_SELL) == [(20, 1)]
+    # From 1 fen to the band's top or its highest resting order, and a quarter more.
+    for instrument, top in ((2, 950), (4, 990), (7, 100), (3, 50)):
+        row = engine.instruments[instrument]
+        assert (row["ladder_lo"], row["ladder_width"]) == (1, top + (top - 1) // 4)
+    # The bid of 5 at 900 is two orders, the first come first: a sale of 2 fills it alone.
+    engine.set_band(2, 1, 1000)
+    engine.process(command(k.OP_NEW, instrument=2, account=6, side=k.SIDE_SELL, price=900,
+                           qty=2, stp=k.STP_NONE))
+    assert engine.depth(2, k.SIDE_BUY) == [(900, 3)]
+    check_book(engine)
