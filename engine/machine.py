@@ -48,7 +48,10 @@ LIVE_COLUMNS_MIN = 64
 _time_us = operator.attrgetter("time_us")
 
 
-class Reply(msgspec.Struct, array_like=True):
+class Reply(msgspec.Struct, array_like=True, gc=False):
+    """A command's answer. ``gc=False``: a reply refers to no reply (its body is plain data),
+    so it is in no reference cycle, and the collector need not scan the ones kept."""
+
     status: int
     body: Any
 
@@ -64,8 +67,9 @@ class AccountInfo(msgspec.Struct, array_like=True):
     created_us: int
 
 
-class Stored(msgspec.Struct, array_like=True):
-    """A remembered reply: idempotent requests and deposit/withdrawal references."""
+class Stored(msgspec.Struct, array_like=True, gc=False):
+    """A remembered reply: idempotent requests and deposit/withdrawal references (in no
+    reference cycle either: ``gc=False``)."""
 
     fingerprint: str
     time_us: int
