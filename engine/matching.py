@@ -191,19 +191,21 @@ class MatchingEngine:
         ``need`` is an (instrument, price) the ladder must cover."""
         live = self.orders[: self.counters[C_SLOTS_USED]]
         slots = np.flatnonzero(live["oid"] != 0)
+        # Each instrument's lowest and highest resting price, by one pass over the resting
+        # orders (not a mask over all of them per instrument: a mixed replay opens dozens of
+        # books while thousands of orders rest).
         instruments, prices = live["instrument"][slots], live["price"][slots]
-        order = np.lexsort((live["oid"][slots], prices, live["side"][slots], instruments))
-        # Each instrument's resting orders are one stretch of the sorted ones: found by two
-        # binary searches, not a mask over every resting order per instrument (a mixed
-        # replay opens dozens of books while thousands of orders rest).
-        instruments, prices = instruments[order], prices[order]
-        active = np.flatnonzero(self.instruments["active"])
-        starts = np.searchsorted(instruments, active, "left").tolist()
-        ends = np.searchsorted(instruments, active, "right").tolist()
+        size = max(len(self.instruments), int(instruments.max()) + 1 if len(slots) else 0)
+        lowest = np.full(size, np.iinfo(np.int64).max, dtype=np.int64)
+        highest = np.full(size, np.iinfo(np.int64).min, dtype=np.int64)
+        np.minimum.at(lowest, instruments, prices)
+        np.maximum.at(highest, instruments, prices)
+        resting = np.bincount(instruments, minlength=size)
         base = 0
-        for inst, start, end in zip(active.tolist(), starts, ends, strict=True):
+        for inst in np.flatnonzero(self.instruments["active"]).tolist():
             row = self.instruments[inst]
-            mine = prices[start:end]
+            mine = (np.array([lowest[inst], highest[inst]]) if resting[inst]
+                    else prices[:0])  # what _ladder_range reads of them: none, or both ends
             lo, hi = self._ladder_range(row, mine, need[1] if need and need[0] == inst else None)
             width = hi - lo + 1
             if width > ladder_width_max:
@@ -214,6 +216,9 @@ class MatchingEngine:
         levels["head"] = -1
         levels["tail"] = -1
         self.levels = levels
+        # Relinked in order id order: each level's list is then in arrival order (relink
+        # appends each order to its level's list; lists of different levels are apart).
+        order = np.argsort(live["oid"][slots], kind="stable")
         relink(self.orders, self.levels, self.instruments, slots[order].astype(np.int64))
 
     # ---- batches ----------------------------------------------------------------------------

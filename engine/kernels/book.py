@@ -537,7 +537,8 @@ def reenter(orders, levels, instruments, oid_index, counters, events, fills, out
 
 @kernel
 def relink(orders, levels, instruments, slots):
-    """Rebuild every level list from ``slots`` (live orders sorted by price level, then id).
+    """Rebuild every level list from ``slots`` (live orders in order id order: each is
+    appended to its level's list, so only the order within a level matters).
 
     Time priority within a level is arrival order, which is order-id order, so a fresh ladder
     rebuilt this way keeps every order's priority.

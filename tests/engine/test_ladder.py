@@ -176,31 +176,41 @@ def test_the_kernel_refuses_exactly_the_orders_whose_grown_ladder_would_be_too_w
 def test_a_new_book_lays_out_every_ladder_around_its_own_resting_orders():
     """Opening a book lays every instrument's ladder out again: each covers its band and its
     own resting orders (found among all the resting ones), which keep their levels and their
-    order of arrival, whatever the books opened before and after it."""
+    order of arrival, whatever slots they took and whatever books opened before and after."""
     engine = MatchingEngine()
     for instrument in (4, 2, 7):
         engine.add_instrument(instrument, band_lo_fen=1, band_hi_fen=1000)
     rows = [(2, 3, k.SIDE_BUY, 900, 2), (7, 4, k.SIDE_SELL, 20, 1), (2, 5, k.SIDE_BUY, 900, 3),
-            (4, 3, k.SIDE_SELL, 990, 4), (2, 4, k.SIDE_SELL, 950, 1), (7, 3, k.SIDE_BUY, 5, 6)]
+            (4, 3, k.SIDE_SELL, 990, 4), (2, 4, k.SIDE_SELL, 950, 1), (7, 3, k.SIDE_BUY, 5, 6),
+            (4, 5, k.SIDE_BUY, 300, 2)]
     engine.process(np.concatenate([
         command(k.OP_NEW, instrument=i, account=a, side=s, price=p, qty=q, stp=k.STP_NONE)
         for i, a, s, p, q in rows]))
-    for instrument in (2, 4, 7):  # narrower bands: inside the ladders, which stay as they are
-        engine.set_band(instrument, 1, 100)
+    # Order 2 leaves its slot to order 8, which comes last to the bid at 900.
+    engine.process(np.concatenate([
+        command(k.OP_CANCEL, account=4, oid=2),
+        command(k.OP_NEW, instrument=2, account=6, side=k.SIDE_BUY, price=900, qty=4,
+                stp=k.STP_NONE)]))
+    assert engine.oid_index[8] < engine.oid_index[3]
+    # Narrower bands, inside the ladders, which stay as they are.
+    for instrument, lo, hi in ((2, 1, 100), (4, 500, 1000), (7, 1, 100)):
+        engine.set_band(instrument, lo, hi)
     engine.add_instrument(3, band_lo_fen=1, band_hi_fen=50)  # a new book: every ladder anew
     check_book(engine)
-    assert engine.depth(2, k.SIDE_BUY) == [(900, 5)]
+    assert engine.depth(2, k.SIDE_BUY) == [(900, 9)]
     assert engine.depth(2, k.SIDE_SELL) == [(950, 1)]
     assert engine.depth(4, k.SIDE_SELL) == [(990, 4)]
+    assert engine.depth(4, k.SIDE_BUY) == [(300, 2)]
     assert engine.depth(7, k.SIDE_BUY) == [(5, 6)]
-    assert engine.depth(7, k.SIDE_SELL) == [(20, 1)]
-    # From 1 fen to the band's top or its highest resting order, and a quarter more.
-    for instrument, top in ((2, 950), (4, 990), (7, 100), (3, 50)):
+    # From the band's foot or the lowest resting order to its top or the highest resting
+    # order, and a quarter of that more.
+    for instrument, lo, hi in ((2, 1, 950), (4, 300, 1000), (7, 1, 100), (3, 1, 50)):
         row = engine.instruments[instrument]
-        assert (row["ladder_lo"], row["ladder_width"]) == (1, top + (top - 1) // 4)
-    # The bid of 5 at 900 is two orders, the first come first: a sale of 2 fills it alone.
+        assert (row["ladder_lo"], row["ladder_width"]) == (lo, hi + (hi - lo) // 4 - lo + 1)
+    # The bid at 900 fills first come first: orders 1 and 3, then 8 (in an earlier slot).
     engine.set_band(2, 1, 1000)
-    engine.process(command(k.OP_NEW, instrument=2, account=6, side=k.SIDE_SELL, price=900,
-                           qty=2, stp=k.STP_NONE))
-    assert engine.depth(2, k.SIDE_BUY) == [(900, 3)]
+    engine.process(command(k.OP_NEW, instrument=2, account=7, side=k.SIDE_SELL, price=900,
+                           qty=5, stp=k.STP_NONE))
+    assert [int(engine.oid_index[oid]) >= 0 for oid in (1, 3, 8)] == [False, False, True]
+    assert engine.depth(2, k.SIDE_BUY) == [(900, 4)]
     check_book(engine)
