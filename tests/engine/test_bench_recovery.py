@@ -10,11 +10,14 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bench import recovery, venue
 from engine import commands as c
 from engine.journal import FileJournal
-from engine.replay import replay
+from engine.machine import StateMachine
+from engine.replay import apply_records, replay
 
 TINY = ["--reference", "400", "--live-batch", "64", "--json"]
 MIXED = ["--mix", "mixed", "--commands", "4000", "--investors", "60", "--days", "40"]
@@ -89,6 +92,40 @@ def test_the_mix_holds_every_promised_command(written) -> None:
 def test_the_replay_reaches_the_writers_state(written) -> None:
     data_dir, journal = written
     assert replay(data_dir).state_hash == journal.state_hash
+
+
+def _records(data_dir: Path) -> list[tuple[int, bytes]]:
+    reader = FileJournal(data_dir / "journal", sync=False, read_only=True)
+    try:
+        return list(reader.read(0))
+    finally:
+        reader.close()
+
+
+def test_the_venue_one_entry_at_a_time_reaches_the_writers_state(written) -> None:
+    data_dir, journal = written
+    machine = StateMachine()
+    for sequence, payload in _records(data_dir):
+        machine.apply(sequence, c.decode_entry(payload))
+    assert machine.state_hash() == journal.state_hash
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(1, 900), min_size=1, max_size=12))
+def test_the_venues_journal_replays_to_the_writers_state_however_it_is_cut(written, cuts):
+    """Every command of the mix (amends beside amends, keyed orders, subscriptions, deposits,
+    closes, settlement batches) in runs that end wherever the chunks do."""
+    data_dir, journal = written
+    records = _records(data_dir)
+    machine = StateMachine()
+    machine.quiet = True
+    position, n = 0, 0
+    while position < len(records):
+        size = cuts[n % len(cuts)]
+        apply_records(machine, records[position:position + size], {}, chunk_entries=size)
+        position, n = position + size, n + 1
+    assert machine.state_hash() == journal.state_hash
 
 
 def test_a_replay_that_disagrees_is_caught(monkeypatch, capsys, tmp_path) -> None:
