@@ -31,10 +31,14 @@ from settlement.commands import SETTLEMENT_COMMANDS
 #      the issuer's success fee and held payout), so withdrawable cash is short by nothing
 #      (before, the gross credit stayed unsettled and the fee came out of settled cash); a
 #      cn2015 subscription by an investor who is not qualified is 422 not_eligible (was 403)
+#   5: an order an amend re-entered (a new price or a larger quantity: API.md, at the back of its
+#      level) keeps that place when the books are laid out again (a book opening, a ladder
+#      growing); before, that relayout relinked every level in order id order, and the amended
+#      order went back ahead of the orders that came before its amend
 # A board, command or field that no older journal can hold needs no new version: the
 # operating-rights board (its revenue reports and buy-backs) came without one, since the gateway
 # refuses an unknown board before anything is journaled, so no older journal names it.
-RULES_VERSION = 4
+RULES_VERSION = 5
 
 
 class Genesis(msgspec.Struct, tag="genesis", array_like=True):

@@ -100,7 +100,9 @@ class Markets:
 
     def __init__(self, machine: Any) -> None:
         self.machine = machine
-        self.engine = MatchingEngine(fee_account_id=machine.fee_account_id)
+        # Rules 4 and older relinked a relaid book in order id order (commands.RULES_VERSION).
+        self.engine = MatchingEngine(fee_account_id=machine.fee_account_id,
+                                     relinks_by_id=lambda: machine.rules < 5)
         self.lifecycle = Lifecycle()
         self.marketdata = MarketData()  # the trade tapes and candles
         self.next_auction_us = 0

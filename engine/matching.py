@@ -15,13 +15,14 @@ snapshots and the state hash.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
 from engine.kernels import allocation
 from engine.kernels import codes as k
-from engine.kernels.book import band_high, ladder_grown, relink
+from engine.kernels.book import band_high, ladder_grown, queued_slots, relink
 from engine.kernels.layout import (
     C_EVENTS,
     C_LIVE_ORDERS,
@@ -61,6 +62,10 @@ class EngineInvariantError(RuntimeError):
     """The engine's state broke one of its invariants: a bug, never a client error."""
 
 
+def _never() -> bool:
+    return False
+
+
 class BatchResult(NamedTuple):
     """What a batch produced: one result code per command, and the events in order."""
 
@@ -88,8 +93,12 @@ class FillsResult(NamedTuple):
 class MatchingEngine:
     """Order books of many instruments, matched by compiled kernels one batch at a time."""
 
-    def __init__(self, *, fee_account_id: int = 1, order_capacity: int = 1024) -> None:
+    def __init__(self, *, fee_account_id: int = 1, order_capacity: int = 1024,
+                 relinks_by_id: Callable[[], bool] | None = None) -> None:
         self.fee_account_id = fee_account_id
+        # Whether a relayout puts each level's orders back in order id order (rules 4 and
+        # older: ``_relayout``), asked at each one; by default they keep their queues.
+        self.relinks_by_id = relinks_by_id or _never
         self.orders = np.zeros(max(order_capacity, 16), dtype=ORDER_DTYPE)
         self.levels = np.zeros(0, dtype=LEVEL_DTYPE)
         self.instruments = np.zeros(16, dtype=INSTRUMENT_DTYPE)
@@ -212,14 +221,22 @@ class MatchingEngine:
                 raise ValueError(f"instrument {inst}: price ladder of {width} ticks is too wide")
             row["ladder_lo"], row["ladder_width"], row["level_base"] = lo, width, base
             base += 2 * width
+        if self.relinks_by_id():
+            # Rules 4 and older: relinked in order id order, which is arrival order only for
+            # orders never amended. An amend that re-entered its order (a new price or a
+            # larger quantity) had put it at the back of its level, and this put it back in
+            # front of the orders that came before the amend.
+            queued = slots[np.argsort(live["oid"][slots], kind="stable")].astype(np.int64)
+        else:
+            # Each level's queue as it stands, read from the old ladder before it goes.
+            queued = np.empty(len(slots), dtype=np.int64)
+            if queued_slots(self.orders, self.levels, queued) != len(slots):
+                raise EngineInvariantError("a resting order is in no level's queue")
         levels = np.zeros(base, dtype=LEVEL_DTYPE)
         levels["head"] = -1
         levels["tail"] = -1
         self.levels = levels
-        # Relinked in order id order: each level's list is then in arrival order (relink
-        # appends each order to its level's list; lists of different levels are apart).
-        order = np.argsort(live["oid"][slots], kind="stable")
-        relink(self.orders, self.levels, self.instruments, slots[order].astype(np.int64))
+        relink(self.orders, self.levels, self.instruments, queued)
 
     # ---- batches ----------------------------------------------------------------------------
 

@@ -536,13 +536,24 @@ def reenter(orders, levels, instruments, oid_index, counters, events, fills, out
 
 
 @kernel
-def relink(orders, levels, instruments, slots):
-    """Rebuild every level list from ``slots`` (live orders in order id order: each is
-    appended to its level's list, so only the order within a level matters).
+def queued_slots(orders, levels, out):
+    """Every resting order's slot into ``out``, level by level, each level's from its head to
+    its tail (its queue); returns how many. ``relink`` given them rebuilds the same queues."""
+    count = 0
+    for li in range(len(levels)):
+        slot = levels[li]["head"]
+        while slot >= 0:
+            out[count] = slot
+            count += 1
+            slot = orders[slot]["next"]
+    return count
 
-    Time priority within a level is arrival order, which is order-id order, so a fresh ladder
-    rebuilt this way keeps every order's priority.
-    """
+
+@kernel
+def relink(orders, levels, instruments, slots):
+    """Rebuild every level list from ``slots``: each order is appended to its level's list,
+    so only the order within a level matters (``MatchingEngine._relayout``: the queues as
+    they were, or, under rules 4 and older, order id order)."""
     for k in range(len(slots)):
         slot = slots[k]
         o = orders[slot]

@@ -31,6 +31,7 @@ ACCOUNTS = (2, 3, 4)
 CASH = 200_000
 UNITS = 50
 BAND = (5, 40)
+NEW_BOOKS = (5, 8)  # ids of the books opened as it goes (9 stays unknown)
 
 
 def project(events) -> list[tuple]:
@@ -47,6 +48,22 @@ def project(events) -> list[tuple]:
     return out
 
 
+def queues(engine: MatchingEngine, inst: int, side: int) -> dict[int, list[int]]:
+    """Each price level of one side: its orders' ids in queue order (head to tail)."""
+    row = engine.instruments[inst]
+    width, lo = int(row["ladder_width"]), int(row["ladder_lo"])
+    start = int(row["level_base"]) + side * width
+    out = {}
+    for offset in range(width):
+        slot, oids = int(engine.levels[start + offset]["head"]), []
+        while slot >= 0:
+            oids.append(int(engine.orders[slot]["oid"]))
+            slot = int(engine.orders[slot]["next"])
+        if oids:
+            out[lo + offset] = oids
+    return out
+
+
 class BookMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -55,6 +72,7 @@ class BookMachine(RuleBasedStateMachine):
         self.ref = ReferenceExchange(risk=True, fee_account=1)
         self.balances.add_account(4, 3)
         self.ref.accounts[1] = Account()
+        self.opened = 0
         for inst, fee, mode in ((BOOK, 100, "book"), (BOOK_NO_FEE, 0, "book"),
                                 (AUCTION, 100, "auction")):
             self.engine.add_instrument(inst, band_lo_fen=BAND[0], band_hi_fen=BAND[1],
@@ -106,6 +124,18 @@ class BookMachine(RuleBasedStateMachine):
                                    balances=self.balances)
         self.compare(result, self.ref.amend(oid, account, price, qty, post_only))
 
+    @rule()
+    def open_book(self):
+        """A new book lays every ladder out again (``MatchingEngine._relayout``): each level's
+        queue stays as it was, amended orders at the back where their amend put them."""
+        inst = NEW_BOOKS[0] + self.opened
+        if inst > NEW_BOOKS[1]:
+            return
+        self.opened += 1
+        self.engine.add_instrument(inst, band_lo_fen=BAND[0], band_hi_fen=BAND[1],
+                                   reference_price_fen=20)
+        self.ref.add_instrument(inst, *BAND, fee_bps=0, auction=False, reference_price=20)
+
     @rule(inst=st.sampled_from([AUCTION, BOOK]))
     def uncross(self, inst):
         result = self.engine.uncross(inst, self.balances)
@@ -120,6 +150,10 @@ class BookMachine(RuleBasedStateMachine):
         for inst in (BOOK, BOOK_NO_FEE, AUCTION):
             for side in (k.SIDE_BUY, k.SIDE_SELL):
                 assert self.engine.depth(inst, side, 1000) == self.ref.depth(inst, side)
+                book = self.ref.instruments[inst].side_book(side)
+                assert queues(self.engine, inst, side) == {
+                    price: [order.oid for order in orders] for price, orders in book.items()
+                    if orders}
         rows = self.balances.accounts.rows
         for account, acct in self.ref.accounts.items():
             row = rows[account]

@@ -9,12 +9,15 @@ batch gives what its commands one at a time give.
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.kernels import codes as k
 from engine.kernels.book import ladder_grown
 from engine.kernels.layout import C_EVENTS, C_PROCESSED, EVENT_DTYPE
 from engine.kernels.pipeline import EVENTS_PER_COMMAND_FIXED
 from engine.matching import MatchingEngine, check_book, command, ladder_width_max, price_max_fen
+from tests.engine.test_book_property import queues
 
 REFERENCE = 500_000  # 5,000 yuan a unit
 
@@ -214,3 +217,35 @@ def test_a_new_book_lays_out_every_ladder_around_its_own_resting_orders():
     assert [int(engine.oid_index[oid]) >= 0 for oid in (1, 3, 8)] == [False, False, True]
     assert engine.depth(2, k.SIDE_BUY) == [(900, 4)]
     check_book(engine)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(st.tuples(st.booleans(), st.sampled_from([k.SIDE_BUY, k.SIDE_SELL]),
+                                st.integers(47, 51), st.integers(1, 4), st.integers(1, 25)),
+                      min_size=1, max_size=40),
+       by_id=st.booleans())
+def test_a_relayout_keeps_every_queue(steps, by_id):
+    """Orders of two accounts around a few prices, amends that keep or lose their place: a
+    relayout (a new book) leaves every level's queue as it was. Relinked by order id (rules 4
+    and older), an amended order went back ahead of those that came before its amend."""
+    engine = MatchingEngine(relinks_by_id=lambda: by_id)
+    engine.add_instrument(1, band_lo_fen=1, band_hi_fen=100)
+    amended_back = False
+    for is_amend, side, price, qty, oid in steps:
+        if not is_amend:
+            engine.new_order(1, 2 + side, side, qty, price=price)
+            continue
+        order = engine.order(oid)
+        if order is not None:
+            engine.amend(oid, order["account"], price, qty)
+            amended_back |= price != order["price"] or qty > order["qty"]
+    before = [queues(engine, 1, side) for side in (k.SIDE_BUY, k.SIDE_SELL)]
+    engine.add_instrument(2, band_lo_fen=1, band_hi_fen=100)
+    after = [queues(engine, 1, side) for side in (k.SIDE_BUY, k.SIDE_SELL)]
+    check_book(engine)
+    if not by_id:
+        assert after == before
+    else:  # the old relink: each level in order id order
+        assert after == [{price: sorted(oids) for price, oids in side.items()} for side in before]
+        if not amended_back:
+            assert after == before  # never amended back: arrival order is order id order

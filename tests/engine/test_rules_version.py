@@ -147,3 +147,33 @@ def test_a_cn2015_subscription_out_of_eligibility_is_422_from_rules_4_and_403_be
         refused = _apply(machine, retail.body["account_id"], oc.Subscribe(project_id, 1))
         statuses[rules] = (refused.status, refused.body["error"]["code"])
     assert statuses == {3: (403, "not_eligible"), 4: (422, "not_eligible")}
+
+
+def test_an_amended_order_keeps_its_place_when_a_book_opens_from_rules_5():
+    """An amend with a larger quantity puts its order at the back of its level (API.md). A
+    book opening (at its instrument's first order) lays the ladders out again; under rules 5
+    the queue stays, so the next sale fills the order that was ahead of the amended one.
+    Rules 4 relinked by order id, and the amended order was filled first: a journal of then
+    replays so."""
+    filled = {}
+    for rules in (4, 5):
+        machine, seller = _venue(rules)
+        first, second = seller + 1, seller + 2
+        _apply(machine, 0, c.CreateAccount("investor", "v", "kv", investor_class="institutional"))
+        _apply(machine, 0, c.Deposit(second, 10**12, "d2"))
+        ahead = _apply(machine, first, mc.PlaceOrder(1, "buy", "limit", PRICE, 1)).body.order_id
+        behind = _apply(machine, second, mc.PlaceOrder(1, "buy", "limit", PRICE, 1)).body.order_id
+        assert _apply(machine, first, mc.AmendOrder(ahead, quantity=2)).status == 200
+        listing = oc.CreateProject("equity", "q", "x", START_US + 30 * 86_400_000_000, {
+            "price": PRICE, "min_quantity": 1, "max_quantity": 100, "lockup_days": 0})
+        for actor, command in ((3, listing), (2, oc.ReviewProject(2, True)),
+                               (seller, oc.Subscribe(2, 1)), (2, oc.CloseProject(2))):
+            assert _apply(machine, actor, command).status < 300
+        # The new instrument's book opens at its first order.
+        assert _apply(machine, seller, mc.PlaceOrder(2, "sell", "limit", PRICE, 1)).status == 201
+        assert machine.component("markets").has_book(2)
+        assert _sell(machine, seller, PRICE) == 201
+        views = machine.component("markets").lifecycle.views_now([ahead, behind])
+        filled[rules] = [name for name, view in zip(("ahead", "behind"), views, strict=True)
+                         if view.filled_quantity]
+    assert filled == {4: ["ahead"], 5: ["behind"]}
