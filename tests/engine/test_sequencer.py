@@ -156,7 +156,7 @@ async def test_snapshots_keep_their_cadence_across_frequent_restarts(tmp_path: P
             await engine._snapshot_task
         engine._task.cancel()  # a crash: no clean-stop snapshot
         await asyncio.gather(engine._task, return_exceptions=True)
-        engine._writer.shutdown(wait=True)
+        engine._writer.stop()
         engine._journal.close()
     last_sequence = 3 + 6 * per_life
     recovered = Engine(tmp_path, WallClock(), snapshot_every=snapshot_every)
@@ -422,7 +422,7 @@ async def test_the_journal_has_its_own_thread_at_realtime_priority_when_allowed(
     await engine.stop()
     assert len(writers) >= 3
     # Every append ran on the journal's one thread, never in the loop's shared pool.
-    assert {name for name, _ in writers} == {"crowdex-journal_0"}
+    assert {name for name, _ in writers} == {"crowdex-journal"}
     expected = os.SCHED_FIFO if realtime and _can_run_realtime() else os.SCHED_OTHER
     assert {policy for _, policy in writers} == {expected}
     assert engine._writer is None  # stopped with the engine
