@@ -297,6 +297,51 @@ async def test_a_batch_is_applied_while_the_next_one_is_written(tmp_path: Path):
     assert replay_from_empty(tmp_path).state_hash() == live_hash
 
 
+async def test_a_reply_comes_only_after_its_batch_is_durable_on_the_journal_thread(
+        tmp_path: Path):
+    """The journal's own thread (``JournalThread``) tells the loop a batch is written only
+    once its append (write and fsync) has returned: every pipelined reply is answered with
+    its batch applied no further than the journal has made durable, over many batches; and
+    the thread ends with the engine."""
+    import threading
+
+    engine = Engine(tmp_path, WallClock())
+    await engine.start()
+    await engine.submit(c.Genesis("op", False, 0))
+    append = engine._journal.append_framed
+    durable = [engine.machine.last_sequence]  # the last sequence whose append has returned
+    appends_on: set[str] = set()
+
+    def append_and_note(framed):
+        append(framed)  # the real write and fsync
+        time.sleep(0.002)  # an ack sent before this returns would be seen by now
+        appends_on.add(threading.current_thread().name)
+        durable[0] = framed.first_sequence + framed.count - 1
+
+    engine._journal.append_framed = append_and_note
+    seen: list[tuple[int, int]] = []  # (applied, durable) as each reply is answered
+    answered = asyncio.Event()
+    total = 300
+
+    def on_reply(reply) -> None:
+        seen.append((engine.machine.last_sequence, durable[0]))
+        if len(seen) == total:
+            answered.set()
+
+    for n in range(total):
+        engine.submit_nowait(c.Tick(), 0, on_reply)
+        if n % 20 == 19:
+            await asyncio.sleep(0.001)  # let batches form and go while more come
+    await asyncio.wait_for(answered.wait(), 30)
+    assert all(applied <= made_durable for applied, made_durable in seen)
+    assert len({applied for applied, _ in seen}) > 3, "the replies should span many batches"
+    assert appends_on == {sequencer.JournalThread.NAME}
+    writer = engine._writer
+    await engine.stop()
+    assert not writer._thread.is_alive()
+    assert engine.machine.last_sequence == 1 + total
+
+
 async def test_a_failed_write_fails_its_batch_but_not_the_durable_one_before(tmp_path: Path):
     engine = Engine(tmp_path, WallClock())
     await engine.start()
