@@ -126,6 +126,15 @@ def measure(name: str, spec: loadgen.LoadSpec, workers: int, rows: list[dict],
         row["fsync"] = histogram_delta(before, sync_histogram(metrics_url))
         disk = (f"  fsync calls={row['fsync']['count']} p50<={row['fsync']['p50_ms']} ms "
                 f"p99<={row['fsync']['p99_ms']} ms")
+        batches = row["fsync"]["count"]  # one fsync per group commit
+        if "server_cpu_us" in row and batches:
+            # The server's CPU per order falls as batches grow (each costs a fixed ~0.5-1 ms
+            # of CPU: its fsync, its handoffs, one socket write per connection), and batches
+            # grow when the server answers slower: compare trees per batch, at the same size.
+            row["orders_per_batch"] = round(row["ok"] / batches, 1)
+            row["server_cpu_us_per_batch"] = round(row["server_cpu_us"] * row["ok"] / batches)
+            cpu += (f" ({row['server_cpu_us_per_batch']} us a batch of "
+                    f"{row['orders_per_batch']})")
     rows.append(row)
     print(f"  {name:<22} {spec.mode:<4} offered={str(row['offered']):>10}  "
           f"ok/s={row['ok_per_sec']:>10,.0f}  p50={row['p50_us'] / 1000:6.2f} ms  "

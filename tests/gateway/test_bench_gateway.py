@@ -45,6 +45,11 @@ def test_the_gateway_bench_runs_and_every_order_is_acknowledged(
             # in group commits, so there are at least one and at most as many as orders.
             assert 1 <= run["fsync"]["count"] <= run["ok"], run
             assert run["fsync"]["p50_ms"] <= run["fsync"]["p99_ms"], run
+            # Per group commit: the orders and the server's CPU of one batch on average.
+            batches = run["fsync"]["count"]
+            assert run["orders_per_batch"] == round(run["ok"] / batches, 1), run
+            assert run["server_cpu_us_per_batch"] == round(
+                run["server_cpu_us"] * run["ok"] / batches), run
         else:
             assert "fsync" not in run
 
