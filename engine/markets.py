@@ -70,9 +70,14 @@ US_PER_DAY = 86_400_000_000
 # Runs of several orders per kernel call (tests/engine/test_markets_runs.py shows a run gives
 # what its orders one at a time would). Off only to measure what batching buys.
 BATCHED_RUNS = True
-# Book updates of a kernel call with at most this many level changes are built in plain Python,
-# above it with numpy (Markets._book_updates); the two give the same (a property test).
-BOOK_ROWS_SMALL = 32
+# Book updates of a kernel call with at most this many level changes are built in plain Python
+# (Markets._book_updates_small), above it by the compiled rows; the two give the same (a property
+# test, tests/engine/test_book_rows.py, which keeps the Python build as the kernel's reference).
+# None now: the compiled rows cost no more for one order, and less from a few up (bench
+# recovery's live apply, CPU an order, Python up to 32 rows vs compiled always, best of 2-3 in one
+# process: batches of 1 35.7 vs 35.4 us, 4: 17.7 vs 15.5, 16: 9.9 vs 7.3, 32: 6.6 vs 5.5, 64:
+# 4.5 vs 4.5). The server's batches at 20k orders/s are 20-40.
+BOOK_ROWS_SMALL = 0
 
 SIDES = {"buy": k.SIDE_BUY, "sell": k.SIDE_SELL}
 TIFS = {"gtc": k.TIF_GTC, "ioc": k.TIF_IOC, "fok": k.TIF_FOK}
@@ -764,8 +769,8 @@ class Markets:
 
     def _book_updates_small(self, books: np.ndarray, levels: np.ndarray,
                             listened: dict[int, str]) -> list[tuple]:
-        """``_book_updates`` of a call with few level changes (one order), in plain Python:
-        numpy's cost per call outweighs its speed per row there."""
+        """``_book_updates`` in plain Python: the compiled rows' reference in the property test
+        (``BOOK_ROWS_SMALL``)."""
         by_command: dict[tuple[int, int], dict[tuple[int, int], int]] = {}
         for pos, inst, side, price, change in levels.tolist():
             changes = by_command.setdefault((pos, inst), {})
