@@ -51,6 +51,17 @@ async def _until(condition, what: str) -> None:
         await asyncio.sleep(0.01)
 
 
+async def _followed(tmp_path: Path, ticks: int) -> Engine:
+    """A started venue snapshotting every 100 commands by its follower: the Genesis and
+    ``ticks`` ticks applied, and its follower running."""
+    engine = Engine(tmp_path, ManualClock(), sync=False, snapshot_every=100,
+                    snapshots="follower")
+    await engine.start()
+    await _submit(engine, [(0, c.Genesis("op", False, 0))] + [(0, c.Tick())] * ticks)
+    await _until(lambda: engine.follower is not None, "the follower to start")
+    return engine
+
+
 def _gone(pid: int) -> bool:
     """True once ``pid`` no longer runs (a zombie of another parent counts as gone)."""
     try:
@@ -235,11 +246,7 @@ async def test_follower_is_started_only_near_a_snapshot(tmp_path: Path):
 async def test_a_killed_follower_is_restarted_and_no_half_snapshot_is_seen(
         tmp_path: Path, monkeypatch, caplog):
     monkeypatch.setattr(sequencer, "FOLLOWER_RESTART_DELAY_S", 0.05)
-    engine = Engine(tmp_path, ManualClock(), sync=False, snapshot_every=100,
-                    snapshots="follower")
-    await engine.start()
-    await _submit(engine, [(0, c.Genesis("op", False, 0))] + [(0, c.Tick())] * 60)
-    await _until(lambda: engine.follower is not None, "the follower to start")
+    engine = await _followed(tmp_path, 60)
     for round_ in range(3):
         first = engine.follower.pid
         await _submit(engine, [(0, c.Tick())] * 100)
@@ -260,11 +267,7 @@ async def test_a_killed_follower_is_restarted_and_no_half_snapshot_is_seen(
 
 
 async def test_a_wedged_follower_falls_back_to_a_forked_snapshot(tmp_path: Path):
-    engine = Engine(tmp_path, ManualClock(), sync=False, snapshot_every=100,
-                    snapshots="follower")
-    await engine.start()
-    await _submit(engine, [(0, c.Genesis("op", False, 0))] + [(0, c.Tick())] * 60)
-    await _until(lambda: engine.follower is not None, "the follower to start")
+    engine = await _followed(tmp_path, 60)
     wedged = engine.follower.pid
     os.kill(wedged, signal.SIGSTOP)
     await _submit(engine, [(0, c.Tick())] * 250)  # past two snapshots' worth
@@ -278,11 +281,7 @@ async def test_a_follower_behind_but_moving_is_left_to_catch_up(tmp_path: Path, 
     the follower writes every snapshot (one starved at its low priority on a busy machine was
     killed and replaced by forks, the cost it exists to spare)."""
     monkeypatch.setattr(sequencer, "FOLLOWER_BEHIND_MAX_SNAPSHOTS", 1)
-    engine = Engine(tmp_path, ManualClock(), sync=False, snapshot_every=100,
-                    snapshots="follower")
-    await engine.start()
-    await _submit(engine, [(0, c.Genesis("op", False, 0))] + [(0, c.Tick())] * 20)
-    await _until(lambda: engine.follower is not None, "the follower to start")
+    engine = await _followed(tmp_path, 20)
     pid = engine.follower.pid
     await _submit(engine, [(0, c.Tick())] * 400)
     await _until(lambda: engine._snapshotted >= 400, "the follower's snapshots")
