@@ -168,8 +168,10 @@ class MatchingEngine:
         self._relayout((int(cmd["instrument"]), int(cmd["price"])))
         return True
 
-    def _ladder_range(self, row: np.void, prices: np.ndarray, need: int | None) -> tuple[int, int]:
-        """The prices ``[lo, hi]`` an instrument's ladder is to cover.
+    def _ladder_range(self, row: np.void, resting: tuple[int, int] | None,
+                      need: int | None) -> tuple[int, int]:
+        """The prices ``[lo, hi]`` an instrument's ladder is to cover (``resting``: its resting
+        orders' lowest and highest price, None without any).
 
         A fixed band (``band_multiple`` 0): the band and every resting order, plus a quarter of
         headroom above. A band that follows the market can reach from 1 fen to 5x the price,
@@ -179,9 +181,10 @@ class MatchingEngine:
         the side that grew. It never shrinks, so the layout depends only on the commands.
         """
         if row["band_multiple"] == 0:
-            lo = int(min(row["band_lo"], prices.min() if len(prices) else row["band_lo"]))
+            lo = int(row["band_lo"])
             hi = int(band_high(row))  # the kernel's own rule, so the two never disagree
-            hi = int(max(hi, prices.max() if len(prices) else hi))
+            if resting is not None:
+                lo, hi = min(lo, resting[0]), max(hi, resting[1])
             return lo, hi + (hi - lo) // 4
         if row["ladder_width"]:
             lo, hi = int(row["ladder_lo"]), int(row["ladder_lo"] + row["ladder_width"] - 1)
@@ -189,8 +192,8 @@ class MatchingEngine:
             reference = int(row["reference_price"])
             span = min(max(reference // 10, LADDER_SPAN_MIN), ladder_width_max // 8)
             lo, hi = max(1, reference - span), reference + span
-        if len(prices):
-            lo, hi = min(lo, int(prices.min())), max(hi, int(prices.max()))
+        if resting is not None:
+            lo, hi = min(lo, resting[0]), max(hi, resting[1])
         if need is not None:
             lo, hi = ladder_grown(lo, hi, need)  # the kernel refuses what would pass the max
         return lo, hi
@@ -209,13 +212,13 @@ class MatchingEngine:
         highest = np.full(size, np.iinfo(np.int64).min, dtype=np.int64)
         np.minimum.at(lowest, instruments, prices)
         np.maximum.at(highest, instruments, prices)
-        resting = np.bincount(instruments, minlength=size)
+        counts = np.bincount(instruments, minlength=size)
         base = 0
         for inst in np.flatnonzero(self.instruments["active"]).tolist():
             row = self.instruments[inst]
-            mine = (np.array([lowest[inst], highest[inst]]) if resting[inst]
-                    else prices[:0])  # what _ladder_range reads of them: none, or both ends
-            lo, hi = self._ladder_range(row, mine, need[1] if need and need[0] == inst else None)
+            resting = (int(lowest[inst]), int(highest[inst])) if counts[inst] else None
+            lo, hi = self._ladder_range(row, resting,
+                                        need[1] if need and need[0] == inst else None)
             width = hi - lo + 1
             if width > ladder_width_max:
                 raise ValueError(f"instrument {inst}: price ladder of {width} ticks is too wide")
