@@ -523,9 +523,8 @@ class Markets:
                       by_id: list[int], replies: list) -> None:
         """Match ``commands`` (``COMMAND_DTYPE`` rows checked as ``apply_run`` checks them,
         their position rows filled: ``engine.markets_live``) in one kernel call, as ``_match``
-        matches a queue: each
-        answers ``replies[indexes[i]]`` at ``sequences[i]``; ``by_id``: the positions of the
-        cancels of ids not given when queued."""
+        matches a queue: each answers ``replies[indexes[i]]`` at ``sequences[i]``; ``by_id``:
+        the positions of the cancels of ids not given when queued."""
         queue = _Queue()
         queue.indexes.extend(indexes)
         queue.sequences.extend(sequences)

@@ -80,7 +80,7 @@ _SYNC_FILE_RANGE_WAIT_BEFORE, _SYNC_FILE_RANGE_WRITE, _SYNC_FILE_RANGE_WAIT_AFTE
 
 
 def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    if not os.uname().sysname == "Linux":
+    if os.uname().sysname != "Linux":
         return None
     try:
         function = ctypes.CDLL(None, use_errno=True).sync_file_range

@@ -538,11 +538,14 @@ def reenter(orders, levels, instruments, oid_index, counters, events, fills, out
 @kernel
 def queued_slots(orders, levels, out):
     """Every resting order's slot into ``out``, level by level, each level's from its head to
-    its tail (its queue); returns how many. ``relink`` given them rebuilds the same queues."""
+    its tail (its queue); returns how many, or -1 if the queues hold more than ``out`` has
+    room for (a broken list). ``relink`` given them rebuilds the same queues."""
     count = 0
     for li in range(len(levels)):
         slot = levels[li]["head"]
         while slot >= 0:
+            if count == len(out):
+                return -1
             out[count] = slot
             count += 1
             slot = orders[slot]["next"]
