@@ -126,6 +126,7 @@ class Hub:
         # For /metrics (gateway/metrics.py reads them at scrape time).
         self.opened = 0
         self.messages_received = 0
+        self.messages_inline = 0  # of them, orders and cancels taken as parsed (ws.py)
         self.messages_sent = 0
 
     def admit(self, peer: str) -> None:

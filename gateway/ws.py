@@ -20,6 +20,11 @@ from typing import Any
 import msgspec
 from aiohttp import WSMsgType, web
 
+try:  # the parts of aiohttp the inline reader builds on (``_InlineQueue``)
+    from aiohttp._websocket.reader import WebSocketDataQueue, WebSocketReader
+except ImportError:  # an aiohttp without them: every message goes aiohttp's way
+    WebSocketDataQueue = WebSocketReader = None
+
 from engine.errors import CrowdexError
 from engine.machine import AccountInfo
 from gateway import http, keys
@@ -264,6 +269,59 @@ def _check_request_id(conn: Connection, request_id: Any) -> None:
         raise CrowdexError("invalid_field", "request_id cannot be echoed back") from None
 
 
+if WebSocketDataQueue is not None:
+    class _InlineQueue(WebSocketDataQueue):
+        """aiohttp's queue of received messages, which its frame parser (C) feeds one message
+        at a time while the socket's bytes are read; an order or cancel is taken right there
+        (``take``) when nothing received before it is still waiting, so it costs no queueing,
+        no wakeup of the reading task and no turn of its loop. Anything else, and anything
+        while an earlier message waits or is being handled, is queued as aiohttp would, and
+        ``_serve`` handles it in order."""
+
+        take: Any = None  # set by _serve once the connection is ready: message -> taken?
+        busy = False  # _serve is handling a message it read from the queue
+
+        def feed_data(self, data: Any, size: int) -> None:
+            take = self.take
+            if take is None or self.busy or self._buffer or not take(data):
+                super().feed_data(data, size)
+
+
+class _OrderSocket(web.WebSocketResponse):
+    """``web.WebSocketResponse`` whose received messages go through ``_InlineQueue``.
+
+    aiohttp builds its queue and parser as the upgrade completes and feeds the parser any
+    frames that came with the upgrade request; here the parser is replaced before those are
+    fed, so none can slip past the queue ``_serve`` reads. Without the parts it needs (an
+    aiohttp whose internals differ) it stays aiohttp's own, unchanged.
+    """
+
+    inline: Any = None  # the _InlineQueue, once in place
+
+    def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
+        handler = request.protocol
+        tail = getattr(handler, "_message_tail", None)
+        if WebSocketDataQueue is None or not isinstance(tail, bytes):
+            super()._post_start(request, protocol, writer)
+            return
+        handler._message_tail = b""  # fed below, to the replacing parser
+        super()._post_start(request, protocol, writer)
+        old = self._reader
+        try:
+            queue = _InlineQueue(old._protocol, old._limit, loop=self._loop)
+            parser = WebSocketReader(queue, self._max_msg_size, compress=bool(self._compress),
+                                     decode_text=self._decode_text)
+        except (AttributeError, TypeError):  # not the aiohttp this was written against
+            log.warning("aiohttp's WebSocket internals differ; orders take its usual path")
+        else:
+            if handler._payload_parser is self._parser:
+                self._reader, self._parser = queue, parser
+                handler._payload_parser = parser
+                self.inline = queue
+        if tail:
+            handler._payload_parser.feed_data(tail)
+
+
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     """``GET /v1/ws``: a bad key in the upgrade's Authorization header is refused with 401."""
     account = http.principal(request) if "Authorization" in request.headers else None
@@ -279,8 +337,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 async def _serve(request: web.Request, hub: Hub, account: AccountInfo | None
                  ) -> web.WebSocketResponse:
     # aiohttp refuses a message of max_msg_size bytes or more; MESSAGE_SIZE_MAX itself is allowed.
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MESSAGE_SIZE_MAX + 1,
-                               compress=False)  # frames are written by _writer, uncompressed
+    ws = _OrderSocket(heartbeat=HEARTBEAT_S, max_msg_size=MESSAGE_SIZE_MAX + 1,
+                      compress=False)  # frames are written by _writer, uncompressed
     await ws.prepare(request)
     binary = http.wants_msgpack(request) or request.query.get("format") == "msgpack"
     conn = Connection(request, ws, binary, account)
@@ -288,11 +346,22 @@ async def _serve(request: web.Request, hub: Hub, account: AccountInfo | None
     writer = asyncio.create_task(_writer(conn))
     ops, typed_ops = hub.ops, hub.typed_ops
     typed_json, typed_msgpack = hub.typed_decoders() or (None, None)
+    inline = ws.inline
+    if inline is not None and typed_json is not None:
+        inline.take = functools.partial(_take_inline, hub, conn, writer, typed_json,
+                                        typed_msgpack, typed_ops)
     try:
-        async for msg in ws:
+        while True:
+            if inline is not None:
+                inline.busy = False
+            msg = await ws.receive()
+            if inline is not None:
+                inline.busy = True
+            kind = msg.type
+            if kind is WSMsgType.CLOSE or kind is WSMsgType.CLOSING or kind is WSMsgType.CLOSED:
+                break  # what ``async for`` over the socket stops at
             if writer.done():
                 break
-            kind = msg.type
             if kind is not WSMsgType.TEXT and kind is not WSMsgType.BINARY:
                 continue
             hub.messages_received += 1
@@ -314,6 +383,8 @@ async def _serve(request: web.Request, hub: Hub, account: AccountInfo | None
             else:
                 await _handle_message(hub, conn, message, handler)
     finally:
+        if inline is not None:
+            inline.take = None  # from here every message is queued, unread
         hub.drop(conn)
         if not writer.done():
             await conn.inflight_below(1)  # answers still due go out first
@@ -321,3 +392,20 @@ async def _serve(request: web.Request, hub: Hub, account: AccountInfo | None
             writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
     return ws
+
+
+def _take_inline(hub: Hub, conn: Connection, writer: asyncio.Task, typed_json: Any,
+                 typed_msgpack: Any, typed_ops: dict, msg: Any) -> bool:
+    """``_InlineQueue.take``: an order or cancel submitted as its frame is parsed, exactly as
+    ``_serve`` would have (the same checks, the same answers); False leaves the message to
+    the queue, and so to ``_serve``."""
+    kind = msg.type
+    if ((kind is not WSMsgType.TEXT and kind is not WSMsgType.BINARY) or conn.account is None
+            or conn.inflight >= INFLIGHT_MAX or writer.done()):
+        return False
+    if not _typed(conn, typed_json if kind is WSMsgType.TEXT else typed_msgpack, typed_ops,
+                  msg.data):
+        return False
+    hub.messages_received += 1
+    hub.messages_inline += 1
+    return True

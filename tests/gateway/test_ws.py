@@ -174,6 +174,150 @@ async def test_pipelined_orders_beyond_the_in_flight_cap_are_all_answered_in_ord
     assert len(listed) == 32
 
 
+def _order_ids_by_request(replies: list[dict]) -> list:
+    """The request ids of order acks, in the order the engine numbered their orders."""
+    acks = [r for r in replies if r["type"] == "order_ack"]
+    return [r["request_id"] for r in sorted(acks, key=lambda r: r["order"]["order_id"])]
+
+
+def _client_frame(payload: bytes) -> bytes:
+    """A final, masked text frame (RFC 6455), as a client sends it."""
+    mask = bytes(random.randrange(256) for _ in range(4))
+    size = len(payload)
+    header = bytes((0x81, 0x80 | size)) if size < 126 else bytes((0x81, 0x80 | 126)) + \
+        size.to_bytes(2, "big")
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def _raw_socket(venue, headers: dict) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket opened by hand on a plain TCP connection, so a test controls how frames
+    are cut into writes."""
+    server = venue.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    lines = ["GET /v1/ws HTTP/1.1", f"Host: {server.host}", "Upgrade: websocket",
+             "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+             "Sec-WebSocket-Version: 13", *(f"{k}: {v}" for k, v in headers.items())]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return reader, writer
+
+
+async def _server_message(reader: asyncio.StreamReader) -> dict:
+    """The next text frame the server sends (unmasked, unfragmented), decoded."""
+    first, size = await asyncio.wait_for(reader.readexactly(2), 5)
+    assert first == 0x81, first
+    if size == 126:
+        size = int.from_bytes(await reader.readexactly(2), "big")
+    elif size == 127:
+        size = int.from_bytes(await reader.readexactly(8), "big")
+    return msgspec.json.decode(await reader.readexactly(size))
+
+
+async def test_a_cancel_parsed_behind_a_queued_amend_waits_its_turn(market):
+    """Orders and cancels are taken as their frames are parsed (ws._InlineQueue) only when
+    nothing received before them is still queued. Here one write carries an amend (the
+    general path's: queued for the reader) and a cancel of the same order behind it: the
+    cancel must reach the engine after the amend, which would otherwise find it cancelled."""
+    venue, inst, (seller, _), _buyer = market
+    reader, writer = await _raw_socket(venue, seller["headers"])
+    try:
+        for n in range(5):
+            writer.write(_client_frame(msgspec.json.encode({
+                "op": "order", "request_id": f"o{n}", "instrument_id": inst, "side": "sell",
+                "type": "limit", "price": 20_00, "quantity": 3})))
+            placed = await _server_message(reader)
+            assert placed["type"] == "order_ack", placed
+            order_id = placed["order"]["order_id"]
+            writer.write(_client_frame(msgspec.json.encode({
+                "op": "amend", "request_id": f"a{n}", "order_id": order_id, "quantity": 2})) +
+                _client_frame(msgspec.json.encode({
+                    "op": "cancel", "request_id": f"c{n}", "order_id": order_id})))
+            replies = {r["request_id"]: r for r in
+                       [await _server_message(reader), await _server_message(reader)]}
+            assert replies[f"a{n}"]["type"] != "error", replies
+            cancelled = replies[f"c{n}"]
+            assert cancelled["type"] == "cancel_ack", replies
+            assert cancelled["order"]["quantity"] == 2, replies
+    finally:
+        writer.close()
+
+
+async def test_orders_parsed_at_the_in_flight_cap_wait_for_room(market, monkeypatch):
+    """A write of many orders: those parsed while INFLIGHT_MAX are in flight are not taken
+    as they are parsed but wait, queued, for room; never more than INFLIGHT_MAX reach the
+    engine unanswered, and all are answered in the order sent."""
+    venue, inst, (seller, _), _buyer = market
+    monkeypatch.setattr(ws_module, "INFLIGHT_MAX", 2)
+    engine = venue.client.app[keys.ENGINE]
+    submit = engine.submit_nowait
+    outstanding = most = 0
+
+    def counted(command, actor, callback):
+        nonlocal outstanding, most
+
+        def answered(outcome):
+            nonlocal outstanding
+            outstanding -= 1
+            callback(outcome)
+
+        submit(command, actor, answered)
+        outstanding += 1
+        most = max(most, outstanding)
+
+    monkeypatch.setattr(engine, "submit_nowait", counted)
+    reader, writer = await _raw_socket(venue, seller["headers"])
+    try:
+        writer.write(b"".join(_client_frame(msgspec.json.encode({
+            "op": "order", "request_id": n, "instrument_id": inst, "side": "sell",
+            "type": "limit", "price": 20_00, "quantity": 1})) for n in range(30)))
+        replies = [await _server_message(reader) for _ in range(30)]
+    finally:
+        writer.close()
+    assert [r["request_id"] for r in replies] == list(range(30))
+    assert {r["type"] for r in replies} == {"order_ack"}
+    assert most == 2
+    # The first two were taken as parsed: the inline way is in place with this aiohttp.
+    assert venue.client.app[keys.HUB].messages_inline >= 2
+
+
+def test_the_inline_queue_takes_a_message_only_with_nothing_before_it():
+    """ws._InlineQueue's rules, each alone: no taker yet, the reader busy with a message it
+    read, a message already queued, the taker declining: queued; otherwise taken, unqueued."""
+    from aiohttp import WSMessage, WSMsgType
+
+    loop = asyncio.new_event_loop()
+    try:
+        queue = ws_module._InlineQueue(None, 1 << 16, loop=loop)
+        offered = []
+
+        def take(message) -> bool:
+            offered.append(message.data)
+            return message.data != "declined"
+
+        def feed(data: str) -> None:
+            queue.feed_data(WSMessage(WSMsgType.TEXT, data, None), len(data))
+
+        feed("before a taker")
+        assert len(queue._buffer) == 1 and offered == []
+        queue.take = take
+        feed("behind a queued one")
+        assert len(queue._buffer) == 2 and offered == []
+        queue._buffer.clear()
+        queue.busy = True
+        feed("while the reader is busy")
+        assert len(queue._buffer) == 1 and offered == []
+        queue._buffer.clear()
+        queue.busy = False
+        feed("declined")
+        assert len(queue._buffer) == 1 and offered == ["declined"]
+        queue._buffer.clear()
+        feed("taken")
+        assert len(queue._buffer) == 0 and offered == ["declined", "taken"]
+    finally:
+        loop.close()
+
+
 async def test_orders_in_flight_when_the_client_leaves_still_take_effect(market):
     venue, inst, (seller, _), _buyer = market
     async with venue.client.ws_connect("/v1/ws", headers=seller["headers"]) as ws:
