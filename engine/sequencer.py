@@ -35,7 +35,7 @@ from engine import commands as c
 from engine.clock import Clock, WallClock
 from engine.errors import CrowdexError
 from engine.follower import TELL_INTERVAL_S, Follower
-from engine.journal import RECORD_PAYLOAD_MAX, FileJournal, Framed, frame
+from engine.journal import RECORD_PAYLOAD_MAX, FileJournal, Framed, frame_payloads
 from engine.machine import Reply, StateMachine
 from engine.private import private_dir, tighten_files
 from engine.replay import apply_blocks, apply_one_at_a_time
@@ -498,7 +498,7 @@ class Engine:
         self._next_sequence += len(batch)
         # Framed here: the journal's thread only writes and fsyncs, with the interpreter lock
         # released, so it does not take the lock from the loop in turns (journal.frame).
-        framed = frame([(first_sequence + i, payload) for i, payload in enumerate(payloads)])
+        framed = frame_payloads(first_sequence, payloads)
         journaled = _Journaled(batch, entries, payloads, first_sequence, time.perf_counter(),
                                None)
         # Handed to the thread now (a to_thread task would start only when this task yields,
