@@ -393,6 +393,35 @@ class FileJournal:
         segment.record_count += framed.count
         segment.size_bytes += len(batch)
 
+    def direct_target(self, framed: Framed) -> int | None:
+        """The descriptor ``framed`` can be appended to by the caller's own write and fsync
+        (``engine.kernels.journal_io``), every check of ``append_framed`` passed; None when it
+        must go through ``append_framed`` (a segment to start or roll, or anything it would
+        refuse: it raises the refusal there). The caller reports the outcome to ``appended``
+        or ``failed``, before anything else is appended."""
+        if self.read_only or self._closed or self._failed is not None or self._fd is None:
+            return None
+        if not self._segments or framed.first_sequence != self.last_sequence + 1:
+            return None
+        active = self._segments[-1]
+        if active.record_count and active.size_bytes + len(framed.data) > self.segment_size_max:
+            return None
+        return self._fd
+
+    def appended(self, framed: Framed, fsync_seconds: float | None) -> None:
+        """``framed`` was written to ``direct_target``'s descriptor (and fsynced, unless
+        ``sync`` is off): count it, as ``append_framed`` does after its own write."""
+        segment = self._segments[-1]
+        segment.record_count += framed.count
+        segment.size_bytes += len(framed.data)
+        if fsync_seconds is not None and self.on_fsync is not None:
+            self.on_fsync(fsync_seconds)
+
+    def failed(self, error: BaseException) -> None:
+        """A write or fsync to ``direct_target``'s descriptor failed: refuse to go on, as
+        ``append_framed`` does (what reached the disk is unknown)."""
+        self._failed = error
+
     def read(self, after_sequence: int = 0) -> Iterator[tuple[int, bytes]]:
         """Yield ``(sequence, payload)`` for every record after ``after_sequence``, in order.
 

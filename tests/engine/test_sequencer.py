@@ -28,6 +28,13 @@ async def _venue(engine: Engine, investors: int) -> list[int]:
     return ids
 
 
+@pytest.fixture
+def python_journal_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The journal's thread in Python (``JournalThread(compiled=False)``), for the tests that
+    slow or break ``FileJournal.append_framed``: the compiled loop writes without it."""
+    monkeypatch.setattr(sequencer, "JOURNAL_THREAD_COMPILED", False)
+
+
 async def test_concurrent_submits_are_batched_and_all_applied(tmp_path: Path):
     batches: list[int] = []
     engine = Engine(tmp_path, WallClock(), on_batch=lambda size, _s: batches.append(size))
@@ -189,7 +196,8 @@ async def test_submit_after_stop_is_refused(tmp_path: Path):
     assert refused.value.status == 503
 
 
-async def test_journal_failure_stops_the_engine_and_fails_pending(tmp_path: Path):
+async def test_journal_failure_stops_the_engine_and_fails_pending(tmp_path: Path,
+        python_journal_thread: None):
     engine = Engine(tmp_path, WallClock())
     await engine.start()
     await engine.submit(c.Genesis("op", False, 0))
@@ -260,7 +268,8 @@ def test_movement_log_grows_past_its_first_capacity():
     assert list(live["movement_id"][:3]) == [1, 2, 3]
 
 
-async def test_a_batch_is_applied_while_the_next_one_is_written(tmp_path: Path):
+async def test_a_batch_is_applied_while_the_next_one_is_written(tmp_path: Path,
+        python_journal_thread: None):
     """The journal and the state machine work in a pipeline: batch B is handed to the journal
     before batch A, already durable, is applied (applying A waits here until B's write has
     started, which would never happen if the two stages took turns)."""
@@ -298,7 +307,7 @@ async def test_a_batch_is_applied_while_the_next_one_is_written(tmp_path: Path):
 
 
 async def test_a_reply_comes_only_after_its_batch_is_durable_on_the_journal_thread(
-        tmp_path: Path):
+        tmp_path: Path, python_journal_thread: None):
     """The journal's own thread (``JournalThread``) tells the loop a batch is written only
     once its append (write and fsync) has returned: every pipelined reply is answered with
     its batch applied no further than the journal has made durable, over many batches; and
@@ -342,7 +351,8 @@ async def test_a_reply_comes_only_after_its_batch_is_durable_on_the_journal_thre
     assert engine.machine.last_sequence == 1 + total
 
 
-async def test_a_failed_write_fails_its_batch_but_not_the_durable_one_before(tmp_path: Path):
+async def test_a_failed_write_fails_its_batch_but_not_the_durable_one_before(tmp_path: Path,
+        python_journal_thread: None):
     engine = Engine(tmp_path, WallClock())
     await engine.start()
     await engine.submit(c.Genesis("op", False, 0))
@@ -371,7 +381,8 @@ async def test_a_failed_write_fails_its_batch_but_not_the_durable_one_before(tmp
         await engine.submit(c.Tick())
 
 
-async def test_an_apply_failure_stops_the_engine_and_says_what_was_recorded(tmp_path: Path):
+async def test_an_apply_failure_stops_the_engine_and_says_what_was_recorded(tmp_path: Path,
+        python_journal_thread: None):
     engine = Engine(tmp_path, WallClock())
     await engine.start()
     await engine.submit(c.Genesis("op", False, 0))
@@ -446,31 +457,101 @@ def _can_run_realtime() -> bool:
     return outcome[0]
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("realtime", [True, False])
 async def test_the_journal_has_its_own_thread_at_realtime_priority_when_allowed(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, realtime: bool):
-    import os
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, realtime: bool, compiled: bool):
     import threading
 
     monkeypatch.setattr(sequencer, "JOURNAL_THREAD_REALTIME", realtime)
-    writers: list[tuple[str, int]] = []
-    original = sequencer.FileJournal.append_framed
-
-    def append(journal, framed):
-        writers.append((threading.current_thread().name, os.sched_getscheduler(0)))
-        return original(journal, framed)
-
-    monkeypatch.setattr(sequencer.FileJournal, "append_framed", append)
+    monkeypatch.setattr(sequencer, "JOURNAL_THREAD_COMPILED", compiled)
     engine = Engine(tmp_path, WallClock())
     await engine.start()
     await _venue(engine, 2)
-    await engine.stop()
-    assert len(writers) >= 3
-    # Every append ran on the journal's one thread, never in the loop's shared pool.
-    assert {name for name, _ in writers} == {"crowdex-journal"}
+    writer = engine._writer
+    assert writer.compiled is compiled
+    thread = writer._thread
+    assert thread.name == "crowdex-journal" and thread is not threading.current_thread()
+    # The policy the thread gave itself as it started (it has appended since).
     expected = os.SCHED_FIFO if realtime and _can_run_realtime() else os.SCHED_OTHER
-    assert {policy for _, policy in writers} == {expected}
+    assert os.sched_getscheduler(thread.native_id) == expected
+    await engine.stop()
+    assert not thread.is_alive()
     assert engine._writer is None  # stopped with the engine
+
+
+def _fail_the_journals_descriptor(engine: Engine, how: str) -> None:
+    """Put something else under the journal's open descriptor: a read-only file, so the next
+    write fails (EBADF); or a pipe, so the write goes through and the fsync fails (EINVAL)."""
+    descriptor = engine._journal._fd
+    if how == "write":
+        other = os.open(os.devnull, os.O_RDONLY)
+    else:
+        reader, other = os.pipe()
+        engine._kept_pipe_reader = reader  # the pipe stays open: its write end takes the bytes
+    os.dup2(other, descriptor)
+    os.close(other)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("how", ["write", "fsync"])
+async def test_a_failed_write_or_fsync_stops_the_engine_with_the_systems_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool, how: str):
+    """A real failure of the journal's write or fsync (not a stand-in for it), whichever loop
+    makes the call: the batch's clients are told ``unavailable``, nothing of it is applied,
+    the engine stops with the system's error, and the journal refuses to go on."""
+    import errno
+
+    monkeypatch.setattr(sequencer, "JOURNAL_THREAD_COMPILED", compiled)
+    engine = Engine(tmp_path, WallClock())
+    await engine.start()
+    await engine.submit(c.Genesis("op", False, 0))
+    assert engine._writer.compiled is compiled
+    _fail_the_journals_descriptor(engine, how)
+    with pytest.raises(CrowdexError) as refused:
+        await asyncio.wait_for(engine.submit(c.Tick()), 10)
+    assert refused.value.code == "unavailable"
+    assert isinstance(engine.failed, OSError)
+    assert engine.failed.errno == (errno.EBADF if how == "write" else errno.EINVAL)
+    assert engine.machine.last_sequence == 1
+    assert engine._journal._failed is engine.failed
+    with pytest.raises(CrowdexError):
+        await engine.submit(c.Tick())
+    await engine.stop()
+    if how == "fsync":
+        os.close(engine._kept_pipe_reader)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+async def test_the_journal_thread_appends_every_batch_through_segment_rolls(
+        tmp_path: Path, compiled: bool):
+    """Batches handed to the journal's thread one after another, in small segments: the
+    compiled loop writes those that fit the active segment and hands the rolls to the
+    thread's Python; every record reads back in order, and each batch's fsync is counted."""
+    import random
+
+    from engine.journal import FileJournal, frame_payloads
+
+    fsyncs: list[float] = []
+    journal = FileJournal(tmp_path, segment_size_max=600, on_fsync=fsyncs.append)
+    writer = sequencer.JournalThread(journal, asyncio.get_running_loop(), compiled=compiled)
+    assert writer.compiled is compiled
+    rng = random.Random(7)
+    written: list[tuple[int, bytes]] = []
+    try:
+        for _ in range(80):
+            payloads = [rng.randbytes(rng.randrange(0, 90)) for _ in range(rng.randrange(1, 6))]
+            first = len(written) + 1
+            await asyncio.wait_for(writer.append(frame_payloads(first, payloads)), 10)
+            written += [(first + i, p) for i, p in enumerate(payloads)]
+            assert journal.last_sequence == len(written)
+    finally:
+        writer.stop()
+    assert len(fsyncs) == 80 and all(seconds > 0 for seconds in fsyncs)
+    assert len(list(tmp_path.glob("journal-*.log"))) > 5
+    assert list(journal.read()) == written
+    journal.close()
+    assert list(FileJournal(tmp_path, read_only=True).read()) == written
 
 
 def _modes(data_dir: Path) -> dict[str, int]:
