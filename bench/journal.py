@@ -3,12 +3,18 @@
 Both figures come from one run on the same disk: deposits encoded exactly as the sequencer
 encodes them (a msgpack ``Entry``) are appended to a ``FileJournal`` in a temporary directory,
 first in batches with one fsync per batch, then one command per fsync. Every command counted is
-durable when the clock stops. The last line of ``--json`` output is one JSON object.
+durable when the clock stops.
+
+Then the journal's thread as the server runs it (``engine.sequencer.JournalThread``), beside an
+event loop kept busy in 200 us callbacks (the server's at load: a read of a few orders, an
+apply): the time from handing a batch over to the loop seeing it durable, with the thread's loop
+compiled (no interpreter lock to take back) against the Python thread, in alternating rounds. The last line of ``--json`` output is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import shutil
 import sys
@@ -18,12 +24,16 @@ import uuid
 from pathlib import Path
 
 from engine import commands as c
-from engine.journal import FileJournal
+from engine import sequencer
+from engine.journal import FileJournal, frame_payloads
 
 COMMANDS_DEFAULT = 100_000
 BATCH_DEFAULT = 256
 SINGLE_COMMANDS_DEFAULT = 2_000  # one fsync each, so fewer keep the run short
 COMMANDS_MAX = 10_000_000
+HANDOFF_BATCHES_DEFAULT = 1_000  # batches handed to the journal thread per round
+HANDOFF_ROUNDS = 2  # rounds of each thread, alternating
+BUSY_CALLBACK_S = 200e-6  # what keeps the loop busy between the batches, a callback at a time
 
 
 def _entries(count: int) -> list[c.Entry]:
@@ -60,6 +70,62 @@ def _run(directory: Path, entries: list[c.Entry], batch: int) -> tuple[float, li
     return elapsed, fsyncs
 
 
+async def _handoffs(directory: Path, payloads: list[bytes], batches: int,
+                    compiled: bool) -> list[float]:
+    """Seconds from ``JournalThread.append`` to its future done, batch after batch, while
+    the loop runs BUSY_CALLBACK_S callbacks back to back (the server's loop at load, in
+    miniature)."""
+    loop = asyncio.get_running_loop()
+    journal = FileJournal(directory)
+    writer = sequencer.JournalThread(journal, loop, compiled=compiled)
+    busy = True
+
+    def work() -> None:
+        end = time.perf_counter() + BUSY_CALLBACK_S
+        while time.perf_counter() < end:
+            pass
+        if busy:
+            loop.call_soon(work)
+
+    loop.call_soon(work)
+    seconds = []
+    try:
+        sequence = 1
+        for _ in range(batches):
+            started = time.perf_counter()
+            await writer.append(frame_payloads(sequence, payloads))
+            seconds.append(time.perf_counter() - started)
+            sequence += len(payloads)
+    finally:
+        busy = False
+        writer.stop()
+        journal.close()
+    return seconds
+
+
+def _handoff_rounds(root: Path, entries: list[c.Entry], batch: int, batches: int) -> dict:
+    """Both threads in alternating rounds; their latencies merged per kind."""
+    import uvloop
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(0.0002)  # as ``crowdex serve`` sets it
+    payloads = [c.encode_entry(e) for e in entries[:batch]]
+    merged: dict[str, list[float]] = {"python": [], "compiled": []}
+    try:
+        for round_ in range(HANDOFF_ROUNDS):
+            for compiled in (False, True):
+                kind = "compiled" if compiled else "python"
+                merged[kind] += uvloop.run(_handoffs(root / f"{kind}-{round_}", payloads,
+                                                     batches, compiled))
+    finally:
+        sys.setswitchinterval(previous)
+    return {kind: {"batches": len(seconds),
+                   "us_p50": round(_percentile_us(seconds, 0.50)),
+                   "us_p90": round(_percentile_us(seconds, 0.90)),
+                   "us_p99": round(_percentile_us(seconds, 0.99))}
+            for kind, seconds in merged.items()}
+
+
 def _percentile_us(samples: list[float], fraction: float) -> float:
     if not samples:
         return 0.0
@@ -75,11 +141,16 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="commands per group commit (default %(default)s)")
     parser.add_argument("--single-commands", type=int, default=SINGLE_COMMANDS_DEFAULT,
                         help="commands written with one fsync each (default %(default)s)")
+    parser.add_argument("--handoff-batches", type=int, default=HANDOFF_BATCHES_DEFAULT,
+                        help="batches handed to the journal's thread per round, beside a busy "
+                             "loop (default %(default)s; 0 skips this part)")
     parser.add_argument("--dir", type=Path, default=None,
                         help="where to create the temporary journal (default: the system temp "
                              "dir; point it at the data disk to measure that disk)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
+    if not 0 <= args.handoff_batches <= COMMANDS_MAX:
+        parser.error(f"--handoff-batches must be between 0 and {COMMANDS_MAX}")
     for name in ("commands", "batch", "single_commands"):
         value = getattr(args, name)
         if not 1 <= value <= COMMANDS_MAX:
@@ -96,6 +167,8 @@ def main(argv: list[str]) -> int:
     try:
         group_s, group_fsyncs = _run(root / "group", entries[: args.commands], args.batch)
         single_s, single_fsyncs = _run(root / "single", entries[: args.single_commands], 1)
+        handoff = (_handoff_rounds(root, entries, min(args.batch, 40), args.handoff_batches)
+                   if args.handoff_batches and sequencer.JOURNAL_THREAD_COMPILED else None)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     group_rate = args.commands / group_s
@@ -117,6 +190,10 @@ def main(argv: list[str]) -> int:
         },
         "ratio": round(group_rate / single_rate, 1),
     }
+    if handoff is not None:
+        result["thread_handoff"] = handoff
+        result["thread_handoff_p50_ratio"] = round(
+            handoff["python"]["us_p50"] / max(handoff["compiled"]["us_p50"], 1), 2)
     print(f"journal in {root.parent}, records {record_bytes:.0f} bytes on average")
     print(f"group commit (batch {args.batch}): {group_rate:,.0f} durable commands/s "
           f"({args.commands} commands, fsync p50 {result['group_commit']['fsync_us_p50']} us)")
@@ -124,6 +201,14 @@ def main(argv: list[str]) -> int:
           f"({args.single_commands} commands, fsync p50 "
           f"{result['fsync_per_command']['fsync_us_p50']} us)")
     print(f"ratio: {result['ratio']}x")
+    if handoff is not None:
+        for kind in ("compiled", "python"):
+            figures = handoff[kind]
+            print(f"journal thread ({kind}), batches of {min(args.batch, 40)} beside a busy "
+                  f"loop: handoff to durable p50 {figures['us_p50']} us, p90 "
+                  f"{figures['us_p90']} us, p99 {figures['us_p99']} us "
+                  f"({figures['batches']} batches)")
+        print(f"python/compiled p50: {result['thread_handoff_p50_ratio']}x")
     if args.json:
         print(json.dumps(result))
     return 0

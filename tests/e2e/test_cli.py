@@ -32,11 +32,15 @@ def test_unknown_benchmark_is_refused():
 
 def test_bench_journal_prints_both_figures_and_the_ratio(tmp_path):
     result = run_cli("bench", "journal", "--commands", "4000", "--single-commands", "200",
-                     "--dir", str(tmp_path), "--json")
+                     "--handoff-batches", "30", "--dir", str(tmp_path), "--json")
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     text = json.dumps(figures)
     assert "ratio" in text
+    if sys.platform == "linux":  # the journal thread's two loops, beside a busy loop
+        for kind in ("python", "compiled"):
+            assert figures["thread_handoff"][kind]["batches"] == 60
+            assert figures["thread_handoff"][kind]["us_p50"] > 0
 
 
 async def test_manual_clock_survives_restart_and_stop_is_graceful(server_factory):
