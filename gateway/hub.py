@@ -69,6 +69,10 @@ class Connection:
     room: asyncio.Future | None = None  # the reader's, while INFLIGHT_MAX are in flight
     # The engine's submit_nowait, looked up once per connection (ws.py sets it).
     submit: Callable[..., None] | None = None
+    # With a hub, a send to an idle writer is written by the hub's flush (``Hub.defer``)
+    # instead of waking the writer's task; ``deferred``: it is on the hub's list.
+    hub: Hub | None = None
+    deferred: bool = False
 
     def send(self, message: dict | bytes | None) -> None:
         """Queue a message (or its payload, already encoded in this connection's format); a
@@ -83,7 +87,11 @@ class Connection:
         outgoing.append(message)
         wakeup = self.wakeup
         if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
+            if self.hub is None or message is None:
+                wakeup.set_result(None)
+            elif not self.deferred:
+                self.deferred = True
+                self.hub.defer(self)
 
     def encode(self, message: dict) -> bytes:
         return _msgpack.encode(message) if self.binary else _json.encode(message)
@@ -126,6 +134,11 @@ class Hub:
         # For /metrics (gateway/metrics.py reads them at scrape time).
         self.opened = 0
         self.messages_received = 0
+        # Connections with messages for an idle writer, written together by ``flush``: at the
+        # end of the engine's batch (``publish_all``), or in the loop's next turn.
+        self._deferred: list[Connection] = []
+        self._flush_scheduled = False
+        self.flusher: Callable[[Connection], None] | None = None  # ws.py's: write one's queue
         self.messages_inline = 0  # of them, orders and cancels taken as parsed (ws.py)
         self.messages_sent = 0
 
@@ -203,9 +216,33 @@ class Hub:
             connection.send(payload)
 
     def publish_all(self, events: list[tuple[str, Any, int | None]]) -> None:
-        """Publish a batch's updates (the engine's outbox), in the order they happened."""
+        """Publish a batch's updates (the engine's outbox), in the order they happened; then
+        write what the batch queued (its acks too, answered just before), in this turn."""
         for channel, data, sequence in events:
             self.publish(channel, data, sequence)
+        if self._deferred:
+            self.flush()
+
+    def defer(self, connection: Connection) -> None:
+        """``connection`` has messages and its writer is idle: write them at the next
+        ``flush``, with every other connection's, instead of a task wakeup each (a batch
+        answers many connections at once)."""
+        self._deferred.append(connection)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write the deferred connections' queues (``flusher``; their writers if none)."""
+        self._flush_scheduled = False
+        deferred, self._deferred = self._deferred, []
+        flusher = self.flusher
+        for connection in deferred:
+            connection.deferred = False
+            if flusher is not None:
+                flusher(connection)
+            elif connection.wakeup is not None and not connection.wakeup.done():
+                connection.wakeup.set_result(None)
 
     def channel_sequence(self, channel: str) -> int:
         return self.sequences.get(channel, 0)

@@ -183,48 +183,77 @@ async def _writer(conn: Connection) -> None:
     Whatever is queued goes out in one write: many frames per system call when clients
     pipeline. The frames are built here (RFC 6455, unmasked server frames, no extensions: the
     socket is opened with compression off); control frames and the close stay aiohttp's.
+    While this task waits for messages, the hub's flush writes them (``_flush``) without
+    waking it; it takes over for what needs waiting: a full socket buffer, the closes.
     """
     transport = conn.request.transport
     outgoing = conn.outgoing
     loop = asyncio.get_running_loop()
-    hub = conn.request.app[keys.HUB]
-    encode = conn.encode_function()
-    headers = _BINARY_HEADERS if conn.binary else _TEXT_HEADERS
     while True:
         if not outgoing:
             conn.wakeup = loop.create_future()
             await conn.wakeup
             conn.wakeup = None
             continue
-        parts = []  # each frame's header and payload, joined once for the write
-        count = 0
-        message = outgoing.popleft()
-        while message is not None:
-            # A hub update comes encoded already (once for all its subscribers).
-            payload = message if type(message) is bytes else encode(message)
-            size = len(payload)
-            parts.append(headers[size] if size < 126 else _long_header(headers, size))
-            parts.append(payload)
-            count += 1
-            if not outgoing or count >= WRITE_FRAMES_MAX:
-                break
-            message = outgoing.popleft()
-        if parts:
-            if transport is None or transport.is_closing():
-                return
-            transport.write(b"".join(parts))
-            hub.messages_sent += count
-            while transport.get_write_buffer_size() > WRITE_BUFFER_HIGH:
-                # The client is not reading: stop draining, so the queue fills up and the
-                # slow-consumer rule (not our memory) decides.
-                if transport.is_closing():
-                    return
-                await asyncio.sleep(WRITE_WAIT_S)
-        if message is None:
+        if transport is None or transport.is_closing():
+            return
+        if _write_queued(conn, transport) is None:
             await conn.ws.close(code=CLOSE_SLOW_CONSUMER, message=b"slow_consumer")
             return
+        while transport.get_write_buffer_size() > WRITE_BUFFER_HIGH:
+            # The client is not reading: stop draining, so the queue fills up and the
+            # slow-consumer rule (not our memory) decides.
+            if transport.is_closing():
+                return
+            await asyncio.sleep(WRITE_WAIT_S)
         if conn.close_after_drain and not outgoing:
             await conn.ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
+            return
+
+
+def _write_queued(conn: Connection, transport: Any) -> bool | None:
+    """Write up to WRITE_FRAMES_MAX queued messages in one write; None if the slow-consumer
+    marker came (what came before it is written)."""
+    outgoing = conn.outgoing
+    encode = conn.encode_function()
+    headers = _BINARY_HEADERS if conn.binary else _TEXT_HEADERS
+    parts = []  # each frame's header and payload, joined once for the write
+    count = 0
+    message = outgoing.popleft()
+    while message is not None:
+        # A hub update comes encoded already (once for all its subscribers).
+        payload = message if type(message) is bytes else encode(message)
+        size = len(payload)
+        parts.append(headers[size] if size < 126 else _long_header(headers, size))
+        parts.append(payload)
+        count += 1
+        if not outgoing or count >= WRITE_FRAMES_MAX:
+            break
+        message = outgoing.popleft()
+    if parts:
+        transport.write(b"".join(parts))
+        conn.hub.messages_sent += count
+    return None if message is None else True
+
+
+def _flush(conn: Connection) -> None:
+    """``Hub.flusher``: write an idle writer's queue now, in the turn that filled it (a
+    batch's acks and updates go out as the batch ends, no task woken per connection). What
+    needs waiting or closing is left to the writer, woken for it."""
+    wakeup = conn.wakeup
+    if wakeup is None or wakeup.done():
+        return  # the writer is at work: it takes what is queued
+    transport = conn.request.transport
+    if (conn.closing or conn.close_after_drain or transport is None or transport.is_closing()
+            or transport.get_write_buffer_size() > WRITE_BUFFER_HIGH):
+        wakeup.set_result(None)
+        return
+    outgoing = conn.outgoing
+    while outgoing:
+        _write_queued(conn, transport)  # no marker: the connection is not closing
+        if transport.get_write_buffer_size() > WRITE_BUFFER_HIGH:
+            if outgoing:
+                wakeup.set_result(None)  # the writer waits for the client to read
             return
 
 
@@ -343,6 +372,8 @@ async def _serve(request: web.Request, hub: Hub, account: AccountInfo | None
     binary = http.wants_msgpack(request) or request.query.get("format") == "msgpack"
     conn = Connection(request, ws, binary, account)
     conn.submit = request.app[keys.ENGINE].submit_nowait
+    conn.hub = hub
+    hub.flusher = _flush
     writer = asyncio.create_task(_writer(conn))
     ops, typed_ops = hub.ops, hub.typed_ops
     typed_json, typed_msgpack = hub.typed_decoders() or (None, None)

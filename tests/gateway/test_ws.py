@@ -386,6 +386,27 @@ async def test_snapshot_plus_updates_rebuild_the_exact_book_over_a_random_sessio
     assert final["sequence"] > 100
 
 
+async def test_a_batchs_updates_are_written_as_the_batch_ends(market):
+    """The engine's batch ends with ``Hub.publish_all``: what it queued for connections whose
+    writers are idle is written to their sockets right there (``Hub.flush``), in the same
+    turn of the loop, not left for each writer's task; and it arrives whole and in order."""
+    venue, inst, (seller, _), _buyer = market
+    hub = venue.client.app[keys.HUB]
+    async with venue.client.ws_connect("/v1/ws", headers=seller["headers"]) as ws:
+        await ws.send_json({"op": "subscribe", "channels": [f"trades:{inst}"]})
+        assert (await next_json(ws))["type"] == "subscribed"
+        assert (await next_json(ws))["type"] == "snapshot"
+        (conn,) = hub.subscribers[f"trades:{inst}"]
+        assert conn.wakeup is not None and not conn.wakeup.done()  # its writer is idle
+        events = [(f"trades:{inst}", {"n": n}, None) for n in range(3)]
+        hub.publish_all(events)
+        assert not conn.outgoing  # written already, before this test yields to the loop
+        assert not conn.wakeup.done()  # and the writer was not woken for it
+        updates = [await next_json(ws) for _ in events]
+    assert [u["data"] for u in updates] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert [u["sequence"] for u in updates] == sorted({u["sequence"] for u in updates})
+
+
 async def test_slow_consumer_is_disconnected_with_a_reason(market, monkeypatch):
     venue, inst, *_ = market
     monkeypatch.setattr(hub_module, "SEND_QUEUE_MAX", 3)
