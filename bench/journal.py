@@ -8,7 +8,8 @@ durable when the clock stops.
 Then the journal's thread as the server runs it (``engine.sequencer.JournalThread``), beside an
 event loop kept busy in 200 us callbacks (the server's at load: a read of a few orders, an
 apply): the time from handing a batch over to the loop seeing it durable, with the thread's loop
-compiled (no interpreter lock to take back) against the Python thread, in alternating rounds. The last line of ``--json`` output is one JSON object.
+compiled (no interpreter lock to take back) against the Python thread, in alternating rounds.
+The last line of ``--json`` output is one JSON object.
 """
 
 from __future__ import annotations
