@@ -373,47 +373,61 @@ class Offerings:
     # ---- subscriptions ------------------------------------------------------------------------
 
     def _subscribe(self, cmd: oc.Subscribe, actor: int) -> Reply:
-        investor = self._require_role(actor, "investor")
-        project = self.project_for(cmd.project_id, investor)
-        now = self.machine.now_us
+        # A fifth of a mixed journal's entries: the helpers a subscription shares with other
+        # commands are inlined where they succeed, and called to raise where they refuse
+        # (their words are state: remembered replies), so the checks and their order stay.
+        machine = self.machine
+        investor = machine.accounts.get(actor)
+        if investor is None or investor.role != "investor":
+            self._require_role(actor, "investor")
+        project = self.projects.get(cmd.project_id)
+        cn2015 = machine.profile == "cn2015"
+        if project is None or (cn2015 and not self.visible(project, investor)):
+            self.project_for(cmd.project_id, investor)
+        now = machine.now_us
         if project.status != rules.OPEN or now >= project.deadline_us:
             raise CrowdexError("offering_not_open", f"project {project.project_id} is not open")
         board = self.board(project)
-        cn2015 = self._cn2015()
-        if (cn2015 and board.config.qualified_only_cn2015
+        config = board.config
+        if (cn2015 and config.qualified_only_cn2015
                 and investor.investor_class not in QUALIFIED_CLASSES):
             # A business rule (API.md: 422, eligibility first); 403 is /v1/offers' alone. The
             # reply is state (idempotent retries): rules 3 journals replay their 403.
             raise CrowdexError("not_eligible", "this board is open to qualified investors only",
-                               status=422 if self.machine.rules >= 4 else 403)
-        amount = board.price_subscription(project.terms, cmd.quantity, cmd.rate_bps,
-                                          cmd.tier_id)
+                               status=422 if machine.rules >= 4 else 403)
+        quantity, tier_id = cmd.quantity, cmd.tier_id
+        amount = board.price_subscription(project.terms, quantity, cmd.rate_bps, tier_id)
         live = self._live[project.project_id]
-        board.check_capacity(project.terms, cmd.quantity, cmd.tier_id, live.taken, ALLOCATION)
-        self._check_per_backer(board, project, live, actor, cmd)
-        if (board.config.counts_toward_limit and not cn2015
-                and investor.investor_class == "retail"):
+        board.check_capacity(project.terms, quantity, tier_id, live.taken, ALLOCATION)
+        if tier_id is not None:
+            self._check_per_backer(board, project, live, actor, cmd)
+        counts = config.counts_toward_limit
+        if counts and not cn2015 and investor.investor_class == "retail":
             self._check_retail_limit(investor, amount)
-        accounts = self._rows()
+        accounts = machine.balances.accounts.rows
         cash = accounts["cash_available"]
         available = cash.item(actor)  # a Python int: half the cost of a numpy scalar
         if available < amount:
             raise CrowdexError("insufficient_funds",
                                f"{amount} fen needed, {available} available")
-        if len(self.subscriptions) >= SUBSCRIPTIONS_MAX:
+        subscriptions = self.subscriptions
+        if len(subscriptions) >= SUBSCRIPTIONS_MAX:
             raise CrowdexError("not_permitted", "the venue holds its maximum of subscriptions")
         # From 0 to what is available (a journaled quantity is positive, and so is a price):
         # the difference fits int64, as numpy's would.
         cash[actor] = available - amount
         accounts["cash_reserved"][actor] += amount
         sub = Subscription(self.next_subscription_id, project.project_id, actor,
-                           self.machine.last_sequence, now, cmd.quantity, cmd.rate_bps,
-                           cmd.tier_id, amount)
+                           machine.last_sequence, now, quantity, cmd.rate_bps, tier_id, amount)
         self.next_subscription_id += 1
-        self.subscriptions[sub.subscription_id] = sub
-        self._index(sub, board)
+        subscriptions[sub.subscription_id] = sub
+        # _index, inlined: a new subscription is live.
+        self._by_project[sub.project_id].append(sub)
+        if counts:
+            self._limit_subs[actor].append(sub)
+        self._live_add(sub, 1, live)
         self._publish(project)
-        return Reply(201, subscription_view(sub)) if self.machine.replies_needed else UNREAD[201]
+        return Reply(201, subscription_view(sub)) if machine.replies_needed else UNREAD[201]
 
     def _check_per_backer(self, board: rules.Board, project: Project, live: _Live, actor: int,
                           cmd: oc.Subscribe) -> None:
@@ -455,18 +469,25 @@ class Offerings:
         if sub.status == LIVE:
             self._live_add(sub, 1)
 
-    def _live_add(self, sub: Subscription, sign: int) -> None:
-        live = self._live[sub.project_id]
+    def _live_add(self, sub: Subscription, sign: int, live: _Live | None = None) -> None:
+        """Add (sign 1) or take (-1) a subscription to its project's live figures
+        (``live``: them, if the caller has them)."""
+        if live is None:
+            live = self._live[sub.project_id]
+        account, tier, quantity = sub.account_id, sub.tier_id, sign * sub.quantity
         live.amount += sign * sub.reserved
-        live.quantity += sign * sub.quantity
-        live.taken[sub.tier_id] = live.taken.get(sub.tier_id, 0) + sign * sub.quantity
-        key = (sub.account_id, sub.tier_id)
-        live.per_backer[key] = live.per_backer.get(key, 0) + sign * sub.quantity
-        count = live.accounts.get(sub.account_id, 0) + sign
+        live.quantity += quantity
+        taken = live.taken
+        taken[tier] = taken.get(tier, 0) + quantity
+        key = (account, tier)
+        per_backer = live.per_backer
+        per_backer[key] = per_backer.get(key, 0) + quantity
+        accounts = live.accounts
+        count = accounts.get(account, 0) + sign
         if count:
-            live.accounts[sub.account_id] = count
+            accounts[account] = count
         else:
-            del live.accounts[sub.account_id]
+            del accounts[account]
 
     def _cancel(self, cmd: oc.CancelSubscription, actor: int) -> Reply:
         sub = self.subscriptions.get(cmd.subscription_id)
