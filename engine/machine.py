@@ -45,6 +45,12 @@ CASH_TOTAL_MAX = 2**53
 LIVE_COLUMNS_MIN = 64
 
 
+# What a run's command does to its account's available cash (``Markets.cash_effect``), which
+# says whether the run may carry a later command of that account (``_own_orders_allow``).
+CASH_BY_FILLS = 0  # reads none; changes it only by fills, each with its movements
+CASH_RELEASED = 1  # reads none; may raise it with no movement (a reservation released)
+CASH_READ = 2  # may read it and lower it
+
 _time_us = operator.attrgetter("time_us")
 
 
@@ -421,7 +427,8 @@ class StateMachine:
             ordered = runners.get(kind) is runner
             if not ordered:
                 how = carried.get(kind)
-                if how is None or not self._carries(rests_orders, how, entry, actors):
+                if how is None or not self._carries(runner, how, entry, actors,
+                                                    entries, start, end):
                     break
             if entry.idempotency_key is not None:
                 key = (entry.actor, entry.idempotency_key)
@@ -437,10 +444,11 @@ class StateMachine:
         # Carried entries after the last order: nothing to carry them past.
         return last + 1, plain
 
-    def _carries(self, rests_orders: Callable[[int], bool], how: Carried, entry: c.Entry,
-                 actors: set[int]) -> bool:
-        """Whether a run may apply ``entry`` (carried: ``_carried``) before its orders up to
-        the entry, that is, whether none of those orders can change what the entry reads.
+    def _carries(self, runner: Component, how: Carried, entry: c.Entry, actors: set[int],
+                 entries: list[c.Entry], start: int, end: int) -> bool:
+        """Whether a run may apply ``entry`` (carried: ``_carried``; ``entries[end]``) before
+        its orders up to the entry (of ``actors``; the run starts at ``start``), that is,
+        whether none of those orders can change what the entry reads.
 
         Orders move the balances of their actors, of the fee account, and of the owners of
         the orders they fill (resting now, or placed by an actor of the run). An owner that is
@@ -450,15 +458,37 @@ class StateMachine:
         account, an entry that succeeds with less cash and shows no balance (``rising``)
         succeeds the same later (one refused is cut out of the run: ``_apply_carried``), and
         one that shows the cash is shown what the makers' sales before it brought
-        (``_show_cash``).
+        (``_show_cash``). An actor of the run is carried on the same terms where its own
+        orders before the entry change its cash as a maker's sales would
+        (``_own_orders_allow``).
         """
         if how.opens_account and max(actors, default=0) >= self.balances.accounts.count:
             return False  # an order before it may be by the account it opens: refused then
         account = how.account(entry)
-        if account in actors or account == self.fee_account_id:
+        if account == self.fee_account_id:
             return False
-        return (how.rising or (how.shows_cash and (not how.withdrawable or self.rules >= 4))
-                or not rests_orders(account))
+        shown = how.shows_cash and (not how.withdrawable or self.rules >= 4)
+        if account in actors:
+            return (how.rising or shown) and self._own_orders_allow(
+                runner, how, account, entries[start:end])
+        return how.rising or shown or not runner.rests_orders(account)
+
+    def _own_orders_allow(self, runner: Component, how: Carried, account: int,
+                          before: list[c.Entry]) -> bool:
+        """Whether the run's orders of ``account`` before a carried entry of it (``before``:
+        the run's entries up to it) leave the entry as ``_carries`` carries a maker's: none
+        reads or lowers the account's available cash, which the entry applied first would
+        change (``CASH_READ``: a buy, an amend). An entry that shows the cash also needs
+        every change the orders make to it to be a fill's (``CASH_BY_FILLS``), whose
+        movements ``_show_cash`` adds; a cancel's release has none. So a ``rising`` entry
+        sees no more cash than at its turn, and a shown one is shown what it had then."""
+        runners, effect = self._runners, runner.cash_effect
+        most = CASH_BY_FILLS if how.shows_cash else CASH_RELEASED
+        for entry in before:
+            if (entry.actor == account and runners.get(type(entry.command)) is runner
+                    and effect(entry.command) > most):
+                return False
+        return True
 
     def _apply_run(self, first_sequence: int, entries: list[c.Entry]) -> list[Reply]:
         """Apply a run (``_run_end``): its carried entries first, then its orders in one
@@ -546,10 +576,12 @@ class StateMachine:
         the next run. Refused for another reason, it is refused the same at its turn."""
         carried, handlers, references = self._carried, self._handlers, self.references
         loud = not self.quiet
+        actors: set[int] = set()  # of the run's orders before the entry
         for i, entry in enumerate(entries):
             command = entry.command
             how = carried.get(type(command))
             if how is None:
+                actors.add(entry.actor)
                 continue
             self.last_sequence = first_sequence + i
             self.replies_needed = loud or entry.idempotency_key is not None
@@ -559,12 +591,13 @@ class StateMachine:
                 replies[i] = reply = handlers[type(command)](command, entry.actor)
             except CrowdexError as error:
                 if (how.rising and (how.cash_codes is None or error.code in how.cash_codes)
-                        and runner.rests_orders(account)):
+                        and (account in actors or runner.rests_orders(account))):
                     self.last_sequence = first_sequence - 1
                     return i
                 replies[i] = refusal(error)
                 continue
-            if how.shows_cash and not known and runner.rests_orders(account):
+            if (how.shows_cash and not known
+                    and (account in actors or runner.rests_orders(account))):
                 shown.append((i, account, reply))
         self.last_sequence = first_sequence - 1
         return len(entries)
@@ -572,9 +605,9 @@ class StateMachine:
     def _show_cash(self, first_sequence: int, shown: list[tuple[int, int, Reply]],
                    moved: int) -> None:
         """Add to each reply in ``shown`` (a carried entry's, applied before the run's orders)
-        the available cash its account's sales as a maker brought before the entry: the
-        proceeds less the fees of the run's trades (``MovementLog`` rows from ``moved``) of
-        earlier sequences (``_carries``)."""
+        the available cash its account's sales (as a maker, or its own: ``_own_orders_allow``)
+        brought before the entry: the proceeds less the fees of the run's trades
+        (``MovementLog`` rows from ``moved``) of earlier sequences (``_carries``)."""
         rows = self.movements.table.rows[moved:self.movements.table.count]
         kind = rows["kind"]
         proceeds = rows[kind == mv.TRADE_CASH]

@@ -51,7 +51,7 @@ from engine.lifecycle import (
     Folded,
     Lifecycle,
 )
-from engine.machine import Reply
+from engine.machine import CASH_BY_FILLS, CASH_READ, CASH_RELEASED, Reply
 from engine.marketdata import MarketData, TapeView, trade_view
 from engine.matching import (
     MatchingEngine,
@@ -203,6 +203,17 @@ class Markets:
     def rests_orders(self, account_id: int) -> bool:
         """Whether the account has orders on a book (a run's orders may fill them)."""
         return self._open_orders(account_id) > 0
+
+    def cash_effect(self, command: Any) -> int:
+        """What a run command does to its account's available cash, for a run carrying a
+        command of that account (``StateMachine._own_orders_allow``): a sell reads none, and
+        changes it only by its fills (movements), unless its self-trade prevention may cancel
+        or shrink the account's resting buy, which releases cash; a cancel reads none and may
+        release some; a buy and an amend (of either side) may read it and lower it."""
+        if type(command) is _PLACE and command.side == "sell":
+            return (CASH_BY_FILLS if command.self_trade_prevention == "cancel_newest"
+                    else CASH_RELEASED)
+        return CASH_RELEASED if type(command) is _CANCEL else CASH_READ
 
     def reserve(self, commands: int) -> None:
         """Room for the orders of ``commands`` more commands (a replay's), taken at once, and

@@ -345,3 +345,153 @@ def test_an_account_opened_in_a_run_trades_only_after_it():
     replies = batched.apply_batch(batched.last_sequence + 1, entries)
     assert [r.status for r in replies] == [201, 403, 404, 201, 201, 201]
 
+
+
+def _kernel_calls(machine: StateMachine) -> list[int]:
+    """The number of commands of each matching kernel call ``machine`` makes from now on."""
+    markets = machine.component("markets")
+    calls: list[int] = []
+    process = markets.engine.process
+    markets.engine.process = lambda *a, **kw: calls.append(len(a[0])) or process(*a, **kw)
+    return calls
+
+
+def _own_order_then(order: mc.PlaceOrder | mc.CancelOrder, later_entries: list[c.Entry],
+                    resting: bool = False) -> list[c.Entry]:
+    """Trader 1 rests a buy of 50 at ``PRICE`` (order 1) and, if ``resting``, trader 0 one
+    of 10 at 1 fen (order 2); a moment later, in a run of its own, trader 0 sends ``order``,
+    then ``later_entries``."""
+    now = START_US + 1
+    rest = [c.Entry(START_US, TRADERS[0], mc.PlaceOrder(BOOKS[1], "buy", "limit", 1, 10))]
+    return [c.Entry(START_US, TRADERS[1], mc.PlaceOrder(BOOKS[0], "buy", "limit", PRICE, 50)),
+            *(rest if resting else []),
+            c.Entry(now, TRADERS[2], mc.PlaceOrder(BOOKS[1], "buy", "limit", 1, 1)),
+            c.Entry(now, TRADERS[0], order),
+            *later_entries,
+            c.Entry(now, TRADERS[3], mc.PlaceOrder(BOOKS[1], "buy", "limit", 1, 1))]
+
+
+def _run_calls(entries: list[c.Entry], replies_wanted: list[int], resting: int = 1) -> list[int]:
+    """The kernel calls of the run after the ``resting`` orders (``_own_order_then``), its
+    replies' statuses checked."""
+    _, batched = _venues(c.RULES_VERSION)
+    batched.apply_batch(batched.last_sequence + 1, entries[:resting])
+    calls = _kernel_calls(batched)
+    replies = batched.apply_batch(batched.last_sequence + 1, entries[resting:])
+    assert [r.status for r in replies] == replies_wanted
+    return calls
+
+
+def test_an_actors_deposit_after_its_own_sale_is_carried_and_shows_the_sale():
+    """Trader 0 sells into trader 1's buy, then is paid a deposit and withdraws: both are
+    carried (one kernel call for the run), and their replies show the sale's cash."""
+    now = START_US + 1
+    sale = mc.PlaceOrder(BOOKS[0], "sell", "limit", PRICE, 30)
+    later = [c.Entry(now, OPERATOR, c.Deposit(TRADERS[0], 7, "x")),
+             c.Entry(now, TRADERS[0], c.Withdraw(TRADERS[0], 9, "y")),
+             c.Entry(now, TRADERS[0], mc.PlaceOrder(BOOKS[0], "sell", "limit", PRICE, 20))]
+    entries = _own_order_then(sale, later)
+    _compare(c.RULES_VERSION, entries, [])
+    assert _run_calls(entries, [201] * 6) == [4]
+
+
+def test_an_actors_subscription_its_own_sale_pays_for_is_cut_out_of_the_run():
+    """Trader 0 (100,000 fen) cannot pay 120,000 for 120 units before its sale of 30 at
+    1,000 fen: carried first it would be refused, so the run stops before it and it is
+    applied after the sale, and succeeds."""
+    later = [c.Entry(START_US + 1, TRADERS[0], oc.Subscribe(OFFERING, 120))]
+    entries = _own_order_then(mc.PlaceOrder(BOOKS[0], "sell", "limit", PRICE, 30), later)
+    _compare(c.RULES_VERSION, entries, [])
+    assert _run_calls(entries, [201] * 4) == [2, 1]
+
+
+def test_after_its_own_buy_an_actors_subscription_is_not_carried():
+    """Trader 0's buy reserves 90,000 of its 100,000 fen: its subscription of 20,000 after it
+    is refused, as one entry at a time, and is not carried before the buy."""
+    later = [c.Entry(START_US + 1, TRADERS[0], oc.Subscribe(OFFERING, 20))]
+    entries = _own_order_then(mc.PlaceOrder(BOOKS[0], "buy", "limit", PRICE - 1, 90), later)
+    _compare(c.RULES_VERSION, entries, [])
+    assert _run_calls(entries, [201, 201, 422, 201]) == [2, 1]
+
+
+def test_after_its_own_cancel_an_actors_deposit_waits_and_its_subscription_is_carried():
+    """Trader 0 cancels its buy (10 fen released, no movement): a deposit's reply after it
+    must show them, so it waits for the cancel; a subscription, which shows no cash and
+    needs less than trader 0 has without them, is carried."""
+    now = START_US + 1
+    deposit = [c.Entry(now, OPERATOR, c.Deposit(TRADERS[0], 7, "x"))]
+    entries = _own_order_then(mc.CancelOrder(2), deposit, resting=True)
+    _compare(c.RULES_VERSION, entries, [])
+    assert _run_calls(entries, [201, 200, 201, 201], resting=2) == [2, 1]
+    subscription = [c.Entry(now, TRADERS[0], oc.Subscribe(OFFERING, 20))]
+    entries = _own_order_then(mc.CancelOrder(2), subscription, resting=True)
+    _compare(c.RULES_VERSION, entries, [])
+    assert _run_calls(entries, [201, 200, 201, 201], resting=2) == [3]
+
+
+def test_after_its_own_sale_that_cancels_its_buy_an_actors_deposit_waits():
+    """Trader 0's sale meets its own resting buy first, and self-trade prevention
+    ``cancel_oldest`` cancels that buy (10 fen released, no movement): a deposit after it
+    waits for the sale, and shows them."""
+    sale = mc.PlaceOrder(BOOKS[1], "sell", "limit", 1, 10, self_trade_prevention="cancel_oldest")
+    deposit = [c.Entry(START_US + 1, OPERATOR, c.Deposit(TRADERS[0], 7, "x"))]
+    entries = _own_order_then(sale, deposit, resting=True)
+    _compare(c.RULES_VERSION, entries, [])
+    assert _run_calls(entries, [201] * 4, resting=2) == [2, 1]
+
+
+def test_under_rules_3_an_actors_withdrawal_after_its_own_sale_waits():
+    """Before rules 4 the sale's fee lowers trader 0's withdrawable cash (99,700 after it):
+    a withdrawal of 99,800 after the sale is refused, though it was not before it."""
+    later = [c.Entry(START_US + 1, TRADERS[0], c.Withdraw(TRADERS[0], 99_800, "y"))]
+    entries = _own_order_then(mc.PlaceOrder(BOOKS[0], "sell", "limit", PRICE, 30), later)
+    _compare(3, entries, [])
+
+
+# A run in which traders' own orders come before their own deposits, withdrawals and
+# subscriptions: sales with every self-trade prevention (against their own resting buys
+# too), buys, cancels of their resting orders (trader n's buy is order 2n + 1, its sale
+# 2n + 2). Traders 0 and 1 rest both sides before the run; trader 2 rests nothing, so only
+# its own orders in the run can change its cash.
+RESTING = [c.Entry(START_US, account, mc.PlaceOrder(BOOKS[0], side, "limit", PRICE + offset, 10))
+           for account in TRADERS[:2] for side, offset in (("buy", -5), ("sell", 5))]
+own = st.integers(0, 2)
+sells = st.tuples(st.just("sell"), own, st.integers(PRICE - 10, PRICE + 10), st.integers(1, 30),
+                  st.sampled_from(["cancel_newest", "cancel_oldest", "cancel_both", "decrement"]))
+own_cancels = st.tuples(st.just("cancel"), own, st.integers(1, 2))
+own_deposits = st.tuples(st.just("deposit"), own, st.sampled_from([1, 50_000]))
+own_ops = st.one_of(
+    sells, sells, own_cancels, own_deposits, own_deposits,
+    st.tuples(st.just("buy"), own, st.integers(PRICE - 10, PRICE + 10), st.integers(1, 30)),
+    st.tuples(st.just("withdraw"), own, st.sampled_from([1_000, 99_800, 10**9])),
+    st.tuples(st.just("subscribe"), own, st.integers(1, 150)),
+    st.tuples(st.just("unsubscribe"), own, st.integers(1, 4)))
+
+
+def _own_entry(n: int, op: tuple) -> c.Entry:
+    kind, trader = op[0], op[1]
+    account, now = TRADERS[trader], START_US + 1
+    if kind in ("sell", "buy"):
+        stp = op[4] if kind == "sell" else "cancel_newest"
+        return c.Entry(now, account, mc.PlaceOrder(BOOKS[0], kind, "limit", op[2], op[3],
+                                                   self_trade_prevention=stp))
+    if kind == "cancel":
+        return c.Entry(now, account, mc.CancelOrder(2 * trader + op[2]))
+    if kind == "deposit":
+        return c.Entry(now, OPERATOR, c.Deposit(account, op[2], f"d{n}"))
+    if kind == "withdraw":
+        return c.Entry(now, account, c.Withdraw(account, op[2], f"w{n}"))
+    if kind == "subscribe":
+        return c.Entry(now, account, oc.Subscribe(OFFERING, op[2]))
+    return c.Entry(now, account, oc.CancelSubscription(op[2]))
+
+
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(run=st.lists(own_ops, min_size=5, max_size=30), rules=st.sampled_from([3, c.RULES_VERSION]))
+def test_a_run_carrying_its_actors_own_commands_equals_one_entry_at_a_time(run, rules):
+    """Deposits, withdrawals and subscriptions after their own account's orders in the
+    run: carried where those orders change the cash only by fills (or, for a subscription,
+    read and lower none of it), the shown cash completed, a subscription short of cash cut
+    out; all as one entry at a time."""
+    _compare(rules, [*RESTING, *(_own_entry(n, op) for n, op in enumerate(run))], [])
