@@ -545,8 +545,10 @@ class Offerings:
         if result.succeeded:
             for view, q, a in zip(views, result.quantities, result.amounts_fen, strict=True):
                 outcome[view.subscription_id] = (q, a)
+        # Every live subscription leaves the live figures, which go with them: as a load
+        # rebuilds them (from live subscriptions only), not one subtraction each.
+        self._live.pop(project.project_id, None)
         for sub in subs:
-            self._live_add(sub, -1)
             quantity, amount = outcome[sub.subscription_id]
             sub.alloc_quantity, sub.alloc_amount = quantity, amount
             sub.refunded = sub.reserved - amount
