@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import operator
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -184,6 +185,10 @@ class StateMachine:
         self.key_index: dict[str, int] = {}
         self.references: dict[tuple[int, str], Stored] = {}
         self.idempotency: dict[tuple[int, str], Stored] = {}
+        # Its keys in its order, the oldest first (``_remember`` expires from the front): a
+        # dict's deleted entries stay in its order until it is resized, so finding its first
+        # key walked past every key expired since, at each entry with a key.
+        self._idempotency_order: deque[tuple[int, str]] = deque()
         self.last_sequence = 0
         self.now_us = 0
         self.manual_clock = False
@@ -503,10 +508,11 @@ class StateMachine:
         replies: list[Reply | None] = [None] * len(entries)
         moved = self.movements.table.count
         shown: list[tuple[int, int, Reply]] = []  # (index, account, reply) of _show_cash
+        ran: list[int] = []  # the indexes of the run's orders, and their items for the runner
+        items: list[tuple[int, int, Any]] = []
         entries = entries[:self._apply_carried(runner, first_sequence, entries, replies,
-                                               shown)]
+                                               shown, ran, items)]
         carried_moved = self.movements.table.count != moved
-        ran = [i for i, entry in enumerate(entries) if type(entry.command) in self._runners]
         if self.quiet:  # a replay keeps the replies of keyed entries only: build no other
             self.replies_kept = frozenset(first_sequence + i for i in ran
                                           if entries[i].idempotency_key is not None)
@@ -514,8 +520,7 @@ class StateMachine:
         else:
             self.replies_needed = True
         try:
-            run_replies = runner.apply_run([(first_sequence + i, entries[i].actor,
-                                             entries[i].command) for i in ran])
+            run_replies = runner.apply_run(items)
         finally:
             self.replies_kept = None
         for i, reply in zip(ran, run_replies, strict=True):
@@ -563,12 +568,13 @@ class StateMachine:
         return replies
 
     def _apply_carried(self, runner: Component, first_sequence: int, entries: list[c.Entry],
-                       replies: list[Reply | None],
-                       shown: list[tuple[int, int, Reply]]) -> int:
+                       replies: list[Reply | None], shown: list[tuple[int, int, Reply]],
+                       ran: list[int], items: list[tuple[int, int, Any]]) -> int:
         """A run's carried entries, first and in their order, each at its own sequence (their
         movements and records carry it); returns how many of the run's entries to apply.
         Adds to ``shown`` the new replies that show the cash of an account with resting
-        orders (``_show_cash`` completes them after the run).
+        orders (``_show_cash`` completes them after the run), and to ``ran`` and ``items``
+        the indexes of the orders to apply and their ``(sequence, actor, command)``.
 
         A ``rising`` entry refused for want of cash (``Carried.cash_codes``) while its account
         has resting orders may have had the cash those orders' sales would have brought by its
@@ -580,8 +586,10 @@ class StateMachine:
         for i, entry in enumerate(entries):
             command = entry.command
             how = carried.get(type(command))
-            if how is None:
+            if how is None:  # an order
                 actors.add(entry.actor)
+                ran.append(i)
+                items.append((first_sequence + i, entry.actor, command))
                 continue
             self.last_sequence = first_sequence + i
             self.replies_needed = loud or entry.idempotency_key is not None
@@ -656,15 +664,17 @@ class StateMachine:
         return min(deadlines) if deadlines else None
 
     def _remember(self, key: tuple[int, str], fingerprint: str, reply: Reply) -> None:
-        self.idempotency[key] = Stored(fingerprint, self.now_us, reply)
+        idempotency, order = self.idempotency, self._idempotency_order
+        if key not in idempotency:  # a key stored again keeps its place (a skip's)
+            order.append(key)
+        idempotency[key] = Stored(fingerprint, self.now_us, reply)
         # Dicts keep insertion order, which is time order: expire from the front.
         horizon = self.now_us - IDEMPOTENCY_TTL_US
-        while self.idempotency:
-            oldest_key = next(iter(self.idempotency))
-            oldest = self.idempotency[oldest_key]
-            if oldest.time_us >= horizon and len(self.idempotency) <= IDEMPOTENCY_KEYS_MAX:
+        while order:
+            oldest = idempotency[order[0]]
+            if oldest.time_us >= horizon and len(idempotency) <= IDEMPOTENCY_KEYS_MAX:
                 break
-            del self.idempotency[oldest_key]
+            del idempotency[order.popleft()]
 
     # ---- accounts and money -----------------------------------------------------------------
 
@@ -925,6 +935,7 @@ class StateMachine:
         self.key_index = {a.key_hash: a.account_id for a in meta.accounts if a.key_hash}
         self.references = {(a, r): s for a, r, s in meta.references}
         self.idempotency = {(a, k): s for a, k, s in meta.idempotency}
+        self._idempotency_order = deque(self.idempotency)
         self.movements.table.load(arrays["movements"])
         self.movements.next_id = meta.next_movement_id
         self.deposits_total = meta.deposits_total
