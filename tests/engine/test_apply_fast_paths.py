@@ -24,6 +24,7 @@ from engine.allocation import ALLOCATION
 from engine.kernels import codes
 from engine.machine import StateMachine
 from engine.operating_terms import RevenueReport
+from engine.state import Table
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 DAY_US = 86_400_000_000
@@ -214,6 +215,15 @@ def test_a_movement_row_is_written_whole_field_by_field() -> None:
     row = log.table.live()[0]
     assert (row["sequence"], row["movement_id"], row["kind"], row["debit_account"],
             row["credit_account"], row["asset"], row["amount"]) == (7, 41, 5, 3, 1, 0, 99)
+
+
+def test_a_movement_recorded_past_the_tables_room_grows_it() -> None:
+    log = mv.MovementLog()
+    log.table = Table(mv.MOVEMENT_DTYPE, 2)
+    for n in range(5):
+        log.record(n + 1, mv.DEPOSIT, mv.EXTERNAL_ACCOUNT, 4, mv.CASH, 10 + n)
+    assert log.table.live()[["sequence", "movement_id", "amount"]].tolist() == [
+        (n + 1, n + 1, 10 + n) for n in range(5)]
 
 
 def test_a_new_position_row_names_its_account_and_instrument() -> None:
