@@ -996,6 +996,36 @@ def warm_up() -> None:
     from engine.kernels.auction import clearing_price
 
     clearing_price(engine.levels, engine.instruments, 2)
+    _warm_up_live(engine, lifecycle, balances, folded)
+
+
+def _warm_up_live(engine: MatchingEngine, lifecycle: Lifecycle, balances: Any,
+                  folded: Folded) -> None:
+    """``warm_up``'s part for the kernels only a live batch runs: its book updates, its
+    refused cancels, and a batch read as columns (``engine.markets_live``). Each is loaded on
+    first use otherwise, tens of milliseconds in the middle of the first live batches that
+    need it; called with the argument types of the live calls (layouts too: a field of a
+    structured array is a strided view, numba's 'A' layout)."""
+    book_rows(folded.levels, engine.instruments, engine.levels, folded.books,
+              np.empty((len(folded.levels), 3), dtype=np.int64),
+              np.empty((len(folded.books), 2), dtype=np.int64))
+    at = np.zeros(1, dtype=np.int64)
+    kf.cancels_refused(folded.changes, folded.marks, at, at.copy(),
+                       np.empty((1, 2), dtype=np.int64))
+    from engine import commands as c
+    from engine.kernels.checks import live_checks
+    from engine.kernels.entries import scan_entries
+
+    payload = c.encode_entry(c.Entry(0, 1, mc.CancelOrder(1)))
+    commands, _, _ = scan_entries(np.frombuffer(payload, dtype=np.uint8),
+                                  np.zeros(1, dtype=np.int64),
+                                  np.full(1, len(payload), dtype=np.int64))
+    count = balances.accounts.count
+    live_checks(commands[:0], balances.accounts.rows["role"][:count], 1,
+                engine.instruments["active"], np.zeros(2 * len(engine.instruments), np.int8),
+                lifecycle.open_count, np.zeros(2 * count, dtype=np.int64), OPEN_ORDERS_MAX,
+                lifecycle.records, lifecycle.next_oid, engine.next_order_id,
+                np.empty(0, dtype=np.int8))
 
 
 _REFUSALS = {
