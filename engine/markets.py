@@ -44,6 +44,7 @@ from engine.kernels.layout import (
     EVENT_DTYPE,
 )
 from engine.kernels.movements import fill_movements
+from engine.kernels.published import TRADE_ROW_COLUMNS, change_owners, trade_rows
 from engine.lifecycle import (
     RECORD_DTYPE,
     SIDE_NAMES,
@@ -54,6 +55,7 @@ from engine.lifecycle import (
 from engine.machine import CASH_BY_FILLS, CASH_READ, CASH_RELEASED, Reply
 from engine.marketdata import MarketData, TapeView, trade_view
 from engine.matching import (
+    EngineInvariantError,
     MatchingEngine,
     command,
     instruments_max,
@@ -113,7 +115,11 @@ class Markets:
         self.next_auction_us = 0
         self._books: set[int] = set()  # instruments with a book (the engine's active rows)
         self._command_room(256)
-        self._order_channels: dict[int, str] = {}  # account -> its orders channel's name
+        # Channel names, formatted once: account -> its orders channel, instrument -> its
+        # trades and book channels (_listened).
+        self._order_channels: dict[int, str] = {}
+        self._trade_channels: dict[int, str] = {}
+        self._book_channels: dict[int, str] = {}
         self._offerings_component: Any = None  # the machine's, once asked for (_offerings)
         # Accounts seen to be investors: an account's role never changes once it exists, so
         # an order's role check is a set probe after its account's first order.
@@ -666,27 +672,20 @@ class Markets:
         wants = self.machine.wants
         items: list[tuple[int, tuple[str, Any, int | None]]] = []
         if trades:
-            fills = events[events["kind"] == k.EV_FILL]
-            instruments = fills["instrument"].tolist()
-            channels = {i: f"trades:{i}" for i in set(instruments)}
-            channels = {i: name for i, name in channels.items() if wants(name)}
+            rows = self._trade_rows(events, trades)
+            channels = _listened(self._trade_channels, "trades:", {row[1] for row in rows},
+                                 wants)
             if channels:
-                items.extend(self._trade_items(fills, instruments, channels))
+                items.extend(self._trade_items(rows, channels))
         changes = folded.changes
         if len(changes):
-            accounts = self.lifecycle.records["account"][changes["oid"]].tolist()
-            names = self._order_channels  # each account's channel name, formatted once
-            distinct = set(accounts)
-            for account in distinct.difference(names):
-                names[account] = f"orders@{account}"
-            distinct_list = list(distinct)
-            # One wants() a channel, called from C (map, compress): most have no listener.
-            channels = {account: names[account] for account in compress(
-                distinct_list, map(wants, map(names.__getitem__, distinct_list)))}
+            owners = np.empty((2, len(changes)), dtype=np.int64)
+            change_owners(changes, self.lifecycle.records, owners)
+            accounts, positions = owners.tolist()
+            channels = _listened(self._order_channels, "orders@", set(accounts), wants)
             if channels:
                 rows = [row for row, account in enumerate(accounts) if account in channels]
                 built = self._views_at(changes, rows, views)
-                positions = changes["pos"].tolist()
                 for row, view in zip(rows, built, strict=True):
                     items.append((3 * positions[row] + 1, (channels[accounts[row]], view, None)))
         if len(folded.books):
@@ -695,20 +694,24 @@ class Markets:
             items.sort(key=_first)
             self.machine.outbox.extend(map(_second, items))
 
-    def _trade_items(self, fills: np.ndarray, instruments: list[int],
-                     channels: dict[int, str]) -> list[tuple]:
-        """The trade updates of ``fills`` (``EVENT_DTYPE`` fill rows, their ``instruments``)
-        on the listened ``channels``, keyed for ``_publish``'s sort: the columns read once,
-        not every field of every row."""
+    def _trade_rows(self, events: np.ndarray, trades: int) -> list[list[int]]:
+        """The ``trades`` fills among a kernel call's ``events``, each as ``[command,
+        instrument, trade id, price, quantity, taker side]`` (``kernels.published``)."""
+        out = np.empty((trades, TRADE_ROW_COLUMNS), dtype=np.int64)
+        found = trade_rows(events, out)
+        if found != trades:
+            raise EngineInvariantError(f"{found} fills among the events of {trades} trades")
+        return out.tolist()
+
+    def _trade_items(self, rows: list[list[int]], channels: dict[int, str]) -> list[tuple]:
+        """The trade updates of fill ``rows`` (``_trade_rows``) on the listened ``channels``,
+        keyed for ``_publish``'s sort."""
         time = format_time_us(self.machine.now_us)
         get = channels.get
         return [(3 * command, (channel, {
                     "trade_id": trade_id, "price": price, "quantity": quantity,
                     "taker_side": _SIDE_NAME[side], "time": time}, None))
-                for command, instrument, trade_id, price, quantity, side in zip(
-                    fills["cmd"].tolist(), instruments, fills["trade_id"].tolist(),
-                    fills["price"].tolist(), fills["qty"].tolist(), fills["side"].tolist(),
-                    strict=True)
+                for command, instrument, trade_id, price, quantity, side in rows
                 if (channel := get(instrument)) is not None]
 
     def _book_updates(self, folded: Folded) -> list[tuple]:
@@ -717,13 +720,12 @@ class Markets:
         quantity now, less the changes of the commands after it): for many rows, by a
         compiled pass."""
         books = folded.books
-        wants = self.machine.wants
-        channels = {i: f"book:{i}" for i in set(books["instrument"].tolist())}
-        listened = {i: name for i, name in channels.items() if wants(name)}
+        instruments = set(books["instrument"].tolist())
+        listened = _listened(self._book_channels, "book:", instruments, self.machine.wants)
         if not listened:
             return []
         levels = folded.levels
-        if len(listened) < len(channels):
+        if len(listened) < len(instruments):
             levels = levels[np.isin(levels["instrument"], list(listened))]
         if len(levels) <= BOOK_ROWS_SMALL:
             return self._book_updates_small(books, levels, listened)
@@ -736,7 +738,8 @@ class Markets:
         rows = out[:count].tolist()
         for row in rows:  # side, price, quantity: the side named in place, no list a row
             row[0] = _SIDE_NAME[row[0]]
-        return _book_items(books, bounds[:, 0].tolist(), bounds[:, 1].tolist(), rows, listened)
+        lo, hi = bounds.T.tolist()
+        return _book_items(books, lo, hi, rows, listened)
 
     def _book_updates_numpy(self, books: np.ndarray, levels: np.ndarray,
                             listened: dict[int, str]) -> list[tuple]:
@@ -996,16 +999,19 @@ def warm_up() -> None:
     from engine.kernels.auction import clearing_price
 
     clearing_price(engine.levels, engine.instruments, 2)
-    _warm_up_live(engine, lifecycle, balances, folded)
+    _warm_up_live(engine, lifecycle, balances, folded, events)
 
 
 def _warm_up_live(engine: MatchingEngine, lifecycle: Lifecycle, balances: Any,
-                  folded: Folded) -> None:
-    """``warm_up``'s part for the kernels only a live batch runs: its book updates, its
-    refused cancels, and a batch read as columns (``engine.markets_live``). Each is loaded on
-    first use otherwise, tens of milliseconds in the middle of the first live batches that
-    need it; called with the argument types of the live calls (layouts too: a field of a
-    structured array is a strided view, numba's 'A' layout)."""
+                  folded: Folded, events: np.ndarray) -> None:
+    """``warm_up``'s part for the kernels only a live batch runs: its trade, order and book
+    updates, its refused cancels, and a batch read as columns (``engine.markets_live``).
+    Each is loaded on first use otherwise, tens of milliseconds in the middle of the first
+    live batches that need it; called with the argument types of the live calls (layouts
+    too: a field of a structured array is a strided view, numba's 'A' layout)."""
+    trade_rows(events, np.empty((len(events), TRADE_ROW_COLUMNS), dtype=np.int64))
+    change_owners(folded.changes, lifecycle.records,
+                  np.empty((2, len(folded.changes)), dtype=np.int64))
     book_rows(folded.levels, engine.instruments, engine.levels, folded.books,
               np.empty((len(folded.levels), 3), dtype=np.int64),
               np.empty((len(folded.books), 2), dtype=np.int64))
@@ -1060,6 +1066,18 @@ def _refused(code: int) -> Reply:
 _UNBUILT = {200: Reply(200, None), 201: Reply(201, None)}  # bodies nobody reads (see _replies)
 _SIDE_NAME = tuple(SIDE_NAMES[side] for side in range(len(SIDE_NAMES)))
 _first, _second = operator.itemgetter(0), operator.itemgetter(1)
+
+
+def _listened(names: dict[int, str], prefix: str, keys: set[int],
+              wants: Callable[[str], bool]) -> dict[int, str]:
+    """Of ``keys`` (accounts or instruments), those whose channel ``prefix + key`` someone
+    listens to, with its name; ``names`` keeps each name once formatted. One ``wants`` a
+    channel, called from C (``map``, ``compress``): most channels have no listener."""
+    for key in keys.difference(names):
+        names[key] = f"{prefix}{key}"
+    keys_list = list(keys)
+    return {key: names[key] for key in compress(keys_list, map(wants, map(names.__getitem__,
+                                                                          keys_list)))}
 
 
 def _book_items(books: np.ndarray, lo: list[int], hi: list[int], rows: list[list],
