@@ -143,8 +143,11 @@ class Markets:
             offerings = self._offerings_component = self.machine.component("offerings")
         return offerings
 
-    def _check_tradable(self, instrument_id: int, side: str) -> Any:
-        info = self._offerings().instrument_info(instrument_id)
+    def _check_tradable(self, instrument_id: int, side: str, info: Any = None) -> Any:
+        """The instrument's info if the rules let an order of ``side`` trade it, else the
+        refusal raised; ``info``: the instrument's, already read at this time."""
+        if info is None:
+            info = self._offerings().instrument_info(instrument_id)
         if info is None:
             raise CrowdexError("instrument_not_found", f"no instrument {instrument_id}")
         if info.closed:  # a state (409), so before the business rules
@@ -323,8 +326,12 @@ class Markets:
         key = (instrument_id, cmd.side)
         info = tradable.get(key)
         if info is None:
+            # The other side's info, if it passed: the run has one time, and nothing its
+            # orders do changes an instrument's info (one lookup, not two, a live batch).
+            other = tradable.get((instrument_id, _OTHER_SIDE.get(cmd.side)))
             try:
-                info = self._check_tradable(instrument_id, cmd.side)
+                info = self._check_tradable(instrument_id, cmd.side,
+                                            None if isinstance(other, CrowdexError) else other)
             except CrowdexError as error:
                 info = error
             tradable[key] = info
@@ -645,13 +652,12 @@ class Markets:
         it is unknown as of that command (404: not given yet, not the actor's, or evicted by
         an earlier command of the call). What the call did to their orders before each is
         read by one compiled pass over its change and mark rows (``kf.cancels_refused``)."""
-        at = np.array(positions, dtype=np.int64)
-        actors, targets = commands["account"][at], commands["oid"][at]
-        before = np.empty((len(at), 2), dtype=np.int64)
-        kf.cancels_refused(folded.changes, folded.marks, at, targets, before)
+        before = np.empty((len(positions), 4), dtype=np.int64)
+        kf.cancels_refused(folded.changes, folded.marks, commands,
+                           np.array(positions, dtype=np.int64), before)
         records, by_id, indexes = self.lifecycle.records, queue.by_id, queue.indexes
-        for position, actor, order_id, (status, evicted) in zip(
-                positions, actors.tolist(), targets.tolist(), before.tolist(), strict=True):
+        for position, (status, evicted, actor, order_id) in zip(positions, before.tolist(),
+                                                                strict=True):
             if evicted or (position in by_id and (
                     status < 0 or records.item(order_id)[_REC_ACCOUNT] != actor)):
                 reply = _error_reply(404, "order_not_found", f"no order {order_id}")
@@ -1015,9 +1021,6 @@ def _warm_up_live(engine: MatchingEngine, lifecycle: Lifecycle, balances: Any,
     book_rows(folded.levels, engine.instruments, engine.levels, folded.books,
               np.empty((len(folded.levels), 3), dtype=np.int64),
               np.empty((len(folded.books), 2), dtype=np.int64))
-    at = np.zeros(1, dtype=np.int64)
-    kf.cancels_refused(folded.changes, folded.marks, at, at.copy(),
-                       np.empty((1, 2), dtype=np.int64))
     from engine import commands as c
     from engine.kernels.checks import live_checks
     from engine.kernels.entries import scan_entries
@@ -1026,6 +1029,8 @@ def _warm_up_live(engine: MatchingEngine, lifecycle: Lifecycle, balances: Any,
     commands, _, _ = scan_entries(np.frombuffer(payload, dtype=np.uint8),
                                   np.zeros(1, dtype=np.int64),
                                   np.full(1, len(payload), dtype=np.int64))
+    kf.cancels_refused(folded.changes, folded.marks, commands, np.zeros(0, dtype=np.int64),
+                       np.empty((0, 4), dtype=np.int64))
     count = balances.accounts.count
     live_checks(commands[:0], balances.accounts.rows["role"][:count], 1,
                 engine.instruments["active"], np.zeros(2 * len(engine.instruments), np.int8),
@@ -1065,6 +1070,7 @@ def _refused(code: int) -> Reply:
 
 _UNBUILT = {200: Reply(200, None), 201: Reply(201, None)}  # bodies nobody reads (see _replies)
 _SIDE_NAME = tuple(SIDE_NAMES[side] for side in range(len(SIDE_NAMES)))
+_OTHER_SIDE = {"buy": "sell", "sell": "buy"}
 _first, _second = operator.itemgetter(0), operator.itemgetter(1)
 
 

@@ -358,25 +358,29 @@ def view_rows_now(oids, records, legs, out, out_legs):
 
 
 @kernel
-def cancels_refused(changes, marks, positions, targets, out):
-    """For the cancels of a call the kernel did not find (``positions``: their commands,
-    ``targets``: the orders they name): per cancel, in ``out[i, 0]`` the status of its order's
+def cancels_refused(changes, marks, commands, positions, out):
+    """For the cancels of a call the kernel did not find (``positions``: their commands among
+    ``commands``, ``COMMAND_DTYPE``): per cancel, in ``out[i, 0]`` the status of its order's
     last change at or before its command (-1: none), in ``out[i, 1]`` 1 if a command at or
-    before it evicted the order from the kept ones (a ``MARK_EVICTED`` mark), else 0. The
-    change rows are in command order, so the last one written is the last one wanted."""
+    before it evicted the order from the kept ones (a ``MARK_EVICTED`` mark), else 0, and in
+    ``out[i, 2]`` and ``out[i, 3]`` the cancel's account and order id (read here, not by a
+    numpy call each). The change rows are in command order, so the last one written is the
+    last one wanted."""
     n = len(positions)
     for i in range(n):
         out[i, 0] = -1
         out[i, 1] = 0
+        out[i, 2] = commands[positions[i]]["account"]
+        out[i, 3] = commands[positions[i]]["oid"]
     for r in range(len(changes)):
         oid = changes[r]["oid"]
         pos = changes[r]["pos"]
         for i in range(n):
-            if targets[i] == oid and pos <= positions[i]:
+            if out[i, 3] == oid and pos <= positions[i]:
                 out[i, 0] = changes[r]["status"]
     for r in range(len(marks)):
         if marks[r]["op"] != MARK_EVICTED:
             continue
         for i in range(n):
-            if targets[i] == marks[r]["oid"] and marks[r]["pos"] <= positions[i]:
+            if out[i, 3] == marks[r]["oid"] and marks[r]["pos"] <= positions[i]:
                 out[i, 1] = 1

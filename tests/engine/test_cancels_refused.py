@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from engine.errors import CrowdexError
 from engine.kernels import fold as kf
+from engine.kernels.layout import COMMAND_DTYPE
 from engine.lifecycle import CHANGE_DTYPE, MARK_DTYPE
 from engine.machine import refusal
 from engine.markets import _error_reply
@@ -57,11 +58,18 @@ def test_the_compiled_pass_reads_the_rows_as_python_did(changes, marks, cancel):
     mark_array = np.zeros(len(marks), dtype=MARK_DTYPE)
     for i, (pos, oid, op) in enumerate(marks):
         mark_array[i]["pos"], mark_array[i]["oid"], mark_array[i]["op"] = pos, oid, op
+    # The cancels' commands (the rest of the call's: a cancel's position is its index), each
+    # with its own account.
+    commands = np.zeros(POSITIONS + 1, dtype=COMMAND_DTYPE)
+    commands["account"] = np.arange(POSITIONS + 1) + 100
+    for position, target in cancel:
+        commands[position]["oid"] = target
+    cancel = list(dict(cancel).items())  # one cancel a command
     positions = np.array([position for position, _ in cancel], dtype=np.int64)
-    targets = np.array([target for _, target in cancel], dtype=np.int64)
-    out = np.full((len(cancel), 2), 99, dtype=np.int64)
-    kf.cancels_refused(change_array, mark_array, positions, targets, out)
-    assert out.tolist() == _reference(changes, marks, cancel)
+    out = np.full((len(cancel), 4), 99, dtype=np.int64)
+    kf.cancels_refused(change_array, mark_array, commands, positions, out)
+    assert out.tolist() == [[status, evicted, 100 + position, target] for [status, evicted], (
+        position, target) in zip(_reference(changes, marks, cancel), cancel, strict=True)]
 
 
 def test_a_refused_cancels_reply_is_the_errors_reply():

@@ -302,15 +302,23 @@ def _buy(actor: int, price: int = PRICE - 50, instrument: int = 1) -> tuple:
     [_buy(4, PRICE, DEBT), ("instrument", DEBT, ("order", 1, 0, "sell", "limit", PRICE, 1, "gtc",
                                                  False, "cancel_newest", None, None)),
      _buy(5, PRICE, DEBT)],
+    # The same with a buy of the loan first in the run (the first entry at a new time is
+    # applied alone): the sell after it is checked for its own side (the run reads the
+    # instrument's info once for both sides).
+    [_buy(4), _buy(4, PRICE, DEBT), ("instrument", DEBT, ("order", 1, 0, "sell", "limit",
+                                                          PRICE, 1, "gtc", False,
+                                                          "cancel_newest", None, None)),
+     _buy(5, PRICE, DEBT)],
 ])
-def test_a_batchs_cancels_and_refusals_read_as_columns(batch):
+@pytest.mark.parametrize("columns_min", [1, 10**6])
+def test_a_batchs_cancels_and_refusals_read_as_columns(batch, columns_min):
     """Cases of ``markets_live``'s checks, each in a batch 150 days after one that fills order
     1 (so a cancel of it is of a finished order), the threshold lowered to take them as
-    columns."""
+    columns, or raised to check them in ``apply_run``."""
     fill = [("as", 5, ("order", 0, 0, "sell", "limit", PRICE - 100, 1, "gtc", False,
                        "cancel_newest", None, None))]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(machine_module, "LIVE_COLUMNS_MIN", 1)
+        patch.setattr(machine_module, "LIVE_COLUMNS_MIN", columns_min)
         batches, expected = _one_at_a_time([(0, fill), (150 * DAY_US, batch)])
         got = _in_batches(batches)
     assert got == expected
