@@ -1022,7 +1022,7 @@ def _warm_up_live(engine: MatchingEngine, lifecycle: Lifecycle, balances: Any,
               np.empty((len(folded.levels), 3), dtype=np.int64),
               np.empty((len(folded.books), 2), dtype=np.int64))
     from engine import commands as c
-    from engine.kernels.checks import live_checks
+    from engine.kernels.checks import live_checks, table_slots
     from engine.kernels.entries import scan_entries
 
     payload = c.encode_entry(c.Entry(0, 1, mc.CancelOrder(1)))
@@ -1031,6 +1031,7 @@ def _warm_up_live(engine: MatchingEngine, lifecycle: Lifecycle, balances: Any,
                                   np.full(1, len(payload), dtype=np.int64))
     kf.cancels_refused(folded.changes, folded.marks, commands, np.zeros(0, dtype=np.int64),
                        np.empty((0, 4), dtype=np.int64))
+    table_slots(commands, 1, np.full(4, -1, dtype=np.int32))
     count = balances.accounts.count
     live_checks(commands[:0], balances.accounts.rows["role"][:count], 1,
                 engine.instruments["active"], np.zeros(2 * len(engine.instruments), np.int8),

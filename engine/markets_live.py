@@ -120,13 +120,13 @@ def _position_slots(markets: Any, queue: np.ndarray) -> None:
     balances = markets.machine.balances
     if markets.slot_source is not balances.position_slots:
         markets.slot_tables, markets.slot_source = {}, balances.position_slots
-    new = np.flatnonzero(queue["op"] == k.OP_NEW)
-    accounts, instruments = queue["account"][new], queue["instrument"][new]
-    slots = np.full(len(new), -1, dtype=np.int64)
+    queue["pos_slot"] = -1
+    places = queue["op"] == k.OP_NEW
     tables, size = markets.slot_tables, balances.accounts.count
     used = {}  # this call's tables (a later one may clear the cache of an earlier one)
     cached = 2 * size <= SLOT_TABLES_ROWS_MAX  # else every row from the dict
-    for instrument in np.unique(instruments).tolist() if cached else ():
+    missing_count = 0
+    for instrument in sorted(set(queue["instrument"][places].tolist())) if cached else ():
         table = tables.get(instrument)
         if table is None or len(table) < size:
             if sum(map(len, tables.values())) + 2 * size > SLOT_TABLES_ROWS_MAX:
@@ -134,22 +134,21 @@ def _position_slots(markets: Any, queue: np.ndarray) -> None:
                 table = None
             table = tables[instrument] = _grown(table, size)
         used[instrument] = table
-        these = instruments == instrument
-        slots[these] = table[accounts[these]]
-    missing = np.flatnonzero(slots < 0)
-    if len(missing):
-        get, make = balances.position_slots.get, balances.position_slot
-        for at, account, instrument in zip(missing.tolist(), accounts[missing].tolist(),
-                                           instruments[missing].tolist(), strict=True):
-            slot = get((account, instrument))
-            if slot is None:  # created in the queue's order
-                slot = make(account, instrument)
-            slots[at] = slot
-            table = used.get(instrument)
-            if table is not None:
-                table[account] = slot
-    queue["pos_slot"] = -1
-    queue["pos_slot"][new] = slots
+        missing_count += kc.table_slots(queue, instrument, table)  # compiled: one pass
+    if cached and not missing_count:
+        return
+    missing = np.flatnonzero(places & (queue["pos_slot"] < 0))
+    slots = queue["pos_slot"]  # a view: written through to the queue
+    get, make = balances.position_slots.get, balances.position_slot
+    for at, account, instrument in zip(missing.tolist(), queue["account"][missing].tolist(),
+                                       queue["instrument"][missing].tolist(), strict=True):
+        slot = get((account, instrument))
+        if slot is None:  # created in the queue's order
+            slot = make(account, instrument)
+        slots[at] = slot
+        table = used.get(instrument)
+        if table is not None:
+            table[account] = slot
 
 
 def _grown(table: np.ndarray | None, size: int) -> np.ndarray:

@@ -70,3 +70,21 @@ def live_checks(commands, roles, investor_role, active, verdicts, open_count, qu
         if row["op"] == k.OP_NEW and outcomes[i] == QUEUED:
             queued_by[row["account"]] = 0
     return checked
+
+
+@kernel
+def table_slots(commands, instrument, table):
+    """Each new order of ``instrument`` among ``commands`` (``COMMAND_DTYPE``) gets the
+    position row of its account from ``table`` (by account, -1 while not looked up:
+    ``engine.markets_live._position_slots``) in ``pos_slot``; returns how many of them got
+    -1. Other rows are left as they are."""
+    missing = 0
+    for i in range(len(commands)):
+        if commands[i]["op"] != k.OP_NEW or commands[i]["instrument"] != instrument:
+            continue
+        account = commands[i]["account"]
+        slot = table[account] if 0 <= account < len(table) else -1
+        commands[i]["pos_slot"] = slot
+        if slot < 0:
+            missing += 1
+    return missing
