@@ -38,9 +38,11 @@ def test_bench_journal_prints_both_figures_and_the_ratio(tmp_path):
     text = json.dumps(figures)
     assert "ratio" in text
     if sys.platform == "linux":  # the journal thread's two loops, beside a busy loop
-        for kind in ("python", "compiled"):
-            assert figures["thread_handoff"][kind]["batches"] == 60
-            assert figures["thread_handoff"][kind]["us_p50"] > 0
+        handoff = figures["thread_handoff"]
+        # Two rounds of 30 each; a round of the Python thread may stop at its time limit.
+        assert handoff["compiled"]["batches"] == 60
+        assert 2 <= handoff["python"]["batches"] <= 60
+        assert handoff["compiled"]["us_p50"] > 0 and handoff["python"]["us_p50"] > 0
 
 
 async def test_manual_clock_survives_restart_and_stop_is_graceful(server_factory):
