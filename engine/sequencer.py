@@ -39,7 +39,13 @@ from engine import commands as c
 from engine.clock import Clock, WallClock
 from engine.errors import CrowdexError
 from engine.follower import TELL_INTERVAL_S, Follower
-from engine.journal import RECORD_PAYLOAD_MAX, FileJournal, Framed, frame_payloads
+from engine.journal import (
+    RECORD_PAYLOAD_MAX,
+    FileJournal,
+    Framed,
+    JournalError,
+    frame_payloads,
+)
 from engine.kernels import journal_io
 from engine.machine import Reply, StateMachine
 from engine.private import private_dir, tighten_files
@@ -870,8 +876,9 @@ class JournalThread:
             return
         if not data:
             return
-        if len(data) < _OUTCOME.size:  # written whole by one call: the rest is on its way
-            data += _read_exactly(self._outcomes, _OUTCOME.size - len(data))
+        if len(data) != _OUTCOME.size:  # one write of 24 bytes is atomic on a pipe
+            self._failed(JournalError(f"a {len(data)}-byte outcome from the journal thread"))
+            return
         _written, fsync_ns, _errno = _OUTCOME.unpack(data)
         framed, done = self._inflight
         self._inflight = None
@@ -971,20 +978,6 @@ def _compiled_loop_loaded() -> bool:
 def _address(data: bytes) -> int:
     """Where ``data``'s bytes are (the bytes object is kept alive by its holder)."""
     return ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value or 0
-
-
-def _read_exactly(descriptor: int, size: int) -> bytes:
-    parts = []
-    while size:
-        try:
-            part = os.read(descriptor, size)
-        except BlockingIOError:
-            continue  # written by one call a moment ago: it is all but there
-        if not part:
-            raise EOFError("the journal thread's pipe closed mid-outcome")
-        parts.append(part)
-        size -= len(part)
-    return b"".join(parts)
 
 
 def _settle(done: asyncio.Future, error: BaseException | None) -> None:

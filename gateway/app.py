@@ -244,6 +244,7 @@ def create_app(config: Config) -> web.Application:
     app[keys.RATE_LIMITER] = RateLimiter(config.rate_limit_per_second, config.rate_limit_burst)
     app[keys.RESPONSES] = ResponseCache()
     app[keys.HUB] = Hub()
+    app[keys.HUB].flusher = ws.flush  # a batch's answers written as it ends
     routes = all_routes()
     app[keys.OPENAPI] = openapi.build(routes)
     for route in routes:

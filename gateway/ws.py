@@ -183,7 +183,7 @@ async def _writer(conn: Connection) -> None:
     Whatever is queued goes out in one write: many frames per system call when clients
     pipeline. The frames are built here (RFC 6455, unmasked server frames, no extensions: the
     socket is opened with compression off); control frames and the close stay aiohttp's.
-    While this task waits for messages, the hub's flush writes them (``_flush``) without
+    While this task waits for messages, the hub's flush writes them (``flush``) without
     waking it; it takes over for what needs waiting: a full socket buffer, the closes.
     """
     transport = conn.request.transport
@@ -236,7 +236,7 @@ def _write_queued(conn: Connection, transport: Any) -> bool | None:
     return None if message is None else True
 
 
-def _flush(conn: Connection) -> None:
+def flush(conn: Connection) -> None:
     """``Hub.flusher``: write an idle writer's queue now, in the turn that filled it (a
     batch's acks and updates go out as the batch ends, no task woken per connection). What
     needs waiting or closing is left to the writer, woken for it."""
@@ -373,14 +373,14 @@ async def _serve(request: web.Request, hub: Hub, account: AccountInfo | None
     conn = Connection(request, ws, binary, account)
     conn.submit = request.app[keys.ENGINE].submit_nowait
     conn.hub = hub
-    hub.flusher = _flush
     writer = asyncio.create_task(_writer(conn))
-    ops, typed_ops = hub.ops, hub.typed_ops
-    typed_json, typed_msgpack = hub.typed_decoders() or (None, None)
+    ops = hub.ops
+    decoders = hub.typed_decoders()
+    typed = None if decoders is None else functools.partial(_take_typed, conn, *decoders,
+                                                            hub.typed_ops)
     inline = ws.inline
-    if inline is not None and typed_json is not None:
-        inline.take = functools.partial(_take_inline, hub, conn, writer, typed_json,
-                                        typed_msgpack, typed_ops)
+    if inline is not None and typed is not None:
+        inline.take = functools.partial(_take_inline, hub, writer, typed)
     try:
         while True:
             if inline is not None:
@@ -396,10 +396,7 @@ async def _serve(request: web.Request, hub: Hub, account: AccountInfo | None
             if kind is not WSMsgType.TEXT and kind is not WSMsgType.BINARY:
                 continue
             hub.messages_received += 1
-            if (typed_json is not None and conn.account is not None
-                    and conn.inflight < INFLIGHT_MAX and _typed(
-                        conn, typed_json if kind is WSMsgType.TEXT else typed_msgpack,
-                        typed_ops, msg.data)):
+            if typed is not None and typed(msg):
                 continue  # an order or cancel, pipelined without a dict (no await)
             try:
                 message = _decode(msg)
@@ -425,17 +422,23 @@ async def _serve(request: web.Request, hub: Hub, account: AccountInfo | None
     return ws
 
 
-def _take_inline(hub: Hub, conn: Connection, writer: asyncio.Task, typed_json: Any,
-                 typed_msgpack: Any, typed_ops: dict, msg: Any) -> bool:
-    """``_InlineQueue.take``: an order or cancel submitted as its frame is parsed, exactly as
-    ``_serve`` would have (the same checks, the same answers); False leaves the message to
-    the queue, and so to ``_serve``."""
+def _take_typed(conn: Connection, typed_json: Any, typed_msgpack: Any, typed_ops: dict,
+                msg: Any) -> bool:
+    """An order or cancel submitted the typed ops' way (``_typed``), if the connection may
+    pipeline one now; False leaves the message to the general path."""
     kind = msg.type
     if ((kind is not WSMsgType.TEXT and kind is not WSMsgType.BINARY) or conn.account is None
-            or conn.inflight >= INFLIGHT_MAX or writer.done()):
+            or conn.inflight >= INFLIGHT_MAX):
         return False
-    if not _typed(conn, typed_json if kind is WSMsgType.TEXT else typed_msgpack, typed_ops,
-                  msg.data):
+    return _typed(conn, typed_json if kind is WSMsgType.TEXT else typed_msgpack, typed_ops,
+                  msg.data)
+
+
+def _take_inline(hub: Hub, writer: asyncio.Task, typed: Any, msg: Any) -> bool:
+    """``_InlineQueue.take``: an order or cancel submitted as its frame is parsed, exactly as
+    ``_serve`` would have (``typed``: ``_take_typed`` for the connection); False leaves the
+    message to the queue, and so to ``_serve``."""
+    if writer.done() or not typed(msg):
         return False
     hub.messages_received += 1
     hub.messages_inline += 1

@@ -102,17 +102,21 @@ def _install_stamped_locators() -> bool:
 kernel_sources_stamped: bool = _install_stamped_locators()
 
 
-def kernel(fn: Callable[..., Any] | None = None, *, inline: bool = False) -> Any:
+def kernel(fn: Callable[..., Any] | None = None, *, inline: bool = False,
+           nogil: bool = False) -> Any:
     """Compile ``fn`` as an in-place kernel: ``njit``, cached, without reference counting.
 
     ``@kernel(inline=True)`` inlines a small kernel into its callers in numba's own IR, so a
-    call in a hot loop does not pass every array as a stack of arguments.
+    call in a hot loop does not pass every array as a stack of arguments. ``nogil=True``
+    releases the interpreter lock while it runs (the journal thread's loop).
     """
     options: dict[str, Any] = {"cache": True}
     if kernel_without_nrt:
         options["_nrt"] = False
     if inline:
         options["inline"] = "always"
+    if nogil:
+        options["nogil"] = True
     if fn is None:
         return njit(**options)
     return njit(**options)(fn)

@@ -22,11 +22,9 @@ errno of a failed call.
 
 from __future__ import annotations
 
-from typing import Any
+from numba import types
 
-from numba import njit, types
-
-from engine.kernels.jit import kernel_without_nrt
+from engine.kernels.jit import kernel
 
 REQUEST_WORDS = 4
 DONE_WORDS = 3
@@ -55,24 +53,19 @@ _memcpy = types.ExternalFunction("memcpy", types.intp(types.intp, types.intp, ty
 # ``serve``'s one signature: the pipes' descriptors and the three int64 scratch arrays.
 SERVE_SIGNATURE = "int64(int64, int64, int64[::1], int64[::1], int64[::1])"
 
-_options: dict[str, Any] = {"cache": True, "nogil": True}
-if kernel_without_nrt:
-    _options["_nrt"] = False
-
-
-@njit(**_options)
+@kernel(nogil=True)
 def _now_ns(clock) -> int:
     _clock_gettime(_CLOCK_MONOTONIC, clock.ctypes.data)
     return clock[0] * 1_000_000_000 + clock[1]
 
 
-@njit(**_options)
+@kernel(nogil=True)
 def _keep_errno(done) -> None:
     done[2] = 0
     _memcpy(done.ctypes.data + 16, _errno_location(), 4)  # errno is a C int
 
 
-@njit(**_options)
+@kernel(nogil=True)
 def serve(requests: int, outcomes: int, request, done, clock) -> int:
     """Serve requests from the pipe ``requests`` until one this loop does not do; each batch
     written is answered on the pipe ``outcomes``. Returns STOP, PYTHON or why it failed.
