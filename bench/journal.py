@@ -94,10 +94,9 @@ async def _handoffs(directory: Path, payloads: list[bytes], batches: int,
 
     seconds = []
     try:
-        # Two batches before the loop gets busy and the clock starts: the first starts the
-        # journal's segment (the thread's Python does that), the second finds the compiled
-        # loop entered. A thread that has to take the interpreter lock back to enter it while
-        # the loop is busy can wait seconds (the starvation measured below).
+        # Two batches before the loop gets busy and the clock starts, so the thread has
+        # entered its loop: entering it takes the interpreter lock, which beside a busy loop
+        # can take seconds (the starvation measured below).
         sequence = 1
         for _ in range(2):
             await writer.append(frame_payloads(sequence, payloads))

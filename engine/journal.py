@@ -379,11 +379,11 @@ class FileJournal:
                 f"append of sequence {framed.first_sequence} where {expected} was expected")
         batch = framed.data
         active = self._segments[-1] if self._segments else None
-        if active is None:
-            self._start_segment(framed.first_sequence)
-        elif active.record_count and active.size_bytes + len(batch) > self.segment_size_max:
-            self._roll(framed.first_sequence)
         try:
+            if active is None:
+                self._start_segment(framed.first_sequence)
+            elif self._full(active, framed):
+                self._roll(framed.first_sequence)
             self._write_all(batch)
             self._fsync_active()
         except BaseException as error:
@@ -393,20 +393,31 @@ class FileJournal:
         segment.record_count += framed.count
         segment.size_bytes += len(batch)
 
-    def direct_target(self, framed: Framed) -> int | None:
-        """The descriptor ``framed`` can be appended to by the caller's own write and fsync
-        (``engine.kernels.journal_io``), every check of ``append_framed`` passed; None when it
-        must go through ``append_framed`` (a segment to start or roll, or anything it would
-        refuse: it raises the refusal there). The caller reports the outcome to ``appended``
-        or ``failed``, before anything else is appended."""
-        if self.read_only or self._closed or self._failed is not None or self._fd is None:
+    def direct_target(self, framed: Framed) -> tuple[int, int] | None:
+        """Where ``framed`` can be appended by the caller's own write and fsync
+        (``engine.kernels.journal_io``), every check of ``append_framed`` passed: the
+        descriptor, and the directory's descriptor when this batch starts a new segment (else
+        -1). The new segment is made here, its header written but not yet durable: the caller
+        fsyncs the segment and then the directory (``sync``), in that order, before it writes
+        the batch, as ``append_framed`` does in ``_start_segment``. None when the batch must go
+        through ``append_framed``, which raises the refusal there. The caller reports the
+        outcome to ``appended`` or ``failed``, before anything else is appended."""
+        if self.read_only or self._closed or self._failed is not None:
             return None
-        if not self._segments or framed.first_sequence != self.last_sequence + 1:
+        if framed.first_sequence != self.last_sequence + 1:
             return None
-        active = self._segments[-1]
-        if active.record_count and active.size_bytes + len(framed.data) > self.segment_size_max:
+        active = self._segments[-1] if self._segments else None
+        if active is not None and not self._full(active, framed):
+            return None if self._fd is None else (self._fd, -1)
+        try:
+            fd = self._new_segment(framed.first_sequence, rolling=active is not None)
+        except OSError as error:  # refused, as append_framed's start would be
+            self._failed = error
             return None
-        return self._fd
+        if fd is None:  # no descriptor to spare: the active segment takes it (``_roll``)
+            return self._fd, -1
+        self._use_segment(fd, framed.first_sequence)
+        return fd, (self._dir_fd if self.sync else -1)
 
     def appended(self, framed: Framed, fsync_seconds: float | None) -> None:
         """``framed`` was written to ``direct_target``'s descriptor (and fsynced, unless
@@ -518,36 +529,68 @@ class FileJournal:
             finally:
                 os.close(fd)
 
+    def _full(self, segment: _Segment, framed: Framed) -> bool:
+        """Whether ``framed`` goes into a new segment: ``segment`` holds records already and
+        would grow past its size (a batch never spans segments)."""
+        return bool(segment.record_count) and \
+            segment.size_bytes + len(framed.data) > self.segment_size_max
+
     def _roll(self, first_sequence: int) -> None:
-        """Start the next segment when the active one is full. Out of file descriptors
-        (EMFILE/ENFILE: a flood of client connections, say), the active segment takes this batch
-        too and the next append tries again: a full descriptor table must not stop the
-        exchange. Nothing was created then (the open is the only call that needs a descriptor).
-        Any other error is the disk's, and raises."""
+        """Start the next segment when the active one is full (see ``_new_segment`` for a
+        process out of file descriptors)."""
+        fd = self._new_segment(first_sequence, rolling=True)
+        if fd is not None:
+            self._make_durable(fd)
+            self._use_segment(fd, first_sequence)
+
+    def _start_segment(self, first_sequence: int) -> None:
+        fd = self._new_segment(first_sequence, rolling=False)
+        self._make_durable(fd)
+        self._use_segment(fd, first_sequence)
+
+    def _new_segment(self, first_sequence: int, *, rolling: bool) -> int | None:
+        """Create the segment file for ``first_sequence`` with its header (not yet durable)
+        and return its descriptor. Rolling out of file descriptors (EMFILE/ENFILE: a flood of
+        client connections, say), return None: the active segment takes this batch too and the
+        next append tries again, since a full descriptor table must not stop the exchange.
+        Nothing was created then (the open is the only call that needs a descriptor). Any
+        other error is the disk's, and raises."""
+        path = self.directory / segment_name(first_sequence)
         try:
-            self._start_segment(first_sequence)
+            fd = open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL)
         except OSError as error:
-            if error.errno not in (errno.EMFILE, errno.ENFILE):
+            if not rolling or error.errno not in (errno.EMFILE, errno.ENFILE):
                 raise
             log.warning("journal: no file descriptor for a new segment (%s); segment %s goes "
                         "on past its size", error, self._segments[-1].path.name)
-
-    def _start_segment(self, first_sequence: int) -> None:
-        path = self.directory / segment_name(first_sequence)
-        fd = open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL)
+            return None
         try:
             header = _segment_header(first_sequence)
             if os.write(fd, header) != len(header):
                 raise OSError(f"short write of the segment header of {path}")
-            if self.sync:
-                os.fsync(fd)
-                os.fsync(self._dir_fd)  # the new name is durable once its directory is
         except BaseException:
             os.close(fd)
             raise
+        return fd
+
+    def _make_durable(self, fd: int) -> None:
+        """A new segment's header, then its name, durable before its first record is
+        written (``sync``); on failure its descriptor is closed and the error raised."""
+        if not self.sync:
+            return
+        try:
+            os.fsync(fd)
+            os.fsync(self._dir_fd)  # the new name is durable once its directory is
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _use_segment(self, fd: int, first_sequence: int) -> None:
+        """Append from now on to the segment just made (``_new_segment``)."""
         if self._fd is not None:
             os.close(self._fd)
         self._fd = fd
+        path = self.directory / segment_name(first_sequence)
         self._segments.append(_Segment(path, first_sequence, 0, SEGMENT_HEADER_SIZE))
         log.info("journal: started segment %s", path)
 

@@ -803,9 +803,11 @@ class JournalThread:
     side waits for the other's lock. A Python thread took the lock back three times a batch
     (when handed the batch, after the write, after the fsync), each time waiting out the busy
     loop's switch interval: ~0.5 ms a batch on the path of every acknowledgement. What the
-    compiled loop does not do (a segment to start or roll, an append the journal must check
-    or refuse) it hands back to the thread's Python, which calls ``append_framed`` as the
-    Python thread does everywhere (``compiled=False``, CROWDEX_JOURNAL_COMPILED=0).
+    compiled loop does not do (an append the journal must check or refuse) it hands back to
+    the thread's Python, which calls ``append_framed`` as the Python thread does everywhere
+    (``compiled=False``, CROWDEX_JOURNAL_COMPILED=0). A segment to start or roll stays in the
+    compiled loop (``FileJournal.direct_target``): re-entering it from Python needs the
+    interpreter lock back, which beside a busy event loop took seconds.
 
     Not a ``ThreadPoolExecutor``: the sequencer hands over a batch per group commit, hundreds
     a second at a moderate load, and the pool's way (a concurrent future with its condition, a
@@ -824,6 +826,7 @@ class JournalThread:
         self.compiled = (JOURNAL_THREAD_COMPILED if compiled is None else compiled) and \
             callable(getattr(journal, "direct_target", None)) and _compiled_loop_loaded()
         self._inflight: tuple[Framed, asyncio.Future] | None = None  # the compiled loop's
+        self.python_batches = 0  # batches the compiled loop handed to the thread's Python
         if self.compiled:
             self._requests, self._request_pipe = os.pipe()  # the thread reads, the loop writes
             self._outcomes, self._outcome_pipe = os.pipe()  # the loop reads, the thread writes
@@ -839,15 +842,17 @@ class JournalThread:
         if not self.compiled:
             self._calls.put((framed, done))
             return done
-        descriptor = self._journal.direct_target(framed)
-        if descriptor is None:
+        target = self._journal.direct_target(framed)
+        if target is None:
+            self.python_batches += 1
             self._calls.put((framed, done))
             self._request(journal_io.PYTHON)
         else:
             self._inflight = (framed, done)  # keeps the bytes alive while the thread writes
             data = framed.data
+            descriptor, new_segment_directory = target
             self._request(journal_io.WRITE_SYNC if self._journal.sync else journal_io.WRITE,
-                          descriptor, _address(data), len(data))
+                          descriptor, _address(data), len(data), new_segment_directory)
         return done
 
     def stop(self) -> None:
@@ -863,10 +868,11 @@ class JournalThread:
                                self._outcome_pipe):
                 os.close(descriptor)
 
-    def _request(self, kind: int, descriptor: int = 0, address: int = 0, length: int = 0
-                 ) -> None:
-        # One write of 32 bytes: atomic on a pipe, so the thread reads whole requests.
-        os.write(self._request_pipe, _REQUEST.pack(kind, descriptor, address, length))
+    def _request(self, kind: int, descriptor: int = 0, address: int = 0, length: int = 0,
+                 directory: int = -1) -> None:
+        # One write of 40 bytes: atomic on a pipe, so the thread reads whole requests.
+        os.write(self._request_pipe, _REQUEST.pack(kind, descriptor, address, length,
+                                                   directory))
 
     def _on_outcome(self) -> None:
         """On the loop: the compiled loop wrote a batch (and fsynced it)."""

@@ -11,11 +11,16 @@ loop: 0.7 ms from handoff to the loop seeing the batch durable, against 0.2 ms t
 each batch to the journal's descriptor, fsyncs it, and writes the outcome to another pipe that
 the event loop watches. It calls the C library directly (``write``, ``read``, ``fsync``,
 ``clock_gettime``; numba's external functions, resolved in the process), so it is Linux's.
-Anything else (a segment to roll, an append the journal must check itself, a failed call)
-returns to the thread's Python, which does it the plain way.
+A batch that starts a segment (the journal's first, or a roll) comes with the directory's
+descriptor: the loop made the file and wrote its header (``FileJournal.direct_target``), and
+this loop makes the header and then the name durable before it writes the batch. Anything
+else (an append the journal must check or refuse itself, a failed call) returns to the
+thread's Python, which does it the plain way. Python there would need the interpreter lock
+back to re-enter this loop, which beside a busy event loop can take seconds.
 
 A request is ``REQUEST_WORDS`` int64: its kind, the descriptor, the address and the length of
-the bytes (kept alive by the sender until the outcome comes back). An outcome is
+the bytes (kept alive by the sender until the outcome comes back), and the directory's
+descriptor to fsync first or -1. An outcome is
 ``DONE_WORDS`` int64: the bytes written, the fsync's nanoseconds (0 without one) and the
 errno of a failed call.
 """
@@ -26,7 +31,7 @@ from numba import types
 
 from engine.kernels.jit import kernel
 
-REQUEST_WORDS = 4
+REQUEST_WORDS = 5
 DONE_WORDS = 3
 
 # Request kinds.
@@ -66,6 +71,17 @@ def _keep_errno(done) -> None:
 
 
 @kernel(nogil=True)
+def _fsync_retried(descriptor, done) -> bool:
+    """fsync ``descriptor``, again when a signal interrupted it and never after a real failure
+    (see FileJournal), whose errno is left in ``done``."""
+    while _fsync(descriptor) != 0:
+        _keep_errno(done)
+        if done[2] != _EINTR:
+            return False
+    return True
+
+
+@kernel(nogil=True)
 def serve(requests: int, outcomes: int, request, done, clock) -> int:
     """Serve requests from the pipe ``requests`` until one this loop does not do; each batch
     written is answered on the pipe ``outcomes``. Returns STOP, PYTHON or why it failed.
@@ -89,10 +105,14 @@ def serve(requests: int, outcomes: int, request, done, clock) -> int:
         descriptor = request[1]
         address = request[2]
         length = request[3]
+        directory = request[4]
         written = 0
         done[0] = 0
         done[1] = 0
         done[2] = 0
+        if directory >= 0:  # a new segment: its header, then its name, durable first
+            if not _fsync_retried(descriptor, done) or not _fsync_retried(directory, done):
+                return FSYNC_FAILED
         while written < length:
             count = _write(descriptor, address + written, length - written)
             if count < 0:
@@ -105,10 +125,8 @@ def serve(requests: int, outcomes: int, request, done, clock) -> int:
         done[0] = written
         if kind == WRITE_SYNC:
             started = _now_ns(clock)
-            while _fsync(descriptor) != 0:
-                _keep_errno(done)
-                if done[2] != _EINTR:  # never retried after a real failure (see FileJournal)
-                    return FSYNC_FAILED
+            if not _fsync_retried(descriptor, done):
+                return FSYNC_FAILED
             done[1] = max(_now_ns(clock) - started, 1)
         sent = 0
         while sent < DONE_WORDS * 8:

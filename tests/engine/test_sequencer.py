@@ -527,8 +527,9 @@ async def test_a_failed_write_or_fsync_stops_the_engine_with_the_systems_error(
 async def test_the_journal_thread_appends_every_batch_through_segment_rolls(
         tmp_path: Path, compiled: bool, sync: bool):
     """Batches handed to the journal's thread one after another, in small segments: the
-    compiled loop writes those that fit the active segment and hands the rolls to the
-    thread's Python; every record reads back in order, and each batch's fsync is counted."""
+    compiled loop writes every batch, the rolls and the journal's first segment included,
+    without handing one to the thread's Python (which would need the interpreter lock back);
+    every record reads back in order, and each batch's fsync is counted."""
     import random
 
     from engine.journal import FileJournal, frame_payloads
@@ -548,6 +549,7 @@ async def test_the_journal_thread_appends_every_batch_through_segment_rolls(
             assert journal.last_sequence == len(written)
     finally:
         writer.stop()
+    assert writer.python_batches == 0
     if sync:  # each batch's fsync timed, whichever loop made it
         assert len(fsyncs) == 80 and all(seconds > 0 for seconds in fsyncs)
     else:
@@ -556,6 +558,37 @@ async def test_the_journal_thread_appends_every_batch_through_segment_rolls(
     assert list(journal.read()) == written
     journal.close()
     assert list(FileJournal(tmp_path, read_only=True).read()) == written
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+async def test_a_failed_fsync_of_a_new_segments_directory_fails_the_batch_and_the_journal(
+        tmp_path: Path, compiled: bool):
+    """A roll makes the new segment's header and then its name durable before its first
+    batch is written, whichever loop does it: with a pipe under the directory's descriptor
+    the directory's fsync fails (EINVAL), the rolling batch fails with the system's error,
+    and the journal refuses to go on."""
+    import errno
+
+    from engine.journal import FileJournal, JournalError, frame_payloads
+
+    journal = FileJournal(tmp_path, segment_size_max=200)
+    writer = sequencer.JournalThread(journal, asyncio.get_running_loop(), compiled=compiled)
+    reader, other = os.pipe()
+    try:
+        await asyncio.wait_for(writer.append(frame_payloads(1, [b"a" * 150])), 10)
+        os.dup2(other, journal._dir_fd)
+        with pytest.raises(OSError) as failed:
+            await asyncio.wait_for(writer.append(frame_payloads(2, [b"b" * 150])), 10)
+        assert failed.value.errno == errno.EINVAL
+        assert journal.last_sequence == 1
+        with pytest.raises(JournalError, match="failed earlier"):
+            journal.append([(2, b"c")])
+    finally:
+        writer.stop()
+        journal.close()
+        os.close(reader)
+        os.close(other)
+    assert list(FileJournal(tmp_path, read_only=True).read()) == [(1, b"a" * 150)]
 
 
 def _modes(data_dir: Path) -> dict[str, int]:
