@@ -63,8 +63,13 @@ _HEADER_V2 = struct.Struct("<8sIIQQII")  # version 2: no position
 _PREFIX = struct.Struct("<8sI")  # magic and version, which say how the rest reads
 SNAPSHOTS_KEPT_DEFAULT = 3
 
-# The writer's unit: a write of about this size, its checksum taken just before it.
-WRITE_CHUNK_BYTES = 1 << 20
+# The writer's unit: a write of about this size, its checksum taken just before it, sent to
+# the disk behind (see below). Each journal fsync meanwhile waits for the chunks in flight: a
+# 50 MB snapshot written at 1 MiB a chunk raised a 1.5 KB journal write's fsync from 0.2 ms
+# to 1.3-1.7 ms (median while writing) on this machine's disk, at 128 KiB to 0.3-0.35 ms, at
+# 256 KiB to ~0.5 ms; the writer's CPU grew from 28 ms to 38 ms at 256 KiB and 52 ms at
+# 128 KiB (more sync_file_range calls).
+WRITE_CHUNK_BYTES = 256 << 10
 # A file being removed is cut this much at a time, with a pause between (``remove_gently``).
 REMOVE_STEP_BYTES = 4 << 20
 REMOVE_PAUSE_S = 0.005
