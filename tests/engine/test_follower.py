@@ -195,6 +195,28 @@ async def test_follower_writes_the_servers_snapshot(tmp_path: Path):
     assert state_hash(followed.arrays, followed.meta) == state_hash(server.arrays, server.meta)
 
 
+def test_the_followers_snapshot_is_written_by_a_thread_at_the_idle_class():
+    """``at_idle_priority`` runs the write in a thread of its own at SCHED_IDLE (which any
+    thread of the server that wakes preempts at once), leaves the caller's class alone, and
+    raises the write's error in the caller."""
+    import threading
+
+    seen = []
+    before = os.sched_getscheduler(0)
+    follower_module.at_idle_priority(
+        lambda: seen.append((threading.get_ident(), os.sched_getscheduler(0))))
+    assert seen == [(seen[0][0], os.SCHED_IDLE)]
+    assert seen[0][0] != threading.get_ident()
+    assert os.sched_getscheduler(0) == before
+
+    def fail() -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        follower_module.at_idle_priority(fail)
+    assert follower_module.WRITE_AT_IDLE  # the follower's default
+
+
 async def test_follower_applies_only_what_is_durable(tmp_path: Path):
     _journal_of(tmp_path, 100)
     follower = Follower(tmp_path, 10, keep=3)
