@@ -114,6 +114,7 @@ def measure(name: str, spec: loadgen.LoadSpec, workers: int, rows: list[dict],
     with ``server`` its CPU time (all its threads) per answer, in microseconds: a figure the
     load client and other work on a shared machine barely move, unlike the rates and tails."""
     before = sync_histogram(metrics_url) if metrics_url else None
+    snapshots_before = snapshots_written(metrics_url) if metrics_url else 0
     cpu_before = _cpu_seconds(server)
     row = {"run": name, "mode": spec.mode,
            "offered": spec.rate or "saturation", **loadgen.summarize(loadgen.run(spec, workers))}
@@ -124,8 +125,11 @@ def measure(name: str, spec: loadgen.LoadSpec, workers: int, rows: list[dict],
     disk = ""
     if before is not None:
         row["fsync"] = histogram_delta(before, sync_histogram(metrics_url))
+        # A periodic snapshot written during the run (every 100k commands, ~5 s at 20k/s)
+        # shares the machine's cores and disk: its runs are the ones with the longer tails.
+        row["snapshots"] = snapshots_written(metrics_url) - snapshots_before
         disk = (f"  fsync calls={row['fsync']['count']} p50<={row['fsync']['p50_ms']} ms "
-                f"p99<={row['fsync']['p99_ms']} ms")
+                f"p99<={row['fsync']['p99_ms']} ms  snapshots={row['snapshots']}")
         batches = row["fsync"]["count"]  # one fsync per group commit
         if "server_cpu_us" in row and batches:
             # The server's CPU per order falls as batches grow (each costs a fixed ~0.5-1 ms
@@ -156,14 +160,28 @@ SYNC_METRIC = "crowdex_journal_sync_seconds"
 
 def sync_histogram(metrics_url: str) -> dict[str, int]:
     """The server's histogram of fsync calls (cumulative bucket counts by upper bound)."""
-    with urllib.request.urlopen(metrics_url, timeout=10) as response:
-        text = response.read().decode()
     counts = {}
-    for line in text.splitlines():
+    for line in _scrape(metrics_url).splitlines():
         if line.startswith(SYNC_METRIC + "_bucket{"):
             bound = line.split('le="', 1)[1].split('"', 1)[0]
             counts[bound] = int(float(line.rsplit(" ", 1)[1]))
     return counts
+
+
+def snapshots_written(metrics_url: str) -> int:
+    """The periodic snapshots the server has written since it started, by any writer."""
+    return snapshots_in(_scrape(metrics_url))
+
+
+def snapshots_in(metrics_text: str) -> int:
+    """``crowdex_snapshots_written_total`` summed over its writers, from /metrics' text."""
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in metrics_text.splitlines()
+               if line.startswith("crowdex_snapshots_written_total{"))
+
+
+def _scrape(metrics_url: str) -> str:
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        return response.read().decode()
 
 
 def histogram_delta(before: dict[str, int], after: dict[str, int]) -> dict:

@@ -87,6 +87,7 @@ class Follower:
         self._told = -1
         self._heard = b""  # stdout read so far, up to the last whole line
         self.applied = -1  # the last sequence it said it applied
+        self.written = 0  # snapshots it said it published
         self.progressed_at = time.monotonic()  # when it last said so (or was started)
 
     def start(self) -> None:
@@ -138,6 +139,7 @@ class Follower:
         for line in lines:
             if line.startswith(SNAPSHOT_LINE):
                 newest = max(newest, int(line[len(SNAPSHOT_LINE):]))
+                self.written += 1
                 self.progressed_at = time.monotonic()  # a snapshot is progress too
             elif line.startswith(PROGRESS_LINE):
                 applied = int(line[len(PROGRESS_LINE):])

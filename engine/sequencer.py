@@ -268,6 +268,9 @@ class Engine:
         self._task: asyncio.Task | None = None
         self._snapshot_started = 0  # the sequence the last snapshot begun was taken at
         self._snapshotted = -1  # the sequence of the last snapshot known to be written
+        # Periodic snapshots written since the start (``snapshots_written``).
+        self._written_by_followers = 0  # by followers stopped since
+        self._written_by_forks = 0
         self._snapshot_task: asyncio.Task | None = None
         self.snapshots = snapshots  # who writes the periodic snapshots (SNAPSHOT_WRITERS)
         self._follower_start = int(snapshot_every * FOLLOWER_START_SHARE)
@@ -595,7 +598,8 @@ class Engine:
                     restarts += 1
                     log.warning("the snapshot follower (pid %d) ended with status %s",
                                 follower.pid, follower.process.returncode)
-                    await follower.stop()
+                    self._heard(await follower.stop())
+                    self._written_by_followers += follower.written
                     self.follower = None
                     if restarts > FOLLOWER_RESTARTS_MAX:
                         log.error("the snapshot follower died %d times; the server writes its "
@@ -633,6 +637,19 @@ class Engine:
     def _heard(self, snapshotted: int) -> None:
         self._snapshotted = max(self._snapshotted, snapshotted)
 
+    @property
+    def snapshotted(self) -> int:
+        """The sequence of the newest snapshot known to be written (-1: none yet known)."""
+        return self._snapshotted
+
+    @property
+    def snapshots_written(self) -> dict[str, int]:
+        """Periodic snapshots written since the start, by writer: the follower's as it
+        reported them, and forked ones (/metrics; the benches tell a run one fell into)."""
+        follower = self.follower.written if self.follower is not None else 0
+        return {"follower": self._written_by_followers + follower,
+                "fork": self._written_by_forks}
+
     async def _stop_follower(self) -> None:
         if self._following is not None:
             self._following.cancel()
@@ -640,11 +657,13 @@ class Engine:
             self._following = None
         if self.follower is not None:
             self._heard(await self.follower.stop())
+            self._written_by_followers += self.follower.written
             self.follower = None
 
     async def _snapshot_written(self, sequence: int, writing: Awaitable[bool]) -> None:
         if await writing:
             self._snapshotted = max(self._snapshotted, sequence)
+            self._written_by_forks += 1
 
     def _write_snapshot(self, sequence: int, arrays: dict,
                         meta: Callable[[], bytes]) -> None:

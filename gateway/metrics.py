@@ -177,6 +177,7 @@ def _venue_families(engine: Engine | None, hub: Hub | None) -> Iterator[Metric]:
                                   value=int(counters[C_NEXT_TRADE]) - 1)
         yield GaugeMetricFamily("crowdex_orders_resting", "Orders resting on the books.",
                                 value=int(counters[C_LIVE_ORDERS]))
+        yield from _snapshot_families(engine)
     if hub is not None:
         yield GaugeMetricFamily("crowdex_websocket_connections", "WebSocket connections open.",
                                 value=hub.connections)
@@ -187,6 +188,27 @@ def _venue_families(engine: Engine | None, hub: Hub | None) -> Iterator[Metric]:
                                   value=hub.messages_received)
         yield CounterMetricFamily("crowdex_websocket_messages_sent",
                                   "WebSocket messages sent to clients.", value=hub.messages_sent)
+
+
+def _snapshot_families(engine: Engine) -> Iterator[Metric]:
+    """How far recovery would replay: the newest snapshot, who wrote the periodic ones, and
+    how far the snapshot follower said it got."""
+    yield GaugeMetricFamily("crowdex_snapshot_sequence",
+                            "The sequence of the newest snapshot written (0: none yet).",
+                            value=max(engine.snapshotted, 0))
+    written = CounterMetricFamily(
+        "crowdex_snapshots_written", "Periodic snapshots written since the server started, by "
+        "writer: the follower process or a child forked from the server (its fallback).",
+        labels=["writer"])
+    for writer, count in sorted(engine.snapshots_written.items()):
+        written.add_metric([writer], count)
+    yield written
+    follower = engine.follower
+    if follower is not None and follower.applied >= 0:
+        yield GaugeMetricFamily(
+            "crowdex_snapshot_follower_behind", "Commands the snapshot follower was behind "
+            "the last applied sequence, as it last said how far it got (every 0.5 s at most "
+            "while it applies).", value=max(engine.machine.last_sequence - follower.applied, 0))
 
 
 def _bound(value: float) -> str:

@@ -26,6 +26,7 @@ from engine.journal import FileJournal, JournalCorruptError, JournalTail, segmen
 from engine.sequencer import Engine, replay_from_empty
 from engine.skips import Skip, entry_sha256, record_skip
 from engine.snapshot import read_snapshot, snapshot_name, snapshot_paths, state_hash
+from gateway import metrics
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the follower needs Linux")
 
@@ -281,6 +282,9 @@ async def test_a_killed_follower_is_restarted_and_no_half_snapshot_is_seen(
         await _until(lambda due=100 * (round_ + 1): engine._snapshotted >= due,
                      "the restarted follower's snapshot")
     assert "forked from the server" not in caplog.text  # each restarted, none fallen behind
+    # Counted across the restarts: each killed follower's own snapshots stay counted.
+    assert engine.snapshots_written["follower"] >= 3
+    assert engine.snapshots_written["fork"] == 0
     await engine.stop()
     recovered = Engine(tmp_path, ManualClock(), sync=False)
     recovered.recover()
@@ -296,6 +300,7 @@ async def test_a_wedged_follower_falls_back_to_a_forked_snapshot(tmp_path: Path)
     await _submit(engine, [(0, c.Tick())] * 250)  # past two snapshots' worth
     await _until(lambda: engine._snapshotted >= 200, "the forked snapshot")
     assert _gone(wedged)
+    assert engine.snapshots_written["fork"] >= 1
     await engine.stop()
 
 
@@ -310,6 +315,15 @@ async def test_a_follower_behind_but_moving_is_left_to_catch_up(tmp_path: Path, 
     await _until(lambda: engine._snapshotted >= 400, "the follower's snapshots")
     assert engine.follower is not None and engine.follower.pid == pid
     assert engine._snapshot_task is None  # nothing forked
+    assert engine.snapshots_written == {"follower": 4, "fork": 0}  # at 100, 200, 300, 400
+    families = {family.name: family for family in metrics._snapshot_families(engine)}
+    assert families["crowdex_snapshot_sequence"].samples[0].value == 400
+    assert {sample.labels["writer"]: sample.value
+            for sample in families["crowdex_snapshots_written"].samples
+            if sample.name.endswith("_total")} == {"follower": 4, "fork": 0}
+    engine.follower.applied = engine.machine.last_sequence - 7  # as a progress line says
+    families = {family.name: family for family in metrics._snapshot_families(engine)}
+    assert families["crowdex_snapshot_follower_behind"].samples[0].value == 7
     await engine.stop()
 
 

@@ -50,6 +50,7 @@ def test_the_gateway_bench_runs_and_every_order_is_acknowledged(
             assert run["orders_per_batch"] == round(run["ok"] / batches, 1), run
             assert run["server_cpu_us_per_batch"] == round(
                 run["server_cpu_us"] * run["ok"] / batches), run
+            assert run["snapshots"] == 0, run  # a short run, far from 100k commands
         else:
             assert "fsync" not in run
 
@@ -66,3 +67,13 @@ def test_fsync_quantiles_from_histogram_deltas() -> None:
     assert delta == {"count": 100, "p50_ms": 1.0, "p99_ms": 5.0}
     slow = gateway.histogram_delta(before, {"0.001": 5, "0.005": 8, "+Inf": 20})
     assert slow == {"count": 10, "p50_ms": None, "p99_ms": None}  # beyond the last bound
+
+
+def test_snapshots_written_summed_over_writers_from_metrics_text() -> None:
+    text = ('# HELP crowdex_snapshots_written_total Periodic snapshots written\n'
+            '# TYPE crowdex_snapshots_written_total counter\n'
+            'crowdex_snapshots_written_total{writer="follower"} 3.0\n'
+            'crowdex_snapshots_written_created{writer="follower"} 1.7e+09\n'
+            'crowdex_snapshots_written_total{writer="fork"} 1.0\n'
+            'crowdex_snapshot_sequence 400.0\n')
+    assert gateway.snapshots_in(text) == 4
