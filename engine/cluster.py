@@ -171,6 +171,19 @@ class ClusterEngine:
     def degraded(self) -> bool:
         return self.degraded_since is not None
 
+    # As ``Engine``'s, for /metrics: a replica writes its snapshots from forked children.
+    follower = None
+
+    @property
+    def snapshotted(self) -> int:
+        """The sequence of this replica's newest local snapshot (-1: none yet known)."""
+        return self.snapshots.written
+
+    @property
+    def snapshots_written(self) -> dict[str, int]:
+        """Periodic snapshots this replica has written since it started (forked)."""
+        return {"follower": 0, "fork": self.snapshots.forked}
+
     # ---- lifecycle ------------------------------------------------------------------------------
 
     async def recover(self) -> int:

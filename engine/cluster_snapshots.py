@@ -94,6 +94,7 @@ class ReplicaSnapshots:
         self._log: StreamLog | None = None
         self._mark = 0  # the last cadence point (venue sequence // every) seen
         self.written = -1  # the sequence of the newest local snapshot known to be written
+        self.forked = 0  # periodic snapshots written by forked children since the start
         self._task: asyncio.Task | None = None
         self.uploaded: list[StoredSnapshot] = []  # by this replica, this run
 
@@ -297,6 +298,7 @@ class ReplicaSnapshots:
         if not await writing:
             return
         self.written = max(self.written, sequence)
+        self.forked += 1
         if upload:
             await self._upload(sequence, position)
 

@@ -323,6 +323,9 @@ async def test_health_metrics_openapi(client):
     text = await (await client.get("/metrics")).text()
     assert "crowdex_commands_total" in text and "crowdex_journal_fsync_seconds_bucket" in text
     assert 'crowdex_http_responses_total{status="201"}' in text
+    # A server or a cluster replica alike: the newest snapshot and who wrote them.
+    assert "crowdex_snapshot_sequence " in text
+    assert 'crowdex_snapshots_written_total{writer="fork"} 0.0' in text
     spec = await (await client.get("/openapi.json")).json()
     assert spec["openapi"].startswith("3.")
     assert "/v1/accounts/{account_id}/deposits" in spec["paths"]
