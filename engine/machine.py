@@ -739,9 +739,9 @@ class StateMachine:
         if info is None or info.role == "fee":
             raise CrowdexError("account_not_found", f"no account {cmd.account_id}")
         fingerprint = f"deposit:{cmd.amount}"
-        first = self._check_reference(cmd.account_id, cmd.reference, fingerprint)
-        if first is not None:
-            return first
+        references, key = self.references, (cmd.account_id, cmd.reference)
+        if key in references:  # a reference used before: its first reply, or a conflict
+            return self._check_reference(cmd.account_id, cmd.reference, fingerprint)
         if (self.rules >= 3  # commands.RULES_VERSION: older journals replay as they were
                 and self.deposits_total - self.withdrawals_total + cmd.amount > CASH_TOTAL_MAX):
             raise CrowdexError("limit_exceeded",
@@ -753,18 +753,16 @@ class StateMachine:
         self.movements.record(self.last_sequence, mv.DEPOSIT, mv.EXTERNAL_ACCOUNT,
                               cmd.account_id, mv.CASH, cmd.amount)
         # The reply is kept with the reference (state), so it is built even in a replay.
-        reply = Reply(201, {
-            "account_id": cmd.account_id,
-            "cash_available": int(cash[cmd.account_id]),
-        })
-        self.references[(cmd.account_id, cmd.reference)] = Stored(fingerprint, self.now_us, reply)
+        reply = Reply(201, {"account_id": cmd.account_id,
+                            "cash_available": cash.item(cmd.account_id)})
+        references[key] = Stored(fingerprint, self.now_us, reply)
         return reply
 
     def _withdraw(self, cmd: c.Withdraw, actor: int) -> Reply:
         fingerprint = f"withdraw:{cmd.amount}"
-        first = self._check_reference(cmd.account_id, cmd.reference, fingerprint)
-        if first is not None:
-            return first
+        references, key = self.references, (cmd.account_id, cmd.reference)
+        if key in references:  # a reference used before: its first reply, or a conflict
+            return self._check_reference(cmd.account_id, cmd.reference, fingerprint)
         if cmd.amount > self.cash_withdrawable(cmd.account_id):
             raise CrowdexError(
                 "insufficient_funds",
@@ -775,8 +773,8 @@ class StateMachine:
         self.withdrawals_total += cmd.amount
         self.movements.record(self.last_sequence, mv.WITHDRAWAL, cmd.account_id,
                               mv.EXTERNAL_ACCOUNT, mv.CASH, cmd.amount)
-        reply = Reply(201, {"cash_available": int(cash[cmd.account_id])})
-        self.references[(cmd.account_id, cmd.reference)] = Stored(fingerprint, self.now_us, reply)
+        reply = Reply(201, {"cash_available": cash.item(cmd.account_id)})
+        references[key] = Stored(fingerprint, self.now_us, reply)
         return reply
 
     def _advance_clock(self, cmd: c.AdvanceClock, actor: int) -> Reply:

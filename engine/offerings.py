@@ -196,6 +196,7 @@ class Offerings:
         self.rules_file: dict[str, Any] = {}  # the operator's boards file in force (state)
         self.terms = OperatingTerms(self)  # the operating-rights board after its close
         self._configured: dict[tuple, rules.Board] = {}  # boards with overrides (derived)
+        self._boards: dict[int, rules.Board] = {}  # project id -> board (derived)
         # (project, status, payments, raised, closed) -> when it falls into default (derived).
         self._default_from: dict[tuple, int | None] = {}
         self._infos: dict[tuple, InstrumentInfo] = {}  # see instrument_info (derived)
@@ -216,7 +217,14 @@ class Offerings:
 
     def board(self, project: Project) -> rules.Board:
         """The project's board with the rules in force when it was listed."""
-        return self._with_rules(project.board, project.rules)
+        # A project's board and listing rules never change (a load starts a new cache): its
+        # board is looked up once (``_with_rules`` sorts the rules into a key at each call,
+        # and every subscription asks).
+        found = self._boards.get(project.project_id)
+        if found is None:
+            found = self._boards[project.project_id] = self._with_rules(project.board,
+                                                                        project.rules)
+        return found
 
     def listing_board(self, name: str) -> rules.Board:
         """A board as a project listed now gets it: the boards file over BOARDS.md."""
@@ -425,8 +433,17 @@ class Offerings:
         self._by_project[sub.project_id].append(sub)
         if counts:
             self._limit_subs[actor].append(sub)
-        self._live_add(sub, 1, live)
-        self._publish(project)
+        # _live_add(sub, 1, live), inlined.
+        live.amount += amount
+        live.quantity += quantity
+        taken = live.taken
+        taken[tier_id] = taken.get(tier_id, 0) + quantity
+        per_backer, key = live.per_backer, (actor, tier_id)
+        per_backer[key] = per_backer.get(key, 0) + quantity
+        live_accounts = live.accounts
+        live_accounts[actor] = live_accounts.get(actor, 0) + 1
+        if machine.may_want_updates():
+            self._publish(project)
         return Reply(201, subscription_view(sub)) if machine.replies_needed else UNREAD[201]
 
     def _check_per_backer(self, board: rules.Board, project: Project, live: _Live, actor: int,
