@@ -142,8 +142,7 @@ def _bulk_stretches(plain: np.ndarray) -> list[tuple[int, int]]:
 
 def _apply_decoded(machine: StateMachine, first: int, data: bytes, starts: np.ndarray,
                    ends: np.ndarray, time_us: int | None) -> None:
-    decode = c.decode_entry
-    entries = [decode(data[s:e]) for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+    entries = c.decode_entries(data, starts.tolist(), ends.tolist())
     if time_us is not None:
         for entry in entries:
             entry.time_us = time_us
