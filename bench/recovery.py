@@ -67,6 +67,7 @@ STEP_US = 50  # exchange time between consecutive orders: 20k orders/s
 GROUP = 256  # orders stamped with one time, as one group commit of a busy server stamps them
 JOURNAL_BATCH = 4096  # entries per journal append (the sequencer's batch at most)
 LIVE_SUBSCRIPTIONS = frozenset({"book:1", "trades:1"})  # what the live apply publishes
+LIVE_KINDS = frozenset({"book:", "trades:"})  # their kinds (``StateMachine.wants_any``)
 
 
 def _prefix() -> list[tuple[int, object]]:
@@ -162,6 +163,7 @@ def live_apply(data_dir: Path, prefix: int,
     machine = StateMachine()
     # As in a server where one client watches the instrument's book and trades.
     machine.wants = LIVE_SUBSCRIPTIONS.__contains__
+    machine.wants_any = LIVE_KINDS.__contains__  # as the hub answers: no orders@ listener
     journal = FileJournal(data_dir / "journal", sync=False, read_only=True)
     spent, cpu, timed, pending, first = 0.0, 0.0, 0, [], prefix + 1
     payloads: list[bytes] = []  # pending's journal bytes, as the sequencer hands them on

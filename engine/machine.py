@@ -658,6 +658,16 @@ class StateMachine:
         ``wants`` (a replay), so a component can skip building a call's updates at all."""
         return not self.quiet or "wants" in self.__dict__
 
+    def wants_any(self, kind: str) -> bool:
+        """Whether anyone may listen to some channel of ``kind``, a channel's name up to and
+        with its separator (``"orders@"`` for every account's ``orders@7``, ``"book:"``): a
+        component skips a kind of update at once, without asking ``wants`` per channel.
+
+        Output only, never state: the gateway replaces this with its hub's count of channels
+        by kind (``Hub.wants_any``), which answers at the cost of a dict lookup. Whoever
+        replaces ``wants`` alone keeps this answer: yes, unless the machine wants nothing."""
+        return self.may_want_updates()
+
     def next_deadline_us(self) -> int | None:
         """The earliest time at which some component has something to do, if any."""
         deadlines = [d for d in (x.next_deadline_us() for x in self.components) if d is not None]

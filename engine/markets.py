@@ -675,16 +675,18 @@ class Markets:
         them), then its books. Each update ``(channel, data, sequence)`` is keyed
         ``3 * command + kind`` (kind 0 a trade, 1 an order, 2 a book), added in order within
         its kind: a stable sort by key puts them in that order."""
-        wants = self.machine.wants
+        machine = self.machine
+        wants, wants_any = machine.wants, machine.wants_any
         items: list[tuple[int, tuple[str, Any, int | None]]] = []
-        if trades:
+        if trades and wants_any("trades:"):
             rows = self._trade_rows(events, trades)
             channels = _listened(self._trade_channels, "trades:", {row[1] for row in rows},
                                  wants)
             if channels:
                 items.extend(self._trade_items(rows, channels))
         changes = folded.changes
-        if len(changes):
+        # Most batches have no listener on any account's channel: no owner read nor lookup.
+        if len(changes) and wants_any("orders@"):
             owners = np.empty((2, len(changes)), dtype=np.int64)
             change_owners(changes, self.lifecycle.records, owners)
             accounts, positions = owners.tolist()
@@ -694,11 +696,11 @@ class Markets:
                 built = self._views_at(changes, rows, views)
                 for row, view in zip(rows, built, strict=True):
                     items.append((3 * positions[row] + 1, (channels[accounts[row]], view, None)))
-        if len(folded.books):
+        if len(folded.books) and wants_any("book:"):
             items.extend(self._book_updates(folded))
         if items:
             items.sort(key=_first)
-            self.machine.outbox.extend(map(_second, items))
+            machine.outbox.extend(map(_second, items))
 
     def _trade_rows(self, events: np.ndarray, trades: int) -> list[list[int]]:
         """The ``trades`` fills among a kernel call's ``events``, each as ``[command,

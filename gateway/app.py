@@ -132,6 +132,7 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     engine = _make_engine(config, metrics, hub)
     # Views for channels nobody subscribes to are not even built.
     engine.machine.wants = hub.subscribers.__contains__
+    engine.machine.wants_any = hub.wants_any  # a kind of update nobody listens to: none built
     await asyncio.to_thread(warm_up)  # compiled kernels loaded before the first order
     replayed = await _recover(engine)
     log.info("recovered sequence %d (%d journal entries replayed)",

@@ -117,6 +117,63 @@ class Connection:
             await self.room
 
 
+class ChannelSubscribers(dict):
+    """The hub's subscribers by channel key (a dict: ``wants`` is its ``__contains__``), which
+    also counts its keys by kind: a key up to and with its first ``@`` or ``:`` ("orders@"
+    for "orders@7", "book:" for "book:3"). So the engine asks once a batch, at the cost of a
+    lookup, whether any channel of a kind has a key (``Hub.wants_any``): most batches have
+    no listener on any account's ``orders@`` channel, and a scan of the keys would cost more
+    than what it saves. Keys are added and removed only through the methods below."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kinds: dict[str, int] = {}  # kind -> how many keys of it
+
+    def __setitem__(self, key: str, value: set) -> None:
+        if key not in self:
+            self._count(key, 1)
+        super().__setitem__(key, value)
+
+    def setdefault(self, key: str, default: set) -> set:  # type: ignore[override]
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._count(key, -1)
+
+    def pop(self, key: str, *default: Any) -> Any:  # type: ignore[override]
+        if key in self:
+            self._count(key, -1)
+        return super().pop(key, *default)
+
+    def clear(self) -> None:
+        super().clear()
+        self.kinds.clear()
+
+    def _count(self, key: str, change: int) -> None:
+        kind = kind_of(key)
+        left = self.kinds.get(kind, 0) + change
+        if left:
+            self.kinds[kind] = left
+        else:
+            del self.kinds[kind]
+
+    def _uncounted(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("ChannelSubscribers changes keys one at a time, counted by kind")
+
+    update = popitem = __ior__ = _uncounted  # type: ignore[assignment]
+
+
+def kind_of(key: str) -> str:
+    """A channel key's kind: up to and with its first ``@`` or ``:`` (the key if neither)."""
+    for at, char in enumerate(key):
+        if char in "@:":
+            return key[:at + 1]
+    return key
+
+
 class Hub:
     """Channels, their subscribers and per-channel sequences."""
 
@@ -127,7 +184,7 @@ class Hub:
         # the decoders are built once the ops are registered (``typed_decoders``).
         self.typed_ops: dict[type, OpHandler] = {}
         self._typed_decoders: tuple | None = None
-        self.subscribers: dict[str, set[Connection]] = {}
+        self.subscribers: ChannelSubscribers = ChannelSubscribers()
         self.sequences: dict[str, int] = {}
         self.connections_by_peer: dict[str, int] = {}  # open sockets by remote address
         self.connections = 0
@@ -243,6 +300,11 @@ class Hub:
                 flusher(connection)
             elif connection.wakeup is not None and not connection.wakeup.done():
                 connection.wakeup.set_result(None)
+
+    def wants_any(self, kind: str) -> bool:
+        """Whether some channel of ``kind`` ("orders@", "book:") has a key in ``subscribers``,
+        which is what ``wants`` asks of each channel: the engine's ``StateMachine.wants_any``."""
+        return kind in self.subscribers.kinds
 
     def channel_sequence(self, channel: str) -> int:
         return self.sequences.get(channel, 0)

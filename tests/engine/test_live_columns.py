@@ -158,10 +158,11 @@ def _one_at_a_time(drawn: list[tuple[int, list[tuple]]]
     return stamped, _outcome(machine, replies)
 
 
-def _in_batches(batches: list[list[c.Entry]]) -> tuple[list[bytes], list, str]:
-    """Each batch through ``apply_batch`` with its journal bytes, as the sequencer applies it;
-    what that gave."""
-    machine, replies = _machine(), []
+def _in_batches(batches: list[list[c.Entry]], machine: StateMachine | None = None
+                ) -> tuple[list[bytes], list, str]:
+    """Each batch through ``apply_batch`` with its journal bytes, as the sequencer applies it
+    (on ``machine``, a fresh ``_machine()`` by default); what that gave."""
+    machine, replies = machine or _machine(), []
     for batch in batches:
         replies.extend(machine.apply_batch(machine.last_sequence + 1, batch,
                                            payloads=[c.encode_entry(e) for e in batch]))

@@ -9,8 +9,11 @@ sent before: tests/gateway/test_ws.py reads the updates over real sockets.
 from __future__ import annotations
 
 import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gateway.hub import Connection, Hub
+from gateway.hub import Connection, Hub, kind_of
 
 
 def _connection(binary: bool) -> Connection:
@@ -56,3 +59,40 @@ def test_an_update_that_cannot_be_encoded_does_not_stop_the_publisher():
     hub.subscribers["book:7"] = {subscriber}
     hub.publish("book:7", {"changes": [[object()]]}, 3)  # no raise
     assert isinstance(subscriber.outgoing.popleft(), dict)
+
+
+_KEYS = ["orders@7", "orders@8", "book:7", "book:8", "trades:7", "status", "orders:9"]
+_CHANGES = st.lists(st.tuples(st.sampled_from(["subscribe", "set", "drop", "pop", "del"]),
+                              st.sampled_from(_KEYS)), max_size=40)
+
+
+@given(changes=_CHANGES)
+def test_the_hub_knows_which_kinds_of_channel_have_a_key(changes):
+    """``Hub.wants_any`` (the engine's question whether to build a kind of update at all)
+    agrees with a scan of the subscribers' keys, whichever way keys come and go: subscribed
+    as ws.py does, set, dropped with a connection (``Hub.drop``), popped or deleted."""
+    hub = Hub()
+    for change, key in changes:
+        if change == "subscribe":
+            connection = _connection(False)
+            hub.subscribers.setdefault(key, set()).add(connection)
+            connection.channels.add(key)
+        elif change == "set":
+            hub.subscribers[key] = set()
+        elif change == "drop":  # a connection on ``key`` alone leaves: empty, it goes
+            for connection in list(hub.subscribers.get(key, ())):
+                hub.drop(connection)
+        elif change == "pop":
+            hub.subscribers.pop(key, None)
+        elif key in hub.subscribers:
+            del hub.subscribers[key]
+        for kind in ("orders@", "book:", "trades:", "status", "orders:"):
+            assert hub.wants_any(kind) == any(map(kind_of(kind).__eq__,
+                                                  map(kind_of, hub.subscribers)))
+
+
+def test_the_subscribers_refuse_uncounted_changes():
+    hub = Hub()
+    with pytest.raises(TypeError):
+        hub.subscribers.update({"orders@7": set()})
+    assert not hub.wants_any("orders@")
