@@ -294,11 +294,20 @@ class Lifecycle:
     def _make_room(self, n: int, next_oid: int, legs: int, marks: int, instruments: int,
                    accounts: int) -> None:
         """Grow every array ``fold`` writes to its call's worst case (rarely needed: each
-        doubles), and slide the kept finished ids down the FIFO rather than grow it."""
-        self.records = grown(self.records, next_oid, used=self.next_oid)
-        self._touched = grown(self._touched, next_oid, used=0)  # all zero between folds
+        doubles), and slide the kept finished ids down the FIFO rather than grow it.
+
+        The records and legs get an eighth more than the call needs: a table in reserved
+        address space grows by 64 KB steps (``engine.state.grown``), so a live venue's
+        records and legs outgrew their room every few batches of 256, each time a pass over
+        every table here (~55 us); the extra rows are address space, not memory, until
+        written."""
+        oids, legs = next_oid + next_oid // 8, legs + legs // 8
+        if oids > len(self.records) or oids > len(self._touched):
+            self.records = grown(self.records, oids, used=self.next_oid)
+            self._touched = grown(self._touched, oids, used=0)  # all zero between folds
         used_legs = int(self.counters[kf.F_LEGS])
-        self.legs = grown(self.legs, legs, used=used_legs)
+        if legs > len(self.legs):
+            self.legs = grown(self.legs, legs, used=used_legs)
         head, tail = int(self.counters[kf.F_FIFO_HEAD]), int(self.counters[kf.F_FIFO_TAIL])
         if head > len(self.fifo) // 2:
             self.fifo[: tail - head] = self.fifo[head:tail]
