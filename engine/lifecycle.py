@@ -364,7 +364,7 @@ class Lifecycle:
         if total > len(self._view_legs):
             self._view_legs = np.zeros((2 * total, 3), dtype=np.int64)
             kf.view_rows(changes, index, self.records, self.legs, out, self._view_legs)
-        return self._built(out.tolist(), self._view_legs[:total].tolist())
+        return self._built(out.T.tolist(), self._view_legs[:total].tolist())
 
     def views_now(self, oids: list[int]) -> list[OrderView]:
         """API views of orders as they are now."""
@@ -374,7 +374,7 @@ class Lifecycle:
         if total > len(self._view_legs):
             self._view_legs = np.zeros((2 * total, 3), dtype=np.int64)
             kf.view_rows_now(index, self.records, self.legs, out, self._view_legs)
-        return self._built(out.tolist(), self._view_legs[:total].tolist())
+        return self._built(out.T.tolist(), self._view_legs[:total].tolist())
 
     def _view_room(self, n: int) -> np.ndarray:
         """The first ``n`` rows of the view scratch buffer (grown to fit)."""
@@ -382,9 +382,11 @@ class Lifecycle:
             self._view_out = np.zeros((2 * n, kf.VIEW_COLUMNS), dtype=np.int64)
         return self._view_out[:n]
 
-    def _built(self, rows: list[list[int]], legs: list[list[int]]) -> list[OrderView]:
-        """The views of ``kf.view_rows``' rows (``legs``: their fills, one after another).
-        Only the views are built here, one lookup per field: this runs once per reply."""
+    def _built(self, columns: list[list[int]], legs: list[list[int]]) -> list[OrderView]:
+        """The views of ``kf.view_rows``' rows, given as their columns (``out.T.tolist()``:
+        13 lists, not a list a row, ~0.06 us a view less; ``zip`` hands each row on in one
+        reused tuple), and ``legs``: their fills, one after another. Only the views are
+        built here, one lookup per field: this runs once per reply."""
         views: list[OrderView] = []
         at, append, view = 0, views.append, OrderView
         cid_of = self.client_ids.get
@@ -392,7 +394,7 @@ class Lifecycle:
         times: dict[int, str] = {}  # orders of one call share their creation times
         last_created, created_text = -1, ""  # and the replies' orders the same one
         for (oid, instrument, side, kind, price, quantity, tif, post_only, status, filled,
-             remaining, count, created) in rows:
+             remaining, count, created) in zip(*columns, strict=True):
             if not count:
                 fills = []
             elif count == 1:  # the commonest fill, without a comprehension's call
