@@ -209,6 +209,11 @@ class Folded:
         return self._columns[kf.CR_FIRST_CHANGE]
 
     @property
+    def first_change_rows(self) -> np.ndarray:
+        """``first_changes`` as an array (a view: valid until the next fold)."""
+        return self._cmd_rows[:, kf.CR_FIRST_CHANGE]
+
+    @property
     def placed(self) -> list[int]:
         """Per command: the order it placed (0: none; kf.CR_PLACED)."""
         if self._columns is None:
@@ -356,10 +361,11 @@ class Lifecycle:
         """Whether ``oid`` is an order kept for reads (accepted, not evicted)."""
         return 0 < oid < self.next_oid and bool(self.records[oid]["kept"])
 
-    def change_views(self, changes: np.ndarray, rows: list[int]) -> list[OrderView]:
+    def change_views(self, changes: np.ndarray,
+                     rows: list[int] | np.ndarray) -> list[OrderView]:
         """API views of the orders of change ``rows`` (a fold's), each as of its command."""
         out = self._view_room(len(rows))
-        index = np.array(rows, dtype=np.int64)
+        index = np.asarray(rows, dtype=np.int64)
         total = kf.view_rows(changes, index, self.records, self.legs, out, self._view_legs)
         if total > len(self._view_legs):
             self._view_legs = np.zeros((2 * total, 3), dtype=np.int64)
