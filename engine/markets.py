@@ -1117,6 +1117,12 @@ def _listened(names: dict[int, str], prefix: str, keys: set[int],
     """Of ``keys`` (accounts or instruments), those whose channel ``prefix + key`` someone
     listens to, with its name; ``names`` keeps each name once formatted. One ``wants`` a
     channel, called from C (``map``, ``compress``): most channels have no listener."""
+    if len(keys) == 1:  # most live calls trade one instrument: no set, list nor map
+        (key,) = keys
+        name = names.get(key)
+        if name is None:
+            name = names[key] = f"{prefix}{key}"
+        return {key: name} if wants(name) else {}
     for key in keys.difference(names):
         names[key] = f"{prefix}{key}"
     keys_list = list(keys)

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import commands as c
+from engine.markets import _listened
 from gateway.hub import kind_of
 from tests.engine.test_live_columns import _in_batches as in_batches
 from tests.engine.test_live_columns import _machine, _one_at_a_time, batches
@@ -70,3 +71,15 @@ def test_orders_channels_are_not_asked_about_when_nobody_listens_to_one():
     _, updates, _ = _in_batches(batches, listened, True, asked)
     assert {channel for channel, _, _ in updates} == listened
     assert asked and not [channel for channel in asked if channel.startswith("orders@")]
+
+
+@given(keys=st.sets(st.integers(1, 6), max_size=4), known=st.sets(st.integers(1, 6)),
+       listened=st.sets(st.integers(1, 6)))
+def test_the_listened_channels_of_some_keys(keys, known, listened):
+    """``_listened``: of ``keys``, those whose channel someone listens to, with its name (one
+    key, the commonest call, has a path of its own); every key's name kept once formatted."""
+    names = {key: f"book:{key}" for key in known}
+    wanted = {f"book:{key}" for key in listened}
+    got = _listened(names, "book:", set(keys), wanted.__contains__)
+    assert got == {key: f"book:{key}" for key in keys if key in listened}
+    assert all(names[key] == f"book:{key}" for key in keys)
