@@ -134,7 +134,7 @@ class ChannelSubscribers(dict):
             self._count(key, 1)
         super().__setitem__(key, value)
 
-    def setdefault(self, key: str, default: set) -> set:  # type: ignore[override]
+    def setdefault(self, key: str, default: set | None = None) -> set:  # type: ignore[override]
         if key not in self:
             self[key] = default
         return self[key]
