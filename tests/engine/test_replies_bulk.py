@@ -43,12 +43,13 @@ def test_replies_in_bulk_are_the_replies_command_by_command(drawn, columns_from)
 
 def test_a_live_batch_is_answered_in_bulk(monkeypatch):
     """The bulk path is the one a live batch takes (so the test above compares two paths)."""
-    drawn = [(0, [("order", n % 4, 0, side, "limit", 1000, 5, "gtc", False, "cancel_newest",
-                   None, None) for n, side in enumerate(["buy", "sell"] * 20)])]
+    size = markets_module.REPLIES_BULK_MIN
+    drawn = [(0, [("order", n % 4, 0, "buy" if n % 2 else "sell", "limit", 1000, 5, "gtc",
+                   False, "cancel_newest", None, None) for n in range(size)])]
     batches, expected = _one_at_a_time(drawn)
     calls = []
     bulk = markets_module.Markets._replies_bulk
     monkeypatch.setattr(markets_module.Markets, "_replies_bulk",
                         lambda self, *args: calls.append(len(args[2])) or bulk(self, *args))
     assert _in_batches(batches)[0] == expected[0]
-    assert calls == [40]
+    assert calls == [size]
