@@ -178,14 +178,6 @@ def paused_gc() -> Iterator[None]:
     of the replay (measured: 72k commands/s with collections, 98k without, 200k orders). The
     state machine makes no reference cycles per command, so nothing piles up meanwhile; the
     collector is switched back on (if it was on) when the replay ends or fails.
-
-    What the replay built is then moved to the oldest generation unscanned (``gc.freeze``
-    then ``gc.unfreeze``: two list splices, and the young count starts again from 0). It is
-    the venue's state, long-lived; left young, the first allocation after the collector is
-    back would start a young collection over every object the replay made (66 ms after a
-    2 s replay of bench recovery's 210k mixed entries), and the server's full collection
-    after recovery scans them again anyway. Not while some objects are frozen (the serving
-    process freezes its state once recovered): ``unfreeze`` would thaw them too.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -193,9 +185,6 @@ def paused_gc() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
-            if not gc.get_freeze_count():
-                gc.freeze()
-                gc.unfreeze()
             gc.enable()
 
 
