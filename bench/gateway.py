@@ -113,8 +113,7 @@ def measure(name: str, spec: loadgen.LoadSpec, workers: int, rows: list[dict],
     the server's journal sync histogram over the run (a cluster replica's: stream appends);
     with ``server`` its CPU time (all its threads) per answer, in microseconds: a figure the
     load client and other work on a shared machine barely move, unlike the rates and tails."""
-    before = sync_histogram(metrics_url) if metrics_url else None
-    snapshots_before = snapshots_written(metrics_url) if metrics_url else 0
+    before = _scrape(metrics_url) if metrics_url else None
     cpu_before = _cpu_seconds(server)
     row = {"run": name, "mode": spec.mode,
            "offered": spec.rate or "saturation", **loadgen.summarize(loadgen.run(spec, workers))}
@@ -124,10 +123,11 @@ def measure(name: str, spec: loadgen.LoadSpec, workers: int, rows: list[dict],
         cpu = f"  cpu={row['server_cpu_us']:5.1f} us"
     disk = ""
     if before is not None:
-        row["fsync"] = histogram_delta(before, sync_histogram(metrics_url))
+        after = _scrape(metrics_url)
+        row["fsync"] = histogram_delta(sync_histogram(before), sync_histogram(after))
         # A periodic snapshot written during the run (every 100k commands, ~5 s at 20k/s)
         # shares the machine's cores and disk: its runs are the ones with the longer tails.
-        row["snapshots"] = snapshots_written(metrics_url) - snapshots_before
+        row["snapshots"] = snapshots_in(after) - snapshots_in(before)
         disk = (f"  fsync calls={row['fsync']['count']} p50<={row['fsync']['p50_ms']} ms "
                 f"p99<={row['fsync']['p99_ms']} ms  snapshots={row['snapshots']}")
         batches = row["fsync"]["count"]  # one fsync per group commit
@@ -158,19 +158,15 @@ def _cpu_seconds(process: subprocess.Popen | None) -> float:
 SYNC_METRIC = "crowdex_journal_sync_seconds"
 
 
-def sync_histogram(metrics_url: str) -> dict[str, int]:
-    """The server's histogram of fsync calls (cumulative bucket counts by upper bound)."""
+def sync_histogram(metrics_text: str) -> dict[str, int]:
+    """The server's histogram of fsync calls (cumulative bucket counts by upper bound), from
+    /metrics' text."""
     counts = {}
-    for line in _scrape(metrics_url).splitlines():
+    for line in metrics_text.splitlines():
         if line.startswith(SYNC_METRIC + "_bucket{"):
             bound = line.split('le="', 1)[1].split('"', 1)[0]
             counts[bound] = int(float(line.rsplit(" ", 1)[1]))
     return counts
-
-
-def snapshots_written(metrics_url: str) -> int:
-    """The periodic snapshots the server has written since it started, by any writer."""
-    return snapshots_in(_scrape(metrics_url))
 
 
 def snapshots_in(metrics_text: str) -> int:

@@ -208,35 +208,20 @@ def test_segments_roll_past_the_size_limit_and_read_across(tmp_path: Path) -> No
 
 
 def test_out_of_file_descriptors_the_active_segment_goes_on(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, segment_descriptors, caplog: pytest.LogCaptureFixture) -> None:
     """A full descriptor table (EMFILE: a flood of client connections) when a segment is full
     must not fail the write, which would stop the exchange: the batch goes into the active
     segment, past its size, and the next append rolls once a descriptor is free."""
-    import errno
-    import os
-
-    from engine import journal as journal_module
-
-    real_open = os.open
-    full = {"on": False}
-
-    def open_(path, flags, *args):
-        if full["on"] and str(path).endswith(".log") and flags & os.O_CREAT:
-            raise OSError(errno.EMFILE, "Too many open files")
-        return real_open(path, flags, *args)
-
-    monkeypatch.setattr(journal_module.os, "open", open_)
     with FileJournal(tmp_path, sync=True, segment_size_max=400) as journal:
         journal.append(batch(1, 5))
-        full["on"] = True
+        segment_descriptors.full = True
         with caplog.at_level(logging.WARNING, logger="crowdex.engine.journal"):
             for first in range(6, 31, 5):
                 journal.append(batch(first, 5))
         assert len(journal.segment_paths) == 1  # no segment could be started
         assert tmp_path.joinpath(segment_name(1)).stat().st_size > 400
         assert "no file descriptor for a new segment" in caplog.text
-        full["on"] = False
+        segment_descriptors.full = False
         journal.append(batch(31, 5))  # a descriptor again: the roll happens now
         assert [p.name for p in journal.segment_paths] == [segment_name(1), segment_name(31)]
     assert read_all(tmp_path) == batch(1, 35)

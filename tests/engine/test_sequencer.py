@@ -562,30 +562,18 @@ async def test_the_journal_thread_appends_every_batch_through_segment_rolls(
 
 @pytest.mark.parametrize("compiled", [True, False])
 async def test_out_of_descriptors_at_a_roll_the_journal_thread_goes_on_in_the_active_segment(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool):
+        tmp_path: Path, segment_descriptors, compiled: bool):
     """No descriptor for a new segment (EMFILE) when one is due: whichever loop writes, the
     batch goes into the active segment past its size, and the roll happens once a descriptor
     is free again; nothing is refused and every record reads back."""
-    import errno
-
-    from engine import journal as journal_module
     from engine.journal import FileJournal, frame_payloads, segment_name
 
-    real_open = os.open
-    full = {"on": False}
-
-    def open_(path, flags, *args):
-        if full["on"] and str(path).endswith(".log") and flags & os.O_CREAT:
-            raise OSError(errno.EMFILE, "Too many open files")
-        return real_open(path, flags, *args)
-
-    monkeypatch.setattr(journal_module.os, "open", open_)
     journal = FileJournal(tmp_path, segment_size_max=300)
     writer = sequencer.JournalThread(journal, asyncio.get_running_loop(), compiled=compiled)
     written = []
     try:
         for first in range(1, 9):
-            full["on"] = first > 1 and first < 8
+            segment_descriptors.full = 1 < first < 8
             payload = bytes([first]) * 100
             await asyncio.wait_for(writer.append(frame_payloads(first, [payload])), 10)
             written.append((first, payload))
