@@ -143,6 +143,11 @@ _TIME_STAMP = "Nats-Time-Stamp"  # a direct get's RFC 3339 time, nanoseconds, UT
 _TIME_STAMP_FORMAT = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z")
 _EXPECTED_STREAM = "Nats-Expected-Stream"
 _ERR_DUPLICATE_IN_PROCESS = 10158  # JetStream's JSStreamDuplicateMessageConflict
+_ERR_STREAM_NAME_IN_USE = 10058  # JSStreamNameExistErr: another replica created it first
+# JSClusterNoPeersErrF, "no suitable peers for placement": fewer nodes than copies are up, or the
+# meta leader has not yet heard from one that just started (or came back), or thinks one that
+# paused is offline. The cluster is not ready, as with no leader: ask again until the deadline.
+NO_PEERS_YET = 10005  # shared with the snapshot store
 
 _encoder = msgspec.msgpack.Encoder()
 _payloads_decoder = msgspec.msgpack.Decoder(list[bytes])
@@ -167,6 +172,10 @@ class StreamUnavailable(StreamError):
     The append may still have been stored (only its acknowledgement is missing); retried with
     the same message id it is stored once.
     """
+
+
+class _NotPlaced(Exception):
+    """The meta leader could not place the stream's copies yet (``NO_PEERS_YET``)."""
 
 
 class StreamCorruptError(StreamError):
@@ -454,7 +463,7 @@ class StreamLog:
             try:
                 info = await self._find_or_create(replicas, create)
                 break
-            except _RETRYABLE as error:
+            except (*_RETRYABLE, _NotPlaced) as error:
                 if time.monotonic() > deadline:
                     raise StreamUnavailable(f"stream {self.stream} not ready after "
                                             f"{timeout_s} s ({error!r})") from error
@@ -482,9 +491,14 @@ class StreamLog:
             allow_direct=True, deny_delete=True, deny_purge=False)
         try:
             info = await self.js.add_stream(config)
-        except nats.js.errors.BadRequestError:
-            # Another replica created it between our look and our create: use theirs.
-            return await self.js.stream_info(self.stream)
+        except nats.js.errors.BadRequestError as error:
+            if error.err_code == _ERR_STREAM_NAME_IN_USE:
+                # Another replica created it between our look and our create: use theirs.
+                return await self.js.stream_info(self.stream)
+            if error.err_code == NO_PEERS_YET:
+                raise _NotPlaced(f"{replicas} copies: {error.description}") from error
+            raise StreamError(f"stream {self.stream} not created: {error.description} "
+                              f"(code {error.err_code})") from error
         log.info("created stream %s (subject %s, %d copies, file storage)", self.stream,
                  self.subject, replicas)
         return info

@@ -41,7 +41,7 @@ from nats.js.object_store import (
     ObjectStore,
 )
 
-from engine.log.jetstream import STREAM_READY_TIMEOUT_S
+from engine.log.jetstream import NO_PEERS_YET, STREAM_READY_TIMEOUT_S
 from engine.snapshot import snapshot_name
 
 log = logging.getLogger("crowdex.engine.snapshot_store")
@@ -56,7 +56,6 @@ LIST_TIMEOUT_S = 10.0  # a listing reads one small message per object
 TRANSFER_TIMEOUT_S = 30.0
 TRANSFER_S_PER_MIB = 1.0
 OPEN_RETRY_PAUSE_S = 0.2
-NO_PEERS_YET = 10005  # JetStream's "no suitable peers for placement" (a cluster still forming)
 CHUNK_RETRY_S = 1.0  # a chunk a replica of the store does not have yet is asked for again
 
 STREAM_CREATED_HEADER = "Crowdex-Stream-Created"

@@ -213,6 +213,25 @@ async def test_what_an_append_refuses_at_once(cluster: NatsCluster) -> None:
         await stream_log.close()
 
 
+async def test_a_stream_whose_copies_cannot_be_placed_is_asked_for_again(
+        cluster: NatsCluster) -> None:
+    """The meta leader answers "no suitable peers for placement" while it has not heard from a
+    node that just came back ("peer offline", for ~0.3 s here), as it does for more copies than
+    nodes. Connecting asks again until its deadline, then says the stream is unavailable."""
+    with pytest.raises(StreamUnavailable, match="no suitable peers for placement"):
+        await StreamLog.connect(cluster.urls, stream="toomany", replicas=5, ready_timeout_s=1.0)
+    victim = (cluster.index_of(cluster.wait_meta_leader()) + 1) % NODES
+    cluster.kill(victim)
+    cluster.restart(victim)  # it answers its health check; the leader may not know it yet
+    stream_log = await StreamLog.connect(cluster.urls, stream="placed")
+    try:
+        assert stream_log.replicas == 3
+        assert await stream_log.append(entries(0, 2)) == 1
+    finally:
+        await stream_log.close()
+        restore(cluster, victim)
+
+
 async def test_no_server_is_unavailable_not_a_hang() -> None:
     started = time.monotonic()
     with pytest.raises(StreamUnavailable, match="no NATS server answered"):
