@@ -56,7 +56,7 @@ from engine import markets_commands as mc
 from engine import offerings_commands as oc
 from engine.journal import FileJournal
 from engine.machine import StateMachine
-from engine.replay import replay
+from engine.replay import freeze_state, replay, thaw_state
 from gateway.cli import GC_THRESHOLDS
 
 TRADERS = 1000  # enough that no one reaches OPEN_ORDERS_MAX with the workload's resting orders
@@ -182,8 +182,7 @@ def live_apply(data_dir: Path, prefix: int,
                 machine.apply(sequence, entry)
                 continue
             if sequence == prefix + 1:  # the venue is open: as the server once it recovered
-                gc.collect()
-                gc.freeze()
+                freeze_state()
                 gc.set_threshold(*GC_THRESHOLDS)
             pending.append(entry)
             payloads.append(payload)
@@ -197,7 +196,7 @@ def live_apply(data_dir: Path, prefix: int,
             timed += len(pending)
     finally:
         gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        thaw_state()
     journal.close()
     return machine, spent, cpu, timed
 

@@ -58,7 +58,7 @@ from engine import sequencer
 from engine.follower import TELL_INTERVAL_S, Follower
 from engine.journal import FileJournal
 from engine.machine import StateMachine
-from engine.replay import apply_records, paused_gc
+from engine.replay import apply_records, freeze_state, paused_gc, thaw_state
 from engine.snapshot import SnapshotStages, prune, publish_snapshot, write_snapshot
 from gateway.cli import GC_THRESHOLDS
 
@@ -267,8 +267,7 @@ def _run(data_dir: Path, upto: int, args: argparse.Namespace, snapshot: bool) ->
         follower = _start_follower(data_dir, machine, args.every)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     thresholds = gc.get_threshold()
-    gc.collect()
-    gc.freeze()  # as crowdex serve does once it has recovered
+    freeze_state()  # as crowdex serve does once it has recovered
     gc.set_threshold(*GC_THRESHOLDS)
     try:
         for _ in range(args.warm_batches):
@@ -288,7 +287,7 @@ def _run(data_dir: Path, upto: int, args: argparse.Namespace, snapshot: bool) ->
         if follower is not None and follower.alive():
             follower.kill()
         gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        thaw_state()
         gc.collect()
 
 

@@ -8,7 +8,6 @@ queued commands, writes a snapshot and closes the journal.
 from __future__ import annotations
 
 import asyncio
-import gc
 import inspect
 import logging
 import sys
@@ -23,6 +22,7 @@ from engine import offerings_commands as oc
 from engine.clock import ManualClock, WallClock
 from engine.errors import CrowdexError
 from engine.markets import warm_up
+from engine.replay import freeze_state
 from engine.sequencer import SNAPSHOT_WRITER_DEFAULT, Engine
 from gateway import http, keys, logs, openapi, ws
 from gateway.config import Config
@@ -154,8 +154,7 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
         if config.demo:
             await _seed_demo(engine)
         # The recovered state is long-lived: keep the garbage collector from rescanning it.
-        gc.collect()
-        gc.freeze()
+        freeze_state()
         ticker = asyncio.create_task(_tick_deadlines(engine), name="crowdex-deadlines")
         yield
     finally:
