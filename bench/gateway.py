@@ -124,12 +124,22 @@ def measure(name: str, spec: loadgen.LoadSpec, workers: int, rows: list[dict],
     disk = ""
     if before is not None:
         after = _scrape(metrics_url)
-        row["fsync"] = histogram_delta(sync_histogram(before), sync_histogram(after))
+        row["fsync"] = histogram_delta(histogram_counts(before, SYNC_METRIC),
+                                       histogram_counts(after, SYNC_METRIC))
+        # Where a slow run's time went: in the server (its commands' wait for an answer), in
+        # its event loop (a lag delays every frame), or outside both (client, sockets, kernel).
+        row["server_latency"] = histogram_delta(histogram_counts(before, LATENCY_METRIC),
+                                                histogram_counts(after, LATENCY_METRIC))
+        row["loop_lag"] = histogram_delta(histogram_counts(before, LAG_METRIC),
+                                          histogram_counts(after, LAG_METRIC))
         # A periodic snapshot written during the run (every 100k commands, ~5 s at 20k/s)
         # shares the machine's cores and disk: its runs are the ones with the longer tails.
         row["snapshots"] = snapshots_in(after) - snapshots_in(before)
         disk = (f"  fsync calls={row['fsync']['count']} p50<={row['fsync']['p50_ms']} ms "
-                f"p99<={row['fsync']['p99_ms']} ms  snapshots={row['snapshots']}")
+                f"p99<={row['fsync']['p99_ms']} ms  snapshots={row['snapshots']}"
+                f"  server p99<={row['server_latency']['p99_ms']} "
+                f"max<={row['server_latency']['max_ms']} ms"
+                f"  loop lag p99<={row['loop_lag']['p99_ms']} max<={row['loop_lag']['max_ms']} ms")
         batches = row["fsync"]["count"]  # one fsync per group commit
         if "server_cpu_us" in row and batches:
             # The server's CPU per order falls as batches grow (each costs a fixed ~0.5-1 ms
@@ -156,14 +166,16 @@ def _cpu_seconds(process: subprocess.Popen | None) -> float:
 
 
 SYNC_METRIC = "crowdex_journal_sync_seconds"
+LATENCY_METRIC = "crowdex_command_latency_seconds"
+LAG_METRIC = "crowdex_event_loop_lag_seconds"
 
 
-def sync_histogram(metrics_text: str) -> dict[str, int]:
-    """The server's histogram of fsync calls (cumulative bucket counts by upper bound), from
+def histogram_counts(metrics_text: str, metric: str) -> dict[str, int]:
+    """One of the server's histograms (cumulative bucket counts by upper bound), from
     /metrics' text."""
     counts = {}
     for line in metrics_text.splitlines():
-        if line.startswith(SYNC_METRIC + "_bucket{"):
+        if line.startswith(metric + "_bucket{"):
             bound = line.split('le="', 1)[1].split('"', 1)[0]
             counts[bound] = int(float(line.rsplit(" ", 1)[1]))
     return counts
@@ -181,8 +193,8 @@ def _scrape(metrics_url: str) -> str:
 
 
 def histogram_delta(before: dict[str, int], after: dict[str, int]) -> dict:
-    """Count and p50/p99 upper bounds (bucket edges, ms) of the fsyncs between two scrapes:
-    the disk's part of each acknowledgement's latency during a run."""
+    """Count, p50/p99 and the largest observation's upper bounds (bucket edges, ms; None
+    beyond the last edge) of what a histogram observed between two scrapes."""
     delta = {bound: after[bound] - before.get(bound, 0) for bound in after}
     total = delta.get("+Inf", 0)
 
@@ -192,7 +204,8 @@ def histogram_delta(before: dict[str, int], after: dict[str, int]) -> dict:
                 return None if bound == "+Inf" else round(float(bound) * 1000, 2)
         return None
 
-    return {"count": total, "p50_ms": quantile(0.5), "p99_ms": quantile(0.99)}
+    return {"count": total, "p50_ms": quantile(0.5), "p99_ms": quantile(0.99),
+            "max_ms": quantile(1.0)}
 
 
 def _runs(args, echo_url: str, gw_url: str, instrument: int, keys: tuple[str, ...],

@@ -89,6 +89,7 @@ from engine.sequencer import (
     CommandQueue,
     Engine,
     EventsObserver,
+    LatencyObserver,
     ReplyCallback,
     _Pending,
 )
@@ -121,7 +122,8 @@ class ClusterEngine:
                  snapshot_every: int = SNAPSHOT_EVERY, keep_snapshots: int = 0,
                  on_batch: BatchObserver | None = None,
                  on_events: EventsObserver | None = None,
-                 on_fsync: Callable[[float], None] | None = None) -> None:
+                 on_fsync: Callable[[float], None] | None = None,
+                 on_answered: LatencyObserver | None = None) -> None:
         self.servers = servers
         self.stream = stream
         self.replicas = replicas
@@ -137,6 +139,7 @@ class ClusterEngine:
         self._on_batch = on_batch
         self.on_events = on_events
         self._on_fsync = on_fsync  # told each append's round trip (the quorum's "fsync")
+        self._on_answered = on_answered
         self.skips = {}
         self.failed: BaseException | None = None
         # Told the error when the replica stops applying the stream (the gateway ends the
@@ -297,14 +300,16 @@ class ClusterEngine:
         """Queue a command; returns its reply once the stream holds it and it is applied here."""
         self._check_accepting()
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(command, actor, idempotency_key, request_hash, future))
+        await self._queue.put(_Pending(command, actor, idempotency_key, request_hash, future,
+                                       None, time.perf_counter()))
         return await future
 
     def submit_nowait(self, command: c.Command, actor: int, callback: ReplyCallback) -> None:
         """As ``Engine.submit_nowait``: the callback gets the reply (or the refusal) later."""
         self._check_accepting()
         try:
-            self._queue.put_nowait(_Pending(command, actor, None, None, None, callback))
+            self._queue.put_nowait(_Pending(command, actor, None, None, None, callback,
+                                            time.perf_counter()))
         except asyncio.QueueFull:
             raise CrowdexError("unavailable", "the exchange is overloaded; retry",
                                headers={"Retry-After": str(RETRY_AFTER_S)}) from None
@@ -481,6 +486,8 @@ class ClusterEngine:
             self._set_available()
             for reply, item in zip(replies, pending, strict=True):
                 item.answer(reply)
+            if self._on_answered is not None:
+                self._on_answered(time.perf_counter() - pending[0].queued_at)
         if machine.outbox:
             events, machine.outbox = machine.outbox, []
             if self.on_events is not None:

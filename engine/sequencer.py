@@ -114,6 +114,9 @@ FOLLOWER_RESTARTS_MAX = 5
 
 BatchObserver = Callable[[int, float], None]
 EventsObserver = Callable[[list], None]
+# Told, once a batch is answered, how long its oldest command took from reaching the engine's
+# queue to its reply (waiting for a batch, the journal's write and fsync, the apply).
+LatencyObserver = Callable[[float], None]
 
 
 # Told the outcome of a command submitted with ``submit_nowait``: its reply, or the error that
@@ -129,6 +132,7 @@ class _Pending:
     request_hash: str | None
     future: asyncio.Future | None  # an awaiting submitter's, or
     callback: ReplyCallback | None = None  # a pipelined one's (no future, no task)
+    queued_at: float = 0.0  # time.perf_counter() when it reached the queue
 
     def answer(self, reply: Reply) -> None:
         callback = self.callback
@@ -250,6 +254,7 @@ class Engine:
                  on_batch: BatchObserver | None = None,
                  on_events: EventsObserver | None = None,
                  on_fsync: Callable[[float], None] | None = None,
+                 on_answered: LatencyObserver | None = None,
                  snapshots: str = "fork") -> None:
         if snapshots not in SNAPSHOT_WRITERS:
             raise ValueError(f"snapshots must be one of {SNAPSHOT_WRITERS}, got {snapshots!r}")
@@ -262,6 +267,7 @@ class Engine:
         self._on_batch = on_batch
         self.on_events = on_events
         self._on_fsync = on_fsync  # called from the journal's thread
+        self._on_answered = on_answered
         self._journal: FileJournal | None = None
         self._writer: JournalThread | None = None  # the journal's one thread
         self._queue: CommandQueue | None = None
@@ -400,7 +406,8 @@ class Engine:
         if not self._accepting or self.failed is not None:
             raise CrowdexError("unavailable", "the exchange is not accepting commands")
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(command, actor, idempotency_key, request_hash, future))
+        await self._queue.put(_Pending(command, actor, idempotency_key, request_hash, future,
+                                       None, time.perf_counter()))
         return await future
 
     def submit_nowait(self, command: c.Command, actor: int, callback: ReplyCallback) -> None:
@@ -413,7 +420,8 @@ class Engine:
         if not self._accepting or self.failed is not None:
             raise CrowdexError("unavailable", "the exchange is not accepting commands")
         try:
-            self._queue.put_nowait(_Pending(command, actor, None, None, None, callback))
+            self._queue.put_nowait(_Pending(command, actor, None, None, None, callback,
+                                            time.perf_counter()))
         except asyncio.QueueFull:
             raise CrowdexError("unavailable", "the exchange is overloaded; retry") from None
 
@@ -528,6 +536,8 @@ class Engine:
                                       payloads=journaled.payloads)
         for reply, pending in zip(replies, journaled.batch, strict=True):
             pending.answer(reply)
+        if self._on_answered is not None:
+            self._on_answered(time.perf_counter() - journaled.batch[0].queued_at)
         if machine.outbox:
             events, machine.outbox = machine.outbox, []
             if self.on_events is not None:

@@ -11,7 +11,8 @@ import asyncio
 import inspect
 import logging
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import TextIO
 
 from aiohttp import web
@@ -49,6 +50,7 @@ log = logging.getLogger("crowdex.gateway")
 # API.md: bodies over 64 KiB get 413 payload_too_large.
 CLIENT_MAX_SIZE = 64 * 1024
 TICK_INTERVAL_S = 0.25
+LOOP_LAG_INTERVAL_S = 0.01  # watch_loop_lag's timer: 100 wakeups a second
 
 ROUTE_MODULES = (system, accounts, admin, boards, projects, settlement, orders, offers)
 
@@ -142,7 +144,7 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     await engine.start()
     app[keys.ENGINE] = engine
     app[keys.FATAL] = _fatal_on_stream_gap(engine)
-    ticker = None
+    ticker = watcher = None
     try:
         await _bootstrap(engine, config)
         await _apply_boards_file(engine, config)
@@ -156,11 +158,14 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
         # The recovered state is long-lived: keep the garbage collector from rescanning it.
         freeze_state()
         ticker = asyncio.create_task(_tick_deadlines(engine), name="crowdex-deadlines")
+        watcher = asyncio.create_task(watch_loop_lag(metrics.loop_lag.observe),
+                                      name="crowdex-loop-lag")
         yield
     finally:
-        if ticker is not None:
-            ticker.cancel()
-            await asyncio.gather(ticker, return_exceptions=True)
+        for task in (ticker, watcher):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await engine.stop()
 
 
@@ -208,6 +213,18 @@ async def _tick_deadlines(engine: Engine) -> None:
                 return  # the engine is stopping
 
 
+async def watch_loop_lag(observe: Callable[[float], None],
+                         interval_s: float = LOOP_LAG_INTERVAL_S) -> None:
+    """Observe how late the event loop runs a timer due every ``interval_s``: while something
+    holds the loop (an apply, a long callback, the interpreter lock held by another thread,
+    the process descheduled), every order and reply waits as long. Timed by ``perf_counter``:
+    uvloop's own clock is the start of its iteration, in whole milliseconds."""
+    while True:
+        due = time.perf_counter() + interval_s
+        await asyncio.sleep(interval_s)
+        observe(max(0.0, time.perf_counter() - due))
+
+
 async def _recover(engine: Engine) -> int:
     if inspect.iscoroutinefunction(engine.recover):
         return await engine.recover()  # a snapshot, then the stream (engine.cluster)
@@ -227,10 +244,12 @@ def _make_engine(config: Config, metrics: Metrics, hub: Hub) -> Engine:
                              stream=config.stream, replicas=config.stream_replicas,
                              keep_snapshots=config.stream_keep_snapshots,
                              on_batch=metrics.on_batch, on_fsync=metrics.sync.observe,
+                             on_answered=metrics.command_latency.observe,
                              on_events=hub.publish_all)
     return Engine(config.data_dir, WallClock(), sync=config.journal_sync,
                   on_batch=metrics.on_batch, on_fsync=metrics.sync.observe,
-                  on_events=hub.publish_all, snapshots=SNAPSHOT_WRITER_DEFAULT)
+                  on_answered=metrics.command_latency.observe, on_events=hub.publish_all,
+                  snapshots=SNAPSHOT_WRITER_DEFAULT)
 
 
 def create_app(config: Config) -> web.Application:

@@ -36,6 +36,11 @@ if TYPE_CHECKING:
 FSYNC_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01,
                    0.025, 0.05, 0.1, 0.5)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+# A command's wait for its answer (crowdex_command_latency_seconds) and the event loop's lag:
+# one scale, so the two read side by side. The loop's timers tick in whole milliseconds
+# (libuv), so a lag under 1 ms is noise.
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25,
+                     0.5, 1.0, 2.5)
 HTTP_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                   5.0, 10.0)
 UNMATCHED_ROUTE = "unmatched"  # a path no route has: one label, not one per junk path
@@ -89,6 +94,16 @@ class Metrics:
         # the latency above, the rest being the write and waiting for the sequencer.
         self.sync = Histogram("crowdex_journal_sync_seconds",
                               "The journal's fsync call alone, per batch.", FSYNC_BUCKETS_S)
+        # Per batch, its oldest command's: from reaching the engine's queue to its reply, the
+        # part of a client's latency the server can see (the rest is sockets and the client).
+        self.command_latency = Histogram(
+            "crowdex_command_latency_seconds", "From a command reaching the engine's queue to "
+            "its reply (the oldest command of each batch).", LATENCY_BUCKETS_S)
+        # How late the event loop wakes a timer: every command, reply and WebSocket frame
+        # waits this long behind whatever holds the loop (gateway.app's watch_loop_lag).
+        self.loop_lag = Histogram("crowdex_event_loop_lag_seconds",
+                                  "How late the event loop ran a timer, sampled every 10 ms.",
+                                  LATENCY_BUCKETS_S)
         self.http: Counter[int] = Counter()  # responses by status (the errors middleware)
         self.http_latency: dict[tuple[str, str, int], Histogram] = {}
         self.registry = CollectorRegistry(auto_describe=False)
@@ -139,7 +154,8 @@ class _VenueCollector:
                                   value=m.commands)
         yield CounterMetricFamily("crowdex_batches", "Journal batches (group commits).",
                                   value=m.batches)
-        yield from (h.family() for h in (m.batch_size, m.fsync, m.sync))
+        yield from (h.family() for h in (m.batch_size, m.fsync, m.sync, m.command_latency,
+                                         m.loop_lag))
         responses = CounterMetricFamily("crowdex_http_responses", "HTTP responses by status.",
                                         labels=["status"])
         for status, count in sorted(m.http.items()):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -326,6 +328,9 @@ async def test_health_metrics_openapi(client):
     # A server or a cluster replica alike: the newest snapshot and who wrote them.
     assert "crowdex_snapshot_sequence " in text
     assert 'crowdex_snapshots_written_total{writer="fork"} 0.0' in text
+    # The account's command waited for its answer a while, and that was observed.
+    answered = re.search(r"^crowdex_command_latency_seconds_count (\S+)$", text, re.M)
+    assert answered is not None and float(answered.group(1)) >= 1, text
     spec = await (await client.get("/openapi.json")).json()
     assert spec["openapi"].startswith("3.")
     assert "/v1/accounts/{account_id}/deposits" in spec["paths"]

@@ -51,6 +51,11 @@ def test_the_gateway_bench_runs_and_every_order_is_acknowledged(
             assert run["server_cpu_us_per_batch"] == round(
                 run["server_cpu_us"] * run["ok"] / batches), run
             assert run["snapshots"] == 0, run  # a short run, far from 100k commands
+            # One wait observed per batch answered; the loop's timer sampled all along.
+            latency, lag = run["server_latency"], run["loop_lag"]
+            assert 1 <= latency["count"] <= run["ok"], run
+            assert latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"], run
+            assert lag["count"] >= 1 and lag["p99_ms"] <= lag["max_ms"], run
         else:
             assert "fsync" not in run
 
@@ -64,9 +69,11 @@ def test_fsync_quantiles_from_histogram_deltas() -> None:
     before = {"0.001": 5, "0.005": 8, "+Inf": 10}
     after = {"0.001": 55, "0.005": 107, "+Inf": 110}  # this run: 50 fast, 49 middle, 1 slow
     delta = gateway.histogram_delta(before, after)
-    assert delta == {"count": 100, "p50_ms": 1.0, "p99_ms": 5.0}
+    assert delta == {"count": 100, "p50_ms": 1.0, "p99_ms": 5.0, "max_ms": None}
+    fast = gateway.histogram_delta(before, {"0.001": 55, "0.005": 107, "+Inf": 109})
+    assert fast["max_ms"] == 5.0  # the slow one came before this run
     slow = gateway.histogram_delta(before, {"0.001": 5, "0.005": 8, "+Inf": 20})
-    assert slow == {"count": 10, "p50_ms": None, "p99_ms": None}  # beyond the last bound
+    assert slow == {"count": 10, "p50_ms": None, "p99_ms": None, "max_ms": None}
 
 
 def test_snapshots_written_summed_over_writers_from_metrics_text() -> None:

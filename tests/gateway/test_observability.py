@@ -3,16 +3,18 @@ secrets; Prometheus metrics by route and status, WebSocket, orders and trades, t
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 import re
+import time
 from pathlib import Path
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import configure_logging, create_app
+from gateway.app import configure_logging, create_app, watch_loop_lag
 from tests.gateway.conftest import OPERATOR, make_config, new_account
 from tests.gateway.markets import PRICE
 
@@ -102,8 +104,30 @@ async def test_metrics_by_route_websocket_orders_trades_and_process(market):
                  "crowdex_sequence", "crowdex_accounts"):
         assert _samples(during, name), name
     assert 'crowdex_http_responses_total{status="201"}' in during
+    # Each batch answered says how long its oldest command waited; the loop's timer ran.
+    answered = _samples(during, "crowdex_command_latency_seconds_count")[""]
+    assert answered == _samples(during, "crowdex_batches_total")[""] >= 2
+    assert _samples(during, "crowdex_command_latency_seconds_sum")[""] > 0
+    assert _samples(during, "crowdex_event_loop_lag_seconds_count")[""] >= 1
     after = await (await client.get("/metrics")).text()
     assert _samples(after, "crowdex_websocket_connections")[""] == 0
     assert _samples(after, "crowdex_websocket_connections_opened_total")[""] == 1
     ws_route = _samples(after, "crowdex_http_request_duration_seconds_count")
     assert ws_route['{method="GET",route="/v1/ws",status="101"}'] == 1
+
+
+async def test_the_loop_lag_watcher_sees_a_loop_held_up():
+    lags: list[float] = []
+    watcher = asyncio.create_task(watch_loop_lag(lags.append, interval_s=0.005))
+    try:
+        while not lags:  # ticking
+            await asyncio.sleep(0.001)
+        time.sleep(0.06)  # holds the loop, as a long apply would
+        seen = len(lags)
+        while len(lags) == seen:
+            await asyncio.sleep(0.001)
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+    assert lags[seen] >= 0.05  # the timer due 5 ms in ran after the 60 ms hold
+    assert min(lags) >= 0.0
