@@ -17,6 +17,7 @@ import pytest
 
 from bench import stream as stream_bench
 from engine.log.jetstream import (
+    NO_PEERS_YET,
     StreamBatch,
     StreamCorruptError,
     StreamGapError,
@@ -170,9 +171,19 @@ async def test_two_writers_at_once_and_every_reader_sees_one_order(
 async def test_a_hole_in_the_stream_stops_the_reader(cluster: NatsCluster) -> None:
     # Made by hand with a limit (the log's own streams deny deletes and purges).
     nc = await nats.connect(cluster.urls)
-    await nc.jetstream().add_stream(name="holes", subjects=["holes.log"], max_msgs=5,
-                                    num_replicas=3)
-    await nc.close()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                await nc.jetstream().add_stream(name="holes", subjects=["holes.log"],
+                                                max_msgs=5, num_replicas=3)
+                break
+            except nats.js.errors.BadRequestError as error:  # its copies not placed yet
+                if error.err_code != NO_PEERS_YET or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+    finally:
+        await nc.close()
     stream_log = await StreamLog.connect(cluster.urls, stream="holes")
     try:
         for batch in range(8):
