@@ -135,8 +135,12 @@ def measure(name: str, spec: loadgen.LoadSpec, workers: int, rows: list[dict],
         # A periodic snapshot written during the run (every 100k commands, ~5 s at 20k/s)
         # shares the machine's cores and disk: its runs are the ones with the longer tails.
         row["snapshots"] = snapshots_in(after) - snapshots_in(before)
+        # The follower catching up (it starts 10k commands after the newest snapshot, and
+        # falls behind in a burst) takes a core from the rest as it writes one.
+        row["follower_behind"] = [gauge_in(before, BEHIND_METRIC), gauge_in(after, BEHIND_METRIC)]
         disk = (f"  fsync calls={row['fsync']['count']} p50<={row['fsync']['p50_ms']} ms "
                 f"p99<={row['fsync']['p99_ms']} ms  snapshots={row['snapshots']}"
+                f"  follower behind={row['follower_behind'][0]}->{row['follower_behind'][1]}"
                 f"  server p99<={row['server_latency']['p99_ms']} "
                 f"max<={row['server_latency']['max_ms']} ms"
                 f"  loop lag p99<={row['loop_lag']['p99_ms']} max<={row['loop_lag']['max_ms']} ms")
@@ -168,6 +172,7 @@ def _cpu_seconds(process: subprocess.Popen | None) -> float:
 SYNC_METRIC = "crowdex_journal_sync_seconds"
 LATENCY_METRIC = "crowdex_command_latency_seconds"
 LAG_METRIC = "crowdex_event_loop_lag_seconds"
+BEHIND_METRIC = "crowdex_snapshot_follower_behind"
 
 
 def histogram_counts(metrics_text: str, metric: str) -> dict[str, int]:
@@ -179,6 +184,14 @@ def histogram_counts(metrics_text: str, metric: str) -> dict[str, int]:
             bound = line.split('le="', 1)[1].split('"', 1)[0]
             counts[bound] = int(float(line.rsplit(" ", 1)[1]))
     return counts
+
+
+def gauge_in(metrics_text: str, metric: str) -> int | None:
+    """An unlabelled gauge's value from /metrics' text; None when the server has none."""
+    for line in metrics_text.splitlines():
+        if line.startswith(metric + " "):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return None
 
 
 def snapshots_in(metrics_text: str) -> int:
