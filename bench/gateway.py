@@ -135,11 +135,16 @@ def measure(name: str, spec: loadgen.LoadSpec, workers: int, rows: list[dict],
         # A periodic snapshot written during the run (every 100k commands, ~5 s at 20k/s)
         # shares the machine's cores and disk: its runs are the ones with the longer tails.
         row["snapshots"] = snapshots_in(after) - snapshots_in(before)
+        # Of them, forked from the server (the follower's fallback): a fork stops the loop
+        # while it copies the page tables, and the copy-on-write faults after it slow it.
+        row["snapshots_forked"] = (snapshots_in(after, "fork")
+                                   - snapshots_in(before, "fork"))
         # The follower catching up (it starts 10k commands after the newest snapshot, and
         # falls behind in a burst) takes a core from the rest as it writes one.
         row["follower_behind"] = [gauge_in(before, BEHIND_METRIC), gauge_in(after, BEHIND_METRIC)]
         disk = (f"  fsync calls={row['fsync']['count']} p50<={row['fsync']['p50_ms']} ms "
                 f"p99<={row['fsync']['p99_ms']} ms  snapshots={row['snapshots']}"
+                f" (forked {row['snapshots_forked']})"
                 f"  follower behind={row['follower_behind'][0]}->{row['follower_behind'][1]}"
                 f"  server p99<={row['server_latency']['p99_ms']} "
                 f"max<={row['server_latency']['max_ms']} ms"
@@ -194,10 +199,12 @@ def gauge_in(metrics_text: str, metric: str) -> int | None:
     return None
 
 
-def snapshots_in(metrics_text: str) -> int:
-    """``crowdex_snapshots_written_total`` summed over its writers, from /metrics' text."""
+def snapshots_in(metrics_text: str, writer: str | None = None) -> int:
+    """``crowdex_snapshots_written_total`` of one writer, or summed over them, from /metrics'
+    text."""
+    prefix = "crowdex_snapshots_written_total{" + (f'writer="{writer}"}}' if writer else "")
     return sum(int(float(line.rsplit(" ", 1)[1])) for line in metrics_text.splitlines()
-               if line.startswith("crowdex_snapshots_written_total{"))
+               if line.startswith(prefix))
 
 
 def _scrape(metrics_url: str) -> str:

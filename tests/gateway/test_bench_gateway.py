@@ -84,5 +84,6 @@ def test_snapshots_written_summed_over_writers_from_metrics_text() -> None:
             'crowdex_snapshots_written_total{writer="fork"} 1.0\n'
             'crowdex_snapshot_sequence 400.0\n')
     assert gateway.snapshots_in(text) == 4
+    assert gateway.snapshots_in(text, "fork") == 1 and gateway.snapshots_in(text, "x") == 0
     assert gateway.gauge_in(text, "crowdex_snapshot_sequence") == 400
     assert gateway.gauge_in(text, "crowdex_snapshot_follower_behind") is None
