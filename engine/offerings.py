@@ -170,6 +170,62 @@ class _Live:
         self.per_backer: dict[tuple[int, Any], int] = {}
 
 
+def committed_fen(sub: Subscription) -> int:
+    """What a subscription commits toward its investor's retail limit (BOARDS.md: live and
+    allocated subscriptions): its reservation while live, its allocation once allocated."""
+    if sub.status == LIVE:
+        return sub.reserved
+    if sub.status == ALLOCATED:
+        return sub.alloc_amount
+    return 0
+
+
+class _Committed:
+    """An investor's subscriptions on boards that count toward the retail limit, in the order
+    made, and the sum of what those of the last 365 days commit (an index, rebuilt on load).
+
+    ``retail_used_fen`` was a walk over all of them at every subscription, so a retail
+    investor's subscriptions cost more the more they had made. Instead the sum is kept as
+    statuses change (``Offerings.recommitted``), and subscriptions leave it from the front
+    as they age out of the window: subscriptions are made at the exchange's time, which
+    never goes back, so the oldest are first. Should one ever come out of that order, the
+    sum is not kept and the walk answers (``ordered``), as exact and only slower.
+    """
+
+    __slots__ = ("subs", "first", "below_us", "fen", "ordered")
+
+    def __init__(self) -> None:
+        self.subs: list[Subscription] = []
+        self.first = 0  # subs[:first] are out of the window (made before below_us)
+        self.below_us = 0
+        self.fen = 0  # what subs[first:] commit
+        self.ordered = True
+
+    def add(self, sub: Subscription) -> None:
+        subs = self.subs
+        if sub.time_us < self.below_us or (subs and sub.time_us < subs[-1].time_us):
+            self.ordered = False
+        subs.append(sub)
+        self.fen += committed_fen(sub)
+
+    def counted(self, sub: Subscription) -> bool:
+        """Whether ``fen`` holds what ``sub`` (one of ``subs``) commits."""
+        return self.ordered and sub.time_us >= self.below_us
+
+    def used_fen(self, horizon_us: int) -> int:
+        """What the subscriptions made at or after ``horizon_us`` commit (the horizon of
+        successive calls never goes back: it is the exchange's time less a year)."""
+        if not self.ordered:
+            return sum(committed_fen(s) for s in self.subs if s.time_us >= horizon_us)
+        subs, first, fen = self.subs, self.first, self.fen
+        while first < len(subs) and subs[first].time_us < horizon_us:
+            fen -= committed_fen(subs[first])
+            first += 1
+        self.first, self.fen = first, fen
+        self.below_us = max(self.below_us, horizon_us)
+        return fen
+
+
 class Offerings:
     """The offerings component (see the module docstring)."""
 
@@ -189,7 +245,7 @@ class Offerings:
         self.next_distribution_id = 1
         self.next_disclosure_id = 1
         self._by_project: dict[int, list[Subscription]] = defaultdict(list)
-        self._limit_subs: dict[int, list[Subscription]] = defaultdict(list)
+        self._committed: dict[int, _Committed] = defaultdict(_Committed)
         self._live: dict[int, _Live] = defaultdict(_Live)
         self._schedules: dict[int, list[debt_board.Instalment]] = {}
         self._next_due: int | None = None
@@ -432,7 +488,7 @@ class Offerings:
         # _index, inlined: a new subscription is live.
         self._by_project[sub.project_id].append(sub)
         if counts:
-            self._limit_subs[actor].append(sub)
+            self._committed[actor].add(sub)
         # _live_add(sub, 1, live), inlined.
         live.amount += amount
         live.quantity += quantity
@@ -460,16 +516,18 @@ class Offerings:
 
     def retail_used_fen(self, account_id: int) -> int:
         """Live and allocated equity/IP/debt subscriptions of the last 365 days, in fen."""
-        horizon = self.machine.now_us - YEAR_US
-        used = 0
-        for sub in self._limit_subs.get(account_id, ()):
-            if sub.time_us < horizon:
-                continue
-            if sub.status == LIVE:
-                used += sub.reserved
-            elif sub.status == ALLOCATED:
-                used += sub.alloc_amount
-        return used
+        committed = self._committed.get(account_id)
+        if committed is None:
+            return 0
+        return committed.used_fen(self.machine.now_us - YEAR_US)
+
+    def recommitted(self, sub: Subscription, was_fen: int) -> None:
+        """``sub``, on a board that counts toward the retail limit, changed status; it
+        committed ``was_fen`` before (``committed_fen``): its investor's sum follows, unless
+        the subscription is out of it (made over a year ago)."""
+        committed = self._committed.get(sub.account_id)
+        if committed is not None and committed.counted(sub):
+            committed.fen += committed_fen(sub) - was_fen
 
     def _check_retail_limit(self, investor: AccountInfo, amount: int) -> None:
         limit = rules.retail_limit_fen(investor.annual_income, investor.net_worth)
@@ -482,7 +540,7 @@ class Offerings:
     def _index(self, sub: Subscription, board: rules.Board) -> None:
         self._by_project[sub.project_id].append(sub)
         if board.config.counts_toward_limit:
-            self._limit_subs[sub.account_id].append(sub)
+            self._committed[sub.account_id].add(sub)
         if sub.status == LIVE:
             self._live_add(sub, 1)
 
@@ -528,6 +586,8 @@ class Offerings:
         self._live_add(sub, -1)
         sub.status = CANCELLED
         sub.refunded = sub.reserved
+        if config.counts_toward_limit:
+            self.recommitted(sub, sub.reserved)
         self._publish(project)
         return Reply(200, subscription_view(sub)) if self.machine.replies_needed else UNREAD[200]
 
@@ -565,11 +625,14 @@ class Offerings:
         # Every live subscription leaves the live figures, which go with them: as a load
         # rebuilds them (from live subscriptions only), not one subtraction each.
         self._live.pop(project.project_id, None)
+        counts = board.config.counts_toward_limit
         for sub in subs:
             quantity, amount = outcome[sub.subscription_id]
             sub.alloc_quantity, sub.alloc_amount = quantity, amount
             sub.refunded = sub.reserved - amount
             sub.status = ALLOCATED if quantity else REFUNDED
+            if counts:
+                self.recommitted(sub, sub.reserved)  # it was live
         # Every reservation released and every refund paid at once (sums commute: the
         # balances are those of one subscription after the other).
         if subs:

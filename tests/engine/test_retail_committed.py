@@ -1,0 +1,156 @@
+"""What a retail investor has committed, kept as a sum, is what a walk over its subscriptions
+gives.
+
+``Offerings.retail_used_fen`` answers from a per-investor sum (``_Committed``) that follows
+every subscription made, cancelled, allocated or refunded, and drops subscriptions as they age
+out of the 12-month window. Hypothesis drives a venue on a manual clock: retail investors
+subscribe to equity offerings (which count toward the limit) and to product pledges (which do
+not), cancel, the operator closes offerings (allocated, refunded, or failed), and the clock
+jumps by days, past the year. After every step, and after a snapshot's load, each investor's
+figure must equal the walk BOARDS.md's rule describes, and so must the refusals that follow
+from it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from boards import rules
+from engine import commands as c
+from engine import offerings_commands as oc
+from engine.machine import StateMachine
+from engine.offerings import ALLOCATED, LIVE, YEAR_US
+
+START_US = 1_767_225_600_000_000  # 2026-01-01
+DAY_US = 86_400_000_000
+EXAMPLES = 1000 if os.environ.get("CROWDEX_SLOW") else 100
+OPERATOR, ISSUER = 2, 3
+INVESTORS = [4, 5, 6]  # retail, no income declared: a limit of 2,500.00
+PRICE = 50_00  # the limit is 50 units
+
+
+def _walk(machine: StateMachine, account: int) -> int:
+    """BOARDS.md's rule, read off the subscriptions: live and allocated equity/IP/debt
+    subscriptions of the last 365 days."""
+    offerings = machine.component("offerings")
+    horizon = machine.now_us - YEAR_US
+    used = 0
+    for sub in offerings.subscriptions.values():
+        project = offerings.projects[sub.project_id]
+        if (sub.account_id != account or sub.time_us < horizon
+                or not offerings.board(project).config.counts_toward_limit):
+            continue
+        if sub.status == LIVE:
+            used += sub.reserved
+        elif sub.status == ALLOCATED:
+            used += sub.alloc_amount
+    return used
+
+
+def _check(machine: StateMachine) -> None:
+    offerings = machine.component("offerings")
+    for account in INVESTORS:
+        assert offerings.retail_used_fen(account) == _walk(machine, account), account
+
+
+def _list(machine: StateMachine, board: str, days: int = 30) -> int:
+    """List and open a project on ``board``, ``days`` to its deadline; returns its id. An
+    equity offering may fail (under 20 units) or be cut pro rata (over 60); a pledge fails
+    under its goal (30 units) when it runs longer than 30 days."""
+    offerings = machine.component("offerings")
+    project_id = offerings.next_project_id
+    deadline = machine.now_us + days * DAY_US
+    if board == "equity":
+        terms = {"price": PRICE, "min_quantity": 20, "max_quantity": 60, "lockup_days": 0}
+    else:
+        terms = {"goal": 1 if days <= 30 else 30 * PRICE,
+                 "tiers": [{"tier_id": "a", "price": PRICE, "quantity": None}]}
+    _apply(machine, ISSUER, oc.CreateProject(board, f"p{project_id}", "x", deadline, terms))
+    _apply(machine, OPERATOR, oc.ReviewProject(project_id, True))
+    return project_id
+
+
+def _apply(machine: StateMachine, actor: int, command: object) -> None:
+    machine.apply(machine.last_sequence + 1, c.Entry(machine.now_us, actor, command))
+
+
+def _venue() -> StateMachine:
+    machine = StateMachine()
+    _apply(machine, 0, c.Genesis("h", True, START_US, "intl", c.RULES_VERSION))
+    # Offerings that outlive the 12-month window: a live subscription ages out of it, and
+    # is cancelled, allocated or refunded after that.
+    _apply(machine, 0, oc.SetBoardRules({board: {"duration_days_max": 800}
+                                         for board in ("equity", "product")}))
+    _apply(machine, OPERATOR, c.CreateAccount("issuer", "issuer", "kis"))
+    for n, account in enumerate(INVESTORS):
+        _apply(machine, OPERATOR, c.CreateAccount("investor", f"i{n}", f"k{n}"))
+        _apply(machine, OPERATOR, c.Deposit(account, 10_000_000, f"d{n}"))
+    return machine
+
+
+subscribe = st.tuples(st.just("subscribe"), st.sampled_from(INVESTORS), st.integers(0, 5),
+                      st.integers(1, 30))
+steps = st.lists(st.one_of(
+    subscribe, subscribe, subscribe, subscribe,
+    st.tuples(st.just("cancel"), st.integers(0, 40)),
+    st.tuples(st.just("cancel"), st.integers(0, 40)),
+    st.tuples(st.just("close"), st.integers(0, 5)),
+    st.tuples(st.just("list"), st.sampled_from(["equity", "product"]),
+              st.sampled_from([30, 400, 700])),
+    # 365 days: a subscription made a whole year ago is still in the window
+    st.tuples(st.just("advance"), st.sampled_from([1, 5, 29, 31, 120, 200, 365, 366]))),
+    min_size=20, max_size=80)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(steps=steps, reload=st.integers(0, 80))
+def test_committed_sum_is_the_walk(steps: list[tuple], reload: int) -> None:
+    machine = _venue()
+    offerings = machine.component("offerings")
+    projects = [_list(machine, "equity"), _list(machine, "product"), _list(machine, "equity")]
+    for n, step in enumerate(steps):
+        kind = step[0]
+        opened = [p for p in projects if offerings.projects[p].status == rules.OPEN]
+        if kind == "subscribe":
+            _, investor, which, quantity = step
+            if not opened:  # the clock closed them all: list another
+                opened.append(_list(machine, "equity"))
+                projects.append(opened[-1])
+            project = opened[which % len(opened)]
+            tier = "a" if offerings.projects[project].board == "product" else None
+            _apply(machine, investor, oc.Subscribe(project, quantity, tier_id=tier))
+        elif kind == "cancel":  # a live subscription's, mostly
+            subs = [s for s in offerings.subscriptions.values()
+                    if s.status == LIVE or step[1] % 8 == 0]
+            if subs:
+                sub = subs[step[1] % len(subs)]
+                _apply(machine, sub.account_id, oc.CancelSubscription(sub.subscription_id))
+        elif kind == "close":
+            _apply(machine, OPERATOR, oc.CloseProject(projects[step[1] % len(projects)]))
+        elif kind == "list":
+            projects.append(_list(machine, step[1], step[2]))
+        else:
+            _apply(machine, OPERATOR, c.AdvanceClock(step[1] * 86_400))
+        _check(machine)
+        if n == reload:  # a snapshot's load rebuilds the sums from the subscriptions
+            loaded = StateMachine()
+            loaded.load(machine.arrays(), machine.meta())
+            assert loaded.state_hash() == machine.state_hash()
+            machine, offerings = loaded, loaded.component("offerings")
+            _check(machine)
+
+
+def test_a_failed_pledge_leaves_the_sum_alone() -> None:
+    """A pledge does not count toward the limit: refunded at a failed close, it takes nothing
+    from the investor's sum of equity subscriptions."""
+    machine = _venue()
+    offerings = machine.component("offerings")
+    equity, pledge = _list(machine, "equity"), _list(machine, "product", 400)
+    _apply(machine, INVESTORS[0], oc.Subscribe(equity, 10))
+    _apply(machine, INVESTORS[0], oc.Subscribe(pledge, 5, tier_id="a"))
+    _apply(machine, OPERATOR, oc.CloseProject(pledge))  # 5 of its goal of 30: it fails
+    assert offerings.projects[pledge].status == rules.FAILED
+    assert offerings.retail_used_fen(INVESTORS[0]) == _walk(machine, INVESTORS[0]) == 10 * PRICE
