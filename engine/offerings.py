@@ -201,12 +201,14 @@ class _Committed:
         self.fen = 0  # what subs[first:] commit
         self.ordered = True
 
-    def add(self, sub: Subscription) -> None:
+    def add(self, sub: Subscription, fen: int) -> None:
+        """Count ``sub``, which commits ``fen`` (``committed_fen``: a new one, its
+        reservation)."""
         subs = self.subs
         if sub.time_us < self.below_us or (subs and sub.time_us < subs[-1].time_us):
             self.ordered = False
         subs.append(sub)
-        self.fen += committed_fen(sub)
+        self.fen += fen
 
     def counted(self, sub: Subscription) -> bool:
         """Whether ``fen`` holds what ``sub`` (one of ``subs``) commits."""
@@ -466,8 +468,12 @@ class Offerings:
         if tier_id is not None:
             self._check_per_backer(board, project, live, actor, cmd)
         counts = config.counts_toward_limit
+        committed = self._committed[actor] if counts else None
         if counts and not cn2015 and investor.investor_class == "retail":
-            self._check_retail_limit(investor, amount)
+            # _check_retail_limit, inlined where it passes.
+            limit = rules.retail_limit_fen(investor.annual_income, investor.net_worth)
+            if committed.used_fen(now - YEAR_US) + amount > limit:
+                self._check_retail_limit(investor, amount)
         accounts = machine.balances.accounts.rows
         cash = accounts["cash_available"]
         available = cash.item(actor)  # a Python int: half the cost of a numpy scalar
@@ -488,7 +494,7 @@ class Offerings:
         # _index, inlined: a new subscription is live.
         self._by_project[sub.project_id].append(sub)
         if counts:
-            self._committed[actor].add(sub)
+            committed.add(sub, amount)
         # _live_add(sub, 1, live), inlined.
         live.amount += amount
         live.quantity += quantity
@@ -540,7 +546,7 @@ class Offerings:
     def _index(self, sub: Subscription, board: rules.Board) -> None:
         self._by_project[sub.project_id].append(sub)
         if board.config.counts_toward_limit:
-            self._committed[sub.account_id].add(sub)
+            self._committed[sub.account_id].add(sub, committed_fen(sub))
         if sub.status == LIVE:
             self._live_add(sub, 1)
 
