@@ -144,7 +144,10 @@ class Carried(NamedTuple):
 
     - ``rising``: it succeeds the same with more available cash, and shows no balance;
     - ``shows_cash``: it reads available cash only to show it (its reply's
-      ``cash_available``), and reads the withdrawable part if ``withdrawable``;
+      ``cash_available``), and reads the withdrawable part if ``withdrawable``; a reply
+      that shows it is one the command keeps with a new reference (``references``), and
+      one that adds no reference shows none that a run could change (a reference used
+      before: its first reply);
     - ``opens_account``: it opens an account (``account`` gives 0, which holds nothing);
     - ``cash_codes``: for a ``rising`` command, the refusals that more available cash could
       have turned into a success (None: any refusal may be one); it is refused with any
@@ -585,7 +588,8 @@ class StateMachine:
         actors: set[int] = set()  # of the run's orders before the entry
         for i, entry in enumerate(entries):
             command = entry.command
-            how = carried.get(type(command))
+            kind = type(command)
+            how = carried.get(kind)
             if how is None:  # an order
                 actors.add(entry.actor)
                 ran.append(i)
@@ -593,20 +597,23 @@ class StateMachine:
                 continue
             self.last_sequence = first_sequence + i
             self.replies_needed = loud or entry.idempotency_key is not None
-            account = how.account(entry)
-            known = how.shows_cash and references.get((account, command.reference))
+            kept = len(references)
             try:
-                replies[i] = reply = handlers[type(command)](command, entry.actor)
+                replies[i] = reply = handlers[kind](command, entry.actor)
             except CrowdexError as error:
-                if (how.rising and (how.cash_codes is None or error.code in how.cash_codes)
-                        and (account in actors or runner.rests_orders(account))):
-                    self.last_sequence = first_sequence - 1
-                    return i
+                if how.rising and (how.cash_codes is None or error.code in how.cash_codes):
+                    account = how.account(entry)
+                    if account in actors or runner.rests_orders(account):
+                        self.last_sequence = first_sequence - 1
+                        return i
                 replies[i] = refusal(error)
                 continue
-            if (how.shows_cash and not known
-                    and (account in actors or runner.rests_orders(account))):
-                shown.append((i, account, reply))
+            # A reply that shows the cash is a new one, kept with its new reference
+            # (``Carried.shows_cash``); a reference used before answers its first reply.
+            if how.shows_cash and len(references) != kept:
+                account = how.account(entry)
+                if account in actors or runner.rests_orders(account):
+                    shown.append((i, account, reply))
         self.last_sequence = first_sequence - 1
         return len(entries)
 
