@@ -192,7 +192,7 @@ class _Committed:
     sum is not kept and the walk answers (``ordered``), as exact and only slower.
     """
 
-    __slots__ = ("subs", "first", "below_us", "fen", "ordered")
+    __slots__ = ("subs", "first", "below_us", "fen", "ordered", "floor_us")
 
     def __init__(self) -> None:
         self.subs: list[Subscription] = []
@@ -200,19 +200,21 @@ class _Committed:
         self.below_us = 0
         self.fen = 0  # what subs[first:] commit
         self.ordered = True
+        self.floor_us = 0  # the latest of below_us and the last subscription's time
 
     def add(self, sub: Subscription, fen: int) -> None:
         """Count ``sub``, which commits ``fen`` (``committed_fen``: a new one, its
         reservation)."""
-        subs = self.subs
-        if sub.time_us < self.below_us or (subs and sub.time_us < subs[-1].time_us):
+        if sub.time_us < self.floor_us:
             self.ordered = False
-        subs.append(sub)
+        else:
+            self.floor_us = sub.time_us
+        self.subs.append(sub)
         self.fen += fen
 
     def counted(self, sub: Subscription) -> bool:
-        """Whether ``fen`` holds what ``sub`` (one of ``subs``) commits."""
-        return self.ordered and sub.time_us >= self.below_us
+        """Whether ``fen`` holds what ``sub`` (one of ``subs``) commits (while ``ordered``)."""
+        return sub.time_us >= self.below_us
 
     def used_fen(self, horizon_us: int) -> int:
         """What the subscriptions made at or after ``horizon_us`` commit (the horizon of
@@ -224,7 +226,9 @@ class _Committed:
             fen -= committed_fen(subs[first])
             first += 1
         self.first, self.fen = first, fen
-        self.below_us = max(self.below_us, horizon_us)
+        if horizon_us > self.below_us:
+            self.below_us = horizon_us
+            self.floor_us = max(self.floor_us, horizon_us)
         return fen
 
 
@@ -637,8 +641,10 @@ class Offerings:
             sub.alloc_quantity, sub.alloc_amount = quantity, amount
             sub.refunded = sub.reserved - amount
             sub.status = ALLOCATED if quantity else REFUNDED
-            if counts:
-                self.recommitted(sub, sub.reserved)  # it was live
+            # It was live: it committed its reservation, and commits its allocation now
+            # (committed_fen), the same unless it was cut or refunded.
+            if counts and (amount if quantity else 0) != sub.reserved:
+                self.recommitted(sub, sub.reserved)
         # Every reservation released and every refund paid at once (sums commute: the
         # balances are those of one subscription after the other).
         if subs:

@@ -14,6 +14,7 @@ from it.
 from __future__ import annotations
 
 import os
+import types
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,7 +23,16 @@ from boards import rules
 from engine import commands as c
 from engine import offerings_commands as oc
 from engine.machine import StateMachine
-from engine.offerings import ALLOCATED, LIVE, YEAR_US
+from engine.offerings import (
+    ALLOCATED,
+    CANCELLED,
+    LIVE,
+    YEAR_US,
+    Offerings,
+    Subscription,
+    _Committed,
+    committed_fen,
+)
 
 START_US = 1_767_225_600_000_000  # 2026-01-01
 DAY_US = 86_400_000_000
@@ -154,3 +164,46 @@ def test_a_failed_pledge_leaves_the_sum_alone() -> None:
     _apply(machine, OPERATOR, oc.CloseProject(pledge))  # 5 of its goal of 30: it fails
     assert offerings.projects[pledge].status == rules.FAILED
     assert offerings.retail_used_fen(INVESTORS[0]) == _walk(machine, INVESTORS[0]) == 10 * PRICE
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(made=st.lists(st.tuples(st.integers(0, 50), st.integers(1, 9), st.integers(0, 3),
+                               st.integers(0, 40)), max_size=30),
+       horizons=st.lists(st.integers(0, 60), max_size=10))
+def test_subscriptions_out_of_time_order_are_walked(made: list[tuple[int, int, int, int]],
+                                                     horizons: list[int]) -> None:
+    """Subscriptions come in time order (the exchange's time never goes back); should one
+    not, or come older than a window already passed, the sum gives way to the walk, also
+    across cancels (``Offerings.recommitted``)."""
+    committed, subs = _Committed(), []
+    offerings = types.SimpleNamespace(_committed={4: committed})
+    horizons = sorted(horizons)
+    for n, (time_us, fen, then, which) in enumerate(made):
+        sub = Subscription(n + 1, 1, 4, n + 1, time_us, 1, None, None, fen)
+        committed.add(sub, fen)
+        subs.append(sub)
+        if then == 1 and horizons:  # ask
+            horizon = horizons.pop(0)
+            assert committed.used_fen(horizon) == sum(
+                committed_fen(s) for s in subs if s.time_us >= horizon)
+        elif then == 2:  # cancel one
+            cancelled = subs[-1] if which < 10 else subs[which % len(subs)]
+            if cancelled.status == LIVE:
+                cancelled.status = CANCELLED
+                Offerings.recommitted(offerings, cancelled, cancelled.reserved)
+    for horizon in horizons:
+        assert committed.used_fen(horizon) == sum(
+            committed_fen(s) for s in subs if s.time_us >= horizon)
+
+
+def test_a_subscription_older_than_the_window_then_cancelled() -> None:
+    """Made before the horizon already asked, then cancelled: out of the window all along."""
+    committed = _Committed()
+    offerings = types.SimpleNamespace(_committed={4: committed})
+    committed.add(Subscription(1, 1, 4, 1, 5, 1, None, None, 3), 3)
+    assert committed.used_fen(30) == 0
+    late = Subscription(2, 1, 4, 2, 10, 1, None, None, 7)
+    committed.add(late, 7)
+    late.status = CANCELLED
+    Offerings.recommitted(offerings, late, late.reserved)
+    assert committed.used_fen(30) == committed.used_fen(31) == 0
