@@ -7,7 +7,8 @@ cancel or failure, and at a success paid to the issuer (``SUBSCRIPTION_PAYMENT``
 success fee (``SUCCESS_FEE``), while units are issued to the investors (``UNITS_ISSUED``).
 
 Persistent state is a handful of msgspec structs in ``meta()``; the per-project live figures,
-first-come counters and per-investor limit lists are indexes rebuilt from the subscriptions.
+first-come counters and what each investor has committed toward the retail limit (``_Committed``)
+are indexes rebuilt from the subscriptions.
 """
 
 from __future__ import annotations
