@@ -35,6 +35,7 @@ from engine.clock import format_time_us
 from engine.errors import CrowdexError
 from engine.kernels import codes as k
 from engine.kernels import fold as kf
+from engine.kernels.amends import AMEND_FIELDS, AMEND_UNCHANGED, AMEND_UNKNOWN, amend_read
 from engine.kernels.bookrows import book_rows
 from engine.kernels.layout import (
     C_EVENTS,
@@ -134,6 +135,7 @@ class Markets:
         # machine's Balances.position_slots it caches.
         self.slot_tables: dict[int, np.ndarray] = {}
         self.slot_source: dict | None = None
+        self._amend_fields = np.zeros(len(AMEND_FIELDS), dtype=np.int64)  # amend_read's out
 
     def handlers(self) -> dict:
         return {mc.PlaceOrder: self._place, mc.CancelOrder: self._cancel,
@@ -408,19 +410,26 @@ class Markets:
         price or a larger quantity re-enters it (``OP_AMEND``, checked like a new order).
         Its checks read the order as of this command, which queued ones may change: the
         queue is matched first, and the amend starts the next kernel call, unless no queued
-        command can change the order (``_untouched``)."""
-        if queue.ops and not self._untouched(queue, cmd.order_id):
-            self._match(queue, replies)
+        command can change the order (``engine.kernels.amends.amend_read``, which reads the
+        order's record in the same call)."""
+        order_id, fields, records = cmd.order_id, self._amend_fields, self.lifecycle.records
+        next_oid = self.lifecycle.next_oid
+        if queue.ops:
+            verdict = amend_read(records, next_oid, order_id, self._command_array(queue),
+                                 len(queue.ops), fields)
+            if verdict != AMEND_UNCHANGED:
+                self._match(queue, replies)
+                records, next_oid = self.lifecycle.records, self.lifecycle.next_oid
+                verdict = amend_read(records, next_oid, order_id, self._commands, 0, fields)
+        else:
+            verdict = amend_read(records, next_oid, order_id, self._commands, 0, fields)
         account = self.machine.accounts.get(actor)
         if account is None or account.role != "investor":
             raise CrowdexError("forbidden", "only investors trade")
-        order_id = cmd.order_id
-        if not self.lifecycle.known(order_id):
+        if verdict == AMEND_UNKNOWN:
             raise CrowdexError("order_not_found", f"no order {order_id}")
         (owner, instrument, side, post_only, status, old_price, old_quantity, filled,
-         cancelled) = self.lifecycle.records[
-            ["account", "instrument", "side", "post_only", "status", "price", "quantity",
-             "filled", "cancelled"]][order_id].tolist()
+         cancelled) = fields.tolist()
         if owner != actor:
             raise CrowdexError("order_not_found", f"no order {order_id}")
         if status > kf.PARTIALLY_FILLED:
@@ -438,45 +447,6 @@ class Markets:
         if price != old_price or remaining > rest:  # re-enters: the rules of a new order
             self._check_tradable(instrument, SIDE_NAMES[side])
         queue.amend(index, sequence, actor, order_id, instrument, post_only, price, remaining)
-
-    def _untouched(self, queue: _Queue, order_id: int) -> bool:
-        """Whether the queued commands leave the order ``order_id`` as it is now: it is open
-        (only finished orders are evicted from the kept ones), none of them names it (a
-        cancel, an amend), and none on its instrument can trade with it (a fill, a self-trade
-        prevention): there, only new orders and amends of its own side, and those of the other
-        side whose limit does not reach its price. An id not given yet may be given by a
-        queued order: not untouched."""
-        lifecycle = self.lifecycle
-        if not lifecycle.known(order_id):
-            return False
-        instrument, side, price, status = lifecycle.records[
-            ["instrument", "side", "price", "status"]][order_id].tolist()
-        if status > kf.PARTIALLY_FILLED:
-            return False
-        sides = lifecycle.records["side"]
-        for row in _COMMAND_ROW.iter_unpack(b"".join(queue.rows)):
-            if row[_CMD_OID] == order_id:
-                return False
-            if row[_CMD_INSTRUMENT] != instrument:
-                continue
-            op = row[_CMD_OP]
-            if op == k_AMEND:
-                # An amend lowers its order's quantity in place or puts it in again as a limit
-                # at the row's price, trading like a new limit order of the order's side (the
-                # row does not say it; an order's side never changes): the same test. Most
-                # amends of a mixed replay found another one queued on their instrument, and
-                # each such wait cost a kernel call.
-                row_side = int(sides[row[_CMD_OID]])
-            elif op == k_NEW:
-                row_side = row[_CMD_SIDE]
-            else:
-                return False  # an uncross there
-            if row_side == side:
-                continue
-            if op == k_NEW and row[_CMD_TYPE] == k.TYPE_MARKET or (
-                    row[_CMD_PRICE] <= price if side == k.SIDE_BUY else row[_CMD_PRICE] >= price):
-                return False  # an order that may cross it
-        return True
 
     def _auction(self, cmd: mc.RunAuction, actor: int) -> Reply:
         account = self.machine.accounts.get(actor)
@@ -1170,9 +1140,7 @@ def _row_struct(dtype: np.dtype) -> struct.Struct:
 _COMMAND_ROW = _row_struct(COMMAND_DTYPE)
 _NO_CIDS = np.zeros(1024, dtype=np.int8)  # cid flags of a call without client_order_ids
 _pack_command = _COMMAND_ROW.pack
-(_CMD_ACCOUNT, _CMD_OID, _CMD_INSTRUMENT, _CMD_OP, _CMD_SIDE, _CMD_TYPE,
- _CMD_PRICE) = (COMMAND_DTYPE.names.index(name) for name in (
-     "account", "oid", "instrument", "op", "side", "type", "price"))
+_CMD_ACCOUNT, _CMD_OID = (COMMAND_DTYPE.names.index(name) for name in ("account", "oid"))
 # A cancel's row: give it account, price, qty, oid, pos_slot (op and the codes bound).
 _pack_cancel = functools.partial(_pack_command, k_CANCEL, 0, 0, 0, 0, 0, 0)
 _REC_ACCOUNT, _REC_STATUS, _REC_KEPT = (RECORD_DTYPE.names.index(name)

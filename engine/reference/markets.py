@@ -23,7 +23,9 @@ from engine import markets_commands as mc
 from engine import movements as mv
 from engine.clock import format_time_us
 from engine.errors import CrowdexError
+from engine.kernels import amends
 from engine.kernels import codes as k
+from engine.kernels.fold import PARTIALLY_FILLED
 from engine.kernels.layout import C_EVENTS, C_PROCESSED, COMMAND_DTYPE
 from engine.machine import Reply
 from engine.marketdata import TapeState, TradeRecord, trade_view
@@ -811,3 +813,33 @@ class _Fold:
                 key = (instrument, side, price)
                 running[key] += changes[(side, price)]
                 published.append([SIDE_NAMES[side], price, running[key]])
+
+
+def untouched(records: np.ndarray, next_oid: int, order_id: int, commands: np.ndarray) -> int:
+    """The model of ``engine.kernels.amends.amend_read``'s verdict on an amend of
+    ``order_id`` (``RECORD_DTYPE`` ``records``, orders below ``next_oid`` given) after the
+    queued ``commands``: ``Markets._untouched`` as it was in Python, a row at a time."""
+    if not (0 < order_id < next_oid and records[order_id]["kept"]):
+        return amends.AMEND_UNKNOWN
+    instrument, side, price, status = records[
+        ["instrument", "side", "price", "status"]][order_id].tolist()
+    if status > PARTIALLY_FILLED:
+        return amends.AMEND_MAY_CHANGE
+    sides = records["side"]
+    for row in commands.tolist():
+        op, row_side, row_type, row_instrument, row_price, row_oid = (
+            row[0], row[1], row[2], row[6], row[8], row[10])
+        if row_oid == order_id:
+            return amends.AMEND_MAY_CHANGE
+        if row_instrument != instrument:
+            continue
+        if op == k_AMEND:
+            row_side = int(sides[row_oid])  # an order's side never changes
+        elif op != k_NEW:
+            return amends.AMEND_MAY_CHANGE  # an uncross there
+        if row_side == side:
+            continue
+        if op == k_NEW and row_type == k.TYPE_MARKET or (
+                row_price <= price if side == k.SIDE_BUY else row_price >= price):
+            return amends.AMEND_MAY_CHANGE  # an order that may cross it
+    return amends.AMEND_UNCHANGED

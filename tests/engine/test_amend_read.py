@@ -1,0 +1,94 @@
+"""The compiled read of an amend's order (``engine.kernels.amends.amend_read``) against its
+plain-Python model (``engine.reference.markets.untouched``, ``Markets._untouched`` as it was):
+the same verdict on any order and any queue, and the order's fields as its record holds them.
+The runs that use it are checked end to end against one entry at a time in
+``test_markets_runs.py`` (amends of resting orders in a run)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.kernels import codes as k
+from engine.kernels import fold as kf
+from engine.kernels.amends import AMEND_FIELDS, AMEND_UNKNOWN, amend_read
+from engine.kernels.layout import COMMAND_DTYPE
+from engine.lifecycle import RECORD_DTYPE
+from engine.reference.markets import untouched
+
+ORDERS = 12  # records 0 .. ORDERS - 1; ids from 1 are given below next_oid
+PRICE = 100
+
+records_st = st.lists(
+    st.tuples(st.integers(1, 3),  # account
+              st.integers(1, 2),  # instrument
+              st.sampled_from([k.SIDE_BUY, k.SIDE_SELL]),
+              st.integers(PRICE - 2, PRICE + 2),  # price
+              st.sampled_from([kf.OPEN, kf.OPEN, kf.PARTIALLY_FILLED, kf.FILLED,
+                               kf.CANCELLED]),
+              st.sampled_from([True, True, True, False]),  # kept
+              st.integers(0, 5), st.integers(0, 5)),  # filled, cancelled
+    min_size=ORDERS, max_size=ORDERS)
+rows_st = st.lists(
+    st.tuples(st.sampled_from([k.OP_NEW] * 4 + [k.OP_CANCEL, k.OP_AMEND, k.OP_AMEND, k.OP_UNCROSS]),
+              st.sampled_from([k.SIDE_BUY, k.SIDE_SELL]),
+              st.sampled_from([k.TYPE_LIMIT, k.TYPE_LIMIT, k.TYPE_MARKET]),
+              st.sampled_from([1, 1, 2]),  # instrument
+              st.integers(PRICE - 3, PRICE + 3),
+              st.integers(1, ORDERS + 3)),  # oid: a queued cancel may name an id not given
+    max_size=12)
+
+
+def _records(drawn: list[tuple]) -> np.ndarray:
+    records = np.zeros(ORDERS + 4, dtype=RECORD_DTYPE)  # room past next_oid, as reserved
+    for oid, (account, instrument, side, price, status, kept, filled, cancelled) in enumerate(
+            drawn):
+        records[oid] = 0
+        row = records[oid:oid + 1]
+        row["account"], row["instrument"], row["side"], row["price"] = (account, instrument,
+                                                                         side, price)
+        row["status"], row["kept"] = status, kept
+        row["quantity"], row["filled"], row["cancelled"] = 10, filled, cancelled
+        row["post_only"] = oid % 2
+    return records
+
+
+def _commands(drawn: list[tuple], next_oid: int) -> np.ndarray:
+    """Rows as ``Markets`` queues them: a new order names no id, a cancel no instrument, an
+    amend a given order (its side is read from its record), an uncross only its instrument."""
+    commands = np.zeros(len(drawn) + 2, dtype=COMMAND_DTYPE)  # rows past the queue's end
+    commands["instrument"][len(drawn):] = 1  # ... which the kernel must not read
+    commands["oid"][len(drawn):] = 1
+    for i, (op, side, kind, instrument, price, oid) in enumerate(drawn):
+        row = commands[i:i + 1]
+        row["op"] = op
+        if op == k.OP_NEW:
+            row["side"], row["type"], row["instrument"], row["price"] = (side, kind,
+                                                                         instrument, price)
+        elif op == k.OP_CANCEL:
+            row["oid"] = oid  # may be an id not given yet
+        elif op == k.OP_AMEND:
+            row["instrument"], row["price"] = instrument, price
+            row["oid"] = (oid - 1) % (next_oid - 1) + 1
+        else:
+            row["instrument"] = instrument
+    return commands
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(drawn_records=records_st, drawn_rows=rows_st,
+       next_oid=st.one_of(st.just(ORDERS), st.integers(2, ORDERS)),
+       order_id=st.one_of(st.integers(1, ORDERS - 1), st.integers(-1, ORDERS + 2)))
+def test_amend_read_equals_the_python_model(drawn_records, drawn_rows, next_oid, order_id):
+    records = _records(drawn_records)
+    commands = _commands(drawn_rows, next_oid)
+    queued = commands[:len(drawn_rows)]
+    out = np.full(len(AMEND_FIELDS), -7, dtype=np.int64)
+    verdict = amend_read(records, next_oid, order_id, commands, len(drawn_rows), out)
+    assert verdict == untouched(records, next_oid, order_id, queued)
+    if verdict != AMEND_UNKNOWN:
+        assert tuple(out.tolist()) == records[list(AMEND_FIELDS)][order_id].tolist()
+    # With nothing queued: known orders are read, and only a finished one may change.
+    alone = amend_read(records, next_oid, order_id, commands, 0, out)
+    assert alone == untouched(records, next_oid, order_id, queued[:0])
