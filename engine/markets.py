@@ -1040,6 +1040,8 @@ def _warm_up_live(engine: MatchingEngine, lifecycle: Lifecycle, balances: Any,
     kf.cancels_refused(folded.changes, folded.marks, commands, np.zeros(0, dtype=np.int64),
                        np.empty((0, 4), dtype=np.int64))
     table_slots(commands, 1, np.full(4, -1, dtype=np.int32))
+    amend_read(lifecycle.records, lifecycle.next_oid, 1, commands, len(commands),
+               np.zeros(len(AMEND_FIELDS), dtype=np.int64))
     count = balances.accounts.count
     live_checks(commands[:0], balances.accounts.rows["role"][:count], 1,
                 engine.instruments["active"], np.zeros(2 * len(engine.instruments), np.int8),

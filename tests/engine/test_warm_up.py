@@ -15,9 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 # After warm_up and a venue set up with no listener (so its few orders build no update), two
-# live batches (16 orders, one under the columns' threshold; 80, read as columns) with every
-# channel listened to, with fills and refused cancels: prints each kernel that gained a
-# compiled signature during the batches.
+# live batches (16 orders and 2 amends, under the columns' threshold; 80, read as columns)
+# with every channel listened to, with fills and refused cancels: prints each kernel that
+# gained a compiled signature during the batches.
 _SCRIPT = """
 import importlib, pkgutil
 import numba
@@ -45,6 +45,9 @@ for size in (16, 80):
                c.Entry(venue.START_US, 4 + n % 2, mc.PlaceOrder(
                    1, "buy" if n % 2 else "sell", "limit", venue.PRICE + n % 3, 1))
                for n in range(size)]
+    if size == 16:  # amends: of an order of the batch, and of one resting before it
+        entries[3:3] = [c.Entry(venue.START_US, 5, mc.AmendOrder(2, quantity=3)),
+                        c.Entry(venue.START_US, 4, mc.AmendOrder(1, quantity=5))]
     replies = machine.apply_batch(machine.last_sequence + 1, entries,
                                   payloads=list(map(c.encode_entry, entries)))
     assert any(reply.status == 409 for reply in replies)  # a cancel of a filled order
