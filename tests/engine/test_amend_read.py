@@ -6,6 +6,8 @@ The runs that use it are checked end to end against one entry at a time in
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,6 +19,7 @@ from engine.kernels.layout import COMMAND_DTYPE
 from engine.lifecycle import RECORD_DTYPE
 from engine.reference.markets import untouched
 
+EXAMPLES = 5000 if os.environ.get("CROWDEX_SLOW") else 1000
 ORDERS = 12  # records 0 .. ORDERS - 1; ids from 1 are given below next_oid
 PRICE = 100
 
@@ -76,7 +79,7 @@ def _commands(drawn: list[tuple], next_oid: int) -> np.ndarray:
     return commands
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(drawn_records=records_st, drawn_rows=rows_st,
        next_oid=st.one_of(st.just(ORDERS), st.integers(2, ORDERS)),
        order_id=st.one_of(st.integers(1, ORDERS - 1), st.integers(-1, ORDERS + 2)))
