@@ -412,24 +412,21 @@ class Markets:
         queue is matched first, and the amend starts the next kernel call, unless no queued
         command can change the order (``engine.kernels.amends.amend_read``, which reads the
         order's record in the same call)."""
-        order_id, fields, records = cmd.order_id, self._amend_fields, self.lifecycle.records
-        next_oid = self.lifecycle.next_oid
+        order_id = cmd.order_id
         if queue.ops:
-            verdict = amend_read(records, next_oid, order_id, self._command_array(queue),
-                                 len(queue.ops), fields)
+            verdict = self._read_amended(order_id, self._command_array(queue), len(queue.ops))
             if verdict != AMEND_UNCHANGED:
                 self._match(queue, replies)
-                records, next_oid = self.lifecycle.records, self.lifecycle.next_oid
-                verdict = amend_read(records, next_oid, order_id, self._commands, 0, fields)
+                verdict = self._read_amended(order_id, self._commands, 0)
         else:
-            verdict = amend_read(records, next_oid, order_id, self._commands, 0, fields)
+            verdict = self._read_amended(order_id, self._commands, 0)
         account = self.machine.accounts.get(actor)
         if account is None or account.role != "investor":
             raise CrowdexError("forbidden", "only investors trade")
         if verdict == AMEND_UNKNOWN:
             raise CrowdexError("order_not_found", f"no order {order_id}")
         (owner, instrument, side, post_only, status, old_price, old_quantity, filled,
-         cancelled) = fields.tolist()
+         cancelled) = self._amend_fields.tolist()
         if owner != actor:
             raise CrowdexError("order_not_found", f"no order {order_id}")
         if status > kf.PARTIALLY_FILLED:
@@ -447,6 +444,16 @@ class Markets:
         if price != old_price or remaining > rest:  # re-enters: the rules of a new order
             self._check_tradable(instrument, SIDE_NAMES[side])
         queue.amend(index, sequence, actor, order_id, instrument, post_only, price, remaining)
+
+    def _read_amended(self, order_id: int, commands: np.ndarray, count: int) -> int:
+        """``amend_read`` of ``order_id`` after the ``count`` queued ``commands``: its verdict,
+        the order's fields in ``_amend_fields``. An id never given is unknown without a call
+        (an id past int64, which a journal may hold, cannot be passed to the kernel)."""
+        lifecycle = self.lifecycle
+        if not 0 < order_id < lifecycle.next_oid:
+            return AMEND_UNKNOWN
+        return amend_read(lifecycle.records, lifecycle.next_oid, order_id, commands, count,
+                          self._amend_fields)
 
     def _auction(self, cmd: mc.RunAuction, actor: int) -> Reply:
         account = self.machine.accounts.get(actor)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +19,7 @@ from engine.kernels.amends import AMEND_FIELDS, AMEND_UNKNOWN, amend_read
 from engine.kernels.layout import COMMAND_DTYPE
 from engine.lifecycle import RECORD_DTYPE
 from engine.reference.markets import untouched
+from tests.engine import test_markets_runs as runs
 
 EXAMPLES = 5000 if os.environ.get("CROWDEX_SLOW") else 1000
 ORDERS = 12  # records 0 .. ORDERS - 1; ids from 1 are given below next_oid
@@ -95,3 +97,16 @@ def test_amend_read_equals_the_python_model(drawn_records, drawn_rows, next_oid,
     # With nothing queued: known orders are read, and only a finished one may change.
     alone = amend_read(records, next_oid, order_id, commands, 0, out)
     assert alone == untouched(records, next_oid, order_id, queued[:0])
+
+
+@pytest.mark.parametrize("order_id", [2**63 - 1, 2**63, 2**64 - 1, -1, 0, 3])
+def test_an_amend_of_an_id_never_given_is_not_found(order_id):
+    """A journal may hold any uint64 as an amend's order id (msgspec decodes it), past what
+    the kernel takes: the amend is refused 404, alone and after queued orders, as before."""
+    flow = [("amend", 0, order_id, None, 8), runs._order(0, "sell", runs.PRICE, 5),
+            ("amend", 0, order_id, None, 8)]
+    (one_replies, _), (got, _), one, batched = runs._both(flow, [])
+    assert [r.status for r in one_replies] == [404, 201, 404]
+    assert one_replies[2].body["error"]["code"] == "order_not_found"
+    assert got == one_replies
+    assert batched.state_hash() == one.state_hash()
