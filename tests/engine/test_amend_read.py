@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 
 from engine.kernels import codes as k
 from engine.kernels import fold as kf
-from engine.kernels.amends import AMEND_FIELDS, AMEND_UNKNOWN, amend_read
+from engine.kernels.amends import (
+    AMEND_FIELDS,
+    AMEND_MAY_CHANGE,
+    AMEND_UNCHANGED,
+    AMEND_UNKNOWN,
+    amend_read,
+)
 from engine.kernels.layout import COMMAND_DTYPE
 from engine.lifecycle import RECORD_DTYPE
 from engine.reference.markets import untouched
@@ -29,7 +35,7 @@ records_st = st.lists(
     st.tuples(st.integers(1, 3),  # account
               st.integers(1, 2),  # instrument
               st.sampled_from([k.SIDE_BUY, k.SIDE_SELL]),
-              st.integers(PRICE - 2, PRICE + 2),  # price
+              st.integers(PRICE - 1, PRICE + 1),  # price
               st.sampled_from([kf.OPEN, kf.OPEN, kf.PARTIALLY_FILLED, kf.FILLED,
                                kf.CANCELLED]),
               st.sampled_from([True, True, True, False]),  # kept
@@ -40,7 +46,7 @@ rows_st = st.lists(
               st.sampled_from([k.SIDE_BUY, k.SIDE_SELL]),
               st.sampled_from([k.TYPE_LIMIT, k.TYPE_LIMIT, k.TYPE_MARKET]),
               st.sampled_from([1, 1, 2]),  # instrument
-              st.integers(PRICE - 3, PRICE + 3),
+              st.integers(PRICE - 2, PRICE + 2),
               st.integers(1, ORDERS + 3)),  # oid: a queued cancel may name an id not given
     max_size=12)
 
@@ -69,8 +75,8 @@ def _commands(drawn: list[tuple], next_oid: int) -> np.ndarray:
         row = commands[i:i + 1]
         row["op"] = op
         if op == k.OP_NEW:
-            row["side"], row["type"], row["instrument"], row["price"] = (side, kind,
-                                                                         instrument, price)
+            row["side"], row["type"], row["instrument"] = side, kind, instrument
+            row["price"] = 0 if kind == k.TYPE_MARKET else price  # a market order has none
         elif op == k.OP_CANCEL:
             row["oid"] = oid  # may be an id not given yet
         elif op == k.OP_AMEND:
@@ -98,6 +104,37 @@ def test_amend_read_equals_the_python_model(drawn_records, drawn_rows, next_oid,
     alone = amend_read(records, next_oid, order_id, commands, 0, out)
     assert alone == untouched(records, next_oid, order_id, queued[:0])
 
+
+B, S, M, L = k.SIDE_BUY, k.SIDE_SELL, k.TYPE_MARKET, k.TYPE_LIMIT
+
+
+@pytest.mark.parametrize("side, row, changes", [
+    # (the order's side; a queued row (op, side, type, price) on its instrument; verdict)
+    (B, (k.OP_NEW, S, L, PRICE), True),  # a sell at the bid's price trades with it
+    (B, (k.OP_NEW, S, L, PRICE + 1), False),
+    (S, (k.OP_NEW, B, L, PRICE), True),  # a buy at the ask's price
+    (S, (k.OP_NEW, B, L, PRICE - 1), False),
+    (S, (k.OP_NEW, B, M, 0), True),  # a market order has no price and crosses
+    (B, (k.OP_NEW, B, L, PRICE + 5), False),  # its own side never trades with it
+    (B, (k.OP_AMEND, 0, L, PRICE), True),  # an amend of a sell (record 2) onto its price
+    (S, (k.OP_AMEND, 0, L, PRICE), False),  # an amend of a sell: its own side
+    (B, (k.OP_UNCROSS, 0, 0, 0), True),
+])
+def test_amend_read_at_the_boundaries(side, row, changes):
+    """The edges hypothesis may miss: prices equal to the order's, a market order, an
+    amend's side read from its order's record."""
+    drawn = [(1, 1, side, PRICE, kf.OPEN, True, 0, 0)] * ORDERS
+    drawn[2] = (2, 1, S, PRICE - 3, kf.OPEN, True, 0, 0)  # the order an amend row names
+    records = _records(drawn)
+    commands = np.zeros(1, dtype=COMMAND_DTYPE)
+    commands[0:1]["op"], commands[0:1]["side"], commands[0:1]["type"] = row[:3]
+    commands[0:1]["price"], commands[0:1]["instrument"] = row[3], 1
+    if row[0] == k.OP_AMEND:
+        commands[0:1]["oid"] = 2
+    out = np.zeros(len(AMEND_FIELDS), dtype=np.int64)
+    verdict = amend_read(records, ORDERS, 5, commands, 1, out)
+    assert verdict == (AMEND_MAY_CHANGE if changes else AMEND_UNCHANGED)
+    assert verdict == untouched(records, ORDERS, 5, commands)
 
 @pytest.mark.parametrize("order_id", [2**63 - 1, 2**63, 2**64 - 1, -1, 0, 3])
 def test_an_amend_of_an_id_never_given_is_not_found(order_id):
