@@ -72,7 +72,7 @@ order_ops = st.tuples(
 cancel_ops = st.tuples(st.just("cancel"), st.integers(0, TRADERS - 1), st.integers(1, 80))
 auction_ops = st.tuples(st.just("auction"))
 # Amends name an early order more often than not, so that they find orders the run's commands
-# before them fill, cancel or amend (Markets._untouched decides whether they wait for those).
+# before them fill, cancel or amend (engine.kernels.amends decides whether they wait for those).
 amend_ops = st.tuples(st.just("amend"), st.integers(0, TRADERS - 1),
                       st.one_of(st.integers(1, 12), st.integers(1, 80)),
                       st.one_of(st.none(), st.integers(PRICE - 30, PRICE + 30)),
@@ -260,7 +260,7 @@ book_orders = st.builds(lambda who, side, price, qty: _order(who, side, price, q
 def test_amends_of_resting_orders_in_a_run_equal_one_entry_at_a_time(resting, later, cut_seed):
     """Orders rest first (a batch of their own); then a batch of orders that may fill them,
     amends of them (joining the queued commands' kernel call when those cannot change the
-    order: ``Markets._untouched``), cancels and orders elsewhere."""
+    order: ``engine.kernels.amends``), cancels and orders elsewhere."""
     flow = [("order", who, 0, side, "limit", PRICE + step if side == "sell" else PRICE - 1 - step,
              qty, "gtc", False, "cancel_newest", None, None)
             for who, step, side, qty in resting]
