@@ -159,10 +159,14 @@ def measure(name: str, spec: loadgen.LoadSpec, workers: int, rows: list[dict],
             cpu += (f" ({row['server_cpu_us_per_batch']} us a batch of "
                     f"{row['orders_per_batch']})")
     rows.append(row)
+    late = ""
+    if "send_late_max_us" in row:  # the client's own delays, charged to the latencies
+        late = (f" client late p99={row['send_late_p99_us'] / 1000:.2f} "
+                f"max={row['send_late_max_us'] / 1000:.2f} ms")
     print(f"  {name:<22} {spec.mode:<4} offered={str(row['offered']):>10}  "
           f"ok/s={row['ok_per_sec']:>10,.0f}  p50={row['p50_us'] / 1000:6.2f} ms  "
           f"p99={row['p99_us'] / 1000:6.2f} ms  p99.9={row['p999_us'] / 1000:6.2f} ms  "
-          f"errors={row['errors']} {row['error_codes'] or ''}{cpu}{disk}", flush=True)
+          f"errors={row['errors']} {row['error_codes'] or ''}{late}{cpu}{disk}", flush=True)
     return row
 
 

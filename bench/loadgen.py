@@ -16,7 +16,7 @@ import queue
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 import msgspec
@@ -55,6 +55,11 @@ class LoadResult:
     seconds: float
     latencies_us: np.ndarray
     error_codes: dict[str, int]
+    # At a fixed rate: how late each request left this client after it was due. A latency
+    # counts from the due time, so a client that falls behind (descheduled, busy reading
+    # replies) charges its own delay to the server: a row whose send lateness is as large as
+    # its tail measured the client, not the server.
+    send_late_us: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def _bodies(spec: LoadSpec, worker: int) -> Callable[[int], dict]:
@@ -97,6 +102,7 @@ class _Schedule:
 async def _http(spec: LoadSpec, worker: int) -> LoadResult:
     make = _bodies(spec, worker)
     latencies: list[int] = []
+    late: list[int] = []  # a paced run's send lateness (LoadResult.send_late_us)
     codes: Counter = Counter()
     counter = itertools.count()
     errors = 0
@@ -110,6 +116,8 @@ async def _http(spec: LoadSpec, worker: int) -> LoadResult:
         async def one(n: int, key: str, due_ns: int | None = None) -> None:
             nonlocal errors
             started = time.perf_counter_ns() if due_ns is None else due_ns
+            if due_ns is not None:
+                late.append((time.perf_counter_ns() - due_ns) // 1000)
             async with session.post(spec.url + spec.path, data=msgspec.json.encode(make(n)),
                                     headers={"Authorization": f"Bearer {key}",
                                              "Content-Type": "application/json"}) as response:
@@ -138,13 +146,15 @@ async def _http(spec: LoadSpec, worker: int) -> LoadResult:
         elapsed = time.perf_counter() - started
     sent = next(counter) if spec.rate is None else len(latencies)
     return LoadResult(sent, len(latencies) - errors, errors, elapsed,
-                      np.array(latencies, dtype=np.int64), dict(codes))
+                      np.array(latencies, dtype=np.int64), dict(codes),
+                      np.array(late, dtype=np.int64))
 
 
 async def _ws(spec: LoadSpec, worker: int) -> LoadResult:
     """One pipelined connection per API key; request n goes on connection n % keys."""
     make = _bodies(spec, worker)
     latencies: list[int] = []
+    late: list[int] = []  # a paced run's send lateness (LoadResult.send_late_us)
     codes: Counter = Counter()
     pending: dict[int, int] = {}
     errors = 0
@@ -178,7 +188,11 @@ async def _ws(spec: LoadSpec, worker: int) -> LoadResult:
         async def send(n: int, due_ns: int | None = None) -> None:
             nonlocal sent
             await window.acquire()
-            pending[n] = time.perf_counter_ns() if due_ns is None else due_ns
+            if due_ns is None:
+                pending[n] = time.perf_counter_ns()
+            else:
+                pending[n] = due_ns
+                late.append((time.perf_counter_ns() - due_ns) // 1000)
             body = msgspec.json.encode({"op": "order", "request_id": n, **make(n)})
             await sockets[n % len(sockets)].send_str(body.decode())
             sent += 1
@@ -206,7 +220,8 @@ async def _ws(spec: LoadSpec, worker: int) -> LoadResult:
             await ws.close()
         await asyncio.gather(*readers, return_exceptions=True)
     return LoadResult(sent, len(latencies) - errors, errors, elapsed,
-                      np.array(latencies, dtype=np.int64), dict(codes))
+                      np.array(latencies, dtype=np.int64), dict(codes),
+                      np.array(late, dtype=np.int64))
 
 
 def _error_code(raw: bytes) -> str:
@@ -227,7 +242,7 @@ def _worker(spec: LoadSpec, worker: int, out: mp.Queue) -> None:
     runner = _http if spec.mode == "http" else _ws
     result = uvloop.run(runner(spec, worker))
     out.put((result.sent, result.ok, result.errors, result.seconds,
-             result.latencies_us.tobytes(), result.error_codes))
+             result.latencies_us.tobytes(), result.error_codes, result.send_late_us.tobytes()))
 
 
 def run(spec: LoadSpec, workers: int) -> LoadResult:
@@ -256,9 +271,10 @@ def run(spec: LoadSpec, workers: int) -> LoadResult:
     codes: Counter = Counter()
     for part in parts:
         codes.update(part[5])
+    late = np.concatenate([np.frombuffer(p[6], dtype=np.int64) for p in parts])
     return LoadResult(sum(p[0] for p in parts), sum(p[1] for p in parts),
                       sum(p[2] for p in parts), max(p[3] for p in parts), latencies,
-                      dict(codes))
+                      dict(codes), late)
 
 
 def summarize(result: LoadResult) -> dict:
@@ -271,4 +287,13 @@ def summarize(result: LoadResult) -> dict:
         "p50_us": pct(50), "p99_us": pct(99), "p999_us": pct(99.9),
         "max_us": int(lat.max()) if len(lat) else 0,
         "error_codes": result.error_codes,
+        **_lateness(result.send_late_us),
     }
+
+
+def _lateness(late_us: np.ndarray) -> dict:
+    """A paced run's send lateness (``LoadResult.send_late_us``): p99 and max, in us."""
+    if not len(late_us):
+        return {}
+    return {"send_late_p99_us": int(np.percentile(late_us, 99)),
+            "send_late_max_us": int(late_us.max())}

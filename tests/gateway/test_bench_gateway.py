@@ -26,8 +26,12 @@ def test_the_gateway_bench_runs_and_every_order_is_acknowledged(
         assert run["ok"] == run["sent"] > 0
         assert run["p50_us"] <= run["p99_us"] <= run["p999_us"] <= run["max_us"]
         if run["offered"] == 400:
-            # A paced run sends exactly rate x seconds requests, each due at its own time.
+            # A paced run sends exactly rate x seconds requests, each due at its own time,
+            # and says how late the client sent them (its own share of the latencies).
             assert run["sent"] == 120
+            assert 0 <= run["send_late_p99_us"] <= run["send_late_max_us"] <= run["max_us"], run
+        else:
+            assert "send_late_max_us" not in run  # saturation: nothing is due
     figures = result["figures"]
     paced = {name: [r["p99_us"] for r in rows if r["offered"] == 400 and r["mode"] == "ws"
                     and r["run"] == name] for name in ("bare aiohttp echo", "crowdex gateway")}
