@@ -124,14 +124,11 @@ def measure(name: str, spec: loadgen.LoadSpec, workers: int, rows: list[dict],
     disk = ""
     if before is not None:
         after = _scrape(metrics_url)
-        row["fsync"] = histogram_delta(histogram_counts(before, SYNC_METRIC),
-                                       histogram_counts(after, SYNC_METRIC))
+        row["fsync"] = _observed(before, after, SYNC_METRIC)
         # Where a slow run's time went: in the server (its commands' wait for an answer), in
         # its event loop (a lag delays every frame), or outside both (client, sockets, kernel).
-        row["server_latency"] = histogram_delta(histogram_counts(before, LATENCY_METRIC),
-                                                histogram_counts(after, LATENCY_METRIC))
-        row["loop_lag"] = histogram_delta(histogram_counts(before, LAG_METRIC),
-                                          histogram_counts(after, LAG_METRIC))
+        row["server_latency"] = _observed(before, after, LATENCY_METRIC)
+        row["loop_lag"] = _observed(before, after, LAG_METRIC)
         # A periodic snapshot written during the run (every 100k commands, ~5 s at 20k/s)
         # shares the machine's cores and disk: its runs are the ones with the longer tails.
         row["snapshots"] = snapshots_in(after) - snapshots_in(before)
@@ -214,6 +211,11 @@ def snapshots_in(metrics_text: str, writer: str | None = None) -> int:
 def _scrape(metrics_url: str) -> str:
     with urllib.request.urlopen(metrics_url, timeout=10) as response:
         return response.read().decode()
+
+
+def _observed(before: str, after: str, metric: str) -> dict:
+    """``histogram_delta`` of one histogram between two scrapes of /metrics' text."""
+    return histogram_delta(histogram_counts(before, metric), histogram_counts(after, metric))
 
 
 def histogram_delta(before: dict[str, int], after: dict[str, int]) -> dict:

@@ -300,16 +300,14 @@ class ClusterEngine:
         """Queue a command; returns its reply once the stream holds it and it is applied here."""
         self._check_accepting()
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(command, actor, idempotency_key, request_hash, future,
-                                       None, time.perf_counter()))
+        await self._queue.put(_Pending(command, actor, idempotency_key, request_hash, future))
         return await future
 
     def submit_nowait(self, command: c.Command, actor: int, callback: ReplyCallback) -> None:
         """As ``Engine.submit_nowait``: the callback gets the reply (or the refusal) later."""
         self._check_accepting()
         try:
-            self._queue.put_nowait(_Pending(command, actor, None, None, None, callback,
-                                            time.perf_counter()))
+            self._queue.put_nowait(_Pending(command, actor, None, None, None, callback))
         except asyncio.QueueFull:
             raise CrowdexError("unavailable", "the exchange is overloaded; retry",
                                headers={"Retry-After": str(RETRY_AFTER_S)}) from None

@@ -412,13 +412,11 @@ class Markets:
         queue is matched first, and the amend starts the next kernel call, unless no queued
         command can change the order (``engine.kernels.amends.amend_read``, which reads the
         order's record in the same call)."""
-        order_id = cmd.order_id
-        if queue.ops:
-            verdict = self._read_amended(order_id, self._command_array(queue), len(queue.ops))
-            if verdict != AMEND_UNCHANGED:
-                self._match(queue, replies)
-                verdict = self._read_amended(order_id, self._commands, 0)
-        else:
+        order_id, queued = cmd.order_id, len(queue.ops)
+        verdict = self._read_amended(
+            order_id, self._command_array(queue) if queued else self._commands, queued)
+        if queued and verdict != AMEND_UNCHANGED:
+            self._match(queue, replies)
             verdict = self._read_amended(order_id, self._commands, 0)
         account = self.machine.accounts.get(actor)
         if account is None or account.role != "investor":

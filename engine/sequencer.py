@@ -30,7 +30,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +132,7 @@ class _Pending:
     request_hash: str | None
     future: asyncio.Future | None  # an awaiting submitter's, or
     callback: ReplyCallback | None = None  # a pipelined one's (no future, no task)
-    queued_at: float = 0.0  # time.perf_counter() when it reached the queue
+    queued_at: float = field(default_factory=time.perf_counter)  # made as it is queued
 
     def answer(self, reply: Reply) -> None:
         callback = self.callback
@@ -406,8 +406,7 @@ class Engine:
         if not self._accepting or self.failed is not None:
             raise CrowdexError("unavailable", "the exchange is not accepting commands")
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(command, actor, idempotency_key, request_hash, future,
-                                       None, time.perf_counter()))
+        await self._queue.put(_Pending(command, actor, idempotency_key, request_hash, future))
         return await future
 
     def submit_nowait(self, command: c.Command, actor: int, callback: ReplyCallback) -> None:
@@ -420,8 +419,7 @@ class Engine:
         if not self._accepting or self.failed is not None:
             raise CrowdexError("unavailable", "the exchange is not accepting commands")
         try:
-            self._queue.put_nowait(_Pending(command, actor, None, None, None, callback,
-                                            time.perf_counter()))
+            self._queue.put_nowait(_Pending(command, actor, None, None, None, callback))
         except asyncio.QueueFull:
             raise CrowdexError("unavailable", "the exchange is overloaded; retry") from None
 
