@@ -17,10 +17,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import msgspec
 import numpy as np
+
+from bench import wsclient
 
 # WebSocket messages in flight per load process at saturation. Each acknowledgement waits for
 # an fsync (milliseconds), so the window must cover throughput x latency: with 256, a window
@@ -150,6 +153,13 @@ async def _http(spec: LoadSpec, worker: int) -> LoadResult:
                       np.array(late, dtype=np.int64))
 
 
+class _Reply(msgspec.Struct):
+    """What the load client reads of a reply; the rest of it is skipped unparsed."""
+    request_id: Any = None
+    type: str = ""
+    code: str | None = None
+
+
 async def _ws(spec: LoadSpec, worker: int) -> LoadResult:
     """One pipelined connection per API key; request n goes on connection n % keys."""
     make = _bodies(spec, worker)
@@ -164,61 +174,57 @@ async def _ws(spec: LoadSpec, worker: int) -> LoadResult:
     urls = [bases[i // 2 % len(bases)].replace("http", "ws", 1) + spec.path
             for i in range(len(spec.api_keys))]
     window = asyncio.Semaphore(spec.window if spec.rate is None else 1_000_000)
-    done = asyncio.Event()
-    async with aiohttp.ClientSession() as session:
-        sockets = [await session.ws_connect(url, headers={"Authorization": f"Bearer {key}"},
-                                            max_msg_size=0)
-                   for url, key in zip(urls, spec.api_keys, strict=True)]
+    decode = msgspec.json.Decoder(_Reply).decode
+    encode = msgspec.json.Encoder().encode
+    clock = time.perf_counter_ns
 
-        async def reader(ws) -> None:
-            nonlocal errors
-            async for msg in ws:
-                reply = msgspec.json.decode(msg.data)
-                request_id = reply.get("request_id")
-                if request_id not in pending:
-                    continue
-                latencies.append((time.perf_counter_ns() - pending.pop(request_id)) // 1000)
-                if reply.get("type") == "error":
-                    errors += 1
-                    codes[reply.get("code", "?")] += 1
-                window.release()
-                if done.is_set() and not pending:
-                    return
+    def received(raw: bytes) -> None:
+        nonlocal errors
+        try:
+            reply = decode(raw)
+        except msgspec.DecodeError:
+            return  # not one of ours (no request_id of ours to match)
+        started = pending.pop(reply.request_id, None) if type(reply.request_id) is int else None
+        if started is None:
+            return
+        latencies.append((clock() - started) // 1000)
+        if reply.type == "error":
+            errors += 1
+            codes[reply.code or "?"] += 1
+        window.release()
 
-        async def send(n: int, due_ns: int | None = None) -> None:
-            nonlocal sent
-            await window.acquire()
-            if due_ns is None:
-                pending[n] = time.perf_counter_ns()
-            else:
-                pending[n] = due_ns
-                late.append((time.perf_counter_ns() - due_ns) // 1000)
-            body = msgspec.json.encode({"op": "order", "request_id": n, **make(n)})
-            await sockets[n % len(sockets)].send_str(body.decode())
-            sent += 1
+    sockets = [await wsclient.connect(url, {"Authorization": f"Bearer {key}"}, received)
+               for url, key in zip(urls, spec.api_keys, strict=True)]
 
-        readers = [asyncio.create_task(reader(ws)) for ws in sockets]
-        started = time.perf_counter()
-        if spec.rate is None:
-            n = 0
-            while time.perf_counter() < deadline:
-                await send(n)
-                n += 1
+    async def send(n: int, due_ns: int | None = None) -> None:
+        nonlocal sent
+        await window.acquire()
+        if due_ns is None:
+            pending[n] = clock()
         else:
-            # One sender sends whatever is due each time it wakes (no task per message).
-            schedule = _Schedule(spec)
-            n = 0
-            while (due := await schedule.wait(n)) is not None:
-                await send(n, due)
-                n += 1
-        done.set()
-        drain_until = time.perf_counter() + 30
-        while pending and time.perf_counter() < drain_until:
-            await asyncio.sleep(0.01)
-        elapsed = time.perf_counter() - started
-        for ws in sockets:
-            await ws.close()
-        await asyncio.gather(*readers, return_exceptions=True)
+            pending[n] = due_ns
+            late.append((clock() - due_ns) // 1000)
+        sockets[n % len(sockets)].send(encode({"op": "order", "request_id": n, **make(n)}))
+        sent += 1
+
+    started = time.perf_counter()
+    if spec.rate is None:
+        n = 0
+        while time.perf_counter() < deadline:
+            await send(n)
+            n += 1
+    else:
+        # One sender sends whatever is due each time it wakes (no task per message).
+        schedule = _Schedule(spec)
+        n = 0
+        while (due := await schedule.wait(n)) is not None:
+            await send(n, due)
+            n += 1
+    drain_until = time.perf_counter() + 30
+    while pending and time.perf_counter() < drain_until:
+        await asyncio.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    await asyncio.gather(*(ws.close() for ws in sockets))
     return LoadResult(sent, len(latencies) - errors, errors, elapsed,
                       np.array(latencies, dtype=np.int64), dict(codes),
                       np.array(late, dtype=np.int64))
