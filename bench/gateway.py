@@ -160,6 +160,7 @@ def measure(name: str, spec: loadgen.LoadSpec, workers: int, rows: list[dict],
     if "send_late_max_us" in row:  # the client's own delays, charged to the latencies
         late = (f" client late p99={row['send_late_p99_us'] / 1000:.2f} "
                 f"max={row['send_late_max_us'] / 1000:.2f} ms")
+    late += f" client cpu={row['client_cpu_us']:.1f} us"
     print(f"  {name:<22} {spec.mode:<4} offered={str(row['offered']):>10}  "
           f"ok/s={row['ok_per_sec']:>10,.0f}  p50={row['p50_us'] / 1000:6.2f} ms  "
           f"p99={row['p99_us'] / 1000:6.2f} ms  p99.9={row['p999_us'] / 1000:6.2f} ms  "

@@ -63,6 +63,9 @@ class LoadResult:
     # replies) charges its own delay to the server: a row whose send lateness is as large as
     # its tail measured the client, not the server.
     send_late_us: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # The load processes' own CPU seconds over the run: on a shared machine, what the client
+    # takes from the cores the server it measures runs on.
+    cpu_seconds: float = 0.0
 
 
 def _bodies(spec: LoadSpec, worker: int) -> Callable[[int], dict]:
@@ -246,9 +249,12 @@ def _worker(spec: LoadSpec, worker: int, out: mp.Queue) -> None:
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 100)
     runner = _http if spec.mode == "http" else _ws
+    cpu = time.process_time()
     result = uvloop.run(runner(spec, worker))
+    cpu = time.process_time() - cpu
     out.put((result.sent, result.ok, result.errors, result.seconds,
-             result.latencies_us.tobytes(), result.error_codes, result.send_late_us.tobytes()))
+             result.latencies_us.tobytes(), result.error_codes, result.send_late_us.tobytes(),
+             cpu))
 
 
 def run(spec: LoadSpec, workers: int) -> LoadResult:
@@ -280,7 +286,7 @@ def run(spec: LoadSpec, workers: int) -> LoadResult:
     late = np.concatenate([np.frombuffer(p[6], dtype=np.int64) for p in parts])
     return LoadResult(sum(p[0] for p in parts), sum(p[1] for p in parts),
                       sum(p[2] for p in parts), max(p[3] for p in parts), latencies,
-                      dict(codes), late)
+                      dict(codes), late, sum(p[7] for p in parts))
 
 
 def summarize(result: LoadResult) -> dict:
@@ -294,6 +300,8 @@ def summarize(result: LoadResult) -> dict:
         "max_us": int(lat.max()) if len(lat) else 0,
         "error_codes": result.error_codes,
         **_lateness(result.send_late_us),
+        # Per request sent, connecting and closing included.
+        "client_cpu_us": round(result.cpu_seconds * 1e6 / result.sent, 2) if result.sent else 0,
     }
 
 

@@ -25,6 +25,7 @@ def test_the_gateway_bench_runs_and_every_order_is_acknowledged(
         assert run["errors"] == 0 and run["error_codes"] == {}, run
         assert run["ok"] == run["sent"] > 0
         assert run["p50_us"] <= run["p99_us"] <= run["p999_us"] <= run["max_us"]
+        assert run["client_cpu_us"] > 0, run  # the load processes' own CPU a request
         if run["offered"] == 400:
             # A paced run sends exactly rate x seconds requests, each due at its own time,
             # and says how late the client sent them (its own share of the latencies).
