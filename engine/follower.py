@@ -54,18 +54,27 @@ log = logging.getLogger("crowdex.engine.follower")
 TELL_INTERVAL_S = 0.025
 # Stopping: SIGTERM, then SIGKILL if it has not ended after this long.
 STOP_TIMEOUT_S = 5.0
-# The follower's scheduling niceness. Lower priority than the server, whose loop comes first,
-# but not the lowest (19): on a busy 2-core machine a follower at 19 gets ~1.5% of a core
-# beside a loop at 0, less than following costs, and would fall behind into the forked fallback.
+# The follower runs in the idle scheduling class (SCHED_IDLE, Linux; the whole process from its
+# first instruction, its threads included): it gets a CPU only when nothing else wants one,
+# and any thread that wakes takes the CPU from it at once. At niceness 10, as before, it held
+# a core for up to a scheduler slice (~1.4 ms here) while the server's loop, its journal
+# thread or the clients' traffic waited for one: at 20k orders/s on this 2-core machine (the
+# load client on it too), p99 medians of three 3 s runs were 5.7-7.8 ms with it at niceness
+# 10 and 5.2-7.1 ms at SCHED_IDLE, and the load client's own lateness p99 1.6-2.7 ms against
+# 1.3-1.6 ms, in alternating runs (README, Benchmarks). A venue so busy that no CPU is ever
+# idle starves it: it falls behind, and past FOLLOWER_BEHIND_MAX_SNAPSHOTS the server forks
+# its snapshots itself (engine.sequencer), as with any follower that cannot keep up.
+# CROWDEX_FOLLOWER_SCHED_IDLE=0 runs it at FOLLOWER_NICE instead, for measuring.
+FOLLOWER_SCHED_IDLE = os.environ.get("CROWDEX_FOLLOWER_SCHED_IDLE", "1") != "0"
+# Its niceness: what it runs at where the idle class cannot be had (not Linux), or with
+# FOLLOWER_SCHED_IDLE off. Not the lowest (19): on a busy 2-core machine a follower at 19 got
+# ~1.5% of a core beside a loop at 0, less than following cost then.
 FOLLOWER_NICE = 10
 # The snapshot (its state encoded, written, published and the old ones pruned: ~45 ms of CPU
 # and ~50 ms of disk for 50 MB) is written by a thread of its own at the idle scheduling class
-# (SCHED_IDLE, the thread alone; Linux), which any other thread that wakes preempts at once: at
-# niceness 10 the follower still holds a core for up to a scheduler slice (~1.4 ms here) while
-# the server's loop or the journal's thread waits for one. The follower waits for the writer
-# (nothing else changes its state meanwhile). A venue so busy that the writer gets no CPU falls
-# behind into the server's fallback as a starved follower would (engine.sequencer).
-# CROWDEX_FOLLOWER_IDLE_WRITE=0 writes it at the follower's niceness, for measuring.
+# too (``at_idle_priority``), so a follower at FOLLOWER_NICE writes it at SCHED_IDLE as well.
+# The follower waits for the writer (nothing else changes its state meanwhile).
+# CROWDEX_FOLLOWER_IDLE_WRITE=0 writes it at the follower's own priority, for measuring.
 WRITE_AT_IDLE = os.environ.get("CROWDEX_FOLLOWER_IDLE_WRITE", "1") != "0"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 SNAPSHOT_LINE = b"snapshot "
@@ -98,10 +107,14 @@ class Follower:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root,
                                                           env.get("PYTHONPATH")]))
-        # At its niceness from its first instruction: the imports and the kernels' loading
+        # At its priority from its first instruction: the imports and the kernels' loading
         # (~1-2 s of CPU) at the server's priority stalled batches by 10-50 ms as it started.
-        launch = (f"import os; os.nice({FOLLOWER_NICE}); import runpy; "
-                  "runpy.run_module('engine.follower', run_name='__main__', alter_sys=True)")
+        launch = f"import os\nos.nice({FOLLOWER_NICE})\n"
+        if FOLLOWER_SCHED_IDLE:
+            launch += ("try:\n    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
+                       "except (AttributeError, OSError):\n    pass\n")
+        launch += ("import runpy\n"
+                   "runpy.run_module('engine.follower', run_name='__main__', alter_sys=True)")
         self.progressed_at = time.monotonic()
         self.process = subprocess.Popen(
             [sys.executable, "-c", launch, "--data-dir", str(self.data_dir),

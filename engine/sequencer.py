@@ -94,7 +94,7 @@ SNAPSHOT_WRITER_DEFAULT = os.environ.get("CROWDEX_SNAPSHOTS",
 # The follower is started once this share of a snapshot's worth of commands has come since the
 # newest snapshot: small venues and tests that never get near a snapshot never start one, and
 # a busy venue's follower has the rest to start and catch up before it is due. It starts at
-# its low priority (engine.follower.FOLLOWER_NICE), so on a busy machine that takes seconds:
+# its low priority (engine.follower.FOLLOWER_SCHED_IDLE), so on a busy machine that takes seconds:
 # started at half the way, one fell two snapshots behind at 20k orders/s and was replaced by
 # a fork (bench gateway while another session's tests ran).
 FOLLOWER_START_SHARE = 0.1

@@ -218,6 +218,36 @@ def test_the_followers_snapshot_is_written_by_a_thread_at_the_idle_class():
     assert follower_module.WRITE_AT_IDLE  # the follower's default
 
 
+@pytest.mark.parametrize("idle", [True, False])
+async def test_the_follower_runs_in_the_idle_class_from_its_start(tmp_path: Path, monkeypatch,
+                                                                   idle: bool):
+    """The follower process, every thread of it, is at SCHED_IDLE (a CPU only when none else
+    wants one); with FOLLOWER_SCHED_IDLE off, at FOLLOWER_NICE in the normal class."""
+    monkeypatch.setattr(follower_module, "FOLLOWER_SCHED_IDLE", idle)
+    engine = await _followed(tmp_path, 10)
+    pid = engine.follower.pid
+    nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + follower_module.FOLLOWER_NICE)
+
+    def scheduling() -> tuple[set[int], int]:
+        threads = os.listdir(f"/proc/{pid}/task")
+        return ({os.sched_getscheduler(int(tid)) for tid in threads},
+                os.getpriority(os.PRIO_PROCESS, pid))
+
+    try:
+        # Set by the first lines the new interpreter runs: wait for them, then look again
+        # once its threads have started (the snapshot writer's is made per snapshot).
+        expected = ({os.SCHED_IDLE} if idle else {os.SCHED_OTHER}, nice)
+        await _until(lambda: scheduling() == expected, f"the follower at {expected}")
+        await asyncio.sleep(0.5)
+        assert scheduling() == expected
+    finally:
+        await engine.stop()
+
+
+def test_the_followers_idle_class_is_the_default():
+    assert follower_module.FOLLOWER_SCHED_IDLE
+
+
 async def test_follower_applies_only_what_is_durable(tmp_path: Path):
     _journal_of(tmp_path, 100)
     follower = Follower(tmp_path, 10, keep=3)
