@@ -23,7 +23,7 @@ from engine import markets_commands as mc
 from engine import movements as mv
 from engine.clock import TIME_US_MAX, format_time_us
 from engine.errors import CrowdexError
-from engine.kernels.entries import KIND_OTHER, scan_entries
+from engine.kernels.entries import KIND_OTHER, ClientIds, scan_entries
 from engine.snapshot import state_hash
 from engine.state import Balances
 
@@ -377,10 +377,11 @@ class StateMachine:
             if reserve is not None:
                 reserve(commands)
 
-    def apply_orders(self, first_sequence: int, commands: np.ndarray,
-                     times: np.ndarray) -> int:
+    def apply_orders(self, first_sequence: int, commands: np.ndarray, times: np.ndarray,
+                     client_ids: ClientIds | None = None) -> int:
         """A replay's consecutive orders and cancels as columns (``engine.kernels.entries``:
-        none with an idempotency key or a client_order_id), applied by the markets in bulk
+        none with an idempotency key; ``client_ids``: the orders' client_order_ids, if any
+        has one), applied by the markets in bulk
         (``engine.markets_bulk``) up to the first entry at or past a deadline or whose checks
         the others could change; returns how many (0: apply the first one through ``apply``).
 
@@ -399,7 +400,8 @@ class StateMachine:
         count = len(times) if due is None else int(np.searchsorted(effective, due, "left"))
         if count == 0:
             return 0  # on_time fires after it: apply it alone
-        done = apply_columns(first_sequence, commands[:count], effective[:count])
+        done = apply_columns(first_sequence, commands[:count], effective[:count],
+                             None if client_ids is None else client_ids[:count])
         if done:
             self.last_sequence = first_sequence + done - 1
             self.now_us = int(effective[done - 1])

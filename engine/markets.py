@@ -37,6 +37,7 @@ from engine.kernels import codes as k
 from engine.kernels import fold as kf
 from engine.kernels.amends import AMEND_FIELDS, AMEND_UNCHANGED, AMEND_UNKNOWN, amend_read
 from engine.kernels.bookrows import book_rows
+from engine.kernels.entries import ClientIds
 from engine.kernels.layout import (
     C_EVENTS,
     C_NEXT_TRADE,
@@ -239,12 +240,13 @@ class Markets:
         table = self.machine.movements.table
         table.ensure(table.count + 3 * commands)
 
-    def apply_columns(self, first_sequence: int, commands: np.ndarray,
-                      times: np.ndarray) -> int:
-        """A replay's orders and cancels as columns, in one kernel call as far as exactness
-        allows (``engine.markets_bulk``); returns how many were applied."""
+    def apply_columns(self, first_sequence: int, commands: np.ndarray, times: np.ndarray,
+                      client_ids: ClientIds | None = None) -> int:
+        """A replay's orders and cancels as columns (``client_ids``: their client_order_ids,
+        if any has one), in one kernel call as far as exactness allows
+        (``engine.markets_bulk``); returns how many were applied."""
         return markets_bulk.apply_columns(self, first_sequence, commands, times,
-                                          OPEN_ORDERS_MAX, FINISHED_ORDERS_KEPT)
+                                          OPEN_ORDERS_MAX, FINISHED_ORDERS_KEPT, client_ids)
 
     def apply_live_columns(self, first_sequence: int, commands: np.ndarray,
                            items: Callable[[int], list[tuple[int, int, Any]]]) -> list[Reply]:

@@ -33,6 +33,7 @@ import numpy as np
 
 from engine.errors import CrowdexError
 from engine.kernels import codes as k
+from engine.kernels.entries import ClientIds
 from engine.lifecycle import SIDE_NAMES
 from engine.machine import ROLES
 
@@ -40,9 +41,11 @@ _INVESTOR = ROLES["investor"]
 
 
 def apply_columns(markets: Any, first_sequence: int, commands: np.ndarray, times: np.ndarray,
-                  open_orders_max: int, finished_kept: int) -> int:
+                  open_orders_max: int, finished_kept: int,
+                  client_ids: ClientIds | None = None) -> int:
     """Apply the orders and cancels ``commands`` (``COMMAND_DTYPE``, numbered from
-    ``first_sequence``, at the exchange times ``times``, non-decreasing) to ``markets`` (an
+    ``first_sequence``, at the exchange times ``times``, non-decreasing; ``client_ids``:
+    their client_order_ids, None if none has one) to ``markets`` (an
     ``engine.markets.Markets``, with its limits) as far as exactness allows; returns how many
     were applied (0: the first must go through ``apply``)."""
     places = commands["op"] == k.OP_NEW
@@ -52,6 +55,10 @@ def apply_columns(markets: Any, first_sequence: int, commands: np.ndarray, times
     places, investor, actors = places[:n], investor[:n], actors[:n]
     placed = _tradable(markets, commands[:n], times[:n], investor)
     n = _first_short_of_room(markets, actors, placed, open_orders_max)
+    named = _Named(n, np.zeros(0, dtype=np.int64), [])
+    if n and client_ids is not None:
+        named = _named(markets.lifecycle, actors[:n], placed[:n], client_ids[:n])
+        n = named.end
     if n == 0:
         return 0
     placed, actors = placed[:n], actors[:n]
@@ -61,8 +68,44 @@ def apply_columns(markets: Any, first_sequence: int, commands: np.ndarray, times
                & (oids < markets.engine.next_order_id + before))
     kept = np.flatnonzero(placed | cancels)
     if len(kept):
-        _match(markets, commands[kept], first_sequence + kept, times[kept], finished_kept)
+        _match(markets, commands[kept], first_sequence + kept, times[kept], finished_kept,
+               named.at(kept))
     return n
+
+
+class _Named:
+    """The segment's orders with a client_order_id that reach the kernel: their positions
+    and ids; ``end``: where the segment is cut (``_named``)."""
+
+    def __init__(self, end: int, positions: np.ndarray, ids: list[str]) -> None:
+        self.end, self.positions, self.ids = end, positions, ids
+
+    def at(self, kept: np.ndarray) -> _Named:
+        """The same orders with their positions among the ``kept`` commands (they are kept:
+        each is placed)."""
+        return _Named(len(kept), np.searchsorted(kept, self.positions), self.ids)
+
+
+def _named(lifecycle: Any, actors: np.ndarray, placed: np.ndarray,
+           client_ids: ClientIds) -> _Named:
+    """The placed orders with a client_order_id, cut before the first whose id its account
+    could have on a resting order by its turn (``Markets._queue_place`` refuses it
+    ``duplicate_client_order_id`` then): an open order's now, or an earlier order's of the
+    segment (which may rest). That order goes through the exact path, which decides."""
+    positions = np.flatnonzero(placed & client_ids.present())
+    if not len(positions):
+        return _Named(len(actors), positions, [])
+    ids = client_ids.strings(positions)
+    keys = list(zip(actors[positions].tolist(), ids, strict=True))
+    taken = lifecycle.open_client_ids
+    if taken.keys().isdisjoint(keys) and len(set(keys)) == len(keys):
+        return _Named(len(actors), positions, ids)
+    seen = set()
+    for i, key in enumerate(keys):
+        if key in taken or key in seen:
+            return _Named(int(positions[i]), positions[:i], ids[:i])
+        seen.add(key)
+    return _Named(len(actors), positions, ids)  # not reached: a key above was taken
 
 
 def _investors(machine: Any, actors: np.ndarray) -> np.ndarray:
@@ -138,19 +181,24 @@ def _first_short_of_room(markets: Any, actors: np.ndarray, placed: np.ndarray,
 
 
 def _match(markets: Any, commands: np.ndarray, sequences: np.ndarray, times: np.ndarray,
-           finished_kept: int) -> None:
+           finished_kept: int, named: _Named) -> None:
     """One kernel call and one fold for the segment; then the creation times, the
-    client_order_ids that left the book or the kept orders, the movements and the tapes."""
+    client_order_ids of the orders accepted, those that rest, left the book or the kept
+    orders, the movements and the tapes."""
     machine = markets.machine
     engine, lifecycle = markets.engine, markets.lifecycle
     events = engine.process(commands, machine.balances).events
-    folded = lifecycle.fold(events, commands, np.zeros(len(commands), dtype=np.int8),
-                            int(times[-1]), finished_kept, engine.instruments,
-                            engine.next_order_id, machine.balances.accounts.count)
+    cid_flags = np.zeros(len(commands), dtype=np.int8)
+    cid_flags[named.positions] = 1
+    folded = lifecycle.fold(events, commands, cid_flags, int(times[-1]), finished_kept,
+                            engine.instruments, engine.next_order_id,
+                            machine.balances.accounts.count)
     kinds = events["kind"]
     accepted = events[kinds == k.EV_ACCEPTED]
     lifecycle.records["created_us"][accepted["oid"]] = times[accepted["cmd"]]
-    lifecycle.follow_marks(folded)
+    if named.ids:
+        lifecycle.note_placed_ids(folded, named.positions, named.ids)
+    lifecycle.follow_marks_bulk(folded)
     fills = events[kinds == k.EV_FILL]
     if len(fills):
         markets._fill_movements(fills, sequences)

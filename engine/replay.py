@@ -24,7 +24,7 @@ import numpy as np
 
 from engine import commands as c
 from engine.journal import FileJournal, RecordBlock
-from engine.kernels.entries import KIND_OTHER, scan_entries
+from engine.kernels.entries import KIND_OTHER, scan_with_client_ids
 from engine.machine import StateMachine
 from engine.skips import PoisonCommand, Skip, apply_entry, load_skips
 
@@ -110,10 +110,11 @@ def apply_one_at_a_time(machine: StateMachine, records: Iterable[tuple[int, byte
 
 def _apply_chunk(machine: StateMachine, first: int, data: bytes, starts: np.ndarray,
                  ends: np.ndarray, time_us: int | None = None) -> None:
-    """Entries read as columns where they are plain orders and cancels (applied in bulk,
-    ``StateMachine.apply_orders``); any other entry decoded by msgspec and applied by
-    ``apply_batch``, as are orders the bulk path leaves to it."""
-    commands, times, kinds = scan_entries(np.frombuffer(data, dtype=np.uint8), starts, ends)
+    """Entries read as columns where they are plain orders and cancels, client_order_ids kept
+    aside (applied in bulk, ``StateMachine.apply_orders``); any other entry decoded by msgspec
+    and applied by ``apply_batch``, as are orders the bulk path leaves to it."""
+    commands, times, kinds, client_ids = scan_with_client_ids(
+        np.frombuffer(data, dtype=np.uint8), starts, ends)
     if time_us is not None:
         times[:] = time_us
     at = 0
@@ -122,7 +123,8 @@ def _apply_chunk(machine: StateMachine, first: int, data: bytes, starts: np.ndar
             _apply_decoded(machine, first + at, data, starts[at:lo], ends[at:lo], time_us)
         at = lo
         while at < hi:
-            done = machine.apply_orders(first + at, commands[at:hi], times[at:hi])
+            done = machine.apply_orders(first + at, commands[at:hi], times[at:hi],
+                                        client_ids[at:hi])
             at += done
             if done == 0:
                 _apply_decoded(machine, first + at, data, starts[at:at + 1], ends[at:at + 1],

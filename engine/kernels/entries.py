@@ -8,13 +8,18 @@ commands a second, twice the budget. ``scan`` reads the msgpack of a chunk of en
 request_hash]``) in one compiled loop over the journal's bytes, and writes each entry that is
 a plain ``PlaceOrder`` or ``CancelOrder`` into a ``COMMAND_DTYPE`` row, its time and its kind.
 
+A replay also reads an order's client_order_id (``scan_with_client_ids``), if it is ASCII:
+as the bounds of its bytes, kept aside from the columns (``ClientIds``), made a string only
+for the orders whose lifecycle keeps it. A live batch's scan does not (``scan_entries``).
+
 Exactness before speed: an entry is recognised only in the exact shapes msgspec itself
 decodes to those commands, with nothing the columns cannot say: an idempotency key, a request
-hash, a client_order_id, a word other than the known ones, an int beyond int64, a float, an
-extra element or a trailing byte all make it ``KIND_OTHER``, and the caller decodes and
-applies that entry through msgspec and the state machine as before. So a journal can never
-replay differently through this path; at worst more slowly. Every msgpack int width is read
-(msgspec writes the shortest, older or other writers may not), and so is every str width.
+hash, a client_order_id not asked for or not ASCII, a word other than the known ones, an int
+beyond int64, a float, an extra element or a trailing byte all make it ``KIND_OTHER``, and
+the caller decodes and applies that entry through msgspec and the state machine as before.
+So a journal can never replay differently through this path; at worst more slowly. Every
+msgpack int width is read (msgspec writes the shortest, older or other writers may not), and
+so is every str width.
 """
 
 from __future__ import annotations
@@ -133,8 +138,11 @@ def _word(data, at, end, words, word_starts, word_kinds, kind):
 
 
 @kernel
-def _place(data, at, end, fields, words, word_starts, word_kinds, word_codes, row):
-    """PlaceOrder's ``fields`` (5 to 9) after its tag into ``row``; the next offset."""
+def _place(data, at, end, fields, words, word_starts, word_kinds, word_codes, row, cid_bounds,
+           entry):
+    """PlaceOrder's ``fields`` (5 to 9) after its tag into ``row``; the next offset. A
+    client_order_id (ASCII) is read only where ``cid_bounds`` has rows: its bytes' bounds go
+    into row ``entry``."""
     instrument, at = read_int(data, at, end)
     if at == _BAD:
         return _BAD
@@ -176,13 +184,23 @@ def _place(data, at, end, fields, words, word_starts, word_kinds, word_codes, ro
     row["stp"] = word_codes[w]
     if fields == 8:
         return at
-    if at >= end or int(data[at]) != 0xC0:  # a client_order_id: msgspec's way
+    if at < end and int(data[at]) == 0xC0:  # no client_order_id, written out
+        return at + 1
+    if len(cid_bounds) == 0:  # not asked to read client_order_ids
         return _BAD
-    return at + 1
+    length, start = _header(data, at, end, 0xA0, 0x1F, 0xD9, 3)
+    if start == _BAD or start + length > end:
+        return _BAD
+    for i in range(start, start + length):
+        if int(data[i]) >= 0x80:  # ASCII only: its bytes are its characters
+            return _BAD
+    cid_bounds[entry, 0] = start
+    cid_bounds[entry, 1] = start + length
+    return start + length
 
 
 @kernel
-def _entry(data, at, end, words, word_starts, word_kinds, word_codes, row):
+def _entry(data, at, end, words, word_starts, word_kinds, word_codes, row, cid_bounds, entry):
     """(kind, time_us) of the entry ``data[at:end]``, its command written into ``row``."""
     count, at = _array(data, at, end)
     if at == _BAD or not 3 <= count <= 5:
@@ -205,7 +223,8 @@ def _entry(data, at, end, words, word_starts, word_kinds, word_codes, row):
         kind = KIND_CANCEL
     if at != _BAD and kind == KIND_PLACE and 6 <= fields <= 10:
         row["op"] = k.OP_NEW
-        at = _place(data, at, end, fields - 1, words, word_starts, word_kinds, word_codes, row)
+        at = _place(data, at, end, fields - 1, words, word_starts, word_kinds, word_codes, row,
+                    cid_bounds, entry)
     elif at != _BAD and kind == KIND_CANCEL and fields == 2:
         row["op"] = k.OP_CANCEL
         oid, at = read_int(data, at, end)
@@ -223,18 +242,24 @@ def _entry(data, at, end, words, word_starts, word_kinds, word_codes, row):
 
 @kernel
 def scan(data, starts, ends, words, word_starts, word_kinds, word_codes, commands, times,
-         kinds):
+         kinds, cid_bounds):
     """Read the entries ``data[starts[i]:ends[i]]`` (uint8): ``kinds[i]`` is ``KIND_PLACE``,
     ``KIND_CANCEL`` or ``KIND_OTHER``; for the first two, ``times[i]`` is the entry's time and
     ``commands[i]`` its command as ``engine.markets`` would queue it (``commands`` zeroed by
-    the caller). Returns how many are not ``KIND_OTHER``."""
+    the caller). With ``cid_bounds`` rows (one an entry, -1 as the caller gives them), an
+    order with an ASCII client_order_id is read too, the id's bytes ``data[cid_bounds[i, 0]:
+    cid_bounds[i, 1]]``; without, it is ``KIND_OTHER``. Returns how many are not
+    ``KIND_OTHER``."""
     found = 0
     for i in range(len(starts)):
         row = commands[i]
         kind, time_us = _entry(data, starts[i], ends[i], words, word_starts, word_kinds,
-                               word_codes, row)
+                               word_codes, row, cid_bounds, i)
         if kind == KIND_OTHER:
             _clear(row)
+            if len(cid_bounds):
+                cid_bounds[i, 0] = -1
+                cid_bounds[i, 1] = -1
         else:
             found += 1
         kinds[i] = kind
@@ -259,10 +284,59 @@ def _clear(row):
 
 def scan_entries(data: np.ndarray, starts: np.ndarray,
                  ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``scan`` of the entries ``data[starts[i]:ends[i]]``: (commands, times, kinds)."""
-    n = len(starts)
-    commands = np.zeros(n, dtype=COMMAND_DTYPE)
-    times = np.zeros(n, dtype=np.int64)
-    kinds = np.zeros(n, dtype=np.int8)
-    scan(data, starts, ends, WORDS, WORD_STARTS, WORD_KINDS, WORD_CODES, commands, times, kinds)
+    """``scan`` of the entries ``data[starts[i]:ends[i]]``: (commands, times, kinds); an
+    order with a client_order_id is ``KIND_OTHER`` (a live batch's columns have no room for
+    it: ``engine.markets_live``)."""
+    commands, times, kinds = _scanned(len(starts))
+    scan(data, starts, ends, WORDS, WORD_STARTS, WORD_KINDS, WORD_CODES, commands, times, kinds,
+         _NO_BOUNDS)
     return commands, times, kinds
+
+
+def scan_with_client_ids(data: np.ndarray, starts: np.ndarray, ends: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, ClientIds]:
+    """``scan_entries``, reading orders with an ASCII client_order_id too (a replay's bulk
+    path, ``engine.markets_bulk``): (commands, times, kinds, their client_order_ids)."""
+    commands, times, kinds = _scanned(len(starts))
+    bounds = np.full((len(starts), 2), -1, dtype=np.int64)
+    scan(data, starts, ends, WORDS, WORD_STARTS, WORD_KINDS, WORD_CODES, commands, times, kinds,
+         bounds)
+    return commands, times, kinds, ClientIds(data, bounds)
+
+
+_NO_BOUNDS = np.full((0, 2), -1, dtype=np.int64)
+
+
+def _scanned(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (np.zeros(n, dtype=COMMAND_DTYPE), np.zeros(n, dtype=np.int64),
+            np.zeros(n, dtype=np.int8))
+
+
+class ClientIds:
+    """The client_order_ids of scanned entries, kept aside as the bounds of their bytes in the
+    journal's (a row an entry, -1 where it has none) and made strings only when asked: those
+    of the orders a replay's bulk path takes."""
+
+    __slots__ = ("data", "bounds")
+
+    def __init__(self, data: np.ndarray, bounds: np.ndarray) -> None:
+        self.data, self.bounds = data, bounds
+
+    def __getitem__(self, entries: slice) -> ClientIds:
+        """Those of a stretch of the entries (their bounds still into the same bytes)."""
+        return ClientIds(self.data, self.bounds[entries])
+
+    def present(self) -> np.ndarray:
+        """Per entry: whether it has a client_order_id."""
+        return self.bounds[:, 0] >= 0
+
+    def strings(self, entries: np.ndarray) -> list[str]:
+        """The client_order_ids of ``entries`` (positions of entries that have one). The
+        scanner takes ASCII ids only, so each byte is its character: the bytes they span are
+        decoded at once (latin-1 never fails) and each id is a slice of that text."""
+        if not len(entries):
+            return []
+        bounds = self.bounds[entries]
+        first = int(bounds[:, 0].min())
+        text = self.data[first:int(bounds[:, 1].max())].tobytes().decode("latin-1")
+        return [text[lo:hi] for lo, hi in (bounds - first).tolist()]
