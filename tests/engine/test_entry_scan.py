@@ -20,7 +20,13 @@ from hypothesis import strategies as st
 from engine import commands as c
 from engine import markets_commands as mc
 from engine.kernels import codes as k
-from engine.kernels.entries import KIND_CANCEL, KIND_OTHER, KIND_PLACE, scan_entries
+from engine.kernels.entries import (
+    KIND_CANCEL,
+    KIND_OTHER,
+    KIND_PLACE,
+    scan_entries,
+    scan_with_client_ids,
+)
 from engine.markets import SIDES, TIFS, _Queue
 from tests.engine.msgpack_widths import pack
 
@@ -52,8 +58,10 @@ words = {
 place_values = st.builds(
     lambda *fields: ["place_order", *fields], values, words["side"], words["type"], values,
     values, words["tif"], _mostly(st.booleans(), st.just(1)), words["stp"],
-    # A client_order_id (None the default), or something msgspec refuses there.
-    st.one_of(st.none(), st.sampled_from(["", "a", 0, 5, -1]), st.text(max_size=40), ints))
+    # A client_order_id (None the default), or something msgspec refuses there; ASCII ones
+    # the replay's reader takes.
+    st.one_of(st.none(), st.sampled_from(["", "a", 0, 5, -1]), st.text(max_size=40),
+              st.text(st.characters(max_codepoint=127), max_size=40), ints))
 cancel_values = st.builds(lambda oid: ["cancel_order", oid], values)
 other_values = st.sampled_from([["tick"], ["deposit", 4, 100, "ref"], ["run_auction", 2],
                                 ["amend_order", 3, None, 5], ["place_orders", 1],
@@ -79,14 +87,28 @@ def entries(draw: st.DrawFn) -> tuple[list, bool]:
     return entry, not extra
 
 
+def _bounds(payloads: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ends = np.cumsum([len(p) for p in payloads], dtype=np.int64)
+    starts = ends - np.array([len(p) for p in payloads], dtype=np.int64)
+    return np.frombuffer(b"".join(payloads) or b"\0", dtype=np.uint8), starts, ends
+
+
 def _scan(payloads: list[bytes]) -> list[tuple[int, int, tuple]]:
     """(kind, time, command row but its ``pos_slot``, the engine's to fill) of each payload,
     read in one call from one buffer."""
-    ends = np.cumsum([len(p) for p in payloads], dtype=np.int64)
-    starts = ends - np.array([len(p) for p in payloads], dtype=np.int64)
-    data = np.frombuffer(b"".join(payloads) or b"\0", dtype=np.uint8)
-    rows, times, kinds = scan_entries(data, starts, ends)
+    rows, times, kinds = scan_entries(*_bounds(payloads))
     return list(zip(kinds.tolist(), times.tolist(), [row[:-1] for row in rows.tolist()],
+                    strict=True))
+
+
+def _scan_with_ids(payloads: list[bytes]) -> list[tuple[int, int, tuple, str | None]]:
+    """``_scan`` by the replay's reader, with each entry's client_order_id as read."""
+    rows, times, kinds, client_ids = scan_with_client_ids(*_bounds(payloads))
+    named = np.flatnonzero(client_ids.present())
+    ids: list[str | None] = [None] * len(payloads)
+    for at, cid in zip(named.tolist(), client_ids.strings(named), strict=True):
+        ids[at] = cid
+    return list(zip(kinds.tolist(), times.tolist(), [row[:-1] for row in rows.tolist()], ids,
                     strict=True))
 
 
@@ -101,9 +123,10 @@ def _in_int64(*numbers: int) -> bool:
     return all(INT64[0] <= n <= INT64[1] for n in numbers)
 
 
-def _plain(entry: c.Entry | None) -> bool:
+def _plain(entry: c.Entry | None, ids: bool = False) -> bool:
     """Whether the entry is an order or cancel the reader must take: no key, no hash, no
-    client_order_id, only the words the markets know, ints that fit int64."""
+    client_order_id (``ids``: or an ASCII one), only the words the markets know, ints that
+    fit int64."""
     if entry is None or entry.idempotency_key is not None or entry.request_hash is not None:
         return False
     cmd = entry.command
@@ -111,7 +134,9 @@ def _plain(entry: c.Entry | None) -> bool:
         return False
     if type(cmd) is mc.CancelOrder:
         return _in_int64(cmd.order_id)
-    return (type(cmd) is mc.PlaceOrder and cmd.client_order_id is None and cmd.side in SIDES
+    cid = getattr(cmd, "client_order_id", None)
+    return (type(cmd) is mc.PlaceOrder and (cid is None or ids and cid.isascii())
+            and cmd.side in SIDES
             and cmd.order_type in ("limit", "market") and cmd.time_in_force in TIFS
             and cmd.self_trade_prevention in k.STP_BY_NAME
             and _in_int64(cmd.instrument_id, cmd.price, cmd.quantity))
@@ -130,13 +155,24 @@ def _queued(entry: c.Entry) -> tuple[int, int, tuple]:
 
 
 def _check(payloads: list[bytes], whole: list[bool]) -> None:
-    for payload, is_whole, got in zip(payloads, whole, _scan(payloads), strict=True):
+    """Both readers: the live batch's, which leaves client_order_ids to msgspec, and the
+    replay's, which reads ASCII ones too and must give exactly the string msgspec decodes."""
+    for payload, is_whole, got, (*with_ids, cid) in zip(
+            payloads, whole, _scan(payloads), _scan_with_ids(payloads), strict=True):
         entry = _decoded(payload)
         if got[0] != KIND_OTHER:
             assert entry is not None and _plain(entry), payload.hex()
             assert got == _queued(entry), payload.hex()
         elif is_whole and _plain(entry):
             raise AssertionError(f"a plain entry was not read: {payload.hex()} {entry}")
+        if with_ids[0] != KIND_OTHER:
+            assert entry is not None and _plain(entry, ids=True), payload.hex()
+            assert tuple(with_ids) == _queued(entry), payload.hex()
+            assert cid == getattr(entry.command, "client_order_id", None), payload.hex()
+        else:
+            assert cid is None
+            if is_whole and _plain(entry, ids=True):
+                raise AssertionError(f"an order was not read with its id: {payload.hex()}")
 
 
 @settings(max_examples=400, deadline=None)
@@ -179,3 +215,20 @@ def test_what_the_columns_cannot_say_is_other():
                c.Entry(1, 5, c.Tick()), c.Entry(1, 5, mc.AmendOrder(3, 10, None))]
     got = _scan([c.encode_entry(e) for e in entries] + [b"", b"\x95", b"\xc1"])
     assert [kind for kind, _, _ in got] == [KIND_OTHER] * 9
+
+
+def test_the_replay_reads_ascii_client_order_ids_aside():
+    """Of the same entries, the replay's reader takes the orders with an ASCII
+    client_order_id (the empty one too); one that is not ASCII stays msgspec's."""
+    def order(cid: str | None) -> mc.PlaceOrder:
+        return mc.PlaceOrder(1, "buy", "limit", 1000, 3, client_order_id=cid)
+
+    long_id = "w12-" + "9" * 300  # a str 16 header
+    entries = [c.Entry(1, 5, order("a")), c.Entry(1, 5, order("")), c.Entry(1, 5, order("é")),
+               c.Entry(1, 5, order("w0-17"), "key", "hash"), c.Entry(2, 6, order(long_id)),
+               c.Entry(2, 6, order(None))]
+    got = _scan_with_ids([c.encode_entry(e) for e in entries])
+    assert [(kind, cid) for kind, _, _, cid in got] == [
+        (KIND_PLACE, "a"), (KIND_PLACE, ""), (KIND_OTHER, None), (KIND_OTHER, None),
+        (KIND_PLACE, long_id), (KIND_PLACE, None)]
+    assert [row for _, _, row, _ in got][4] == _queued(entries[4])[2]
