@@ -22,9 +22,7 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import engine.markets
 import engine.markets_bulk
-import engine.replay
 from engine.machine import StateMachine
 from tests.engine.test_bulk_replay import (
     DEBT,
@@ -35,6 +33,7 @@ from tests.engine.test_bulk_replay import (
     _in_chunks,
     _journal,
     _one_at_a_time,
+    both_ways,
 )
 
 EXAMPLES = 1000 if os.environ.get("CROWDEX_SLOW") else 60
@@ -79,12 +78,7 @@ def _assert_same(bulk: StateMachine, one: StateMachine) -> None:
 @given(flow=flows, cuts=st.lists(st.integers(1, 250), min_size=1, max_size=5),
        rng=st.randoms(use_true_random=False))
 def test_client_order_ids_in_bulk_reach_the_state_of_one_entry_at_a_time(flow, cuts, rng):
-    with (mock.patch.object(engine.markets, "OPEN_ORDERS_MAX", 12),
-          mock.patch.object(engine.markets, "FINISHED_ORDERS_KEPT", 6),
-          mock.patch.object(engine.replay, "BULK_ENTRIES_MIN", 1)):
-        records = _journal(flow, rng)
-        one = _one_at_a_time(records)
-        bulk = _in_chunks(records, cuts)
+    one, bulk, _ = both_ways(flow, cuts, rng)
     _assert_same(bulk, one)
 
 

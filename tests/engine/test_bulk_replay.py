@@ -181,18 +181,25 @@ def _in_chunks(records: list[tuple[int, bytes]], cuts: list[int]) -> StateMachin
     return apply_in_chunks(StateMachine(), records, cuts)
 
 
+def both_ways(flow: list[tuple], cuts: list[int],
+              rng: random.Random) -> tuple[StateMachine, StateMachine, int]:
+    """The flow's journal applied one entry at a time and in chunks of ``cuts`` (the bulk
+    path from one entry on), the open-order limit and the kept finished orders made small so
+    both bite: (one at a time, in chunks, how many entries)."""
+    with (mock.patch.object(engine.markets, "OPEN_ORDERS_MAX", 12),
+          mock.patch.object(engine.markets, "FINISHED_ORDERS_KEPT", 6),
+          mock.patch.object(engine.replay, "BULK_ENTRIES_MIN", 1)):
+        records = _journal(flow, rng)
+        return _one_at_a_time(records), _in_chunks(records, cuts), len(records)
+
+
 @settings(max_examples=EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(flow=flows, cuts=st.lists(st.integers(1, 200), min_size=1, max_size=6),
        rng=st.randoms(use_true_random=False))
 def test_the_bulk_path_reaches_the_state_of_one_entry_at_a_time(flow, cuts, rng):
-    with (mock.patch.object(engine.markets, "OPEN_ORDERS_MAX", 12),
-          mock.patch.object(engine.markets, "FINISHED_ORDERS_KEPT", 6),
-          mock.patch.object(engine.replay, "BULK_ENTRIES_MIN", 1)):
-        records = _journal(flow, rng)
-        one = _one_at_a_time(records)
-        bulk = _in_chunks(records, cuts)
-    assert bulk.last_sequence == one.last_sequence == len(records)
+    one, bulk, count = both_ways(flow, cuts, rng)
+    assert bulk.last_sequence == one.last_sequence == count
     assert bulk.idempotency == one.idempotency  # the replies a retry would get
     assert bulk.now_us == one.now_us
     assert bulk.state_hash() == one.state_hash()
