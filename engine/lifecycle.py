@@ -16,8 +16,7 @@ oldest finish evicted first, exactly as the per-order dicts did: an evicted orde
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from itertools import compress
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import msgspec
@@ -343,36 +342,43 @@ class Lifecycle:
             if oid:
                 self.client_ids[oid] = cid
 
-    def note_placed_ids(self, folded: Folded, positions: np.ndarray, ids: list[str]) -> None:
-        """``note_client_ids`` of the orders at command ``positions`` with client_order_ids
-        ``ids``, those accepted kept in one dict update (a replay's call of thousands)."""
+    def note_placed_ids(self, folded: Folded, positions: np.ndarray,
+                        strings: Callable[[np.ndarray], list[str]]) -> None:
+        """``note_client_ids`` of the orders at command ``positions``, in one dict update (a
+        replay's call of thousands); ``strings``: their ids, of those a mask chooses (made
+        only for the orders accepted)."""
         oids = folded.placed_ids[positions]
         accepted = oids > 0
-        self.client_ids.update(zip(oids[accepted].tolist(), compress(ids, accepted.tolist()),
-                                   strict=True))
+        self.client_ids.update(zip(oids[accepted].tolist(), strings(accepted), strict=True))
 
     def follow_marks_bulk(self, folded: Folded) -> None:
-        """``follow_marks`` in a few numpy steps, for a call in which no two orders with the
-        same client_order_id of one account rest or leave the book (``engine.markets_bulk``
-        cuts its calls so): an order's last opened or closed mark then alone decides whether
-        its id is taken after the call; the evicted orders' ids go last (an order is evicted
-        only once finished: its marks come before)."""
+        """``follow_marks`` in a few numpy steps, for a call whose orders with an id opened in
+        it had that id free before it, and no two of them share one (``engine.markets_bulk``
+        cuts its calls so): then only two kinds of order change which ids rest, those whose
+        last mark opens them and those that rested before the call (their first mark closes
+        them); an order that opens and closes in the call leaves its id free, as it was. The
+        evicted orders' ids go last (an order is evicted only once finished: its marks come
+        before)."""
         cids = self.client_ids
         if not cids or not folded.marked:
             return
         marks = folded.marks
         evicted = marks["op"] == kf.MARK_EVICTED
-        moved = marks[~evicted][::-1]  # newest first: np.unique keeps the first of each
+        moved = marks[~evicted]
         if len(moved):
-            _, newest = np.unique(moved["oid"], return_index=True)
-            last = moved[newest]
+            _, first = np.unique(moved["oid"], return_index=True)
+            _, newest = np.unique(moved["oid"][::-1], return_index=True)
+            last = moved[::-1][newest]
+            closed = moved[first]
             open_ids = self.open_client_ids
-            for oid, op, account in zip(last["oid"].tolist(), last["op"].tolist(),
-                                        last["account"].tolist(), strict=True):
-                if op == kf.MARK_OPENED:
-                    open_ids[(account, cids[oid])] = oid
-                else:
-                    open_ids.pop((account, cids[oid]), None)
+            for rows, op in ((closed, kf.MARK_CLOSED), (last, kf.MARK_OPENED)):
+                rows = rows[rows["op"] == op]
+                for oid, account in zip(rows["oid"].tolist(), rows["account"].tolist(),
+                                        strict=True):
+                    if op == kf.MARK_OPENED:
+                        open_ids[(account, cids[oid])] = oid
+                    else:
+                        open_ids.pop((account, cids[oid]), None)
         pop = cids.pop
         for oid in marks["oid"][evicted].tolist():
             pop(oid, None)

@@ -33,7 +33,7 @@ import numpy as np
 
 from engine.errors import CrowdexError
 from engine.kernels import codes as k
-from engine.kernels.entries import ClientIds
+from engine.kernels.entries import ClientIds, string_hashes
 from engine.lifecycle import SIDE_NAMES
 from engine.machine import ROLES
 
@@ -55,10 +55,9 @@ def apply_columns(markets: Any, first_sequence: int, commands: np.ndarray, times
     places, investor, actors = places[:n], investor[:n], actors[:n]
     placed = _tradable(markets, commands[:n], times[:n], investor)
     n = _first_short_of_room(markets, actors, placed, open_orders_max)
-    named = _Named(n, np.zeros(0, dtype=np.int64), [])
+    named = np.zeros(0, dtype=np.int64)
     if n and client_ids is not None:
-        named = _named(markets.lifecycle, actors[:n], placed[:n], client_ids[:n])
-        n = named.end
+        n, named = _named(markets.lifecycle, actors[:n], placed[:n], client_ids[:n])
     if n == 0:
         return 0
     placed, actors = placed[:n], actors[:n]
@@ -68,44 +67,55 @@ def apply_columns(markets: Any, first_sequence: int, commands: np.ndarray, times
                & (oids < markets.engine.next_order_id + before))
     kept = np.flatnonzero(placed | cancels)
     if len(kept):
-        _match(markets, commands[kept], first_sequence + kept, times[kept], finished_kept,
-               named.at(kept))
+        # The named orders are placed, so kept: their positions among the kept commands.
+        ids = _Named(np.searchsorted(kept, named), named, client_ids)
+        _match(markets, commands[kept], first_sequence + kept, times[kept], finished_kept, ids)
     return n
 
 
 class _Named:
-    """The segment's orders with a client_order_id that reach the kernel: their positions
-    and ids; ``end``: where the segment is cut (``_named``)."""
+    """A kernel call's orders with a client_order_id: their positions in the call (``at``)
+    and in the segment (``positions``, into ``client_ids``)."""
 
-    def __init__(self, end: int, positions: np.ndarray, ids: list[str]) -> None:
-        self.end, self.positions, self.ids = end, positions, ids
+    def __init__(self, at: np.ndarray, positions: np.ndarray,
+                 client_ids: ClientIds | None) -> None:
+        self.at, self.positions, self.client_ids = at, positions, client_ids
 
-    def at(self, kept: np.ndarray) -> _Named:
-        """The same orders with their positions among the ``kept`` commands (they are kept:
-        each is placed)."""
-        return _Named(len(kept), np.searchsorted(kept, self.positions), self.ids)
+    def strings(self, chosen: np.ndarray) -> list[str]:
+        """The ids of the orders ``chosen`` (a mask over ``at``)."""
+        return self.client_ids.strings(self.positions[chosen])
 
 
 def _named(lifecycle: Any, actors: np.ndarray, placed: np.ndarray,
-           client_ids: ClientIds) -> _Named:
-    """The placed orders with a client_order_id, cut before the first whose id its account
-    could have on a resting order by its turn (``Markets._queue_place`` refuses it
-    ``duplicate_client_order_id`` then): an open order's now, or an earlier order's of the
-    segment (which may rest). That order goes through the exact path, which decides."""
+           client_ids: ClientIds) -> tuple[int, np.ndarray]:
+    """Where to cut the segment, and the positions before it of the placed orders with a
+    client_order_id. It is cut before the first whose account could have its id on a resting
+    order by its turn (``Markets._queue_place`` refuses it ``duplicate_client_order_id``
+    then): an open order's now, or an earlier order's of the segment (which may rest). That
+    order goes through the exact path, which decides. Ids are compared by their hashes with
+    the account (``engine.kernels.entries.hash_bytes``): two that differ but hash alike only
+    cut the segment where it need not be."""
     positions = np.flatnonzero(placed & client_ids.present())
     if not len(positions):
-        return _Named(len(actors), positions, [])
-    ids = client_ids.strings(positions)
-    keys = list(zip(actors[positions].tolist(), ids, strict=True))
+        return len(actors), positions
+    keys = _keys(actors[positions], client_ids.hashes()[positions])
+    clash = np.zeros(len(keys), dtype=bool)
     taken = lifecycle.open_client_ids
-    if taken.keys().isdisjoint(keys) and len(set(keys)) == len(keys):
-        return _Named(len(actors), positions, ids)
-    seen = set()
-    for i, key in enumerate(keys):
-        if key in taken or key in seen:
-            return _Named(int(positions[i]), positions[:i], ids[:i])
-        seen.add(key)
-    return _Named(len(actors), positions, ids)  # not reached: a key above was taken
+    if taken:
+        accounts, ids = zip(*taken, strict=True)
+        clash |= np.isin(keys, _keys(np.array(accounts, dtype=np.int64), string_hashes(ids)))
+    order = np.argsort(keys, kind="stable")
+    ranked = keys[order]
+    clash[order[1:][ranked[1:] == ranked[:-1]]] = True  # each repeat but the first
+    first = np.flatnonzero(clash)
+    if not len(first):
+        return len(actors), positions
+    return int(positions[first[0]]), positions[:first[0]]
+
+
+def _keys(accounts: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """An account's id as one int64 (its hash mixed with the account; numpy wraps)."""
+    return hashes ^ (accounts * np.int64(-7046029254386353131))
 
 
 def _investors(machine: Any, actors: np.ndarray) -> np.ndarray:
@@ -189,15 +199,15 @@ def _match(markets: Any, commands: np.ndarray, sequences: np.ndarray, times: np.
     engine, lifecycle = markets.engine, markets.lifecycle
     events = engine.process(commands, machine.balances).events
     cid_flags = np.zeros(len(commands), dtype=np.int8)
-    cid_flags[named.positions] = 1
+    cid_flags[named.at] = 1
     folded = lifecycle.fold(events, commands, cid_flags, int(times[-1]), finished_kept,
                             engine.instruments, engine.next_order_id,
                             machine.balances.accounts.count)
     kinds = events["kind"]
     accepted = events[kinds == k.EV_ACCEPTED]
     lifecycle.records["created_us"][accepted["oid"]] = times[accepted["cmd"]]
-    if named.ids:
-        lifecycle.note_placed_ids(folded, named.positions, named.ids)
+    if len(named.at):
+        lifecycle.note_placed_ids(folded, named.at, named.strings)
     lifecycle.follow_marks_bulk(folded)
     fills = events[kinds == k.EV_FILL]
     if len(fills):

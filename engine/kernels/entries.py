@@ -52,6 +52,8 @@ _DEFAULT_TIF = k.TIF_GTC
 _DEFAULT_STP = k.STP_BY_NAME["cancel_newest"]
 
 _BAD = -1  # an offset that says "not what was expected"
+# Columns of a scan's client_order_ids (``scan``'s ``cid_bounds``).
+CID_START, CID_END, CID_HASH = 0, 1, 2
 
 
 @kernel
@@ -194,9 +196,29 @@ def _place(data, at, end, fields, words, word_starts, word_kinds, word_codes, ro
     for i in range(start, start + length):
         if int(data[i]) >= 0x80:  # ASCII only: its bytes are its characters
             return _BAD
-    cid_bounds[entry, 0] = start
-    cid_bounds[entry, 1] = start + length
+    cid_bounds[entry, CID_START] = start
+    cid_bounds[entry, CID_END] = start + length
+    cid_bounds[entry, CID_HASH] = hash_bytes(data, start, start + length)
     return start + length
+
+
+@kernel
+def hash_bytes(data, start, end):
+    """A hash of ``data[start:end]`` in 62 bits: two polynomial hashes modulo primes below
+    2**31, so no step overflows int64 (the same compiled or not). Equal bytes, equal hash;
+    unequal bytes rarely so, and where a caller acts on equal hashes, that is only slower."""
+    low = end - start + 1
+    high = end - start + 1
+    for i in range(start, end):
+        low = (low * 257 + int(data[i])) % 2147483647
+        high = (high * 263 + int(data[i])) % 2147483629
+    return high * 2147483648 + low
+
+
+@kernel
+def hash_all(data, starts, ends, out):
+    for i in range(len(starts)):
+        out[i] = hash_bytes(data, starts[i], ends[i])
 
 
 @kernel
@@ -247,9 +269,9 @@ def scan(data, starts, ends, words, word_starts, word_kinds, word_codes, command
     ``KIND_CANCEL`` or ``KIND_OTHER``; for the first two, ``times[i]`` is the entry's time and
     ``commands[i]`` its command as ``engine.markets`` would queue it (``commands`` zeroed by
     the caller). With ``cid_bounds`` rows (one an entry, -1 as the caller gives them), an
-    order with an ASCII client_order_id is read too, the id's bytes ``data[cid_bounds[i, 0]:
-    cid_bounds[i, 1]]``; without, it is ``KIND_OTHER``. Returns how many are not
-    ``KIND_OTHER``."""
+    order with an ASCII client_order_id is read too: the bounds of the id's bytes
+    (``CID_START``, ``CID_END``) and their ``hash_bytes`` (``CID_HASH``); without, it is
+    ``KIND_OTHER``. Returns how many are not ``KIND_OTHER``."""
     found = 0
     for i in range(len(starts)):
         row = commands[i]
@@ -258,8 +280,8 @@ def scan(data, starts, ends, words, word_starts, word_kinds, word_codes, command
         if kind == KIND_OTHER:
             _clear(row)
             if len(cid_bounds):
-                cid_bounds[i, 0] = -1
-                cid_bounds[i, 1] = -1
+                cid_bounds[i, CID_START] = -1
+                cid_bounds[i, CID_END] = -1
         else:
             found += 1
         kinds[i] = kind
@@ -298,13 +320,13 @@ def scan_with_client_ids(data: np.ndarray, starts: np.ndarray, ends: np.ndarray
     """``scan_entries``, reading orders with an ASCII client_order_id too (a replay's bulk
     path, ``engine.markets_bulk``): (commands, times, kinds, their client_order_ids)."""
     commands, times, kinds = _scanned(len(starts))
-    bounds = np.full((len(starts), 2), -1, dtype=np.int64)
+    bounds = np.full((len(starts), 3), -1, dtype=np.int64)
     scan(data, starts, ends, WORDS, WORD_STARTS, WORD_KINDS, WORD_CODES, commands, times, kinds,
          bounds)
     return commands, times, kinds, ClientIds(data, bounds)
 
 
-_NO_BOUNDS = np.full((0, 2), -1, dtype=np.int64)
+_NO_BOUNDS = np.full((0, 3), -1, dtype=np.int64)
 
 
 def _scanned(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -314,8 +336,8 @@ def _scanned(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 class ClientIds:
     """The client_order_ids of scanned entries, kept aside as the bounds of their bytes in the
-    journal's (a row an entry, -1 where it has none) and made strings only when asked: those
-    of the orders a replay's bulk path takes."""
+    journal's and their hashes (a row an entry, -1 where it has none), made strings only
+    when asked: for the orders a replay's bulk path keeps them for."""
 
     __slots__ = ("data", "bounds")
 
@@ -328,7 +350,11 @@ class ClientIds:
 
     def present(self) -> np.ndarray:
         """Per entry: whether it has a client_order_id."""
-        return self.bounds[:, 0] >= 0
+        return self.bounds[:, CID_START] >= 0
+
+    def hashes(self) -> np.ndarray:
+        """Per entry: its id's ``hash_bytes`` (-1: none)."""
+        return self.bounds[:, CID_HASH]
 
     def strings(self, entries: np.ndarray) -> list[str]:
         """The client_order_ids of ``entries`` (positions of entries that have one). The
@@ -336,7 +362,21 @@ class ClientIds:
         decoded at once (latin-1 never fails) and each id is a slice of that text."""
         if not len(entries):
             return []
-        bounds = self.bounds[entries]
-        first = int(bounds[:, 0].min())
-        text = self.data[first:int(bounds[:, 1].max())].tobytes().decode("latin-1")
-        return [text[lo:hi] for lo, hi in (bounds - first).tolist()]
+        starts = self.bounds[entries, CID_START]
+        ends = self.bounds[entries, CID_END]
+        first = int(starts.min())
+        text = self.data[first:int(ends.max())].tobytes().decode("latin-1")
+        # Two columns as lists, not a list a row: no small list made per id.
+        return [text[lo:hi] for lo, hi in zip((starts - first).tolist(),
+                                              (ends - first).tolist(), strict=True)]
+
+
+def string_hashes(strings: list[str]) -> np.ndarray:
+    """``hash_bytes`` of each string's UTF-8 (an ASCII id's bytes as the scanner hashed
+    them; any other string can equal no id the scanner read)."""
+    encoded = [text.encode() for text in strings]
+    ends = np.cumsum([len(b) for b in encoded], dtype=np.int64)
+    starts = ends - np.array([len(b) for b in encoded], dtype=np.int64)
+    out = np.empty(len(encoded), dtype=np.int64)
+    hash_all(np.frombuffer(b"".join(encoded) or b"\0", dtype=np.uint8), starts, ends, out)
+    return out
