@@ -106,6 +106,7 @@ _RINGS = 1 + len(INTERVALS_US)  # a slot's trades, then its candles of each inte
 _SLOTS_MIN = 4
 _PAGES_MIN = 16
 _SLOT_OF_MIN = 64
+_AT_ONE_TIME = np.zeros(0, dtype=np.int64)  # record_trades' times: every fill at time_us
 
 
 class MarketData:
@@ -132,13 +133,15 @@ class MarketData:
 
     # ---- recording ------------------------------------------------------------------------------
 
-    def record(self, fills: np.ndarray, time_us: int) -> None:
-        """Put a kernel call's fills (``EVENT_DTYPE`` fill rows, made at ``time_us``) on their
+    def record(self, fills: np.ndarray, time_us: int, times: np.ndarray | None = None) -> None:
+        """Put a kernel call's fills (``EVENT_DTYPE`` fill rows, made at ``time_us``, or each
+        at its ``times`` row, never going down: a replay's call spans many times) on their
         instruments' tapes and candles, in order."""
         count = len(fills)
         done = 0
+        times = _AT_ONE_TIME if times is None else times
         while True:
-            done = kt.record_trades(fills, done, time_us, _WIDTHS_US, self.slot_of,
+            done = kt.record_trades(fills, done, time_us, times, _WIDTHS_US, self.slot_of,
                                     self.slot_instrument, self.counts, self.pages,
                                     self.trade_rows, self.candle_rows, self.used, self.page_rows)
             if done == count:

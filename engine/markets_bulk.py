@@ -152,12 +152,15 @@ def _tradable(markets: Any, commands: np.ndarray, times: np.ndarray,
     machine = markets.machine
     now = machine.now_us
     verdicts = []
+    passed, info = None, None  # the (time, instrument) whose info a side passed, and that info
     try:
         for i, s, t in zip(inst[new].tolist(), side[new].tolist(), time[new].tolist(),
                            strict=True):
             machine.now_us = t
-            try:
-                markets._check_tradable(i, SIDE_NAMES[s])
+            try:  # the other side's info at the same time, if it passed (as _queue_place)
+                info = markets._check_tradable(i, SIDE_NAMES[s],
+                                               info if passed == (t, i) else None)
+                passed = (t, i)
                 verdicts.append(True)
             except CrowdexError:
                 verdicts.append(False)
@@ -204,21 +207,16 @@ def _match(markets: Any, commands: np.ndarray, sequences: np.ndarray, times: np.
                             engine.instruments, engine.next_order_id,
                             machine.balances.accounts.count)
     kinds = events["kind"]
-    accepted = events[kinds == k.EV_ACCEPTED]
-    lifecycle.records["created_us"][accepted["oid"]] = times[accepted["cmd"]]
+    # Columns of the rows, not the rows: a structured row mask copies every field.
+    accepted = np.flatnonzero(kinds == k.EV_ACCEPTED)
+    made = events["cmd"]
+    lifecycle.records["created_us"][events["oid"][accepted]] = times[made[accepted]]
     if len(named.at):
         lifecycle.note_placed_ids(folded, named.at, named.strings)
     lifecycle.follow_marks_bulk(folded)
-    fills = events[kinds == k.EV_FILL]
-    if len(fills):
-        markets._fill_movements(fills, sequences)
-        _record_tapes(markets, fills, times[fills["cmd"]])
-
-
-def _record_tapes(markets: Any, fills: np.ndarray, times: np.ndarray) -> None:
-    """The fills onto their instruments' tapes and candles, those of one exchange time at a
-    time, as ``Markets._record_fills`` records a kernel call's (fills are in command order,
-    so their times never go down)."""
-    starts = [0, *(np.flatnonzero(times[1:] != times[:-1]) + 1).tolist(), len(fills)]
-    for lo, hi in zip(starts[:-1], starts[1:], strict=True):
-        markets.marketdata.record(fills[lo:hi], int(times[lo]))
+    fills = int(np.count_nonzero(kinds == k.EV_FILL))
+    if fills:  # two compiled passes over the events, which skip the rows that are not fills
+        markets._fill_movements(events, sequences, fills)
+        # The fills onto their instruments' tapes and candles, each at its own exchange time
+        # (fills are in command order, so their times never go down).
+        markets.marketdata.record(events, int(times[0]), times[made])

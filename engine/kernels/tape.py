@@ -35,10 +35,11 @@ RING_TRADES = 0  # ring 1 + j: the candles of interval j
 
 
 @kernel
-def record_trades(fills, start, time_us, widths, slot_of, slot_instrument, counts, pages,
-                  trade_rows, candle_rows, used, page_rows):
+def record_trades(fills, start, time_us, times, widths, slot_of, slot_instrument, counts,
+                  pages, trade_rows, candle_rows, used, page_rows):
     """Put the fills of ``fills[start:]`` (``EVENT_DTYPE`` rows, in order, all made at
-    ``time_us``; rows of other kinds are skipped) on their instruments' tapes and candles.
+    ``time_us``, or each at its ``times`` row if ``times`` has rows, never going down; rows of
+    other kinds are skipped) on their instruments' tapes and candles.
     Return the index of the first fill not recorded: ``len(fills)``, or one that needs room
     first (its instrument beyond ``slot_of``, no slot left, or fewer free pages in a pool than
     one trade may take); recording on from there after making room gives what one pass
@@ -65,6 +66,7 @@ def record_trades(fills, start, time_us, widths, slot_of, slot_instrument, count
             slot_instrument[slot] = inst
         price = f["price"]
         qty = f["qty"]
+        made_us = times[i] if len(times) else time_us
         n = counts[slot, RING_TRADES]
         row = _row(pages, slot, RING_TRADES, n % ring_rows, page_rows, used, U_TRADE_PAGES)
         counts[slot, RING_TRADES] = n + 1
@@ -72,7 +74,7 @@ def record_trades(fills, start, time_us, widths, slot_of, slot_instrument, count
         t["trade_id"] = f["trade_id"]
         t["price"] = price
         t["qty"] = qty
-        t["time_us"] = time_us
+        t["time_us"] = made_us
         t["taker_side"] = f["side"]
         if f["side"] == SIDE_BUY:
             t["buy_oid"] = f["oid"]
@@ -81,7 +83,7 @@ def record_trades(fills, start, time_us, widths, slot_of, slot_instrument, count
             t["buy_oid"] = f["maker_oid"]
             t["sell_oid"] = f["oid"]
         for j in range(len(widths)):
-            _into_candle(slot, 1 + j, time_us - time_us % widths[j], price, qty, counts, pages,
+            _into_candle(slot, 1 + j, made_us - made_us % widths[j], price, qty, counts, pages,
                          candle_rows, used, page_rows, ring_rows)
     return len(fills)
 

@@ -32,6 +32,7 @@ from boards import debt as debt_board
 from engine import commands as c
 from engine import markets_commands as mc
 from engine import offerings_commands as oc
+from engine.kernels.codes import SIDE_SELL
 from engine.machine import StateMachine
 from tests.engine.msgpack_widths import pack
 from tests.engine.test_journal_replay import apply_in_chunks
@@ -281,6 +282,23 @@ def test_account_0_cannot_cancel_an_order_placed_in_the_same_run():
     assert batched.state_hash() == one.state_hash()
 
 
-def _order_op(who: int, side: str, price: int) -> tuple:
-    return ("order", who, EQUITY, side, "limit", price, 1, "gtc", False, "cancel_newest", None,
-            None)
+def _order_op(who: int, side: str, price: int, instrument: int = EQUITY) -> tuple:
+    return ("order", who, instrument, side, "limit", price, 1, "gtc", False, "cancel_newest",
+            None, None)
+
+
+def test_the_rules_are_asked_at_each_time_not_once_a_segment():
+    """An instrument's info read for one side at one time serves the other side at that time
+    only: DEBT's notes may be sold before its default and not after, within one segment."""
+    flow = [(("tick",), 0)]  # the deadlines due since the setup fire alone
+    for n in range(8):  # both sides at each of two times: just before the default and after
+        step = 6 * HOUR_US - 1 if n == 0 else 2 if n == 4 else 0
+        flow.append((_order_op(TRADERS[n % 4], "buy" if n % 2 else "sell", PRICE, DEBT), step))
+    records = _journal(flow, random.Random(4))
+    with mock.patch.object(engine.replay, "BULK_ENTRIES_MIN", 1):
+        bulk = _in_chunks(records, [len(records)])
+    one = _one_at_a_time(records)
+    assert bulk.state_hash() == one.state_hash()
+    records = one.component("markets").lifecycle.records
+    sells = (records["instrument"] == DEBT) & (records["side"] == SIDE_SELL)
+    assert int(sells.sum()) == 2  # the two before the default; the two after refused
