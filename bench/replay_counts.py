@@ -2,11 +2,12 @@
 
 A replay's time on a shared machine moves with the load of everything else; what it does does
 not. So beside the rate, this replays the journal again and counts, by path: the entries
-by command, those the compiled scanner read as columns (plain orders and cancels,
-``engine.kernels.entries``), the entries applied in bulk (``StateMachine.apply_orders``), in
-runs (``_apply_run``, with the commands they carry; ``_apply_plain_run``) and alone
-(``apply``), the matching kernel's calls, and the Python function calls per entry (a third
-replay, under cProfile). Two trees compared on these counts differ where their work differs.
+by command, those the compiled scanner read as columns (plain orders and cancels, with or
+without a client_order_id, ``engine.kernels.entries``), the entries applied in bulk
+(``StateMachine.apply_orders``), in runs (``_apply_run``, with the commands they carry;
+``_apply_plain_run``) and alone (``apply``), the matching kernel's calls, and the Python
+function calls per entry (a third replay, under cProfile). Two trees compared on these counts
+differ where their work differs.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from engine import commands as c
 from engine.journal import FileJournal
-from engine.kernels.entries import KIND_OTHER, scan_entries
+from engine.kernels.entries import KIND_OTHER, scan_with_client_ids
 from engine.machine import StateMachine
 from engine.replay import apply_blocks, replay
 
@@ -34,8 +35,8 @@ def replay_counts(data_dir: Path) -> dict[str, Any]:
         by_command: collections.Counter[str] = collections.Counter()
         scanned = 0
         for block in journal.read_blocks(0):
-            _, _, kinds = scan_entries(np.frombuffer(block.data, dtype=np.uint8), block.starts,
-                                       block.ends)
+            _, _, kinds, _ = scan_with_client_ids(np.frombuffer(block.data, dtype=np.uint8),
+                                                  block.starts, block.ends)
             scanned += int((kinds != KIND_OTHER).sum())
             for start, end in zip(block.starts.tolist(), block.ends.tolist(), strict=True):
                 by_command[type(c.decode_entry(block.data[start:end]).command).__name__] += 1
