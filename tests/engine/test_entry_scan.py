@@ -232,3 +232,8 @@ def test_the_replay_reads_ascii_client_order_ids_aside():
         (KIND_PLACE, "a"), (KIND_PLACE, ""), (KIND_OTHER, None), (KIND_OTHER, None),
         (KIND_PLACE, long_id), (KIND_PLACE, None)]
     assert [row for _, _, row, _ in got][4] == _queued(entries[4])[2]
+    # An id holding a NUL (the strings are made another way then), with others and alone.
+    with_nul = [c.Entry(1, 5, order(cid)) for cid in ("b", "x\0y", "\0", "")]
+    assert [cid for *_, cid in _scan_with_ids([c.encode_entry(e) for e in with_nul])] == [
+        "b", "x\0y", "\0", ""]
+    assert [cid for *_, cid in _scan_with_ids([c.encode_entry(with_nul[2])])] == ["\0"]
