@@ -3,12 +3,12 @@
 The live path (``Markets.apply_run``) checks each order in Python, per run of one exchange
 time, and builds replies and updates. A replay needs neither, and reads entries as columns
 (``engine.kernels.entries``), so here the checks are array operations over a whole segment of
-orders and cancels (``StateMachine.apply_orders``: consecutive, none with an idempotency key
-or a client_order_id, no deadline due in between) and the segment is matched by one kernel
-call, folded once, and its movements recorded at once (its tapes and candles per time).
+orders and cancels (``StateMachine.apply_orders``: consecutive, none with an idempotency key,
+no deadline due in between) and the segment is matched by one kernel call, folded once, and
+its movements, tapes and candles recorded at once.
 
-It gives the state that ``apply`` one entry at a time gives (the property test in
-``tests/engine/test_bulk_replay.py``), by these rules:
+It gives the state that ``apply`` one entry at a time gives (the property tests in
+``tests/engine/test_bulk_replay.py`` and ``test_bulk_client_ids.py``), by these rules:
 - An entry that one at a time is refused in Python changes nothing, so it is left out of the
   kernel call: an order by an account that is not an investor, on an instrument and side not
   tradable at the entry's time (``Markets._check_tradable``, once per distinct instrument,
@@ -18,9 +18,14 @@ It gives the state that ``apply`` one entry at a time gives (the property test i
   stand in front of.
 - Where a Python check depends on what the segment's own commands change, the segment is cut
   before the first entry whose answer it could change, and that entry goes through the exact
-  path: an order on an instrument with no book yet (opening one may schedule auctions), and
-  an order that could find its account at ``OPEN_ORDERS_MAX`` open orders (counted as if none
-  of the segment's orders left the book).
+  path: an order on an instrument with no book yet (opening one may schedule auctions), an
+  order that could find its account at ``OPEN_ORDERS_MAX`` open orders (counted as if none
+  of the segment's orders left the book), and an order whose client_order_id its account may
+  have on a resting order by then (one resting now, or an earlier order's of the segment:
+  ``duplicate_client_order_id`` one at a time, unless that order no longer rests).
+- The client_order_ids of the accepted orders are kept for reads as ``Markets._match``
+  keeps them; those left on resting orders after the call are followed from the fold's marks
+  (``Lifecycle.follow_marks_bulk``, which the cut above makes exact).
 - The exchange time of each entry is its own (orders keep their creation time, trades go on
   the tape and candles at theirs), as one at a time.
 """
