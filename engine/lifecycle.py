@@ -351,37 +351,32 @@ class Lifecycle:
         accepted = oids > 0
         self.client_ids.update(zip(oids[accepted].tolist(), strings(accepted), strict=True))
 
-    def follow_marks_bulk(self, folded: Folded) -> None:
-        """``follow_marks`` in a few numpy steps, for a call whose orders with an id opened in
-        it had that id free before it, and no two of them share one (``engine.markets_bulk``
-        cuts its calls so): then only two kinds of order change which ids rest, those whose
-        last mark opens them and those that rested before the call (their first mark closes
-        them); an order that opens and closes in the call leaves its id free, as it was. The
-        evicted orders' ids go last (an order is evicted only once finished: its marks come
-        before)."""
+    def follow_marks_bulk(self, folded: Folded, first_oid: int) -> None:
+        """``follow_marks`` in a few numpy steps, for a call in which no order re-enters a
+        book (no amend) and whose new orders' ids were free before it and differ (account
+        and id) from each other (``engine.markets_bulk`` cuts its calls so); ``first_oid``:
+        the first id the call could give. Then only an order that rests at the end of the
+        call and opened in it takes its id, and only one that rested before the call (an id
+        below ``first_oid``) and left the book frees it; one that opened and closed in the
+        call leaves its id as free as it found it. The evicted orders' ids go last (an order
+        is evicted only once finished: its marks come before)."""
         cids = self.client_ids
         if not cids or not folded.marked:
             return
         marks = folded.marks
-        evicted = marks["op"] == kf.MARK_EVICTED
-        moved = marks[~evicted]
-        if len(moved):
-            _, first = np.unique(moved["oid"], return_index=True)
-            _, newest = np.unique(moved["oid"][::-1], return_index=True)
-            last = moved[::-1][newest]
-            closed = moved[first]
-            open_ids = self.open_client_ids
-            for rows, op in ((closed, kf.MARK_CLOSED), (last, kf.MARK_OPENED)):
-                rows = rows[rows["op"] == op]
-                for oid, account in zip(rows["oid"].tolist(), rows["account"].tolist(),
-                                        strict=True):
-                    if op == kf.MARK_OPENED:
-                        open_ids[(account, cids[oid])] = oid
-                    else:
-                        open_ids.pop((account, cids[oid]), None)
+        op, oid = marks["op"], marks["oid"]
+        taken = (op == kf.MARK_OPENED) & (self.records["resting"][oid] == 1)
+        freed = (op == kf.MARK_CLOSED) & (oid < first_oid)
+        open_ids = self.open_client_ids
+        for order, account in zip(oid[taken].tolist(), marks["account"][taken].tolist(),
+                                  strict=True):
+            open_ids[(account, cids[order])] = order
+        for order, account in zip(oid[freed].tolist(), marks["account"][freed].tolist(),
+                                  strict=True):
+            open_ids.pop((account, cids[order]), None)
         pop = cids.pop
-        for oid in marks["oid"][evicted].tolist():
-            pop(oid, None)
+        for order in oid[op == kf.MARK_EVICTED].tolist():
+            pop(order, None)
 
     def follow_marks(self, folded: Folded) -> None:
         """Follow which client_order_ids rest and which orders were evicted, in command order

@@ -205,6 +205,7 @@ def _match(markets: Any, commands: np.ndarray, sequences: np.ndarray, times: np.
     orders, the movements and the tapes."""
     machine = markets.machine
     engine, lifecycle = markets.engine, markets.lifecycle
+    first_oid = engine.next_order_id  # the first id this call may give
     events = engine.process(commands, machine.balances).events
     cid_flags = np.zeros(len(commands), dtype=np.int8)
     cid_flags[named.at] = 1
@@ -218,7 +219,7 @@ def _match(markets: Any, commands: np.ndarray, sequences: np.ndarray, times: np.
     lifecycle.records["created_us"][events["oid"][accepted]] = times[made[accepted]]
     if len(named.at):
         lifecycle.note_placed_ids(folded, named.at, named.strings)
-    lifecycle.follow_marks_bulk(folded)
+    lifecycle.follow_marks_bulk(folded, first_oid)
     fills = int(np.count_nonzero(kinds == k.EV_FILL))
     if fills:  # two compiled passes over the events, which skip the rows that are not fills
         markets._fill_movements(events, sequences, fills)
