@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -300,6 +301,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeat", type=int, default=1,
                         help="WebSocket runs at each fixed rate (the figure is their median)")
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
+    parser.add_argument("--keep-data", action="store_true",
+                        help="keep the server's data dir (its journal and snapshots, 50-400 MB "
+                             "a run) beside the logs")
     args = parser.parse_args(argv)
     args.rates = [int(r) for r in args.rates.split(",") if r]
     if args.repeat < 1:
@@ -320,6 +324,8 @@ def main(argv: list[str]) -> int:
     finally:
         stop_process(server)
         stop_process(echo)
+        if not args.keep_data:  # repeated runs filled this machine's disk (79 GB in /tmp)
+            shutil.rmtree(work / "data", ignore_errors=True)
     result["figures"]["seconds_per_run"] = args.seconds
     for name, value in result["figures"].items():
         print(f"  {name}: {value}")

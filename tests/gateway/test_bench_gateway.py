@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +14,12 @@ from bench import gateway
 def test_the_gateway_bench_runs_and_every_order_is_acknowledged(
         capsys: pytest.CaptureFixture[str]) -> None:
     assert gateway.main(["--seconds", "0.3", "--rates", "400", "--repeat", "2", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out = capsys.readouterr().out
+    result = json.loads(out.strip().splitlines()[-1])
+    # The logs stay; the server's data dir (its journal and snapshots) does not.
+    work = Path(out.split("logs in ", 1)[1].split()[0])
+    assert (work / "server.log").exists() and not (work / "data").exists()
+    shutil.rmtree(work)
     rows = result["runs"]
     # At saturation the echo and the gateway in both modes; at 400/s the echo and the gateway
     # over the WebSocket twice each (--repeat 2), then the gateway over HTTP once.
