@@ -6,8 +6,9 @@ the child, and while the child lives every page the event loop writes is a copy-
 WebSocket p99 doubled in the runs a snapshot fell into (issue 14). The follower instead keeps its
 own copy of the state: it loads the newest snapshot, follows the journal read-only
 (``engine.journal.JournalTail``), applies the entries quietly in runs as recovery does
-(``engine.replay.apply_blocks``, about 1M orders/s, so following 20k orders/s costs ~2% of a
-core) and writes a snapshot every ``snapshot_every`` commands, the same file the server would.
+(``engine.replay.apply_blocks``: following `bench gateway`'s 20k orders/s, every one with a
+client_order_id and a fill, costs ~3.3 us of CPU an order here, ~7% of a core, its snapshots
+included) and writes a snapshot every ``snapshot_every`` commands, the same file the server would.
 
 It applies only what the server has made durable: a snapshot holding an entry that a power loss
 then takes out of the journal would leave the venue unable to start ("journal ends at X but the
