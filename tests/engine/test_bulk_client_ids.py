@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import os
 import random
-from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import engine.markets_bulk
 from engine.machine import StateMachine
 from tests.engine.test_bulk_replay import (
     DEBT,
@@ -30,10 +28,10 @@ from tests.engine.test_bulk_replay import (
     ISSUER,
     PRICE,
     TRADERS,
-    _in_chunks,
     _journal,
     _one_at_a_time,
     both_ways,
+    bulk_kernel_calls,
 )
 
 EXAMPLES = 1000 if os.environ.get("CROWDEX_SLOW") else 60
@@ -103,12 +101,7 @@ def test_orders_with_ids_go_through_the_bulk_path_and_duplicates_are_refused():
     flow += [(_order(TRADERS[n % 4], "buy" if n % 2 else "sell", PRICE, f"w1-{n}"), 0)
              for n in range(100)]
     records = _journal(flow, random.Random(3))
-    calls = []
-    real = engine.markets_bulk._match
-    with mock.patch.object(engine.markets_bulk, "_match",
-                           lambda markets, commands, *rest: calls.append(len(commands))
-                           or real(markets, commands, *rest)):
-        bulk = _in_chunks(records, [len(records)])
+    bulk, calls = bulk_kernel_calls(records)
     one = _one_at_a_time(records)
     _assert_same(bulk, one)
     assert len(calls) == 2 and calls[0] >= 300 and calls[1] >= 100  # cut at the duplicate

@@ -206,6 +206,18 @@ def test_the_bulk_path_reaches_the_state_of_one_entry_at_a_time(flow, cuts, rng)
     assert bulk.state_hash() == one.state_hash()
 
 
+def bulk_kernel_calls(records: list[tuple[int, bytes]]) -> tuple[StateMachine, list[int]]:
+    """``records`` replayed in one chunk, and the commands of each bulk kernel call it made
+    (``engine.markets_bulk._match``), in order."""
+    calls: list[int] = []
+    real = engine.markets_bulk._match
+    with mock.patch.object(engine.markets_bulk, "_match",
+                           lambda markets, commands, *rest: calls.append(len(commands))
+                           or real(markets, commands, *rest)):
+        machine = _in_chunks(records, [len(records)])
+    return machine, calls
+
+
 def test_plain_orders_go_through_one_kernel_call_per_chunk():
     """Not a vacuous property: orders and cancels at many exchange times, none with a key
     or a client_order_id, are matched by one kernel call per chunk, not one per time; their
@@ -218,13 +230,8 @@ def test_plain_orders_go_through_one_kernel_call_per_chunk():
         flow.append((("cancel", TRADERS[n % 4], n // 2) if n % 9 == 0 else op,
                      HOUR_US // 10 if n % 16 == 0 else 0))
     records = _journal(flow, random.Random(1))
-    calls = []
-    real = engine.markets_bulk._match
-    with mock.patch.object(engine.markets_bulk, "_match",
-                           lambda markets, commands, *rest: calls.append(len(commands))
-                           or real(markets, commands, *rest)):
-        bulk = _in_chunks(records, [len(records)])
-        one = _one_at_a_time(records)
+    bulk, calls = bulk_kernel_calls(records)
+    one = _one_at_a_time(records)
     assert len(calls) == 1 and calls[0] >= 390  # less cancels of ids not given by then
     assert bulk.state_hash() == one.state_hash()
     markets = one.component("markets")
