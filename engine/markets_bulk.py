@@ -99,14 +99,19 @@ def _named(lifecycle: Any, actors: np.ndarray, placed: np.ndarray,
     then): an open order's now, or an earlier order's of the segment (which may rest). That
     order goes through the exact path, which decides. Ids are compared by their hashes with
     the account (``engine.kernels.entries.hash_bytes``): two that differ but hash alike only
-    cut the segment where it need not be."""
+    cut the segment where it need not be. Against the resting ids, the smaller side is walked:
+    the resting ids hashed, or, when they outnumber the segment's, the segment's ids looked
+    up (a venue with many resting ids would otherwise hash them all at every call)."""
     positions = np.flatnonzero(placed & client_ids.present())
     if not len(positions):
         return len(actors), positions
     keys = _keys(actors[positions], client_ids.hashes()[positions])
     clash = np.zeros(len(keys), dtype=bool)
     taken = lifecycle.open_client_ids
-    if taken:
+    if len(taken) > len(positions):
+        clash[:] = [(account, cid) in taken for account, cid in zip(
+            actors[positions].tolist(), client_ids.strings(positions), strict=True)]
+    elif taken:
         accounts, ids = zip(*taken, strict=True)
         clash |= np.isin(keys, _keys(np.array(accounts, dtype=np.int64), string_hashes(ids)))
     order = np.argsort(keys, kind="stable")
