@@ -494,3 +494,64 @@ async def test_a_cancel_of_an_id_past_the_api_range_is_refused_and_the_venue_sta
                             "side": "buy", "type": "limit", "price": 10_00, "quantity": 1})
         assert (await next_json(ws))["type"] == "order_ack"
     assert (await venue.client.get("/healthz")).status == 200
+
+
+async def _frames_until(ws, seconds: float) -> list[aiohttp.WSMsgType]:
+    """The types of the frames that come within ``seconds`` (a close ends it)."""
+    kinds = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (left := deadline - loop.time()) > 0:
+        try:
+            msg = await ws.receive(timeout=left)
+        except TimeoutError:
+            break
+        kinds.append(msg.type)
+        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                        aiohttp.WSMsgType.CLOSING):
+            break
+    return kinds
+
+
+async def test_heartbeat_pings_a_quiet_client_and_closes_one_that_does_not_answer(
+        market, monkeypatch):
+    """The server pings a connection ``HEARTBEAT_S`` after the last data it read from it, and
+    closes it when no pong comes in half that; whatever the client sends postpones the ping
+    (``_OrderSocket._on_data_received`` moves its deadline)."""
+    monkeypatch.setattr(ws_module, "HEARTBEAT_S", 1.0)
+    venue, *_ = market
+    async with venue.client.ws_connect("/v1/ws", autoping=False) as ws:
+        # Talking every 0.1 s for 2.5 s: never quiet for a heartbeat, so no ping.
+        seen = []
+        for _ in range(25):
+            await ws.send_json({"op": "dance"})
+            seen += await _frames_until(ws, 0.1)
+        assert aiohttp.WSMsgType.PING not in seen
+        assert seen.count(aiohttp.WSMsgType.TEXT) == 25  # each answered (unknown op)
+        # Quiet: a ping within the heartbeat, then the close for want of a pong.
+        quiet = await _frames_until(ws, 3.0)
+        assert quiet[0] == aiohttp.WSMsgType.PING, quiet
+        assert quiet[-1] in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                             aiohttp.WSMsgType.CLOSING), quiet
+
+
+async def test_heartbeat_keeps_a_client_that_answers(market, monkeypatch):
+    """A pong sets the ping timer again: a quiet client that answers is pinged once a
+    heartbeat and kept."""
+    monkeypatch.setattr(ws_module, "HEARTBEAT_S", 0.5)
+    venue, *_ = market
+    async with venue.client.ws_connect("/v1/ws", autoping=False) as ws:
+        pings = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2.6
+        while (left := deadline - loop.time()) > 0:
+            try:
+                msg = await ws.receive(timeout=left)
+            except TimeoutError:
+                break
+            assert msg.type == aiohttp.WSMsgType.PING, msg
+            pings += 1
+            await ws.pong(msg.data)
+        assert 3 <= pings <= 6
+        await ws.send_json({"op": "dance"})
+        assert (await next_json(ws))["type"] == "error"
