@@ -46,7 +46,8 @@ def snapshot_before_tail(data_dir: Path, tail: int) -> tuple[int, float]:
         machine = StateMachine()
         machine.quiet = True
         apply_records(machine, ((s, p) for s, p in journal.read(0) if s <= at), {})
-        write_snapshot(data_dir / "snapshots", at, machine.arrays(), machine.meta())
+        write_snapshot(data_dir / "snapshots", at, machine.arrays(), machine.meta(),
+                       shared_chunks=True)  # as the server's writers do
         started = time.perf_counter()
         apply_records(machine, journal.read(at), {})
         return at, time.perf_counter() - started

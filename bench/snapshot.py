@@ -144,7 +144,8 @@ def _stage_writer(directory: Path, report_fd: int) -> sequencer.SnapshotWrite:
         stages = SnapshotStages()
         meta_bytes = meta()
         stages.lap("meta")
-        write_snapshot(directory, sequence, arrays, meta_bytes, stages=stages, publish=False)
+        write_snapshot(directory, sequence, arrays, meta_bytes, stages=stages, publish=False,
+                       shared_chunks=True)
         os.write(report_fd, json.dumps(stages.seconds).encode())
 
     return write
@@ -248,7 +249,7 @@ def _start_follower(data_dir: Path, machine: StateMachine, every: int) -> Follow
     """A follower on the recovered state: its snapshot written first, so it loads it."""
     shutil.rmtree(data_dir / "snapshots", ignore_errors=True)
     write_snapshot(data_dir / "snapshots", machine.last_sequence, machine.arrays(),
-                   machine.meta(), sync=False)
+                   machine.meta(), sync=False, shared_chunks=True)
     follower = Follower(data_dir, every, sequencer.SNAPSHOTS_KEPT)
     follower.start()
     follower.tell(machine.last_sequence)

@@ -256,7 +256,8 @@ def follow(data_dir: Path, snapshot_every: int, keep: int, durable: _Durable) ->
                     reported = now
                 if machine.last_sequence == due:
                     def write(due=due) -> None:
-                        write_snapshot(snapshot_dir, due, machine.arrays(), machine.meta())
+                        write_snapshot(snapshot_dir, due, machine.arrays(), machine.meta(),
+                                       shared_chunks=True)
                         prune(snapshot_dir, keep=keep)
 
                     if WRITE_AT_IDLE:

@@ -60,7 +60,13 @@ from engine.skips import (
     lock_data_dir,
     record_skip,
 )
-from engine.snapshot import load_latest, prune, publish_snapshot, write_snapshot
+from engine.snapshot import (
+    CHUNKS_DIRECTORY,
+    load_latest,
+    prune,
+    publish_snapshot,
+    write_snapshot,
+)
 from engine.snapshot_upgrade import upgrade
 
 log = logging.getLogger("crowdex.engine")
@@ -300,6 +306,10 @@ class Engine:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         private_dir(self.snapshot_dir)
         tighten_files(self.snapshot_dir)
+        chunks = self.snapshot_dir / CHUNKS_DIRECTORY  # the snapshots' shared chunks
+        if chunks.is_dir():
+            private_dir(chunks)
+            tighten_files(chunks)
         if self._lock_fd is None:  # one writer per journal (VenueRunning otherwise)
             self._lock_fd = lock_data_dir(self.data_dir)
         self.skips = load_skips(self.data_dir)
@@ -675,7 +685,8 @@ class Engine:
 
     def _write_snapshot(self, sequence: int, arrays: dict,
                         meta: Callable[[], bytes]) -> None:
-        write_snapshot(self.snapshot_dir, sequence, arrays, meta(), publish=False)
+        write_snapshot(self.snapshot_dir, sequence, arrays, meta(), publish=False,
+                       shared_chunks=True)
 
     def _publish_snapshot(self, sequence: int) -> None:
         publish_snapshot(self.snapshot_dir, sequence)

@@ -17,6 +17,18 @@ File layout, little-endian::
             u64 body length, u32 CRC32 of the body, u32 CRC32 of the header bytes before it
     body:   msgpack array [[[name, aligned, .npy bytes], ...], meta]
 
+Version 6 is version 5's state with the data of each array of ``SHARED_CHUNK_BYTES`` or more
+kept out of the file, in chunk files shared by the snapshots of a directory
+(``write_snapshot(..., shared_chunks=True)``, the file journal's writers). Such an array's
+entry is ``[name, aligned, .npy header, [SHA-256 digest, ...], chunk size]``: its data cut
+into chunks of that size from the start (the last one shorter), each the file
+``chunks/<digest in hex>`` beside the snapshot. A venue's big arrays (order records, fills,
+movements, the tapes) mostly grow at their ends, so a snapshot writes only the chunks the
+directory lacks: the tails and what changed, not the whole history again (``_write_chunks``).
+A chunk is written under a temporary name, fsynced and renamed before the snapshot that
+names it is published; ``prune`` removes those no kept snapshot names; a reader checks each
+chunk against its digest.
+
 A file of an older version holds an older state layout. A reader that is handed an ``upgrade``
 (``engine.snapshot_upgrade.upgrade``: recovery and a cluster replica's start) turns a version 4
 file into today's state in memory; anything older is refused (so recovery replays the journal
@@ -55,7 +67,17 @@ SNAPSHOT_MAGIC = b"CRDXSNAP"
 # read (``engine.snapshot_upgrade``); an older one is refused (recovery then replays the journal
 # from an older snapshot or from the start).
 SNAPSHOT_VERSION = 5
+# 6: version 5's state, its large arrays' data in shared chunk files (the module docstring).
+# Written only with ``shared_chunks``; a snapshot that must stand alone (a cluster's, shipped
+# whole to its object store) is still written as version 5, which every reader since loads.
+SHARED_CHUNKS_VERSION = 6
+_CURRENT_VERSIONS = (SNAPSHOT_VERSION, SHARED_CHUNKS_VERSION)  # today's state layout
 OLDEST_UPGRADABLE = 4
+# The size of a shared chunk, and the least an array must hold to be kept in chunks: at most
+# one chunk an array (its tail) is written again when it has grown.
+SHARED_CHUNK_BYTES = 1 << 20
+CHUNKS_DIRECTORY = "chunks"
+_DIGEST_BYTES = 32  # SHA-256: ~1.8 GB/s here with the CPU's SHA instructions
 _HEADER_BODY = struct.Struct("<8sIIQQQI")
 _HEADER = struct.Struct("<8sIIQQQII")
 SNAPSHOT_HEADER_SIZE = _HEADER.size
@@ -115,7 +137,9 @@ class SnapshotVersionError(SnapshotCorruptError):
 class _StoredArray(msgspec.Struct, array_like=True):
     name: str
     aligned: bool  # np.save drops the align=True flag of structured dtypes; restored on load
-    npy: bytes
+    npy: bytes  # np.save's bytes; with ``chunks``, only its header
+    chunks: list[bytes] = []  # version 6: the digests of the data's shared chunks, in order
+    chunk_bytes: int = 0  # and their size (the last one's at most)
 
 
 class _Body(msgspec.Struct, array_like=True):
@@ -171,7 +195,7 @@ def snapshot_name(sequence: int) -> str:
 def write_snapshot(
     directory: Path, sequence: int, arrays: dict[str, np.ndarray], meta: bytes, *,
     position: int = 0, sync: bool = True, stages: SnapshotStages | None = None,
-    publish: bool = True,
+    publish: bool = True, shared_chunks: bool = False,
 ) -> Path:
     """Write a snapshot atomically and return its path; ``sync=False`` is for tests only.
     ``stages``, if given, is told where the time went.
@@ -180,13 +204,20 @@ def write_snapshot(
     renamed, and returns that path; ``publish_snapshot``, in this process or another, then
     makes it durable and visible. The forked snapshot writer works this way, so it lives only
     as long as the writing takes (module ``engine.sequencer``): the exchange shares its pages
-    with it while it lives, and the fsync can as well wait in a thread of the exchange."""
+    with it while it lives, and the fsync can as well wait in a thread of the exchange.
+
+    ``shared_chunks``: the large arrays' data goes to the directory's shared chunks (version 6,
+    the module docstring), each chunk not there yet written and made durable here, before
+    this returns, published or not."""
     if sequence < 0 or position < 0:
         raise ValueError(f"sequence and position must be >= 0, got {sequence}, {position}")
     lap = _no_lap if stages is None else stages.lap
     directory = Path(directory)
     private_dir(directory)
-    parts = _body_parts(arrays, meta)
+    chunked = _write_chunks(directory, arrays, sync) if shared_chunks else {}
+    version = SHARED_CHUNKS_VERSION if shared_chunks else SNAPSHOT_VERSION
+    lap("chunks")
+    parts = _body_parts(arrays, meta, chunked)
     lap("body")
     final = directory / snapshot_name(sequence)
     temp = directory / (final.name + _TEMP_SUFFIX)
@@ -196,7 +227,7 @@ def write_snapshot(
         os.lseek(fd, _HEADER.size, os.SEEK_SET)
         body_length, body_crc = _write_parts(fd, parts, _WriteBehind(fd, _HEADER.size, sync))
         header = _HEADER_BODY.pack(
-            SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, sequence, position, body_length, body_crc
+            SNAPSHOT_MAGIC, version, 0, sequence, position, body_length, body_crc
         )
         header += struct.pack("<I", zlib.crc32(header))
         if os.pwrite(fd, header, 0) != len(header):
@@ -260,7 +291,7 @@ def read_snapshot(path: Path, *, expected_sequence: int | None = None,
     """
     data = Path(path).read_bytes()
     version, sequence, position, header_size, body_length, body_crc = _read_header(path, data)
-    if version != SNAPSHOT_VERSION and (upgrade is None or version < OLDEST_UPGRADABLE):
+    if version not in _CURRENT_VERSIONS and (upgrade is None or version < OLDEST_UPGRADABLE):
         oldest = ("" if upgrade is None else
                   f"; version {OLDEST_UPGRADABLE} is the oldest this reader upgrades")
         raise SnapshotVersionError(f"{path}: not a version {SNAPSHOT_VERSION} snapshot (version "
@@ -274,12 +305,12 @@ def read_snapshot(path: Path, *, expected_sequence: int | None = None,
     if zlib.crc32(body) != body_crc:
         raise SnapshotCorruptError(f"{path}: body checksum mismatch")
     try:
-        arrays, meta = _decode_body(body)
+        arrays, meta = _decode_body(body, Path(path).parent / CHUNKS_DIRECTORY)
     except (msgspec.DecodeError, ValueError) as error:
         # The checksum matched, so the writer produced this: still refuse it rather than crash.
         raise SnapshotCorruptError(f"{path}: undecodable body: {error}") from error
     snapshot = Snapshot(sequence, arrays, meta, Path(path), position, version)
-    return snapshot if version == SNAPSHOT_VERSION else upgrade(snapshot)
+    return snapshot if version in _CURRENT_VERSIONS else upgrade(snapshot)
 
 
 def _read_header(path: Path, data: bytes) -> tuple[int, int, int, int, int, int]:
@@ -296,9 +327,10 @@ def _read_header(path: Path, data: bytes) -> tuple[int, int, int, int, int, int]
         raise SnapshotCorruptError(f"{path}: header checksum mismatch")
     if magic != SNAPSHOT_MAGIC:
         raise SnapshotCorruptError(f"{path}: not a snapshot (magic {magic!r})")
-    if not 2 <= version <= SNAPSHOT_VERSION:
+    if not 2 <= version <= SHARED_CHUNKS_VERSION:
         raise SnapshotVersionError(f"{path}: version {version} is not one this crowdex knows "
-                                   f"(it writes version {SNAPSHOT_VERSION}): not loaded")
+                                   f"(it writes versions {SNAPSHOT_VERSION} and "
+                                   f"{SHARED_CHUNKS_VERSION}): not loaded")
     if version == 2:
         _magic, _version, _reserved, sequence, body_length, body_crc, _crc = fields
         position = 0
@@ -319,7 +351,41 @@ def prune(directory: Path, keep: int = SNAPSHOTS_KEPT_DEFAULT) -> list[Path]:
     removed += sorted(p for p in directory.glob("snapshot-*" + _TEMP_SUFFIX) if p.is_file())
     for path in removed:
         remove_gently(path)
+    return removed + _prune_chunks(directory)
+
+
+def _prune_chunks(directory: Path) -> list[Path]:
+    """Remove the shared chunks no snapshot of ``directory`` names (and leftover temporary
+    ones); none while a snapshot there cannot be read, whose chunks are then unknown."""
+    chunks = directory / CHUNKS_DIRECTORY
+    if not chunks.is_dir():
+        return []
+    named: set[str] = set()
+    for _sequence, path in _list_snapshots(directory):
+        try:
+            named.update(_chunks_named(path))
+        except (OSError, SnapshotCorruptError, msgspec.DecodeError) as error:
+            log.warning("snapshot: keeping every shared chunk: %s cannot be read (%s)",
+                        path, error)
+            return []
+    removed = sorted(path for path in chunks.iterdir()
+                     if path.name not in named and path.is_file())
+    for path in removed:
+        remove_gently(path)
     return removed
+
+
+def _chunks_named(path: Path) -> list[str]:
+    """The names of the shared chunks the snapshot ``path`` holds its arrays in."""
+    data = path.read_bytes()
+    version, _sequence, _position, header_size, _length, body_crc = _read_header(path, data)
+    if version != SHARED_CHUNKS_VERSION:
+        return []
+    body = memoryview(data)[header_size:]
+    if zlib.crc32(body) != body_crc:
+        raise SnapshotCorruptError(f"{path}: body checksum mismatch")
+    return [digest.hex() for stored in _body_decoder.decode(body).arrays
+            for digest in stored.chunks]
 
 
 def remove_gently(path: Path) -> None:
@@ -373,17 +439,28 @@ def _without_padding(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def _body_parts(arrays: dict[str, np.ndarray], meta: bytes) -> list[bytes | memoryview]:
+def _body_parts(arrays: dict[str, np.ndarray], meta: bytes,
+                chunked: dict[str, tuple[bytes, list[bytes], int]] | None = None
+                ) -> list[bytes | memoryview]:
     """The body (module docstring) as consecutive parts, each array's data a view of the
     array itself, not a copy: in the forked writer the state is the exchange's memory shared
     copy-on-write, and a body built whole there (.npy copies, then the msgpack body) made the
     child fault in and fill twice the state's size before writing a byte, living that much
     longer while every page the exchange writes meanwhile is copied. The bytes are those of
-    ``msgspec.msgpack.encode(_Body(...))`` with each array ``np.save``d (the tests check)."""
+    ``msgspec.msgpack.encode(_Body(...))`` with each array ``np.save``d (the tests check).
+    ``chunked``: the arrays kept in shared chunks, by name: their .npy header, their chunks'
+    digests and size (``_write_chunks``)."""
     names = sorted(arrays)
     parts: list[bytes | memoryview] = [b"\x92" + _array_header(len(names))]
     for name in names:
         array = arrays[name]
+        if chunked and name in chunked:
+            header, digests, size = chunked[name]
+            parts.append(b"\x95" + _body_encoder.encode(name)
+                         + _body_encoder.encode(bool(array.dtype.isalignedstruct))
+                         + _body_encoder.encode(header) + _body_encoder.encode(digests)
+                         + _body_encoder.encode(size))
+            continue
         npy = _npy_parts(array)
         head = (b"\x93" + _body_encoder.encode(name)
                 + _body_encoder.encode(bool(array.dtype.isalignedstruct))
@@ -398,18 +475,72 @@ def _body_parts(arrays: dict[str, np.ndarray], meta: bytes) -> list[bytes | memo
 def _npy_parts(array: np.ndarray) -> list[bytes | memoryview]:
     """``np.save``'s bytes of ``array``: its header, then its data in place when it lies in
     memory in C order (a table's live rows do); anything else is saved to a copy."""
-    if array.flags.c_contiguous and array.itemsize and not array.dtype.hasobject:
-        header = io.BytesIO()
-        try:  # np.save's header is version 1.0 whenever that can hold it
-            format_npy.write_array_header_1_0(header,
-                                              format_npy.header_data_from_array_1_0(array))
-        except ValueError:
-            pass
-        else:
-            return [header.getvalue(), memoryview(array.reshape(-1).view(np.uint8))]
+    header = _npy_header(array)
+    if header is not None:
+        return [header, _data_bytes(array)]
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return [buffer.getvalue()]
+
+
+def _npy_header(array: np.ndarray) -> bytes | None:
+    """``np.save``'s header of ``array`` when its data lies in memory in C order as it is
+    saved (and so can be written from where it lies); else None."""
+    if not (array.flags.c_contiguous and array.itemsize and not array.dtype.hasobject):
+        return None
+    header = io.BytesIO()
+    try:  # np.save's header is version 1.0 whenever that can hold it
+        format_npy.write_array_header_1_0(header, format_npy.header_data_from_array_1_0(array))
+    except ValueError:
+        return None
+    return header.getvalue()
+
+
+def _data_bytes(array: np.ndarray) -> memoryview:
+    return memoryview(array.reshape(-1).view(np.uint8))
+
+
+def _write_chunks(directory: Path, arrays: dict[str, np.ndarray],
+                  sync: bool) -> dict[str, tuple[bytes, list[bytes], int]]:
+    """Put the data of each array of ``SHARED_CHUNK_BYTES`` or more in the directory's shared
+    chunks, writing (and, with ``sync``, making durable) those not there yet; return each
+    such array's .npy header, its chunks' digests and their size."""
+    chunks = directory / CHUNKS_DIRECTORY
+    private_dir(chunks)
+    present = {path.name for path in chunks.iterdir()}
+    chunked, wrote, size = {}, False, SHARED_CHUNK_BYTES
+    for name in sorted(arrays):
+        array = arrays[name]
+        header = _npy_header(array)
+        if header is None or array.nbytes < size:
+            continue
+        data, digests = _data_bytes(array), []
+        for start in range(0, len(data), size):
+            chunk = data[start:start + size]
+            digest = hashlib.sha256(chunk).digest()
+            if digest.hex() not in present:
+                _write_chunk(chunks / digest.hex(), chunk, sync)
+                present.add(digest.hex())
+                wrote = True
+            digests.append(digest)
+        chunked[name] = (header, digests, size)
+    if wrote and sync:
+        _fsync(chunks, os.O_RDONLY)  # the new names are durable once the directory is
+    return chunked
+
+
+def _write_chunk(path: Path, data: memoryview, sync: bool) -> None:
+    """One shared chunk: written under a temporary name (sent to the disk as it goes, as a
+    snapshot is), fsynced, then renamed, so its name only ever names its whole bytes."""
+    temp = path.with_name(path.name + _TEMP_SUFFIX)
+    fd = open_private(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        _write_parts(fd, [data], _WriteBehind(fd, 0, sync))
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
 
 
 def _array_header(length: int) -> bytes:
@@ -493,15 +624,52 @@ def _write_all(fd: int, buffers: list[memoryview]) -> None:
             buffers = [buffers[0][written:], *buffers[1:]]
 
 
-def _decode_body(body: memoryview) -> tuple[dict[str, np.ndarray], bytes]:
+def _decode_body(body: memoryview, chunks: Path) -> tuple[dict[str, np.ndarray], bytes]:
     decoded = _body_decoder.decode(body)
     arrays = {}
     for stored in decoded.arrays:
-        array = np.load(io.BytesIO(stored.npy), allow_pickle=False)
+        if stored.chunks:
+            array = _load_chunked(stored, chunks)
+        else:
+            array = np.load(io.BytesIO(stored.npy), allow_pickle=False)
         if stored.aligned:
             array = array.view(_realigned(array.dtype))
         arrays[stored.name] = array
     return arrays, decoded.meta
+
+
+def _load_chunked(stored: _StoredArray, chunks: Path) -> np.ndarray:
+    """An array kept in shared chunks: its header's shape and dtype, its data read from the
+    chunks in order, each checked against its digest."""
+    header = io.BytesIO(stored.npy)
+    version = format_npy.read_magic(header)
+    if version != (1, 0):
+        raise ValueError(f"array {stored.name!r}: .npy header version {version}")
+    shape, fortran_order, dtype = format_npy.read_array_header_1_0(header)
+    if fortran_order or dtype.hasobject:
+        raise ValueError(f"array {stored.name!r}: not a C-ordered array of values")
+    length, size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, stored.chunk_bytes
+    if size <= 0 or len(stored.chunks) != -(-length // size):
+        raise ValueError(f"array {stored.name!r}: {len(stored.chunks)} chunks of {size} bytes "
+                         f"for {length} bytes")
+    data = np.empty(length, dtype=np.uint8)
+    for index, digest in enumerate(stored.chunks):
+        start = index * size
+        part = data[start:start + size]
+        path = chunks / digest.hex()
+        try:
+            with open(path, "rb") as file:
+                got = file.readinto(memoryview(part)) if len(part) else 0
+                extra = file.read(1)
+        except OSError as error:
+            raise SnapshotCorruptError(f"array {stored.name!r}: chunk {path}: {error}") from error
+        if got != len(part) or extra:
+            raise SnapshotCorruptError(f"array {stored.name!r}: chunk {path} is not "
+                                       f"{len(part)} bytes")
+        if hashlib.sha256(part).digest() != digest:
+            raise SnapshotCorruptError(f"array {stored.name!r}: chunk {path} does not match "
+                                       "its digest")
+    return data.view(dtype).reshape(shape)
 
 
 def _realigned(dtype: np.dtype) -> np.dtype:

@@ -92,7 +92,7 @@ def upgrade(snapshot: Snapshot) -> Snapshot:
     traded = len(marketdata.instruments())
     log.warning("snapshot %s upgraded in memory to version %d: the trade tapes of %d "
                 "instruments (%d trades) recorded afresh into arrays; the next snapshot taken "
-                "is version %d", where, SNAPSHOT_VERSION, traded, trades, SNAPSHOT_VERSION)
+                "holds this layout", where, SNAPSHOT_VERSION, traded, trades)
     return Snapshot(snapshot.sequence, arrays, msgspec.msgpack.encode(meta), snapshot.path,
                     snapshot.position, SNAPSHOT_VERSION)
 
