@@ -82,6 +82,8 @@ BOOK_ROW_DTYPE = np.dtype(
 
 MARK_DTYPE = np.dtype([("pos", np.int64), ("oid", np.int64), ("op", np.int64),
                        ("account", np.int64)], align=True)
+if MARK_DTYPE.itemsize != 4 * 8:  # Lifecycle.follow_marks reads the rows as int64 columns
+    raise TypeError("MARK_DTYPE must be four int64 fields")
 
 STATUS_NAMES = ("open", "partially_filled", "filled", "cancelled")
 SIDE_NAMES = {k.SIDE_BUY: "buy", k.SIDE_SELL: "sell"}
@@ -387,11 +389,15 @@ class Lifecycle:
             return
         marks = folded.marks
         open_ids = self.open_client_ids
-        # Opened and closed marks are written for orders with a client_order_id only.
-        for _, oid, op, account in marks.tolist():
-            if op == kf.MARK_OPENED:
+        opened, closed = kf.MARK_OPENED, kf.MARK_CLOSED
+        # Opened and closed marks are written for orders with a client_order_id only. The
+        # rows read as int64 columns (MARK_DTYPE is four of them): a record array's tolist
+        # builds a tuple a row through numpy's scalar path, ~0.1 us a mark more.
+        _, oids, ops, accounts = marks.view(np.int64).reshape(len(marks), 4).T.tolist()
+        for oid, op, account in zip(oids, ops, accounts, strict=True):
+            if op == opened:
                 open_ids[(account, cids[oid])] = oid
-            elif op == kf.MARK_CLOSED:
+            elif op == closed:
                 open_ids.pop((account, cids[oid]), None)
             else:
                 cids.pop(oid, None)

@@ -265,17 +265,19 @@ class Markets:
         queue = _Queue()
         tradable: dict[tuple[int, str], Any] = {}
         # (instrument, side) whose rules an order of the run passed, its book open: a later
-        # order there by an investor (``_investors``), without a client_order_id, needs only
-        # the open order limit and its position row checked.
+        # order there by an investor (``_investors``) needs only the open order limit, its
+        # position row and its client_order_id (if any: not on a resting order of its
+        # account, nor on a queued one) checked.
         ready: set[tuple[int, str]] = set()
         place, cancel = self._queue_place, self._queue_cancel  # looked up once a run
         lifecycle, slots = self.lifecycle, self.machine.balances.position_slots
+        open_ids = lifecycle.open_client_ids  # the same dict for the whole run
         investors, packers = self._investors, _ORDER_PACKERS
         add_index, add_sequence = queue.indexes.append, queue.sequences.append
         add_op, add_row = queue.ops.append, queue.rows.append
         for index, (sequence, actor, cmd) in enumerate(items):
             kind = type(cmd)
-            if kind is _PLACE and cmd.client_order_id is None and actor in investors:
+            if kind is _PLACE and actor in investors:
                 instrument_id = cmd.instrument_id
                 if (instrument_id, cmd.side) in ready:
                     room = queue.room.get(actor)
@@ -286,10 +288,17 @@ class Markets:
                     slot = slots.get((actor, instrument_id))
                     packer = packers.get((cmd.side, cmd.order_type, cmd.time_in_force,
                                           cmd.post_only, cmd.self_trade_prevention))
-                    # Else _queue_place says what to do.
-                    if room > 0 and slot is not None and packer is not None:
+                    cid = cmd.client_order_id
+                    named = None if cid is None else (actor, cid)
+                    # Else _queue_place says what to do (it matches the queue first).
+                    if (room > 0 and slot is not None and packer is not None
+                            and (named is None or (named not in open_ids
+                                                   and named not in queue.client_ids))):
                         queue.room[actor] = room - 1
-                        # _Queue.place, inlined for an order without a client_order_id.
+                        # _Queue.place, inlined.
+                        if named is not None:
+                            queue.cids[len(queue.ops)] = cid
+                            queue.client_ids.add(named)
                         add_index(index)
                         add_sequence(sequence)
                         add_op(k_NEW)
@@ -1276,6 +1285,9 @@ class _Queue:
         n = len(self.ops)
         if not self.cids and n <= len(_NO_CIDS):
             return _NO_CIDS[:n]
-        flags = np.zeros(n, dtype=np.int8)
-        flags[list(self.cids)] = 1
-        return flags
+        # Set in a bytearray, then seen as an array: half of a fancy assignment's cost for
+        # the few orders of a live call.
+        flags = bytearray(n)
+        for position in self.cids:
+            flags[position] = 1
+        return np.frombuffer(flags, dtype=np.int8)
