@@ -597,13 +597,21 @@ class Markets:
         first_row = folded.first_changes  # an accepted command changed its order first
         needed = self.machine.replies_needed
         kept = self.machine.replies_kept  # None: every reply is needed while needed is
+        ok, unbuilt = k.OK, _UNBUILT
+        if (needed and kept is None and queue.new_count == len(codes)
+                and codes.count(ok) == len(codes)):
+            # Every command a new order, accepted, its reply built (a live batch's commonest
+            # call): the views at the commands' first change rows, no step a command first.
+            built = self._views_at(folded.changes, first_row, views)
+            for index, view in zip(queue.indexes, built, strict=True):
+                replies[index] = Reply(201, view)
+            return
         sequences = queue.sequences
         # The accepted commands' replies: where they go, their status, their change row.
         at: list[int] = []
         statuses: list[int] = []
         rows: list[int] = []
         not_found: list[int] = []  # positions of cancels of orders no longer on the book
-        ok, unbuilt = k.OK, _UNBUILT
         for position, (index, op, code, row) in enumerate(zip(queue.indexes, queue.ops, codes,
                                                               first_row, strict=True)):
             if code == ok and op != k_UNCROSS:
