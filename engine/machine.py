@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import itertools
 import operator
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -424,7 +425,9 @@ class StateMachine:
         if due is not None and due <= time_us:
             return start + 1, False  # on_time fires after this entry: apply it alone
         rests_orders = getattr(runner, "rests_orders", None)
-        carried = self._carried if self.quiet and rests_orders is not None else {}
+        if not self.quiet or rests_orders is None:
+            return self._orders_end(entries, start, runner)
+        carried = self._carried
         runners, idempotency, time_us = self._runners, self.idempotency, first.time_us
         actors: set[int] = set()  # of the run's orders so far
         keys: set[tuple[int, str]] = set()
@@ -453,6 +456,26 @@ class StateMachine:
                 plain = False
         # Carried entries after the last order: nothing to carry them past.
         return last + 1, plain
+
+    def _orders_end(self, entries: list[c.Entry], start: int,
+                    runner: Component) -> tuple[int, bool]:
+        """``_run_end`` of a run that carries nothing (a live one): the runner's commands from
+        ``start`` on at its time, up to an idempotency key used before (in the run or
+        remembered). Once per live batch: the loop does only what such a run needs."""
+        runners, idempotency = self._runners, self.idempotency
+        time_us = entries[start].time_us
+        keys: set[tuple[int, str]] = set()
+        end = start
+        for entry in itertools.islice(entries, start, None):
+            if entry.time_us != time_us or runners.get(type(entry.command)) is not runner:
+                break
+            if entry.idempotency_key is not None:
+                key = (entry.actor, entry.idempotency_key)
+                if key in keys or key in idempotency:
+                    break
+                keys.add(key)
+            end += 1
+        return max(end, start + 1), not keys
 
     def _carries(self, runner: Component, how: Carried, entry: c.Entry, actors: set[int],
                  entries: list[c.Entry], start: int, end: int) -> bool:
