@@ -428,7 +428,7 @@ class StateMachine:
         if not self.quiet or rests_orders is None:
             return self._orders_end(entries, start, runner)
         carried = self._carried
-        runners, idempotency, time_us = self._runners, self.idempotency, first.time_us
+        runners, time_us = self._runners, first.time_us
         actors: set[int] = set()  # of the run's orders so far
         keys: set[tuple[int, str]] = set()
         last, plain = start, True
@@ -443,11 +443,8 @@ class StateMachine:
                 if how is None or not self._carries(runner, how, entry, actors,
                                                     entries, start, end):
                     break
-            if entry.idempotency_key is not None:
-                key = (entry.actor, entry.idempotency_key)
-                if key in keys or key in idempotency:
-                    break
-                keys.add(key)
+            if entry.idempotency_key is not None and self._key_used(entry, keys):
+                break
             if ordered:
                 actors.add(entry.actor)
                 last = end
@@ -462,20 +459,25 @@ class StateMachine:
         """``_run_end`` of a run that carries nothing (a live one): the runner's commands from
         ``start`` on at its time, up to an idempotency key used before (in the run or
         remembered). Once per live batch: the loop does only what such a run needs."""
-        runners, idempotency = self._runners, self.idempotency
-        time_us = entries[start].time_us
+        runners, time_us = self._runners, entries[start].time_us
         keys: set[tuple[int, str]] = set()
         end = start
         for entry in itertools.islice(entries, start, None):
             if entry.time_us != time_us or runners.get(type(entry.command)) is not runner:
                 break
-            if entry.idempotency_key is not None:
-                key = (entry.actor, entry.idempotency_key)
-                if key in keys or key in idempotency:
-                    break
-                keys.add(key)
+            if entry.idempotency_key is not None and self._key_used(entry, keys):
+                break
             end += 1
         return max(end, start + 1), not keys
+
+    def _key_used(self, entry: c.Entry, keys: set[tuple[int, str]]) -> bool:
+        """Whether a run must end before ``entry`` for its idempotency key: used by an entry
+        of the run before it (``keys``) or remembered. A new one is added to ``keys``."""
+        key = (entry.actor, entry.idempotency_key)
+        if key in keys or key in self.idempotency:
+            return True
+        keys.add(key)
+        return False
 
     def _carries(self, runner: Component, how: Carried, entry: c.Entry, actors: set[int],
                  entries: list[c.Entry], start: int, end: int) -> bool:
