@@ -298,11 +298,7 @@ def read_snapshot(path: Path, *, expected_sequence: int | None = None,
                                    f"{oldest})")
     if expected_sequence is not None and sequence != expected_sequence:
         raise SnapshotCorruptError(f"{path}: header says sequence {sequence}")
-    body = memoryview(data)[header_size:]
-    if len(body) != body_length:
-        raise SnapshotCorruptError(f"{path}: body is {len(body)} bytes, header says {body_length}")
-    if zlib.crc32(body) != body_crc:
-        raise SnapshotCorruptError(f"{path}: body checksum mismatch")
+    body = _checked_body(path, data, header_size, body_length, body_crc)
     try:
         arrays, meta = _decode_body(body, Path(path).parent / CHUNKS_DIRECTORY)
     except (msgspec.DecodeError, ValueError) as error:
@@ -310,6 +306,17 @@ def read_snapshot(path: Path, *, expected_sequence: int | None = None,
         raise SnapshotCorruptError(f"{path}: undecodable body: {error}") from error
     snapshot = Snapshot(sequence, arrays, meta, Path(path), position, version)
     return snapshot if version in _CURRENT_VERSIONS else upgrade(snapshot)
+
+
+def _checked_body(path: Path, data: bytes, header_size: int, body_length: int,
+                  body_crc: int) -> memoryview:
+    """The body after a header (``_read_header``), its length and checksum checked."""
+    body = memoryview(data)[header_size:]
+    if len(body) != body_length:
+        raise SnapshotCorruptError(f"{path}: body is {len(body)} bytes, header says {body_length}")
+    if zlib.crc32(body) != body_crc:
+        raise SnapshotCorruptError(f"{path}: body checksum mismatch")
+    return body
 
 
 def _read_header(path: Path, data: bytes) -> tuple[int, int, int, int, int, int]:
@@ -377,12 +384,10 @@ def _prune_chunks(directory: Path) -> list[Path]:
 def _chunks_named(path: Path) -> list[str]:
     """The names of the shared chunks the snapshot ``path`` holds its arrays in."""
     data = path.read_bytes()
-    version, _sequence, _position, header_size, _length, body_crc = _read_header(path, data)
+    version, _sequence, _position, header_size, body_length, body_crc = _read_header(path, data)
     if version != SHARED_CHUNKS_VERSION:
         return []
-    body = memoryview(data)[header_size:]
-    if zlib.crc32(body) != body_crc:
-        raise SnapshotCorruptError(f"{path}: body checksum mismatch")
+    body = _checked_body(path, data, header_size, body_length, body_crc)
     return [digest.hex() for stored in _body_decoder.decode(body).arrays
             for digest in stored.chunks]
 
@@ -658,7 +663,7 @@ def _load_chunked(stored: _StoredArray, chunks: Path) -> np.ndarray:
         path = chunks / digest.hex()
         try:
             with open(path, "rb") as file:
-                got = file.readinto(memoryview(part)) if len(part) else 0
+                got = file.readinto(memoryview(part))
                 extra = file.read(1)
         except OSError as error:
             raise SnapshotCorruptError(f"array {stored.name!r}: chunk {path}: {error}") from error

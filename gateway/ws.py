@@ -335,17 +335,18 @@ class _OrderSocket(web.WebSocketResponse):
 
     inline: Any = None  # the _InlineQueue, once in place
 
-    def _on_data_received(self) -> None:
-        """aiohttp's hook for each chunk read: it moves the ping timer by a callback scheduled
-        per connection and loop turn (~1 us an order at 20k/s). A deadline to compare does
-        the same: the timer, firing before it, reschedules itself to it (``_send_heartbeat``).
-        While a ping is out (no timer; a pong timeout set), aiohttp's own way, which cancels
-        the timeout and sets the timer again."""
-        if (not _HEARTBEAT_INTERNALS or self._heartbeat is None or self._heartbeat_cb is None
-                or self._pong_response_cb is not None or self._need_heartbeat_reset):
-            super()._on_data_received()
-            return
-        self._heartbeat_when = self._loop.time() + self._heartbeat
+    if _HEARTBEAT_INTERNALS:  # else aiohttp's own hook, unchanged
+        def _on_data_received(self) -> None:
+            """aiohttp's hook for each chunk read: it moves the ping timer by a callback
+            scheduled per connection and loop turn (~1 us an order at 20k/s). A deadline to
+            compare does the same: the timer, firing before it, reschedules itself to it
+            (``_send_heartbeat``). While a ping is out (no timer; a pong timeout set),
+            aiohttp's own way, which cancels the timeout and sets the timer again."""
+            if (self._heartbeat is None or self._heartbeat_cb is None
+                    or self._pong_response_cb is not None or self._need_heartbeat_reset):
+                super()._on_data_received()
+                return
+            self._heartbeat_when = self._loop.time() + self._heartbeat
 
     def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
         handler = request.protocol
