@@ -86,6 +86,24 @@ def test_a_snapshots_rows_are_held_in_reserved_space_when_large():
     assert state._reservation(small) is None and len(small) == 16
 
 
+def test_a_table_with_a_large_first_capacity_outgrows_it_in_place():
+    """The movements' table starts with room for 1M rows: outgrowing that must not copy them
+    (a 56 MB copy stopped a busy server's loop for 0.23 s)."""
+    from engine.movements import MOVEMENT_DTYPE, MOVEMENTS_CAPACITY
+
+    table = Table(MOVEMENT_DTYPE, MOVEMENTS_CAPACITY)
+    assert len(table.rows) >= MOVEMENTS_CAPACITY and not table.rows["amount"].any()
+    assert state._reservation(table.rows) is not None
+    table.count = len(table.rows)
+    table.rows["amount"][-3:] = (7, 8, 9)
+    before = table.rows.ctypes.data
+    table.append()
+    assert table.rows.ctypes.data == before  # grown in place: no copy
+    assert table.rows["amount"][table.count - 4:table.count].tolist() == [7, 8, 9, 0]
+    small = Table(ROW)
+    assert state._reservation(small.rows) is None and len(small.rows) == state.TABLE_CAPACITY_MIN
+
+
 @pytest.mark.parametrize("rows", [10, 200_000])
 def test_a_table_drained_and_refilled_keeps_its_rows_zero_past_the_count(rows):
     table = Table(ROW)
