@@ -33,6 +33,24 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the follower ne
 WAIT_S = 60  # a bound for what should take well under a second
 
 
+@pytest.fixture(autouse=True)
+async def _engines_stopped(monkeypatch):
+    """Every engine a test starts is stopped when the test ends, also one whose test failed
+    before its own ``stop``: its follower (a process and its pipes) would outlive the test,
+    and the pipes' ResourceWarning, raised when they are collected, fail a later test."""
+    started: list[Engine] = []
+    start = Engine.start
+
+    async def tracked(self: Engine, *args, **kwargs):
+        started.append(self)
+        return await start(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "start", tracked)
+    yield
+    for engine in started:
+        await engine.stop()  # a no-op for one stopped already
+
+
 def _commands(orders: int, seed: int = 7) -> list[tuple[int, c.Command]]:
     """A venue with traders, then ``orders`` orders and cancels (``bench.recovery``'s mix)."""
     entries = recovery.order_entries(orders, seed, recovery.START_US + 1_000_000)
@@ -339,6 +357,10 @@ async def test_a_follower_behind_but_moving_is_left_to_catch_up(tmp_path: Path, 
     the follower writes every snapshot (one starved at its low priority on a busy machine was
     killed and replaced by forks, the cost it exists to spare)."""
     monkeypatch.setattr(sequencer, "FOLLOWER_BEHIND_MAX_SNAPSHOTS", 1)
+    # Moving, however starved: at its idle priority on a busy machine (a full test run beside
+    # other work) its start and a snapshot's write can go 5 s without a progress line, and
+    # then it was killed as stalled; the stall rule has tests of its own (wedged, killed).
+    monkeypatch.setattr(sequencer, "FOLLOWER_STALLED_S", WAIT_S)
     engine = await _followed(tmp_path, 20)
     pid = engine.follower.pid
     await _submit(engine, [(0, c.Tick())] * 400)
