@@ -249,12 +249,15 @@ class Markets:
                                           OPEN_ORDERS_MAX, FINISHED_ORDERS_KEPT, client_ids)
 
     def apply_live_columns(self, first_sequence: int, commands: np.ndarray,
-                           items: Callable[[int], list[tuple[int, int, Any]]]) -> list[Reply]:
+                           items: Callable[[int], list[tuple[int, int, Any]]],
+                           cids: tuple[np.ndarray, list[str]] | None = None) -> list[Reply]:
         """A live run of plain orders and cancels as columns (``COMMAND_DTYPE``, numbered from
-        ``first_sequence``, at the machine's time): checked and queued in bulk as far as
+        ``first_sequence``, at the machine's time; ``cids``: the positions of the orders with
+        a client_order_id, increasing, and their ids): checked and queued in bulk as far as
         exactness allows (``engine.markets_live``), the rest by ``apply_run`` over
         ``items(start)``, the run's ``(sequence, actor, command)`` from ``start`` on."""
-        replies, done = markets_live.apply_live(self, first_sequence, commands, OPEN_ORDERS_MAX)
+        replies, done = markets_live.apply_live(self, first_sequence, commands, OPEN_ORDERS_MAX,
+                                                cids)
         if done < len(commands):
             replies.extend(self.apply_run(items(done)))
         return replies
@@ -502,11 +505,15 @@ class Markets:
 
     # ---- matching and the fold ----------------------------------------------------------------
 
-    def _match(self, queue: _Queue, replies: list, commands: np.ndarray | None = None) -> None:
+    def _match(self, queue: _Queue, replies: list, commands: np.ndarray | None = None,
+               named: tuple[np.ndarray, list[str]] | None = None) -> None:
         """Match every queued command in one kernel call, fold its events into the order
         records (compiled), then, in bulk: movements, the tape, replies and published updates
         (the last two only where someone reads them). ``commands``: the queue's rows as an
-        array already (``match_columns``)."""
+        array already (``match_columns``); ``named``: the positions and client_order_ids of
+        its new orders that have one, if they are distinct and on no resting order of their
+        accounts (``match_columns``; else ``queue.cids`` has them): then they are kept and
+        followed in a few numpy steps (``Lifecycle.follow_marks_bulk``)."""
         if not queue.ops:
             return
         if commands is None:
@@ -515,12 +522,22 @@ class Markets:
         balances = machine.balances
         counters = engine.counters
         trades_before = int(counters[C_NEXT_TRADE])  # each fill takes one trade id
+        first_oid = engine.next_order_id  # the first id this call may give
         result = engine.process(commands, balances, slots_filled=True, scratch_results=True)
         events = result.events
-        folded = lifecycle.fold(events, commands, queue.cid_flags(), machine.now_us,
+        if named is None:
+            cid_flags = queue.cid_flags()
+        else:
+            cid_flags = np.zeros(len(commands), dtype=np.int8)
+            cid_flags[named[0]] = 1
+        folded = lifecycle.fold(events, commands, cid_flags, machine.now_us,
                                 FINISHED_ORDERS_KEPT, engine.instruments, engine.next_order_id,
                                 balances.accounts.count)
-        if queue.cids:
+        if named is not None:
+            ids = named[1]
+            lifecycle.note_placed_ids(folded, named[0],
+                                      lambda accepted: list(compress(ids, accepted.tolist())))
+        elif queue.cids:
             lifecycle.note_client_ids(folded, queue.cids)
         trades = int(counters[C_NEXT_TRADE]) - trades_before
         if trades:
@@ -534,22 +551,28 @@ class Markets:
             self._replies(queue, commands, codes.tolist(), folded, events, replies, views)
         if machine.may_want_updates():
             self._publish(folded, events, trades, views)
-        lifecycle.follow_marks(folded)
+        if named is None:
+            lifecycle.follow_marks(folded)
+        else:
+            lifecycle.follow_marks_bulk(folded, first_oid)
         machine.last_sequence = queue.sequences[-1]
         queue.clear()
 
     def match_columns(self, commands: np.ndarray, indexes: list[int], sequences: list[int],
-                      by_id: list[int], replies: list) -> None:
+                      by_id: list[int], replies: list,
+                      cids: tuple[np.ndarray, list[str]] | None = None) -> None:
         """Match ``commands`` (``COMMAND_DTYPE`` rows checked as ``apply_run`` checks them,
         their position rows filled: ``engine.markets_live``) in one kernel call, as ``_match``
         matches a queue: each answers ``replies[indexes[i]]`` at ``sequences[i]``; ``by_id``:
-        the positions of the cancels of ids not given when queued."""
+        the positions of the cancels of ids not given when queued; ``cids``: the positions
+        of the new orders with a client_order_id and their ids, which are distinct and on no
+        resting order of their accounts (``engine.markets_live._named``)."""
         queue = _Queue()
         queue.indexes.extend(indexes)
         queue.sequences.extend(sequences)
         queue.ops.extend(commands["op"].tolist())
         queue.by_id = set(by_id)
-        self._match(queue, replies, commands)
+        self._match(queue, replies, commands, cids)
 
     def _command_room(self, n: int) -> None:
         """A scratch array for a kernel call's commands, with room for ``n`` (and its bytes)."""

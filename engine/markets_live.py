@@ -3,10 +3,11 @@
 ``Markets.apply_run`` checks and queues each command of a run in Python, about a microsecond
 an order, before the run's one kernel call. The sequencer already holds each entry's journal
 bytes, and the replay's compiled scanner (``engine.kernels.entries``) reads plain orders and
-cancels (no idempotency key, no client_order_id) from them into ``COMMAND_DTYPE`` rows. Here a
-run of such rows, all at the machine's exchange time, is checked by one compiled pass
-(``engine.kernels.checks``), the queue is the rows that pass, and ``Markets._match`` matches
-them in one kernel call and builds the replies and updates as for any run.
+cancels (no idempotency key; an ASCII client_order_id or none) from them into
+``COMMAND_DTYPE`` rows. Here a run of such rows, all at the machine's exchange time, is
+checked by one compiled pass (``engine.kernels.checks``), the queue is the rows that pass, and
+``Markets._match`` matches them in one kernel call and builds the replies and updates as for
+any run.
 
 It gives exactly the replies, updates and state of ``apply_run`` over the same commands (the
 property test in ``tests/engine/test_live_columns.py``), because each check is the one
@@ -22,6 +23,11 @@ matched before the kernel call, so every check reads the state before the run.
   given (the kernel gives ids in command order) queued by id, of any other id refused 404. The
   kernel and ``Markets._cancels_refused`` answer the queued ones; for a finished order with
   nothing queued before it, which ``_queue_cancel`` refuses at once, that is the same 409.
+- An order with a client_order_id that its account has on a resting order, or on an order
+  queued before it, is where ``apply_run`` matches the queue first to decide
+  (``duplicate_client_order_id`` if that order rests by then): the run is cut before it too.
+  The ids of the orders queued are kept and followed as ``Markets._match`` keeps them for any
+  queue.
 - Each new order's position row is looked up (created if new) in the order of the queue, as
   ``_queue_place`` does.
 """
@@ -46,9 +52,11 @@ _INVESTOR = ROLES["investor"]
 
 
 def apply_live(markets: Any, first_sequence: int, commands: np.ndarray,
-               open_orders_max: int) -> tuple[list[Reply | None], int]:
+               open_orders_max: int, cids: tuple[np.ndarray, list[str]] | None = None
+               ) -> tuple[list[Reply | None], int]:
     """Check, queue and match the orders and cancels ``commands`` (``COMMAND_DTYPE``, numbered
-    from ``first_sequence``, at the machine's time) as far as exactness allows; returns the
+    from ``first_sequence``, at the machine's time; ``cids``: the positions of the orders
+    with a client_order_id, increasing, and their ids) as far as exactness allows; returns the
     replies of those applied and how many that is (0: the first goes through ``apply_run``)."""
     machine, engine, lifecycle = markets.machine, markets.engine, markets.lifecycle
     accounts = machine.balances.accounts
@@ -60,6 +68,9 @@ def apply_live(markets: Any, first_sequence: int, commands: np.ndarray,
     n = kc.live_checks(commands, accounts.rows["role"][:accounts.count], _INVESTOR, active,
                        verdicts, lifecycle.open_count, markets.queued_by, open_orders_max,
                        lifecycle.records, lifecycle.next_oid, engine.next_order_id, outcomes)
+    named = None
+    if n and cids is not None:
+        n, named = _named(lifecycle.open_client_ids, commands["account"], outcomes, n, *cids)
     if n == 0:
         return [], 0
     outcomes = outcomes[:n]
@@ -70,11 +81,45 @@ def apply_live(markets: Any, first_sequence: int, commands: np.ndarray,
     if len(at):
         queue = commands.take(at)  # a tenth of commands[at]'s cost for these rows
         _position_slots(markets, queue)
+        if named is not None:  # by position in the queue
+            named = np.searchsorted(at, named[0]), named[1]
         markets.match_columns(queue, at.tolist(), (first_sequence + at).tolist(),
                               np.flatnonzero(outcomes[at] == kc.QUEUED_BY_ID).tolist(),
-                              replies)
+                              replies, named)
     machine.last_sequence = first_sequence + n - 1
     return replies, n
+
+
+def _named(open_ids: dict[tuple[int, str], int], actors: np.ndarray, outcomes: np.ndarray,
+           n: int, positions: np.ndarray, ids: list[str]
+           ) -> tuple[int, tuple[np.ndarray, list[str]] | None]:
+    """Where the checked rows (``n``) end for their client_order_ids (``ids``, of the rows at
+    ``positions``): before the first queued order whose id its account has on a resting order
+    (``open_ids``) or on an order queued before it, which ``apply_run`` decides; and the
+    positions and ids of the queued orders with an id before that (None: none). An order the
+    checks refused is never queued, so its id takes no place. The commonest batch (every id
+    new, every order queued) is told by set operations, without a Python step an order."""
+    count = int(np.searchsorted(positions, n))
+    positions, ids = positions[:count], ids[:count]
+    if not count:
+        return n, None
+    keys = list(zip(actors[positions].tolist(), ids, strict=True))
+    queued = outcomes[positions] == kc.QUEUED
+    if queued.all() and len(set(keys)) == count and open_ids.keys().isdisjoint(keys):
+        return n, (positions, ids)
+    seen: set[tuple[int, str]] = set()
+    kept: list[int] = []
+    for i, (key, passed) in enumerate(zip(keys, queued.tolist(), strict=True)):
+        if not passed:
+            continue
+        if key in open_ids or key in seen:
+            n = int(positions[i])
+            break
+        seen.add(key)
+        kept.append(i)
+    if not kept:
+        return n, None
+    return n, (positions[kept], [ids[i] for i in kept])
 
 
 def _verdicts(markets: Any, commands: np.ndarray,

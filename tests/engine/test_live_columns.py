@@ -6,8 +6,10 @@ batch's plain orders and cancels with the replay's scanner and checks and queues
 stamps them (one time a batch, some past the IP instrument's auction): plain orders of every
 type and self-trade prevention, prices beyond the band, cancels of own, foreign, finished and
 not-yet-given orders (of the same batch too), orders by accounts that are not investors, on a
-locked-up instrument and on instruments whose book is not open yet, mixed with entries the
-columns cannot say (client_order_ids, Idempotency-Keys, amends, auctions, deposits). The
+locked-up instrument and on instruments whose book is not open yet, orders named by a
+client_order_id (new ones, and ones their account has on a resting or an earlier order of the
+batch), mixed with entries the columns cannot say (Idempotency-Keys, amends, auctions,
+deposits). The
 replies (their encoded bytes), the published updates and the state hash must be those of one
 entry at a time, which is also what a replay of the journal reaches.
 """
@@ -83,10 +85,16 @@ other_ops = st.one_of(
 recent_ops = st.tuples(st.just("recent"), st.integers(-1, TRADERS - 1), st.integers(0, 6))
 ops = st.one_of(place_ops, place_ops, place_ops, place_ops, place_ops, cancel_ops, recent_ops,
                 recent_ops, recent_ops, other_ops)
+# Orders named by a client_order_id (the gateway's load client names every order), from a
+# pool wide enough that many batches repeat none (the checks' set operations) and others
+# repeat one or name a resting order's (the run is cut there, the rest goes to apply_run).
+named_ops = st.tuples(plain_ops, st.integers(0, 300)).map(
+    lambda pair: pair[0][:10] + (f"n{pair[1]}", None))
 # Most live batches hold only plain orders and cancels (hypothesis favours the rarer branches
 # of a one_of more than their share, so these are drawn apart).
-plain_batch_ops = st.one_of(plain_ops, plain_ops, plain_ops, actor_ops.map(lambda p: ("as", *p)),
-                            recent_ops, recent_ops, cancel_ops)
+plain_batch_ops = st.one_of(plain_ops, plain_ops, named_ops, named_ops,
+                            actor_ops.map(lambda p: ("as", *p)), recent_ops, recent_ops,
+                            cancel_ops)
 # Steps between batches: the IP auction falls due within hours, the lock-up ends after 30
 # days, the loan is in default after ~120 (its sells refused, its book open).
 batches = st.lists(st.tuples(st.sampled_from([0, 0, 1, 50, HOUR_US, 7 * HOUR_US, 40 * DAY_US,
@@ -181,6 +189,7 @@ def test_a_batch_read_as_columns_gives_what_one_at_a_time_gives(drawn, smallest,
     replies byte for byte, the updates in order, the state hash."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(machine_module, "LIVE_COLUMNS_MIN", smallest)
+        patch.setattr(machine_module, "LIVE_NAMED_COLUMNS_MIN", smallest)
         patch.setattr(markets_module, "OPEN_ORDERS_MAX", open_orders_max)
         patch.setattr(markets_live, "SLOT_TABLES_ROWS_MAX", slot_rows)
         batches, expected = _one_at_a_time(drawn)
@@ -224,13 +233,80 @@ def test_a_plain_batch_is_checked_in_bulk_and_matched_in_one_kernel_call():
     assert machine.state_hash() == one.state_hash()
 
 
-@pytest.mark.parametrize("orders", [machine_module.LIVE_COLUMNS_MIN - 1,
-                                    machine_module.LIVE_COLUMNS_MIN])
-def test_only_a_run_of_at_least_the_run_minimum_goes_the_columns_way(orders):
+def _named_batch(ids: list[str]) -> list[c.Entry]:
+    """Crossing orders of accounts 4 and 5 named ``ids`` in turn (a cancel every tenth)."""
+    entries = []
+    for n, cid in enumerate(ids):
+        if n % 10 == 9:
+            entries.append(c.Entry(START_US, 4 + (n - 2) % 2, mc.CancelOrder(n - 1)))
+        else:
+            entries.append(c.Entry(START_US, 4 + n % 2, mc.PlaceOrder(
+                1, "buy" if n % 2 else "sell", "limit", PRICE + n % 3, 1,
+                client_order_id=cid)))
+    return entries
+
+
+@pytest.mark.parametrize("clash", [None, "resting", "batch", "refused"])
+def test_orders_named_by_client_ids_are_checked_in_bulk(clash):
+    """A batch of orders each with a new client_order_id is one kernel call, no order queued
+    one by one, the ids kept and followed in bulk. An order whose account has its id on a
+    resting order, or on an earlier order of the batch, cuts the columns' run before it (the
+    rest is queued one by one, and the kernel called again): replies and state are one at a
+    time's either way, the repeated id refused or taken as that says. An order refused by
+    the checks (the instrument not tradable) takes no id: its id on a later order of its
+    account is no clash."""
+    ids = [f"id{n}" for n in range(machine_module.LIVE_NAMED_COLUMNS_MIN + 40)]
+    # 150 days on, the loan's sells are refused (what fell due by then, on the first entry).
+    when = START_US + (150 * DAY_US if clash == "refused" else 0)
+    rest = [c.Entry(when, 4, mc.PlaceOrder(1, "buy", "limit", PRICE - 90, 1,
+                                           client_order_id="kept"))]
+    if clash == "resting":
+        ids[70] = "kept"  # account 4's, by account 4 (70 is even: a sell of 4)
+    elif clash == "batch":
+        ids[72] = ids[50]  # both account 4's
+    entries = _named_batch(ids)
+    if clash == "refused":  # a sell of the loan in default takes no id
+        entries = [c.Entry(when, e.actor, e.command) for e in entries]
+        entries[30] = c.Entry(when, 4, mc.PlaceOrder(DEBT, "sell", "limit", PRICE, 1,
+                                                     client_order_id=ids[40]))  # 40: 4's
+    machine = _machine()
+    machine.apply(machine.last_sequence + 1, rest[0])
+    markets = machine.component("markets")
+    calls, queued = [], []
+    process, place = markets.engine.process, markets._queue_place
+    markets.engine.process = lambda *a, **kw: calls.append(len(a[0])) or process(*a, **kw)
+    markets._queue_place = lambda *a: queued.append(a) or place(*a)
+    first = machine.last_sequence + 1
+    replies = machine.apply_batch(first, entries, payloads=[c.encode_entry(e) for e in entries])
+    one = _machine()
+    one.apply(one.last_sequence + 1, rest[0])
+    expected = [one.apply(one.last_sequence + 1, entry) for entry in entries]
+    assert [_encode(r) for r in replies] == [_encode(r) for r in expected]
+    assert machine.state_hash() == one.state_hash()
+    markets_one = one.component("markets")
+    assert markets.lifecycle.open_client_ids == markets_one.lifecycle.open_client_ids
+    assert markets.lifecycle.client_ids == markets_one.lifecycle.client_ids
+    if clash in (None, "refused"):
+        assert len(calls) == 1 and not queued
+    else:
+        cut = 70 if clash == "resting" else 72
+        # The clashing order is the first queued one by one (its sequence).
+        assert len(calls) == 2 and queued[0][3] == first + cut
+        assert expected[cut].status == 409  # the order named so before it rests
+
+
+@pytest.mark.parametrize("named", [False, True])
+@pytest.mark.parametrize("more", [-1, 0])
+def test_only_a_run_of_at_least_the_run_minimum_goes_the_columns_way(more, named):
     """Mixed traffic's short runs of orders cost more the columns way (fixed costs a call):
-    they go to ``apply_run``, a run of LIVE_COLUMNS_MIN or more to the columns."""
+    they go to ``apply_run``, a run of LIVE_COLUMNS_MIN or more to the columns; a run with
+    client_order_ids (a Python step each both ways) from LIVE_NAMED_COLUMNS_MIN."""
+    least = (machine_module.LIVE_NAMED_COLUMNS_MIN if named
+             else machine_module.LIVE_COLUMNS_MIN)
+    orders = least + more
     entries = [c.Entry(START_US, 4 + n % 2, mc.PlaceOrder(
-        1, "buy" if n % 2 else "sell", "limit", PRICE + n % 3, 1)) for n in range(orders)]
+        1, "buy" if n % 2 else "sell", "limit", PRICE + n % 3, 1,
+        client_order_id=f"c{n}" if named and n % 3 else None)) for n in range(orders)]
     machine = _machine()
     markets = machine.component("markets")
     columns = []
@@ -238,7 +314,7 @@ def test_only_a_run_of_at_least_the_run_minimum_goes_the_columns_way(orders):
     markets.apply_live_columns = lambda *a: columns.append(a) or apply_live_columns(*a)
     replies = machine.apply_batch(machine.last_sequence + 1, entries,
                                   payloads=[c.encode_entry(e) for e in entries])
-    assert len(columns) == (orders >= machine_module.LIVE_COLUMNS_MIN)
+    assert len(columns) == (orders >= least)
     one = _machine()
     assert replies == [one.apply(one.last_sequence + 1, entry) for entry in entries]
     assert machine.state_hash() == one.state_hash()
@@ -320,6 +396,7 @@ def test_a_batchs_cancels_and_refusals_read_as_columns(batch, columns_min):
                        "cancel_newest", None, None))]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(machine_module, "LIVE_COLUMNS_MIN", columns_min)
+        patch.setattr(machine_module, "LIVE_NAMED_COLUMNS_MIN", columns_min)
         batches, expected = _one_at_a_time([(0, fill), (150 * DAY_US, batch)])
         got = _in_batches(batches)
     assert got == expected
