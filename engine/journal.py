@@ -10,7 +10,17 @@ segment starts with a fixed header (magic, format version, first sequence, CRC),
     <u32 payload length><u32 CRC32 of (sequence + payload)><u64 sequence><payload>
 
 all little-endian. Sequences are contiguous across the whole journal. A batch is written with as
-few ``os.write`` calls as the kernel allows and then fsynced once (group commit).
+few ``os.write`` calls as the kernel allows and then fdatasynced once (group commit).
+
+A segment may end in zeros: room written ahead of its records. A batch that would pass the
+zeros written so far is written with more after it (``ZEROS_AHEAD_MIN`` to ``_MAX``: sixteen
+batches of its size), and the file's position is put back where the records end, so the next
+batches go over zeros already on the disk: their fdatasync writes the data alone, not the file's
+size (here a sync of a 3 KB write took 158 against 290 us, and 73 against 115 us of CPU; the
+probe in the README). Zeros written by a thread of their own, a whole segment ahead, were
+tried: their writes queued the journal's syncs behind them (p99 0.85 -> 5-8 ms). A record is
+never all zeros (its CRC covers its sequence), so a record header of zeros with only zeros
+after it is where a segment's records end, in any segment.
 
 Opening a journal validates every segment. A crash mid-write can only damage the end of the last
 segment, so a bad record there with nothing valid after it is a torn write: it is cut off and
@@ -59,6 +69,12 @@ RECORD_PAYLOAD_MAX = 1024 * 1024  # a command is a few hundred bytes; anything b
 SCAN_CHUNK_BYTES = 1024 * 1024  # bounds memory when searching a damaged tail for valid records
 
 _SEGMENT_NAME = re.compile(r"journal-(\d{20})\.log")
+# Zeros written after a batch that passes those written so far (a synced journal's): sixteen
+# batches of its size, within these bounds, and not past the segment's size (module docstring).
+ZEROS_AHEAD_MIN = 64 * 1024
+ZEROS_AHEAD_MAX = 1024 * 1024
+ZEROS_AHEAD_BATCHES = 16
+ZERO_BYTES = bytes(ZEROS_AHEAD_MAX)  # what is written from (the journal thread's by address)
 
 
 class JournalError(Exception):
@@ -211,8 +227,24 @@ def _check_record(data: memoryview, offset: int) -> tuple[int, int] | str:
     return sequence, record_end
 
 
-def _find_valid_record(data: memoryview, start: int, sequence_min: int) -> int | None:
+def _unwritten(data: memoryview | bytes, offset: int) -> bool:
+    """Whether ``data[offset:]`` is all zeros: room written ahead of a segment's records and
+    not written over (yet). No record is all zeros (its CRC covers its sequence)."""
+    return offset < len(data) and not np.frombuffer(data, dtype=np.uint8)[offset:].any()
+
+
+def _written_end(data: memoryview | bytes) -> int:
+    """One past the last byte of ``data`` that is not zero (0 if all are)."""
+    nonzero = np.frombuffer(data, dtype=np.uint8) != 0
+    return len(nonzero) - int(np.argmax(nonzero[::-1])) if nonzero.any() else 0
+
+
+def _find_valid_record(data: memoryview, start: int, sequence_min: int,
+                       written_end: int | None = None) -> int | None:
     """Return the offset of the first checksummed record at or after ``start``, or None.
+    ``written_end``: nothing but zeros follows it, so no record starts there or after (a
+    record's header is not zeros): a torn record in a segment with room written ahead is
+    followed by up to ``ZEROS_AHEAD_MAX`` of them, which are not searched.
 
     Used only on a damaged tail, to tell a torn write (nothing valid follows) from damage in the
     middle (valid records follow). The damaged record may have a garbage length, so record
@@ -223,6 +255,8 @@ def _find_valid_record(data: memoryview, start: int, sequence_min: int) -> int |
     # A later record of a contiguous journal cannot carry a larger sequence than this.
     sequence_max = sequence_min + (end - start) // RECORD_HEADER_SIZE
     last_start = end - RECORD_HEADER_SIZE
+    if written_end is not None:
+        last_start = min(last_start, written_end - 1)
     for chunk in range(start, last_start + 1, SCAN_CHUNK_BYTES):
         count = min(SCAN_CHUNK_BYTES, last_start + 1 - chunk)
         lengths = np.ndarray((count,), "<u4", buffer=data, offset=chunk, strides=(1,))
@@ -276,7 +310,7 @@ def _scan_segment(path: Path, first_sequence: int) -> tuple[_Segment, _BadRecord
         _length, _crc, sequence = _RECORD_HEADER.unpack_from(data, stop)
         raise JournalCorruptError(
             path, stop, f"sequence {sequence} where {segment.next_sequence} was expected")
-    if why != records.WALK_END:
+    if why != records.WALK_END and not _unwritten(data, stop):
         reason = _check_record(data, stop)
         return segment, _BadRecord(stop, reason if isinstance(reason, str) else "bad record")
     return segment, None
@@ -298,7 +332,8 @@ def _is_torn_tail(segment: _Segment, bad: _BadRecord) -> bool:
     if bad.offset == 0:
         return True  # the segment header itself was cut short
     data = memoryview(segment.path.read_bytes())
-    return _find_valid_record(data, bad.offset + 1, segment.next_sequence) is None
+    return _find_valid_record(data, bad.offset + 1, segment.next_sequence,
+                              _written_end(data)) is None
 
 
 class FileJournal:
@@ -332,6 +367,8 @@ class FileJournal:
         # Set when a write or fsync failed: what reached the disk is then unknown, and retrying
         # an fsync after a failure can falsely report success, so the journal refuses to go on.
         self._failed: BaseException | None = None
+        self._file_end = 0  # the active segment's size on disk: its records, then zeros
+        self._zeros_end = 0  # ``direct_target``'s batch's end of zeros, for ``appended``
         if read_only:
             if not self.directory.is_dir():
                 raise JournalError(f"no journal in {self.directory}")
@@ -348,7 +385,10 @@ class FileJournal:
         # Held open, so starting a segment needs one new descriptor, not two (see _roll).
         self._dir_fd: int | None = os.open(self.directory, os.O_RDONLY)
         if self._segments:
-            self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
+            # Not O_APPEND: the records go on where they end, over the zeros after them.
+            self._fd = os.open(self._segments[-1].path, os.O_WRONLY)
+            os.lseek(self._fd, self._segments[-1].size_bytes, os.SEEK_SET)
+            self._file_end = os.fstat(self._fd).st_size
             if sync:
                 # A writer that died between a write and its fsync left records that the
                 # page cache still shows: they are applied from now on, and a snapshot may
@@ -384,7 +424,11 @@ class FileJournal:
                 self._start_segment(framed.first_sequence)
             elif self._full(active, framed):
                 self._roll(framed.first_sequence)
+            zeros = self._zeros_after(framed)
             self._write_all(batch)
+            if zeros:  # written after the batch, the position put back where it ends
+                self._write_all(memoryview(ZERO_BYTES)[:zeros])
+                os.lseek(self._fd, -zeros, os.SEEK_CUR)
             self._fsync_active()
         except BaseException as error:
             self._failed = error
@@ -392,32 +436,40 @@ class FileJournal:
         segment = self._segments[-1]
         segment.record_count += framed.count
         segment.size_bytes += len(batch)
+        self._file_end = max(self._file_end, segment.size_bytes + zeros)
 
-    def direct_target(self, framed: Framed) -> tuple[int, int] | None:
+    def direct_target(self, framed: Framed) -> tuple[int, int, int] | None:
         """Where ``framed`` can be appended by the caller's own write and fsync
         (``engine.kernels.journal_io``), every check of ``append_framed`` passed: the
-        descriptor, and the directory's descriptor when this batch starts a new segment (else
-        -1). The new segment is made here, its header written but not yet durable: the caller
-        fsyncs the segment and then the directory (``sync``), in that order, before it writes
-        the batch, as ``append_framed`` does in ``_start_segment``. None when the batch must go
-        through ``append_framed``, which raises the refusal there. The caller reports the
-        outcome to ``appended`` or ``failed``, before anything else is appended."""
+        descriptor, the directory's descriptor when this batch starts a new segment (else
+        -1), and how many zeros (from ``ZERO_BYTES``) to write after the batch, putting the
+        descriptor's position back by as many. The new segment is made here, its header
+        written but not yet durable: the caller fsyncs the segment and then the directory
+        (``sync``), in that order, before it writes the batch, as ``append_framed`` does in
+        ``_start_segment``. None when the batch must go through ``append_framed``, which raises
+        the refusal there. The caller reports the outcome to ``appended`` or ``failed``, before
+        anything else is appended."""
         if self.read_only or self._closed or self._failed is not None:
             return None
         if framed.first_sequence != self.last_sequence + 1:
             return None
         active = self._segments[-1] if self._segments else None
-        if active is not None and not self._full(active, framed):
-            return None if self._fd is None else (self._fd, -1)
-        try:
-            fd = self._new_segment(framed.first_sequence, rolling=active is not None)
-        except OSError as error:  # refused, as append_framed's start would be
-            self._failed = error
+        directory = -1
+        if active is None or self._full(active, framed):
+            try:
+                fd = self._new_segment(framed.first_sequence, rolling=active is not None)
+            except OSError as error:  # refused, as append_framed's start would be
+                self._failed = error
+                return None
+            # None: no descriptor to spare, the active segment takes it (``_roll``).
+            if fd is not None:
+                self._use_segment(fd, framed.first_sequence)
+                directory = self._dir_fd if self.sync else -1
+        if self._fd is None:
             return None
-        if fd is None:  # no descriptor to spare: the active segment takes it (``_roll``)
-            return self._fd, -1
-        self._use_segment(fd, framed.first_sequence)
-        return fd, (self._dir_fd if self.sync else -1)
+        zeros = self._zeros_after(framed)
+        self._zeros_end = self._segments[-1].size_bytes + len(framed.data) + zeros
+        return self._fd, directory, zeros
 
     def appended(self, framed: Framed, fsync_seconds: float | None) -> None:
         """``framed`` was written to ``direct_target``'s descriptor (and fsynced, unless
@@ -425,6 +477,7 @@ class FileJournal:
         segment = self._segments[-1]
         segment.record_count += framed.count
         segment.size_bytes += len(framed.data)
+        self._file_end = max(self._file_end, self._zeros_end)
         if fsync_seconds is not None and self.on_fsync is not None:
             self.on_fsync(fsync_seconds)
 
@@ -548,6 +601,16 @@ class FileJournal:
         self._make_durable(fd)
         self._use_segment(fd, first_sequence)
 
+    def _zeros_after(self, framed: Framed) -> int:
+        """How many zeros to write after ``framed`` in the active segment (module docstring):
+        none unless the journal syncs and the batch passes the zeros written so far."""
+        end = self._segments[-1].size_bytes + len(framed.data)
+        if not self.sync or end <= self._file_end:
+            return 0
+        ahead = min(max(ZEROS_AHEAD_BATCHES * len(framed.data), ZEROS_AHEAD_MIN),
+                    ZEROS_AHEAD_MAX)
+        return max(0, min(ahead, self.segment_size_max - end))
+
     def _new_segment(self, first_sequence: int, *, rolling: bool) -> int | None:
         """Create the segment file for ``first_sequence`` with its header (not yet durable)
         and return its descriptor. Rolling out of file descriptors (EMFILE/ENFILE: a flood of
@@ -557,7 +620,8 @@ class FileJournal:
         other error is the disk's, and raises."""
         path = self.directory / segment_name(first_sequence)
         try:
-            fd = open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL)
+            # Not O_APPEND: batches are written where the records end, over the zeros after.
+            fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         except OSError as error:
             if not rolling or error.errno not in (errno.EMFILE, errno.ENFILE):
                 raise
@@ -590,6 +654,7 @@ class FileJournal:
         if self._fd is not None:
             os.close(self._fd)
         self._fd = fd
+        self._file_end = SEGMENT_HEADER_SIZE
         path = self.directory / segment_name(first_sequence)
         self._segments.append(_Segment(path, first_sequence, 0, SEGMENT_HEADER_SIZE))
         log.info("journal: started segment %s", path)
@@ -606,7 +671,7 @@ class FileJournal:
         if not self.sync or self._fd is None:
             return
         started = time.perf_counter()
-        os.fsync(self._fd)
+        os.fdatasync(self._fd)  # the data and the size (see the module docstring)
         if self.on_fsync is not None:
             self.on_fsync(time.perf_counter() - started)
 
@@ -679,8 +744,10 @@ class JournalTail:
     The writer appends each batch with ``os.write`` and starts a new segment only once the
     active one is full, so the end of the active segment may hold part of a record being
     written. That part is left where it is and read whole later: nothing is cut, changed or
-    taken for damage. A record at or before the durable sequence was whole on disk before the
-    writer said so; one that does not check out is damage, and raises ``JournalCorruptError``.
+    taken for damage; nor are the zeros written ahead of the records (module docstring), which
+    a record header of zeros starts. A record at or before the durable sequence was whole on
+    disk before the writer said so; one that does not check out is damage, and raises
+    ``JournalCorruptError``.
     Older segments are not validated here (the writer did that when it opened them).
     """
 
@@ -723,7 +790,8 @@ class JournalTail:
         count, stop, why, starts = _walk(data, 0, len(data), self.next_sequence)
         take = min(count, upto + 1 - self.next_sequence, records_max)
         if take <= 0:
-            if why in (records.WALK_CRC, records.WALK_TOO_LONG, records.WALK_SEQUENCE):
+            if why in (records.WALK_CRC, records.WALK_TOO_LONG, records.WALK_SEQUENCE) \
+                    and not _unwritten(memoryview(data)[:stop + RECORD_HEADER_SIZE], stop):
                 # The record the writer called durable is not whole and right: damage.
                 path = self.directory / segment_name(self._first)
                 reason = _check_record(memoryview(data), stop)

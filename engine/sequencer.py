@@ -41,6 +41,7 @@ from engine.errors import CrowdexError
 from engine.follower import TELL_INTERVAL_S, Follower
 from engine.journal import (
     RECORD_PAYLOAD_MAX,
+    ZERO_BYTES,
     FileJournal,
     Framed,
     JournalError,
@@ -888,9 +889,10 @@ class JournalThread:
         else:
             self._inflight = (framed, done)  # keeps the bytes alive while the thread writes
             data = framed.data
-            descriptor, new_segment_directory = target
+            descriptor, new_segment_directory, zeros = target
             self._request(journal_io.WRITE_SYNC if self._journal.sync else journal_io.WRITE,
-                          descriptor, _address(data), len(data), new_segment_directory)
+                          descriptor, _address(data), len(data), new_segment_directory,
+                          _ZEROS_ADDRESS if zeros else 0, zeros)
         return done
 
     def stop(self) -> None:
@@ -907,10 +909,10 @@ class JournalThread:
                 os.close(descriptor)
 
     def _request(self, kind: int, descriptor: int = 0, address: int = 0, length: int = 0,
-                 directory: int = -1) -> None:
-        # One write of 40 bytes: atomic on a pipe, so the thread reads whole requests.
+                 directory: int = -1, zeros_address: int = 0, zeros: int = 0) -> None:
+        # One write of 56 bytes: atomic on a pipe, so the thread reads whole requests.
         os.write(self._request_pipe, _REQUEST.pack(kind, descriptor, address, length,
-                                                   directory))
+                                                   directory, zeros_address, zeros))
 
     def _on_outcome(self) -> None:
         """On the loop: the compiled loop wrote a batch (and fsynced it)."""
@@ -1022,6 +1024,9 @@ def _compiled_loop_loaded() -> bool:
 def _address(data: bytes) -> int:
     """Where ``data``'s bytes are (the bytes object is kept alive by its holder)."""
     return ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value or 0
+
+
+_ZEROS_ADDRESS = _address(ZERO_BYTES)  # the zeros a batch may be followed by (module lifetime)
 
 
 def _settle(done: asyncio.Future, error: BaseException | None) -> None:

@@ -8,9 +8,10 @@ about half a millisecond a batch on the path of every acknowledgement (a probe b
 loop: 0.7 ms from handoff to the loop seeing the batch durable, against 0.2 ms this way).
 
 ``serve`` is that thread's loop with no lock to take back: it reads requests from a pipe, writes
-each batch to the journal's descriptor, fsyncs it, and writes the outcome to another pipe that
-the event loop watches. It calls the C library directly (``write``, ``read``, ``fsync``,
-``clock_gettime``; numba's external functions, resolved in the process), so it is Linux's.
+each batch to the journal's descriptor, fdatasyncs it, and writes the outcome to another pipe
+that the event loop watches. It calls the C library directly (``write``, ``read``, ``fsync``,
+``fdatasync``, ``clock_gettime``; numba's external functions, resolved in the process), so it
+is Linux's.
 A batch that starts a segment (the journal's first, or a roll) comes with the directory's
 descriptor: the loop made the file and wrote its header (``FileJournal.direct_target``), and
 this loop makes the header and then the name durable before it writes the batch. Anything
@@ -19,8 +20,10 @@ thread's Python, which does it the plain way. Python there would need the interp
 back to re-enter this loop, which beside a busy event loop can take seconds.
 
 A request is ``REQUEST_WORDS`` int64: its kind, the descriptor, the address and the length of
-the bytes (kept alive by the sender until the outcome comes back), and the directory's
-descriptor to fsync first or -1. An outcome is
+the bytes (kept alive by the sender until the outcome comes back), the directory's descriptor
+to fsync first or -1, and the address and the length of zeros to write after the bytes, the
+descriptor's position then put back to the bytes' end (``engine.journal``: room written ahead
+of the records, so that the next batches' syncs write their data alone). An outcome is
 ``DONE_WORDS`` int64: the bytes written, the fsync's nanoseconds (0 without one) and the
 errno of a failed call.
 """
@@ -31,12 +34,12 @@ from numba import types
 
 from engine.kernels.jit import kernel
 
-REQUEST_WORDS = 5
+REQUEST_WORDS = 7
 DONE_WORDS = 3
 
 # Request kinds.
 STOP = 0
-WRITE_SYNC = 1  # write every byte, then fsync
+WRITE_SYNC = 1  # write every byte, then fdatasync
 WRITE = 2  # write every byte (a journal opened with sync=False)
 PYTHON = 3  # return to the thread's Python, which has work queued
 
@@ -46,11 +49,14 @@ FSYNC_FAILED = 5  # ``done[2]`` holds the errno
 PIPE_FAILED = 6  # the request pipe could not be read
 
 _CLOCK_MONOTONIC = 1  # Linux
+_SEEK_CUR = 1
 _EINTR = 4  # a call interrupted by a signal: made again, as Python's os calls do
 
 _write = types.ExternalFunction("write", types.intp(types.int32, types.intp, types.uintp))
+_lseek = types.ExternalFunction("lseek", types.int64(types.int32, types.int64, types.int32))
 _read = types.ExternalFunction("read", types.intp(types.int32, types.intp, types.uintp))
 _fsync = types.ExternalFunction("fsync", types.int32(types.int32))
+_fdatasync = types.ExternalFunction("fdatasync", types.int32(types.int32))
 _clock_gettime = types.ExternalFunction("clock_gettime", types.int32(types.int32, types.intp))
 _errno_location = types.ExternalFunction("__errno_location", types.intp())
 _memcpy = types.ExternalFunction("memcpy", types.intp(types.intp, types.intp, types.uintp))
@@ -71,14 +77,33 @@ def _keep_errno(done) -> None:
 
 
 @kernel(nogil=True)
-def _fsync_retried(descriptor, done) -> bool:
-    """fsync ``descriptor``, again when a signal interrupted it and never after a real failure
-    (see FileJournal), whose errno is left in ``done``."""
-    while _fsync(descriptor) != 0:
+def _sync_retried(descriptor, done, data_only) -> bool:
+    """fsync ``descriptor`` (``data_only``: fdatasync, the data and what reading it needs, the
+    file's size, not its times), again when a signal interrupted it and never after a real
+    failure (see FileJournal), whose errno is left in ``done``. A batch written over the zeros
+    ahead of a segment's records then costs the disk one write, not two (``engine.journal``:
+    158 against 290 us a sync here, 73 against 115 us of CPU)."""
+    while (_fdatasync(descriptor) if data_only else _fsync(descriptor)) != 0:
         _keep_errno(done)
         if done[2] != _EINTR:
             return False
     return True
+
+
+@kernel(nogil=True)
+def _write_all(descriptor, address, length, done) -> int:
+    """Write ``length`` bytes from ``address``, again after a signal; how many were written
+    (fewer on a failure, whose errno is left in ``done``)."""
+    written = 0
+    while written < length:
+        count = _write(descriptor, address + written, length - written)
+        if count < 0:
+            _keep_errno(done)
+            if done[2] == _EINTR:
+                continue
+            return written
+        written += count
+    return written
 
 
 @kernel(nogil=True)
@@ -106,34 +131,29 @@ def serve(requests: int, outcomes: int, request, done, clock) -> int:
         address = request[2]
         length = request[3]
         directory = request[4]
-        written = 0
+        zeros_address = request[5]
+        zeros = request[6]
         done[0] = 0
         done[1] = 0
         done[2] = 0
         if directory >= 0:  # a new segment: its header, then its name, durable first
-            if not _fsync_retried(descriptor, done) or not _fsync_retried(directory, done):
+            if (not _sync_retried(descriptor, done, False)
+                    or not _sync_retried(directory, done, False)):
                 return FSYNC_FAILED
-        while written < length:
-            count = _write(descriptor, address + written, length - written)
-            if count < 0:
-                _keep_errno(done)
-                if done[2] == _EINTR:
-                    continue
-                done[0] = written
-                return WRITE_FAILED
-            written += count
+        written = _write_all(descriptor, address, length, done)
         done[0] = written
+        if written < length:
+            return WRITE_FAILED
+        if zeros > 0:  # room ahead of the records, then back to where they end
+            if _write_all(descriptor, zeros_address, zeros, done) < zeros:
+                return WRITE_FAILED
+            if _lseek(descriptor, -zeros, _SEEK_CUR) < 0:
+                _keep_errno(done)
+                return WRITE_FAILED
         if kind == WRITE_SYNC:
             started = _now_ns(clock)
-            if not _fsync_retried(descriptor, done):
+            if not _sync_retried(descriptor, done, True):
                 return FSYNC_FAILED
             done[1] = max(_now_ns(clock) - started, 1)
-        sent = 0
-        while sent < DONE_WORDS * 8:
-            count = _write(outcomes, done.ctypes.data + sent, DONE_WORDS * 8 - sent)
-            if count < 0:
-                _keep_errno(done)
-                if done[2] == _EINTR:
-                    continue
-                return PIPE_FAILED
-            sent += count
+        if _write_all(outcomes, done.ctypes.data, DONE_WORDS * 8, done) < DONE_WORDS * 8:
+            return PIPE_FAILED

@@ -150,8 +150,13 @@ def test_tail_reads_nothing_past_the_durable_sequence(tmp_path: Path):
     assert (block.first_sequence, len(block.starts)) == (41, 7)
 
 
-def test_tail_follows_segment_rolls_while_the_journal_is_written(tmp_path: Path):
-    journal = FileJournal(tmp_path, sync=False, segment_size_max=400)
+@pytest.mark.parametrize("synced", [False, True])
+def test_tail_follows_segment_rolls_while_the_journal_is_written(tmp_path: Path,
+                                                                 synced: bool):
+    """Also where the records are followed by zeros written ahead of them (a synced journal:
+    ``engine.journal``), read as nothing yet: never as damage, in the active segment or a
+    rolled one."""
+    journal = FileJournal(tmp_path, sync=synced, segment_size_max=400)
     tail = JournalTail(tmp_path, 0)  # before the first segment exists
     read = []
     for batch in range(40):
@@ -165,6 +170,9 @@ def test_tail_follows_segment_rolls_while_the_journal_is_written(tmp_path: Path)
         read += [bytes(block.data[s:e]) for s, e in zip(block.starts, block.ends, strict=True)]
     assert len(journal.segment_paths) > 5
     assert read == [payload for _sequence, payload in journal.read(0)]
+    sizes = {path.stat().st_size for path in journal.segment_paths[1:]}
+    assert (sizes == {400}) is synced  # zeros up to their size, or as long as their records
+    journal.close()
 
 
 def test_tail_refuses_a_damaged_durable_record(tmp_path: Path):

@@ -334,7 +334,7 @@ def test_segment_torn_during_creation_is_removed(tmp_path: Path, kept: int) -> N
     assert read_all(tmp_path) == batch(1, 4)
 
 
-@pytest.mark.parametrize("tail", [b"\0" * 100, b"\xff" * 7, bytes(range(40))])
+@pytest.mark.parametrize("tail", [b"\xff" * 7, bytes(range(40)), b"\0" * 10 + b"\1"])
 def test_garbage_after_the_last_record_is_a_torn_tail(tmp_path: Path, tail: bytes) -> None:
     write(tmp_path, batch(1, 4))
     path = only_segment(tmp_path)
@@ -480,3 +480,100 @@ def test_random_batches_round_trip(
         assert list(reopened.read()) == expected
         after = data.draw(st.integers(min_value=0, max_value=len(expected)))
         assert list(reopened.read(after)) == expected[after:]
+
+
+# ---- segments made ahead: zeros after the records ---------------------------------------------
+
+
+@pytest.mark.parametrize("zeros", [1, 15, 16, 100, 1 << 20])
+def test_zeros_after_the_records_are_space_made_ahead(tmp_path: Path, zeros: int) -> None:
+    """Zeros after the last record (a segment made ahead, ``journal._Zeros``) end its
+    records without being cut, and the next batch is written over them, where the records
+    end: the file keeps its size while the batches fit."""
+    write(tmp_path, batch(1, 4))
+    path = only_segment(tmp_path)
+    records_end = path.stat().st_size
+    with path.open("ab") as file:
+        file.write(bytes(zeros))
+    assert read_all(tmp_path) == batch(1, 4)
+    assert path.stat().st_size == records_end + zeros  # not cut
+    write(tmp_path, batch(5, 1))
+    assert read_all(tmp_path) == batch(1, 5)
+    grown = records_end + len(frame(batch(5, 1)).data)
+    assert path.stat().st_size == max(records_end + zeros, grown)
+    assert not any(path.read_bytes()[grown:])
+
+
+def test_zeros_end_the_records_of_an_older_segment_too(tmp_path: Path) -> None:
+    """A segment rolled before its zeros were all written over keeps them: its records end
+    there, and the next segment goes on from its last sequence."""
+    with FileJournal(tmp_path, sync=False) as journal:
+        journal.append(batch(1, 3))
+        first = journal.segment_paths[0]
+        with first.open("ab") as file:  # as if made ahead, 4 KiB of zeros
+            file.write(bytes(4096))
+        journal.roll()
+        journal.append(batch(4, 2))
+    assert read_all(tmp_path) == batch(1, 5)
+    with FileJournal(tmp_path, sync=False, read_only=True) as journal:
+        assert [b.first_sequence for b in journal.read_blocks(0)] == [1, 4]
+
+
+def test_a_torn_record_before_zeros_is_cut_and_a_record_after_them_is_damage(
+        tmp_path: Path) -> None:
+    """A crash in the middle of a batch written over zeros leaves part of a record and then
+    zeros: a torn tail, cut. A record after the zeros, though, is not something a crash
+    leaves: the journal refuses to open."""
+    write(tmp_path, batch(1, 4))
+    path = only_segment(tmp_path)
+    good = path.read_bytes()
+    torn = frame(batch(5, 1)).data[:30]
+    path.write_bytes(good + torn + bytes(50_000))
+    assert read_all(tmp_path) == batch(1, 4)
+    assert path.stat().st_size == len(good)  # cut where the torn record starts
+    path.write_bytes(good + torn + bytes(5000) + frame(batch(6, 1)).data + bytes(100))
+    with pytest.raises(JournalCorruptError):
+        FileJournal(tmp_path, sync=False)
+
+
+def _zeros_after_records(path: Path, records_end: int) -> bool:
+    return not any(path.read_bytes()[records_end:])
+
+
+def test_a_synced_journal_writes_zeros_ahead_of_its_records(tmp_path: Path) -> None:
+    """A batch that passes the zeros written so far is followed by more (sixteen batches of
+    its size, ``ZEROS_AHEAD_MIN`` at least, not past the segment's size); the batches after
+    it go over them, so the file grows at few batches; every record reads back, and a
+    reopened journal writes on where the records end."""
+    size = 1 << 20
+    records = [(s, bytes([s % 251 + 1]) * (300 + s % 700)) for s in range(1, 3000)]
+    grew = batches = 0
+    with FileJournal(tmp_path, segment_size_max=size) as journal:
+        for first in range(0, len(records), 5):
+            before = journal.segment_paths[-1].stat().st_size if journal.segment_paths else 0
+            journal.append(records[first:first + 5])
+            batches += 1
+            path, segment = journal.segment_paths[-1], journal._segments[-1]
+            grew += path.stat().st_size != before
+            assert path.stat().st_size >= segment.size_bytes
+            assert _zeros_after_records(path, segment.size_bytes)
+        paths = journal.segment_paths
+    assert len(paths) > 1
+    assert grew * 10 < batches
+    assert all(path.stat().st_size == size for path in paths[:-1])  # zeros up to their size
+    assert read_all(tmp_path) == records
+    last_size = paths[-1].stat().st_size
+    with FileJournal(tmp_path, segment_size_max=size) as journal:
+        journal.append([(3000, b"after")])
+    assert paths[-1].stat().st_size == last_size  # over the zeros already there
+    assert read_all(tmp_path) == records + [(3000, b"after")]
+
+
+def test_an_unsynced_journal_writes_no_zeros(tmp_path: Path) -> None:
+    """Zeros ahead pay only with syncs: a journal without them (tests, benchmarks) writes its
+    records alone."""
+    with FileJournal(tmp_path, sync=False, segment_size_max=64 * 1024) as journal:
+        for first in range(1, 300, 10):
+            journal.append(batch(first, 10))
+        for path, segment in zip(journal.segment_paths, journal._segments, strict=True):
+            assert path.stat().st_size == segment.size_bytes

@@ -561,6 +561,47 @@ async def test_the_journal_thread_appends_every_batch_through_segment_rolls(
 
 
 @pytest.mark.parametrize("compiled", [True, False])
+async def test_the_journal_thread_writes_zeros_ahead_of_the_records(tmp_path: Path,
+                                                                    compiled: bool):
+    """Whichever loop writes, a batch that passes the zeros written so far is followed by
+    more (``engine.journal``), and the position is put back where the records end: the file
+    grows at few batches, zeros always follow the records, every record reads back, also
+    after a reopen that writes on."""
+    from engine.journal import FileJournal, frame_payloads
+
+    size = 1 << 20
+    journal = FileJournal(tmp_path, segment_size_max=size)
+    writer = sequencer.JournalThread(journal, asyncio.get_running_loop(), compiled=compiled)
+    written: list[tuple[int, bytes]] = []
+    grew = batches = 0
+    try:
+        for first in range(1, 12_000, 4):
+            before = journal.segment_paths[-1].stat().st_size if journal.segment_paths else 0
+            payloads = [bytes([first % 255 + 1]) * (50 + n * 30) for n in range(4)]
+            await asyncio.wait_for(writer.append(frame_payloads(first, payloads)), 10)
+            written += [(first + n, p) for n, p in enumerate(payloads)]
+            path, segment = journal.segment_paths[-1], journal._segments[-1]
+            grew += path.stat().st_size != before
+            batches += 1
+            assert not any(path.read_bytes()[segment.size_bytes:])
+    finally:
+        writer.stop()
+        journal.close()
+    assert writer.python_batches == 0
+    paths = journal.segment_paths
+    assert len(paths) > 1 and grew * 10 < batches
+    assert all(path.stat().st_size == size for path in paths[:-1])  # zeros up to their size
+    assert list(FileJournal(tmp_path, read_only=True).read()) == written
+    reopened = FileJournal(tmp_path, segment_size_max=size)
+    try:  # written on from where its records end, over the zeros
+        reopened.append([(len(written) + 1, b"after")])
+    finally:
+        reopened.close()
+    assert list(FileJournal(tmp_path, read_only=True).read()) == written + [
+        (len(written) + 1, b"after")]
+
+
+@pytest.mark.parametrize("compiled", [True, False])
 async def test_out_of_descriptors_at_a_roll_the_journal_thread_goes_on_in_the_active_segment(
         tmp_path: Path, segment_descriptors, compiled: bool):
     """No descriptor for a new segment (EMFILE) when one is due: whichever loop writes, the
