@@ -541,7 +541,7 @@ def _zeros_after_records(path: Path, records_end: int) -> bool:
 
 
 def test_a_synced_journal_writes_zeros_ahead_of_its_records(tmp_path: Path) -> None:
-    """A batch that passes the zeros written so far is followed by more (sixteen batches of
+    """A batch that passes the zeros written so far is followed by more (four batches of
     its size, ``ZEROS_AHEAD_MIN`` at least, not past the segment's size); the batches after
     it go over them, so the file grows at few batches; every record reads back, and a
     reopened journal writes on where the records end."""
