@@ -429,8 +429,7 @@ class FileJournal:
             zeros = self._zeros_after(framed)
             self._write_all(batch)
             if zeros:  # written after the batch, the position put back where it ends
-                self._write_all(memoryview(ZERO_BYTES)[:zeros])
-                os.lseek(self._fd, -zeros, os.SEEK_CUR)
+                zeros = self._write_zeros(zeros)
             self._fsync_active()
         except BaseException as error:
             self._failed = error
@@ -668,6 +667,22 @@ class FileJournal:
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
+
+    def _write_zeros(self, count: int) -> int:
+        """Write ``count`` zeros at the position and put it back; how many were written. As
+        many as the disk takes: a full disk (or a file size limit) refuses the room ahead,
+        not the batch before it, which is written already."""
+        view, written = memoryview(ZERO_BYTES)[:count], 0
+        while written < count:
+            try:
+                written += os.write(self._fd, view[written:])
+            except OSError as error:
+                if error.errno == errno.EINTR:
+                    continue
+                break
+        if written:
+            os.lseek(self._fd, -written, os.SEEK_CUR)
+        return written
 
     def _fsync_active(self) -> None:
         if not self.sync or self._fd is None:

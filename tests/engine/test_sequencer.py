@@ -701,3 +701,36 @@ async def test_a_venue_left_readable_by_an_older_version_is_tightened_on_start(
     again.recover()
     again._journal.close()
     assert set(_modes(data_dir).values()) == {0o700, 0o600}
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+async def test_zeros_the_disk_refuses_do_not_fail_the_batch(tmp_path: Path, compiled: bool):
+    """Room ahead of the records is an optimisation: a disk that takes the batch but not the
+    zeros after it (full; here a file size limit) fails nothing, whichever loop writes, and
+    the records end where they did."""
+    import resource
+    import signal
+
+    from engine.journal import SEGMENT_HEADER_SIZE, FileJournal, frame_payloads
+
+    journal = FileJournal(tmp_path)
+    writer = sequencer.JournalThread(journal, asyncio.get_running_loop(), compiled=compiled)
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    first = frame_payloads(1, [b"a" * 100])
+    second = frame_payloads(2, [b"b" * 100])
+    try:
+        # The file may hold the first batch and 40 bytes more: not its 64 KiB of zeros.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (SEGMENT_HEADER_SIZE + len(first.data) + 40,
+                                                   limit[1]))
+        await asyncio.wait_for(writer.append(first), 10)
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        await asyncio.wait_for(writer.append(second), 10)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, handler)
+        writer.stop()
+        journal.close()
+    assert writer.python_batches == 0
+    assert list(FileJournal(tmp_path, read_only=True).read()) == [(1, b"a" * 100),
+                                                                   (2, b"b" * 100)]
