@@ -359,6 +359,9 @@ class StateMachine:
             return None
         if len(payloads) != len(entries):
             raise ValueError(f"{len(payloads)} payloads for {len(entries)} entries")
+        if (len(entries) < LIVE_NAMED_COLUMNS_MIN
+                and getattr(entries[0].command, "client_order_id", None) is not None):
+            return None  # its first run is named and too short for the columns: not scanned
         lengths = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
         ends = np.cumsum(lengths)
         data = np.frombuffer(b"".join(payloads), dtype=np.uint8)

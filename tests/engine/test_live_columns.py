@@ -306,15 +306,21 @@ def test_only_a_run_of_at_least_the_run_minimum_goes_the_columns_way(more, named
     orders = least + more
     entries = [c.Entry(START_US, 4 + n % 2, mc.PlaceOrder(
         1, "buy" if n % 2 else "sell", "limit", PRICE + n % 3, 1,
-        client_order_id=f"c{n}" if named and n % 3 else None)) for n in range(orders)]
+        client_order_id=f"c{n}" if named and (n + 1) % 3 else None)) for n in range(orders)]
     machine = _machine()
     markets = machine.component("markets")
-    columns = []
+    columns, scans = [], []
     apply_live_columns = markets.apply_live_columns
     markets.apply_live_columns = lambda *a: columns.append(a) or apply_live_columns(*a)
-    replies = machine.apply_batch(machine.last_sequence + 1, entries,
-                                  payloads=[c.encode_entry(e) for e in entries])
+    scan = machine_module.scan_with_client_ids
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(machine_module, "scan_with_client_ids",
+                      lambda *a: scans.append(1) or scan(*a))
+        replies = machine.apply_batch(machine.last_sequence + 1, entries,
+                                      payloads=[c.encode_entry(e) for e in entries])
     assert len(columns) == (orders >= least)
+    # A batch too short for the columns is not even scanned (a named one's first entry says).
+    assert len(scans) == (orders >= least)
     one = _machine()
     assert replies == [one.apply(one.last_sequence + 1, entry) for entry in entries]
     assert machine.state_hash() == one.state_hash()
