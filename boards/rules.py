@@ -20,6 +20,7 @@ from fractions import Fraction
 from typing import Any, ClassVar, Protocol
 
 import msgspec
+import numpy as np
 
 from boards.errors import CrowdexError
 
@@ -103,6 +104,39 @@ def largest_remainder(total: int, weights: Sequence[int],
     order = sorted(range(len(weights)), key=lambda i: (-remainders[i], keys[i]))
     for i in order[:leftover]:
         shares[i] += 1
+    return shares
+
+
+INT64_MAX = 2**63 - 1
+
+
+def largest_remainder_columns(total: int, weights: np.ndarray,
+                              tie_keys: np.ndarray) -> np.ndarray:
+    """``largest_remainder`` of int64 columns, as an int64 column: the same split, with
+    ties to the smaller of ``tie_keys`` (ints), then the earlier position, in a few numpy
+    steps instead of Python per weight (a distribution pays every holder). Where a product
+    ``total * weight`` or the weights' sum could pass int64, the split is
+    ``largest_remainder``'s over Python integers."""
+    weights = np.asarray(weights, dtype=np.int64)
+    count = len(weights)
+    if len(tie_keys) != count:
+        raise ValueError("tie_keys must match weights")
+    if total < 0:
+        raise ValueError("cannot split a negative total")
+    most = int(weights.max()) if count else 0
+    if count and int(weights.min()) < 0:
+        raise ValueError("weights must be non-negative")
+    if most == 0 or most > INT64_MAX // max(total, count):
+        return np.array(largest_remainder(total, weights.tolist(), tie_keys.tolist()),
+                        dtype=np.int64)
+    # Each product and the sum fit int64 (most * count and most * total do): exact.
+    weight_sum = int(weights.sum())
+    shares, remainders = np.divmod(weights * total, weight_sum)
+    leftover = total - int(shares.sum())
+    if leftover:
+        # lexsort is stable: equal remainders and keys keep their order, as sorted() does.
+        order = np.lexsort((np.asarray(tie_keys, dtype=np.int64), -remainders))
+        shares[order[:leftover]] += 1
     return shares
 
 

@@ -673,21 +673,21 @@ class StateMachine:
         the available cash its account's sales (as a maker, or its own: ``_own_orders_allow``)
         brought before the entry: the proceeds less the fees of the run's trades
         (``MovementLog`` rows from ``moved``) of earlier sequences (``_carries``)."""
+        # Columns of the run's rows (views: no row is copied), read only for the replies of
+        # accounts that sold.
         rows = self.movements.table.rows[moved:self.movements.table.count]
-        kind = rows["kind"]
-        proceeds = rows[kind == mv.TRADE_CASH]
-        if not len(proceeds):
+        kind, credit = rows["kind"], rows["credit_account"]
+        proceeds = kind == mv.TRADE_CASH
+        sellers = set(credit[proceeds].tolist())
+        sold = [(i, account, reply) for i, account, reply in shown if account in sellers]
+        if not sold:
             return
-        fees = rows[kind == mv.TRADE_FEE]
-        sellers = set(proceeds["credit_account"].tolist())
-        for i, account, reply in shown:
-            if account not in sellers:
-                continue
-            before = first_sequence + i
-            got = proceeds[(proceeds["credit_account"] == account)
-                           & (proceeds["sequence"] < before)]["amount"].sum()
-            paid = fees[(fees["debit_account"] == account)
-                        & (fees["sequence"] < before)]["amount"].sum()
+        fees = kind == mv.TRADE_FEE
+        sequence, debit, amount = rows["sequence"], rows["debit_account"], rows["amount"]
+        for i, account, reply in sold:
+            earlier = sequence < first_sequence + i
+            got = amount[proceeds & earlier & (credit == account)].sum()
+            paid = amount[fees & earlier & (debit == account)].sum()
             if got or paid:
                 reply.body["cash_available"] += int(got - paid)
 
@@ -868,12 +868,13 @@ class StateMachine:
         self.movements.record(self.last_sequence, kind, debit_account, account_id, mv.CASH,
                               amount)
 
-    def credit_cash_many(self, accounts: list[int], amounts: list[int], kind: int,
-                         debit_accounts: list[int] | int) -> None:
+    def credit_cash_many(self, accounts: Sequence[int] | np.ndarray,
+                         amounts: Sequence[int] | np.ndarray, kind: int,
+                         debit_accounts: Sequence[int] | np.ndarray | int) -> None:
         """``credit_cash`` of each ``(account, amount)`` in order, in bulk (an allocation or a
         distribution pays thousands): the same balances and the same movements, in the same
         order, as one call each."""
-        if not accounts:
+        if not len(accounts):
             return
         credit = np.array(accounts, dtype=np.int64)
         amount = np.array(amounts, dtype=np.int64)

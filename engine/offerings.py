@@ -629,16 +629,12 @@ class Offerings:
         views = [rules.SubscriptionView(s.subscription_id, s.account_id, s.sequence, s.quantity,
                                         s.rate_bps or 0, s.tier_id, s.reserved) for s in kept]
         result = board.close(project.terms, views, ALLOCATION)
-        outcome = {s.subscription_id: (0, 0) for s in subs}
-        if result.succeeded:
-            for view, q, a in zip(views, result.quantities, result.amounts_fen, strict=True):
-                outcome[view.subscription_id] = (q, a)
+        quantities, amounts = self._outcome(subs, kept, result)
         # Every live subscription leaves the live figures, which go with them: as a load
         # rebuilds them (from live subscriptions only), not one subtraction each.
         self._live.pop(project.project_id, None)
         counts = board.config.counts_toward_limit
-        for sub in subs:
-            quantity, amount = outcome[sub.subscription_id]
+        for sub, quantity, amount in zip(subs, quantities, amounts, strict=True):
             sub.alloc_quantity, sub.alloc_amount = quantity, amount
             sub.refunded = sub.reserved - amount
             sub.status = ALLOCATED if quantity else REFUNDED
@@ -651,32 +647,55 @@ class Offerings:
         if subs:
             accounts = self._rows()
             owners = np.array([sub.account_id for sub in subs], dtype=np.int64)
-            np.subtract.at(accounts["cash_reserved"], owners,
-                           np.array([sub.reserved for sub in subs], dtype=np.int64))
-            np.add.at(accounts["cash_available"], owners,
-                      np.array([sub.refunded for sub in subs], dtype=np.int64))
+            reserved = np.array([sub.reserved for sub in subs], dtype=np.int64)
+            allocated = np.array(amounts, dtype=np.int64)
+            np.subtract.at(accounts["cash_reserved"], owners, reserved)
+            np.add.at(accounts["cash_available"], owners, reserved - allocated)
+            if result.succeeded:
+                got = np.array(quantities, dtype=np.int64) != 0
+                self._settle_success(project, board, owners[got], allocated[got],
+                                     np.array(quantities, dtype=np.int64)[got],
+                                     result.clearing_rate_bps)
+        elif result.succeeded:
+            none = np.zeros(0, dtype=np.int64)
+            self._settle_success(project, board, none, none, none, result.clearing_rate_bps)
         if result.succeeded:
-            self._settle_success(project, board, subs, result.clearing_rate_bps)
             if board.config.issues_units and project.lockup_until_us <= now:
                 project.status = rules.TRADING  # no lock-up: trading begins at the close
         else:
             project.status = rules.FAILED
         self._publish(project)
 
-    def _settle_success(self, project: Project, board: rules.Board, subs: list[Subscription],
-                        rate_bps: int) -> None:
+    @staticmethod
+    def _outcome(subs: list[Subscription], kept: list[Subscription],
+                 result: rules.CloseResult) -> tuple[list[int], list[int]]:
+        """Each live subscription's allocated quantity and amount (0, 0: refunded whole): the
+        board's result for those it kept (``kept``, in order), nothing for the others."""
+        if not result.succeeded:
+            return [0] * len(subs), [0] * len(subs)
+        if kept is subs:
+            return list(result.quantities), list(result.amounts_fen)
+        outcome = {s.subscription_id: (0, 0) for s in subs}
+        for sub, q, a in zip(kept, result.quantities, result.amounts_fen, strict=True):
+            outcome[sub.subscription_id] = (q, a)
+        return ([outcome[s.subscription_id][0] for s in subs],
+                [outcome[s.subscription_id][1] for s in subs])
+
+    def _settle_success(self, project: Project, board: rules.Board, owners: np.ndarray,
+                        amounts: np.ndarray, quantities: np.ndarray, rate_bps: int) -> None:
+        """Pay the issuer and issue the units of a successful close: ``owners``, ``amounts``
+        and ``quantities`` are its allocated subscriptions', in subscription order (int64)."""
         machine = self.machine
-        paid: dict[int, int] = defaultdict(int)
-        units: dict[int, int] = defaultdict(int)
-        for sub in subs:
-            if sub.alloc_quantity:
-                paid[sub.account_id] += sub.alloc_amount
-                units[sub.account_id] += sub.alloc_quantity
+        # Per account, by id: what it pays and the units it gets, summed over its subscriptions.
+        payers, index = np.unique(owners, return_inverse=True)
+        paid = np.zeros(len(payers), dtype=np.int64)
+        units = np.zeros(len(payers), dtype=np.int64)
+        np.add.at(paid, index, amounts)
+        np.add.at(units, index, quantities)
         issuer = project.issuer_id
-        payers = sorted(paid)
-        machine.credit_cash_many([issuer] * len(payers), [paid[a] for a in payers],
+        machine.credit_cash_many(np.full(len(payers), issuer, dtype=np.int64), paid,
                                  mv.SUBSCRIPTION_PAYMENT, payers)
-        raised = sum(paid.values())
+        raised = int(paid.sum())
         config = board.config
         fee = rules.fee_half_up(raised, config.success_fee_bps)
         if fee:
@@ -691,13 +710,13 @@ class Offerings:
                                          mv.EXTERNAL_ACCOUNT, mv.CASH, held)
             project.held_amount = held
         if config.issues_units:
-            self._issue_units(project.project_id, units)
+            self._issue_units(project.project_id, payers, units)
             project.lockup_until_us = (project.closed_us
                                        + project.terms.get("lockup_days", 0) * rules.US_PER_DAY)
             self._schedule_due(project.lockup_until_us)
         project.raised = raised
-        project.subscribed_quantity = sum(units.values())
-        project.investor_count = len(units)
+        project.subscribed_quantity = int(units.sum())
+        project.investor_count = len(payers)
         project.success_fee = fee
         project.rate_bps = rate_bps
         project.status = rules.SUCCEEDED
@@ -705,17 +724,14 @@ class Offerings:
         if event is not None:
             self._schedule_due(event)
 
-    def _issue_units(self, instrument: int, units: dict[int, int]) -> None:
-        """Issue each account its units (position rows made in account order), one
-        ``UNITS_ISSUED`` movement each, in account order."""
+    def _issue_units(self, instrument: int, holders: np.ndarray, quantities: np.ndarray) -> None:
+        """Issue each account of ``holders`` (by id) its units (position rows made in account
+        order), one ``UNITS_ISSUED`` movement each, in account order."""
         machine = self.machine
-        holders = sorted(units)
-        if not holders:
+        if not len(holders):
             return
         balances = machine.balances
-        slots = np.array([balances.position_slot(a, instrument) for a in holders],
-                         dtype=np.int64)
-        quantities = np.array([units[a] for a in holders], dtype=np.int64)
+        slots = balances.position_slots_for(holders.tolist(), instrument)
         if (quantities <= 0).any():
             raise ValueError("units issued must be positive")
         np.add.at(balances.positions.rows["units_available"], slots, quantities)
@@ -826,26 +842,28 @@ class Offerings:
             self.terms.pay_out_buyback(dist, project)
             return
         issuer = project.issuer_id
-        # After a buy-back cancelled the units, a month reported late goes to their last holders.
-        holders = (self.holders(project.project_id)
-                   or self.terms.final_holders(project.project_id))
+        accounts, units = self.holder_columns(project.project_id)
+        if not len(accounts):
+            # After a buy-back cancelled the units, a month reported late goes to their last
+            # holders.
+            final = self.terms.final_holders(project.project_id)
+            accounts = np.array([a for a, _ in final], dtype=np.int64)
+            units = np.array([u for _, u in final], dtype=np.int64)
         balances = self._rows()
         balances["cash_reserved"][issuer] -= dist.amount
         dist.status = "paid"
         dist.paid_sequence = machine.last_sequence
-        if not holders:  # nobody to pay: the issuer keeps its money
+        if not len(accounts):  # nobody to pay: the issuer keeps its money
             balances["cash_available"][issuer] += dist.amount
             return
         fee = rules.fee_half_up(dist.amount, self.board(project).config.distribution_fee_bps)
-        accounts = [a for a, _ in holders]
-        shares = rules.largest_remainder(dist.amount - fee, [u for _, u in holders], accounts)
-        paid = [(a, share) for a, share in zip(accounts, shares, strict=True) if share]
-        machine.credit_cash_many([a for a, _ in paid], [share for _, share in paid],
-                                 mv.DISTRIBUTION, issuer)
+        shares = rules.largest_remainder_columns(dist.amount - fee, units, accounts)
+        paid = shares > 0
+        machine.credit_cash_many(accounts[paid], shares[paid], mv.DISTRIBUTION, issuer)
         if fee:
             machine.credit_cash(machine.fee_account_id, fee, mv.SERVICING_FEE, issuer)
         dist.fee = fee
-        dist.holders = len(holders)
+        dist.holders = len(accounts)
 
     def holders(self, instrument_id: int) -> list[tuple[int, int]]:
         """``(account_id, units)`` of every holder of an instrument, by account id.
@@ -854,13 +872,18 @@ class Offerings:
         instrument, so an account appears once): a batch paying distributions asks this of
         every project it pays, and the venue holds a position row per account and instrument.
         """
+        accounts, units = self.holder_columns(instrument_id)
+        return list(zip(accounts.tolist(), units.tolist(), strict=True))
+
+    def holder_columns(self, instrument_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """``holders`` as two int64 columns: the accounts, by id, and their units."""
         live = self.machine.balances.positions.live()
         mine = live[live["instrument_id"] == instrument_id]
         units = mine["units_available"] + mine["units_reserved"]
         held = units > 0
         accounts = mine["account_id"][held]
         order = np.argsort(accounts, kind="stable")
-        return list(zip(accounts[order].tolist(), units[held][order].tolist(), strict=True))
+        return accounts[order], units[held][order]
 
     def _delivery(self, cmd: oc.ConfirmDelivery, actor: int) -> Reply:
         self._require_role(actor, "operator")

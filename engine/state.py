@@ -226,6 +226,33 @@ class Balances:
             self.position_slots[key] = slot
         return slot
 
+    def position_slots_for(self, accounts: list[int], instrument_id: int) -> np.ndarray:
+        """``position_slot`` of each account's position in one instrument, in order (an
+        offering's close issues units to thousands): the missing rows made at once, the
+        rows and slots that one call each would have made."""
+        table, slots_of = self.positions, self.position_slots
+        first = table.count
+        made: dict[tuple[int, int], int] = {}  # the new positions' slots, in order
+        slots = []
+        for account_id in accounts:
+            key = (account_id, instrument_id)
+            slot = slots_of.get(key)
+            if slot is None:
+                slot = made.get(key)
+                if slot is None:
+                    slot = made[key] = first + len(made)
+            slots.append(slot)
+        if made:
+            table.ensure(first + len(made))
+            table.count = first + len(made)
+            rows = table.rows[first:table.count]
+            rows["account_id"] = [account_id for account_id, _ in made]
+            rows["instrument_id"] = instrument_id
+            rows["units_available"] = 0
+            rows["units_reserved"] = 0
+            slots_of.update(made)
+        return np.array(slots, dtype=np.int64)
+
     def holdings(self, account_id: int) -> list[tuple[int, int, int]]:
         """``(instrument_id, available, reserved)`` for each non-empty position, by instrument."""
         rows = self.positions.rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -63,6 +64,37 @@ def test_largest_remainder_properties(total, weights):
     for share, weight in zip(shares, weights, strict=True):
         exact = Fraction(total * weight, sum(weights))
         assert exact - 1 < share < exact + 1
+
+
+@given(st.one_of(st.integers(0, 10**9), st.integers(0, 2**63 - 1)),
+       st.lists(st.tuples(st.one_of(st.integers(0, 10**6), st.integers(0, 2**63 - 1)),
+                          st.integers(-5, 5)), min_size=1, max_size=30))
+def test_largest_remainder_columns_is_largest_remainder(total, rows):
+    """The columns' split is the lists' split, ties (equal keys too) and all; past int64
+    products it takes the lists' own path."""
+    weights, keys = [w for w, _ in rows], [k for _, k in rows]
+    try:
+        expected = rules.largest_remainder(total, weights, keys)
+    except ValueError as error:
+        with pytest.raises(ValueError, match=str(error)):
+            rules.largest_remainder_columns(total, np.array(weights, dtype=np.int64),
+                                            np.array(keys, dtype=np.int64))
+        return
+    shares = rules.largest_remainder_columns(total, np.array(weights, dtype=np.int64),
+                                             np.array(keys, dtype=np.int64))
+    assert shares.dtype == np.int64 and shares.tolist() == expected
+
+
+@pytest.mark.parametrize(("total", "weights", "keys", "shares"), [
+    (10, [1, 1, 1], [3, 1, 2], [3, 4, 3]),  # the tie to the smaller key
+    (10, [1, 1, 1], [2, 2, 2], [4, 3, 3]),  # equal keys: the earlier position
+    (0, [0, 0], [1, 2], [0, 0]),
+    (5, [0, 1], [1, 2], [0, 5]),
+    (2**62, [3, 3], [1, 2], [2**61, 2**61]),  # products past int64: the lists' path
+])
+def test_largest_remainder_columns(total, weights, keys, shares):
+    assert rules.largest_remainder_columns(total, np.array(weights, dtype=np.int64),
+                                           np.array(keys, dtype=np.int64)).tolist() == shares
 
 
 def test_largest_remainder_refuses_nonsense():
