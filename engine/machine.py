@@ -145,7 +145,7 @@ _meta_decoder = msgspec.msgpack.Decoder(Meta)
 
 
 class Carried(NamedTuple):
-    """How a run of orders may carry a command (``StateMachine._run_end``): the one account
+    """How a run of orders may carry a command (``StateMachine._apply_carrying``): the one account
     whose balances the command reads and changes (it reads nothing else an order changes),
     and what of them it reads (``StateMachine._carries`` says why these suffice):
 
@@ -167,6 +167,20 @@ class Carried(NamedTuple):
     withdrawable: bool = False
     opens_account: bool = False
     cash_codes: frozenset[str] | None = None
+
+
+class _Walk:
+    """What ``StateMachine._apply_carrying`` found and applied of a run before its orders go
+    to the runner (``_apply_run``)."""
+
+    __slots__ = ("moved", "replies", "ran", "items", "shown")
+
+    def __init__(self, moved: int) -> None:
+        self.moved = moved  # the movements' count before the run
+        self.replies: list[Reply | None] = []  # the carried entries' (None: an order's)
+        self.ran: list[int] = []  # the orders' indexes in the run
+        self.items: list[tuple[int, int, Any]] = []  # their (sequence, actor, command)
+        self.shown: list[tuple[int, int, Reply]] = []  # (sequence, account, reply) to complete
 
 
 def _command_account(entry: c.Entry) -> int:
@@ -239,7 +253,7 @@ class StateMachine:
         for component in self.components:
             for kind in getattr(component, "run_types", tuple)():
                 self._runners[kind] = component
-        # Commands a quiet machine's run of orders may carry (``_run_end``): each reads and
+        # Commands a quiet machine's run of orders may carry (``_apply_carrying``): each reads and
         # changes the balances of one account (given here) and nothing an order reads.
         self._carried: dict[type, Carried] = {
             c.Deposit: Carried(_command_account, shows_cash=True),
@@ -307,8 +321,8 @@ class StateMachine:
         Consecutive entries of one component's run types (orders and cancels) that share a time
         with nothing due then, and whose idempotency keys are new, go to the component as one
         run, which matches them with as few kernel calls as exactness allows. While quiet, a
-        run also carries the commands between its orders that it can apply first
-        (``_run_end``).
+        run also carries the commands between and after its orders that it can apply first
+        (``_apply_carrying``).
 
         ``payloads``: the entries' journal bytes (``c.encode_entry``; the sequencer has them;
         their commands must be the entries', their times are not read).
@@ -320,6 +334,12 @@ class StateMachine:
         replies: list[Reply] = []
         i, n = 0, len(entries)
         while i < n:
+            if self.quiet:  # a replay's runs carry the commands between their orders
+                done = self._apply_carrying(first_sequence + i, entries, i)
+                if done:
+                    replies.extend(done)
+                    i += len(done)
+                    continue
             end, plain = (self._plain_end(columns, entries, i) if columns
                           else self._run_end(entries, i))
             if end - i < 2:
@@ -427,10 +447,10 @@ class StateMachine:
         return done
 
     def _run_end(self, entries: list[c.Entry], start: int) -> tuple[int, bool]:
-        """Where the run starting at ``start`` ends: its orders and cancels, and the carried
-        entries between them (``_carried``) whose account no order before them can touch;
-        and whether the run is plain: only the runner's commands, none with an idempotency
-        key (``_apply_plain_run``)."""
+        """Where the run starting at ``start`` ends, one that carries nothing (a live one, or
+        one of a runner that rests no orders: ``_apply_carrying`` finds a replay's): its
+        orders and cancels (``_orders_end``); and whether the run is plain: only the runner's
+        commands, none with an idempotency key (``_apply_plain_run``)."""
         first = entries[start]
         runner = self._runners.get(type(first.command))
         if runner is None:
@@ -439,35 +459,7 @@ class StateMachine:
         due = self.next_deadline_us()
         if due is not None and due <= time_us:
             return start + 1, False  # on_time fires after this entry: apply it alone
-        rests_orders = getattr(runner, "rests_orders", None)
-        if not self.quiet or rests_orders is None:
-            return self._orders_end(entries, start, runner)
-        carried = self._carried
-        runners, time_us = self._runners, first.time_us
-        actors: set[int] = set()  # of the run's orders so far
-        keys: set[tuple[int, str]] = set()
-        last, plain = start, True
-        for end in range(start, len(entries)):
-            entry = entries[end]
-            if entry.time_us != time_us:
-                break
-            kind = type(entry.command)
-            ordered = runners.get(kind) is runner
-            if not ordered:
-                how = carried.get(kind)
-                if how is None or not self._carries(runner, how, entry, actors,
-                                                    entries, start, end):
-                    break
-            if entry.idempotency_key is not None and self._key_used(entry, keys):
-                break
-            if ordered:
-                actors.add(entry.actor)
-                last = end
-                plain = plain and not keys
-            else:
-                plain = False
-        # Carried entries after the last order: nothing to carry them past.
-        return last + 1, plain
+        return self._orders_end(entries, start, runner)
 
     def _orders_end(self, entries: list[c.Entry], start: int,
                     runner: Component) -> tuple[int, bool]:
@@ -506,7 +498,7 @@ class StateMachine:
         less the fee to its available cash and, once the fee is taken from proceeds (rules 4),
         as much to its unsettled cash, so its withdrawable cash stays. Hence, for such an
         account, an entry that succeeds with less cash and shows no balance (``rising``)
-        succeeds the same later (one refused is cut out of the run: ``_apply_carried``), and
+        succeeds the same later (one refused is cut out of the run: ``_carry``), and
         one that shows the cash is shown what the makers' sales before it brought
         (``_show_cash``). An actor of the run is carried on the same terms where its own
         orders before the entry change its cash as a maker's sales would
@@ -540,24 +532,119 @@ class StateMachine:
                 return False
         return True
 
-    def _apply_run(self, first_sequence: int, entries: list[c.Entry]) -> list[Reply]:
-        """Apply a run (``_run_end``): its carried entries first, then its orders in one
-        ``apply_run``; the replies of the entries applied, a prefix of the run (all of it
-        unless a carried entry had to be cut out: ``_apply_carried``)."""
+    def _apply_carrying(self, first_sequence: int, entries: list[c.Entry],
+                        start: int) -> list[Reply]:
+        """While quiet, the entries from ``start`` (numbered from ``first_sequence``): a run
+        of orders and the entries it carries, in one pass: the run goes on over the runner's
+        commands at the first one's time, and over the entries between and after them that
+        it may carry (``_carried``, ``_carries``), each applied as it is found (``_carry``),
+        up to the first it may not, or an idempotency key used before (in the run or
+        remembered); then its orders go to the runner at once (``_apply_run``). Returns the
+        replies of the entries applied: one entry alone (through ``apply``) where no run
+        starts (a command of no runner, a deadline due), or none for a runner that rests no
+        orders (its runs carry nothing: ``_run_end``)."""
+        first = entries[start]
+        runner = self._runners.get(type(first.command))
+        if runner is None:
+            return [self.apply(first_sequence, first)]
+        if getattr(runner, "rests_orders", None) is None:
+            return []
         if first_sequence != self.last_sequence + 1:
             raise RuntimeError(
                 f"sequence {first_sequence} does not follow the last applied {self.last_sequence}"
             )
-        self.now_us = max(self.now_us, entries[0].time_us)
-        runner = self._runners[type(entries[0].command)]
-        replies: list[Reply | None] = [None] * len(entries)
-        moved = self.movements.table.count
-        shown: list[tuple[int, int, Reply]] = []  # (index, account, reply) of _show_cash
-        ran: list[int] = []  # the indexes of the run's orders, and their items for the runner
-        items: list[tuple[int, int, Any]] = []
-        entries = entries[:self._apply_carried(runner, first_sequence, entries, replies,
-                                               shown, ran, items)]
-        carried_moved = self.movements.table.count != moved
+        due = self.next_deadline_us()
+        if due is not None and due <= max(self.now_us, first.time_us):
+            return [self.apply(first_sequence, first)]  # on_time fires after it: alone
+        self.now_us = max(self.now_us, first.time_us)
+        carried, runners, time_us = self._carried, self._runners, first.time_us
+        walk = _Walk(self.movements.table.count)
+        replies, ran, items = walk.replies, walk.ran, walk.items
+        actors: set[int] = set()  # of the run's orders so far
+        keys: set[tuple[int, str]] = set()
+        for end in range(start, len(entries)):
+            entry = entries[end]
+            if entry.time_us != time_us:
+                break
+            command = entry.command
+            kind = type(command)
+            if runners.get(kind) is runner:
+                if entry.idempotency_key is not None and self._key_used(entry, keys):
+                    break
+                actors.add(entry.actor)
+                ran.append(end - start)
+                items.append((first_sequence + end - start, entry.actor, command))
+                replies.append(None)
+                continue
+            how = carried.get(kind)
+            if how is None or not self._carries(runner, how, entry, actors, entries, start, end):
+                break
+            if entry.idempotency_key is not None and self._key_used(entry, keys):
+                break
+            reply = self._carry(runner, how, first_sequence + end - start, entry, actors,
+                                walk)
+            if reply is None:
+                break
+            replies.append(reply)
+        self.last_sequence = first_sequence - 1
+        count = len(replies)
+        if count < 2:  # the first order alone: it carried nothing
+            return [self.apply(first_sequence, first)]
+        if count == len(ran) and not keys:  # only orders, no key: plain
+            return self._apply_plain_run(first_sequence, entries[start:start + count])
+        return self._apply_run(first_sequence, entries[start:start + count], walk)
+
+    def _carry(self, runner: Component, how: Carried, sequence: int, entry: c.Entry,
+               actors: set[int], walk: _Walk) -> Reply | None:
+        """Apply a carried entry (``entry``, numbered ``sequence``) before the run's orders
+        (those before it are of ``actors``): its reply, or None where the run must stop
+        before it (it changed nothing). Adds to ``walk.shown`` a new reply that shows the
+        cash of an account with resting orders or orders in the run (``_show_cash``
+        completes it after the run).
+
+        A ``rising`` entry refused for want of cash (``Carried.cash_codes``) while its account
+        has resting orders may have had the cash those orders' sales would have brought by its
+        turn (``_carries``): the run stops before it, and it goes on in the next run. Refused
+        for another reason, it is refused the same at its turn."""
+        self.last_sequence = sequence
+        self.replies_needed = entry.idempotency_key is not None
+        references = self.references
+        kept = len(references)
+        try:
+            reply = self._handlers[type(entry.command)](entry.command, entry.actor)
+        except CrowdexError as error:
+            if how.rising and (how.cash_codes is None or error.code in how.cash_codes):
+                account = how.account(entry)
+                if account in actors or runner.rests_orders(account):
+                    return None
+            return refusal(error)
+        # A reply that shows the cash is a new one, kept with its new reference
+        # (``Carried.shows_cash``); a reference used before answers its first reply.
+        if how.shows_cash and len(references) != kept:
+            account = how.account(entry)
+            if account in actors or runner.rests_orders(account):
+                walk.shown.append((sequence, account, reply))
+        return reply
+
+    def _apply_run(self, first_sequence: int, entries: list[c.Entry],
+                   walk: _Walk | None = None) -> list[Reply]:
+        """Apply a run: its orders in one ``apply_run``, after the entries it carries, which
+        ``_apply_carrying`` applied already (``walk``: their replies, the orders' places and
+        items, where the movements stood before them); without ``walk``, a run of orders only
+        (``_run_end``). Returns the replies of its entries."""
+        if walk is None:
+            if first_sequence != self.last_sequence + 1:
+                raise RuntimeError(f"sequence {first_sequence} does not follow the last "
+                                   f"applied {self.last_sequence}")
+            self.now_us = max(self.now_us, entries[0].time_us)
+            walk = _Walk(self.movements.table.count)
+            walk.ran.extend(range(len(entries)))
+            walk.items.extend((first_sequence + i, entry.actor, entry.command)
+                              for i, entry in enumerate(entries))
+            walk.replies.extend([None] * len(entries))
+        runner = self._runners[type(entries[walk.ran[0]].command)]
+        replies, ran = walk.replies, walk.ran
+        carried_moved = self.movements.table.count != walk.moved
         if self.quiet:  # a replay keeps the replies of keyed entries only: build no other
             self.replies_kept = frozenset(first_sequence + i for i in ran
                                           if entries[i].idempotency_key is not None)
@@ -565,17 +652,16 @@ class StateMachine:
         else:
             self.replies_needed = True
         try:
-            run_replies = runner.apply_run(items)
+            run_replies = runner.apply_run(walk.items)
         finally:
             self.replies_kept = None
         for i, reply in zip(ran, run_replies, strict=True):
             replies[i] = reply
         if carried_moved:
-            self.movements.sort_since(moved)  # as if each entry's were recorded in turn
-        if shown:
-            self._show_cash(first_sequence, shown, moved)
+            self.movements.sort_since(walk.moved)  # as if each entry's were recorded in turn
+        if walk.shown:
+            self._show_cash(walk.shown, walk.moved)
         self.last_sequence = first_sequence + len(entries) - 1
-        del replies[len(entries):]
         for entry, reply in zip(entries, replies, strict=True):
             if (entry.idempotency_key is not None and reply.status < 500
                     and reply.status != 429):
@@ -620,72 +706,25 @@ class StateMachine:
             component.on_time()  # nothing was due (see _run_end); kept for symmetry with apply
         return replies
 
-    def _apply_carried(self, runner: Component, first_sequence: int, entries: list[c.Entry],
-                       replies: list[Reply | None], shown: list[tuple[int, int, Reply]],
-                       ran: list[int], items: list[tuple[int, int, Any]]) -> int:
-        """A run's carried entries, first and in their order, each at its own sequence (their
-        movements and records carry it); returns how many of the run's entries to apply.
-        Adds to ``shown`` the new replies that show the cash of an account with resting
-        orders (``_show_cash`` completes them after the run), and to ``ran`` and ``items``
-        the indexes of the orders to apply and their ``(sequence, actor, command)``.
-
-        A ``rising`` entry refused for want of cash (``Carried.cash_codes``) while its account
-        has resting orders may have had the cash those orders' sales would have brought by its
-        turn (``_carries``): the run stops before it (it changed nothing), and it goes on in
-        the next run. Refused for another reason, it is refused the same at its turn."""
-        carried, handlers, references = self._carried, self._handlers, self.references
-        loud = not self.quiet
-        actors: set[int] = set()  # of the run's orders before the entry
-        for i, entry in enumerate(entries):
-            command = entry.command
-            kind = type(command)
-            how = carried.get(kind)
-            if how is None:  # an order
-                actors.add(entry.actor)
-                ran.append(i)
-                items.append((first_sequence + i, entry.actor, command))
-                continue
-            self.last_sequence = first_sequence + i
-            self.replies_needed = loud or entry.idempotency_key is not None
-            kept = len(references)
-            try:
-                replies[i] = reply = handlers[kind](command, entry.actor)
-            except CrowdexError as error:
-                if how.rising and (how.cash_codes is None or error.code in how.cash_codes):
-                    account = how.account(entry)
-                    if account in actors or runner.rests_orders(account):
-                        self.last_sequence = first_sequence - 1
-                        return i
-                replies[i] = refusal(error)
-                continue
-            # A reply that shows the cash is a new one, kept with its new reference
-            # (``Carried.shows_cash``); a reference used before answers its first reply.
-            if how.shows_cash and len(references) != kept:
-                account = how.account(entry)
-                if account in actors or runner.rests_orders(account):
-                    shown.append((i, account, reply))
-        self.last_sequence = first_sequence - 1
-        return len(entries)
-
-    def _show_cash(self, first_sequence: int, shown: list[tuple[int, int, Reply]],
-                   moved: int) -> None:
-        """Add to each reply in ``shown`` (a carried entry's, applied before the run's orders)
-        the available cash its account's sales (as a maker, or its own: ``_own_orders_allow``)
-        brought before the entry: the proceeds less the fees of the run's trades
-        (``MovementLog`` rows from ``moved``) of earlier sequences (``_carries``)."""
+    def _show_cash(self, shown: list[tuple[int, int, Reply]], moved: int) -> None:
+        """Add to each reply in ``shown`` (``(sequence, account, reply)`` of a carried entry,
+        applied before the run's orders) the available cash its account's sales (as a maker,
+        or its own: ``_own_orders_allow``) brought before the entry: the proceeds less the
+        fees of the run's trades (``MovementLog`` rows from ``moved``) of earlier sequences
+        (``_carries``)."""
         # Columns of the run's rows (views: no row is copied), read only for the replies of
         # accounts that sold.
         rows = self.movements.table.rows[moved:self.movements.table.count]
         kind, credit = rows["kind"], rows["credit_account"]
         proceeds = kind == mv.TRADE_CASH
         sellers = set(credit[proceeds].tolist())
-        sold = [(i, account, reply) for i, account, reply in shown if account in sellers]
+        sold = [(at, account, reply) for at, account, reply in shown if account in sellers]
         if not sold:
             return
         fees = kind == mv.TRADE_FEE
         sequence, debit, amount = rows["sequence"], rows["debit_account"], rows["amount"]
-        for i, account, reply in sold:
-            earlier = sequence < first_sequence + i
+        for at, account, reply in sold:
+            earlier = sequence < at
             got = amount[proceeds & earlier & (credit == account)].sum()
             paid = amount[fees & earlier & (debit == account)].sum()
             if got or paid:

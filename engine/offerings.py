@@ -325,7 +325,7 @@ class Offerings:
                 or (viewer.role == "investor" and viewer.investor_class in QUALIFIED_CLASSES))
 
     def carried_types(self) -> dict[type, Carried]:
-        """Commands a run of orders may carry (``StateMachine._run_end``): a subscription and
+        """Commands a run of orders may carry (``StateMachine._apply_carrying``): a subscription and
         its cancel read and change their investor's cash and the offering, which no order
         reads, and show no balance; a subscription that succeeds succeeds with more cash, and
         only its ``insufficient_funds`` (the last check but the venue's maximum, which more

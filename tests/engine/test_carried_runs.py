@@ -328,6 +328,26 @@ def test_a_run_carries_the_commands_between_its_orders():
     assert calls == [40]
 
 
+def test_a_run_carries_the_commands_after_its_last_order():
+    """A maker's sale, then a deposit to the maker, a subscription and a withdrawal: the run
+    carries them too (none is applied alone), the deposit shows the sale's cash, and all is
+    as one entry at a time."""
+    entries = _maker_sells_then([])[:-1] + [
+        c.Entry(START_US + 1, OPERATOR, c.Deposit(TRADERS[0], 7, "x")),
+        c.Entry(START_US + 1, TRADERS[3], oc.Subscribe(OFFERING, 1)),
+        c.Entry(START_US + 1, TRADERS[3], c.Withdraw(TRADERS[3], 5, "w"))]
+    _compare(c.RULES_VERSION, entries, [])
+    one, batched = _venues(c.RULES_VERSION)
+    batched.apply_batch(batched.last_sequence + 1, entries[:1])
+    alone = []
+    apply = batched.apply
+    batched.apply = lambda *a: alone.append(a[1]) or apply(*a)
+    calls = _kernel_calls(batched)
+    replies = batched.apply_batch(batched.last_sequence + 1, entries[1:])
+    assert [r.status for r in replies] == [201] * 5 and alone == [] and calls == [2]
+    assert replies[2].body["cash_available"] == 100_000 + 50 * PRICE * 99 // 100 + 7
+
+
 def test_an_amend_in_a_run_sees_the_orders_before_it():
     """Amends are run types: one of an order the run placed, and one of an order the run
     filled before it, answer what they answer one entry at a time (live and quiet)."""
