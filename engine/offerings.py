@@ -1005,8 +1005,12 @@ class Offerings:
         project = self.projects.get(instrument_id)
         if project is None or project.status not in (rules.SUCCEEDED, rules.TRADING):
             return None
-        key = (instrument_id, project.status, project.lockup_until_us, self.defaulted(project),
-               self.terms.closed(instrument_id, self.machine.now_us))
+        if project.board != "debt" and instrument_id not in self.terms.states:
+            # Neither defaulted (no instalments: ``instalments``) nor closed (no term).
+            key = (instrument_id, project.status, project.lockup_until_us, False, False)
+        else:
+            key = (instrument_id, project.status, project.lockup_until_us,
+                   self.defaulted(project), self.terms.closed(instrument_id, self.machine.now_us))
         info = self._infos.get(key)
         if info is None:
             if len(self._infos) >= INFOS_CACHED_MAX:
