@@ -227,7 +227,8 @@ def test_a_replay_of_the_traffic_in_chunks_equals_one_entry_at_a_time(flow, cuts
     first = one.last_sequence + 1
     for i, entry in enumerate(entries):
         one.apply(first + i, entry)
-    with mock.patch.object(engine.replay, "BULK_ENTRIES_MIN", 2):  # bulk stretches here too
+    with (mock.patch.object(engine.replay, "BULK_ENTRIES_MIN", 2),  # bulk stretches here too
+          mock.patch.object(engine.replay, "DECODED_ENTRIES_MAX", 3)):  # decoded in batches
         apply_in_chunks(replayed, [(first + i, c.encode_entry(entry))
                                    for i, entry in enumerate(entries)], cuts)
     assert replayed.last_sequence == one.last_sequence
