@@ -31,12 +31,23 @@ class WsPlaceOrder(PlaceOrderRequest, kw_only=True):
     request_id: Any = None
 
 
+# The typed op's client_order_id: its lengths checked as ClientOrderId's, its NUL rule by
+# ``WsOrderOp.__post_init__`` (a regex per order was half of the frame's decode: 0.28 us).
+_TypedClientOrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
 class WsOrderOp(PlaceOrderRequest, tag_field="op", tag="order", kw_only=True):
     """The ``order`` op decoded straight from the frame (``Hub.register_typed_op``): the same
     fields and rules as ``WsPlaceOrder``, the op as the union's tag. A frame this does not
     decode takes the general path, which answers exactly as before."""
 
+    client_order_id: _TypedClientOrderId | None = None
     request_id: Any = None
+
+    def __post_init__(self) -> None:
+        # An id with a NUL fails the decode, so the general path answers it (ClientOrderId).
+        if self.client_order_id is not None and "\0" in self.client_order_id:
+            raise ValueError("a client_order_id holds no NUL")
 
 
 class WsCancelOp(msgspec.Struct, tag_field="op", tag="cancel", kw_only=True):

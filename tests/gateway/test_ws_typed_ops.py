@@ -48,6 +48,15 @@ def _frames(instrument: int) -> list[str | bytes]:
         text({"op": "order", "request_id": 16, "instrument_id": instrument, "type": "limit",
               "price": PRICE, "quantity": 1}),  # no side
         text({"op": "order", "request_id": 17, **order, "quantity": 2**64}),
+        # client_order_ids: a NUL anywhere, empty, the longest and one past it.
+        text({"op": "order", "request_id": 23, **order, "client_order_id": "a\u0000b"}),
+        text({"op": "order", "request_id": 24, **order, "client_order_id": "\u0000"}),
+        text({"op": "order", "request_id": 25, **order, "client_order_id": ""}),
+        text({"op": "order", "request_id": 26, **order, "client_order_id": "k" * 64}),
+        text({"op": "order", "request_id": 27, **order, "client_order_id": "k" * 65}),
+        text({"op": "order", "request_id": 28, **order, "client_order_id": "é\u00e9"}),
+        msgspec.msgpack.encode({"op": "order", "request_id": 29, **order,
+                                "client_order_id": "x\x00"}),
         # Duplicate keys: the last one counts on the general path.
         f'{{"op": "order", "request_id": 18, "instrument_id": {instrument}, "side": "buy", '
         f'"type": "limit", "price": -1, "price": {PRICE}, "quantity": 1}}',
