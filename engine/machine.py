@@ -267,10 +267,7 @@ class StateMachine:
 
     def apply(self, sequence: int, entry: c.Entry) -> Reply:
         """Apply one journaled entry; the sequence must follow the last one applied."""
-        if sequence != self.last_sequence + 1:
-            raise RuntimeError(
-                f"sequence {sequence} does not follow the last applied {self.last_sequence}"
-            )
+        self._follows(sequence)
         self.last_sequence = sequence
         self.now_us = max(self.now_us, entry.time_us)
         self.replies_needed = not self.quiet or entry.idempotency_key is not None
@@ -299,10 +296,7 @@ class StateMachine:
         """Apply an entry the operator skipped (``engine.skips``): its time passes and
         deadlines fire as for any entry, but its command never runs; a retry with its
         idempotency key is answered ``command_skipped``."""
-        if sequence != self.last_sequence + 1:
-            raise RuntimeError(
-                f"sequence {sequence} does not follow the last applied {self.last_sequence}"
-            )
+        self._follows(sequence)
         self.last_sequence = sequence
         self.now_us = max(self.now_us, entry.time_us)
         reply = refusal(CrowdexError(
@@ -424,10 +418,7 @@ class StateMachine:
         Only while ``quiet``: no reply nor update is built. The state is what ``apply`` one
         entry at a time gives, each entry at its own time (``max`` of the clock and its stamp).
         """
-        if first_sequence != self.last_sequence + 1:
-            raise RuntimeError(
-                f"sequence {first_sequence} does not follow the last applied {self.last_sequence}"
-            )
+        self._follows(first_sequence)
         apply_columns = getattr(self._runners.get(mc.PlaceOrder), "apply_columns", None)
         if apply_columns is None or not self.quiet or not len(times):
             return 0  # no runs (BATCHED_RUNS off), or a component without a bulk path
@@ -476,6 +467,12 @@ class StateMachine:
                 break
             end += 1
         return max(end, start + 1), not keys
+
+    def _follows(self, sequence: int) -> None:
+        """Refuse to apply ``sequence`` unless it follows the last one applied."""
+        if sequence != self.last_sequence + 1:
+            raise RuntimeError(
+                f"sequence {sequence} does not follow the last applied {self.last_sequence}")
 
     def _key_used(self, entry: c.Entry, keys: set[tuple[int, str]]) -> bool:
         """Whether a run must end before ``entry`` for its idempotency key: used by an entry
@@ -549,10 +546,7 @@ class StateMachine:
             return [self.apply(first_sequence, first)]
         if getattr(runner, "rests_orders", None) is None:
             return []
-        if first_sequence != self.last_sequence + 1:
-            raise RuntimeError(
-                f"sequence {first_sequence} does not follow the last applied {self.last_sequence}"
-            )
+        self._follows(first_sequence)
         due = self.next_deadline_us()
         if due is not None and due <= max(self.now_us, first.time_us):
             return [self.apply(first_sequence, first)]  # on_time fires after it: alone
@@ -633,9 +627,7 @@ class StateMachine:
         items, where the movements stood before them); without ``walk``, a run of orders only
         (``_run_end``). Returns the replies of its entries."""
         if walk is None:
-            if first_sequence != self.last_sequence + 1:
-                raise RuntimeError(f"sequence {first_sequence} does not follow the last "
-                                   f"applied {self.last_sequence}")
+            self._follows(first_sequence)
             self.now_us = max(self.now_us, entries[0].time_us)
             walk = _Walk(self.movements.table.count)
             walk.ran.extend(range(len(entries)))
@@ -678,10 +670,7 @@ class StateMachine:
         remember, so its entries go to the runner as they are (the commonest live batch);
         with ``commands``, the run read as columns (``_plain_columns``), as columns, and
         ``named``: whether each has a client_order_id."""
-        if first_sequence != self.last_sequence + 1:
-            raise RuntimeError(
-                f"sequence {first_sequence} does not follow the last applied {self.last_sequence}"
-            )
+        self._follows(first_sequence)
         self.now_us = max(self.now_us, entries[0].time_us)
         self.replies_needed = not self.quiet
         runner = self._runners[type(entries[0].command)]

@@ -644,22 +644,18 @@ class Offerings:
                 self.recommitted(sub, sub.reserved)
         # Every reservation released and every refund paid at once (sums commute: the
         # balances are those of one subscription after the other).
+        owners = np.array([sub.account_id for sub in subs], dtype=np.int64)
+        reserved = np.array([sub.reserved for sub in subs], dtype=np.int64)
+        allocated = np.array(amounts, dtype=np.int64)
         if subs:
             accounts = self._rows()
-            owners = np.array([sub.account_id for sub in subs], dtype=np.int64)
-            reserved = np.array([sub.reserved for sub in subs], dtype=np.int64)
-            allocated = np.array(amounts, dtype=np.int64)
             np.subtract.at(accounts["cash_reserved"], owners, reserved)
             np.add.at(accounts["cash_available"], owners, reserved - allocated)
-            if result.succeeded:
-                got = np.array(quantities, dtype=np.int64) != 0
-                self._settle_success(project, board, owners[got], allocated[got],
-                                     np.array(quantities, dtype=np.int64)[got],
-                                     result.clearing_rate_bps)
-        elif result.succeeded:
-            none = np.zeros(0, dtype=np.int64)
-            self._settle_success(project, board, none, none, none, result.clearing_rate_bps)
         if result.succeeded:
+            allotted = np.array(quantities, dtype=np.int64)
+            got = allotted != 0
+            self._settle_success(project, board, owners[got], allocated[got], allotted[got],
+                                 result.clearing_rate_bps)
             if board.config.issues_units and project.lockup_until_us <= now:
                 project.status = rules.TRADING  # no lock-up: trading begins at the close
         else:

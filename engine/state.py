@@ -238,9 +238,7 @@ class Balances:
             key = (account_id, instrument_id)
             slot = slots_of.get(key)
             if slot is None:
-                slot = made.get(key)
-                if slot is None:
-                    slot = made[key] = first + len(made)
+                slot = made.setdefault(key, first + len(made))
             slots.append(slot)
         if made:
             table.ensure(first + len(made))
