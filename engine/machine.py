@@ -25,6 +25,7 @@ from engine import movements as mv
 from engine.clock import TIME_US_MAX, format_time_us
 from engine.errors import CrowdexError
 from engine.kernels.entries import KIND_OTHER, ClientIds, scan_with_client_ids
+from engine.kernels.movements import sales_before
 from engine.snapshot import state_hash
 from engine.state import Balances
 
@@ -147,7 +148,7 @@ _meta_decoder = msgspec.msgpack.Decoder(Meta)
 class Carried(NamedTuple):
     """How a run of orders may carry a command (``StateMachine._apply_carrying``): the one account
     whose balances the command reads and changes (it reads nothing else an order changes),
-    and what of them it reads (``StateMachine._carries`` says why these suffice):
+    and what of them it reads (``StateMachine._apply_carrying`` says why these suffice):
 
     - ``rising``: it succeeds the same with more available cash, and shows no balance;
     - ``shows_cash``: it reads available cash only to show it (its reply's
@@ -253,6 +254,9 @@ class StateMachine:
         for component in self.components:
             for kind in getattr(component, "run_types", tuple)():
                 self._runners[kind] = component
+        # The runner whose runs carry other commands (``_apply_carrying``): its orders rest.
+        runner = self._runners.get(mc.PlaceOrder)
+        self._order_runner = runner if hasattr(runner, "rests_orders") else None
         # Commands a quiet machine's run of orders may carry (``_apply_carrying``): each reads and
         # changes the balances of one account (given here) and nothing an order reads.
         self._carried: dict[type, Carried] = {
@@ -483,44 +487,16 @@ class StateMachine:
         keys.add(key)
         return False
 
-    def _carries(self, runner: Component, how: Carried, entry: c.Entry, actors: set[int],
-                 entries: list[c.Entry], start: int, end: int) -> bool:
-        """Whether a run may apply ``entry`` (carried: ``_carried``; ``entries[end]``) before
-        its orders up to the entry (of ``actors``; the run starts at ``start``), that is,
-        whether none of those orders can change what the entry reads.
-
-        Orders move the balances of their actors, of the fee account, and of the owners of
-        the orders they fill (resting now, or placed by an actor of the run). An owner that is
-        not an actor only makes (a maker trades at its own price): a sale adds its proceeds
-        less the fee to its available cash and, once the fee is taken from proceeds (rules 4),
-        as much to its unsettled cash, so its withdrawable cash stays. Hence, for such an
-        account, an entry that succeeds with less cash and shows no balance (``rising``)
-        succeeds the same later (one refused is cut out of the run: ``_carry``), and
-        one that shows the cash is shown what the makers' sales before it brought
-        (``_show_cash``). An actor of the run is carried on the same terms where its own
-        orders before the entry change its cash as a maker's sales would
-        (``_own_orders_allow``).
-        """
-        if how.opens_account and max(actors, default=0) >= self.balances.accounts.count:
-            return False  # an order before it may be by the account it opens: refused then
-        account = how.account(entry)
-        if account == self.fee_account_id:
-            return False
-        shown = how.shows_cash and (not how.withdrawable or self.rules >= 4)
-        if account in actors:
-            return (how.rising or shown) and self._own_orders_allow(
-                runner, how, account, entries[start:end])
-        return how.rising or shown or not runner.rests_orders(account)
-
     def _own_orders_allow(self, runner: Component, how: Carried, account: int,
                           before: list[c.Entry]) -> bool:
         """Whether the run's orders of ``account`` before a carried entry of it (``before``:
-        the run's entries up to it) leave the entry as ``_carries`` carries a maker's: none
-        reads or lowers the account's available cash, which the entry applied first would
-        change (``CASH_READ``: a buy, an amend). An entry that shows the cash also needs
-        every change the orders make to it to be a fill's (``CASH_BY_FILLS``), whose
-        movements ``_show_cash`` adds; a cancel's release has none. So a ``rising`` entry
-        sees no more cash than at its turn, and a shown one is shown what it had then."""
+        the run's entries up to it) leave the entry as a maker's is carried
+        (``_apply_carrying``): none reads or lowers the account's available cash, which the
+        entry applied first would change (``CASH_READ``: a buy, an amend). An entry that shows
+        the cash also needs every change the orders make to it to be a fill's
+        (``CASH_BY_FILLS``), whose movements ``_show_cash`` adds; a cancel's release has none.
+        So a ``rising`` entry sees no more cash than at its turn, and a shown one is shown
+        what it had then."""
         runners, effect = self._runners, runner.cash_effect
         most = CASH_BY_FILLS if how.shows_cash else CASH_RELEASED
         for entry in before:
@@ -534,17 +510,42 @@ class StateMachine:
         """While quiet, the entries from ``start`` (numbered from ``first_sequence``): a run
         of orders and the entries it carries, in one pass: the run goes on over the runner's
         commands at the first one's time, and over the entries between and after them that
-        it may carry (``_carried``, ``_carries``), each applied as it is found (``_carry``),
-        up to the first it may not, or an idempotency key used before (in the run or
-        remembered); then its orders go to the runner at once (``_apply_run``). Returns the
-        replies of the entries applied: one entry alone (through ``apply``) where no run
-        starts (a command of no runner, a deadline due), or none for a runner that rests no
-        orders (its runs carry nothing: ``_run_end``)."""
+        it may carry (``_carried``), each applied as it is found, up to the first it may not,
+        or an idempotency key used before (in the run or remembered); then its orders go to
+        the runner at once (``_apply_run``). Returns the replies of the entries applied: one
+        entry alone (through ``apply``) where no run starts (a command of no runner, a
+        deadline due), or none for a runner that rests no orders (its runs carry nothing:
+        ``_run_end``).
+
+        A run may carry an entry, that is, apply it before its orders up to it, where none
+        of those orders can change what the entry reads. Orders move the balances of their
+        actors, of the fee account, and of the owners of the orders they fill (resting now,
+        or placed by an actor of the run). An owner that is not an actor only makes (a maker
+        trades at its own price): a sale adds its proceeds less the fee to its available
+        cash and, once the fee is taken from proceeds (rules 4), as much to its unsettled
+        cash, so its withdrawable cash stays. Hence, for such an account, an entry that
+        succeeds with less cash and shows no balance (``rising``) succeeds the same later,
+        and one that shows the cash is shown what the makers' sales before it brought
+        (``_show_cash``). An actor of the run is carried on the same terms where its own
+        orders before the entry change its cash as a maker's sales would
+        (``_own_orders_allow``). An entry that opens an account is not carried past an
+        order that may be by that account (refused then).
+
+        A ``rising`` entry refused for want of cash (``Carried.cash_codes``) while its
+        account has resting orders or orders in the run may have had the cash those orders'
+        sales would have brought by its turn: the run stops before it (it changed nothing),
+        and it goes on in the next run. Refused for another reason, it is refused the same at
+        its turn. A new reply that shows the cash of such an account goes to ``walk.shown``
+        (``_show_cash`` completes it after the run); a reply that adds no reference shows none
+        a run could change (a reference used before answers its first reply).
+        """
         first = entries[start]
         runner = self._runners.get(type(first.command))
-        if runner is None:
-            return [self.apply(first_sequence, first)]
-        if getattr(runner, "rests_orders", None) is None:
+        if runner is None:  # a run may start with entries it carries, before its orders
+            runner = self._order_runner if type(first.command) in self._carried else None
+            if runner is None:
+                return [self.apply(first_sequence, first)]
+        elif getattr(runner, "rests_orders", None) is None:
             return []
         self._follows(first_sequence)
         due = self.next_deadline_us()
@@ -556,14 +557,19 @@ class StateMachine:
         replies, ran, items = walk.replies, walk.ran, walk.items
         actors: set[int] = set()  # of the run's orders so far
         keys: set[tuple[int, str]] = set()
+        # Whether each entry is carried, and its apply, inline: in methods of their own, a
+        # call each, they were a tenth of a mixed replay.
+        rests, handlers, references = runner.rests_orders, self._handlers, self.references
+        withdrawable_shown, fee_account = self.rules >= 4, self.fee_account_id
         for end in range(start, len(entries)):
             entry = entries[end]
             if entry.time_us != time_us:
                 break
             command = entry.command
             kind = type(command)
+            key = entry.idempotency_key
             if runners.get(kind) is runner:
-                if entry.idempotency_key is not None and self._key_used(entry, keys):
+                if key is not None and self._key_used(entry, keys):
                     break
                 actors.add(entry.actor)
                 ran.append(end - start)
@@ -571,54 +577,45 @@ class StateMachine:
                 replies.append(None)
                 continue
             how = carried.get(kind)
-            if how is None or not self._carries(runner, how, entry, actors, entries, start, end):
+            if how is None:
                 break
-            if entry.idempotency_key is not None and self._key_used(entry, keys):
+            if how.opens_account and max(actors, default=0) >= self.balances.accounts.count:
                 break
-            reply = self._carry(runner, how, first_sequence + end - start, entry, actors,
-                                walk)
-            if reply is None:
+            account = how.account(entry)
+            if account == fee_account:
                 break
+            shown = how.shows_cash and (not how.withdrawable or withdrawable_shown)
+            if account in actors:
+                if not ((how.rising or shown)
+                        and self._own_orders_allow(runner, how, account, entries[start:end])):
+                    break
+            elif not (how.rising or shown) and rests(account):
+                break
+            if key is not None and self._key_used(entry, keys):
+                break
+            sequence = first_sequence + end - start
+            self.last_sequence = sequence
+            self.replies_needed = key is not None
+            kept = len(references)
+            try:
+                reply = handlers[kind](command, entry.actor)
+            except CrowdexError as error:
+                if (how.rising and (how.cash_codes is None or error.code in how.cash_codes)
+                        and (account in actors or rests(account))):
+                    break
+                reply = refusal(error)
+            else:
+                if (how.shows_cash and len(references) != kept
+                        and (account in actors or rests(account))):
+                    walk.shown.append((sequence, account, reply))
             replies.append(reply)
         self.last_sequence = first_sequence - 1
         count = len(replies)
-        if count < 2:  # the first order alone: it carried nothing
+        if count == 0 or (count == 1 and ran):  # an entry alone: the run carried nothing
             return [self.apply(first_sequence, first)]
         if count == len(ran) and not keys:  # only orders, no key: plain
             return self._apply_plain_run(first_sequence, entries[start:start + count])
         return self._apply_run(first_sequence, entries[start:start + count], walk)
-
-    def _carry(self, runner: Component, how: Carried, sequence: int, entry: c.Entry,
-               actors: set[int], walk: _Walk) -> Reply | None:
-        """Apply a carried entry (``entry``, numbered ``sequence``) before the run's orders
-        (those before it are of ``actors``): its reply, or None where the run must stop
-        before it (it changed nothing). Adds to ``walk.shown`` a new reply that shows the
-        cash of an account with resting orders or orders in the run (``_show_cash``
-        completes it after the run).
-
-        A ``rising`` entry refused for want of cash (``Carried.cash_codes``) while its account
-        has resting orders may have had the cash those orders' sales would have brought by its
-        turn (``_carries``): the run stops before it, and it goes on in the next run. Refused
-        for another reason, it is refused the same at its turn."""
-        self.last_sequence = sequence
-        self.replies_needed = entry.idempotency_key is not None
-        references = self.references
-        kept = len(references)
-        try:
-            reply = self._handlers[type(entry.command)](entry.command, entry.actor)
-        except CrowdexError as error:
-            if how.rising and (how.cash_codes is None or error.code in how.cash_codes):
-                account = how.account(entry)
-                if account in actors or runner.rests_orders(account):
-                    return None
-            return refusal(error)
-        # A reply that shows the cash is a new one, kept with its new reference
-        # (``Carried.shows_cash``); a reference used before answers its first reply.
-        if how.shows_cash and len(references) != kept:
-            account = how.account(entry)
-            if account in actors or runner.rests_orders(account):
-                walk.shown.append((sequence, account, reply))
-        return reply
 
     def _apply_run(self, first_sequence: int, entries: list[c.Entry],
                    walk: _Walk | None = None) -> list[Reply]:
@@ -634,6 +631,24 @@ class StateMachine:
             walk.items.extend((first_sequence + i, entry.actor, entry.command)
                               for i, entry in enumerate(entries))
             walk.replies.extend([None] * len(entries))
+        replies, ran = walk.replies, walk.ran
+        if ran:  # else carried entries only, all applied (no order came at their time)
+            self._apply_orders_of(first_sequence, entries, walk)
+        self.last_sequence = first_sequence + len(entries) - 1
+        for entry, reply in zip(entries, replies, strict=True):
+            if (entry.idempotency_key is not None and reply.status < 500
+                    and reply.status != 429):
+                self._remember((entry.actor, entry.idempotency_key), entry.request_hash or "",
+                               reply)
+        for component in self.components:
+            component.on_time()  # nothing was due (see _run_end); kept for symmetry with apply
+        return replies
+
+    def _apply_orders_of(self, first_sequence: int, entries: list[c.Entry],
+                         walk: _Walk) -> None:
+        """``_apply_run``'s orders (``walk.items``) in one ``apply_run``, their replies into
+        ``walk.replies``; then the movements in sequence order and the shown cash completed
+        (``_show_cash``)."""
         runner = self._runners[type(entries[walk.ran[0]].command)]
         replies, ran = walk.replies, walk.ran
         carried_moved = self.movements.table.count != walk.moved
@@ -653,15 +668,6 @@ class StateMachine:
             self.movements.sort_since(walk.moved)  # as if each entry's were recorded in turn
         if walk.shown:
             self._show_cash(walk.shown, walk.moved)
-        self.last_sequence = first_sequence + len(entries) - 1
-        for entry, reply in zip(entries, replies, strict=True):
-            if (entry.idempotency_key is not None and reply.status < 500
-                    and reply.status != 429):
-                self._remember((entry.actor, entry.idempotency_key), entry.request_hash or "",
-                               reply)
-        for component in self.components:
-            component.on_time()  # nothing was due (see _run_end); kept for symmetry with apply
-        return replies
 
     def _apply_plain_run(self, first_sequence: int, entries: list[c.Entry],
                          commands: np.ndarray | None = None,
@@ -700,24 +706,16 @@ class StateMachine:
         applied before the run's orders) the available cash its account's sales (as a maker,
         or its own: ``_own_orders_allow``) brought before the entry: the proceeds less the
         fees of the run's trades (``MovementLog`` rows from ``moved``) of earlier sequences
-        (``_carries``)."""
-        # Columns of the run's rows (views: no row is copied), read only for the replies of
-        # accounts that sold.
-        rows = self.movements.table.rows[moved:self.movements.table.count]
-        kind, credit = rows["kind"], rows["credit_account"]
-        proceeds = kind == mv.TRADE_CASH
-        sellers = set(credit[proceeds].tolist())
-        sold = [(at, account, reply) for at, account, reply in shown if account in sellers]
-        if not sold:
-            return
-        fees = kind == mv.TRADE_FEE
-        sequence, debit, amount = rows["sequence"], rows["debit_account"], rows["amount"]
-        for at, account, reply in sold:
-            earlier = sequence < at
-            got = amount[proceeds & earlier & (credit == account)].sum()
-            paid = amount[fees & earlier & (debit == account)].sum()
-            if got or paid:
-                reply.body["cash_available"] += int(got - paid)
+        (``_apply_carrying``)."""
+        sequences = np.fromiter((at for at, _, _ in shown), dtype=np.int64, count=len(shown))
+        accounts = np.fromiter((account for _, account, _ in shown), dtype=np.int64,
+                               count=len(shown))
+        sold = np.zeros(len(shown), dtype=np.int64)
+        sales_before(self.movements.table.rows, moved, self.movements.table.count, sequences,
+                     accounts, sold)
+        for (_, _, reply), amount in zip(shown, sold.tolist(), strict=True):
+            if amount:
+                reply.body["cash_available"] += amount
 
     def component(self, name: str) -> Component:
         """A component by its name (``offerings``, ``settlement``, ``markets``)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.kernels.sequence_sort import sort_by_sequence
 from engine.state import Table
 
 EXTERNAL_ACCOUNT = 0
@@ -77,6 +78,9 @@ class MovementLog:
         # only as used): growing a big table copies it on the exchange's thread.
         self.table = Table(MOVEMENT_DTYPE, MOVEMENTS_CAPACITY)
         self.next_id = 1
+        # ``sort_since``'s scratch: rows, and two positions a row (grown as runs need).
+        self._sort_scratch = np.zeros(1024, dtype=MOVEMENT_DTYPE)
+        self._sort_order = np.zeros(2 * 1024, dtype=np.int64)
 
     def record(self, sequence: int, kind: int, debit_account: int, credit_account: int,
                asset: int, amount: int) -> None:
@@ -128,11 +132,15 @@ class MovementLog:
         """Put the rows recorded since row ``start`` in sequence order (stably: a command's
         own movements keep theirs) and number them again in that order, as if each command's
         had been recorded in turn (a run that applied some of its commands first)."""
-        block = self.table.rows[start:self.table.count]
-        order = np.argsort(block["sequence"], kind="stable")
-        first_id = int(block["movement_id"][0]) if len(block) else self.next_id
-        block[:] = block[order]
-        block["movement_id"] = np.arange(first_id, first_id + len(block), dtype=np.int64)
+        end = self.table.count
+        if end - start > len(self._sort_scratch):
+            self._sort_scratch = np.zeros(2 * (end - start), dtype=MOVEMENT_DTYPE)
+            self._sort_order = np.zeros(2 * (2 * (end - start)), dtype=np.int64)
+        if end > start:
+            rows, half = self.table.rows, len(self._sort_scratch)
+            sort_by_sequence(rows, start, end, int(rows[start]["movement_id"]),
+                             self._sort_order[:half], self._sort_order[half:],
+                             self._sort_scratch)
 
     def upto(self, cutoff_sequence: int) -> np.ndarray:
         """The unsettled movements caused by commands up to ``cutoff_sequence``."""

@@ -69,3 +69,23 @@ def _movement(row, sequence, movement_id, kind, debit, credit, asset, amount):
     row["credit_account"] = credit
     row["asset"] = asset
     row["amount"] = amount
+
+
+@kernel
+def sales_before(rows, start, end, sequences, accounts, out):
+    """For each ``accounts[k]``: the proceeds of its sales among ``rows[start:end]`` less the
+    fees it paid on them, of the movements of commands before ``sequences[k]``, into
+    ``out[k]``."""
+    for k in range(len(accounts)):
+        account, before = accounts[k], sequences[k]
+        total = 0
+        for r in range(start, end):
+            row = rows[r]
+            if row["sequence"] >= before:
+                continue
+            kind = row["kind"]
+            if kind == TRADE_CASH and row["credit_account"] == account:
+                total += row["amount"]
+            elif kind == TRADE_FEE and row["debit_account"] == account:
+                total -= row["amount"]
+        out[k] = total
