@@ -131,6 +131,10 @@ class Markets:
         # Accounts seen to be investors: an account's role never changes once it exists, so
         # an order's role check is a set probe after its account's first order.
         self._investors: set[int] = set()
+        # (instrument, side) -> the instrument's info with which the rules let a run's order
+        # there through, its book open (``_queue_place``): a later run's order there takes
+        # ``apply_run``'s fast way once the info is the very same (``_passes_again``).
+        self._passed: dict[tuple[int, str], Any] = {}
         self.queued_by = np.zeros(64, dtype=np.int64)  # scratch of engine.markets_live
         # engine.markets_live's cache of position rows (instrument -> row by account) and the
         # machine's Balances.position_slots it caches.
@@ -267,22 +271,26 @@ class Markets:
         replies: list[Reply | None] = [None] * len(items)
         queue = _Queue()
         tradable: dict[tuple[int, str], Any] = {}
-        # (instrument, side) whose rules an order of the run passed, its book open: a later
-        # order there by an investor (``_investors``) needs only the open order limit, its
-        # position row and its client_order_id (if any: not on a resting order of its
-        # account, nor on a queued one) checked.
+        # (instrument, side) whose rules an order of the run passed, its book open, or of an
+        # earlier run where the instrument's info is the same (``_passes_again``): an order
+        # there by an investor (``_investors``, or ``_new_investor``) needs only the open
+        # order limit and its client_order_id (if any: not on a resting order of its account,
+        # nor on a queued one) checked, and its position row looked up (made if new).
         ready: set[tuple[int, str]] = set()
         place, cancel = self._queue_place, self._queue_cancel  # looked up once a run
         lifecycle, slots = self.lifecycle, self.machine.balances.position_slots
         open_ids = lifecycle.open_client_ids  # the same dict for the whole run
-        investors, packers = self._investors, _ORDER_PACKERS
+        investors, packers, passed = self._investors, _ORDER_PACKERS, self._passed
+        new_slot = self.machine.balances.position_slot
         add_index, add_sequence = queue.indexes.append, queue.sequences.append
         add_op, add_row = queue.ops.append, queue.rows.append
         for index, (sequence, actor, cmd) in enumerate(items):
             kind = type(cmd)
-            if kind is _PLACE and actor in investors:
+            if kind is _PLACE and (actor in investors or self._new_investor(actor)):
                 instrument_id = cmd.instrument_id
-                if (instrument_id, cmd.side) in ready:
+                pair = (instrument_id, cmd.side)
+                if pair in ready or (pair in passed
+                                     and self._passes_again(pair, ready, tradable)):
                     room = queue.room.get(actor)
                     if room is None:
                         counts = lifecycle.open_count  # _open_orders, inline
@@ -294,9 +302,11 @@ class Markets:
                     cid = cmd.client_order_id
                     named = None if cid is None else (actor, cid)
                     # Else _queue_place says what to do (it matches the queue first).
-                    if (room > 0 and slot is not None and packer is not None
+                    if (room > 0 and packer is not None
                             and (named is None or (named not in open_ids
                                                    and named not in queue.client_ids))):
+                        if slot is None:  # a new position row, made in queue order (as there)
+                            slot = new_slot(actor, instrument_id)
                         queue.room[actor] = room - 1
                         # _Queue.place, inlined.
                         if named is not None:
@@ -332,6 +342,33 @@ class Markets:
                 replies[index] = Reply(error.status, error.body())
         self._match(queue, replies)
         return replies
+
+    def _new_investor(self, actor: int) -> bool:
+        """Whether ``actor``, not yet seen to be one (``_investors``), is an investor; if so
+        it is noted (an account's role never changes)."""
+        account = self.machine.accounts.get(actor)
+        if account is None or account.role != "investor":
+            return False
+        self._investors.add(actor)
+        return True
+
+    def _passes_again(self, pair: tuple[int, str], ready: set, tradable: dict) -> bool:
+        """Whether orders on ``pair`` (instrument, side), which the rules let through in an
+        earlier run with the instrument's info ``_passed[pair]``, pass in this run
+        (``apply_run``: ``ready``, ``tradable``): when the instrument's info now is that very
+        object. ``Offerings.instrument_info`` gives the same object for the same facts, and
+        the rules' verdict (``_check_tradable``) is a function of the info, the side and the
+        venue's profile; the book, once open, stays open."""
+        info = tradable.get(pair)
+        if info is None:
+            info = self._offerings().instrument_info(pair[0])
+            if info is not self._passed[pair]:
+                return False
+            tradable[pair] = info
+        elif info is not self._passed[pair]:
+            return False
+        ready.add(pair)
+        return True
 
     def _queue_place(self, queue: _Queue, replies: list, index: int, sequence: int, actor: int,
                      cmd: mc.PlaceOrder, tradable: dict, ready: set) -> None:
@@ -382,6 +419,7 @@ class Markets:
         if slot is None:
             slot = balances.position_slot(actor, instrument_id)
         ready.add(key)  # its rules passed and its book is open (apply_run)
+        self._passed[key] = info
         queue.place(index, sequence, actor, cmd, slot)
 
     def _queue_cancel(self, queue: _Queue, replies: list, index: int, sequence: int,
@@ -1023,6 +1061,7 @@ class Markets:
         self.marketdata.load(mine)
         self.next_auction_us = state.next_auction_us
         self._investors = set()  # the machine's accounts were loaded too
+        self._passed = {}
 
 
 def warm_up() -> None:

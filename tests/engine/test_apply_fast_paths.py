@@ -17,10 +17,12 @@ from hypothesis import strategies as st
 
 from boards import operating_rights as orb
 from engine import commands as c
+from engine import markets_commands as mc
 from engine import matching
 from engine import movements as mv
 from engine import offerings_commands as oc
 from engine.allocation import ALLOCATION
+from engine.errors import CrowdexError
 from engine.kernels import codes
 from engine.machine import StateMachine
 from engine.operating_terms import RevenueReport
@@ -254,13 +256,9 @@ def test_a_close_releases_and_refunds_each_subscription(quantities, cap) -> None
         assert int(rows["cash_reserved"][n]) == 0
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 2_000_000)), min_size=1,
-                      max_size=20))
-def test_an_instruments_view_is_the_one_built_now(steps) -> None:
-    """``instrument_info`` (kept per status, lock-up, default and close) is the view built
-    afresh, as lock-ups end, loans fall into default and are repaid, and terms end."""
-    venue = Venue()
+def _changing_instruments(venue: Venue) -> tuple:
+    """A loan, an operating-rights project and an equity under lock-up, each succeeded: as the
+    clock moves, lock-ups end, loans fall into default and terms end."""
     debt = venue.succeeded("debt", {
         "face_value": 10_000, "min_quantity": 1, "max_quantity": 100, "term_months": 6,
         "repayment": "amortizing", "rate_bps": 900, "lockup_days": 0}, [10, 20])
@@ -269,6 +267,17 @@ def test_an_instruments_view_is_the_one_built_now(steps) -> None:
         "revenue_share_bps": 500, "buyback_price": 0, "lockup_days": 0}, [5, 9])
     locked = venue.succeeded("equity", {"price": 100, "min_quantity": 1, "max_quantity": 500,
                                         "lockup_days": 30}, [4, 8])
+    return debt, rights, locked
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 2_000_000)), min_size=1,
+                      max_size=20))
+def test_an_instruments_view_is_the_one_built_now(steps) -> None:
+    """``instrument_info`` (kept per status, lock-up, default and close) is the view built
+    afresh, as lock-ups end, loans fall into default and are repaid, and terms end."""
+    venue = Venue()
+    debt, rights, locked = _changing_instruments(venue)
     offerings = venue.offerings
     machine = venue.machine
     for days, repayment in steps:
@@ -279,3 +288,44 @@ def test_an_instruments_view_is_the_one_built_now(steps) -> None:
         for project in (debt, rights, locked):
             assert offerings.instrument_info(project.project_id) == (
                 offerings._instrument_info_now(project))
+
+
+# ---- an instrument's rules checked again in each run ------------------------------------------
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 2_000_000)), min_size=1,
+                      max_size=12))
+def test_a_run_checks_the_rules_of_an_instrument_as_they_are_now(steps) -> None:
+    """A run's orders take ``apply_run``'s fast way on an (instrument, side) that passed the
+    rules in an earlier run only while the instrument's info is the same
+    (``Markets._passes_again``): as lock-ups end, loans fall into default and are repaid and
+    terms end, each run's sells get the rules' verdict of their own time."""
+    venue = Venue()
+    debt, rights, locked = _changing_instruments(venue)
+    machine, offerings = venue.machine, venue.offerings
+    markets = machine.component("markets")
+    projects = (debt, rights, locked)
+    for days, repayment in steps:
+        machine.now_us += days * DAY_US
+        offerings.on_time()
+        if repayment % 3 == 0:
+            debt.payments.append((machine.now_us, offerings.repaid(debt) + repayment))
+        # Two sells of one unit a project, by its first two holders, at twice the offering's
+        # price (in the band, and no bid: nothing trades).
+        entries = [c.Entry(machine.now_us, INVESTORS[n], mc.PlaceOrder(
+            project.project_id, "sell", "limit", 2 * price, 1, "ioc"))
+            for project, price in zip(projects, (10_000, 100, 100), strict=True)
+            for n in range(2)]
+        expected = []
+        for project in projects:
+            try:
+                markets._check_tradable(project.project_id, "sell")
+                expected += [None, None]
+            except CrowdexError as error:
+                expected += [error.code, error.code]
+        replies = machine.apply_batch(venue.sequence + 1, entries)
+        venue.sequence += len(entries)
+        got = [reply.body["error"]["code"] if reply.status >= 400 else None
+               for reply in replies]
+        assert got == expected
