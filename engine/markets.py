@@ -35,7 +35,15 @@ from engine.clock import format_time_us
 from engine.errors import CrowdexError
 from engine.kernels import codes as k
 from engine.kernels import fold as kf
-from engine.kernels.amends import AMEND_FIELDS, AMEND_UNCHANGED, AMEND_UNKNOWN, amend_read
+from engine.kernels.amends import (
+    AMEND_FIELDS,
+    AMEND_IF_COVERED,
+    AMEND_MAY_CHANGE,
+    AMEND_UNCHANGED,
+    AMEND_UNKNOWN,
+    amend_read,
+    covered_ahead,
+)
 from engine.kernels.bookrows import book_rows
 from engine.kernels.entries import ClientIds
 from engine.kernels.layout import (
@@ -502,8 +510,14 @@ class Markets:
         lifecycle = self.lifecycle
         if not 0 < order_id < lifecycle.next_oid:
             return AMEND_UNKNOWN
-        return amend_read(lifecycle.records, lifecycle.next_oid, order_id, commands, count,
-                          self._amend_fields)
+        verdict = amend_read(lifecycle.records, lifecycle.next_oid, order_id, commands, count,
+                             self._amend_fields)
+        if verdict == AMEND_IF_COVERED:  # orders of the other side queued: is it covered?
+            engine = self.engine
+            verdict = (AMEND_UNCHANGED if covered_ahead(
+                lifecycle.records, engine.orders, engine.levels, engine.instruments,
+                engine.oid_index, order_id, commands, count) else AMEND_MAY_CHANGE)
+        return verdict
 
     def _auction(self, cmd: mc.RunAuction, actor: int) -> Reply:
         account = self.machine.accounts.get(actor)
@@ -1128,6 +1142,8 @@ def _warm_up_live(engine: MatchingEngine, lifecycle: Lifecycle, balances: Any,
     table_slots(commands, 1, np.full(4, -1, dtype=np.int32))
     amend_read(lifecycle.records, lifecycle.next_oid, 1, commands, len(commands),
                np.zeros(len(AMEND_FIELDS), dtype=np.int64))
+    covered_ahead(lifecycle.records, engine.orders, engine.levels, engine.instruments,
+                  engine.oid_index, 1, commands, 0)
     count = balances.accounts.count
     live_checks(commands[:0], balances.accounts.rows["role"][:count], 1,
                 engine.instruments["active"], np.zeros(2 * len(engine.instruments), np.int8),

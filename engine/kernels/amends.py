@@ -21,6 +21,11 @@ from engine.kernels.jit import kernel
 AMEND_UNKNOWN = 0  # not an order kept for reads (never given, refused, or evicted)
 AMEND_MAY_CHANGE = 1  # kept, but finished, or a queued command may change it
 AMEND_UNCHANGED = 2  # kept, open, and no queued command can change it
+# Kept and open; only queued orders (and amends) of the other side on its instrument may
+# trade with it: unchanged if the orders resting ahead of it stop them (``covered_ahead``).
+AMEND_IF_COVERED = 3
+# Price levels ``covered_ahead`` walks at most past the order's own before it says no.
+LEVELS_WALKED_MAX = 256
 
 # The record's fields ``amend_read`` writes, in this order.
 AMEND_FIELDS = ("account", "instrument", "side", "post_only", "status", "price", "quantity",
@@ -38,7 +43,8 @@ def amend_read(records, next_oid, order_id, commands, count, out):
     there, only new orders and amends of its own side, and those of the other side whose
     limit does not reach its price. An amend's row does not carry its order's side (an
     order's side never changes): it is read from the amended order's record. An uncross on
-    the instrument may change any of its orders."""
+    the instrument may change any of its orders. Where only rows of the other side may
+    trade with it, ``AMEND_IF_COVERED`` (``covered_ahead`` decides)."""
     if not 0 < order_id < next_oid or records[order_id]["kept"] == 0:
         return AMEND_UNKNOWN
     record = records[order_id]
@@ -54,6 +60,7 @@ def amend_read(records, next_oid, order_id, commands, count, out):
     if out[4] > kf.PARTIALLY_FILLED:
         return AMEND_MAY_CHANGE  # finished: a queued command may evict it
     instrument, side, price = out[1], out[2], out[5]
+    crossing = False
     for i in range(count):
         row = commands[i]
         if row["oid"] == order_id:
@@ -70,9 +77,93 @@ def amend_read(records, next_oid, order_id, commands, count, out):
         if row_side == side:
             continue
         if op == k.OP_NEW and row["type"] == k.TYPE_MARKET:
-            return AMEND_MAY_CHANGE
-        if side == k.SIDE_BUY and row["price"] <= price:
-            return AMEND_MAY_CHANGE
-        if side != k.SIDE_BUY and row["price"] >= price:
-            return AMEND_MAY_CHANGE
-    return AMEND_UNCHANGED
+            crossing = True
+        elif side == k.SIDE_BUY and row["price"] <= price:
+            crossing = True
+        elif side != k.SIDE_BUY and row["price"] >= price:
+            crossing = True
+    return AMEND_IF_COVERED if crossing else AMEND_UNCHANGED
+
+
+@kernel
+def covered_ahead(records, orders, levels, instruments, oid_index, order_id, commands, count):
+    """Whether the ``count`` queued ``commands`` before an amend of order ``order_id`` (kept,
+    open, resting, and named by none of them: ``amend_read`` said ``AMEND_IF_COVERED``)
+    leave the order as it is because the orders resting ahead of it stop them: an order
+    trades only once every order ahead of it (a better price, or its price and earlier in
+    the level's queue) has gone, and the queued orders and amends of the other side on its
+    instrument can take at most their quantities (a fill, or self-trade prevention's
+    decrement, takes as much from both). Orders ahead that a queued command names (a
+    cancel, an amend) or whose owner has a queued order of the other side (self-trade
+    prevention may cancel a resting order without taking anything) are not counted; if the
+    order's own owner has one, no. Walks its level from the order towards the head, then
+    the better levels nearest first, at most ``LEVELS_WALKED_MAX`` of them."""
+    record = records[order_id]
+    instrument, side, owner = record["instrument"], record["side"], record["account"]
+    demand = 0
+    for i in range(count):
+        row = commands[i]
+        if row["instrument"] != instrument or row["op"] == k.OP_CANCEL:
+            continue
+        row_side = records[row["oid"]]["side"] if row["op"] == k.OP_AMEND else row["side"]
+        if row_side == side:
+            continue
+        if row["account"] == owner:
+            return False
+        demand += row["qty"]
+    if order_id >= len(oid_index) or oid_index[order_id] < 0:
+        return False
+    slot = oid_index[order_id]
+    ahead = _chain_cover(orders, orders[slot]["prev"], True, records, instrument, side,
+                         commands, count, 0, demand)
+    if ahead > demand:
+        return True
+    row = instruments[instrument]
+    step = 1 if side == k.SIDE_BUY else -1
+    best = row["best_bid"] if side == k.SIDE_BUY else row["best_ask"]
+    price = orders[slot]["price"] + step
+    walked = 0
+    while best != k.NO_PRICE and (price <= best if side == k.SIDE_BUY else price >= best):
+        walked += 1
+        if walked > LEVELS_WALKED_MAX:
+            return False
+        if row["ladder_lo"] <= price < row["ladder_lo"] + row["ladder_width"]:
+            head = levels[row["level_base"] + side * row["ladder_width"]
+                          + (price - row["ladder_lo"])]["head"]
+            ahead = _chain_cover(orders, head, False, records, instrument, side, commands,
+                                 count, ahead, demand)
+            if ahead > demand:
+                return True
+        price += step
+    return False
+
+
+@kernel
+def _chain_cover(orders, at, backwards, records, instrument, side, commands, count, ahead,
+                 demand):
+    """``ahead`` plus the quantities of the orders that count as cover (``_counted``) along a
+    level's queue from slot ``at`` (towards its head if ``backwards``, else its tail), until
+    the sum passes ``demand``."""
+    while at >= 0 and ahead <= demand:
+        if _counted(orders[at], records, instrument, side, commands, count):
+            ahead += orders[at]["qty"]
+        at = orders[at]["prev"] if backwards else orders[at]["next"]
+    return ahead
+
+
+@kernel
+def _counted(order, records, instrument, side, commands, count):
+    """Whether a resting order ahead counts as cover (``covered_ahead``): no queued command
+    names it, and its owner has no queued order or amend of the other side there."""
+    for i in range(count):
+        row = commands[i]
+        op = row["op"]
+        if op != k.OP_NEW and row["oid"] == order["oid"]:
+            return False
+        if row["instrument"] != instrument or op == k.OP_CANCEL:
+            continue
+        if row["account"] == order["account"]:
+            row_side = records[row["oid"]]["side"] if op == k.OP_AMEND else row["side"]
+            if row_side != side:
+                return False
+    return True

@@ -826,6 +826,7 @@ def untouched(records: np.ndarray, next_oid: int, order_id: int, commands: np.nd
     if status > PARTIALLY_FILLED:
         return amends.AMEND_MAY_CHANGE
     sides = records["side"]
+    verdict = amends.AMEND_UNCHANGED
     for row in commands.tolist():
         op, row_side, row_type, row_instrument, row_price, row_oid = (
             row[0], row[1], row[2], row[6], row[8], row[10])
@@ -841,5 +842,46 @@ def untouched(records: np.ndarray, next_oid: int, order_id: int, commands: np.nd
             continue
         if op == k_NEW and row_type == k.TYPE_MARKET or (
                 row_price <= price if side == k.SIDE_BUY else row_price >= price):
-            return amends.AMEND_MAY_CHANGE  # an order that may cross it
-    return amends.AMEND_UNCHANGED
+            verdict = amends.AMEND_IF_COVERED  # an order that may cross it, if it gets there
+    return verdict
+
+
+def covered(records: np.ndarray, orders: np.ndarray, levels: np.ndarray,
+            instruments: np.ndarray, order_id: int, commands: np.ndarray) -> bool:
+    """The model of ``engine.kernels.amends.covered_ahead``: the resting orders of the order's
+    instrument and side (``orders``, the engine's) ranked by price, then by place in their
+    level's queue (read from each level's head); those ranked before the order, less the
+    ones a queued command names or whose owner queued an order of the other side there,
+    must hold more than the other side's queued orders and amends there can take."""
+    record = records[order_id]
+    instrument, side, owner = int(record["instrument"]), int(record["side"]), int(
+        record["account"])
+    rows = [row for row in commands.tolist() if row[6] == instrument and row[0] != k.OP_CANCEL]
+    other = [row for row in rows
+             if (int(records[row[10]]["side"]) if row[0] == k_AMEND else row[1]) != side]
+    if any(row[7] == owner for row in other):
+        return False
+    demand = sum(row[9] for row in other)
+    named = {row[10] for row in commands.tolist() if row[0] != k_NEW}
+    takers = {row[7] for row in other}
+    row = instruments[instrument]
+    ranked = []
+    for price in range(int(row["ladder_lo"]), int(row["ladder_lo"] + row["ladder_width"])):
+        slot = int(levels[int(row["level_base"] + side * row["ladder_width"]
+                              + price - row["ladder_lo"])]["head"])
+        place = 0
+        while slot >= 0:
+            ranked.append((-price if side == k.SIDE_BUY else price, place, slot))
+            place += 1
+            slot = int(orders[slot]["next"])
+    ranked.sort()
+    mine = next(place for place in ranked if int(orders[place[2]]["oid"]) == order_id)
+    ahead = 0  # the kernel looks no further than LEVELS_WALKED_MAX better prices
+    for rank, _, slot in ranked:
+        order = orders[slot]
+        if int(order["oid"]) == order_id:
+            return ahead > demand
+        if (rank >= mine[0] - amends.LEVELS_WALKED_MAX and int(order["oid"]) not in named
+                and int(order["account"]) not in takers):
+            ahead += int(order["qty"])
+    return False

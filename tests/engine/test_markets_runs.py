@@ -236,6 +236,35 @@ def test_an_amend_joins_the_call_of_amends_that_cannot_reach_its_order(between, 
     assert len(sizes) == calls, sizes
 
 
+@pytest.mark.parametrize("between, calls", [
+    # A market buy of 4 takes from the ask at the price, 10 ahead of the amended ask: the
+    # amend joins its kernel call (engine.kernels.amends.covered_ahead).
+    ([_order(3, "buy", 0, 4, "market")], 2),
+    ([_order(3, "buy", PRICE + 2, 9)], 2),  # a limit reaching the amended ask's price
+    ([_order(3, "buy", 0, 10, "market")], 3),  # may take all 10 ahead: it waits
+    ([_order(3, "buy", 0, 3, "market"), _order(3, "buy", 0, 7, "market")], 3),  # together
+    ([_order(0, "buy", 0, 4, "market")], 3),  # by the ask's owner: self-trade prevention
+    ([_order(1, "buy", 0, 4, "market")], 3),  # by the amended ask's own owner
+    ([("cancel", 0, 1), _order(3, "buy", 0, 4, "market")], 3),  # the ask ahead cancelled
+    ([("amend", 0, 1, None, 4), _order(3, "buy", 0, 1, "market")], 3),  # ahead, amended
+])
+def test_an_amend_behind_enough_resting_orders_joins_the_orders_that_may_cross_it(between,
+                                                                                   calls):
+    """Queued orders of the other side that may trade with an amended order leave it as it
+    is while the orders resting ahead of it hold more than they can take: the amend joins
+    their kernel call. Not when an order ahead may go first (a cancel, an amend, self-trade
+    prevention against its owner) or the amended order's owner is the buyer. Replies and
+    state are those of one entry at a time either way."""
+    resting = [_order(0, "sell", PRICE, 10), _order(1, "sell", PRICE + 2, 5),  # ids 1, 2
+               _order(2, "buy", PRICE - 10, 10)]
+    sizes: list[int] = []
+    expected, got, one, batched = _both([*resting, *between, ("amend", 1, 2, None, 8)], [3],
+                                        sizes)
+    assert got == expected
+    assert batched.state_hash() == one.state_hash()
+    assert len(sizes) == calls, sizes
+
+
 # Bids below the offering price, asks at or above it: they rest without trading each other.
 resting_ops = st.lists(st.tuples(st.integers(0, TRADERS - 1), st.integers(0, 4),
                                  st.sampled_from(["buy", "sell"]), st.integers(1, 20)),
@@ -245,10 +274,12 @@ near_amends = st.tuples(st.just("amend"), st.one_of(st.none(), st.none(),
                                                     st.integers(0, TRADERS - 1)),
                         st.integers(1, 8), st.one_of(st.none(), st.integers(PRICE - 6, PRICE + 6)),
                         st.one_of(st.none(), st.integers(1, 30)))
-# Limits on the equity book near the resting orders: most fill some of them.
-book_orders = st.builds(lambda who, side, price, qty: _order(who, side, price, qty),
-                        st.integers(0, TRADERS - 1), st.sampled_from(["buy", "sell"]),
-                        st.integers(PRICE - 4, PRICE + 3), st.integers(1, 10))
+# Limits on the equity book near the resting orders, and market orders: most fill some of
+# them.
+book_orders = st.builds(lambda who, side, price, qty, market: _order(
+    who, side, 0 if market else price, qty, "market" if market else "limit"),
+    st.integers(0, TRADERS - 1), st.sampled_from(["buy", "sell"]),
+    st.integers(PRICE - 4, PRICE + 3), st.integers(1, 10), st.sampled_from([False] * 3 + [True]))
 
 
 @settings(max_examples=EXAMPLES, deadline=None,
