@@ -1,8 +1,8 @@
 """An exchange time's ISO 8601 text is the one ``strftime`` gives, to the microsecond.
 
-``format_time_us`` (every order view, trade and candle a client reads) takes the date, hour and
-minute from a cache and formats only the seconds, so a live batch's new stamp costs no
-``strftime``; its text must be byte for byte the plain formatting of the whole moment.
+``format_time_us`` (every order view, trade and candle a client reads) takes the date from a
+cache and formats the hour, minute and seconds itself, so a new stamp costs no ``strftime``; its
+text must be byte for byte the plain formatting of the whole moment.
 """
 
 from __future__ import annotations
@@ -43,9 +43,11 @@ def test_the_text_is_strftime_s_and_reads_back(time_us):
 
 
 def test_a_minute_is_formatted_once_for_its_seconds():
-    """Seconds and microseconds vary under one cached minute: each text its own."""
+    """Minutes, seconds and microseconds vary under one cached day: each text its own."""
     base = parse_time_us("2026-03-04T05:06:00Z")
     assert format_time_us(base) == "2026-03-04T05:06:00Z"
     assert format_time_us(base + 7_000_123) == "2026-03-04T05:06:07.000123Z"
     assert format_time_us(base + 59_999_999) == "2026-03-04T05:06:59.999999Z"
     assert format_time_us(base + 60_000_000) == "2026-03-04T05:07:00Z"
+    assert format_time_us(base + 18 * 3_600_000_000 + 53 * 60_000_000) == "2026-03-04T23:59:00Z"
+    assert format_time_us(base + 18 * 3_600_000_000 + 54 * 60_000_000) == "2026-03-05T00:00:00Z"
