@@ -168,6 +168,8 @@ class _Live:
         self.quantity = 0
         self.accounts: dict[int, int] = {}  # account -> live subscriptions
         self.taken: dict[Any, int] = {}  # tier (None for the whole offering) -> quantity
+        # (account, tier) -> quantity, for pledges on a tier (``_check_per_backer``): a
+        # subscription without a tier has no limit per backer, and is not counted here.
         self.per_backer: dict[tuple[int, Any], int] = {}
 
 
@@ -505,8 +507,9 @@ class Offerings:
         live.quantity += quantity
         taken = live.taken
         taken[tier_id] = taken.get(tier_id, 0) + quantity
-        per_backer, key = live.per_backer, (actor, tier_id)
-        per_backer[key] = per_backer.get(key, 0) + quantity
+        if tier_id is not None:
+            per_backer, key = live.per_backer, (actor, tier_id)
+            per_backer[key] = per_backer.get(key, 0) + quantity
         live_accounts = live.accounts
         live_accounts[actor] = live_accounts.get(actor, 0) + 1
         if machine.may_want_updates():
@@ -565,9 +568,10 @@ class Offerings:
         live.quantity += quantity
         taken = live.taken
         taken[tier] = taken.get(tier, 0) + quantity
-        key = (account, tier)
-        per_backer = live.per_backer
-        per_backer[key] = per_backer.get(key, 0) + quantity
+        if tier is not None:
+            key = (account, tier)
+            per_backer = live.per_backer
+            per_backer[key] = per_backer.get(key, 0) + quantity
         accounts = live.accounts
         count = accounts.get(account, 0) + sign
         if count:
@@ -633,15 +637,19 @@ class Offerings:
         # Every live subscription leaves the live figures, which go with them: as a load
         # rebuilds them (from live subscriptions only), not one subtraction each.
         self._live.pop(project.project_id, None)
-        counts = board.config.counts_toward_limit
+        counted = self._committed if board.config.counts_toward_limit else {}
         for sub, quantity, amount in zip(subs, quantities, amounts, strict=True):
             sub.alloc_quantity, sub.alloc_amount = quantity, amount
-            sub.refunded = sub.reserved - amount
+            reserved = sub.reserved
+            sub.refunded = reserved - amount
             sub.status = ALLOCATED if quantity else REFUNDED
             # It was live: it committed its reservation, and commits its allocation now
-            # (committed_fen), the same unless it was cut or refunded.
-            if counts and (amount if quantity else 0) != sub.reserved:
-                self.recommitted(sub, sub.reserved)
+            # (committed_fen), the same unless it was cut or refunded: recommitted, inlined.
+            now_fen = amount if quantity else 0
+            if now_fen != reserved:
+                committed = counted.get(sub.account_id)
+                if committed is not None and committed.counted(sub):
+                    committed.fen += now_fen - reserved
         # Every reservation released and every refund paid at once (sums commute: the
         # balances are those of one subscription after the other).
         owners = np.array([sub.account_id for sub in subs], dtype=np.int64)
