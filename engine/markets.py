@@ -383,11 +383,8 @@ class Markets:
         # Once per order of a live batch: lookups are hoisted, an actor's role is checked
         # once (``_investors``) and what a run cannot change (an instrument's rules for a
         # side) once per run (``tradable``: (instrument, side) -> info or refusal).
-        if actor not in self._investors:
-            account = self.machine.accounts.get(actor)
-            if account is None or account.role != "investor":
-                raise CrowdexError("forbidden", "only investors trade")
-            self._investors.add(actor)
+        if actor not in self._investors and not self._new_investor(actor):
+            raise CrowdexError("forbidden", "only investors trade")
         instrument_id = cmd.instrument_id
         key = (instrument_id, cmd.side)
         info = tradable.get(key)

@@ -653,12 +653,12 @@ class Offerings:
         # Every reservation released and every refund paid at once (sums commute: the
         # balances are those of one subscription after the other).
         owners = np.array([sub.account_id for sub in subs], dtype=np.int64)
-        reserved = np.array([sub.reserved for sub in subs], dtype=np.int64)
+        reservations = np.array([sub.reserved for sub in subs], dtype=np.int64)
         allocated = np.array(amounts, dtype=np.int64)
         if subs:
             accounts = self._rows()
-            np.subtract.at(accounts["cash_reserved"], owners, reserved)
-            np.add.at(accounts["cash_available"], owners, reserved - allocated)
+            np.subtract.at(accounts["cash_reserved"], owners, reservations)
+            np.add.at(accounts["cash_available"], owners, reservations - allocated)
         if result.succeeded:
             allotted = np.array(quantities, dtype=np.int64)
             got = allotted != 0

@@ -105,8 +105,7 @@ def covered_ahead(records, orders, levels, instruments, oid_index, order_id, com
         row = commands[i]
         if row["instrument"] != instrument or row["op"] == k.OP_CANCEL:
             continue
-        row_side = records[row["oid"]]["side"] if row["op"] == k.OP_AMEND else row["side"]
-        if row_side == side:
+        if _side_of(row, records) == side:
             continue
         if row["account"] == owner:
             return False
@@ -162,8 +161,13 @@ def _counted(order, records, instrument, side, commands, count):
             return False
         if row["instrument"] != instrument or op == k.OP_CANCEL:
             continue
-        if row["account"] == order["account"]:
-            row_side = records[row["oid"]]["side"] if op == k.OP_AMEND else row["side"]
-            if row_side != side:
-                return False
+        if row["account"] == order["account"] and _side_of(row, records) != side:
+            return False
     return True
+
+
+@kernel
+def _side_of(row, records):
+    """The side of a queued new order or amend (an amend's row says none: its order's side,
+    which never changes, is read from the order's record)."""
+    return records[row["oid"]]["side"] if row["op"] == k.OP_AMEND else row["side"]
