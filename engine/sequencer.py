@@ -397,6 +397,7 @@ class Engine:
             sequence, arrays, meta = snapshot_copy(self.machine)
             await asyncio.to_thread(self._write_snapshot, sequence, arrays, meta)
             await asyncio.to_thread(self._publish_snapshot, sequence)
+            self._snapshotted = max(self._snapshotted, sequence)
         self.close_recovered()
 
     def close_recovered(self) -> None:
@@ -690,8 +691,9 @@ class Engine:
                        shared_chunks=True)
 
     def _publish_snapshot(self, sequence: int) -> None:
+        # In a thread: the caller marks the sequence written, on the loop, together with the
+        # count of forked snapshots (set here, a reader could see the one without the other).
         publish_snapshot(self.snapshot_dir, sequence)
-        self._snapshotted = max(self._snapshotted, sequence)
         prune(self.snapshot_dir, keep=SNAPSHOTS_KEPT)
 
 

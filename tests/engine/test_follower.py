@@ -360,6 +360,27 @@ async def test_a_wedged_follower_falls_back_to_a_forked_snapshot(tmp_path: Path)
     await engine.stop()
 
 
+async def test_a_forked_snapshot_is_counted_when_it_is_seen_written(tmp_path: Path,
+                                                                       monkeypatch):
+    """The newest snapshot's sequence and the count of forked ones change together, on the
+    loop: the publish (a thread) held back after its rename, no reader sees the sequence
+    without the count (CI once saw ``_snapshotted`` at 200 and no fork counted)."""
+    publish = Engine._publish_snapshot
+
+    def slow_publish(self: Engine, sequence: int) -> None:
+        publish(self, sequence)
+        time.sleep(0.3)  # a reader polling meanwhile sees what the publish left
+
+    monkeypatch.setattr(Engine, "_publish_snapshot", slow_publish)
+    engine = Engine(tmp_path, ManualClock(), sync=False, snapshot_every=100, snapshots="fork")
+    await engine.start()
+    await _submit(engine, [(0, c.Genesis("op", False, 0))] + [(0, c.Tick())] * 120)
+    await _until(lambda: engine.snapshotted >= 100, "the forked snapshot")
+    assert engine.snapshots_written == {"follower": 0, "fork": 1}
+    await engine.stop()
+    assert engine.snapshotted == 121  # the stop's own snapshot, marked once published
+
+
 async def test_a_follower_behind_but_moving_is_left_to_catch_up(tmp_path: Path, monkeypatch):
     """Behind by more than FOLLOWER_BEHIND_MAX_SNAPSHOTS (set to 1 here) but applying: no fork,
     the follower writes every snapshot (one starved at its low priority on a busy machine was
