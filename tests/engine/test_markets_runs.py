@@ -265,6 +265,58 @@ def test_an_amend_behind_enough_resting_orders_joins_the_orders_that_may_cross_i
     assert len(sizes) == calls, sizes
 
 
+@pytest.mark.parametrize("kept, amend, calls", [
+    # The ask (id 1) filled before the run: its amends are refused as of their turn, 409 to
+    # its owner, 404 to another account, and do not wait for the queued orders' call.
+    (100_000, (0, 1, None, 8), 2),
+    (100_000, (1, 1, None, 8), 2),
+    # Few finished orders kept: the queued orders may finish enough to evict it (404 then,
+    # with two kept), so the amend waits for their call.
+    (3, (0, 1, None, 8), 3),
+    (2, (0, 1, None, 8), 3),
+])
+def test_an_amend_of_a_finished_order_waits_only_if_it_may_be_evicted(monkeypatch, kept,
+                                                                       amend, calls):
+    """An amend of a finished order reads 404 or 409; the queue before it can change that
+    only by evicting the order from the kept ones (``Markets._stays_finished``)."""
+    import engine.markets
+
+    monkeypatch.setattr(engine.markets, "FINISHED_ORDERS_KEPT", kept)
+    filled = [_order(0, "sell", PRICE, 2), _order(1, "buy", PRICE, 2)]  # id 1 fills (and 2)
+    queued = [_order(2, "buy", PRICE - 10, 1), _order(3, "sell", PRICE - 10, 1, "limit"),
+              _order(2, "buy", PRICE - 20, 1)]  # one more finished, one resting
+    sizes: list[int] = []
+    after = _order(2, "buy", PRICE - 30, 1)
+    expected, got, one, batched = _both([*filled, *queued, ("amend", *amend), after], [2],
+                                        sizes)
+    assert got == expected
+    assert got[0][-2].status == (409 if amend[0] == 0 and kept > 2 else 404)
+    assert batched.state_hash() == one.state_hash()
+    assert len(sizes) == calls, sizes
+
+
+@pytest.mark.parametrize("kept, calls", [(100_000, 2), (5, 2), (4, 3), (3, 3)])
+def test_resting_orders_a_queued_order_may_finish_count_towards_an_eviction(monkeypatch,
+                                                                            kept, calls):
+    """Two finished orders kept (ids 2 and 1, in the order they finished) and two resting:
+    a queued market buy may finish both and itself, evicting both kept ones with three kept
+    (the amend's 404). The amend waits for that order's call unless even that would leave
+    the amended order kept."""
+    import engine.markets
+
+    monkeypatch.setattr(engine.markets, "FINISHED_ORDERS_KEPT", kept)
+    setup = [_order(0, "sell", PRICE, 2), _order(1, "buy", PRICE, 2),  # ids 1, 2: finished
+             _order(0, "sell", PRICE, 1), _order(0, "sell", PRICE + 1, 1)]  # ids 3, 4 rest
+    sweep = _order(2, "buy", 0, 2, "market")
+    sizes: list[int] = []
+    expected, got, one, batched = _both(
+        [*setup, sweep, ("amend", 0, 1, None, 8), _order(2, "buy", PRICE - 30, 1)], [4], sizes)
+    assert got == expected
+    assert got[0][-2].status == (404 if kept == 3 else 409)
+    assert batched.state_hash() == one.state_hash()
+    assert len(sizes) == calls, sizes
+
+
 # Bids below the offering price, asks at or above it: they rest without trading each other.
 resting_ops = st.lists(st.tuples(st.integers(0, TRADERS - 1), st.integers(0, 4),
                                  st.sampled_from(["buy", "sell"]), st.integers(1, 20)),
