@@ -137,14 +137,18 @@ def _submit_op(conn: Connection, handler: OpHandler, message: Any, request_id: A
 
 def _acked(conn: Connection, ack_type: str, field_name: str, request_id: Any,
            outcome: Any) -> None:
-    conn.answered()
-    if isinstance(outcome, CrowdexError):
+    # Once per pipelined order, in the sequencer: Connection.answered inline, the ack first.
+    conn.inflight -= 1
+    room = conn.room
+    if room is not None and not room.done():
+        room.set_result(None)
+    if type(outcome) is not CrowdexError and outcome.status < 400:
+        conn.send({"type": ack_type, field_name: outcome.body, "request_id": request_id})
+    elif isinstance(outcome, CrowdexError):
         conn.send_error(request_id, outcome.code, outcome.message)
-    elif outcome.status >= 400:
+    else:
         detail = outcome.body["error"]
         conn.send_error(request_id, detail["code"], detail["message"])
-    else:
-        conn.send({"type": ack_type, field_name: outcome.body, "request_id": request_id})
 
 
 async def _auth(conn: Connection, message: dict) -> None:
