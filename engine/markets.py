@@ -1142,10 +1142,12 @@ def _warm_up_live(engine: MatchingEngine, lifecycle: Lifecycle, balances: Any,
               np.empty((len(folded.levels), 3), dtype=np.int64),
               np.empty((len(folded.books), 2), dtype=np.int64))
     from engine import commands as c
+    from engine.journal import FRAME_COMPILED_MIN, frame_payloads
     from engine.kernels.checks import live_checks, table_slots
     from engine.kernels.entries import scan_entries
 
     payload = c.encode_entry(c.Entry(0, 1, mc.CancelOrder(1)))
+    frame_payloads(1, [payload] * FRAME_COMPILED_MIN)  # the sequencer frames each batch
     commands, _, _ = scan_entries(np.frombuffer(payload, dtype=np.uint8),
                                   np.zeros(1, dtype=np.int64),
                                   np.full(1, len(payload), dtype=np.int64))

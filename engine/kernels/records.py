@@ -113,3 +113,30 @@ def walk(data: np.ndarray, offset: int, limit: int, first_sequence: int, payload
         expected += 1
         offset = end
     return count, offset, WALK_END
+
+
+@kernel
+def frame_into(payloads: np.ndarray, lengths: np.ndarray, first_sequence: int,
+               out: np.ndarray, table: np.ndarray) -> None:
+    """Frame records as ``engine.journal`` writes them: the payloads ``payloads`` (uint8,
+    one after another, ``lengths`` bytes each), numbered from ``first_sequence``, each
+    written into ``out`` (uint8, ``RECORD_HEADER_SIZE`` bytes a record more than the
+    payloads) after its header (length, CRC, sequence, little-endian). The CRC covers the
+    sequence field and the payload, which lie together in ``out``: one pass over each."""
+    at = 0
+    source = 0
+    for i in range(len(lengths)):
+        length = lengths[i]
+        sequence = first_sequence + i
+        for b in range(4):
+            out[at + b] = (length >> (8 * b)) & 0xFF
+        for b in range(8):
+            out[at + CRC_START + b] = (sequence >> (8 * b)) & 0xFF
+        start = at + RECORD_HEADER_SIZE
+        for b in range(length):  # (a slice's copy would need numba's runtime)
+            out[start + b] = payloads[source + b]
+        crc = crc32(out, at + CRC_START, start + length, table)
+        for b in range(4):
+            out[at + 4 + b] = (crc >> (8 * b)) & 0xFF
+        at = start + length
+        source += length

@@ -71,9 +71,15 @@ def test_walk_stops_at_the_first_record_that_is_not_the_next() -> None:
 def test_a_framed_batch_is_the_journals_records(payloads: list[bytes], first: int) -> None:
     """``journal.frame_payloads`` (the sequencer's framing of every batch) writes byte for
     byte the journal's one-record encoding, for any sequence (past 32 bits too) and payloads
-    of any length, empty ones included."""
-    from engine.journal import frame_payloads
+    of any length, empty ones included: by the compiled pass (``records.frame_into``) and
+    by the loop it takes for short batches."""
+    from unittest import mock
 
-    framed = frame_payloads(first, payloads)
-    assert (framed.first_sequence, framed.count) == (first, len(payloads))
-    assert framed.data == b"".join(_encode_record(first + i, p) for i, p in enumerate(payloads))
+    from engine import journal
+
+    expected = b"".join(_encode_record(first + i, p) for i, p in enumerate(payloads))
+    for compiled_from in (1, 1 << 30):  # every batch compiled, none
+        with mock.patch.object(journal, "FRAME_COMPILED_MIN", compiled_from):
+            framed = journal.frame_payloads(first, payloads)
+        assert (framed.first_sequence, framed.count) == (first, len(payloads))
+        assert framed.data == expected

@@ -16,13 +16,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # After warm_up and a venue set up with no listener (so its few orders build no update), two
 # live batches (16 orders and 2 amends, under the columns' threshold; 80, read as columns)
-# with every channel listened to, with fills and refused cancels: prints each kernel that
-# gained a compiled signature during the batches.
+# with every channel listened to, with fills and refused cancels, each framed for the journal
+# first: prints each kernel that gained a compiled signature during the batches.
 _SCRIPT = """
 import importlib, pkgutil
 import numba
 import engine, engine.kernels
 from engine import commands as c
+from engine import journal
 from engine import markets_commands as mc
 from engine.machine import StateMachine
 from engine.markets import warm_up
@@ -48,8 +49,9 @@ for size in (16, 80):
     if size == 16:  # amends: of an order of the batch, and of one resting before it
         entries[3:3] = [c.Entry(venue.START_US, 5, mc.AmendOrder(2, quantity=3)),
                         c.Entry(venue.START_US, 4, mc.AmendOrder(1, quantity=5))]
-    replies = machine.apply_batch(machine.last_sequence + 1, entries,
-                                  payloads=list(map(c.encode_entry, entries)))
+    payloads = list(map(c.encode_entry, entries))
+    journal.frame_payloads(machine.last_sequence + 1, payloads)  # as the sequencer frames it
+    replies = machine.apply_batch(machine.last_sequence + 1, entries, payloads=payloads)
     assert any(reply.status == 409 for reply in replies)  # a cancel of a filled order
 print(len(kernels))
 for name, kernel in sorted(kernels.items()):
