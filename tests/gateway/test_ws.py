@@ -437,6 +437,40 @@ async def test_msgpack_frames(market):
         assert msgspec.msgpack.decode(msg.data)["type"] == "subscribed"
 
 
+@pytest.mark.parametrize("binary", [False, True])
+async def test_frames_of_every_header_size_reach_the_client_whole(market, binary):
+    """The writer's frame headers (a 2-byte one to 125 bytes, a 4-byte one to 65,535, built
+    ahead for the commonest sizes, an 8-byte one past): pongs that echo request_ids of
+    lengths that put the reply on each side of each boundary arrive whole, in order."""
+    venue, *_ = market
+    encode = msgspec.msgpack.encode if binary else msgspec.json.encode
+
+    def id_for(size: int) -> str:  # msgpack's string header grows with the string
+        length = size
+        while len(encode({"type": "pong", "request_id": "x" * length})) > size:
+            length -= 1
+        return "x" * length
+
+    sizes = [125, 126, 127, ws_module._HEADERS_BUILT - 1, ws_module._HEADERS_BUILT,
+             65_535, 65_536, 65_537]
+    ids = [id_for(size) for size in sizes]
+    assert [len(encode({"type": "pong", "request_id": i})) for i in ids] == sizes
+    path = "/v1/ws?format=msgpack" if binary else "/v1/ws"
+    async with venue.client.ws_connect(path, max_msg_size=1 << 20) as ws:
+        for request_id in ids:  # all queued before the first is written: one write of all
+            message = {"op": "ping", "request_id": request_id}
+            if binary:
+                await ws.send_bytes(msgspec.msgpack.encode(message))
+            else:
+                await ws.send_str(msgspec.json.encode(message).decode())
+        for request_id, size in zip(ids, sizes, strict=True):
+            msg = await ws.receive(timeout=5)
+            assert msg.type == (aiohttp.WSMsgType.BINARY if binary else aiohttp.WSMsgType.TEXT)
+            assert len(msg.data) == size
+            decode = msgspec.msgpack.decode if binary else msgspec.json.decode
+            assert decode(msg.data) == {"type": "pong", "request_id": request_id}
+
+
 async def test_operator_uncross_is_refused_for_book_instruments(market):
     venue, inst, *_ = market
     status, code = await venue.error("POST", f"/v1/instruments/{inst}/auction", OPERATOR)
