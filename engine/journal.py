@@ -69,7 +69,6 @@ _CRC_START = 8  # offset of the sequence field inside a record header
 # JIT off, where that pass would be plain Python a byte) in the loop of ``frame_payloads``.
 FRAME_COMPILED_MIN = 16
 _frame_into = None if numba_config.DISABLE_JIT else records.frame_into
-_CRC_TABLE = records.CRC_TABLE
 
 SEGMENT_SIZE_MAX = 64 * 1024 * 1024  # roll to a new segment once the active one is this big
 RECORD_PAYLOAD_MAX = 1024 * 1024  # a command is a few hundred bytes; anything bigger is damage
@@ -192,7 +191,7 @@ def frame_payloads(first_sequence: int, payloads: Sequence[bytes]) -> Framed:
         joined = b"".join(payloads)
         out = np.empty(len(joined) + RECORD_HEADER_SIZE * count, dtype=np.uint8)
         _frame_into(np.frombuffer(joined, dtype=np.uint8), lengths, first_sequence, out,
-                    _CRC_TABLE)
+                    records.CRC_TABLE)
         return Framed(first_sequence, count, out.tobytes())
     pack, pack_sequence, crc = _RECORD_HEADER.pack, _SEQUENCE.pack, zlib.crc32
     chunks: list[bytes] = []

@@ -637,19 +637,16 @@ class Offerings:
         # Every live subscription leaves the live figures, which go with them: as a load
         # rebuilds them (from live subscriptions only), not one subtraction each.
         self._live.pop(project.project_id, None)
-        counted = self._committed if board.config.counts_toward_limit else {}
+        counts = board.config.counts_toward_limit
         for sub, quantity, amount in zip(subs, quantities, amounts, strict=True):
             sub.alloc_quantity, sub.alloc_amount = quantity, amount
             reserved = sub.reserved
             sub.refunded = reserved - amount
             sub.status = ALLOCATED if quantity else REFUNDED
             # It was live: it committed its reservation, and commits its allocation now
-            # (committed_fen), the same unless it was cut or refunded: recommitted, inlined.
-            now_fen = amount if quantity else 0
-            if now_fen != reserved:
-                committed = counted.get(sub.account_id)
-                if committed is not None and committed.counted(sub):
-                    committed.fen += now_fen - reserved
+            # (committed_fen), the same unless it was cut or refunded.
+            if counts and (amount if quantity else 0) != reserved:
+                self.recommitted(sub, reserved)
         # Every reservation released and every refund paid at once (sums commute: the
         # balances are those of one subscription after the other).
         owners = np.array([sub.account_id for sub in subs], dtype=np.int64)

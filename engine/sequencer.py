@@ -545,14 +545,7 @@ class Engine:
         replies = machine.apply_batch(journaled.first_sequence, journaled.entries,
                                       payloads=journaled.payloads)
         for reply, pending in zip(replies, journaled.batch, strict=True):
-            callback = pending.callback  # _Pending.answer inline: once per command
-            if callback is None:
-                pending.answer(reply)
-                continue
-            try:
-                callback(reply)
-            except Exception:  # a client's bug must not stop the exchange
-                log.exception("a reply callback failed")
+            pending.answer(reply)
         if self._on_answered is not None:
             self._on_answered(time.perf_counter() - journaled.batch[0].queued_at)
         if machine.outbox:
