@@ -42,6 +42,9 @@ POSITION_DTYPE = np.dtype(
 )
 
 TABLE_CAPACITY_MIN = 1024
+# Position rows a holdings read scans beyond its index before the index takes them in
+# (``Balances._account_rows``).
+HOLDINGS_SCAN_MAX = 4096
 
 # Tables that grow with the venue's history (order records, fill legs, the book's order index,
 # movements) would stop the one thread at each doubling: a copy of every row into fresh pages,
@@ -204,6 +207,12 @@ class Balances:
         self.accounts.append()  # row 0: ids start at 1
         self.positions = Table(POSITION_DTYPE)
         self.position_slots: dict[tuple[int, int], int] = {}
+        self._reset_holdings_index()
+
+    def _reset_holdings_index(self) -> None:
+        self._by_account = np.zeros(0, dtype=np.int64)
+        self._indexed_accounts = np.zeros(0, dtype=np.int64)  # the account of each, in order
+        self._indexed = 0
 
     def add_account(self, role: int, investor_class: int) -> int:
         account_id = self.accounts.append()
@@ -252,18 +261,37 @@ class Balances:
         return np.array(slots, dtype=np.int64)
 
     def holdings(self, account_id: int) -> list[tuple[int, int, int]]:
-        """``(instrument_id, available, reserved)`` for each non-empty position, by instrument."""
-        rows = self.positions.rows
-        out = []
-        for (acct, instrument), slot in self.position_slots.items():
-            if acct != account_id:
-                continue
-            available = int(rows[slot]["units_available"])
-            reserved = int(rows[slot]["units_reserved"])
-            if available or reserved:
-                out.append((instrument, available, reserved))
-        out.sort()
-        return out
+        """``(instrument_id, available, reserved)`` for each non-empty position, by instrument.
+
+        An account's rows are found by ``_account_rows``, not by a walk over every position:
+        that walk took 15 ms of the one thread a read at 212k positions (a busy venue's
+        ``GET /v1/accounts/{id}``)."""
+        live = self.positions.live()[self._account_rows(account_id)]
+        held = (live["units_available"] != 0) | (live["units_reserved"] != 0)
+        live = live[held]
+        live = live[np.argsort(live["instrument_id"], kind="stable")]
+        return list(zip(live["instrument_id"].tolist(), live["units_available"].tolist(),
+                        live["units_reserved"].tolist(), strict=True))
+
+    def _account_rows(self, account_id: int) -> np.ndarray:
+        """The slots of ``account_id``'s positions: those of the rows indexed by a binary
+        search (``_by_account``: the first ``_indexed`` rows' slots ordered by account, and
+        ``_indexed_accounts`` their accounts; made by the first read, not by the writes,
+        which never pay for it), and those of the rows made since by a scan of them alone.
+        The index takes those in (sorted again with them) once they are more than an eighth
+        of it: a read's scan stays short, and a sort comes once per eighth the rows grow.
+        Rows never move nor go (a load starts a new index)."""
+        count = self.positions.count
+        accounts = self.positions.rows["account_id"]
+        if count - self._indexed > max(HOLDINGS_SCAN_MAX, self._indexed // 8):
+            merged = np.concatenate((self._by_account,
+                                     np.arange(self._indexed, count, dtype=np.int64)))
+            self._by_account = merged[np.argsort(accounts[merged])]
+            self._indexed_accounts = accounts[self._by_account]
+            self._indexed = count
+        lo, hi = np.searchsorted(self._indexed_accounts, [account_id, account_id + 1]).tolist()
+        recent = np.flatnonzero(accounts[self._indexed:count] == account_id) + self._indexed
+        return np.concatenate((self._by_account[lo:hi], recent))
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The live rows, for snapshots and the state hash."""
@@ -272,6 +300,7 @@ class Balances:
     def load(self, arrays: dict[str, np.ndarray]) -> None:
         self.accounts.load(arrays["accounts"])
         self.positions.load(arrays["positions"])
+        self._reset_holdings_index()
         self.position_slots = {
             (int(r["account_id"]), int(r["instrument_id"])): i
             for i, r in enumerate(self.positions.live())

@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine import state
 from engine.state import Balances
 
 accounts = st.lists(st.integers(1, 12), max_size=40)
@@ -34,3 +35,50 @@ def test_slots_for_grow_the_table():
     live = balances.positions.live()
     assert live["account_id"].tolist() == list(range(1, capacity + 10))
     assert (live["instrument_id"] == 7).all() and not live["units_available"].any()
+
+
+def _walked(balances: Balances, account_id: int) -> list[tuple[int, int, int]]:
+    """Holdings by a walk over every position: what ``Balances.holdings`` must give."""
+    rows = balances.positions.rows
+    return sorted((instrument, int(rows[slot]["units_available"]),
+                   int(rows[slot]["units_reserved"]))
+                  for (account, instrument), slot in balances.position_slots.items()
+                  if account == account_id and (rows[slot]["units_available"]
+                                                or rows[slot]["units_reserved"]))
+
+
+steps = st.lists(st.one_of(
+    st.tuples(st.just("make"), st.integers(1, 9), st.integers(1, 6), st.integers(0, 3),
+              st.integers(0, 2)),
+    st.tuples(st.just("make_many"), st.lists(st.integers(1, 9), max_size=6),
+              st.integers(1, 6)),
+    st.tuples(st.just("read"), st.integers(0, 10)),
+    st.tuples(st.just("load"))), max_size=60)
+
+
+@given(steps, st.integers(0, 5))
+def test_holdings_are_every_held_position_of_the_account(plan, scan_max):
+    """Reads between writes, with an index built, stale, taken in again and lost to a load:
+    each read gives the walk's answer (``scan_max``: how far past its index a read scans)."""
+    kept = state.HOLDINGS_SCAN_MAX
+    state.HOLDINGS_SCAN_MAX = scan_max
+    try:
+        balances = Balances()
+        for step in plan:
+            if step[0] == "make":
+                _, account, instrument, available, reserved = step
+                slot = balances.position_slot(account, instrument)
+                balances.positions.rows[slot]["units_available"] = available
+                balances.positions.rows[slot]["units_reserved"] = reserved
+            elif step[0] == "make_many":
+                slots = balances.position_slots_for(step[1], step[2])
+                balances.positions.rows["units_available"][slots] = 1
+            elif step[0] == "read":
+                assert balances.holdings(step[1]) == _walked(balances, step[1])
+            else:
+                arrays = balances.arrays()
+                balances.load({name: array.copy() for name, array in arrays.items()})
+        for account in range(11):
+            assert balances.holdings(account) == _walked(balances, account)
+    finally:
+        state.HOLDINGS_SCAN_MAX = kept
