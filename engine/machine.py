@@ -214,6 +214,7 @@ class StateMachine:
         # dict's deleted entries stay in its order until it is resized, so finding its first
         # key walked past every key expired since, at each entry with a key.
         self._idempotency_order: deque[tuple[int, str]] = deque()
+        self._front_time = -1  # no more than the front key's time (``_remember``)
         self.last_sequence = 0
         self.now_us = 0
         self.manual_clock = False
@@ -761,11 +762,16 @@ class StateMachine:
         if key not in idempotency:  # a key stored again keeps its place (a skip's)
             order.append(key)
         idempotency[key] = Stored(fingerprint, self.now_us, reply)
-        # Dicts keep insertion order, which is time order: expire from the front.
+        # Dicts keep insertion order, which is time order: expire from the front. The front
+        # key's time as last read (``_front_time``: a key stored again only gets a later one)
+        # spares looking up a long-stored key, whose entry has left the caches, each time.
         horizon = self.now_us - IDEMPOTENCY_TTL_US
+        if self._front_time >= horizon and len(idempotency) <= IDEMPOTENCY_KEYS_MAX:
+            return
         while order:
             oldest = idempotency[order[0]]
             if oldest.time_us >= horizon and len(idempotency) <= IDEMPOTENCY_KEYS_MAX:
+                self._front_time = oldest.time_us
                 break
             del idempotency[order.popleft()]
 
@@ -1028,6 +1034,7 @@ class StateMachine:
         self.references = {(a, r): s for a, r, s in meta.references}
         self.idempotency = {(a, k): s for a, k, s in meta.idempotency}
         self._idempotency_order = deque(self.idempotency)
+        self._front_time = -1
         self.movements.table.load(arrays["movements"])
         self.movements.next_id = meta.next_movement_id
         self.deposits_total = meta.deposits_total
