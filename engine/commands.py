@@ -111,6 +111,7 @@ class Entry(msgspec.Struct, array_like=True):
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Entry)
+_list_decoder = msgspec.msgpack.Decoder(list[Entry])
 
 
 def encode_entry(entry: Entry) -> bytes:
@@ -127,3 +128,9 @@ def decode_entries(data: bytes, starts: list[int], ends: list[int]) -> list[Entr
     entry but the decoder's)."""
     view, decode = memoryview(data), _decoder.decode
     return [decode(view[start:end]) for start, end in zip(starts, ends, strict=True)]
+
+
+def decode_entry_array(data: bytes | memoryview) -> list[Entry]:
+    """The entries of a msgpack array of them (``engine.kernels.entries.gather_array``): one
+    call of the decoder for them all, a third of the time of one call each."""
+    return _list_decoder.decode(data)

@@ -304,6 +304,80 @@ def _clear(row):
     row["oid"] = 0
 
 
+@kernel
+def value_end(data, at, end):
+    """The offset just past the one msgpack value at ``at`` (with its arrays' and maps'
+    elements), or ``_BAD`` if the bytes up to ``end`` hold no whole value there."""
+    remaining = 1  # values still to pass over: an array's or map's elements add to it
+    while remaining > 0:
+        if at >= end:
+            return _BAD
+        b = int(data[at])
+        remaining -= 1
+        if b <= 0x7F or b >= 0xE0 or b == 0xC0 or b == 0xC2 or b == 0xC3:
+            at += 1  # a fixint, nil, false or true
+        elif b <= 0x8F:  # fixmap
+            remaining += 2 * (b - 0x80)
+            at += 1
+        elif b <= 0x9F:  # fixarray
+            remaining += b - 0x90
+            at += 1
+        elif b <= 0xBF:  # fixstr
+            at += 1 + b - 0xA0
+        elif b == 0xC1:  # never used
+            return _BAD
+        elif b <= 0xC6:  # bin 8, 16, 32
+            size = 1 << (b - 0xC4)
+            if at + 1 + size > end:
+                return _BAD
+            at += 1 + size + _uint(data, at + 1, size)
+        elif b <= 0xC9:  # ext 8, 16, 32: a length, a type byte, the data
+            size = 1 << (b - 0xC7)
+            if at + 1 + size > end:
+                return _BAD
+            at += 2 + size + _uint(data, at + 1, size)
+        elif b <= 0xCB:  # float 32, 64
+            at += 5 if b == 0xCA else 9
+        elif b <= 0xD3:  # uint and int 8, 16, 32, 64
+            at += 1 + (1 << ((b - 0xCC) % 4))
+        elif b <= 0xD8:  # fixext 1, 2, 4, 8, 16
+            at += 2 + (1 << (b - 0xD4))
+        elif b <= 0xDB:  # str 8, 16, 32
+            size = 1 << (b - 0xD9)
+            if at + 1 + size > end:
+                return _BAD
+            at += 1 + size + _uint(data, at + 1, size)
+        else:  # array 16, 32 and map 16, 32
+            size = 2 if b == 0xDC or b == 0xDE else 4
+            if at + 1 + size > end:
+                return _BAD
+            count = _uint(data, at + 1, size)
+            remaining += count if b <= 0xDD else 2 * count
+            at += 1 + size
+    return at if at <= end else _BAD
+
+
+@kernel
+def gather_array(data, starts, ends, out):
+    """The msgpack array of the values ``data[starts[i]:ends[i]]`` into ``out`` (an array 32
+    header, then those bytes back to back; room for them and 5 bytes more); returns its
+    length, or -1 if some entry's bytes are not exactly one msgpack value: only then could
+    the array's elements not be the entries, one each, as decoded one at a time."""
+    n = len(starts)
+    out[0] = 0xDD
+    for i in range(4):
+        out[1 + i] = (n >> (8 * (3 - i))) & 0xFF
+    at = 5
+    for i in range(n):
+        start, stop = starts[i], ends[i]
+        if value_end(data, start, stop) != stop:
+            return -1
+        for j in range(start, stop):
+            out[at] = data[j]
+            at += 1
+    return at
+
+
 def scan_entries(data: np.ndarray, starts: np.ndarray,
                  ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``scan`` of the entries ``data[starts[i]:ends[i]]``: (commands, times, kinds); an
