@@ -254,6 +254,10 @@ class Offerings:
         self.next_distribution_id = 1
         self.next_disclosure_id = 1
         self._by_project: dict[int, list[Subscription]] = defaultdict(list)
+        # account -> its subscriptions by id, of the ids below _by_account_upto (derived,
+        # taken in by reads: ``account_subscriptions``).
+        self._by_account: dict[int, list[Subscription]] = {}
+        self._by_account_upto = 1
         self._committed: dict[int, _Committed] = defaultdict(_Committed)
         self._live: dict[int, _Live] = defaultdict(_Live)
         self._schedules: dict[int, list[debt_board.Instalment]] = {}
@@ -1095,6 +1099,25 @@ class Offerings:
 
     def project_subscriptions(self, project_id: int) -> list[Subscription]:
         return list(self._by_project.get(project_id, ()))
+
+    def account_subscriptions(self, account_id: int) -> list[Subscription]:
+        """The account's subscriptions, by id (as ``subscriptions`` holds them: ids are given
+        in order and none is removed), from an index, not a walk over every subscription:
+        that walk took 24 ms of the one thread a ``GET /v1/me/subscriptions`` at 202k
+        subscriptions (the 1M mixed journal's state). Reads, not subscribing (a replay's
+        hot path), take the subscriptions made since the last read into the index, each
+        once."""
+        subscriptions, by_account = self.subscriptions, self._by_account
+        for subscription_id in range(self._by_account_upto, self.next_subscription_id):
+            sub = subscriptions.get(subscription_id)
+            if sub is not None:
+                mine = by_account.get(sub.account_id)
+                if mine is None:
+                    by_account[sub.account_id] = [sub]
+                else:
+                    mine.append(sub)
+        self._by_account_upto = self.next_subscription_id
+        return list(by_account.get(account_id, ()))
 
     def _publish(self, project: Project) -> None:
         # Updates carry the whole project view, like the channel's snapshot; nobody

@@ -241,9 +241,8 @@ async def list_disclosures(request: web.Request) -> web.Response:
 async def my_subscriptions(request: web.Request) -> web.Response:
     investor = http.require(request, "investor")
     component = offerings(request)
-    rows = [subscription_view(s) for s in component.subscriptions.values()
-            if s.account_id == investor.account_id]
-    return http.respond(request, 200, rows[-LIST_LIMIT_MAX:])
+    subs = component.account_subscriptions(investor.account_id)[-LIST_LIMIT_MAX:]
+    return http.respond(request, 200, [subscription_view(s) for s in subs])
 
 
 async def integrity_list(request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import types
+from collections.abc import Callable
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -118,6 +119,12 @@ steps = st.lists(st.one_of(
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(steps=steps, reload=st.integers(0, 80))
 def test_committed_sum_is_the_walk(steps: list[tuple], reload: int) -> None:
+    drive(steps, reload, _check)
+
+
+def drive(steps: list[tuple], reload: int, check: Callable[[StateMachine], None]) -> None:
+    """Apply ``steps`` to a new venue, ``check`` after each, and load a snapshot of the
+    venue after step ``reload`` (checked again at once)."""
     machine = _venue()
     offerings = machine.component("offerings")
     projects = [_list(machine, "equity"), _list(machine, "product"), _list(machine, "equity")]
@@ -144,13 +151,13 @@ def test_committed_sum_is_the_walk(steps: list[tuple], reload: int) -> None:
             projects.append(_list(machine, step[1], step[2]))
         else:
             _apply(machine, OPERATOR, c.AdvanceClock(step[1] * 86_400))
-        _check(machine)
+        check(machine)
         if n == reload:  # a snapshot's load rebuilds the sums from the subscriptions
             loaded = StateMachine()
             loaded.load(machine.arrays(), machine.meta())
             assert loaded.state_hash() == machine.state_hash()
             machine, offerings = loaded, loaded.component("offerings")
-            _check(machine)
+            check(machine)
 
 
 def test_a_failed_pledge_leaves_the_sum_alone() -> None:
