@@ -25,7 +25,11 @@ import numpy as np
 from engine.clock import format_time_us
 from engine.kernels import codes as k
 from engine.kernels import fold as kf
-from engine.state import grown, holding
+from engine.state import RowsByKey, grown, holding
+
+# Order records an account's-orders read scans beyond its index before the index takes them
+# in (``Lifecycle.account_orders``).
+ORDERS_SCAN_MAX = 4096
 
 RECORD_DTYPE = np.dtype(
     [
@@ -241,6 +245,8 @@ class Lifecycle:
         self.next_oid = 1  # records below this id were written by a fold
         self.client_ids: dict[int, str] = {}  # kept order id -> its client_order_id
         self.open_client_ids: dict[tuple[int, str], int] = {}  # (account, cid) -> resting id
+        # Order ids by account (derived; a load is into a new Lifecycle: Markets.load).
+        self._by_account = RowsByKey(ORDERS_SCAN_MAX)
         # Scratch: nothing in these outlives a fold.
         self._touched = np.zeros(1024, dtype=np.int8)
         self._seen = np.zeros(16, dtype=np.int64)
@@ -469,10 +475,16 @@ class Lifecycle:
         return views
 
     def account_orders(self, account_id: int, only_open: bool) -> list[int]:
-        """Ids of an account's resting orders, or of all its kept ones, by id."""
-        live = self.records[: self.next_oid]
-        flag = live["resting"] if only_open else live["kept"]
-        return np.flatnonzero((flag == 1) & (live["account"] == account_id)).tolist()
+        """Ids of an account's resting orders, or of all its kept ones, by id.
+
+        The account's orders are found by an index (``RowsByKey``: a record's account is
+        written with it, the fold's first write of it, and never changes), not by a walk
+        over every record: that walk took 2.5 ms of the one thread a read at 361k orders
+        (the 1M mixed journal's state), for ``GET /v1/orders`` and the ``orders`` channel."""
+        records = self.records[: self.next_oid]
+        oids = self._by_account.rows(records["account"], account_id)
+        flag = records["resting"] if only_open else records["kept"]
+        return oids[flag[oids] == 1].tolist()
 
     def resting(self, instrument_id: int, sides: tuple[int, ...]) -> list[tuple[int, int]]:
         """(order id, account) of an instrument's resting orders on ``sides``, by id."""

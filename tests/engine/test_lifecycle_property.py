@@ -26,6 +26,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import engine.lifecycle
 import engine.machine
 import engine.markets
 import engine.reference.markets
@@ -110,9 +111,13 @@ def _same_state(new: StateMachine, model: StateMachine, traders: list[int]) -> N
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(flow=flows, cut_seed=st.lists(st.integers(0, 100), max_size=8),
        kept=st.sampled_from([2, 5, 100_000]), small=st.sampled_from([0, 1 << 30]),
-       open_max=st.sampled_from([2, 4, 1000]))
-def test_the_array_lifecycle_equals_the_python_fold(flow, cut_seed, kept, small, open_max):
+       open_max=st.sampled_from([2, 4, 1000]), scan_max=st.sampled_from([0, 3, 4096]))
+def test_the_array_lifecycle_equals_the_python_fold(flow, cut_seed, kept, small, open_max,
+                                                     scan_max):
+    # ``scan_max``: how far past its index an account's-orders read scans, so reads find the
+    # index current, stale, taken in again, and new after a load.
     with (mock.patch.object(engine.markets, "FINISHED_ORDERS_KEPT", kept),
+          mock.patch.object(engine.lifecycle, "ORDERS_SCAN_MAX", scan_max),
           mock.patch.object(engine.markets, "BOOK_ROWS_SMALL", small),
           mock.patch.object(engine.markets, "OPEN_ORDERS_MAX", open_max),
           mock.patch.object(engine.reference.markets, "OPEN_ORDERS_MAX", open_max),
@@ -131,6 +136,7 @@ def test_the_array_lifecycle_equals_the_python_fold(flow, cut_seed, kept, small,
                 entry = _entry(op, traders, instruments)
                 segment.append(msgspec.structs.replace(entry, time_us=time_us))
         segments.append(segment)
+        first = ({name: a.copy() for name, a in new.arrays().items()}, new.meta())
         for entries in segments:
             if not entries:  # a settlement batch of what the movements hold now
                 batch_id += 1
@@ -145,6 +151,15 @@ def test_the_array_lifecycle_equals_the_python_fold(flow, cut_seed, kept, small,
         restored.load({name: a.copy() for name, a in new.arrays().items()}, new.meta())
         assert restored.state_hash() == new.state_hash()
         _same_state(restored, model, traders)
+        # The machine that read its orders loads the snapshot of its first state: it reads
+        # that state's orders, as a new machine given the snapshot does.
+        new.load(*first)
+        again = StateMachine()
+        again.load(*first)
+        for account in traders:
+            for only_open in (True, False):
+                assert (new.component("markets").account_orders(account, only_open)
+                        == again.component("markets").account_orders(account, only_open))
 
 
 def test_an_older_journal_gives_the_orders_the_python_fold_gave(tmp_path):
