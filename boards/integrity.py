@@ -39,8 +39,8 @@ def month_bounds_us(year: int, month: int, shift: int = 0) -> tuple[int, int]:
 
 def _late_during(offerings: Any, project: Any, start: int, end: int) -> bool:
     late_after = debt.LATE_AFTER_DAYS * rules.US_PER_DAY
-    for instalment in offerings.instalments(project):
-        _, paid_when = offerings.instalment_paid(project, instalment)
+    for instalment, (_, paid_when) in zip(offerings.instalments(project),
+                                          offerings.instalments_paid(project), strict=True):
         late_from = instalment.due_us + late_after
         late_until = paid_when if paid_when is not None else end
         # The instalment was late during [late_from, late_until); does that meet the month?
