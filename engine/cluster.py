@@ -231,6 +231,7 @@ class ClusterEngine:
         finally:
             self.machine.quiet = False
         self.machine.outbox.clear()  # updates of the past: clients get fresh snapshots
+        self.machine.warm_reads()
         applied = self.machine.last_sequence - first
         self.catch_up_seconds = seconds = time.perf_counter() - started
         point = self.start_point

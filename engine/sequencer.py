@@ -328,6 +328,7 @@ class Engine:
                         skip.sequence, skip.command, skip.skipped_by, skip.skipped_at,
                         skip.reason)
         self.machine.outbox.clear()  # updates of the past: clients get fresh snapshots
+        self.machine.warm_reads()
         # The cadence counts from the newest snapshot, not from this recovery: a venue restarted
         # more often than every ``snapshot_every`` commands must still snapshot (else its replay
         # grows with every restart). Past due, the first batch applied starts one.

@@ -15,9 +15,21 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from boards import rules
+from engine import offerings_commands as oc
+from engine import state
 from engine.machine import StateMachine
 from engine.offerings import subscription_view
-from tests.engine.test_retail_committed import INVESTORS, ISSUER, drive, steps
+from tests.engine.test_retail_committed import (
+    INVESTORS,
+    ISSUER,
+    OPERATOR,
+    _apply,
+    _list,
+    _venue,
+    drive,
+    steps,
+)
 
 EXAMPLES = 1000 if os.environ.get("CROWDEX_SLOW") else 100
 
@@ -44,3 +56,19 @@ def test_an_accounts_subscriptions_are_the_walk(steps: list[tuple], reload: int,
             assert got == _walked(machine, account), account
 
     drive(steps, reload, check)
+
+
+def test_a_recovery_makes_the_index_before_the_first_read(monkeypatch) -> None:
+    """``StateMachine.warm_reads`` (a recovery's end) takes every subscription in, and every
+    position, so no client's read pays for a whole replay's."""
+    monkeypatch.setattr(state, "HOLDINGS_SCAN_MAX", 0)
+    machine = _venue()
+    offerings = machine.component("offerings")
+    project = _list(machine, "equity")
+    for investor in INVESTORS:
+        _apply(machine, investor, oc.Subscribe(project, 10))
+    _apply(machine, OPERATOR, oc.CloseProject(project))  # 30 units: it succeeds
+    assert offerings.projects[project].status == rules.TRADING  # lockup_days 0
+    machine.warm_reads()
+    assert offerings._by_account_upto == offerings.next_subscription_id == 4
+    assert machine.balances._holdings_index.indexed == machine.balances.positions.count > 0

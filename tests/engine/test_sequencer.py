@@ -15,6 +15,7 @@ from engine import markets_commands as mc
 from engine import sequencer
 from engine.clock import ManualClock, WallClock
 from engine.errors import CrowdexError
+from engine.machine import StateMachine
 from engine.sequencer import Engine, replay_from_empty
 from engine.snapshot import load_latest
 
@@ -150,6 +151,21 @@ async def test_clean_stop_snapshots_and_restart_replays_nothing(tmp_path: Path):
     again = Engine(tmp_path, WallClock())
     assert again.recover() == 0
     assert again.machine.state_hash() == live_hash
+
+
+async def test_a_recovery_warms_the_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Reads make their indexes, not writes (``StateMachine.warm_reads``): a recovery makes
+    them once it has replayed, so the first client's read does not pay for the replay."""
+    engine = Engine(tmp_path, WallClock())
+    await engine.start()
+    await _venue(engine, 2)
+    await engine.stop()
+    warmed: list[int] = []
+    monkeypatch.setattr(StateMachine, "warm_reads",
+                        lambda machine: warmed.append(machine.last_sequence))
+    again = Engine(tmp_path, WallClock())
+    again.recover()
+    assert warmed == [again.machine.last_sequence] and warmed[0] > 0
 
 
 async def test_snapshots_keep_their_cadence_across_frequent_restarts(tmp_path: Path,
