@@ -67,8 +67,8 @@ def _month_state(offerings: Any, issuer: int, projects: list, start: int, end: i
         owed = True
         if project.board == "debt" and _late_during(offerings, project, start, upto):
             reasons.append(f"late instalment on project {project.project_id}")
-        if end <= now and not any(d.project_id == project.project_id and start <= d.time_us < end
-                                  for d in offerings.disclosures.values()):
+        if end <= now and not any(start <= d.time_us < end
+                                  for d in offerings.project_disclosures(project.project_id)):
             reasons.append(f"no disclosure on project {project.project_id}")
     return owed, reasons
 

@@ -254,6 +254,7 @@ class Offerings:
         self.next_distribution_id = 1
         self.next_disclosure_id = 1
         self._by_project: dict[int, list[Subscription]] = defaultdict(list)
+        self._disclosures_of: dict[int, list[Disclosure]] = defaultdict(list)  # by project
         # account -> its subscriptions by id, of the ids below _by_account_upto (derived,
         # taken in by reads: ``account_subscriptions``).
         self._by_account: dict[int, list[Subscription]] = {}
@@ -925,14 +926,21 @@ class Offerings:
     def _disclose(self, cmd: oc.PostDisclosure, actor: int) -> Reply:
         self._require_role(actor, "issuer")
         project = self._own_project(cmd.project_id, actor)
-        count = sum(1 for d in self.disclosures.values() if d.project_id == project.project_id)
+        count = len(self._disclosures_of.get(project.project_id, ()))
         if count >= DISCLOSURES_PER_PROJECT_MAX:
             raise CrowdexError("not_permitted", "this project has its maximum of disclosures")
         disclosure = Disclosure(self.next_disclosure_id, project.project_id, actor, cmd.title,
                                 cmd.body, self.machine.now_us)
         self.next_disclosure_id += 1
         self.disclosures[disclosure.disclosure_id] = disclosure
+        self._disclosures_of[project.project_id].append(disclosure)
         return Reply(201, disclosure_view(disclosure))
+
+    def project_disclosures(self, project_id: int) -> list[Disclosure]:
+        """A project's disclosures, oldest first, from an index by project kept as they are
+        posted (rarely: no replay's hot path), not a walk over every disclosure of the venue,
+        which the integrity list made for every project owing them for up to seven months."""
+        return list(self._disclosures_of.get(project_id, ()))
 
     # ---- debt schedules -----------------------------------------------------------------------
 
@@ -1182,6 +1190,8 @@ class Offerings:
         self.terms.load(state.operating_terms)
         self.distributions = {d.distribution_id: d for d in state.distributions}
         self.disclosures = {d.disclosure_id: d for d in state.disclosures}
+        for disclosure in state.disclosures:
+            self._disclosures_of[disclosure.project_id].append(disclosure)
         for sub in state.subscriptions:
             self.subscriptions[sub.subscription_id] = sub
             self._index(sub, self.board(self.projects[sub.project_id]))

@@ -233,8 +233,7 @@ async def list_disclosures(request: web.Request) -> web.Response:
     project_id = http.path_id(request, "project_id")
     component = offerings(request)
     component.project_for(project_id, viewer(request))
-    rows = [disclosure_view(d) for d in component.disclosures.values()
-            if d.project_id == project_id]
+    rows = [disclosure_view(d) for d in component.project_disclosures(project_id)]
     return http.respond(request, 200, rows)
 
 
