@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -120,6 +121,8 @@ class Offers:
         self.offers: dict[int, OfferRecord] = {}
         self.finished: OrderedDict[int, None] = OrderedDict()
         self.open_by_account: dict[int, dict[int, OfferRecord]] = {}
+        # Open offers by instrument, by id (derived: ``open_offers``).
+        self.open_by_instrument: dict[int, dict[int, OfferRecord]] = {}
         # (account, instrument) -> [[sellable_from_us, quantity], ...] oldest first.
         self.young: dict[tuple[int, int], list[list[int]]] = {}
 
@@ -255,6 +258,7 @@ class Offers:
         self.next_offer_id += 1
         self.offers[offer.offer_id] = offer
         mine[offer.offer_id] = offer
+        self.open_by_instrument.setdefault(offer.instrument_id, {})[offer.offer_id] = offer
         return Reply(201, offer_view(offer))
 
     def _open_offer(self, offer_id: int, owner: int | None = None) -> OfferRecord:
@@ -379,6 +383,7 @@ class Offers:
 
     def _finish(self, offer: OfferRecord) -> None:
         self.open_by_account.get(offer.account_id, {}).pop(offer.offer_id, None)
+        self.open_by_instrument.get(offer.instrument_id, {}).pop(offer.offer_id, None)
         self.finished[offer.offer_id] = None
         while len(self.finished) > FINISHED_OFFERS_KEPT:
             oldest, _ = self.finished.popitem(last=False)
@@ -387,9 +392,13 @@ class Offers:
     # ---- reads ----------------------------------------------------------------------------------
 
     def open_offers(self, instrument_id: int | None = None) -> list[OfferRecord]:
-        """Open offers, oldest first, of one instrument or of all."""
-        return [o for o in self.offers.values() if o.status == OPEN
-                and (instrument_id is None or o.instrument_id == instrument_id)]
+        """Open offers, oldest first, of one instrument or of all: from the open offers by
+        instrument, not a walk over every offer kept (up to ``FINISHED_OFFERS_KEPT`` finished
+        ones besides the open ones, of every instrument)."""
+        if instrument_id is not None:
+            return list(self.open_by_instrument.get(instrument_id, {}).values())
+        return sorted((o for offers in self.open_by_instrument.values() for o in offers.values()),
+                      key=attrgetter("offer_id"))
 
     # ---- the clock ------------------------------------------------------------------------------
 
@@ -417,10 +426,12 @@ class Offers:
         self.offers = {o.offer_id: o for o in state.offers}
         self.finished = OrderedDict((o.offer_id, None) for o in state.offers
                                     if o.status != OPEN)
-        self.open_by_account = {}
-        for offer in state.offers:
+        self.open_by_account, self.open_by_instrument = {}, {}
+        for offer in state.offers:  # by id
             if offer.status == OPEN:
                 self.open_by_account.setdefault(offer.account_id, {})[offer.offer_id] = offer
+                self.open_by_instrument.setdefault(offer.instrument_id,
+                                                   {})[offer.offer_id] = offer
         self.young = {}
         for account, instrument, sellable_from, quantity in state.lots:
             self.young.setdefault((account, instrument), []).append([sellable_from, quantity])
