@@ -1,0 +1,72 @@
+"""``GET /v1/admin/state`` hashes the state in a forked child: the exchange goes on meanwhile.
+
+In place, the hash of a busy venue held the one thread for seconds (4.5 s at the 1M mixed
+journal's state). Here the hash is made slow on purpose (the child inherits the slow method),
+and the venue must answer and apply commands while the operator's request waits; the hash it
+gives is the state's at the sequence it gives, as the machine itself computes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from engine import sequencer
+from engine.machine import StateMachine
+from gateway import keys
+from tests.gateway.conftest import OPERATOR, deposit, new_account
+
+pytestmark = pytest.mark.skipif(not sequencer.SNAPSHOT_IN_CHILD, reason="needs os.fork")
+
+SLOW_S = 1.5
+
+
+async def test_the_venue_applies_commands_while_its_state_is_hashed(client, monkeypatch):
+    account = (await new_account(client))["account_id"]
+    await deposit(client, account, 1_000, "first")
+    machine = client.server.app[keys.ENGINE].machine
+    expected, sequence = machine.state_hash(), machine.last_sequence
+    real = StateMachine.state_hash
+
+    def slow(self):
+        time.sleep(SLOW_S)  # in the child: it inherits this
+        return real(self)
+
+    monkeypatch.setattr(StateMachine, "state_hash", slow)
+    forks = []
+    fork = sequencer._fork_child
+    monkeypatch.setattr(sequencer, "_fork_child", lambda *a: forks.append(1) or fork(*a))
+    asked = [asyncio.ensure_future(client.get("/v1/admin/state", headers=OPERATOR))
+             for _ in range(3)]
+    await asyncio.sleep(0.05)
+    # Meanwhile: a read and a command, answered long before the hash is.
+    assert (await client.get("/healthz")).status == 200
+    moved = await deposit(client, account, 500, "second")
+    assert moved["cash_available"] == 1_500
+    assert not any(task.done() for task in asked)  # in place, all three came first
+    for task in asked:
+        response = await task
+        assert response.status == 200
+        state = await response.json()
+        assert (state["sequence"], state["state_hash"]) == (sequence, expected)
+    assert len(forks) == 1  # the three asked at one sequence: one child
+    monkeypatch.setattr(StateMachine, "state_hash", real)
+    state = await (await client.get("/v1/admin/state", headers=OPERATOR)).json()
+    assert state["sequence"] == machine.last_sequence > sequence
+    assert state["state_hash"] == machine.state_hash() != expected
+
+
+async def test_a_child_that_fails_is_a_server_error_and_the_next_ask_forks_again(
+        client, monkeypatch):
+    def broken(self):
+        raise RuntimeError("no hash today")
+
+    monkeypatch.setattr(StateMachine, "state_hash", broken)
+    response = await client.get("/v1/admin/state", headers=OPERATOR)
+    assert response.status == 500
+    monkeypatch.undo()
+    machine = client.server.app[keys.ENGINE].machine
+    state = await (await client.get("/v1/admin/state", headers=OPERATOR)).json()
+    assert state["state_hash"] == machine.state_hash()
