@@ -151,5 +151,10 @@ class MovementLog:
     def release(self, cutoff_sequence: int) -> np.ndarray:
         """Drop (and return a copy of) the movements up to the cutoff, once settled."""
         settled = self.upto(cutoff_sequence).copy()
-        self.table.drop_front(len(settled))
+        self.drop(len(settled))
         return settled
+
+    def drop(self, count: int) -> None:
+        """Drop the first ``count`` movements, once settled (a view ``upto`` gave of them
+        reads other rows from then on)."""
+        self.table.drop_front(count)

@@ -17,12 +17,16 @@ import numpy as np
 
 from engine import movements as mv
 from engine.errors import CrowdexError
+from engine.kernels.movements import unsettled_credits as credits_kernel
 from engine.machine import Reply
 from settlement.commands import BatchCommitted, PrepareSettlement
 
 # The hook other components offer to run when a batch is prepared (holders of record are
 # those at the next batch): a method of this name, called with no arguments.
 PREPARE_HOOK = "pay_pending_distributions"
+# By movement kind, whether it is taken out of proceeds (``movements.FROM_PROCEEDS``).
+FROM_PROCEEDS_KINDS = np.zeros(max(mv.KIND_NAMES) + 1, dtype=np.bool_)
+FROM_PROCEEDS_KINDS[list(mv.FROM_PROCEEDS)] = True
 
 
 class SettlementMeta(msgspec.Struct, array_like=True):
@@ -42,24 +46,16 @@ def unsettled_credits(movements: np.ndarray, account_count: int, *,
 
     Every cash credit to a venue account other than a deposit is proceeds (``credit_cash``);
     deposits are settled on arrival. With ``net`` (rules 4), less what was taken out of the
-    proceeds as they came (``movements.FROM_PROCEEDS``): it never counted as unsettled.
+    proceeds as they came (``movements.FROM_PROCEEDS``): it never counted as unsettled. The
+    sums are exact int64, in one compiled pass over the rows (``unsettled_credits`` of
+    ``engine.kernels.movements``; ``tests/settlement/test_component.py`` holds it to numpy).
     """
-    cash = movements["asset"] == mv.CASH
-    mask = cash & (movements["credit_account"] > 0) & (movements["kind"] != mv.DEPOSIT)
-    credits = _sum_by(movements["credit_account"][mask], movements["amount"][mask],
-                      account_count)
-    if net:
-        taken = cash & np.isin(movements["kind"], mv.FROM_PROCEEDS)
-        credits -= _sum_by(movements["debit_account"][taken], movements["amount"][taken],
-                           account_count)
+    credits = np.zeros(account_count, dtype=np.int64)
+    bad = credits_kernel(movements, FROM_PROCEEDS_KINDS, net, credits)
+    if bad >= 0:
+        raise IndexError(f"movement {int(movements['movement_id'][bad])} names an account "
+                         f"outside the {account_count} the engine has")
     return credits
-
-
-def _sum_by(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
-    """Exact int64 sums of ``values`` grouped by ``index`` (np.bincount would go via float)."""
-    out = np.zeros(size, dtype=np.int64)
-    np.add.at(out, index, values)
-    return out
 
 
 class SettlementComponent:
@@ -104,17 +100,19 @@ class SettlementComponent:
                 f"batch {cmd.batch_id} holds {cmd.movement_count} movements up to id "
                 f"{cmd.last_movement_id}; the engine has {len(pending)} up to id {last_id}",
             )
-        settled = machine.movements.release(cmd.cutoff_sequence)
         rows = machine.balances.accounts.rows
         count = machine.balances.accounts.count
-        credits = unsettled_credits(settled, count, net=machine.rules >= 4)
+        # Read off the rows where they are, then drop them (``release`` would copy them out).
+        credits = unsettled_credits(pending, count, net=machine.rules >= 4)
+        settled = len(pending)
+        machine.movements.drop(settled)
         unsettled = rows["cash_unsettled"][:count]
         np.maximum(unsettled - credits, 0, out=unsettled)
         state.last_batch_id = cmd.batch_id
         state.last_cutoff_sequence = cmd.cutoff_sequence
-        if len(settled):
+        if settled:
             state.last_movement_id = last_id
-        state.settled_movement_count += len(settled)
+        state.settled_movement_count += settled
         return Reply(200, self.view(already_applied=False))
 
     def view(self, already_applied: bool = False) -> dict:

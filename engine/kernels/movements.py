@@ -17,7 +17,7 @@ from __future__ import annotations
 from engine.kernels.codes import EV_FILL, SIDE_BUY
 from engine.kernels.jit import kernel
 from engine.kernels.risk import fee_half_up
-from engine.movements import CASH, TRADE_CASH, TRADE_FEE, TRADE_UNITS
+from engine.movements import CASH, DEPOSIT, TRADE_CASH, TRADE_FEE, TRADE_UNITS
 
 
 @kernel
@@ -89,3 +89,30 @@ def sales_before(rows, start, end, sequences, accounts, out):
             elif kind == TRADE_FEE and row["debit_account"] == account:
                 total -= row["amount"]
         out[k] = total
+
+
+@kernel
+def unsettled_credits(rows, from_proceeds, net, out):
+    """Add to ``out`` (by account) the cash each of ``rows`` (a settlement batch's movements)
+    credited to a venue account other than by a deposit, less, with ``net``, what was taken
+    out of proceeds as they came (``from_proceeds[kind]``: ``movements.FROM_PROCEEDS``), from
+    the account it was taken from: one pass over the rows, where numpy makes one per column
+    and mask. Returns -1, or the position of a row whose account is outside ``out`` (then
+    ``out`` holds a part of the sums: the caller discards it)."""
+    size = len(out)
+    for i in range(len(rows)):
+        row = rows[i]
+        if row["asset"] != CASH:
+            continue
+        kind = row["kind"]
+        credit = row["credit_account"]
+        if credit > 0 and kind != DEPOSIT:
+            if credit >= size:
+                return i
+            out[credit] += row["amount"]
+        if net and 0 <= kind < len(from_proceeds) and from_proceeds[kind]:
+            debit = row["debit_account"]
+            if debit < 0 or debit >= size:
+                return i
+            out[debit] -= row["amount"]
+    return -1
