@@ -98,17 +98,15 @@ class DebtBoard(rules.Board):
 
     def close(self, terms: dict, subs: list[rules.SubscriptionView],
               allocation: rules.Allocation) -> rules.CloseResult:
-        total = sum(s.quantity for s in subs)
+        asked = [s.quantity for s in subs]
+        total = sum(asked)
         if total < terms["min_quantity"] or total == 0:
             return rules.CloseResult(False, [0] * len(subs), [0] * len(subs))
         face = terms["face_value"]
         if "auction" not in terms:
-            quantities = [s.quantity for s in subs]
-            return rules.CloseResult(True, quantities, [q * face for q in quantities],
-                                     terms["rate_bps"])
+            return rules.CloseResult(True, asked, [q * face for q in asked], terms["rate_bps"])
         quantities, clearing = allocation.rate_auction(
-            terms["max_quantity"], [s.quantity for s in subs], [s.rate_bps for s in subs],
-            [s.sequence for s in subs])
+            terms["max_quantity"], asked, [s.rate_bps for s in subs], [s.sequence for s in subs])
         return rules.CloseResult(True, quantities, [q * face for q in quantities], clearing)
 
 

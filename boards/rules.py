@@ -321,10 +321,11 @@ class Board:
     def close(self, terms: dict, subs: list[SubscriptionView],
               allocation: Allocation) -> CloseResult:
         """All-or-nothing on ``min_quantity``; pro rata when above ``max_quantity``."""
-        total = sum(s.quantity for s in subs)
+        asked = [s.quantity for s in subs]
+        total = sum(asked)
         if total < terms["min_quantity"] or total == 0:
             return CloseResult(False, [0] * len(subs), [0] * len(subs))
-        quantities = allocation.pro_rata(terms["max_quantity"], [s.quantity for s in subs],
+        quantities = allocation.pro_rata(terms["max_quantity"], asked,
                                          [s.sequence for s in subs], [s.account_id for s in subs])
         price = self.unit_price_fen(terms)
         return CloseResult(True, quantities, [q * price for q in quantities])

@@ -30,7 +30,7 @@ def _check_allocation_input(capacity: int, quantities: Sequence[int],
                             *parallel: Sequence[int]) -> None:
     if capacity < 0:
         raise ValueError("cannot allocate a negative capacity")
-    if any(q < 0 for q in quantities):
+    if min(quantities, default=0) < 0:
         raise ValueError("quantities must be non-negative")
     if any(len(column) != len(quantities) for column in parallel):
         raise ValueError("every subscription needs one value in each column")
