@@ -22,6 +22,7 @@ the arithmetic; this module keeps the state and moves the money the way distribu
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 import msgspec
@@ -35,7 +36,6 @@ from engine.errors import CrowdexError
 from engine.machine import Reply
 
 DEFAULT_FROM_CACHED_MAX = 100_000  # derived default times kept (a cache: cleared when full)
-_UNKNOWN = object()
 SIDES_ALL = ("buy", "sell")
 SIDES_SELL = ("sell",)
 
@@ -76,7 +76,7 @@ class OperatingTerms:
         # Derived from the states, never state: the end of each term, and when each project
         # falls into default as its payments stand (see in_default).
         self._ends: dict[tuple[int, int], int] = {}
-        self._default_from: dict[tuple, int | None] = {}
+        self._default_from: dict[tuple, tuple[int, ...]] = {}  # see _unpaid_defaults
 
     @property
     def machine(self) -> Any:
@@ -220,23 +220,29 @@ class OperatingTerms:
 
     def in_default(self, project_id: int, now_us: int) -> bool:
         """The project is in default while any month or the buy-back is: from the moment the
-        first unpaid one is ``DEFAULT_AFTER_DUE_DAYS`` overdue (``orb.status``), which only a
-        report or the buy-back's payment moves (so it is kept per their count and the buy-back's
-        time, and the months' calendar is not walked for every run of orders)."""
+        first unpaid one is ``DEFAULT_AFTER_DUE_DAYS`` overdue (``orb.status``)."""
         state = self.states.get(project_id)
         if state is None:
             return False
-        key = (project_id, state.first_month, state.months, len(state.reports),
+        unpaid = self._unpaid_defaults(state)
+        return bool(unpaid) and now_us >= unpaid[0]
+
+    def _unpaid_defaults(self, state: TermState) -> tuple[int, ...]:
+        """When each unpaid month and an unpaid buy-back fall into default, earliest first.
+
+        Only a report or the buy-back's payment changes which are unpaid, so the times are kept
+        per their count and the buy-back's time: the months' calendar is not walked for every
+        run of orders (``in_default``) nor for every project at each ``on_time``."""
+        key = (state.project_id, state.first_month, state.months, len(state.reports),
                state.buyback_paid_us)
-        since = self._default_from.get(key, _UNKNOWN)
-        if since is _UNKNOWN:
-            unpaid = [orb.default_from_us(due) for due, paid in self._items(state)
-                      if paid is None]
-            since = min(unpaid) if unpaid else None
+        found = self._default_from.get(key)
+        if found is None:
+            found = tuple(sorted(orb.default_from_us(due) for due, paid in self._items(state)
+                                 if paid is None))
             if len(self._default_from) >= DEFAULT_FROM_CACHED_MAX:
                 self._default_from.clear()
-            self._default_from[key] = since
-        return since is not None and now_us >= since
+            self._default_from[key] = found
+        return found
 
     def _items(self, state: TermState) -> list[tuple[int, int | None]]:
         """``(due, paid_us or None)`` of every month of the term, then of the buy-back."""
@@ -311,10 +317,11 @@ class OperatingTerms:
     def _next_event(self, state: TermState) -> int | None:
         """When the clock next changes what this project allows: the end of the term, or the
         moment an unpaid month or the buy-back falls into default."""
-        times = [orb.default_from_us(due) for due, paid in self._items(state) if paid is None]
-        times = [t for t in times if t > state.handled_us]
+        unpaid = self._unpaid_defaults(state)
+        later = bisect.bisect_right(unpaid, state.handled_us)  # the first after handled_us
+        times = unpaid[later:later + 1]
         if not state.closed:
-            times.append(state.term.end_us)
+            times += (self._end_us(state),)
         return min(times) if times else None
 
     def next_event_us(self) -> int | None:
