@@ -48,7 +48,7 @@ def unsettled_credits(movements: np.ndarray, account_count: int, *,
     deposits are settled on arrival. With ``net`` (rules 4), less what was taken out of the
     proceeds as they came (``movements.FROM_PROCEEDS``): it never counted as unsettled. The
     sums are exact int64, in one compiled pass over the rows (``unsettled_credits`` of
-    ``engine.kernels.movements``; ``tests/settlement/test_component.py`` holds it to numpy).
+    ``engine.kernels.movements``; ``tests/settlement/test_unsettled_credits.py`` holds it to numpy).
     """
     credits = np.zeros(account_count, dtype=np.int64)
     bad = credits_kernel(movements, FROM_PROCEEDS_KINDS, net, credits)
