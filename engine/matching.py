@@ -22,7 +22,13 @@ import numpy as np
 
 from engine.kernels import allocation
 from engine.kernels import codes as k
-from engine.kernels.book import band_high, ladder_grown, queued_slots, relink
+from engine.kernels.book import (
+    band_high,
+    lay_out_ladders,
+    queued_slots,
+    relink,
+    resting_price_ranges,
+)
 from engine.kernels.layout import (
     C_EVENTS,
     C_LIVE_ORDERS,
@@ -50,7 +56,6 @@ ladder_width_max = LADDER_WIDTH_MAX  # prices per side of one instrument's ladde
 # Batches of at most this many commands look up their position rows a command at a time
 # (MatchingEngine._fill_few_position_slots); larger ones with numpy.
 POSITION_LOOP_MAX = 128
-LADDER_SPAN_MIN = 64  # a market-following ladder starts at least this many ticks each way
 instruments_max = 1 << 20
 
 _NO_ACCOUNTS = np.zeros(1, dtype=ACCOUNT_DTYPE)
@@ -168,72 +173,34 @@ class MatchingEngine:
         self._relayout((int(cmd["instrument"]), int(cmd["price"])))
         return True
 
-    def _ladder_range(self, row: np.void, resting: tuple[int, int] | None,
-                      need: int | None) -> tuple[int, int]:
-        """The prices ``[lo, hi]`` an instrument's ladder is to cover (``resting``: its resting
-        orders' lowest and highest price, None without any).
-
-        A fixed band (``band_multiple`` 0): the band and every resting order, plus a quarter of
-        headroom above. A band that follows the market can reach from 1 fen to 5x the price,
-        and a dense ladder over all of it would cost memory in proportion to the price: the
-        ladder starts at the reference price +- a tenth and only grows, to cover the resting
-        orders and each order that needs more room (``need``), with a quarter of headroom on
-        the side that grew. It never shrinks, so the layout depends only on the commands.
-        """
-        if row["band_multiple"] == 0:
-            lo = int(row["band_lo"])
-            hi = int(band_high(row))  # the kernel's own rule, so the two never disagree
-            if resting is not None:
-                lo, hi = min(lo, resting[0]), max(hi, resting[1])
-            return lo, hi + (hi - lo) // 4
-        if row["ladder_width"]:
-            lo, hi = int(row["ladder_lo"]), int(row["ladder_lo"] + row["ladder_width"] - 1)
-        else:
-            reference = int(row["reference_price"])
-            span = min(max(reference // 10, LADDER_SPAN_MIN), ladder_width_max // 8)
-            lo, hi = max(1, reference - span), reference + span
-        if resting is not None:
-            lo, hi = min(lo, resting[0]), max(hi, resting[1])
-        if need is not None:
-            lo, hi = ladder_grown(lo, hi, need)  # the kernel refuses what would pass the max
-        return lo, hi
-
     def _relayout(self, need: tuple[int, int] | None = None) -> None:
-        """Lay out every instrument's ladder (``_ladder_range``) and relink the resting orders;
-        ``need`` is an (instrument, price) the ladder must cover."""
-        live = self.orders[: self.counters[C_SLOTS_USED]]
-        slots = np.flatnonzero(live["oid"] != 0)
+        """Lay out every instrument's ladder (``kernels.book.lay_out_ladders``) and relink the
+        resting orders; ``need`` is an (instrument, price) the ladder must cover."""
+        used = int(self.counters[C_SLOTS_USED])
         # Each instrument's lowest and highest resting price, by one pass over the resting
-        # orders (not a mask over all of them per instrument: a mixed replay opens dozens of
-        # books while thousands of orders rest).
-        instruments, prices = live["instrument"][slots], live["price"][slots]
-        size = max(len(self.instruments), int(instruments.max()) + 1 if len(slots) else 0)
-        lowest = np.full(size, np.iinfo(np.int64).max, dtype=np.int64)
-        highest = np.full(size, np.iinfo(np.int64).min, dtype=np.int64)
-        np.minimum.at(lowest, instruments, prices)
-        np.maximum.at(highest, instruments, prices)
-        counts = np.bincount(instruments, minlength=size)
-        base = 0
-        for inst in np.flatnonzero(self.instruments["active"]).tolist():
-            row = self.instruments[inst]
-            resting = (int(lowest[inst]), int(highest[inst])) if counts[inst] else None
-            lo, hi = self._ladder_range(row, resting,
-                                        need[1] if need and need[0] == inst else None)
-            width = hi - lo + 1
-            if width > ladder_width_max:
-                raise ValueError(f"instrument {inst}: price ladder of {width} ticks is too wide")
-            row["ladder_lo"], row["ladder_width"], row["level_base"] = lo, width, base
-            base += 2 * width
+        # orders (a mixed replay opens dozens of books while thousands of orders rest).
+        lowest = np.full(len(self.instruments), np.iinfo(np.int64).max, dtype=np.int64)
+        highest = np.full(len(self.instruments), np.iinfo(np.int64).min, dtype=np.int64)
+        resting = resting_price_ranges(self.orders, used, lowest, highest)
+        if resting < 0:
+            raise EngineInvariantError("a resting order names an instrument beyond the table")
+        need_inst, need_price = need if need is not None else (0, 0)
+        base, inst, width = lay_out_ladders(self.instruments, lowest, highest, need_inst,
+                                            need_price)
+        if base < 0:
+            raise ValueError(f"instrument {inst}: price ladder of {width} ticks is too wide")
         if self.relinks_by_id():
             # Rules 4 and older: relinked in order id order, which is arrival order only for
             # orders never amended. An amend that re-entered its order (a new price or a
             # larger quantity) had put it at the back of its level, and this put it back in
             # front of the orders that came before the amend.
+            live = self.orders[:used]
+            slots = np.flatnonzero(live["oid"] != 0)
             queued = slots[np.argsort(live["oid"][slots], kind="stable")].astype(np.int64)
         else:
             # Each level's queue as it stands, read from the old ladder before it goes.
-            queued = np.empty(len(slots), dtype=np.int64)
-            if queued_slots(self.orders, self.levels, queued) != len(slots):
+            queued = np.empty(resting, dtype=np.int64)
+            if queued_slots(self.orders, self.levels, queued) != resting:
                 raise EngineInvariantError("a resting order is in no level's queue")
         levels = np.zeros(base, dtype=LEVEL_DTYPE)
         levels["head"] = -1

@@ -56,6 +56,7 @@ from engine.kernels.layout import (
     C_NEXT_OID,
     C_NEXT_TRADE,
     C_SLOTS_USED,
+    LADDER_SPAN_MIN,
     LADDER_WIDTH_MAX,
 )
 
@@ -286,6 +287,85 @@ def band_high(row):
         if 0 < reference <= high // multiple:
             high = multiple * reference
     return high
+
+
+@kernel(inline=True)
+def ladder_range(row, resting_lo, resting_hi, need):
+    """The prices ``(lo, hi)`` an instrument's ladder is to cover at a relayout: its resting
+    orders' prices ``[resting_lo, resting_hi]`` (an empty range, lo > hi, without any) and, for
+    a band that follows the market, ``need`` (a price an order needs, 0 for none).
+
+    A fixed band (``band_multiple`` 0): the band and every resting order, plus a quarter of
+    headroom above. A band that follows the market can reach from 1 fen to 5x the price,
+    and a dense ladder over all of it would cost memory in proportion to the price: the
+    ladder starts at the reference price +- a tenth and only grows, to cover the resting
+    orders and each order that needs more room, with a quarter of headroom on the side that
+    grew (``ladder_grown``). It never shrinks, so the layout depends only on the commands.
+    """
+    if row["band_multiple"] == 0:
+        lo = row["band_lo"]
+        hi = band_high(row)
+        if resting_lo <= resting_hi:
+            lo, hi = min(lo, resting_lo), max(hi, resting_hi)
+        return lo, hi + (hi - lo) // 4
+    if row["ladder_width"]:
+        lo, hi = row["ladder_lo"], row["ladder_lo"] + row["ladder_width"] - 1
+    else:
+        reference = row["reference_price"]
+        span = min(max(reference // 10, LADDER_SPAN_MIN), LADDER_WIDTH_MAX // 8)
+        lo, hi = max(1, reference - span), reference + span
+    if resting_lo <= resting_hi:
+        lo, hi = min(lo, resting_lo), max(hi, resting_hi)
+    if need > 0:
+        lo, hi = _ladder_grown(lo, hi, need)
+    return lo, hi
+
+
+@kernel
+def resting_price_ranges(orders, used, lowest, highest):
+    """Each instrument's lowest and highest resting price (its row of ``lowest``/``highest``,
+    which the caller fills with the int64 maximum/minimum), in one pass over the first ``used``
+    order slots; returns how many orders rest, or -1 if one names an instrument beyond them."""
+    count = 0
+    for slot in range(used):
+        o = orders[slot]
+        if o["oid"] == 0:
+            continue
+        inst = o["instrument"]
+        if inst < 0 or inst >= len(lowest):
+            return -1
+        price = o["price"]
+        if price < lowest[inst]:
+            lowest[inst] = price
+        if price > highest[inst]:
+            highest[inst] = price
+        count += 1
+    return count
+
+
+@kernel
+def lay_out_ladders(instruments, lowest, highest, need_inst, need_price):
+    """Lay every active instrument's ladder out anew (``ladder_range``, from the resting
+    prices of ``resting_price_ranges``; ``need_price`` for instrument ``need_inst``, 0 for
+    none), one after the other in instrument order: each row's ``ladder_lo``,
+    ``ladder_width`` and ``level_base``. Returns ``(levels, 0, 0)``, the number of levels
+    they take, or ``(-1, inst, width)`` at the first instrument whose ladder would be wider
+    than ``LADDER_WIDTH_MAX`` (the rows before it already laid out, those after untouched)."""
+    base = 0
+    for inst in range(len(instruments)):
+        row = instruments[inst]
+        if row["active"] == 0:
+            continue
+        lo, hi = ladder_range(row, lowest[inst], highest[inst],
+                              need_price if inst == need_inst else 0)
+        width = hi - lo + 1
+        if width > LADDER_WIDTH_MAX:
+            return -1, inst, width
+        row["ladder_lo"] = lo
+        row["ladder_width"] = width
+        row["level_base"] = base
+        base += 2 * width
+    return base, 0, 0
 
 
 @kernel(inline=True)

@@ -33,6 +33,9 @@ ORDER_DTYPE = np.dtype(
 # One price level of one side of one instrument: the FIFO list of its orders and their total.
 # Prices (ticks) per side of one instrument's dense price ladder: 2^22 (~42,000 yuan of range).
 LADDER_WIDTH_MAX = 1 << 22
+# A market-following ladder starts at least this many ticks each way of its reference price
+# (``kernels.book.ladder_range``).
+LADDER_SPAN_MIN = 64
 
 LEVEL_DTYPE = np.dtype(
     [("qty", np.int64), ("head", np.int32), ("tail", np.int32)],

@@ -1,0 +1,243 @@
+"""A relayout by the compiled kernels (``kernels.book.lay_out_ladders``) lays every ladder out
+exactly as the interpreter's loop it replaced did: the same instrument rows, levels and order
+links, byte for byte (they are in the state hash), and the same ``too wide`` error.
+
+``_reference_relayout`` is that loop as it stood (main ``bfb8749``), kept here as the oracle.
+Random books (fixed bands and bands that follow the market, orders resting at random prices,
+bands narrowed under them, orders that need a wider ladder) are checked at every relayout
+they trigger, under both relink rules. ``test_interpreted_kernels_lay_out_the_same`` runs
+the same check with ``NUMBA_DISABLE_JIT=1``, where the kernels are plain Python.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.kernels import codes as k
+from engine.kernels.book import band_high, ladder_grown, queued_slots, relink
+from engine.kernels.layout import C_SLOTS_USED, LADDER_WIDTH_MAX, LEVEL_DTYPE
+from engine.matching import EngineInvariantError, MatchingEngine, check_book, price_max_fen
+
+ROOT = Path(__file__).resolve().parents[2]
+SPAN_MIN = 64  # the old engine's LADDER_SPAN_MIN
+
+
+def _reference_range(row: np.void, resting: tuple[int, int] | None,
+                     need: int | None) -> tuple[int, int]:
+    """The old ``MatchingEngine._ladder_range``."""
+    if row["band_multiple"] == 0:
+        lo = int(row["band_lo"])
+        hi = int(band_high(row))
+        if resting is not None:
+            lo, hi = min(lo, resting[0]), max(hi, resting[1])
+        return lo, hi + (hi - lo) // 4
+    if row["ladder_width"]:
+        lo, hi = int(row["ladder_lo"]), int(row["ladder_lo"] + row["ladder_width"] - 1)
+    else:
+        reference = int(row["reference_price"])
+        span = min(max(reference // 10, SPAN_MIN), LADDER_WIDTH_MAX // 8)
+        lo, hi = max(1, reference - span), reference + span
+    if resting is not None:
+        lo, hi = min(lo, resting[0]), max(hi, resting[1])
+    if need is not None:
+        lo, hi = ladder_grown(lo, hi, need)
+    return lo, hi
+
+
+def _reference_relayout(engine: MatchingEngine, need: tuple[int, int] | None) -> None:
+    """The old ``MatchingEngine._relayout``: a Python loop over the active instruments."""
+    live = engine.orders[: engine.counters[C_SLOTS_USED]]
+    slots = np.flatnonzero(live["oid"] != 0)
+    instruments, prices = live["instrument"][slots], live["price"][slots]
+    size = max(len(engine.instruments), int(instruments.max()) + 1 if len(slots) else 0)
+    lowest = np.full(size, np.iinfo(np.int64).max, dtype=np.int64)
+    highest = np.full(size, np.iinfo(np.int64).min, dtype=np.int64)
+    np.minimum.at(lowest, instruments, prices)
+    np.maximum.at(highest, instruments, prices)
+    counts = np.bincount(instruments, minlength=size)
+    base = 0
+    for inst in np.flatnonzero(engine.instruments["active"]).tolist():
+        row = engine.instruments[inst]
+        resting = (int(lowest[inst]), int(highest[inst])) if counts[inst] else None
+        lo, hi = _reference_range(row, resting, need[1] if need and need[0] == inst else None)
+        width = hi - lo + 1
+        if width > LADDER_WIDTH_MAX:
+            raise ValueError(f"instrument {inst}: price ladder of {width} ticks is too wide")
+        row["ladder_lo"], row["ladder_width"], row["level_base"] = lo, width, base
+        base += 2 * width
+    if engine.relinks_by_id():
+        queued = slots[np.argsort(live["oid"][slots], kind="stable")].astype(np.int64)
+    else:
+        queued = np.empty(len(slots), dtype=np.int64)
+        if queued_slots(engine.orders, engine.levels, queued) != len(slots):
+            raise EngineInvariantError("a resting order is in no level's queue")
+    levels = np.zeros(base, dtype=LEVEL_DTYPE)
+    levels["head"] = -1
+    levels["tail"] = -1
+    engine.levels = levels
+    relink(engine.orders, engine.levels, engine.instruments, queued)
+
+
+class _Mismatch(AssertionError):
+    pass
+
+
+class _TooWide(Exception):
+    """A relayout refused a ladder (both ways alike): the engine is not used after it."""
+
+
+def _state(engine: MatchingEngine) -> tuple:
+    return tuple((a.dtype.str, a.shape, a.tobytes())
+                 for a in (engine.instruments, engine.levels, engine.orders))
+
+
+class _Checked(MatchingEngine):
+    """An engine whose every relayout is checked against the reference, on a copy."""
+
+    relayouts = 0
+
+    def _relayout(self, need: tuple[int, int] | None = None) -> None:
+        expected = copy.copy(self)
+        for name in ("instruments", "levels", "orders", "counters"):
+            # Byte for byte: numpy copies a structured array field by field, padding not.
+            array = getattr(self, name)
+            setattr(expected, name, array.view(np.uint8).copy().view(array.dtype))
+        try:
+            _reference_relayout(expected, need)
+            expected_error = None
+        except ValueError as error:
+            expected_error = str(error)
+        try:
+            super()._relayout(need)
+            error = None
+        except ValueError as raised:
+            error = str(raised)
+        if error != expected_error or _state(self) != _state(expected):
+            raise _Mismatch(f"relayout {need}: {error!r} against {expected_error!r}")
+        type(self).relayouts += 1
+        if error is not None:
+            raise _TooWide(error)
+
+
+def _run(instruments: list[tuple], steps: list[tuple], by_id: bool) -> None:
+    """Open the books, then rest orders, narrow fixed bands and open more books, checking
+    every relayout; ``steps`` are (what, instrument index, side, price fraction, qty)."""
+    engine = _Checked(relinks_by_id=lambda: by_id)
+    opened: list[tuple] = []
+    try:
+        for step in [("open", i) for i in range(len(instruments) // 2)] + steps:
+            if step[0] == "open":
+                spec = instruments[step[1] % len(instruments)]
+                if spec in opened:
+                    continue
+                _open(engine, spec)
+                opened.append(spec)
+            elif opened:
+                _step(engine, opened[step[1] % len(opened)], step[0], *step[2:])
+    except _TooWide:
+        return
+    check_book(engine)
+
+
+def _open(engine: MatchingEngine, spec: tuple) -> None:
+    inst, fixed, lo, width, reference, multiple = spec
+    if fixed:
+        engine.add_instrument(inst, band_lo_fen=lo, band_hi_fen=lo + width)
+    else:
+        engine.add_instrument(inst, band_lo_fen=1, band_hi_fen=price_max_fen,
+                              band_multiple=multiple, reference_price_fen=reference)
+
+
+def _step(engine: MatchingEngine, spec: tuple, what: str, side: int, fraction: float,
+          qty: int) -> None:
+    inst, fixed, lo, width, reference, multiple = spec
+    row = engine.instruments[inst]
+    if what == "narrow" and fixed:  # inside the ladder: two numbers change, orders stay
+        band_lo = int(row["band_lo"])
+        engine.set_band(inst, band_lo, band_lo + int(width * fraction))
+        return
+    if fixed:
+        price = int(row["band_lo"]) + int((int(band_high(row)) - int(row["band_lo"])) * fraction)
+    else:  # from a tenth of the reference to the band's top: some need a wider ladder
+        price = max(1, int(reference * (0.1 + 5 * fraction)))
+    engine.new_order(inst, 2 + side, side, qty, price=price)
+
+
+_instrument = st.tuples(
+    st.integers(1, 40),  # id: the table grows past 16 and 32
+    st.booleans(),  # a fixed band, or one that follows the market
+    st.integers(1, 5_000),  # band_lo
+    # Band width, now and then near the widest ladder (a rare case: a ladder of millions of
+    # levels is slow to copy and compare).
+    st.integers(0, 5_000) | st.integers(0, 99).map(
+        lambda i: i * 50 if i else LADDER_WIDTH_MAX * 4 // 5 - 8_000),
+    # Reference price, now and then past where the first ladder's span stops growing.
+    st.integers(1, 2_000) | st.integers(0, 99).map(lambda i: 10_000 + i * 500 if i
+                                                   else 6_000_000),
+    st.integers(1, 6),  # band multiple
+)
+_step_strategy = st.one_of(
+    st.tuples(st.just("open"), st.integers(0, 7)),
+    st.tuples(st.sampled_from(["order", "order", "narrow"]), st.integers(0, 7),
+              st.sampled_from([k.SIDE_BUY, k.SIDE_SELL]), st.floats(0, 1), st.integers(1, 5)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(instruments=st.lists(_instrument, min_size=1, max_size=8,
+                            unique_by=lambda spec: spec[0]),
+       steps=st.lists(_step_strategy, max_size=60), by_id=st.booleans())
+def test_every_relayout_lays_out_as_the_interpreter_loop_did(instruments, steps, by_id):
+    _run(instruments, steps, by_id)
+
+
+def test_a_too_wide_fixed_band_is_refused_as_before():
+    """The widest fixed band whose ladder (with its quarter of headroom) fits, and one more."""
+    widest = next(w for w in range(LADDER_WIDTH_MAX, 0, -1)
+                  if w + w // 4 + 1 <= LADDER_WIDTH_MAX)
+    engine = _Checked()
+    engine.add_instrument(3, band_lo_fen=1, band_hi_fen=1 + widest)
+    assert int(engine.instruments[3]["ladder_width"]) == widest + widest // 4 + 1
+    try:
+        engine.add_instrument(5, band_lo_fen=10, band_hi_fen=10 + widest + 1)
+    except _TooWide as error:
+        width = widest + 1 + (widest + 1) // 4 + 1
+        assert width > LADDER_WIDTH_MAX
+        assert str(error) == f"instrument 5: price ladder of {width} ticks is too wide"
+    else:
+        raise AssertionError("the too wide band was laid out")
+
+
+def _seeded_runs(count: int) -> int:
+    """``count`` random runs of ``_run`` from fixed seeds; how many relayouts they checked."""
+    rng = random.Random(14)
+    for _ in range(count):
+        ids = rng.sample(range(1, 41), rng.randint(1, 6))
+        instruments = [(i, rng.random() < 0.5, rng.randint(1, 5_000), rng.randint(0, 5_000),
+                        rng.choice([rng.randint(1, 2_000), rng.randint(10_000, 60_000)]),
+                        rng.randint(1, 6)) for i in ids]
+        steps = [("open", rng.randint(0, 7)) if rng.random() < 0.2 else
+                 (rng.choice(["order", "order", "narrow"]), rng.randint(0, 7),
+                  rng.choice([k.SIDE_BUY, k.SIDE_SELL]), rng.random(), rng.randint(1, 5))
+                 for _ in range(rng.randint(0, 30))]
+        _run(instruments, steps, rng.random() < 0.5)
+    return _Checked.relayouts
+
+
+def test_interpreted_kernels_lay_out_the_same():
+    """With ``NUMBA_DISABLE_JIT=1`` the kernels run as plain Python: the same layouts."""
+    script = ("from tests.engine.test_relayout_property import _seeded_runs; "
+              "print(_seeded_runs(25))")
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=True)
+    assert int(out.stdout.split()[-1]) > 50  # it did check relayouts
