@@ -23,8 +23,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.kernels import codes as k
-from engine.kernels.book import band_high, ladder_grown, queued_slots, relink
-from engine.kernels.layout import C_SLOTS_USED, LADDER_WIDTH_MAX, LEVEL_DTYPE
+from engine.kernels.book import (
+    band_high,
+    ladder_grown,
+    lay_out_ladders,
+    queued_slots,
+    relink,
+    resting_price_ranges,
+)
+from engine.kernels.layout import (
+    C_SLOTS_USED,
+    INSTRUMENT_DTYPE,
+    LADDER_WIDTH_MAX,
+    LEVEL_DTYPE,
+    ORDER_DTYPE,
+)
 from engine.matching import EngineInvariantError, MatchingEngine, check_book, price_max_fen
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,20 +66,21 @@ def _reference_range(row: np.void, resting: tuple[int, int] | None,
     return lo, hi
 
 
-def _reference_relayout(engine: MatchingEngine, need: tuple[int, int] | None) -> None:
-    """The old ``MatchingEngine._relayout``: a Python loop over the active instruments."""
-    live = engine.orders[: engine.counters[C_SLOTS_USED]]
+def _reference_layout(table: np.ndarray, live: np.ndarray,
+                      need: tuple[int, int] | None) -> int:
+    """The layout part of the old ``MatchingEngine._relayout``: a Python loop over the active
+    instruments of ``table``, writing their ladders; returns the number of levels."""
     slots = np.flatnonzero(live["oid"] != 0)
     instruments, prices = live["instrument"][slots], live["price"][slots]
-    size = max(len(engine.instruments), int(instruments.max()) + 1 if len(slots) else 0)
+    size = max(len(table), int(instruments.max()) + 1 if len(slots) else 0)
     lowest = np.full(size, np.iinfo(np.int64).max, dtype=np.int64)
     highest = np.full(size, np.iinfo(np.int64).min, dtype=np.int64)
     np.minimum.at(lowest, instruments, prices)
     np.maximum.at(highest, instruments, prices)
     counts = np.bincount(instruments, minlength=size)
     base = 0
-    for inst in np.flatnonzero(engine.instruments["active"]).tolist():
-        row = engine.instruments[inst]
+    for inst in np.flatnonzero(table["active"]).tolist():
+        row = table[inst]
         resting = (int(lowest[inst]), int(highest[inst])) if counts[inst] else None
         lo, hi = _reference_range(row, resting, need[1] if need and need[0] == inst else None)
         width = hi - lo + 1
@@ -74,6 +88,14 @@ def _reference_relayout(engine: MatchingEngine, need: tuple[int, int] | None) ->
             raise ValueError(f"instrument {inst}: price ladder of {width} ticks is too wide")
         row["ladder_lo"], row["ladder_width"], row["level_base"] = lo, width, base
         base += 2 * width
+    return base
+
+
+def _reference_relayout(engine: MatchingEngine, need: tuple[int, int] | None) -> None:
+    """The old ``MatchingEngine._relayout``: the layout, then the orders relinked."""
+    live = engine.orders[: engine.counters[C_SLOTS_USED]]
+    base = _reference_layout(engine.instruments, live, need)
+    slots = np.flatnonzero(live["oid"] != 0)
     if engine.relinks_by_id():
         queued = slots[np.argsort(live["oid"][slots], kind="stable")].astype(np.int64)
     else:
@@ -198,6 +220,52 @@ _step_strategy = st.one_of(
        steps=st.lists(_step_strategy, max_size=60), by_id=st.booleans())
 def test_every_relayout_lays_out_as_the_interpreter_loop_did(instruments, steps, by_id):
     _run(instruments, steps, by_id)
+
+
+_row = st.fixed_dictionaries({
+    "active": st.integers(0, 1),
+    "band_multiple": st.integers(0, 1) | st.integers(0, 6),
+    "band_lo": st.integers(1, 5_000),
+    "band_hi": st.integers(1, 12_000) | st.just(LADDER_WIDTH_MAX),  # that one is too wide
+    "ladder_lo": st.integers(1, 9_000),
+    "ladder_width": st.integers(0, 1) | st.integers(0, 9_000),
+    "reference_price": st.integers(1, 6_000) | st.just(6_000_000),
+    "last_price": st.integers(0, 1) | st.integers(0, 6_000),
+})
+_price = st.integers(1, 30_000) | st.integers(9_995, 10_005)  # some at neighbouring prices
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(_row, min_size=1, max_size=12),
+       orders=st.lists(st.tuples(st.booleans(), st.integers(0, 11), _price), max_size=40),
+       need=st.none() | st.tuples(st.integers(0, 11), _price))
+def test_the_ladder_kernels_lay_out_any_rows_as_the_loop_did(rows, orders, need):
+    """Any instrument rows (a market-following ladder with orders outside it too), orders
+    resting or not (a free slot keeps its last price) on any of them: the same ladders, the
+    same number of levels or the same refusal."""
+    table = np.zeros(len(rows), dtype=INSTRUMENT_DTYPE)
+    for i, row in enumerate(rows):
+        for name, value in row.items():
+            table[i][name] = value
+    live = np.zeros(len(orders), dtype=ORDER_DTYPE)
+    for i, (rests, inst, price) in enumerate(orders):
+        live[i]["oid"], live[i]["instrument"], live[i]["price"] = rests * (i + 1), inst, price
+    live["instrument"] %= len(rows)
+    expected = table.view(np.uint8).copy().view(table.dtype)
+    try:
+        expected_levels = _reference_layout(expected, live, need)
+    except ValueError:
+        expected_levels = -1
+    lowest = np.full(len(rows), np.iinfo(np.int64).max, dtype=np.int64)
+    highest = np.full(len(rows), np.iinfo(np.int64).min, dtype=np.int64)
+    assert resting_price_ranges(live, len(live), lowest, highest) == np.count_nonzero(
+        live["oid"])
+    for inst in range(len(rows)):
+        prices = live["price"][(live["oid"] != 0) & (live["instrument"] == inst)].tolist()
+        assert (lowest[inst], highest[inst]) == ((min(prices), max(prices)) if prices else (
+            np.iinfo(np.int64).max, np.iinfo(np.int64).min))
+    levels, _, _ = lay_out_ladders(table, lowest, highest, *(need or (0, 0)))
+    assert (levels, table.tobytes()) == (expected_levels, expected.tobytes())
 
 
 def test_a_too_wide_fixed_band_is_refused_as_before():
