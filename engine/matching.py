@@ -25,7 +25,7 @@ from engine.kernels import codes as k
 from engine.kernels.book import (
     band_high,
     lay_out_ladders,
-    queued_slots,
+    moved_levels,
     relink,
     resting_price_ranges,
 )
@@ -184,6 +184,9 @@ class MatchingEngine:
         resting = resting_price_ranges(self.orders, used, lowest, highest)
         if resting < 0:
             raise EngineInvariantError("a resting order names an instrument beyond the table")
+        # Each ladder as it was, for moving its levels to where they go.
+        was = [self.instruments[name].copy() for name in ("ladder_lo", "ladder_width",
+                                                           "level_base")]
         need_inst, need_price = need if need is not None else (0, 0)
         base, inst, width = lay_out_ladders(self.instruments, lowest, highest, need_inst,
                                             need_price)
@@ -197,16 +200,18 @@ class MatchingEngine:
             live = self.orders[:used]
             slots = np.flatnonzero(live["oid"] != 0)
             queued = slots[np.argsort(live["oid"][slots], kind="stable")].astype(np.int64)
-        else:
-            # Each level's queue as it stands, read from the old ladder before it goes.
-            queued = np.empty(resting, dtype=np.int64)
-            if queued_slots(self.orders, self.levels, queued) != resting:
-                raise EngineInvariantError("a resting order is in no level's queue")
-        levels = np.zeros(base, dtype=LEVEL_DTYPE)
-        levels["head"] = -1
-        levels["tail"] = -1
+            levels = np.zeros(base, dtype=LEVEL_DTYPE)
+            levels["head"] = -1
+            levels["tail"] = -1
+            self.levels = levels
+            relink(self.orders, self.levels, self.instruments, queued)
+            return
+        # Each level's queue as it stands, moved from the old ladder to the new one: the
+        # same levels and links as relinking every queue gives, without walking them.
+        levels = np.empty(base, dtype=LEVEL_DTYPE)
+        if moved_levels(self.levels, levels, self.instruments, *was) < 0:
+            raise EngineInvariantError("a resting order's level is off its new ladder")
         self.levels = levels
-        relink(self.orders, self.levels, self.instruments, queued)
 
     # ---- batches ----------------------------------------------------------------------------
 

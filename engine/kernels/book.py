@@ -615,28 +615,67 @@ def reenter(orders, levels, instruments, oid_index, counters, events, fills, out
              price, rem)
 
 
+@kernel(inline=True)
+def _empty_levels(levels, first, stop):
+    for li in range(first, stop):
+        level = levels[li]
+        level["qty"] = 0
+        level["head"] = -1
+        level["tail"] = -1
+
+
+@kernel(inline=True)
+def _any_queue(levels, first, stop):
+    for li in range(first, stop):
+        if levels[li]["head"] >= 0:
+            return True
+    return False
+
+
 @kernel
-def queued_slots(orders, levels, out):
-    """Every resting order's slot into ``out``, level by level, each level's from its head to
-    its tail (its queue); returns how many, or -1 if the queues hold more than ``out`` has
-    room for (a broken list). ``relink`` given them rebuilds the same queues."""
-    count = 0
-    for li in range(len(levels)):
-        slot = levels[li]["head"]
-        while slot >= 0:
-            if count == len(out):
+def moved_levels(old_levels, levels, instruments, old_lo, old_width, old_base):
+    """Fill ``levels`` (uninitialised, as long as the new layout) from ``old_levels``: each
+    level of each active instrument's new ladder (``lay_out_ladders``) takes the queue (head,
+    tail, total) of the same price and side in the old one (``old_lo``/``old_width``/
+    ``old_base``: each instrument's ladder before), or is empty. The orders' links stay as
+    they are: a level's queue and its order are the same, only where it sits changes. This
+    is what ``relink`` of every level's queue gives, for a book whose lists and totals agree.
+
+    Returns 0, or -1 if an old level off the new ladder held a queue (its orders would be
+    lost; a new ladder covers every resting order's price, so never in a sound book)."""
+    for inst in range(len(instruments)):
+        row = instruments[inst]
+        if row["active"] == 0:
+            continue
+        lo, width = row["ladder_lo"], row["ladder_width"]
+        was_lo, was_width = old_lo[inst], old_width[inst]
+        # The prices [start, stop) both ladders cover: none if the instrument had no ladder.
+        start = min(max(lo, was_lo), lo + width)
+        stop = max(min(lo + width, was_lo + was_width), start)
+        for side in range(2):
+            new_first = row["level_base"] + side * width - lo  # level of price 0
+            old_first = old_base[inst] + side * was_width - was_lo
+            _empty_levels(levels, new_first + lo, new_first + start)
+            for price in range(start, stop):
+                level, was = levels[new_first + price], old_levels[old_first + price]
+                level["qty"] = was["qty"]
+                level["head"] = was["head"]
+                level["tail"] = was["tail"]
+            _empty_levels(levels, new_first + stop, new_first + lo + width)
+            if was_width and (
+                    _any_queue(old_levels, old_first + was_lo,
+                               old_first + max(was_lo, min(start, was_lo + was_width)))
+                    or _any_queue(old_levels, old_first + max(stop, was_lo),
+                                  old_first + was_lo + was_width)):
                 return -1
-            out[count] = slot
-            count += 1
-            slot = orders[slot]["next"]
-    return count
+    return 0
 
 
 @kernel
 def relink(orders, levels, instruments, slots):
     """Rebuild every level list from ``slots``: each order is appended to its level's list,
-    so only the order within a level matters (``MatchingEngine._relayout``: the queues as
-    they were, or, under rules 4 and older, order id order)."""
+    so only the order within a level matters (``MatchingEngine._relayout`` under rules 4
+    and older: order id order; later rules keep the queues, ``moved_levels``)."""
     for k in range(len(slots)):
         slot = slots[k]
         o = orders[slot]

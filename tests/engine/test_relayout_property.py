@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import njit
 
 from engine.kernels import codes as k
 from engine.kernels.book import (
     band_high,
     ladder_grown,
     lay_out_ladders,
-    queued_slots,
     relink,
     resting_price_ranges,
 )
@@ -42,6 +42,22 @@ from engine.matching import EngineInvariantError, MatchingEngine, check_book, pr
 
 ROOT = Path(__file__).resolve().parents[2]
 SPAN_MIN = 64  # the old engine's LADDER_SPAN_MIN
+
+
+@njit
+def queued_slots(orders, levels, out):
+    """The old relayout's queues (the kernel it used): every resting order's slot into
+    ``out``, level by level, each from its head to its tail; how many, or -1 if too many."""
+    count = 0
+    for li in range(len(levels)):
+        slot = levels[li]["head"]
+        while slot >= 0:
+            if count == len(out):
+                return -1
+            out[count] = slot
+            count += 1
+            slot = orders[slot]["next"]
+    return count
 
 
 def _reference_range(row: np.void, resting: tuple[int, int] | None,
@@ -165,6 +181,7 @@ def _run(instruments: list[tuple], steps: list[tuple], by_id: bool) -> None:
                 opened.append(spec)
             elif opened:
                 _step(engine, opened[step[1] % len(opened)], step[0], *step[2:])
+        engine._relayout()  # once more over every order left resting
     except _TooWide:
         return
     check_book(engine)
@@ -187,6 +204,17 @@ def _step(engine: MatchingEngine, spec: tuple, what: str, side: int, fraction: f
         band_lo = int(row["band_lo"])
         engine.set_band(inst, band_lo, band_lo + int(width * fraction))
         return
+    if what in ("cancel", "amend"):  # a resting order leaves, shrinks, moves or goes back
+        oids = np.sort(engine.orders["oid"][engine.orders["oid"] != 0])
+        if len(oids):
+            order = engine.order(int(oids[int(fraction * (len(oids) - 1))]))
+            if what == "cancel":
+                engine.cancel(order["oid"], order["account"])
+            else:
+                engine.amend(order["oid"], order["account"], order["price"] + side, qty)
+        return
+    # Buys low and sells high, mostly: enough of them rest, some trade.
+    fraction = 0.6 * fraction + (0.4 if side == k.SIDE_SELL else 0)
     if fixed:
         price = int(row["band_lo"]) + int((int(band_high(row)) - int(row["band_lo"])) * fraction)
     else:  # from a tenth of the reference to the band's top: some need a wider ladder
@@ -209,8 +237,11 @@ _instrument = st.tuples(
 )
 _step_strategy = st.one_of(
     st.tuples(st.just("open"), st.integers(0, 7)),
-    st.tuples(st.sampled_from(["order", "order", "narrow"]), st.integers(0, 7),
-              st.sampled_from([k.SIDE_BUY, k.SIDE_SELL]), st.floats(0, 1), st.integers(1, 5)),
+    st.tuples(st.sampled_from(["order", "order", "order", "narrow", "cancel", "amend"]),
+              st.integers(0, 7),
+              st.sampled_from([k.SIDE_BUY, k.SIDE_SELL]),
+              # A few fractions of the band often, so orders meet at a price and at its edges.
+              st.sampled_from([0.0, 0.5, 1.0]) | st.floats(0, 1), st.integers(1, 5)),
 )
 
 
@@ -294,8 +325,10 @@ def _seeded_runs(count: int) -> int:
                         rng.choice([rng.randint(1, 2_000), rng.randint(10_000, 60_000)]),
                         rng.randint(1, 6)) for i in ids]
         steps = [("open", rng.randint(0, 7)) if rng.random() < 0.2 else
-                 (rng.choice(["order", "order", "narrow"]), rng.randint(0, 7),
-                  rng.choice([k.SIDE_BUY, k.SIDE_SELL]), rng.random(), rng.randint(1, 5))
+                 (rng.choice(["order", "order", "order", "narrow", "cancel", "amend"]),
+                  rng.randint(0, 7),
+                  rng.choice([k.SIDE_BUY, k.SIDE_SELL]),
+                  rng.choice([0.0, 0.5, 1.0, rng.random()]), rng.randint(1, 5))
                  for _ in range(rng.randint(0, 30))]
         _run(instruments, steps, rng.random() < 0.5)
     return _Checked.relayouts
