@@ -174,8 +174,9 @@ class MatchingEngine:
         return True
 
     def _relayout(self, need: tuple[int, int] | None = None) -> None:
-        """Lay out every instrument's ladder (``kernels.book.lay_out_ladders``) and relink the
-        resting orders; ``need`` is an (instrument, price) the ladder must cover."""
+        """Lay out every instrument's ladder (``kernels.book.lay_out_ladders``) and move each
+        level's queue to its new place (``moved_levels``; rules 4 and older relink them in
+        order id order); ``need`` is an (instrument, price) the ladder must cover."""
         used = int(self.counters[C_SLOTS_USED])
         # Each instrument's lowest and highest resting price, by one pass over the resting
         # orders (a mixed replay opens dozens of books while thousands of orders rest).
