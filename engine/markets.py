@@ -1145,7 +1145,10 @@ def _warm_up_live(engine: MatchingEngine, lifecycle: Lifecycle, balances: Any,
     from engine.journal import FRAME_COMPILED_MIN, frame_payloads
     from engine.kernels.checks import live_checks, table_slots
     from engine.kernels.entries import scan_entries
+    from engine.kernels.sequence_sort import merge_by_key
 
+    one = np.ones(1, dtype=np.int64)  # the reads' indexes by account take rows in by it
+    merge_by_key(one, one, one, one, np.empty(2, dtype=np.int64), np.empty(2, dtype=np.int64))
     payload = c.encode_entry(c.Entry(0, 1, mc.CancelOrder(1)))
     frame_payloads(1, [payload] * FRAME_COMPILED_MIN)  # the sequencer frames each batch
     commands, _, _ = scan_entries(np.frombuffer(payload, dtype=np.uint8),

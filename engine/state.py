@@ -16,6 +16,8 @@ import mmap
 
 import numpy as np
 
+from engine.kernels.sequence_sort import merge_by_key
+
 log = logging.getLogger("crowdex.engine.state")
 
 # Money is int64 fen throughout. "withdrawable" is derived, not stored:
@@ -206,9 +208,9 @@ class RowsByKey:
     The first ``indexed`` rows are indexed by a binary search (``order``: their row numbers
     by key; ``keys``: the key of each, in that order).
     The index is made by the first read, not by the writes, which never pay for it; rows
-    made since are found by a scan of them alone, and taken in (sorted again with them) once
-    they are more than an eighth of the index: a read's scan stays short, and a sort comes
-    once per eighth the rows grow. It fits a table whose rows are only appended and never
+    made since are found by a scan of them alone, and taken in (sorted, then merged with it)
+    once they are more than an eighth of the index: a read's scan stays short, and a merge
+    comes once per eighth the rows grow. It fits a table whose rows are only appended and never
     change key; whoever replaces the rows (a load) calls ``reset``."""
 
     def __init__(self, scan_max: int) -> None:
@@ -225,12 +227,16 @@ class RowsByKey:
         of the rows so far) is ``key``."""
         count = len(keys)
         if count - self.indexed > max(self.scan_max, self.indexed // 8):
-            merged = np.concatenate((self.order,
-                                     np.arange(self.indexed, count, dtype=np.int64)))
-            # Not a stable sort (five times as dear here): a read sorts its own rows.
-            self.order = merged[np.argsort(keys[merged])]
-            self.keys = keys[self.order].astype(np.int64)
-            self.indexed = count
+            # The new rows sorted by key (not stably: a read sorts its own rows), then merged
+            # with the index in one compiled pass.
+            new_keys = keys[self.indexed:count].astype(np.int64)
+            ranked = np.argsort(new_keys)
+            new_rows = ranked + self.indexed
+            order = np.empty(count, dtype=np.int64)
+            ordered_keys = np.empty(count, dtype=np.int64)
+            merge_by_key(self.keys, self.order, new_keys[ranked], new_rows, ordered_keys,
+                         order)
+            self.order, self.keys, self.indexed = order, ordered_keys, count
         lo, hi = np.searchsorted(self.keys, [key, key + 1]).tolist()
         recent = np.flatnonzero(keys[self.indexed:count] == key) + self.indexed
         return np.sort(np.concatenate((self.order[lo:hi], recent)))

@@ -50,3 +50,27 @@ def sort_by_sequence(rows, start, end, first_id, order, spare, scratch):
     for i in range(n):
         rows[start + i] = scratch[i]
         rows[start + i]["movement_id"] = first_id + i
+
+
+@kernel
+def merge_by_key(keys, rows, new_keys, new_rows, out_keys, out_rows):
+    """Merge two runs sorted by key, ``(keys, rows)`` and ``(new_keys, new_rows)``, into
+    ``out_keys`` and ``out_rows`` (room for both): one pass, where sorting them again took
+    12-17 ms at 400k rows (``engine.state.RowsByKey``)."""
+    i = j = k = 0
+    while i < len(keys) and j < len(new_keys):
+        if new_keys[j] < keys[i]:
+            out_keys[k], out_rows[k] = new_keys[j], new_rows[j]
+            j += 1
+        else:
+            out_keys[k], out_rows[k] = keys[i], rows[i]
+            i += 1
+        k += 1
+    while i < len(keys):
+        out_keys[k], out_rows[k] = keys[i], rows[i]
+        i += 1
+        k += 1
+    while j < len(new_keys):
+        out_keys[k], out_rows[k] = new_keys[j], new_rows[j]
+        j += 1
+        k += 1

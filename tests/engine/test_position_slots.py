@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import state
@@ -56,6 +56,7 @@ steps = st.lists(st.one_of(
     st.tuples(st.just("load"))), max_size=60)
 
 
+@settings(deadline=None)  # the first read loads the index's compiled merge
 @given(steps, st.integers(0, 5))
 def test_holdings_are_every_held_position_of_the_account(plan, scan_max):
     """Reads between writes, with an index built, stale, taken in again and lost to a load:
@@ -82,3 +83,17 @@ def test_holdings_are_every_held_position_of_the_account(plan, scan_max):
             assert balances.holdings(account) == _walked(balances, account)
     finally:
         state.HOLDINGS_SCAN_MAX = kept
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(st.lists(st.integers(0, 30), max_size=40), st.integers(0, 31)),
+                max_size=30), st.integers(0, 6))
+def test_rows_by_key_are_the_rows_holding_the_key(batches, scan_max):
+    """``RowsByKey`` (the reads' index by account) over rows appended in batches, each batch
+    followed by a read: exactly the rows whose key it is, ascending, however far its index
+    lags the rows (``scan_max``) and however often it takes them in."""
+    index, keys = state.RowsByKey(scan_max), np.zeros(0, dtype=np.int64)
+    for added, key in batches:
+        keys = np.concatenate((keys, np.array(added, dtype=np.int64)))
+        assert index.rows(keys, key).tolist() == np.flatnonzero(keys == key).tolist()
+        assert (np.diff(index.keys) >= 0).all() and index.indexed <= len(keys)
