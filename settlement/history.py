@@ -18,6 +18,7 @@ import numpy as np
 
 from engine import movements as mv
 from engine.clock import format_time_us
+from engine.kernels.movements import newest_of
 from settlement.ledger import from_datetime
 
 MOVEMENTS_PAGE_MAX = 500
@@ -37,10 +38,12 @@ def _asset(asset: int) -> dict[str, Any]:
 
 
 def pending(log: np.ndarray, account_id: int, limit: int) -> list[dict]:
-    """The account's movements still in the engine's log, newest first (signed: + in)."""
-    mine = log[(log["credit_account"] == account_id) | (log["debit_account"] == account_id)]
+    """The account's movements still in the engine's log, newest first (signed: + in), at
+    most ``limit`` (found by a walk back from the newest, ``newest_of``)."""
+    positions = np.empty(max(0, min(limit, len(log))), dtype=np.int64)
+    found = newest_of(log, account_id, len(positions), positions)
     out = []
-    for row in mine[::-1][:limit].tolist():
+    for row in log[positions[:found]].tolist():
         _seq, movement_id, kind, debit, _credit, asset, amount = row
         out.append({"movement_id": movement_id, "kind": mv.KIND_NAMES.get(kind, str(kind)),
                     **_asset(asset), "amount": -amount if debit == account_id else amount,

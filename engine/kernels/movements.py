@@ -116,3 +116,20 @@ def unsettled_credits(rows, from_proceeds, net, out):
                 return i
             out[debit] -= row["amount"]
     return -1
+
+
+@kernel
+def newest_of(rows, account, limit, out):
+    """The positions of the newest ``limit`` rows (at most) whose debit or credit account is
+    ``account``, newest first, into ``out``; returns how many. A walk back from the newest
+    row that stops at ``limit``: an account's page of pending movements (``GET
+    /v1/me/movements``) masked every unsettled row, 20-46 ms of the one thread at a million
+    of them."""
+    found = 0
+    at = len(rows) - 1
+    while at >= 0 and found < limit:
+        if rows[at]["credit_account"] == account or rows[at]["debit_account"] == account:
+            out[found] = at
+            found += 1
+        at -= 1
+    return found
