@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from boards import rules
+from engine import lifecycle as lifecycle_module
+from engine import markets_commands as mc
 from engine import offerings_commands as oc
 from engine import state
 from engine.machine import StateMachine
@@ -62,6 +64,7 @@ def test_a_recovery_makes_the_index_before_the_first_read(monkeypatch) -> None:
     """``StateMachine.warm_reads`` (a recovery's end) takes every subscription in, and every
     position, so no client's read pays for a whole replay's."""
     monkeypatch.setattr(state, "HOLDINGS_SCAN_MAX", 0)
+    monkeypatch.setattr(lifecycle_module, "ORDERS_SCAN_MAX", 0)
     machine = _venue()
     offerings = machine.component("offerings")
     project = _list(machine, "equity")
@@ -69,6 +72,11 @@ def test_a_recovery_makes_the_index_before_the_first_read(monkeypatch) -> None:
         _apply(machine, investor, oc.Subscribe(project, 10))
     _apply(machine, OPERATOR, oc.CloseProject(project))  # 30 units: it succeeds
     assert offerings.projects[project].status == rules.TRADING  # lockup_days 0
+    price = offerings.instrument_info(project).reference_price_fen
+    _apply(machine, INVESTORS[0], mc.PlaceOrder(project, "sell", "limit", price, 1))
+    lifecycle = machine.component("markets").lifecycle
+    assert lifecycle.next_oid > 1 and lifecycle._by_account.indexed == 0
     machine.warm_reads()
     assert offerings._by_account_upto == offerings.next_subscription_id == 4
     assert machine.balances._holdings_index.indexed == machine.balances.positions.count > 0
+    assert lifecycle._by_account.indexed == lifecycle.next_oid

@@ -32,6 +32,7 @@ from engine.journal import FileJournal
 from engine.log.jetstream import StreamGapError, StreamLog
 from engine.log.natscluster import NatsCluster
 from engine.log.snapshot_store import SnapshotStore, StoredSnapshot, object_name
+from engine.machine import StateMachine
 from engine.snapshot import SNAPSHOT_HEADER_SIZE, SNAPSHOT_VERSION, read_snapshot, snapshot_paths
 from tests.conftest import OPERATOR_KEY, ServerProcess, free_port
 
@@ -120,7 +121,11 @@ def snapshot_writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
 
 
 async def test_a_new_replica_starts_from_the_cluster_snapshot_and_reads_only_the_tail(
-        replicas, snapshot_writer: str) -> None:
+        replicas, snapshot_writer: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    warmed: list[int] = []  # the sequences recoveries made the reads' indexes at
+    warm = StateMachine.warm_reads
+    monkeypatch.setattr(StateMachine, "warm_reads",
+                        lambda machine: warmed.append(machine.last_sequence) or warm(machine))
     live, ids = await started_venue(replicas("live"))
     await trade([live], ids, 7 * EVERY + 13, "a")
     await settled(live)
@@ -136,6 +141,7 @@ async def test_a_new_replica_starts_from_the_cluster_snapshot_and_reads_only_the
     assert (point.source, point.sequence, point.position) == (
         "cluster", newest.sequence, newest.position)
     assert applied == live.machine.last_sequence - newest.sequence < EVERY + 16
+    assert warmed[-1] == fresh.machine.last_sequence  # its catch-up ended by warming them
     assert fresh.stream_position == live.stream_position
     assert fresh.machine.state_hash() == live.machine.state_hash()
     # The fetched snapshot is now this replica's own cache.
