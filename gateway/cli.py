@@ -39,9 +39,11 @@ BENCHMARK_HELP = {
                "replicas on R3",
     "snapshot": "the periodic snapshot's cost to the applying thread: page faults and batch "
                 "times with a snapshot child alive against none",
+    "reads": "a busy venue's reads of one account against the walk over the whole venue "
+             "each replaced, and the state hash's stall of the event loop",
 }
 BENCHMARKS = ("replay", "engine", "journal", "pledges", "gateway", "settlement", "recovery",
-              "restart", "ci_check", "stream", "bootstrap", "cluster", "snapshot")
+              "restart", "ci_check", "stream", "bootstrap", "cluster", "snapshot", "reads")
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
