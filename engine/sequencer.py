@@ -804,18 +804,22 @@ async def state_hash_off_loop(machine: StateMachine) -> str:
     there is fork (``_fork_child``, as snapshots are written), so the exchange goes on
     meanwhile: in place, the hash of a busy venue held the one thread for seconds (4.5 s at
     the 1M mixed journal's state: the meta's references sorted and encoded, every array
-    hashed). Calls for the same sequence share one child."""
+    hashed). The child is forked before this first yields to the loop: nothing is applied
+    between the caller's reading the state and the child's copy of it. Calls for the same
+    sequence share one child."""
     if not SNAPSHOT_IN_CHILD:
         return machine.state_hash()
     sequence = machine.last_sequence
     known = _hashes.get(machine)
     if known is None or known[0] != sequence or (known[1].done() and known[1].exception()):
-        known = (sequence, asyncio.ensure_future(_hash_in_child(machine)))
+        known = (sequence, _hash_in_child(machine))
         _hashes[machine] = known
     return await asyncio.shield(known[1])
 
 
-async def _hash_in_child(machine: StateMachine) -> str:
+def _hash_in_child(machine: StateMachine) -> asyncio.Future[str]:
+    """Fork a child that hashes the state as it is now (here and now, before any await);
+    the future of its hash."""
     sequence = machine.last_sequence
     readable, writable = os.pipe()
     try:
@@ -823,9 +827,15 @@ async def _hash_in_child(machine: StateMachine) -> str:
                           f"the state hash of sequence {sequence} could not be computed")
     except OSError:  # no fork now (memory): the hash here, as before
         os.close(readable)
-        return machine.state_hash()
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(machine.state_hash())
+        return done
     finally:
         os.close(writable)
+    return asyncio.ensure_future(_child_hash(sequence, pid, readable))
+
+
+async def _child_hash(sequence: int, pid: int, readable: int) -> str:
     try:
         digest = await asyncio.to_thread(_read_fully, readable)
     finally:

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from engine import commands as c
 from engine import sequencer
 from engine.machine import StateMachine
 from gateway import keys
@@ -70,3 +71,26 @@ async def test_a_child_that_fails_is_a_server_error_and_the_next_ask_forks_again
     machine = client.server.app[keys.ENGINE].machine
     state = await (await client.get("/v1/admin/state", headers=OPERATOR)).json()
     assert state["state_hash"] == machine.state_hash()
+
+
+async def test_the_child_hashes_the_state_its_caller_read():
+    """The child is forked before the ask first yields to the loop: a command the exchange
+    applies meanwhile is not in the hash of the sequence the caller read (forked by a task of
+    its own, it was, when the loop ran the exchange first)."""
+    start_us = 1_767_225_600_000_000
+    machine = StateMachine()
+    machine.apply(1, c.Entry(start_us, 0, c.Genesis("h", False, start_us, "intl",
+                                                    c.RULES_VERSION)))
+    account = machine.apply(2, c.Entry(start_us, 2, c.CreateAccount(
+        "investor", "i", "key"))).body["account_id"]
+    expected, sequence = machine.state_hash(), machine.last_sequence
+
+    async def ask() -> tuple[int, str]:
+        read = machine.last_sequence  # as the route reads the state, then asks
+        return read, await sequencer.state_hash_off_loop(machine)
+
+    asked = asyncio.ensure_future(ask())
+    await asyncio.sleep(0)  # the ask runs up to its first wait
+    machine.apply(3, c.Entry(start_us, 2, c.Deposit(account, 100, "meanwhile")))
+    assert await asked == (sequence, expected)
+    assert machine.state_hash() != expected
