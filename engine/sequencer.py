@@ -817,6 +817,17 @@ async def state_hash_off_loop(machine: StateMachine) -> str:
     return await asyncio.shield(known[1])
 
 
+async def hash_child_free(machine: StateMachine) -> None:
+    """Wait until no child hashes ``machine``'s state: an ask reads the state after this, and
+    so forks only once the child before it has exited. One child at a time: an operator's
+    client polling a busy venue's state would otherwise keep a child per ask alive at once
+    (each seconds of CPU, each a copy-on-write image of the state)."""
+    known = _hashes.get(machine)
+    while known is not None and not known[1].done():
+        await asyncio.wait([known[1]])
+        known = _hashes.get(machine)
+
+
 def _hash_in_child(machine: StateMachine) -> asyncio.Future[str]:
     """Fork a child that hashes the state as it is now (here and now, before any await);
     the future of its hash."""

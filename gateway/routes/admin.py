@@ -7,7 +7,7 @@ from aiohttp import web
 
 from engine import commands as c
 from engine.clock import format_time_us
-from engine.sequencer import state_hash_off_loop
+from engine.sequencer import hash_child_free, state_hash_off_loop
 from gateway import http, keys, schemas
 from gateway.routes import Route
 
@@ -25,6 +25,7 @@ async def state(request: web.Request) -> web.Response:
     http.require(request, "operator")
     engine = request.app[keys.ENGINE]
     machine = engine.machine
+    await hash_child_free(machine)  # then the state is read and forked at once (no await)
     body = {
         "sequence": machine.last_sequence,
         "state_hash": None,

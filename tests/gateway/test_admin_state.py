@@ -3,7 +3,9 @@
 In place, the hash of a busy venue held the one thread for seconds (4.5 s at the 1M mixed
 journal's state). Here the hash is made slow on purpose (the child inherits the slow method),
 and the venue must answer and apply commands while the operator's request waits; the hash it
-gives is the state's at the sequence it gives, as the machine itself computes it.
+gives is the state's at the sequence it gives, as the machine itself computes it. One child
+hashes at a time: asks that come while it works read the state once it has exited, and those
+at one sequence share a child.
 """
 
 from __future__ import annotations
@@ -36,9 +38,15 @@ async def test_the_venue_applies_commands_while_its_state_is_hashed(client, monk
         return real(self)
 
     monkeypatch.setattr(StateMachine, "state_hash", slow)
-    forks = []
+    forks = []  # at each fork: whether no other child was hashing then
     fork = sequencer._fork_child
-    monkeypatch.setattr(sequencer, "_fork_child", lambda *a: forks.append(1) or fork(*a))
+
+    def counted(*args):
+        before = sequencer._hashes.get(machine)
+        forks.append(before is None or before[1].done())
+        return fork(*args)
+
+    monkeypatch.setattr(sequencer, "_fork_child", counted)
     asked = [asyncio.ensure_future(client.get("/v1/admin/state", headers=OPERATOR))
              for _ in range(3)]
     await asyncio.sleep(0.05)
@@ -47,16 +55,19 @@ async def test_the_venue_applies_commands_while_its_state_is_hashed(client, monk
     moved = await deposit(client, account, 500, "second")
     assert moved["cash_available"] == 1_500
     assert not any(task.done() for task in asked)  # in place, all three came first
-    for task in asked:
-        response = await task
-        assert response.status == 200
-        state = await response.json()
-        assert (state["sequence"], state["state_hash"]) == (sequence, expected)
-    assert len(forks) == 1  # the three asked at one sequence: one child
+    states = [await (await task).json() for task in asked]
+    # The first ask's child hashed the state it read; the two that came while it worked read
+    # the state once it had exited (the deposit in it) and shared a second child.
+    assert (states[0]["sequence"], states[0]["state_hash"]) == (sequence, expected)
+    after = real(machine)
+    assert after != expected
+    for state in states[1:]:
+        assert (state["sequence"], state["state_hash"]) == (machine.last_sequence, after)
+    assert forks == [True, True]  # two children, one after the other
     monkeypatch.setattr(StateMachine, "state_hash", real)
     state = await (await client.get("/v1/admin/state", headers=OPERATOR)).json()
     assert state["sequence"] == machine.last_sequence > sequence
-    assert state["state_hash"] == machine.state_hash() != expected
+    assert state["state_hash"] == machine.state_hash() == after
 
 
 async def test_a_child_that_fails_is_a_server_error_and_the_next_ask_forks_again(
