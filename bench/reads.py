@@ -1,5 +1,6 @@
-"""crowdex bench reads: a busy venue's reads of one account, against the walk over the whole venue
-each one replaced, on the state of ``bench recovery``'s mixed journal.
+"""crowdex bench reads: an account's reads of a busy venue against the walks they replaced.
+
+On the state of ``bench recovery``'s mixed journal (``bench.recovery.mixed_journal``).
 
 The gateway's reads run on the event loop that applies every command: a read whose cost grows
 with the venue, not with its answer, stalls matching for every client. Each read below is
@@ -16,7 +17,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from bench import venue
+from bench.recovery import mixed_journal
 from engine.journal import FileJournal
 from engine.machine import StateMachine
 from engine.replay import apply_blocks
@@ -133,11 +134,7 @@ async def _stall_while_hashing(machine: StateMachine) -> tuple[str, float, float
 
 
 def measure(data_dir: Path, args: argparse.Namespace) -> dict:
-    began = time.perf_counter()
-    written = venue.build_journal(data_dir, args.commands, args.seed, days=args.days,
-                                  investors=args.investors)
-    print(f"journal: {written.total:,} entries written in {time.perf_counter() - began:.1f} s",
-          file=sys.stderr)
+    _, total, written_hash, _ = mixed_journal(data_dir, args)
     machine = StateMachine()
     journal = FileJournal(data_dir / "journal", sync=False, read_only=True)
     try:
@@ -147,7 +144,7 @@ def measure(data_dir: Path, args: argparse.Namespace) -> dict:
     began = time.perf_counter()
     machine.warm_reads()
     warm_s = time.perf_counter() - began
-    figures = {"commands": written.total, "venue": {
+    figures = {"commands": total, "venue": {
         "accounts": len(machine.accounts), "positions": machine.balances.positions.count,
         "orders": machine.component("markets").lifecycle.next_oid - 1,
         "subscriptions": len(machine.component("offerings").subscriptions),
@@ -158,7 +155,7 @@ def measure(data_dir: Path, args: argparse.Namespace) -> dict:
     in_place = machine.state_hash()
     figures["state_hash_in_place_s"] = round(time.perf_counter() - began, 3)
     digest, seconds, stall = asyncio.run(_stall_while_hashing(machine))
-    if digest != in_place or in_place != written.state_hash:
+    if digest != in_place or in_place != written_hash:
         raise AssertionError("the state hash off the loop is not the machine's")
     figures["state_hash_off_loop_s"] = round(seconds, 3)
     figures["state_hash_loop_stall_ms"] = round(stall * 1e3, 1)
@@ -167,12 +164,7 @@ def measure(data_dir: Path, args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="crowdex bench reads", description=__doc__.split("\n")[0])
-    p.add_argument("--commands", type=int, default=1_000_000,
-                   help="commands of the mixed journal after the venue's opening (%(default)s)")
-    p.add_argument("--days", type=int, default=venue.DAYS,
-                   help="exchange days the traffic covers (%(default)s)")
-    p.add_argument("--investors", type=int, default=venue.INVESTORS,
-                   help="investors at the opening (%(default)s)")
+    venue.add_arguments(p)
     p.add_argument("--seed", type=int, default=7, help="the workload's random seed")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     args = p.parse_args(argv)

@@ -213,7 +213,7 @@ def _orders_journal(data_dir: Path, args: argparse.Namespace) -> tuple[int, int,
     return prefix, total, None, {"orders": len(entries)}
 
 
-def _mixed_journal(data_dir: Path, args: argparse.Namespace) -> tuple[int, int, str | None,
+def mixed_journal(data_dir: Path, args: argparse.Namespace) -> tuple[int, int, str | None,
                                                                       dict]:
     """The busy venue's journal (``bench.venue``); prints the mix as written."""
     began = time.perf_counter()
@@ -235,12 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="order flow (the default), or a busy venue's mixed traffic")
     p.add_argument("--orders", type=int, default=1_000_000,
                    help="--mix orders: orders in the journal (%(default)s)")
-    p.add_argument("--commands", type=int, default=1_000_000,
-                   help="--mix mixed: commands after the venue's opening (%(default)s)")
-    p.add_argument("--days", type=int, default=venue.DAYS,
-                   help="--mix mixed: exchange days the traffic covers (%(default)s)")
-    p.add_argument("--investors", type=int, default=venue.INVESTORS,
-                   help="--mix mixed: investors at the opening (%(default)s)")
+    venue.add_arguments(p, "--mix mixed: ")
     p.add_argument("--seed", type=int, default=7, help="the workload's random seed")
     p.add_argument("--reference", type=int, default=100_000,
                    help="entries replayed one at a time for the old path's figure")
@@ -265,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure(data_dir: Path, args: argparse.Namespace) -> dict:
     """Build the journal, replay it in runs and one at a time, apply it live; the figures."""
-    build = _mixed_journal if args.mix == "mixed" else _orders_journal
+    build = mixed_journal if args.mix == "mixed" else _orders_journal
     prefix, total, written_hash, described = build(data_dir, args)
     cpu_began = time.process_time()
     result = replay(data_dir)

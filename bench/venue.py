@@ -39,6 +39,7 @@ so its state hash is what a replay must reach.
 
 from __future__ import annotations
 
+import argparse
 import bisect
 import collections
 from dataclasses import dataclass, field
@@ -566,6 +567,17 @@ def build_journal(data_dir: Path, commands: int, seed: int, *, days: int = DAYS,
     return MixedJournal(traffic.prefix, traffic.sequence, traffic.machine.state_hash(),
                         dict(traffic.counts), dict(traffic.refused), traffic.keyed,
                         traffic.order_runs, traffic.order_commands)
+
+
+def add_arguments(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """The mixed journal's size and shape as command-line options (``note``: what to say
+    before each help, such as the option that selects the mix)."""
+    parser.add_argument("--commands", type=int, default=1_000_000,
+                        help=f"{note}commands after the venue's opening (%(default)s)")
+    parser.add_argument("--days", type=int, default=DAYS,
+                        help=f"{note}exchange days the traffic covers (%(default)s)")
+    parser.add_argument("--investors", type=int, default=INVESTORS,
+                        help=f"{note}investors at the opening (%(default)s)")
 
 
 def mix_table(written: MixedJournal) -> str:

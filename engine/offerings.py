@@ -982,8 +982,11 @@ class Offerings:
         return out
 
     def instalment_status(self, project: Project, instalment: debt_board.Instalment,
-                          now_us: int) -> str:
-        paid, _ = self.instalment_paid(project, instalment)
+                          now_us: int, paid: int | None = None) -> str:
+        """"paid", "default", "late" or "scheduled" now; ``paid``: how much of it is paid,
+        if the caller has it (``instalments_paid``)."""
+        if paid is None:
+            paid, _ = self.instalment_paid(project, instalment)
         if paid == instalment.amount_fen:
             return "paid"
         overdue = now_us - instalment.due_us

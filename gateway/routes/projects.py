@@ -209,13 +209,13 @@ async def schedule(request: web.Request) -> web.Response:
         raise CrowdexError("not_found",
                            "only debt and operating-rights projects have a schedule")
     rows = []
-    for instalment in component.instalments(project):
-        paid, _ = component.instalment_paid(project, instalment)
+    for instalment, (paid, _) in zip(component.instalments(project),
+                                     component.instalments_paid(project), strict=True):
         rows.append({
             "number": instalment.number, "due": format_time_us(instalment.due_us),
             "principal": instalment.principal_fen, "interest": instalment.interest_fen,
             "amount": instalment.amount_fen, "paid": paid,
-            "status": component.instalment_status(project, instalment, now),
+            "status": component.instalment_status(project, instalment, now, paid),
         })
     return http.respond(request, 200, rows)
 
