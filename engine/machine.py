@@ -26,6 +26,8 @@ from engine.clock import TIME_US_MAX, format_time_us
 from engine.errors import CrowdexError
 from engine.kernels.entries import KIND_OTHER, ClientIds, scan_with_client_ids
 from engine.kernels.movements import sales_before
+from engine.references import DEPOSIT, WITHDRAWAL, References
+from engine.replies import Reply, Stored
 from engine.snapshot import state_hash
 from engine.state import Balances
 
@@ -63,14 +65,6 @@ CASH_READ = 2  # may read it and lower it
 _time_us = operator.attrgetter("time_us")
 
 
-class Reply(msgspec.Struct, array_like=True, gc=False):
-    """A command's answer. ``gc=False``: a reply refers to no reply (its body is plain data),
-    so it is in no reference cycle, and the collector need not scan the ones kept."""
-
-    status: int
-    body: Any
-
-
 class AccountInfo(msgspec.Struct, array_like=True):
     account_id: int
     role: str
@@ -80,15 +74,6 @@ class AccountInfo(msgspec.Struct, array_like=True):
     net_worth: int | None
     key_hash: str
     created_us: int
-
-
-class Stored(msgspec.Struct, array_like=True, gc=False):
-    """A remembered reply: idempotent requests and deposit/withdrawal references (in no
-    reference cycle either: ``gc=False``)."""
-
-    fingerprint: str
-    time_us: int
-    reply: Reply
 
 
 class Meta(msgspec.Struct, array_like=True):
@@ -181,7 +166,8 @@ class _Walk:
         self.replies: list[Reply | None] = []  # the carried entries' (None: an order's)
         self.ran: list[int] = []  # the orders' indexes in the run
         self.items: list[tuple[int, int, Any]] = []  # their (sequence, actor, command)
-        self.shown: list[tuple[int, int, Reply]] = []  # (sequence, account, reply) to complete
+        # (sequence, account, reference row) of the replies to complete (``_show_cash``).
+        self.shown: list[tuple[int, int, int]] = []
 
 
 def _command_account(entry: c.Entry) -> int:
@@ -190,6 +176,10 @@ def _command_account(entry: c.Entry) -> int:
 
 def _no_account(entry: c.Entry) -> int:
     return 0
+
+
+# A reply nobody reads (``replies_needed`` False): shared, without a body.
+_UNREAD_201 = Reply(201, None)
 
 
 def refusal(error: CrowdexError) -> Reply:
@@ -208,7 +198,7 @@ class StateMachine:
         self.withdrawals_total = 0
         self.accounts: dict[int, AccountInfo] = {}
         self.key_index: dict[str, int] = {}
-        self.references: dict[tuple[int, str], Stored] = {}
+        self.references = References()
         self.idempotency: dict[tuple[int, str], Stored] = {}
         # Its keys in its order, the oldest first (``_remember`` expires from the front): a
         # dict's deleted entries stay in its order until it is resized, so finding its first
@@ -608,7 +598,8 @@ class StateMachine:
             else:
                 if (how.shows_cash and len(references) != kept
                         and (account in actors or rests(account))):
-                    walk.shown.append((sequence, account, reply))
+                    walk.shown.append((sequence, account, kept))  # kept: its reference's row
+                    references.pend(kept, reply)
             replies.append(reply)
         self.last_sequence = first_sequence - 1
         count = len(replies)
@@ -635,6 +626,8 @@ class StateMachine:
         replies, ran = walk.replies, walk.ran
         if ran:  # else carried entries only, all applied (no order came at their time)
             self._apply_orders_of(first_sequence, entries, walk)
+        if walk.shown:
+            self.references.settle()  # their cash is complete (or no sale came before them)
         self.last_sequence = first_sequence + len(entries) - 1
         for entry, reply in zip(entries, replies, strict=True):
             if (entry.idempotency_key is not None and reply.status < 500
@@ -702,21 +695,24 @@ class StateMachine:
             component.on_time()  # nothing was due (see _run_end); kept for symmetry with apply
         return replies
 
-    def _show_cash(self, shown: list[tuple[int, int, Reply]], moved: int) -> None:
-        """Add to each reply in ``shown`` (``(sequence, account, reply)`` of a carried entry,
-        applied before the run's orders) the available cash its account's sales (as a maker,
-        or its own: ``_own_orders_allow``) brought before the entry: the proceeds less the
-        fees of the run's trades (``MovementLog`` rows from ``moved``) of earlier sequences
-        (``_apply_carrying``)."""
+    def _show_cash(self, shown: list[tuple[int, int, int]], moved: int) -> None:
+        """Add to the cash each reply in ``shown`` shows (``(sequence, account, row)`` of a
+        carried entry, applied before the run's orders, and its reference's row) the
+        available cash its account's sales (as a maker, or its own: ``_own_orders_allow``)
+        brought before the entry: the proceeds less the fees of the run's trades
+        (``MovementLog`` rows from ``moved``) of earlier sequences (``_apply_carrying``). The
+        reference keeps what its reply shows, and completes the reply if it was built
+        (``References.pend``)."""
         sequences = np.fromiter((at for at, _, _ in shown), dtype=np.int64, count=len(shown))
         accounts = np.fromiter((account for _, account, _ in shown), dtype=np.int64,
                                count=len(shown))
         sold = np.zeros(len(shown), dtype=np.int64)
         sales_before(self.movements.table.rows, moved, self.movements.table.count, sequences,
                      accounts, sold)
-        for (_, _, reply), amount in zip(shown, sold.tolist(), strict=True):
+        references = self.references
+        for (_, _, row), amount in zip(shown, sold.tolist(), strict=True):
             if amount:
-                reply.body["cash_available"] += amount
+                references.show_more(row, amount)
 
     def component(self, name: str) -> Component:
         """A component by its name (``offerings``, ``settlement``, ``markets``)."""
@@ -823,9 +819,10 @@ class StateMachine:
 
     def _check_reference(self, account_id: int, reference: str, fingerprint: str) -> Reply | None:
         """The first reply for a reused reference, or None for a new one."""
-        stored = self.references.get((account_id, reference))
-        if stored is None:
+        row = self.references.row(account_id, reference)
+        if row is None:
             return None
+        stored = self.references.stored(account_id, row)
         if stored.fingerprint != fingerprint:
             raise CrowdexError(
                 "reference_conflict",
@@ -837,10 +834,10 @@ class StateMachine:
         info = self.accounts.get(cmd.account_id)
         if info is None or info.role == "fee":
             raise CrowdexError("account_not_found", f"no account {cmd.account_id}")
-        fingerprint = f"deposit:{cmd.amount}"
-        references, key = self.references, (cmd.account_id, cmd.reference)
-        if key in references:  # a reference used before: its first reply, or a conflict
-            return self._check_reference(cmd.account_id, cmd.reference, fingerprint)
+        references = self.references
+        if references.row(cmd.account_id, cmd.reference) is not None:
+            # A reference used before: its first reply, or a conflict.
+            return self._check_reference(cmd.account_id, cmd.reference, f"deposit:{cmd.amount}")
         if (self.rules >= 3  # commands.RULES_VERSION: older journals replay as they were
                 and self.deposits_total - self.withdrawals_total + cmd.amount > CASH_TOTAL_MAX):
             raise CrowdexError("limit_exceeded",
@@ -851,17 +848,19 @@ class StateMachine:
         self.deposits_total += cmd.amount
         self.movements.record(self.last_sequence, mv.DEPOSIT, mv.EXTERNAL_ACCOUNT,
                               cmd.account_id, mv.CASH, cmd.amount)
-        # The reply is kept with the reference (state), so it is built even in a replay.
-        reply = Reply(201, {"account_id": cmd.account_id,
-                            "cash_available": cash.item(cmd.account_id)})
-        references[key] = Stored(fingerprint, self.now_us, reply)
-        return reply
+        # What the reply shows is kept with the reference (state): its row, even in a replay.
+        available = cash.item(cmd.account_id)
+        references.add(cmd.account_id, cmd.reference, DEPOSIT, cmd.amount, self.now_us,
+                       available)
+        if not self.replies_needed:
+            return _UNREAD_201
+        return Reply(201, {"account_id": cmd.account_id, "cash_available": available})
 
     def _withdraw(self, cmd: c.Withdraw, actor: int) -> Reply:
-        fingerprint = f"withdraw:{cmd.amount}"
-        references, key = self.references, (cmd.account_id, cmd.reference)
-        if key in references:  # a reference used before: its first reply, or a conflict
-            return self._check_reference(cmd.account_id, cmd.reference, fingerprint)
+        references = self.references
+        if references.row(cmd.account_id, cmd.reference) is not None:
+            # A reference used before: its first reply, or a conflict.
+            return self._check_reference(cmd.account_id, cmd.reference, f"withdraw:{cmd.amount}")
         if cmd.amount > self.cash_withdrawable(cmd.account_id):
             raise CrowdexError(
                 "insufficient_funds",
@@ -872,9 +871,12 @@ class StateMachine:
         self.withdrawals_total += cmd.amount
         self.movements.record(self.last_sequence, mv.WITHDRAWAL, cmd.account_id,
                               mv.EXTERNAL_ACCOUNT, mv.CASH, cmd.amount)
-        reply = Reply(201, {"cash_available": cash.item(cmd.account_id)})
-        references[key] = Stored(fingerprint, self.now_us, reply)
-        return reply
+        available = cash.item(cmd.account_id)
+        references.add(cmd.account_id, cmd.reference, WITHDRAWAL, cmd.amount, self.now_us,
+                       available)
+        if not self.replies_needed:
+            return _UNREAD_201
+        return Reply(201, {"cash_available": available})
 
     def _advance_clock(self, cmd: c.AdvanceClock, actor: int) -> Reply:
         if not self.manual_clock:
@@ -997,16 +999,13 @@ class StateMachine:
         return encode
 
     def _meta(self, components: list[tuple[str, bytes]]) -> Meta:
-        references = self.references
         return Meta(
             last_sequence=self.last_sequence,
             now_us=self.now_us,
             manual_clock=self.manual_clock,
             profile=self.profile,
             accounts=[self.accounts[k] for k in sorted(self.accounts)],
-            # The keys sorted, not the items: the same order (keys are unique) at half the
-            # cost, as an item's comparison first tests its keys for equality.
-            references=[(a, r, references[a, r]) for a, r in sorted(references)],
+            references=self.references.listed(),
             idempotency=[(a, k, s) for (a, k), s in self.idempotency.items()],
             next_movement_id=self.movements.next_id,
             components=components,
@@ -1031,7 +1030,7 @@ class StateMachine:
         self.rules = meta.rules
         self.accounts = {a.account_id: a for a in meta.accounts}
         self.key_index = {a.key_hash: a.account_id for a in meta.accounts if a.key_hash}
-        self.references = {(a, r): s for a, r, s in meta.references}
+        self.references = References.loaded(meta.references)
         self.idempotency = {(a, k): s for a, k, s in meta.idempotency}
         self._idempotency_order = deque(self.idempotency)
         self._front_time = -1

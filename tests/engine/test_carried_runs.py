@@ -266,6 +266,14 @@ def test_a_repeated_reference_shows_the_first_reply_once():
     _compare(c.RULES_VERSION, _maker_sells_then([deposit, deposit]), [])
 
 
+def test_a_repeated_reference_shows_the_first_reply_kept_with_a_key():
+    """The same with the first deposit under an idempotency key, its reply remembered: the
+    repeat answers that reply, and both show the sale's cash, as one entry at a time."""
+    first = c.Entry(START_US + 1, OPERATOR, c.Deposit(TRADERS[0], 7, "x"), "key-1", "h")
+    again = c.Entry(START_US + 1, OPERATOR, c.Deposit(TRADERS[0], 7, "x"))
+    _compare(c.RULES_VERSION, _maker_sells_then([first, again]), [])
+
+
 def test_the_fee_account_is_not_carried():
     """Every trade pays the fee account: a withdrawal of its cash shows the fees before it."""
     entries = _maker_sells_then([c.Entry(START_US + 1, FEE, c.Withdraw(FEE, 9, "y"))])
@@ -346,7 +354,11 @@ def test_a_run_carries_the_commands_after_its_last_order():
     calls = _kernel_calls(batched)
     replies = batched.apply_batch(batched.last_sequence + 1, entries[1:])
     assert [r.status for r in replies] == [201] * 5 and alone == [] and calls == [2]
-    assert replies[2].body["cash_available"] == 100_000 + 50 * PRICE * 99 // 100 + 7
+    # Nobody reads the reply of a replayed deposit without a key: its reference keeps it.
+    references = batched.references
+    kept = references.stored(TRADERS[0], references.row(TRADERS[0], "x")).reply
+    assert replies[2].body is None
+    assert kept.body["cash_available"] == 100_000 + 50 * PRICE * 99 // 100 + 7
 
 
 def test_an_amend_in_a_run_sees_the_orders_before_it():
