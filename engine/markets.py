@@ -328,13 +328,22 @@ class Markets:
                         queue.new_count += 1
                         continue
             elif kind is _CANCEL and actor != 0:
-                # The commonest cancel names an order of the queue that has no id yet
-                # (_queue_cancel's last case, with _Queue.cancel), inlined.
-                order_id, first = cmd.order_id, queue.first_oid
-                if first is None:
-                    first = queue.first_oid = self.engine.next_order_id
-                if order_id >= lifecycle.next_oid and first <= order_id < first + queue.new_count:
-                    queue.by_id.add(len(queue.ops))
+                # _queue_cancel's two commonest cases, with _Queue.cancel, inlined: an open
+                # order of the actor's, kept (a replay's cancels), and an order of the queue
+                # that has no id yet (a live batch's).
+                order_id = cmd.order_id
+                if 0 < order_id < lifecycle.next_oid:
+                    record = lifecycle.records.item(order_id)
+                    inline = (record[_REC_KEPT] and record[_REC_ACCOUNT] == actor
+                              and record[_REC_STATUS] <= kf.PARTIALLY_FILLED)
+                else:
+                    first = queue.first_oid
+                    if first is None:
+                        first = queue.first_oid = self.engine.next_order_id
+                    inline = first <= order_id < first + queue.new_count
+                    if inline:
+                        queue.by_id.add(len(queue.ops))
+                if inline:
                     add_index(index)
                     add_sequence(sequence)
                     add_op(k_CANCEL)
@@ -346,7 +355,7 @@ class Markets:
                 elif kind is _CANCEL:
                     cancel(queue, replies, index, sequence, actor, cmd)
                 else:
-                    self._queue_amend(queue, replies, index, sequence, actor, cmd)
+                    self._queue_amend(queue, replies, index, sequence, actor, cmd, tradable)
             except CrowdexError as error:
                 replies[index] = Reply(error.status, error.body())
         self._match(queue, replies)
@@ -367,10 +376,13 @@ class Markets:
         (``apply_run``: ``ready``, ``tradable``): when the instrument's info now is that very
         object. ``Offerings.instrument_info`` gives the same object for the same facts, and
         the rules' verdict (``_check_tradable``) is a function of the info, the side and the
-        venue's profile; the book, once open, stays open."""
+        venue's profile; the book, once open, stays open. The other side's info, if the run
+        read it, is the instrument's (``_queue_place``): one lookup, not two."""
         info = tradable.get(pair)
         if info is None:
-            info = self._offerings().instrument_info(pair[0])
+            info = tradable.get((pair[0], _OTHER_SIDE[pair[1]]))
+            if info is None or isinstance(info, CrowdexError):
+                info = self._offerings().instrument_info(pair[0])
             if info is not self._passed[pair]:
                 return False
             tradable[pair] = info
@@ -463,7 +475,7 @@ class Markets:
         return self.apply_run([(self.machine.last_sequence, actor, cmd)])[0]
 
     def _queue_amend(self, queue: _Queue, replies: list, index: int, sequence: int,
-                     actor: int, cmd: mc.AmendOrder) -> None:
+                     actor: int, cmd: mc.AmendOrder, tradable: dict) -> None:
         """API.md's PATCH /v1/orders/{id}: a lower quantity keeps the order's place; a new
         price or a larger quantity re-enters it (``OP_AMEND``, checked like a new order).
         Its checks read the order as of this command, which queued ones may change: the
@@ -476,8 +488,7 @@ class Markets:
         if queued and verdict != AMEND_UNCHANGED and not self._stays_finished(verdict, queue):
             self._match(queue, replies)
             verdict = self._read_amended(order_id, self._commands, 0)
-        account = self.machine.accounts.get(actor)
-        if account is None or account.role != "investor":
+        if actor not in self._investors and not self._new_investor(actor):
             raise CrowdexError("forbidden", "only investors trade")
         if verdict == AMEND_UNKNOWN:
             raise CrowdexError("order_not_found", f"no order {order_id}")
@@ -497,8 +508,13 @@ class Markets:
                                "already filled (or cancelled by self-trade prevention)")
         price = old_price if cmd.price is None else cmd.price
         rest = old_quantity - filled - cancelled
-        if price != old_price or remaining > rest:  # re-enters: the rules of a new order
-            self._check_tradable(instrument, SIDE_NAMES[side])
+        if price != old_price or remaining > rest:  # re-enters: the rules of a new order,
+            # passed already if the run's orders there passed them (``tradable``: the run
+            # has one time, and its commands do not change an instrument's info).
+            pair = (instrument, SIDE_NAMES[side])
+            passed = tradable.get(pair)
+            if passed is None or isinstance(passed, CrowdexError):
+                self._check_tradable(*pair)
         queue.amend(index, sequence, actor, order_id, instrument, post_only, price, remaining)
 
     def _stays_finished(self, verdict: int, queue: _Queue) -> bool:
@@ -642,15 +658,23 @@ class Markets:
         """A scratch array for a kernel call's commands, with room for ``n`` (and its bytes)."""
         self._commands = np.zeros(n, dtype=COMMAND_DTYPE)
         self._command_bytes = memoryview(self._commands.view(np.uint8))
+        self._commands_of: _Queue | None = None  # whose rows it holds (_command_array)
 
     def _command_array(self, queue: _Queue) -> np.ndarray:
         """``queue.array()`` in the scratch array: its packed rows copied in as bytes, no
-        array built (a kernel call's commands are not kept after it)."""
+        array built (a kernel call's commands are not kept after it). Only the rows queued
+        since the last copy of the same queue are copied: a queue only grows until it is
+        matched, the kernel call is the only writer of the scratch rows, and the queue is
+        cleared after it (``_Queue.copied``); an amend reads the queue as an array each."""
         n = len(queue.rows)
         if n > len(self._commands):
             self._command_room(2 * n)
-        data = b"".join(queue.rows)
-        self._command_bytes[: len(data)] = data
+        start = queue.copied if self._commands_of is queue else 0
+        if start < n:
+            data = b"".join(queue.rows[start:] if start else queue.rows)
+            size = COMMAND_DTYPE.itemsize
+            self._command_bytes[start * size: start * size + len(data)] = data
+            queue.copied, self._commands_of = n, queue
         return self._commands[:n]
 
     def _record_fills(self, events: np.ndarray, trades: int, sequences: list[int]) -> None:
@@ -1319,6 +1343,7 @@ class _Queue:
         self.ops.clear()
         self.rows.clear()
         self.new_count = 0
+        self.copied = 0  # rows in Markets' scratch array already, if it holds this queue's
         # The id the engine gives the call's first new order (Markets._queue_cancel): it
         # changes only when the queue is matched, which clears the queue.
         self.first_oid: int | None = None
