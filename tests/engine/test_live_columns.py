@@ -406,3 +406,33 @@ def test_a_batchs_cancels_and_refusals_read_as_columns(batch, columns_min):
         batches, expected = _one_at_a_time([(0, fill), (150 * DAY_US, batch)])
         got = _in_batches(batches)
     assert got == expected
+
+
+def _sell(actor: int, price: int, instrument: int = DEBT) -> tuple:
+    return ("as", actor, ("order", 0, instrument - 1, "sell", "limit", price, 1, "gtc", False,
+                          "cancel_newest", None, None))
+
+
+# Order 4 is trader 5's sell of the loan, resting (placed while the loan was sound).
+@pytest.mark.parametrize(("batch", "refused"), [
+    # An amend that re-enters (a new price) is checked as a new order of its side: the loan
+    # in default refuses it, whatever the run's orders there met before it (none, a buy that
+    # passed, a sell refused).
+    ([_buy(4), ("amend", 1, 4, PRICE + 200, None)], True),
+    ([_buy(4), _buy(6, PRICE, DEBT), ("amend", 1, 4, PRICE + 200, None)], True),
+    ([_buy(4), _sell(6, PRICE + 300), ("amend", 1, 4, PRICE + 200, None)], True),
+    # A buy of the loan re-enters after the run's buys there passed, or alone.
+    ([_buy(4), _buy(6, PRICE - 300, DEBT), ("amend", 0, 5, PRICE - 200, None)], False),
+    ([_buy(4), ("amend", 0, 5, PRICE - 200, None)], False),
+])
+def test_an_amend_in_a_run_meets_its_own_sides_rules(batch, refused):
+    """``Markets._queue_amend`` reads the run's verdict on its instrument and side where the
+    run's orders met the rules there (``tradable``), and asks them otherwise; order 5 is
+    trader 4's resting buy of the loan."""
+    setup = [_sell(5, PRICE + 100), _buy(4, PRICE - 400, DEBT)]
+    batches, expected = _one_at_a_time([(0, setup), (150 * DAY_US, batch)])
+    got = _in_batches(batches)
+    assert got == expected
+    status, body = msgspec.json.decode(got[0][-1])
+    assert status == (422 if refused else 200)
+    assert ("in default" in body["error"]["message"]) if refused else body["status"] == "open"
