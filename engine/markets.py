@@ -231,8 +231,10 @@ class Markets:
         return (mc.PlaceOrder, mc.CancelOrder, mc.AmendOrder)
 
     def rests_orders(self, account_id: int) -> bool:
-        """Whether the account has orders on a book (a run's orders may fill them)."""
-        return self._open_orders(account_id) > 0
+        """Whether the account has orders on a book (a run's orders may fill them). Asked
+        for most entries a run carries: ``_open_orders`` inline, the count read as an int."""
+        counts = self.lifecycle.open_count
+        return account_id < len(counts) and counts.item(account_id) > 0
 
     def cash_effect(self, command: Any) -> int:
         """What a run command does to its account's available cash, for a run carrying a
