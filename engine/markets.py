@@ -382,7 +382,7 @@ class Markets:
         read it, is the instrument's (``_queue_place``): one lookup, not two."""
         info = tradable.get(pair)
         if info is None:
-            info = tradable.get((pair[0], _OTHER_SIDE[pair[1]]))
+            info = tradable.get((pair[0], _OTHER_SIDE.get(pair[1])))
             if info is None or isinstance(info, CrowdexError):
                 info = self._offerings().instrument_info(pair[0])
             if info is not self._passed[pair]:
