@@ -14,6 +14,7 @@ are indexes rebuilt from the subscriptions.
 from __future__ import annotations
 
 import copy
+import heapq
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -53,6 +54,10 @@ DISCLOSURES_PER_PROJECT_MAX = 10_000
 
 def _entry_actor(entry: Any) -> int:
     return entry.actor
+
+
+def _project_id(project: Any) -> int:
+    return project.project_id
 
 
 class Project(msgspec.Struct, array_like=True):
@@ -235,6 +240,44 @@ class _Committed:
         return fen
 
 
+class _Waiting:
+    """Projects waiting in one status for a moment: open offerings for their deadline, or
+    succeeded ones for the end of their lock-up (an index, rebuilt on load).
+
+    ``on_time`` and ``_recompute_due`` walked every project ever listed to find them, on the
+    one thread at every deadline and lock-up end. Instead each waiting project is in a heap
+    by ``(time_us, project_id)``, pushed once when it starts to wait; one that left the
+    status by another way (an operator's close) is dropped when it reaches the top, since
+    the moment a project waits for never changes while it waits.
+    """
+
+    __slots__ = ("status", "heap")
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+        self.heap: list[tuple[int, int]] = []
+
+    def push(self, time_us: int, project_id: int) -> None:
+        heapq.heappush(self.heap, (time_us, project_id))
+
+    def due(self, projects: dict[int, Project], now_us: int) -> list[Project]:
+        """The waiting projects whose moment is ``now_us`` or before, taken out, by
+        ``(time_us, project_id)``."""
+        heap, out = self.heap, []
+        while heap and heap[0][0] <= now_us:
+            project = projects[heapq.heappop(heap)[1]]
+            if project.status == self.status:
+                out.append(project)
+        return out
+
+    def earliest_us(self, projects: dict[int, Project]) -> int | None:
+        """The earliest moment a project waits for (None: none waits)."""
+        heap = self.heap
+        while heap and projects[heap[0][1]].status != self.status:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+
 class Offerings:
     """The offerings component (see the module docstring)."""
 
@@ -263,6 +306,13 @@ class Offerings:
         self._live: dict[int, _Live] = defaultdict(_Live)
         self._schedules: dict[int, list[debt_board.Instalment]] = {}
         self._next_due: int | None = None
+        # Indexes over every project or distribution ever made, kept as they change (derived,
+        # rebuilt on load): a walk over all of them grows with the venue's age.
+        self._closing = _Waiting(rules.OPEN)  # open offerings by deadline
+        self._locked = _Waiting(rules.SUCCEEDED)  # issued units by the end of their lock-up
+        self._projects_of: dict[int, list[Project]] = defaultdict(list)  # by issuer, id order
+        self._pending: dict[int, Distribution] = {}  # distributions not paid yet, id order
+        self._distributions_of: dict[int, list[Distribution]] = defaultdict(list)  # by project
         self.rules_file: dict[str, Any] = {}  # the operator's boards file in force (state)
         self.terms = OperatingTerms(self)  # the operating-rights board after its close
         self._configured: dict[tuple, rules.Board] = {}  # boards with overrides (derived)
@@ -402,6 +452,7 @@ class Offerings:
                           rules=self.listing_rules(cmd.board))
         self.next_project_id += 1
         self.projects[project.project_id] = project
+        self._projects_of[actor].append(project)
         return Reply(201, self.project_view(project))
 
     def _check_borrower_cap(self, board: rules.Board, terms: dict, issuer: int,
@@ -417,10 +468,11 @@ class Offerings:
                 "outstanding or offered")
 
     def outstanding_principal_fen(self, issuer: int, exclude: int = 0) -> int:
-        """Principal an issuer owes or offers: open debt at its maximum, closed debt unpaid."""
+        """Principal an issuer owes or offers: open debt at its maximum, closed debt unpaid
+        (from the issuer's projects, not a walk over every project at each debt listing)."""
         total = 0
-        for project in self.projects.values():
-            if project.issuer_id != issuer or project.project_id == exclude:
+        for project in self._projects_of.get(issuer, ()):
+            if project.project_id == exclude:
                 continue
             board = self.board(project)
             if board.config.borrower_cap_fen is None:
@@ -445,6 +497,7 @@ class Offerings:
             self.board(project).check_deadline(project.deadline_us, self.machine.now_us,
                                                "approval")
             project.approved_us = self.machine.now_us
+            self._closing.push(project.deadline_us, project.project_id)
             self._schedule_due(project.deadline_us)
         project.status = wanted
         self._publish(project)
@@ -721,6 +774,7 @@ class Offerings:
             self._issue_units(project.project_id, payers, units)
             project.lockup_until_us = (project.closed_us
                                        + project.terms.get("lockup_days", 0) * rules.US_PER_DAY)
+            self._locked.push(project.lockup_until_us, project.project_id)
             self._schedule_due(project.lockup_until_us)
         project.raised = raised
         project.subscribed_quantity = int(units.sum())
@@ -759,32 +813,27 @@ class Offerings:
             self._next_due = time_us
 
     def on_time(self) -> None:
-        """Close offerings whose deadline has come and start trading when lock-ups end."""
+        """Close offerings whose deadline has come, by (deadline, project id), and start
+        trading, by project id, when lock-ups end."""
         if self._next_due is None or self.machine.now_us < self._next_due:
             return
         now = self.machine.now_us
-        due = sorted((p.deadline_us, p.project_id) for p in self.projects.values()
-                     if p.status == rules.OPEN and p.deadline_us <= now)
-        for _, project_id in due:
-            self.close(self.projects[project_id])
-        for project in self.projects.values():
-            if (project.status == rules.SUCCEEDED and self.board(project).config.issues_units
-                    and project.lockup_until_us <= now):
-                project.status = rules.TRADING
-                self._publish(project)
+        for project in self._closing.due(self.projects, now):
+            self.close(project)
+        # A close only makes a project wait for its lock-up: taken after the closes, the
+        # lock-ups that end now include those of the offerings closed just before.
+        for project in sorted(self._locked.due(self.projects, now), key=_project_id):
+            project.status = rules.TRADING
+            self._publish(project)
         self.terms.on_time()
         self._recompute_due()
 
     def _recompute_due(self) -> None:
         self._next_due = None
-        for project in self.projects.values():
-            if project.status == rules.OPEN:
-                self._schedule_due(project.deadline_us)
-            elif project.status == rules.SUCCEEDED and self.board(project).config.issues_units:
-                self._schedule_due(project.lockup_until_us)
-        event = self.terms.next_event_us()
-        if event is not None:
-            self._schedule_due(event)
+        for time_us in (self._closing.earliest_us(self.projects),
+                        self._locked.earliest_us(self.projects), self.terms.next_event_us()):
+            if time_us is not None:
+                self._schedule_due(time_us)
 
     def next_deadline_us(self) -> int | None:
         return self._next_due
@@ -825,6 +874,8 @@ class Offerings:
                             self.machine.now_us)
         self.next_distribution_id += 1
         self.distributions[dist.distribution_id] = dist
+        self._pending[dist.distribution_id] = dist
+        self._distributions_of[project.project_id].append(dist)
         return dist
 
     def pay_pending_distributions(self) -> int:
@@ -833,15 +884,21 @@ class Offerings:
         Called by the settlement batch (``PrepareSettlement``) inside a journaled command, so
         the holders of record are those at the batch. Each holder gets a share of the payment
         less the servicing (debt) or admin (IP) fee, pro rata per unit, largest remainder with
-        ties to the lower account id.
+        ties to the lower account id. They are paid in id order, taken from those pending
+        (``_pending``), not from a walk over every distribution ever made.
         """
-        count = 0
-        for dist in self.distributions.values():
-            if dist.status != "pending":
-                continue
+        pending = self._pending
+        paying = list(pending.values())
+        for dist in paying:
             self._pay(dist)
-            count += 1
-        return count
+            if dist.status != "pending":  # _pay marks it paid (or raises, and stops the batch)
+                del pending[dist.distribution_id]
+        return len(paying)
+
+    def project_distributions(self, project_id: int) -> list[Distribution]:
+        """A project's distributions, oldest first, from an index by project (not a walk over
+        every distribution of the venue at each ``GET /v1/projects/{id}/distributions``)."""
+        return list(self._distributions_of.get(project_id, ()))
 
     def _pay(self, dist: Distribution) -> None:
         machine = self.machine
@@ -1181,6 +1238,14 @@ class Offerings:
             list(self.subscriptions.values()), list(self.distributions.values()),
             list(self.disclosures.values()), self.rules_file, self.terms.meta()))
 
+    def _index_project(self, project: Project) -> None:
+        """Put a loaded project in the indexes by project (``_reset``)."""
+        self._projects_of[project.issuer_id].append(project)
+        if project.status == rules.OPEN:
+            self._closing.push(project.deadline_us, project.project_id)
+        elif project.status == rules.SUCCEEDED and self.board(project).config.issues_units:
+            self._locked.push(project.lockup_until_us, project.project_id)
+
     def load(self, arrays: dict[str, np.ndarray], meta: bytes) -> None:
         state = _decoder.decode(meta)
         self._reset()
@@ -1189,9 +1254,15 @@ class Offerings:
         self.next_distribution_id = state.next_distribution_id
         self.next_disclosure_id = state.next_disclosure_id
         self.projects = {p.project_id: p for p in state.projects}
+        for project in state.projects:
+            self._index_project(project)
         self.rules_file = state.rules_file
         self.terms.load(state.operating_terms)
         self.distributions = {d.distribution_id: d for d in state.distributions}
+        for dist in state.distributions:
+            self._distributions_of[dist.project_id].append(dist)
+            if dist.status == "pending":
+                self._pending[dist.distribution_id] = dist
         self.disclosures = {d.disclosure_id: d for d in state.disclosures}
         for disclosure in state.disclosures:
             self._disclosures_of[disclosure.project_id].append(disclosure)

@@ -224,8 +224,7 @@ async def list_distributions(request: web.Request) -> web.Response:
     project_id = http.path_id(request, "project_id")
     component = offerings(request)
     component.project_for(project_id, viewer(request))
-    rows = [distribution_view(d) for d in component.distributions.values()
-            if d.project_id == project_id]
+    rows = [distribution_view(d) for d in component.project_distributions(project_id)]
     return http.respond(request, 200, rows)
 
 
