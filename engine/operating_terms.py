@@ -23,6 +23,7 @@ the arithmetic; this module keeps the state and moves the money the way distribu
 from __future__ import annotations
 
 import bisect
+import heapq
 from typing import Any
 
 import msgspec
@@ -77,6 +78,12 @@ class OperatingTerms:
         # falls into default as its payments stand (see in_default).
         self._ends: dict[tuple[int, int], int] = {}
         self._default_from: dict[tuple, tuple[int, ...]] = {}  # see _unpaid_defaults
+        # Each term's next event (``_next_event``) as (time_us, project_id) in a heap (an
+        # index, rebuilt on load): ``on_time`` and ``next_event_us`` walked every term ever
+        # begun at each deadline. A term's entry is pushed again whenever its next event may
+        # have moved (``watch``); an entry that is no longer the term's next event is dropped
+        # when it reaches the top.
+        self._events: list[tuple[int, int]] = []
 
     @property
     def machine(self) -> Any:
@@ -94,6 +101,7 @@ class OperatingTerms:
                           project.terms["buyback_price"] * project.subscribed_quantity,
                           handled_us=project.closed_us)
         self.states[project.project_id] = state
+        self.watch(state)
         return self._next_event(state)
 
     # ---- commands -------------------------------------------------------------------------------
@@ -126,6 +134,7 @@ class OperatingTerms:
         if owed:  # 422 insufficient_funds here leaves the month unreported and unpaid
             distribution_id = offerings.escrow_payment(project, actor, owed).distribution_id
         state.reports.append(RevenueReport(month, cmd.revenue, owed, now, distribution_id))
+        self.watch(state)
         return Reply(201, self._month_row(state, month, now))
 
     def pay_buyback(self, project: Any, amount: int, actor: int) -> Any:
@@ -145,6 +154,7 @@ class OperatingTerms:
         dist = self.offerings.escrow_payment(project, actor, amount)
         state.buyback_paid_us = self.machine.now_us
         state.buyback_distribution_id = dist.distribution_id
+        self.watch(state)
         return dist
 
     def _state(self, project: Any, refusal: str) -> TermState:
@@ -324,23 +334,39 @@ class OperatingTerms:
             times += (self._end_us(state),)
         return min(times) if times else None
 
+    def watch(self, state: TermState) -> None:
+        """Index the term's next event, after anything it depends on changed (its reports,
+        its buy-back, its handled time or its close)."""
+        event = self._next_event(state)
+        if event is not None:
+            heapq.heappush(self._events, (event, state.project_id))
+
+    def _is_next(self, entry: tuple[int, int]) -> bool:
+        return self._next_event(self.states[entry[1]]) == entry[0]
+
     def next_event_us(self) -> int | None:
-        events = [t for t in map(self._next_event, self.states.values()) if t is not None]
-        return min(events) if events else None
+        events = self._events
+        while events and not self._is_next(events[0]):
+            heapq.heappop(events)
+        return events[0][0] if events else None
 
     def on_time(self) -> None:
-        """Apply what the clock has brought: the end of a term, a fall into default."""
+        """Apply what the clock has brought: the end of a term, a fall into default; to each
+        term whose next event has come, by project id."""
         now = self.machine.now_us
-        for project_id in sorted(self.states):
+        events, due = self._events, set()
+        while events and events[0][0] <= now:
+            entry = heapq.heappop(events)
+            if self._is_next(entry):
+                due.add(entry[1])
+        for project_id in sorted(due):
             state = self.states[project_id]
-            event = self._next_event(state)
-            if event is None or event > now:
-                continue
             if not state.closed and now >= state.term.end_us:
                 self._close_term(state)
             elif self.in_default(project_id, now):
                 self._cancel_resting(project_id, SIDES_SELL)
             state.handled_us = now
+            self.watch(state)
             # Watchers of the project see it close or fall into default (output, not state).
             self.offerings._publish(self.offerings.projects[project_id])
 
@@ -366,3 +392,6 @@ class OperatingTerms:
 
     def load(self, states: list[TermState]) -> None:
         self.states = {s.project_id: s for s in states}
+        self._events = []
+        for state in states:
+            self.watch(state)

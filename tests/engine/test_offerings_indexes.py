@@ -2,12 +2,14 @@
 they replace: open offerings by deadline and succeeded ones by the end of their lock-up
 (``_closing``, ``_locked``: ``on_time`` and the next deadline), an issuer's projects
 (``outstanding_principal_fen``: the debt board's borrower cap), the distributions not paid yet
-(``pay_pending_distributions``) and a project's distributions (its route).
+(``pay_pending_distributions``) and a project's distributions (its route); and the next event
+of each operating-rights term (``OperatingTerms._events``: its ``on_time`` and next event).
 
 Hypothesis drives a venue on a manual clock: issuers list equity (with and without a lock-up),
-loans (under a borrower cap the steps reach) and pledges, the operator approves, rejects or
-closes them, investors subscribe, the clock jumps past deadlines and lock-ups, issuers repay
-loans and the operator prepares settlement batches. After every step, refused ones included,
+loans (under a borrower cap the steps reach), pledges and operating rights, the operator
+approves, rejects or closes them, investors subscribe, the clock jumps past deadlines, lock-ups,
+defaults and terms' ends, issuers repay loans, report revenue and pay buy-backs, and the
+operator prepares settlement batches. After every step, refused ones included,
 and after a snapshot's load, each index must answer what the walk over everything answers.
 """
 
@@ -19,11 +21,13 @@ import types
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from boards import operating_rights as orb
 from boards import rules
 from engine import commands as c
 from engine import offerings_commands as oc
 from engine.machine import StateMachine
 from engine.offerings import Offerings, Project
+from engine.operating_terms import SIDES_SELL, OperatingTerms
 from settlement.commands import PrepareSettlement
 
 START_US = 1_767_225_600_000_000  # 2026-01-01
@@ -46,7 +50,8 @@ def _venue() -> StateMachine:
     _apply(machine, 0, c.Genesis("h", True, START_US, "intl", c.RULES_VERSION))
     _apply(machine, 0, oc.SetBoardRules({
         "debt": {"borrower_cap_fen": CAP_FEN, "duration_days_min": 1},
-        "equity": {"duration_days_min": 1}, "product": {"duration_days_min": 1}}))
+        "equity": {"duration_days_min": 1}, "product": {"duration_days_min": 1},
+        "operating_rights": {"duration_days_min": 1}}))
     for n in ISSUERS:
         _apply(machine, OPERATOR, c.CreateAccount("issuer", f"s{n}", f"ks{n}"))
     for n in INVESTORS:
@@ -62,6 +67,10 @@ def _terms(board: str, lockup_days: int) -> dict:
         return {"price": 100, "min_quantity": 5, "max_quantity": 50, "lockup_days": lockup_days}
     if board == "debt":
         return LOAN
+    if board == "operating_rights":
+        return {"price": 100, "min_quantity": 1, "max_quantity": 1000, "term_months": 6,
+                "revenue_share_bps": 500, "buyback_price": lockup_days % 3,
+                "lockup_days": lockup_days}
     return {"goal": 500, "tiers": [{"tier_id": "a", "price": 100, "quantity": None}]}
 
 
@@ -139,9 +148,32 @@ def walked_pay_pending(self: Offerings) -> int:
     return count
 
 
+def walked_terms_on_time(self: OperatingTerms) -> None:
+    """``OperatingTerms.on_time`` as the walk over every term it was."""
+    now = self.machine.now_us
+    for project_id in sorted(self.states):
+        state = self.states[project_id]
+        event = self._next_event(state)
+        if event is None or event > now:
+            continue
+        if not state.closed and now >= state.term.end_us:
+            self._close_term(state)
+        elif self.in_default(project_id, now):
+            self._cancel_resting(project_id, SIDES_SELL)
+        state.handled_us = now
+        self.offerings._publish(self.offerings.projects[project_id])
+
+
+def walked_next_event_us(terms: OperatingTerms) -> int | None:
+    events = [t for t in map(terms._next_event, terms.states.values()) if t is not None]
+    return min(events) if events else None
+
+
 def walking(machine: StateMachine) -> StateMachine:
     """``machine`` with its offerings answering from the walks, not the indexes."""
     offerings = machine.component("offerings")
+    offerings.terms.on_time = types.MethodType(walked_terms_on_time, offerings.terms)
+    offerings.terms.next_event_us = types.MethodType(walked_next_event_us, offerings.terms)
     offerings.on_time = types.MethodType(walked_on_time, offerings)
     offerings.pay_pending_distributions = types.MethodType(walked_pay_pending, offerings)
     offerings.outstanding_principal_fen = types.MethodType(
@@ -158,6 +190,11 @@ def check(machine: StateMachine) -> None:
         closing[0][0] if closing else None)
     assert offerings._locked.earliest_us(offerings.projects) == (
         locked[0][0] if locked else None)
+    terms = offerings.terms
+    assert {entry[1] for entry in terms._events if terms._is_next(entry)} == {
+        project_id for project_id, state in terms.states.items()
+        if terms._next_event(state) is not None}
+    assert terms.next_event_us() == walked_next_event_us(terms)
     for issuer in ISSUERS:
         assert offerings._projects_of.get(issuer, []) == [
             p for p in offerings.projects.values() if p.issuer_id == issuer]
@@ -176,14 +213,16 @@ def check(machine: StateMachine) -> None:
 subscribe = st.tuples(st.just("subscribe"), st.sampled_from(INVESTORS), st.integers(0, 9),
                       st.integers(1, 40))
 steps = st.lists(st.one_of(
-    st.tuples(st.just("list"), st.sampled_from(["equity", "debt", "debt", "product"]),
+    st.tuples(st.just("list"),
+              st.sampled_from(["equity", "debt", "debt", "product", "operating_rights"]),
               st.sampled_from(ISSUERS), st.sampled_from([3, 20, 40]),
               st.sampled_from([0, 10, 60]),
               st.sampled_from(["approve", "approve", "approve", "reject", "wait"])),
     subscribe, subscribe, subscribe,
     st.tuples(st.just("approve"), st.integers(0, 9)),
     st.tuples(st.just("close"), st.integers(0, 9)),
-    st.tuples(st.just("advance"), st.sampled_from([1, 4, 15, 35, 70])),
+    st.tuples(st.just("advance"), st.sampled_from([1, 4, 15, 35, 70, 120, 200])),
+    st.tuples(st.just("report"), st.integers(0, 9), st.integers(0, 7), st.integers(0, 10**6)),
     st.tuples(st.just("repay"), st.integers(0, 9), st.sampled_from([1_000, 50_000, 10**9])),
     st.tuples(st.just("prepare"),)), min_size=10, max_size=60)
 
@@ -222,21 +261,33 @@ def _step(machine: StateMachine, step: tuple) -> list:
             apply(OPERATOR, command)
     elif kind == "advance":
         apply(OPERATOR, c.AdvanceClock(step[1] * 86_400))
-    elif kind == "repay":  # a loan's repayment (too much is refused), or refused elsewhere
-        loans = [p for p in projects if p.board == "debt"
+    elif kind == "repay":  # a loan's repayment (too much is refused), a buy-back, or refused
+        loans = [p for p in projects if p.board in ("debt", "operating_rights")
                  and p.status in (rules.SUCCEEDED, rules.TRADING)]
         project = pick(loans if step[1] % 4 else projects, step[1])
         if project is not None:
-            apply(project.issuer_id, oc.Distribute(project.project_id, step[2]))
+            state = offerings.terms.states.get(project.project_id)
+            amount = state.buyback_owed if state is not None else step[2]
+            apply(project.issuer_id, oc.Distribute(project.project_id, amount))
+    elif kind == "report":  # a month of a term (or one after it: refused), once
+        states = list(offerings.terms.states.values())
+        state = pick(states, step[1])
+        if state is not None:
+            month = orb.month_text(state.first_month + step[2])
+            project = offerings.projects[state.project_id]
+            apply(project.issuer_id, oc.ReportRevenue(project.project_id, month, step[3]))
     else:
         apply(OPERATOR, PrepareSettlement())
     return replies
 
 
-# A loan to repay and an equity under a ten-day lock-up from the start.
+# A loan to repay, an equity under a ten-day lock-up and an operating-rights term (with a
+# buy-back to pay) from the start.
 PRELUDE = [("list", "debt", ISSUERS[0], 5, 0, "approve"), ("subscribe", INVESTORS[0], 0, 30),
            ("list", "equity", ISSUERS[1], 5, 10, "approve"),
-           ("subscribe", INVESTORS[1], 1, 20), ("advance", 6)]
+           ("subscribe", INVESTORS[1], 1, 20),
+           ("list", "operating_rights", ISSUERS[1], 5, 1, "approve"),
+           ("subscribe", INVESTORS[0], 2, 10), ("advance", 6)]
 
 
 def _loaded(machine: StateMachine) -> StateMachine:
@@ -314,4 +365,39 @@ def test_an_offering_the_operator_closed_is_not_closed_again_at_its_deadline() -
     _apply(machine, OPERATOR, c.AdvanceClock(25 * 86_400))
     _apply(walked, OPERATOR, c.AdvanceClock(25 * 86_400))
     assert [(p.status, p.closed_us) for p in offerings.projects.values()][0] == closed[0]
+    assert machine.state_hash() == walked.state_hash()
+
+
+def _advance_to(machine: StateMachine, time_us: int) -> None:
+    _apply(machine, OPERATOR, c.AdvanceClock((time_us - machine.now_us) // 1_000_000))
+
+
+@given(pay_buyback=st.booleans())
+@settings(max_examples=4, deadline=None)
+def test_a_terms_stale_event_changes_nothing_when_it_comes(pay_buyback: bool) -> None:
+    """A report or the buy-back moves a term's next event later: the event it had comes and
+    changes nothing (a walk would not see it due), and the new one comes in its place."""
+    machine, walked = _venue(), walking(_venue())
+    for venue in (machine, walked):
+        for step in (("list", "operating_rights", ISSUERS[0], 5, 0, "approve"),
+                     ("subscribe", INVESTORS[0], 0, 10), ("advance", 6)):
+            _step(venue, step)
+    terms = machine.component("offerings").terms
+    state = next(iter(terms.states.values()))
+    last = state.term.last
+    first_default = orb.default_from_us(orb.due_us(state.first_month))
+    # Every month but the last reported before it falls into default; then the buy-back.
+    for month in range(state.first_month, last):
+        for venue in (machine, walked):
+            _advance_to(venue, orb.month_start_us(month + 1))
+            _apply(venue, ISSUERS[0], oc.ReportRevenue(1, orb.month_text(month), 1000))
+        assert machine.state_hash() == walked.state_hash()
+    assert terms._next_event(state) > first_default
+    for venue in (machine, walked):
+        _advance_to(venue, state.term.end_us)
+        if pay_buyback:  # the buy-back paid: the last month's default is the next event
+            _apply(venue, ISSUERS[0], oc.Distribute(1, state.buyback_owed))
+        _advance_to(venue, orb.default_from_us(orb.due_us(last)) + 1)
+        _advance_to(venue, orb.default_from_us(state.term.buyback_due_us) + 1)
+    assert state.handled_us == walked.component("offerings").terms.states[1].handled_us
     assert machine.state_hash() == walked.state_hash()

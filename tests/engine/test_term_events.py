@@ -48,6 +48,7 @@ def test_events_and_default_are_the_walk(months, steps) -> None:
     terms = OperatingTerms(types.SimpleNamespace(machine=None))
     state = TermState(7, FIRST, months, 1_000)
     terms.states[7] = state
+    terms.watch(state)
     for what, month, at in steps:
         now = orb.month_start_us(FIRST) + at * MONTH_US
         if what == "report" and month < months and all(r.month != FIRST + month
@@ -62,6 +63,7 @@ def test_events_and_default_are_the_walk(months, steps) -> None:
             state.handled_us = max(state.handled_us, at_default)
         elif what == "close":
             state.closed = True
+        terms.watch(state)  # as the component does after each change of a term
         assert terms._next_event(state) == walked_next_event(state)
         assert terms.next_event_us() == walked_next_event(state)
         assert terms.in_default(7, now) == walked_default(state, now)
