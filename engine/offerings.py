@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import heapq
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -50,6 +50,8 @@ _UNKNOWN = object()
 UNREAD = {200: Reply(200, None), 201: Reply(201, None)}
 SUBSCRIPTIONS_MAX = 50_000_000
 DISCLOSURES_PER_PROJECT_MAX = 10_000
+# projects_by_id walks every project for a status held by at least one project in this many.
+STATUS_SHARE_WALKED_MIN = 8
 
 
 def _entry_actor(entry: Any) -> int:
@@ -313,6 +315,8 @@ class Offerings:
         self._projects_of: dict[int, list[Project]] = defaultdict(list)  # by issuer, id order
         self._pending: dict[int, Distribution] = {}  # distributions not paid yet, id order
         self._distributions_of: dict[int, list[Distribution]] = defaultdict(list)  # by project
+        # status -> its projects by id (in the order they took it): see projects_by_id.
+        self._with_status: dict[str, dict[int, Project]] = defaultdict(dict)
         self.rules_file: dict[str, Any] = {}  # the operator's boards file in force (state)
         self.terms = OperatingTerms(self)  # the operating-rights board after its close
         self._configured: dict[tuple, rules.Board] = {}  # boards with overrides (derived)
@@ -453,7 +457,27 @@ class Offerings:
         self.next_project_id += 1
         self.projects[project.project_id] = project
         self._projects_of[actor].append(project)
+        self._with_status[project.status][project.project_id] = project
         return Reply(201, self.project_view(project))
+
+    def _set_status(self, project: Project, status: str) -> None:
+        """Every change of a project's status goes through here (``_with_status``)."""
+        del self._with_status[project.status][project.project_id]
+        project.status = status
+        self._with_status[status][project.project_id] = project
+
+    def projects_by_id(self, status: str | None = None) -> Iterable[Project]:
+        """The projects in id order, of ``status`` only if one is given (``GET
+        /v1/projects``). A status few projects have (open, in review) is read from its index:
+        the walk over every project took ~10 ms of the one thread a request at 10^5 projects,
+        to find a few hundred. A status most have (trading, failed) is walked: a page of them
+        comes soon, and sorting them all would cost more."""
+        if status is None:
+            return self.projects.values()
+        having = self._with_status.get(status, {})
+        if len(having) * STATUS_SHARE_WALKED_MIN >= len(self.projects):
+            return (p for p in self.projects.values() if p.status == status)
+        return [having[project_id] for project_id in sorted(having)]
 
     def _check_borrower_cap(self, board: rules.Board, terms: dict, issuer: int,
                             exclude: int = 0) -> None:
@@ -499,7 +523,7 @@ class Offerings:
             project.approved_us = self.machine.now_us
             self._closing.push(project.deadline_us, project.project_id)
             self._schedule_due(project.deadline_us)
-        project.status = wanted
+        self._set_status(project, wanted)
         self._publish(project)
         return Reply(200, self.project_view(project))
 
@@ -722,9 +746,9 @@ class Offerings:
             self._settle_success(project, board, owners[got], allocated[got], allotted[got],
                                  result.clearing_rate_bps)
             if board.config.issues_units and project.lockup_until_us <= now:
-                project.status = rules.TRADING  # no lock-up: trading begins at the close
+                self._set_status(project, rules.TRADING)  # no lock-up: trading at the close
         else:
-            project.status = rules.FAILED
+            self._set_status(project, rules.FAILED)
         self._publish(project)
 
     @staticmethod
@@ -781,7 +805,7 @@ class Offerings:
         project.investor_count = len(payers)
         project.success_fee = fee
         project.rate_bps = rate_bps
-        project.status = rules.SUCCEEDED
+        self._set_status(project, rules.SUCCEEDED)
         event = self.terms.start(project)
         if event is not None:
             self._schedule_due(event)
@@ -820,10 +844,10 @@ class Offerings:
         now = self.machine.now_us
         for project in self._closing.due(self.projects, now):
             self.close(project)
-        # A close only makes a project wait for its lock-up: taken after the closes, the
-        # lock-ups that end now include those of the offerings closed just before.
+        # After the closes, as the walk was: an offering closed just now whose lock-up has
+        # ended already trades (``close``), and its entry is dropped here.
         for project in sorted(self._locked.due(self.projects, now), key=_project_id):
-            project.status = rules.TRADING
+            self._set_status(project, rules.TRADING)
             self._publish(project)
         self.terms.on_time()
         self._recompute_due()
@@ -1241,6 +1265,7 @@ class Offerings:
     def _index_project(self, project: Project) -> None:
         """Put a loaded project in the indexes by project (``_reset``)."""
         self._projects_of[project.issuer_id].append(project)
+        self._with_status[project.status][project.project_id] = project
         if project.status == rules.OPEN:
             self._closing.push(project.deadline_us, project.project_id)
         elif project.status == rules.SUCCEEDED and self.board(project).config.issues_units:

@@ -163,10 +163,8 @@ async def list_projects(request: web.Request) -> web.Response:
     who = viewer(request)
     component = offerings(request)
     out = []
-    for project in component.projects.values():
+    for project in component.projects_by_id(status):
         if board is not None and project.board != board:
-            continue
-        if status is not None and project.status != status:
             continue
         if component.visible(project, who):
             out.append(public_view(component, project))

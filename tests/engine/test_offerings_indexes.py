@@ -2,7 +2,8 @@
 they replace: open offerings by deadline and succeeded ones by the end of their lock-up
 (``_closing``, ``_locked``: ``on_time`` and the next deadline), an issuer's projects
 (``outstanding_principal_fen``: the debt board's borrower cap), the distributions not paid yet
-(``pay_pending_distributions``) and a project's distributions (its route); and the next event
+(``pay_pending_distributions``), a project's distributions (its route) and the projects of a
+status (``projects_by_id``: ``GET /v1/projects?status=``); and the next event
 of each operating-rights term (``OperatingTerms._events``: its ``on_time`` and next event).
 
 Hypothesis drives a venue on a manual clock: issuers list equity (with and without a lock-up),
@@ -195,6 +196,10 @@ def check(machine: StateMachine) -> None:
         project_id for project_id, state in terms.states.items()
         if terms._next_event(state) is not None}
     assert terms.next_event_us() == walked_next_event_us(terms)
+    for status in rules.STATUSES:
+        walked = [p for p in offerings.projects.values() if p.status == status]
+        assert sorted(offerings._with_status.get(status, {})) == [p.project_id for p in walked]
+        assert list(offerings.projects_by_id(status)) == walked
     for issuer in ISSUERS:
         assert offerings._projects_of.get(issuer, []) == [
             p for p in offerings.projects.values() if p.issuer_id == issuer]
@@ -401,3 +406,18 @@ def test_a_terms_stale_event_changes_nothing_when_it_comes(pay_buyback: bool) ->
         _advance_to(venue, orb.default_from_us(state.term.buyback_due_us) + 1)
     assert state.handled_us == walked.component("offerings").terms.states[1].handled_us
     assert machine.state_hash() == walked.state_hash()
+
+
+def test_a_rare_status_lists_in_id_order() -> None:
+    """Projects of a status few have come from its index in id order, not in the order they
+    took the status (two approved, last first, of twenty in review)."""
+    machine = _venue()
+    offerings = machine.component("offerings")
+    for _ in range(20):
+        _apply(machine, ISSUERS[0], oc.CreateProject(
+            "equity", "t", "d", machine.now_us + 9 * DAY_US, _terms("equity", 0)))
+    for project_id in (12, 7):
+        _apply(machine, OPERATOR, oc.ReviewProject(project_id, True))
+    assert [p.project_id for p in offerings.projects_by_id(rules.OPEN)] == [7, 12]
+    assert len(list(offerings.projects_by_id(rules.PENDING_REVIEW))) == 18
+    assert len(list(offerings.projects_by_id())) == 20
