@@ -2,17 +2,18 @@
 
 Not a ``crowdex bench`` command: a script to compare commits. A real journal reaching 10^5
 projects takes long to play, so the venue is made directly in the state: issuers by commands,
-then ``--projects`` projects (most closed: equity and loans trading, pledges failed; a few
-hundred open, a few hundred under lock-up) and ``--distributions`` distributions, almost all
-paid, put into the offerings' snapshot meta and loaded (the load rebuilds every index, as a
-restart does). Then each operation is timed, median of ``--repeat`` calls, in milliseconds:
+then ``--projects`` projects (most closed: equity, loans and operating rights trading, their
+terms over; pledges failed; a few hundred open, a few hundred under lock-up) and
+``--distributions`` distributions, almost all paid, put into the offerings' snapshot meta and
+loaded (the load rebuilds every index, as a restart does). Then each operation is timed, median
+of ``--repeat`` calls, in milliseconds:
 
 - ``on_time``: a deadline comes with nothing to close (what it walks, not what it closes);
 - ``recompute_due``; ``outstanding_principal_fen`` of one issuer (a debt listing's cap check);
 - ``pay_pending_distributions`` with nothing pending (a settlement batch's prepare);
 - ``project_distributions``: ``GET /v1/projects/{id}/distributions``' rows;
-- the walks left in place (judged, not replaced): ``held_total``, ``list_projects`` of open
-  projects and the integrity list.
+- ``list_projects status=open``: ``GET /v1/projects?status=open``'s projects;
+- the walks left in place (judged, not replaced): ``held_total`` and the integrity list.
 
 Usage: ``PYTHONPATH=$PWD python -m bench.many_projects --projects 50000``.
 """
@@ -27,9 +28,11 @@ from collections.abc import Callable
 import msgspec
 
 from boards import integrity, rules
+from boards import operating_rights as orb
 from engine import commands as c
 from engine.machine import StateMachine
 from engine.offerings import Distribution, OfferingsMeta, Project
+from engine.operating_terms import TermState
 
 START_US = 1_767_225_600_000_000  # 2026-01-01
 DAY_US = 86_400_000_000
@@ -38,6 +41,8 @@ EQUITY = {"price": 100, "min_quantity": 5, "max_quantity": 50, "lockup_days": 30
 LOAN = {"face_value": 10_000, "min_quantity": 1, "max_quantity": 100, "term_months": 6,
         "repayment": "amortizing", "rate_bps": 900, "lockup_days": 0}
 PLEDGE = {"goal": 500, "tiers": [{"tier_id": "a", "price": 100, "quantity": None}]}
+RIGHTS = {"price": 100, "min_quantity": 1, "max_quantity": 1000, "term_months": 6,
+          "revenue_share_bps": 500, "buyback_price": 0, "lockup_days": 0}
 
 
 def build(projects: int, distributions: int) -> StateMachine:
@@ -49,7 +54,7 @@ def build(projects: int, distributions: int) -> StateMachine:
     now = START_US + 400 * DAY_US
     machine.now_us = now
     issuers = [a for a, info in machine.accounts.items() if info.role == "issuer"]
-    made = []
+    made, terms = [], []
     for n in range(projects):
         pid, issuer = n + 1, issuers[n % len(issuers)]
         closed = now - (projects - n) * 1_000_000  # listed and closed in id order
@@ -64,6 +69,12 @@ def build(projects: int, distributions: int) -> StateMachine:
             made.append(Project(pid, "debt", issuer, "t", "d", closed, LOAN, rules.TRADING,
                                 closed, closed_us=closed, raised=1_000_000, rate_bps=900,
                                 subscribed_quantity=100, lockup_until_us=closed))
+        elif n % 6 == 1:  # operating rights, the term over and handled
+            made.append(Project(pid, "operating_rights", issuer, "t", "d", closed, RIGHTS,
+                                rules.TRADING, closed, closed_us=closed, raised=5000,
+                                subscribed_quantity=50, lockup_until_us=closed))
+            terms.append(TermState(pid, orb.month_index(START_US), 6, 0, handled_us=now,
+                                   closed=True, buyback_paid_us=START_US))
         elif n % 3 == 1:
             made.append(Project(pid, "equity", issuer, "t", "d", closed, EQUITY, rules.TRADING,
                                 closed, closed_us=closed, raised=5000, subscribed_quantity=50,
@@ -73,7 +84,8 @@ def build(projects: int, distributions: int) -> StateMachine:
                                 closed, closed_us=closed))
     dists = [Distribution(n + 1, 3 * (n % (projects // 3)) + 1, 1000, now, status="paid")
              for n in range(distributions)]
-    meta = OfferingsMeta(projects + 1, 1, distributions + 1, 1, made, [], dists, [])
+    meta = OfferingsMeta(projects + 1, 1, distributions + 1, 1, made, [], dists, [],
+                         operating_terms=terms)
     offerings = machine.component("offerings")
     offerings.load({}, msgspec.msgpack.encode(meta))
     return machine
@@ -113,6 +125,9 @@ def main() -> None:
         return [d for d in offerings.distributions.values() if d.project_id == project_id]
 
     def open_projects() -> list:
+        by_id = getattr(offerings, "projects_by_id", None)
+        if by_id is not None:
+            return list(by_id(rules.OPEN))[:100]
         return [p for p in offerings.projects.values() if p.status == rules.OPEN][:100]
 
     operations = {
@@ -121,7 +136,7 @@ def main() -> None:
         "pay_pending_distributions": offerings.pay_pending_distributions,
         "project_distributions": distributions_of,
         "held_total (kept)": offerings.held_total,
-        "list_projects status=open (kept)": open_projects,
+        "list_projects status=open": open_projects,
         "integrity_lists (kept)": lambda: integrity.integrity_lists(offerings, 2027, 1),
     }
     for name, call in operations.items():
