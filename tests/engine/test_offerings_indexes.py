@@ -10,8 +10,10 @@ Hypothesis drives a venue on a manual clock: issuers list equity (with and witho
 loans (under a borrower cap the steps reach), pledges and operating rights, the operator
 approves, rejects or closes them, investors subscribe, the clock jumps past deadlines, lock-ups,
 defaults and terms' ends, issuers repay loans, report revenue and pay buy-backs, and the
-operator prepares settlement batches. After every step, refused ones included,
-and after a snapshot's load, each index must answer what the walk over everything answers.
+operator prepares settlement batches. After every step, refused ones included, and after a
+snapshot's load, each index must answer what the walk over everything answers, and the venue
+must give the replies and state hash of one whose offerings walk (``walking``: the code the
+indexes replaced), which is what checks the order of the closes and of the terms handled.
 """
 
 from __future__ import annotations
