@@ -26,7 +26,7 @@ from engine.clock import TIME_US_MAX, format_time_us
 from engine.errors import CrowdexError
 from engine.kernels.entries import KIND_OTHER, ClientIds, scan_with_client_ids
 from engine.kernels.movements import sales_before
-from engine.references import DEPOSIT, WITHDRAWAL, References
+from engine.references import DEPOSIT, WITHDRAWAL, References, Use
 from engine.replies import Reply, Stored
 from engine.snapshot import state_hash
 from engine.state import Balances
@@ -166,8 +166,8 @@ class _Walk:
         self.replies: list[Reply | None] = []  # the carried entries' (None: an order's)
         self.ran: list[int] = []  # the orders' indexes in the run
         self.items: list[tuple[int, int, Any]] = []  # their (sequence, actor, command)
-        # (sequence, account, reference row) of the replies to complete (``_show_cash``).
-        self.shown: list[tuple[int, int, int]] = []
+        # (sequence, account, its reference's use) of the replies to complete (_show_cash).
+        self.shown: list[tuple[int, int, Any]] = []
 
 
 def _command_account(entry: c.Entry) -> int:
@@ -587,7 +587,7 @@ class StateMachine:
             sequence = first_sequence + end - start
             self.last_sequence = sequence
             self.replies_needed = key is not None
-            kept = len(references)
+            kept = references.count
             try:
                 reply = handlers[kind](command, entry.actor)
             except CrowdexError as error:
@@ -596,10 +596,11 @@ class StateMachine:
                     break
                 reply = refusal(error)
             else:
-                if (how.shows_cash and len(references) != kept
+                if (how.shows_cash and references.count != kept
                         and (account in actors or rests(account))):
-                    walk.shown.append((sequence, account, kept))  # kept: its reference's row
-                    references.pend(kept, reply)
+                    use = references.by_account[account][command.reference]  # what it kept
+                    walk.shown.append((sequence, account, use))
+                    references.pend(use, reply)
             replies.append(reply)
         self.last_sequence = first_sequence - 1
         count = len(replies)
@@ -695,9 +696,9 @@ class StateMachine:
             component.on_time()  # nothing was due (see _run_end); kept for symmetry with apply
         return replies
 
-    def _show_cash(self, shown: list[tuple[int, int, int]], moved: int) -> None:
-        """Add to the cash each reply in ``shown`` shows (``(sequence, account, row)`` of a
-        carried entry, applied before the run's orders, and its reference's row) the
+    def _show_cash(self, shown: list[tuple[int, int, Use]], moved: int) -> None:
+        """Add to the cash each reply in ``shown`` shows (``(sequence, account, use)`` of a
+        carried entry, applied before the run's orders, and its reference's ``Use``) the
         available cash its account's sales (as a maker, or its own: ``_own_orders_allow``)
         brought before the entry: the proceeds less the fees of the run's trades
         (``MovementLog`` rows from ``moved``) of earlier sequences (``_apply_carrying``). The
@@ -710,9 +711,9 @@ class StateMachine:
         sales_before(self.movements.table.rows, moved, self.movements.table.count, sequences,
                      accounts, sold)
         references = self.references
-        for (_, _, row), amount in zip(shown, sold.tolist(), strict=True):
+        for (_, _, use), amount in zip(shown, sold.tolist(), strict=True):
             if amount:
-                references.show_more(row, amount)
+                references.show_more(use, amount)
 
     def component(self, name: str) -> Component:
         """A component by its name (``offerings``, ``settlement``, ``markets``)."""
@@ -819,10 +820,10 @@ class StateMachine:
 
     def _check_reference(self, account_id: int, reference: str, fingerprint: str) -> Reply | None:
         """The first reply for a reused reference, or None for a new one."""
-        row = self.references.row(account_id, reference)
-        if row is None:
+        use = self.references.use(account_id, reference)
+        if use is None:
             return None
-        stored = self.references.stored(account_id, row)
+        stored = self.references.stored(account_id, use)
         if stored.fingerprint != fingerprint:
             raise CrowdexError(
                 "reference_conflict",
@@ -835,7 +836,8 @@ class StateMachine:
         if info is None or info.role == "fee":
             raise CrowdexError("account_not_found", f"no account {cmd.account_id}")
         references = self.references
-        if references.row(cmd.account_id, cmd.reference) is not None:
+        mine = references.by_account.get(cmd.account_id)
+        if mine is not None and cmd.reference in mine:
             # A reference used before: its first reply, or a conflict.
             return self._check_reference(cmd.account_id, cmd.reference, f"deposit:{cmd.amount}")
         if (self.rules >= 3  # commands.RULES_VERSION: older journals replay as they were
@@ -850,15 +852,18 @@ class StateMachine:
                               cmd.account_id, mv.CASH, cmd.amount)
         # What the reply shows is kept with the reference (state): its row, even in a replay.
         available = cash.item(cmd.account_id)
-        references.add(cmd.account_id, cmd.reference, DEPOSIT, cmd.amount, self.now_us,
-                       available)
+        if mine is None:
+            mine = references.by_account[cmd.account_id] = {}
+        mine[cmd.reference] = Use(DEPOSIT, cmd.amount, self.now_us, available)
+        references.count += 1
         if not self.replies_needed:
             return _UNREAD_201
         return Reply(201, {"account_id": cmd.account_id, "cash_available": available})
 
     def _withdraw(self, cmd: c.Withdraw, actor: int) -> Reply:
         references = self.references
-        if references.row(cmd.account_id, cmd.reference) is not None:
+        mine = references.by_account.get(cmd.account_id)
+        if mine is not None and cmd.reference in mine:
             # A reference used before: its first reply, or a conflict.
             return self._check_reference(cmd.account_id, cmd.reference, f"withdraw:{cmd.amount}")
         if cmd.amount > self.cash_withdrawable(cmd.account_id):
@@ -872,8 +877,10 @@ class StateMachine:
         self.movements.record(self.last_sequence, mv.WITHDRAWAL, cmd.account_id,
                               mv.EXTERNAL_ACCOUNT, mv.CASH, cmd.amount)
         available = cash.item(cmd.account_id)
-        references.add(cmd.account_id, cmd.reference, WITHDRAWAL, cmd.amount, self.now_us,
-                       available)
+        if mine is None:
+            mine = references.by_account[cmd.account_id] = {}
+        mine[cmd.reference] = Use(WITHDRAWAL, cmd.amount, self.now_us, available)
+        references.count += 1
         if not self.replies_needed:
             return _UNREAD_201
         return Reply(201, {"cash_available": available})

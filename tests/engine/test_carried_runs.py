@@ -356,7 +356,7 @@ def test_a_run_carries_the_commands_after_its_last_order():
     assert [r.status for r in replies] == [201] * 5 and alone == [] and calls == [2]
     # Nobody reads the reply of a replayed deposit without a key: its reference keeps it.
     references = batched.references
-    kept = references.stored(TRADERS[0], references.row(TRADERS[0], "x")).reply
+    kept = references.stored(TRADERS[0], references.use(TRADERS[0], "x")).reply
     assert replies[2].body is None
     assert kept.body["cash_available"] == 100_000 + 50 * PRICE * 99 // 100 + 7
 

@@ -10,11 +10,17 @@ from hypothesis import strategies as st
 
 from engine import commands as c
 from engine.machine import StateMachine
-from engine.references import DEPOSIT, KEPT, WITHDRAWAL, References
+from engine.references import DEPOSIT, WITHDRAWAL, References, Use
 from engine.replies import Reply, Stored
 
 START_US = 1_767_225_600_000_000
-INT64 = st.integers(-(2**63), 2**63 - 1)
+
+
+def _uses(references: References) -> list[tuple[int, str, object]]:
+    """(account, reference, its Use or kept Stored), sorted."""
+    return [(account, reference, mine[reference])
+            for account, mine in sorted(references.by_account.items())
+            for reference in sorted(mine)]
 
 
 def _stored(kind: int, account: int, amount: int, time_us: int, cash: int) -> Stored:
@@ -37,33 +43,36 @@ uses = st.lists(st.tuples(st.integers(1, 6), st.sampled_from(["a", "b", "ref-7",
 def test_the_rows_give_back_what_the_stored_replies_were(events):
     """Random first uses, each later shown more cash (a run's sales before it): the listed
     references encode to the very bytes of the plain dict of ``Stored`` replies, and a load
-    of them gives the same rows again (none kept as a ``Stored``)."""
+    of them gives the same uses again (none kept as a ``Stored``)."""
     references, plain = References(), {}
     for account, reference, kind, amount, time_us, cash, more in events:
-        row = references.row(account, reference)
-        if row is None:
-            row = references.add(account, reference, kind, amount, time_us, cash)
+        use = references.use(account, reference)
+        if use is None:  # as StateMachine._deposit and _withdraw keep a new one
+            use = Use(kind, amount, time_us, cash)
+            references.by_account.setdefault(account, {})[reference] = use
+            references.count += 1
             plain[account, reference] = _stored(kind, account, amount, time_us, cash)
         if more:
-            references.show_more(row, more)
+            references.show_more(use, more)
             plain[account, reference].reply.body["cash_available"] += more
     listed = references.listed()
     expected = [(a, r, plain[a, r]) for a, r in sorted(plain)]
     assert msgspec.msgpack.encode(listed) == msgspec.msgpack.encode(expected)
     assert listed == expected and len(references) == len(plain)
     loaded = References.loaded(listed)
-    assert loaded.listed() == expected and KEPT not in loaded._kind
+    assert loaded.listed() == expected
+    assert all(type(use) is Use for _, _, use in _uses(loaded))
 
 
 def _odd_ones() -> list[Stored]:
-    """Stored replies a row would not rebuild exactly (older rules, or anything unknown)."""
+    """Stored replies a use would not rebuild exactly (older rules, or anything unknown)."""
     return [
         Stored("deposit:007", 5, Reply(201, {"account_id": 3, "cash_available": 9})),
         Stored("deposit:7", 5, Reply(201, {"cash_available": 9, "account_id": 3})),
         Stored("deposit:7", 5, Reply(201, {"account_id": 4, "cash_available": 9})),
         Stored("deposit:7", 5, Reply(200, {"account_id": 3, "cash_available": 9})),
         Stored("deposit:7", 5, Reply(201, {"account_id": 3, "cash_available": True})),
-        Stored("deposit:7", 5, Reply(201, {"account_id": 3, "cash_available": 2**63})),
+        Stored("deposit:²", 5, Reply(201, {"account_id": 3, "cash_available": 9})),
         Stored("deposit:-7", 5, Reply(201, {"account_id": 3, "cash_available": 9})),
         Stored("withdraw:7", 5, Reply(201, {"account_id": 3, "cash_available": 9})),
         Stored("withdraw:7", 5, Reply(201, {"cash_available": 9, "extra": 1})),
@@ -72,12 +81,12 @@ def _odd_ones() -> list[Stored]:
     ]
 
 
-def test_a_stored_reply_the_rows_would_not_rebuild_is_kept_as_it_was():
+def test_a_stored_reply_a_use_would_not_rebuild_is_kept_as_it_was():
     listed = [(3, f"r{i:02}", stored) for i, stored in enumerate(_odd_ones())]  # sorted
     listed.append((3, "z", Stored("deposit:7", 5, Reply(201, {"account_id": 3,
                                                                  "cash_available": 9}))))
     loaded = References.loaded(listed)
-    assert list(loaded._kind) == [KEPT] * len(_odd_ones()) + [DEPOSIT]
+    assert [type(use) for _, _, use in _uses(loaded)] == [Stored] * len(_odd_ones()) + [Use]
     assert msgspec.msgpack.encode(loaded.listed()) == msgspec.msgpack.encode(listed)
 
 
@@ -116,9 +125,10 @@ def test_a_retry_after_a_snapshot_gets_the_first_reply_and_a_conflict_is_refused
     assert loaded.state_hash() == machine.state_hash()
 
 
-def test_int64_figures_round_trip():
-    """The columns hold any int64 (the machine's figures fit: numpy columns took them)."""
+def test_figures_past_int64_round_trip():
+    """A use keeps any figure exactly (the machine's fit int64: numpy columns took them)."""
     references = References()
-    for i, figure in enumerate((-(2**63), 2**63 - 1, 0)):
-        references.add(i, "r", WITHDRAWAL, 2**63 - 1, figure, figure)
+    for i, figure in enumerate((-(2**70), 2**70, 0)):
+        references.by_account[i] = {"r": Use(WITHDRAWAL, 2**64, figure, figure)}
+        references.count += 1
     assert References.loaded(references.listed()) == references
