@@ -850,7 +850,7 @@ class StateMachine:
         self.deposits_total += cmd.amount
         self.movements.record(self.last_sequence, mv.DEPOSIT, mv.EXTERNAL_ACCOUNT,
                               cmd.account_id, mv.CASH, cmd.amount)
-        # What the reply shows is kept with the reference (state): its row, even in a replay.
+        # What the reply shows is kept with the reference (state): its Use, even in a replay.
         available = cash.item(cmd.account_id)
         if mine is None:
             mine = references.by_account[cmd.account_id] = {}
