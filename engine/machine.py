@@ -852,10 +852,8 @@ class StateMachine:
                               cmd.account_id, mv.CASH, cmd.amount)
         # What the reply shows is kept with the reference (state): its Use, even in a replay.
         available = cash.item(cmd.account_id)
-        if mine is None:
-            mine = references.by_account[cmd.account_id] = {}
-        mine[cmd.reference] = Use(DEPOSIT, cmd.amount, self.now_us, available)
-        references.count += 1
+        references.keep(cmd.account_id, cmd.reference,
+                        Use(DEPOSIT, cmd.amount, self.now_us, available), mine)
         if not self.replies_needed:
             return _UNREAD_201
         return Reply(201, {"account_id": cmd.account_id, "cash_available": available})
@@ -877,10 +875,8 @@ class StateMachine:
         self.movements.record(self.last_sequence, mv.WITHDRAWAL, cmd.account_id,
                               mv.EXTERNAL_ACCOUNT, mv.CASH, cmd.amount)
         available = cash.item(cmd.account_id)
-        if mine is None:
-            mine = references.by_account[cmd.account_id] = {}
-        mine[cmd.reference] = Use(WITHDRAWAL, cmd.amount, self.now_us, available)
-        references.count += 1
+        references.keep(cmd.account_id, cmd.reference,
+                        Use(WITHDRAWAL, cmd.amount, self.now_us, available), mine)
         if not self.replies_needed:
             return _UNREAD_201
         return Reply(201, {"cash_available": available})

@@ -456,8 +456,7 @@ class Offerings:
                           rules=self.listing_rules(cmd.board))
         self.next_project_id += 1
         self.projects[project.project_id] = project
-        self._projects_of[actor].append(project)
-        self._with_status[project.status][project.project_id] = project
+        self._index_project(project)  # in review: by issuer and status only
         return Reply(201, self.project_view(project))
 
     def _set_status(self, project: Project, status: str) -> None:
@@ -1263,7 +1262,7 @@ class Offerings:
             list(self.disclosures.values()), self.rules_file, self.terms.meta()))
 
     def _index_project(self, project: Project) -> None:
-        """Put a loaded project in the indexes by project (``_reset``)."""
+        """Put a new or loaded project in the indexes by project (``_reset``)."""
         self._projects_of[project.issuer_id].append(project)
         self._with_status[project.status][project.project_id] = project
         if project.status == rules.OPEN:

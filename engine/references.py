@@ -70,6 +70,15 @@ class References:
         mine = self.by_account.get(account)
         return None if mine is None else mine.get(reference)
 
+    def keep(self, account: int, reference: str, use: Use | Stored,
+             mine: dict[str, Use | Stored] | None) -> None:
+        """Keep a new reference of ``account``'s; ``mine``: its references' dict as the
+        caller read it (None: it has none yet)."""
+        if mine is None:
+            mine = self.by_account[account] = {}
+        mine[reference] = use
+        self.count += 1
+
     def pend(self, use: Use, reply: Reply) -> None:
         """Note that the cash ``use``'s reply shows is to be completed (``show_more``), and
         the reply, if it was built (it has a body), to complete with it."""
@@ -116,14 +125,10 @@ class References:
         """The references of a snapshot's ``listed``: a ``Use`` each, or its ``Stored`` kept
         where a use would not rebuild it exactly."""
         references = cls()
-        by_account = references.by_account
         for account, reference, stored in listed:
             use = _use_of(account, stored)
-            mine = by_account.get(account)
-            if mine is None:
-                mine = by_account[account] = {}
-            mine[reference] = stored if use is None else use
-            references.count += 1
+            references.keep(account, reference, stored if use is None else use,
+                            references.by_account.get(account))
         return references
 
     def __eq__(self, other: object) -> bool:

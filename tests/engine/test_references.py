@@ -49,8 +49,7 @@ def test_the_rows_give_back_what_the_stored_replies_were(events):
         use = references.use(account, reference)
         if use is None:  # as StateMachine._deposit and _withdraw keep a new one
             use = Use(kind, amount, time_us, cash)
-            references.by_account.setdefault(account, {})[reference] = use
-            references.count += 1
+            references.keep(account, reference, use, references.by_account.get(account))
             plain[account, reference] = _stored(kind, account, amount, time_us, cash)
         if more:
             references.show_more(use, more)
@@ -129,6 +128,5 @@ def test_figures_past_int64_round_trip():
     """A use keeps any figure exactly (the machine's fit int64: numpy columns took them)."""
     references = References()
     for i, figure in enumerate((-(2**70), 2**70, 0)):
-        references.by_account[i] = {"r": Use(WITHDRAWAL, 2**64, figure, figure)}
-        references.count += 1
+        references.keep(i, "r", Use(WITHDRAWAL, 2**64, figure, figure), None)
     assert References.loaded(references.listed()) == references
