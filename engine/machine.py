@@ -159,7 +159,7 @@ class _Walk:
     """What ``StateMachine._apply_carrying`` found and applied of a run before its orders go
     to the runner (``_apply_run``)."""
 
-    __slots__ = ("moved", "replies", "ran", "items", "shown")
+    __slots__ = ("moved", "replies", "ran", "items", "shown", "times")
 
     def __init__(self, moved: int) -> None:
         self.moved = moved  # the movements' count before the run
@@ -168,6 +168,9 @@ class _Walk:
         self.items: list[tuple[int, int, Any]] = []  # their (sequence, actor, command)
         # (sequence, account, its reference's use) of the replies to complete (_show_cash).
         self.shown: list[tuple[int, int, Any]] = []
+        # Where the run's exchange time moves on, if it does: (the first sequence at a time,
+        # that time), the run's first time first (``_apply_carrying``).
+        self.times: list[tuple[int, int]] = []
 
 
 def _command_account(entry: c.Entry) -> int:
@@ -478,6 +481,12 @@ class StateMachine:
         keys.add(key)
         return False
 
+    def _goes_on_at(self, time_us: int) -> bool:
+        """Whether a run may go on to an entry at the later ``time_us``: no deadline is due by
+        then (``on_time`` would fire before it, one entry at a time)."""
+        due = self.next_deadline_us()
+        return due is None or due > time_us
+
     def _own_orders_allow(self, runner: Component, how: Carried, account: int,
                           before: list[c.Entry]) -> bool:
         """Whether the run's orders of ``account`` before a carried entry of it (``before``:
@@ -542,8 +551,10 @@ class StateMachine:
         due = self.next_deadline_us()
         if due is not None and due <= max(self.now_us, first.time_us):
             return [self.apply(first_sequence, first)]  # on_time fires after it: alone
-        self.now_us = max(self.now_us, first.time_us)
-        carried, runners, time_us = self._carried, self._runners, first.time_us
+        self.now_us = time_us = max(self.now_us, first.time_us)
+        carried, runners = self._carried, self._runners
+        # Whether the run may go on past a change of time (``Component.runs_span_times``).
+        spans = runner.runs_span_times() and not self.may_want_updates()
         walk = _Walk(self.movements.table.count)
         replies, ran, items = walk.replies, walk.ran, walk.items
         actors: set[int] = set()  # of the run's orders so far
@@ -555,7 +566,14 @@ class StateMachine:
         for end in range(start, len(entries)):
             entry = entries[end]
             if entry.time_us != time_us:
-                break
+                at = max(time_us, entry.time_us)  # its time, as ``apply`` sets it
+                if not spans or (at != time_us and not self._goes_on_at(at)):
+                    break
+                if at != time_us:
+                    if not walk.times:
+                        walk.times.append((first_sequence, time_us))
+                    walk.times.append((first_sequence + end - start, at))
+                    self.now_us = time_us = at  # the carried entries' time from here on
             command = entry.command
             kind = type(command)
             key = entry.idempotency_key
@@ -603,10 +621,12 @@ class StateMachine:
                     references.pend(use, reply)
             replies.append(reply)
         self.last_sequence = first_sequence - 1
+        if walk.times:
+            self.now_us = walk.times[0][1]  # the orders are applied from the run's first time
         count = len(replies)
         if count == 0 or (count == 1 and ran):  # an entry alone: the run carried nothing
             return [self.apply(first_sequence, first)]
-        if count == len(ran) and not keys:  # only orders, no key: plain
+        if count == len(ran) and not keys and not walk.times:  # only orders, no key: plain
             return self._apply_plain_run(first_sequence, entries[start:start + count])
         return self._apply_run(first_sequence, entries[start:start + count], walk)
 
@@ -630,11 +650,17 @@ class StateMachine:
         if walk.shown:
             self.references.settle()  # their cash is complete (or no sale came before them)
         self.last_sequence = first_sequence + len(entries) - 1
+        if walk.times:  # the run's first time again, for its keys (below)
+            self.now_us = walk.times[0][1]
         for entry, reply in zip(entries, replies, strict=True):
             if (entry.idempotency_key is not None and reply.status < 500
                     and reply.status != 429):
+                if walk.times:  # kept at the entry's own time
+                    self.now_us = max(self.now_us, entry.time_us)
                 self._remember((entry.actor, entry.idempotency_key), entry.request_hash or "",
                                reply)
+        if walk.times:
+            self.now_us = walk.times[-1][1]
         for component in self.components:
             component.on_time()  # nothing was due (see _run_end); kept for symmetry with apply
         return replies
@@ -654,7 +680,8 @@ class StateMachine:
         else:
             self.replies_needed = True
         try:
-            run_replies = runner.apply_run(walk.items)
+            run_replies = (runner.apply_run(walk.items, walk.times) if walk.times
+                           else runner.apply_run(walk.items))
         finally:
             self.replies_kept = None
         for i, reply in zip(ran, run_replies, strict=True):

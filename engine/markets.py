@@ -144,6 +144,9 @@ class Markets:
         # there through, its book open (``_queue_place``): a later run's order there takes
         # ``apply_run``'s fast way once the info is the very same (``_passes_again``).
         self._passed: dict[tuple[int, str], Any] = {}
+        # While a run that spans exchange times is applied (``apply_run``): the first
+        # sequence of each of its times, and the times.
+        self._run_times: tuple[np.ndarray, np.ndarray] | None = None
         self.queued_by = np.zeros(64, dtype=np.int64)  # scratch of engine.markets_live
         # engine.markets_live's cache of position rows (instrument -> row by account) and the
         # machine's Balances.position_slots it caches.
@@ -277,8 +280,32 @@ class Markets:
             replies.extend(self.apply_run(items(done)))
         return replies
 
-    def apply_run(self, items: list[tuple[int, int, Any]]) -> list[Reply]:
-        """Apply ``(sequence, actor, command)`` items in order; one reply each."""
+    def runs_span_times(self) -> bool:
+        """Whether a replay's run may go on past a change of exchange time
+        (``StateMachine._apply_carrying``, which stops it where a deadline falls due): while
+        an auction is scheduled, orders change no deadline (the first IP book to open
+        schedules one otherwise: ``_ensure_instrument``)."""
+        return self.next_auction_us != 0
+
+    def apply_run(self, items: list[tuple[int, int, Any]],
+                  times: list[tuple[int, int]] | None = None) -> list[Reply]:
+        """Apply ``(sequence, actor, command)`` items in order; one reply each. All at the
+        machine's time, or with ``times`` (a replay's run that spans them:
+        ``StateMachine._apply_carrying``), each at its own: ``(first sequence, time)`` of
+        each time, the first one first."""
+        if times is None:
+            return self._apply_items(items)
+        machine = self.machine
+        self._run_times = (np.array([at for at, _ in times], dtype=np.int64),
+                           np.array([time_us for _, time_us in times], dtype=np.int64))
+        try:
+            return self._apply_items(items, times)
+        finally:
+            self._run_times = None
+            machine.now_us = times[-1][1]
+
+    def _apply_items(self, items: list[tuple[int, int, Any]],
+                     times: list[tuple[int, int]] | None = None) -> list[Reply]:
         replies: list[Reply | None] = [None] * len(items)
         queue = _Queue()
         tradable: dict[tuple[int, str], Any] = {}
@@ -295,7 +322,18 @@ class Markets:
         new_slot = self.machine.balances.position_slot
         add_index, add_sequence = queue.indexes.append, queue.sequences.append
         add_op, add_row = queue.ops.append, queue.rows.append
+        # The next change of time in the run, if any: (its first sequence, the time).
+        later = iter(times[1:] if times else ())
+        next_at, next_time = next(later, _NEVER)
+        if times:
+            self.machine.now_us = times[0][1]
         for index, (sequence, actor, cmd) in enumerate(items):
+            if sequence >= next_at:  # a later time: the rules' verdicts are asked again
+                while sequence >= next_at:
+                    self.machine.now_us = next_time
+                    next_at, next_time = next(later, _NEVER)
+                ready.clear()
+                tradable.clear()
             kind = type(cmd)
             if kind is _PLACE and (actor in investors or self._new_investor(actor)):
                 instrument_id = cmd.instrument_id
@@ -615,6 +653,11 @@ class Markets:
         folded = lifecycle.fold(events, commands, cid_flags, machine.now_us,
                                 FINISHED_ORDERS_KEPT, engine.instruments, engine.next_order_id,
                                 balances.accounts.count)
+        times = None if self._run_times is None else self._times_of(queue.sequences)
+        if times is not None:  # a new order's creation time is its command's
+            accepted = np.flatnonzero(events["kind"] == k.EV_ACCEPTED)
+            lifecycle.records["created_us"][events["oid"][accepted]] = (
+                times[events["cmd"][accepted]])
         if named is not None:
             ids = named[1]
             lifecycle.note_placed_ids(folded, named[0],
@@ -623,7 +666,7 @@ class Markets:
             lifecycle.note_client_ids(folded, queue.cids)
         trades = int(counters[C_NEXT_TRADE]) - trades_before
         if trades:
-            self._record_fills(events, trades, queue.sequences)
+            self._record_fills(events, trades, queue.sequences, times)
         views: dict[int, dict] = {}  # change row -> view: a reply and an update share it
         codes = result.results
         if (len(codes) >= REPLIES_BULK_MIN and machine.replies_needed
@@ -679,13 +722,25 @@ class Markets:
             queue.copied, self._commands_of = n, queue
         return self._commands[:n]
 
-    def _record_fills(self, events: np.ndarray, trades: int, sequences: list[int]) -> None:
+    def _record_fills(self, events: np.ndarray, trades: int, sequences: list[int],
+                      times: np.ndarray | None = None) -> None:
         """The movements of a kernel call's ``trades`` fills (among its ``events``) for
         settlement (the kernel already moved the balances: who paid whom, and the fee by the
         rule and rate the kernel charged), and the tapes: two compiled passes over the
-        events, which skip the rows that are not fills (no mask, no copy)."""
+        events, which skip the rows that are not fills (no mask, no copy). ``times``: each
+        command's exchange time, if they are not all the machine's (``_times_of``)."""
         self._fill_movements(events, np.array(sequences, dtype=np.int64), trades)
-        self.marketdata.record(events, self.machine.now_us)
+        if times is None:
+            self.marketdata.record(events, self.machine.now_us)
+        else:  # each fill at its command's time (commands' times never go down)
+            self.marketdata.record(events, int(times[0]), times[events["cmd"]])
+
+    def _times_of(self, sequences: list[int]) -> np.ndarray:
+        """The exchange time of each of a kernel call's commands (``sequences``) in a run
+        that spans times (``_run_times``)."""
+        firsts, times = self._run_times
+        return times[np.searchsorted(firsts, np.array(sequences, dtype=np.int64),
+                                     side="right") - 1]
 
     def _fill_movements(self, fills: np.ndarray, sequences: np.ndarray,
                         trades: int | None = None) -> None:
@@ -1225,6 +1280,7 @@ def _refused(code: int) -> Reply:
 
 
 _UNBUILT = {200: Reply(200, None), 201: Reply(201, None)}  # bodies nobody reads (see _replies)
+_NEVER = (1 << 63, 0)  # no later time in a run (apply_run)
 _SIDE_NAME = tuple(SIDE_NAMES[side] for side in range(len(SIDE_NAMES)))
 _OTHER_SIDE = {"buy": "sell", "sell": "buy"}
 _first, _second = operator.itemgetter(0), operator.itemgetter(1)

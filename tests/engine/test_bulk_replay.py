@@ -352,3 +352,82 @@ def test_decoded_batches_end_where_the_time_changes(times, step, broken):
             assert end == (changes[-1] if changes else lo + step)
         lo = end
     assert ends[-1] == len(times)
+
+
+def _walked(records: list[tuple[int, bytes]]) -> tuple[StateMachine, list[int]]:
+    """``records`` replayed with every entry decoded (the runs of ``apply_batch``, none of
+    the bulk path), and the commands of each kernel call the runs made."""
+    calls: list[int] = []
+    real = engine.markets.MatchingEngine.process
+
+    def process(self, commands, *rest, **named):
+        calls.append(len(commands))
+        return real(self, commands, *rest, **named)
+
+    with (mock.patch.object(engine.replay, "BULK_ENTRIES_MIN", 10**9),
+          mock.patch.object(engine.markets.MatchingEngine, "process", process)):
+        machine = _in_chunks(records, [len(records)])
+    return machine, calls
+
+
+def test_a_run_goes_on_over_times_and_asks_the_rules_at_each():
+    """A run of orders and the deposits it carries goes on where the exchange time moves on
+    with no deadline due: one kernel call. DEBT's notes may be sold just before its default
+    and not just after, in the same run: the rules are asked again at each time."""
+    flow = [(("tick",), 0)]  # the deadlines due since the setup fire alone
+    for n in range(8):  # both sides at each of two times: just before the default and after
+        step = 6 * HOUR_US - 1 if n == 0 else 2 if n == 4 else 0
+        flow.append((("deposit", ISSUER, 1 + n), step))  # carried: the issuer does not trade
+        flow.append((_order_op(TRADERS[n % 4], "buy" if n % 2 else "sell", PRICE, DEBT), 0))
+    records = _journal(flow, random.Random(5))
+    walked, calls = _walked(records)
+    one = _one_at_a_time(records)
+    assert walked.state_hash() == one.state_hash()
+    assert calls[-1] == 6  # the orders of both times, in one call (two sells refused)
+    orders = one.component("markets").lifecycle.records
+    sells = (orders["instrument"] == DEBT) & (orders["side"] == SIDE_SELL)
+    assert int(sells.sum()) == 2  # the two before the default; the two after refused
+    assert sorted(set(orders["created_us"][orders["instrument"] == DEBT].tolist()))[-2:] == [
+        FLOW_START_US + 6 * HOUR_US - 1, FLOW_START_US + 6 * HOUR_US + 1]
+
+
+def test_a_run_stops_where_a_deadline_falls_due():
+    """IP's call auction falls due between two times of a run: the run stops before the
+    first entry past it, which is applied alone and fires the auction, as one at a time;
+    the orders after it wait for the next day's."""
+    t = FLOW_START_US
+    auction = t - t % DAY_US + 15 * HOUR_US
+    auction += DAY_US if auction <= t else 0
+    flow = [(("tick",), 0), (("deposit", ISSUER, 1), auction - HOUR_US - t)]
+    for n in range(8):
+        if n == 4:
+            flow.append((("deposit", ISSUER, 2), 2 * HOUR_US))  # past the auction
+        flow.append((_order_op(TRADERS[n % 4], "buy" if n % 2 else "sell", PRICE, IP), 0))
+        flow.append((("deposit", ISSUER, 3 + n), 0))
+    records = _journal(flow, random.Random(6))
+    walked, calls = _walked(records)
+    one = _one_at_a_time(records)
+    assert walked.state_hash() == one.state_hash()
+    assert calls.count(4) == 2  # the four orders before the auction, the four after
+
+
+def test_a_run_that_may_open_the_first_ip_book_stays_at_one_time():
+    """Before any IP book is open no auction is scheduled, and a run's order may open one
+    and schedule it (``Markets.runs_span_times``): the run stops where the time moves on,
+    so the auction fires where one entry at a time fires it."""
+    setup = [entry for entry in _setup() if not (isinstance(entry.command, mc.PlaceOrder)
+                                                 and entry.command.instrument_id == IP)]
+    t = FLOW_START_US
+    auction = t - t % DAY_US + 15 * HOUR_US
+    auction += DAY_US if auction <= t else 0
+    entries = list(setup)
+    for n in range(8):
+        at = auction - HOUR_US if n < 4 else auction + HOUR_US
+        entries.append(c.Entry(at, OPERATOR, c.Deposit(ISSUER, 1 + n, f"ip{n}")))
+        entries.append(c.Entry(at, TRADERS[n % 4], mc.PlaceOrder(
+            IP, "buy" if n % 2 else "sell", "limit", PRICE, 1)))
+    records = [(n, c.encode_entry(entry)) for n, entry in enumerate(entries, start=1)]
+    walked, _ = _walked(records)
+    one = _one_at_a_time(records)
+    assert one.component("markets").next_auction_us > auction  # it fired, and is scheduled
+    assert walked.state_hash() == one.state_hash()
