@@ -218,7 +218,7 @@ def mixed_journal(data_dir: Path, args: argparse.Namespace) -> tuple[int, int, s
     """The busy venue's journal (``bench.venue``); prints the mix as written."""
     began = time.perf_counter()
     written = venue.build_journal(data_dir, args.commands, args.seed, days=args.days,
-                                  investors=args.investors)
+                                  investors=args.investors, group_max=args.group_max)
     print(f"journal: {written.total:,} entries ({written.prefix:,} opening the venue, "
           f"{written.total - written.prefix:,} of the mix) written and applied in "
           f"{time.perf_counter() - began:.1f} s", file=sys.stderr)

@@ -64,7 +64,7 @@ INVESTORS = 2000  # at the start; CreateAccount adds more
 ISSUERS = 40
 INVESTOR_CASH_FEN = 10**10  # each investor's first deposit
 ISSUER_CASH_FEN = 10**11
-GROUP_MIN, GROUP_MAX = 16, 512  # entries per group commit
+GROUP_MIN, GROUP_MAX = 16, 512  # entries per group commit (the traffic's, by default)
 BATCH_EVERY = 25_000  # commands between settlement batches
 KEYED_SHARE = 0.10  # client commands with an Idempotency-Key
 RETRY_SHARE = 0.01  # keyed commands sent twice
@@ -116,7 +116,8 @@ class VenueTraffic:
     """Draws a busy venue's commands from its state and applies them (see the module doc)."""
 
     def __init__(self, journal: FileJournal, seed: int, commands: int, *, days: int = DAYS,
-                 investors: int = INVESTORS, batch_every: int = BATCH_EVERY) -> None:
+                 investors: int = INVESTORS, batch_every: int = BATCH_EVERY,
+                 group_max: int = GROUP_MAX) -> None:
         self.journal = journal
         self.rng = np.random.default_rng(seed)
         self.machine = StateMachine()
@@ -125,6 +126,9 @@ class VenueTraffic:
         self.step_us = max(1, days * DAY_US // max(commands, 1))  # exchange time per command
         self.start_investors = investors
         self.batch_every = batch_every
+        # The traffic's group commits (one exchange time each): GROUP_MIN to group_max
+        # entries, or 1 to group_max where that is smaller (a venue less busy).
+        self.group_sizes = (min(GROUP_MIN, group_max), group_max)
         self.now_us = START_US
         self.sequence = 0
         self.prefix = 0  # entries of the opening
@@ -538,7 +542,7 @@ class VenueTraffic:
         self.keyed = self.order_runs = self.order_commands = 0
         since_batch = groups = 0
         while self.sequence - self.prefix < self.commands:
-            size = min(int(self.rng.integers(GROUP_MIN, GROUP_MAX + 1)),
+            size = min(int(self.rng.integers(self.group_sizes[0], self.group_sizes[1] + 1)),
                        self.commands - (self.sequence - self.prefix))
             self.now_us += size * self.step_us
             entries = self.group(size)
@@ -554,13 +558,15 @@ class VenueTraffic:
 
 
 def build_journal(data_dir: Path, commands: int, seed: int, *, days: int = DAYS,
-                  investors: int = INVESTORS, batch_every: int = BATCH_EVERY) -> MixedJournal:
+                  investors: int = INVESTORS, batch_every: int = BATCH_EVERY,
+                  group_max: int = GROUP_MAX) -> MixedJournal:
     """Write a venue's journal of its opening plus about ``commands`` mixed commands (a group
-    may end a few past it) to ``data_dir/journal``; what was written and the state reached."""
+    may end a few past it) to ``data_dir/journal``; what was written and the state reached.
+    ``group_max``: the most entries a group commit of the traffic holds (all at one time)."""
     journal = FileJournal(Path(data_dir) / "journal", sync=False)
     try:
         traffic = VenueTraffic(journal, seed, commands, days=days, investors=investors,
-                               batch_every=batch_every)
+                               batch_every=batch_every, group_max=group_max)
         traffic.run()
     finally:
         journal.close()
@@ -578,6 +584,17 @@ def add_arguments(parser: argparse.ArgumentParser, note: str = "") -> None:
                         help=f"{note}exchange days the traffic covers (%(default)s)")
     parser.add_argument("--investors", type=int, default=INVESTORS,
                         help=f"{note}investors at the opening (%(default)s)")
+    parser.add_argument("--group-max", type=_positive, default=GROUP_MAX,
+                        help=f"{note}most entries of a group commit, all at one exchange "
+                        f"time: {GROUP_MIN} to it each (%(default)s); below {GROUP_MIN}, 1 to it "
+                        "(a venue less busy, whose journal changes time more often)")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def mix_table(written: MixedJournal) -> str:

@@ -6,6 +6,7 @@ only: the figures are the benchmark's business."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from bench import recovery, venue
 from engine import commands as c
 from engine.journal import FileJournal
 from engine.machine import StateMachine
+from engine.markets import Markets
 from engine.replay import apply_records, replay
 
 TINY = ["--reference", "400", "--live-batch", "64", "--json"]
@@ -140,3 +142,27 @@ def test_a_replay_that_disagrees_is_caught(monkeypatch, capsys, tmp_path) -> Non
     monkeypatch.setattr(venue, "build_journal", wrong)
     with pytest.raises(RuntimeError, match="did not reach the state"):
         recovery.main(MIXED + TINY)
+
+
+def test_a_less_busy_venues_journal_changes_time_often_and_replays_to_its_state(
+        tmp_path, monkeypatch) -> None:
+    """``--group-max``: group commits of at most 8 entries (a venue less busy), so runs of
+    orders go on over many exchange times (``StateMachine._apply_carrying``): the replay and
+    one entry at a time both reach the writer's state."""
+    journal = venue.build_journal(tmp_path, 3000, 5, days=40, investors=60, group_max=8)
+    records = _records(tmp_path)
+    times = [c.decode_entry(payload).time_us for _, payload in records[journal.prefix:]]
+    stretches = [len(list(group)) for _, group in itertools.groupby(times)]
+    assert len(stretches) > len(times) // 12  # a new time every ~5 entries, not ~260
+    spanned = []
+    apply_run = Markets.apply_run
+    monkeypatch.setattr(Markets, "apply_run", lambda markets, items, times=None: (
+        spanned.append(len(times)) if times else None) or apply_run(markets, items, times))
+    assert replay(tmp_path).state_hash == journal.state_hash
+    assert len(spanned) > 20 and max(spanned) > 5  # runs over many times
+    machine = StateMachine()
+    for sequence, payload in records:
+        machine.apply(sequence, c.decode_entry(payload))
+    assert machine.state_hash() == journal.state_hash
+    with pytest.raises(SystemExit):
+        recovery.main([*MIXED, "--group-max", "0", *TINY])
