@@ -488,20 +488,20 @@ class StateMachine:
         return due is None or due > time_us
 
     def _own_orders_allow(self, runner: Component, how: Carried, account: int,
-                          before: list[c.Entry]) -> bool:
+                          before: list[tuple[int, int, Any]]) -> bool:
         """Whether the run's orders of ``account`` before a carried entry of it (``before``:
-        the run's entries up to it) leave the entry as a maker's is carried
+        the run's orders up to it, ``(sequence, actor, command)``) leave the entry as a
+        maker's is carried
         (``_apply_carrying``): none reads or lowers the account's available cash, which the
         entry applied first would change (``CASH_READ``: a buy, an amend). An entry that shows
         the cash also needs every change the orders make to it to be a fill's
         (``CASH_BY_FILLS``), whose movements ``_show_cash`` adds; a cancel's release has none.
         So a ``rising`` entry sees no more cash than at its turn, and a shown one is shown
         what it had then."""
-        runners, effect = self._runners, runner.cash_effect
+        effect = runner.cash_effect
         most = CASH_BY_FILLS if how.shows_cash else CASH_RELEASED
-        for entry in before:
-            if (entry.actor == account and runners.get(type(entry.command)) is runner
-                    and effect(entry.command) > most):
+        for _, actor, command in before:
+            if actor == account and effect(command) > most:
                 return False
         return True
 
@@ -596,7 +596,7 @@ class StateMachine:
             shown = how.shows_cash and (not how.withdrawable or withdrawable_shown)
             if account in actors:
                 if not ((how.rising or shown)
-                        and self._own_orders_allow(runner, how, account, entries[start:end])):
+                        and self._own_orders_allow(runner, how, account, items)):
                     break
             elif not (how.rising or shown) and rests(account):
                 break

@@ -18,6 +18,7 @@ absolute new quantity of every level it changed.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import operator
 import struct
@@ -146,7 +147,7 @@ class Markets:
         self._passed: dict[tuple[int, str], Any] = {}
         # While a run that spans exchange times is applied (``apply_run``): the first
         # sequence of each of its times, and the times.
-        self._run_times: tuple[np.ndarray, np.ndarray] | None = None
+        self._run_times: tuple[list[int], list[int]] | None = None
         self.queued_by = np.zeros(64, dtype=np.int64)  # scratch of engine.markets_live
         # engine.markets_live's cache of position rows (instrument -> row by account) and the
         # machine's Balances.position_slots it caches.
@@ -296,8 +297,7 @@ class Markets:
         if times is None:
             return self._apply_items(items)
         machine = self.machine
-        self._run_times = (np.array([at for at, _ in times], dtype=np.int64),
-                           np.array([time_us for _, time_us in times], dtype=np.int64))
+        self._run_times = ([at for at, _ in times], [time_us for _, time_us in times])
         try:
             return self._apply_items(items, times)
         finally:
@@ -650,11 +650,13 @@ class Markets:
         else:
             cid_flags = np.zeros(len(commands), dtype=np.int8)
             cid_flags[named[0]] = 1
-        folded = lifecycle.fold(events, commands, cid_flags, machine.now_us,
+        # Its commands' time: the machine's, or in a run that spans times, each command's.
+        times = machine.now_us if self._run_times is None else self._times_of(queue.sequences)
+        folded = lifecycle.fold(events, commands, cid_flags,
+                                times if type(times) is int else machine.now_us,
                                 FINISHED_ORDERS_KEPT, engine.instruments, engine.next_order_id,
                                 balances.accounts.count)
-        times = None if self._run_times is None else self._times_of(queue.sequences)
-        if times is not None:  # a new order's creation time is its command's
+        if type(times) is not int:  # a new order's creation time is its command's
             accepted = np.flatnonzero(events["kind"] == k.EV_ACCEPTED)
             lifecycle.records["created_us"][events["oid"][accepted]] = (
                 times[events["cmd"][accepted]])
@@ -723,24 +725,31 @@ class Markets:
         return self._commands[:n]
 
     def _record_fills(self, events: np.ndarray, trades: int, sequences: list[int],
-                      times: np.ndarray | None = None) -> None:
+                      times: int | np.ndarray | None = None) -> None:
         """The movements of a kernel call's ``trades`` fills (among its ``events``) for
         settlement (the kernel already moved the balances: who paid whom, and the fee by the
         rule and rate the kernel charged), and the tapes: two compiled passes over the
-        events, which skip the rows that are not fills (no mask, no copy). ``times``: each
-        command's exchange time, if they are not all the machine's (``_times_of``)."""
+        events, which skip the rows that are not fills (no mask, no copy). ``times``: the
+        commands' exchange time (default: the machine's), or each one's (``_times_of``)."""
         self._fill_movements(events, np.array(sequences, dtype=np.int64), trades)
         if times is None:
             self.marketdata.record(events, self.machine.now_us)
+        elif type(times) is int:
+            self.marketdata.record(events, times)
         else:  # each fill at its command's time (commands' times never go down)
             self.marketdata.record(events, int(times[0]), times[events["cmd"]])
 
-    def _times_of(self, sequences: list[int]) -> np.ndarray:
-        """The exchange time of each of a kernel call's commands (``sequences``) in a run
-        that spans times (``_run_times``)."""
+    def _times_of(self, sequences: list[int]) -> int | np.ndarray:
+        """The exchange time of a kernel call's commands (``sequences``, increasing) in a run
+        that spans times (``_run_times``): one, if they share it (most calls), else each
+        command's."""
         firsts, times = self._run_times
-        return times[np.searchsorted(firsts, np.array(sequences, dtype=np.int64),
-                                     side="right") - 1]
+        first = bisect.bisect_right(firsts, sequences[0]) - 1
+        if first == bisect.bisect_right(firsts, sequences[-1]) - 1:
+            return times[first]
+        at = np.searchsorted(np.array(firsts, dtype=np.int64),
+                             np.array(sequences, dtype=np.int64), side="right") - 1
+        return np.array(times, dtype=np.int64)[at]
 
     def _fill_movements(self, fills: np.ndarray, sequences: np.ndarray,
                         trades: int | None = None) -> None:
