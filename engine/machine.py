@@ -490,11 +490,10 @@ class StateMachine:
     def _own_orders_allow(self, runner: Component, how: Carried, account: int,
                           before: list[tuple[int, int, Any]]) -> bool:
         """Whether the run's orders of ``account`` before a carried entry of it (``before``:
-        the run's orders up to it, ``(sequence, actor, command)``) leave the entry as a
-        maker's is carried
-        (``_apply_carrying``): none reads or lowers the account's available cash, which the
-        entry applied first would change (``CASH_READ``: a buy, an amend). An entry that shows
-        the cash also needs every change the orders make to it to be a fill's
+        the run's orders up to it, ``(sequence, actor, command)``) leave the entry as a maker's
+        is carried (``_apply_carrying``): none reads or lowers the account's available cash,
+        which the entry applied first would change (``CASH_READ``: a buy, an amend). An entry
+        that shows the cash also needs every change the orders make to it to be a fill's
         (``CASH_BY_FILLS``), whose movements ``_show_cash`` adds; a cancel's release has none.
         So a ``rising`` entry sees no more cash than at its turn, and a shown one is shown
         what it had then."""
@@ -509,10 +508,10 @@ class StateMachine:
                         start: int) -> list[Reply]:
         """While quiet, the entries from ``start`` (numbered from ``first_sequence``): a run
         of orders and the entries it carries, in one pass: the run goes on over the runner's
-        commands at the first one's time, and over the entries between and after them that
-        it may carry (``_carried``), each applied as it is found, up to the first it may not,
-        or an idempotency key used before (in the run or remembered); then its orders go to
-        the runner at once (``_apply_run``). Returns the replies of the entries applied: one
+        commands, and over the entries between and after them that it may carry
+        (``_carried``), each applied as it is found, up to the first it may not, or an
+        idempotency key used before (in the run or remembered); then its orders go to the
+        runner at once (``_apply_run``). Returns the replies of the entries applied: one
         entry alone (through ``apply``) where no run starts (a command of no runner, a
         deadline due), or none for a runner that rests no orders (its runs carry nothing:
         ``_run_end``).
@@ -538,6 +537,14 @@ class StateMachine:
         its turn. A new reply that shows the cash of such an account goes to ``walk.shown``
         (``_show_cash`` completes it after the run); a reply that adds no reference shows none
         a run could change (a reference used before answers its first reply).
+
+        A run goes on where the exchange time moves on (a live venue stamps each group commit
+        with its own) while no deadline falls due by the later time (``_goes_on_at``: the
+        entry past one is applied alone, ``on_time`` firing after it) and the runner's orders
+        cannot schedule one (``Markets.runs_span_times``), and nobody reads updates (they say
+        the time). Each carried entry is applied at its own time, each key kept at its own
+        (``_apply_run``), and each order checked, made and traded at its own (``walk.times``
+        to ``Markets.apply_run``).
         """
         first = entries[start]
         runner = self._runners.get(type(first.command))
@@ -553,7 +560,7 @@ class StateMachine:
             return [self.apply(first_sequence, first)]  # on_time fires after it: alone
         self.now_us = time_us = max(self.now_us, first.time_us)
         carried, runners = self._carried, self._runners
-        # Whether the run may go on past a change of time (``Component.runs_span_times``).
+        # Whether the run may go on past a change of time (``Markets.runs_span_times``).
         spans = runner.runs_span_times() and not self.may_want_updates()
         walk = _Walk(self.movements.table.count)
         replies, ran, items = walk.replies, walk.ran, walk.items

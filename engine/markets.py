@@ -650,13 +650,14 @@ class Markets:
         else:
             cid_flags = np.zeros(len(commands), dtype=np.int8)
             cid_flags[named[0]] = 1
-        # Its commands' time: the machine's, or in a run that spans times, each command's.
+        # Its commands' time: the machine's, or in a run that spans times, theirs (one, or
+        # each command's as an array).
         times = machine.now_us if self._run_times is None else self._times_of(queue.sequences)
-        folded = lifecycle.fold(events, commands, cid_flags,
-                                times if type(times) is int else machine.now_us,
+        each = isinstance(times, np.ndarray)
+        folded = lifecycle.fold(events, commands, cid_flags, machine.now_us if each else times,
                                 FINISHED_ORDERS_KEPT, engine.instruments, engine.next_order_id,
                                 balances.accounts.count)
-        if type(times) is not int:  # a new order's creation time is its command's
+        if each:  # a new order's creation time is its command's
             accepted = np.flatnonzero(events["kind"] == k.EV_ACCEPTED)
             lifecycle.records["created_us"][events["oid"][accepted]] = (
                 times[events["cmd"][accepted]])
@@ -732,12 +733,10 @@ class Markets:
         events, which skip the rows that are not fills (no mask, no copy). ``times``: the
         commands' exchange time (default: the machine's), or each one's (``_times_of``)."""
         self._fill_movements(events, np.array(sequences, dtype=np.int64), trades)
-        if times is None:
-            self.marketdata.record(events, self.machine.now_us)
-        elif type(times) is int:
-            self.marketdata.record(events, times)
-        else:  # each fill at its command's time (commands' times never go down)
+        if isinstance(times, np.ndarray):  # each fill at its command's (they never go down)
             self.marketdata.record(events, int(times[0]), times[events["cmd"]])
+        else:
+            self.marketdata.record(events, self.machine.now_us if times is None else times)
 
     def _times_of(self, sequences: list[int]) -> int | np.ndarray:
         """The exchange time of a kernel call's commands (``sequences``, increasing) in a run
@@ -746,7 +745,7 @@ class Markets:
         firsts, times = self._run_times
         first = bisect.bisect_right(firsts, sequences[0]) - 1
         if first == bisect.bisect_right(firsts, sequences[-1]) - 1:
-            return times[first]
+            return int(times[first])
         at = np.searchsorted(np.array(firsts, dtype=np.int64),
                              np.array(sequences, dtype=np.int64), side="right") - 1
         return np.array(times, dtype=np.int64)[at]
