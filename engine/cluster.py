@@ -494,10 +494,59 @@ class ClusterEngine:
         self.snapshots.after_message(machine, self.stream_position, batch.msg_id)
 
     def _apply_quietly(self, batches: list[StreamBatch]) -> None:
-        for batch in batches:
-            self._apply(batch, catching_up=True)
+        """Catching up: consecutive messages together where they can be (``_together``),
+        each entry stamped with its message's time, so a replay's runs go on over them as
+        over a journal's group commits; else one at a time."""
+        at = 0
+        while at < len(batches):
+            end = self._together(batches, at)
+            if end - at > 1:
+                self._apply_messages(batches[at:end])
+            else:
+                self._apply(batches[at], catching_up=True)
             self.machine.outbox.clear()
-            self.snapshots.after_message(self.machine, self.stream_position, batch.msg_id)
+            # Once for the group: no cadence point falls before its last message.
+            self.snapshots.after_message(self.machine, self.stream_position,
+                                         batches[end - 1].msg_id)
+            at = end
+
+    def _together(self, batches: list[StreamBatch], at: int) -> int:
+        """Where a group of messages applied together from ``batches[at]`` ends: at the
+        first that does not follow, holds a skipped entry, or comes before the venue exists,
+        and just after the first that crosses a cadence point (every replica snapshots at
+        the end of that very message)."""
+        machine = self.machine
+        if not machine.accounts:
+            return at + 1
+        position, sequence = self.stream_position, machine.last_sequence
+        end = at
+        for batch in batches[at:]:
+            count = len(batch.payloads)
+            if batch.sequence != position + 1 or (self.skips and any(
+                    sequence + 1 + i in self.skips for i in range(count))):
+                break
+            position, sequence, end = batch.sequence, sequence + count, end + 1
+            if self.snapshots.reaches_cadence(sequence):
+                break
+        return max(end, at + 1)
+
+    def _apply_messages(self, batches: list[StreamBatch]) -> None:
+        """``_apply`` of consecutive messages catching up, as one: each entry stamped with
+        its message's time as ``_apply`` stamps it (the venue's time then, or the message's if
+        later), or its own under a manual clock."""
+        machine = self.machine
+        payloads = [payload for batch in batches for payload in batch.payloads]
+        if not payloads:  # empty messages: nothing to apply
+            self.stream_position = batches[-1].sequence
+            return
+        stamps = None
+        if not machine.manual_clock:
+            stamps, now = [], machine.now_us
+            for batch in batches:
+                now = max(now, batch.time_us)
+                stamps.extend([now] * len(batch.payloads))
+        apply_payloads(machine, machine.last_sequence + 1, payloads, stamps)
+        self.stream_position = batches[-1].sequence
 
     def _apply(self, batch: StreamBatch, catching_up: bool = False) -> list[Reply]:
         """Number, stamp and apply one message's entries (module docstring: the time).

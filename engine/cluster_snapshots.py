@@ -239,6 +239,11 @@ class ReplicaSnapshots:
 
     # ---- taking them ---------------------------------------------------------------------------
 
+    def reaches_cadence(self, last_sequence: int) -> bool:
+        """Whether a message that leaves the venue at ``last_sequence`` crosses a cadence
+        point not seen yet (``after_message`` then starts a snapshot)."""
+        return last_sequence // self.every > self._mark
+
     def after_message(self, machine: StateMachine, position: int, msg_id: str) -> None:
         """Called after each stream message is applied: at a cadence point, start a snapshot
         (module docstring), uploaded if this replica appended the message."""

@@ -90,12 +90,15 @@ def apply_blocks(machine: StateMachine, blocks: Iterable[RecordBlock], skips: di
 
 
 def apply_payloads(machine: StateMachine, first: int, payloads: Sequence[bytes],
-                   time_us: int | None = None) -> None:
+                   time_us: int | Sequence[int] | None = None) -> None:
     """Apply consecutive journal payloads numbered from ``first`` as a replay does (in bulk
-    where they are plain orders and cancels), each entry stamped ``time_us`` if given (a
-    cluster replica catching up stamps a stream message's entries with its time). For a
-    quiet machine only: nobody gets their replies or updates."""
+    where they are plain orders and cancels), each entry stamped ``time_us`` if given, or
+    its own of ``time_us`` if that is a sequence (a cluster replica catching up stamps a
+    stream message's entries with its time; consecutive messages go together, each with its
+    own). For a quiet machine only: nobody gets their replies or updates."""
     block = _block(first, list(payloads))
+    if time_us is not None and not isinstance(time_us, int):
+        time_us = np.asarray(time_us, dtype=np.int64)
     _apply_chunk(machine, first, block.data, block.starts, block.ends, time_us)
 
 
@@ -114,29 +117,36 @@ def apply_one_at_a_time(machine: StateMachine, records: Iterable[tuple[int, byte
 
 
 def _apply_chunk(machine: StateMachine, first: int, data: bytes, starts: np.ndarray,
-                 ends: np.ndarray, time_us: int | None = None) -> None:
+                 ends: np.ndarray, time_us: int | np.ndarray | None = None) -> None:
     """Entries read as columns where they are plain orders and cancels, client_order_ids kept
     aside (applied in bulk, ``StateMachine.apply_orders``); any other entry decoded by msgspec
-    and applied by ``apply_batch``, as are orders the bulk path leaves to it."""
+    and applied by ``apply_batch``, as are orders the bulk path leaves to it. ``time_us``: a
+    stamp for every entry, or each one's (an array)."""
     commands, times, kinds, client_ids = scan_with_client_ids(
         np.frombuffer(data, dtype=np.uint8), starts, ends)
+    stamps = None  # each entry's stamp, if stamped
     if time_us is not None:
         times[:] = time_us
+        stamps = times
+
+    def decoded(lo: int, hi: int) -> None:
+        _apply_decoded(machine, first + lo, data, starts[lo:hi], ends[lo:hi],
+                       None if stamps is None else stamps[lo:hi])
+
     at = 0
     for lo, hi in _bulk_stretches(kinds != KIND_OTHER):
         if at < lo:  # the entries in between, in one batch: its runs may span them
-            _apply_decoded(machine, first + at, data, starts[at:lo], ends[at:lo], time_us)
+            decoded(at, lo)
         at = lo
         while at < hi:
             done = machine.apply_orders(first + at, commands[at:hi], times[at:hi],
                                         client_ids[at:hi])
             at += done
             if done == 0:
-                _apply_decoded(machine, first + at, data, starts[at:at + 1], ends[at:at + 1],
-                               time_us)
+                decoded(at, at + 1)
                 at += 1
     if at < len(kinds):
-        _apply_decoded(machine, first + at, data, starts[at:], ends[at:], time_us)
+        decoded(at, len(kinds))
 
 
 def _bulk_stretches(plain: np.ndarray) -> list[tuple[int, int]]:
@@ -148,34 +158,37 @@ def _bulk_stretches(plain: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _apply_decoded(machine: StateMachine, first: int, data: bytes, starts: np.ndarray,
-                   ends: np.ndarray, time_us: int | None) -> None:
-    """Decode the entries ``data[starts[i]:ends[i]]`` and apply them in batches of at most
-    ``DECODED_ENTRIES_MAX`` (``apply_batch``: the same state however they are cut), each
-    ending where the time changes if it can (``_batch_ends``)."""
+                   ends: np.ndarray, stamps: np.ndarray | None) -> None:
+    """Decode the entries ``data[starts[i]:ends[i]]`` (each stamped with its ``stamps`` row,
+    if given) and apply them in batches of at most ``DECODED_ENTRIES_MAX`` (``apply_batch``:
+    the same state however they are cut), each ending where the time changes if it can
+    (``_batch_ends``)."""
     view = np.frombuffer(data, dtype=np.uint8)
     lo = 0
-    for hi in _batch_ends(view, starts, ends, time_us):
+    for hi in _batch_ends(view, starts, ends, stamps):
         entries = _decoded(data, view, starts[lo:hi], ends[lo:hi])
-        if time_us is not None:
-            for entry in entries:
-                entry.time_us = time_us
+        if stamps is not None:
+            for entry, stamp in zip(entries, stamps[lo:hi].tolist(), strict=True):
+                entry.time_us = stamp
         machine.apply_batch(first + lo, entries)
         lo = hi
 
 
 def _batch_ends(view: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                time_us: int | None) -> list[int]:
+                stamps: np.ndarray | None) -> list[int]:
     """Where the batches of the entries ``view[starts[i]:ends[i]]`` end: each at most
     ``DECODED_ENTRIES_MAX`` long and, where it can be, at the last change of the entries'
-    time within it (none while ``time_us`` stamps them all). A replay's run of orders, and
+    time within it (their ``stamps``, if stamped). A replay's run of orders, and
     what it carries, ends where the time changes anyway; a batch cut elsewhere cuts a run in
     two, and each run costs a kernel call and its fixed steps (~90 us in a mixed replay,
     whose runs have a median of 50 entries)."""
     count, step = len(starts), DECODED_ENTRIES_MAX
-    if count <= step or time_us is not None:
-        return [*range(step, count, step), count]
-    times = np.empty(count, dtype=np.int64)
-    entry_times(view, starts, ends, times)
+    if count <= step:
+        return [count]
+    times = stamps
+    if times is None:
+        times = np.empty(count, dtype=np.int64)
+        entry_times(view, starts, ends, times)
     changes = np.flatnonzero(times[1:] != times[:-1]) + 1
     cuts: list[int] = []
     lo = 0

@@ -341,8 +341,12 @@ def test_decoded_batches_end_where_the_time_changes(times, step, broken):
     read = [-1 if i in broken else at for i, at in enumerate(times)]
     with mock.patch.object(engine.replay, "DECODED_ENTRIES_MAX", step):
         ends = engine.replay._batch_ends(view, block.starts, block.ends, None)
-        stamped = engine.replay._batch_ends(view, block.starts, block.ends, 9)
+        stamped = engine.replay._batch_ends(view, block.starts, block.ends,
+                                            np.full(len(times), 9, dtype=np.int64))
+        own = engine.replay._batch_ends(view, block.starts, block.ends,
+                                        np.array(read, dtype=np.int64))
     assert stamped == [*range(step, len(times), step), len(times)]  # one time: every step
+    assert own == ends  # stamped with the times they hold: cut where those change
     lo = 0
     for end in ends:
         assert lo < end <= lo + step or end == lo == len(times) == 0
