@@ -6,7 +6,8 @@ one writer of the venue is the stream, not this process. Every replica:
 
 - **catches up before it accepts a command**: it loads a snapshot, its own or else the newest
   one kept in the cluster, and reads the stream after it (quietly, in runs through
-  ``StateMachine.apply_batch``), so its first reply is given from the venue's current state.
+  ``StateMachine.apply_batch``, consecutive messages together, each entry at its message's
+  time: ``_apply_quietly``), so its first reply is given from the venue's current state.
   Snapshots (taken at the same cadence points by every replica, shared by one, and the stream
   limited behind them when asked) are ``engine.cluster_snapshots``'s;
 - **appends** each group-commit batch of its own clients as one stream message
