@@ -24,7 +24,7 @@ import numpy as np
 
 from engine import commands as c
 from engine.journal import FileJournal, RecordBlock
-from engine.kernels.entries import KIND_OTHER, entry_times, gather_array, scan_with_client_ids
+from engine.kernels.entries import KIND_OTHER, gather_array, scan_with_client_ids
 from engine.machine import StateMachine
 from engine.skips import PoisonCommand, Skip, apply_entry, load_skips
 
@@ -161,44 +161,15 @@ def _apply_decoded(machine: StateMachine, first: int, data: bytes, starts: np.nd
                    ends: np.ndarray, stamps: np.ndarray | None) -> None:
     """Decode the entries ``data[starts[i]:ends[i]]`` (each stamped with its ``stamps`` row,
     if given) and apply them in batches of at most ``DECODED_ENTRIES_MAX`` (``apply_batch``:
-    the same state however they are cut), each ending where the time changes if it can
-    (``_batch_ends``)."""
+    the same state however they are cut)."""
+    step = DECODED_ENTRIES_MAX
     view = np.frombuffer(data, dtype=np.uint8)
-    lo = 0
-    for hi in _batch_ends(view, starts, ends, stamps):
-        entries = _decoded(data, view, starts[lo:hi], ends[lo:hi])
+    for lo in range(0, len(starts), step):
+        entries = _decoded(data, view, starts[lo:lo + step], ends[lo:lo + step])
         if stamps is not None:
-            for entry, stamp in zip(entries, stamps[lo:hi].tolist(), strict=True):
+            for entry, stamp in zip(entries, stamps[lo:lo + step].tolist(), strict=True):
                 entry.time_us = stamp
         machine.apply_batch(first + lo, entries)
-        lo = hi
-
-
-def _batch_ends(view: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                stamps: np.ndarray | None) -> list[int]:
-    """Where the batches of the entries ``view[starts[i]:ends[i]]`` end: each at most
-    ``DECODED_ENTRIES_MAX`` long and, where it can be, at the last change of the entries'
-    time within it (their ``stamps``, if stamped). A replay's run of orders, and
-    what it carries, ends where the time changes anyway; a batch cut elsewhere cuts a run in
-    two, and each run costs a kernel call and its fixed steps (~90 us in a mixed replay,
-    whose runs have a median of 50 entries)."""
-    count, step = len(starts), DECODED_ENTRIES_MAX
-    if count <= step:
-        return [count]
-    times = stamps
-    if times is None:
-        times = np.empty(count, dtype=np.int64)
-        entry_times(view, starts, ends, times)
-    changes = np.flatnonzero(times[1:] != times[:-1]) + 1
-    cuts: list[int] = []
-    lo = 0
-    while count - lo > step:
-        at = int(np.searchsorted(changes, lo + step, side="right"))  # changes <= lo + step
-        end = int(changes[at - 1]) if at and changes[at - 1] > lo else lo + step
-        cuts.append(end)
-        lo = end
-    cuts.append(count)
-    return cuts
 
 
 def _decoded(data: bytes, view: np.ndarray, starts: np.ndarray,

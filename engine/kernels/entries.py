@@ -290,20 +290,6 @@ def scan(data, starts, ends, words, word_starts, word_kinds, word_codes, command
 
 
 @kernel
-def entry_times(data, starts, ends, times):
-    """``times[i]``: the time of the entry ``data[starts[i]:ends[i]]`` (its first field), or -1
-    where that is not an entry's array and integer (the decoder says what is wrong)."""
-    for i in range(len(starts)):
-        count, at = _array(data, starts[i], ends[i])
-        time_us = -1
-        if at != _BAD and 3 <= count <= 5:
-            value, at = read_int(data, at, ends[i])
-            if at != _BAD:
-                time_us = value
-        times[i] = time_us
-
-
-@kernel
 def _clear(row):
     row["op"] = 0
     row["side"] = 0

@@ -22,7 +22,6 @@ import random
 from unittest import mock
 
 import msgspec
-import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -316,8 +315,8 @@ def test_the_rules_are_asked_at_each_time_not_once_a_segment():
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(flow=flows, step=st.integers(1, 40), rng=st.randoms(use_true_random=False))
 def test_decoded_batches_cut_anywhere_reach_the_same_state(flow, step, rng):
-    """The decoded entries' batches (``DECODED_ENTRIES_MAX``, ended at a change of time where
-    one falls in them: ``_batch_ends``) made small: the state is that of one entry at a time."""
+    """The decoded entries' batches (``DECODED_ENTRIES_MAX``) made small: the state is that
+    of one entry at a time."""
     with (mock.patch.object(engine.replay, "DECODED_ENTRIES_MAX", step),
           mock.patch.object(engine.replay, "BULK_ENTRIES_MIN", 10**9)):  # all decoded
         records = _journal(flow, rng)
@@ -326,36 +325,6 @@ def test_decoded_batches_cut_anywhere_reach_the_same_state(flow, step, rng):
     assert bulk.last_sequence == one.last_sequence == len(records)
     assert bulk.idempotency == one.idempotency
     assert bulk.state_hash() == one.state_hash()
-
-
-@given(times=st.lists(st.sampled_from([5, 6, 7, 1 << 40]), min_size=0, max_size=60),
-       step=st.integers(1, 12), broken=st.sets(st.integers(0, 59), max_size=3))
-def test_decoded_batches_end_where_the_time_changes(times, step, broken):
-    """``_batch_ends``: batches of at most ``DECODED_ENTRIES_MAX`` that cover the entries in
-    order, each ending at the last change of time in its reach if there is one; an entry
-    that is not one (its time unread) counts as a time of its own."""
-    payloads = [b"\xc1" if i in broken else
-                c.encode_entry(c.Entry(at, 3, mc.CancelOrder(i + 1))) for i, at in enumerate(times)]
-    block = engine.replay._block(1, payloads)
-    view = np.frombuffer(block.data, dtype=np.uint8)
-    read = [-1 if i in broken else at for i, at in enumerate(times)]
-    with mock.patch.object(engine.replay, "DECODED_ENTRIES_MAX", step):
-        ends = engine.replay._batch_ends(view, block.starts, block.ends, None)
-        stamped = engine.replay._batch_ends(view, block.starts, block.ends,
-                                            np.full(len(times), 9, dtype=np.int64))
-        own = engine.replay._batch_ends(view, block.starts, block.ends,
-                                        np.array(read, dtype=np.int64))
-    assert stamped == [*range(step, len(times), step), len(times)]  # one time: every step
-    assert own == ends  # stamped with the times they hold: cut where those change
-    lo = 0
-    for end in ends:
-        assert lo < end <= lo + step or end == lo == len(times) == 0
-        changes = [i for i in range(lo + 1, min(lo + step, len(times) - 1) + 1)
-                   if read[i] != read[i - 1]]
-        if end < len(times):
-            assert end == (changes[-1] if changes else lo + step)
-        lo = end
-    assert ends[-1] == len(times)
 
 
 def _walked(records: list[tuple[int, bytes]]) -> tuple[StateMachine, list[int]]:
