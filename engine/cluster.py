@@ -532,9 +532,9 @@ class ClusterEngine:
         return max(end, at + 1)
 
     def _apply_messages(self, batches: list[StreamBatch]) -> None:
-        """``_apply`` of consecutive messages catching up, as one: each entry stamped with
-        its message's time as ``_apply`` stamps it (the venue's time then, or the message's if
-        later), or its own under a manual clock."""
+        """Apply consecutive messages catching up (the venue exists, no entry skipped), as
+        one: each entry stamped with its message's time as ``_apply`` stamps one (the venue's
+        time then, or the message's if later), or its own under a manual clock."""
         machine = self.machine
         payloads = [payload for batch in batches for payload in batch.payloads]
         if not payloads:  # empty messages: nothing to apply
@@ -560,9 +560,7 @@ class ClusterEngine:
         first = machine.last_sequence + 1
         if (catching_up and machine.accounts  # the venue exists: its clock is known
                 and not any(first + i in self.skips for i in range(len(batch.payloads)))):
-            time_us = None if machine.manual_clock else max(machine.now_us, batch.time_us)
-            apply_payloads(machine, first, batch.payloads, time_us)
-            self.stream_position = batch.sequence
+            self._apply_messages([batch])
             return []
         entries = [c.decode_entry(payload) for payload in batch.payloads]
         if not _manual_clock(machine, entries):

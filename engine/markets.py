@@ -296,16 +296,14 @@ class Markets:
         each time, the first one first."""
         if times is None:
             return self._apply_items(items)
-        machine = self.machine
         self._run_times = ([at for at, _ in times], [time_us for _, time_us in times])
         try:
-            return self._apply_items(items, times)
+            return self._apply_items(items)
         finally:
             self._run_times = None
-            machine.now_us = times[-1][1]
+            self.machine.now_us = times[-1][1]
 
-    def _apply_items(self, items: list[tuple[int, int, Any]],
-                     times: list[tuple[int, int]] | None = None) -> list[Reply]:
+    def _apply_items(self, items: list[tuple[int, int, Any]]) -> list[Reply]:
         replies: list[Reply | None] = [None] * len(items)
         queue = _Queue()
         tradable: dict[tuple[int, str], Any] = {}
@@ -323,10 +321,11 @@ class Markets:
         add_index, add_sequence = queue.indexes.append, queue.sequences.append
         add_op, add_row = queue.ops.append, queue.rows.append
         # The next change of time in the run, if any: (its first sequence, the time).
-        later = iter(times[1:] if times else ())
+        run_times = self._run_times
+        later = zip(run_times[0][1:], run_times[1][1:], strict=True) if run_times else iter(())
         next_at, next_time = next(later, _NEVER)
-        if times:
-            self.machine.now_us = times[0][1]
+        if run_times:
+            self.machine.now_us = run_times[1][0]
         for index, (sequence, actor, cmd) in enumerate(items):
             if sequence >= next_at:  # a later time: the rules' verdicts are asked again
                 while sequence >= next_at:
@@ -726,17 +725,17 @@ class Markets:
         return self._commands[:n]
 
     def _record_fills(self, events: np.ndarray, trades: int, sequences: list[int],
-                      times: int | np.ndarray | None = None) -> None:
+                      times: int | np.ndarray) -> None:
         """The movements of a kernel call's ``trades`` fills (among its ``events``) for
         settlement (the kernel already moved the balances: who paid whom, and the fee by the
         rule and rate the kernel charged), and the tapes: two compiled passes over the
         events, which skip the rows that are not fills (no mask, no copy). ``times``: the
-        commands' exchange time (default: the machine's), or each one's (``_times_of``)."""
+        commands' exchange time, or each one's (``_times_of``)."""
         self._fill_movements(events, np.array(sequences, dtype=np.int64), trades)
         if isinstance(times, np.ndarray):  # each fill at its command's (they never go down)
             self.marketdata.record(events, int(times[0]), times[events["cmd"]])
         else:
-            self.marketdata.record(events, self.machine.now_us if times is None else times)
+            self.marketdata.record(events, times)
 
     def _times_of(self, sequences: list[int]) -> int | np.ndarray:
         """The exchange time of a kernel call's commands (``sequences``, increasing) in a run
