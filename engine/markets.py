@@ -148,6 +148,10 @@ class Markets:
         # While a run that spans exchange times is applied (``apply_run``): the first
         # sequence of each of its times, and the times.
         self._run_times: tuple[list[int], list[int]] | None = None
+        # While such a run is applied: the (instrument, side) pairs whose verdicts it keeps
+        # (``ready``, ``tradable``) that a change of its time must drop (``_moves_with_time``).
+        self._timed_pairs: list[tuple[int, str]] = []
+        self._times_ahead = False  # and whether a change of its time is still to come
         self.queued_by = np.zeros(64, dtype=np.int64)  # scratch of engine.markets_live
         # engine.markets_live's cache of position rows (instrument -> row by account) and the
         # machine's Balances.position_slots it caches.
@@ -324,15 +328,21 @@ class Markets:
         run_times = self._run_times
         later = zip(run_times[0][1:], run_times[1][1:], strict=True) if run_times else iter(())
         next_at, next_time = next(later, _NEVER)
+        self._times_ahead = run_times is not None
         if run_times:
             self.machine.now_us = run_times[1][0]
+            self._timed_pairs.clear()
         for index, (sequence, actor, cmd) in enumerate(items):
-            if sequence >= next_at:  # a later time: the rules' verdicts are asked again
+            if sequence >= next_at:  # a later time: the verdicts that may change are dropped
                 while sequence >= next_at:
                     self.machine.now_us = next_time
                     next_at, next_time = next(later, _NEVER)
-                ready.clear()
-                tradable.clear()
+                timed = self._timed_pairs
+                for pair in timed:
+                    ready.discard(pair)
+                    tradable.pop(pair, None)
+                timed.clear()
+                self._times_ahead = next_at != _NEVER[0]
             kind = type(cmd)
             if kind is _PLACE and (actor in investors or self._new_investor(actor)):
                 instrument_id = cmd.instrument_id
@@ -428,7 +438,22 @@ class Markets:
         elif info is not self._passed[pair]:
             return False
         ready.add(pair)
+        if self._times_ahead and info.reads_clock:
+            self._timed_pairs.append(pair)  # see _verdict_kept
         return True
+
+    def _verdict_kept(self, pair: tuple[int, str], verdict: Any) -> None:
+        """Note ``pair``, just given its ``verdict`` (the info, or the refusal) in a run
+        that spans exchange times with a change of time still to come, for that change
+        (``_apply_items``) to drop if the instrument's info may be another at a later time
+        (``Offerings.info_moves_with_time``: a loan's default, an operating-rights term's
+        end). Any other instrument's info is the same facts while the run lasts (its status
+        and lock-up change only at a deadline, which ends a run, or by a command no run
+        carries), so the rules' verdict on it, a function of the info, the side and the
+        venue's profile, stands at every time of the run."""
+        if (self._offerings().info_moves_with_time(pair[0])
+                if isinstance(verdict, CrowdexError) else verdict.reads_clock):
+            self._timed_pairs.append(pair)
 
     def _queue_place(self, queue: _Queue, replies: list, index: int, sequence: int, actor: int,
                      cmd: mc.PlaceOrder, tradable: dict, ready: set) -> None:
@@ -450,6 +475,8 @@ class Markets:
             except CrowdexError as error:
                 info = error
             tradable[key] = info
+            if self._times_ahead:
+                self._verdict_kept(key, info)
         if isinstance(info, CrowdexError):
             raise info
         cid = cmd.client_order_id

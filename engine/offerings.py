@@ -139,6 +139,9 @@ class InstrumentInfo(msgspec.Struct, frozen=True):
     seller_fee_bps: int = 100  # of each fill, from the rules the project was listed under
     closed: bool = False  # operating rights after the term: no new orders
     default_code: str = "not_permitted"  # the refusal of a sell while defaulted
+    # It reads the clock (``Offerings.info_moves_with_time``): the info at a later time may
+    # be another with nothing else changed.
+    reads_clock: bool = False
 
     def default_refusal(self) -> CrowdexError:
         """The refusal of a sell while the project is in default. The debt board's words are
@@ -1130,6 +1133,20 @@ class Offerings:
             info = self._infos[key] = self._instrument_info_now(project)
         return info
 
+    def info_moves_with_time(self, instrument_id: int) -> bool:
+        """Whether ``instrument_info(instrument_id)`` reads the clock: a loan's (in default
+        from a moment) or an operating-rights term's (closed at its end). Any other
+        instrument's info changes only with its project's status and lock-up, at a deadline
+        (``on_time``) or by a command. An info says it too (``InstrumentInfo.reads_clock``)."""
+        project = self.projects.get(instrument_id)
+        return project is not None and self._reads_clock(project)
+
+    def _reads_clock(self, project: Project) -> bool:
+        # A superset of ``instrument_info``'s keys that hold the time's facts: its term starts
+        # (``terms.states``) at an operating-rights offering's success, before which it has
+        # no info.
+        return project.board == "debt" or self.terms.is_board(project)
+
     def _instrument_info_now(self, project: Project) -> InstrumentInfo:
         instrument_id = project.project_id
         board = self.board(project)
@@ -1140,7 +1157,8 @@ class Offerings:
                               board.config.tradable and board.config.issues_units,
                               board.config.seller_fee_bps,
                               self.terms.closed(instrument_id, self.machine.now_us),
-                              "in_default" if self.terms.is_board(project) else "not_permitted")
+                              "in_default" if self.terms.is_board(project) else "not_permitted",
+                              self._reads_clock(project))
 
     def held_total(self) -> int:
         """Cash held by projects (product payouts awaiting delivery): in no account."""

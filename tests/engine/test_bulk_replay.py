@@ -17,6 +17,7 @@ for idempotency keys must be those of one entry at a time.
 
 from __future__ import annotations
 
+import collections
 import os
 import random
 from unittest import mock
@@ -34,6 +35,7 @@ from engine import markets_commands as mc
 from engine import offerings_commands as oc
 from engine.kernels.codes import SIDE_SELL
 from engine.machine import StateMachine
+from engine.offerings import Offerings
 from tests.engine.msgpack_widths import pack
 from tests.engine.test_journal_replay import apply_in_chunks
 
@@ -362,6 +364,49 @@ def test_a_run_goes_on_over_times_and_asks_the_rules_at_each():
     assert int(sells.sum()) == 2  # the two before the default; the two after refused
     assert sorted(set(orders["created_us"][orders["instrument"] == DEBT].tolist()))[-2:] == [
         FLOW_START_US + 6 * HOUR_US - 1, FLOW_START_US + 6 * HOUR_US + 1]
+
+
+def test_a_run_keeps_the_verdicts_the_clock_cannot_change():
+    """Over the times of one run, the rules' verdict on EQUITY, whose info does not read the
+    clock, is asked at the run's first time only; on DEBT, whose default comes with the
+    clock, at each time (its notes sold before the default, refused after, in the same run
+    and kernel call). The state is one entry at a time's."""
+    flow = [(("tick",), 0)]  # the deadlines due since the setup fire alone
+    for n in range(8):  # eight times, the default between the fourth and the fifth
+        step = 6 * HOUR_US - 4 if n == 0 else 1
+        flow.append((("deposit", ISSUER, 1 + n), step))  # carried: the issuer does not trade
+        side = "buy" if n % 2 else "sell"
+        flow.append((_order_op(TRADERS[n % 4], side, PRICE, EQUITY), 0))
+        flow.append((_order_op(TRADERS[(n + 1) % 4], side, PRICE, DEBT), 0))
+    records = _journal(flow, random.Random(7))
+    head = len(_setup()) + 1  # the setup and the tick, before the run
+    asked: collections.Counter[int] = collections.Counter()
+    real = Offerings.instrument_info
+
+    def instrument_info(self, instrument_id):
+        asked[instrument_id] += 1
+        return real(self, instrument_id)
+
+    walked = apply_in_chunks(StateMachine(), records[:head], [head])
+    calls: list[int] = []
+    process = engine.markets.MatchingEngine.process
+
+    def counted(self, commands, *rest, **named):
+        calls.append(len(commands))
+        return process(self, commands, *rest, **named)
+
+    with (mock.patch.object(engine.replay, "BULK_ENTRIES_MIN", 10**9),
+          mock.patch.object(engine.markets.MatchingEngine, "process", counted),
+          mock.patch.object(Offerings, "instrument_info", instrument_info)):
+        apply_in_chunks(walked, records[head:], [len(records) - head])
+    one = _one_at_a_time(records)
+    assert walked.state_hash() == one.state_hash()
+    assert calls == [14]  # one call: 8 EQUITY orders, DEBT's 4 buys and 2 sells before
+    assert asked[EQUITY] == 1  # both sides at the first time: one lookup (_queue_place)
+    assert asked[DEBT] >= 8  # at each time (twice where its info is another from then)
+    orders = one.component("markets").lifecycle.records
+    sells = (orders["instrument"] == DEBT) & (orders["side"] == SIDE_SELL)
+    assert int(sells.sum()) == 2
 
 
 def test_a_run_stops_where_a_deadline_falls_due():
