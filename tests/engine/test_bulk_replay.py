@@ -329,9 +329,11 @@ def test_decoded_batches_cut_anywhere_reach_the_same_state(flow, step, rng):
     assert bulk.state_hash() == one.state_hash()
 
 
-def _walked(records: list[tuple[int, bytes]]) -> tuple[StateMachine, list[int]]:
-    """``records`` replayed with every entry decoded (the runs of ``apply_batch``, none of
-    the bulk path), and the commands of each kernel call the runs made."""
+def _walked(records: list[tuple[int, bytes]],
+            machine: StateMachine | None = None) -> tuple[StateMachine, list[int]]:
+    """``records`` replayed (onto ``machine``, if given) with every entry decoded (the runs of
+    ``apply_batch``, none of the bulk path), and the commands of each kernel call the runs
+    made."""
     calls: list[int] = []
     real = engine.markets.MatchingEngine.process
 
@@ -341,7 +343,7 @@ def _walked(records: list[tuple[int, bytes]]) -> tuple[StateMachine, list[int]]:
 
     with (mock.patch.object(engine.replay, "BULK_ENTRIES_MIN", 10**9),
           mock.patch.object(engine.markets.MatchingEngine, "process", process)):
-        machine = _in_chunks(records, [len(records)])
+        machine = apply_in_chunks(machine or StateMachine(), records, [len(records)])
     return machine, calls
 
 
@@ -388,17 +390,8 @@ def test_a_run_keeps_the_verdicts_the_clock_cannot_change():
         return real(self, instrument_id)
 
     walked = apply_in_chunks(StateMachine(), records[:head], [head])
-    calls: list[int] = []
-    process = engine.markets.MatchingEngine.process
-
-    def counted(self, commands, *rest, **named):
-        calls.append(len(commands))
-        return process(self, commands, *rest, **named)
-
-    with (mock.patch.object(engine.replay, "BULK_ENTRIES_MIN", 10**9),
-          mock.patch.object(engine.markets.MatchingEngine, "process", counted),
-          mock.patch.object(Offerings, "instrument_info", instrument_info)):
-        apply_in_chunks(walked, records[head:], [len(records) - head])
+    with mock.patch.object(Offerings, "instrument_info", instrument_info):
+        walked, calls = _walked(records[head:], walked)
     one = _one_at_a_time(records)
     assert walked.state_hash() == one.state_hash()
     assert calls == [14]  # one call: 8 EQUITY orders, DEBT's 4 buys and 2 sells before
