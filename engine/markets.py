@@ -549,9 +549,12 @@ class Markets:
         command can change the order (``engine.kernels.amends.amend_read``, which reads the
         order's record in the same call)."""
         order_id, queued = cmd.order_id, len(queue.ops)
-        verdict = self._read_amended(
-            order_id, self._command_array(queue) if queued else self._commands, queued)
+        commands = self._command_array(queue) if queued else self._commands
+        verdict = self._read_amended(order_id, commands, queued)
         if queued and verdict != AMEND_UNCHANGED and not self._stays_finished(verdict, queue):
+            if self._amend_later(queue, commands, verdict, index, sequence, actor, cmd,
+                                 tradable):
+                return
             self._match(queue, replies)
             verdict = self._read_amended(order_id, self._commands, 0)
         if actor not in self._investors and not self._new_investor(actor):
@@ -582,6 +585,69 @@ class Markets:
             if passed is None or isinstance(passed, CrowdexError):
                 self._check_tradable(*pair)
         queue.amend(index, sequence, actor, order_id, instrument, post_only, price, remaining)
+
+    def _amend_later(self, queue: _Queue, commands: np.ndarray, verdict: int, index: int,
+                     sequence: int, actor: int, cmd: mc.AmendOrder, tradable: dict) -> bool:
+        """Whether the amend, whose order the queued commands may change, joins the queue
+        all the same, for the kernel to decide at its turn (else the queue is matched first):
+        a new price only (``AMEND_REMAINING``: the order keeps the remaining quantity it has
+        then, so no refusal for its quantity can come), by an investor, where the rules of a
+        new order there are known to pass if it re-enters. The kernel refuses it where the
+        order is not open by then, and ``_cancels_refused`` says why, as for a cancel: 409
+        if the order finished before it, 404 if the order is unknown then (not given yet,
+        not the actor's, or evicted). The order is either
+
+        - kept, open now and the actor's: its instrument and side are read, and a new
+          order's rules checked there now (failing, the queue is matched first, since the
+          amend re-enters only at a new price); or
+        - an id the queue's new orders may be given (as ``_queue_cancel``'s by id), where
+          none of the actor's is post-only (a re-entry reads the order's flag: 0 then) and
+          the rules pass now where each of them is (an instrument and side that has passed
+          at this time, ``tradable``, or checked now): whichever it is (another account's
+          is not found)."""
+        if cmd.quantity is not None or cmd.price is None:
+            return False
+        if actor not in self._investors and not self._new_investor(actor):
+            return False
+        order_id = cmd.order_id
+        if verdict == AMEND_UNKNOWN:
+            first = queue.first_oid
+            if first is None:
+                first = queue.first_oid = self.engine.next_order_id
+            if not first <= order_id < first + queue.new_count:
+                return False
+            rows = commands[:len(queue.ops)]
+            mine = rows[(rows["op"] == k_NEW) & (rows["account"] == actor)]
+            if mine["post_only"].any() or not all(
+                    self._passes_now((instrument, SIDE_NAMES[side]), tradable)
+                    for instrument, side in set(zip(mine["instrument"].tolist(),
+                                                    mine["side"].tolist(), strict=True))):
+                return False
+            queue.later.add(len(queue.ops))
+            queue.by_id.add(len(queue.ops))
+            queue.amend(index, sequence, actor, order_id, 0, 0, cmd.price, k.AMEND_REMAINING)
+            return True
+        owner, instrument, side, post_only, status = self._amend_fields[:5].tolist()
+        if owner != actor or status > kf.PARTIALLY_FILLED:
+            return False
+        if not self._passes_now((instrument, SIDE_NAMES[side]), tradable):
+            return False
+        queue.later.add(len(queue.ops))
+        queue.amend(index, sequence, actor, order_id, instrument, post_only, cmd.price,
+                    k.AMEND_REMAINING)
+        return True
+
+    def _passes_now(self, pair: tuple[int, str], tradable: dict) -> bool:
+        """Whether a new order on ``pair`` (instrument, side) passes the rules now: it passed
+        at this time in the run (``tradable``), or passes their check now."""
+        passed = tradable.get(pair)
+        if passed is not None and not isinstance(passed, CrowdexError):
+            return True
+        try:
+            self._check_tradable(*pair)
+        except CrowdexError:
+            return False
+        return True
 
     def _stays_finished(self, verdict: int, queue: _Queue) -> bool:
         """Whether the amended order, read finished (``AMEND_MAY_CHANGE``), stays so as of
@@ -826,7 +892,7 @@ class Markets:
                     replies[index] = unbuilt[status]
             elif op == k_UNCROSS:
                 replies[index] = _uncrossed(events)
-            elif op == k_CANCEL and code == k.ORDER_NOT_FOUND:
+            elif code == k.ORDER_NOT_FOUND and (op == k_CANCEL or position in queue.later):
                 not_found.append(position)
             else:
                 replies[index] = _refused(code)
@@ -849,7 +915,8 @@ class Markets:
             not_found: list[int] = []  # as in _replies
             refused = np.flatnonzero(codes != k.OK)
             for position, code in zip(refused.tolist(), codes[refused].tolist(), strict=True):
-                if ops[position] == k_CANCEL and code == k.ORDER_NOT_FOUND:
+                if code == k.ORDER_NOT_FOUND and (ops[position] == k_CANCEL
+                                                  or position in queue.later):
                     not_found.append(position)
                 else:
                     replies[indexes[position]] = _refused(code)
@@ -880,9 +947,10 @@ class Markets:
 
     def _cancels_refused(self, queue: _Queue, commands: np.ndarray, positions: list[int],
                          folded: Folded, replies: list) -> None:
-        """Cancels the kernel did not find: the order finished before that command (409), or
-        it is unknown as of that command (404: not given yet, not the actor's, or evicted by
-        an earlier command of the call). What the call did to their orders before each is
+        """Cancels the kernel did not find, and amends it decided (``_amend_later``) that it
+        did not find: the order finished before that command (409), or it is unknown as of
+        that command (404: not given yet, not the actor's, or evicted by an earlier command
+        of the call). What the call did to their orders before each is
         read by one compiled pass over its change and mark rows (``kf.cancels_refused``)."""
         before = np.empty((len(positions), 4), dtype=np.int64)
         kf.cancels_refused(folded.changes, folded.marks, commands,
@@ -1421,7 +1489,8 @@ class _Queue:
         # whatever the queued commands do (Markets._queue_place).
         self.room: dict[int, int] = {}
         self.by_id: set[int] = set()  # positions of cancels of an order that has no id yet
-        # when queued (Markets._queue_cancel)
+        # when queued (Markets._queue_cancel), and of amends of one (Markets._amend_later)
+        self.later: set[int] = set()  # positions of amends the kernel decides (_amend_later)
         self.indexes: list[int] = []  # the reply each command answers
         self.sequences: list[int] = []
         self.ops: list[int] = []
@@ -1446,6 +1515,8 @@ class _Queue:
             self.room = {}
         if self.by_id:
             self.by_id = set()
+        if self.later:
+            self.later = set()
 
     def _add(self, index: int, sequence: int, op: int, row: tuple[int, ...]) -> None:
         """``row``: the fields after ``op`` up to ``oid`` (``pos_slot`` is the engine's)."""

@@ -44,7 +44,9 @@ def amend_read(records, next_oid, order_id, commands, count, out):
     limit does not reach its price. An amend's row does not carry its order's side (an
     order's side never changes): it is read from the amended order's record. An uncross on
     the instrument may change any of its orders. Where only rows of the other side may
-    trade with it, ``AMEND_IF_COVERED`` (``covered_ahead`` decides)."""
+    trade with it, ``AMEND_IF_COVERED`` (``covered_ahead`` decides). An amend queued of an
+    id not given before the queue (``Markets._amend_later``: maybe one of its new orders)
+    names no instrument: it may change any order."""
     if not 0 < order_id < next_oid or records[order_id]["kept"] == 0:
         return AMEND_UNKNOWN
     record = records[order_id]
@@ -65,9 +67,11 @@ def amend_read(records, next_oid, order_id, commands, count, out):
         row = commands[i]
         if row["oid"] == order_id:
             return AMEND_MAY_CHANGE
+        op = row["op"]
+        if op == k.OP_AMEND and row["oid"] >= next_oid:
+            return AMEND_MAY_CHANGE  # of an order the queue may place: its instrument unknown
         if row["instrument"] != instrument:
             continue
-        op = row["op"]
         if op == k.OP_AMEND:
             row_side = records[row["oid"]]["side"]
         elif op == k.OP_NEW:

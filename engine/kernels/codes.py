@@ -60,6 +60,9 @@ OP_NEW = 0
 OP_CANCEL = 1
 OP_UNCROSS = 2  # call auction: uncross one instrument's book
 OP_AMEND = 3  # a resting order's new price and remaining quantity (``oid``, ``price``, ``qty``)
+# An amend's ``qty`` that keeps the order's remaining quantity as the amend finds it (a new
+# price only: ``Markets._amend_later``).
+AMEND_REMAINING = -1
 
 # ---- order fields ---------------------------------------------------------------------------
 SIDE_BUY = 0

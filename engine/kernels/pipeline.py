@@ -18,6 +18,7 @@ from __future__ import annotations
 from engine.kernels import auction, book, risk
 from engine.kernels.codes import (
     ACCOUNT_NOT_FOUND,
+    AMEND_REMAINING,
     EV_REJECTED,
     INSTRUMENT_NOT_FOUND,
     INVALID_FIELD,
@@ -62,6 +63,10 @@ def run_batch(cmds, results, orders, levels, instruments, oid_index, counters, e
         inst = cmd["instrument"]
         if checked:
             touched = 0
+            if cmd["op"] == OP_AMEND:  # its order's instrument (its row may name none)
+                oid = cmd["oid"]
+                if 0 < oid < len(oid_index) and oid_index[oid] >= 0:
+                    inst = orders[oid_index[oid]]["instrument"]
             if 0 < inst < len(instruments):
                 touched = instruments[inst]["orders_bid"] + instruments[inst]["orders_ask"]
             if counters[C_EVENTS] + 2 * touched + EVENTS_PER_COMMAND_FIXED > len(events):
@@ -145,6 +150,8 @@ def amend_order(cmd, i, orders, levels, instruments, oid_index, counters, events
         return ORDER_NOT_FOUND
     price = cmd["price"]
     qty = cmd["qty"]
+    if qty == AMEND_REMAINING:
+        qty = o["qty"]
     if qty <= 0 or price <= 0:
         return INVALID_FIELD
     side = o["side"]

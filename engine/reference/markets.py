@@ -832,6 +832,8 @@ def untouched(records: np.ndarray, next_oid: int, order_id: int, commands: np.nd
             row[0], row[1], row[2], row[6], row[8], row[10])
         if row_oid == order_id:
             return amends.AMEND_MAY_CHANGE
+        if op == k_AMEND and row_oid >= next_oid:
+            return amends.AMEND_MAY_CHANGE  # of an order the queue may place
         if row_instrument != instrument:
             continue
         if op == k_AMEND:

@@ -23,6 +23,7 @@ import random
 from unittest import mock
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -400,6 +401,33 @@ def test_a_run_keeps_the_verdicts_the_clock_cannot_change():
     orders = one.component("markets").lifecycle.records
     sells = (orders["instrument"] == DEBT) & (orders["side"] == SIDE_SELL)
     assert int(sells.sum()) == 2
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_an_amend_in_a_run_over_the_default_asks_the_rules_at_its_time(before):
+    """A new price for DEBT's sell, which the run's commands before it may change (a buy
+    queued at the earlier time that crosses it, or the sell itself placed by the run), is
+    refused once DEBT is in default, as one at a time: the amend would re-enter the order,
+    and the rules of a new order there are those of the amend's time, after the default
+    (``Markets._amend_later`` decides it in the kernel only where they pass)."""
+    sell = _order_op(TRADERS[1], "sell", PRICE + 5, DEBT)[:6] + (5,) + _order_op(
+        TRADERS[1], "sell", PRICE + 5, DEBT)[7:]
+    buy = _order_op(TRADERS[2], "buy", PRICE + 5, DEBT)
+    flow = [(("tick",), 0)]
+    if before:  # the sell rests before the run: id 4, read from its record
+        flow += [(sell, 6 * HOUR_US - 10), (("tick",), 0),  # its own run
+                 (("deposit", ISSUER, 1), 8), (buy, 0)]
+    else:  # the sell is placed by the run: id 4, one the queue gives
+        flow += [(("deposit", ISSUER, 1), 6 * HOUR_US - 2), (sell, 0)]
+    flow += [(("deposit", ISSUER, 2), 2), (("amend", TRADERS[1], 4, PRICE + 3, None), 0)]
+    records = _journal(flow, random.Random(8))
+    head = len(_setup()) + (3 if before else 1)  # the run: from the first deposit
+    walked, _ = _walked(records[head:], apply_in_chunks(StateMachine(), records[:head],
+                                                       [head]))
+    one = _one_at_a_time(records)
+    assert walked.state_hash() == one.state_hash()
+    orders = one.component("markets").lifecycle.records
+    assert int(orders["price"][4]) == PRICE + 5  # the amend refused: in default
 
 
 def test_a_run_stops_where_a_deadline_falls_due():

@@ -185,6 +185,12 @@ _AWAY_OPS = order_ops.map(lambda op: op[:2] + (1,) + op[3:])  # on the IP instru
     ([("cancel", 0, 1)], (0, 1, None, None)),  # cancelled: 409 before the missing fields
     ([("amend", 0, 1, None, 6)], (0, 1, None, 8)),  # an amend of it, queued before
     ([_AWAY], (1, 4, PRICE - 4, None)),  # an order the queue gives its id to, elsewhere
+    # Its own post-only order, placed in the same queue, amended onto the bid: refused (the
+    # kernel decides a new price only of an order the queue places where the actor has no
+    # post-only order queued: its flag would be unknown).
+    ([("order", 0, 0, "sell", "limit", PRICE + 5, 3, "gtc", True, "cancel_newest", None,
+       None)], (0, 4, PRICE - 10, None)),
+    ([_order(0, "sell", PRICE + 5, 3)], (0, 4, PRICE - 10, None)),  # not post-only: trades
     ([_order(1, "buy", 0, 4, "market")], (0, 1, None, 8)),  # a market order of the other side
     ([_order(0, "buy", PRICE + 1, 2)], (0, 1, None, 8)),  # its own, crossing (self-trade)
     ([_order(1, "buy", PRICE + 1, 4)], (0, 1, None, 8)),  # beyond its price
