@@ -44,6 +44,7 @@ from engine.kernels.amends import (
     AMEND_UNKNOWN,
     amend_read,
     covered_ahead,
+    queued_pairs,
 )
 from engine.kernels.bookrows import book_rows
 from engine.kernels.entries import ClientIds
@@ -616,12 +617,11 @@ class Markets:
                 first = queue.first_oid = self.engine.next_order_id
             if not first <= order_id < first + queue.new_count:
                 return False
-            rows = commands[:len(queue.ops)]
-            mine = rows[(rows["op"] == k_NEW) & (rows["account"] == actor)]
-            if mine["post_only"].any() or not all(
-                    self._passes_now((instrument, SIDE_NAMES[side]), tradable)
-                    for instrument, side in set(zip(mine["instrument"].tolist(),
-                                                    mine["side"].tolist(), strict=True))):
+            queued = len(queue.ops)
+            pairs = np.empty(queued, dtype=np.int64)
+            count = queued_pairs(commands, queued, actor, pairs)
+            if count < 0 or not all(self._passes_now((pair >> 1, SIDE_NAMES[pair & 1]), tradable)
+                                    for pair in set(pairs[:count].tolist())):
                 return False
             queue.later.add(len(queue.ops))
             queue.by_id.add(len(queue.ops))
@@ -1344,6 +1344,7 @@ def _warm_up_live(engine: MatchingEngine, lifecycle: Lifecycle, balances: Any,
                np.zeros(len(AMEND_FIELDS), dtype=np.int64))
     covered_ahead(lifecycle.records, engine.orders, engine.levels, engine.instruments,
                   engine.oid_index, 1, commands, 0)
+    queued_pairs(commands, len(commands), 1, np.empty(len(commands), dtype=np.int64))
     count = balances.accounts.count
     live_checks(commands[:0], balances.accounts.rows["role"][:count], 1,
                 engine.instruments["active"], np.zeros(2 * len(engine.instruments), np.int8),

@@ -90,6 +90,22 @@ def amend_read(records, next_oid, order_id, commands, count, out):
 
 
 @kernel
+def queued_pairs(commands, count, actor, out):
+    """The (instrument, side) of each of ``actor``'s new orders among the ``count`` queued
+    ``commands``, written to ``out`` as ``2 * instrument + side`` (repeats included); returns
+    how many, or -1 if one of them is post-only (``Markets._amend_later``)."""
+    n = 0
+    for i in range(count):
+        row = commands[i]
+        if row["op"] == k.OP_NEW and row["account"] == actor:
+            if row["post_only"] != 0:
+                return -1
+            out[n] = 2 * row["instrument"] + row["side"]
+            n += 1
+    return n
+
+
+@kernel
 def covered_ahead(records, orders, levels, instruments, oid_index, order_id, commands, count):
     """Whether the ``count`` queued ``commands`` before an amend of order ``order_id`` (kept,
     open, resting, and named by none of them: ``amend_read`` said ``AMEND_IF_COVERED``)
