@@ -591,12 +591,15 @@ class Markets:
                      sequence: int, actor: int, cmd: mc.AmendOrder, tradable: dict) -> bool:
         """Whether the amend, whose order the queued commands may change, joins the queue
         all the same, for the kernel to decide at its turn (else the queue is matched first):
-        a new price only (``AMEND_REMAINING``: the order keeps the remaining quantity it has
-        then, so no refusal for its quantity can come), by an investor, where the rules of a
-        new order there are known to pass if it re-enters. The kernel refuses it where the
-        order is not open by then, and ``_cancels_refused`` says why, as for a cancel: 409
-        if the order finished before it, 404 if the order is unknown then (not given yet,
-        not the actor's, or evicted). The order is either
+        by an investor, where the rules of a new order there are known to pass if it
+        re-enters. The kernel refuses it where the order is not open by then, and
+        ``_cancels_refused`` says why, as for a cancel: 409 if the order finished before it,
+        404 if the order is unknown then (not given yet, not the actor's, or evicted). A new
+        price only keeps the remaining quantity the order has then (``AMEND_REMAINING``); a
+        new quantity is the order's in all (``AMEND_BY_TOTAL``), of which the kernel takes
+        what is filled or cancelled by then, and refuses it where that leaves nothing
+        (``_amends_refused`` says how much), where no queued amend of the order may change
+        its quantity first. The order is either
 
         - kept, open now and the actor's: its instrument and side are read, and a new
           order's rules checked there now (failing, the queue is matched first, since the
@@ -606,11 +609,14 @@ class Markets:
           the rules pass now where each of them is (an instrument and side that has passed
           at this time, ``tradable``, or checked now): whichever it is (another account's
           is not found)."""
-        if cmd.quantity is not None or cmd.price is None:
-            return False
+        price, quantity = cmd.price, cmd.quantity
+        if (price is None and quantity is None) or (price is not None and price <= 0):
+            return False  # refusals of the checks in Python, after the order's
         if actor not in self._investors and not self._new_investor(actor):
             return False
         order_id = cmd.order_id
+        if quantity is not None and order_id in queue.amended:
+            return False  # its quantity in all may change before: read after the match
         if verdict == AMEND_UNKNOWN:
             first = queue.first_oid
             if first is None:
@@ -623,18 +629,26 @@ class Markets:
             if count < 0 or not all(self._passes_now((pair >> 1, SIDE_NAMES[pair & 1]), tradable)
                                     for pair in set(pairs[:count].tolist())):
                 return False
-            queue.later.add(len(queue.ops))
             queue.by_id.add(len(queue.ops))
-            queue.amend(index, sequence, actor, order_id, 0, 0, cmd.price, k.AMEND_REMAINING)
-            return True
-        owner, instrument, side, post_only, status = self._amend_fields[:5].tolist()
-        if owner != actor or status > kf.PARTIALLY_FILLED:
-            return False
-        if not self._passes_now((instrument, SIDE_NAMES[side]), tradable):
-            return False
-        queue.later.add(len(queue.ops))
-        queue.amend(index, sequence, actor, order_id, instrument, post_only, cmd.price,
-                    k.AMEND_REMAINING)
+            instrument = post_only = 0
+            total = done = -1  # the call's acceptance of the order says its quantity
+        else:
+            (owner, instrument, side, post_only, status, _, total, filled,
+             cancelled) = self._amend_fields.tolist()
+            if owner != actor or status > kf.PARTIALLY_FILLED:
+                return False
+            if not self._passes_now((instrument, SIDE_NAMES[side]), tradable):
+                return False
+            done = filled + cancelled
+        position = len(queue.ops)
+        queue.later.add(position)
+        if quantity is None:
+            queue.amend(index, sequence, actor, order_id, instrument, post_only, price,
+                        k.AMEND_REMAINING)
+        else:
+            queue.later_done[position] = done
+            queue.amend(index, sequence, actor, order_id, instrument, post_only,
+                        0 if price is None else price, quantity, k.AMEND_BY_TOTAL, total)
         return True
 
     def _passes_now(self, pair: tuple[int, str], tradable: dict) -> bool:
@@ -894,6 +908,8 @@ class Markets:
                 replies[index] = _uncrossed(events)
             elif code == k.ORDER_NOT_FOUND and (op == k_CANCEL or position in queue.later):
                 not_found.append(position)
+            elif code == k.INVALID_AMEND:
+                replies[index] = self._amend_refused(queue, position, folded)
             else:
                 replies[index] = _refused(code)
         if not_found:
@@ -918,6 +934,8 @@ class Markets:
                 if code == k.ORDER_NOT_FOUND and (ops[position] == k_CANCEL
                                                   or position in queue.later):
                     not_found.append(position)
+                elif code == k.INVALID_AMEND:
+                    replies[indexes[position]] = self._amend_refused(queue, position, folded)
                 else:
                     replies[indexes[position]] = _refused(code)
             if not_found:
@@ -944,6 +962,21 @@ class Markets:
             cache.update(zip(missing, self.lifecycle.change_views(changes, missing),
                              strict=True))
         return [cache[row] for row in rows]
+
+    @staticmethod
+    def _amend_refused(queue: _Queue, position: int, folded: Folded) -> Reply:
+        """The refusal of an amend by its quantity in all that the kernel decided
+        (``_amend_later``) and refused: the new quantity no more than what is filled or
+        cancelled of the order by then, as the order's last change before it says, or its
+        record when read (nothing changed it before)."""
+        _, order_id = queue.actor_and_order(position)
+        changes = folded.changes
+        before = changes[(changes["oid"] == order_id) & (changes["pos"] < position)]
+        done = (queue.later_done[position] if not len(before)
+                else int(before["filled"][-1] + before["cancelled"][-1]))
+        error = CrowdexError("invalid_amend", f"the new quantity must exceed the {done} units "
+                             "already filled (or cancelled by self-trade prevention)")
+        return Reply(error.status, error.body())
 
     def _cancels_refused(self, queue: _Queue, commands: np.ndarray, positions: list[int],
                          folded: Folded, replies: list) -> None:
@@ -1492,6 +1525,10 @@ class _Queue:
         self.by_id: set[int] = set()  # positions of cancels of an order that has no id yet
         # when queued (Markets._queue_cancel), and of amends of one (Markets._amend_later)
         self.later: set[int] = set()  # positions of amends the kernel decides (_amend_later)
+        # Of those by their quantity in all: what of the order was filled or cancelled when
+        # it was read (-1: not read, one the queue places).
+        self.later_done: dict[int, int] = {}
+        self.amended: set[int] = set()  # the ids of the orders the queued amends name
         self.indexes: list[int] = []  # the reply each command answers
         self.sequences: list[int] = []
         self.ops: list[int] = []
@@ -1517,7 +1554,9 @@ class _Queue:
         if self.by_id:
             self.by_id = set()
         if self.later:
-            self.later = set()
+            self.later, self.later_done = set(), {}
+        if self.amended:
+            self.amended = set()
 
     def _add(self, index: int, sequence: int, op: int, row: tuple[int, ...]) -> None:
         """``row``: the fields after ``op`` up to ``oid`` (``pos_slot`` is the engine's)."""
@@ -1552,9 +1591,17 @@ class _Queue:
         self.rows.append(_pack_cancel(actor, 0, 0, order_id, -1))
 
     def amend(self, index: int, sequence: int, actor: int, order_id: int, instrument: int,
-              post_only: int, price: int, remaining: int) -> None:
-        self._add(index, sequence, k_AMEND, (0, k.TYPE_LIMIT, k.TIF_GTC, post_only, 0,
-                                             instrument, actor, price, remaining, order_id))
+              post_only: int, price: int, remaining: int, mode: int = 0,
+              total: int = -1) -> None:
+        """An amend's row: ``remaining`` the order's remaining quantity after it, or with
+        ``mode`` ``AMEND_BY_TOTAL`` its quantity in all (``total``: the order's before the
+        call, in the row's ``pos_slot``; see ``codes.AMEND_BY_TOTAL``)."""
+        self.amended.add(order_id)
+        self.indexes.append(index)
+        self.sequences.append(sequence)
+        self.ops.append(k_AMEND)
+        self.rows.append(_pack_command(k_AMEND, 0, k.TYPE_LIMIT, k.TIF_GTC, post_only, mode,
+                                       instrument, actor, price, remaining, order_id, total))
 
     def uncross(self, sequence: int, instrument_id: int) -> None:
         self._add(0, sequence, k_UNCROSS, (0, 0, 0, 0, 0, instrument_id, 0, 0, 0, 0))

@@ -82,9 +82,9 @@ def amend_read(records, next_oid, order_id, commands, count, out):
             continue
         if op == k.OP_NEW and row["type"] == k.TYPE_MARKET:
             crossing = True
-        elif side == k.SIDE_BUY and row["price"] <= price:
+        elif side == k.SIDE_BUY and _row_price(row, records) <= price:
             crossing = True
-        elif side != k.SIDE_BUY and row["price"] >= price:
+        elif side != k.SIDE_BUY and _row_price(row, records) >= price:
             crossing = True
     return AMEND_IF_COVERED if crossing else AMEND_UNCHANGED
 
@@ -129,7 +129,7 @@ def covered_ahead(records, orders, levels, instruments, oid_index, order_id, com
             continue
         if row["account"] == owner:
             return False
-        demand += row["qty"]
+        demand += _row_quantity(row, records)
     if order_id >= len(oid_index) or oid_index[order_id] < 0:
         return False
     slot = oid_index[order_id]
@@ -184,6 +184,24 @@ def _counted(order, records, instrument, side, commands, count):
         if row["account"] == order["account"] and _side_of(row, records) != side:
             return False
     return True
+
+
+@kernel
+def _row_price(row, records):
+    """A queued row's limit: an amend's that keeps its order's price (``AMEND_BY_TOTAL``,
+    price 0) has the order's, which no amend queued before it changes."""
+    if row["op"] == k.OP_AMEND and row["price"] == 0:
+        return records[row["oid"]]["price"]
+    return row["price"]
+
+
+@kernel
+def _row_quantity(row, records):
+    """At least what a queued row may trade: an amend that keeps its order's remaining
+    quantity (``AMEND_REMAINING``) has no more than its order's quantity in all."""
+    if row["op"] == k.OP_AMEND and row["qty"] < 0:
+        return records[row["oid"]]["quantity"]
+    return row["qty"]
 
 
 @kernel

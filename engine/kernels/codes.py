@@ -23,6 +23,7 @@ EXCEEDS_REMAINING = 11
 AMOUNT_TOO_LARGE = 12
 ACCOUNT_NOT_FOUND = 13
 PRICE_TOO_FAR = 14  # in the band, but its book's price ladder cannot reach that far
+INVALID_AMEND = 15  # an amend's new quantity no more than what is filled or cancelled of it
 
 CODE_NAMES: dict[int, str] = {
     OK: "ok",
@@ -40,6 +41,7 @@ CODE_NAMES: dict[int, str] = {
     AMOUNT_TOO_LARGE: "invalid_field",
     ACCOUNT_NOT_FOUND: "account_not_found",
     PRICE_TOO_FAR: "price_too_far",
+    INVALID_AMEND: "invalid_amend",
 }
 
 # Not a result: ``book.check_new`` asks for the instrument's price ladder to be widened before
@@ -63,6 +65,11 @@ OP_AMEND = 3  # a resting order's new price and remaining quantity (``oid``, ``p
 # An amend's ``qty`` that keeps the order's remaining quantity as the amend finds it (a new
 # price only: ``Markets._amend_later``).
 AMEND_REMAINING = -1
+# An amend row's ``stp`` that makes its ``qty`` the order's new quantity in all, of which the
+# kernel takes what is filled or cancelled by then (``Markets._amend_later``): its ``price``
+# 0 keeps the order's, and its ``pos_slot`` is the order's quantity in all before the call
+# (-1: the order is one the call places, whose acceptance says it).
+AMEND_BY_TOTAL = 1
 
 # ---- order fields ---------------------------------------------------------------------------
 SIDE_BUY = 0

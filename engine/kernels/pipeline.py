@@ -18,9 +18,12 @@ from __future__ import annotations
 from engine.kernels import auction, book, risk
 from engine.kernels.codes import (
     ACCOUNT_NOT_FOUND,
+    AMEND_BY_TOTAL,
     AMEND_REMAINING,
+    EV_ACCEPTED,
     EV_REJECTED,
     INSTRUMENT_NOT_FOUND,
+    INVALID_AMEND,
     INVALID_FIELD,
     MODE_AUCTION,
     NEEDS_LADDER,
@@ -150,7 +153,19 @@ def amend_order(cmd, i, orders, levels, instruments, oid_index, counters, events
         return ORDER_NOT_FOUND
     price = cmd["price"]
     qty = cmd["qty"]
-    if qty == AMEND_REMAINING:
+    if cmd["stp"] == AMEND_BY_TOTAL:  # the order's new quantity in all (codes.AMEND_BY_TOTAL)
+        total = cmd["pos_slot"]
+        if total < 0:
+            total = accepted_quantity(events, counters[C_EVENTS], oid)
+            if total < 0:  # never: Markets' calls write every event
+                return ORDER_NOT_FOUND
+        done = total - o["qty"]  # filled or cancelled by now
+        if qty <= o["filled"] or qty - done <= 0:
+            return INVALID_AMEND
+        qty -= done
+        if price == 0:
+            price = o["price"]
+    elif qty == AMEND_REMAINING:
         qty = o["qty"]
     if qty <= 0 or price <= 0:
         return INVALID_FIELD
@@ -175,6 +190,16 @@ def amend_order(cmd, i, orders, levels, instruments, oid_index, counters, events
     book.reenter(orders, levels, instruments, oid_index, counters, events, fills, out, i, slot,
                  price, qty)
     return OK
+
+
+@kernel(inline=True)
+def accepted_quantity(events, count, oid):
+    """The quantity order ``oid`` was accepted with, by the call's first ``count`` events
+    (-1: not by them)."""
+    for e in range(count):
+        if events[e]["kind"] == EV_ACCEPTED and events[e]["oid"] == oid:
+            return events[e]["qty"]
+    return -1
 
 
 @kernel

@@ -838,6 +838,8 @@ def untouched(records: np.ndarray, next_oid: int, order_id: int, commands: np.nd
             continue
         if op == k_AMEND:
             row_side = int(sides[row_oid])  # an order's side never changes
+            if row_price == 0:  # it keeps its order's price (codes.AMEND_BY_TOTAL)
+                row_price = int(records["price"][row_oid])
         elif op != k_NEW:
             return amends.AMEND_MAY_CHANGE  # an uncross there
         if row_side == side:
@@ -863,7 +865,9 @@ def covered(records: np.ndarray, orders: np.ndarray, levels: np.ndarray,
              if (int(records[row[10]]["side"]) if row[0] == k_AMEND else row[1]) != side]
     if any(row[7] == owner for row in other):
         return False
-    demand = sum(row[9] for row in other)
+    # What each may take: an amend that keeps its order's remaining quantity
+    # (codes.AMEND_REMAINING) no more than the order's quantity in all.
+    demand = sum(row[9] if row[9] >= 0 else int(records["quantity"][row[10]]) for row in other)
     named = {row[10] for row in commands.tolist() if row[0] != k_NEW}
     takers = {row[7] for row in other}
     row = instruments[instrument]

@@ -20,6 +20,7 @@ from engine import commands as c
 from engine import markets_commands as mc
 from engine import offerings_commands as oc
 from engine.machine import StateMachine
+from engine.markets import Markets
 
 START_US = 1_767_225_600_000_000  # 2026-01-01
 EXAMPLES = 3000 if os.environ.get("CROWDEX_SLOW") else 60
@@ -229,10 +230,17 @@ def test_an_amend_in_a_run_reads_its_order_as_of_its_turn(between, amend):
     ([("amend", 2, 2, PRICE, 4)], (0, 1, None, 8), 3),
     ([("amend", 2, 2, PRICE + 3, 4)], (0, 1, None, 8), 3),
 ])
-def test_an_amend_joins_the_call_of_amends_that_cannot_reach_its_order(between, amend, calls):
+@pytest.mark.parametrize("later", [False, True])
+def test_an_amend_joins_the_call_of_amends_that_cannot_reach_its_order(monkeypatch, between,
+                                                                        amend, calls, later):
     """Queued amends of other orders are read as limits of their orders' sides: one of its
     own side, or short of its price, leaves the order as it is, and the amend joins their
-    kernel call; the replies and state are those of one entry at a time either way."""
+    kernel call; else it waits for that call, unless the kernel decides it at its turn
+    (``later``: ``Markets._amend_later``, which these amends all pass). The replies and
+    state are those of one entry at a time either way."""
+    if not later:
+        monkeypatch.setattr(Markets, "_amend_later", lambda *args: False)
+    calls = 2 if later else calls
     rest, bid = _order(0, "sell", PRICE, 10), _order(2, "buy", PRICE - 10, 10)  # ids 1, 2
     sizes: list[int] = []
     # The resting orders in a batch, then the rest in one.
@@ -254,13 +262,19 @@ def test_an_amend_joins_the_call_of_amends_that_cannot_reach_its_order(between, 
     ([("cancel", 0, 1), _order(3, "buy", 0, 4, "market")], 3),  # the ask ahead cancelled
     ([("amend", 0, 1, None, 4), _order(3, "buy", 0, 1, "market")], 3),  # ahead, amended
 ])
-def test_an_amend_behind_enough_resting_orders_joins_the_orders_that_may_cross_it(between,
-                                                                                   calls):
+@pytest.mark.parametrize("later", [False, True])
+def test_an_amend_behind_enough_resting_orders_joins_the_orders_that_may_cross_it(
+        monkeypatch, between, calls, later):
     """Queued orders of the other side that may trade with an amended order leave it as it
     is while the orders resting ahead of it hold more than they can take: the amend joins
     their kernel call. Not when an order ahead may go first (a cancel, an amend, self-trade
-    prevention against its owner) or the amended order's owner is the buyer. Replies and
-    state are those of one entry at a time either way."""
+    prevention against its owner) or the amended order's owner is the buyer: it waits for
+    their call then, unless the kernel decides it at its turn (``later``:
+    ``Markets._amend_later``, which these amends all pass). Replies and state are those of
+    one entry at a time either way."""
+    if not later:
+        monkeypatch.setattr(Markets, "_amend_later", lambda *args: False)
+    calls = 2 if later else calls
     resting = [_order(0, "sell", PRICE, 10), _order(1, "sell", PRICE + 2, 5),  # ids 1, 2
                _order(2, "buy", PRICE - 10, 10)]
     sizes: list[int] = []
@@ -269,6 +283,24 @@ def test_an_amend_behind_enough_resting_orders_joins_the_orders_that_may_cross_i
     assert got == expected
     assert batched.state_hash() == one.state_hash()
     assert len(sizes) == calls, sizes
+
+
+def test_a_new_price_decided_later_may_take_its_orders_whole_quantity():
+    """A bid's new price decided by the kernel at its turn (its row says no quantity: the
+    bid's remaining then) may take as much as the bid's quantity in all from the asks:
+    so the ask behind 5 units of a better one, amended next, may trade first, and its amend
+    is decided at its turn too, by its quantity in all (``amends.covered_ahead``). Replies
+    and state are those of one entry at a time."""
+    resting = [_order(0, "sell", PRICE, 5), _order(1, "sell", PRICE + 2, 5),  # ids 1, 2
+               _order(2, "buy", PRICE - 10, 10)]  # id 3
+    flow = [*resting, _order(3, "sell", 0, 1, "market"),  # the bid may change: decided later
+            ("amend", 2, 3, PRICE + 2, None),  # takes 5 of id 1 and 4 of id 2
+            ("amend", 1, 2, None, 8)]  # id 2: 4 filled by then, 4 more
+    expected, got, one, batched = _both(flow, [3])
+    assert got == expected
+    assert batched.state_hash() == one.state_hash()
+    orders = one.component("markets").lifecycle.records
+    assert orders[["quantity", "filled"]][2].tolist() == (8, 4)
 
 
 @pytest.mark.parametrize("kept, amend, calls", [
