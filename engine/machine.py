@@ -481,12 +481,6 @@ class StateMachine:
         keys.add(key)
         return False
 
-    def _goes_on_at(self, time_us: int) -> bool:
-        """Whether a run may go on to an entry at the later ``time_us``: no deadline is due by
-        then (``on_time`` would fire before it, one entry at a time)."""
-        due = self.next_deadline_us()
-        return due is None or due > time_us
-
     def _own_orders_allow(self, runner: Component, how: Carried, account: int,
                           before: list[tuple[int, int, Any]]) -> bool:
         """Whether the run's orders of ``account`` before a carried entry of it (``before``:
@@ -539,8 +533,9 @@ class StateMachine:
         a run could change (a reference used before answers its first reply).
 
         A run goes on where the exchange time moves on (a live venue stamps each group commit
-        with its own) while no deadline falls due by the later time (``_goes_on_at``: the
-        entry past one is applied alone, ``on_time`` firing after it) and the runner's orders
+        with its own) while no deadline falls due by the later time (the run's first
+        ``next_deadline_us``, which no entry it carries moves: the entry past one is applied
+        alone, ``on_time`` firing after it) and the runner's orders
         cannot schedule one (``Markets.runs_span_times``), and nobody reads updates (they say
         the time). Each carried entry is applied at its own time, each key kept at its own
         (``_apply_run``), and each order checked, made and traded at its own (``walk.times``
@@ -574,7 +569,7 @@ class StateMachine:
             entry = entries[end]
             if entry.time_us != time_us:
                 at = max(time_us, entry.time_us)  # its time, as ``apply`` sets it
-                if not spans or (at != time_us and not self._goes_on_at(at)):
+                if not spans or (at != time_us and due is not None and due <= at):
                     break
                 if at != time_us:
                     if not walk.times:

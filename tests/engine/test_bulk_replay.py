@@ -430,6 +430,41 @@ def test_an_amend_in_a_run_over_the_default_asks_the_rules_at_its_time(before):
     assert int(orders["price"][4]) == PRICE + 5  # the amend refused: in default
 
 
+def test_no_command_a_run_carries_moves_a_deadline():
+    """A run that spans times reads the venue's next deadline once, at its start
+    (``StateMachine._apply_carrying``): no command it carries may move one. Each carried
+    type is applied as the run applies it (its handler, no ``on_time``) beside an open
+    offering's close and the IP auction, succeeding where it can, and the next deadline
+    stays; a carried type added without a sample here fails the test."""
+    machine = StateMachine()
+    for sequence, entry in enumerate(_setup(), start=1):
+        machine.apply(sequence, entry)
+    sequence = machine.last_sequence
+    project = max(machine.component("offerings").projects) + 1
+    for entry in (c.Entry(START_US, ISSUER, oc.CreateProject(
+            "equity", "open", "x", START_US + 30 * DAY_US,
+            {"price": PRICE, "lockup_days": 0, "min_quantity": 1, "max_quantity": 10_000})),
+                  c.Entry(START_US, OPERATOR, oc.ReviewProject(project, True))):
+        sequence += 1
+        machine.apply(sequence, entry)
+    subscription = machine.component("offerings").next_subscription_id
+    samples = [(OPERATOR, c.Deposit(TRADERS[1], 5_00, "carried")),
+               (TRADERS[1], c.Withdraw(TRADERS[1], 1_00, "carried out")),
+               (OPERATOR, c.CreateAccount("investor", "new", "knew")),
+               (0, c.Tick()),
+               (TRADERS[1], oc.Subscribe(project, 10)),
+               (TRADERS[1], oc.CancelSubscription(subscription))]
+    assert {type(command) for _, command in samples} == set(machine._carried)
+    due = machine.next_deadline_us()
+    assert due is not None
+    for actor, command in samples:
+        sequence += 1
+        machine.last_sequence = sequence
+        reply = machine._handlers[type(command)](command, actor)
+        assert reply.status < 300, (command, reply)
+        assert machine.next_deadline_us() == due, command
+
+
 def test_a_run_stops_where_a_deadline_falls_due():
     """IP's call auction falls due between two times of a run: the run stops before the
     first entry past it, which is applied alone and fires the auction, as one at a time;
