@@ -150,7 +150,7 @@ class Markets:
         # sequence of each of its times, and the times.
         self._run_times: tuple[list[int], list[int]] | None = None
         # While such a run is applied: the (instrument, side) pairs whose verdicts it keeps
-        # (``ready``, ``tradable``) that a change of its time must drop (``_moves_with_time``).
+        # (``ready``, ``tradable``) that a change of its time must drop (``_verdict_kept``).
         self._timed_pairs: list[tuple[int, str]] = []
         self._times_ahead = False  # and whether a change of its time is still to come
         self.queued_by = np.zeros(64, dtype=np.int64)  # scratch of engine.markets_live
@@ -598,12 +598,12 @@ class Markets:
         price only keeps the remaining quantity the order has then (``AMEND_REMAINING``); a
         new quantity is the order's in all (``AMEND_BY_TOTAL``), of which the kernel takes
         what is filled or cancelled by then, and refuses it where that leaves nothing
-        (``_amends_refused`` says how much), where no queued amend of the order may change
+        (``_amend_refused`` says how much), where no queued amend of the order may change
         its quantity first. The order is either
 
         - kept, open now and the actor's: its instrument and side are read, and a new
-          order's rules checked there now (failing, the queue is matched first, since the
-          amend re-enters only at a new price); or
+          order's rules checked there now (where they refuse, the queue is matched first:
+          whether the amend re-enters, and so meets them, is known only at its turn); or
         - an id the queue's new orders may be given (as ``_queue_cancel``'s by id), where
           none of the actor's is post-only (a re-entry reads the order's flag: 0 then) and
           the rules pass now where each of them is (an instrument and side that has passed
