@@ -128,6 +128,19 @@ def world(server):
     world.close()
 
 
+@pytest.fixture(scope="module")
+def pid(world):
+    """An equity project in trading, both investors holding 300 units: the instrument the
+    trading tests use. A fixture, not what an earlier test left behind: pytest-xdist may run
+    this module's tests on two workers, each with its own server and world."""
+    pid = world.listed("equity", {"price": PRICE, "min_quantity": 100, "max_quantity": 1000,
+                                  "lockup_days": 0})
+    for investor in world.investors:
+        investor.subscribe(pid, 300)
+    assert world.operator.close_project(pid).status == "trading"
+    return pid
+
+
 def test_system_and_accounts(server, world):
     cx = world.operator
     assert cx.health() == models.Health("ok")
@@ -164,11 +177,9 @@ def test_a_project_from_listing_to_trading(world):
     rejected = world.issuer.create_project("equity", "refused", days(30), {
         "price": PRICE, "min_quantity": 1, "max_quantity": 10})
     assert world.operator.reject(rejected.project_id).status == "rejected"
-    world.pid = pid
 
 
-def test_trading_over_http(world):
-    pid = world.pid
+def test_trading_over_http(world, pid):
     a, b = world.investors
     resting = a.place_order(pid, "sell", 50, price=PRICE + 5)
     assert isinstance(resting, models.Order) and resting.status == "open"
@@ -233,14 +244,14 @@ def test_settlement(world):
     assert cx.settlement_progress().phase == "idle"
 
 
-def test_the_sync_websocket(world):
+def test_the_sync_websocket(world, pid):
     a, b = world.investors
     with b.websocket() as ws:
-        ws.subscribe([f"book:{world.pid}", "orders"])
-        assert ws.recv(5) == models.Subscribed([f"book:{world.pid}", "orders"])
+        ws.subscribe([f"book:{pid}", "orders"])
+        assert ws.recv(5) == models.Subscribed([f"book:{pid}", "orders"])
         snapshots = [ws.recv(5), ws.recv(5)]
-        assert {s.channel for s in snapshots} == {f"book:{world.pid}", "orders"}
-        request_id = ws.order(instrument_id=world.pid, side="buy", type="limit",
+        assert {s.channel for s in snapshots} == {f"book:{pid}", "orders"}
+        request_id = ws.order(instrument_id=pid, side="buy", type="limit",
                               price=PRICE - 1, quantity=3)
         messages = [ws.recv(5) for _ in range(3)]  # the ack and two channel updates
         ack = next(m for m in messages if isinstance(m, models.OrderAck))
@@ -253,7 +264,7 @@ def test_the_sync_websocket(world):
         while not isinstance(message := ws.recv(5), models.CancelAck):
             assert isinstance(message, models.Update)
         assert message.order.status == "cancelled"
-        ws.order(instrument_id=world.pid, side="sideways", type="limit", price=1, quantity=1)
+        ws.order(instrument_id=pid, side="sideways", type="limit", price=1, quantity=1)
         while not isinstance(message := ws.recv(5), models.WsError):
             pass
         assert message.code == "invalid_field"
@@ -261,20 +272,20 @@ def test_the_sync_websocket(world):
             ws.recv(0.2)
 
 
-async def test_the_async_client_and_websocket(server, world):
+async def test_the_async_client_and_websocket(server, world, pid):
     async with AsyncClient(server.url, OPERATOR_KEY) as operator:
         assert (await operator.health()).status == "ok"
         made = await operator.create_account("investor", "Async Bot")
         await operator.deposit(made.account_id, 100_000_00, "async-1")
         bot = operator.with_key(made.api_key)
-        order = await bot.place_order(world.pid, "buy", 5, price=PRICE - 2)
+        order = await bot.place_order(pid, "buy", 5, price=PRICE - 2)
         assert isinstance(order, models.Order) and order.status == "open"
         assert (await bot.cancel_order(order.order_id)).status == "cancelled"
         async with bot.websocket() as ws:
-            await ws.subscribe([f"trades:{world.pid}"])
+            await ws.subscribe([f"trades:{pid}"])
             assert isinstance(await ws.recv(5), models.Subscribed)
             assert isinstance(await ws.recv(5), models.Snapshot)
-            request_id = await ws.order(instrument_id=world.pid, side="buy", type="market",
+            request_id = await ws.order(instrument_id=pid, side="buy", type="market",
                                         quantity=1)
             async for message in ws:
                 if isinstance(message, models.OrderAck | models.WsError):
