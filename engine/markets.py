@@ -578,13 +578,8 @@ class Markets:
                                "already filled (or cancelled by self-trade prevention)")
         price = old_price if cmd.price is None else cmd.price
         rest = old_quantity - filled - cancelled
-        if price != old_price or remaining > rest:  # re-enters: the rules of a new order,
-            # passed already if the run's orders there passed them (``tradable``: the run
-            # has one time, and its commands do not change an instrument's info).
-            pair = (instrument, SIDE_NAMES[side])
-            passed = tradable.get(pair)
-            if passed is None or isinstance(passed, CrowdexError):
-                self._check_tradable(*pair)
+        if price != old_price or remaining > rest:  # re-enters: the rules of a new order
+            self._tradable_now((instrument, SIDE_NAMES[side]), tradable)
         queue.amend(index, sequence, actor, order_id, instrument, post_only, price, remaining)
 
     def _amend_later(self, queue: _Queue, commands: np.ndarray, verdict: int, index: int,
@@ -651,14 +646,19 @@ class Markets:
                         0 if price is None else price, quantity, k.AMEND_BY_TOTAL, total)
         return True
 
-    def _passes_now(self, pair: tuple[int, str], tradable: dict) -> bool:
-        """Whether a new order on ``pair`` (instrument, side) passes the rules now: it passed
-        at this time in the run (``tradable``), or passes their check now."""
+    def _tradable_now(self, pair: tuple[int, str], tradable: dict) -> None:
+        """Raise the rules' refusal of a new order on ``pair`` (instrument, side) now, unless
+        one passed them at this time in the run (``tradable``: the verdicts a change of the
+        run's time may change are dropped from it, and its commands change no instrument's
+        info)."""
         passed = tradable.get(pair)
-        if passed is not None and not isinstance(passed, CrowdexError):
-            return True
-        try:
+        if passed is None or isinstance(passed, CrowdexError):
             self._check_tradable(*pair)
+
+    def _passes_now(self, pair: tuple[int, str], tradable: dict) -> bool:
+        """Whether a new order on ``pair`` passes the rules now (``_tradable_now``)."""
+        try:
+            self._tradable_now(pair, tradable)
         except CrowdexError:
             return False
         return True
@@ -1558,12 +1558,14 @@ class _Queue:
         if self.amended:
             self.amended = set()
 
-    def _add(self, index: int, sequence: int, op: int, row: tuple[int, ...]) -> None:
-        """``row``: the fields after ``op`` up to ``oid`` (``pos_slot`` is the engine's)."""
+    def _add(self, index: int, sequence: int, op: int, row: tuple[int, ...],
+             pos_slot: int = -1) -> None:
+        """``row``: the fields after ``op`` up to ``oid``; ``pos_slot`` -1 (the engine's), or
+        an amend's ``AMEND_BY_TOTAL`` figure."""
         self.indexes.append(index)
         self.sequences.append(sequence)
         self.ops.append(op)
-        self.rows.append(_pack_command(op, *row, -1))
+        self.rows.append(_pack_command(op, *row, pos_slot))
 
     def place(self, index: int, sequence: int, actor: int, cmd: mc.PlaceOrder,
               pos_slot: int) -> None:
@@ -1597,11 +1599,9 @@ class _Queue:
         ``mode`` ``AMEND_BY_TOTAL`` its quantity in all (``total``: the order's before the
         call, in the row's ``pos_slot``; see ``codes.AMEND_BY_TOTAL``)."""
         self.amended.add(order_id)
-        self.indexes.append(index)
-        self.sequences.append(sequence)
-        self.ops.append(k_AMEND)
-        self.rows.append(_pack_command(k_AMEND, 0, k.TYPE_LIMIT, k.TIF_GTC, post_only, mode,
-                                       instrument, actor, price, remaining, order_id, total))
+        self._add(index, sequence, k_AMEND, (0, k.TYPE_LIMIT, k.TIF_GTC, post_only, mode,
+                                             instrument, actor, price, remaining, order_id),
+                  total)
 
     def uncross(self, sequence: int, instrument_id: int) -> None:
         self._add(0, sequence, k_UNCROSS, (0, 0, 0, 0, 0, instrument_id, 0, 0, 0, 0))
