@@ -12,7 +12,8 @@ there yet (opened in the traffic, with orders before and after) or ever, repeate
 (the same amount, another amount), ticks, subscriptions to an offering
 that sells out and whose deadline falls inside the traffic, their cancels, amends, orders
 with client_order_ids and self-trade prevention, idempotency keys (retried, reused for
-another request), exchange times that move on, under the rules of today and of version 3.
+another request; a retry is answered in the run, which goes on over it), exchange times that
+move on, under the rules of today and of version 3.
 Replies (the kept ones: deposits', withdrawals', keyed entries'), and the state hash must be
 those of one entry at a time, however the traffic is cut into batches.
 """
@@ -359,6 +360,71 @@ def test_a_run_carries_the_commands_after_its_last_order():
     kept = references.stored(TRADERS[0], references.use(TRADERS[0], "x")).reply
     assert replies[2].body is None
     assert kept.body["cash_available"] == 100_000 + 50 * PRICE * 99 // 100 + 7
+
+
+def _keyed(time_us: int, actor: int, command, key: str, request: str = "h") -> c.Entry:
+    return c.Entry(time_us, actor, command, key, request)
+
+
+def test_retries_in_a_run_are_answered_and_the_run_goes_on():
+    """Retries (an idempotency key used again) of a keyed order, deposit and subscription of
+    the run, and of commands remembered before it (a cancel, an offering's listing: a
+    command no run carries), two with another request: each gets what one entry at a time
+    gives (the first reply, or the conflict), nothing is applied twice, and the run goes on
+    over them: one kernel call, no entry applied alone."""
+    at = START_US + 1
+    before = [_keyed(START_US, TRADERS[0], mc.PlaceOrder(BOOKS[0], "sell", "limit", PRICE, 5),
+                     "o-1"),
+              _keyed(START_US, TRADERS[0], mc.CancelOrder(1), "c-1"),
+              _keyed(START_US, ISSUER, oc.CreateProject("equity", "p", "x",
+                                                        START_US + 30 * DAY_US, {
+                  "price": PRICE, "min_quantity": 1, "max_quantity": 9, "lockup_days": 0}),
+                     "l-1")]
+    order = _keyed(at, TRADERS[1], mc.PlaceOrder(BOOKS[0], "sell", "limit", PRICE, 7), "o-2")
+    deposit = _keyed(at, OPERATOR, c.Deposit(TRADERS[2], 50, "r-1"), "d-1")
+    subscription = _keyed(at, TRADERS[3], oc.Subscribe(OFFERING, 2), "s-1")
+    again = [_keyed(at, entry.actor, entry.command, entry.idempotency_key) for entry in before]
+    run = [order, deposit, subscription,
+           c.Entry(at, TRADERS[2], mc.PlaceOrder(BOOKS[0], "buy", "limit", PRICE, 3)),
+           order, deposit, subscription, again[1], again[2],
+           _keyed(at, TRADERS[1], mc.PlaceOrder(BOOKS[0], "sell", "limit", PRICE, 7), "o-2",
+                  "another"),
+           again[0], _keyed(at, TRADERS[0], mc.CancelOrder(1), "c-1", "another"),
+           c.Entry(at, TRADERS[2], mc.PlaceOrder(BOOKS[0], "buy", "limit", PRICE, 4))]
+    _compare(c.RULES_VERSION, before + run, [len(before)])
+    _, batched = _venues(c.RULES_VERSION)
+    first = batched.apply_batch(batched.last_sequence + 1, before)
+    alone = []
+    apply = batched.apply
+    batched.apply = lambda *a: alone.append(a[1]) or apply(*a)
+    calls = _kernel_calls(batched)
+    replies = batched.apply_batch(batched.last_sequence + 1, run)
+    assert alone == [] and calls == [3]
+    assert [r.status for r in replies] == [201] * 7 + [200, 201, 409, 201, 409, 201]
+    assert first[2].status == 201, first[2]  # listed: an entry no run carries
+    assert replies[4] is replies[0] and replies[5] is replies[1] and replies[6] is replies[2]
+    assert (replies[7], replies[8], replies[10]) == (first[1], first[2], first[0])
+    assert (replies[9].body["error"]["code"] == replies[11].body["error"]["code"]
+            == "idempotency_key_conflict")
+    assert len(batched.component("offerings").subscriptions) == 4 * len(BOOKS) + 1
+
+
+def test_a_retry_whose_key_a_run_may_forget_by_its_turn_ends_the_run():
+    """A key kept more than 24 hours before a retry of it may be forgotten by the retry's
+    turn (an entry before it, keeping a key of its own, drops the keys past their time): the
+    run stops before the retry, which then gets what one entry at a time gives (here the
+    key is gone, and the order is placed again)."""
+    order = _keyed(START_US, TRADERS[0], mc.PlaceOrder(BOOKS[0], "sell", "limit", PRICE, 5),
+                   "o-1")
+    later = START_US + DAY_US + 1
+    run = [_keyed(later, TRADERS[1], mc.PlaceOrder(BOOKS[0], "sell", "limit", PRICE, 7), "o-2"),
+           c.Entry(later, order.actor, order.command, order.idempotency_key, order.request_hash),
+           c.Entry(later, TRADERS[2], mc.PlaceOrder(BOOKS[0], "buy", "limit", PRICE, 1))]
+    _compare(c.RULES_VERSION, [order, *run], [1])
+    _, batched = _venues(c.RULES_VERSION)
+    first = batched.apply_batch(batched.last_sequence + 1, [order])
+    replies = batched.apply_batch(batched.last_sequence + 1, run)
+    assert replies[1].status == 201 and replies[1].body["order_id"] != first[0].body["order_id"]
 
 
 def test_an_amend_in_a_run_sees_the_orders_before_it():
