@@ -551,9 +551,10 @@ class StateMachine:
         A run goes on where the exchange time moves on (a live venue stamps each group commit
         with its own) while no deadline falls due by the later time (the run's first
         ``next_deadline_us``, which no entry it carries moves: the entry past one is applied
-        alone, ``on_time`` firing after it) and the runner's orders
-        cannot schedule one (``Markets.runs_span_times``), and nobody reads updates (they say
-        the time). Each carried entry is applied at its own time, each key kept at its own
+        alone, ``on_time`` firing after it), up to an order of the run that may schedule one
+        (``Markets.may_schedule``, asked while ``Markets.runs_span_times`` is False: the
+        first IP book to open schedules the daily auction), and nobody reads updates (they
+        say the time). Each carried entry is applied at its own time, each key kept at its own
         (``_apply_run``), and each order checked, made and traded at its own (``walk.times``
         to ``Markets.apply_run``).
         """
@@ -571,8 +572,11 @@ class StateMachine:
             return [self.apply(first_sequence, first)]  # on_time fires after it: alone
         self.now_us = time_us = max(self.now_us, first.time_us)
         carried, runners = self._carried, self._runners
-        # Whether the run may go on past a change of time (``Markets.runs_span_times``).
-        spans = runner.runs_span_times() and not self.may_want_updates()
+        # Whether the run may go on past a change of time: not while anyone reads updates (they
+        # say the time), nor past an order that may schedule a deadline (``watch``: while no
+        # auction is, ``Markets.runs_span_times``; ``Markets.may_schedule``).
+        spans = not self.may_want_updates()
+        watch = spans and not runner.runs_span_times()
         walk = _Walk(self.movements.table.count)
         replies, ran, items, keyed = walk.replies, walk.ran, walk.items, walk.keyed
         actors: set[int] = set()  # of the run's orders so far
@@ -605,6 +609,8 @@ class StateMachine:
                         break
                     continue
             if runners.get(kind) is runner:
+                if watch and runner.may_schedule(command):
+                    spans = watch = False  # the run stays at this order's time from here on
                 if key is not None:
                     keys[named] = (end - start, entry.request_hash or "", time_us)
                     keyed.append((end - start, time_us))

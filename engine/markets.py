@@ -293,6 +293,15 @@ class Markets:
         schedules one otherwise: ``_ensure_instrument``)."""
         return self.next_auction_us != 0
 
+    def may_schedule(self, command: Any) -> bool:
+        """Whether ``command`` (a run type) may schedule a deadline while no auction is
+        scheduled (``runs_span_times`` False): an order on an instrument whose book is not
+        open yet may open the first IP book (``_ensure_instrument``). A replay's run goes on
+        past a change of time until it carries such an order (``StateMachine._apply_carrying``):
+        a venue that lists no IP project never schedules an auction, and its runs span times
+        as any other's."""
+        return type(command) is _PLACE and command.instrument_id not in self._books
+
     def apply_run(self, items: list[tuple[int, int, Any]],
                   times: list[tuple[int, int]] | None = None) -> list[Reply]:
         """Apply ``(sequence, actor, command)`` items in order; one reply each. All at the

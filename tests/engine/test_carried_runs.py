@@ -427,6 +427,30 @@ def test_a_retry_whose_key_a_run_may_forget_by_its_turn_ends_the_run():
     assert replies[1].status == 201 and replies[1].body["order_id"] != first[0].body["order_id"]
 
 
+def test_a_venue_with_no_ip_book_runs_over_times_up_to_an_order_that_may_open_a_book():
+    """No IP book is open here, so no auction is scheduled, and a run's order on an
+    instrument whose book is not open may open the first and schedule one
+    (``Markets.may_schedule``). A run of orders on open books goes on past a change of time;
+    from an order on the offering's instrument (it has no book) on, it stays at that time.
+    Everything is as one entry at a time."""
+    opening = [c.Entry(START_US, TRADERS[3], mc.PlaceOrder(book, "buy", "limit", 1, 1))
+               for book in BOOKS]  # their books open
+    t = START_US + 1
+    entries = [c.Entry(t + n * 3_600_000_000, TRADERS[n % 2], mc.PlaceOrder(
+        BOOKS[n % 2], "buy" if n % 3 else "sell", "limit", PRICE, 1)) for n in range(6)]
+    entries[3:3] = [c.Entry(entries[2].time_us, TRADERS[2],
+                            mc.PlaceOrder(OFFERING, "buy", "limit", PRICE, 1))]
+    _compare(c.RULES_VERSION, opening + entries, [len(opening)])
+    _, batched = _venues(c.RULES_VERSION)
+    batched.apply_batch(batched.last_sequence + 1, opening)
+    calls = _kernel_calls(batched)
+    replies = batched.apply_batch(batched.last_sequence + 1, entries)
+    # Three orders at three times and the order that may open a book (refused before the
+    # kernel: the offering is no instrument yet); the three after it in the next run.
+    assert calls == [3, 3]
+    assert replies[3].status == 404
+
+
 def test_an_amend_in_a_run_sees_the_orders_before_it():
     """Amends are run types: one of an order the run placed, and one of an order the run
     filled before it, answer what they answer one entry at a time (live and quiet)."""
