@@ -147,6 +147,7 @@ class Carried(NamedTuple):
       other code whatever cash the run's sales brought.
     """
 
+    # ``_apply_carrying`` unpacks it as a tuple: these fields, in this order.
     account: Callable[[c.Entry], int]
     rising: bool = False
     shows_cash: bool = False
@@ -588,8 +589,13 @@ class StateMachine:
         # call each, they were a tenth of a mixed replay.
         rests, handlers, references = runner.rests_orders, self._handlers, self.references
         withdrawable_shown, fee_account = self.rules >= 4, self.fee_account_id
+        run_kinds = frozenset(kind for kind, component in runners.items() if component is runner)
+        add_actor, add_ran, add_item, add_reply = (actors.add, ran.append, items.append,
+                                                   replies.append)
+        sequence = first_sequence - 1  # the entry's, from here on
         for end in range(start, len(entries)):
             entry = entries[end]
+            sequence += 1
             if entry.time_us != time_us:
                 at = max(time_us, entry.time_us)  # its time, as ``apply`` sets it
                 if not spans or (at != time_us and due is not None and due <= at):
@@ -597,7 +603,7 @@ class StateMachine:
                 if at != time_us:
                     if not walk.times:
                         walk.times.append((first_sequence, time_us))
-                    walk.times.append((first_sequence + end - start, at))
+                    walk.times.append((sequence, at))
                     self.now_us = time_us = at  # the carried entries' time from here on
             command = entry.command
             kind = type(command)
@@ -608,43 +614,44 @@ class StateMachine:
                     if not self._answer_retry(entry, named, keys, walk, end - start, time_us):
                         break
                     continue
-            if runners.get(kind) is runner:
+            if kind in run_kinds:
                 if watch and runner.may_schedule(command):
                     spans = watch = False  # the run stays at this order's time from here on
                 if key is not None:
                     keys[named] = (end - start, entry.request_hash or "", time_us)
                     keyed.append((end - start, time_us))
-                actors.add(entry.actor)
-                ran.append(end - start)
-                items.append((first_sequence + end - start, entry.actor, command))
-                replies.append(None)
+                actor = entry.actor
+                add_actor(actor)
+                add_ran(end - start)
+                add_item((sequence, actor, command))
+                add_reply(None)
                 continue
             how = carried.get(kind)
             if how is None:
                 break
-            if how.opens_account and max(actors, default=0) >= self.balances.accounts.count:
+            account_of, rising, shows_cash, withdrawable, opens_account, cash_codes = how
+            if opens_account and max(actors, default=0) >= self.balances.accounts.count:
                 break
-            account = how.account(entry)
+            account = account_of(entry)
             if account == fee_account:
                 break
-            shown = how.shows_cash and (not how.withdrawable or withdrawable_shown)
+            shown = shows_cash and (not withdrawable or withdrawable_shown)
             if account in actors:
-                if not ((how.rising or shown)
+                if not ((rising or shown)
                         and self._own_orders_allow(runner, how, account, items)):
                     break
-            elif not (how.rising or shown) and rests(account):
+            elif not (rising or shown) and rests(account):
                 break
             if key is not None:
                 keys[named] = (end - start, entry.request_hash or "", time_us)
                 keyed.append((end - start, time_us))
-            sequence = first_sequence + end - start
             self.last_sequence = sequence
             self.replies_needed = key is not None
             kept = references.count
             try:
                 reply = handlers[kind](command, entry.actor)
             except CrowdexError as error:
-                if (how.rising and (how.cash_codes is None or error.code in how.cash_codes)
+                if (rising and (cash_codes is None or error.code in cash_codes)
                         and (account in actors or rests(account))):
                     if key is not None:  # not in the run: its key is not the run's
                         del keys[named]
@@ -652,7 +659,7 @@ class StateMachine:
                     break
                 reply = refusal(error)
             else:
-                if (how.shows_cash and references.count != kept
+                if (shows_cash and references.count != kept
                         and (account in actors or rests(account))):
                     use = references.by_account[account][command.reference]  # what it kept
                     walk.shown.append((sequence, account, use))
