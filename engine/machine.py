@@ -265,6 +265,11 @@ class StateMachine:
         # The runner whose runs carry other commands (``_apply_carrying``): its orders rest.
         runner = self._runners.get(mc.PlaceOrder)
         self._order_runner = runner if hasattr(runner, "rests_orders") else None
+        # Each runner's own types (``_apply_carrying``).
+        self._run_kinds: dict[Component, frozenset[type]] = {
+            component: frozenset(kind for kind, runs in self._runners.items()
+                                 if runs is component)
+            for component in self._runners.values()}
         # Commands a quiet machine's run of orders may carry (``_apply_carrying``): each reads and
         # changes the balances of one account (given here) and nothing an order reads.
         self._carried: dict[type, Carried] = {
@@ -572,7 +577,7 @@ class StateMachine:
         if due is not None and due <= max(self.now_us, first.time_us):
             return [self.apply(first_sequence, first)]  # on_time fires after it: alone
         self.now_us = time_us = max(self.now_us, first.time_us)
-        carried, runners = self._carried, self._runners
+        carried = self._carried
         # Whether the run may go on past a change of time: not while anyone reads updates (they
         # say the time), nor past an order that may schedule a deadline (``watch``: while no
         # auction is, ``Markets.runs_span_times``; ``Markets.may_schedule``).
@@ -589,7 +594,7 @@ class StateMachine:
         # call each, they were a tenth of a mixed replay.
         rests, handlers, references = runner.rests_orders, self._handlers, self.references
         withdrawable_shown, fee_account = self.rules >= 4, self.fee_account_id
-        run_kinds = frozenset(kind for kind, component in runners.items() if component is runner)
+        run_kinds = self._run_kinds[runner]
         add_actor, add_ran, add_item, add_reply = (actors.add, ran.append, items.append,
                                                    replies.append)
         sequence = first_sequence - 1  # the entry's, from here on
@@ -614,12 +619,12 @@ class StateMachine:
                     if not self._answer_retry(entry, named, keys, walk, end - start, time_us):
                         break
                     continue
+                # A new key (the entry the run stops at, if any, is dropped after the walk).
+                keys[named] = (end - start, entry.request_hash or "", time_us)
+                keyed.append((end - start, time_us))
             if kind in run_kinds:
                 if watch and runner.may_schedule(command):
                     spans = watch = False  # the run stays at this order's time from here on
-                if key is not None:
-                    keys[named] = (end - start, entry.request_hash or "", time_us)
-                    keyed.append((end - start, time_us))
                 actor = entry.actor
                 add_actor(actor)
                 add_ran(end - start)
@@ -642,9 +647,6 @@ class StateMachine:
                     break
             elif not (rising or shown) and rests(account):
                 break
-            if key is not None:
-                keys[named] = (end - start, entry.request_hash or "", time_us)
-                keyed.append((end - start, time_us))
             self.last_sequence = sequence
             self.replies_needed = key is not None
             kept = references.count
@@ -653,9 +655,6 @@ class StateMachine:
             except CrowdexError as error:
                 if (rising and (cash_codes is None or error.code in cash_codes)
                         and (account in actors or rests(account))):
-                    if key is not None:  # not in the run: its key is not the run's
-                        del keys[named]
-                        keyed.pop()
                     break
                 reply = refusal(error)
             else:
@@ -669,9 +668,11 @@ class StateMachine:
         if walk.times:
             self.now_us = walk.times[0][1]  # the orders are applied from the run's first time
         count = len(replies)
+        if keyed and keyed[-1][0] == count:  # the entry the run stopped at: not in it
+            keyed.pop()
         if count == 0 or (count == 1 and ran):  # an entry alone: the run carried nothing
             return [self.apply(first_sequence, first)]
-        if count == len(ran) and not keys and not walk.times:  # only orders, no key: plain
+        if count == len(ran) and not keyed and not walk.times:  # only orders, no key: plain
             return self._apply_plain_run(first_sequence, entries[start:start + count])
         return self._apply_run(first_sequence, entries[start:start + count], walk)
 

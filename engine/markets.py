@@ -396,10 +396,7 @@ class Markets:
                     inline = (record[_REC_KEPT] and record[_REC_ACCOUNT] == actor
                               and record[_REC_STATUS] <= kf.PARTIALLY_FILLED)
                 else:
-                    first = queue.first_oid
-                    if first is None:
-                        first = queue.first_oid = self.engine.next_order_id
-                    inline = first <= order_id < first + queue.new_count
+                    inline = queue.may_give(order_id, self.engine)
                     if inline:
                         queue.by_id.add(len(queue.ops))
                 if inline:
@@ -539,10 +536,7 @@ class Markets:
         # fold (see _replies). Matching the queue here instead made each such cancel cut the
         # run short: most cancels name recent orders.
         # Account 0 owns no order, and the kernel would skip the owner check for it.
-        next_id = queue.first_oid
-        if next_id is None:
-            next_id = queue.first_oid = self.engine.next_order_id
-        if actor != 0 and next_id <= order_id < next_id + queue.new_count:
+        if actor != 0 and queue.may_give(order_id, self.engine):
             queue.cancel(index, sequence, actor, order_id, by_id=True)
             return
         raise CrowdexError("order_not_found", f"no order {order_id}")
@@ -622,10 +616,7 @@ class Markets:
         if quantity is not None and order_id in queue.amended:
             return False  # its quantity in all may change before: read after the match
         if verdict == AMEND_UNKNOWN:
-            first = queue.first_oid
-            if first is None:
-                first = queue.first_oid = self.engine.next_order_id
-            if not first <= order_id < first + queue.new_count:
+            if not queue.may_give(order_id, self.engine):
                 return False
             queued = len(queue.ops)
             pairs = np.empty(queued, dtype=np.int64)
@@ -1575,6 +1566,15 @@ class _Queue:
         self.sequences.append(sequence)
         self.ops.append(op)
         self.rows.append(_pack_command(op, *row, pos_slot))
+
+    def may_give(self, order_id: int, engine: MatchingEngine) -> bool:
+        """Whether ``order_id`` may be the id of one of the queued new orders: the kernel
+        gives ids in command order from ``engine``'s next one (read once a queue:
+        ``first_oid``), to the orders it does not refuse."""
+        first = self.first_oid
+        if first is None:
+            first = self.first_oid = engine.next_order_id
+        return first <= order_id < first + self.new_count
 
     def place(self, index: int, sequence: int, actor: int, cmd: mc.PlaceOrder,
               pos_slot: int) -> None:
