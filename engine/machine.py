@@ -22,6 +22,7 @@ import numpy as np
 from engine import commands as c
 from engine import markets_commands as mc
 from engine import movements as mv
+from engine.cash_batch import CashBatch
 from engine.clock import TIME_US_MAX, format_time_us
 from engine.errors import CrowdexError
 from engine.kernels.entries import KIND_OTHER, ClientIds, scan_with_client_ids
@@ -279,6 +280,7 @@ class StateMachine:
             c.Tick: Carried(_no_account)}
         for component in self.components:
             self._carried.update(getattr(component, "carried_types", dict)())
+        self._cash_batch = CashBatch(self, CASH_TOTAL_MAX)  # a walk's deposits, withdrawals
 
     # ---- applying entries -------------------------------------------------------------------
 
@@ -548,6 +550,11 @@ class StateMachine:
         (``_show_cash`` completes it after the run); a reply that adds no reference shows none
         a run could change (a reference used before answers its first reply).
 
+        A deposit or withdrawal that its handler would apply is taken by ``CashBatch``
+        (``engine.cash_batch``), which applies the ones taken together: before an entry the
+        walk applies that reads or changes their accounts, before one it hands to its
+        handler, and at the walk's end, before the orders.
+
         A retry (an entry whose idempotency key an entry of the run used first, or one
         remembered before the run) is answered in the walk as ``apply`` answers it, the first
         reply or the conflict, and applies nothing, so the run goes on over it, whatever its
@@ -597,6 +604,10 @@ class StateMachine:
         run_kinds = self._run_kinds[runner]
         add_actor, add_ran, add_item, add_reply = (actors.add, ran.append, items.append,
                                                    replies.append)
+        # The deposits and withdrawals the walk takes, applied together (``CashBatch``).
+        cash, deposit, withdraw = self._cash_batch, c.Deposit, c.Withdraw
+        cash.begin(walk, replies)
+        cash_accounts = cash.accounts
         sequence = first_sequence - 1  # the entry's, from here on
         for end in range(start, len(entries)):
             entry = entries[end]
@@ -647,6 +658,13 @@ class StateMachine:
                     break
             elif not (rising or shown) and rests(account):
                 break
+            if kind is deposit or kind is withdraw:  # applied with the run's others if it may
+                if cash.take(end - start, sequence, command, key is not None,
+                             account in actors or rests(account)):
+                    add_reply(_UNREAD_201 if key is None else None)  # None: built by apply
+                    continue
+            elif account in cash_accounts:
+                cash.apply()  # the entry reads or changes its account: the ones taken first
             self.last_sequence = sequence
             self.replies_needed = key is not None
             kept = references.count
@@ -664,6 +682,7 @@ class StateMachine:
                     walk.shown.append((sequence, account, use))
                     references.pend(use, reply)
             replies.append(reply)
+        cash.apply()
         self.last_sequence = first_sequence - 1
         if walk.times:
             self.now_us = walk.times[0][1]  # the orders are applied from the run's first time

@@ -17,7 +17,15 @@ from __future__ import annotations
 from engine.kernels.codes import EV_FILL, SIDE_BUY
 from engine.kernels.jit import kernel
 from engine.kernels.risk import fee_half_up
-from engine.movements import CASH, DEPOSIT, TRADE_CASH, TRADE_FEE, TRADE_UNITS
+from engine.movements import (
+    CASH,
+    DEPOSIT,
+    EXTERNAL_ACCOUNT,
+    TRADE_CASH,
+    TRADE_FEE,
+    TRADE_UNITS,
+    WITHDRAWAL,
+)
 
 
 @kernel
@@ -58,6 +66,24 @@ def fill_movements(events, sequences, instruments, fee_account, rows, start, fir
             if take_fees:
                 accounts[seller]["cash_unsettled"] -= fee
     return j - start
+
+
+@kernel
+def cash_movements(accounts, amounts, sequences, cash, rows, start, first_id, after):
+    """Deposit ``amounts[i]`` fen (withdraw its opposite, where < 0) to (from) the available
+    cash of ``accounts[i]`` (``cash``: the accounts' column), in order; write each one's
+    movement from ``rows[start]`` on, ids from ``first_id`` (``MovementLog.claim``), and the
+    cash it leaves into ``after[i]`` (``engine.cash_batch``: their checks were made)."""
+    for i in range(len(accounts)):
+        account, amount = accounts[i], amounts[i]
+        cash[account] += amount
+        if amount > 0:
+            _movement(rows[start + i], sequences[i], first_id + i, DEPOSIT, EXTERNAL_ACCOUNT,
+                      account, CASH, amount)
+        else:
+            _movement(rows[start + i], sequences[i], first_id + i, WITHDRAWAL, account,
+                      EXTERNAL_ACCOUNT, CASH, -amount)
+        after[i] = cash[account]
 
 
 @kernel(inline=True)

@@ -13,6 +13,7 @@ import pytest
 
 from engine import commands as c
 from engine import sequencer, skips
+from engine.cash_batch import CashBatch
 from engine.clock import WallClock
 from engine.errors import CrowdexError
 from engine.machine import StateMachine
@@ -24,8 +25,10 @@ POISON = "poison"
 
 @pytest.fixture
 def poisoned(monkeypatch):
-    """A bug: a deposit with reference "poison" raises inside its apply, on every replay."""
-    real = StateMachine._deposit
+    """A bug: a deposit with reference "poison" raises inside its apply, on every replay:
+    its handler's and a replay run's (``engine.cash_batch``, which takes the deposits of a
+    run from the handler)."""
+    real, real_take = StateMachine._deposit, CashBatch.take
 
     def deposit(self, cmd, actor):
         if cmd.reference == POISON:
@@ -33,7 +36,13 @@ def poisoned(monkeypatch):
             raise ZeroDivisionError("a bug in the deposit")
         return real(self, cmd, actor)
 
+    def take(self, index, sequence, command, keyed, shown):
+        if type(command) is c.Deposit and command.reference == POISON:
+            deposit(self.machine, command, 0)
+        return real_take(self, index, sequence, command, keyed, shown)
+
     monkeypatch.setattr(StateMachine, "_deposit", deposit)
+    monkeypatch.setattr(CashBatch, "take", take)
 
 
 async def _poisoned_venue(data_dir: Path) -> tuple[int, int]:
