@@ -56,7 +56,7 @@ from engine.kernels.layout import (
     COMMAND_DTYPE,
     EVENT_DTYPE,
 )
-from engine.kernels.movements import fill_movements
+from engine.kernels.movements import cash_movements, fill_movements
 from engine.kernels.published import TRADE_ROW_COLUMNS, change_owners, trade_rows
 from engine.lifecycle import (
     RECORD_DTYPE,
@@ -1335,6 +1335,10 @@ def warm_up() -> None:
                    np.zeros(3 * len(events), dtype=mv.MOVEMENT_DTYPE), 0, 1,
                    balances.accounts.rows, True)
     MarketData().record(events, 0)
+    # A replay run's deposits and withdrawals (``engine.cash_batch``): the machine's kernel.
+    one = np.full(1, buyer, dtype=np.int64)
+    cash_movements(one, one, one, balances.accounts.rows["cash_available"],
+                   np.zeros(1, dtype=mv.MOVEMENT_DTYPE), 0, 1, np.empty(1, dtype=np.int64))
     resting = engine.new_order(1, buyer, k.SIDE_BUY, 1, price=9, balances=balances)
     engine.cancel(int(resting.events[0]["oid"]), buyer, balances)
     engine.uncross(2, balances)
