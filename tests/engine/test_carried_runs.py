@@ -10,7 +10,8 @@ refused for it, and succeeding once a maker's sale brought the cash), deposits a
 withdrawals to traders with resting orders, to the fee account, to accounts that are not
 there yet (opened in the traffic, with orders before and after) or ever, repeated references
 (the same amount, another amount), ticks, subscriptions to an offering
-that sells out and whose deadline falls inside the traffic, their cancels, amends, orders
+that sells out and whose deadline falls inside the traffic, their cancels, product offerings
+listed, reviewed and pledged to in the traffic (their closes a day or two on), amends, orders
 with client_order_ids and self-trade prevention, idempotency keys (retried, reused for
 another request; a retry is answered in the run, which goes on over it), exchange times that
 move on, under the rules of today and of version 3.
@@ -98,8 +99,16 @@ subscriptions = st.tuples(st.just("subscribe"), who, st.integers(1, 150), keys)
 unsubscriptions = st.tuples(st.just("unsubscribe"), who, st.integers(1, 20), keys)
 openings = st.tuples(st.just("open"), st.integers(0, 3), keys)  # an API key used twice: 409
 ticks = st.tuples(st.just("tick"), keys)
+# Product offerings listed in the traffic (projects 4 on), closing 1 or 2 days after, their
+# reviews (of projects that are not there, or not in review, too) and pledges to them.
+listings = st.tuples(st.just("list"), st.sampled_from([1, 2]), keys)
+reviews = st.tuples(st.just("review"), st.integers(3, 6), st.booleans(), keys)
+pledges = st.tuples(st.just("pledge"), who, st.integers(4, 6), st.integers(1, 40), keys)
 ops = st.one_of(orders, orders, orders, cancels, amends, deposits, deposits, withdrawals,
-                subscriptions, subscriptions, unsubscriptions, openings, ticks)
+                subscriptions, subscriptions, unsubscriptions, openings, ticks, listings,
+                reviews, pledges)
+PRODUCT_TERMS = {"goal": 30 * PRICE, "tiers": [{"tier_id": "a", "price": PRICE,
+                                                "quantity": 60}]}
 # Group commits: entries of one time each, the time moving on between them (across the
 # offering's deadline in some).
 groups = st.lists(st.tuples(st.sampled_from([0, 1, 3_600_000_000, DAY_US]),
@@ -112,7 +121,8 @@ def _entries(flow: list[tuple[int, list[tuple]]]) -> list[c.Entry]:
     for step_us, group in flow:
         time_us += step_us
         for op in group:
-            actor, command = _command(op)
+            actor, command = (_command(op) if op[0] != "list" else (ISSUER, oc.CreateProject(
+                "product", "p", "x", time_us + op[1] * DAY_US, PRODUCT_TERMS)))
             key = op[-1]
             entries.append(c.Entry(time_us, actor, command, key,
                                    f"h{op[:-1]}" if key else None))
@@ -138,6 +148,10 @@ def _command(op: tuple) -> tuple[int, object]:
         return ACCOUNTS[op[1]], oc.Subscribe(OFFERING, op[2])
     if kind == "unsubscribe":
         return ACCOUNTS[op[1]], oc.CancelSubscription(op[2])
+    if kind == "review":
+        return OPERATOR, oc.ReviewProject(op[1], op[2])
+    if kind == "pledge":
+        return ACCOUNTS[op[1]], oc.Subscribe(op[2], op[3], tier_id="a")
     (_, trader, book, side, order_type, price, qty, tif, post_only, stp, cid, _) = op
     if order_type == "market":
         price, post_only = 0, False
