@@ -724,19 +724,26 @@ class Offerings:
         # rebuilds them (from live subscriptions only), not one subtraction each.
         self._live.pop(project.project_id, None)
         counts = board.config.counts_toward_limit
+        committed_of = self._committed.get
+        owned, reserved_all = [], []
         for sub, quantity, amount in zip(subs, quantities, amounts, strict=True):
             sub.alloc_quantity, sub.alloc_amount = quantity, amount
             reserved = sub.reserved
             sub.refunded = reserved - amount
             sub.status = ALLOCATED if quantity else REFUNDED
+            account = sub.account_id
+            owned.append(account)
+            reserved_all.append(reserved)
             # It was live: it committed its reservation, and commits its allocation now
-            # (committed_fen), the same unless it was cut or refunded.
+            # (committed_fen), the same unless it was cut or refunded (recommitted, inlined).
             if counts and (amount if quantity else 0) != reserved:
-                self.recommitted(sub, reserved)
+                committed = committed_of(account)
+                if committed is not None and committed.counted(sub):
+                    committed.fen += (amount if quantity else 0) - reserved
         # Every reservation released and every refund paid at once (sums commute: the
         # balances are those of one subscription after the other).
-        owners = np.array([sub.account_id for sub in subs], dtype=np.int64)
-        reservations = np.array([sub.reserved for sub in subs], dtype=np.int64)
+        owners = np.array(owned, dtype=np.int64)
+        reservations = np.array(reserved_all, dtype=np.int64)
         allocated = np.array(amounts, dtype=np.int64)
         if subs:
             accounts = self._rows()
