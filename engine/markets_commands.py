@@ -8,7 +8,7 @@ from __future__ import annotations
 import msgspec
 
 
-class PlaceOrder(msgspec.Struct, tag="place_order", array_like=True):
+class PlaceOrder(msgspec.Struct, tag="place_order", array_like=True, gc=False):
     instrument_id: int
     side: str  # buy | sell
     order_type: str  # limit | market ("type" is the union's tag field)
@@ -20,11 +20,11 @@ class PlaceOrder(msgspec.Struct, tag="place_order", array_like=True):
     client_order_id: str | None = None
 
 
-class CancelOrder(msgspec.Struct, tag="cancel_order", array_like=True):
+class CancelOrder(msgspec.Struct, tag="cancel_order", array_like=True, gc=False):
     order_id: int
 
 
-class AmendOrder(msgspec.Struct, tag="amend_order", array_like=True):
+class AmendOrder(msgspec.Struct, tag="amend_order", array_like=True, gc=False):
     """A resting order's new price and/or total quantity (None: unchanged)."""
 
     order_id: int
@@ -32,7 +32,7 @@ class AmendOrder(msgspec.Struct, tag="amend_order", array_like=True):
     quantity: int | None = None
 
 
-class RunAuction(msgspec.Struct, tag="run_auction", array_like=True):
+class RunAuction(msgspec.Struct, tag="run_auction", array_like=True, gc=False):
     """Uncross one IP instrument's call auction (operator, or the board's schedule)."""
 
     instrument_id: int

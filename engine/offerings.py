@@ -90,7 +90,10 @@ class Project(msgspec.Struct, array_like=True):
     rules: dict[str, int] | None = None
 
 
-class Subscription(msgspec.Struct, array_like=True):
+class Subscription(msgspec.Struct, array_like=True, gc=False):
+    """One investor's subscription (``gc=False``: numbers and strings only, in no reference
+    cycle; a venue keeps every one, and the collector need not track them)."""
+
     subscription_id: int
     project_id: int
     account_id: int

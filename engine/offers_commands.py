@@ -8,7 +8,7 @@ from __future__ import annotations
 import msgspec
 
 
-class PostOffer(msgspec.Struct, tag="post_offer", array_like=True):
+class PostOffer(msgspec.Struct, tag="post_offer", array_like=True, gc=False):
     """Post a priced offer to buy or sell units of an instrument; the poster's side is reserved."""
 
     instrument_id: int
@@ -17,14 +17,14 @@ class PostOffer(msgspec.Struct, tag="post_offer", array_like=True):
     quantity: int
 
 
-class AcceptOffer(msgspec.Struct, tag="accept_offer", array_like=True):
+class AcceptOffer(msgspec.Struct, tag="accept_offer", array_like=True, gc=False):
     """Take (part of) an open offer: a bilateral trade at the offer's price."""
 
     offer_id: int
     quantity: int
 
 
-class CancelOffer(msgspec.Struct, tag="cancel_offer", array_like=True):
+class CancelOffer(msgspec.Struct, tag="cancel_offer", array_like=True, gc=False):
     offer_id: int
 
 

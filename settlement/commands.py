@@ -11,11 +11,11 @@ from __future__ import annotations
 import msgspec
 
 
-class PrepareSettlement(msgspec.Struct, tag="settlement_prepare", array_like=True):
+class PrepareSettlement(msgspec.Struct, tag="settlement_prepare", array_like=True, gc=False):
     """Before a batch picks its cutoff: pay pending distributions, so they are in the batch."""
 
 
-class BatchCommitted(msgspec.Struct, tag="settlement_batch_committed", array_like=True):
+class BatchCommitted(msgspec.Struct, tag="settlement_batch_committed", array_like=True, gc=False):
     """PostgreSQL committed batch ``batch_id`` holding the movements up to ``cutoff_sequence``.
 
     ``movement_count`` and ``last_movement_id`` let the engine check that it releases exactly
