@@ -593,6 +593,7 @@ class StateMachine:
         walk = _Walk(self.movements.table.count)
         replies, ran, items, keyed = walk.replies, walk.ran, walk.items, walk.keyed
         actors: set[int] = set()  # of the run's orders so far
+        top = 0  # the highest of them (0 if none is higher)
         # The run's new idempotency keys: (actor, key) -> (index, the request's hash as kept,
         # the time it is kept at).
         keys: dict[tuple[int, str], tuple[int, str, int]] = {}
@@ -638,6 +639,8 @@ class StateMachine:
                     spans = watch = False  # the run stays at this order's time from here on
                 actor = entry.actor
                 add_actor(actor)
+                if actor > top:
+                    top = actor
                 add_ran(end - start)
                 add_item((sequence, actor, command))
                 add_reply(None)
@@ -646,8 +649,8 @@ class StateMachine:
             if how is None:
                 break
             account_of, rising, shows_cash, withdrawable, opens_account, cash_codes = how
-            if opens_account and max(actors, default=0) >= self.balances.accounts.count:
-                break
+            if opens_account and top >= self.balances.accounts.count:
+                break  # an order before it may be by the account it opens
             account = account_of(entry)
             if account == fee_account:
                 break
