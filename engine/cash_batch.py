@@ -38,8 +38,7 @@ import numpy as np
 
 from engine import commands as c
 from engine.kernels.movements import cash_movements
-from engine.references import DEPOSIT, WITHDRAWAL, Use
-from engine.replies import Reply
+from engine.references import DEPOSIT, WITHDRAWAL, Use, use_reply
 
 
 class CashBatch:
@@ -108,9 +107,7 @@ class CashBatch:
             if account not in machine.accounts:
                 self.apply()
                 return False
-            rows = machine.balances.accounts.rows
-            if amount > (rows["cash_available"].item(account)
-                         - rows["cash_unsettled"].item(account)):
+            if amount > machine.cash_withdrawable(account):
                 return False  # refused: its own cash, which none of the ones taken changed
             net = self._net - amount
             amount = -amount
@@ -157,8 +154,7 @@ class CashBatch:
             use.cash = cash
         replies = self._replies  # the ones taken with a key hold None until now
         for index, account, use in self._keyed:
-            replies[index] = Reply(201, {"account_id": account, "cash_available": use.cash}
-                                   if use.kind == DEPOSIT else {"cash_available": use.cash})
+            replies[index] = use_reply(account, use)
         if self._shown:
             shown, pend = self._walk.shown, machine.references.pend
             for sequence, account, use, index in self._shown:

@@ -27,7 +27,7 @@ from engine.clock import TIME_US_MAX, format_time_us
 from engine.errors import CrowdexError
 from engine.kernels.entries import KIND_OTHER, ClientIds, scan_with_client_ids
 from engine.kernels.movements import sales_before
-from engine.references import DEPOSIT, WITHDRAWAL, References, Use
+from engine.references import DEPOSIT, WITHDRAWAL, References, Use, use_reply
 from engine.replies import Reply, Stored
 from engine.snapshot import state_hash
 from engine.state import Balances
@@ -983,11 +983,9 @@ class StateMachine:
                               cmd.account_id, mv.CASH, cmd.amount)
         # What the reply shows is kept with the reference (state): its Use, even in a replay.
         available = cash.item(cmd.account_id)
-        references.keep(cmd.account_id, cmd.reference,
-                        Use(DEPOSIT, cmd.amount, self.now_us, available), mine)
-        if not self.replies_needed:
-            return _UNREAD_201
-        return Reply(201, {"account_id": cmd.account_id, "cash_available": available})
+        use = Use(DEPOSIT, cmd.amount, self.now_us, available)
+        references.keep(cmd.account_id, cmd.reference, use, mine)
+        return use_reply(cmd.account_id, use) if self.replies_needed else _UNREAD_201
 
     def _withdraw(self, cmd: c.Withdraw, actor: int) -> Reply:
         references = self.references
@@ -995,22 +993,19 @@ class StateMachine:
         if mine is not None and cmd.reference in mine:
             # A reference used before: its first reply, or a conflict.
             return self._check_reference(cmd.account_id, cmd.reference, f"withdraw:{cmd.amount}")
-        if cmd.amount > self.cash_withdrawable(cmd.account_id):
-            raise CrowdexError(
-                "insufficient_funds",
-                f"withdrawable cash is {self.cash_withdrawable(cmd.account_id)} fen",
-            )
+        withdrawable = self.cash_withdrawable(cmd.account_id)
+        if cmd.amount > withdrawable:
+            raise CrowdexError("insufficient_funds",
+                               f"withdrawable cash is {withdrawable} fen")
         cash = self.balances.accounts.rows["cash_available"]
         cash[cmd.account_id] -= cmd.amount
         self.withdrawals_total += cmd.amount
         self.movements.record(self.last_sequence, mv.WITHDRAWAL, cmd.account_id,
                               mv.EXTERNAL_ACCOUNT, mv.CASH, cmd.amount)
         available = cash.item(cmd.account_id)
-        references.keep(cmd.account_id, cmd.reference,
-                        Use(WITHDRAWAL, cmd.amount, self.now_us, available), mine)
-        if not self.replies_needed:
-            return _UNREAD_201
-        return Reply(201, {"cash_available": available})
+        use = Use(WITHDRAWAL, cmd.amount, self.now_us, available)
+        references.keep(cmd.account_id, cmd.reference, use, mine)
+        return use_reply(cmd.account_id, use) if self.replies_needed else _UNREAD_201
 
     def _advance_clock(self, cmd: c.AdvanceClock, actor: int) -> Reply:
         if not self.manual_clock:
@@ -1082,9 +1077,9 @@ class StateMachine:
     # ---- reads --------------------------------------------------------------------------------
 
     def cash_withdrawable(self, account_id: int) -> int:
-        rows = self.balances.accounts.rows
-        return max(0, int(rows["cash_available"][account_id])
-                   - int(rows["cash_unsettled"][account_id]))
+        rows = self.balances.accounts.rows  # each read as a Python int (``item``)
+        return max(0, rows["cash_available"].item(account_id)
+                   - rows["cash_unsettled"].item(account_id))
 
     def account_view(self, account_id: int) -> dict:
         info = self.accounts[account_id]

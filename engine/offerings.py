@@ -739,10 +739,11 @@ class Offerings:
             reserved_all.append(reserved)
             # It was live: it committed its reservation, and commits its allocation now
             # (committed_fen), the same unless it was cut or refunded (recommitted, inlined).
-            if counts and (amount if quantity else 0) != reserved:
+            commits = amount if quantity else 0
+            if counts and commits != reserved:
                 committed = committed_of(account)
                 if committed is not None and committed.counted(sub):
-                    committed.fen += (amount if quantity else 0) - reserved
+                    committed.fen += commits - reserved
         # Every reservation released and every refund paid at once (sums commute: the
         # balances are those of one subscription after the other).
         owners = np.array(owned, dtype=np.int64)

@@ -104,9 +104,7 @@ class References:
         pending = self._pending.get(id(use))
         reply = None if pending is None else pending[1]
         if reply is None:
-            body = ({"account_id": account, "cash_available": use.cash}
-                    if use.kind == DEPOSIT else {"cash_available": use.cash})
-            reply = Reply(201, body)
+            reply = use_reply(account, use)
             if pending is not None:  # answered before it is complete: completed with it
                 self._pending[id(use)] = (use, reply)
         name = "deposit" if use.kind == DEPOSIT else "withdraw"
@@ -137,6 +135,14 @@ class References:
         return self.listed() == other.listed()
 
     __hash__ = None  # type: ignore[assignment]  # mutable
+
+
+def use_reply(account: int, use: Use) -> Reply:
+    """The reply of the movement ``use`` records for ``account``: a deposit's or a
+    withdrawal's (``StateMachine._deposit``, ``_withdraw``), as the handler gives it."""
+    if use.kind == DEPOSIT:
+        return Reply(201, {"account_id": account, "cash_available": use.cash})
+    return Reply(201, {"cash_available": use.cash})
 
 
 def _use_of(account: int, stored: Stored) -> Use | None:
