@@ -750,13 +750,8 @@ class StateMachine:
         if walk.shown:
             self.references.settle()  # their cash is complete (or no sale came before them)
         self.last_sequence = first_sequence + len(entries) - 1
-        for index, time_us in walk.keyed:
-            reply = replies[index]
-            if reply.status < 500 and reply.status != 429:
-                self.now_us = time_us  # kept at the entry's own time
-                entry = entries[index]
-                self._remember((entry.actor, entry.idempotency_key), entry.request_hash or "",
-                               reply)
+        if walk.keyed:
+            self._remember_run(entries, replies, walk.keyed)
         for index, at, conflict in walk.retries:
             reply = replies[at]
             if reply.status >= 500 or reply.status == 429:  # never a machine's reply
@@ -896,6 +891,32 @@ class StateMachine:
         horizon = self.now_us - IDEMPOTENCY_TTL_US
         if self._front_time >= horizon and len(idempotency) <= IDEMPOTENCY_KEYS_MAX:
             return
+        self._expire(horizon)
+
+    def _remember_run(self, entries: list[c.Entry], replies: list[Reply],
+                      keyed: list[tuple[int, int]]) -> None:
+        """``_remember`` of a run's keyed entries (``keyed``: each one's index and time, in
+        order), each at its own time, in one loop: a replay remembers one entry in seven
+        (a call each was 2.5% of the 200k mixed replay). A reply of the machine's own (5xx,
+        429) is not remembered, as ``apply`` does not."""
+        idempotency, order = self.idempotency, self._idempotency_order
+        for index, time_us in keyed:
+            reply = replies[index]
+            if reply.status >= 500 or reply.status == 429:
+                continue
+            entry = entries[index]
+            key = (entry.actor, entry.idempotency_key)
+            if key not in idempotency:
+                order.append(key)
+            idempotency[key] = Stored(entry.request_hash or "", time_us, reply)
+            horizon = time_us - IDEMPOTENCY_TTL_US
+            if self._front_time < horizon or len(idempotency) > IDEMPOTENCY_KEYS_MAX:
+                self._expire(horizon)
+
+    def _expire(self, horizon: int) -> None:
+        """Forget the keys stored before ``horizon``, and the oldest while there are more
+        than ``IDEMPOTENCY_KEYS_MAX`` (``_remember``)."""
+        idempotency, order = self.idempotency, self._idempotency_order
         while order:
             oldest = idempotency[order[0]]
             if oldest.time_us >= horizon and len(idempotency) <= IDEMPOTENCY_KEYS_MAX:

@@ -850,11 +850,18 @@ class Markets:
         command's."""
         firsts, times = self._run_times
         first = bisect.bisect_right(firsts, sequences[0]) - 1
-        if first == bisect.bisect_right(firsts, sequences[-1]) - 1:
+        last = bisect.bisect_right(firsts, sequences[-1]) - 1
+        if first == last:
             return int(times[first])
-        at = np.searchsorted(np.array(firsts, dtype=np.int64),
-                             np.array(sequences, dtype=np.int64), side="right") - 1
-        return np.array(times, dtype=np.int64)[at]
+        # Each command's time, from the times its run changes at: its commands' sequences are
+        # increasing, so one pass over the changes between the first's and the last's.
+        out, start = [], 0
+        for change in range(first + 1, last + 1):
+            end = bisect.bisect_left(sequences, firsts[change], start)
+            out.extend([times[change - 1]] * (end - start))
+            start = end
+        out.extend([times[last]] * (len(sequences) - start))
+        return np.array(out, dtype=np.int64)
 
     def _fill_movements(self, fills: np.ndarray, sequences: np.ndarray,
                         trades: int | None = None) -> None:
@@ -910,8 +917,10 @@ class Markets:
                 not_found.append(position)
             elif code == k.INVALID_AMEND:
                 replies[index] = self._amend_refused(queue, position, folded)
-            else:
+            elif needed and (kept is None or sequences[position] in kept):
                 replies[index] = _refused(code)
+            else:  # nobody reads it (a replay's): its status only, one shared reply per code
+                replies[index] = _refused_unread(code)
         if not_found:
             self._cancels_refused(queue, commands, not_found, folded, replies)
         if rows:
@@ -1417,6 +1426,17 @@ def _error_reply(status: int, code: str, message: str) -> Reply:
 def _refused(code: int) -> Reply:
     error = CrowdexError(k.CODE_NAMES[code], _refusal_text(code))
     return Reply(error.status, error.body())
+
+
+_REFUSED_UNREAD: dict[int, Reply] = {}  # code -> a refusal's status, its body unbuilt
+
+
+def _refused_unread(code: int) -> Reply:
+    """``_refused(code)``'s status with no body (``_UNBUILT``'s, for a refusal)."""
+    reply = _REFUSED_UNREAD.get(code)
+    if reply is None:
+        reply = _REFUSED_UNREAD[code] = Reply(_refused(code).status, None)
+    return reply
 
 
 _UNBUILT = {200: Reply(200, None), 201: Reply(201, None)}  # bodies nobody reads (see _replies)

@@ -582,7 +582,8 @@ class Offerings:
         # From 0 to what is available (a journaled quantity is positive, and so is a price):
         # the difference fits int64, as numpy's would.
         cash[actor] = available - amount
-        accounts["cash_reserved"][actor] += amount
+        reserved = accounts["cash_reserved"]
+        reserved[actor] = reserved.item(actor) + amount  # at most the venue's cash in all
         sub = Subscription(self.next_subscription_id, project.project_id, actor,
                            machine.last_sequence, now, quantity, cmd.rate_bps, tier_id, amount)
         self.next_subscription_id += 1
