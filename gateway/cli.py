@@ -41,9 +41,12 @@ BENCHMARK_HELP = {
                 "times with a snapshot child alive against none",
     "reads": "a busy venue's reads of one account against the walk over the whole venue "
              "each replaced, and the state hash's stall of the event loop",
+    "instructions": "a mixed journal kept in a directory: its replay's CPU rates, or its "
+                    "instructions under callgrind (trees compared on the same journal)",
 }
 BENCHMARKS = ("replay", "engine", "journal", "pledges", "gateway", "settlement", "recovery",
-              "restart", "ci_check", "stream", "bootstrap", "cluster", "snapshot", "reads")
+              "restart", "ci_check", "stream", "bootstrap", "cluster", "snapshot", "reads",
+              "instructions")
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:

@@ -1,0 +1,40 @@
+"""``crowdex bench instructions``: a mixed journal built once into a directory and replayed
+from there (CPU rates), and the count of a callgrind output file (the count itself needs
+valgrind, which the suite does not run: minutes a count)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bench import instructions
+
+SMALL = ["--commands", "3000", "--investors", "60", "--days", "40", "--reps", "2"]
+
+
+def test_the_journal_is_built_once_and_replays_to_the_writers_state(tmp_path, capsys) -> None:
+    data = tmp_path / "mixed"
+    assert instructions.main(["--data-dir", str(data), *SMALL]) == 0
+    first = capsys.readouterr().out
+    written = re.search(r"journal: [\d,]+ entries written .* state (\w+)", first).group(1)
+    states = re.findall(r"replay: [\d,]+ commands, [\d,]+ a second of CPU \(state (\w+)\)",
+                        first)
+    assert states == [written, written]
+    assert re.search(r"median: [\d,]+ commands a second of CPU", first)
+    assert instructions.main(["--data-dir", str(data), *SMALL]) == 0
+    again = capsys.readouterr().out
+    assert "journal:" not in again  # replayed from the directory, not written again
+    assert re.findall(r"\(state (\w+)\)", again) == [written, written]
+
+
+def test_callgrind_totals_are_read_from_its_output() -> None:
+    text = "version: 1\ncmd: python\nevents: Ir\nsummary: 0\ntotals: 3413472025\n"
+    assert instructions.callgrind_total(text) == 3413472025
+    assert instructions.callgrind_total("version: 1\nevents: Ir\n") == 0
+
+
+def test_a_count_without_valgrind_says_what_to_install(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(instructions.shutil, "which", lambda tool: None)
+    with pytest.raises(SystemExit, match="apt-get install valgrind"):
+        instructions.count_instructions(tmp_path)
