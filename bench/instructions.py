@@ -5,13 +5,20 @@ that from minute to minute (the CPU rate of one replay by +-15% within a process
 trees are told apart by what does not move:
 
 - ``--callgrind``: the instructions of one replay, counted by valgrind's callgrind with
-  instrumentation switched on (``callgrind_control -i on``) only around it, not around the
-  interpreter's start, the imports and the kernels' load, with ``PYTHONHASHSEED=0`` (string
-  hashes move dict and set probes: ~0.3% between processes otherwise). Deterministic to a
-  few parts in ten thousand; it does not see cache misses, which a change of data layout may
-  trade against instructions. Needs valgrind (``apt-get install valgrind``); ~3 minutes for
+  instrumentation switched on (``callgrind_control -i on``) only around its apply (what
+  ``crowdex bench recovery`` times), not around the interpreter's start, the imports, the
+  kernels' load, the first replay of the process (which imports modules and builds decoders
+  once) nor the state hash after it, with ``PYTHONHASHSEED=0`` (string hashes move dict and
+  set probes: ~0.3% between processes otherwise). Deterministic to a few parts in ten
+  thousand. Needs valgrind (``apt-get install valgrind``); ~3 minutes for
   a 60k-command journal. The first count of a tree may compile kernels for valgrind's CPU
   and count them: count twice.
+- ``--callgrind --cache-sim``: the same count with callgrind's cache simulation, for a
+  change of data layout, which may trade instructions against cache misses (a lookup by
+  account of an object that has left the caches costs ~1 us on this host against 0.15 us
+  warm): the misses of the first-level data cache and of the last level, simulated as this
+  host's per-core L2 (``--ll``, 512 KiB: what misses it waits on the shared L3 or memory),
+  and a cost in cycles that weighs them (``estimated_cycles``). Somewhat slower.
 - without it: the replay ``--reps`` times in this process, each one's CPU rate and their
   median (compare trees alternately, in the same minutes).
 
@@ -30,7 +37,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench import venue
 
@@ -47,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=5, help="replays for the CPU rates")
     p.add_argument("--callgrind", action="store_true",
                    help="count the instructions of one replay instead (valgrind)")
+    p.add_argument("--cache-sim", action="store_true",
+                   help="with --callgrind: simulate the caches too (misses, estimated cycles)")
+    p.add_argument("--ll", default=LL_DEFAULT,
+                   help="with --cache-sim: the last level simulated, valgrind's "
+                        "size,associativity,line (default: this host's per-core L2)")
     p.add_argument(COUNT_FLAG, action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(commands=200_000)  # issue 14's figures are of the 200k mixed journal
     args = p.parse_args(argv)
@@ -60,8 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"journal: {written.total:,} entries written in "
               f"{time.perf_counter() - began:.1f} s, state {written.state_hash[:16]}")
     if args.callgrind:
-        count, state = count_instructions(args.data_dir)
-        print(f"instructions of one replay: {count:,} (state {state[:16]})")
+        events, state = count_instructions(args.data_dir, args.ll if args.cache_sim else None)
+        print(f"instructions of one replay: {events['Ir']:,} (state {state[:16]})")
+        if args.cache_sim:
+            first, last = events["D1mr"] + events["D1mw"], events["DLmr"] + events["DLmw"]
+            print(f"first-level data misses: {first:,}; last-level data misses: {last:,} "
+                  f"(LL {args.ll}); estimated cycles: {estimated_cycles(events):,}")
         return 0
     from engine.markets import warm_up
 
@@ -77,24 +95,64 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _replay_timed(data_dir: Path) -> tuple[int, float, str]:
-    from engine.replay import replay
-
-    began = time.process_time()
-    result = replay(data_dir)
-    return result.commands, time.process_time() - began, result.state_hash
+    commands, cpu, machine = _replayed(data_dir)
+    return commands, cpu, machine.state_hash()
 
 
-def count_instructions(data_dir: Path) -> tuple[int, str]:
-    """(instructions, state hash) of one replay of ``data_dir``'s journal, run by this
-    module's ``--count-child`` under callgrind (see the module)."""
+def _replayed(data_dir: Path, around: tuple[Callable[[], object], ...] = ()
+              ) -> tuple[int, float, Any]:
+    """(commands, CPU seconds, the machine) of ``engine.replay.replay``'s apply of
+    ``data_dir``'s journal: what ``crowdex bench recovery`` times, not the journal's opening
+    nor the state hash after it. ``around``: called just before it and just after it (the
+    count's switch)."""
+    from engine.journal import FileJournal
+    from engine.machine import StateMachine
+    from engine.replay import apply_blocks
+    from engine.skips import load_skips
+
+    skips = load_skips(data_dir)
+    journal = FileJournal(data_dir / "journal", sync=False, read_only=True)
+    try:
+        machine = StateMachine()
+        machine.quiet = True  # as replay's: no replies nor updates to build
+        for call in around[:1]:
+            call()
+        began = time.process_time()
+        commands = apply_blocks(machine, journal.read_blocks(0), skips)
+        cpu = time.process_time() - began
+        for call in around[1:]:
+            call()
+    finally:
+        journal.close()
+    return commands, cpu, machine
+
+
+LL_DEFAULT = "524288,8,64"  # this host's L2 a core: 512 KiB, 8 ways, 64-byte lines
+# Weights of a miss in cycles, as callgrind's viewers estimate them (KCachegrind's "cycle
+# estimation"): a first-level miss ~10, a last-level one ~100.
+L1_MISS_CYCLES, LL_MISS_CYCLES = 10, 100
+
+
+def estimated_cycles(events: dict[str, int]) -> int:
+    """Instructions and cache misses weighed into cycles (``events`` with cache simulation)."""
+    first = events["I1mr"] + events["D1mr"] + events["D1mw"]
+    last = events["ILmr"] + events["DLmr"] + events["DLmw"]
+    return events["Ir"] + L1_MISS_CYCLES * first + LL_MISS_CYCLES * last
+
+
+def count_instructions(data_dir: Path, ll: str | None = None) -> tuple[dict[str, int], str]:
+    """(events, state hash) of one replay of ``data_dir``'s journal, run by this module's
+    ``--count-child`` under callgrind (see the module): the instructions (``Ir``), and with
+    ``ll`` (the last level's size,associativity,line) the simulated caches' misses too."""
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (apt-get install valgrind)")
     with tempfile.TemporaryDirectory(prefix="crowdex-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
         env = {**os.environ, "PYTHONHASHSEED": "0"}
+        simulate = [] if ll is None else ["--cache-sim=yes", f"--LL={ll}"]
         done = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no", *simulate,
              f"--callgrind-out-file={out}", sys.executable, "-m", "bench.instructions",
              "--data-dir", str(data_dir), COUNT_FLAG],
             env=env, capture_output=True, text=True, check=False)
@@ -102,30 +160,44 @@ def count_instructions(data_dir: Path) -> tuple[int, str]:
         if done.returncode != 0 or not lines:
             raise SystemExit(f"the counted replay failed ({done.returncode}):\n"
                              f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
-        files = sorted(Path(tmp).glob("callgrind.out*"))
-        return sum(callgrind_total(f.read_text()) for f in files), lines[-1].split()[1]
+        events: dict[str, int] = {}
+        for f in sorted(Path(tmp).glob("callgrind.out*")):
+            for name, count in callgrind_totals(f.read_text()).items():
+                events[name] = events.get(name, 0) + count
+        events.setdefault("Ir", 0)
+        return events, lines[-1].split()[1]
 
 
-def callgrind_total(text: str) -> int:
-    """The instructions a callgrind output file counts (its ``totals:`` line; 0 if none:
-    a file of a part never switched on)."""
+def callgrind_totals(text: str) -> dict[str, int]:
+    """The events a callgrind output file counts, by name (its ``events:`` and ``totals:``
+    lines: ``Ir``, the instructions, and with cache simulation the misses); empty if it has
+    no totals (a file of a part never switched on)."""
+    names: list[str] = []
     for line in text.splitlines():
-        if line.startswith("totals:"):
-            return int(line.split()[1])
-    return 0
+        if line.startswith("events:"):
+            names = line.split()[1:]
+        elif line.startswith("totals:"):
+            return dict(zip(names, map(int, line.split()[1:]), strict=True))
+    return {}
 
 
 def _count_child(data_dir: Path) -> int:
     """Under callgrind: one replay, instrumented alone."""
     from engine.markets import warm_up
-    from engine.replay import replay
 
     warm_up()  # not counted: the kernels loaded before the count starts
+    # Nor what the first replay of a process does once: import the modules of the components
+    # and board rules the journal reaches, build msgspec's decoders of their types (~8% of the
+    # instructions of a 60k journal's replay). The counted replay is the steady state.
+    _replayed(data_dir)
     pid = str(os.getpid())
-    subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
-    result = replay(data_dir)
-    subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
-    print(f"state {result.state_hash}")
+
+    def switch(to: str) -> Callable[[], object]:
+        return lambda: subprocess.run(["callgrind_control", "-i", to, pid], check=True,
+                                      capture_output=True)
+
+    _, _, machine = _replayed(data_dir, (switch("on"), switch("off")))
+    print(f"state {machine.state_hash()}")  # not counted
     return 0
 
 

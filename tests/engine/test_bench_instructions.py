@@ -30,8 +30,18 @@ def test_the_journal_is_built_once_and_replays_to_the_writers_state(tmp_path, ca
 
 def test_callgrind_totals_are_read_from_its_output() -> None:
     text = "version: 1\ncmd: python\nevents: Ir\nsummary: 0\ntotals: 3413472025\n"
-    assert instructions.callgrind_total(text) == 3413472025
-    assert instructions.callgrind_total("version: 1\nevents: Ir\n") == 0
+    assert instructions.callgrind_totals(text) == {"Ir": 3413472025}
+    assert instructions.callgrind_totals("version: 1\nevents: Ir\n") == {}
+
+
+def test_simulated_misses_are_read_and_weighed_into_cycles() -> None:
+    text = ("events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw\n"
+            "summary: 0\ntotals: 1000 400 200 7 30 20 1 5 4\n")
+    events = instructions.callgrind_totals(text)
+    assert events == {"Ir": 1000, "Dr": 400, "Dw": 200, "I1mr": 7, "D1mr": 30, "D1mw": 20,
+                      "ILmr": 1, "DLmr": 5, "DLmw": 4}
+    # 1000 instructions, 57 first-level misses at 10 cycles, 10 last-level ones at 100.
+    assert instructions.estimated_cycles(events) == 1000 + 570 + 1000
 
 
 def test_a_count_without_valgrind_says_what_to_install(monkeypatch, tmp_path) -> None:
