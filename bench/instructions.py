@@ -9,10 +9,11 @@ trees are told apart by what does not move:
   ``crowdex bench recovery`` times), not around the interpreter's start, the imports, the
   kernels' load, the first replay of the process (which imports modules and builds decoders
   once) nor the state hash after it, with ``PYTHONHASHSEED=0`` (string hashes move dict and
-  set probes: ~0.3% between processes otherwise). Deterministic to a few parts in ten
-  thousand. Needs valgrind (``apt-get install valgrind``); ~3 minutes for
-  a 60k-command journal. The first count of a tree may compile kernels for valgrind's CPU
-  and count them: count twice.
+  set probes: ~0.3% between processes otherwise). Needs valgrind (``apt-get install
+  valgrind``); ~2-4 minutes for a 60k-command journal. Count each tree twice: its first
+  count compiles the kernels for valgrind's CPU (in the part not counted) and reads ~0.4%
+  fewer instructions than the counts after it (three trees, session 28; the memory that
+  compile leaves behind, presumably), which agree to ~0.05%.
 - ``--callgrind --cache-sim``: the same count with callgrind's cache simulation, for a
   change of data layout, which may trade instructions against cache misses (a lookup by
   account of an object that has left the caches costs ~1 us on this host against 0.15 us

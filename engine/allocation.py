@@ -18,8 +18,9 @@ from engine.kernels import allocation as kernels
 from engine.kernels import codes
 
 INT64_MAX = kernels.INT64_MAX
-# The first_come kernel as Python (its py_func; the function itself when numba's JIT is off).
-_FIRST_COME_ONE = getattr(kernels.first_come, "py_func", kernels.first_come)
+# The first_come kernel's rule for one pledge as Python (its py_func; the function itself when
+# numba's JIT is off).
+_FIRST_COME_CODE = getattr(kernels.first_come_code, "py_func", kernels.first_come_code)
 
 
 def _int64s(values: Sequence[int]) -> np.ndarray:
@@ -68,17 +69,15 @@ class KernelAllocation:
         """The ``first_come`` kernel's answer for one pledge, by its code's name (``ok``...).
 
         Capacity -1 is unlimited in the kernel, so a negative ``remaining`` is passed as 0:
-        nothing remains. One pledge is the kernel's own source run by the interpreter
-        (numba's ``py_func``) over one-element lists: the same rule, without the arrays and the
-        compiled call that cost more than the rule for one number (every pledge on a limited
-        tier asks). Quantities past int64 take the compiled path, which refuses them as it
-        always did.
+        nothing remains. One pledge is the kernel's own rule for one pledge
+        (``first_come_code``, which the kernel calls for each) run by the interpreter (numba's
+        ``py_func``): the same rule, without the arrays and the compiled call that cost more
+        than the rule for one number (every pledge on a limited tier asks). Quantities past
+        int64 take the compiled path, which refuses them as it always did.
         """
         capacity = -1 if remaining is None else max(remaining, 0)
         if -INT64_MAX <= quantity <= INT64_MAX and capacity <= INT64_MAX:
-            result = [0]
-            _FIRST_COME_ONE([quantity], capacity, result, [0])
-            code = result[0]
+            code = _FIRST_COME_CODE(quantity, capacity)
         else:
             found, _, _ = matching.allocate_first_come(_int64s([quantity]), capacity)
             code = int(found[0])

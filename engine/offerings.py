@@ -208,7 +208,7 @@ class _Committed:
     sum is not kept and the walk answers (``ordered``), as exact and only slower.
     """
 
-    __slots__ = ("subs", "first", "below_us", "fen", "ordered", "floor_us")
+    __slots__ = ("subs", "first", "below_us", "fen", "ordered", "floor_us", "limit")
 
     def __init__(self) -> None:
         self.subs: list[Subscription] = []
@@ -217,6 +217,9 @@ class _Committed:
         self.fen = 0  # what subs[first:] commit
         self.ordered = True
         self.floor_us = 0  # the latest of below_us and the last subscription's time
+        # The investor's retail limit once a subscription read it (``Offerings._subscribe``):
+        # a function of its income and net worth, which never change.
+        self.limit: int | None = None
 
     def add(self, sub: Subscription, fen: int) -> None:
         """Count ``sub``, which commits ``fen`` (``committed_fen``: a new one, its
@@ -567,7 +570,10 @@ class Offerings:
         committed = self._committed[actor] if counts else None
         if counts and not cn2015 and investor.investor_class == "retail":
             # _check_retail_limit, inlined where it passes.
-            limit = rules.retail_limit_fen(investor.annual_income, investor.net_worth)
+            limit = committed.limit
+            if limit is None:
+                limit = committed.limit = rules.retail_limit_fen(investor.annual_income,
+                                                                  investor.net_worth)
             if committed.used_fen(now - YEAR_US) + amount > limit:
                 self._check_retail_limit(investor, amount)
         accounts = machine.balances.accounts.rows
@@ -590,8 +596,13 @@ class Offerings:
         subscriptions[sub.subscription_id] = sub
         # _index, inlined: a new subscription is live.
         self._by_project[sub.project_id].append(sub)
-        if counts:
-            committed.add(sub, amount)
+        if counts:  # committed.add(sub, amount), inlined
+            if now < committed.floor_us:
+                committed.ordered = False
+            else:
+                committed.floor_us = now
+            committed.subs.append(sub)
+            committed.fen += amount
         # _live_add(sub, 1, live), inlined.
         live.amount += amount
         live.quantity += quantity

@@ -53,28 +53,37 @@ def pro_rata(requested, sequence, account, available, out):
 
 
 @njit(cache=True)
+def first_come_code(requested, remaining):
+    """The code of one pledge of ``requested`` where ``remaining`` are left (< 0: unlimited):
+    ``OK``, or ``SOLD_OUT`` once nothing remains, or ``EXCEEDS_REMAINING`` if it is larger
+    than what remains (taken whole or not at all)."""
+    if remaining < 0:
+        return OK
+    if remaining == 0:
+        return SOLD_OUT
+    if requested > remaining:
+        return EXCEEDS_REMAINING
+    return OK
+
+
+@njit(cache=True)
 def first_come(requested, capacity, codes, out):
     """Take pledges in arrival order, each whole or not at all; never sells more than capacity.
 
     ``capacity`` < 0 means unlimited. A pledge larger than what remains is refused with
-    ``EXCEEDS_REMAINING`` (``SOLD_OUT`` once nothing remains). Returns what remains (-1 if
-    unlimited).
+    ``EXCEEDS_REMAINING`` (``SOLD_OUT`` once nothing remains): ``first_come_code``. Returns
+    what remains (-1 if unlimited).
     """
     remaining = capacity
     for i in range(len(requested)):
-        if remaining < 0:
-            codes[i] = OK
+        code = first_come_code(requested[i], remaining)
+        codes[i] = code
+        if code == OK:
             out[i] = requested[i]
-        elif remaining == 0:
-            codes[i] = SOLD_OUT
-            out[i] = 0
-        elif requested[i] > remaining:
-            codes[i] = EXCEEDS_REMAINING
-            out[i] = 0
+            if remaining >= 0:
+                remaining -= requested[i]
         else:
-            codes[i] = OK
-            out[i] = requested[i]
-            remaining -= requested[i]
+            out[i] = 0
     return remaining
 
 

@@ -150,3 +150,16 @@ def test_movements_recorded_in_between_are_put_back_in_sequence_order():
     assert live.tolist() == one.movements.table.live().tolist()
     assert list(live["sequence"]) == sorted(live["sequence"])
     assert batched.state_hash() == one.state_hash()
+
+
+@pytest.mark.parametrize("account", [0, -1, 1, 10_000, 2**62])
+def test_no_account_or_the_fee_account_is_taken(account):
+    """A deposit or withdrawal naming no account (none yet, a negative id, one past the
+    balances' rows), or a deposit to the fee account, is not taken: it goes to its handler,
+    which refuses it as one at a time does. (A withdrawal is the account's own, so
+    its account exists; past the table's rows its handler would fail, the journal's entry
+    poison: not one a gateway writes.)"""
+    withdrawn = [_withdraw(account, 5, "w")] if account < 1_000 else []
+    entries = _run(_deposit(account, 7, "a"), *withdrawn, _deposit(A, 3, "d"))
+    _compare(c.RULES_VERSION, entries, [])
+    assert _handled(entries) == ["a", *(["w"] if withdrawn else [])]

@@ -214,3 +214,47 @@ def test_a_subscription_older_than_the_window_then_cancelled() -> None:
     late.status = CANCELLED
     Offerings.recommitted(offerings, late, late.reserved)
     assert committed.used_fen(30) == committed.used_fen(31) == 0
+
+
+def test_each_retail_investor_is_held_to_its_own_limit() -> None:
+    """A retail investor's limit is read once and kept with its sum (``_Committed.limit``):
+    each is held to its own, read again after a snapshot's load. The higher limit is read
+    first: one kept for the venue, or for the last investor asked, would let the lower one
+    through."""
+    machine = StateMachine()
+    _apply(machine, 0, c.Genesis("h", True, START_US, "intl", c.RULES_VERSION))
+    _apply(machine, OPERATOR, c.CreateAccount("issuer", "issuer", "kis"))
+    rich = 1_000_000_00  # income and net worth: a limit of 100,000.00 (10%)
+    accounts = {}
+    for name, income, klass in [("high", rich, "retail"), ("low", None, "retail"),
+                                ("q", None, "qualified")]:
+        reply = machine.apply(machine.last_sequence + 1, c.Entry(
+            machine.now_us, OPERATOR, c.CreateAccount("investor", name, f"k-{name}",
+                                                      investor_class=klass,
+                                                      annual_income=income, net_worth=income)))
+        accounts[name] = reply.body["account_id"]
+        _apply(machine, OPERATOR, c.Deposit(accounts[name], 10**12, f"d-{name}"))
+    assert rules.retail_limit_fen(rich, rich) == 100_000_00
+    assert rules.retail_limit_fen(None, None) == 2_500_00
+    project = machine.component("offerings").next_project_id
+    terms = {"price": PRICE, "min_quantity": 1, "max_quantity": 10**9, "lockup_days": 0}
+    _apply(machine, ISSUER, oc.CreateProject("equity", "big", "x", START_US + 30 * DAY_US,
+                                             terms))
+    _apply(machine, OPERATOR, oc.ReviewProject(project, True))
+
+    def subscribe(venue: StateMachine, name: str, quantity: int) -> str:
+        reply = venue.apply(venue.last_sequence + 1, c.Entry(
+            venue.now_us, accounts[name], oc.Subscribe(project, quantity)))
+        return "ok" if reply.status == 201 else reply.body["error"]["code"]
+
+    assert subscribe(machine, "high", 1_500) == "ok"  # 75,000.00
+    assert subscribe(machine, "low", 40) == "ok"  # 2,000.00
+    loaded = StateMachine()
+    loaded.load(machine.arrays(), machine.meta())
+    for venue in (machine, loaded):  # the same answers before and after a load
+        assert subscribe(venue, "low", 11) == "limit_exceeded"  # 2,550.00 in all
+        assert subscribe(venue, "high", 501) == "limit_exceeded"  # 100,050.00 in all
+        assert subscribe(venue, "q", 10_000) == "ok"  # no limit
+        assert subscribe(venue, "low", 10) == "ok"  # 2,500.00: at it
+        assert subscribe(venue, "high", 500) == "ok"  # 100,000.00: at it
+        assert subscribe(venue, "low", 1) == subscribe(venue, "high", 1) == "limit_exceeded"
