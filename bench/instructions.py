@@ -20,6 +20,8 @@ trees are told apart by what does not move:
   warm): the misses of the first-level data cache and of the last level, simulated as this
   host's per-core L2 (``--ll``, 512 KiB: what misses it waits on the shared L3 or memory),
   and a cost in cycles that weighs them (``estimated_cycles``). Somewhat slower.
+  ``--keep-output DIR`` keeps callgrind's files for ``callgrind_annotate`` (by C function:
+  the interpreter's, msgspec's, numba's kernels; Python 3.11 names no Python function).
 - without it: the replay ``--reps`` times in this process, each one's CPU rate and their
   median (compare trees alternately, in the same minutes).
 
@@ -62,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ll", default=LL_DEFAULT,
                    help="with --cache-sim: the last level simulated, valgrind's "
                         "size,associativity,line (default: this host's per-core L2)")
+    p.add_argument("--keep-output", type=Path, metavar="DIR",
+                   help="with --callgrind: copy callgrind's output files into DIR "
+                        "(callgrind_annotate DIR/callgrind.out*)")
     p.add_argument(COUNT_FLAG, action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(commands=200_000)  # issue 14's figures are of the 200k mixed journal
     args = p.parse_args(argv)
@@ -75,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"journal: {written.total:,} entries written in "
               f"{time.perf_counter() - began:.1f} s, state {written.state_hash[:16]}")
     if args.callgrind:
-        events, state = count_instructions(args.data_dir, args.ll if args.cache_sim else None)
+        events, state = count_instructions(args.data_dir, args.ll if args.cache_sim else None,
+                                           args.keep_output)
         print(f"instructions of one replay: {events['Ir']:,} (state {state[:16]})")
         if args.cache_sim:
             first, last = events["D1mr"] + events["D1mw"], events["DLmr"] + events["DLmw"]
@@ -141,10 +147,13 @@ def estimated_cycles(events: dict[str, int]) -> int:
     return events["Ir"] + L1_MISS_CYCLES * first + LL_MISS_CYCLES * last
 
 
-def count_instructions(data_dir: Path, ll: str | None = None) -> tuple[dict[str, int], str]:
+def count_instructions(data_dir: Path, ll: str | None = None, keep: Path | None = None
+                       ) -> tuple[dict[str, int], str]:
     """(events, state hash) of one replay of ``data_dir``'s journal, run by this module's
     ``--count-child`` under callgrind (see the module): the instructions (``Ir``), and with
-    ``ll`` (the last level's size,associativity,line) the simulated caches' misses too."""
+    ``ll`` (the last level's size,associativity,line) the simulated caches' misses too.
+    ``keep``: a directory to copy callgrind's output files into, for ``callgrind_annotate``
+    (which C functions, numba's kernels among them, count what)."""
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (apt-get install valgrind)")
@@ -165,6 +174,9 @@ def count_instructions(data_dir: Path, ll: str | None = None) -> tuple[dict[str,
         for f in sorted(Path(tmp).glob("callgrind.out*")):
             for name, count in callgrind_totals(f.read_text()).items():
                 events[name] = events.get(name, 0) + count
+            if keep is not None:
+                keep.mkdir(parents=True, exist_ok=True)
+                shutil.copy(f, keep / f.name)
         events.setdefault("Ir", 0)
         return events, lines[-1].split()[1]
 
@@ -188,8 +200,9 @@ def _count_child(data_dir: Path) -> int:
 
     warm_up()  # not counted: the kernels loaded before the count starts
     # Nor what the first replay of a process does once: import the modules of the components
-    # and board rules the journal reaches, build msgspec's decoders of their types (~8% of the
-    # instructions of a 60k journal's replay). The counted replay is the steady state.
+    # and board rules the journal reaches, build msgspec's decoders of their types, load the
+    # kernels warm_up does not (~5% of the instructions of a 60k journal's first replay). The
+    # counted replay is the steady state.
     _replayed(data_dir)
     pid = str(os.getpid())
 

@@ -5,6 +5,8 @@ valgrind, which the suite does not run: minutes a count)."""
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +50,29 @@ def test_a_count_without_valgrind_says_what_to_install(monkeypatch, tmp_path) ->
     monkeypatch.setattr(instructions.shutil, "which", lambda tool: None)
     with pytest.raises(SystemExit, match="apt-get install valgrind"):
         instructions.count_instructions(tmp_path)
+
+
+def test_a_count_sums_callgrinds_files_and_keeps_them(monkeypatch, tmp_path) -> None:
+    """valgrind stood in for: the count passes the simulation's flags, sums the events of
+    every output file (a part per process switched on) and copies them where asked."""
+    seen = []
+
+    def valgrind(argv, **kwargs):
+        seen.append(argv)
+        out = Path(next(a for a in argv if a.startswith("--callgrind-out-file="))
+                   .split("=", 1)[1])
+        events = "events: Ir I1mr D1mr D1mw ILmr DLmr DLmw\n"
+        out.write_text(f"{events}totals: 100 1 2 3 0 1 1\n")
+        Path(f"{out}.1").write_text(f"{events}totals: 50 0 1 0 0 0 1\n")
+        return subprocess.CompletedProcess(argv, 0, "state abcdef\n", "")
+
+    monkeypatch.setattr(instructions.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(instructions.subprocess, "run", valgrind)
+    events, state = instructions.count_instructions(tmp_path / "data", "524288,8,64",
+                                                    keep=tmp_path / "kept")
+    assert state == "abcdef"
+    assert events == {"Ir": 150, "I1mr": 1, "D1mr": 3, "D1mw": 3, "ILmr": 0, "DLmr": 1,
+                      "DLmw": 2}
+    assert {"--cache-sim=yes", "--LL=524288,8,64"} <= set(seen[0])
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["callgrind.out",
+                                                                     "callgrind.out.1"]
