@@ -40,9 +40,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from bench import venue
 
@@ -102,36 +102,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _replay_timed(data_dir: Path) -> tuple[int, float, str]:
-    commands, cpu, machine = _replayed(data_dir)
-    return commands, cpu, machine.state_hash()
+    from engine.replay import replay
+
+    clock = _CpuClock()
+    result = replay(data_dir, around=clock)
+    return result.commands, clock.seconds, result.state_hash
 
 
-def _replayed(data_dir: Path, around: tuple[Callable[[], object], ...] = ()
-              ) -> tuple[int, float, Any]:
-    """(commands, CPU seconds, the machine) of ``engine.replay.replay``'s apply of
-    ``data_dir``'s journal: what ``crowdex bench recovery`` times, not the journal's opening
-    nor the state hash after it. ``around``: called just before it and just after it (the
-    count's switch)."""
-    from engine.journal import FileJournal
-    from engine.machine import StateMachine
-    from engine.replay import apply_blocks
-    from engine.skips import load_skips
+class _CpuClock:
+    """The CPU seconds of what it is entered around (``replay``'s apply)."""
 
-    skips = load_skips(data_dir)
-    journal = FileJournal(data_dir / "journal", sync=False, read_only=True)
-    try:
-        machine = StateMachine()
-        machine.quiet = True  # as replay's: no replies nor updates to build
-        for call in around[:1]:
-            call()
-        began = time.process_time()
-        commands = apply_blocks(machine, journal.read_blocks(0), skips)
-        cpu = time.process_time() - began
-        for call in around[1:]:
-            call()
-    finally:
-        journal.close()
-    return commands, cpu, machine
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __enter__(self) -> None:
+        self._began = time.process_time()
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.process_time() - self._began
 
 
 LL_DEFAULT = "524288,8,64"  # this host's L2 a core: 512 KiB, 8 ways, 64-byte lines
@@ -197,22 +185,26 @@ def callgrind_totals(text: str) -> dict[str, int]:
 def _count_child(data_dir: Path) -> int:
     """Under callgrind: one replay, instrumented alone."""
     from engine.markets import warm_up
+    from engine.replay import replay
 
     warm_up()  # not counted: the kernels loaded before the count starts
     # Nor what the first replay of a process does once: import the modules of the components
     # and board rules the journal reaches, build msgspec's decoders of their types, load the
     # kernels warm_up does not (~5% of the instructions of a 60k journal's first replay). The
     # counted replay is the steady state.
-    _replayed(data_dir)
-    pid = str(os.getpid())
-
-    def switch(to: str) -> Callable[[], object]:
-        return lambda: subprocess.run(["callgrind_control", "-i", to, pid], check=True,
-                                      capture_output=True)
-
-    _, _, machine = _replayed(data_dir, (switch("on"), switch("off")))
-    print(f"state {machine.state_hash()}")  # not counted
+    replay(data_dir)
+    result = replay(data_dir, around=_counted())
+    print(f"state {result.state_hash}")  # the hash, after the apply: not counted
     return 0
+
+
+@contextmanager
+def _counted() -> Iterator[None]:
+    """Callgrind's instrumentation of this process on around what it is entered around."""
+    pid = str(os.getpid())
+    subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
+    yield
+    subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
 
 
 if __name__ == "__main__":

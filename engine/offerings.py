@@ -596,11 +596,11 @@ class Offerings:
         subscriptions[sub.subscription_id] = sub
         # _index, inlined: a new subscription is live.
         self._by_project[sub.project_id].append(sub)
-        if counts:  # committed.add(sub, amount), inlined
-            if now < committed.floor_us:
-                committed.ordered = False
-            else:
-                committed.floor_us = now
+        if counts:
+            # committed.add(sub, amount), inlined: made now, it is no older than the floor
+            # (the exchange's time never goes back, nor does a horizon pass it), so it stays
+            # in order.
+            committed.floor_us = now
             committed.subs.append(sub)
             committed.fen += amount
         # _live_add(sub, 1, live), inlined.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -273,9 +273,12 @@ def _chunks(block: RecordBlock, skips: dict[int, Skip],
             yield first + at, at, min(hi, at + size)
 
 
-def replay(data_dir: Path, upto: int | None = None) -> ReplayResult:
+def replay(data_dir: Path, upto: int | None = None,
+           around: AbstractContextManager | None = None) -> ReplayResult:
     """Rebuild a venue's state from its journal from empty (snapshots ignored); an entry
-    that cannot be applied raises ``PoisonCommand`` naming it."""
+    that cannot be applied raises ``PoisonCommand`` naming it. ``around``: entered just
+    around the apply that ``seconds`` times (not the journal's opening nor the state hash),
+    for a benchmark's CPU clock or instruction count (``bench.instructions``)."""
     data_dir = Path(data_dir)
     skips = load_skips(data_dir)
     journal = FileJournal(data_dir / "journal", sync=False, read_only=True)
@@ -284,7 +287,8 @@ def replay(data_dir: Path, upto: int | None = None) -> ReplayResult:
         machine.quiet = True  # no replies nor updates to build: nobody is listening
         started = time.perf_counter()
         try:
-            commands = apply_blocks(machine, _upto(journal.read_blocks(0), upto), skips)
+            with nullcontext() if around is None else around:
+                commands = apply_blocks(machine, _upto(journal.read_blocks(0), upto), skips)
         except PoisonCommand:
             raise
         except Exception:  # a run failed, half applied: name the entry, one at a time
