@@ -62,9 +62,10 @@ STOP_TIMEOUT_S = 5.0
 # thread or the clients' traffic waited for one: at 20k orders/s on this 2-core machine (the
 # load client on it too), p99 medians of three 3 s runs were 5.7-7.8 ms with it at niceness
 # 10 and 5.2-7.1 ms at SCHED_IDLE, and the load client's own lateness p99 1.6-2.7 ms against
-# 1.3-1.6 ms, in alternating runs (README, Benchmarks). A venue so busy that no CPU is ever
-# idle starves it: it falls behind, and past FOLLOWER_BEHIND_MAX_SNAPSHOTS the server forks
-# its snapshots itself (engine.sequencer), as with any follower that cannot keep up.
+# 1.3-1.6 ms, in alternating runs (bench/HISTORY.md, session 16). A venue so busy that no
+# CPU is ever idle starves it: it falls behind, and past FOLLOWER_BEHIND_MAX_SNAPSHOTS the
+# server forks its snapshots itself (engine.sequencer), as with any follower that cannot keep
+# up.
 # CROWDEX_FOLLOWER_SCHED_IDLE=0 runs it at FOLLOWER_NICE instead, for measuring.
 FOLLOWER_SCHED_IDLE = os.environ.get("CROWDEX_FOLLOWER_SCHED_IDLE", "1") != "0"
 # Its niceness: what it runs at where the idle class cannot be had (not Linux), or with
